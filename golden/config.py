@@ -1,0 +1,195 @@
+"""ReSV algorithm configuration: one frozen, keyword-only dataclass and its named presets.
+
+Every ReSV parameter of shared/SPEC.md section 2 lives here and nowhere else; the hardware
+configuration (``hw.config``) is built on top of it. Values are validated on construction,
+so a bad configuration fails before any model or elaboration runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["PRESETS", "ReSVConfig", "preset"]
+
+HashSpace = Literal["post_rope", "pre_rope"]
+PrefillMode = Literal["mean", "union"]
+Selection = Literal["bucketed", "exact"]
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rule = f"in {lo}..{hi}" if hi is not None else f"at least {lo}"
+        raise ValueError(f"{name} must be {rule}, not {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReSVConfig:
+    """Parameters of ReSV (hashing, clustering, WiCSum selection, retrieval).
+
+    The defaults are the ``paper`` preset; see README "Choosing the defaults" for the sweeps
+    on real video behind ``threshold``, ``coverage``, ``hash_space`` and ``centre_keys``.
+    """
+
+    #: Dimension d of one attention head's keys and queries.
+    head_dim: int = 128
+    #: Number H of random hyperplanes, i.e. signature bits (1..64).
+    hash_bits: int = 32
+    #: Hamming threshold T: a token joins its nearest cluster when the distance is <= T.
+    threshold: int = 5
+    #: Cluster-table entries per (layer, KV head); when full, tokens are force-joined.
+    max_clusters: int = 4096
+    #: WiCSum coverage: fraction of the weighted score mass the selection must reach.
+    coverage: float = 0.9
+    #: First tokens of the stream that are always attended (never selected via clusters).
+    sink_tokens: int = 4
+    #: Most recent tokens that are always attended; clustered once they age out.
+    recent_tokens: int = 256
+    #: Which keys are hashed: after RoPE (the paper) or before it (content only).
+    hash_space: HashSpace = "pre_rope"
+    #: Subtract a per-head bias (mean key of the first frame, BF16) before hashing.
+    centre_keys: bool = True
+    #: Frame prefill: one selection from the block's mean query, or the union per token.
+    prefill_mode: PrefillMode = "union"
+    #: Selection used by the streaming cache: bit-exact bucketed (hardware) or exact float.
+    selection: Selection = "bucketed"
+    #: Fractional bits of the fixed-point log2 scores fed to the WTU.
+    score_frac_bits: int = 8
+    #: Total width of the signed fixed-point score (scores saturate to this width).
+    score_bits: int = 16
+    #: log2 of the bucket width in score LSBs.
+    bucket_shift: int = 6
+    #: Number of WTU buckets; clusters further than the last bucket carry no mass.
+    n_buckets: int = 64
+    #: Fractional bits of the exp2 look-up table L[b].
+    lut_frac_bits: int = 16
+    #: Fractional bits of the fixed-point coverage.
+    coverage_frac_bits: int = 16
+    #: Width of a cluster's token count (the paper: 16-bit counts in an 8 KB memory).
+    count_bits: int = 16
+    #: RoPE base frequency.
+    rope_base: float = 10000.0
+    #: Seed of the random hyperplanes.
+    plane_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("head_dim", self.head_dim, 2)
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim must be even (RoPE rotates pairs), not {self.head_dim!r}")
+        _check_int("hash_bits", self.hash_bits, 1, 64)
+        _check_int("threshold", self.threshold, 0, self.hash_bits)
+        _check_int("max_clusters", self.max_clusters, 1)
+        if isinstance(self.coverage, bool) or not isinstance(self.coverage, int | float):
+            raise TypeError(f"coverage must be a number, not {self.coverage!r}")
+        if not 0.0 < self.coverage <= 1.0:
+            raise ValueError(f"coverage must be in (0, 1], not {self.coverage!r}")
+        _check_int("sink_tokens", self.sink_tokens, 0)
+        _check_int("recent_tokens", self.recent_tokens, 0)
+        _check_choice("hash_space", self.hash_space, ("post_rope", "pre_rope"))
+        if not isinstance(self.centre_keys, bool):
+            raise TypeError(f"centre_keys must be a bool, not {self.centre_keys!r}")
+        _check_choice("prefill_mode", self.prefill_mode, ("mean", "union"))
+        _check_choice("selection", self.selection, ("bucketed", "exact"))
+        _check_int("score_frac_bits", self.score_frac_bits, 0, 16)
+        _check_int("score_bits", self.score_bits, self.score_frac_bits + 2, 32)
+        _check_int("bucket_shift", self.bucket_shift, 0, self.score_bits - 1)
+        _check_int("n_buckets", self.n_buckets, 1, 1 << 16)
+        _check_int("lut_frac_bits", self.lut_frac_bits, 1, 32)
+        _check_int("coverage_frac_bits", self.coverage_frac_bits, 1, 32)
+        _check_int("count_bits", self.count_bits, 1, 32)
+        if not isinstance(self.rope_base, int | float) or not self.rope_base > 1.0:
+            raise ValueError(f"rope_base must be a number greater than 1, not {self.rope_base!r}")
+        _check_int("plane_seed", self.plane_seed, 0)
+        mass_bits = self.count_bits + math.ceil(math.log2(self.max_clusters)) + self.lut_frac_bits
+        if mass_bits > 62:
+            raise ValueError(
+                "count_bits + log2(max_clusters) + lut_frac_bits must be <= 62 (the WTU mass "
+                f"accumulator), not {mass_bits}"
+            )
+
+    def replace(self, **changes: Any) -> ReSVConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    # Derived values ------------------------------------------------------------------------
+
+    @property
+    def coverage_q(self) -> int:
+        """Coverage in fixed point: ``round(coverage * 2**coverage_frac_bits)``."""
+        return int(np.rint(self.coverage * (1 << self.coverage_frac_bits)))
+
+    @property
+    def bucket_range_log2(self) -> float:
+        """Score range the buckets span, in log2 units (SPEC: should be >= 16)."""
+        return self.n_buckets * (1 << self.bucket_shift) / (1 << self.score_frac_bits)
+
+    @property
+    def score_min(self) -> int:
+        return -(1 << (self.score_bits - 1))
+
+    @property
+    def score_max(self) -> int:
+        return (1 << (self.score_bits - 1)) - 1
+
+    @property
+    def count_max(self) -> int:
+        return (1 << self.count_bits) - 1
+
+    @property
+    def score_scale(self) -> float:
+        """Factor from ``q . k`` to the fixed-point log2 score: log2(e) / sqrt(d) * 2**frac."""
+        return math.log2(math.e) / math.sqrt(self.head_dim) * (1 << self.score_frac_bits)
+
+    @cached_property
+    def planes(self) -> np.ndarray:
+        """The random hyperplanes, (head_dim, hash_bits) float32, from ``plane_seed``."""
+        rng = np.random.default_rng(self.plane_seed)
+        planes = rng.standard_normal((self.head_dim, self.hash_bits)).astype(np.float32)
+        planes.setflags(write=False)
+        return planes
+
+
+PRESETS: dict[str, ReSVConfig] = {
+    # Small enough for exhaustive unit tests and fast RTL simulation.
+    "tiny": ReSVConfig(
+        head_dim=16,
+        hash_bits=16,
+        threshold=3,
+        max_clusters=16,
+        sink_tokens=2,
+        recent_tokens=8,
+        score_frac_bits=4,
+        score_bits=12,
+        bucket_shift=4,
+        n_buckets=16,
+        lut_frac_bits=12,
+        coverage_frac_bits=12,
+        count_bits=8,
+    ),
+    # The paper's sizes (VideoLLM-Online heads, 4096-entry cluster table of 16-bit counts).
+    "paper": ReSVConfig(),
+    # Edge part: same algorithm, smaller cluster table.
+    "edge": ReSVConfig(max_clusters=1024),
+}
+
+
+def preset(name: str) -> ReSVConfig:
+    """The named preset; raises ``ValueError`` listing the presets for an unknown name."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"config must be one of {', '.join(map(repr, PRESETS))}, not {name!r}"
+        ) from None

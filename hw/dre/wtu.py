@@ -1,0 +1,246 @@
+"""WiCSumThresholdUnit (WTU): bucketed WiCSum selection, bit-exact with
+``golden.resv.wicsum_select_bucketed``.
+
+Interface
+  ``cmd`` (in stream, ``DRELayouts.wtu_cmd``): ``coverage_q`` of the next row (1..2**cf).
+  ``clusters`` (in stream, ``DRELayouts.cluster_score``): the row, clusters 0, 1, …, C-1 in
+  order, ``last`` on cluster C-1 (C <= max_clusters). An id out of sequence or a row longer
+  than ``max_clusters`` sets ``error`` in the summary.
+  ``selected`` (out stream, ``DRELayouts.selected``): the selected cluster ids in bucket
+  order, ascending id within a bucket, ``last`` on the final one (there is always one: the
+  maximum's bucket 0 is never empty).
+  ``summary`` (out stream, ``DRELayouts.wtu_summary``): after the last selected id: b*,
+  buckets scanned (b*+1), clusters selected, total mass M, threshold θ, error.
+
+Phases (one row at a time; cycle counts without stalls):
+  IDLE      1      accept ``cmd``
+  INGEST    C      1 cluster/cycle into the score and count memories, running maximum m
+  BUCKET    C + 2  re-read both memories (the buckets need the final m), 2-stage pipeline:
+                   b = (m - s) >> bucket_shift and count·L[b]; then per-bucket token count
+                   cnt_b += count, M += count·L[b] and the cluster is appended to bucket b's
+                   linked list (head/tail registers, ``next`` memory). Out-of-range clusters
+                   (b >= n_buckets) are dropped here.
+  THRESH    1      θ = ceil(coverage_q·M / 2**coverage_frac_bits)
+  SCAN      b*+1   running += cnt_b·L[b] from b = 0; stop at the first running >= θ
+                   (early exit: buckets past b* are never touched)
+  EMIT      1 + k  walk the lists of the non-empty buckets <= b* (a priority encoder skips
+                   empty buckets), 1 selected cluster/cycle
+  SUMMARY   1      the done beat
+so ``cycles(C, b*, k) = 2·C + b* + k + 7`` from the ``cmd`` handshake to the ``summary``
+handshake, both included. Linking in arrival order gives ascending ids within a bucket.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.resv import bucket_lut
+
+from ..config import HWConfig
+from .bitops import lowest_set
+from .layouts import layouts
+
+__all__ = ["WiCSumThresholdUnit"]
+
+
+class WiCSumThresholdUnit(wiring.Component):
+    """Bucketed WiCSum with early exit; see the module docstring."""
+
+    def __init__(self, cfg: HWConfig):
+        if not isinstance(cfg, HWConfig):
+            raise TypeError(f"cfg must be an HWConfig, not {cfg!r}")
+        self._cfg = cfg
+        lay = layouts(cfg)
+        super().__init__(
+            {
+                "cmd": In(stream.Signature(lay.wtu_cmd)),
+                "clusters": In(stream.Signature(lay.cluster_score)),
+                "selected": Out(stream.Signature(lay.selected)),
+                "summary": Out(stream.Signature(lay.wtu_summary)),
+            }
+        )
+
+    @property
+    def cfg(self) -> HWConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        """Fixed cycles of a row on top of ``2·C + b* + k`` (see ``cycles``)."""
+        return 7
+
+    def cycles(self, n_clusters: int, b_star: int, n_selected: int) -> int:
+        """Cycles from the ``cmd`` handshake to the ``summary`` handshake, without stalls."""
+        if not 1 <= n_clusters <= self._cfg.max_clusters:
+            raise ValueError(
+                f"n_clusters must be in 1..{self._cfg.max_clusters}, not {n_clusters!r}"
+            )
+        return 2 * n_clusters + b_star + n_selected + self.latency
+
+    def elaborate(self, platform):
+        cfg, r = self._cfg, self._cfg.resv
+        nb, cmax = r.n_buckets, cfg.max_clusters
+        cid = cfg.cluster_id_bits
+        m = Module()
+
+        m.submodules.score_mem = score_mem = Memory(shape=signed(r.score_bits), depth=cmax, init=[])
+        m.submodules.count_mem = count_mem = Memory(
+            shape=unsigned(r.count_bits), depth=cmax, init=[]
+        )
+        m.submodules.next_mem = next_mem = Memory(shape=unsigned(cid), depth=cmax, init=[])
+        score_wr, score_rd = score_mem.write_port(), score_mem.read_port()
+        count_wr, count_rd = count_mem.write_port(), count_mem.read_port()
+        next_wr, next_rd = next_mem.write_port(), next_mem.read_port()
+        lut = Array(Const(int(v), cfg.lut_bits) for v in bucket_lut(r))
+
+        n = Signal(range(cmax + 1), name="n_clusters")
+        top = Signal(signed(r.score_bits), name="max_score")
+        cov_q = Signal(cfg.coverage_q_bits, name="coverage_q")
+        err = Signal(name="error")
+        nonempty = Signal(nb, name="nonempty")
+        head = Array(Signal(cid, name=f"head{b}") for b in range(nb))
+        tail = Array(Signal(cid, name=f"tail{b}") for b in range(nb))
+        cnt = Array(Signal(cfg.bucket_count_bits, name=f"cnt{b}") for b in range(nb))
+        mass = Signal(cfg.mass_bits, name="mass")
+        theta = Signal(cfg.mass_bits, name="theta")
+        running = Signal(cfg.mass_bits + 1, name="running")
+        b = Signal(range(nb), name="scan_bucket")
+        b_star = Signal(range(nb), name="b_star")
+        i = Signal(range(cmax + 1), name="rd_index")
+        s1_valid, s1_id = Signal(name="s1_valid"), Signal(cid, name="s1_id")
+        s2_valid, s2_id = Signal(name="s2_valid"), Signal(cid, name="s2_id")
+        s2_b, s2_in = Signal(range(nb), name="s2_bucket"), Signal(name="s2_in_range")
+        s2_count = Signal(r.count_bits, name="s2_count")
+        s2_w = Signal(r.count_bits + cfg.lut_bits, name="s2_weight")
+        cur, cur_b = Signal(cid, name="cur"), Signal(range(nb), name="cur_bucket")
+        n_sel = Signal(cfg.occupancy_bits, name="n_selected")
+
+        m.d.comb += [
+            next_rd.en.eq(0),
+            score_rd.addr.eq(i),
+            count_rd.addr.eq(i),
+            self.summary.payload.b_star.eq(b_star),
+            self.summary.payload.buckets_scanned.eq(b_star + 1),
+            self.summary.payload.n_selected.eq(n_sel),
+            self.summary.payload.total_mass.eq(mass),
+            self.summary.payload.threshold.eq(theta),
+            self.summary.payload.error.eq(err),
+        ]
+
+        # Bucketing pipeline, stage 1: the bucket of the cluster read last cycle.
+        dist = Signal(r.score_bits + 1, name="s1_dist")
+        m.d.comb += dist.eq(top - score_rd.data)
+        far = dist >> r.bucket_shift
+        s1_b = Signal(range(nb), name="s1_bucket")
+        m.d.comb += s1_b.eq(far)
+        m.d.sync += [
+            s2_valid.eq(s1_valid),
+            s2_id.eq(s1_id),
+            s2_b.eq(s1_b),
+            s2_in.eq(far < nb),
+            s2_count.eq(count_rd.data),
+            s2_w.eq(count_rd.data * lut[s1_b]),
+        ]
+
+        # Emit: the list walk and the next non-empty bucket up to b*.
+        later = Cat((cur_b < j) & (b_star >= j) for j in range(nb))
+        next_b, has_next = lowest_set(m, nonempty & later, name="next_bucket")
+        at_tail = cur == tail[cur_b]
+        is_last = at_tail & ~has_next
+        cur_next = Mux(at_tail, head[next_b], next_rd.data)
+
+        with m.FSM(name="wtu_fsm"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [cov_q.eq(self.cmd.payload.coverage_q), n.eq(0), err.eq(0)]
+                    m.next = "INGEST"
+            with m.State("INGEST"):
+                m.d.comb += self.clusters.ready.eq(1)
+                p = self.clusters.payload
+                with m.If(self.clusters.valid):
+                    with m.If(n < cmax):
+                        m.d.comb += [
+                            score_wr.addr.eq(n),
+                            score_wr.data.eq(p.score),
+                            score_wr.en.eq(1),
+                            count_wr.addr.eq(n),
+                            count_wr.data.eq(p.count),
+                            count_wr.en.eq(1),
+                        ]
+                        m.d.sync += n.eq(n + 1)
+                    with m.If((n == cmax) | (p.cluster != n)):
+                        m.d.sync += err.eq(1)
+                    with m.If((n == 0) | (p.score > top)):
+                        m.d.sync += top.eq(p.score)
+                    with m.If(p.last):
+                        m.d.sync += [i.eq(0), s1_valid.eq(0), nonempty.eq(0), mass.eq(0)]
+                        m.d.sync += [c.eq(0) for c in cnt]
+                        m.next = "BUCKET"
+            with m.State("BUCKET"):
+                issue = i < n
+                m.d.sync += [s1_valid.eq(issue), s1_id.eq(i)]
+                with m.If(issue):
+                    m.d.sync += i.eq(i + 1)
+                with m.If(s2_valid & s2_in):
+                    m.d.sync += [
+                        cnt[s2_b].eq(cnt[s2_b] + s2_count),
+                        mass.eq(mass + s2_w),
+                        tail[s2_b].eq(s2_id),
+                    ]
+                    with m.If(nonempty.bit_select(s2_b, 1)):
+                        m.d.comb += [
+                            next_wr.addr.eq(tail[s2_b]),
+                            next_wr.data.eq(s2_id),
+                            next_wr.en.eq(1),
+                        ]
+                    with m.Else():
+                        m.d.sync += [head[s2_b].eq(s2_id), nonempty.bit_select(s2_b, 1).eq(1)]
+                with m.If(~issue & ~s1_valid):
+                    m.next = "THRESH"
+            with m.State("THRESH"):
+                one = (1 << r.coverage_frac_bits) - 1
+                m.d.sync += [
+                    theta.eq((cov_q * mass + one) >> r.coverage_frac_bits),
+                    running.eq(0),
+                    b.eq(0),
+                ]
+                m.next = "SCAN"
+            with m.State("SCAN"):
+                total = running + cnt[b] * lut[b]
+                m.d.sync += running.eq(total)
+                with m.If((total >= theta) | (b == nb - 1)):
+                    m.d.sync += b_star.eq(b)
+                    with m.If(total < theta):
+                        m.d.sync += err.eq(1)  # only with coverage_q > 2**coverage_frac_bits
+                    m.next = "EMIT_FIRST"
+                with m.Else():
+                    m.d.sync += b.eq(b + 1)
+            with m.State("EMIT_FIRST"):
+                # Bucket 0 holds the maximum, so it is never empty.
+                m.d.comb += [next_rd.addr.eq(head[0]), next_rd.en.eq(1)]
+                m.d.sync += [cur.eq(head[0]), cur_b.eq(0), n_sel.eq(0)]
+                m.next = "EMIT"
+            with m.State("EMIT"):
+                m.d.comb += [
+                    self.selected.valid.eq(1),
+                    self.selected.payload.cluster.eq(cur),
+                    self.selected.payload.last.eq(is_last),
+                ]
+                with m.If(self.selected.ready):
+                    m.d.sync += n_sel.eq(n_sel + 1)
+                    with m.If(is_last):
+                        m.next = "SUMMARY"
+                    with m.Else():
+                        m.d.comb += [next_rd.addr.eq(cur_next), next_rd.en.eq(1)]
+                        m.d.sync += cur.eq(cur_next)
+                        with m.If(at_tail):
+                            m.d.sync += cur_b.eq(next_b)
+            with m.State("SUMMARY"):
+                m.d.comb += self.summary.valid.eq(1)
+                with m.If(self.summary.ready):
+                    m.next = "IDLE"
+        return m
