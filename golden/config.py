@@ -62,7 +62,7 @@ class ReSVConfig:
     #: Subtract a per-head bias (mean key of the first frame, BF16) before hashing.
     centre_keys: bool = True
     #: Frame prefill: one selection from the block's mean query, or the union per token.
-    prefill_mode: PrefillMode = "union"
+    prefill_mode: PrefillMode = "mean"
     #: Selection used by the streaming cache: bit-exact bucketed (hardware) or exact float.
     selection: Selection = "bucketed"
     #: Fractional bits of the fixed-point log2 scores fed to the WTU.

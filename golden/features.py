@@ -81,8 +81,10 @@ __all__ = [
     "Progress",
     "check_source",
     "check_tokens_per_frame",
+    "det_input",
     "frame_features",
     "model_path",
+    "rec_input",
 ]
 
 Source = Literal["det", "rec", "pixels"]
@@ -239,9 +241,7 @@ def _pool(grid: np.ndarray, rows: int, cols: int) -> np.ndarray:
     if (r, c) == (rows, cols):
         out = grid
     else:
-        out = np.einsum(
-            "ir,jc,...rcd->...ijd", _pool_matrix(r, rows), _pool_matrix(c, cols), grid
-        )
+        out = np.einsum("ir,jc,...rcd->...ijd", _pool_matrix(r, rows), _pool_matrix(c, cols), grid)
     return np.ascontiguousarray(out.reshape(*grid.shape[:-3], rows * cols, grid.shape[-1]))
 
 
@@ -252,11 +252,22 @@ def _resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=interp)
 
 
-def _det_input(frames: np.ndarray) -> np.ndarray:
-    """(B, H, W, 3) RGB uint8 → (B, 3, 224, 224) float32, BGR, ImageNet-normalised."""
+def det_input(frames: np.ndarray) -> np.ndarray:
+    """Model input of ``det`` and ``pixels``: (B, H, W, 3) RGB uint8 → (B, 3, 224, 224)
+    float32, BGR order, ImageNet-normalised."""
     batch = np.stack([_resize(f, _DET_SIZE, _DET_SIZE) for f in frames])[..., ::-1]
     x = (batch.astype(np.float32) / 255.0 - _IMAGENET_MEAN) / _IMAGENET_STD
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def rec_input(frame: np.ndarray, tokens_per_frame: int) -> np.ndarray:
+    """Model input of ``rec`` for one (H, W, 3) RGB uint8 frame: (strips, 3, 48, 8 *
+    strip_tokens) float32, BGR order, normalised to [-1, 1] (``REC_LAYOUT``)."""
+    strips, per_strip = REC_LAYOUT[check_tokens_per_frame(tokens_per_frame)]
+    width = per_strip * _REC_TOKEN_COLS
+    img = _resize(frame, strips * _REC_ROWS, width)[..., ::-1]
+    x = (img.astype(np.float32) / 255.0 - 0.5) / 0.5
+    return np.ascontiguousarray(x.reshape(strips, _REC_ROWS, width, 3).transpose(0, 3, 1, 2))
 
 
 # Sources --------------------------------------------------------------------------------
@@ -286,22 +297,20 @@ def _det(frames: np.ndarray, grid: tuple[int, int], progress: Progress) -> Featu
     out = np.empty((len(frames), _DET_GRID, _DET_GRID, 192), np.float32)
     for lo in range(0, len(frames), _DET_BATCH):
         hi = min(lo + _DET_BATCH, len(frames))
-        (y,) = session.run([_DET_OUT], {"x": _det_input(frames[lo:hi])})
+        (y,) = session.run([_DET_OUT], {"x": det_input(frames[lo:hi])})
         out[lo:hi] = y.transpose(0, 2, 3, 1)
         progress.update(hi)
     return Features("det", grid[0] * grid[1], grid, _pool(out, *grid))
 
 
-def _pixels(
-    frames: np.ndarray, grid: tuple[int, int], seed: int, progress: Progress
-) -> Features:
+def _pixels(frames: np.ndarray, grid: tuple[int, int], seed: int, progress: Progress) -> Features:
     p = _DET_STRIDE
     proj = np.random.default_rng(seed).standard_normal((p * p * 3, PIXEL_DIM)).astype(np.float32)
     proj /= math.sqrt(p * p * 3)  # unit gain: token RMS ~ normalised pixel RMS
     out = np.empty((len(frames), _DET_GRID, _DET_GRID, PIXEL_DIM), np.float32)
     for lo in range(0, len(frames), _DET_BATCH):
         hi = min(lo + _DET_BATCH, len(frames))
-        x = _det_input(frames[lo:hi])  # (B, 3, 224, 224)
+        x = det_input(frames[lo:hi])  # (B, 3, 224, 224)
         patches = x.reshape(hi - lo, 3, _DET_GRID, p, _DET_GRID, p).transpose(0, 2, 4, 1, 3, 5)
         out[lo:hi] = patches.reshape(hi - lo, _DET_GRID, _DET_GRID, -1) @ proj
         progress.update(hi)
@@ -318,10 +327,7 @@ def _rec(frames: np.ndarray, tokens_per_frame: int, progress: Progress) -> Featu
     q, k, v = (np.empty(shape, np.float32) for _ in range(3))
     tokens = np.empty((n, grid[0] * grid[1], REC_HEADS * REC_HEAD_DIM), np.float32)
     for f in range(n):
-        img = _resize(frames[f], strips * _REC_ROWS, per_strip * _REC_TOKEN_COLS)[..., ::-1]
-        x = (img.astype(np.float32) / 255.0 - 0.5) / 0.5
-        x = x.reshape(strips, _REC_ROWS, per_strip * _REC_TOKEN_COLS, 3).transpose(0, 3, 1, 2)
-        outs = session.run(list(names), {"x": np.ascontiguousarray(x)})
+        outs = session.run(list(names), {"x": rec_input(frames[f], tokens_per_frame)})
         # Model outputs are per strip (batch); the strips are the native grid's rows.
         tokens[f] = _pool(outs[0].reshape(strips, per_strip, -1), *grid)
         for b in range(REC_BLOCKS):

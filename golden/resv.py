@@ -245,9 +245,10 @@ def _check_scores_counts(scores: object, counts: object) -> tuple[np.ndarray, np
         raise ValueError(f"scores must be a non-empty 1-D array, not shape {s.shape}")
     if c.shape != s.shape:
         raise ValueError(f"counts must have the shape of scores {s.shape}, not {c.shape}")
-    if not np.issubdtype(c.dtype, np.integer):
-        if not np.issubdtype(c.dtype, np.floating) or np.any(c != np.round(c)):
-            raise ValueError(f"counts must be integers, not dtype {c.dtype}")
+    if not np.issubdtype(c.dtype, np.integer) and (
+        not np.issubdtype(c.dtype, np.floating) or np.any(c != np.round(c))
+    ):
+        raise ValueError(f"counts must be integers, not dtype {c.dtype}")
     if np.any(c < 0):
         raise ValueError("counts must be non-negative")
     return s, c.astype(np.int64)

@@ -140,7 +140,9 @@ def _check_structure(arrays: Mapping[str, np.ndarray], where: str) -> None:
         )
     frames = len(offsets) - 1
     if len(after) and (after.min() < 0 or after.max() >= frames):
-        raise ValueError(f"{where}decode_after must be frame indices in [0, {frames}), not {_short(after)}")
+        raise ValueError(
+            f"{where}decode_after must be frame indices in [0, {frames}), not {_short(after)}"
+        )
     if np.any(np.diff(after) < 0):
         raise ValueError(f"{where}decode_after must be non-decreasing, not {_short(after)}")
 
@@ -317,13 +319,17 @@ def load(path: str | os.PathLike[str]) -> Trace:
         raise ValueError(f"{where}unreadable .npz ({error})") from None
     for name in _FLOAT_FIELDS:
         if raw[name].dtype != np.uint16:
-            raise ValueError(f"{where}{name} must have dtype uint16 (BF16 bits), not {raw[name].dtype}")
+            raise ValueError(
+                f"{where}{name} must have dtype uint16 (BF16 bits), not {raw[name].dtype}"
+            )
     for name in _INT_FIELDS:
         if raw[name].dtype != np.int64:
             raise ValueError(f"{where}{name} must have dtype int64, not {raw[name].dtype}")
     meta_arr = raw["meta"]
     if meta_arr.dtype.kind != "U" or meta_arr.ndim != 0:
-        raise ValueError(f"{where}meta must be a 0-d string array (JSON), not {meta_arr.dtype} {meta_arr.shape}")
+        raise ValueError(
+            f"{where}meta must be a 0-d string array (JSON), not {meta_arr.dtype} {meta_arr.shape}"
+        )
     try:
         meta = json.loads(str(meta_arr[()]))
     except json.JSONDecodeError as error:
@@ -476,8 +482,10 @@ def _make(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     trace = make_trace(cfg, progress=not args.quiet)
     path = save(trace, args.output)
     size = path.stat().st_size / 1e6
-    print(f"trace: wrote {path} ({size:.1f} MB) in {time.perf_counter() - start:.1f} s: "
-          f"{trace.summary()}; {NOT_LLM_KEYS}")
+    print(
+        f"trace: wrote {path} ({size:.1f} MB) in {time.perf_counter() - start:.1f} s: "
+        f"{trace.summary()}; {NOT_LLM_KEYS}"
+    )
     return 0
 
 
@@ -485,7 +493,8 @@ def _info(args: argparse.Namespace) -> int:
     trace = load(args.path)
     for name in (*_FLOAT_FIELDS, *_INT_FIELDS):
         a = getattr(trace, name)
-        print(f"{name:15s} {a.dtype!s:8s} {a.shape}")
+        kind = "BF16" if name in _FLOAT_FIELDS else str(a.dtype)
+        print(f"{name:15s} {kind:6s} {a.shape}")
     sizes = np.diff(trace.frame_offsets)
     print(
         f"tokens          {trace.n_tokens} in {trace.n_frames} frames "

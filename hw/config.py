@@ -18,7 +18,7 @@ from typing import Any
 from golden.config import PRESETS as RESV_PRESETS
 from golden.config import ReSVConfig
 
-__all__ = ["PRESETS", "HWConfig", "bits_for", "ceil_log2", "preset"]
+__all__ = ["PRESETS", "HWConfig", "bits_for", "ceil_log2", "check_config", "preset"]
 
 
 def ceil_log2(n: int) -> int:
@@ -29,6 +29,14 @@ def ceil_log2(n: int) -> int:
 def bits_for(value: int) -> int:
     """Unsigned width able to hold ``0..value`` (at least 1)."""
     return max(1, int(value).bit_length())
+
+
+def check_config(owner: object, cfg: object) -> None:
+    """``TypeError`` unless ``cfg`` is an ``HWConfig``; raised before ``owner`` (an
+    elaboratable being constructed) is used, so it is silenced as Amaranth does itself."""
+    if not isinstance(cfg, HWConfig):
+        owner._MustUse__silence = True  # no "created but never used" warning on top
+        raise TypeError(f"cfg must be an HWConfig, not {cfg!r}")
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> None:

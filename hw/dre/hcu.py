@@ -33,7 +33,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..config import HWConfig, ceil_log2
+from ..config import HWConfig, ceil_log2, check_config
 from .bitops import popcount
 from .layouts import Event, layouts
 
@@ -44,8 +44,7 @@ class HashClusterUnit(wiring.Component):
     """Nearest-cluster search and join/create/forced-join; see the module docstring."""
 
     def __init__(self, cfg: HWConfig):
-        if not isinstance(cfg, HWConfig):
-            raise TypeError(f"cfg must be an HWConfig, not {cfg!r}")
+        check_config(self, cfg)
         self._cfg = cfg
         lay = layouts(cfg)
         super().__init__(
@@ -145,6 +144,7 @@ class HashClusterUnit(wiring.Component):
             m.d.sync += out_valid.eq(0)
 
         def write_count(idx, value):
+            assert len(value) == r.count_bits  # replicate() must not misalign the lanes
             m.d.comb += [
                 cnt_wr.addr.eq(idx >> lane_bits),
                 cnt_wr.data.eq(value.replicate(lanes)),
@@ -185,7 +185,8 @@ class HashClusterUnit(wiring.Component):
                 with m.If(row + 1 == n_rows):
                     m.next = "DECIDE"
             with m.State("DECIDE"):
-                bumped = Mux(best_cnt == r.count_max, best_cnt, best_cnt + 1)
+                bumped = Signal(r.count_bits, name="bumped_count")  # saturating
+                m.d.comb += bumped.eq(Mux(best_cnt == r.count_max, best_cnt, best_cnt + 1))
                 m.d.sync += [out_valid.eq(1), out.token_id.eq(token_id)]
                 with m.If(best_dist <= r.threshold):
                     write_count(best_idx, bumped)

@@ -39,7 +39,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.resv import bucket_lut
 
-from ..config import HWConfig
+from ..config import HWConfig, check_config
 from .bitops import lowest_set
 from .layouts import layouts
 
@@ -50,8 +50,7 @@ class WiCSumThresholdUnit(wiring.Component):
     """Bucketed WiCSum with early exit; see the module docstring."""
 
     def __init__(self, cfg: HWConfig):
-        if not isinstance(cfg, HWConfig):
-            raise TypeError(f"cfg must be an HWConfig, not {cfg!r}")
+        check_config(self, cfg)
         self._cfg = cfg
         lay = layouts(cfg)
         super().__init__(
@@ -103,7 +102,8 @@ class WiCSumThresholdUnit(wiring.Component):
         nonempty = Signal(nb, name="nonempty")
         head = Array(Signal(cid, name=f"head{b}") for b in range(nb))
         tail = Array(Signal(cid, name=f"tail{b}") for b in range(nb))
-        cnt = Array(Signal(cfg.bucket_count_bits, name=f"cnt{b}") for b in range(nb))
+        cnt_regs = [Signal(cfg.bucket_count_bits, name=f"cnt{b}") for b in range(nb)]
+        cnt = Array(cnt_regs)
         mass = Signal(cfg.mass_bits, name="mass")
         theta = Signal(cfg.mass_bits, name="theta")
         running = Signal(cfg.mass_bits + 1, name="running")
@@ -178,7 +178,7 @@ class WiCSumThresholdUnit(wiring.Component):
                         m.d.sync += top.eq(p.score)
                     with m.If(p.last):
                         m.d.sync += [i.eq(0), s1_valid.eq(0), nonempty.eq(0), mass.eq(0)]
-                        m.d.sync += [c.eq(0) for c in cnt]
+                        m.d.sync += [c.eq(0) for c in cnt_regs]
                         m.next = "BUCKET"
             with m.State("BUCKET"):
                 issue = i < n
@@ -186,19 +186,20 @@ class WiCSumThresholdUnit(wiring.Component):
                 with m.If(issue):
                     m.d.sync += i.eq(i + 1)
                 with m.If(s2_valid & s2_in):
-                    m.d.sync += [
-                        cnt[s2_b].eq(cnt[s2_b] + s2_count),
-                        mass.eq(mass + s2_w),
-                        tail[s2_b].eq(s2_id),
-                    ]
+                    # One adder and a decoder rather than one adder per bucket.
+                    bumped = cnt[s2_b] + s2_count
+                    m.d.sync += mass.eq(mass + s2_w)
                     with m.If(nonempty.bit_select(s2_b, 1)):
                         m.d.comb += [
                             next_wr.addr.eq(tail[s2_b]),
                             next_wr.data.eq(s2_id),
                             next_wr.en.eq(1),
                         ]
-                    with m.Else():
-                        m.d.sync += [head[s2_b].eq(s2_id), nonempty.bit_select(s2_b, 1).eq(1)]
+                    for j in range(nb):
+                        with m.If(s2_b == j):
+                            m.d.sync += [cnt[j].eq(bumped), tail[j].eq(s2_id), nonempty[j].eq(1)]
+                            with m.If(~nonempty[j]):
+                                m.d.sync += head[j].eq(s2_id)
                 with m.If(~issue & ~s1_valid):
                     m.next = "THRESH"
             with m.State("THRESH"):

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -38,7 +40,7 @@ def _stream(cfg=CFG, layers=2, heads=2, seed=0):
 def _filled(cfg=CFG, q_per_kv=2):
     k, v, off = _stream(cfg)
     cache = StreamingCache(cfg, layers=2, kv_heads=2, q_per_kv=q_per_kv)
-    stats = [cache.ingest(k[:, :, a:b], v[:, :, a:b]) for a, b in zip(off[:-1], off[1:])]
+    stats = [cache.ingest(k[:, :, a:b], v[:, :, a:b]) for a, b in itertools.pairwise(off)]
     return cache, k, v, stats
 
 
@@ -114,7 +116,7 @@ def test_prefill_mean_mode_runs_one_selection_per_head():
     q = np.random.default_rng(3).standard_normal((2, 4, 5, CFG.head_dim)).astype(np.float32)
     res = cache.query(q, np.arange(5) + cache.n_tokens - 5, kind="prefill")
     assert res.retrieved[0][0].selections == 2
-    cache_u, *_ = _filled()
+    cache_u, *_ = _filled(CFG.replace(prefill_mode="union"))
     res_u = cache_u.query(q, np.arange(5) + cache.n_tokens - 5, kind="prefill")
     assert res_u.retrieved[0][0].selections == 10
 

@@ -1,0 +1,72 @@
+"""DynamicRetrievalEngine: the HCU and the WTU of one configuration behind one signature.
+
+The core talks to the DRE through ``dre_signature(cfg)`` only:
+  ``tokens`` → HCU → ``assign``, with the HCU's ``count_addr``/``count_data`` read port,
+  ``occupancy`` and ``forced``;
+  ``wtu_cmd`` + ``clusters`` → WTU → ``selected`` + ``summary``.
+The two units are independent (the core scores clusters between them), so their cycle
+behaviour is that of ``HashClusterUnit`` and ``WiCSumThresholdUnit``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import HWConfig, check_config
+from .hcu import HashClusterUnit
+from .layouts import layouts
+from .wtu import WiCSumThresholdUnit
+
+__all__ = ["DynamicRetrievalEngine", "dre_signature"]
+
+
+def dre_signature(cfg: HWConfig) -> wiring.Signature:
+    """The DRE's ports, seen from the DRE (the core uses ``.flip()``)."""
+    lay = layouts(cfg)
+    return wiring.Signature(
+        {
+            "tokens": In(stream.Signature(lay.token)),
+            "assign": Out(stream.Signature(lay.assign)),
+            "count_addr": In(cfg.cluster_id_bits),
+            "count_data": Out(cfg.resv.count_bits),
+            "occupancy": Out(cfg.occupancy_bits),
+            "forced": Out(cfg.token_id_bits),
+            "wtu_cmd": In(stream.Signature(lay.wtu_cmd)),
+            "clusters": In(stream.Signature(lay.cluster_score)),
+            "selected": Out(stream.Signature(lay.selected)),
+            "summary": Out(stream.Signature(lay.wtu_summary)),
+        }
+    )
+
+
+class DynamicRetrievalEngine(wiring.Component):
+    """HCU + WTU wired to ``dre_signature(cfg)``."""
+
+    def __init__(self, cfg: HWConfig):
+        check_config(self, cfg)
+        self._cfg = cfg
+        super().__init__(dre_signature(cfg))
+
+    @property
+    def cfg(self) -> HWConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.hcu = hcu = HashClusterUnit(self._cfg)
+        m.submodules.wtu = wtu = WiCSumThresholdUnit(self._cfg)
+        wiring.connect(m, wiring.flipped(self.tokens), hcu.tokens)
+        wiring.connect(m, hcu.assign, wiring.flipped(self.assign))
+        wiring.connect(m, wiring.flipped(self.wtu_cmd), wtu.cmd)
+        wiring.connect(m, wiring.flipped(self.clusters), wtu.clusters)
+        wiring.connect(m, wtu.selected, wiring.flipped(self.selected))
+        wiring.connect(m, wtu.summary, wiring.flipped(self.summary))
+        m.d.comb += [
+            hcu.count_addr.eq(self.count_addr),
+            self.count_data.eq(hcu.count_data),
+            self.occupancy.eq(hcu.occupancy),
+            self.forced.eq(hcu.forced),
+        ]
+        return m

@@ -1,0 +1,244 @@
+"""Stimuli and expected results for the DRE units, shared by the Amaranth-simulator tests,
+the cocotb testbenches and the benchmark.
+
+Expected results always come from the golden model (``golden.resv``, ``golden.topk``); this
+module only arranges inputs and calls it. Stimuli are seeded (``numpy.random.default_rng``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from golden.resv import ClusterTable, quantize_scores, wicsum_select_bucketed
+from golden.synthetic import synthetic_signatures
+from golden.topk import topk_select
+from hw.config import HWConfig
+
+__all__ = [
+    "HCUExpected",
+    "HCUStream",
+    "ScoreRow",
+    "hcu_expected",
+    "hcu_stream",
+    "score_row",
+    "topk_expected",
+    "trace_path",
+    "trace_workload",
+    "wtu_expected",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# HCU
+
+
+@dataclass(frozen=True)
+class HCUStream:
+    """Token signatures in arrival order; ``clear[t]`` starts a new context at token t."""
+
+    sigs: np.ndarray  # (n,) uint64
+    clear: np.ndarray  # (n,) bool
+
+    def __len__(self) -> int:
+        return int(self.sigs.size)
+
+
+@dataclass(frozen=True)
+class HCUExpected:
+    """Per-token golden outputs and the table state after the stream."""
+
+    cluster: np.ndarray
+    distance: np.ndarray
+    event: np.ndarray
+    occupancy: int
+    forced: int
+    counts: np.ndarray
+
+
+def hcu_stream(
+    cfg: HWConfig,
+    n: int,
+    *,
+    seed: int,
+    redundancy: float = 0.85,
+    sources: int | None = None,
+    contexts: int = 1,
+) -> HCUStream:
+    """``n`` signatures with temporal redundancy from ``golden.synthetic``, split into
+    ``contexts`` contexts (a clear at the first token of each; the first clear is implicit)."""
+    r = cfg.resv
+    sources = sources if sources is not None else max(2, r.max_clusters // 2)
+    sigs = synthetic_signatures(
+        n, hash_bits=r.hash_bits, redundancy=redundancy, sources=sources, seed=seed
+    )
+    clear = np.zeros(n, bool)
+    if contexts > 1:
+        rng = np.random.default_rng(seed + 1)
+        clear[np.sort(rng.choice(np.arange(1, n), contexts - 1, replace=False))] = True
+    return HCUStream(sigs=sigs, clear=clear)
+
+
+def hcu_expected(cfg: HWConfig, stream: HCUStream, table: ClusterTable | None = None) -> HCUExpected:
+    """Golden clustering of ``stream`` (from an empty table unless ``table`` is given)."""
+    r = cfg.resv
+    if table is None:
+        table = ClusterTable(
+            threshold=r.threshold, max_clusters=r.max_clusters, count_max=r.count_max
+        )
+    cluster, distance, event = [], [], []
+    starts = [*np.flatnonzero(stream.clear), len(stream)]
+    bounds = [(0, starts[0])] + list(zip(starts[:-1], starts[1:], strict=True))
+    for lo, hi in bounds:
+        if lo < len(stream) and stream.clear[lo]:
+            table.clear()
+        if hi > lo:
+            res = table.add(stream.sigs[lo:hi])
+            cluster += res.assign.tolist()
+            distance += res.distance.tolist()
+            event += res.event.tolist()
+    return HCUExpected(
+        cluster=np.array(cluster, np.int64),
+        distance=np.array(distance, np.int64),
+        event=np.array(event, np.int64),
+        occupancy=table.size,
+        forced=min(table.forced, (1 << cfg.token_id_bits) - 1),
+        counts=table.counts,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Selectors (WTU and top-k)
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One selector row: fixed-point scores and counts of clusters 0..C-1, coverage, k."""
+
+    scores: np.ndarray  # (C,) int64, within score_bits
+    counts: np.ndarray  # (C,) int64, within count_bits
+    coverage_q: int
+    k: int = 0
+
+
+def score_row(cfg: HWConfig, n: int, *, seed: int, kind: str = "normal") -> ScoreRow:
+    """A seeded row of ``n`` clusters. ``kind``:
+
+    ``normal``  natural-log scores ~ N(0, 2.5²), counts 1..count_max skewed low;
+    ``ties``    few distinct scores (many equal scores and equal buckets);
+    ``one_bucket`` every score within one bucket width of the maximum;
+    ``extremes`` scores at the saturation limits and counts at ``count_max`` or 0;
+    ``wide``    scores spread over the whole score range (many out-of-range clusters).
+    The coverage is random in 1..2**coverage_frac_bits (1.0 included), k random in 0..n+1.
+    """
+    r = cfg.resv
+    rng = np.random.default_rng(seed)
+    one = 1 << r.coverage_frac_bits
+    cmax = r.count_max
+    if kind == "normal":
+        scores = quantize_scores(rng.normal(0.0, 2.5, n), r)
+        counts = np.minimum(rng.geometric(0.25, n), cmax)
+    elif kind == "ties":
+        scores = rng.choice(np.array([-3, 0, 0, 5]) << r.bucket_shift, n)
+        counts = rng.integers(1, min(cmax, 4) + 1, n)
+    elif kind == "one_bucket":
+        base = int(rng.integers(r.score_min, r.score_max - (1 << r.bucket_shift) + 2))
+        scores = base + rng.integers(0, 1 << r.bucket_shift, n)
+        counts = rng.integers(0, cmax + 1, n)
+    elif kind == "extremes":
+        scores = rng.choice(np.array([r.score_min, r.score_max, r.score_max - 1, 0]), n)
+        counts = rng.choice(np.array([0, cmax, cmax, 1]), n)
+    elif kind == "wide":
+        scores = rng.integers(r.score_min, r.score_max + 1, n)
+        counts = rng.integers(1, cmax + 1, n)
+    else:
+        raise ValueError(f"kind must be one of normal, ties, one_bucket, extremes, wide, not {kind!r}")
+    coverage_q = one if rng.random() < 0.2 else int(rng.integers(1, one + 1))
+    k = int(rng.integers(0, n + 2))
+    return ScoreRow(
+        scores=np.asarray(scores, np.int64),
+        counts=np.asarray(counts, np.int64),
+        coverage_q=coverage_q,
+        k=min(k, cfg.max_clusters),
+    )
+
+
+def wtu_expected(cfg: HWConfig, row: ScoreRow):
+    """``golden.resv.wicsum_select_bucketed`` of the row."""
+    return wicsum_select_bucketed(row.scores, row.counts, cfg.resv, coverage_q=row.coverage_q)
+
+
+def topk_expected(row: ScoreRow) -> np.ndarray:
+    """``golden.topk.topk_select`` of the row."""
+    return topk_select(row.scores, row.k)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recorded traces (TRACE=path.npz)
+
+
+def trace_path() -> Path | None:
+    """The trace named by the ``TRACE`` environment variable, if any."""
+    value = os.environ.get("TRACE", "").strip()
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise FileNotFoundError(f"TRACE={value!r} does not name a file")
+    return path
+
+
+def _load_trace(path: Path) -> dict[str, np.ndarray]:
+    try:  # the project's trace loader, when present (golden/trace.py)
+        from golden import trace as golden_trace  # noqa: PLC0415
+    except ImportError:
+        golden_trace = None
+    if golden_trace is not None and hasattr(golden_trace, "load"):
+        loaded = golden_trace.load(path)
+        if isinstance(loaded, dict):
+            return {k: np.asarray(v) for k, v in loaded.items()}
+        return {k: np.asarray(getattr(loaded, k)) for k in vars(loaded)}
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def trace_workload(
+    cfg: HWConfig, path: Path, *, max_tokens: int, max_rows: int
+) -> tuple[HCUStream, list[ScoreRow]]:
+    """Keys of a recorded trace → golden signatures → HCU stream; the golden clustering's
+    representative keys scored against the trace's queries → WTU/top-k rows.
+
+    Needs an array of keys ``(..., n, d)`` (``keys``) and, for rows, queries ``(..., q, d)``
+    (``queries``); the first layer/head is used. ``d`` must be the config's ``head_dim``.
+    """
+    from golden.resv import signatures  # noqa: PLC0415
+
+    r = cfg.resv
+    data = _load_trace(path)
+    if "keys" not in data:
+        raise ValueError(f"trace {path} must hold a 'keys' array, found {sorted(data)}")
+    keys = data["keys"].reshape(-1, *data["keys"].shape[-2:])[0].astype(np.float32)
+    if keys.shape[-1] != r.head_dim:
+        raise ValueError(
+            f"trace {path} has head_dim {keys.shape[-1]}, the config needs {r.head_dim}"
+        )
+    keys = keys[:max_tokens]
+    sigs = signatures(keys - keys.mean(axis=0) if r.centre_keys else keys, r.planes)
+    stream = HCUStream(sigs=sigs, clear=np.zeros(sigs.size, bool))
+    rows: list[ScoreRow] = []
+    if "queries" in data:
+        table = ClusterTable(
+            threshold=r.threshold, max_clusters=r.max_clusters, count_max=r.count_max
+        )
+        res = table.add(sigs)
+        keysum = np.zeros((res.counts.size, r.head_dim))
+        np.add.at(keysum, res.assign, keys)
+        rep = keysum / np.maximum(res.counts, 1)[:, None]
+        queries = data["queries"].reshape(-1, *data["queries"].shape[-2:])[0]
+        for q in queries[:max_rows]:
+            scores = quantize_scores(rep @ q / np.sqrt(r.head_dim), r)
+            rows.append(ScoreRow(scores=scores, counts=res.counts, coverage_q=r.coverage_q))
+    return stream, rows

@@ -1,0 +1,367 @@
+"""Yosys synthesis of one top module to the standard-cell liberty, with SRAM macros.
+
+Contract: :func:`synthesize` takes Verilog text (Amaranth output), the top module name, a
+work directory, the liberty and an SRAM cut-off, and returns a :class:`SynthResult` with the
+mapped hierarchical netlist (``netlist.v``, ``mapped.json``), Yosys' ``stat -json`` and the
+area per module and per instance (cells, flops, combinational / sequential / macro area).
+
+Two Yosys runs (YoWASP Yosys, each in the work directory with relative paths because the
+WebAssembly sandbox hides the host's ``/tmp``):
+
+1. *inspect*: ``proc; memory -nomap`` and ``write_json``: every memory is one ``$mem_v2``
+   cell whose WIDTH/SIZE/ABITS/port parameters give its shape (:class:`MemoryInstance`).
+2. *map*: the same front end; memories chosen by :func:`synth.sram.is_macro` are retyped to
+   a black-box macro cell (``setparam -type``), whose Liberty model :mod:`synth.sram`
+   writes; then ``synth -top`` (hierarchy kept, so area per submodule is exact),
+   ``dfflibmap``, ``abc -D <clock>`` and ``stat -json``. Small memories are mapped to
+   flip-flops by ``synth``'s ``memory_map``.
+
+Registers keep their RTL names as net names (``opt_clean`` keeps public wire names and
+``write_verilog -noattr`` writes them), which is what :mod:`synth.power` matches the
+simulation's VCD against.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synth.liberty import Library, read_liberty
+from synth.sram import (
+    DEFAULT_SRAM_MIN_BITS,
+    OSU018_SRAM,
+    MemoryInstance,
+    SramEstimate,
+    SramTech,
+    estimate,
+    is_macro,
+    liberty_text,
+    verilog_stub,
+)
+from synth.tools import ToolError, run_tool, yosys_command
+
+__all__ = [
+    "InstanceArea",
+    "ModuleArea",
+    "SynthResult",
+    "inspect_memories",
+    "synthesize",
+]
+
+STD_LIB = "std_cells.lib"
+MACRO_LIB = "sram_macros.lib"
+MACRO_STUB = "sram_macros.v"
+
+
+@dataclass
+class ModuleArea:
+    """Area of one Yosys module, its own cells only (submodule instances excluded)."""
+
+    name: str
+    cells: int = 0
+    flops: int = 0
+    comb_area: float = 0.0
+    seq_area: float = 0.0
+    macro_area: float = 0.0
+    cells_by_type: dict[str, int] = field(default_factory=dict)
+    #: Submodule instances: instance name -> module name.
+    children: dict[str, str] = field(default_factory=dict)
+    #: Memories kept as macros here: cell name -> macro cell name.
+    macros: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def std_area(self) -> float:
+        return self.comb_area + self.seq_area
+
+
+@dataclass
+class InstanceArea:
+    """Area of one instance of the hierarchy, its subtree included."""
+
+    path: str
+    module: str
+    cells: int
+    flops: int
+    comb_area: float
+    seq_area: float
+    macro_area: float
+
+    @property
+    def std_area(self) -> float:
+        return self.comb_area + self.seq_area
+
+    @property
+    def total_area(self) -> float:
+        return self.std_area + self.macro_area
+
+
+@dataclass
+class SynthResult:
+    """Everything :func:`synthesize` produced."""
+
+    top: str
+    workdir: Path
+    netlist: Path
+    mapped_json: Path
+    liberties: list[Path]
+    stat: dict[str, Any]
+    modules: dict[str, ModuleArea]
+    instances: list[InstanceArea]
+    memories: list[MemoryInstance]
+    macros: dict[str, tuple[MemoryInstance, SramEstimate]]
+    sram_min_bits: int
+    log: Path
+
+    @property
+    def total(self) -> InstanceArea:
+        """The top instance (the whole design)."""
+        return self.instances[0]
+
+
+def _param_int(value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    value = value.strip()
+    if set(value) <= {"0", "1"}:
+        return int(value, 2)
+    return int(value)
+
+
+def _param_bits(value: str | int, n: int) -> tuple[bool, ...]:
+    if isinstance(value, int):
+        return tuple(bool((value >> i) & 1) for i in range(n))
+    bits = value.strip()
+    bits = bits.rjust(n, "0")
+    return tuple(bits[len(bits) - 1 - i] == "1" for i in range(n))
+
+
+def _memories_from_json(data: dict[str, Any]) -> list[MemoryInstance]:
+    mems: list[MemoryInstance] = []
+    for mname, mod in data.get("modules", {}).items():
+        for cname, cell in mod.get("cells", {}).items():
+            if cell.get("type") != "$mem_v2":
+                continue
+            p = cell["parameters"]
+            rd = _param_int(p["RD_PORTS"])
+            wr = _param_int(p["WR_PORTS"])
+            mems.append(
+                MemoryInstance(
+                    module=mname,
+                    name=cname,
+                    width=_param_int(p["WIDTH"]),
+                    depth=_param_int(p["SIZE"]),
+                    abits=_param_int(p["ABITS"]),
+                    read_ports=rd,
+                    write_ports=wr,
+                    read_clocked=_param_bits(p["RD_CLK_ENABLE"], rd),
+                    write_clocked=_param_bits(p["WR_CLK_ENABLE"], wr),
+                )
+            )
+    return mems
+
+
+def _front_end(top: str, extra: list[str] = ()) -> list[str]:
+    return [
+        "read_verilog design.v",
+        *extra,
+        f"hierarchy -check -top {top}",
+        "proc",
+        "opt_clean",
+        "memory -nomap",
+        "opt_clean",
+    ]
+
+
+def _write_design(workdir: Path, verilog: str) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "design.v").write_text(verilog)
+
+
+def inspect_memories(verilog: str, top: str, workdir: Path, *, timeout: float = 1800) -> list[
+    MemoryInstance
+]:
+    """The memories of the design (Yosys run 1). Writes ``inspect.ys/.log/.json``."""
+    _write_design(workdir, verilog)
+    script = [*_front_end(top), "write_json inspect.json"]
+    (workdir / "inspect.ys").write_text("\n".join(script) + "\n")
+    run_tool(
+        "yosys",
+        "inspect memories",
+        [*yosys_command(), "-q", "-l", "inspect.log", "inspect.ys"],
+        cwd=workdir,
+        log=workdir / "inspect.out",
+        timeout=timeout,
+    )
+    data = json.loads((workdir / "inspect.json").read_text())
+    return _memories_from_json(data)
+
+
+def _select(mem: MemoryInstance) -> str:
+    return f"{mem.module}/{mem.name}"
+
+
+def _module_areas(
+    stat: dict[str, Any], mapped: dict[str, Any], lib: Library, macro_lib: Library | None
+) -> dict[str, ModuleArea]:
+    modules: dict[str, ModuleArea] = {}
+    design_modules = set(mapped.get("modules", {}))
+    for mname, mod in mapped.get("modules", {}).items():
+        if mod.get("attributes", {}).get("blackbox"):
+            continue
+        ma = ModuleArea(name=mname)
+        for cname, cell in mod.get("cells", {}).items():
+            ctype = cell["type"]
+            if ctype in design_modules and not mapped["modules"][ctype].get(
+                "attributes", {}
+            ).get("blackbox"):
+                ma.children[cname] = ctype
+                continue
+            ma.cells += 1
+            ma.cells_by_type[ctype] = ma.cells_by_type.get(ctype, 0) + 1
+            if macro_lib is not None and ctype in macro_lib:
+                ma.macro_area += macro_lib[ctype].area
+                ma.macros[cname] = ctype
+            elif ctype in lib:
+                c = lib[ctype]
+                if c.sequential:
+                    ma.flops += 1
+                    ma.seq_area += c.area
+                else:
+                    ma.comb_area += c.area
+            else:
+                raise ToolError(
+                    "yosys",
+                    "area accounting",
+                    Path("mapped.json"),
+                    None,
+                    f"    cell {cname!r} of module {mname!r} has unmapped type {ctype!r}",
+                )
+        modules[mname] = ma
+    # Cross-check against Yosys' own stat -json (same liberty areas). Yosys 0.70 reports a
+    # module's area with its submodules included, older versions without: accept either.
+    def hier(mname: str) -> float:
+        ma = modules[mname]
+        return ma.std_area + ma.macro_area + sum(hier(c) for c in ma.children.values())
+
+    for mname, ma in modules.items():
+        st = stat.get("modules", {}).get("\\" + mname) or stat.get("modules", {}).get(mname)
+        if st is not None and "area" in st:
+            yosys_area = float(st["area"])
+            own, total = ma.std_area + ma.macro_area, hier(mname)
+            if min(abs(own - yosys_area), abs(total - yosys_area)) > 1e-3 * max(1.0, total):
+                raise ToolError(
+                    "yosys",
+                    "area accounting",
+                    Path("stat.json"),
+                    None,
+                    f"    module {mname}: liberty area {total:.1f} != stat -json {yosys_area}",
+                )
+    return modules
+
+
+def _instances(top: str, modules: dict[str, ModuleArea]) -> list[InstanceArea]:
+    out: list[InstanceArea] = []
+
+    def walk(path: str, mname: str) -> InstanceArea:
+        ma = modules[mname]
+        idx = len(out)
+        out.append(InstanceArea(path, mname, 0, 0, 0.0, 0.0, 0.0))
+        cells, flops = ma.cells, ma.flops
+        comb, seq, macro = ma.comb_area, ma.seq_area, ma.macro_area
+        for inst, child in sorted(ma.children.items()):
+            sub = walk(f"{path}.{inst}" if path else inst, child)
+            cells += sub.cells
+            flops += sub.flops
+            comb += sub.comb_area
+            seq += sub.seq_area
+            macro += sub.macro_area
+        out[idx] = InstanceArea(path, mname, cells, flops, comb, seq, macro)
+        return out[idx]
+
+    walk("", top)
+    return out
+
+
+def synthesize(
+    verilog: str,
+    top: str,
+    workdir: Path,
+    liberty: Path,
+    *,
+    clock_ns: float = 10.0,
+    sram_min_bits: int = DEFAULT_SRAM_MIN_BITS,
+    sram_tech: SramTech = OSU018_SRAM,
+    timeout: float = 3600,
+) -> SynthResult:
+    """Synthesise ``verilog`` (top module ``top``) in ``workdir`` to ``liberty``.
+
+    Raises :class:`synth.tools.ToolError` (naming Yosys, the step and the log) on failure.
+    """
+    if not isinstance(sram_min_bits, int) or sram_min_bits < 1:
+        raise ValueError(f"sram_min_bits must be a positive integer, not {sram_min_bits!r}")
+    if not clock_ns > 0:
+        raise ValueError(f"clock_ns must be positive, not {clock_ns!r}")
+    workdir = Path(workdir)
+    mems = inspect_memories(verilog, top, workdir, timeout=timeout)
+    shutil.copyfile(liberty, workdir / STD_LIB)
+    lib = read_liberty(workdir / STD_LIB)
+    macro_mems = [m for m in mems if is_macro(m, sram_min_bits)]
+    macros = {f"{m.module}/{m.name}": (m, estimate(m, sram_tech)) for m in macro_mems}
+    liberties = [workdir / STD_LIB]
+    extra: list[str] = []
+    macro_lib: Library | None = None
+    if macro_mems:
+        (workdir / MACRO_STUB).write_text(verilog_stub(macro_mems))
+        (workdir / MACRO_LIB).write_text(liberty_text(macros.values(), sram_tech))
+        extra.append(f"read_verilog -lib {MACRO_STUB}")
+        liberties.append(workdir / MACRO_LIB)
+        macro_lib = read_liberty(workdir / MACRO_LIB)
+    inspect = json.loads((workdir / "inspect.json").read_text())
+    script = _front_end(top, extra)
+    for mem in macro_mems:
+        params = inspect["modules"][mem.module]["cells"][mem.name]["parameters"]
+        unset = " ".join(f"-unset {p}" for p in sorted(params))
+        script.append(f"setparam {unset} -type {mem.macro_name} {_select(mem)}")
+    stat_libs = f"-liberty {STD_LIB}" + (f" -liberty {MACRO_LIB}" if macro_mems else "")
+    script += [
+        f"synth -top {top}",
+        f"dfflibmap -liberty {STD_LIB}",
+        f"abc -D {clock_ns * 1000:.0f} -liberty {STD_LIB}",
+        "opt_clean",
+        f"tee -q -o stat.json stat -json {stat_libs}",
+        "write_json mapped.json",
+        "write_verilog -noattr -noexpr netlist.v",
+    ]
+    (workdir / "synth.ys").write_text("\n".join(script) + "\n")
+    run_tool(
+        "yosys",
+        "synthesis",
+        [*yosys_command(), "-q", "-l", "synth.log", "synth.ys"],
+        cwd=workdir,
+        log=workdir / "synth.out",
+        timeout=timeout,
+    )
+    stat = json.loads((workdir / "stat.json").read_text())
+    mapped = json.loads((workdir / "mapped.json").read_text())
+    modules = _module_areas(stat, mapped, lib, macro_lib)
+    if top not in modules:
+        raise ToolError(
+            "yosys", "synthesis", workdir / "synth.log", None, f"    top {top!r} not in netlist"
+        )
+    return SynthResult(
+        top=top,
+        workdir=workdir,
+        netlist=workdir / "netlist.v",
+        mapped_json=workdir / "mapped.json",
+        liberties=liberties,
+        stat=stat,
+        modules=modules,
+        instances=_instances(top, modules),
+        memories=mems,
+        macros=macros,
+        sram_min_bits=sram_min_bits,
+        log=workdir / "synth.log",
+    )
