@@ -38,8 +38,10 @@ from .workload import preset as workload_preset
 __all__ = ["evaluate_query", "main", "replay"]
 
 NOT_LLM = (
-    "Keys, values and queries are real image features of real clips (PP-OCRv4 detection "
-    "backbone) through seeded projections with RoPE: they are NOT video-LLM keys."
+    "Keys, values and queries come from real clips through PP-OCRv4 models (detection-"
+    "backbone features through seeded projections; `rec`: the recognition model's own "
+    "SVTR attention K/Q; `pixels`: a raw-pixel control), with RoPE: they are NOT "
+    "video-LLM keys."
 )
 METHODS = ("resv", "oracle_topk", "rekv_blocks", "sliding_window")
 BF16 = 2  # bytes
@@ -405,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             "bikes-2fps-196": workload_preset("bench"),
             "bigbuckbunny-2fps-196": workload_preset("bench-bbb"),
             "bikes-native-49": workload_preset("bench-native").replace(tokens_per_frame=49),
+            "bikes-2fps-rec": workload_preset("bench-rec"),
+            "bikes-2fps-pixels": workload_preset("bench-pixels"),
         }
         sweep_wl, timing_wl, pf = (
             "bikes-2fps-196",

@@ -70,6 +70,7 @@ import onnx
 import onnxruntime as ort
 
 __all__ = [
+    "DET_DIM",
     "GRIDS",
     "PIXEL_DIM",
     "REC_BLOCKS",
@@ -95,6 +96,8 @@ GRIDS: dict[int, tuple[int, int]] = {10: (2, 5), 49: (7, 7), 196: (14, 14)}
 #: tokens_per_frame → rec input layout (strips of 48 rows, tokens per strip).
 REC_LAYOUT: dict[int, tuple[int, int]] = {10: (5, 40), 49: (7, 28), 196: (14, 14)}
 
+#: Width of the det backbone's stride-16 tokens.
+DET_DIM = 192
 REC_BLOCKS = 2
 REC_HEADS = 8
 REC_HEAD_DIM = 15
@@ -122,13 +125,18 @@ _THREADS = 2
 
 
 def check_source(source: object) -> str:
+    """``source`` if it names a feature source, else ``ValueError``."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(map(repr, SOURCES))}, not {source!r}")
     return str(source)
 
 
 def check_tokens_per_frame(tokens_per_frame: object) -> int:
-    if isinstance(tokens_per_frame, bool) or tokens_per_frame not in GRIDS:
+    """``tokens_per_frame`` if it is a key of ``GRIDS``, else ``ValueError``."""
+    valid = isinstance(tokens_per_frame, int | np.integer) and not isinstance(
+        tokens_per_frame, bool
+    )
+    if not valid or tokens_per_frame not in GRIDS:
         choices = ", ".join(map(str, GRIDS))
         raise ValueError(f"tokens_per_frame must be one of {choices}, not {tokens_per_frame!r}")
     return int(tokens_per_frame)  # type: ignore[arg-type]
@@ -241,7 +249,10 @@ def _pool(grid: np.ndarray, rows: int, cols: int) -> np.ndarray:
     if (r, c) == (rows, cols):
         out = grid
     else:
-        out = np.einsum("ir,jc,...rcd->...ijd", _pool_matrix(r, rows), _pool_matrix(c, cols), grid)
+        # Two matmuls (BLAS) instead of one einsum, which numpy runs as slow loops.
+        d = grid.shape[-1]
+        by_rows = _pool_matrix(r, rows) @ grid.reshape(*grid.shape[:-3], r, c * d)
+        out = _pool_matrix(c, cols) @ by_rows.reshape(*grid.shape[:-3], rows, c, d)
     return np.ascontiguousarray(out.reshape(*grid.shape[:-3], rows * cols, grid.shape[-1]))
 
 
@@ -294,7 +305,7 @@ class Features:
 
 def _det(frames: np.ndarray, grid: tuple[int, int], progress: Progress) -> Features:
     session = _session(_DET_MODEL, (_DET_OUT,))
-    out = np.empty((len(frames), _DET_GRID, _DET_GRID, 192), np.float32)
+    out = np.empty((len(frames), _DET_GRID, _DET_GRID, DET_DIM), np.float32)
     for lo in range(0, len(frames), _DET_BATCH):
         hi = min(lo + _DET_BATCH, len(frames))
         (y,) = session.run([_DET_OUT], {"x": det_input(frames[lo:hi])})

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from golden.resv import ClusterTable, quantize_scores, wicsum_select_bucketed
-from golden.synthetic import synthetic_signatures
+from golden.synthetic import synthetic_keys, synthetic_signatures
 from golden.topk import topk_select
 from hw.config import HWConfig
 
@@ -28,6 +28,8 @@ __all__ = [
     "topk_expected",
     "trace_path",
     "trace_workload",
+    "video_like_workload",
+    "workload_from_keys",
     "wtu_expected",
 ]
 
@@ -205,40 +207,73 @@ def _load_trace(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def trace_workload(
-    cfg: HWConfig, path: Path, *, max_tokens: int, max_rows: int
+def workload_from_keys(
+    cfg: HWConfig, keys: np.ndarray, queries: np.ndarray | None, *, max_rows: int
 ) -> tuple[HCUStream, list[ScoreRow]]:
-    """Keys of a recorded trace → golden signatures → HCU stream; the golden clustering's
-    representative keys scored against the trace's queries → WTU/top-k rows.
-
-    Needs an array of keys ``(..., n, d)`` (``keys``) and, for rows, queries ``(..., q, d)``
-    (``queries``); the first layer/head is used. ``d`` must be the config's ``head_dim``.
-    """
+    """Keys (n, d) → golden signatures (centred when ``centre_keys``) → HCU stream; the
+    golden clustering's representative keys scored against ``queries`` (q, d) → one
+    WTU/top-k row per query, with the config's coverage and ``k`` = the config's
+    ``topk_k``."""
     from golden.resv import signatures  # noqa: PLC0415
 
     r = cfg.resv
-    data = _load_trace(path)
-    if "keys" not in data:
-        raise ValueError(f"trace {path} must hold a 'keys' array, found {sorted(data)}")
-    keys = data["keys"].reshape(-1, *data["keys"].shape[-2:])[0].astype(np.float32)
-    if keys.shape[-1] != r.head_dim:
-        raise ValueError(
-            f"trace {path} has head_dim {keys.shape[-1]}, the config needs {r.head_dim}"
-        )
-    keys = keys[:max_tokens]
-    sigs = signatures(keys - keys.mean(axis=0) if r.centre_keys else keys, r.planes)
+    keys = np.asarray(keys, np.float32)
+    if keys.ndim != 2 or keys.shape[1] != r.head_dim:
+        raise ValueError(f"keys must be (n, {r.head_dim}), not shape {keys.shape}")
+    hashed = keys - keys.mean(axis=0) if r.centre_keys else keys
+    sigs = signatures(hashed, r.planes)
     stream = HCUStream(sigs=sigs, clear=np.zeros(sigs.size, bool))
     rows: list[ScoreRow] = []
-    if "queries" in data:
+    if queries is not None and max_rows > 0:
         table = ClusterTable(
             threshold=r.threshold, max_clusters=r.max_clusters, count_max=r.count_max
         )
         res = table.add(sigs)
         keysum = np.zeros((res.counts.size, r.head_dim))
-        np.add.at(keysum, res.assign, keys)
+        np.add.at(keysum, res.assign, keys.astype(np.float64))
         rep = keysum / np.maximum(res.counts, 1)[:, None]
-        queries = data["queries"].reshape(-1, *data["queries"].shape[-2:])[0]
-        for q in queries[:max_rows]:
+        for q in np.asarray(queries, np.float64)[:max_rows]:
             scores = quantize_scores(rep @ q / np.sqrt(r.head_dim), r)
-            rows.append(ScoreRow(scores=scores, counts=res.counts, coverage_q=r.coverage_q))
+            rows.append(
+                ScoreRow(scores=scores, counts=res.counts, coverage_q=r.coverage_q, k=cfg.topk_k)
+            )
     return stream, rows
+
+
+def video_like_workload(
+    cfg: HWConfig, *, frames: int, tokens_per_frame: int, n_queries: int, seed: int
+) -> tuple[HCUStream, list[ScoreRow]]:
+    """Synthetic stand-in for a real-video trace: ``golden.synthetic.synthetic_keys`` with
+    strong temporal redundancy and a shared offset (un-centred features), queries close to
+    random keys (peaked attention)."""
+    keys, _ = synthetic_keys(
+        frames=frames,
+        tokens_per_frame=tokens_per_frame,
+        head_dim=cfg.resv.head_dim,
+        redundancy=0.9,
+        offset=0.5,
+        seed=seed,
+    )
+    keys = keys[0, 0]
+    rng = np.random.default_rng(seed + 7)
+    picks = rng.integers(0, keys.shape[0], n_queries)
+    queries = 3.0 * keys[picks] + rng.standard_normal((n_queries, keys.shape[1]))
+    return workload_from_keys(cfg, keys, queries, max_rows=n_queries)
+
+
+def trace_workload(
+    cfg: HWConfig, path: Path, *, max_tokens: int, max_rows: int
+) -> tuple[HCUStream, list[ScoreRow]]:
+    """A recorded trace (``TRACE=path.npz``) through ``workload_from_keys``.
+
+    Uses the trace's ``keys`` array (``(..., n, d)``, first layer/head) and, when present,
+    its ``queries`` (``(..., q, d)``); ``d`` must be the config's ``head_dim``.
+    """
+    data = _load_trace(path)
+    if "keys" not in data:
+        raise ValueError(f"trace {path} must hold a 'keys' array, found {sorted(data)}")
+    keys = data["keys"].reshape(-1, *data["keys"].shape[-2:])[0][:max_tokens]
+    queries = None
+    if "queries" in data:
+        queries = data["queries"].reshape(-1, *data["queries"].shape[-2:])[0]
+    return workload_from_keys(cfg, keys, queries, max_rows=max_rows)

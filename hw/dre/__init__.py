@@ -1,12 +1,15 @@
 """The Dynamic KV cache Retrieval Engine (DRE): HCU, WTU and the top-k baseline."""
 
 from .dre import DynamicRetrievalEngine, dre_signature
-from .hcu import HashClusterUnit
+from .hcu import HCU_LATENCY, HashClusterUnit, hcu_token_cycles
 from .layouts import DRELayouts, Event, layouts
-from .topk import TopKSelector
-from .wtu import WiCSumThresholdUnit
+from .topk import TOPK_LATENCY, TopKSelector, topk_cycles, topk_passes
+from .wtu import WTU_LATENCY, WiCSumThresholdUnit, wtu_cycles
 
 __all__ = [
+    "HCU_LATENCY",
+    "TOPK_LATENCY",
+    "WTU_LATENCY",
     "DRELayouts",
     "DynamicRetrievalEngine",
     "Event",
@@ -14,5 +17,9 @@ __all__ = [
     "TopKSelector",
     "WiCSumThresholdUnit",
     "dre_signature",
+    "hcu_token_cycles",
     "layouts",
+    "topk_cycles",
+    "topk_passes",
+    "wtu_cycles",
 ]

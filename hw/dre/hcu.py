@@ -37,7 +37,19 @@ from ..config import HWConfig, ceil_log2, check_config
 from .bitops import popcount
 from .layouts import Event, layouts
 
-__all__ = ["HashClusterUnit"]
+__all__ = ["HCU_LATENCY", "HashClusterUnit", "hcu_token_cycles"]
+
+#: Cycles per token on top of the row scans: one to accept (and read row 0), one to decide.
+HCU_LATENCY = 2
+
+
+def hcu_token_cycles(cfg: HWConfig, occupancy: int) -> int:
+    """``ceil(occupancy / hcu_lanes) + HCU_LATENCY``: cycles between token acceptances (and
+    from acceptance to the result's handshake) with no stalls; ``occupancy`` is the table
+    size before the token (0 after a clear)."""
+    if not 0 <= occupancy <= cfg.max_clusters:
+        raise ValueError(f"occupancy must be in 0..{cfg.max_clusters}, not {occupancy!r}")
+    return -(-occupancy // cfg.hcu_lanes) + HCU_LATENCY
 
 
 class HashClusterUnit(wiring.Component):
@@ -65,15 +77,11 @@ class HashClusterUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles per token on top of the ``ceil(occupancy / hcu_lanes)`` row scans."""
-        return 2
+        return HCU_LATENCY
 
     def token_cycles(self, occupancy: int) -> int:
         """Cycles from one token's acceptance to the next one's, without stalls."""
-        if not 0 <= occupancy <= self._cfg.max_clusters:
-            raise ValueError(
-                f"occupancy must be in 0..{self._cfg.max_clusters}, not {occupancy!r}"
-            )
-        return -(-occupancy // self._cfg.hcu_lanes) + self.latency
+        return hcu_token_cycles(self._cfg, occupancy)
 
     def elaborate(self, platform):
         cfg, r = self._cfg, self._cfg.resv

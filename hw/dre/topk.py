@@ -30,7 +30,26 @@ from amaranth.lib.wiring import In, Out
 from ..config import HWConfig, check_config
 from .layouts import layouts
 
-__all__ = ["TopKSelector"]
+__all__ = ["TOPK_LATENCY", "TopKSelector", "topk_cycles", "topk_passes"]
+
+#: Fixed cycles of a row: the cmd and the summary beats.
+TOPK_LATENCY = 2
+
+
+def topk_passes(cfg: HWConfig, n_clusters: int, k: int) -> int:
+    """Passes over the row: ``max(1, ceil(min(k, C) / topk_k))``."""
+    return max(1, -(-min(k, n_clusters) // cfg.topk_k))
+
+
+def topk_cycles(cfg: HWConfig, n_clusters: int, k: int) -> int:
+    """``C + k' + (passes - 1)·(C + 1) + TOPK_LATENCY`` with ``k' = min(k, C)``: cycles from
+    the ``cmd`` handshake to the ``summary`` handshake (both included) without stalls."""
+    if not 1 <= n_clusters <= cfg.max_clusters:
+        raise ValueError(f"n_clusters must be in 1..{cfg.max_clusters}, not {n_clusters!r}")
+    if not 0 <= k <= cfg.max_clusters:
+        raise ValueError(f"k must be in 0..{cfg.max_clusters}, not {k!r}")
+    extra = (topk_passes(cfg, n_clusters, k) - 1) * (n_clusters + 1)
+    return n_clusters + min(k, n_clusters) + extra + TOPK_LATENCY
 
 
 class TopKSelector(wiring.Component):
@@ -56,23 +75,15 @@ class TopKSelector(wiring.Component):
     @property
     def latency(self) -> int:
         """Fixed cycles of a row (cmd and summary beats); see ``cycles``."""
-        return 2
+        return TOPK_LATENCY
 
     def passes(self, n_clusters: int, k: int) -> int:
-        k_eff = min(k, n_clusters)
-        return max(1, -(-k_eff // self._cfg.topk_k))
+        """Passes over the row (see ``topk_passes``)."""
+        return topk_passes(self._cfg, n_clusters, k)
 
     def cycles(self, n_clusters: int, k: int) -> int:
         """Cycles from the ``cmd`` handshake to the ``summary`` handshake, without stalls."""
-        if not 1 <= n_clusters <= self._cfg.max_clusters:
-            raise ValueError(
-                f"n_clusters must be in 1..{self._cfg.max_clusters}, not {n_clusters!r}"
-            )
-        if not 0 <= k <= self._cfg.max_clusters:
-            raise ValueError(f"k must be in 0..{self._cfg.max_clusters}, not {k!r}")
-        k_eff = min(k, n_clusters)
-        extra = (self.passes(n_clusters, k) - 1) * (n_clusters + 1)
-        return n_clusters + k_eff + extra + self.latency
+        return topk_cycles(self._cfg, n_clusters, k)
 
     def elaborate(self, platform):
         cfg, r = self._cfg, self._cfg.resv

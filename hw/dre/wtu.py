@@ -43,7 +43,18 @@ from ..config import HWConfig, check_config
 from .bitops import lowest_set
 from .layouts import layouts
 
-__all__ = ["WiCSumThresholdUnit"]
+__all__ = ["WTU_LATENCY", "WiCSumThresholdUnit", "wtu_cycles"]
+
+#: Fixed cycles of a row: cmd, bucketing pipeline (2), threshold, emit start, summary.
+WTU_LATENCY = 7
+
+
+def wtu_cycles(cfg: HWConfig, n_clusters: int, b_star: int, n_selected: int) -> int:
+    """``2·C + b* + k + WTU_LATENCY``: cycles from the ``cmd`` handshake to the ``summary``
+    handshake (both included) without stalls."""
+    if not 1 <= n_clusters <= cfg.max_clusters:
+        raise ValueError(f"n_clusters must be in 1..{cfg.max_clusters}, not {n_clusters!r}")
+    return 2 * n_clusters + b_star + n_selected + WTU_LATENCY
 
 
 class WiCSumThresholdUnit(wiring.Component):
@@ -69,15 +80,11 @@ class WiCSumThresholdUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Fixed cycles of a row on top of ``2·C + b* + k`` (see ``cycles``)."""
-        return 7
+        return WTU_LATENCY
 
     def cycles(self, n_clusters: int, b_star: int, n_selected: int) -> int:
         """Cycles from the ``cmd`` handshake to the ``summary`` handshake, without stalls."""
-        if not 1 <= n_clusters <= self._cfg.max_clusters:
-            raise ValueError(
-                f"n_clusters must be in 1..{self._cfg.max_clusters}, not {n_clusters!r}"
-            )
-        return 2 * n_clusters + b_star + n_selected + self.latency
+        return wtu_cycles(self._cfg, n_clusters, b_star, n_selected)
 
     def elaborate(self, platform):
         cfg, r = self._cfg, self._cfg.resv
@@ -146,7 +153,8 @@ class WiCSumThresholdUnit(wiring.Component):
         ]
 
         # Emit: the list walk and the next non-empty bucket up to b*.
-        later = Cat((cur_b < j) & (b_star >= j) for j in range(nb))
+        # Bucket 0 is never "later"; writing it as a constant keeps the lint clean.
+        later = Cat(Const(0, 1), *((cur_b < j) & (b_star >= j) for j in range(1, nb)))
         next_b, has_next = lowest_set(m, nonempty & later, name="next_bucket")
         at_tail = cur == tail[cur_b]
         is_last = at_tail & ~has_next

@@ -1,0 +1,213 @@
+"""cocotb transaction layer for ``amaranth.lib.stream`` ports of generated Verilog.
+
+Amaranth names a stream ``s`` of the top as ``s__valid``, ``s__ready`` and ``s__payload``
+(nested interface members are joined with ``__``); payloads are packed and unpacked through
+the same ``amaranth.lib.data`` layouts the hardware uses (``layout.const(...).as_bits()`` /
+``layout.from_bits(...)``), never by hand-written bit offsets.
+
+Timing discipline: everything is driven right after a falling edge and sampled in the
+``ReadOnly`` phase of that half cycle, so a beat counts as transferred at the following
+rising edge when valid and ready were both high. ``cycle()`` numbers rising edges.
+
+``StreamSource`` (driver, random idle cycles), ``StreamSink`` (monitor, random back-pressure)
+and ``Scoreboard`` (in-order checker that counts mismatches, missing and extra items).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, with_timeout
+from cocotb.utils import get_sim_time
+
+from hw.config import HWConfig, preset
+
+__all__ = [
+    "PERIOD_NS",
+    "Scoreboard",
+    "StreamSink",
+    "StreamSource",
+    "config_from_env",
+    "cycle",
+    "reset",
+    "seed_from_env",
+    "start_clock",
+    "timing_from_env",
+]
+
+PERIOD_NS = 10
+
+
+def cycle() -> int:
+    """Index of the current clock cycle (rising edges since time 0)."""
+    return int(get_sim_time(unit="ns")) // PERIOD_NS
+
+
+def config_from_env() -> HWConfig:
+    """The ``HWConfig`` named by ``DRE_CONFIG`` (a preset), with optional ``DRE_LANES``,
+    ``DRE_TOPK_K`` and ``DRE_MAX_CLUSTERS`` overrides (used by the benchmark)."""
+    cfg = preset(os.environ.get("DRE_CONFIG", "tiny"))
+    changes: dict[str, Any] = {}
+    if os.environ.get("DRE_MAX_CLUSTERS"):
+        changes["resv"] = {"max_clusters": int(os.environ["DRE_MAX_CLUSTERS"])}
+    if os.environ.get("DRE_LANES"):
+        changes["hcu_lanes"] = int(os.environ["DRE_LANES"])
+    if os.environ.get("DRE_TOPK_K"):
+        changes["topk_k"] = int(os.environ["DRE_TOPK_K"])
+    return cfg.replace(**changes) if changes else cfg
+
+
+def seed_from_env() -> int:
+    return int(os.environ.get("SEED", "1"))
+
+
+def timing_from_env() -> tuple[float, float]:
+    """``(idle, stall)`` probabilities of the random-timing tests (``DRE_IDLE``/``DRE_STALL``)."""
+    return float(os.environ.get("DRE_IDLE", "0.3")), float(os.environ.get("DRE_STALL", "0.3"))
+
+
+async def start_clock(dut) -> None:
+    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+
+
+async def reset(dut, cycles: int = 2) -> None:
+    """Synchronous reset with every stream input idle."""
+    await FallingEdge(dut.clk)
+    for name in ("tokens", "cmd", "clusters", "wtu_cmd"):
+        if hasattr(dut, f"{name}__valid"):
+            getattr(dut, f"{name}__valid").value = 0
+    for name in ("assign", "selected", "summary"):
+        if hasattr(dut, f"{name}__ready"):
+            getattr(dut, f"{name}__ready").value = 0
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+class StreamSource:
+    """Driver: sends payload dicts on ``<prefix>__*`` with seeded random idle cycles."""
+
+    def __init__(self, dut, prefix: str, layout, *, rng=None, idle: float = 0.0):
+        self.clk = dut.clk
+        self.valid = getattr(dut, f"{prefix}__valid")
+        self.ready = getattr(dut, f"{prefix}__ready")
+        self.payload = getattr(dut, f"{prefix}__payload")
+        self.layout, self.rng, self.idle = layout, rng, idle
+        self.prefix = prefix
+        self.valid.value = 0
+        #: cycle of each handshake, in order
+        self.times: list[int] = []
+
+    async def send(self, payloads: Iterable[dict]) -> list[int]:
+        for item in payloads:
+            await FallingEdge(self.clk)
+            while self.rng is not None and self.idle > 0 and self.rng.random() < self.idle:
+                self.valid.value = 0
+                await FallingEdge(self.clk)
+            self.valid.value = 1
+            self.payload.value = self.layout.const(item).as_bits()
+            while True:
+                await ReadOnly()
+                if int(self.ready.value):
+                    self.times.append(cycle())
+                    break
+                await FallingEdge(self.clk)
+            await RisingEdge(self.clk)
+        await FallingEdge(self.clk)
+        self.valid.value = 0
+        return self.times
+
+
+class StreamSink:
+    """Monitor with back-pressure: drops ``ready`` with probability ``stall`` each cycle and
+    hands every transferred beat (``layout.from_bits``) and its cycle to ``callback``."""
+
+    def __init__(self, dut, prefix: str, layout, *, rng=None, stall: float = 0.0,
+                 callback: Callable[[Any, int], None] | None = None):
+        self.clk = dut.clk
+        self.valid = getattr(dut, f"{prefix}__valid")
+        self.ready = getattr(dut, f"{prefix}__ready")
+        self.payload = getattr(dut, f"{prefix}__payload")
+        self.layout, self.rng, self.stall = layout, rng, stall
+        self.callback = callback
+        self.beats: list[tuple[Any, int]] = []
+        self.ready.value = 0
+        self._task = None
+
+    def start(self) -> None:
+        self._task = cocotb.start_soon(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.ready.value = 0
+
+    async def _run(self) -> None:
+        while True:
+            await FallingEdge(self.clk)
+            ready = not (self.rng is not None and self.stall > 0 and self.rng.random() < self.stall)
+            self.ready.value = int(ready)
+            await ReadOnly()
+            if ready and int(self.valid.value):
+                beat = self.layout.from_bits(int(self.payload.value))
+                self.beats.append((beat, cycle()))
+                if self.callback is not None:
+                    self.callback(beat, cycle())
+
+    async def wait_for(self, count: int, *, timeout_cycles: int) -> None:
+        """Wait until ``count`` beats in total arrived; fail after ``timeout_cycles``."""
+
+        async def waiter():
+            while len(self.beats) < count:
+                await RisingEdge(self.clk)
+
+        await with_timeout(waiter(), timeout_cycles * PERIOD_NS, "ns")
+
+
+class Scoreboard:
+    """In-order checker: ``expect`` items from the golden model, ``check`` items from the
+    monitor; counts mismatches, extra (unexpected) and missing items."""
+
+    def __init__(self, name: str, log, *, compare: Callable[[Any, Any], bool] | None = None):
+        self.name, self.log = name, log
+        self.compare = compare or (lambda got, want: got == want)
+        self.expected: deque = deque()
+        self.matched = 0
+        self.mismatches = 0
+        self.extra = 0
+
+    def expect(self, item: Any) -> None:
+        self.expected.append(item)
+
+    def check(self, got: Any) -> None:
+        if not self.expected:
+            self.extra += 1
+            self.log.error("%s: unexpected item %r", self.name, got)
+            return
+        want = self.expected.popleft()
+        if self.compare(got, want):
+            self.matched += 1
+        else:
+            self.mismatches += 1
+            if self.mismatches <= 10:
+                self.log.error("%s: got %r, expected %r", self.name, got, want)
+
+    def assert_done(self) -> None:
+        missing = len(self.expected)
+        assert (self.mismatches, self.extra, missing) == (0, 0, 0), (
+            f"{self.name}: {self.matched} matched, {self.mismatches} mismatches, "
+            f"{self.extra} unexpected, {missing} missing"
+        )
+        assert self.matched > 0, f"{self.name}: nothing was checked"
+
+
+def make_rng(*keys: int) -> np.random.Generator:
+    return np.random.default_rng([seed_from_env(), *keys])

@@ -1,0 +1,169 @@
+"""Build and run the cocotb testbenches of the DRE units on Icarus or Verilator.
+
+One build directory per parameter set, ``sim_build/<unit>/<sim>_<config>[_<tag>]``, so
+pytest-xdist workers never share one; the Verilog is rewritten only when it changes, so
+rebuilds are incremental. ``run_unit`` raises ``AssertionError`` with the results file and
+the waveform path (``WAVES=1``) when any cocotb test fails — ``runner.test`` alone does not.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cocotb_tools.check_results import get_results
+from cocotb_tools.runner import Icarus, get_runner
+
+from hw.config import preset
+from hw.gen import LINT_WAIVERS, generate
+
+__all__ = ["ROOT", "SIMULATORS", "UNIT_TESTBENCH", "RunResult", "build_dir", "run_unit"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SIMULATORS = ("icarus", "verilator")
+#: unit → cocotb test module
+UNIT_TESTBENCH = {"hcu": "sim.tb_hcu", "wtu": "sim.tb_wtu", "topk": "sim.tb_topk"}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    results_xml: Path
+    waveform: Path | None
+    tests: int
+    failed: int
+    build_seconds: float
+    test_seconds: float
+
+
+class Icarus2005(Icarus):
+    """Icarus compiling Amaranth's output as Verilog-2005.
+
+    Amaranth (Yosys ``write_verilog``) starts every ``always @*`` block through the time-0
+    event of ``reg \\$auto$...dump_module$1 = 0``. Under ``-g2012`` (what cocotb passes)
+    Icarus applies declaration initialisers without an event, so a combinational block whose
+    inputs never change keeps X (seen: the HCU's ``tokens__ready`` stayed X). A trailing
+    ``-g2005`` restores the event; cocotb's wave-dump module uses a SystemVerilog
+    ``string``, so it is replaced by a Verilog-2005 one.
+    """
+
+    def _create_iverilog_dump_file(self) -> None:
+        path = str(self.build_dir / f"{self.hdl_toplevel}.fst").replace("\\", "\\\\")
+        self.iverilog_dump_file.write_text(
+            "module cocotb_iverilog_dump();\n"
+            f'initial begin\n    $dumpfile("{path}");\n'
+            f"    $dumpvars(0, {self.hdl_toplevel});\nend\nendmodule\n"
+        )
+
+
+def _runner(sim: str):
+    return Icarus2005() if sim == "icarus" else get_runner(sim)
+
+
+def build_dir(unit: str, sim: str, config: str, tag: str = "") -> Path:
+    return ROOT / "sim_build" / unit / (f"{sim}_{config}" + (f"_{tag}" if tag else ""))
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def waveform_path(sim: str, unit: str, bdir: Path) -> Path:
+    # Icarus dumps <top>.fst in the build directory; Verilator dump.vcd in the test directory
+    # (which is the build directory here).
+    return bdir / (f"{unit}.fst" if sim == "icarus" else "dump.vcd")
+
+
+def run_unit(
+    unit: str,
+    sim: str,
+    *,
+    config: str = "tiny",
+    env: dict[str, str] | None = None,
+    tag: str = "",
+    testcase: str | None = None,
+    overrides: dict | None = None,
+) -> RunResult:
+    """Generate, build and run the cocotb testbench of ``unit`` on ``sim``.
+
+    ``overrides`` are ``HWConfig.replace`` changes applied on top of the preset; they are
+    passed to the testbench through ``DRE_*`` variables (see ``sim.cocotb_streams``).
+    """
+    if unit not in UNIT_TESTBENCH:
+        raise ValueError(f"unit must be one of {', '.join(UNIT_TESTBENCH)}, not {unit!r}")
+    if sim not in SIMULATORS:
+        raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    cfg = preset(config)
+    extra_env = {"DRE_CONFIG": config, **(env or {})}
+    overrides = dict(overrides or {})
+    if overrides:
+        cfg = cfg.replace(**overrides)
+        if "resv" in overrides:
+            extra_env["DRE_MAX_CLUSTERS"] = str(overrides["resv"]["max_clusters"])
+        if "hcu_lanes" in overrides:
+            extra_env["DRE_LANES"] = str(overrides["hcu_lanes"])
+        if "topk_k" in overrides:
+            extra_env["DRE_TOPK_K"] = str(overrides["topk_k"])
+    bdir = build_dir(unit, sim, config, tag)
+    bdir.mkdir(parents=True, exist_ok=True)
+    src = bdir / f"{unit}.v"
+    _write_if_changed(src, generate(unit, cfg))
+    sources = [src]
+    build_args: list[str] = ["-g2005"] if sim == "icarus" else []
+    if sim == "verilator":
+        vlt = bdir / "waivers.vlt"
+        _write_if_changed(
+            vlt,
+            "`verilator_config\n" + "".join(f"lint_off -rule {r}\n" for r in LINT_WAIVERS),
+        )
+        build_args = [str(vlt)]
+    waves = os.environ.get("WAVES", "0") not in ("", "0")
+    runner = _runner(sim)
+    # The runner rebuilds on source changes only: a change of options forces a rebuild.
+    stamp = bdir / "build.stamp"
+    options = repr((build_args, waves, sim))
+    rebuild = not stamp.exists() or stamp.read_text() != options
+    t0 = time.perf_counter()
+    runner.build(
+        sources=sources,
+        hdl_toplevel=unit,
+        build_dir=bdir,
+        build_args=build_args,
+        timescale=("1ns", "1ps"),
+        waves=waves,
+        always=rebuild,
+        log_file=bdir / "build.log",
+    )
+    stamp.write_text(options)
+    t1 = time.perf_counter()
+    results = bdir / "results.xml"
+    results.unlink(missing_ok=True)
+    runner.test(
+        hdl_toplevel=unit,
+        test_module=UNIT_TESTBENCH[unit],
+        build_dir=bdir,
+        test_dir=bdir,
+        extra_env=extra_env,
+        waves=waves,
+        testcase=testcase,
+        results_xml=str(results),
+        log_file=bdir / "sim.log",
+    )
+    t2 = time.perf_counter()
+    wave = waveform_path(sim, unit, bdir) if waves else None
+    try:
+        tests, failed = get_results(results)
+    except RuntimeError as exc:
+        raise AssertionError(
+            f"{unit} on {sim}: simulation ended abnormally ({exc}); log {bdir / 'sim.log'}"
+        ) from exc
+    result = RunResult(results, wave, tests, failed, t1 - t0, t2 - t1)
+    if failed or tests == 0:
+        where = f"waveform: {wave}" if wave else f"rerun with WAVES=1 for {waveform_path(sim, unit, bdir)}"
+        raise AssertionError(
+            f"{unit} on {sim}: {failed} of {tests} cocotb tests failed; results {results}, "
+            f"log {bdir / 'sim.log'}, {where}"
+        )
+    return result

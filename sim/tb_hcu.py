@@ -1,0 +1,190 @@
+"""cocotb regression of the generated HashClusterUnit Verilog (``hw.gen`` top ``hcu``).
+
+Driver (``tokens``) → monitor (``assign``) → golden ``ClusterTable`` → in-order scoreboard,
+with random idle cycles and back-pressure; table state read back through the count port.
+Configuration from ``DRE_CONFIG`` (+ overrides), seed from ``SEED``, a recorded trace from
+``TRACE`` (otherwise a synthetic video-like stream). Run by tests/sim/test_dre_cocotb.py.
+"""
+
+from __future__ import annotations
+
+import cocotb
+import numpy as np
+from cocotb.triggers import FallingEdge, ReadOnly
+
+from golden.resv import ClusterEvent
+from hw.dre import hcu_token_cycles, layouts
+from sim.cocotb_streams import (
+    Scoreboard,
+    StreamSink,
+    StreamSource,
+    config_from_env,
+    make_rng,
+    reset,
+    seed_from_env,
+    start_clock,
+    timing_from_env,
+)
+from sim.dre_data import (
+    HCUStream,
+    hcu_expected,
+    hcu_stream,
+    trace_path,
+    trace_workload,
+    video_like_workload,
+)
+
+
+async def read_counts(dut, n: int) -> list[int]:
+    counts = []
+    for c in range(n):
+        await FallingEdge(dut.clk)
+        dut.count_addr.value = c
+        await FallingEdge(dut.clk)
+        await ReadOnly()
+        counts.append(int(dut.count_data.value))
+    return counts
+
+
+async def run_stream(dut, stream: HCUStream, *, idle: float, stall: float, exact: bool,
+                     tag: int) -> dict:
+    """Send ``stream``, check every result and the final table; returns handshake cycles."""
+    cfg = config_from_env()
+    lay = layouts(cfg)
+    exp = hcu_expected(cfg, stream)
+    n = len(stream)
+    await FallingEdge(dut.clk)  # leave any ReadOnly phase before driving
+    tid_mod = 1 << cfg.token_id_bits
+    sb = Scoreboard("hcu.assign", dut._log)
+    for t in range(n):
+        sb.expect((t % tid_mod, int(exp.cluster[t]), int(exp.distance[t]), int(exp.event[t])))
+    sink = StreamSink(
+        dut, "assign", lay.assign, rng=make_rng(tag, 2), stall=stall,
+        callback=lambda p, _t: sb.check((p.token_id, p.cluster, p.distance, p.event.value)),
+    )
+    src = StreamSource(dut, "tokens", lay.token, rng=make_rng(tag, 1), idle=idle)
+    sink.start()
+    payloads = [
+        {"token_id": t % tid_mod, "signature": int(s), "clear": int(c)}
+        for t, (s, c) in enumerate(zip(stream.sigs, stream.clear, strict=True))
+    ]
+    worst = hcu_token_cycles(cfg, cfg.max_clusters)
+    await src.send(payloads)
+    await sink.wait_for(n, timeout_cycles=int(worst / (1 - stall + 1e-9)) * 4 + 200)
+    for _ in range(4 * worst):  # anything more would be a duplicate
+        await FallingEdge(dut.clk)
+    sink.stop()
+    sb.assert_done()
+    await ReadOnly()
+    assert int(dut.occupancy.value) == exp.occupancy, "occupancy"
+    assert int(dut.forced.value) == exp.forced, "forced joins"
+    counts = await read_counts(dut, exp.occupancy)
+    assert counts == exp.counts.tolist(), f"counts {counts} != {exp.counts.tolist()}"
+
+    occ, cost = 0, []
+    for t in range(n):
+        occ = 0 if stream.clear[t] else occ
+        cost.append(hcu_token_cycles(cfg, occ))
+        occ += int(exp.event[t] == ClusterEvent.CREATED)
+    acc = np.array(src.times)
+    done = np.array([t for _, t in sink.beats])
+    cost = np.array(cost)
+    if exact:
+        assert (np.diff(acc) == cost[:-1]).all(), "token-to-token cycles differ from the formula"
+        assert (done - acc == cost).all(), "token latency differs from the formula"
+    else:
+        assert (np.diff(acc) >= cost[:-1]).all() and (done - acc >= cost).all()
+    return {"accepted": src.times, "done": done.tolist(), "cycles": int(done[-1] - acc[0])}
+
+
+@cocotb.test()
+async def hcu_redundant_random_timing(dut):
+    """Temporally redundant signatures in three contexts, random gaps and back-pressure."""
+    cfg = config_from_env()
+    await start_clock(dut)
+    await reset(dut)
+    stream = hcu_stream(cfg, 6 * cfg.max_clusters, seed=seed_from_env(), contexts=3)
+    idle, stall = timing_from_env()
+    await run_stream(dut, stream, idle=idle, stall=stall, exact=False, tag=1)
+
+
+@cocotb.test()
+async def hcu_full_table_exact_cycles(dut):
+    """New content every token: the table fills, then forced joins; no stalls, so every
+    token must take exactly ceil(occupancy / lanes) + latency cycles."""
+    cfg = config_from_env()
+    await start_clock(dut)
+    await reset(dut)
+    stream = hcu_stream(
+        cfg, 2 * cfg.max_clusters + 8, seed=seed_from_env() + 1, redundancy=0.0,
+        sources=4 * cfg.max_clusters,
+    )
+    assert hcu_expected(cfg, stream).forced > 0
+    await run_stream(dut, stream, idle=0.0, stall=0.0, exact=True, tag=2)
+
+
+@cocotb.test()
+async def hcu_video_trace(dut):
+    """Keys → golden signatures → HCU: the TRACE file when given, else a video-like
+    synthetic stream (redundant frames, un-centred features)."""
+    cfg = config_from_env()
+    await start_clock(dut)
+    await reset(dut)
+    path = trace_path()
+    if path is not None:
+        stream, _ = trace_workload(cfg, path, max_tokens=8 * cfg.max_clusters, max_rows=0)
+        dut._log.info("HCU on trace %s (%d tokens)", path, len(stream))
+    else:
+        stream, _ = video_like_workload(
+            cfg, frames=6, tokens_per_frame=2 * cfg.max_clusters, n_queries=0,
+            seed=seed_from_env(),
+        )
+    idle, stall = timing_from_env()
+    await run_stream(dut, stream, idle=idle, stall=stall, exact=False, tag=3)
+
+
+@cocotb.test()
+async def hcu_ties_lowest_index(dut):
+    """Probes equidistant (<= T) from two clusters, in one row and across rows, join the
+    lower index."""
+    cfg = config_from_env()
+    r = cfg.resv
+    await start_clock(dut)
+    await reset(dut)
+    d = r.threshold + 1 + (r.threshold + 1) % 2  # even distance in T+1..T+2
+    assert 4 * d <= r.hash_bits and r.threshold >= d // 2, "config too small for this test"
+    block = [((1 << d) - 1) << (d * i) for i in range(4)]
+    founders = [block[0], block[2], block[3], block[1], 0]  # all pairwise > T apart
+    half = [(1 << (d // 2)) - 1 << (d * i) for i in range(2)]
+    probes = [half[0], half[1], 0, half[0]]
+    sigs = np.array(founders + probes, np.uint64)
+    stream = HCUStream(sigs=sigs, clear=np.zeros(sigs.size, bool))
+    exp = hcu_expected(cfg, stream)
+    # half[0]: d/2 from clusters 0 and 4; half[1]: d/2 from clusters 3 and 4.
+    assert exp.event[:5].tolist() == [ClusterEvent.CREATED] * 5
+    assert exp.cluster[5:].tolist() == [0, 3, 4, 0] and exp.distance[5] == d // 2
+    await run_stream(dut, stream, idle=0.3, stall=0.3, exact=False, tag=4)
+
+
+@cocotb.test()
+async def hcu_reset_mid_stream(dut):
+    """A reset while a token is being scanned empties the table; the next stream is
+    clustered from scratch."""
+    cfg = config_from_env()
+    lay = layouts(cfg)
+    await start_clock(dut)
+    await reset(dut)
+    first = hcu_stream(cfg, cfg.max_clusters, seed=seed_from_env() + 5, redundancy=0.3)
+    src = StreamSource(dut, "tokens", lay.token)
+    sink = StreamSink(dut, "assign", lay.assign)
+    sink.start()
+    await src.send(
+        [{"token_id": i, "signature": int(s), "clear": 0} for i, s in enumerate(first.sigs)]
+    )
+    await FallingEdge(dut.clk)  # the last token is now being scanned
+    await reset(dut, cycles=1)
+    sink.stop()
+    await ReadOnly()
+    assert int(dut.occupancy.value) == 0 and int(dut.assign__valid.value) == 0
+    second = hcu_stream(cfg, 3 * cfg.max_clusters, seed=seed_from_env() + 6)
+    await run_stream(dut, second, idle=0.2, stall=0.2, exact=False, tag=5)

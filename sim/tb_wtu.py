@@ -1,0 +1,190 @@
+"""cocotb regression of the generated WiCSumThresholdUnit Verilog (``hw.gen`` top ``wtu``).
+
+Drivers (``cmd``, ``clusters``) → monitors (``selected``, ``summary``) → golden
+``wicsum_select_bucketed`` → in-order scoreboards, random idle cycles and back-pressure.
+Configuration from ``DRE_CONFIG``, seed from ``SEED``, cluster scores from ``TRACE`` when
+given (golden clustering of the trace keys scored against its queries), otherwise a
+video-like synthetic workload. Run by tests/sim/test_dre_cocotb.py.
+"""
+
+from __future__ import annotations
+
+import cocotb
+import numpy as np
+from cocotb.triggers import FallingEdge
+
+from hw.dre import layouts, wtu_cycles
+from sim.cocotb_streams import (
+    Scoreboard,
+    StreamSink,
+    StreamSource,
+    config_from_env,
+    make_rng,
+    reset,
+    seed_from_env,
+    start_clock,
+    timing_from_env,
+)
+from sim.dre_data import (
+    ScoreRow,
+    score_row,
+    trace_path,
+    trace_workload,
+    video_like_workload,
+    wtu_expected,
+)
+
+KINDS = ("normal", "ties", "one_bucket", "extremes", "wide")
+
+
+def cluster_beats(row: ScoreRow) -> list[dict]:
+    n = row.scores.size
+    return [
+        {"cluster": c, "score": int(s), "count": int(k), "last": int(c == n - 1)}
+        for c, (s, k) in enumerate(zip(row.scores, row.counts, strict=True))
+    ]
+
+
+async def run_rows(dut, rows: list[ScoreRow], *, idle: float, stall: float, exact: bool,
+                   tag: int) -> list[int]:
+    """Send the rows back to back; check every selected id, flag and summary; returns the
+    cycles of each row (cmd handshake to summary handshake, both included)."""
+    cfg = config_from_env()
+    lay = layouts(cfg)
+    await FallingEdge(dut.clk)
+    sel_sb = Scoreboard("wtu.selected", dut._log)
+    sum_sb = Scoreboard("wtu.summary", dut._log)
+    budget = 0
+    for row in rows:
+        exp = wtu_expected(cfg, row)
+        k = exp.clusters_emitted
+        for i, c in enumerate(exp.selected.tolist()):
+            sel_sb.expect((c, int(i == k - 1)))
+        sum_sb.expect(
+            (exp.b_star, exp.buckets_scanned, k, exp.total_mass, exp.threshold, 0)
+        )
+        budget += wtu_cycles(cfg, row.scores.size, exp.b_star, k)
+    sel = StreamSink(
+        dut, "selected", lay.selected, rng=make_rng(tag, 3), stall=stall,
+        callback=lambda p, _t: sel_sb.check((p.cluster, p.last)),
+    )
+    summ = StreamSink(
+        dut, "summary", lay.wtu_summary, rng=make_rng(tag, 4), stall=stall,
+        callback=lambda p, _t: sum_sb.check(
+            (p.b_star, p.buckets_scanned, p.n_selected, p.total_mass, p.threshold, p.error)
+        ),
+    )
+    cmd = StreamSource(dut, "cmd", lay.wtu_cmd, rng=make_rng(tag, 1), idle=idle)
+    src = StreamSource(dut, "clusters", lay.cluster_score, rng=make_rng(tag, 2), idle=idle)
+    sel.start()
+    summ.start()
+    cmd_task = cocotb.start_soon(cmd.send([{"coverage_q": r.coverage_q} for r in rows]))
+    beats = [b for r in rows for b in cluster_beats(r)]
+    await src.send(beats)
+    await cmd_task
+    await summ.wait_for(len(rows), timeout_cycles=int(4 * budget / (1 - max(idle, stall))) + 500)
+    for _ in range(50):  # anything more would be a duplicate
+        await FallingEdge(dut.clk)
+    sel.stop()
+    summ.stop()
+    sel_sb.assert_done()
+    sum_sb.assert_done()
+    cycles = [s - c + 1 for (_, s), c in zip(summ.beats, cmd.times, strict=True)]
+    for row, got in zip(rows, cycles, strict=True):
+        exp = wtu_expected(cfg, row)
+        want = wtu_cycles(cfg, row.scores.size, exp.b_star, exp.clusters_emitted)
+        assert got == want if exact else got >= want, f"row cycles {got}, formula {want}"
+    return cycles
+
+
+def synthetic_rows(cfg, count: int, seed: int) -> list[ScoreRow]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(count):
+        n = 1 if i == 0 else cfg.max_clusters if i == 1 else int(rng.integers(1, cfg.max_clusters + 1))
+        rows.append(score_row(cfg, n, seed=seed * 1000 + i, kind=KINDS[i % len(KINDS)]))
+    return rows
+
+
+@cocotb.test()
+async def wtu_synthetic_random_timing(dut):
+    """Rows of every score kind (ties, one bucket, saturated scores and counts, wide
+    ranges), 1..max_clusters clusters, random coverage; random gaps and back-pressure."""
+    cfg = config_from_env()
+    await start_clock(dut)
+    await reset(dut)
+    idle, stall = timing_from_env()
+    await run_rows(dut, synthetic_rows(cfg, 30, seed_from_env()), idle=idle, stall=stall,
+                   exact=False, tag=1)
+
+
+@cocotb.test()
+async def wtu_exact_cycles(dut):
+    """No stalls: every row takes exactly 2C + b* + k + latency cycles."""
+    cfg = config_from_env()
+    await start_clock(dut)
+    await reset(dut)
+    await run_rows(dut, synthetic_rows(cfg, 10, seed_from_env() + 1), idle=0.0, stall=0.0,
+                   exact=True, tag=2)
+
+
+@cocotb.test()
+async def wtu_corner_rows(dut):
+    """One cluster, all clusters in one bucket, counts at max width with saturated scores,
+    zero mass, smallest coverage and coverage 1.0."""
+    cfg = config_from_env()
+    r = cfg.resv
+    one, n = 1 << r.coverage_frac_bits, cfg.max_clusters
+    rows = [
+        ScoreRow(scores=np.array([r.score_min]), counts=np.array([r.count_max]), coverage_q=one),
+        ScoreRow(scores=np.full(n, 3), counts=np.arange(n) % (r.count_max + 1), coverage_q=one),
+        ScoreRow(
+            scores=np.resize([r.score_max, r.score_min], n),
+            counts=np.full(n, r.count_max),
+            coverage_q=one,
+        ),
+        ScoreRow(scores=np.arange(n) * 7, counts=np.zeros(n, np.int64), coverage_q=one // 3),
+        ScoreRow(scores=np.arange(n) * 5, counts=np.ones(n, np.int64), coverage_q=1),
+        ScoreRow(scores=np.arange(n) << r.bucket_shift, counts=np.ones(n, np.int64),
+                 coverage_q=one - 1),
+    ]
+    await start_clock(dut)
+    await reset(dut)
+    await run_rows(dut, rows, idle=0.25, stall=0.25, exact=False, tag=3)
+
+
+@cocotb.test()
+async def wtu_video_trace(dut):
+    """Cluster scores from real-video-like data: the TRACE file when given, else synthetic
+    redundant frames clustered by the golden model and scored against peaked queries."""
+    cfg = config_from_env()
+    await start_clock(dut)
+    await reset(dut)
+    path = trace_path()
+    if path is not None:
+        _, rows = trace_workload(cfg, path, max_tokens=8 * cfg.max_clusters, max_rows=12)
+        assert rows, f"trace {path} has no 'queries' to score clusters with"
+        dut._log.info("WTU on trace %s (%d rows)", path, len(rows))
+    else:
+        _, rows = video_like_workload(
+            cfg, frames=6, tokens_per_frame=2 * cfg.max_clusters, n_queries=12,
+            seed=seed_from_env(),
+        )
+    idle, stall = timing_from_env()
+    await run_rows(dut, rows, idle=idle, stall=stall, exact=False, tag=4)
+
+
+@cocotb.test()
+async def wtu_reset_mid_row(dut):
+    """A reset in the middle of a row drops it; the next row is selected from scratch."""
+    cfg = config_from_env()
+    lay = layouts(cfg)
+    await start_clock(dut)
+    await reset(dut)
+    first, second = synthetic_rows(cfg, 4, seed_from_env() + 2)[2:4]
+    cmd = StreamSource(dut, "cmd", lay.wtu_cmd)
+    src = StreamSource(dut, "clusters", lay.cluster_score)
+    await cmd.send([{"coverage_q": first.coverage_q}])
+    await src.send(cluster_beats(first)[: max(1, first.scores.size // 2)])
+    await reset(dut, cycles=1)
+    await run_rows(dut, [second], idle=0.2, stall=0.2, exact=False, tag=5)

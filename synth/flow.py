@@ -1,0 +1,595 @@
+"""``make synth``: area, timing and power of every hardware unit at one preset.
+
+    python -m synth.flow --config tiny|paper|edge [--top NAME ...] [--clock-ns N]
+                         [--cycles N] [--default-activity] [--sram-min-bits N]
+
+For every unit of ``hw.gen.TOPS`` (or the ``--top`` ones), in ``build/synth/<preset>/<unit>/``:
+1. Verilog from ``hw.gen.generate``;
+2. Yosys synthesis to the OSU 0.18 µm liberty, large memories as SRAM macros
+   (:mod:`synth.yosys`, :mod:`synth.sram`);
+3. OpenSTA static timing at the target clock: worst slack, fmax, critical path
+   (:mod:`synth.sta`);
+4. switching activity from an Amaranth simulation of the unit (:mod:`synth.activity`), or,
+   only with ``--default-activity``, a labelled default; mapped onto the netlist and
+   propagated (:mod:`synth.power`) and fed to OpenSTA's ``report_power``, plus the SRAM
+   macros' access energy;
+5. the 14 nm / 0.8 V estimate (:mod:`synth.scaling`).
+Then ``report.json`` (schema-checked), ``report.md`` and PNG charts (:mod:`synth.report`)
+and a summary table on stdout. Units the project does not have yet (core, datapath, KVMU)
+are listed as missing, never estimated.
+
+Exit status: 0 when every unit went through, 1 when one failed (the report says which tool
+failed at which step, with its log), 2 for a usage error or a missing tool/liberty (the
+message has the install command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synth import report as rep
+from synth.activity import simulate_activity
+from synth.liberty import read_liberty
+from synth.power import (
+    DUT_INSTANCE,
+    annotate,
+    flatten,
+    load_mapped,
+    sram_dynamic_power,
+    write_power_netlist,
+    write_tcl,
+)
+from synth.scaling import CITATION, PAPER_NODE, SOURCE_NODE, factors, scale_figures
+from synth.sram import DEFAULT_SRAM_MIN_BITS, OSU018_SRAM, estimate, is_macro
+from synth.sta import run_power, run_sta
+from synth.tools import (
+    ROOT,
+    FlowError,
+    MissingToolError,
+    find_liberty,
+    sta_command,
+    tool_versions,
+    yosys_command,
+)
+from synth.yosys import SynthResult, synthesize
+
+__all__ = ["EXPECTED_UNITS", "FlowOptions", "main", "run_flow", "run_module"]
+
+#: Every unit the architecture has (SPEC section 3); those absent from hw.gen.TOPS are
+#: reported as missing.
+EXPECTED_UNITS: dict[str, str] = {
+    "hcu": "HashClusterUnit",
+    "wtu": "WiCSumThresholdUnit",
+    "topk": "TopKSelector (baseline)",
+    "dre": "DynamicRetrievalEngine (HCU + WTU)",
+    "kvmu": "KV memory unit",
+    "datapath": "MAC tree + vector unit",
+    "core": "DRE + datapath + KVMU + control",
+}
+
+CONSTRAINTS = (
+    "Ideal clock on `clk`; inputs and outputs at 0 ns external delay, 10 fF output load; "
+    "no wire-load model (zero wire load, optimistic); typical corner of the library."
+)
+
+
+@dataclass
+class FlowOptions:
+    """Options of one flow run (see ``python -m synth.flow --help``)."""
+
+    preset: str = "tiny"
+    tops: list[str] | None = None
+    clock_ns: float = 10.0
+    cycles: int = 2000
+    default_activity: bool = False
+    sram_min_bits: int = DEFAULT_SRAM_MIN_BITS
+    liberty: Path | None = None
+    out_dir: Path | None = None
+    seed: int = 0
+    target_mhz: float = 800.0
+    charts: bool = True
+    quiet: bool = False
+    command: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.clock_ns, int | float) or not self.clock_ns > 0:
+            raise ValueError(f"clock_ns must be a positive number, not {self.clock_ns!r}")
+        if isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 10:
+            raise ValueError(f"cycles must be an integer of at least 10, not {self.cycles!r}")
+        if (
+            isinstance(self.sram_min_bits, bool)
+            or not isinstance(self.sram_min_bits, int)
+            or self.sram_min_bits < 1
+        ):
+            raise ValueError(f"sram_min_bits must be a positive integer, not {self.sram_min_bits!r}")
+
+    @property
+    def directory(self) -> Path:
+        return self.out_dir if self.out_dir is not None else ROOT / "build" / "synth" / self.preset
+
+
+def _say(opts: FlowOptions, msg: str) -> None:
+    if not opts.quiet:
+        print(f"[synth] {msg}", flush=True)
+
+
+def _area_dict(res: SynthResult) -> dict[str, Any]:
+    tot = res.total
+    mems = []
+    for mem in res.memories:
+        macro = is_macro(mem, res.sram_min_bits)
+        entry: dict[str, Any] = {
+            "module": mem.module,
+            "name": mem.name,
+            "width": mem.width,
+            "depth": mem.depth,
+            "bits": mem.bits,
+            "read_ports": mem.read_ports,
+            "write_ports": mem.write_ports,
+            "async_read": mem.async_read,
+            "kind": "sram_macro" if macro else "flip_flops",
+        }
+        if macro:
+            est = res.macros[f"{mem.module}/{mem.name}"][1]
+            entry.update(
+                macro_cell=mem.macro_name,
+                area_um2=est.area_um2,
+                e_read_pj=est.e_read_pj,
+                e_write_pj=est.e_write_pj,
+                leakage_nw=est.leakage_nw,
+                t_access_ns=est.t_access_ns,
+                efficiency=est.efficiency,
+                organisation=f"{est.rows} rows x {est.cols} cols, mux {est.column_mux}",
+            )
+        else:
+            entry["area_um2"] = None  # inside the flops / logic of its module
+            entry["macro_estimate_um2"] = estimate(mem, OSU018_SRAM).area_um2
+        mems.append(entry)
+    return {
+        "total_um2": tot.total_area,
+        "std_cell_um2": tot.std_area,
+        "comb_um2": tot.comb_area,
+        "seq_um2": tot.seq_area,
+        "macro_um2": tot.macro_area,
+        "cells": tot.cells,
+        "flops": tot.flops,
+        "hierarchy": [
+            {
+                "path": i.path,
+                "module": i.module,
+                "cells": i.cells,
+                "flops": i.flops,
+                "comb_um2": i.comb_area,
+                "seq_um2": i.seq_area,
+                "macro_um2": i.macro_area,
+                "total_um2": i.total_area,
+            }
+            for i in res.instances
+        ],
+        "memories": mems,
+        "stat_json": str(res.workdir / "stat.json"),
+        "log": str(res.log),
+    }
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(Path(p).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[str, Any]:
+    """The whole flow for unit ``name``; returns its ``modules[]`` entry of the report.
+
+    Tool failures are caught and recorded (status ``failed``, the error names the tool, the
+    step and the log); other exceptions propagate.
+    """
+    from hw.gen import TOPS, generate
+
+    t0 = time.perf_counter()
+    wd = opts.directory / name
+    wd.mkdir(parents=True, exist_ok=True)
+    entry: dict[str, Any] = {
+        "name": name,
+        "status": "ok",
+        "error": None,
+        "runtime_s": 0.0,
+        "workdir": _rel(wd),
+        "area": None,
+        "timing": None,
+        "power": None,
+        "scaled": None,
+    }
+    step_times: dict[str, float] = {}
+
+    def lap(step: str, t: float) -> float:
+        now = time.perf_counter()
+        step_times[step] = round(now - t, 3)
+        return now
+
+    try:
+        t = time.perf_counter()
+        verilog = generate(name, cfg)
+        (wd / f"{name}.v").write_text(verilog)
+        t = lap("verilog", t)
+        res = synthesize(
+            verilog,
+            name,
+            wd,
+            liberty,
+            clock_ns=opts.clock_ns,
+            sram_min_bits=opts.sram_min_bits,
+        )
+        entry["area"] = _area_dict(res)
+        t = lap("yosys", t)
+        _say(
+            opts,
+            f"  {name}: yosys {step_times['yosys']:.1f} s, {res.total.cells} cells, "
+            f"{res.total.flops} flops, {len(res.macros)} SRAM macros, "
+            f"{res.total.total_area * 1e-6:.4f} mm²",
+        )
+        sta = run_sta(res.netlist, name, res.liberties, wd, opts.clock_ns)
+        cp = sta.critical_path
+        entry["timing"] = {
+            "clock_ns": opts.clock_ns,
+            "worst_slack_ns": sta.worst_slack_ns,
+            "fmax_mhz": sta.fmax_mhz,
+            "tns_ns": sta.tns_ns,
+            "hold_slack_ns": sta.hold_slack_ns,
+            "met": sta.met,
+            "clock_port": sta.clock_port,
+            "critical_path": None
+            if cp is None
+            else {
+                "startpoint": cp.startpoint,
+                "start_kind": cp.start_kind,
+                "endpoint": cp.endpoint,
+                "end_kind": cp.end_kind,
+                "arrival_ns": cp.arrival_ns,
+                "required_ns": cp.required_ns,
+                "slack_ns": cp.slack_ns,
+                "stages": cp.stages,
+            },
+            "log": _rel(sta.log),
+        }
+        t = lap("sta", t)
+        _say(
+            opts,
+            f"  {name}: OpenSTA {step_times['sta']:.1f} s, worst slack "
+            f"{sta.worst_slack_ns if sta.worst_slack_ns is not None else float('nan'):.3f} ns, "
+            f"fmax {sta.fmax_mhz or float('nan'):.1f} MHz"
+            + (f" ({cp.startpoint} -> {cp.endpoint})" if cp else ""),
+        )
+        libs = [read_liberty(p) for p in res.liberties]
+        mapped = load_mapped(res.mapped_json)
+        flat = flatten(mapped, name, libs)
+        if opts.default_activity:
+            vcd = None
+            mode = "default"
+            source = (
+                "DEFAULT ACTIVITY (--default-activity, not a simulation): every top-level "
+                "input 0.1 transitions/cycle, duty 0.5, propagated through the netlist"
+            )
+        else:
+            run = simulate_activity(
+                name, TOPS[name](cfg), cfg, wd / "activity.vcd", cycles=opts.cycles, seed=opts.seed
+            )
+            vcd = run.vcd
+            mode = "simulation"
+            source = run.source.replace(str(wd) + "/", "")
+            t = lap("activity", t)
+            _say(opts, f"  {name}: simulated {run.cycles} cycles in {step_times['activity']:.1f} s ({run.stimulus})")
+        ann = annotate(flat, libs, res.macros, vcd, source=source)
+        wrapper = write_power_netlist(res.netlist, mapped, name, libs, wd / "power_netlist.v")
+        write_tcl(flat, ann, wrapper, wd / "activity.tcl")
+        pw = run_power(
+            wrapper.netlist,
+            wrapper.top,
+            res.liberties,
+            wd,
+            opts.clock_ns,
+            wd / "activity.tcl",
+            output_nets=wrapper.outputs,
+        )
+        macro_cells = {m.macro_name for m, _ in res.macros.values()}
+        inst_cell = {f"{DUT_INSTANCE}/{i.path}": i.cell for i in flat.instances}
+        std = {"internal_w": 0.0, "switching_w": 0.0, "leakage_w": 0.0, "total_w": 0.0}
+        sram_leak = sram_sw = 0.0
+        per_leaf: dict[str, float] = {}
+        for path, (pi, ps, pl, pt) in pw.instances.items():
+            cell = inst_cell.get(path)
+            if cell is None:
+                continue  # the wrapper's input-source flops, or a hierarchical instance
+            per_leaf[path.removeprefix(DUT_INSTANCE + "/")] = pt
+            if cell in macro_cells:
+                sram_leak += pl
+                sram_sw += pi + ps
+            else:
+                std["internal_w"] += pi
+                std["switching_w"] += ps
+                std["leakage_w"] += pl
+                std["total_w"] += pt
+        sram_dyn = sram_dynamic_power(ann, res.macros, opts.clock_ns)
+        sram_dyn_w = sum(v["dynamic_w"] for v in sram_dyn.values())
+        dynamic = std["internal_w"] + std["switching_w"] + sram_dyn_w + sram_sw
+        leakage = std["leakage_w"] + sram_leak
+        hier = []
+        for inst in res.instances:
+            prefix = inst.path.replace(".", "/")
+            tot = sum(
+                v for k, v in per_leaf.items() if not prefix or k.startswith(prefix + "/")
+            ) + sum(
+                v["dynamic_w"]
+                for k, v in sram_dyn.items()
+                if not prefix or k.startswith(prefix + "/")
+            )
+            hier.append({"path": inst.path, "module": inst.module, "total_w": tot})
+        entry["power"] = {
+            "clock_mhz": 1000.0 / opts.clock_ns,
+            "activity_mode": mode,
+            "activity_source": source,
+            "annotated_fraction": ann.annotated_fraction,
+            "nets": ann.counts,
+            "matched_signals_sample": ann.matched_names[:20],
+            "std_cell": std,
+            "sram": {
+                "dynamic_w": sram_dyn_w,
+                "output_switching_w": sram_sw,
+                "leakage_w": sram_leak,
+                "macros": [{"path": k, **v} for k, v in sram_dyn.items()],
+                "model": OSU018_SRAM.source,
+            },
+            "dynamic_w": dynamic,
+            "leakage_w": leakage,
+            "total_w": dynamic + leakage,
+            "opensta_pins_annotated": pw.annotated_pins,
+            "hierarchy": hier,
+            "log": _rel(wd / "sta_power.log"),
+        }
+        t = lap("power", t)
+        _say(
+            opts,
+            f"  {name}: power {(dynamic + leakage) * 1e3:.3g} mW at {1000 / opts.clock_ns:.0f} MHz "
+            f"({mode} activity, {ann.annotated_fraction * 100:.0f} % of nets annotated)",
+        )
+        entry["scaled"] = scale_figures(
+            area_um2=res.total.total_area,
+            fmax_mhz=sta.fmax_mhz,
+            dynamic_w=dynamic,
+            leakage_w=leakage,
+            clock_mhz=1000.0 / opts.clock_ns,
+            target_mhz=opts.target_mhz,
+        )
+    except FlowError as exc:
+        entry["status"] = "failed"
+        entry["error"] = str(exc)
+        _say(opts, f"  {name}: FAILED: {exc}")
+    entry["step_seconds"] = step_times
+    entry["runtime_s"] = round(time.perf_counter() - t0, 3)
+    return entry
+
+
+def _comparison(modules: list[dict[str, Any]], clock_ns: float) -> dict[str, Any]:
+    dre = next((m for m in modules if m["name"] == "dre" and m["status"] == "ok"), None)
+    if dre is None:
+        dre_entry: dict[str, Any] = {"status": "missing", "note": "no synthesised 'dre' unit in this run"}
+    else:
+        dre_entry = {
+            "status": "ok",
+            "raw_area_mm2": dre["area"]["total_um2"] * 1e-6,
+            "raw_power_mw": dre["power"]["total_w"] * 1e3 if dre["power"] else None,
+            "raw_clock_mhz": 1000.0 / clock_ns,
+            "scaled_area_mm2": dre["scaled"]["area_mm2"] if dre["scaled"] else None,
+            "scaled_power_mw": dre["scaled"]["total_w"] * 1e3 if dre["scaled"] else None,
+            "note": (
+                "our DRE = HCU + WTU at this preset (buffers as modelled SRAM macros); "
+                "scaled figures are estimates (Stillmaker & Baas), the paper's are a 14 nm "
+                "implementation"
+            ),
+        }
+    return {
+        "dre": dre_entry,
+        "dre_share_of_core": {
+            "status": "missing",
+            "reason": "the core (DRE + datapath + KVMU + control) is not built yet, so there is "
+            "no denominator; the paper reports 2.0 % of area and 2.2 % of power",
+        },
+    }
+
+
+def run_flow(opts: FlowOptions) -> dict[str, Any]:
+    """Run the flow for every selected unit and write the reports; returns the report."""
+    liberty = find_liberty(opts.liberty)
+    yosys_command()
+    sta_command()
+    try:
+        from hw.config import preset as hw_preset
+        from hw.gen import TOPS
+    except ImportError as exc:  # pragma: no cover - depends on the tree's state
+        raise FlowError(f"hw.gen is not importable ({exc}); no unit can be synthesised") from None
+    cfg = hw_preset(opts.preset)
+    wanted = opts.tops or list(TOPS)
+    unknown = [t for t in wanted if t not in TOPS and t not in EXPECTED_UNITS]
+    if unknown:
+        raise ValueError(
+            f"top must be one of {', '.join(map(repr, [*TOPS, *EXPECTED_UNITS]))}, not {unknown[0]!r}"
+        )
+    run_names = [t for t in wanted if t in TOPS]
+    missing_names = [u for u in EXPECTED_UNITS if u not in TOPS and (opts.tops is None or u in wanted)]
+    out = opts.directory
+    out.mkdir(parents=True, exist_ok=True)
+    _say(
+        opts,
+        f"preset {opts.preset}: {len(run_names)} unit(s) {', '.join(run_names)}; clock "
+        f"{opts.clock_ns} ns; {'DEFAULT' if opts.default_activity else 'simulated'} activity; "
+        f"liberty {liberty.name}; output {_rel(out)}",
+    )
+    if missing_names:
+        _say(opts, f"missing (not in hw.gen.TOPS yet, not estimated): {', '.join(missing_names)}")
+    modules = []
+    for i, name in enumerate(run_names, 1):
+        _say(opts, f"({i}/{len(run_names)}) {name}")
+        modules.append(run_module(name, cfg, opts, liberty))
+    lib = read_liberty(liberty)
+    f = factors(SOURCE_NODE, PAPER_NODE)
+    report: dict[str, Any] = {
+        "kind": "vrex-synth-report",
+        "schema_version": 1,
+        "preset": opts.preset,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": opts.command or "python -m synth.flow",
+        "tools": tool_versions(),
+        "library": {
+            "path": _rel(liberty),
+            "name": lib.name,
+            "node": "OSU 0.18 µm (TSMC 0.18 µm design rules), typical",
+            "vdd": lib.nom_voltage or 1.8,
+            "area_unit": "um2",
+        },
+        "clock_ns": opts.clock_ns,
+        "constraints": CONSTRAINTS,
+        "activity": {
+            "mode": "default" if opts.default_activity else "simulation",
+            "cycles": None if opts.default_activity else opts.cycles,
+            "note": (
+                "labelled DEFAULT activity (asked for with --default-activity): inputs 0.1 "
+                "transitions/cycle, duty 0.5, propagated; not from a simulation"
+                if opts.default_activity
+                else f"Amaranth simulation of each unit ({opts.cycles} cycles, seed {opts.seed}); "
+                "nets named like a simulated signal are annotated from its VCD, the rest "
+                "propagated (zero-delay model); SRAM energy from simulated port activity"
+            ),
+        },
+        "sram_model": {"min_bits": opts.sram_min_bits, "source": OSU018_SRAM.source},
+        "scaling": {
+            "model": CITATION,
+            "node": PAPER_NODE.label,
+            "source_node": SOURCE_NODE.label,
+            "target_mhz": opts.target_mhz,
+            "factors": {
+                "area": f.area,
+                "delay": f.delay,
+                "energy": f.energy,
+                "static_power": f.static_power,
+            },
+        },
+        "modules": modules,
+        "missing": [
+            {
+                "name": u,
+                "reason": f"{EXPECTED_UNITS[u]}: not in hw.gen.TOPS yet (a later issue); "
+                "nothing synthesised or estimated",
+            }
+            for u in missing_names
+        ],
+        "paper": dict(rep.PAPER),
+        "comparison": _comparison(modules, opts.clock_ns),
+    }
+    rep.write_json(report, out / "report.json")
+    charts = rep.write_charts(report, out) if opts.charts and modules else []
+    rep.write_markdown(report, out / "report.md", charts)
+    _summary(opts, report)
+    return report
+
+
+def _summary(opts: FlowOptions, report: dict[str, Any]) -> None:
+    if opts.quiet:
+        return
+    hdr = (
+        f"{'unit':<8} {'status':<7} {'area mm²':>9} {'cells':>7} {'flops':>6} {'fmax MHz':>9} "
+        f"{'P mW':>8} {'annot.':>6} | {'14nm mm²':>9} {'fmax':>6} {'mW@800':>7}"
+    )
+    print("\n" + hdr)
+    print("-" * len(hdr))
+    for m in report["modules"]:
+        a, t, p, s = m["area"], m["timing"], m["power"], m["scaled"]
+        print(
+            f"{m['name']:<8} {m['status']:<7} "
+            f"{(a['total_um2'] * 1e-6 if a else float('nan')):>9.4f} "
+            f"{(a['cells'] if a else 0):>7} {(a['flops'] if a else 0):>6} "
+            f"{((t and t['fmax_mhz']) or float('nan')):>9.1f} "
+            f"{(p['total_w'] * 1e3 if p else float('nan')):>8.3g} "
+            f"{(p['annotated_fraction'] * 100 if p else float('nan')):>5.0f}% | "
+            f"{(s['area_mm2'] if s else float('nan')):>9.5f} "
+            f"{((s and s['fmax_mhz']) or float('nan')):>6.0f} "
+            f"{(s['total_w'] * 1e3 if s else float('nan')):>7.3g}"
+        )
+    for miss in report["missing"]:
+        print(f"{miss['name']:<8} missing (not built yet)")
+    print(
+        f"\nraw: OSU 0.18 µm at {1000 / report['clock_ns']:.0f} MHz; 14 nm columns are "
+        f"ESTIMATES ({report['scaling']['model'].split(',')[0]}); "
+        f"report: {_rel(opts.directory / 'report.md')}"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    from hw.config import PRESETS
+
+    ap = argparse.ArgumentParser(
+        prog="python -m synth.flow", description=__doc__.split("\n")[0] if __doc__ else None
+    )
+    ap.add_argument("--config", default="tiny", help=f"hardware preset: {', '.join(PRESETS)}")
+    ap.add_argument("--top", action="append", help="unit to run (repeatable; default: all of hw.gen.TOPS)")
+    ap.add_argument("--clock-ns", type=float, default=10.0, help="target clock period (default 10)")
+    ap.add_argument("--cycles", type=int, default=2000, help="activity simulation cycles (default 2000)")
+    ap.add_argument(
+        "--default-activity",
+        action="store_true",
+        help="skip the simulation; use a labelled default activity (0.1, duty 0.5) instead",
+    )
+    ap.add_argument(
+        "--sram-min-bits",
+        type=int,
+        default=DEFAULT_SRAM_MIN_BITS,
+        help=f"memories with at least this many bits become SRAM macros (default {DEFAULT_SRAM_MIN_BITS})",
+    )
+    ap.add_argument("--liberty", type=Path, help="liberty file (default: the OSU 0.18 µm one)")
+    ap.add_argument("-o", "--out", type=Path, help="output directory (default build/synth/<config>)")
+    ap.add_argument("--seed", type=int, default=0, help="stimulus seed")
+    ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    try:
+        opts = FlowOptions(
+            preset=args.config,
+            tops=args.top,
+            clock_ns=args.clock_ns,
+            cycles=args.cycles,
+            default_activity=args.default_activity,
+            sram_min_bits=args.sram_min_bits,
+            liberty=args.liberty,
+            out_dir=args.out,
+            seed=args.seed,
+            charts=not args.no_charts,
+            command="python -m synth.flow " + shlex.join(sys.argv[1:] if argv is None else argv),
+        )
+        report = run_flow(opts)
+    except MissingToolError as exc:
+        print(f"synth.flow: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        ap.print_usage(sys.stderr)
+        print(f"synth.flow: error: {exc}", file=sys.stderr)
+        return 2
+    except FlowError as exc:
+        print(f"synth.flow: {exc}", file=sys.stderr)
+        return 1
+    return 0 if all(m["status"] == "ok" for m in report["modules"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""golden.trace: the .npz schema, its validation, the cache and the CLI."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from golden import trace as trace_mod
+from golden.bf16 import bf16_round, to_bf16_bits
+from golden.trace import FORMAT_VERSION, Trace, config_hash, load, load_or_make, main, save
+from golden.workload import PRESETS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _small(seed: int = 0, *, nd: int = 3) -> Trace:
+    """A hand-made trace: L=2, Hkv=2, G=2, 3 frames of 4 tokens, d=8."""
+    rng = np.random.default_rng(seed)
+
+    def f(*shape):
+        return bf16_round(rng.standard_normal(shape).astype(np.float32))
+
+    return Trace(
+        keys=f(2, 2, 12, 8),
+        values=f(2, 2, 12, 8),
+        queries=f(2, 4, 12, 8),
+        decode_queries=f(2, 4, nd, 8),
+        decode_after=np.array([0, 2, 2][:nd], np.int64),
+        frame_offsets=np.array([0, 4, 8, 12]),
+        meta={"format_version": FORMAT_VERSION, "clip": "synthetic", "note": "unit test"},
+    )
+
+
+def _arrays(trace: Trace) -> dict[str, np.ndarray]:
+    out = {
+        n: to_bf16_bits(getattr(trace, n)) for n in ("keys", "values", "queries", "decode_queries")
+    }
+    out["decode_after"] = trace.decode_after.astype(np.int64)
+    out["frame_offsets"] = trace.frame_offsets.astype(np.int64)
+    out["meta"] = np.array(json.dumps(trace.meta))
+    return out
+
+
+def _write(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def _expect(path: Path, message: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: {message}$"):
+        load(path)
+
+
+def test_round_trip_is_exact(tmp_path):
+    trace = _small()
+    path = save(trace, tmp_path / "sub" / "t.npz")
+    assert path == tmp_path / "sub" / "t.npz" and sorted(tmp_path.joinpath("sub").iterdir()) == [
+        path
+    ]
+    with np.load(path) as npz:  # the file holds BF16 bit patterns
+        assert npz["keys"].dtype == np.uint16 and npz["frame_offsets"].dtype == np.int64
+        np.testing.assert_array_equal(npz["keys"], to_bf16_bits(trace.keys))
+    back = load(path)
+    for name in ("keys", "values", "queries", "decode_queries", "decode_after", "frame_offsets"):
+        a, b = getattr(back, name), getattr(trace, name)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert back.meta == trace.meta
+
+
+def test_properties_and_immutability():
+    t = _small()
+    assert (t.layers, t.kv_heads, t.q_heads, t.q_per_kv, t.n_tokens, t.head_dim) == (
+        2,
+        2,
+        4,
+        2,
+        12,
+        8,
+    )
+    assert (t.n_frames, t.n_decode) == (3, 3)
+    assert t.frame_slice(1) == slice(4, 8)
+    assert t.nbytes_bf16() == 2 * (2 * 2 * 12 * 8 * 2 + 2 * 4 * 12 * 8 + 2 * 4 * 3 * 8)
+    assert "3 frames, 12 tokens, L=2 Hkv=2 Hq=4 d=8, 3 decode queries" in t.summary()
+    with pytest.raises(ValueError, match="read-only"):
+        t.keys[0, 0, 0, 0] = 1.0
+    with pytest.raises(ValueError, match=r"^frame must be in \[0, 3\), not 3$"):
+        t.frame_slice(3)
+    empty = _small(nd=0)
+    assert empty.decode_queries.shape == (2, 4, 0, 8) and empty.n_decode == 0
+
+
+def test_constructor_rejects_bad_arrays():
+    t = _small()
+    base = {n: getattr(t, n) for n in ("keys", "values", "queries", "decode_queries")}
+    base.update(decode_after=t.decode_after, frame_offsets=t.frame_offsets, meta=t.meta)
+    cases = [
+        ({"keys": t.keys.astype(np.float64)}, r"keys must have dtype float32, not float64"),
+        (
+            {"values": t.values + np.float32(1e-3)},
+            r"values must hold BF16-representable values \(use bf16_round\)",
+        ),
+        (
+            {"frame_offsets": np.array([0.0, 4, 8, 12])},
+            r"frame_offsets must have an integer dtype, not float64",
+        ),
+        ({"queries": np.full_like(t.queries, np.inf)}, r"queries must be finite"),
+        ({"meta": {"clip": "x"}}, r"meta\.format_version must be 1, not None"),
+        ({"meta": {"format_version": 1, "x": object()}}, r"meta must be JSON-serialisable \(.*\)"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ValueError, match=rf"^{message}$"):
+            Trace(**{**base, **change})
+
+
+def test_load_rejects_malformed_files(tmp_path):
+    good = _arrays(_small())
+    (tmp_path / "text.npz").write_text("not a zip")
+    _expect(tmp_path / "text.npz", r"not an \.npz trace \(not a zip archive\)")
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "absent.npz")
+
+    def case(name: str, message: str, **changes):
+        arrays = {**good, **changes}
+        for key in [k for k, v in changes.items() if v is None]:
+            del arrays[key]
+        _expect(_write(tmp_path / f"{name}.npz", arrays), message)
+
+    case("missing", "missing array 'values'", values=None)
+    case("extra", "unexpected array 'positions'", positions=np.arange(3))
+    case(
+        "dtype",
+        r"keys must have dtype uint16 \(BF16 bits\), not float32",
+        keys=good["keys"].astype(np.float32),
+    )
+    case(
+        "offdtype",
+        "frame_offsets must have dtype int64, not int32",
+        frame_offsets=good["frame_offsets"].astype(np.int32),
+    )
+    case(
+        "rank", r"queries must have 4 dimensions \(L, Hq, N, d\), not 3", queries=good["queries"][0]
+    )
+    case(
+        "rank1",
+        r"decode_after must have 1 dimension \(Nd,\), not 2",
+        decode_after=good["decode_after"][None],
+    )
+    case(
+        "values",
+        r"values shape \(2, 2, 11, 8\) must equal keys shape \(2, 2, 12, 8\)",
+        values=good["values"][:, :, :11],
+    )
+    case(
+        "qheads",
+        "queries heads 3 must be a positive multiple of the 2 KV heads",
+        queries=good["queries"][:, :3],
+        decode_queries=good["decode_queries"][:, :3],
+    )
+    case(
+        "qlen",
+        r"queries shape \(2, 4, 10, 8\) must be \(L, Hq, N, d\) = \(2, Hq, 12, 8\) to match keys",
+        queries=good["queries"][:, :, :10],
+    )
+    case(
+        "dq",
+        r"decode_queries shape \(2, 4, 3, 6\) must be \(L, Hq, Nd, d\) = \(2, 4, Nd, 8\)",
+        decode_queries=good["decode_queries"][..., :6],
+    )
+    case(
+        "mono",
+        r"frame_offsets must be strictly increasing, not \[0, 8, 4, 12\]",
+        frame_offsets=np.array([0, 8, 4, 12]),
+    )
+    case(
+        "end",
+        r"frame_offsets must start at 0 and end at N = 12 with at least one frame, not \[0, 4, 8\]",
+        frame_offsets=np.array([0, 4, 8]),
+    )
+    case(
+        "after",
+        r"decode_after must be frame indices in \[0, 3\), not \[0, 2, 3\]",
+        decode_after=np.array([0, 2, 3]),
+    )
+    case(
+        "order",
+        r"decode_after must be non-decreasing, not \[2, 0, 2\]",
+        decode_after=np.array([2, 0, 2]),
+    )
+    case(
+        "ndec",
+        "decode_after length 2 must equal the 3 decode queries",
+        decode_after=np.array([0, 1]),
+    )
+    nan_keys = good["keys"].copy()
+    nan_keys[1, 1, 5, 3] = 0x7FC0
+    case("nan", r"keys must be finite \(holds inf or NaN patterns\)", keys=nan_keys)
+    case(
+        "version",
+        "meta.format_version must be 1, not 2",
+        meta=np.array(json.dumps({"format_version": 2})),
+    )
+    case("json", r"meta is not valid JSON \(.*\)", meta=np.array("{format"))
+    case("list", r"meta must be a JSON object \(dict\), not list", meta=np.array("[1]"))
+    case(
+        "metatype", r"meta must be a 0-d string array \(JSON\), not int64 \(3,\)", meta=np.arange(3)
+    )
+    case("pickle", r"keys is unreadable \(.*\)", keys=np.array([{"a": 1}], dtype=object))
+
+
+def test_load_or_make_caches_by_config(tmp_path, monkeypatch):
+    cfg = PRESETS["tiny"].replace(layers=1, max_frames=2)
+    made = load_or_make(cfg, tmp_path, progress=False)
+    files = list(tmp_path.iterdir())
+    assert [f.name for f in files] == [f"carphone_pristine-det-{config_hash(cfg)[:16]}.npz"]
+
+    def no_make(*args, **kwargs):
+        raise AssertionError("the cached trace should have been used")
+
+    monkeypatch.setattr("golden.workload.make_trace", no_make)
+    cached = load_or_make(cfg, tmp_path, progress=False)
+    np.testing.assert_array_equal(cached.keys, made.keys)
+    assert cached.meta == json.loads(json.dumps(made.meta))
+    assert config_hash(cfg) != config_hash(cfg.replace(seed=1))
+    assert config_hash(cfg) == config_hash(PRESETS["tiny"].replace(max_frames=2, layers=1))
+
+
+def test_load_or_make_rebuilds_a_bad_cache_file(tmp_path):
+    cfg = PRESETS["tiny"].replace(layers=1, max_frames=1, decode_queries=1)
+    path = tmp_path / f"carphone_pristine-det-{config_hash(cfg)[:16]}.npz"
+    path.write_text("garbage")
+    trace = load_or_make(cfg, tmp_path, progress=False)
+    assert trace.n_tokens == 49 and load(path).n_tokens == 49
+
+
+def test_cli_make_and_info(tmp_path, capsys):
+    out = tmp_path / "x.npz"
+    assert (
+        main(["make", "--preset", "tiny", "--layers", "1", "--frames", "2", "-q", "-o", str(out)])
+        == 0
+    )
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"trace: wrote {out} (") and line.endswith(
+        "these are not video-LLM keys"
+    )
+    assert "2 frames, 98 tokens, L=1 Hkv=2 Hq=4 d=16, 4 decode queries" in line
+    trace = load(out)
+    assert trace.meta["config"]["max_frames"] == 2 and trace.meta["fps"] is None
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "keys            BF16   (1, 2, 98, 16)" in text
+    assert "tokens          98 in 2 frames (49..49 per frame)" in text
+    assert text.strip().splitlines()[-1].startswith(f"trace: {out}: 2 frames, 98 tokens")
+    # --fps native / --frames all map to None.
+    assert (
+        main(["make", "--fps", "2", "--frames", "all", "--layers", "1", "-q", "-o", str(out)]) == 0
+    )
+    assert load(out).n_frames == 8  # carphone at 2 fps
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["make", "--tokens-per-frame", "50"], r"argument --tokens-per-frame: invalid choice: 50"),
+        (
+            ["make", "--fps", "-1"],
+            r"argument --fps: must be 'native' or a positive number, not '-1'",
+        ),
+        (["make", "--frames", "0"], r"argument --frames: must be at least 1, not 0"),
+        (["make", "--head-dim", "x"], r"argument --head-dim: must be an integer, not 'x'"),
+        (["make", "--clip", "nope"], r"argument --clip: invalid choice: 'nope'"),
+        (["make", "--preset", "huge"], r"argument --preset: invalid choice: 'huge'"),
+        (
+            ["make", "--features", "rec", "--layers", "3"],
+            r"argument --layers: layers must be at most 2 with features 'rec'",
+        ),
+        (["make", "--head-dim", "15"], r"argument --head-dim: head_dim must be even"),
+    ],
+)
+def test_cli_errors_name_the_option(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "-o", str(tmp_path / "x.npz")])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_cli_requires_output(capsys):
+    with pytest.raises(SystemExit):
+        main(["make"])
+    assert "the following arguments are required: -o/--output" in capsys.readouterr().err
+
+
+def test_cli_info_on_a_bad_file_via_python_m(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_text("nope")
+    run = subprocess.run(
+        [sys.executable, "-m", "golden.trace", "info", str(bad)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"trace info: {bad}: not an .npz trace (not a zip archive)"
+
+
+def test_module_docstring_documents_every_array():
+    for name in (
+        "keys",
+        "values",
+        "queries",
+        "decode_queries",
+        "decode_after",
+        "frame_offsets",
+        "meta",
+    ):
+        assert f"``{name}``" in trace_mod.__doc__

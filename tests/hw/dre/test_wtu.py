@@ -1,0 +1,215 @@
+"""WiCSumThresholdUnit on the Amaranth simulator, bit-exact against
+golden.resv.wicsum_select_bucketed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+
+from hw.config import preset
+from hw.dre import WiCSumThresholdUnit
+from sim.dre_data import ScoreRow, score_row, wtu_expected
+from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
+
+TINY = preset("tiny")
+CONFIGS = {
+    "tiny": TINY,
+    # Non-power-of-two bucket count and table, unit-wide buckets.
+    "odd": TINY.replace(resv={"max_clusters": 12, "n_buckets": 12, "bucket_shift": 0}),
+    # The paper's fixed-point formats (16-bit scores and counts, 64 buckets), small table.
+    "paper_formats": preset("paper").replace(resv={"max_clusters": 48}, topk_k=8),
+}
+KINDS = ["normal", "ties", "one_bucket", "extremes", "wide"]
+
+
+def row_beats(cfg, row: ScoreRow, *, bad_id_at: int | None = None):
+    beats = []
+    for c, (s, n) in enumerate(zip(row.scores, row.counts, strict=True)):
+        cid = c if c != bad_id_at else (c + 1) % cfg.max_clusters
+        beats.append(
+            {"cluster": cid, "score": int(s), "count": int(n), "last": int(c == row.scores.size - 1)}
+        )
+    return beats
+
+
+def simulate(cfg, rows: list[ScoreRow], *, timing: str, seed: int, vcd, bad_id_row=None):
+    dut = WiCSumThresholdUnit(cfg)
+    h = Harness(dut)
+    idle, stall = TIMINGS[timing]
+    out: dict = {"dut": dut}
+
+    async def cmd_src(ctx):
+        rng = np.random.default_rng([seed, 1])
+        out["cmd_t"] = await stream_put(
+            ctx, dut.cmd, [{"coverage_q": r.coverage_q} for r in rows], cycle=h.cycle, rng=rng, idle=idle
+        )
+
+    async def cluster_src(ctx):
+        rng = np.random.default_rng([seed, 2])
+        for i, r in enumerate(rows):
+            bad = 0 if i == bad_id_row else None
+            await stream_put(
+                ctx, dut.clusters, row_beats(cfg, r, bad_id_at=bad), cycle=h.cycle, rng=rng, idle=idle
+            )
+
+    async def sel_sink(ctx):
+        rng = np.random.default_rng([seed, 3])
+        out["selected"] = []
+        for _ in rows:
+            beats = await stream_get(
+                ctx, dut.selected, cycle=h.cycle, until=lambda p: p.last, rng=rng, stall=stall
+            )
+            out["selected"].append([p for p, _ in beats])
+        await assert_idle(ctx, dut.selected, 50)
+
+    async def sum_sink(ctx):
+        rng = np.random.default_rng([seed, 4])
+        beats = await stream_get(
+            ctx, dut.summary, cycle=h.cycle, count=len(rows), rng=rng, stall=stall,
+            timeout=20 * cfg.max_clusters + 500,
+        )
+        out["summary"] = [p for p, _ in beats]
+        out["summary_t"] = [t for _, t in beats]
+        await assert_idle(ctx, dut.summary, 50)
+
+    run(
+        h,
+        [cmd_src, cluster_src, sel_sink, sum_sink],
+        vcd=vcd,
+        traces=[h.cycle, dut.cmd, dut.clusters, dut.selected, dut.summary],
+    )
+    return out
+
+
+def check(cfg, rows, out, *, exact_cycles: bool) -> None:
+    dut = out["dut"]
+    for i, row in enumerate(rows):
+        exp = wtu_expected(cfg, row)
+        sel = out["selected"][i]
+        ids = [p.cluster for p in sel]
+        assert ids == exp.selected.tolist(), f"row {i}: selection"
+        assert [p.last for p in sel] == [0] * (len(sel) - 1) + [1], f"row {i}: last flags"
+        s = out["summary"][i]
+        got = (s.b_star, s.buckets_scanned, s.n_selected, s.total_mass, s.threshold, s.error)
+        want = (
+            exp.b_star,
+            exp.buckets_scanned,
+            exp.clusters_emitted,
+            exp.total_mass,
+            exp.threshold,
+            0,
+        )
+        assert got == want, f"row {i}: summary"
+        cycles = out["summary_t"][i] - out["cmd_t"][i] + 1
+        formula = dut.cycles(row.scores.size, exp.b_star, exp.clusters_emitted)
+        if exact_cycles:
+            assert cycles == formula, f"row {i}: cycles"
+        else:
+            assert cycles >= formula, f"row {i}: faster than the formula"
+
+
+def make_rows(cfg, seed: int, count: int) -> list[ScoreRow]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(count):
+        n = int(rng.integers(1, cfg.max_clusters + 1))
+        n = 1 if i == 0 else cfg.max_clusters if i == 1 else n
+        rows.append(score_row(cfg, n, seed=seed * 100 + i, kind=KINDS[i % len(KINDS)]))
+    return rows
+
+
+@pytest.mark.parametrize("timing", list(TIMINGS))
+def test_wtu_tiny(timing, tmp_path):
+    cfg = TINY
+    rows = make_rows(cfg, 7, 25)
+    out = simulate(cfg, rows, timing=timing, seed=1, vcd=tmp_path / "wtu.vcd")
+    check(cfg, rows, out, exact_cycles=timing == "none")
+
+
+@pytest.mark.parametrize("name", ["odd", "paper_formats"])
+def test_wtu_configs(name, tmp_path):
+    cfg = CONFIGS[name]
+    rows = make_rows(cfg, 8, 8)
+    out = simulate(cfg, rows, timing="random", seed=2, vcd=tmp_path / "wtu.vcd")
+    check(cfg, rows, out, exact_cycles=False)
+
+
+def test_wtu_corner_rows(tmp_path):
+    cfg = TINY
+    r, one = cfg.resv, 1 << cfg.resv.coverage_frac_bits
+    n = cfg.max_clusters
+    rows = [
+        # One cluster, coverage 1.0.
+        ScoreRow(scores=np.array([5]), counts=np.array([3]), coverage_q=one),
+        # All clusters in one bucket (equal scores), coverage 1.0: everything, in id order.
+        ScoreRow(scores=np.full(n, -7), counts=np.arange(1, n + 1), coverage_q=one),
+        # Counts at the maximum width, scores at the saturation limits.
+        ScoreRow(
+            scores=np.array([r.score_max, r.score_min] * (n // 2)),
+            counts=np.full(n, r.count_max),
+            coverage_q=one,
+        ),
+        # All counts zero: no mass, theta = 0, b* = 0.
+        ScoreRow(scores=np.arange(n) * 40, counts=np.zeros(n, np.int64), coverage_q=one // 2),
+        # Smallest coverage: b* = 0 whenever the top bucket has any mass.
+        ScoreRow(scores=np.arange(n) * 3, counts=np.ones(n, np.int64), coverage_q=1),
+        # Ascending scores: selected ids come out in bucket order, not id order.
+        ScoreRow(scores=np.arange(n) * 20, counts=np.ones(n, np.int64), coverage_q=one - 1),
+    ]
+    exp = [wtu_expected(cfg, x) for x in rows]
+    assert exp[1].selected.tolist() == list(range(n))
+    assert exp[2].selected.tolist() == list(range(0, n, 2))
+    assert exp[3].total_mass == 0 and exp[3].b_star == 0
+    assert exp[5].selected.tolist() == list(range(n - 1, n - 1 - exp[5].selected.size, -1))
+    assert exp[5].selected.size > 2
+    out = simulate(cfg, rows, timing="none", seed=3, vcd=tmp_path / "wtu.vcd")
+    check(cfg, rows, out, exact_cycles=True)
+
+
+def test_wtu_flags_bad_id_and_recovers(tmp_path):
+    cfg = TINY
+    rows = make_rows(cfg, 9, 3)
+    out = simulate(cfg, rows, timing="random", seed=4, vcd=tmp_path / "wtu.vcd", bad_id_row=1)
+    assert [s.error for s in out["summary"]] == [0, 1, 0]
+    good = [rows[0], rows[2]]
+    check(
+        cfg,
+        good,
+        {**out, **{k: [out[k][0], out[k][2]] for k in ("selected", "summary", "summary_t", "cmd_t")}},
+        exact_cycles=False,
+    )
+
+
+def test_wtu_reset_mid_row(tmp_path):
+    cfg = TINY
+    dut = WiCSumThresholdUnit(cfg)
+    h = Harness(dut)
+    first, second = make_rows(cfg, 10, 2)
+    got: dict = {}
+
+    async def bench(ctx):
+        await stream_put(ctx, dut.cmd, [{"coverage_q": first.coverage_q}], cycle=h.cycle)
+        await stream_put(ctx, dut.clusters, row_beats(cfg, first)[:-1], cycle=h.cycle)
+        ctx.set(h.rst, 1)
+        await ctx.tick()
+        ctx.set(h.rst, 0)
+        await stream_put(ctx, dut.cmd, [{"coverage_q": second.coverage_q}], cycle=h.cycle)
+        await stream_put(ctx, dut.clusters, row_beats(cfg, second), cycle=h.cycle)
+        beats = await stream_get(ctx, dut.selected, cycle=h.cycle, until=lambda p: p.last)
+        got["ids"] = [p.cluster for p, _ in beats]
+        (summary, _), = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
+        got["summary"] = summary
+
+    run(h, [bench], vcd=tmp_path / "wtu_reset.vcd", traces=[h.cycle, h.rst, dut.clusters])
+    exp = wtu_expected(cfg, second)
+    assert got["ids"] == exp.selected.tolist()
+    assert got["summary"].total_mass == exp.total_mass and got["summary"].error == 0
+
+
+def test_wtu_cycles_formula():
+    dut = WiCSumThresholdUnit(TINY)
+    Fragment.get(dut, None)
+    assert dut.cycles(16, 3, 5) == 2 * 16 + 3 + 5 + dut.latency
+    with pytest.raises(ValueError, match=r"^n_clusters must be in 1\.\.16, not 0$"):
+        dut.cycles(0, 0, 0)

@@ -1,0 +1,64 @@
+"""HWConfig: presets, derived widths and validation messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from golden.config import PRESETS as RESV_PRESETS
+from hw.config import PRESETS, HWConfig, bits_for, ceil_log2, preset
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_are_built_on_the_golden_presets(name):
+    cfg = preset(name)
+    assert cfg.resv == RESV_PRESETS[name]
+    assert cfg.max_clusters == cfg.resv.max_clusters
+    assert 2**cfg.cluster_id_bits >= cfg.max_clusters
+    assert 2**cfg.bucket_bits >= cfg.resv.n_buckets
+    assert cfg.hcu_rows * cfg.hcu_lanes >= cfg.max_clusters
+    big = cfg.max_clusters * cfg.resv.count_max << cfg.resv.lut_frac_bits
+    assert big < 2**cfg.mass_bits
+
+
+def test_paper_preset_matches_the_paper():
+    cfg = preset("paper")
+    assert (cfg.hcu_lanes, cfg.max_clusters, cfg.resv.count_bits) == (16, 4096, 16)
+
+
+def test_width_helpers():
+    assert [ceil_log2(n) for n in (1, 2, 3, 4, 5, 4096)] == [0, 1, 2, 2, 3, 12]
+    assert [bits_for(v) for v in (0, 1, 2, 255, 256)] == [1, 1, 2, 8, 9]
+
+
+def test_replace_accepts_resv_changes():
+    cfg = preset("tiny").replace(resv={"max_clusters": 8}, hcu_lanes=8)
+    assert cfg.max_clusters == 8 and cfg.hcu_rows == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "exc", "message"),
+    [
+        ({"hcu_lanes": 3}, ValueError, r"^hcu_lanes must be a power of two in 1\.\.16, not 3$"),
+        ({"hcu_lanes": 32}, ValueError, r"^hcu_lanes must be a power of two in 1\.\.16, not 32$"),
+        ({"hcu_lanes": 0}, ValueError, r"^hcu_lanes must be a power of two in 1\.\.16, not 0$"),
+        ({"hcu_lanes": "4"}, TypeError, r"^hcu_lanes must be an integer, not '4'$"),
+        ({"topk_k": 0}, ValueError, r"^topk_k must be in 1\.\.16, not 0$"),
+        ({"topk_k": 17}, ValueError, r"^topk_k must be in 1\.\.16, not 17$"),
+        ({"token_id_bits": 0}, ValueError, r"^token_id_bits must be in 1\.\.32, not 0$"),
+        ({"token_id_bits": True}, TypeError, r"^token_id_bits must be an integer, not True$"),
+        ({"resv": None}, TypeError, r"^resv must be a ReSVConfig, not None$"),
+    ],
+)
+def test_invalid_configs_raise_before_elaboration(changes, exc, message):
+    with pytest.raises(exc, match=message):
+        preset("tiny").replace(**changes)
+
+
+def test_resv_is_required():
+    with pytest.raises(TypeError, match=r"resv"):
+        HWConfig()
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match=r"^config must be one of 'tiny', 'paper', 'edge', not 'big'$"):
+        preset("big")
