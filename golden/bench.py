@@ -266,41 +266,62 @@ def _plots(out: Path, report: dict[str, Any]) -> list[str]:
     ax2.plot(
         x, [p["prefill"]["resv"]["recall"] for p in thr], "-^", color="C2", label="prefill recall"
     )
+    ax2.plot(
+        x,
+        [p["decode"]["resv"]["traffic_bytes"] / p["decode"]["resv"]["full_bytes"] for p in thr],
+        "-v",
+        color="C3",
+        label="decode traffic (of full)",
+    )
     axes[1].set_xlabel("Hamming threshold T")
     axes[1].set_title("Threshold sweep")
     axes[1].legend(loc="upper left", fontsize=7)
     ax2.legend(loc="lower right", fontsize=7)
     var = sw["variants"]
     names = [p["name"] for p in var]
-    axes[2].barh(names, [100 * p["prefill"]["resv"]["retrieved"] for p in var], label="retrieved %")
-    axes[2].barh(
-        names, [100 * p["prefill"]["resv"]["recall"] for p in var], alpha=0.5, label="mass recall %"
-    )
-    axes[2].set_title("Prefill: hashing space, centring, prefill mode")
-    axes[2].legend(fontsize=7)
+    y = np.arange(len(var))
+    for off, kind in ((-0.2, "prefill"), (0.2, "decode")):
+        traffic = [
+            100 * p[kind]["resv"]["traffic_bytes"] / p[kind]["resv"]["full_bytes"] for p in var
+        ]
+        bars = axes[2].barh(y + off, traffic, height=0.4, label=f"{kind} traffic % of full")
+        for bar, p in zip(bars, var, strict=True):
+            axes[2].text(
+                bar.get_width() + 1,
+                bar.get_y() + 0.2,
+                f"recall {100 * p[kind]['resv']['recall']:.1f} %",
+                va="center",
+                fontsize=6,
+            )
+    axes[2].set_yticks(y, names, fontsize=7)
+    axes[2].set_xlim(0, 170)
+    axes[2].set_title("Hashing space, centring, prefill mode")
+    axes[2].legend(fontsize=6, loc="upper right")
     fig.suptitle("ReSV sweeps on real video (not video-LLM keys)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "golden_sweeps.png", dpi=110)
     files.append("golden_sweeps.png")
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6))
+    markers = "osD^vP*X"
     for ax, kind in zip(axes, ("prefill", "decode"), strict=True):
-        for w, s in report["workloads"].items():
-            for meth in METHODS:
+        for wi, (w, s) in enumerate(report["workloads"].items()):
+            for mi, meth in enumerate(METHODS):
                 m = s[kind].get(meth)
                 if m:
                     ax.scatter(
                         100 * m["retrieved"],
                         100 * m["recall"],
-                        label=f"{w}: {meth}",
-                        marker="o" if meth == "resv" else "x",
+                        color=f"C{mi}",
+                        marker=markers[wi % len(markers)],
+                        label=f"{w}: {meth}" if kind == "decode" else None,
                     )
         ax.set_xlabel("tokens retrieved (% of cache)")
         ax.set_ylabel("attention-mass recall (%)")
         ax.set_title(kind)
-    axes[1].legend(fontsize=6)
-    fig.tight_layout()
+    fig.legend(fontsize=6, ncol=5, loc="lower center", title="colour = method, marker = workload")
+    fig.tight_layout(rect=(0, 0.22, 1, 1))
     fig.savefig(out / "golden_methods.png", dpi=110)
     files.append("golden_methods.png")
     plt.close(fig)
