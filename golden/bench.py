@@ -31,6 +31,7 @@ from . import baselines
 from .cache import StreamingCache
 from .config import ReSVConfig, preset
 from .resv import attention, cluster_online, signatures
+from .rope import rope
 from .trace import Trace, load_or_make
 from .workload import WorkloadConfig
 from .workload import preset as workload_preset
@@ -55,8 +56,6 @@ def evaluate_query(
     cache: StreamingCache, result, q_pre: np.ndarray, positions: np.ndarray, *, with_baselines: bool
 ) -> dict[str, dict[str, list[float]]]:
     """Per query vector: retrieved fraction, relative error, mass recall, traffic per method."""
-    from .rope import rope
-
     cfg = cache.cfg
     d, g = cfg.head_dim, cache.q_per_kv
     q_post = rope(q_pre, positions, base=cfg.rope_base)

@@ -31,7 +31,7 @@ from amaranth.lib import wiring
 from .config import PRESETS, HWConfig, preset
 from .dre import DynamicRetrievalEngine, HashClusterUnit, TopKSelector, WiCSumThresholdUnit
 
-__all__ = ["TOPS", "LINT_WAIVERS", "generate", "lint", "main", "write_all"]
+__all__ = ["LINT_WAIVERS", "TOPS", "generate", "lint", "main", "write_all"]
 
 #: Every generated top: unit name → component constructor.
 TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
@@ -137,8 +137,10 @@ def write_all(cfg: HWConfig, out_dir: Path, *, config: str, do_lint: bool = True
             if not ok:
                 failed.append(f"{name} ({log})")
         manifest["units"][name] = entry
-        print(f"[hw.gen] {path} {len(text) / 1e3:.0f} kB in {seconds:.2f} s"
-              + (f", lint {entry['lint']}" if do_lint else ""))
+        print(
+            f"[hw.gen] {path} {len(text) / 1e3:.0f} kB in {seconds:.2f} s"
+            + (f", lint {entry['lint']}" if do_lint else "")
+        )
     (out_dir / "vrex_dre.core").write_text(_core_text(config, list(TOPS)))
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if failed:

@@ -7,13 +7,15 @@ module only arranges inputs and calls it. Stimuli are seeded (``numpy.random.def
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from golden.resv import ClusterTable, quantize_scores, wicsum_select_bucketed
+from golden import trace as golden_trace
+from golden.resv import ClusterTable, quantize_scores, signatures, wicsum_select_bucketed
 from golden.synthetic import synthetic_keys, synthetic_signatures
 from golden.topk import topk_select
 from hw.config import HWConfig
@@ -84,7 +86,9 @@ def hcu_stream(
     return HCUStream(sigs=sigs, clear=clear)
 
 
-def hcu_expected(cfg: HWConfig, stream: HCUStream, table: ClusterTable | None = None) -> HCUExpected:
+def hcu_expected(
+    cfg: HWConfig, stream: HCUStream, table: ClusterTable | None = None
+) -> HCUExpected:
     """Golden clustering of ``stream`` (from an empty table unless ``table`` is given)."""
     r = cfg.resv
     if table is None:
@@ -92,8 +96,8 @@ def hcu_expected(cfg: HWConfig, stream: HCUStream, table: ClusterTable | None = 
             threshold=r.threshold, max_clusters=r.max_clusters, count_max=r.count_max
         )
     cluster, distance, event = [], [], []
-    starts = [*np.flatnonzero(stream.clear), len(stream)]
-    bounds = [(0, starts[0])] + list(zip(starts[:-1], starts[1:], strict=True))
+    starts = [0, *np.flatnonzero(stream.clear).tolist(), len(stream)]
+    bounds = list(itertools.pairwise(starts))
     for lo, hi in bounds:
         if lo < len(stream) and stream.clear[lo]:
             table.clear()
@@ -157,7 +161,9 @@ def score_row(cfg: HWConfig, n: int, *, seed: int, kind: str = "normal") -> Scor
         scores = rng.integers(r.score_min, r.score_max + 1, n)
         counts = rng.integers(1, cmax + 1, n)
     else:
-        raise ValueError(f"kind must be one of normal, ties, one_bucket, extremes, wide, not {kind!r}")
+        raise ValueError(
+            f"kind must be one of normal, ties, one_bucket, extremes, wide, not {kind!r}"
+        )
     coverage_q = one if rng.random() < 0.2 else int(rng.integers(1, one + 1))
     k = int(rng.integers(0, n + 2))
     return ScoreRow(
@@ -183,8 +189,9 @@ def topk_expected(row: ScoreRow) -> np.ndarray:
 
 
 def trace_path() -> Path | None:
-    """The trace named by the ``TRACE`` environment variable, if any."""
-    value = os.environ.get("TRACE", "").strip()
+    """The trace named by the ``TRACE`` environment variable, if any (``DRE_TRACE``, the
+    absolute path ``sim.runner`` hands to the simulator, takes precedence)."""
+    value = (os.environ.get("DRE_TRACE") or os.environ.get("TRACE", "")).strip()
     if not value:
         return None
     path = Path(value)
@@ -194,34 +201,49 @@ def trace_path() -> Path | None:
 
 
 def _load_trace(path: Path) -> dict[str, np.ndarray]:
-    try:  # the project's trace loader, when present (golden/trace.py)
-        from golden import trace as golden_trace  # noqa: PLC0415
-    except ImportError:
-        golden_trace = None
-    if golden_trace is not None and hasattr(golden_trace, "load"):
-        loaded = golden_trace.load(path)
-        if isinstance(loaded, dict):
-            return {k: np.asarray(v) for k, v in loaded.items()}
-        return {k: np.asarray(getattr(loaded, k)) for k in vars(loaded)}
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    """Arrays of a trace: through ``golden.trace.load`` (schema-checked, BF16 decoded) when
+    the file follows its schema, else the raw ``.npz`` arrays."""
+    try:
+        t = golden_trace.load(path)
+    except ValueError:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files if k != "meta"}
+    return {
+        "keys": t.keys,
+        "queries": t.queries,
+        "decode_queries": t.decode_queries,
+        "frame_offsets": t.frame_offsets,
+    }
 
 
 def workload_from_keys(
-    cfg: HWConfig, keys: np.ndarray, queries: np.ndarray | None, *, max_rows: int
+    cfg: HWConfig,
+    keys: np.ndarray,
+    queries: np.ndarray | None,
+    *,
+    max_rows: int,
+    centre_tokens: int | None = None,
 ) -> tuple[HCUStream, list[ScoreRow]]:
-    """Keys (n, d) → golden signatures (centred when ``centre_keys``) → HCU stream; the
-    golden clustering's representative keys scored against ``queries`` (q, d) → one
-    WTU/top-k row per query, with the config's coverage and ``k`` = the config's
-    ``topk_k``."""
-    from golden.resv import signatures  # noqa: PLC0415
+    """Keys (n, d) → golden signatures → HCU stream; the golden clustering's
+    representative keys scored against ``queries`` (q, d) → one WTU/top-k row per query
+    (the config's coverage, ``k = topk_k``).
 
+    Keys are centred on the mean of their first ``centre_tokens`` (the first frame) when
+    the config centres keys. The hyperplanes are the config's when ``d == head_dim``,
+    otherwise ``(d, hash_bits)`` planes drawn the same way from ``plane_seed``.
+    """
     r = cfg.resv
     keys = np.asarray(keys, np.float32)
-    if keys.ndim != 2 or keys.shape[1] != r.head_dim:
-        raise ValueError(f"keys must be (n, {r.head_dim}), not shape {keys.shape}")
-    hashed = keys - keys.mean(axis=0) if r.centre_keys else keys
-    sigs = signatures(hashed, r.planes)
+    if keys.ndim != 2 or keys.shape[0] < 1:
+        raise ValueError(f"keys must be a non-empty (n, d) array, not shape {keys.shape}")
+    d = keys.shape[1]
+    if d == r.head_dim:
+        planes = r.planes
+    else:
+        rng = np.random.default_rng(r.plane_seed)
+        planes = rng.standard_normal((d, r.hash_bits)).astype(np.float32)
+    hashed = keys - keys[: centre_tokens or keys.shape[0]].mean(axis=0) if r.centre_keys else keys
+    sigs = signatures(hashed, planes)
     stream = HCUStream(sigs=sigs, clear=np.zeros(sigs.size, bool))
     rows: list[ScoreRow] = []
     if queries is not None and max_rows > 0:
@@ -229,11 +251,11 @@ def workload_from_keys(
             threshold=r.threshold, max_clusters=r.max_clusters, count_max=r.count_max
         )
         res = table.add(sigs)
-        keysum = np.zeros((res.counts.size, r.head_dim))
+        keysum = np.zeros((res.counts.size, d))
         np.add.at(keysum, res.assign, keys.astype(np.float64))
         rep = keysum / np.maximum(res.counts, 1)[:, None]
         for q in np.asarray(queries, np.float64)[:max_rows]:
-            scores = quantize_scores(rep @ q / np.sqrt(r.head_dim), r)
+            scores = quantize_scores(rep @ q / np.sqrt(d), r)
             rows.append(
                 ScoreRow(scores=scores, counts=res.counts, coverage_q=r.coverage_q, k=cfg.topk_k)
             )
@@ -264,16 +286,23 @@ def video_like_workload(
 def trace_workload(
     cfg: HWConfig, path: Path, *, max_tokens: int, max_rows: int
 ) -> tuple[HCUStream, list[ScoreRow]]:
-    """A recorded trace (``TRACE=path.npz``) through ``workload_from_keys``.
-
-    Uses the trace's ``keys`` array (``(..., n, d)``, first layer/head) and, when present,
-    its ``queries`` (``(..., q, d)``); ``d`` must be the config's ``head_dim``.
-    """
+    """A recorded trace (``TRACE=path.npz``, ``golden.trace`` schema) through
+    ``workload_from_keys``: the pre-RoPE keys of layer 0 / KV head 0 (first ``max_tokens``),
+    centred on the first frame; queries of query head 0: the decode queries first, then
+    prefill queries of evenly spaced tokens."""
     data = _load_trace(path)
     if "keys" not in data:
         raise ValueError(f"trace {path} must hold a 'keys' array, found {sorted(data)}")
-    keys = data["keys"].reshape(-1, *data["keys"].shape[-2:])[0][:max_tokens]
-    queries = None
-    if "queries" in data:
-        queries = data["queries"].reshape(-1, *data["queries"].shape[-2:])[0]
-    return workload_from_keys(cfg, keys, queries, max_rows=max_rows)
+    keys = np.asarray(data["keys"]).reshape(-1, *data["keys"].shape[-2:])[0][:max_tokens]
+    offsets = data.get("frame_offsets")
+    first = int(offsets[1]) if offsets is not None and len(offsets) > 1 else None
+    queries = []
+    for name in ("decode_queries", "queries"):
+        if name in data and data[name].size:
+            q = np.asarray(data[name]).reshape(-1, *data[name].shape[-2:])[0]
+            if name == "queries":
+                q = q[: keys.shape[0]]
+                q = q[np.linspace(0, q.shape[0] - 1, min(max_rows, q.shape[0])).astype(int)]
+            queries.append(q)
+    q_all = np.concatenate(queries) if queries else None
+    return workload_from_keys(cfg, keys, q_all, max_rows=max_rows, centre_tokens=first)

@@ -9,6 +9,7 @@ the waveform path (``WAVES=1``) when any cocotb test fails — ``runner.test`` a
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,32 @@ class Icarus2005(Icarus):
         )
 
 
+def write_gtkw(unit: str, verilog_text: str, wave: Path) -> Path:
+    """A GTKWave save file beside ``wave`` showing the unit's ports, grouped by stream."""
+    ports = re.findall(r"^\s*(?:input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", verilog_text, re.M)
+    order = {"clk": 0, "rst": 1}
+    ports.sort(key=lambda p: (order.get(p[1], 2), p[1].split("__")[0], p[1]))
+    lines = [f'[dumpfile] "{wave}"', "[timestart] 0"]
+    group = None
+    for msb, name in ports:
+        stream = name.split("__")[0] if "__" in name else None
+        if stream != group:
+            if group is not None:
+                lines.append("@1000200\n-" + group)
+            if stream is not None:
+                lines.append("@800200\n-" + stream)
+            group = stream
+        if msb:
+            lines += ["@22", f"{unit}.{name}[{msb}:0]"]
+        else:
+            lines += ["@28", f"{unit}.{name}"]
+    if group is not None:
+        lines.append("@1000200\n-" + group)
+    path = wave.with_suffix(".gtkw")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def _runner(sim: str):
     return Icarus2005() if sim == "icarus" else get_runner(sim)
 
@@ -85,6 +112,8 @@ def run_unit(
     tag: str = "",
     testcase: str | None = None,
     overrides: dict | None = None,
+    test_module: str | None = None,
+    optimize: bool = False,
 ) -> RunResult:
     """Generate, build and run the cocotb testbench of ``unit`` on ``sim``.
 
@@ -97,6 +126,10 @@ def run_unit(
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     cfg = preset(config)
     extra_env = {"DRE_CONFIG": config, **(env or {})}
+    if os.environ.get("TRACE", "").strip():
+        # The simulator runs in the build directory, and the runner lets os.environ override
+        # extra_env, so the resolved path travels under its own name.
+        extra_env["DRE_TRACE"] = str(Path(os.environ["TRACE"].strip()).resolve())
     overrides = dict(overrides or {})
     if overrides:
         cfg = cfg.replace(**overrides)
@@ -118,7 +151,9 @@ def run_unit(
             vlt,
             "`verilator_config\n" + "".join(f"lint_off -rule {r}\n" for r in LINT_WAIVERS),
         )
-        build_args = [str(vlt)]
+        # Regressions simulate a few thousand cycles: compiling the model with -O0 halves
+        # the build (the dominant cost); benchmarks pass optimize=True.
+        build_args = [str(vlt)] + ([] if optimize else ["-CFLAGS", "-O0"])
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     runner = _runner(sim)
     # The runner rebuilds on source changes only: a change of options forces a rebuild.
@@ -142,7 +177,7 @@ def run_unit(
     results.unlink(missing_ok=True)
     runner.test(
         hdl_toplevel=unit,
-        test_module=UNIT_TESTBENCH[unit],
+        test_module=test_module or UNIT_TESTBENCH[unit],
         build_dir=bdir,
         test_dir=bdir,
         extra_env=extra_env,
@@ -153,6 +188,8 @@ def run_unit(
     )
     t2 = time.perf_counter()
     wave = waveform_path(sim, unit, bdir) if waves else None
+    if wave is not None:
+        write_gtkw(unit, src.read_text(), wave)
     try:
         tests, failed = get_results(results)
     except RuntimeError as exc:
@@ -161,7 +198,11 @@ def run_unit(
         ) from exc
     result = RunResult(results, wave, tests, failed, t1 - t0, t2 - t1)
     if failed or tests == 0:
-        where = f"waveform: {wave}" if wave else f"rerun with WAVES=1 for {waveform_path(sim, unit, bdir)}"
+        where = (
+            f"waveform: {wave}"
+            if wave
+            else f"rerun with WAVES=1 for {waveform_path(sim, unit, bdir)}"
+        )
         raise AssertionError(
             f"{unit} on {sim}: {failed} of {tests} cocotb tests failed; results {results}, "
             f"log {bdir / 'sim.log'}, {where}"

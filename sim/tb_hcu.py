@@ -46,8 +46,9 @@ async def read_counts(dut, n: int) -> list[int]:
     return counts
 
 
-async def run_stream(dut, stream: HCUStream, *, idle: float, stall: float, exact: bool,
-                     tag: int) -> dict:
+async def run_stream(
+    dut, stream: HCUStream, *, idle: float, stall: float, exact: bool, tag: int
+) -> dict:
     """Send ``stream``, check every result and the final table; returns handshake cycles."""
     cfg = config_from_env()
     lay = layouts(cfg)
@@ -59,7 +60,11 @@ async def run_stream(dut, stream: HCUStream, *, idle: float, stall: float, exact
     for t in range(n):
         sb.expect((t % tid_mod, int(exp.cluster[t]), int(exp.distance[t]), int(exp.event[t])))
     sink = StreamSink(
-        dut, "assign", lay.assign, rng=make_rng(tag, 2), stall=stall,
+        dut,
+        "assign",
+        lay.assign,
+        rng=make_rng(tag, 2),
+        stall=stall,
         callback=lambda p, _t: sb.check((p.token_id, p.cluster, p.distance, p.event.value)),
     )
     src = StreamSource(dut, "tokens", lay.token, rng=make_rng(tag, 1), idle=idle)
@@ -116,7 +121,10 @@ async def hcu_full_table_exact_cycles(dut):
     await start_clock(dut)
     await reset(dut)
     stream = hcu_stream(
-        cfg, 2 * cfg.max_clusters + 8, seed=seed_from_env() + 1, redundancy=0.0,
+        cfg,
+        2 * cfg.max_clusters + 8,
+        seed=seed_from_env() + 1,
+        redundancy=0.0,
         sources=4 * cfg.max_clusters,
     )
     assert hcu_expected(cfg, stream).forced > 0
@@ -136,7 +144,10 @@ async def hcu_video_trace(dut):
         dut._log.info("HCU on trace %s (%d tokens)", path, len(stream))
     else:
         stream, _ = video_like_workload(
-            cfg, frames=6, tokens_per_frame=2 * cfg.max_clusters, n_queries=0,
+            cfg,
+            frames=6,
+            tokens_per_frame=2 * cfg.max_clusters,
+            n_queries=0,
             seed=seed_from_env(),
         )
     idle, stall = timing_from_env()
@@ -154,15 +165,16 @@ async def hcu_ties_lowest_index(dut):
     d = r.threshold + 1 + (r.threshold + 1) % 2  # even distance in T+1..T+2
     assert 4 * d <= r.hash_bits and r.threshold >= d // 2, "config too small for this test"
     block = [((1 << d) - 1) << (d * i) for i in range(4)]
-    founders = [block[0], block[2], block[3], block[1], 0]  # all pairwise > T apart
+    founders = [block[0], 0, block[2], block[3], block[1]]  # all pairwise > T apart
     half = [(1 << (d // 2)) - 1 << (d * i) for i in range(2)]
     probes = [half[0], half[1], 0, half[0]]
     sigs = np.array(founders + probes, np.uint64)
     stream = HCUStream(sigs=sigs, clear=np.zeros(sigs.size, bool))
     exp = hcu_expected(cfg, stream)
-    # half[0]: d/2 from clusters 0 and 4; half[1]: d/2 from clusters 3 and 4.
+    # half[0]: d/2 from clusters 0 and 1 (one row when lanes > 1); half[1]: d/2 from
+    # clusters 1 and 4 (different rows when lanes <= 4).
     assert exp.event[:5].tolist() == [ClusterEvent.CREATED] * 5
-    assert exp.cluster[5:].tolist() == [0, 3, 4, 0] and exp.distance[5] == d // 2
+    assert exp.cluster[5:].tolist() == [0, 1, 1, 0] and exp.distance[5] == d // 2
     await run_stream(dut, stream, idle=0.3, stall=0.3, exact=False, tag=4)
 
 

@@ -23,13 +23,20 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.dre_data import ScoreRow, score_row, topk_expected, trace_path, trace_workload
-from sim.dre_data import video_like_workload
+from sim.dre_data import (
+    ScoreRow,
+    score_row,
+    topk_expected,
+    trace_path,
+    trace_workload,
+    video_like_workload,
+)
 from sim.tb_wtu import KINDS, cluster_beats
 
 
-async def run_rows(dut, rows: list[ScoreRow], *, idle: float, stall: float, exact: bool,
-                   tag: int) -> list[int]:
+async def run_rows(
+    dut, rows: list[ScoreRow], *, idle: float, stall: float, exact: bool, tag: int
+) -> list[int]:
     cfg = config_from_env()
     lay = layouts(cfg)
     await FallingEdge(dut.clk)
@@ -43,11 +50,19 @@ async def run_rows(dut, rows: list[ScoreRow], *, idle: float, stall: float, exac
         sum_sb.expect((len(exp), topk_passes(cfg, row.scores.size, row.k), 0))
         budget += topk_cycles(cfg, row.scores.size, row.k)
     sel = StreamSink(
-        dut, "selected", lay.selected, rng=make_rng(tag, 3), stall=stall,
+        dut,
+        "selected",
+        lay.selected,
+        rng=make_rng(tag, 3),
+        stall=stall,
         callback=lambda p, _t: sel_sb.check((p.cluster, p.last)),
     )
     summ = StreamSink(
-        dut, "summary", lay.topk_summary, rng=make_rng(tag, 4), stall=stall,
+        dut,
+        "summary",
+        lay.topk_summary,
+        rng=make_rng(tag, 4),
+        stall=stall,
         callback=lambda p, _t: sum_sb.check((p.n_selected, p.passes, p.error)),
     )
     cmd = StreamSource(dut, "cmd", lay.topk_cmd, rng=make_rng(tag, 1), idle=idle)
@@ -75,7 +90,13 @@ def synthetic_rows(cfg, count: int, seed: int) -> list[ScoreRow]:
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(count):
-        n = 1 if i == 0 else cfg.max_clusters if i == 1 else int(rng.integers(1, cfg.max_clusters + 1))
+        n = (
+            1
+            if i == 0
+            else cfg.max_clusters
+            if i == 1
+            else int(rng.integers(1, cfg.max_clusters + 1))
+        )
         row = score_row(cfg, n, seed=seed * 1000 + i, kind=KINDS[i % len(KINDS)])
         k = 0 if i == 2 else cfg.max_clusters if i == 3 else row.k
         rows.append(ScoreRow(scores=row.scores, counts=row.counts, coverage_q=1, k=k))
@@ -100,8 +121,9 @@ async def topk_exact_cycles(dut):
     cfg = config_from_env()
     await start_clock(dut)
     await reset(dut)
-    await run_rows(dut, synthetic_rows(cfg, 10, seed_from_env() + 1), idle=0.0, stall=0.0,
-                   exact=True, tag=2)
+    await run_rows(
+        dut, synthetic_rows(cfg, 10, seed_from_env() + 1), idle=0.0, stall=0.0, exact=True, tag=2
+    )
 
 
 @cocotb.test()
@@ -114,14 +136,22 @@ async def topk_video_trace(dut):
     if path is not None:
         _, rows = trace_workload(cfg, path, max_tokens=8 * cfg.max_clusters, max_rows=8)
         assert rows, f"trace {path} has no 'queries' to score clusters with"
+        dut._log.info("top-k on trace %s (%d rows)", path, len(rows))
     else:
         _, rows = video_like_workload(
-            cfg, frames=6, tokens_per_frame=2 * cfg.max_clusters, n_queries=8,
+            cfg,
+            frames=6,
+            tokens_per_frame=2 * cfg.max_clusters,
+            n_queries=8,
             seed=seed_from_env(),
         )
     rows = [
-        ScoreRow(scores=r.scores, counts=r.counts, coverage_q=1,
-                 k=min(cfg.max_clusters, cfg.topk_k * (1 + 2 * (i % 2))))
+        ScoreRow(
+            scores=r.scores,
+            counts=r.counts,
+            coverage_q=1,
+            k=min(cfg.max_clusters, cfg.topk_k * (1 + 2 * (i % 2))),
+        )
         for i, r in enumerate(rows)
     ]
     idle, stall = timing_from_env()

@@ -45,8 +45,9 @@ def cluster_beats(row: ScoreRow) -> list[dict]:
     ]
 
 
-async def run_rows(dut, rows: list[ScoreRow], *, idle: float, stall: float, exact: bool,
-                   tag: int) -> list[int]:
+async def run_rows(
+    dut, rows: list[ScoreRow], *, idle: float, stall: float, exact: bool, tag: int
+) -> list[int]:
     """Send the rows back to back; check every selected id, flag and summary; returns the
     cycles of each row (cmd handshake to summary handshake, both included)."""
     cfg = config_from_env()
@@ -60,16 +61,22 @@ async def run_rows(dut, rows: list[ScoreRow], *, idle: float, stall: float, exac
         k = exp.clusters_emitted
         for i, c in enumerate(exp.selected.tolist()):
             sel_sb.expect((c, int(i == k - 1)))
-        sum_sb.expect(
-            (exp.b_star, exp.buckets_scanned, k, exp.total_mass, exp.threshold, 0)
-        )
+        sum_sb.expect((exp.b_star, exp.buckets_scanned, k, exp.total_mass, exp.threshold, 0))
         budget += wtu_cycles(cfg, row.scores.size, exp.b_star, k)
     sel = StreamSink(
-        dut, "selected", lay.selected, rng=make_rng(tag, 3), stall=stall,
+        dut,
+        "selected",
+        lay.selected,
+        rng=make_rng(tag, 3),
+        stall=stall,
         callback=lambda p, _t: sel_sb.check((p.cluster, p.last)),
     )
     summ = StreamSink(
-        dut, "summary", lay.wtu_summary, rng=make_rng(tag, 4), stall=stall,
+        dut,
+        "summary",
+        lay.wtu_summary,
+        rng=make_rng(tag, 4),
+        stall=stall,
         callback=lambda p, _t: sum_sb.check(
             (p.b_star, p.buckets_scanned, p.n_selected, p.total_mass, p.threshold, p.error)
         ),
@@ -101,7 +108,13 @@ def synthetic_rows(cfg, count: int, seed: int) -> list[ScoreRow]:
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(count):
-        n = 1 if i == 0 else cfg.max_clusters if i == 1 else int(rng.integers(1, cfg.max_clusters + 1))
+        n = (
+            1
+            if i == 0
+            else cfg.max_clusters
+            if i == 1
+            else int(rng.integers(1, cfg.max_clusters + 1))
+        )
         rows.append(score_row(cfg, n, seed=seed * 1000 + i, kind=KINDS[i % len(KINDS)]))
     return rows
 
@@ -114,8 +127,9 @@ async def wtu_synthetic_random_timing(dut):
     await start_clock(dut)
     await reset(dut)
     idle, stall = timing_from_env()
-    await run_rows(dut, synthetic_rows(cfg, 30, seed_from_env()), idle=idle, stall=stall,
-                   exact=False, tag=1)
+    await run_rows(
+        dut, synthetic_rows(cfg, 30, seed_from_env()), idle=idle, stall=stall, exact=False, tag=1
+    )
 
 
 @cocotb.test()
@@ -124,8 +138,9 @@ async def wtu_exact_cycles(dut):
     cfg = config_from_env()
     await start_clock(dut)
     await reset(dut)
-    await run_rows(dut, synthetic_rows(cfg, 10, seed_from_env() + 1), idle=0.0, stall=0.0,
-                   exact=True, tag=2)
+    await run_rows(
+        dut, synthetic_rows(cfg, 10, seed_from_env() + 1), idle=0.0, stall=0.0, exact=True, tag=2
+    )
 
 
 @cocotb.test()
@@ -145,8 +160,9 @@ async def wtu_corner_rows(dut):
         ),
         ScoreRow(scores=np.arange(n) * 7, counts=np.zeros(n, np.int64), coverage_q=one // 3),
         ScoreRow(scores=np.arange(n) * 5, counts=np.ones(n, np.int64), coverage_q=1),
-        ScoreRow(scores=np.arange(n) << r.bucket_shift, counts=np.ones(n, np.int64),
-                 coverage_q=one - 1),
+        ScoreRow(
+            scores=np.arange(n) << r.bucket_shift, counts=np.ones(n, np.int64), coverage_q=one - 1
+        ),
     ]
     await start_clock(dut)
     await reset(dut)
@@ -167,7 +183,10 @@ async def wtu_video_trace(dut):
         dut._log.info("WTU on trace %s (%d rows)", path, len(rows))
     else:
         _, rows = video_like_workload(
-            cfg, frames=6, tokens_per_frame=2 * cfg.max_clusters, n_queries=12,
+            cfg,
+            frames=6,
+            tokens_per_frame=2 * cfg.max_clusters,
+            n_queries=12,
             seed=seed_from_env(),
         )
     idle, stall = timing_from_env()

@@ -22,6 +22,7 @@ The description names the stimulus, so reports say which one produced their powe
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -410,10 +411,8 @@ def stimulus_for(
 
     def bounded(bench: BudgetBench) -> Bench:
         async def run(ctx: Any) -> None:
-            try:
+            with contextlib.suppress(_Done):
                 await bench(_Budget(ctx, cycles))
-            except _Done:
-                pass
 
         return run
 

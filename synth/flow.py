@@ -109,7 +109,9 @@ class FlowOptions:
             or not isinstance(self.sram_min_bits, int)
             or self.sram_min_bits < 1
         ):
-            raise ValueError(f"sram_min_bits must be a positive integer, not {self.sram_min_bits!r}")
+            raise ValueError(
+                f"sram_min_bits must be a positive integer, not {self.sram_min_bits!r}"
+            )
 
     @property
     def directory(self) -> Path:
@@ -135,7 +137,12 @@ def _area_dict(res: SynthResult) -> dict[str, Any]:
             "read_ports": mem.read_ports,
             "write_ports": mem.write_ports,
             "async_read": mem.async_read,
-            "kind": "sram_macro" if macro else "flip_flops",
+            # ROMs (no write port, e.g. constant tables) become logic, not flip-flops
+            "kind": "sram_macro"
+            if macro
+            else "rom_logic"
+            if mem.write_ports == 0
+            else "flip_flops",
         }
         if macro:
             est = res.macros[f"{mem.module}/{mem.name}"][1]
@@ -287,7 +294,11 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
             mode = "simulation"
             source = run.source.replace(str(wd) + "/", "")
             t = lap("activity", t)
-            _say(opts, f"  {name}: simulated {run.cycles} cycles in {step_times['activity']:.1f} s ({run.stimulus})")
+            _say(
+                opts,
+                f"  {name}: simulated {run.cycles} cycles in {step_times['activity']:.1f} s "
+                f"({run.stimulus})",
+            )
         ann = annotate(flat, libs, res.macros, vcd, source=source)
         wrapper = write_power_netlist(res.netlist, mapped, name, libs, wd / "power_netlist.v")
         write_tcl(flat, ann, wrapper, wd / "activity.tcl")
@@ -381,7 +392,10 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
 def _comparison(modules: list[dict[str, Any]], clock_ns: float) -> dict[str, Any]:
     dre = next((m for m in modules if m["name"] == "dre" and m["status"] == "ok"), None)
     if dre is None:
-        dre_entry: dict[str, Any] = {"status": "missing", "note": "no synthesised 'dre' unit in this run"}
+        dre_entry: dict[str, Any] = {
+            "status": "missing",
+            "note": "no synthesised 'dre' unit in this run",
+        }
     else:
         dre_entry = {
             "status": "ok",
@@ -421,10 +435,13 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
     unknown = [t for t in wanted if t not in TOPS and t not in EXPECTED_UNITS]
     if unknown:
         raise ValueError(
-            f"top must be one of {', '.join(map(repr, [*TOPS, *EXPECTED_UNITS]))}, not {unknown[0]!r}"
+            f"top must be one of {', '.join(map(repr, [*TOPS, *EXPECTED_UNITS]))}, "
+            f"not {unknown[0]!r}"
         )
     run_names = [t for t in wanted if t in TOPS]
-    missing_names = [u for u in EXPECTED_UNITS if u not in TOPS and (opts.tops is None or u in wanted)]
+    missing_names = [
+        u for u in EXPECTED_UNITS if u not in TOPS and (opts.tops is None or u in wanted)
+    ]
     out = opts.directory
     out.mkdir(parents=True, exist_ok=True)
     _say(
@@ -539,9 +556,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m synth.flow", description=__doc__.split("\n")[0] if __doc__ else None
     )
     ap.add_argument("--config", default="tiny", help=f"hardware preset: {', '.join(PRESETS)}")
-    ap.add_argument("--top", action="append", help="unit to run (repeatable; default: all of hw.gen.TOPS)")
+    ap.add_argument(
+        "--top", action="append", help="unit to run (repeatable; default: all of hw.gen.TOPS)"
+    )
     ap.add_argument("--clock-ns", type=float, default=10.0, help="target clock period (default 10)")
-    ap.add_argument("--cycles", type=int, default=2000, help="activity simulation cycles (default 2000)")
+    ap.add_argument(
+        "--cycles", type=int, default=2000, help="activity simulation cycles (default 2000)"
+    )
     ap.add_argument(
         "--default-activity",
         action="store_true",
@@ -551,10 +572,13 @@ def _parser() -> argparse.ArgumentParser:
         "--sram-min-bits",
         type=int,
         default=DEFAULT_SRAM_MIN_BITS,
-        help=f"memories with at least this many bits become SRAM macros (default {DEFAULT_SRAM_MIN_BITS})",
+        help="memories with at least this many bits become SRAM macros "
+        f"(default {DEFAULT_SRAM_MIN_BITS})",
     )
     ap.add_argument("--liberty", type=Path, help="liberty file (default: the OSU 0.18 µm one)")
-    ap.add_argument("-o", "--out", type=Path, help="output directory (default build/synth/<config>)")
+    ap.add_argument(
+        "-o", "--out", type=Path, help="output directory (default build/synth/<config>)"
+    )
     ap.add_argument("--seed", type=int, default=0, help="stimulus seed")
     ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     return ap

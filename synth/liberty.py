@@ -19,8 +19,8 @@ from pathlib import Path
 __all__ = [
     "Cell",
     "Expr",
-    "Library",
     "LibertyError",
+    "Library",
     "Pin",
     "parse_function",
     "read_liberty",

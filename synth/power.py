@@ -446,7 +446,9 @@ def annotate(
             else:  # asynchronous read: a read whenever the address changes
                 p_none = 1.0
                 for b in range(mem.abits):
-                    n = inst.pins.get(_bit_name("RD_ADDR", r * mem.abits + b, mem.read_ports * mem.abits))
+                    n = inst.pins.get(
+                        _bit_name("RD_ADDR", r * mem.abits + b, mem.read_ports * mem.abits)
+                    )
                     if n is not None:
                         p_none *= 1.0 - min(1.0, get(n)[0])
                 rate += 1.0 - p_none
@@ -475,7 +477,9 @@ def annotate(
         # sequential outputs follow their next-state function of this cycle's inputs,
         # with at most one transition per clock cycle
         for cname, insts in seq.items():
-            change = max(change, _eval_group(seq_models[cname], insts, get, act, origin, fixed, 1.0))
+            change = max(
+                change, _eval_group(seq_models[cname], insts, get, act, origin, fixed, 1.0)
+            )
         for inst in macro_insts:
             mem = inst_mem[id(inst)]
             rd = macro_read_rate(inst, mem)
@@ -579,7 +583,11 @@ def write_power_netlist(
     cell, pin_clk, pin_d, pin_q = _flop_cell(libs)
     ports = mapped["modules"][top]["ports"]
     wrapper = "vx_power_wrapper"
-    lines = [Path(netlist).read_text(), f"module {wrapper}({clock_port});", f"  input {clock_port};"]
+    lines = [
+        Path(netlist).read_text(),
+        f"module {wrapper}({clock_port});",
+        f"  input {clock_port};",
+    ]
     conns = []
     outputs: list[str] = []
     sources: list[str] = []
@@ -672,7 +680,11 @@ def sram_dynamic_power(
     out: dict[str, dict[str, float]] = {}
     for acc in ann.macro_access:
         est = by_cell[acc.macro]
-        p = freq * (acc.reads_per_cycle * est.e_read_pj + acc.writes_per_cycle * est.e_write_pj) * 1e-12
+        p = (
+            freq
+            * (acc.reads_per_cycle * est.e_read_pj + acc.writes_per_cycle * est.e_write_pj)
+            * 1e-12
+        )
         out[acc.path] = {
             "reads_per_cycle": acc.reads_per_cycle,
             "writes_per_cycle": acc.writes_per_cycle,

@@ -65,7 +65,16 @@ _AREA = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["path", "module", "cells", "flops", "comb_um2", "seq_um2", "macro_um2", "total_um2"],
+                "required": [
+                    "path",
+                    "module",
+                    "cells",
+                    "flops",
+                    "comb_um2",
+                    "seq_um2",
+                    "macro_um2",
+                    "total_um2",
+                ],
                 "properties": {
                     "path": {"type": "string"},
                     "module": {"type": "string"},
@@ -81,7 +90,7 @@ _AREA = {
                 "type": "object",
                 "required": ["module", "name", "width", "depth", "bits", "kind"],
                 "properties": {
-                    "kind": {"enum": ["sram_macro", "flip_flops"]},
+                    "kind": {"enum": ["sram_macro", "flip_flops", "rom_logic"]},
                     "bits": {"type": "integer", "minimum": 1},
                     "area_um2": {"type": _OPT_NUM},
                 },
@@ -184,21 +193,54 @@ SCHEMA: dict[str, Any] = {
         "library": {"type": "object", "required": ["path", "name", "node", "vdd"]},
         "clock_ns": {"type": _NUM, "minimum": 0},
         "constraints": {"type": "string"},
-        "activity": {"type": "object", "required": ["mode", "cycles", "note"]},
+        "activity": {
+            "type": "object",
+            "required": ["mode", "cycles", "note"],
+            "properties": {
+                "mode": {"enum": ["simulation", "default"]},
+                "cycles": {"type": ["integer", "null"], "minimum": 1},
+                "note": {"type": "string"},
+            },
+        },
         "sram_model": {"type": "object", "required": ["min_bits", "source"]},
-        "scaling": {"type": "object", "required": ["model", "node", "target_mhz", "factors"]},
+        "scaling": {
+            "type": "object",
+            "required": ["model", "node", "target_mhz", "factors"],
+            "properties": {
+                "target_mhz": {"type": _NUM, "minimum": 0},
+                "factors": {
+                    "type": "object",
+                    "required": ["area", "delay", "energy", "static_power"],
+                },
+            },
+        },
         "modules": {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["name", "status", "error", "runtime_s", "area", "timing", "power", "scaled"],
+                "required": [
+                    "name",
+                    "status",
+                    "error",
+                    "runtime_s",
+                    "area",
+                    "timing",
+                    "power",
+                    "scaled",
+                ],
                 "properties": {
                     "name": {"type": "string"},
                     "status": {"enum": ["ok", "failed"]},
                     "error": {"type": ["string", "null"]},
                     "runtime_s": {"type": _NUM, "minimum": 0},
-                    "area": {"type": ["object", "null"], **{k: v for k, v in _AREA.items() if k != "type"}},
-                    "timing": {"type": ["object", "null"], **{k: v for k, v in _TIMING.items() if k != "type"}},
+                    "area": {
+                        "type": ["object", "null"],
+                        **{k: v for k, v in _AREA.items() if k != "type"},
+                    },
+                    "timing": {
+                        "type": ["object", "null"],
+                        **{k: v for k, v in _TIMING.items() if k != "type"},
+                    },
                     "power": _POWER,
                     "scaled": _SCALED,
                 },
@@ -209,7 +251,14 @@ SCHEMA: dict[str, Any] = {
             "items": {"type": "object", "required": ["name", "reason"]},
         },
         "paper": {"type": "object", "required": list(PAPER)},
-        "comparison": {"type": "object", "required": ["dre", "dre_share_of_core"]},
+        "comparison": {
+            "type": "object",
+            "required": ["dre", "dre_share_of_core"],
+            "properties": {
+                "dre": {"type": "object", "required": ["status", "note"]},
+                "dre_share_of_core": {"type": "object", "required": ["status", "reason"]},
+            },
+        },
     },
 }
 
@@ -330,7 +379,9 @@ def write_markdown(report: dict[str, Any], path: Path, charts: list[Path] = ()) 
             f"{_mw(s and s['total_w'])} |"
         )
     for miss in r["missing"]:
-        lines.append(f"| {miss['name']} | **missing** | {miss['reason']} |  |  |  |  |  |  |  |  |  |")
+        lines.append(
+            f"| {miss['name']} | **missing** | {miss['reason']} |  |  |  |  |  |  |  |  |  |"
+        )
     lines += ["", "## Against the paper (14 nm, 0.8 V, 800 MHz)", ""]
     comp = r["comparison"]
     dre = comp["dre"]
@@ -393,7 +444,8 @@ def write_markdown(report: dict[str, Any], path: Path, charts: list[Path] = ()) 
             cp = t["critical_path"]
             lines += [
                 f"Timing at {t['clock_ns']} ns: worst slack {_f(t['worst_slack_ns'], '{:.3f}')} ns"
-                f" ({'met' if t['met'] else 'VIOLATED'}), fmax **{_f(t['fmax_mhz'], '{:.1f}')} MHz**, "
+                f" ({'met' if t['met'] else 'VIOLATED'}), "
+                f"fmax **{_f(t['fmax_mhz'], '{:.1f}')} MHz**, "
                 f"hold slack {_f(t.get('hold_slack_ns'), '{:.3f}')} ns. Log: `{t['log']}`.",
             ]
             if cp:
@@ -471,7 +523,12 @@ def write_charts(report: dict[str, Any], out_dir: Path) -> list[Path]:
     mac = [m["area"]["macro_um2"] * 1e-6 for m in mods]
     ax.bar(names, comb, label="combinational")
     ax.bar(names, seq, bottom=comb, label="sequential (flops)")
-    ax.bar(names, mac, bottom=[c + s for c, s in zip(comb, seq, strict=True)], label="SRAM macros (model)")
+    ax.bar(
+        names,
+        mac,
+        bottom=[c + s for c, s in zip(comb, seq, strict=True)],
+        label="SRAM macros (model)",
+    )
     ax.set_ylabel("area, mm² (OSU 0.18 µm)")
     ax.set_title(f"Area breakdown — preset {report['preset']}")
     ax.legend(fontsize=8)
@@ -514,13 +571,24 @@ def write_charts(report: dict[str, Any], out_dir: Path) -> list[Path]:
     paper = report["paper"]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
     axes[0].bar(["paper", "ours (est.)"], [paper["dre_area_mm2"], dre.get("scaled_area_mm2") or 0])
-    axes[0].set_title("DRE area, mm² (14 nm)")
+    axes[0].set_title(f"DRE area, mm² (14 nm) — ours: {report['preset']}")
     axes[1].bar(["paper", "ours (est.)"], [paper["dre_power_mw"], dre.get("scaled_power_mw") or 0])
-    axes[1].set_title("DRE power, mW (800 MHz)")
+    axes[1].set_title(f"DRE power, mW (800 MHz) — ours: {report['preset']}")
     share = report["comparison"]["dre_share_of_core"]
-    axes[2].bar(["area", "power"], [paper["dre_area_share"] * 100, paper["dre_power_share"] * 100], label="paper")
+    axes[2].bar(
+        ["area", "power"],
+        [paper["dre_area_share"] * 100, paper["dre_power_share"] * 100],
+        label="paper",
+    )
     axes[2].set_title("DRE share of core, %")
-    axes[2].text(0.5, 0.5, f"ours: {share['status']}\n(no core yet)", transform=axes[2].transAxes, ha="center", color="red")
+    axes[2].text(
+        0.5,
+        0.5,
+        f"ours: {share['status']}\n(no core yet)",
+        transform=axes[2].transAxes,
+        ha="center",
+        color="red",
+    )
     axes[2].legend(fontsize=8)
     finish(fig, "paper_comparison.png")
     return paths

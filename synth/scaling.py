@@ -96,7 +96,9 @@ class Node:
     @property
     def label(self) -> str:
         nm = self.area_key
-        flavour = " HP" if self.name.startswith("HP") else " LP" if self.name.startswith("LP") else ""
+        flavour = (
+            " HP" if self.name.startswith("HP") else " LP" if self.name.startswith("LP") else ""
+        )
         return f"{nm} nm{flavour}, {self.vdd:g} V"
 
     def delay(self) -> float:

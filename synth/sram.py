@@ -259,9 +259,7 @@ def verilog_stub(mems: Iterable[MemoryInstance]) -> str:
             continue
         seen.add(mem.macro_name)
         ports = [(n, d, w) for n, d, w in mem.ports() if w > 0]
-        decl = ",\n  ".join(
-            f"{d} {'' if w == 1 else f'[{w - 1}:0] '}{n}" for n, d, w in ports
-        )
+        decl = ",\n  ".join(f"{d} {'' if w == 1 else f'[{w - 1}:0] '}{n}" for n, d, w in ports)
         out.append(f"(* blackbox *)\nmodule {mem.macro_name}(\n  {decl}\n);\nendmodule\n")
     return "\n".join(out)
 
@@ -304,6 +302,13 @@ def liberty_text(
         "  output_threshold_pct_fall : 50;",
     ]
     macros = list(macros)
+
+    def related(mem: MemoryInstance, pin: str) -> str:
+        # A bus related to a bus of another width gets no arc in OpenSTA ("different
+        # sizes"): list the bits, which relates every bit of the pin to every one of them.
+        width = dict((n, w) for n, _, w in mem.ports())[pin]
+        return pin if width == 1 else " ".join(f"{pin}[{i}]" for i in range(width))
+
     widths = sorted({w for mem, _ in macros for _, _, w in mem.ports() if w > 1})
     for w in widths:
         lines.append(
@@ -340,10 +345,15 @@ def liberty_text(
                 pname in ("RD_EN", "RD_ADDR") and not mem.async_read
             )
             if constrained:
-                for kind, value in (("setup_rising", est.t_setup_ns), ("hold_rising", est.t_hold_ns)):
+                for kind, value in (
+                    ("setup_rising", est.t_setup_ns),
+                    ("hold_rising", est.t_hold_ns),
+                ):
                     timing.append(
-                        f'timing () {{ related_pin : "{clk}"; timing_type : {kind}; '
-                        f'{_scalar("rise_constraint", value)} {_scalar("fall_constraint", value)} }}'
+                        f'timing () {{ related_pin : "{related(mem, clk)}"; '
+                        f"timing_type : {kind}; "
+                        f"{_scalar('rise_constraint', value)} "
+                        f"{_scalar('fall_constraint', value)} }}"
                     )
             if pname == "RD_DATA":
                 arcs = (
@@ -351,13 +361,14 @@ def liberty_text(
                     if mem.async_read
                     else [("RD_CLK", "rising_edge")]
                 )
-                for related, kind in arcs:
+                for rel, kind in arcs:
                     sense = "timing_sense : non_unate; " if kind == "combinational" else ""
                     timing.append(
-                        f'timing () {{ related_pin : "{related}"; timing_type : {kind}; {sense}'
-                        f'{_scalar("cell_rise", est.t_access_ns)} '
-                        f'{_scalar("cell_fall", est.t_access_ns)} '
-                        f'{_scalar("rise_transition", 0.2)} {_scalar("fall_transition", 0.2)} }}'
+                        f'timing () {{ related_pin : "{related(mem, rel)}"; timing_type : {kind}; '
+                        f"{sense}"
+                        f"{_scalar('cell_rise', est.t_access_ns)} "
+                        f"{_scalar('cell_fall', est.t_access_ns)} "
+                        f"{_scalar('rise_transition', 0.2)} {_scalar('fall_transition', 0.2)} }}"
                     )
             lines.append(head)
             lines += ["      " + b for b in body + timing]

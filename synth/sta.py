@@ -91,7 +91,8 @@ def _float(text: str) -> float | None:
 
 
 _PATH_RE = re.compile(
-    r"Startpoint: (?P<start>\S+) \((?P<skind>[^)]*)\)\s*\nEndpoint: (?P<end>\S+) \((?P<ekind>[^)]*)\)"
+    r"Startpoint: (?P<start>\S+) \((?P<skind>[^)]*)\)\s*\n"
+    r"Endpoint: (?P<end>\S+) \((?P<ekind>[^)]*)\)"
     r"(?P<body>.*?)\n\s*(?P<slack>-?[\d.]+)\s+slack \((?:MET|VIOLATED)\)",
     re.DOTALL,
 )
@@ -184,7 +185,9 @@ def run_sta(
     lines += [
         f"read_verilog {{{_rel(netlist, workdir)}}}",
         f"link_design {{{top}}}",
-        f"set vx_clk_port [get_ports -quiet {{{clock_port}}}]" if clock_port else "set vx_clk_port {}",
+        f"set vx_clk_port [get_ports -quiet {{{clock_port}}}]"
+        if clock_port
+        else "set vx_clk_port {}",
         "if {[llength $vx_clk_port]} {",
         f"  create_clock -name clk -period {clock_ns} $vx_clk_port",
         '  puts "VREX_CLOCK port"',
@@ -213,7 +216,7 @@ def run_sta(
         cwd=workdir,
         log=log,
         timeout=timeout,
-        error_patterns=[r"^Error"],
+        error_patterns=[r"^Error", r"^Warning: .*(different sizes|not found)"],
     )
     if SENTINEL not in out:
         raise ToolError("OpenSTA", step, log, None, "    the script did not run to its end")
@@ -285,7 +288,7 @@ def run_power(
         cwd=workdir,
         log=log,
         timeout=timeout,
-        error_patterns=[r"^Error"],
+        error_patterns=[r"^Error", r"^Warning: .*(different sizes|not found)"],
     )
     if SENTINEL not in out:
         raise ToolError("OpenSTA", step, log, None, "    the script did not run to its end")

@@ -156,7 +156,9 @@ def run_tool(
         log.write_text(out)
         raise ToolError(tool, step, log, None, f"    timed out after {timeout} s") from None
     except FileNotFoundError as exc:
-        raise MissingToolError(f"{tool}: cannot run {cmd[0]!r} ({exc}); run: {_SETUP_HINT}") from None
+        raise MissingToolError(
+            f"{tool}: cannot run {cmd[0]!r} ({exc}); run: {_SETUP_HINT}"
+        ) from None
     log.write_text(proc.stdout)
     if proc.returncode != 0:
         raise ToolError(tool, step, log, proc.returncode, _tail(proc.stdout))

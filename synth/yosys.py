@@ -68,9 +68,9 @@ def _buffer_cell(lib: Library) -> str:
         if cell.sequential or cell.dont_use or len(cell.inputs) != 1 or len(cell.outputs) != 1:
             continue
         f = cell.outputs[0].function
-        if f is not None and f.op == "pin" and f.pin == cell.inputs[0].name:
-            if best is None or cell.area < best[0]:
-                best = (cell.area, cell.name)
+        is_buffer = f is not None and f.op == "pin" and f.pin == cell.inputs[0].name
+        if is_buffer and (best is None or cell.area < best[0]):
+            best = (cell.area, cell.name)
     if best is None:
         raise ValueError(f"liberty {lib.path} has no buffer cell")
     return best[1]
@@ -200,9 +200,9 @@ def _write_design(workdir: Path, verilog: str) -> None:
     (workdir / "design.v").write_text(verilog)
 
 
-def inspect_memories(verilog: str, top: str, workdir: Path, *, timeout: float = 1800) -> list[
-    MemoryInstance
-]:
+def inspect_memories(
+    verilog: str, top: str, workdir: Path, *, timeout: float = 1800
+) -> list[MemoryInstance]:
     """The memories of the design (Yosys run 1). Writes ``inspect.ys/.log/.json``."""
     _write_design(workdir, verilog)
     script = [*_front_end(top), "write_json inspect.json"]
@@ -234,9 +234,9 @@ def _module_areas(
         ma = ModuleArea(name=mname)
         for cname, cell in mod.get("cells", {}).items():
             ctype = cell["type"]
-            if ctype in design_modules and not mapped["modules"][ctype].get(
-                "attributes", {}
-            ).get("blackbox"):
+            if ctype in design_modules and not mapped["modules"][ctype].get("attributes", {}).get(
+                "blackbox"
+            ):
                 ma.children[cname] = ctype
                 continue
             ma.cells += 1
@@ -260,6 +260,7 @@ def _module_areas(
                     f"    cell {cname!r} of module {mname!r} has unmapped type {ctype!r}",
                 )
         modules[mname] = ma
+
     # Cross-check against Yosys' own stat -json (same liberty areas). Yosys 0.70 reports a
     # module's area with its submodules included, older versions without: accept either.
     def hier(mname: str) -> float:

@@ -142,7 +142,11 @@ class HashClusterUnit(wiring.Component):
                 ix = Signal(max(1, lane_bits), name=f"min{level}_{i // 2}_lane")
                 c = Signal(r.count_bits, name=f"min{level}_{i // 2}_cnt")
                 left = dl <= dr
-                m.d.comb += [d.eq(Mux(left, dl, dr)), ix.eq(Mux(left, il, ir)), c.eq(Mux(left, cl, cr))]
+                m.d.comb += [
+                    d.eq(Mux(left, dl, dr)),
+                    ix.eq(Mux(left, il, ir)),
+                    c.eq(Mux(left, cl, cr)),
+                ]
                 nxt.append((d, ix, c))
             cands = nxt + cands[len(nxt) * 2 :]
             level += 1

@@ -109,8 +109,10 @@ class TopKSelector(wiring.Component):
         cand_valid = Signal(name="cand_valid")
         cand_score = Signal(signed(r.score_bits), name="cand_score")
         cand_id = Signal(cid, name="cand_id")
-        after_bound = ~bounded | (cand_score < bound_score) | (
-            (cand_score == bound_score) & (cand_id > bound_id)
+        after_bound = (
+            ~bounded
+            | (cand_score < bound_score)
+            | ((cand_score == bound_score) & (cand_id > bound_id))
         )
         insert = cand_valid & after_bound
         # Candidates arrive in ascending id order, so an equal score already in a slot wins.

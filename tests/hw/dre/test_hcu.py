@@ -18,6 +18,7 @@ CONFIGS = {
     "lanes1": TINY.replace(hcu_lanes=1),
     "lanes16": TINY.replace(hcu_lanes=16),
     "partial_row": TINY.replace(resv={"max_clusters": 12}, hcu_lanes=8),
+    "one_cluster": TINY.replace(resv={"max_clusters": 1}, hcu_lanes=1, topk_k=1),
     "wide_sig": TINY.replace(resv={"hash_bits": 64, "threshold": 12, "count_bits": 2}, hcu_lanes=2),
 }
 

@@ -17,6 +17,7 @@ CONFIGS = {
     "tiny": TINY,
     "one_slot": TINY.replace(topk_k=1),
     "single_pass": TINY.replace(topk_k=16),  # slots >= table: no score memory
+    "three_clusters": TINY.replace(resv={"max_clusters": 3}, hcu_lanes=2, topk_k=2),
 }
 KINDS = ["normal", "ties", "one_bucket", "extremes", "wide"]
 
@@ -48,17 +49,31 @@ def simulate(cfg, rows: list[ScoreRow], *, timing: str, seed: int, vcd):
         out["selected"] = []
         for r in rows:
             want = min(r.k, r.scores.size)
-            beats = await stream_get(
-                ctx, dut.selected, cycle=h.cycle, count=want, rng=rng, stall=stall,
-                timeout=20 * cfg.max_clusters**2,
-            ) if want else []
+            beats = (
+                await stream_get(
+                    ctx,
+                    dut.selected,
+                    cycle=h.cycle,
+                    count=want,
+                    rng=rng,
+                    stall=stall,
+                    timeout=20 * cfg.max_clusters**2,
+                )
+                if want
+                else []
+            )
             out["selected"].append([p for p, _ in beats])
         await assert_idle(ctx, dut.selected, 50)
 
     async def sum_sink(ctx):
         rng = np.random.default_rng([seed, 4])
         beats = await stream_get(
-            ctx, dut.summary, cycle=h.cycle, count=len(rows), rng=rng, stall=stall,
+            ctx,
+            dut.summary,
+            cycle=h.cycle,
+            count=len(rows),
+            rng=rng,
+            stall=stall,
             timeout=20 * cfg.max_clusters**2,
         )
         out["summary"] = [p for p, _ in beats]
@@ -95,7 +110,13 @@ def make_rows(cfg, seed: int, count: int) -> list[ScoreRow]:
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(count):
-        n = 1 if i == 0 else cfg.max_clusters if i == 1 else int(rng.integers(1, cfg.max_clusters + 1))
+        n = (
+            1
+            if i == 0
+            else cfg.max_clusters
+            if i == 1
+            else int(rng.integers(1, cfg.max_clusters + 1))
+        )
         row = score_row(cfg, n, seed=seed * 100 + i, kind=KINDS[i % len(KINDS)])
         if i == 2:  # k = 0 and k > C are legal
             row = ScoreRow(scores=row.scores, counts=row.counts, coverage_q=row.coverage_q, k=0)
@@ -112,7 +133,7 @@ def test_topk_tiny(timing, tmp_path):
     check(cfg, rows, out, exact_cycles=timing == "none")
 
 
-@pytest.mark.parametrize("name", ["one_slot", "single_pass"])
+@pytest.mark.parametrize("name", ["one_slot", "single_pass", "three_clusters"])
 def test_topk_configs(name, tmp_path):
     cfg = CONFIGS[name]
     rows = make_rows(cfg, 6, 10)
@@ -125,7 +146,9 @@ def test_topk_all_ties_multipass(tmp_path):
     n = cfg.max_clusters
     rows = [
         ScoreRow(scores=np.zeros(n, np.int64), counts=np.ones(n, np.int64), coverage_q=1, k=n),
-        ScoreRow(scores=np.array([3, 1] * (n // 2)), counts=np.ones(n, np.int64), coverage_q=1, k=11),
+        ScoreRow(
+            scores=np.array([3, 1] * (n // 2)), counts=np.ones(n, np.int64), coverage_q=1, k=11
+        ),
     ]
     assert topk_expected(rows[0]).tolist() == list(range(n))
     out = simulate(cfg, rows, timing="none", seed=3, vcd=tmp_path / "topk.vcd")
@@ -139,7 +162,9 @@ def test_golden_topk_reference():
     assert topk_select(s, 0).tolist() == []
     with pytest.raises(ValueError, match=r"^k must be a non-negative integer, not -1$"):
         topk_select(s, -1)
-    with pytest.raises(ValueError, match=r"^scores_q must be a non-empty 1-D array, not shape \(0,\)$"):
+    with pytest.raises(
+        ValueError, match=r"^scores_q must be a non-empty 1-D array, not shape \(0,\)$"
+    ):
         topk_select(np.array([], np.int64), 1)
 
 

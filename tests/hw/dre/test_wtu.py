@@ -17,6 +17,8 @@ CONFIGS = {
     "tiny": TINY,
     # Non-power-of-two bucket count and table, unit-wide buckets.
     "odd": TINY.replace(resv={"max_clusters": 12, "n_buckets": 12, "bucket_shift": 0}),
+    # A single bucket and a two-entry table.
+    "one_bucket": TINY.replace(resv={"max_clusters": 2, "n_buckets": 1}, topk_k=1, hcu_lanes=2),
     # The paper's fixed-point formats (16-bit scores and counts, 64 buckets), small table.
     "paper_formats": preset("paper").replace(resv={"max_clusters": 48}, topk_k=8),
 }
@@ -28,7 +30,12 @@ def row_beats(cfg, row: ScoreRow, *, bad_id_at: int | None = None):
     for c, (s, n) in enumerate(zip(row.scores, row.counts, strict=True)):
         cid = c if c != bad_id_at else (c + 1) % cfg.max_clusters
         beats.append(
-            {"cluster": cid, "score": int(s), "count": int(n), "last": int(c == row.scores.size - 1)}
+            {
+                "cluster": cid,
+                "score": int(s),
+                "count": int(n),
+                "last": int(c == row.scores.size - 1),
+            }
         )
     return beats
 
@@ -42,7 +49,12 @@ def simulate(cfg, rows: list[ScoreRow], *, timing: str, seed: int, vcd, bad_id_r
     async def cmd_src(ctx):
         rng = np.random.default_rng([seed, 1])
         out["cmd_t"] = await stream_put(
-            ctx, dut.cmd, [{"coverage_q": r.coverage_q} for r in rows], cycle=h.cycle, rng=rng, idle=idle
+            ctx,
+            dut.cmd,
+            [{"coverage_q": r.coverage_q} for r in rows],
+            cycle=h.cycle,
+            rng=rng,
+            idle=idle,
         )
 
     async def cluster_src(ctx):
@@ -50,7 +62,12 @@ def simulate(cfg, rows: list[ScoreRow], *, timing: str, seed: int, vcd, bad_id_r
         for i, r in enumerate(rows):
             bad = 0 if i == bad_id_row else None
             await stream_put(
-                ctx, dut.clusters, row_beats(cfg, r, bad_id_at=bad), cycle=h.cycle, rng=rng, idle=idle
+                ctx,
+                dut.clusters,
+                row_beats(cfg, r, bad_id_at=bad),
+                cycle=h.cycle,
+                rng=rng,
+                idle=idle,
             )
 
     async def sel_sink(ctx):
@@ -66,7 +83,12 @@ def simulate(cfg, rows: list[ScoreRow], *, timing: str, seed: int, vcd, bad_id_r
     async def sum_sink(ctx):
         rng = np.random.default_rng([seed, 4])
         beats = await stream_get(
-            ctx, dut.summary, cycle=h.cycle, count=len(rows), rng=rng, stall=stall,
+            ctx,
+            dut.summary,
+            cycle=h.cycle,
+            count=len(rows),
+            rng=rng,
+            stall=stall,
             timeout=20 * cfg.max_clusters + 500,
         )
         out["summary"] = [p for p, _ in beats]
@@ -127,7 +149,7 @@ def test_wtu_tiny(timing, tmp_path):
     check(cfg, rows, out, exact_cycles=timing == "none")
 
 
-@pytest.mark.parametrize("name", ["odd", "paper_formats"])
+@pytest.mark.parametrize("name", ["odd", "one_bucket", "paper_formats"])
 def test_wtu_configs(name, tmp_path):
     cfg = CONFIGS[name]
     rows = make_rows(cfg, 8, 8)
@@ -176,7 +198,10 @@ def test_wtu_flags_bad_id_and_recovers(tmp_path):
     check(
         cfg,
         good,
-        {**out, **{k: [out[k][0], out[k][2]] for k in ("selected", "summary", "summary_t", "cmd_t")}},
+        {
+            **out,
+            **{k: [out[k][0], out[k][2]] for k in ("selected", "summary", "summary_t", "cmd_t")},
+        },
         exact_cycles=False,
     )
 
@@ -198,7 +223,7 @@ def test_wtu_reset_mid_row(tmp_path):
         await stream_put(ctx, dut.clusters, row_beats(cfg, second), cycle=h.cycle)
         beats = await stream_get(ctx, dut.selected, cycle=h.cycle, until=lambda p: p.last)
         got["ids"] = [p.cluster for p, _ in beats]
-        (summary, _), = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
+        ((summary, _),) = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
         got["summary"] = summary
 
     run(h, [bench], vcd=tmp_path / "wtu_reset.vcd", traces=[h.cycle, h.rst, dut.clusters])

@@ -60,5 +60,7 @@ def test_resv_is_required():
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match=r"^config must be one of 'tiny', 'paper', 'edge', not 'big'$"):
+    with pytest.raises(
+        ValueError, match=r"^config must be one of 'tiny', 'paper', 'edge', not 'big'$"
+    ):
         preset("big")

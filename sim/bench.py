@@ -1,0 +1,477 @@
+"""Hardware benchmark of the DRE units (the hardware part of ``make bench``).
+
+    python -m sim.bench --config tiny|paper|edge [--sizes 256,512,1024,2048,4096]
+                        [--lanes 4,8,16,32] [--hcu-tokens N] [--rows R] [-o build/bench]
+
+1. HCU cycles per token against table occupancy for several lane counts (Verilator, a table
+   of ``max(sizes)`` entries, random signatures so that the table fills).
+2. WTU cycles against the top-k baseline on the same score rows at each size: the top-k
+   selector is given the WTU's own number of selected clusters as ``k`` (an oracle k that
+   favours the baseline: it cannot know k without sorting), with the preset's ``topk_k``
+   insertion slots. Rows are synthetic (``sim.dre_data.score_row``) plus, with
+   ``TRACE=path.npz``, the clusters of the trace scored against its queries.
+3. Simulation speed (cycles/s) of the same small workload on the Amaranth simulator, Icarus
+   and Verilator, plus the Verilator rates of the large runs.
+
+Every simulated output is checked against the golden model and every cycle count against
+the unit's formula, so the figures are measured and verified, not modelled. Writes
+``hw_bench.json``, ``hw_bench.md`` and PNG plots to the output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from golden.synthetic import synthetic_signatures
+from hw.config import PRESETS, HWConfig, preset
+from hw.dre import hcu_token_cycles, topk_cycles, wtu_cycles
+from sim.dre_data import ScoreRow, score_row, trace_path, trace_workload, wtu_expected
+from sim.runner import run_unit
+
+__all__ = ["main"]
+
+
+def _say(msg: str) -> None:
+    print(f"[sim.bench] {msg}", flush=True)
+
+
+def _run_cocotb(unit: str, sim: str, config: str, overrides: dict, data: dict, tag: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        inp, out = Path(tmp) / "in.npz", Path(tmp) / "out.json"
+        np.savez(inp, **data)
+        t0 = time.perf_counter()
+        res = run_unit(
+            unit,
+            sim,
+            config=config,
+            overrides=overrides,
+            tag=tag,
+            test_module="sim.tb_bench",
+            env={"BENCH_IN": str(inp), "BENCH_OUT": str(out), "BENCH_UNIT": unit},
+            optimize=True,
+        )
+        result = json.loads(out.read_text())
+    result["build_seconds"] = res.build_seconds
+    result["total_seconds"] = time.perf_counter() - t0
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_hcu(config: str, cfg: HWConfig, lanes: list[int], tokens: int, seed: int) -> dict:
+    r = cfg.resv
+    sigs = synthetic_signatures(
+        tokens, hash_bits=r.hash_bits, redundancy=0.0, sources=4 * tokens, seed=seed
+    )
+    out = {}
+    for lane in lanes:
+        _say(f"HCU, {lane} lanes, {tokens} tokens, table {cfg.max_clusters} (Verilator)")
+        res = _run_cocotb(
+            "hcu",
+            "verilator",
+            config,
+            {"resv": {"max_clusters": cfg.max_clusters}, "hcu_lanes": lane},
+            {"sigs": sigs},
+            f"bench_l{lane}_c{cfg.max_clusters}",
+        )
+        occ, cyc = np.array(res["occupancy"]), np.array(res["cycles"])
+        full = hcu_token_cycles(cfg.replace(hcu_lanes=lane), cfg.max_clusters)
+        out[lane] = {
+            "tokens": tokens,
+            "final_occupancy": int(occ[-1]),
+            "forced": res["forced"],
+            "mean_cycles_per_token": float(cyc.mean()),
+            "cycles_per_token_full_table": full,
+            "tokens_per_cycle_full_table": 1 / full,
+            "occupancy": occ[:: max(1, tokens // 256)].tolist(),
+            "cycles": cyc[:: max(1, tokens // 256)].tolist(),
+            "sim_cycles": res["sim_cycles"],
+            "wall_seconds": res["wall_seconds"],
+            "build_seconds": res["build_seconds"],
+        }
+        _say(
+            f"  mean {cyc.mean():.1f} cycles/token, {full} at a full table, "
+            f"{res['sim_cycles'] / res['wall_seconds']:.0f} cycles/s"
+        )
+    path = trace_path()
+    if path is not None:
+        stream, _ = trace_workload(cfg, path, max_tokens=4 * cfg.max_clusters, max_rows=0)
+        lane = cfg.hcu_lanes
+        _say(f"HCU, {lane} lanes, trace {path.name} ({len(stream)} tokens, Verilator)")
+        res = _run_cocotb(
+            "hcu",
+            "verilator",
+            config,
+            {"resv": {"max_clusters": cfg.max_clusters}, "hcu_lanes": lane},
+            {"sigs": stream.sigs},
+            f"bench_l{lane}_c{cfg.max_clusters}",
+        )
+        occ, cyc = np.array(res["occupancy"]), np.array(res["cycles"])
+        full = hcu_token_cycles(cfg, cfg.max_clusters)
+        out[f"{lane} (trace)"] = {
+            "tokens": len(stream),
+            "final_occupancy": int(occ[-1]),
+            "forced": res["forced"],
+            "mean_cycles_per_token": float(cyc.mean()),
+            "cycles_per_token_full_table": full,
+            "tokens_per_cycle_full_table": 1 / full,
+            "occupancy": occ[:: max(1, len(stream) // 256)].tolist(),
+            "cycles": cyc[:: max(1, len(stream) // 256)].tolist(),
+            "sim_cycles": res["sim_cycles"],
+            "wall_seconds": res["wall_seconds"],
+            "build_seconds": res["build_seconds"],
+        }
+        _say(f"  mean {cyc.mean():.1f} cycles/token, final occupancy {occ[-1]}")
+    return out
+
+
+def selector_rows(
+    cfg: HWConfig, sizes: list[int], rows: int, seed: int
+) -> list[tuple[str, ScoreRow]]:
+    out = []
+    for n in sizes:
+        for i in range(rows):
+            row = score_row(cfg, n, seed=seed + 1000 * n + i, kind="normal")
+            out.append(
+                (
+                    f"synthetic-{n}",
+                    ScoreRow(scores=row.scores, counts=row.counts, coverage_q=cfg.resv.coverage_q),
+                )
+            )
+    path = trace_path()
+    if path is not None:
+        _, trace_rows = trace_workload(
+            cfg, path, max_tokens=16 * cfg.max_clusters, max_rows=max(rows, 8)
+        )
+        out += [(f"trace-{r.scores.size}", r) for r in trace_rows]
+    # The top-k baseline gets the WTU's selection size: the same set, sorted.
+    return [
+        (
+            name,
+            ScoreRow(
+                scores=r.scores,
+                counts=r.counts,
+                coverage_q=r.coverage_q,
+                k=wtu_expected(cfg, r).clusters_emitted,
+            ),
+        )
+        for name, r in out
+    ]
+
+
+def _pack(rows: list[ScoreRow]) -> dict:
+    return {
+        "scores": np.concatenate([r.scores for r in rows]),
+        "counts": np.concatenate([r.counts for r in rows]),
+        "splits": np.cumsum([r.scores.size for r in rows])[:-1],
+        "coverage_q": np.array([r.coverage_q for r in rows]),
+        "k": np.array([r.k for r in rows]),
+    }
+
+
+def bench_selectors(config: str, cfg: HWConfig, named: list[tuple[str, ScoreRow]]) -> dict:
+    rows = [r for _, r in named]
+    over = {"resv": {"max_clusters": cfg.max_clusters}, "topk_k": cfg.topk_k}
+    results = {}
+    for unit in ("wtu", "topk"):
+        _say(
+            f"{unit.upper()}, {len(rows)} rows of {sorted({r.scores.size for r in rows})} "
+            f"clusters (Verilator)"
+        )
+        results[unit] = _run_cocotb(
+            unit, "verilator", config, over, _pack(rows), f"bench_c{cfg.max_clusters}_k{cfg.topk_k}"
+        )
+    table = []
+    for (name, row), w, t in zip(
+        named, results["wtu"]["rows"], results["topk"]["rows"], strict=True
+    ):
+        table.append(
+            {
+                "rows": name,
+                "clusters": row.scores.size,
+                "selected": w["n_selected"],
+                "b_star": w["b_star"],
+                "buckets_scanned_frac": (w["b_star"] + 1) / cfg.resv.n_buckets,
+                "wtu_cycles": w["cycles"],
+                "topk_cycles": t["cycles"],
+                "topk_passes": -(-max(1, row.k) // cfg.topk_k),
+                "ratio_topk_over_wtu": t["cycles"] / w["cycles"],
+                # Without an oracle k a sorter must order the whole row (k = C) before the
+                # running sum can stop: the selector's verified formula at k = C.
+                "sort_cycles_formula": topk_cycles(cfg, row.scores.size, row.scores.size),
+            }
+        )
+        assert w["cycles"] == wtu_cycles(cfg, row.scores.size, w["b_star"], w["n_selected"])
+        assert t["cycles"] == topk_cycles(cfg, row.scores.size, row.k)
+    return {
+        "rows": table,
+        "runs": {u: {k: v for k, v in res.items() if k != "rows"} for u, res in results.items()},
+    }
+
+
+def bench_sim_speed(tokens: int, seed: int) -> dict:
+    """The same tiny-config HCU stream on every simulator."""
+    from sim.dre_data import HCUStream
+
+    cfg = preset("tiny")
+    sigs = synthetic_signatures(
+        tokens, hash_bits=cfg.resv.hash_bits, redundancy=0.8, sources=8, seed=seed
+    )
+    out = {}
+    for sim in ("icarus", "verilator"):
+        _say(f"simulation speed: HCU tiny, {tokens} tokens, {sim}")
+        res = _run_cocotb("hcu", sim, "tiny", {}, {"sigs": sigs}, "bench_speed")
+        out[sim] = {
+            "cycles": res["sim_cycles"],
+            "seconds": res["wall_seconds"],
+            "cycles_per_second": res["sim_cycles"] / res["wall_seconds"],
+            "build_seconds": res["build_seconds"],
+        }
+    _say(f"simulation speed: HCU tiny, {tokens} tokens, Amaranth simulator")
+    out["amaranth"] = _amaranth_speed(cfg, HCUStream(sigs=sigs, clear=np.zeros(tokens, bool)))
+    return out
+
+
+def _amaranth_speed(cfg: HWConfig, stream) -> dict:
+    from hw.dre import HashClusterUnit
+    from sim.dre_data import hcu_expected
+    from sim.streams import Harness, run, stream_get, stream_put
+
+    dut = HashClusterUnit(cfg)
+    h = Harness(dut)
+    got: dict = {}
+    payloads = [
+        {"token_id": i % 1024, "signature": int(s), "clear": 0} for i, s in enumerate(stream.sigs)
+    ]
+
+    async def src(ctx):
+        got["acc"] = await stream_put(ctx, dut.tokens, payloads, cycle=h.cycle)
+
+    async def dst(ctx):
+        got["beats"] = await stream_get(ctx, dut.assign, cycle=h.cycle, count=len(stream))
+
+    t0 = time.perf_counter()
+    run(h, [src, dst])
+    wall = time.perf_counter() - t0
+    exp = hcu_expected(cfg, stream)
+    assert [p.cluster for p, _ in got["beats"]] == exp.cluster.tolist()
+    cycles = got["beats"][-1][1] - got["acc"][0]
+    return {"cycles": int(cycles), "seconds": wall, "cycles_per_second": cycles / wall}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _plots(out_dir: Path, report: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for lane, h in report["hcu"].items():
+        ax.plot(h["occupancy"], h["cycles"], ".", ms=3, label=f"{lane} lanes")
+    ax.set_xlabel("table occupancy (clusters)")
+    ax.set_ylabel("cycles per token")
+    ax.set_title("HCU: ceil(occupancy / lanes) + 2 (measured, Verilator)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "hcu_cycles.png", dpi=120)
+    files.append("hcu_cycles.png")
+    plt.close(fig)
+
+    rows = report["selectors"]["rows"]
+    synth = [r for r in rows if r["rows"].startswith("synthetic")]
+    sizes = sorted({r["clusters"] for r in synth})
+    wtu = [np.mean([r["wtu_cycles"] for r in synth if r["clusters"] == n]) for n in sizes]
+    topk = [np.mean([r["topk_cycles"] for r in synth if r["clusters"] == n]) for n in sizes]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.loglog(sizes, wtu, "o-", label="WTU (bucketed WiCSum), synthetic rows")
+    ax.loglog(
+        sizes,
+        topk,
+        "s-",
+        label=f"top-k, {report['config']['topk_k']} slots, oracle k, synthetic rows",
+    )
+    trace = [r for r in rows if r["rows"].startswith("trace")]
+    if trace:
+        ax.loglog(
+            [r["clusters"] for r in trace],
+            [r["wtu_cycles"] for r in trace],
+            "o",
+            mfc="none",
+            color="C0",
+            label="WTU, trace rows",
+        )
+        ax.loglog(
+            [r["clusters"] for r in trace],
+            [r["topk_cycles"] for r in trace],
+            "s",
+            mfc="none",
+            color="C1",
+            label="top-k, trace rows",
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.set_xlabel("clusters in the row")
+    ax.set_ylabel("cycles per row")
+    ax.set_title("Selection cycles on the same rows (Verilator)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "selector_cycles.png", dpi=120)
+    files.append("selector_cycles.png")
+    plt.close(fig)
+
+    speed = report["sim_speed"]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = list(speed)
+    ax.bar(names, [speed[n]["cycles_per_second"] for n in names])
+    ax.set_yscale("log")
+    ax.set_ylabel("simulated cycles / s")
+    ax.set_title("Simulation speed, HCU tiny stream")
+    fig.tight_layout()
+    fig.savefig(out_dir / "sim_speed.png", dpi=120)
+    files.append("sim_speed.png")
+    plt.close(fig)
+    return files
+
+
+def _markdown(report: dict, plots: list[str]) -> str:
+    c = report["config"]
+    lines = [
+        f"# DRE hardware benchmark (config `{c['name']}`, table {c['max_clusters']})",
+        "",
+        "Measured in RTL simulation of the generated Verilog; every output checked against "
+        "the golden model and every cycle count against the unit's formula. Synthetic "
+        "signatures and scores"
+        + (f", plus trace `{report['trace']}`" if report["trace"] else " (no TRACE given)")
+        + "; none of these are video-LLM keys.",
+        "",
+        "## HCU cycles per token",
+        "",
+        "| lanes | tokens | final occupancy | forced | mean cycles/token "
+        "| cycles/token, full table | tokens/cycle, full table |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lane, h in report["hcu"].items():
+        lines.append(
+            f"| {lane} | {h['tokens']} | {h['final_occupancy']} | {h['forced']} | "
+            f"{h['mean_cycles_per_token']:.1f} | {h['cycles_per_token_full_table']} | "
+            f"{h['tokens_per_cycle_full_table']:.4f} |"
+        )
+    lines += [
+        "",
+        "## WTU vs top-k selector (same rows)",
+        "",
+        f"Top-k: {c['topk_k']} insertion slots, k = the WTU's selection size (oracle). "
+        "Cycles from command to summary handshake.",
+        "",
+        "| rows | clusters | selected | b* | buckets scanned | WTU cycles | top-k cycles "
+        "| top-k passes | top-k / WTU | full sort (k = C), formula |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["selectors"]["rows"]:
+        lines.append(
+            f"| {r['rows']} | {r['clusters']} | {r['selected']} | {r['b_star']} | "
+            f"{100 * r['buckets_scanned_frac']:.0f} % | {r['wtu_cycles']} | {r['topk_cycles']} | "
+            f"{r['topk_passes']} | {r['ratio_topk_over_wtu']:.2f} | {r['sort_cycles_formula']} |"
+        )
+    lines += [
+        "",
+        "## Simulation speed",
+        "",
+        "| simulator | workload | cycles | seconds | cycles/s |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, s in report["sim_speed"].items():
+        lines.append(
+            f"| {name} | HCU tiny stream | {s['cycles']} | {s['seconds']:.2f} | "
+            f"{s['cycles_per_second']:.0f} |"
+        )
+    for unit, run in report["selectors"]["runs"].items():
+        lines.append(
+            f"| verilator | {unit} rows, table {c['max_clusters']} | {run['sim_cycles']} | "
+            f"{run['wall_seconds']:.2f} | {run['sim_cycles'] / run['wall_seconds']:.0f} |"
+        )
+    lines += ["", *[f"![{p}]({p})" for p in plots], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="tiny", help=f"preset: {', '.join(PRESETS)}")
+    ap.add_argument(
+        "--sizes",
+        default="256,512,1024,2048,4096",
+        help="clusters per selector row (the table is sized to the largest)",
+    )
+    ap.add_argument("--lanes", default="4,16,64", help="HCU lane counts")
+    ap.add_argument(
+        "--hcu-tokens", type=int, default=None, help="tokens per HCU run (default: the table size)"
+    )
+    ap.add_argument("--rows", type=int, default=2, help="synthetic rows per size")
+    ap.add_argument(
+        "--topk-k",
+        type=int,
+        default=64,
+        help="insertion slots of the top-k baseline (SpAtten-like: 64)",
+    )
+    ap.add_argument("--speed-tokens", type=int, default=1500, help="tokens of the speed test")
+    ap.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "1")))
+    ap.add_argument("-o", "--output", type=Path, default=Path("build/bench"))
+    args = ap.parse_args(argv)
+    try:
+        base = preset(args.config)
+        sizes = sorted(int(s) for s in args.sizes.split(","))
+        lanes = [int(s) for s in args.lanes.split(",")]
+        if not sizes or sizes[0] < 1:
+            raise ValueError(f"sizes must be positive integers, not {args.sizes!r}")
+        cfg = base.replace(
+            resv={"max_clusters": max(sizes[-1], base.max_clusters)}, topk_k=args.topk_k
+        )
+        for lane in lanes:
+            cfg.replace(hcu_lanes=lane)  # validates the lane counts up front
+    except ValueError as exc:
+        ap.error(str(exc))
+    args.output.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    report = {
+        "config": {
+            "name": args.config,
+            "max_clusters": cfg.max_clusters,
+            "topk_k": cfg.topk_k,
+            "n_buckets": cfg.resv.n_buckets,
+            "hash_bits": cfg.resv.hash_bits,
+        },
+        "trace": str(trace_path()) if trace_path() else None,
+        "hcu": bench_hcu(args.config, cfg, lanes, args.hcu_tokens or cfg.max_clusters, args.seed),
+        "selectors": bench_selectors(
+            args.config, cfg, selector_rows(cfg, sizes, args.rows, args.seed)
+        ),
+        "sim_speed": bench_sim_speed(args.speed_tokens, args.seed),
+    }
+    report["seconds"] = time.perf_counter() - t0
+    (args.output / "hw_bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    plots = _plots(args.output, report)
+    md = _markdown(report, plots)
+    (args.output / "hw_bench.md").write_text(md)
+    print(md)
+    _say(
+        f"wrote {args.output}/hw_bench.json, hw_bench.md, {', '.join(plots)} "
+        f"in {report['seconds']:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

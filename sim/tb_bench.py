@@ -1,0 +1,151 @@
+"""cocotb workload runner for ``sim.bench`` (not a regression: the regressions are
+sim/tb_hcu.py, sim/tb_wtu.py and sim/tb_topk.py).
+
+Reads its workload from ``BENCH_IN`` (an ``.npz`` written by ``sim.bench``), streams it
+through the DUT with no idle cycles and no back-pressure, still checks every output against
+the golden model and every cycle count against the unit's formula, and writes cycles and
+wall time to ``BENCH_OUT`` (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.triggers import RisingEdge
+
+from golden.resv import ClusterEvent
+from hw.dre import hcu_token_cycles, layouts, topk_cycles, wtu_cycles
+from sim.cocotb_streams import (
+    Scoreboard,
+    StreamSink,
+    StreamSource,
+    config_from_env,
+    reset,
+    start_clock,
+)
+from sim.dre_data import HCUStream, ScoreRow, hcu_expected, topk_expected, wtu_expected
+from sim.tb_wtu import cluster_beats
+
+
+def _write(result: dict) -> None:
+    with open(os.environ["BENCH_OUT"], "w") as f:
+        json.dump(result, f)
+
+
+async def _hcu(dut, data) -> dict:
+    cfg = config_from_env()
+    lay = layouts(cfg)
+    stream = HCUStream(sigs=data["sigs"].astype(np.uint64), clear=np.zeros(data["sigs"].size, bool))
+    exp = hcu_expected(cfg, stream)
+    sb = Scoreboard("hcu.assign", dut._log)
+    for t in range(len(stream)):
+        sb.expect((int(exp.cluster[t]), int(exp.event[t])))
+    sink = StreamSink(
+        dut,
+        "assign",
+        lay.assign,
+        fast=True,
+        callback=lambda p, _t: sb.check((p.cluster, p.event.value)),
+    )
+    src = StreamSource(dut, "tokens", lay.token, fast=True)
+    sink.start()
+    t0 = time.perf_counter()
+    await src.send(
+        [
+            {"token_id": i % (1 << cfg.token_id_bits), "signature": int(s), "clear": 0}
+            for i, s in enumerate(stream.sigs)
+        ]
+    )
+    while len(sink.beats) < len(stream):
+        await RisingEdge(dut.clk)
+    wall = time.perf_counter() - t0
+    sink.stop()
+    sb.assert_done()
+    occ = np.concatenate([[0], np.cumsum(exp.event == ClusterEvent.CREATED)[:-1]])
+    acc = np.array(src.times)
+    per_token = np.diff(np.append(acc, sink.beats[-1][1]))
+    formula = np.array([hcu_token_cycles(cfg, int(o)) for o in occ])
+    assert (per_token == formula).all(), "HCU cycles differ from the formula"
+    return {
+        "occupancy": occ.tolist(),
+        "cycles": per_token.tolist(),
+        "forced": exp.forced,
+        "sim_cycles": int(sink.beats[-1][1] - acc[0]),
+        "wall_seconds": wall,
+    }
+
+
+async def _selector(dut, data, unit: str) -> dict:
+    cfg = config_from_env()
+    lay = layouts(cfg)
+    rows = [
+        ScoreRow(scores=s, counts=c, coverage_q=int(q), k=int(k))
+        for s, c, q, k in zip(
+            np.split(data["scores"], data["splits"]),
+            np.split(data["counts"], data["splits"]),
+            data["coverage_q"],
+            data["k"],
+            strict=True,
+        )
+    ]
+    sel_sb = Scoreboard(f"{unit}.selected", dut._log)
+    want_cycles, extra = [], []
+    for row in rows:
+        if unit == "wtu":
+            exp = wtu_expected(cfg, row)
+            ids = exp.selected.tolist()
+            want_cycles.append(wtu_cycles(cfg, row.scores.size, exp.b_star, len(ids)))
+            extra.append({"b_star": exp.b_star, "n_selected": len(ids)})
+        else:
+            ids = topk_expected(row).tolist()
+            want_cycles.append(topk_cycles(cfg, row.scores.size, row.k))
+            extra.append({"n_selected": len(ids)})
+        for c in ids:
+            sel_sb.expect(c)
+    summary_layout = lay.wtu_summary if unit == "wtu" else lay.topk_summary
+    cmd_layout = lay.wtu_cmd if unit == "wtu" else lay.topk_cmd
+    sel = StreamSink(
+        dut, "selected", lay.selected, fast=True, callback=lambda p, _t: sel_sb.check(p.cluster)
+    )
+    summ = StreamSink(dut, "summary", summary_layout, fast=True)
+    cmd = StreamSource(dut, "cmd", cmd_layout, fast=True)
+    src = StreamSource(dut, "clusters", lay.cluster_score, fast=True)
+    sel.start()
+    summ.start()
+    cmds = [{"coverage_q": r.coverage_q} if unit == "wtu" else {"k": r.k} for r in rows]
+    t0 = time.perf_counter()
+    cmd_task = cocotb.start_soon(cmd.send(cmds))
+    await src.send([b for r in rows for b in cluster_beats(r)])
+    await cmd_task
+    while len(summ.beats) < len(rows):
+        await RisingEdge(dut.clk)
+    wall = time.perf_counter() - t0
+    sel.stop()
+    summ.stop()
+    sel_sb.assert_done()
+    cycles = [s - c + 1 for (_, s), c in zip(summ.beats, cmd.times, strict=True)]
+    assert cycles == want_cycles, f"{unit} cycles {cycles} differ from the formula {want_cycles}"
+    return {
+        "rows": [
+            {"n": r.scores.size, "k": r.k, "cycles": c, **e}
+            for r, c, e in zip(rows, cycles, extra, strict=True)
+        ],
+        "sim_cycles": int(summ.beats[-1][1] - cmd.times[0]),
+        "wall_seconds": wall,
+    }
+
+
+@cocotb.test()
+async def bench_run(dut):
+    """Run the ``BENCH_IN`` workload on the DUT (hcu, wtu or topk) and report cycles."""
+    unit = os.environ["BENCH_UNIT"]
+    await start_clock(dut)
+    await reset(dut)
+    with np.load(os.environ["BENCH_IN"]) as z:
+        data = {k: z[k] for k in z.files}
+    result = await (_hcu(dut, data) if unit == "hcu" else _selector(dut, data, unit))
+    _write(result)
