@@ -201,13 +201,9 @@ def trace_path() -> Path | None:
 
 
 def _load_trace(path: Path) -> dict[str, np.ndarray]:
-    """Arrays of a trace: through ``golden.trace.load`` (schema-checked, BF16 decoded) when
-    the file follows its schema, else the raw ``.npz`` arrays."""
-    try:
-        t = golden_trace.load(path)
-    except ValueError:
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files if k != "meta"}
+    """Arrays of a trace, through ``golden.trace.load``: a malformed file is an error that
+    names the file and the field, never silently read some other way."""
+    t = golden_trace.load(path)
     return {
         "keys": t.keys,
         "queries": t.queries,
@@ -306,3 +302,25 @@ def trace_workload(
             queries.append(q)
     q_all = np.concatenate(queries) if queries else None
     return workload_from_keys(cfg, keys, q_all, max_rows=max_rows, centre_tokens=first)
+
+
+def env_workload(
+    cfg: HWConfig, *, rows: int, seed: int, log=None
+) -> tuple[HCUStream, list[ScoreRow]]:
+    """The workload of a regression: the ``TRACE`` file's when given, else video-like
+    synthetic data from ``seed``; ``rows`` score rows (0: the HCU stream only)."""
+    path = trace_path()
+    if path is None:
+        return video_like_workload(
+            cfg,
+            frames=6,
+            tokens_per_frame=2 * cfg.max_clusters,
+            n_queries=rows,
+            seed=seed,
+        )
+    stream, out = trace_workload(cfg, path, max_tokens=8 * cfg.max_clusters, max_rows=rows)
+    if rows and not out:
+        raise ValueError(f"trace {path} has no queries to score clusters with")
+    if log is not None:
+        log.info("workload from trace %s: %d tokens, %d rows", path, len(stream), len(out))
+    return stream, out

@@ -27,11 +27,9 @@ from sim.cocotb_streams import (
 )
 from sim.dre_data import (
     HCUStream,
+    env_workload,
     hcu_expected,
     hcu_stream,
-    trace_path,
-    trace_workload,
-    video_like_workload,
 )
 
 
@@ -138,18 +136,7 @@ async def hcu_video_trace(dut):
     cfg = config_from_env()
     await start_clock(dut)
     await reset(dut)
-    path = trace_path()
-    if path is not None:
-        stream, _ = trace_workload(cfg, path, max_tokens=8 * cfg.max_clusters, max_rows=0)
-        dut._log.info("HCU on trace %s (%d tokens)", path, len(stream))
-    else:
-        stream, _ = video_like_workload(
-            cfg,
-            frames=6,
-            tokens_per_frame=2 * cfg.max_clusters,
-            n_queries=0,
-            seed=seed_from_env(),
-        )
+    stream, _ = env_workload(cfg, rows=0, seed=seed_from_env(), log=dut._log)
     idle, stall = timing_from_env()
     await run_stream(dut, stream, idle=idle, stall=stall, exact=False, tag=3)
 

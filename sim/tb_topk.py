@@ -25,11 +25,9 @@ from sim.cocotb_streams import (
 )
 from sim.dre_data import (
     ScoreRow,
+    env_workload,
     score_row,
     topk_expected,
-    trace_path,
-    trace_workload,
-    video_like_workload,
 )
 from sim.tb_wtu import KINDS, cluster_beats
 
@@ -132,19 +130,7 @@ async def topk_video_trace(dut):
     cfg = config_from_env()
     await start_clock(dut)
     await reset(dut)
-    path = trace_path()
-    if path is not None:
-        _, rows = trace_workload(cfg, path, max_tokens=8 * cfg.max_clusters, max_rows=8)
-        assert rows, f"trace {path} has no 'queries' to score clusters with"
-        dut._log.info("top-k on trace %s (%d rows)", path, len(rows))
-    else:
-        _, rows = video_like_workload(
-            cfg,
-            frames=6,
-            tokens_per_frame=2 * cfg.max_clusters,
-            n_queries=8,
-            seed=seed_from_env(),
-        )
+    _, rows = env_workload(cfg, rows=8, seed=seed_from_env(), log=dut._log)
     rows = [
         ScoreRow(
             scores=r.scores,

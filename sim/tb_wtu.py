@@ -27,10 +27,8 @@ from sim.cocotb_streams import (
 )
 from sim.dre_data import (
     ScoreRow,
+    env_workload,
     score_row,
-    trace_path,
-    trace_workload,
-    video_like_workload,
     wtu_expected,
 )
 
@@ -176,19 +174,7 @@ async def wtu_video_trace(dut):
     cfg = config_from_env()
     await start_clock(dut)
     await reset(dut)
-    path = trace_path()
-    if path is not None:
-        _, rows = trace_workload(cfg, path, max_tokens=8 * cfg.max_clusters, max_rows=12)
-        assert rows, f"trace {path} has no 'queries' to score clusters with"
-        dut._log.info("WTU on trace %s (%d rows)", path, len(rows))
-    else:
-        _, rows = video_like_workload(
-            cfg,
-            frames=6,
-            tokens_per_frame=2 * cfg.max_clusters,
-            n_queries=12,
-            seed=seed_from_env(),
-        )
+    _, rows = env_workload(cfg, rows=12, seed=seed_from_env(), log=dut._log)
     idle, stall = timing_from_env()
     await run_rows(dut, rows, idle=idle, stall=stall, exact=False, tag=4)
 
