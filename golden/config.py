@@ -15,24 +15,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .checks import check_choice, check_int, lookup
+
 __all__ = ["PRESETS", "ReSVConfig", "preset"]
 
 HashSpace = Literal["post_rope", "pre_rope"]
 PrefillMode = Literal["mean", "union"]
 Selection = Literal["bucketed", "exact"]
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        rule = f"in {lo}..{hi}" if hi is not None else f"at least {lo}"
-        raise ValueError(f"{name} must be {rule}, not {value!r}")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,33 +74,33 @@ class ReSVConfig:
     plane_seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("head_dim", self.head_dim, 2)
+        check_int("head_dim", self.head_dim, 2)
         if self.head_dim % 2:
             raise ValueError(f"head_dim must be even (RoPE rotates pairs), not {self.head_dim!r}")
-        _check_int("hash_bits", self.hash_bits, 1, 64)
-        _check_int("threshold", self.threshold, 0, self.hash_bits)
-        _check_int("max_clusters", self.max_clusters, 1)
+        check_int("hash_bits", self.hash_bits, 1, 64)
+        check_int("threshold", self.threshold, 0, self.hash_bits)
+        check_int("max_clusters", self.max_clusters, 1)
         if isinstance(self.coverage, bool) or not isinstance(self.coverage, int | float):
             raise TypeError(f"coverage must be a number, not {self.coverage!r}")
         if not 0.0 < self.coverage <= 1.0:
             raise ValueError(f"coverage must be in (0, 1], not {self.coverage!r}")
-        _check_int("sink_tokens", self.sink_tokens, 0)
-        _check_int("recent_tokens", self.recent_tokens, 0)
-        _check_choice("hash_space", self.hash_space, ("post_rope", "pre_rope"))
+        check_int("sink_tokens", self.sink_tokens, 0)
+        check_int("recent_tokens", self.recent_tokens, 0)
+        check_choice("hash_space", self.hash_space, ("post_rope", "pre_rope"))
         if not isinstance(self.centre_keys, bool):
             raise TypeError(f"centre_keys must be a bool, not {self.centre_keys!r}")
-        _check_choice("prefill_mode", self.prefill_mode, ("mean", "union"))
-        _check_choice("selection", self.selection, ("bucketed", "exact"))
-        _check_int("score_frac_bits", self.score_frac_bits, 0, 16)
-        _check_int("score_bits", self.score_bits, self.score_frac_bits + 2, 32)
-        _check_int("bucket_shift", self.bucket_shift, 0, self.score_bits - 1)
-        _check_int("n_buckets", self.n_buckets, 1, 1 << 16)
-        _check_int("lut_frac_bits", self.lut_frac_bits, 1, 32)
-        _check_int("coverage_frac_bits", self.coverage_frac_bits, 1, 32)
-        _check_int("count_bits", self.count_bits, 1, 32)
+        check_choice("prefill_mode", self.prefill_mode, ("mean", "union"))
+        check_choice("selection", self.selection, ("bucketed", "exact"))
+        check_int("score_frac_bits", self.score_frac_bits, 0, 16)
+        check_int("score_bits", self.score_bits, self.score_frac_bits + 2, 32)
+        check_int("bucket_shift", self.bucket_shift, 0, self.score_bits - 1)
+        check_int("n_buckets", self.n_buckets, 1, 1 << 16)
+        check_int("lut_frac_bits", self.lut_frac_bits, 1, 32)
+        check_int("coverage_frac_bits", self.coverage_frac_bits, 1, 32)
+        check_int("count_bits", self.count_bits, 1, 32)
         if not isinstance(self.rope_base, int | float) or not self.rope_base > 1.0:
             raise ValueError(f"rope_base must be a number greater than 1, not {self.rope_base!r}")
-        _check_int("plane_seed", self.plane_seed, 0)
+        check_int("plane_seed", self.plane_seed, 0)
         mass_bits = self.count_bits + math.ceil(math.log2(self.max_clusters)) + self.lut_frac_bits
         if mass_bits > 62:
             raise ValueError(
@@ -187,9 +176,4 @@ PRESETS: dict[str, ReSVConfig] = {
 
 def preset(name: str) -> ReSVConfig:
     """The named preset; raises ``ValueError`` listing the presets for an unknown name."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(
-            f"config must be one of {', '.join(map(repr, PRESETS))}, not {name!r}"
-        ) from None
+    return lookup("config", PRESETS, name)

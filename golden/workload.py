@@ -69,6 +69,7 @@ from typing import Any
 import numpy as np
 
 from golden.bf16 import bf16_round
+from golden.checks import check_float, check_int, lookup
 from golden.features import (
     GRIDS,
     REC_BLOCKS,
@@ -85,22 +86,6 @@ __all__ = ["GENERATOR_VERSION", "PRESETS", "WorkloadConfig", "make_trace", "pres
 
 #: Bump when make_trace's output for a given config changes (2: BLAS-based pooling).
 GENERATOR_VERSION = 2
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        rule = f"in {lo}..{hi}" if hi is not None else f"at least {lo}"
-        raise ValueError(f"{name} must be {rule}, not {value!r}")
-
-
-def _check_float(name: str, value: Any, *, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-        raise TypeError(f"{name} must be a number, not {value!r}")
-    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
-        rule = "a positive number" if positive else "a non-negative number"
-        raise ValueError(f"{name} must be {rule}, not {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,9 +127,9 @@ class WorkloadConfig:
                 f"clip must be one of {', '.join(map(repr, CLIPS))}, not {self.clip!r}"
             )
         if self.fps is not None:
-            _check_float("fps", self.fps, positive=True)
+            check_float("fps", self.fps, positive=True)
         if self.max_frames is not None:
-            _check_int("max_frames", self.max_frames, 1)
+            check_int("max_frames", self.max_frames, 1)
         tpf = self.tokens_per_frame
         valid = isinstance(tpf, int | np.integer) and not isinstance(tpf, bool)
         if not valid or tpf not in GRIDS:
@@ -156,17 +141,17 @@ class WorkloadConfig:
             raise ValueError(
                 f"features must be one of {', '.join(map(repr, SOURCES))}, not {self.features!r}"
             )
-        _check_int("layers", self.layers, 1)
-        _check_int("kv_heads", self.kv_heads, 1)
-        _check_int("q_per_kv", self.q_per_kv, 1)
-        _check_int("head_dim", self.head_dim, 2)
+        check_int("layers", self.layers, 1)
+        check_int("kv_heads", self.kv_heads, 1)
+        check_int("q_per_kv", self.q_per_kv, 1)
+        check_int("head_dim", self.head_dim, 2)
         if self.head_dim % 2:
             raise ValueError(f"head_dim must be even (RoPE rotates pairs), not {self.head_dim!r}")
-        _check_int("decode_queries", self.decode_queries, 0)
-        _check_float("query_noise", self.query_noise, positive=False)
-        _check_float("decode_noise", self.decode_noise, positive=False)
-        _check_float("logit_std", self.logit_std, positive=True)
-        _check_int("seed", self.seed, 0)
+        check_int("decode_queries", self.decode_queries, 0)
+        check_float("query_noise", self.query_noise, positive=False)
+        check_float("decode_noise", self.decode_noise, positive=False)
+        check_float("logit_std", self.logit_std, positive=True)
+        check_int("seed", self.seed, 0)
         if self.features == "rec":
             if self.layers > REC_BLOCKS:
                 raise ValueError(
@@ -225,9 +210,7 @@ PRESETS: dict[str, WorkloadConfig] = {
 
 def preset(name: str) -> WorkloadConfig:
     """The preset ``name``; ``ValueError`` listing the presets otherwise."""
-    if name not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, not {name!r}")
-    return PRESETS[name]
+    return lookup("preset", PRESETS, name)
 
 
 # Projections ----------------------------------------------------------------------------

@@ -1,0 +1,43 @@
+"""Argument checks shared by the configuration dataclasses, with the project's messages:
+``TypeError`` for a wrong type, ``ValueError`` for a wrong value, worded
+"<name> must be <rule>, not <value!r>"."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+
+__all__ = ["check_choice", "check_float", "check_int", "lookup"]
+
+T = TypeVar("T")
+
+
+def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rule = f"in {lo}..{hi}" if hi is not None else f"at least {lo}"
+        raise ValueError(f"{name} must be {rule}, not {value!r}")
+
+
+def check_float(name: str, value: Any, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+        raise TypeError(f"{name} must be a number, not {value!r}")
+    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+        rule = "a positive number" if positive else "a non-negative number"
+        raise ValueError(f"{name} must be {rule}, not {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+
+
+def lookup(what: str, table: Mapping[str, T], name: str) -> T:
+    """``table[name]``, or a ``ValueError`` naming ``what`` and listing the keys."""
+    check_choice(what, name, table)
+    return table[name]
