@@ -57,6 +57,7 @@ bench: setup
 	$(PY) -m golden.bench
 	$(call need,sim/bench.py,issue 4: hardware benchmark)
 	$(PY) -m sim.bench --config $(CONFIG)
+	$(PY) -m sim.bench_kvmu
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis .ruff_cache

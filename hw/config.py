@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from golden.checks import check_int, lookup
 from golden.config import PRESETS as RESV_PRESETS
 from golden.config import ReSVConfig
 
@@ -39,13 +40,6 @@ def check_config(owner: object, cfg: object) -> None:
         raise TypeError(f"cfg must be an HWConfig, not {cfg!r}")
 
 
-def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, not {value!r}")
-
-
 @dataclass(frozen=True, kw_only=True)
 class HWConfig:
     """Parameters of the DRE hardware (HCU, WTU, top-k baseline)."""
@@ -58,6 +52,20 @@ class HWConfig:
     topk_k: int = 64
     #: Width of the token id carried through the HCU (tokens of one context).
     token_id_bits: int = 16
+    #: Datapath MAC lanes: BF16 products summed per cycle by the pairwise tree. Power of two.
+    mac_lanes: int = 16
+    #: KVMU: token slots per KV chunk (a cluster owns a linked list of chunks). Power of two.
+    chunk_tokens: int = 32
+    #: KVMU: physical chunks of the offloaded KV area (chunk table depth). Power of two.
+    kv_chunks: int = 8192
+    #: KVMU: byte address of chunk 0 (a multiple of 4096).
+    kv_base: int = 0
+    #: KVMU AXI4 master: address width.
+    axi_addr_bits: int = 32
+    #: KVMU AXI4 master: data width (bits), a power of two in 8..1024.
+    axi_data_bits: int = 128
+    #: KVMU AXI4 master: longest burst in beats (AXI4 INCR: 1..256).
+    max_burst: int = 256
 
     def __post_init__(self) -> None:
         if not isinstance(self.resv, ReSVConfig):
@@ -67,8 +75,38 @@ class HWConfig:
             raise TypeError(f"hcu_lanes must be an integer, not {self.hcu_lanes!r}")
         if not (1 <= self.hcu_lanes <= mc and self.hcu_lanes & (self.hcu_lanes - 1) == 0):
             raise ValueError(f"hcu_lanes must be a power of two in 1..{mc}, not {self.hcu_lanes!r}")
-        _check_int("topk_k", self.topk_k, 1, mc)
-        _check_int("token_id_bits", self.token_id_bits, 1, 32)
+        check_int("topk_k", self.topk_k, 1, mc)
+        check_int("token_id_bits", self.token_id_bits, 1, 32)
+        check_int("mac_lanes", self.mac_lanes, 1, 256)
+        if self.mac_lanes & (self.mac_lanes - 1):
+            raise ValueError(f"mac_lanes must be a power of two in 1..256, not {self.mac_lanes!r}")
+        self._check_kvmu()
+
+    def _check_kvmu(self) -> None:
+        for name, lo, hi in (
+            ("chunk_tokens", 1, 1 << 16),
+            ("kv_chunks", 1, 1 << 24),
+            ("axi_addr_bits", 12, 64),
+            ("axi_data_bits", 8, 1024),
+            ("max_burst", 1, 256),
+        ):
+            value = getattr(self, name)
+            check_int(name, value, lo, hi)
+            if name != "axi_addr_bits" and name != "max_burst" and value & (value - 1):
+                raise ValueError(f"{name} must be a power of two in {lo}..{hi}, not {value!r}")
+        if self.kv_token_bytes % (self.axi_data_bits // 8):
+            raise ValueError(
+                f"axi_data_bits must divide the token's KV bits ({8 * self.kv_token_bytes}), "
+                f"not {self.axi_data_bits!r}"
+            )
+        if isinstance(self.kv_base, bool) or not isinstance(self.kv_base, int):
+            raise TypeError(f"kv_base must be an integer, not {self.kv_base!r}")
+        end = self.kv_base + self.kv_chunks * self.chunk_tokens * self.kv_token_bytes
+        if self.kv_base < 0 or self.kv_base % 4096 or end > 1 << self.axi_addr_bits:
+            raise ValueError(
+                f"kv_base must be a multiple of 4096 with the KV area inside "
+                f"{self.axi_addr_bits}-bit addresses, not {self.kv_base!r}"
+            )
 
     def replace(self, **changes: Any) -> HWConfig:
         """A copy with ``changes`` applied (and validated); ``resv=`` may be a dict of changes."""
@@ -132,13 +170,42 @@ class HWConfig:
         return bits_for(self.resv.n_buckets)
 
     @property
+    def kv_token_bytes(self) -> int:
+        """Bytes of one token's KV: K and V of ``head_dim`` BF16 values each."""
+        return 4 * self.resv.head_dim
+
+    @property
+    def kv_chunk_bits(self) -> int:
+        """Width of a chunk index ``0..kv_chunks-1``."""
+        return max(1, ceil_log2(self.kv_chunks))
+
+    @property
+    def kv_fill_bits(self) -> int:
+        """Width of a chunk's fill count ``0..chunk_tokens``."""
+        return bits_for(self.chunk_tokens)
+
+    @property
+    def axi_beats_per_token(self) -> int:
+        return self.kv_token_bytes * 8 // self.axi_data_bits
+
+    @property
     def topk_passes_bits(self) -> int:
         return bits_for(-(-self.max_clusters // self.topk_k))
 
 
 PRESETS: dict[str, HWConfig] = {
     # Unit tests and RTL regressions: 16 clusters, 4 lanes (4 memory rows).
-    "tiny": HWConfig(resv=RESV_PRESETS["tiny"], hcu_lanes=4, topk_k=4, token_id_bits=10),
+    "tiny": HWConfig(
+        resv=RESV_PRESETS["tiny"],
+        hcu_lanes=4,
+        topk_k=4,
+        token_id_bits=10,
+        mac_lanes=4,
+        chunk_tokens=4,
+        kv_chunks=64,
+        axi_data_bits=64,
+        max_burst=16,
+    ),
     # The paper's DRE: 4096-entry table, 16 XOR+popcount lanes.
     "paper": HWConfig(resv=RESV_PRESETS["paper"], hcu_lanes=16, topk_k=64),
     # Edge part: 1024-entry table.
@@ -148,9 +215,4 @@ PRESETS: dict[str, HWConfig] = {
 
 def preset(name: str) -> HWConfig:
     """The named hardware preset; ``ValueError`` listing the presets for an unknown name."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(
-            f"config must be one of {', '.join(map(repr, PRESETS))}, not {name!r}"
-        ) from None
+    return lookup("config", PRESETS, name)

@@ -29,7 +29,9 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from .config import PRESETS, HWConfig, preset
+from .datapath import MacTree
 from .dre import DynamicRetrievalEngine, HashClusterUnit, TopKSelector, WiCSumThresholdUnit
+from .kvmu import KVMemoryUnit
 
 __all__ = ["LINT_WAIVERS", "TOPS", "generate", "lint", "main", "write_all"]
 
@@ -39,6 +41,8 @@ TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
     "wtu": WiCSumThresholdUnit,
     "topk": TopKSelector,
     "dre": DynamicRetrievalEngine,
+    "kvmu": KVMemoryUnit,
+    "mac_tree": MacTree,
 }
 
 #: ``verilator -Wall`` rules waived for Amaranth output, each with its reason. Everything

@@ -1,4 +1,4 @@
-"""Build and run the cocotb testbenches of the DRE units on Icarus or Verilator.
+"""Build and run the cocotb testbenches of the hardware units on Icarus or Verilator.
 
 One build directory per parameter set, ``sim_build/<unit>/<sim>_<config>[_<tag>]``, so
 pytest-xdist workers never share one; the Verilog is rewritten only when it changes, so
@@ -25,7 +25,13 @@ __all__ = ["ROOT", "SIMULATORS", "UNIT_TESTBENCH", "RunResult", "build_dir", "ru
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATORS = ("icarus", "verilator")
 #: unit → cocotb test module
-UNIT_TESTBENCH = {"hcu": "sim.tb_hcu", "wtu": "sim.tb_wtu", "topk": "sim.tb_topk"}
+UNIT_TESTBENCH = {
+    "hcu": "sim.tb_hcu",
+    "wtu": "sim.tb_wtu",
+    "topk": "sim.tb_topk",
+    "mac_tree": "sim.tb_mac_tree",
+    "kvmu": "sim.tb_kvmu",
+}
 
 
 @dataclass(frozen=True)

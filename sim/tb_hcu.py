@@ -3,7 +3,7 @@
 Driver (``tokens``) → monitor (``assign``) → golden ``ClusterTable`` → in-order scoreboard,
 with random idle cycles and back-pressure; table state read back through the count port.
 Configuration from ``DRE_CONFIG`` (+ overrides), seed from ``SEED``, a recorded trace from
-``TRACE`` (otherwise a synthetic video-like stream). Run by tests/sim/test_dre_cocotb.py.
+``TRACE`` (otherwise a synthetic video-like stream). Run by tests/sim/test_units_cocotb.py.
 """
 
 from __future__ import annotations

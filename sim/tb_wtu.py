@@ -4,7 +4,7 @@ Drivers (``cmd``, ``clusters``) → monitors (``selected``, ``summary``) → gol
 ``wicsum_select_bucketed`` → in-order scoreboards, random idle cycles and back-pressure.
 Configuration from ``DRE_CONFIG``, seed from ``SEED``, cluster scores from ``TRACE`` when
 given (golden clustering of the trace keys scored against its queries), otherwise a
-video-like synthetic workload. Run by tests/sim/test_dre_cocotb.py.
+video-like synthetic workload. Run by tests/sim/test_units_cocotb.py.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ For every unit of ``hw.gen.TOPS`` (or the ``--top`` ones), in ``build/synth/<pre
    macros' access energy;
 5. the 14 nm / 0.8 V estimate (:mod:`synth.scaling`).
 Then ``report.json`` (schema-checked), ``report.md`` and PNG charts (:mod:`synth.report`)
-and a summary table on stdout. Units the project does not have yet (core, datapath, KVMU)
+and a summary table on stdout. Units the project does not have yet (e.g. the vector unit, core)
 are listed as missing, never estimated.
 
 Exit status: 0 when every unit went through, 1 when one failed (the report says which tool
@@ -69,8 +69,9 @@ EXPECTED_UNITS: dict[str, str] = {
     "wtu": "WiCSumThresholdUnit",
     "topk": "TopKSelector (baseline)",
     "dre": "DynamicRetrievalEngine (HCU + WTU)",
+    "mac_tree": "BF16 MAC tree (datapath)",
+    "vector_unit": "softmax vector unit (datapath)",
     "kvmu": "KV memory unit",
-    "datapath": "MAC tree + vector unit",
     "core": "DRE + datapath + KVMU + control",
 }
 

@@ -19,7 +19,7 @@ def test_generate_names_the_top_module_after_the_unit():
 
 def test_generate_rejects_unknown_units():
     with pytest.raises(
-        ValueError, match=r"^name must be one of 'hcu', 'wtu', 'topk', 'dre', not 'x'$"
+        ValueError, match=rf"^name must be one of {re.escape(', '.join(map(repr, TOPS)))}, not 'x'$"
     ):
         generate("x", preset("tiny"))
 

@@ -1,4 +1,5 @@
-"""cocotb regressions of the generated Verilog of every DRE unit on Icarus and Verilator.
+"""cocotb regressions of the generated Verilog of every unit (``sim.runner.UNIT_TESTBENCH``:
+the DRE units, the MAC tree and the KVMU) on Icarus and Verilator.
 
 One build per (unit, simulator) in sim_build/<unit>/<sim>_tiny, all the unit's cocotb tests
 in one simulator run; pytest-xdist runs the pairs in parallel. A failure names the results

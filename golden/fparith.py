@@ -1,0 +1,236 @@
+"""Bit-exact model of the datapath arithmetic (SPEC section 3, "Datapath"): BF16 × BF16
+products, FP32 accumulation, a fixed reduction order. ``hw.datapath`` matches it bit for bit.
+
+Number formats and policy:
+
+- Operands are BF16 bit patterns (``uint16``), results FP32 bit patterns (``uint32``).
+- **Flush to zero.** A subnormal operand (exponent field 0) is read as a zero of its sign;
+  a result whose magnitude is below ``2**-126`` becomes a zero of the exact result's sign.
+- **Products** ``bf16_mul``: exact (8-bit × 8-bit significands give 16 bits, which FP32's
+  24 hold), then flushed when below ``2**-126`` and ±inf when at or above ``2**128``.
+  The sign of a zero product is the XOR of the operand signs.
+- **Sums** ``fp32_add``: IEEE 754 binary32 addition, round to nearest, ties to even, of the
+  flushed operands, result flushed; ``x + (-x) = +0``, ``(-0) + (-0) = -0``. Overflow
+  gives ±inf. inf + finite = inf, inf + inf = inf, inf + (-inf) and anything with a NaN give
+  the canonical quiet NaN ``0x7FC00000`` (sign 0).
+- **Operands must be finite**: ``bf16_mul``/``dot`` raise ``ValueError`` on an exponent
+  field of 255 (the hardware's behaviour there is undefined). Infinities and NaN only ever
+  arise from overflowing products or sums, and then follow the rules above.
+
+Reduction order (``dot``), for vectors of ``n`` elements and ``lanes`` MAC lanes (a power of
+two): the vectors are zero-padded (BF16 ``+0`` in both operands, so a ``+0`` product) to
+``m = max(1, ceil(n / lanes))`` chunks of ``lanes`` elements. Chunk ``c`` holds elements
+``c*lanes .. c*lanes + lanes - 1``. Its products ``p_0 .. p_{lanes-1}`` are summed by a
+pairwise tree: level 1 forms ``p_0+p_1, p_2+p_3, …``, level 2 adds neighbouring level-1
+sums, and so on for ``log2(lanes)`` levels; each ``+`` is one ``fp32_add`` (left operand =
+lower index). The chunk sums ``t_0 .. t_{m-1}`` are then accumulated sequentially,
+``((t_0 + t_1) + t_2) + … + t_{m-1}``; the accumulator starts from ``t_0`` itself, not from
+a ``+0`` (so a dot product of one chunk is exactly its tree sum).
+
+All functions are vectorised over leading axes.
+
+CLI: the float-model error of the datapath on the q·k dot products of a recorded trace
+(every ``golden.trace`` query against keys of its KV head, sampled), against the exact
+(``math.fsum``) dot product of the same BF16 values::
+
+    python -m golden.fparith --trace build/traces/x.npz --lanes 16 --pairs 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from golden.bf16 import to_bf16_bits
+
+__all__ = [
+    "QNAN32",
+    "bf16_mul",
+    "bits_to_f32",
+    "dot",
+    "dot_float",
+    "f32_to_bits",
+    "fp32_add",
+    "ftz32",
+    "main",
+    "qk_error",
+    "tree_sum",
+]
+
+#: Canonical quiet NaN of every NaN result.
+QNAN32 = np.uint32(0x7FC0_0000)
+_EXP32 = np.uint32(0x7F80_0000)
+_SIGN32 = np.uint32(0x8000_0000)
+_MANT32 = np.uint32(0x007F_FFFF)
+
+
+def f32_to_bits(x: npt.ArrayLike) -> np.ndarray:
+    """FP32 bit patterns (``uint32``) of ``float32`` values."""
+    arr = np.asarray(x, dtype=np.float32)
+    return np.ascontiguousarray(arr).reshape(-1).view(np.uint32).reshape(arr.shape)
+
+
+def bits_to_f32(bits: npt.ArrayLike) -> np.ndarray:
+    """``float32`` values of FP32 bit patterns."""
+    arr = np.asarray(bits, dtype=np.uint32)
+    return np.ascontiguousarray(arr).reshape(-1).view(np.float32).reshape(arr.shape)
+
+
+def _uint(bits: npt.ArrayLike, dtype, name: str) -> np.ndarray:
+    arr = np.asarray(bits)
+    if arr.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {np.dtype(dtype).name}, not {arr.dtype}")
+    return arr
+
+
+def ftz32(bits: npt.ArrayLike) -> np.ndarray:
+    """FP32 patterns with subnormals replaced by zeros of their sign; NaNs canonicalised."""
+    u = _uint(bits, np.uint32, "bits")
+    exp = u & _EXP32
+    out = np.where(exp == 0, u & _SIGN32, u)
+    is_nan = (exp == _EXP32) & ((u & _MANT32) != 0)
+    return np.where(is_nan, QNAN32, out).astype(np.uint32)
+
+
+def bf16_mul(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
+    """FP32 patterns of the products of BF16 patterns ``a`` and ``b`` (see the module doc)."""
+    a = _uint(a, np.uint16, "a").astype(np.uint32)
+    b = _uint(b, np.uint16, "b").astype(np.uint32)
+    for name, x in (("a", a), ("b", b)):
+        if ((x >> np.uint32(7)) & np.uint32(0xFF) == 0xFF).any():
+            raise ValueError(f"{name} must hold finite BF16 values (exponent field 255 found)")
+    fa = bits_to_f32(ftz32(a << np.uint32(16))).astype(np.float64)
+    fb = bits_to_f32(ftz32(b << np.uint32(16))).astype(np.float64)
+    p = fa * fb  # exact: 16 significant bits, exponent within float64's range
+    sign = ((a ^ b) & np.uint32(0x8000)) << np.uint32(16)
+    mag = np.abs(p)
+    with np.errstate(over="ignore"):
+        out = f32_to_bits(mag.astype(np.float32))  # exact unless >= 2**128 (-> inf)
+    out = np.where(mag < 2.0**-126, np.uint32(0), out)
+    return (out | sign).astype(np.uint32)
+
+
+def fp32_add(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
+    """FP32 patterns of ``a + b`` (RNE, flush to zero, NaN/inf policy of the module doc)."""
+    fa = bits_to_f32(ftz32(a))
+    fb = bits_to_f32(ftz32(b))
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = (fa + fb).astype(np.float32)  # IEEE binary32 addition, round to nearest even
+    return ftz32(f32_to_bits(s))
+
+
+def tree_sum(products: npt.ArrayLike) -> np.ndarray:
+    """Pairwise-tree sum over the last axis (a power of two) of FP32 patterns."""
+    p = _uint(products, np.uint32, "products")
+    n = p.shape[-1]
+    if n < 1 or n & (n - 1):
+        raise ValueError(f"the last axis must have a power-of-two length, not {n}")
+    while p.shape[-1] > 1:
+        p = fp32_add(p[..., 0::2], p[..., 1::2])
+    return p[..., 0]
+
+
+def dot(a: npt.ArrayLike, b: npt.ArrayLike, lanes: int) -> np.ndarray:
+    """FP32 patterns of the dot products over the last axis of BF16 patterns ``a``, ``b``
+    in the datapath's order (module doc): per-chunk pairwise trees of ``lanes`` products,
+    then a sequential accumulation of the chunk sums."""
+    if isinstance(lanes, bool) or not isinstance(lanes, int):
+        raise TypeError(f"lanes must be an integer, not {lanes!r}")
+    if lanes < 1 or lanes & (lanes - 1):
+        raise ValueError(f"lanes must be a power of two, not {lanes!r}")
+    a = _uint(a, np.uint16, "a")
+    b = _uint(b, np.uint16, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, not {a.shape} and {b.shape}")
+    if a.ndim < 1 or a.shape[-1] < 1:
+        raise ValueError(f"a and b must have a non-empty last axis, not shape {a.shape}")
+    n = a.shape[-1]
+    chunks = max(1, -(-n // lanes))
+    pad = [(0, 0)] * (a.ndim - 1) + [(0, chunks * lanes - n)]
+    p = bf16_mul(np.pad(a, pad), np.pad(b, pad))
+    t = tree_sum(p.reshape(*p.shape[:-1], chunks, lanes))
+    acc = t[..., 0]
+    for c in range(1, chunks):
+        acc = fp32_add(acc, t[..., c])
+    return acc
+
+
+def dot_float(a: npt.ArrayLike, b: npt.ArrayLike, lanes: int) -> np.ndarray:
+    """``dot`` of float inputs rounded to BF16 first (``golden.bf16.to_bf16_bits``), as
+    ``float32``."""
+    return bits_to_f32(dot(to_bf16_bits(a), to_bf16_bits(b), lanes))
+
+
+def qk_error(path: str, *, lanes: int, pairs: int, seed: int = 0) -> dict:
+    """Error statistics of ``dot`` against the exact dot product on ``pairs`` random q·k
+    pairs of the trace at ``path`` (prefill and decode queries, any layer and query head,
+    keys of the matching KV head). ``rel`` is ``|dot - exact| / |exact|`` (pairs with an
+    exact 0 left out); ``norm`` is ``|dot - exact| / sum |q_i k_i|``, the error relative to
+    the magnitude that the rounding acts on (meaningful under cancellation too)."""
+    from golden.trace import load
+
+    t = load(path)
+    rng = np.random.default_rng(seed)
+    qs = np.concatenate(
+        [t.queries.reshape(t.layers, t.q_heads, -1, t.head_dim)]
+        + ([t.decode_queries] if t.n_decode else []),
+        axis=2,
+    )
+    layer = rng.integers(t.layers, size=pairs)
+    hq = rng.integers(t.q_heads, size=pairs)
+    q = qs[layer, hq, rng.integers(qs.shape[2], size=pairs)]
+    k = t.keys[layer, hq // t.q_per_kv, rng.integers(t.n_tokens, size=pairs)]
+    got = bits_to_f32(dot(to_bf16_bits(q), to_bf16_bits(k), lanes)).astype(np.float64)
+    prods = q.astype(np.float64) * k.astype(np.float64)  # exact: BF16 x BF16
+    exact = np.array([math.fsum(row) for row in prods])
+    err = np.abs(got - exact)
+    nz = exact != 0
+    rel = err[nz] / np.abs(exact[nz])
+    norm = err / np.maximum(np.abs(prods).sum(axis=1), np.finfo(np.float64).tiny)
+    return {
+        "trace": str(path),
+        "lanes": lanes,
+        "pairs": pairs,
+        "head_dim": t.head_dim,
+        "rel_max": float(rel.max()),
+        "rel_mean": float(rel.mean()),
+        "rel_median": float(np.median(rel)),
+        "rel_p99": float(np.quantile(rel, 0.99)),
+        "norm_max": float(norm.max()),
+        "norm_mean": float(norm.mean()),
+        "exact_results": float(np.mean(err == 0)),
+        "fp32_ulp": 2.0**-23,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m golden.fparith", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--trace", required=True, help="a golden.trace .npz file")
+    ap.add_argument("--lanes", type=int, default=16, help="MAC lanes (power of two)")
+    ap.add_argument("--pairs", type=int, default=20000, help="q·k pairs sampled")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=str, default=None, help="also write the figures here")
+    args = ap.parse_args(argv)
+    try:
+        res = qk_error(args.trace, lanes=args.lanes, pairs=args.pairs, seed=args.seed)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        ap.error(str(exc))
+    print("| metric | value |\n|---|---|")
+    for key, val in res.items():
+        print(f"| {key} | {val:.3g} |" if isinstance(val, float) else f"| {key} | {val} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Number formats and stream payloads of the datapath, all in one place.
+
+``BF16`` and ``FP32`` are ``data.Struct`` views of the IEEE-style bit patterns (field order
+= packing order, first field = LSBs), so a ``BF16`` is exactly a ``golden.bf16`` pattern
+and an ``FP32`` a ``golden.fparith`` pattern. Stream payloads depend on ``mac_lanes`` and
+are built per ``HWConfig`` by ``DatapathLayouts`` (cached).
+"""
+
+# No ``from __future__ import annotations``: ``data.Struct`` reads its field shapes from the
+# class annotations, which must be evaluated.
+from functools import cache
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data
+
+from ..config import HWConfig
+
+__all__ = ["BF16", "BF16_FRAC", "FP32", "FP32_FRAC", "DatapathLayouts", "frac_bits", "layouts"]
+
+
+class BF16(data.Struct):
+    """bfloat16: 7-bit fraction, 8-bit biased exponent (bias 127), sign."""
+
+    mantissa: unsigned(7)
+    exponent: unsigned(8)
+    sign: unsigned(1)
+
+
+class FP32(data.Struct):
+    """IEEE 754 binary32: 23-bit fraction, 8-bit biased exponent (bias 127), sign."""
+
+    mantissa: unsigned(23)
+    exponent: unsigned(8)
+    sign: unsigned(1)
+
+
+def frac_bits(fmt: type[data.Struct]) -> int:
+    """Width of the stored fraction (``mantissa`` field) of ``BF16`` or ``FP32``."""
+    return data.Layout.cast(fmt)["mantissa"].shape.width
+
+
+#: Stored fraction bits: 7 for BF16, 23 for FP32 (the significands have one more).
+BF16_FRAC = frac_bits(BF16)
+FP32_FRAC = frac_bits(FP32)
+
+
+class DatapathLayouts:
+    """The payload layouts of every datapath stream for one configuration."""
+
+    def __init__(self, cfg: HWConfig):
+        lanes = cfg.mac_lanes
+        #: MacTree input: one chunk of ``mac_lanes`` element pairs of a dot product. ``last``
+        #: ends the dot product (a single-chunk dot product has ``last`` on its only beat);
+        #: unused lanes of a short final chunk carry BF16 ``+0`` (all-zero bits).
+        self.mac_in = data.StructLayout(
+            {
+                "a": data.ArrayLayout(BF16, lanes),
+                "b": data.ArrayLayout(BF16, lanes),
+                "last": unsigned(1),
+            }
+        )
+        #: MacTree output: one dot product.
+        self.mac_out = data.StructLayout({"value": FP32})
+
+
+@cache
+def layouts(cfg: HWConfig) -> DatapathLayouts:
+    """``DatapathLayouts`` of ``cfg`` (one instance per configuration)."""
+    return DatapathLayouts(cfg)

@@ -1,0 +1,239 @@
+"""golden.fparith against an independent exact reference: every product and every sum is
+computed in ``fractions.Fraction`` and rounded once (to 24 significant bits, ties to even,
+then flushed / overflowed) by the integer routine below, in the documented tree order."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from golden.bf16 import to_bf16_bits
+from golden.fparith import QNAN32, bf16_mul, bits_to_f32, dot, dot_float, fp32_add, tree_sum
+
+INF, NINF = 0x7F80_0000, 0xFF80_0000
+
+
+def value(bits: int, width: int):
+    """Exact value of a BF16 (16) or FP32 (32) pattern with subnormals flushed; ``None`` for
+    NaN, ``±math.inf`` for infinities; zeros as ``(sign, 0)`` to keep their sign."""
+    man = 7 if width == 16 else 23
+    sign = bits >> (width - 1) & 1
+    exp = bits >> man & 0xFF
+    frac = bits & ((1 << man) - 1)
+    if exp == 0xFF:
+        return None if frac else (-math.inf if sign else math.inf)
+    if exp == 0:
+        return (sign, 0)
+    v = Fraction((1 << man) | frac, 1 << man) * Fraction(2) ** (exp - 127)
+    return -v if sign else v
+
+
+def round32(x, sign_if_zero: int) -> int:
+    """FP32 pattern of the exact value ``x``: RNE at 24 bits, FTZ below 2**-126, inf at
+    or above 2**128 after rounding."""
+    if x == 0:
+        return sign_if_zero << 31
+    sign = int(x < 0)
+    m = abs(x)
+    e = m.numerator.bit_length() - m.denominator.bit_length()
+    if Fraction(2) ** e > m:
+        e -= 1
+    q = round(m / Fraction(2) ** (e - 23))  # Fraction rounds half to even
+    if q == 1 << 24:
+        q, e = q >> 1, e + 1
+    if e < -126:
+        return sign << 31
+    if e > 127:
+        return (sign << 31) | INF
+    return (sign << 31) | ((e + 127) << 23) | (q - (1 << 23))
+
+
+def ref_mul(a: int, b: int) -> int:
+    sign = (a ^ b) >> 15 & 1
+    va, vb = value(a, 16), value(b, 16)
+    if isinstance(va, tuple) or isinstance(vb, tuple):
+        return sign << 31
+    return round32(va * vb, sign)
+
+
+def ref_add(a: int, b: int) -> int:
+    va, vb = value(a, 32), value(b, 32)
+    if va is None or vb is None:
+        return int(QNAN32)
+    inf_a, inf_b = va in (math.inf, -math.inf), vb in (math.inf, -math.inf)
+    if inf_a and inf_b:
+        return (INF if va > 0 else NINF) if va == vb else int(QNAN32)
+    if inf_a or inf_b:
+        return INF if (va if inf_a else vb) > 0 else NINF
+    za, zb = isinstance(va, tuple), isinstance(vb, tuple)
+    if za and zb:
+        return (va[0] & vb[0]) << 31
+    if za:
+        return round32(vb, 0)
+    if zb:
+        return round32(va, 0)
+    s = va + vb
+    return round32(s, 0)  # exact cancellation gives +0 under round to nearest
+
+
+def ref_dot(a: list[int], b: list[int], lanes: int) -> int:
+    n = len(a)
+    chunks = max(1, -(-n // lanes))
+    a = a + [0] * (chunks * lanes - n)
+    b = b + [0] * (chunks * lanes - n)
+    sums = []
+    for c in range(chunks):
+        level = [
+            ref_mul(x, y)
+            for x, y in zip(a[c * lanes :][:lanes], b[c * lanes :][:lanes], strict=True)
+        ]
+        while len(level) > 1:
+            level = [ref_add(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+        sums.append(level[0])
+    acc = sums[0]
+    for t in sums[1:]:
+        acc = ref_add(acc, t)
+    return acc
+
+
+finite_bf16 = st.integers(0, 0xFFFF).filter(lambda x: (x >> 7) & 0xFF != 0xFF)
+# Exponents near the middle (normal sums) or near the ends (overflow and flushing).
+small_exp_bf16 = st.builds(
+    lambda s, e, m: s << 15 | e << 7 | m,
+    st.integers(0, 1),
+    st.sampled_from([*range(0, 4), *range(120, 135), *range(250, 255)]),
+    st.integers(0, 127),
+)
+bf16 = st.one_of(finite_bf16, small_exp_bf16)
+any32 = st.one_of(
+    st.integers(0, 0xFFFF_FFFF),
+    st.sampled_from([0, 0x8000_0000, INF, NINF, 0x7FC0_0000, 0x7F80_0001, 0x0000_0001]),
+    # Pairs close in magnitude: cancellation and ties.
+    st.builds(
+        lambda s, e, m: s << 31 | e << 23 | m,
+        st.integers(0, 1),
+        st.integers(125, 130),
+        st.sampled_from([0, 1, 2, 3, 0x7FFFFF, 0x400000, 0x7FFFFE]),
+    ),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(bf16, bf16)
+def test_mul_matches_exact_reference(a, b):
+    got = int(bf16_mul(np.uint16(a), np.uint16(b)))
+    assert got == ref_mul(a, b), (hex(a), hex(b), hex(got))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(any32, any32)
+def test_add_matches_exact_reference(a, b):
+    got = int(fp32_add(np.uint32(a), np.uint32(b)))
+    assert got == ref_add(a, b), (hex(a), hex(b), hex(got))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(bf16, bf16), min_size=1, max_size=40), st.sampled_from([1, 2, 4, 8]))
+def test_dot_matches_exact_reference_in_tree_order(pairs, lanes):
+    a = [p[0] for p in pairs]
+    b = [p[1] for p in pairs]
+    got = int(dot(np.array(a, np.uint16), np.array(b, np.uint16), lanes))
+    want = ref_dot(a, b, lanes)
+    assert got == want, (hex(got), hex(want))
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "want"),
+    [
+        (0x0000_0000, 0x8000_0000, 0x0000_0000),  # +0 + -0 = +0
+        (0x8000_0000, 0x8000_0000, 0x8000_0000),  # -0 + -0 = -0
+        (0x3F80_0000, 0xBF80_0000, 0x0000_0000),  # x - x = +0
+        (0x0080_0001, 0x8080_0000, 0x0000_0000),  # subnormal difference flushed to +0
+        (0x8080_0001, 0x0080_0000, 0x8000_0000),  # ... keeping the sign
+        (0x0000_0001, 0x3F80_0000, 0x3F80_0000),  # subnormal operand read as 0
+        (0x7F7F_FFFF, 0x7F7F_FFFF, INF),  # overflow
+        (0x3F80_0000, 0x3380_0000, 0x3F80_0000),  # 1 + 2**-24: tie, stays even
+        (0x3F80_0001, 0x3380_0000, 0x3F80_0002),  # tie from an odd LSB rounds up
+        (INF, NINF, int(QNAN32)),
+        (INF, 0x3F80_0000, INF),
+        (0xFFC0_0000, 0x3F80_0000, int(QNAN32)),
+    ],
+)
+def test_add_corner_cases(a, b, want):
+    assert int(fp32_add(np.uint32(a), np.uint32(b))) == want
+
+
+def test_mul_corner_cases():
+    one, two = 0x3F80, 0x4000
+    assert int(bf16_mul(np.uint16(one), np.uint16(two))) == 0x4000_0000
+    assert int(bf16_mul(np.uint16(0x8000), np.uint16(one))) == 0x8000_0000  # -0 * 1
+    assert int(bf16_mul(np.uint16(0x0001), np.uint16(0x7F00))) == 0  # subnormal in -> 0
+    assert int(bf16_mul(np.uint16(0x7F7F), np.uint16(0x7F7F))) == INF  # overflow
+    assert int(bf16_mul(np.uint16(0x0080), np.uint16(0x3F00))) == 0  # 2**-127 flushed
+    with pytest.raises(ValueError, match=r"^a must hold finite BF16 values"):
+        bf16_mul(np.uint16(0x7F80), np.uint16(one))
+
+
+def test_tree_sum_and_dot_validation():
+    with pytest.raises(ValueError, match=r"power-of-two length, not 3$"):
+        tree_sum(np.zeros(3, np.uint32))
+    with pytest.raises(ValueError, match=r"^lanes must be a power of two, not 3$"):
+        dot(np.zeros(4, np.uint16), np.zeros(4, np.uint16), 3)
+    with pytest.raises(ValueError, match=r"^a and b must have a non-empty last axis, not"):
+        dot(np.zeros(0, np.uint16), np.zeros(0, np.uint16), 4)
+    with pytest.raises(ValueError, match=r"^a must have dtype uint16, not float32$"):
+        dot(np.zeros(4, np.float32), np.zeros(4, np.uint16), 4)
+
+
+def test_bf16_conversion_agrees_with_ml_dtypes_and_dot_float_is_close():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((64, 100)) * 4).astype(np.float32)
+    y = rng.standard_normal((64, 100)).astype(np.float32)
+    assert np.array_equal(to_bf16_bits(x), x.astype(ml_dtypes.bfloat16).view(np.uint16))
+    got = dot_float(x, y, 8).astype(np.float64)
+    xb = x.astype(ml_dtypes.bfloat16).astype(np.float64)
+    yb = y.astype(ml_dtypes.bfloat16).astype(np.float64)
+    exact = (xb * yb).sum(axis=-1)
+    scale = (np.abs(xb * yb)).sum(axis=-1)
+    # FP32 accumulation of 100 terms: error bounded by ~n * 2**-24 of the absolute sum.
+    assert np.all(np.abs(got - exact) <= 100 * 2.0**-24 * scale)
+    assert np.array_equal(bits_to_f32(dot(to_bf16_bits(x), to_bf16_bits(y), 8)), got)
+
+
+def test_qk_error_cli_on_a_small_trace(tmp_path, capsys):
+    from golden.bf16 import bf16_round
+    from golden.fparith import main, qk_error
+    from golden.trace import FORMAT_VERSION, Trace, save
+
+    rng = np.random.default_rng(3)
+
+    def f(*shape):
+        return bf16_round(rng.standard_normal(shape).astype(np.float32))
+
+    d, lanes = 40, 4
+    path = save(
+        Trace(
+            keys=f(1, 2, 12, d),
+            values=f(1, 2, 12, d),
+            queries=f(1, 4, 12, d),
+            decode_queries=f(1, 4, 2, d),
+            decode_after=np.array([0, 0]),
+            frame_offsets=np.array([0, 12]),
+            meta={"format_version": FORMAT_VERSION, "note": "unit test"},
+        ),
+        tmp_path / "t.npz",
+    )
+    res = qk_error(str(path), lanes=lanes, pairs=300)
+    # Classic bound: |error| <= depth * 2**-24 * sum |q_i k_i| (to first order), with depth
+    # = log2(lanes) tree levels + (chunks - 1) sequential adds.
+    depth = 2 + (-(-d // lanes) - 1)
+    assert 0 < res["norm_max"] <= depth * 2.0**-24 * 1.01
+    assert res["rel_mean"] < 1e-5
+    assert main(["--trace", str(path), "--lanes", "4", "--pairs", "50"]) == 0
+    assert "| rel_max |" in capsys.readouterr().out

@@ -1,0 +1,194 @@
+"""KVMemoryUnit on the Amaranth simulator: allocation (slot of every token) and translation
+(AR bursts, returned beats, summary) against golden.kvmu, with a randomly stalling AXI read
+responder and random valid/ready timing on every stream."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+
+from hw.config import preset
+from hw.kvmu import KVMemoryUnit
+from hw.kvmu.kvmu import ALLOC_CYCLES
+from sim.kvmu_data import beat_value, beat_word, decode_beat, memory_image, selection, workload
+from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
+
+TINY = preset("tiny")
+CONFIGS = {
+    "tiny": TINY,
+    # 512-byte tokens in 8 KB chunks, bursts of 12 beats: a long run crosses 4 KB at an
+    # offset that is not a multiple of the burst length.
+    "split4k": TINY.replace(resv={"head_dim": 128}, chunk_tokens=16, kv_chunks=32, max_burst=12),
+    # One beat per token, single-token chunks, a chunk pool that runs out.
+    "wide_bus": TINY.replace(chunk_tokens=1, kv_chunks=16, axi_data_bits=512, kv_base=4096),
+}
+
+
+def simulate(cfg, wl, sel, *, timing: str, seed: int, vcd, mem_stall: float = 0.3):
+    dut = KVMemoryUnit(cfg)
+    h = Harness(dut)
+    idle, stall = TIMINGS[timing]
+    L = wl.layout
+    bb = L.bus_bytes
+    image = memory_image(wl)
+    out: dict = {"ar": []}
+    bursts: deque = deque()
+
+    async def assign_src(ctx):
+        rng = np.random.default_rng([seed, 1])
+        await stream_put(ctx, dut.assign, wl.assigns, cycle=h.cycle, rng=rng, idle=idle)
+
+    async def slot_sink(ctx):
+        rng = np.random.default_rng([seed, 2])
+        out["slots"] = await stream_get(
+            ctx, dut.slot, cycle=h.cycle, count=len(wl.assigns), rng=rng, stall=stall
+        )
+
+    async def select_src(ctx):
+        while "slots" not in out:
+            await ctx.tick()
+        rng = np.random.default_rng([seed, 3])
+        beats = [{"cluster": c, "last": int(i == len(sel) - 1)} for i, c in enumerate(sel)]
+        await stream_put(ctx, dut.selected, beats, cycle=h.cycle, rng=rng, idle=idle)
+
+    async def kv_sink(ctx):
+        rng = np.random.default_rng([seed, 4])
+        n = sum(b.beats for b in wl.mem.bursts(sel))
+        out["kv"] = await stream_get(ctx, dut.kv, cycle=h.cycle, count=n, rng=rng, stall=stall)
+        out["summary"] = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
+
+    async def ar_slave(ctx):
+        rng = np.random.default_rng([seed, 5])
+        axi = dut.m_axi
+        while True:
+            ready = rng.random() >= mem_stall
+            ctx.set(axi.arready, ready)
+            _, _, valid, addr, alen, size, burst = await ctx.tick().sample(
+                axi.arvalid, axi.araddr, axi.arlen, axi.arsize, axi.arburst
+            )
+            if valid and ready:
+                assert (size, burst) == (bb.bit_length() - 1, 1)
+                out["ar"].append((addr, alen + 1))
+                bursts.append((addr, alen + 1))
+
+    async def r_slave(ctx):
+        rng = np.random.default_rng([seed, 6])
+        axi = dut.m_axi
+        while True:
+            if not bursts:
+                await ctx.tick()
+                continue
+            addr, beats = bursts.popleft()
+            for j in range(beats):
+                while rng.random() < mem_stall:
+                    ctx.set(axi.rvalid, 0)
+                    await ctx.tick()
+                off = addr - L.base + j * bb
+                ctx.set(axi.rdata, int.from_bytes(image[off : off + bb], "little"))
+                ctx.set(axi.rlast, j == beats - 1)
+                ctx.set(axi.rvalid, 1)
+                while True:
+                    _, _, rr = await ctx.tick().sample(axi.rready)
+                    if rr:
+                        break
+                ctx.set(axi.rvalid, 0)
+
+    run(h, [assign_src, slot_sink, select_src, kv_sink], background=[ar_slave, r_slave], vcd=vcd)
+    return out
+
+
+def check(cfg, wl, sel, out):
+    L = wl.layout
+    got = [(s.token_id, s.chunk, s.slot, s.addr, s.full) for s, _ in (p for p in out["slots"])]
+    exp = [(s.token_id, s.chunk, s.slot, s.addr, int(s.full)) for s in wl.slots]
+    assert got == exp
+    assert out["ar"] == [(b.addr, b.beats) for b in wl.mem.bursts(sel)]
+    for addr, beats in out["ar"]:
+        assert addr // 4096 == (addr + beats * L.bus_bytes - 1) // 4096
+    # Every beat decodes to (token, beat) in golden fetch order, tagged with its cluster.
+    exp_beats = [
+        (t, j, cl) for cl in sel for t in wl.mem.members(cl) for j in range(L.beats_per_token)
+    ]
+    got_beats = []
+    for p, _ in out["kv"]:
+        tb = decode_beat(p.data, L.bus_bytes)
+        assert tb is not None, f"beat {p.data:#x} belongs to no stored token"
+        got_beats.append((*tb, p.cluster))
+    assert got_beats == exp_beats
+    ((summary, _),) = out["summary"]
+    n_bursts = len(out["ar"])
+    assert (summary.clusters, summary.bursts, summary.beats, summary.error) == (
+        len(sel),
+        n_bursts,
+        len(exp_beats),
+        0,
+    )
+
+
+@pytest.mark.parametrize("timing", list(TIMINGS))
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_alloc_and_fetch(config, timing, tmp_path):
+    cfg = CONFIGS[config]
+    n = 60 if config != "wide_bus" else 24
+    wl = workload(cfg, n, seed=7)
+    sel = selection(wl, seed=8)
+    if config == "wide_bus":
+        assert any(s.full for s in wl.slots), "the pool must run out in this case"
+    out = simulate(cfg, wl, sel, timing=timing, seed=9, vcd=tmp_path / "kvmu.vcd")
+    check(cfg, wl, sel, out)
+    if config == "split4k":
+        bb = cfg.axi_data_bits // 8
+        assert any(
+            b.beats < cfg.max_burst and (b.addr + b.beats * bb) % 4096 == 0
+            for b in wl.mem.bursts(sel)
+        ), "no burst was cut at a 4 KB boundary"
+
+
+def test_alloc_throughput(tmp_path):
+    """Without stalls the unit takes one token every ALLOC_CYCLES cycles."""
+    wl = workload(TINY, 20, seed=3)
+    out = simulate(TINY, wl, selection(wl, seed=4), timing="none", seed=5, vcd=tmp_path / "k.vcd")
+    times = [t for _, t in out["slots"]]
+    assert np.diff(times).tolist() == [ALLOC_CYCLES] * (len(times) - 1)
+
+
+def test_memory_words():
+    assert decode_beat(beat_value(beat_word(517, 3), 8), 8) == (517, 3)
+    assert decode_beat(beat_value(0xDEADBEEF, 8), 8) is None
+
+
+def test_bad_outstanding():
+    with pytest.raises(ValueError, match=r"^outstanding must be in 1\.\.256, not 0$"):
+        KVMemoryUnit(TINY, outstanding=0)
+    with pytest.raises(TypeError, match=r"^cfg must be an HWConfig, not 3$"):
+        KVMemoryUnit(3)
+
+
+@pytest.mark.parametrize(
+    ("change", "exc", "msg"),
+    [
+        (
+            {"chunk_tokens": 3},
+            ValueError,
+            r"^chunk_tokens must be a power of two in 1\.\.65536, not 3$",
+        ),
+        ({"max_burst": 257}, ValueError, r"^max_burst must be in 1\.\.256, not 257$"),
+        ({"kv_chunks": 1.5}, TypeError, r"^kv_chunks must be an integer, not 1\.5$"),
+        (
+            {"axi_data_bits": 1024},
+            ValueError,
+            r"^axi_data_bits must divide the token's KV bits \(512\), not 1024$",
+        ),
+        (
+            {"kv_base": 100},
+            ValueError,
+            r"^kv_base must be a multiple of 4096 with the KV area inside 32-bit addresses, "
+            r"not 100$",
+        ),
+    ],
+)
+def test_config_errors(change, exc, msg):
+    with pytest.raises(exc, match=msg):
+        TINY.replace(**change)
