@@ -163,6 +163,29 @@ def _rel(path: Path, base: Path) -> str:
         return str(Path(path).resolve())
 
 
+def _run_script(
+    script: Path, lines: list[str], *, step: str, workdir: Path, log: Path, timeout: float
+) -> str:
+    """Write ``lines`` (ending with the sentinel) to ``script`` and run OpenSTA on it.
+
+    OpenSTA exits 0 on Tcl errors, so its log is scanned for errors and the sentinel printed
+    by the script's last line must appear: otherwise the script stopped early.
+    """
+    script.write_text("\n".join(lines) + "\n")
+    out = run_tool(
+        "OpenSTA",
+        step,
+        [*sta_command(), "-no_splash", "-exit", script.name],
+        cwd=workdir,
+        log=log,
+        timeout=timeout,
+        error_patterns=[r"^Error", r"^Warning: .*(different sizes|not found)"],
+    )
+    if SENTINEL not in out:
+        raise ToolError("OpenSTA", step, log, None, "    the script did not run to its end")
+    return out
+
+
 def run_sta(
     netlist: Path,
     top: str,
@@ -208,18 +231,7 @@ def run_sta(
         "report_tns",
     ]
     lines.append(f'puts "{SENTINEL}"')
-    script.write_text("\n".join(lines) + "\n")
-    out = run_tool(
-        "OpenSTA",
-        step,
-        [*sta_command(), "-no_splash", "-exit", script.name],
-        cwd=workdir,
-        log=log,
-        timeout=timeout,
-        error_patterns=[r"^Error", r"^Warning: .*(different sizes|not found)"],
-    )
-    if SENTINEL not in out:
-        raise ToolError("OpenSTA", step, log, None, "    the script did not run to its end")
+    out = _run_script(script, lines, step=step, workdir=workdir, log=log, timeout=timeout)
     clock_kind = re.search(r"VREX_CLOCK (\w+)", out)
     ws = re.search(r"VREX_WS_MAX (\S+)", out)
     wh = re.search(r"VREX_WS_MIN (\S+)", out)
@@ -280,18 +292,7 @@ def run_power(
         "report_power -instances [get_cells -hierarchical *] -digits 6",
         f'puts "{SENTINEL}"',
     ]
-    script.write_text("\n".join(lines) + "\n")
-    out = run_tool(
-        "OpenSTA",
-        step,
-        [*sta_command(), "-no_splash", "-exit", script.name],
-        cwd=workdir,
-        log=log,
-        timeout=timeout,
-        error_patterns=[r"^Error", r"^Warning: .*(different sizes|not found)"],
-    )
-    if SENTINEL not in out:
-        raise ToolError("OpenSTA", step, log, None, "    the script did not run to its end")
+    out = _run_script(script, lines, step=step, workdir=workdir, log=log, timeout=timeout)
     power = _parse_power(out)
     if power is None:
         raise ToolError("OpenSTA", step, log, None, "    no power report in the log")
