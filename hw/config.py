@@ -66,6 +66,11 @@ class HWConfig:
     axi_data_bits: int = 128
     #: KVMU AXI4 master: longest burst in beats (AXI4 INCR: 1..256).
     max_burst: int = 256
+    #: RoPE unit: log2 of the entries of its full-circle cos/sin tables (phase resolution).
+    rope_lut_bits: int = 10
+    #: Vector unit: fractional bits of the fixed-point exponent fed to the exp2 table
+    #: (``2**exp_frac_bits`` table entries).
+    exp_frac_bits: int = 10
 
     def __post_init__(self) -> None:
         if not isinstance(self.resv, ReSVConfig):
@@ -80,6 +85,8 @@ class HWConfig:
         check_int("mac_lanes", self.mac_lanes, 1, 256)
         if self.mac_lanes & (self.mac_lanes - 1):
             raise ValueError(f"mac_lanes must be a power of two in 1..256, not {self.mac_lanes!r}")
+        check_int("rope_lut_bits", self.rope_lut_bits, 2, 16)
+        check_int("exp_frac_bits", self.exp_frac_bits, 1, 16)
         self._check_kvmu()
 
     def _check_kvmu(self) -> None:
@@ -205,6 +212,8 @@ PRESETS: dict[str, HWConfig] = {
         kv_chunks=64,
         axi_data_bits=64,
         max_burst=16,
+        rope_lut_bits=8,
+        exp_frac_bits=8,
     ),
     # The paper's DRE: 4096-entry table, 16 XOR+popcount lanes.
     "paper": HWConfig(resv=RESV_PRESETS["paper"], hcu_lanes=16, topk_k=64),

@@ -50,6 +50,8 @@ def test_replace_accepts_resv_changes():
         ({"mac_lanes": 3}, ValueError, r"^mac_lanes must be a power of two in 1\.\.256, not 3$"),
         ({"mac_lanes": 0}, ValueError, r"^mac_lanes must be in 1\.\.256, not 0$"),
         ({"mac_lanes": 4.0}, TypeError, r"^mac_lanes must be an integer, not 4\.0$"),
+        ({"rope_lut_bits": 1}, ValueError, r"^rope_lut_bits must be in 2\.\.16, not 1$"),
+        ({"exp_frac_bits": 17}, ValueError, r"^exp_frac_bits must be in 1\.\.16, not 17$"),
     ],
 )
 def test_invalid_configs_raise_before_elaboration(changes, exc, message):
