@@ -39,6 +39,8 @@ CLI: the float-model error of the datapath on the q·k dot products of a recorde
 from __future__ import annotations
 
 import argparse
+import decimal
+import functools
 import json
 import math
 import sys
@@ -55,9 +57,18 @@ __all__ = [
     "bits_to_f32",
     "dot",
     "dot_float",
+    "exp2_table",
+    "exp2q",
     "f32_to_bits",
     "fp32_add",
+    "fp32_ge",
+    "fp32_max",
+    "fp32_mul",
+    "fp32_recip",
+    "fp32_to_bf16",
+    "fp32_to_fixed",
     "ftz32",
+    "int_to_fp32",
     "main",
     "qk_error",
     "tree_sum",
@@ -125,6 +136,20 @@ def fp32_add(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
     return ftz32(f32_to_bits(s))
 
 
+def fp32_to_bf16(a: npt.ArrayLike) -> np.ndarray:
+    """BF16 patterns (``uint16``) of FP32 patterns ``a`` (``uint32``): the operand is
+    flushed first (``ftz32``: a subnormal is a zero of its sign), then rounded to nearest,
+    ties to even, at 8 significand bits. A rounding carry may reach the exponent, up to
+    ±inf (overflow); ±inf stays ±inf, every NaN gives the canonical BF16 quiet NaN
+    ``0x7FC0``. A normal operand never rounds below ``2**-126``, so no BF16 result is
+    subnormal."""
+    u = ftz32(_uint(a, np.uint32, "a"))
+    lsb = (u >> np.uint32(16)) & np.uint32(1)
+    with np.errstate(over="ignore"):
+        rounded = ((u + np.uint32(0x7FFF) + lsb) >> np.uint32(16)).astype(np.uint16)
+    return np.where(u == QNAN32, np.uint16(0x7FC0), rounded).astype(np.uint16)
+
+
 def tree_sum(products: npt.ArrayLike) -> np.ndarray:
     """Pairwise-tree sum over the last axis (a power of two) of FP32 patterns."""
     p = _uint(products, np.uint32, "products")
@@ -165,6 +190,156 @@ def dot_float(a: npt.ArrayLike, b: npt.ArrayLike, lanes: int) -> np.ndarray:
     """``dot`` of float inputs rounded to BF16 first (``golden.bf16.to_bf16_bits``), as
     ``float32``."""
     return bits_to_f32(dot(to_bf16_bits(a), to_bf16_bits(b), lanes))
+
+
+# FP32 primitives of the vector unit (softmax): multiplication, comparison, conversions,
+# reciprocal and the table-based exp2. Same FTZ / NaN / inf policy as above.
+
+
+def _check_int(name: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+
+
+def fp32_mul(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
+    """FP32 patterns of ``a * b``: IEEE round to nearest, ties to even, of the exact product
+    of the flushed operands, rounded with an unbounded exponent and then flushed (magnitude
+    below ``2**-126`` -> zero of the product's sign) or overflowed (-> ±inf). A NaN operand
+    or ``0 * inf`` gives ``QNAN32``; ``inf * x`` (``x != 0``) gives a signed infinity."""
+    ua = ftz32(a)
+    ub = ftz32(b)
+    fa = np.abs(bits_to_f32(ua).astype(np.float64))
+    fb = np.abs(bits_to_f32(ub).astype(np.float64))
+    sign = (ua ^ ub) & _SIGN32
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = fa * fb  # exact for finite operands: 48 significant bits, float64 range
+        fin = np.isfinite(p) & (p > 0)
+        man, exp = np.frexp(np.where(fin, p, 1.0))
+        r = np.ldexp(np.rint(man * 2.0**24), exp - 24)  # rint: round half to even
+        mag = np.where(fin, r, p)
+        out = f32_to_bits(mag.astype(np.float32))  # exact (or inf) once rounded to 24 bits
+    out = np.where(mag < 2.0**-126, np.uint32(0), out)
+    out = (out | sign).astype(np.uint32)
+    nan = np.isnan(p) | (ua == QNAN32) | (ub == QNAN32)
+    return np.where(nan, QNAN32, out).astype(np.uint32)
+
+
+def _finite_or_inf(bits: npt.ArrayLike, name: str) -> np.ndarray:
+    u = ftz32(_uint(bits, np.uint32, name))
+    if (u == QNAN32).any():
+        raise ValueError(f"{name} must not hold NaN patterns")
+    return u
+
+
+def fp32_ge(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
+    """``a >= b`` by value for FP32 patterns (flushed; ``-0 == +0``); ``ValueError`` on NaN."""
+    fa = bits_to_f32(_finite_or_inf(a, "a"))
+    fb = bits_to_f32(_finite_or_inf(b, "b"))
+    return np.asarray(fa >= fb)
+
+
+def fp32_max(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
+    """The pattern of ``b`` where ``b > a`` by value, else that of ``a`` (unchanged bits;
+    so ``max(+0, -0)`` is ``+0`` and ``max(-0, +0)`` is ``-0``); ``ValueError`` on NaN."""
+    a = _uint(a, np.uint32, "a")
+    b = _uint(b, np.uint32, "b")
+    return np.where(fp32_ge(a, b), a, b).astype(np.uint32)
+
+
+def int_to_fp32(n: npt.ArrayLike) -> np.ndarray:
+    """Exact FP32 patterns of unsigned integers ``0 <= n < 2**24``."""
+    arr = np.asarray(n)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"n must have an integer dtype, not {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= 1 << 24):
+        raise ValueError(f"n must be in 0..{(1 << 24) - 1}, not {arr.min()}..{arr.max()}")
+    return f32_to_bits(arr.astype(np.float32))
+
+
+def _recip1(u: int) -> int:
+    exp, man = u >> 23 & 0xFF, u & 0x7F_FFFF
+    if man == 0:  # a power of two: exact
+        e = 254 - exp
+        return e << 23 if e > 0 else 0
+    sig = man | 1 << 23
+    q, r = divmod(1 << 47, sig)  # 1/a = q.r / 2**23 * 2**(126 - (exp - 127)), q in (2**23, 2**24)
+    if 2 * r > sig or (2 * r == sig and q & 1):
+        q += 1
+    e = 253 - exp
+    if q == 1 << 24:
+        q, e = 1 << 23, e + 1
+    return (e << 23 | (q - (1 << 23))) if e > 0 else 0
+
+
+def fp32_recip(a: npt.ArrayLike) -> np.ndarray:
+    """FP32 patterns of ``1/a`` correctly rounded (nearest, ties to even; computed with
+    Python integers) for positive normal finite ``a``; results below ``2**-126`` are ``+0``.
+    ``ValueError`` for zeros, subnormals, negative values, infinities and NaN."""
+    u = _uint(a, np.uint32, "a")
+    exp = (u >> np.uint32(23)) & np.uint32(0xFF)
+    bad = ((u & _SIGN32) != 0) | (exp == 0) | (exp == 0xFF)
+    if bad.any():
+        raise ValueError(
+            f"a must hold positive normal finite FP32 values, not {int(u[bad].flat[0]):#010x}"
+        )
+    out = np.array([_recip1(int(x)) for x in u.reshape(-1)], dtype=np.uint32)
+    return out.reshape(u.shape)
+
+
+def fp32_to_fixed(a: npt.ArrayLike, frac_bits: int, width: int) -> np.ndarray:
+    """``round_half_even(a * 2**frac_bits)`` as ``int64``, saturated to the signed range of
+    ``width`` bits; subnormals are 0, ±inf saturate, NaN raises ``ValueError``."""
+    _check_int("frac_bits", frac_bits, 0, 32)
+    _check_int("width", width, 2, 53)
+    u = _finite_or_inf(a, "a")
+    x = bits_to_f32(u).astype(np.float64) * 2.0**frac_bits  # exact (or ±inf)
+    lo, hi = -(2.0 ** (width - 1)), 2.0 ** (width - 1) - 1
+    with np.errstate(invalid="ignore"):
+        v = np.clip(np.rint(x), lo, hi)
+    return v.astype(np.int64)
+
+
+def exp2_table(frac_bits: int) -> np.ndarray:
+    """``2**frac_bits`` FP32 fraction fields: entry ``j`` is
+    ``round_half_even((2**(j / 2**frac_bits) - 1) * 2**23)`` (computed in 60-digit decimal
+    arithmetic; no entry is near a tie, since ``2**(j/N)`` is irrational for ``0 < j < N``)."""
+    _check_int("frac_bits", frac_bits, 0, 16)
+    return _exp2_table(frac_bits).copy()
+
+
+@functools.cache
+def _exp2_table(frac_bits: int) -> np.ndarray:
+    n = 1 << frac_bits
+    ctx = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN)
+    scale = decimal.Decimal(1 << 23)
+    out = np.empty(n, dtype=np.uint32)
+    for j in range(n):
+        v = ctx.power(decimal.Decimal(2), ctx.divide(decimal.Decimal(j), decimal.Decimal(n)))
+        out[j] = int(ctx.multiply(v - 1, scale).to_integral_value(decimal.ROUND_HALF_EVEN))
+    return out
+
+
+def exp2q(x: npt.ArrayLike, frac_bits: int) -> np.ndarray:
+    """The vector unit's ``2**x`` (meant for ``x <= 0``): ``xf = fp32_to_fixed(x,
+    frac_bits, frac_bits + 9)``, ``n = xf >> frac_bits`` (floor), ``j = xf mod
+    2**frac_bits``; the result is ``+0`` for ``n < -126``, ``+inf`` for ``n >= 128``, else
+    the FP32 pattern with sign 0, biased exponent ``n + 127`` and fraction
+    ``exp2_table(frac_bits)[j]``; so ``exp2q(±0) == 1.0`` exactly.
+
+    Error against ``2**x``: the fixed-point input is off by at most ``2**-(frac_bits+1)``,
+    a relative error of at most ``2**(2**-(frac_bits+1)) - 1`` (about
+    ``2**-(frac_bits+1) * ln 2``); the table entry adds at most ``2**-24`` relative.
+    """
+    _check_int("frac_bits", frac_bits, 0, 16)
+    xf = fp32_to_fixed(x, frac_bits, frac_bits + 9)
+    n = xf >> frac_bits
+    j = xf & ((1 << frac_bits) - 1)
+    frac = _exp2_table(frac_bits)[j]
+    bits = ((np.clip(n, -127, 128) + 127).astype(np.uint32) << np.uint32(23)) | frac
+    out = np.where(n < -126, np.uint32(0), bits)
+    return np.where(n >= 128, _EXP32, out).astype(np.uint32)
 
 
 def qk_error(path: str, *, lanes: int, pairs: int, seed: int = 0) -> dict:

@@ -42,6 +42,7 @@ __all__ = [
     "bus_figures",
     "split_run",
     "token_gather",
+    "write_bursts",
 ]
 
 #: AXI4 bursts must not cross a 4 KB address boundary.
@@ -137,6 +138,22 @@ def split_run(layout: KVLayout, addr: int, beats: int, cluster: int) -> list[Bur
         addr += n * layout.bus_bytes
         beats -= n
     return out
+
+
+def write_bursts(layout: KVLayout, addr: int) -> list[Burst]:
+    """The AXI write bursts of one token's KV at byte address ``addr`` (``Slot.addr``): its
+    ``beats_per_token`` beats from ``addr``, split at ``max_burst`` beats and at 4 KB
+    boundaries (``split_run``). A write belongs to no retrieval: ``cluster`` is -1."""
+    if not isinstance(layout, KVLayout):
+        raise TypeError(f"layout must be a KVLayout, not {layout!r}")
+    if isinstance(addr, bool) or not isinstance(addr, (int, np.integer)):
+        raise TypeError(f"addr must be an integer, not {addr!r}")
+    addr = int(addr)
+    if addr < 0 or addr % layout.bus_bytes:
+        raise ValueError(
+            f"addr must be a non-negative multiple of bus_bytes ({layout.bus_bytes}), not {addr!r}"
+        )
+    return split_run(layout, addr, layout.beats_per_token, -1)
 
 
 class KVMemory:

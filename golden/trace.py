@@ -75,6 +75,7 @@ __all__ = [
     "FORMAT_VERSION",
     "NOT_LLM_KEYS",
     "Trace",
+    "cached_path",
     "config_hash",
     "load",
     "load_or_make",
@@ -358,6 +359,11 @@ def config_hash(cfg: WorkloadConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def cached_path(cfg: WorkloadConfig, cache_dir: str | os.PathLike[str] = "build/traces") -> Path:
+    """Where ``load_or_make`` keeps the trace of ``cfg``: ``<clip>-<features>-<hash16>.npz``."""
+    return Path(cache_dir) / f"{cfg.clip}-{cfg.features}-{config_hash(cfg)[:16]}.npz"
+
+
 def load_or_make(
     cfg: WorkloadConfig,
     cache_dir: str | os.PathLike[str] = "build/traces",
@@ -371,7 +377,7 @@ def load_or_make(
     """
     from golden.workload import make_trace
 
-    path = Path(cache_dir) / f"{cfg.clip}-{cfg.features}-{config_hash(cfg)[:16]}.npz"
+    path = cached_path(cfg, cache_dir)
     if path.exists():
         try:
             trace = load(path)

@@ -29,9 +29,10 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from .config import PRESETS, HWConfig, preset
-from .datapath import MacTree
+from .core import VRexCore
+from .datapath import MacTree, RopeUnit, VectorUnit
 from .dre import DynamicRetrievalEngine, HashClusterUnit, TopKSelector, WiCSumThresholdUnit
-from .kvmu import KVMemoryUnit
+from .kvmu import KVMemoryUnit, KVWriter
 
 __all__ = ["LINT_WAIVERS", "TOPS", "generate", "lint", "main", "write_all"]
 
@@ -42,7 +43,11 @@ TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
     "topk": TopKSelector,
     "dre": DynamicRetrievalEngine,
     "kvmu": KVMemoryUnit,
+    "kv_writer": KVWriter,
     "mac_tree": MacTree,
+    "vector_unit": VectorUnit,
+    "rope": RopeUnit,
+    "core": VRexCore,
 }
 
 #: ``verilator -Wall`` rules waived for Amaranth output, each with its reason. Everything

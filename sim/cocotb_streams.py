@@ -166,6 +166,7 @@ class StreamSink:
         self.payload = getattr(dut, f"{prefix}__payload")
         self.layout, self.rng, self.stall = layout, rng, stall
         self.callback = callback
+        self.prefix = prefix
         self.fast = fast and stall <= 0
         self.beats: list[tuple[Any, int]] = []
         self.ready.value = 0
@@ -175,7 +176,10 @@ class StreamSink:
         self._task = cocotb.start_soon(self._run_fast() if self.fast else self._run())
 
     def _take(self) -> None:
-        beat = self.layout.from_bits(int(self.payload.value))
+        raw = self.payload.value
+        if not raw.is_resolvable:
+            raise AssertionError(f"{self.prefix}: valid beat with X/Z payload bits: {raw}")
+        beat = self.layout.from_bits(int(raw))
         self.beats.append((beat, cycle()))
         if self.callback is not None:
             self.callback(beat, cycle())

@@ -30,7 +30,11 @@ UNIT_TESTBENCH = {
     "wtu": "sim.tb_wtu",
     "topk": "sim.tb_topk",
     "mac_tree": "sim.tb_mac_tree",
+    "vector_unit": "sim.tb_vector_unit",
+    "rope": "sim.tb_rope",
     "kvmu": "sim.tb_kvmu",
+    "kv_writer": "sim.tb_kv_writer",
+    "core": "sim.tb_core",
 }
 
 

@@ -1,17 +1,34 @@
 """The datapath: BF16 multipliers, FP32 adders and the MAC tree (SPEC section 3)."""
 
 from .bf16_mul import BF16Mul
+from .convert import FP32ToFixed, IntToFP32
+from .exp2 import Exp2
 from .fp32_add import FP32Add
+from .fp32_compare import FP32Compare
+from .fp32_mul import FP32Mul
+from .fp32_to_bf16 import FP32ToBF16
 from .layouts import BF16, FP32, DatapathLayouts, layouts
 from .mac_tree import MacTree, mac_latency
+from .recip import FP32Recip
+from .rope import RopeUnit
+from .vector_unit import VectorUnit
 
 __all__ = [
     "BF16",
     "FP32",
     "BF16Mul",
     "DatapathLayouts",
+    "Exp2",
     "FP32Add",
+    "FP32Compare",
+    "FP32Mul",
+    "FP32Recip",
+    "FP32ToBF16",
+    "FP32ToFixed",
+    "IntToFP32",
     "MacTree",
+    "RopeUnit",
+    "VectorUnit",
     "layouts",
     "mac_latency",
 ]

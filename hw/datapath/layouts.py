@@ -61,6 +61,30 @@ class DatapathLayouts:
         )
         #: MacTree output: one dot product.
         self.mac_out = data.StructLayout({"value": FP32})
+        #: VectorUnit input: one attention score (FP32 q·k) per token; ``first`` marks the
+        #: first token of a query, ``last`` its final token.
+        self.vu_score = data.StructLayout(
+            {"value": FP32, "first": unsigned(1), "last": unsigned(1)}
+        )
+        #: VectorUnit input: ``mac_lanes`` BF16 value elements of one token (beat ``b`` holds
+        #: elements ``b*mac_lanes .. b*mac_lanes + mac_lanes - 1``).
+        self.vu_value = data.StructLayout({"v": data.ArrayLayout(BF16, lanes)})
+        #: VectorUnit output: ``mac_lanes`` FP32 output elements; ``last`` on the final beat.
+        self.vu_result = data.StructLayout(
+            {"o": data.ArrayLayout(FP32, lanes), "last": unsigned(1)}
+        )
+        #: RopeUnit input: one beat of ``mac_lanes`` BF16 elements of a ``head_dim`` vector
+        #: (``head_dim / mac_lanes`` beats, ``last`` on the final one); ``position`` (the
+        #: token position, ``token_id_bits + 1`` bits) is read on the first beat.
+        self.rope_in = data.StructLayout(
+            {
+                "x": data.ArrayLayout(BF16, lanes),
+                "position": unsigned(cfg.token_id_bits + 1),
+                "last": unsigned(1),
+            }
+        )
+        #: RopeUnit output: one beat of the rotated vector, same framing as ``rope_in``.
+        self.rope_out = data.StructLayout({"x": data.ArrayLayout(BF16, lanes), "last": unsigned(1)})
 
 
 @cache

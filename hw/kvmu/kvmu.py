@@ -10,7 +10,8 @@ pointer; they are given back only by ``clear`` (a new layer/head context).
 Always-kept tokens (sinks and the recent window) stay on the device and never reach this
 unit: only tokens that age out of the recent ring are clustered and assigned here (see
 ``golden.kvmu.RecentWindow``). Reads only: the core writes a token's KV at the address the
-unit returns on ``slot`` (the write port is not part of this unit).
+unit returns on ``slot`` through the write port ``hw.kvmu.writer.KVWriter`` (AW/W/B; the two
+share one AXI4 master, ``hw.kvmu.layouts.axi4_signature``).
 
 Ports:
 

@@ -1,4 +1,4 @@
-"""Stream payloads and the AXI4 read-master signature of the KVMU, for one ``HWConfig``.
+"""Stream payloads and the AXI4 master signatures of the KVMU, for one ``HWConfig``.
 
 Field order is the packing order (first field = LSBs). The assignment input and the
 selection input reuse the DRE layouts (``hw.dre.layouts``), so the HCU's ``assign`` and the
@@ -16,7 +16,13 @@ from amaranth.lib.wiring import In, Out
 from ..config import HWConfig
 from ..dre.layouts import layouts as dre_layouts
 
-__all__ = ["KVMULayouts", "axi4_read_signature", "kvmu_layouts"]
+__all__ = [
+    "KVMULayouts",
+    "axi4_read_signature",
+    "axi4_signature",
+    "axi4_write_signature",
+    "kvmu_layouts",
+]
 
 
 def axi4_read_signature(addr_bits: int, data_bits: int) -> wiring.Signature:
@@ -43,6 +49,42 @@ def axi4_read_signature(addr_bits: int, data_bits: int) -> wiring.Signature:
     )
 
 
+def axi4_write_signature(addr_bits: int, data_bits: int) -> wiring.Signature:
+    """AW, W and B channels of an AXI4 master (one ID, always 0; INCR bursts; ``bid`` is
+    ignored), directions as seen from the master. ``wstrb`` has one bit per data byte."""
+    return wiring.Signature(
+        {
+            "awid": Out(1),
+            "awaddr": Out(addr_bits),
+            "awlen": Out(8),
+            "awsize": Out(3),
+            "awburst": Out(2),
+            "awvalid": Out(1),
+            "awready": In(1),
+            "wdata": Out(data_bits),
+            "wstrb": Out(data_bits // 8),
+            "wlast": Out(1),
+            "wvalid": Out(1),
+            "wready": In(1),
+            "bid": In(1),
+            "bresp": In(2),
+            "bvalid": In(1),
+            "bready": Out(1),
+        }
+    )
+
+
+def axi4_signature(addr_bits: int, data_bits: int) -> wiring.Signature:
+    """A full AXI4 master: the members of ``axi4_read_signature`` (AR, R) followed by those
+    of ``axi4_write_signature`` (AW, W, B) in one flat signature, so that a top port
+    ``m_axi`` binds to cocotbext-axi ``AxiBus.from_prefix(dut, "m_axi",
+    bus_separator="__")``. ``KVMemoryUnit.m_axi`` drives the read members and
+    ``KVWriter.m_axi`` the write members (connect them member by member)."""
+    members = dict(axi4_read_signature(addr_bits, data_bits).members)
+    members.update(axi4_write_signature(addr_bits, data_bits).members)
+    return wiring.Signature(members)
+
+
 class KVMULayouts:
     def __init__(self, cfg: HWConfig):
         dre = dre_layouts(cfg)
@@ -65,6 +107,12 @@ class KVMULayouts:
         self.kv = data.StructLayout(
             {"data": unsigned(cfg.axi_data_bits), "cluster": dre.selected["cluster"].shape}
         )
+        #: Write command: the byte address of one token's KV (``slot.addr``).
+        self.wr_cmd = data.StructLayout({"addr": unsigned(cfg.axi_addr_bits)})
+        #: Write data: one bus beat of a token's KV (K then V, ``axi_beats_per_token`` beats).
+        self.wr_data = data.StructLayout({"data": unsigned(cfg.axi_data_bits)})
+        #: Write completion: one beat per token, ``error`` if any B response was not OKAY.
+        self.wr_done = data.StructLayout({"error": unsigned(1)})
         count = unsigned(cfg.axi_addr_bits)
         #: Done beat after the last data beat of a selection.
         self.summary = data.StructLayout(

@@ -1,0 +1,219 @@
+"""Bit-exact model of the vector unit (``hw.datapath.VectorUnit``): online softmax attention
+of one query over ``n`` tokens with FP32 arithmetic (``golden.fparith``: flush to zero,
+round to nearest even) and the table-based ``exp2q``.
+
+``online_attention(scores, values, exp_frac_bits=F)`` with ``K = attention_scale(d)``
+(``log2(e) / sqrt(d)`` rounded to FP32, so that ``2**(s*K) = e**(s/sqrt(d))``)::
+
+    for t in 0..n-1:
+        x = fp32_mul(scores[t], K)
+        if t == 0: m_new = x; a = +0
+        else:      m_new = fp32_max(m, x); a = exp2q(fp32_add(m, -m_new), F)
+        p = exp2q(fp32_add(x, -m_new), F)           # -y flips the sign bit
+        S = fp32_add(fp32_mul(S, a), p)             # S starts at +0
+        o[i] = fp32_add(fp32_mul(o[i], a), fp32_mul(p, widen(values[t, i])))  # o starts +0
+        m = m_new
+    out[i] = fp32_mul(o[i], fp32_recip(S))
+
+``widen`` turns a BF16 pattern into the FP32 pattern ``bits << 16`` (flushed). ``S >= 1``
+after every token (the running maximum contributes ``exp2q(+0) = 1``), so the reciprocal is
+always defined. Scores must be finite (an infinite score makes ``x - m_new`` NaN and
+``exp2q`` raises ``ValueError``).
+
+``attention_bits(q, keys, values, lanes=, exp_frac_bits=)`` adds the score dot products of
+the MAC tree (``golden.fparith.dot``).
+
+CLI: relative L2 error of ``attention_bits`` against float64 softmax attention of the same
+BF16 q/k/v on queries sampled from a trace (prefill queries attend causally to the tokens
+up to their own, decode queries to the tokens ingested before them)::
+
+    python -m golden.softmax --trace build/traces/x.npz --lanes 16 --exp-frac-bits 10 \\
+        --queries 200 [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from golden.bf16 import to_bf16_bits
+from golden.fparith import (
+    _check_int,
+    bits_to_f32,
+    dot,
+    exp2q,
+    f32_to_bits,
+    fp32_add,
+    fp32_max,
+    fp32_mul,
+    fp32_recip,
+    ftz32,
+)
+
+__all__ = [
+    "attention_bits",
+    "attention_error",
+    "attention_float",
+    "attention_scale",
+    "main",
+    "online_attention",
+]
+
+_SIGN = np.uint32(0x8000_0000)
+
+
+def attention_scale(head_dim: int) -> np.uint32:
+    """FP32 pattern of ``log2(e) / sqrt(head_dim)`` (float64, rounded to nearest even)."""
+    _check_int("head_dim", head_dim, 1, 1 << 16)
+    return np.uint32(f32_to_bits(np.float32(math.log2(math.e) / math.sqrt(head_dim))))
+
+
+def _widen(values: np.ndarray) -> np.ndarray:
+    return ftz32(values.astype(np.uint32) << np.uint32(16))
+
+
+def online_attention(
+    scores: npt.ArrayLike, values: npt.ArrayLike, *, exp_frac_bits: int
+) -> np.ndarray:
+    """FP32 patterns ``(d,)`` of the attention output (module docstring): ``scores`` are
+    ``n >= 1`` FP32 patterns (``uint32``), ``values`` ``(n, d)`` BF16 patterns."""
+    s = np.asarray(scores)
+    v = np.asarray(values)
+    if s.dtype != np.uint32 or s.ndim != 1 or s.size < 1:
+        raise ValueError(f"scores must be a non-empty uint32 vector, not {s.dtype} {s.shape}")
+    if v.dtype != np.uint16 or v.ndim != 2 or v.shape[0] != s.size or v.shape[1] < 1:
+        raise ValueError(
+            f"values must be uint16 of shape ({s.size}, d), d >= 1, not {v.dtype} {v.shape}"
+        )
+    _check_int("exp_frac_bits", exp_frac_bits, 1, 16)
+    k = attention_scale(v.shape[1])
+    wide = _widen(v)
+    m = S = np.uint32(0)
+    o = np.zeros(v.shape[1], np.uint32)
+    for t in range(s.size):
+        x = fp32_mul(s[t], k)
+        if t == 0:
+            m_new, a = x, np.uint32(0)
+        else:
+            m_new = fp32_max(m, x)
+            a = exp2q(fp32_add(m, m_new ^ _SIGN), exp_frac_bits)
+        p = exp2q(fp32_add(x, m_new ^ _SIGN), exp_frac_bits)
+        S = fp32_add(fp32_mul(S, a), p)
+        o = fp32_add(fp32_mul(o, a), fp32_mul(p, wide[t]))
+        m = m_new
+    return fp32_mul(o, fp32_recip(S)).astype(np.uint32)
+
+
+def attention_bits(
+    q: npt.ArrayLike,
+    keys: npt.ArrayLike,
+    values: npt.ArrayLike,
+    *,
+    lanes: int,
+    exp_frac_bits: int,
+) -> np.ndarray:
+    """``online_attention`` of the scores ``dot(keys[t], q, lanes)``; ``q`` ``(d,)``,
+    ``keys`` and ``values`` ``(n, d)``, all BF16 patterns (``uint16``)."""
+    q = np.asarray(q)
+    keys = np.asarray(keys)
+    if q.ndim != 1 or keys.ndim != 2 or keys.shape[1] != q.size:
+        raise ValueError(f"keys must have shape (n, {q.size}), not {keys.shape}")
+    scores = np.atleast_1d(dot(keys, np.broadcast_to(q, keys.shape), lanes))
+    return online_attention(scores, values, exp_frac_bits=exp_frac_bits)
+
+
+def attention_float(q: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """float64 softmax attention ``softmax(k q / sqrt(d)) v`` of float arrays."""
+    s = keys.astype(np.float64) @ q.astype(np.float64) / math.sqrt(q.size)
+    w = np.exp(s - s.max())
+    return (w / w.sum()) @ values.astype(np.float64)
+
+
+def attention_error(
+    path: str, *, lanes: int, exp_frac_bits: int, queries: int, seed: int = 0
+) -> dict:
+    """Relative L2 error ``|out - ref| / |ref|`` of ``attention_bits`` against
+    ``attention_float`` for ``queries`` queries sampled from the trace at ``path`` (any
+    layer and query head, prefill or decode; keys and values of the matching KV head)."""
+    from golden.trace import load
+
+    _check_int("queries", queries, 1, 1 << 20)
+    t = load(path)
+    rng = np.random.default_rng(seed)
+    errs, lengths = [], []
+    for _ in range(queries):
+        layer = int(rng.integers(t.layers))
+        hq = int(rng.integers(t.q_heads))
+        kv = hq // t.q_per_kv
+        j = int(rng.integers(t.n_tokens + t.n_decode))
+        if j < t.n_tokens:
+            q, n = t.queries[layer, hq, j], j + 1
+        else:
+            jd = j - t.n_tokens
+            q, n = t.decode_queries[layer, hq, jd], int(t.frame_offsets[t.decode_after[jd] + 1])
+        k, v = t.keys[layer, kv, :n], t.values[layer, kv, :n]
+        got = attention_bits(
+            to_bf16_bits(q),
+            to_bf16_bits(k),
+            to_bf16_bits(v),
+            lanes=lanes,
+            exp_frac_bits=exp_frac_bits,
+        )
+        ref = attention_float(q, k, v)
+        diff = bits_to_f32(got).astype(np.float64) - ref
+        errs.append(np.linalg.norm(diff) / max(np.linalg.norm(ref), np.finfo(np.float64).tiny))
+        lengths.append(n)
+    e = np.array(errs)
+    return {
+        "trace": str(path),
+        "lanes": lanes,
+        "exp_frac_bits": exp_frac_bits,
+        "queries": queries,
+        "head_dim": t.head_dim,
+        "tokens_mean": float(np.mean(lengths)),
+        "rel_l2_max": float(e.max()),
+        "rel_l2_mean": float(e.mean()),
+        "rel_l2_median": float(np.median(e)),
+        "rel_l2_p99": float(np.quantile(e, 0.99)),
+        "exp2_input_bound": 2.0 ** (2.0 ** -(exp_frac_bits + 1)) - 1,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m golden.softmax", description="Float-model error of the vector unit."
+    )
+    ap.add_argument("--trace", required=True, help="a golden.trace .npz file")
+    ap.add_argument("--lanes", type=int, default=16, help="MAC lanes (power of two)")
+    ap.add_argument("--exp-frac-bits", type=int, default=10, help="exp2 table input bits")
+    ap.add_argument("--queries", type=int, default=200, help="queries sampled")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=str, default=None, help="also write the figures here")
+    args = ap.parse_args(argv)
+    try:
+        res = attention_error(
+            args.trace,
+            lanes=args.lanes,
+            exp_frac_bits=args.exp_frac_bits,
+            queries=args.queries,
+            seed=args.seed,
+        )
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        ap.error(str(exc))
+    print("| metric | value |\n|---|---|")
+    for key, val in res.items():
+        print(f"| {key} | {val:.3g} |" if isinstance(val, float) else f"| {key} | {val} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,912 @@
+"""VRexCore: the DRE, the datapath and the KVMU behind a host command interface.
+
+One context (layer, KV head) at a time, bit-exact with ``golden.core.CoreModel``: the host
+runs several contexts one after the other with ``RESET_CTX`` between them.
+
+Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cycles):
+
+- ``cmd`` (in): ``op`` and a 32-bit ``arg``:
+
+  ========== == ==================================================================
+  op         #  meaning
+  ========== == ==================================================================
+  RESET_CTX  1  new context: clear the cluster table, the KV chunk tables, the kept tokens
+  SET_BIAS   2  ``vin``: one vector (bias); ``theta_j = dot(bias, P_j)`` (key centring)
+  INGEST     3  ``vin``: ``arg`` tokens, each its pre-RoPE K vector then its V vector
+  QUERY      4  ``vin``: one pre-RoPE query vector at position ``arg``; ``out``: the result
+  CLEAR_PERF 5  zero the performance counters
+  ========== == ==================================================================
+
+  A vector is ``head_dim // mac_lanes`` beats of ``mac_lanes`` BF16 values (element order).
+- ``vin`` (in): vector beats. ``out`` (out): the FP32 attention output of a query,
+  ``head_dim // mac_lanes`` beats, ``last`` on the final one.
+- ``status`` (out): one beat per command, after all its effects (and after ``out``):
+  ``op`` and ``error``: ``OK`` 0, ``BAD_OP`` 1 (unknown op: nothing else consumed),
+  ``EMPTY`` 2 (query of an empty context: the vector is consumed, no ``out``), ``FULL`` 3
+  (tokens past ``2**token_id_bits`` in a context are consumed and dropped), ``BAD_ARG`` 4
+  (query position beyond ``2**(token_id_bits+1) - 1``: vector consumed, no ``out``),
+  ``BUS`` 5 (an AXI response was not OKAY during the command).
+- ``perf_addr`` / ``perf_data``: the performance counters (``PERF`` order, 32 bits, wrap),
+  combinational read.
+- ``m_axi``: AXI4 master (reads: KVMU retrieval bursts; writes: aged tokens' K and V).
+
+Flow of one ingested token ``t``: K and V beats into registers; RoPE (``RopeUnit``) of K;
+``hash_bits`` dot products with the BF16 hyperplanes through the MAC tree compared with the
+thresholds ``theta`` (signature); if the recent ring is full, the oldest ring token ages
+out: its signature goes through the HCU, the KVMU gives it a slot, the ``KVWriter`` writes
+its K and V there, its cluster's FP32 key sum is updated lane-parallel and the cluster's
+score weight ``w_c = 1/members_c * K_score`` recomputed (``FP32Recip``). Then ``t`` takes the
+ring slot (or a sink slot).
+
+Flow of a query: RoPE of q; every cluster's key sum (rounded to BF16) is dotted with q
+through the MAC tree, scaled by ``w_c`` into a fixed-point log2 score and streamed into the
+WTU; the selection goes straight to the KVMU, whose reads start at once. Attention runs
+over the kept tokens (sinks, then the ring, oldest first) from on-chip memory and then over
+the fetched tokens as their beats arrive: K rows to the MAC tree, V rows through a FIFO to
+the ``VectorUnit`` (online softmax), whose output is ``out``.
+"""
+
+from __future__ import annotations
+
+import enum as pyenum
+
+import numpy as np
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.bf16 import to_bf16_bits
+from golden.core import WORK_COUNTERS, score_scale_bits
+
+from .config import HWConfig, check_config
+from .datapath import (
+    FP32Add,
+    FP32Compare,
+    FP32Mul,
+    FP32Recip,
+    FP32ToBF16,
+    FP32ToFixed,
+    IntToFP32,
+    MacTree,
+    RopeUnit,
+    VectorUnit,
+)
+from .datapath.layouts import BF16, FP32
+from .dre import DynamicRetrievalEngine
+from .dre.layouts import Event
+from .kvmu import KVMemoryUnit, KVWriter, axi4_signature
+
+__all__ = ["PERF", "Error", "Op", "VRexCore", "check_core_config"]
+
+
+class Op(pyenum.IntEnum):
+    RESET_CTX = 1
+    SET_BIAS = 2
+    INGEST = 3
+    QUERY = 4
+    CLEAR_PERF = 5
+
+
+class Error(pyenum.IntEnum):
+    OK = 0
+    BAD_OP = 1
+    EMPTY = 2
+    FULL = 3
+    BAD_ARG = 4
+    BUS = 5
+
+
+#: Performance counters, in ``perf_addr`` order: cycle counters, then the work counters of
+#: ``golden.core.WORK_COUNTERS`` (cross-checked against the model), then error counts.
+PERF = (
+    "cycles",
+    "busy_ingest",
+    "busy_query",
+    "mac_beats",
+    "mac_stall",
+    "hcu_wait",
+    "axi_read_wait",
+    "axi_write_wait",
+    *WORK_COUNTERS,
+    "bad_commands",
+)
+
+
+def check_core_config(cfg: HWConfig) -> None:
+    """``ValueError`` naming the parameter for configurations the core does not support."""
+    r = cfg.resv
+    if r.head_dim % cfg.mac_lanes:
+        raise ValueError(
+            f"head_dim ({r.head_dim}) must be a multiple of mac_lanes ({cfg.mac_lanes})"
+        )
+    row = 16 * cfg.mac_lanes
+    if row % cfg.axi_data_bits:
+        raise ValueError(
+            f"axi_data_bits ({cfg.axi_data_bits}) must divide 16 * mac_lanes ({row}): "
+            "a memory row of the core is one MAC beat"
+        )
+    if r.recent_tokens < 1:
+        raise ValueError(f"recent_tokens must be at least 1 for the core, not {r.recent_tokens}")
+    if cfg.token_id_bits > 24:
+        raise ValueError(f"token_id_bits must be at most 24 for the core, not {cfg.token_id_bits}")
+
+
+def _bits(rows: np.ndarray) -> list[int]:
+    """uint16 rows (n, lanes) → one integer per row, element 0 in the LSBs."""
+    out = []
+    for row in rows:
+        v = 0
+        for i, x in enumerate(row):
+            v |= int(x) << (16 * i)
+        out.append(v)
+    return out
+
+
+class VRexCore(wiring.Component):
+    """The V-Rex core; see the module docstring."""
+
+    def __init__(self, cfg: HWConfig):
+        check_config(self, cfg)
+        try:
+            check_core_config(cfg)
+        except ValueError:
+            self._MustUse__silence = True
+            raise
+        self._cfg = cfg
+        lanes = cfg.mac_lanes
+        super().__init__(
+            {
+                "cmd": In(stream.Signature(data.StructLayout({"op": 3, "arg": 32}))),
+                "vin": In(
+                    stream.Signature(data.StructLayout({"x": data.ArrayLayout(BF16, lanes)}))
+                ),
+                "out": Out(
+                    stream.Signature(
+                        data.StructLayout({"o": data.ArrayLayout(FP32, lanes), "last": 1})
+                    )
+                ),
+                "status": Out(stream.Signature(data.StructLayout({"op": 3, "error": 3}))),
+                "perf_addr": In(range(len(PERF))),
+                "perf_data": Out(32),
+                "m_axi": Out(axi4_signature(cfg.axi_addr_bits, cfg.axi_data_bits)),
+            }
+        )
+
+    @property
+    def cfg(self) -> HWConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        cfg, r = self._cfg, self._cfg.resv
+        m = Module()
+        lanes, d, H = cfg.mac_lanes, r.head_dim, r.hash_bits
+        nb = d // lanes  # rows (MAC beats) per vector
+        row_bits = 16 * lanes
+        sub = row_bits // cfg.axi_data_bits  # AXI beats per row
+        sink, recent = r.sink_tokens, r.recent_tokens
+        kept = sink + recent
+        C = r.max_clusters
+        tid_bits = cfg.token_id_bits
+
+        # ------------------------------------------------------------------ submodules
+        m.submodules.rope = rope = RopeUnit(cfg)
+        m.submodules.mac = mac = MacTree(cfg)
+        m.submodules.dre = dre = DynamicRetrievalEngine(cfg)
+        m.submodules.kvmu = kvmu = KVMemoryUnit(cfg)
+        m.submodules.writer = writer = KVWriter(cfg)
+        m.submodules.vu = vu = VectorUnit(cfg)
+        m.submodules.recip = recip = FP32Recip()
+        m.submodules.sig_cmp = sig_cmp = FP32Compare()
+        m.submodules.score_mul = score_mul = FP32Mul()
+        m.submodules.w_mul = w_mul = FP32Mul()
+        m.submodules.to_fixed = to_fixed = FP32ToFixed(frac_bits=0, width=r.score_bits)
+        m.submodules.to_fp32 = to_fp32 = IntToFP32(width=tid_bits + 1)
+        wiring.connect(m, dre.selected, kvmu.selected)
+        wiring.connect(m, vu.result, wiring.flipped(self.out))
+        self._connect_axi(m, kvmu, writer)
+
+        # ------------------------------------------------------------------ memories
+        planes = to_bf16_bits(r.planes.T).reshape(H * nb, lanes)
+        m.submodules.planes = planes_mem = Memory(shape=row_bits, depth=H * nb, init=_bits(planes))
+        m.submodules.kept_k = kept_k = Memory(shape=row_bits, depth=kept * nb, init=[])
+        m.submodules.kept_v = kept_v = Memory(shape=row_bits, depth=kept * nb, init=[])
+        m.submodules.kept_sig = kept_sig = Memory(shape=H, depth=kept, init=[])
+        m.submodules.keysum = keysum = Memory(
+            shape=data.ArrayLayout(FP32, lanes), depth=C * nb, init=[]
+        )
+        m.submodules.members = members = Memory(shape=tid_bits + 1, depth=C, init=[])
+        m.submodules.weight = weight = Memory(shape=FP32, depth=C, init=[])
+        planes_rd = planes_mem.read_port()
+        kk_rd, kk_wr = kept_k.read_port(), kept_k.write_port()
+        kv_rd, kv_wr = kept_v.read_port(), kept_v.write_port()
+        ks_rd, ks_wr = kept_sig.read_port(), kept_sig.write_port()
+        sum_rd, sum_wr = keysum.read_port(), keysum.write_port()
+        mem_rd, mem_wr = members.read_port(), members.write_port()
+        w_rd, w_wr = weight.read_port(), weight.write_port()
+        for port in (planes_rd, kk_rd, kv_rd, ks_rd, sum_rd, mem_rd, w_rd):
+            m.d.comb += port.en.eq(0)
+
+        # ------------------------------------------------------------------ registers
+        kbuf = Signal(data.ArrayLayout(row_bits, nb), name="kbuf")  # received K / q / bias
+        vbuf = Signal(data.ArrayLayout(row_bits, nb), name="vbuf")  # received V
+        kpost = Signal(data.ArrayLayout(row_bits, nb), name="kpost")  # RoPE output
+        theta = Signal(data.ArrayLayout(FP32, H), name="theta")
+        sig = Signal(H, name="sig")
+
+        op = Signal(3, name="op")
+        arg = Signal(32, name="arg")
+        err = Signal(3, name="err")
+        n_tok = Signal(tid_bits + 1, name="n_tok")  # tokens of the context
+        n_clu = Signal(range(C + 1), name="n_clu")  # clusters of the context
+        ring_n = Signal(range(recent + 1), name="ring_n")  # tokens in the recent ring
+        ring_wp = Signal(range(recent), name="ring_wp")  # next ring slot (the oldest if full)
+        hcu_clear = Signal(init=1, name="hcu_clear")  # clear the HCU with its next token
+        tok_left = Signal(32, name="tok_left")
+        drop = Signal(name="drop")  # this token is past the context capacity
+
+        rx = Signal(range(2 * nb + 1), name="rx")  # received rows
+        ri = Signal(range(nb + 1), name="rope_in")
+        ro = Signal(range(nb + 1), name="rope_out")
+        position = Signal(tid_bits + 1, name="position")
+
+        slot = Signal(range(kept), name="slot")  # kept slot of the new token
+        age_slot = Signal(range(kept), name="age_slot")
+        age_id = Signal(tid_bits, name="age_id")
+        age_c = Signal(cfg.cluster_id_bits, name="age_cluster")
+        age_ev = Signal(Event, name="age_event")
+        age_addr = Signal(cfg.axi_addr_bits, name="age_addr")
+        age_full = Signal(name="age_full")
+        ab = Signal(range(2 * nb + 1), name="age_row")
+        asub = Signal(range(max(2, sub)), name="age_sub")
+        new_members = Signal(tid_bits + 1, name="new_members")
+
+        # Counters.
+        perf = {name: Signal(32, name=f"perf_{name}") for name in PERF}
+        m.d.comb += self.perf_data.eq(Array(perf.values())[self.perf_addr])
+        m.d.sync += perf["cycles"].eq(perf["cycles"] + 1)
+
+        def count(name, amount=1):
+            return perf[name].eq(perf[name] + amount)
+
+        # ------------------------------------------------------------------ MAC feeder
+        # One register stage in front of the MAC tree (and of the V FIFO): the read ports
+        # are enabled with ``adv`` so their data, like the stage's flags, hold while stalled.
+        class Mode(pyenum.IntEnum):
+            HASH = 0
+            SCORE = 1
+            KEPT = 2
+            FETCH = 3
+
+        mode = Signal(2, name="feed_mode")
+        feed_on = Signal(name="feed_on")
+        hash_src_k = Signal(name="hash_src_kbuf")  # hash kbuf (pre-RoPE or bias), else kpost
+        fi = Signal(range(max(H, C, kept, 2) + 1), name="feed_i")  # outer index
+        fb = Signal(range(2 * nb + 1), name="feed_b")  # row within the item
+        f_end = Signal(range(max(H, C, kept, 2) + 1), name="feed_end")
+        kslot = Signal(range(kept), name="feed_slot")  # kept slot of item ``fi``
+        n_sinks = Signal(range(sink + 1), name="n_sinks")
+        ring_old = Signal(range(recent), name="ring_oldest")
+
+        mv = Signal(name="stage_valid")
+        mdest_v = Signal(name="stage_to_vfifo")
+        mb = Signal(range(nb), name="stage_row")
+        mlast = Signal(name="stage_last")
+        mrow = Signal(row_bits, name="stage_row_data")  # fetch mode data
+        m.submodules.vfifo = vfifo = fifo.SyncFIFOBuffered(width=row_bits, depth=2 * nb + 2)
+        adv = Signal(name="stage_adv")
+        m.d.comb += adv.eq(~mv | Mux(mdest_v, vfifo.w_rdy, mac.vectors.ready))
+
+        a_row = Mux(hash_src_k & (mode == Mode.HASH), kbuf[mb], kpost[mb])
+        to_bf = []
+        for i in range(lanes):
+            cv = m.submodules[f"sum_to_bf16_{i}"] = FP32ToBF16()
+            m.d.comb += cv.a.eq(sum_rd.data[i])
+            to_bf.append(cv.b.as_value())
+        b_row = Signal(row_bits, name="stage_b")
+        with m.Switch(mode):
+            with m.Case(Mode.HASH):
+                m.d.comb += b_row.eq(planes_rd.data)
+            with m.Case(Mode.SCORE):
+                m.d.comb += b_row.eq(Cat(*to_bf))
+            with m.Case(Mode.KEPT):
+                m.d.comb += b_row.eq(kk_rd.data)
+            with m.Case(Mode.FETCH):
+                m.d.comb += b_row.eq(mrow)
+        m.d.comb += [
+            mac.vectors.valid.eq(mv & ~mdest_v),
+            mac.vectors.payload.a.eq(a_row),
+            mac.vectors.payload.b.eq(b_row),
+            mac.vectors.payload.last.eq(mlast),
+            vfifo.w_en.eq(mv & mdest_v),
+            vfifo.w_data.eq(Mux(mode == Mode.FETCH, mrow, kv_rd.data)),
+        ]
+        # dot products issued / results taken in the current phase (attention: tokens)
+        n_items = max(H, C) + (1 << tid_bits) + 1
+        items = Signal(range(n_items), name="mac_items")
+        with m.If(mac.vectors.valid & mac.vectors.ready):
+            m.d.sync += count("mac_beats")
+            with m.If(mlast):
+                m.d.sync += items.eq(items + 1)
+        with m.If(mac.vectors.valid & ~mac.vectors.ready):
+            m.d.sync += count("mac_stall")
+
+        # Issue of the memory modes (HASH, SCORE, KEPT); FETCH loads the stage from the
+        # gearbox below.
+        issue = Signal(name="feed_issue")
+        item_rows = Mux(mode == Mode.KEPT, 2 * nb, nb)
+        b_mod = Mux(fb >= nb, fb - nb, fb).as_unsigned()
+        m.d.comb += [
+            issue.eq(feed_on & (mode != Mode.FETCH) & (fi < f_end)),
+            planes_rd.addr.eq(fi * nb + fb),
+            sum_rd.addr.eq(fi * nb + fb),
+            kk_rd.addr.eq(kslot * nb + b_mod),
+            kv_rd.addr.eq(kslot * nb + b_mod),
+        ]
+        with m.If(feed_on & (mode != Mode.FETCH)):
+            m.d.comb += [
+                planes_rd.en.eq(adv),
+                sum_rd.en.eq(adv),
+                kk_rd.en.eq(adv),
+                kv_rd.en.eq(adv),
+            ]
+        with m.If(adv & (mode != Mode.FETCH)):
+            m.d.sync += mv.eq(issue)
+            with m.If(issue):
+                m.d.sync += [
+                    mb.eq(b_mod),
+                    mdest_v.eq(fb >= nb),
+                    mlast.eq(b_mod == nb - 1),
+                    fb.eq(fb + 1),
+                ]
+                with m.If(fb == item_rows - 1):
+                    m.d.sync += [fb.eq(0), fi.eq(fi + 1)]
+                    # next kept slot: sinks 0.., then the ring from its oldest entry
+                    with m.If(kslot + 1 == n_sinks):
+                        m.d.sync += kslot.eq(sink + ring_old)
+                    with m.Elif(kslot == kept - 1):
+                        m.d.sync += kslot.eq(sink)
+                    with m.Else():
+                        m.d.sync += kslot.eq(kslot + 1)
+
+        # Fetch gearbox: ``sub`` AXI beats per row, rows 0..nb-1 of a token are K, nb.. V.
+        gsub = Signal(range(max(2, sub)), name="gear_sub")
+        gbuf = Signal(max(1, row_bits - cfg.axi_data_bits), name="gear_buf")
+        grow = Signal(range(2 * nb), name="gear_row")
+        kv_in = kvmu.kv
+        with m.If(feed_on & (mode == Mode.FETCH)):
+            m.d.comb += kv_in.ready.eq((gsub != sub - 1) | adv)
+            with m.If(adv):
+                m.d.sync += mv.eq(0)
+            with m.If(kv_in.valid & kv_in.ready):
+                full_row = kv_in.payload.data if sub == 1 else Cat(gbuf, kv_in.payload.data)
+                with m.If(gsub == sub - 1):
+                    m.d.sync += [
+                        gsub.eq(0),
+                        mv.eq(1),
+                        mrow.eq(full_row),
+                        mdest_v.eq(grow >= nb),
+                        mb.eq(Mux(grow >= nb, grow - nb, grow).as_unsigned()),
+                        mlast.eq(grow == nb - 1),
+                        grow.eq(Mux(grow == 2 * nb - 1, 0, grow + 1)),
+                    ]
+                    with m.If(grow == 0):
+                        m.d.sync += [count("tokens_fetched"), count("tokens_attended")]
+                with m.Else():
+                    m.d.sync += gsub.eq(gsub + 1)
+                    if sub > 1:
+                        w = cfg.axi_data_bits
+                        with m.Switch(gsub):
+                            for i in range(sub - 1):
+                                with m.Case(i):
+                                    m.d.sync += gbuf[i * w : (i + 1) * w].eq(kv_in.payload.data)
+
+        # ------------------------------------------------------------------ MAC results
+        res = mac.result
+        rc = Signal(range(n_items), name="result_i")
+        # HASH: signature bits or thresholds.
+        m.d.comb += [sig_cmp.a.eq(res.payload.value), sig_cmp.b.eq(theta[rc])]
+        bias_mode = Signal(name="bias_mode")
+        # SCORE: one stage reading w_c and the count, then the WTU.
+        sv = Signal(name="score_valid")
+        sdot = Signal(FP32, name="score_dot")
+        sid = Signal(cfg.cluster_id_bits, name="score_id")
+        s_adv = Signal(name="score_adv")
+        clusters = dre.clusters
+        m.d.comb += [
+            s_adv.eq(~sv | clusters.ready),
+            score_mul.a.eq(sdot),
+            score_mul.b.eq(w_rd.data),
+            to_fixed.a.eq(score_mul.p),
+            clusters.valid.eq(sv),
+            clusters.payload.cluster.eq(sid),
+            clusters.payload.score.eq(to_fixed.q),
+            clusters.payload.count.eq(dre.count_data),
+            clusters.payload.last.eq(sid == n_clu - 1),
+            dre.count_addr.eq(Mux(s_adv, rc, sid)),
+            w_rd.addr.eq(rc),
+        ]
+        # Attention: hold one score so that the last one can carry ``last``.
+        hold_v = Signal(name="hold_valid")
+        hold = Signal(FP32, name="hold_score")
+        hold_first = Signal(name="hold_first")
+        first_pending = Signal(name="first_pending")
+        attn_end = Signal(name="attn_end")  # every attended token's score is in
+        sc = vu.scores
+        m.d.comb += [
+            sc.payload.value.eq(hold),
+            sc.payload.first.eq(hold_first),
+            sc.payload.last.eq(attn_end),
+        ]
+        with m.Switch(mode):
+            with m.Case(Mode.HASH):
+                m.d.comb += res.ready.eq(1)
+                with m.If(res.valid):
+                    m.d.sync += rc.eq(rc + 1)
+                    with m.If(bias_mode):
+                        m.d.sync += theta[rc].eq(res.payload.value)
+                    with m.Else():
+                        m.d.sync += sig.eq(Cat(sig[1:], sig_cmp.ge) if H > 1 else sig_cmp.ge)
+            with m.Case(Mode.SCORE):
+                m.d.comb += res.ready.eq(s_adv)
+                with m.If(s_adv):
+                    m.d.comb += w_rd.en.eq(1)
+                    m.d.sync += sv.eq(res.valid)
+                    with m.If(res.valid):
+                        m.d.sync += [sdot.eq(res.payload.value), sid.eq(rc), rc.eq(rc + 1)]
+            with m.Default():  # KEPT, FETCH
+                m.d.comb += [
+                    res.ready.eq(~hold_v | sc.ready),
+                    sc.valid.eq(hold_v & (res.valid | attn_end)),
+                ]
+                with m.If(res.valid & res.ready):
+                    m.d.sync += [
+                        hold.eq(res.payload.value),
+                        hold_v.eq(1),
+                        hold_first.eq(first_pending),
+                        first_pending.eq(0),
+                        rc.eq(rc + 1),
+                    ]
+                with m.Elif(sc.valid & sc.ready):
+                    m.d.sync += hold_v.eq(0)
+        m.d.comb += [
+            vu.values.valid.eq(vfifo.r_rdy),
+            vu.values.payload.v.eq(vfifo.r_data),
+            vfifo.r_en.eq(vu.values.ready),
+        ]
+
+        # ------------------------------------------------------------------ aging datapath
+        # Key-sum update: keysum row + widened K row (``+0`` base for a new cluster).
+        sum_row = Signal(data.ArrayLayout(FP32, lanes), name="sum_row")
+        for i in range(lanes):
+            add = m.submodules[f"sum_add{i}"] = FP32Add()
+            base = Mux(age_ev == Event.CREATED, 0, sum_rd.data[i].as_value())
+            m.d.comb += [
+                add.a.eq(base),
+                add.b.eq(Cat(Const(0, 16), kk_rd.data[16 * i : 16 * i + 16])),
+                sum_row[i].eq(add.s),
+            ]
+        m.d.comb += [
+            sum_wr.addr.eq(age_c * nb + ab),
+            sum_wr.data.eq(sum_row),
+            to_fp32.n.eq(new_members),
+            recip.operand.payload.value.eq(to_fp32.f),
+            w_mul.a.eq(recip.result.payload.value),
+            w_mul.b.eq(int(score_scale_bits(d, r.score_frac_bits))),
+            w_wr.addr.eq(age_c),
+            w_wr.data.eq(w_mul.p),
+            mem_wr.addr.eq(age_c),
+            mem_wr.data.eq(new_members),
+            mem_rd.addr.eq(age_c),
+            ks_rd.addr.eq(age_slot),
+        ]
+        wr_row = Mux(ab >= nb, kv_rd.data, kk_rd.data)
+        m.d.comb += writer.data.payload.data.eq(
+            wr_row.word_select(asub, cfg.axi_data_bits) if sub > 1 else wr_row
+        )
+
+        # ------------------------------------------------------------------ control
+        m.d.comb += [
+            self.status.payload.op.eq(op),
+            self.status.payload.error.eq(err),
+            dre.tokens.payload.token_id.eq(age_id),
+            dre.tokens.payload.signature.eq(ks_rd.data),
+            dre.tokens.payload.clear.eq(hcu_clear),
+            kvmu.assign.payload.token_id.eq(age_id),
+            kvmu.assign.payload.cluster.eq(age_c),
+            kvmu.assign.payload.event.eq(age_ev),
+            writer.cmd.payload.addr.eq(age_addr),
+            rope.vectors.payload.x.eq(kbuf[ri]),
+            rope.vectors.payload.position.eq(position),
+            rope.vectors.payload.last.eq(ri == nb - 1),
+            dre.wtu_cmd.payload.coverage_q.eq(r.coverage_q),
+            dre.summary.ready.eq(1),
+            kvmu.summary.ready.eq(1),
+            writer.done.ready.eq(0),
+        ]
+        with m.If(dre.summary.valid):
+            m.d.sync += [
+                count("buckets_scanned", dre.summary.payload.buckets_scanned),
+                count("clusters_selected", dre.summary.payload.n_selected),
+            ]
+        kv_summary_seen = Signal(name="kv_summary_seen")
+        with m.If(kvmu.summary.valid):
+            m.d.sync += [
+                kv_summary_seen.eq(1),
+                count("read_bursts", kvmu.summary.payload.bursts),
+                count("read_beats", kvmu.summary.payload.beats),
+            ]
+            with m.If(kvmu.summary.payload.error):
+                m.d.sync += err.eq(Error.BUS)
+        with m.If(
+            self.m_axi.arvalid & ~self.m_axi.arready | self.m_axi.rready & ~self.m_axi.rvalid
+        ):
+            m.d.sync += count("axi_read_wait")
+        with m.If(
+            self.m_axi.awvalid & ~self.m_axi.awready
+            | self.m_axi.wvalid & ~self.m_axi.wready
+            | self.m_axi.bready & ~self.m_axi.bvalid
+        ):
+            m.d.sync += count("axi_write_wait")
+
+        # Rows received from ``vin`` go to kbuf (first nb) and vbuf (next nb).
+        def receive(rows, then):
+            m.d.comb += self.vin.ready.eq(1)
+            with m.If(self.vin.valid):
+                m.d.sync += rx.eq(rx + 1)
+                with m.If(rx < nb):
+                    m.d.sync += kbuf[rx].eq(self.vin.payload.x)
+                with m.Else():
+                    m.d.sync += vbuf[(rx - nb).as_unsigned()].eq(self.vin.payload.x)
+                with m.If(rx == rows - 1):
+                    m.d.sync += rx.eq(0)
+                    then()
+
+        def start_feed(mode_value, end, *, src_kbuf=False):
+            m.d.sync += [
+                mode.eq(mode_value),
+                feed_on.eq(1),
+                fi.eq(0),
+                fb.eq(0),
+                f_end.eq(end),
+                rc.eq(0),
+                items.eq(0),
+                hash_src_k.eq(src_kbuf),
+                gsub.eq(0),
+                grow.eq(0),
+            ]
+
+        ingest_busy = Signal(name="ingest_busy")
+        query_busy = Signal(name="query_busy")
+        with m.If(ingest_busy):
+            m.d.sync += count("busy_ingest")
+        with m.If(query_busy):
+            m.d.sync += count("busy_query")
+
+        with m.FSM(name="ctrl"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    p = self.cmd.payload
+                    m.d.sync += [op.eq(p.op), arg.eq(p.arg), err.eq(Error.OK), rx.eq(0)]
+                    with m.Switch(p.op):
+                        with m.Case(Op.RESET_CTX):
+                            m.d.comb += kvmu.clear.eq(1)
+                            m.d.sync += [
+                                n_tok.eq(0),
+                                n_clu.eq(0),
+                                ring_n.eq(0),
+                                ring_wp.eq(0),
+                                hcu_clear.eq(1),
+                            ]
+                            m.next = "CLEARING"
+                        with m.Case(Op.SET_BIAS):
+                            m.next = "BIAS_RX"
+                        with m.Case(Op.INGEST):
+                            m.d.sync += tok_left.eq(p.arg)
+                            m.next = "ING_NEXT"
+                        with m.Case(Op.QUERY):
+                            m.next = "Q_RX"
+                        with m.Case(Op.CLEAR_PERF):
+                            m.d.sync += [s.eq(0) for s in perf.values()]
+                            m.next = "STATUS"
+                        with m.Default():
+                            m.d.sync += [err.eq(Error.BAD_OP), count("bad_commands")]
+                            m.next = "STATUS"
+
+            with m.State("CLEARING"), m.If(~kvmu.busy):  # the KVMU sweeps its tables
+                m.next = "STATUS"
+
+            # ---------------------------------------------------------------- SET_BIAS
+            with m.State("BIAS_RX"):
+
+                def bias_hash():
+                    start_feed(Mode.HASH, H, src_kbuf=True)
+                    m.d.sync += bias_mode.eq(1)
+                    m.next = "HASH"
+
+                receive(nb, bias_hash)
+
+            # ---------------------------------------------------------------- INGEST
+            with m.State("ING_NEXT"):
+                with m.If(tok_left == 0):
+                    m.next = "STATUS"
+                with m.Else():
+                    m.d.sync += [tok_left.eq(tok_left - 1), drop.eq(n_tok[tid_bits])]
+                    m.next = "ING_RX"
+            with m.State("ING_RX"):
+                m.d.comb += ingest_busy.eq(1)
+
+                def got_token():
+                    with m.If(drop):
+                        m.d.sync += err.eq(Error.FULL)
+                        m.next = "ING_NEXT"
+                    with m.Else():
+                        m.d.sync += [ri.eq(0), ro.eq(0), position.eq(n_tok)]
+                        m.next = "ROPE"
+
+                receive(2 * nb, got_token)
+
+            # RoPE of kbuf into kpost (tokens and queries).
+            with m.State("ROPE"):
+                m.d.comb += [
+                    ingest_busy.eq(op == Op.INGEST),
+                    query_busy.eq(op == Op.QUERY),
+                    rope.vectors.valid.eq(ri < nb),
+                    rope.result.ready.eq(1),
+                ]
+                with m.If(rope.vectors.valid & rope.vectors.ready):
+                    m.d.sync += ri.eq(ri + 1)
+                with m.If(rope.result.valid):
+                    m.d.sync += [kpost[ro].eq(rope.result.payload.x), ro.eq(ro + 1)]
+                    with m.If(ro == nb - 1):
+                        with m.If(op == Op.QUERY):
+                            m.next = "Q_SCORE_START"
+                        with m.Else():
+                            start_feed(Mode.HASH, H, src_kbuf=r.hash_space == "pre_rope")
+                            m.d.sync += bias_mode.eq(0)
+                            m.next = "HASH"
+
+            # Hash (or bias thresholds): H dot products.
+            with m.State("HASH"):
+                m.d.comb += ingest_busy.eq(~bias_mode)
+                with m.If(fi == f_end):
+                    m.d.sync += feed_on.eq(0)
+                with m.If(rc == H):
+                    with m.If(bias_mode):
+                        m.next = "STATUS"
+                    with m.Else():
+                        m.next = "ING_PLACE"
+
+            # Where the new token goes; age the oldest ring token first if the ring is full.
+            with m.State("ING_PLACE"):
+                m.d.comb += [ingest_busy.eq(1), ks_rd.addr.eq(sink + ring_wp)]
+                m.d.sync += ab.eq(0)
+                with m.If(n_tok < sink):
+                    m.d.sync += slot.eq(n_tok)
+                    m.next = "STORE"
+                with m.Else():
+                    m.d.sync += [slot.eq(sink + ring_wp), age_slot.eq(sink + ring_wp)]
+                    with m.If(ring_n == recent):
+                        m.d.sync += age_id.eq(n_tok - recent)
+                        m.d.comb += ks_rd.en.eq(1)
+                        m.next = "AGE_HCU"
+                    with m.Else():
+                        m.next = "STORE"
+
+            with m.State("AGE_HCU"):
+                m.d.comb += [ingest_busy.eq(1), dre.tokens.valid.eq(1)]
+                with m.If(dre.tokens.ready):
+                    m.d.sync += hcu_clear.eq(0)
+                    m.next = "AGE_ASSIGN"
+            with m.State("AGE_ASSIGN"):
+                m.d.comb += [ingest_busy.eq(1), dre.assign.ready.eq(1)]
+                with m.If(~dre.assign.valid):
+                    m.d.sync += count("hcu_wait")
+                with m.Else():
+                    a = dre.assign.payload
+                    m.d.sync += [age_c.eq(a.cluster), age_ev.eq(a.event), count("tokens_clustered")]
+                    with m.Switch(a.event):
+                        with m.Case(Event.CREATED):
+                            m.d.sync += [count("clusters_created"), n_clu.eq(n_clu + 1)]
+                        with m.Case(Event.JOINED):
+                            m.d.sync += count("clusters_joined")
+                        with m.Case(Event.FORCED):
+                            m.d.sync += count("clusters_forced")
+                    m.next = "AGE_ALLOC"
+            with m.State("AGE_ALLOC"):
+                m.d.comb += [ingest_busy.eq(1), kvmu.assign.valid.eq(1)]
+                with m.If(kvmu.assign.ready):
+                    m.next = "AGE_SLOT"
+            with m.State("AGE_SLOT"):
+                m.d.comb += [ingest_busy.eq(1), kvmu.slot.ready.eq(1)]
+                with m.If(kvmu.slot.valid):
+                    s = kvmu.slot.payload
+                    m.d.sync += [age_addr.eq(s.addr), age_full.eq(s.full), ab.eq(0), asub.eq(0)]
+                    with m.If(s.full):
+                        m.d.sync += count("kv_dropped")
+                        m.next = "AGE_READ"
+                    with m.Else():
+                        m.next = "AGE_WCMD"
+            with m.State("AGE_WCMD"):
+                m.d.comb += [ingest_busy.eq(1), writer.cmd.valid.eq(1)]
+                with m.If(writer.cmd.ready):
+                    m.next = "AGE_READ"
+            # Rows of the aged token: K rows 0..nb-1 (write + key sum), V rows nb..2nb-1.
+            with m.State("AGE_READ"):
+                m.d.comb += [
+                    ingest_busy.eq(1),
+                    kk_rd.addr.eq(age_slot * nb + Mux(ab >= nb, ab - nb, ab).as_unsigned()),
+                    kv_rd.addr.eq(age_slot * nb + Mux(ab >= nb, ab - nb, ab).as_unsigned()),
+                    sum_rd.addr.eq(age_c * nb + ab),
+                    kk_rd.en.eq(1),
+                    kv_rd.en.eq(1),
+                    sum_rd.en.eq(1),
+                ]
+                m.next = "AGE_ROW"
+            with m.State("AGE_ROW"):
+                m.d.comb += ingest_busy.eq(1)
+                row_done = Signal(name="age_row_done")
+                with m.If(age_full):
+                    m.d.comb += row_done.eq(1)
+                with m.Else():
+                    m.d.comb += writer.data.valid.eq(1)
+                    with m.If(writer.data.ready):
+                        m.d.sync += count("write_beats")
+                        with m.If(asub == sub - 1):
+                            m.d.comb += row_done.eq(1)
+                        with m.Else():
+                            m.d.sync += asub.eq(asub + 1)
+                with m.If(row_done):
+                    with m.If(ab < nb):
+                        m.d.comb += sum_wr.en.eq(1)
+                    m.d.sync += [asub.eq(0), ab.eq(ab + 1)]
+                    with m.If(ab == 2 * nb - 1):
+                        m.d.comb += mem_rd.en.eq(1)
+                        m.next = "AGE_MEMBERS"
+                    with m.Else():
+                        m.next = "AGE_READ"
+            with m.State("AGE_MEMBERS"):
+                m.d.comb += ingest_busy.eq(1)
+                m.d.sync += new_members.eq(Mux(age_ev == Event.CREATED, 1, mem_rd.data + 1))
+                m.next = "AGE_RECIP"
+            with m.State("AGE_RECIP"):
+                m.d.comb += [ingest_busy.eq(1), recip.operand.valid.eq(1), mem_wr.en.eq(0)]
+                with m.If(recip.operand.ready):
+                    m.d.comb += mem_wr.en.eq(1)
+                    m.next = "AGE_WEIGHT"
+            with m.State("AGE_WEIGHT"):
+                m.d.comb += [ingest_busy.eq(1), recip.result.ready.eq(1)]
+                with m.If(recip.result.valid):
+                    m.d.comb += w_wr.en.eq(1)
+                    m.next = "AGE_WDONE"
+            with m.State("AGE_WDONE"):
+                m.d.comb += ingest_busy.eq(1)
+                m.d.sync += ab.eq(0)
+                with m.If(age_full):
+                    m.next = "STORE"
+                with m.Else():
+                    m.d.comb += writer.done.ready.eq(1)
+                    with m.If(writer.done.valid):
+                        with m.If(writer.done.payload.error):
+                            m.d.sync += err.eq(Error.BUS)
+                        m.next = "STORE"
+
+            # The new token into its kept slot.
+            with m.State("STORE"):
+                m.d.comb += [
+                    ingest_busy.eq(1),
+                    kk_wr.addr.eq(slot * nb + ab),
+                    kv_wr.addr.eq(slot * nb + ab),
+                    kk_wr.data.eq(kpost[ab]),
+                    kv_wr.data.eq(vbuf[ab]),
+                    kk_wr.en.eq(1),
+                    kv_wr.en.eq(1),
+                    ks_wr.addr.eq(slot),
+                    ks_wr.data.eq(sig),
+                ]
+                m.d.sync += ab.eq(ab + 1)
+                with m.If(ab == 0):
+                    m.d.comb += ks_wr.en.eq(1)
+                with m.If(ab == nb - 1):
+                    m.d.sync += [ab.eq(0), n_tok.eq(n_tok + 1), count("tokens_ingested")]
+                    with m.If(n_tok >= sink):
+                        m.d.sync += [
+                            ring_n.eq(Mux(ring_n == recent, recent, ring_n + 1)),
+                            ring_wp.eq(Mux(ring_wp == recent - 1, 0, ring_wp + 1)),
+                        ]
+                    m.next = "ING_NEXT"
+
+            # ---------------------------------------------------------------- QUERY
+            with m.State("Q_RX"):
+                m.d.comb += query_busy.eq(1)
+
+                def got_query():
+                    with m.If(n_tok == 0):
+                        m.d.sync += err.eq(Error.EMPTY)
+                        m.next = "STATUS"
+                    with m.Elif(arg >> (tid_bits + 1) != 0):
+                        m.d.sync += err.eq(Error.BAD_ARG)
+                        m.next = "STATUS"
+                    with m.Else():
+                        m.d.sync += [ri.eq(0), ro.eq(0), position.eq(arg)]
+                        m.next = "ROPE"
+
+                receive(nb, got_query)
+            with m.State("Q_SCORE_START"):
+                m.d.comb += query_busy.eq(1)
+                m.d.sync += [
+                    count("queries"),
+                    kv_summary_seen.eq(0),
+                    n_sinks.eq(Mux(n_tok < sink, n_tok, sink)),
+                    ring_old.eq(Mux(ring_n == recent, ring_wp, 0)),
+                ]
+                with m.If(n_clu == 0):
+                    m.next = "Q_KEPT_START"
+                with m.Else():
+                    m.next = "Q_WTU"
+            with m.State("Q_WTU"):
+                m.d.comb += query_busy.eq(1)
+                m.d.comb += dre.wtu_cmd.valid.eq(1)
+                with m.If(dre.wtu_cmd.ready):
+                    start_feed(Mode.SCORE, n_clu)
+                    m.d.sync += count("clusters_scored", n_clu)
+                    m.next = "Q_SCORE"
+            with m.State("Q_SCORE"):
+                m.d.comb += query_busy.eq(1)
+                with m.If(fi == f_end):
+                    m.d.sync += feed_on.eq(0)
+                with m.If((rc == n_clu) & ~sv):
+                    m.next = "Q_KEPT_START"
+            with m.State("Q_KEPT_START"):
+                m.d.comb += query_busy.eq(1)
+                start_feed(Mode.KEPT, n_sinks + ring_n)
+                m.d.sync += [
+                    kslot.eq(Mux(n_sinks == 0, sink + ring_old, 0)),
+                    first_pending.eq(1),
+                    hold_v.eq(0),
+                    count("tokens_attended", n_sinks + ring_n),
+                ]
+                m.next = "Q_KEPT"
+            with m.State("Q_KEPT"):
+                m.d.comb += query_busy.eq(1)
+                with m.If((fi == f_end) & ~mv):
+                    with m.If(n_clu == 0):
+                        m.next = "Q_DRAIN"
+                    with m.Else():
+                        m.d.sync += [mode.eq(Mode.FETCH), gsub.eq(0), grow.eq(0)]
+                        m.next = "Q_FETCH"
+            with m.State("Q_FETCH"):
+                m.d.comb += query_busy.eq(1)
+                with m.If(kv_summary_seen & ~mv & (gsub == 0)):
+                    m.next = "Q_DRAIN"
+            with m.State("Q_DRAIN"):
+                # every K row issued: wait for the last result, then flush the held score.
+                m.d.comb += query_busy.eq(1)
+                with m.If(~mv & (rc == items)):
+                    m.d.sync += feed_on.eq(0)
+                    m.next = "Q_FLUSH"
+            with m.State("Q_FLUSH"):
+                m.d.comb += [query_busy.eq(1), attn_end.eq(1)]
+                with m.If(sc.valid & sc.ready):
+                    m.next = "Q_OUT"
+            with m.State("Q_OUT"):
+                m.d.comb += query_busy.eq(1)
+                with m.If(self.out.valid & self.out.ready & self.out.payload.last):
+                    m.next = "STATUS"
+
+            with m.State("STATUS"):
+                m.d.comb += self.status.valid.eq(1)
+                with m.If(self.status.ready):
+                    m.next = "IDLE"
+        return m
+
+    def _connect_axi(self, m, kvmu, writer) -> None:
+        """One AXI4 master: the KVMU's read channels and the writer's write channels."""
+        for unit in (kvmu, writer):
+            for name, member in unit.m_axi.signature.members.items():
+                port, inner = getattr(self.m_axi, name), getattr(unit.m_axi, name)
+                if member.flow == Out:
+                    m.d.comb += port.eq(inner)
+                else:
+                    m.d.comb += inner.eq(port)

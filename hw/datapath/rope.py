@@ -1,0 +1,236 @@
+"""RopeUnit: bit-exact rotary position embedding of BF16 vectors (Llama "rotate-half").
+
+Interface (payloads ``DatapathLayouts.rope_in`` / ``rope_out``; ``L = mac_lanes``,
+``d = resv.head_dim``, ``h = d / 2`` pairs, ``B = d / L`` beats per vector):
+  ``vectors`` (in stream): ``x`` (``L`` BF16), ``position`` (``token_id_bits + 1`` bits),
+  ``last``. One vector is exactly ``B`` beats, beat ``b`` holding elements
+  ``b*L .. b*L+L-1``; ``position`` is read on the first beat. The unit frames vectors by
+  counting beats; ``last`` is expected on beat ``B-1`` and is otherwise ignored.
+  ``result`` (out stream): ``x`` (``L`` BF16), ``last`` — the rotated vector in the same
+  format, ``last`` on its beat ``B-1``; vectors come out in order.
+
+Bit-exact contract: ``golden.rope.rope_bf16(x, [p], base=resv.rope_base,
+lut_bits=rope_lut_bits)``. Pair ``i`` uses the phase ``(p * F_i) mod 2**32`` (a ``32 x
+(token_id_bits+1)`` multiplier; ``F_i`` from ``golden.rope.rope_freq_words`` in an
+``h``-entry ROM read asynchronously), the nearest entry ``j`` of full-circle cos/sin ROMs of
+``2**rope_lut_bits`` BF16 values (``golden.rope.rope_tables``, synchronous read), then
+``y[i] = bf16(x[i]*c + x[i+h]*(-s))`` and ``y[i+h] = bf16(x[i+h]*c + x[i]*s)`` with four
+``BF16Mul``, two ``FP32Add`` and two ``FP32ToBF16`` (exact products, FP32 RNE sum, BF16 RNE,
+flush to zero).
+
+Structure: four vector registers. ``in`` collects the beats of the next vector while the
+compute engine works on ``work`` (copied from ``in`` in one cycle when the engine and the
+``res`` register are free) and one output vector streams out of ``emit`` (copied from
+``res`` in one cycle when free). The engine processes one pair per cycle in a two-stage
+pipeline (issue: phase, table index, ROM read; then multiply/add/round and write both
+results into ``res``).
+
+Cycles with no stalls (``vectors`` valid every cycle, ``result`` always ready): a vector
+whose last beat is accepted at cycle ``T`` by an idle unit offers its first result beat at
+``T + h + 4`` (``latency``), and its ``B`` result beats on consecutive cycles. Back to
+back, a vector is accepted, computed and emitted every ``max(h + 2, B)`` cycles
+(``vector_cycles``): one pair per cycle plus two hand-over cycles, or the beat rate for
+``L = 1``. Any idle cycle on ``vectors`` or back-pressure on ``result`` just delays;
+nothing is lost or duplicated (``vectors.ready`` is low while ``in`` holds a complete
+vector that cannot move on).
+"""
+
+from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.rope import rope_freq_words, rope_tables
+
+from ..config import HWConfig, check_config
+from .bf16_mul import BF16Mul
+from .fp32_add import FP32Add
+from .fp32_to_bf16 import FP32ToBF16
+from .layouts import BF16, layouts
+
+__all__ = ["RopeUnit"]
+
+_WORD = 16  # BF16 bits
+_PHASE = 32  # phase accumulator bits: one turn = 2**32
+
+
+class RopeUnit(wiring.Component):
+    """Streaming RoPE unit, one pair per cycle; see the module docstring."""
+
+    def __init__(self, cfg: HWConfig):
+        check_config(self, cfg)
+        d, lanes = cfg.resv.head_dim, cfg.mac_lanes
+        if d % lanes:
+            self._MustUse__silence = True
+            raise ValueError(f"resv.head_dim ({d}) must be a multiple of mac_lanes, not {lanes!r}")
+        self._cfg = cfg
+        lay = layouts(cfg)
+        super().__init__(
+            {
+                "vectors": In(stream.Signature(lay.rope_in)),
+                "result": Out(stream.Signature(lay.rope_out)),
+            }
+        )
+
+    @property
+    def cfg(self) -> HWConfig:
+        return self._cfg
+
+    @property
+    def pairs(self) -> int:
+        """``h = head_dim / 2``: pairs per vector, one per compute cycle."""
+        return self._cfg.resv.head_dim // 2
+
+    @property
+    def beats(self) -> int:
+        """``B = head_dim / mac_lanes``: stream beats per vector (in and out)."""
+        return self._cfg.resv.head_dim // self._cfg.mac_lanes
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the last input beat of a vector (idle unit, no stalls) to its first
+        result beat: ``h + 4``."""
+        return self.pairs + 4
+
+    @property
+    def vector_cycles(self) -> int:
+        """Cycles per vector back to back without stalls: ``max(h + 2, B)``."""
+        return max(self.pairs + 2, self.beats)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        d, lanes, h, nb = cfg.resv.head_dim, cfg.mac_lanes, self.pairs, self.beats
+        lb = cfg.rope_lut_bits
+        vin, out = self.vectors, self.result
+        vec = data.ArrayLayout(BF16, d)
+        pos_shape = unsigned(cfg.token_id_bits + 1)
+
+        # ROMs.
+        freq = m.submodules.freq_rom = Memory(
+            shape=_PHASE, depth=h, init=[int(f) for f in rope_freq_words(d, cfg.resv.rope_base)]
+        )
+        cos_bits, sin_bits = rope_tables(lb)
+        cos_rom = m.submodules.cos_rom = Memory(
+            shape=_WORD, depth=1 << lb, init=[int(v) for v in cos_bits]
+        )
+        sin_rom = m.submodules.sin_rom = Memory(
+            shape=_WORD, depth=1 << lb, init=[int(v) for v in sin_bits]
+        )
+        freq_rd = freq.read_port(domain="comb")
+        cos_rd = cos_rom.read_port()
+        sin_rd = sin_rom.read_port()
+
+        # State.
+        in_buf = Signal(vec, name="in_buf")
+        in_pos = Signal(pos_shape, name="in_pos")
+        in_cnt = Signal(range(nb), name="in_cnt")
+        in_full = Signal(name="in_full")
+        work = Signal(vec, name="work")
+        work_pos = Signal(pos_shape, name="work_pos")
+        busy = Signal(name="busy")
+        cnt = Signal(range(h + 1), name="issue_cnt")
+        v1 = Signal(name="s1_valid")
+        i1 = Signal(range(h), name="s1_index")
+        res = Signal(vec, name="res_buf")
+        res_full = Signal(name="res_full")
+        emit = Signal(vec, name="emit_buf")
+        emit_full = Signal(name="emit_full")
+        k = Signal(range(nb), name="emit_cnt")
+
+        in_hs = Signal(name="in_hs")
+        out_hs = Signal(name="out_hs")
+        out_last = Signal(name="out_last")
+        copy_out = Signal(name="copy_out")
+        start = Signal(name="start")
+        m.d.comb += [
+            in_hs.eq(vin.valid & vin.ready),
+            out_hs.eq(out.valid & out.ready),
+            out_last.eq(k == nb - 1),
+            copy_out.eq(res_full & (~emit_full | (out_hs & out_last))),
+            start.eq(in_full & ~busy & (~res_full | copy_out)),
+            vin.ready.eq(~in_full | start),
+        ]
+
+        # Input: collect the beats of one vector.
+        with m.If(start):
+            m.d.sync += [
+                work.eq(in_buf),
+                work_pos.eq(in_pos),
+                busy.eq(1),
+                cnt.eq(0),
+                in_full.eq(0),
+            ]
+        with m.If(in_hs):
+            m.d.sync += in_buf.as_value().word_select(in_cnt, _WORD * lanes).eq(vin.payload.x)
+            with m.If(in_cnt == 0):
+                m.d.sync += in_pos.eq(vin.payload.position)
+            with m.If(in_cnt == nb - 1):
+                m.d.sync += [in_cnt.eq(0), in_full.eq(1)]
+            with m.Else():
+                m.d.sync += in_cnt.eq(in_cnt + 1)
+
+        # Stage 0: issue pair ``cnt``: phase, nearest table entry, ROM read.
+        issue = Signal(name="issue")
+        phase = Signal(_PHASE, name="phase")
+        index = Signal(lb, name="lut_index")
+        m.d.comb += [
+            issue.eq(busy & (cnt < h)),
+            freq_rd.addr.eq(cnt),
+            phase.eq(work_pos * freq_rd.data),
+            index.eq((phase + (1 << (_PHASE - 1 - lb))) >> (_PHASE - lb)),
+            cos_rd.addr.eq(index),
+            sin_rd.addr.eq(index),
+        ]
+        m.d.sync += [v1.eq(issue), i1.eq(cnt)]
+        with m.If(issue):
+            m.d.sync += cnt.eq(cnt + 1)
+
+        # Stage 1: rotate pair ``i1`` and write both results.
+        xa = BF16(Signal(_WORD, name="s1_xa"))
+        xb = BF16(Signal(_WORD, name="s1_xb"))
+        c = BF16(Signal(_WORD, name="s1_cos"))
+        s = BF16(Signal(_WORD, name="s1_sin"))
+        neg_s = BF16(Signal(_WORD, name="s1_neg_sin"))
+        m.d.comb += [
+            xa.eq(work[i1]),
+            xb.eq(work[i1 + h]),
+            c.as_value().eq(cos_rd.data),
+            s.as_value().eq(sin_rd.data),
+            neg_s.as_value().eq(sin_rd.data ^ Const(0x8000, _WORD)),
+        ]
+        ys = []
+        for n, (p, q, r, t) in enumerate(((xa, c, xb, neg_s), (xb, c, xa, s))):
+            mul_a = m.submodules[f"mul{2 * n}"] = BF16Mul()
+            mul_b = m.submodules[f"mul{2 * n + 1}"] = BF16Mul()
+            add = m.submodules[f"add{n}"] = FP32Add()
+            cvt = m.submodules[f"round{n}"] = FP32ToBF16()
+            m.d.comb += [
+                mul_a.a.eq(p),
+                mul_a.b.eq(q),
+                mul_b.a.eq(r),
+                mul_b.b.eq(t),
+                add.a.eq(mul_a.p),
+                add.b.eq(mul_b.p),
+                cvt.a.eq(add.s),
+            ]
+            ys.append(cvt.b)
+        with m.If(v1):
+            m.d.sync += [res[i1].eq(ys[0]), res[i1 + h].eq(ys[1])]
+            with m.If(i1 == h - 1):
+                m.d.sync += [busy.eq(0), res_full.eq(1)]
+
+        # Output: stream ``emit`` out beat by beat.
+        m.d.comb += [
+            out.valid.eq(emit_full),
+            out.payload.x.eq(emit.as_value().word_select(k, _WORD * lanes)),
+            out.payload.last.eq(out_last),
+        ]
+        with m.If(out_hs):
+            with m.If(out_last):
+                m.d.sync += [k.eq(0), emit_full.eq(0)]
+            with m.Else():
+                m.d.sync += k.eq(k + 1)
+        with m.If(copy_out):
+            m.d.sync += [emit.eq(res), emit_full.eq(1), res_full.eq(0), k.eq(0)]
+        return m

@@ -1,0 +1,120 @@
+"""An AXI4 RAM slave for the Amaranth simulator (the cocotb regressions use cocotbext-axi's
+``AxiRam`` instead): background testbenches serving the read (AR/R) and write (AW/W/B)
+channels of a master port from a ``bytearray``, with seeded random stalls on every channel.
+
+It checks what a slave must be able to rely on: INCR bursts of full-width beats, ID 0,
+``wstrb`` all ones, ``wlast`` on the last beat of each burst, no burst crossing 4 KB.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+__all__ = ["AxiRamModel"]
+
+
+class AxiRamModel:
+    """``mem`` holds bytes ``base .. base + len(mem)``; ``benches()`` go to ``background=``."""
+
+    def __init__(self, axi, mem: bytearray, *, base: int, bus_bytes: int, seed: int, stall: float):
+        self.axi, self.mem, self.base, self.bb = axi, mem, base, bus_bytes
+        self.seed, self.stall = seed, stall
+        self.reads: deque = deque()
+        self.writes: deque = deque()
+        self.ar_log: list[tuple[int, int]] = []
+        self.aw_log: list[tuple[int, int]] = []
+
+    def _check_burst(self, addr: int, beats: int, size: int, burst: int) -> None:
+        assert (size, burst) == (self.bb.bit_length() - 1, 1), (size, burst)
+        assert addr % self.bb == 0, f"unaligned burst at {addr:#x}"
+        assert addr // 4096 == (addr + beats * self.bb - 1) // 4096, (
+            f"burst at {addr:#x} crosses 4 KB"
+        )
+        assert self.base <= addr and addr + beats * self.bb <= self.base + len(self.mem)
+
+    def benches(self):
+        return [self._ar, self._r, self._aw, self._w]
+
+    async def _ar(self, ctx):
+        rng = np.random.default_rng([self.seed, 21])
+        a = self.axi
+        while True:
+            ready = rng.random() >= self.stall
+            ctx.set(a.arready, ready)
+            _, _, valid, addr, alen, size, burst = await ctx.tick().sample(
+                a.arvalid, a.araddr, a.arlen, a.arsize, a.arburst
+            )
+            if valid and ready:
+                self._check_burst(addr, alen + 1, size, burst)
+                self.ar_log.append((addr, alen + 1))
+                self.reads.append((addr, alen + 1))
+
+    async def _r(self, ctx):
+        rng = np.random.default_rng([self.seed, 22])
+        a = self.axi
+        while True:
+            if not self.reads:
+                await ctx.tick()
+                continue
+            addr, beats = self.reads.popleft()
+            for j in range(beats):
+                while rng.random() < self.stall:
+                    ctx.set(a.rvalid, 0)
+                    await ctx.tick()
+                off = addr - self.base + j * self.bb
+                ctx.set(a.rdata, int.from_bytes(self.mem[off : off + self.bb], "little"))
+                ctx.set(a.rlast, j == beats - 1)
+                ctx.set(a.rresp, 0)
+                ctx.set(a.rvalid, 1)
+                while True:
+                    _, _, rr = await ctx.tick().sample(a.rready)
+                    if rr:
+                        break
+                ctx.set(a.rvalid, 0)
+
+    async def _aw(self, ctx):
+        rng = np.random.default_rng([self.seed, 23])
+        a = self.axi
+        while True:
+            ready = rng.random() >= self.stall
+            ctx.set(a.awready, ready)
+            _, _, valid, addr, alen, size, burst = await ctx.tick().sample(
+                a.awvalid, a.awaddr, a.awlen, a.awsize, a.awburst
+            )
+            if valid and ready:
+                self._check_burst(addr, alen + 1, size, burst)
+                self.aw_log.append((addr, alen + 1))
+                self.writes.append((addr, alen + 1))
+
+    async def _w(self, ctx):
+        """W beats of the oldest accepted AW burst, then its B response."""
+        rng = np.random.default_rng([self.seed, 24])
+        a = self.axi
+        while True:
+            if not self.writes:
+                await ctx.tick()
+                continue
+            addr, beats = self.writes.popleft()
+            j = 0
+            while j < beats:
+                ready = rng.random() >= self.stall
+                ctx.set(a.wready, ready)
+                _, _, valid, data, strb, last = await ctx.tick().sample(
+                    a.wvalid, a.wdata, a.wstrb, a.wlast
+                )
+                if valid and ready:
+                    assert strb == (1 << self.bb) - 1
+                    assert bool(last) == (j == beats - 1), f"wlast at beat {j} of {beats}"
+                    off = addr - self.base + j * self.bb
+                    self.mem[off : off + self.bb] = int(data).to_bytes(self.bb, "little")
+                    j += 1
+            ctx.set(a.wready, 0)
+            ctx.set(a.bresp, 0)
+            ctx.set(a.bvalid, 1)
+            while True:
+                _, _, br = await ctx.tick().sample(a.bready)
+                if br:
+                    break
+            ctx.set(a.bvalid, 0)

@@ -1,0 +1,114 @@
+"""VRexCore on the Amaranth simulator against golden.core.CoreModel: a synthetic host
+program (several contexts, bad commands, table fill) with random idle cycles, back-pressure
+and AXI stalls; every status, every output bit and every work counter is checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from golden.core import WORK_COUNTERS
+from hw.config import preset
+from hw.core import PERF, VRexCore, check_core_config
+from sim.axi_ram import AxiRamModel
+from sim.core_data import synthetic_program
+from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
+
+TINY = preset("tiny")
+
+
+def simulate(cfg, prog, *, timing: str, seed: int, vcd=None):
+    dut = VRexCore(cfg)
+    h = Harness(dut)
+    idle, stall = TIMINGS[timing]
+    lanes = cfg.mac_lanes
+    nb = cfg.resv.head_dim // lanes
+    mem = bytearray(cfg.kv_chunks * cfg.chunk_tokens * cfg.kv_token_bytes)
+    ram = AxiRamModel(
+        dut.m_axi, mem, base=cfg.kv_base, bus_bytes=cfg.axi_data_bits // 8, seed=seed, stall=stall
+    )
+    out: dict = {"status": [], "outputs": [], "perf": [], "cycles": []}
+    vin_layout = dut.vin.payload.shape()
+
+    async def host(ctx):
+        rng = np.random.default_rng([seed, 1])
+        for i, c in enumerate(prog.commands):
+            start = ctx.get(h.cycle)
+            await stream_put(
+                ctx, dut.cmd, [{"op": c.op, "arg": c.arg}], cycle=h.cycle, rng=rng, idle=idle
+            )
+            beats = []
+            for v in c.vectors:
+                for b in range(nb):
+                    word = sum(
+                        int(x) << (16 * k) for k, x in enumerate(v[b * lanes : (b + 1) * lanes])
+                    )
+                    beats.append(vin_layout.from_bits(word))
+            if beats:
+                await stream_put(ctx, dut.vin, beats, cycle=h.cycle, rng=rng, idle=idle)
+            if c.out is not None:
+                got = await stream_get(ctx, dut.out, cycle=h.cycle, count=nb, rng=rng, stall=stall)
+                vec = [int(p.o[i].as_value().value) for p, _ in got for i in range(lanes)]
+                out["outputs"].append((i, np.array(vec, np.uint32), [int(p.last) for p, _ in got]))
+            ((st, t),) = await stream_get(
+                ctx, dut.status, cycle=h.cycle, count=1, rng=rng, stall=stall
+            )
+            out["status"].append((i, int(st.op), int(st.error)))
+            out["cycles"].append(t - start)
+            if i in prog.context_end:
+                perf = {}
+                for k, name in enumerate(PERF):
+                    ctx.set(dut.perf_addr, k)
+                    perf[name] = ctx.get(dut.perf_data)
+                out["perf"].append(perf)
+
+    run(h, [host], background=ram.benches(), vcd=vcd)
+    return out
+
+
+def check(prog, out):
+    assert len(out["status"]) == len(prog.commands)
+    for (i, op, err), c in zip(out["status"], prog.commands, strict=True):
+        assert (op, err) == (int(c.op) & 7, int(c.error)), f"command {i} ({c.kind})"
+    expected = [(i, c) for i, c in enumerate(prog.commands) if c.out is not None]
+    assert len(out["outputs"]) == len(expected) > 0
+    for (i, vec, lasts), (j, c) in zip(out["outputs"], expected, strict=True):
+        assert i == j
+        assert lasts[-1] == 1 and not any(lasts[:-1])
+        bad = np.flatnonzero(vec != c.out)
+        assert bad.size == 0, f"command {i}: {bad.size} elements differ, first {bad[0]}"
+    for perf, ctx in zip(out["perf"], prog.contexts, strict=True):
+        assert {n: perf[n] for n in WORK_COUNTERS} == ctx.counters
+
+
+@pytest.mark.parametrize("timing", ["none", "random"])
+def test_core_synthetic_program(timing, tmp_path):
+    prog = synthetic_program(TINY, frames=4, tokens_per_frame=8, contexts=2, seed=3)
+    out = simulate(TINY, prog, timing=timing, seed=5, vcd=tmp_path / "core.vcd")
+    check(prog, out)
+
+
+def test_core_table_full_and_forced_joins(tmp_path):
+    """More clusters than the table holds: forced joins, then every cluster scored."""
+    cfg = TINY.replace(resv={"max_clusters": 4, "threshold": 1})
+    prog = synthetic_program(
+        cfg, frames=3, tokens_per_frame=8, contexts=1, seed=9, bad_commands=False
+    )
+    assert prog.contexts[0].counters["clusters_forced"] > 0
+    out = simulate(cfg, prog, timing="random", seed=2, vcd=tmp_path / "core.vcd")
+    check(prog, out)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"mac_lanes": 32}, r"head_dim \(16\) must be a multiple of mac_lanes \(32\)"),
+        ({"axi_data_bits": 128}, r"axi_data_bits \(128\) must divide 16 \* mac_lanes \(64\)"),
+        ({"resv": {"recent_tokens": 0}}, r"recent_tokens must be at least 1 for the core, not 0"),
+    ],
+)
+def test_core_config_errors(changes, message):
+    with pytest.raises(ValueError, match=message):
+        check_core_config(TINY.replace(**changes))
+    with pytest.raises(ValueError, match=message):
+        VRexCore(TINY.replace(**changes))
