@@ -18,7 +18,7 @@ import os
 import cocotb
 import numpy as np
 from amaranth.lib import data
-from cocotb.triggers import FallingEdge, ReadOnly, SimTimeoutError
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, SimTimeoutError
 from cocotbext.axi import AxiBus, AxiRam
 
 from golden import trace as golden_trace
@@ -29,8 +29,8 @@ from sim.cocotb_streams import (
     StreamSink,
     StreamSource,
     config_from_env,
-    cycle,
     make_rng,
+    seed_from_env,
     start_clock,
     timing_from_env,
 )
@@ -100,129 +100,157 @@ async def read_perf(dut) -> dict[str, int]:
     return out
 
 
+class Host:
+    """The host side of the core: drivers, monitors and the AXI RAM, for one test."""
+
+    def __init__(self, dut, cfg: HWConfig, *, idle: float, stall: float):
+        self.dut, self.cfg = dut, cfg
+        self.lanes = cfg.mac_lanes
+        self.nb = cfg.resv.head_dim // self.lanes
+        cmd_l, vin_l, out_l, st_l = raw_layouts(cfg)
+        self.ram = AxiRam(
+            AxiBus.from_prefix(dut, "m_axi", bus_separator="__"),
+            dut.clk,
+            dut.rst,
+            size=cfg.kv_base + cfg.kv_chunks * cfg.chunk_tokens * cfg.kv_token_bytes,
+        )
+        if stall > 0:
+            rng = make_rng(11)
+            for ch in (
+                self.ram.read_if.ar_channel,
+                self.ram.read_if.r_channel,
+                self.ram.write_if.aw_channel,
+                self.ram.write_if.w_channel,
+                self.ram.write_if.b_channel,
+            ):
+                ch.set_pause_generator(random_pauses(rng, stall))
+        fast = idle <= 0 and stall <= 0
+        self.cmd = StreamSource(dut, "cmd", cmd_l, rng=make_rng(12), idle=idle, fast=fast)
+        self.vin = StreamSource(dut, "vin", vin_l, rng=make_rng(13), idle=idle, fast=fast)
+        self.outs: list[int] = []
+        self.out = StreamSink(
+            dut,
+            "out",
+            out_l,
+            rng=make_rng(14),
+            stall=stall,
+            fast=fast,
+            callback=lambda b, _t: self.outs.append(int(b.o)),
+        )
+        self.status = StreamSink(dut, "status", st_l, rng=make_rng(15), stall=stall, fast=fast)
+        self.out.start()
+        self.status.start()
+
+    @classmethod
+    async def start(cls, dut, cfg: HWConfig, *, idle: float, stall: float) -> Host:
+        for name in ("cmd__valid", "vin__valid", "out__ready", "status__ready", "perf_addr"):
+            getattr(dut, name).value = 0
+        await start_clock(dut)
+        host = cls(dut, cfg, idle=idle, stall=stall)
+        await host.reset()
+        return host
+
+    async def reset(self, cycles: int = 2) -> None:
+        await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+
+    async def command(self, c) -> tuple[int, int, int]:
+        """Send one command and its vectors; returns (status op, error, cycles from the
+        command's handshake to its status handshake)."""
+        beats = [b for v in c.vectors for b in pack(v, self.lanes)]
+        vin_task = cocotb.start_soon(self.vin.send(beats)) if beats else None
+        await self.cmd.send([{"op": c.op, "arg": c.arg}])
+        t_cmd = self.cmd.times[-1]
+        budget = 2000 + 400 * len(beats) + 50 * (c.info.get("tokens", 0) * 4 + 200) * self.nb
+        await self.status.wait_for(len(self.status.beats) + 1, timeout_cycles=budget)
+        if vin_task is not None:
+            await vin_task
+        st, t_done = self.status.beats[-1]
+        return int(st.op), int(st.error), t_done - t_cmd
+
+    async def run(self, prog: Program) -> tuple[list[dict], list[str], int]:
+        """Run ``prog``; returns (records, failures, counters checked)."""
+        records: list[dict] = []
+        failures: list[str] = []
+        checks = 0
+        for i, c in enumerate(prog.commands):
+            n_out = len(self.outs)
+            try:
+                got_op, got_err, cycles = await self.command(c)
+            except SimTimeoutError:
+                failures.append(
+                    f"command {i} ({c.kind}, op {int(c.op)}, arg {c.arg}, context {c.context}): "
+                    "no status (hang)"
+                )
+                break
+            rec = {
+                "i": i,
+                "kind": c.kind,
+                "context": c.context,
+                "op": int(c.op),
+                "cycles": cycles,
+                **c.info,
+            }
+            if (got_op, got_err) != (int(c.op) & 7, int(c.error)):
+                failures.append(
+                    f"command {i} ({c.kind}): status op/error {got_op}/{got_err}, "
+                    f"expected {int(c.op) & 7}/{int(c.error)}"
+                )
+            want_beats = self.nb if c.out is not None else 0
+            got = self.outs[n_out:]
+            if len(got) != want_beats:
+                failures.append(
+                    f"command {i} ({c.kind}): {len(got)} output beats, expected {want_beats}"
+                )
+            elif c.out is not None:
+                vec = unpack(got, self.lanes)
+                rec["match"] = bool(np.array_equal(vec, c.out))
+                if not rec["match"]:
+                    bad = np.flatnonzero(vec != c.out)
+                    failures.append(
+                        f"command {i} (query, context {c.context}): {bad.size} of {vec.size} "
+                        f"elements differ, first [{bad[0]}] got {vec[bad[0]]:#010x} "
+                        f"expected {c.out[bad[0]]:#010x}"
+                    )
+            records.append(rec)
+            if i in prog.context_end:
+                ci = prog.context_end.index(i)
+                perf = await read_perf(self.dut)
+                want = prog.contexts[ci].counters
+                for name in WORK_COUNTERS:
+                    checks += 1
+                    if perf[name] != want[name]:
+                        failures.append(
+                            f"context {ci}: counter {name} = {perf[name]}, model {want[name]}"
+                        )
+                records.append({"kind": "counters", "context": ci, **perf})
+            if len(failures) > 20:
+                break
+        return records, failures, checks
+
+
+def check(dut, prog: Program, records, failures, checks) -> None:
+    for msg in failures[:20]:
+        dut._log.error(msg)
+    matched = sum(1 for r in records if r.get("match"))
+    assert not failures, f"{len(failures)} mismatches (first: {failures[0]})"
+    assert matched == prog.queries > 0, f"{matched} of {prog.queries} queries matched"
+    assert checks == len(WORK_COUNTERS) * len(prog.contexts)
+    dut._log.info("%d queries bit-exact, %d counters checked", matched, checks)
+
+
 @cocotb.test()
 async def core_program(dut):
-    """The whole host program, bit-exact, with random timing on every port."""
+    """The whole host program (several contexts, bad commands; ``TRACE`` or synthetic),
+    bit-exact, with random timing on every port and on the AXI RAM."""
     cfg = config_from_env()
     idle, stall = timing_from_env()
     prog = env_program(cfg, dut._log)
-    rng = make_rng(11)
-    lanes = cfg.mac_lanes
-    cmd_l, vin_l, out_l, st_l = raw_layouts(cfg)
-
-    dut.cmd__valid.value = 0
-    dut.vin__valid.value = 0
-    dut.out__ready.value = 0
-    dut.status__ready.value = 0
-    dut.perf_addr.value = 0
-    await start_clock(dut)
-    ram = AxiRam(
-        AxiBus.from_prefix(dut, "m_axi", bus_separator="__"),
-        dut.clk,
-        dut.rst,
-        size=cfg.kv_base + cfg.kv_chunks * cfg.chunk_tokens * cfg.kv_token_bytes,
-    )
-    if stall > 0:
-        for ch in (
-            ram.read_if.ar_channel,
-            ram.read_if.r_channel,
-            ram.write_if.aw_channel,
-            ram.write_if.w_channel,
-            ram.write_if.b_channel,
-        ):
-            ch.set_pause_generator(random_pauses(rng, stall))
-    await FallingEdge(dut.clk)
-    dut.rst.value = 1
-    for _ in range(2):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
-
-    fast = idle <= 0 and stall <= 0
-    cmd_src = StreamSource(dut, "cmd", cmd_l, rng=make_rng(12), idle=idle, fast=fast)
-    vin_src = StreamSource(dut, "vin", vin_l, rng=make_rng(13), idle=idle, fast=fast)
-    outs: list[int] = []
-    out_sink = StreamSink(
-        dut,
-        "out",
-        out_l,
-        rng=make_rng(14),
-        stall=stall,
-        fast=fast,
-        callback=lambda b, _t: outs.append(int(b.o)),
-    )
-    status_sink = StreamSink(dut, "status", st_l, rng=make_rng(15), stall=stall, fast=fast)
-    out_sink.start()
-    status_sink.start()
-
-    nb = cfg.resv.head_dim // lanes
-    records = []
-    failures = []
-    counter_checks = 0
-    for i, c in enumerate(prog.commands):
-        n_out = len(outs)
-        start = cycle()
-        beats = [b for v in c.vectors for b in pack(v, lanes)]
-        vin_task = cocotb.start_soon(vin_src.send(beats)) if beats else None
-        await cmd_src.send([{"op": c.op, "arg": c.arg}])
-        t_cmd = cmd_src.times[-1]
-        budget = 2000 + 400 * len(beats) + 50 * (c.info.get("tokens", 0) * 4 + 200) * nb
-        try:
-            await status_sink.wait_for(i + 1, timeout_cycles=budget)
-        except SimTimeoutError:
-            failures.append(
-                f"command {i} ({c.kind}, op {int(c.op)}, arg {c.arg}, context "
-                f"{c.context}): no status within {budget} cycles (hang)"
-            )
-            break
-        if vin_task is not None:
-            await vin_task
-        st, t_done = status_sink.beats[-1]
-        got_op, got_err = int(st.op), int(st.error)
-        rec = {
-            "i": i,
-            "kind": c.kind,
-            "context": c.context,
-            "op": int(c.op),
-            "cycles": t_done - t_cmd,
-            "host_cycles": t_done - start,
-            **c.info,
-        }
-        if (got_op, got_err) != (int(c.op) & 7, int(c.error)):
-            failures.append(
-                f"command {i} ({c.kind}): status op/error {got_op}/{got_err}, "
-                f"expected {int(c.op) & 7}/{int(c.error)}"
-            )
-        want_beats = nb if c.out is not None else 0
-        got = outs[n_out:]
-        if len(got) != want_beats:
-            failures.append(
-                f"command {i} ({c.kind}): {len(got)} output beats, expected {want_beats}"
-            )
-        elif c.out is not None:
-            vec = unpack(got, lanes)
-            rec["match"] = bool(np.array_equal(vec, c.out))
-            if not rec["match"]:
-                bad = np.flatnonzero(vec != c.out)
-                failures.append(
-                    f"command {i} (query, context {c.context}): {bad.size} of {vec.size} "
-                    f"elements differ, first [{bad[0]}] got {vec[bad[0]]:#010x} "
-                    f"expected {c.out[bad[0]]:#010x}"
-                )
-        records.append(rec)
-        if i in prog.context_end:
-            ci = prog.context_end.index(i)
-            perf = await read_perf(dut)
-            want = prog.contexts[ci].counters
-            for name in WORK_COUNTERS:
-                counter_checks += 1
-                if perf[name] != want[name]:
-                    failures.append(
-                        f"context {ci}: counter {name} = {perf[name]}, model {want[name]}"
-                    )
-            records.append({"kind": "counters", "context": ci, **perf})
-        if len(failures) > 20:
-            break
-
+    host = await Host.start(dut, cfg, idle=idle, stall=stall)
+    records, failures, checks = await host.run(prog)
     report = os.environ.get("CORE_REPORT")
     if report:
         with open(report, "w") as f:
@@ -231,14 +259,48 @@ async def core_program(dut):
                     "source": prog.source,
                     "records": records,
                     "failures": failures,
-                    "counter_checks": counter_checks,
+                    "counter_checks": checks,
                 },
                 f,
             )
-    for msg in failures[:20]:
-        dut._log.error(msg)
-    matched = sum(1 for r in records if r.get("match"))
-    assert not failures, f"{len(failures)} mismatches (first: {failures[0]})"
-    assert matched == prog.queries > 0, f"{matched} of {prog.queries} queries matched"
-    assert counter_checks == len(WORK_COUNTERS) * len(prog.contexts)
-    dut._log.info("%d queries bit-exact, %d counters checked", matched, counter_checks)
+    check(dut, prog, records, failures, checks)
+
+
+@cocotb.test()
+async def core_reset_mid_query(dut):
+    """A reset while a query is scoring and fetching (AXI bursts in flight): the core and
+    the RAM model recover, and the whole program then runs bit-exact from the start."""
+    cfg = config_from_env()
+    idle, stall = timing_from_env()
+    prog = synthetic_program(cfg, seed=seed_from_env() + 5, bad_commands=False)
+    host = await Host.start(dut, cfg, idle=idle, stall=stall)
+    first_fetch = next(i for i, c in enumerate(prog.commands) if c.info.get("fetched"))
+    for c in prog.commands[:first_fetch]:
+        await host.command(c)
+    c = prog.commands[first_fetch]
+    cocotb.start_soon(host.vin.send([b for v in c.vectors for b in pack(v, host.lanes)]))
+    await host.cmd.send([{"op": c.op, "arg": c.arg}])
+    for _ in range(5000):  # until the first read burst is accepted: bursts in flight
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        if int(dut.m_axi__arvalid.value) and int(dut.m_axi__arready.value):
+            break
+    else:
+        raise AssertionError("the query never issued a read burst")
+    await RisingEdge(dut.clk)
+    await host.reset(4)
+    n_status = len(host.status.beats)
+    records, failures, checks = await host.run(prog)
+    assert len(host.status.beats) == n_status + len(prog.commands)
+    check(dut, prog, records, failures, checks)
+
+
+@cocotb.test()
+async def core_single_token(dut):
+    """Corner case: a context of one token (attended from the kept memory, no cluster)."""
+    cfg = config_from_env()
+    idle, stall = timing_from_env()
+    host = await Host.start(dut, cfg, idle=idle, stall=stall)
+    one = synthetic_program(cfg, frames=1, tokens_per_frame=1, contexts=1, bad_commands=False)
+    assert one.contexts[0].counters["tokens_attended"] == 1
+    check(dut, one, *await host.run(one))

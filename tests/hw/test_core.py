@@ -99,6 +99,20 @@ def test_core_table_full_and_forced_joins(tmp_path):
     check(prog, out)
 
 
+def test_core_all_selected(tmp_path):
+    """Coverage 1: every cluster with mass is selected, so every clustered token that was
+    stored comes back over AXI."""
+    cfg = TINY.replace(resv={"coverage": 1.0})
+    prog = synthetic_program(cfg, frames=3, tokens_per_frame=8, contexts=1, bad_commands=False)
+    last = [c for c in prog.commands if c.out is not None][-1]
+    assert (
+        last.info["fetched"] == last.info["tokens"] - last.info["attended"] + last.info["fetched"]
+    )
+    assert last.info["attended"] == last.info["tokens"]
+    out = simulate(cfg, prog, timing="random", seed=4, vcd=tmp_path / "core.vcd")
+    check(prog, out)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
