@@ -58,6 +58,7 @@ bench: setup
 	$(call need,sim/bench.py,issue 4: hardware benchmark)
 	$(PY) -m sim.bench --config $(CONFIG)
 	$(PY) -m sim.bench_kvmu
+	$(PY) -m sim.run --config paper --frames 8 --layers 1 --heads 1 -o build/bench
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis .ruff_cache

@@ -150,7 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     failed = None
     try:
-        res = run_unit("core", args.sim, config=args.config, env=env, tag="run", optimize=True)
+        res = run_unit(
+            "core",
+            args.sim,
+            config=args.config,
+            env=env,
+            tag="run",
+            testcase="core_program",
+            optimize=True,
+        )
     except AssertionError as exc:
         failed = str(exc)
         res = None

@@ -274,19 +274,22 @@ async def core_reset_mid_query(dut):
     idle, stall = timing_from_env()
     prog = synthetic_program(cfg, seed=seed_from_env() + 5, bad_commands=False)
     host = await Host.start(dut, cfg, idle=idle, stall=stall)
-    first_fetch = next(i for i, c in enumerate(prog.commands) if c.info.get("fetched"))
+    queries = [i for i, c in enumerate(prog.commands) if c.out is not None]
+    fetching = [i for i in queries if prog.commands[i].info["fetched"]]
+    first_fetch = (fetching or queries)[0]
     for c in prog.commands[:first_fetch]:
         await host.command(c)
     c = prog.commands[first_fetch]
     cocotb.start_soon(host.vin.send([b for v in c.vectors for b in pack(v, host.lanes)]))
     await host.cmd.send([{"op": c.op, "arg": c.arg}])
-    for _ in range(5000):  # until the first read burst is accepted: bursts in flight
+    burst = False
+    for _ in range(5000 if fetching else 50):  # until a read burst is in flight
         await RisingEdge(dut.clk)
         await ReadOnly()
         if int(dut.m_axi__arvalid.value) and int(dut.m_axi__arready.value):
+            burst = True
             break
-    else:
-        raise AssertionError("the query never issued a read burst")
+    assert burst or not fetching, "the query never issued a read burst"
     await RisingEdge(dut.clk)
     await host.reset(4)
     n_status = len(host.status.beats)
