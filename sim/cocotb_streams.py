@@ -35,6 +35,7 @@ __all__ = [
     "StreamSource",
     "config_from_env",
     "cycle",
+    "random_pauses",
     "reset",
     "seed_from_env",
     "start_clock",
@@ -256,6 +257,12 @@ class Scoreboard:
             f"{self.extra} unexpected, {missing} missing"
         )
         assert self.matched > 0, f"{self.name}: nothing was checked"
+
+
+def random_pauses(rng: np.random.Generator, p: float):
+    """Pause generator for cocotbext-axi channels: pause each cycle with probability ``p``."""
+    while True:
+        yield bool(rng.random() < p)
 
 
 def make_rng(*keys: int) -> np.random.Generator:

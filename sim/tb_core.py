@@ -30,17 +30,13 @@ from sim.cocotb_streams import (
     StreamSource,
     config_from_env,
     make_rng,
+    random_pauses,
     seed_from_env,
     start_clock,
     timing_from_env,
 )
 from sim.core_data import Program, program_from_trace, synthetic_program
 from sim.dre_data import trace_path
-
-
-def random_pauses(rng: np.random.Generator, p: float):
-    while True:
-        yield bool(rng.random() < p)
 
 
 def raw_layouts(cfg: HWConfig):

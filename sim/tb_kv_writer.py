@@ -30,6 +30,7 @@ from sim.cocotb_streams import (
     config_from_env,
     cycle,
     make_rng,
+    random_pauses,
     seed_from_env,
     start_clock,
     timing_from_env,
@@ -49,11 +50,6 @@ async def reset(dut, cycles: int = 2) -> None:
     for _ in range(cycles):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
-
-
-def random_pauses(rng: np.random.Generator, p: float):
-    while True:
-        yield bool(rng.random() < p)
 
 
 class FaultyRam(AxiRamWrite):

@@ -34,6 +34,7 @@ from sim.cocotb_streams import (
     config_from_env,
     cycle,
     make_rng,
+    random_pauses,
     seed_from_env,
     start_clock,
     timing_from_env,
@@ -74,11 +75,6 @@ async def reset(dut, cycles: int = 2) -> None:
     for _ in range(cycles):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
-
-
-def random_pauses(rng: np.random.Generator, p: float):
-    while True:
-        yield bool(rng.random() < p)
 
 
 def attach_ram(dut, cfg: HWConfig, *, stall: float, rng) -> AxiRamRead:

@@ -53,7 +53,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig, ceil_log2, check_config
-from .layouts import axi4_read_signature, kvmu_layouts
+from .layouts import axi4_read_signature, check_outstanding, kvmu_layouts
 
 __all__ = ["ALLOC_CYCLES", "KVMemoryUnit"]
 
@@ -69,12 +69,7 @@ class KVMemoryUnit(wiring.Component):
 
     def __init__(self, cfg: HWConfig, *, outstanding: int = 4):
         check_config(self, cfg)
-        if isinstance(outstanding, bool) or not isinstance(outstanding, int):
-            self._MustUse__silence = True
-            raise TypeError(f"outstanding must be an integer, not {outstanding!r}")
-        if not 1 <= outstanding <= 256:
-            self._MustUse__silence = True
-            raise ValueError(f"outstanding must be in 1..256, not {outstanding!r}")
+        check_outstanding(self, outstanding)
         self._cfg = cfg
         self._outstanding = outstanding
         lay = kvmu_layouts(cfg)

@@ -21,8 +21,20 @@ __all__ = [
     "axi4_read_signature",
     "axi4_signature",
     "axi4_write_signature",
+    "check_outstanding",
     "kvmu_layouts",
 ]
+
+
+def check_outstanding(owner: object, outstanding: object) -> None:
+    """``outstanding`` (bursts in flight of an AXI master) must be an integer in 1..256;
+    raised before ``owner`` is used, silenced as ``check_config`` does."""
+    if isinstance(outstanding, bool) or not isinstance(outstanding, int):
+        owner._MustUse__silence = True
+        raise TypeError(f"outstanding must be an integer, not {outstanding!r}")
+    if not 1 <= outstanding <= 256:
+        owner._MustUse__silence = True
+        raise ValueError(f"outstanding must be in 1..256, not {outstanding!r}")
 
 
 def axi4_read_signature(addr_bits: int, data_bits: int) -> wiring.Signature:
