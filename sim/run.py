@@ -225,6 +225,8 @@ def summarize(rep: dict, cfg, trace, prog) -> dict:
         "read_bursts": total("read_bursts"),
         "write_bytes": total("write_beats") * bus,
         "bytes_per_burst": total("read_beats") * bus / max(1, total("read_bursts")),
+        "gather_bursts": total("tokens_fetched"),
+        "token_bytes": cfg.kv_token_bytes,
         "forced": total("clusters_forced"),
         "kv_dropped": total("kv_dropped"),
         "mac_busy": total("mac_beats") / max(1, total("cycles")),
@@ -260,7 +262,8 @@ def render(s: dict) -> str:
             f"| clusters selected / in table | {s['selected']:.1f} / {s['clusters']:.1f} |",
             f"| bus: read / written | {s['read_bytes']} B in {s['read_bursts']} bursts / "
             f"{s['write_bytes']} B |",
-            f"| bytes per read burst | {s['bytes_per_burst']:.0f} |",
+            f"| bytes per read burst | {s['bytes_per_burst']:.0f} (a token-granular gather: "
+            f"{s['gather_bursts']} bursts of {s['token_bytes']} B) |",
             f"| forced joins / KV tokens dropped | {s['forced']} / {s['kv_dropped']} |",
             f"| MAC tree busy | {100 * s['mac_busy']:.1f} % of cycles |",
             f"| rel. error vs float64 full attention | mean {s['err_vs_full_mean']:.4f}, max "
