@@ -1,0 +1,109 @@
+"""golden.core.CoreModel: the bit-exact model of the core against the float model of SPEC
+section 2 (golden.cache.StreamingCache) and its own contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from golden.bf16 import from_bf16_bits, to_bf16_bits
+from golden.cache import StreamingCache
+from golden.core import WORK_COUNTERS, CoreModel
+from golden.fparith import bits_to_f32
+from golden.synthetic import synthetic_keys
+from hw.config import preset
+
+TINY = preset("tiny")
+
+
+def stream(seed=0, frames=4, tpf=8):
+    keys, offsets = synthetic_keys(
+        frames=frames, tokens_per_frame=tpf, head_dim=16, redundancy=0.8, offset=0.3, seed=seed
+    )
+    rng = np.random.default_rng(seed)
+    k = to_bf16_bits(keys[0, 0])
+    v = to_bf16_bits(rng.standard_normal(keys[0, 0].shape).astype(np.float32))
+    q = to_bf16_bits((2 * keys[0, 0][rng.integers(0, k.shape[0], 6)]).astype(np.float32))
+    return k, v, q, offsets
+
+
+def run_both(cfg, seed=0):
+    k, v, q, offsets = stream(seed)
+    model = CoreModel(cfg)
+    cache = StreamingCache(cfg.resv, layers=1, kv_heads=1)
+    first = int(offsets[1])
+    bias = to_bf16_bits(from_bf16_bits(k[:first]).mean(axis=0, dtype=np.float64).astype(np.float32))
+    model.set_bias(bias)
+    model.ingest(k, v)
+    cache.ingest(from_bf16_bits(k)[None, None], from_bf16_bits(v)[None, None])
+    out = []
+    for qi in q:
+        pos = model.n_tokens
+        res = model.query(qi, pos)
+        ref = cache.query(from_bf16_bits(qi)[None, None, None], np.array([pos]))
+        out.append((res, ref))
+    return model, cache, out
+
+
+def test_matches_the_float_model_closely():
+    model, cache, out = run_both(TINY)
+    for res, ref in out:
+        got = bits_to_f32(res.output).astype(np.float64)
+        want = ref.outputs[0, 0, 0]
+        assert np.linalg.norm(got - want) <= 0.05 * np.linalg.norm(want)
+        # same tokens attended in the large majority of queries (hashing differs only by
+        # rounding near a hyperplane)
+    same = sum(set(res.order) == set(ref.retrieved[0][0].tokens) for res, ref in out)
+    assert same >= len(out) - 2
+    assert model.n_clusters == cache.tables[0][0].size
+
+
+@pytest.mark.parametrize(("lut_bits", "tol"), [(8, 0.03), (12, 0.015)])
+def test_everything_kept_is_softmax_over_all_tokens(lut_bits, tol):
+    """With a recent window covering the stream nothing is clustered: the output is the
+    attention over every token, within the RoPE table's and BF16's precision of float64
+    (these queries are peaked, q = 2 k, so logit errors are amplified)."""
+    cfg = TINY.replace(resv={"recent_tokens": 64}, rope_lut_bits=lut_bits)
+    model, _, out = run_both(cfg)
+    assert model.n_clusters == 0
+    for res, ref in out:
+        assert res.fetched == 0 and len(res.order) == model.n_tokens
+        got = bits_to_f32(res.output).astype(np.float64)
+        want = ref.outputs[0, 0, 0]
+        assert np.linalg.norm(got - want) <= tol * np.linalg.norm(want)
+
+
+def test_counters_and_attention_order():
+    model, _, out = run_both(TINY)
+    c = model.counters
+    assert set(c) == set(WORK_COUNTERS)
+    assert c["tokens_ingested"] == model.n_tokens == 32
+    assert c["tokens_clustered"] == 32 - TINY.resv.sink_tokens - TINY.resv.recent_tokens
+    assert (
+        c["clusters_created"] + c["clusters_joined"] + c["clusters_forced"] == c["tokens_clustered"]
+    )
+    assert c["queries"] == len(out)
+    assert c["tokens_attended"] == sum(len(r.order) for r, _ in out)
+    kept = model.window.kept()
+    for res, _ in out:
+        assert list(res.order[: kept.size]) == list(kept)
+        assert c["write_beats"] == c["tokens_clustered"] * model.layout.beats_per_token
+
+
+def test_same_inputs_same_bits():
+    a = run_both(TINY, seed=3)[2]
+    b = run_both(TINY, seed=3)[2]
+    for (x, _), (y, _) in zip(a, b, strict=True):
+        assert np.array_equal(x.output, y.output)
+
+
+def test_bad_inputs():
+    model = CoreModel(TINY)
+    with pytest.raises(ValueError, match="the context is empty"):
+        model.query(np.zeros(16, np.uint16), 0)
+    with pytest.raises(ValueError, match=r"keys must be uint16 BF16 of shape \(2, 16\)"):
+        model.ingest(np.zeros((2, 16), np.float32), np.zeros((2, 16), np.uint16))
+    with pytest.raises(ValueError, match=r"q must be uint16 BF16 of shape \(16,\)"):
+        model.query(np.zeros(8, np.uint16), 0)
+    with pytest.raises(ValueError, match="values must have the shape of keys"):
+        model.ingest(np.zeros((2, 16), np.uint16), np.zeros((3, 16), np.uint16))
