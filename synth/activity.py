@@ -15,7 +15,13 @@ Stimulus choice, first match wins:
    ``golden.synthetic.synthetic_signatures`` (temporal redundancy 0.8, a ``clear`` every
    context), ``clusters`` + a ``cmd``/``wtu_cmd`` stream get rows of quantised scores
    (``golden.resv.quantize_scores``) with counts, the WTU coverage / a top-k ``k``;
-3. otherwise every input stream gets random payloads. Every output stream sees random
+3. units whose streams need framed traffic get their own: ``core`` runs the synthetic host
+   program of ``sim.core_data.synthetic_program`` (new seed each round) against
+   ``sim.axi_ram.AxiRamModel`` (so its power reflects real queries: RoPE, hashing, HCU,
+   KV writes and reads, WTU, softmax); ``rope`` random BF16 vectors and positions;
+   ``vector_unit`` queries of 1..32 random scores with their value vectors; ``kv_writer``
+   random token slots and data against the AXI RAM model's write channels;
+4. otherwise every input stream gets random payloads. Every output stream sees random
    back-pressure (ready with probability 0.8) and every input stream random idle cycles.
 The description names the stimulus, so reports say which one produced their power figure.
 """
@@ -364,6 +370,192 @@ def _row_source(cmd_port: Any, clusters: Any, cfg: Any, rng: np.random.Generator
     return bench
 
 
+def _bf16_words(rng: np.random.Generator, n: int) -> list[int]:
+    """``n`` random BF16 bit patterns of normal numbers around 1 (both signs)."""
+    x = rng.standard_normal(n).astype(np.float32)
+    return [int(w) >> 16 for w in x.view(np.uint32)]
+
+
+def _pack(words: list[int], width: int) -> int:
+    return sum(int(w) << (width * i) for i, w in enumerate(words))
+
+
+def _raw(layout: Any, **fields: int) -> int:
+    """The bits of a ``StructLayout`` value from raw field bits (arrays pre-packed)."""
+    return sum(int(v) << layout[k].offset for k, v in fields.items())
+
+
+async def _get(clk: _Budget, port: Any, count: int, rng: np.random.Generator, p_ready: float):
+    """Take ``count`` beats from an output stream with random back-pressure."""
+    got = 0
+    while got < count:
+        ready = int(rng.random() < p_ready)
+        clk.ctx.set(port.ready, ready)
+        valid = clk.ctx.get(port.valid)
+        await clk.tick()
+        got += int(bool(valid and ready))
+    clk.ctx.set(port.ready, 0)
+
+
+def _rope_source(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
+    lanes = cfg.mac_lanes
+    beats_per = cfg.resv.head_dim // lanes
+    pos_max = 1 << (cfg.token_id_bits + 1)
+
+    async def bench(clk: _Budget) -> None:
+        while True:
+            pos = int(rng.integers(0, pos_max))
+            x = _bf16_words(rng, lanes * beats_per)
+            lay = dut.vectors.payload.shape()
+            beats = [
+                _raw(
+                    lay,
+                    x=_pack(x[b * lanes : (b + 1) * lanes], 16),
+                    position=pos,
+                    last=int(b == beats_per - 1),
+                )
+                for b in range(beats_per)
+            ]
+            await _put(clk, dut.vectors, beats, rng, 0.1)
+
+    return bench
+
+
+def _vu_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBench]:
+    lanes = cfg.mac_lanes
+    beats_per = cfg.resv.head_dim // lanes
+    # the query lengths are drawn once, shared by the score and the value sources
+    lengths = [int(n) for n in rng.integers(1, 33, 4096)]
+
+    async def scores(clk: _Budget) -> None:
+        for n in lengths:
+            s = (rng.standard_normal(n) * 4.0).astype(np.float32).view(np.uint32)
+            lay = dut.scores.payload.shape()
+            beats = [
+                _raw(lay, value=int(s[t]), first=int(t == 0), last=int(t == n - 1))
+                for t in range(n)
+            ]
+            await _put(clk, dut.scores, beats, rng, 0.1)
+
+    async def values(clk: _Budget) -> None:
+        for n in lengths:
+            beats = [_pack(_bf16_words(rng, lanes), 16) for _ in range(n * beats_per)]
+            await _put(clk, dut.values, beats, rng, 0.1)
+
+    return [scores, values]
+
+
+def _writer_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBench]:
+    bus = cfg.axi_data_bits // 8
+    beats_per = cfg.kv_token_bytes // bus
+    slots = min(cfg.kv_chunks * cfg.chunk_tokens, 1 << 16)
+    pending: list[int] = []
+
+    async def cmds(clk: _Budget) -> None:
+        while True:
+            slot = int(rng.integers(0, slots))
+            pending.append(beats_per)
+            await _put(clk, dut.cmd, [{"addr": cfg.kv_base + slot * cfg.kv_token_bytes}], rng, 0.2)
+
+    async def data(clk: _Budget) -> None:
+        while True:
+            if not pending:
+                await clk.tick()
+                continue
+            n = pending.pop(0)
+            words = [int(rng.integers(0, 1 << 62)) for _ in range(n)]
+            await _put(clk, dut.data, [{"data": w} for w in words], rng, 0.1)
+
+    return [cmds, data]
+
+
+def _writer_ram(dut: Any, cfg: Any, seed: int) -> list[Bench]:
+    from sim.axi_ram import AxiRamModel
+
+    size = min(cfg.kv_chunks * cfg.chunk_tokens, 1 << 16) * cfg.kv_token_bytes
+    ram = AxiRamModel(
+        dut.m_axi,
+        bytearray(size),
+        base=cfg.kv_base,
+        bus_bytes=cfg.axi_data_bits // 8,
+        seed=seed,
+        stall=0.2,
+    )
+    return [ram._aw, ram._w]
+
+
+def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
+    """The core's synthetic host program (``sim.core_data.synthetic_program``), repeated with
+    new seeds: commands, their BF16 vectors, outputs and status drained with back-pressure.
+    Small frames (4 tokens, a query after each) so that the cache outgrows the sink and
+    recent windows within ~2000 cycles at the tiny preset: the activity window then holds
+    queries that score clusters and fetch KV over AXI, not only ingest."""
+    from sim.core_data import synthetic_program
+
+    lanes = cfg.mac_lanes
+    nb = cfg.resv.head_dim // lanes
+
+    async def bench(clk: _Budget) -> None:
+        while True:
+            prog = synthetic_program(
+                cfg, frames=8, tokens_per_frame=4, contexts=1, seed=int(rng.integers(0, 2**31))
+            )
+            for c in prog.commands:
+                await _put(clk, dut.cmd, [{"op": int(c.op), "arg": int(c.arg)}], rng, 0.1)
+                beats = [
+                    _pack(v[b * lanes : (b + 1) * lanes], 16) for v in c.vectors for b in range(nb)
+                ]
+                if beats:
+                    await _put(clk, dut.vin, beats, rng, 0.1)
+                if c.out is not None:
+                    await _get(clk, dut.out, nb, rng, 0.8)
+                await _get(clk, dut.status, 1, rng, 0.8)
+
+    return bench
+
+
+def _core_ram(dut: Any, cfg: Any, seed: int) -> list[Bench]:
+    from sim.axi_ram import AxiRamModel
+
+    mem = bytearray(cfg.kv_chunks * cfg.chunk_tokens * cfg.kv_token_bytes)
+    ram = AxiRamModel(
+        dut.m_axi, mem, base=cfg.kv_base, bus_bytes=cfg.axi_data_bits // 8, seed=seed, stall=0.2
+    )
+    return ram.benches()
+
+
+def _unit_stimulus(
+    name: str, dut: wiring.Component, cfg: Any, rng: np.random.Generator, seed: int
+) -> tuple[str, list[BudgetBench], list[Bench]] | None:
+    """Stimuli of the units whose streams need framed, valid traffic (None: use ports)."""
+    if name == "core":
+        return (
+            "core-host(sim.core_data.synthetic_program, 8 frames x 4 tokens, a query after each, "
+            "repeated; sim.axi_ram.AxiRamModel, 20 % AXI stalls)",
+            [_core_host(dut, cfg, rng)],
+            _core_ram(dut, cfg, seed),
+        )
+    if name == "rope":
+        return (
+            "rope-vectors(random BF16 N(0,1), random positions)",
+            [_rope_source(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
+            [],
+        )
+    if name == "vector_unit":
+        return (
+            "vu-queries(random FP32 scores N(0,16), 1..32 tokens, random BF16 values)",
+            [*_vu_sources(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
+            [],
+        )
+    if name == "kv_writer":
+        return (
+            "kv-writer(random token slots and data; sim.axi_ram.AxiRamModel, 20 % stalls)",
+            [*_writer_sources(dut, cfg, rng), _sink(dut.done, rng, 0.8)],
+            _writer_ram(dut, cfg, seed),
+        )
+    return None
+
+
 def _builtin_stimulus(
     dut: wiring.Component, cfg: Any, rng: np.random.Generator
 ) -> tuple[str, list[BudgetBench]]:
@@ -393,7 +585,12 @@ def _builtin_stimulus(
 
 
 def stimulus_for(
-    name: str, dut: wiring.Component, cfg: Any, rng: np.random.Generator, cycles: int
+    name: str,
+    dut: wiring.Component,
+    cfg: Any,
+    rng: np.random.Generator,
+    cycles: int,
+    seed: int = 0,
 ) -> tuple[str, list[Bench]]:
     """The stimulus of unit ``name``: (description, testbenches); see the module docstring.
 
@@ -407,7 +604,12 @@ def stimulus_for(
         hooks = None
     if hooks and name in hooks:
         return f"hw.gen.STIMULI[{name!r}]", list(hooks[name](dut, cfg, rng))
-    label, budget_benches = _builtin_stimulus(dut, cfg, rng)
+    background: list[Bench] = []
+    unit = _unit_stimulus(name, dut, cfg, rng, seed)
+    if unit is not None:
+        label, budget_benches, background = unit
+    else:
+        label, budget_benches = _builtin_stimulus(dut, cfg, rng)
 
     def bounded(bench: BudgetBench) -> Bench:
         async def run(ctx: Any) -> None:
@@ -416,7 +618,7 @@ def stimulus_for(
 
         return run
 
-    return label, [bounded(b) for b in budget_benches]
+    return label, [bounded(b) for b in budget_benches] + background
 
 
 def simulate_activity(
@@ -432,7 +634,7 @@ def simulate_activity(
     if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 10:
         raise ValueError(f"cycles must be an integer of at least 10, not {cycles!r}")
     rng = np.random.default_rng(seed)
-    label, benches = stimulus_for(name, dut, cfg, rng, cycles)
+    label, benches = stimulus_for(name, dut, cfg, rng, cycles, seed)
     sim = Simulator(dut)
     sim.add_clock(SIM_PERIOD_S)
     for bench in benches:

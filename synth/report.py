@@ -256,7 +256,11 @@ SCHEMA: dict[str, Any] = {
             "required": ["dre", "dre_share_of_core"],
             "properties": {
                 "dre": {"type": "object", "required": ["status", "note"]},
-                "dre_share_of_core": {"type": "object", "required": ["status", "reason"]},
+                "dre_share_of_core": {
+                    "type": "object",
+                    "required": ["status", "reason"],
+                    "properties": {"status": {"type": "string", "enum": ["ok", "missing"]}},
+                },
             },
         },
     },
@@ -304,9 +308,58 @@ def validate(instance: Any, schema: dict[str, Any] = SCHEMA, path: str = "$") ->
     return errors
 
 
+_SHARE_ROW = {
+    "type": "object",
+    "required": ["name", "kind", "what", "area_um2", "area_share", "power_w", "power_share"],
+    "properties": {
+        "name": {"type": "string"},
+        "kind": {"type": "string", "enum": ["submodule", "sram_macro", "top_logic"]},
+        "area_um2": {"type": _NUM},
+        "area_share": {"type": _OPT_NUM},
+        "power_w": {"type": _OPT_NUM},
+        "power_share": {"type": _OPT_NUM},
+    },
+}
+
+#: ``comparison.dre_share_of_core`` when its status is ``ok`` (flow.core_breakdown).
+SHARE_SCHEMA = {
+    "type": "object",
+    "required": [
+        "status",
+        "reason",
+        "part",
+        "area_share",
+        "power_share",
+        "part_area_um2",
+        "part_power_w",
+        "core_area_um2",
+        "core_power_w",
+        "paper_area_share",
+        "paper_power_share",
+        "dominant",
+        "breakdown",
+    ],
+    "properties": {
+        "area_share": {"type": "number", "minimum": 0},
+        "power_share": {"type": _OPT_NUM},
+        "part_area_um2": {"type": _NUM},
+        "part_power_w": {"type": _OPT_NUM},
+        "core_area_um2": {"type": _NUM},
+        "core_power_w": {"type": _OPT_NUM},
+        "paper_area_share": {"type": _NUM},
+        "paper_power_share": {"type": _NUM},
+        "dominant": {"type": "string"},
+        "breakdown": {"type": "array", "items": _SHARE_ROW},
+    },
+}
+
+
 def check(report: dict[str, Any]) -> None:
     """Raise ``ValueError`` listing every schema violation of ``report``."""
     errors = validate(report)
+    share = report.get("comparison", {}).get("dre_share_of_core")
+    if isinstance(share, dict) and share.get("status") == "ok":
+        errors += validate(share, SHARE_SCHEMA, "$.comparison.dre_share_of_core")
     if errors:
         raise ValueError("report.json does not match its schema:\n  " + "\n  ".join(errors))
 
@@ -393,17 +446,46 @@ def write_markdown(report: dict[str, Any], path: Path, charts: list[Path] = ()) 
         f"{_f(dre.get('raw_area_mm2'), '{:.3f}')} mm² |",
         f"| DRE power | {pp['dre_power_mw']} mW | {_f(dre.get('scaled_power_mw'), '{:.3g}')} mW | "
         f"{_f(dre.get('raw_power_mw'), '{:.3g}')} mW @ {1000 / r['clock_ns']:.0f} MHz |",
-        f"| core area | {pp['core_area_mm2']} mm² | missing | missing |",
-        f"| core power | {pp['core_power_mw']} mW | missing | missing |",
-        f"| DRE share of core area | {pp['dre_area_share'] * 100:.1f} % | "
-        f"{comp['dre_share_of_core']['status']} | |",
-        f"| DRE share of core power | {pp['dre_power_share'] * 100:.1f} % | "
-        f"{comp['dre_share_of_core']['status']} | |",
+    ]
+    share = comp["dre_share_of_core"]
+    ok = share["status"] == "ok"
+    core = next((m for m in r["modules"] if m["name"] == "core" and m["status"] == "ok"), None)
+    sc = core["scaled"] if core else None
+
+    def pct(v: Any) -> str:
+        return "–" if v is None else f"{v * 100:.1f} %"
+
+    lines += [
+        f"| core area | {pp['core_area_mm2']} mm² | "
+        f"{_f(sc and sc['area_mm2'], '{:.4f}') + ' mm²' if sc else 'missing'} | "
+        f"{_mm2(share['core_area_um2']) + ' mm²' if ok else 'missing'} |",
+        f"| core power | {pp['core_power_mw']} mW | "
+        f"{_f(sc and sc['total_w'] * 1e3, '{:.3g}') + ' mW' if sc else 'missing'} | "
+        f"{_mw(share['core_power_w']) + ' mW' if ok else 'missing'} |",
+        f"| DRE share of core area | {pp['dre_area_share'] * 100:.1f} % | | "
+        f"{pct(share['area_share']) if ok else share['status']} |",
+        f"| DRE share of core power | {pp['dre_power_share'] * 100:.1f} % | | "
+        f"{pct(share['power_share']) if ok else share['status']} |",
         "",
         f"DRE: {dre.get('note', '')}  ",
-        f"DRE share of the core: {comp['dre_share_of_core']['reason']}",
+        f"DRE share of the core: {share['reason']}.",
         "",
     ]
+    if ok:
+        lines += [
+            f"**What dominates the core:** {share['dominant']}",
+            "",
+            "### Core area and power by direct submodule",
+            "",
+            "| part | kind | what | area mm² | area share | power mW | power share |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
+        for row in share["breakdown"]:
+            lines.append(
+                f"| {row['name']} | {row['kind']} | {row['what']} | {_mm2(row['area_um2'])} | "
+                f"{pct(row['area_share'])} | {_mw(row['power_w'])} | {pct(row['power_share'])} |"
+            )
+        lines.append("")
     for m in r["modules"]:
         lines += [f"## {m['name']}", ""]
         if m["status"] != "ok":
@@ -581,14 +663,21 @@ def write_charts(report: dict[str, Any], out_dir: Path) -> list[Path]:
         label="paper",
     )
     axes[2].set_title("DRE share of core, %")
-    axes[2].text(
-        0.5,
-        0.5,
-        f"ours: {share['status']}\n(no core yet)",
-        transform=axes[2].transAxes,
-        ha="center",
-        color="red",
-    )
+    if share["status"] == "ok":
+        axes[2].bar(
+            ["area ", "power "],
+            [share["area_share"] * 100, (share["power_share"] or 0) * 100],
+            label=f"ours ({report['preset']}, raw)",
+        )
+    else:
+        axes[2].text(
+            0.5,
+            0.5,
+            f"ours: {share['status']}",
+            transform=axes[2].transAxes,
+            ha="center",
+            color="red",
+        )
     axes[2].legend(fontsize=8)
     finish(fig, "paper_comparison.png")
     return paths
