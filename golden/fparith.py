@@ -70,6 +70,7 @@ __all__ = [
     "ftz32",
     "int_to_fp32",
     "main",
+    "print_figures",
     "qk_error",
     "tree_sum",
 ]
@@ -384,6 +385,16 @@ def qk_error(path: str, *, lanes: int, pairs: int, seed: int = 0) -> dict:
     }
 
 
+def print_figures(res: dict[str, object], json_path: str | None = None) -> None:
+    """Print an error CLI's figures as a Markdown table; with ``json_path``, also write them."""
+    print("| metric | value |\n|---|---|")
+    for key, val in res.items():
+        print(f"| {key} | {val:.3g} |" if isinstance(val, float) else f"| {key} | {val} |")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(res, f, indent=2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m golden.fparith", description=__doc__.split("\n")[0]
@@ -398,12 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = qk_error(args.trace, lanes=args.lanes, pairs=args.pairs, seed=args.seed)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         ap.error(str(exc))
-    print("| metric | value |\n|---|---|")
-    for key, val in res.items():
-        print(f"| {key} | {val:.3g} |" if isinstance(val, float) else f"| {key} | {val} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+    print_figures(res, args.json)
     return 0
 
 

@@ -34,7 +34,6 @@ up to their own, decode queries to the tokens ingested before them)::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -54,6 +53,7 @@ from golden.fparith import (
     fp32_mul,
     fp32_recip,
     ftz32,
+    print_figures,
 )
 
 __all__ = [
@@ -206,12 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (ValueError, TypeError, FileNotFoundError) as exc:
         ap.error(str(exc))
-    print("| metric | value |\n|---|---|")
-    for key, val in res.items():
-        print(f"| {key} | {val:.3g} |" if isinstance(val, float) else f"| {key} | {val} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+    print_figures(res, args.json)
     return 0
 
 
