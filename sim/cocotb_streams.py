@@ -77,15 +77,25 @@ async def start_clock(dut) -> None:
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
 
 
-async def reset(dut, cycles: int = 2) -> None:
-    """Synchronous reset with every stream input idle."""
+#: The DRE units' stream handshake inputs: what ``reset`` drives low unless told otherwise.
+DRE_IDLE = (
+    "tokens__valid",
+    "cmd__valid",
+    "clusters__valid",
+    "wtu_cmd__valid",
+    "assign__ready",
+    "selected__ready",
+    "summary__ready",
+)
+
+
+async def reset(dut, cycles: int = 2, *, idle: Iterable[str] = DRE_IDLE) -> None:
+    """Synchronous reset for ``cycles`` cycles, with the inputs ``idle`` that the DUT has
+    (stream handshakes, strobes) driven low first."""
     await FallingEdge(dut.clk)
-    for name in ("tokens", "cmd", "clusters", "wtu_cmd"):
-        if hasattr(dut, f"{name}__valid"):
-            getattr(dut, f"{name}__valid").value = 0
-    for name in ("assign", "selected", "summary"):
-        if hasattr(dut, f"{name}__ready"):
-            getattr(dut, f"{name}__ready").value = 0
+    for name in idle:
+        if hasattr(dut, name):
+            getattr(dut, name).value = 0
     dut.rst.value = 1
     for _ in range(cycles):
         await FallingEdge(dut.clk)

@@ -31,6 +31,7 @@ from sim.cocotb_streams import (
     config_from_env,
     make_rng,
     random_pauses,
+    reset,
     seed_from_env,
     start_clock,
     timing_from_env,
@@ -147,11 +148,8 @@ class Host:
         return host
 
     async def reset(self, cycles: int = 2) -> None:
-        await FallingEdge(self.dut.clk)
-        self.dut.rst.value = 1
-        for _ in range(cycles):
-            await FallingEdge(self.dut.clk)
-        self.dut.rst.value = 0
+        """Reset the core; the host's streams keep driving (a reset may hit mid-command)."""
+        await reset(self.dut, cycles, idle=())
 
     async def command(self, c) -> tuple[int, int, int]:
         """Send one command and its vectors; returns (status op, error, cycles from the

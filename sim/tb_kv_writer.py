@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
 from cocotbext.axi import AxiRamWrite, AxiWriteBus
 
 from golden.kvmu import KVLayout, write_bursts
@@ -31,6 +31,7 @@ from sim.cocotb_streams import (
     cycle,
     make_rng,
     random_pauses,
+    reset,
     seed_from_env,
     start_clock,
     timing_from_env,
@@ -41,15 +42,8 @@ from sim.kvmu_data import workload
 FILL = 0x5A
 
 
-async def reset(dut, cycles: int = 2) -> None:
-    await FallingEdge(dut.clk)
-    for name in ("cmd", "data"):
-        getattr(dut, f"{name}__valid").value = 0
-    dut.done__ready.value = 0
-    dut.rst.value = 1
-    for _ in range(cycles):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+#: The KV writer's inputs driven low during reset.
+WRITER_IDLE = ("cmd__valid", "data__valid", "done__ready")
 
 
 class FaultyRam(AxiRamWrite):
@@ -169,7 +163,7 @@ async def kv_writer_smoke_back_to_back(dut):
     carries one beat per cycle from ``CMD_TO_W`` cycles after the first cmd."""
     cfg = config_from_env()
     await start_clock(dut)
-    await reset(dut)
+    await reset(dut, idle=WRITER_IDLE)
     bus = AxiWriteBus.from_prefix(dut, "m_axi", bus_separator="__")
     assert bus.aw.awaddr._path == dut.m_axi__awaddr._path
     assert bus.b.bresp._path == dut.m_axi__bresp._path
@@ -192,7 +186,7 @@ async def kv_writer_random_stalls(dut):
     cfg = config_from_env()
     idle, stall = timing_from_env()
     await start_clock(dut)
-    await reset(dut)
+    await reset(dut, idle=WRITER_IDLE)
     rng = make_rng(seed_from_env(), 2)
     ram = attach_ram(dut, cfg, stall=0.4, rng=rng)
     addrs, kv = tokens(cfg, 60, seed=seed_from_env() + 3)
@@ -206,7 +200,7 @@ async def kv_writer_slverr(dut):
     cfg = config_from_env()
     idle, stall = timing_from_env()
     await start_clock(dut)
-    await reset(dut)
+    await reset(dut, idle=WRITER_IDLE)
     rng = make_rng(seed_from_env(), 4)
     ram = attach_ram(dut, cfg, stall=0.3, rng=rng, cls=FaultyRam)
     addrs, kv = tokens(cfg, 40, seed=seed_from_env() + 5)

@@ -35,6 +35,7 @@ from sim.cocotb_streams import (
     cycle,
     make_rng,
     random_pauses,
+    reset,
     seed_from_env,
     start_clock,
     timing_from_env,
@@ -64,17 +65,15 @@ def kvmu_config() -> HWConfig:
     return cfg.replace(**changes) if changes else cfg
 
 
-async def reset(dut, cycles: int = 2) -> None:
-    await FallingEdge(dut.clk)
-    for name in ("assign", "selected"):
-        getattr(dut, f"{name}__valid").value = 0
-    for name in ("slot", "kv", "summary"):
-        getattr(dut, f"{name}__ready").value = 0
-    dut.clear.value = 0
-    dut.rst.value = 1
-    for _ in range(cycles):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+#: The KVMU's inputs driven low during reset.
+KVMU_IDLE = (
+    "assign__valid",
+    "selected__valid",
+    "slot__ready",
+    "kv__ready",
+    "summary__ready",
+    "clear",
+)
 
 
 def attach_ram(dut, cfg: HWConfig, *, stall: float, rng) -> AxiRamRead:
@@ -195,7 +194,7 @@ async def kvmu_smoke_bus_separator(dut):
     cluster round-trips without stalls."""
     cfg = kvmu_config()
     await start_clock(dut)
-    await reset(dut)
+    await reset(dut, idle=KVMU_IDLE)
     bus = AxiReadBus.from_prefix(dut, "m_axi", bus_separator="__")
     assert bus.ar.araddr._path == dut.m_axi__araddr._path
     assert bus.r.rdata._path == dut.m_axi__rdata._path
@@ -212,7 +211,7 @@ async def kvmu_random_stalls_two_contexts(dut):
     cfg = kvmu_config()
     idle, stall = timing_from_env()
     await start_clock(dut)
-    await reset(dut)
+    await reset(dut, idle=KVMU_IDLE)
     ram = attach_ram(dut, cfg, stall=0.4, rng=make_rng(seed_from_env(), 9))
     wl = workload(cfg, 80, seed=seed_from_env() + 2)
     sel = selection(wl, seed=3)
@@ -234,7 +233,7 @@ async def kvmu_video_trace(dut):
     cfg = kvmu_config()
     idle, stall = timing_from_env()
     await start_clock(dut)
-    await reset(dut)
+    await reset(dut, idle=KVMU_IDLE)
     stream, _ = env_workload(cfg, rows=0, seed=seed_from_env(), log=dut._log)
     clears = np.flatnonzero(stream.clear[1:])
     n = int(clears[0]) + 1 if clears.size else len(stream)
@@ -249,7 +248,7 @@ async def kvmu_bus_utilisation(dut):
     checked against the golden burst list; written to ``KVMU_REPORT`` when set."""
     cfg = kvmu_config()
     await start_clock(dut)
-    await reset(dut)
+    await reset(dut, idle=KVMU_IDLE)
     wl = workload(cfg, 96, seed=seed_from_env() + 7)
     sel = selection(wl, seed=8, fraction=0.5)
     rng = make_rng(seed_from_env(), 5)
