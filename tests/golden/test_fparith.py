@@ -206,27 +206,13 @@ def test_bf16_conversion_agrees_with_ml_dtypes_and_dot_float_is_close():
     assert np.array_equal(bits_to_f32(dot(to_bf16_bits(x), to_bf16_bits(y), 8)), got)
 
 
-def test_qk_error_cli_on_a_small_trace(tmp_path, capsys):
-    from golden.bf16 import bf16_round
+def test_qk_error_cli_on_a_small_trace(tmp_path, capsys, random_trace):
     from golden.fparith import main, qk_error
-    from golden.trace import FORMAT_VERSION, Trace, save
-
-    rng = np.random.default_rng(3)
-
-    def f(*shape):
-        return bf16_round(rng.standard_normal(shape).astype(np.float32))
+    from golden.trace import save
 
     d, lanes = 40, 4
     path = save(
-        Trace(
-            keys=f(1, 2, 12, d),
-            values=f(1, 2, 12, d),
-            queries=f(1, 4, 12, d),
-            decode_queries=f(1, 4, 2, d),
-            decode_after=np.array([0, 0]),
-            frame_offsets=np.array([0, 12]),
-            meta={"format_version": FORMAT_VERSION, "note": "unit test"},
-        ),
+        random_trace(seed=3, layers=1, head_dim=d, frame_offsets=[0, 12], decode_after=[0, 0]),
         tmp_path / "t.npz",
     )
     res = qk_error(str(path), lanes=lanes, pairs=300)

@@ -183,25 +183,12 @@ def test_rejects_bad_arguments():
         online_attention(np.array([0x7F80_0000], np.uint32), v[:1], exp_frac_bits=8)
 
 
-def test_cli_on_a_small_trace(tmp_path, capsys):
-    from golden.trace import FORMAT_VERSION, Trace, save
-
-    rng = np.random.default_rng(3)
-
-    def f(*shape):
-        return bf16_round(rng.standard_normal(shape).astype(np.float32))
+def test_cli_on_a_small_trace(tmp_path, capsys, random_trace):
+    from golden.trace import save
 
     d = 16
     path = save(
-        Trace(
-            keys=f(1, 2, 12, d),
-            values=f(1, 2, 12, d),
-            queries=f(1, 4, 12, d),
-            decode_queries=f(1, 4, 2, d),
-            decode_after=np.array([0, 1]),
-            frame_offsets=np.array([0, 6, 12]),
-            meta={"format_version": FORMAT_VERSION, "note": "unit test"},
-        ),
+        random_trace(seed=3, layers=1, head_dim=d, frame_offsets=[0, 6, 12], decode_after=[0, 1]),
         tmp_path / "t.npz",
     )
     out = tmp_path / "err.json"

@@ -10,29 +10,23 @@ import numpy as np
 import pytest
 
 from golden import trace as trace_mod
-from golden.bf16 import bf16_round, to_bf16_bits
-from golden.trace import FORMAT_VERSION, Trace, config_hash, load, load_or_make, main, save
+from golden.bf16 import to_bf16_bits
+from golden.trace import Trace, config_hash, load, load_or_make, main, save
 from golden.workload import PRESETS
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _small(seed: int = 0, *, nd: int = 3) -> Trace:
-    """A hand-made trace: L=2, Hkv=2, G=2, 3 frames of 4 tokens, d=8."""
-    rng = np.random.default_rng(seed)
+@pytest.fixture
+def small(random_trace):
+    """A hand-made trace: L=2, Hkv=2, G=2, 3 frames of 4 tokens, d=8, ``nd`` decode queries."""
 
-    def f(*shape):
-        return bf16_round(rng.standard_normal(shape).astype(np.float32))
+    def make(nd: int = 3) -> Trace:
+        return random_trace(
+            seed=0, layers=2, head_dim=8, frame_offsets=[0, 4, 8, 12], decode_after=[0, 2, 2][:nd]
+        )
 
-    return Trace(
-        keys=f(2, 2, 12, 8),
-        values=f(2, 2, 12, 8),
-        queries=f(2, 4, 12, 8),
-        decode_queries=f(2, 4, nd, 8),
-        decode_after=np.array([0, 2, 2][:nd], np.int64),
-        frame_offsets=np.array([0, 4, 8, 12]),
-        meta={"format_version": FORMAT_VERSION, "clip": "synthetic", "note": "unit test"},
-    )
+    return make
 
 
 def _arrays(trace: Trace) -> dict[str, np.ndarray]:
@@ -56,8 +50,8 @@ def _expect(path: Path, message: str) -> None:
         load(path)
 
 
-def test_round_trip_is_exact(tmp_path):
-    trace = _small()
+def test_round_trip_is_exact(tmp_path, small):
+    trace = small()
     path = save(trace, tmp_path / "sub" / "t.npz")
     assert path == tmp_path / "sub" / "t.npz" and sorted(tmp_path.joinpath("sub").iterdir()) == [
         path
@@ -73,8 +67,8 @@ def test_round_trip_is_exact(tmp_path):
     assert back.meta == trace.meta
 
 
-def test_properties_and_immutability():
-    t = _small()
+def test_properties_and_immutability(small):
+    t = small()
     assert (t.layers, t.kv_heads, t.q_heads, t.q_per_kv, t.n_tokens, t.head_dim) == (
         2,
         2,
@@ -91,12 +85,12 @@ def test_properties_and_immutability():
         t.keys[0, 0, 0, 0] = 1.0
     with pytest.raises(ValueError, match=r"^frame must be in \[0, 3\), not 3$"):
         t.frame_slice(3)
-    empty = _small(nd=0)
+    empty = small(nd=0)
     assert empty.decode_queries.shape == (2, 4, 0, 8) and empty.n_decode == 0
 
 
-def test_constructor_rejects_bad_arrays():
-    t = _small()
+def test_constructor_rejects_bad_arrays(small):
+    t = small()
     base = {n: getattr(t, n) for n in ("keys", "values", "queries", "decode_queries")}
     base.update(decode_after=t.decode_after, frame_offsets=t.frame_offsets, meta=t.meta)
     cases = [
@@ -118,8 +112,8 @@ def test_constructor_rejects_bad_arrays():
             Trace(**{**base, **change})
 
 
-def test_load_rejects_malformed_files(tmp_path):
-    good = _arrays(_small())
+def test_load_rejects_malformed_files(tmp_path, small):
+    good = _arrays(small())
     (tmp_path / "text.npz").write_text("not a zip")
     _expect(tmp_path / "text.npz", r"not an \.npz trace \(not a zip archive\)")
     with pytest.raises(FileNotFoundError):
