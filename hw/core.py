@@ -77,7 +77,7 @@ from .dre import DynamicRetrievalEngine
 from .dre.layouts import Event
 from .kvmu import KVMemoryUnit, KVWriter, axi4_signature
 
-__all__ = ["PERF", "Error", "Op", "VRexCore", "check_core_config"]
+__all__ = ["PERF", "Error", "Op", "VRexCore", "check_core_config", "lane_words"]
 
 
 class Op(pyenum.IntEnum):
@@ -132,13 +132,14 @@ def check_core_config(cfg: HWConfig) -> None:
         raise ValueError(f"token_id_bits must be at most 24 for the core, not {cfg.token_id_bits}")
 
 
-def _bits(rows: np.ndarray) -> list[int]:
-    """uint16 rows (n, lanes) → one integer per row, element 0 in the LSBs."""
+def lane_words(x: np.ndarray, lanes: int) -> list[int]:
+    """BF16 bit patterns (any shape, ``lanes`` dividing its size) → one integer per ``lanes``
+    consecutive elements, element 0 in the LSBs: a ``vin`` beat, a memory row."""
     out = []
-    for row in rows:
+    for row in np.asarray(x).reshape(-1, lanes):
         v = 0
-        for i, x in enumerate(row):
-            v |= int(x) << (16 * i)
+        for i, e in enumerate(row):
+            v |= int(e) << (16 * i)
         out.append(v)
     return out
 
@@ -207,8 +208,8 @@ class VRexCore(wiring.Component):
         self._connect_axi(m, kvmu, writer)
 
         # ------------------------------------------------------------------ memories
-        planes = to_bf16_bits(r.planes.T).reshape(H * nb, lanes)
-        m.submodules.planes = planes_mem = Memory(shape=row_bits, depth=H * nb, init=_bits(planes))
+        planes = lane_words(to_bf16_bits(r.planes.T), lanes)  # row p*nb + b: plane p, beat b
+        m.submodules.planes = planes_mem = Memory(shape=row_bits, depth=H * nb, init=planes)
         m.submodules.kept_k = kept_k = Memory(shape=row_bits, depth=kept * nb, init=[])
         m.submodules.kept_v = kept_v = Memory(shape=row_bits, depth=kept * nb, init=[])
         m.submodules.kept_sig = kept_sig = Memory(shape=H, depth=kept, init=[])

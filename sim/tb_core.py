@@ -24,7 +24,7 @@ from cocotbext.axi import AxiBus, AxiRam
 from golden import trace as golden_trace
 from golden.core import WORK_COUNTERS
 from hw.config import HWConfig
-from hw.core import PERF
+from hw.core import PERF, lane_words
 from sim.cocotb_streams import (
     StreamSink,
     StreamSource,
@@ -51,14 +51,8 @@ def raw_layouts(cfg: HWConfig):
 
 
 def pack(vector: np.ndarray, lanes: int) -> list[dict]:
-    """One BF16 vector → ``vin`` beats of ``lanes`` elements (element 0 in the LSBs)."""
-    beats = []
-    for b in range(0, vector.size, lanes):
-        v = 0
-        for i, x in enumerate(vector[b : b + lanes]):
-            v |= int(x) << (16 * i)
-        beats.append({"x": v})
-    return beats
+    """One BF16 vector → its ``vin`` beats."""
+    return [{"x": w} for w in lane_words(vector, lanes)]
 
 
 def unpack(beats: list[int], lanes: int) -> np.ndarray:

@@ -370,14 +370,12 @@ def _row_source(cmd_port: Any, clusters: Any, cfg: Any, rng: np.random.Generator
     return bench
 
 
-def _bf16_words(rng: np.random.Generator, n: int) -> list[int]:
-    """``n`` random BF16 bit patterns of normal numbers around 1 (both signs)."""
-    x = rng.standard_normal(n).astype(np.float32)
-    return [int(w) >> 16 for w in x.view(np.uint32)]
+def _bf16_rows(rng: np.random.Generator, rows: int, lanes: int) -> list[int]:
+    """``rows`` words of ``lanes`` random BF16 N(0, 1) values (``hw.core.lane_words``)."""
+    from golden.bf16 import to_bf16_bits
+    from hw.core import lane_words
 
-
-def _pack(words: list[int], width: int) -> int:
-    return sum(int(w) << (width * i) for i, w in enumerate(words))
+    return lane_words(to_bf16_bits(rng.standard_normal(rows * lanes)), lanes)
 
 
 def _raw(layout: Any, **fields: int) -> int:
@@ -405,16 +403,10 @@ def _rope_source(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
     async def bench(clk: _Budget) -> None:
         while True:
             pos = int(rng.integers(0, pos_max))
-            x = _bf16_words(rng, lanes * beats_per)
             lay = dut.vectors.payload.shape()
             beats = [
-                _raw(
-                    lay,
-                    x=_pack(x[b * lanes : (b + 1) * lanes], 16),
-                    position=pos,
-                    last=int(b == beats_per - 1),
-                )
-                for b in range(beats_per)
+                _raw(lay, x=x, position=pos, last=int(b == beats_per - 1))
+                for b, x in enumerate(_bf16_rows(rng, beats_per, lanes))
             ]
             await _put(clk, dut.vectors, beats, rng, 0.1)
 
@@ -439,7 +431,7 @@ def _vu_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBenc
 
     async def values(clk: _Budget) -> None:
         for n in lengths:
-            beats = [_pack(_bf16_words(rng, lanes), 16) for _ in range(n * beats_per)]
+            beats = _bf16_rows(rng, n * beats_per, lanes)
             await _put(clk, dut.values, beats, rng, 0.1)
 
     return [scores, values]
@@ -490,6 +482,7 @@ def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
     Small frames (4 tokens, a query after each) so that the cache outgrows the sink and
     recent windows within ~2000 cycles at the tiny preset: the activity window then holds
     queries that score clusters and fetch KV over AXI, not only ingest."""
+    from hw.core import lane_words
     from sim.core_data import synthetic_program
 
     lanes = cfg.mac_lanes
@@ -502,9 +495,7 @@ def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
             )
             for c in prog.commands:
                 await _put(clk, dut.cmd, [{"op": int(c.op), "arg": int(c.arg)}], rng, 0.1)
-                beats = [
-                    _pack(v[b * lanes : (b + 1) * lanes], 16) for v in c.vectors for b in range(nb)
-                ]
+                beats = [w for v in c.vectors for w in lane_words(v, lanes)]
                 if beats:
                     await _put(clk, dut.vin, beats, rng, 0.1)
                 if c.out is not None:

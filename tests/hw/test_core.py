@@ -9,7 +9,7 @@ import pytest
 
 from golden.core import WORK_COUNTERS
 from hw.config import preset
-from hw.core import PERF, VRexCore, check_core_config
+from hw.core import PERF, VRexCore, check_core_config, lane_words
 from sim.axi_ram import AxiRamModel
 from sim.core_data import synthetic_program
 from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
@@ -37,13 +37,7 @@ def simulate(cfg, prog, *, timing: str, seed: int, vcd=None):
             await stream_put(
                 ctx, dut.cmd, [{"op": c.op, "arg": c.arg}], cycle=h.cycle, rng=rng, idle=idle
             )
-            beats = []
-            for v in c.vectors:
-                for b in range(nb):
-                    word = sum(
-                        int(x) << (16 * k) for k, x in enumerate(v[b * lanes : (b + 1) * lanes])
-                    )
-                    beats.append(vin_layout.from_bits(word))
+            beats = [vin_layout.from_bits(w) for v in c.vectors for w in lane_words(v, lanes)]
             if beats:
                 await stream_put(ctx, dut.vin, beats, cycle=h.cycle, rng=rng, idle=idle)
             if c.out is not None:
