@@ -34,8 +34,16 @@ class AxiRamModel:
         )
         assert self.base <= addr and addr + beats * self.bb <= self.base + len(self.mem)
 
+    def read_benches(self):
+        """The AR and R channels' testbenches (for a read-only master)."""
+        return [self._ar, self._r]
+
+    def write_benches(self):
+        """The AW, W and B channels' testbenches (for a write-only master)."""
+        return [self._aw, self._w]
+
     def benches(self):
-        return [self._ar, self._r, self._aw, self._w]
+        return self.read_benches() + self.write_benches()
 
     async def _ar(self, ctx):
         rng = np.random.default_rng([self.seed, 21])

@@ -473,7 +473,7 @@ def _writer_ram(dut: Any, cfg: Any, seed: int) -> list[Bench]:
         seed=seed,
         stall=0.2,
     )
-    return [ram._aw, ram._w]
+    return ram.write_benches()
 
 
 def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:

@@ -1,10 +1,8 @@
 """KVMemoryUnit on the Amaranth simulator: allocation (slot of every token) and translation
 (AR bursts, returned beats, summary) against golden.kvmu, with a randomly stalling AXI read
-responder and random valid/ready timing on every stream."""
+responder (``sim.axi_ram.AxiRamModel``) and random valid/ready timing on every stream."""
 
 from __future__ import annotations
-
-from collections import deque
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from hw.config import preset
 from hw.kvmu import KVMemoryUnit
 from hw.kvmu.kvmu import ALLOC_CYCLES
+from sim.axi_ram import AxiRamModel
 from sim.kvmu_data import beat_value, beat_word, decode_beat, memory_image, selection, workload
 from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
 
@@ -33,8 +32,7 @@ def simulate(cfg, wl, sel, *, timing: str, seed: int, vcd, mem_stall: float = 0.
     L = wl.layout
     bb = L.bus_bytes
     image = memory_image(wl)
-    out: dict = {"ar": []}
-    bursts: deque = deque()
+    out: dict = {}
 
     async def assign_src(ctx):
         rng = np.random.default_rng([seed, 1])
@@ -59,43 +57,14 @@ def simulate(cfg, wl, sel, *, timing: str, seed: int, vcd, mem_stall: float = 0.
         out["kv"] = await stream_get(ctx, dut.kv, cycle=h.cycle, count=n, rng=rng, stall=stall)
         out["summary"] = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
 
-    async def ar_slave(ctx):
-        rng = np.random.default_rng([seed, 5])
-        axi = dut.m_axi
-        while True:
-            ready = rng.random() >= mem_stall
-            ctx.set(axi.arready, ready)
-            _, _, valid, addr, alen, size, burst = await ctx.tick().sample(
-                axi.arvalid, axi.araddr, axi.arlen, axi.arsize, axi.arburst
-            )
-            if valid and ready:
-                assert (size, burst) == (bb.bit_length() - 1, 1)
-                out["ar"].append((addr, alen + 1))
-                bursts.append((addr, alen + 1))
-
-    async def r_slave(ctx):
-        rng = np.random.default_rng([seed, 6])
-        axi = dut.m_axi
-        while True:
-            if not bursts:
-                await ctx.tick()
-                continue
-            addr, beats = bursts.popleft()
-            for j in range(beats):
-                while rng.random() < mem_stall:
-                    ctx.set(axi.rvalid, 0)
-                    await ctx.tick()
-                off = addr - L.base + j * bb
-                ctx.set(axi.rdata, int.from_bytes(image[off : off + bb], "little"))
-                ctx.set(axi.rlast, j == beats - 1)
-                ctx.set(axi.rvalid, 1)
-                while True:
-                    _, _, rr = await ctx.tick().sample(axi.rready)
-                    if rr:
-                        break
-                ctx.set(axi.rvalid, 0)
-
-    run(h, [assign_src, slot_sink, select_src, kv_sink], background=[ar_slave, r_slave], vcd=vcd)
+    ram = AxiRamModel(dut.m_axi, image, base=L.base, bus_bytes=bb, seed=seed, stall=mem_stall)
+    run(
+        h,
+        [assign_src, slot_sink, select_src, kv_sink],
+        background=ram.read_benches(),
+        vcd=vcd,
+    )
+    out["ar"] = ram.ar_log
     return out
 
 
