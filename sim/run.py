@@ -108,6 +108,11 @@ def float_reference(cfg, trace, prog) -> list[dict]:
     return rows
 
 
+def _mean(xs: list[float]) -> float:
+    """The mean of ``xs``; 0.0 for none (a program without frames or decode queries)."""
+    return float(np.mean(xs)) if xs else 0.0
+
+
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
@@ -200,7 +205,6 @@ def summarize(rep: dict, cfg, trace, prog) -> dict:
         return sum(c[name] for c in counters)
 
     ref = float_reference(cfg, trace, prog)
-    per_frame_tokens = np.mean([f["tokens"] for f in frames]) if frames else 0
     return {
         "queries": len(queries),
         "queries_matched": sum(1 for q in queries if q.get("match")),
@@ -208,19 +212,17 @@ def summarize(rep: dict, cfg, trace, prog) -> dict:
         "failures": rep["failures"][:5],
         "contexts": len(counters),
         "frames": len(frames),
-        "tokens_per_frame": float(per_frame_tokens),
-        "cycles_per_frame": float(np.mean([f["cycles"] for f in frames])) if frames else 0.0,
+        "tokens_per_frame": _mean([f["tokens"] for f in frames]),
+        "cycles_per_frame": _mean([f["cycles"] for f in frames]),
         "cycles_per_token": float(
             sum(f["cycles"] for f in frames) / max(1, sum(f["tokens"] for f in frames))
         ),
-        "cycles_per_decode": float(np.mean([q["cycles"] for q in queries])) if queries else 0.0,
-        "cache_tokens": float(np.mean([q["tokens"] for q in queries])) if queries else 0.0,
-        "attended": float(np.mean([q["attended"] / q["tokens"] for q in queries]))
-        if queries
-        else 0,
-        "fetched": float(np.mean([q["fetched"] for q in queries])) if queries else 0.0,
-        "clusters": float(np.mean([q["clusters"] for q in queries])) if queries else 0.0,
-        "selected": float(np.mean([q["selected"] for q in queries])) if queries else 0.0,
+        "cycles_per_decode": _mean([q["cycles"] for q in queries]),
+        "cache_tokens": _mean([q["tokens"] for q in queries]),
+        "attended": _mean([q["attended"] / q["tokens"] for q in queries]),
+        "fetched": _mean([q["fetched"] for q in queries]),
+        "clusters": _mean([q["clusters"] for q in queries]),
+        "selected": _mean([q["selected"] for q in queries]),
         "read_bytes": total("read_beats") * bus,
         "read_bursts": total("read_bursts"),
         "write_bytes": total("write_beats") * bus,
@@ -235,9 +237,7 @@ def summarize(rep: dict, cfg, trace, prog) -> dict:
             for k in ("err_vs_full", "err_vs_float_resv", "float_resv_vs_full")
             for f in (np.mean, np.max)
         },
-        "float_resv_attended": float(np.mean([r["float_resv_attended"] for r in ref]))
-        if ref
-        else 0,
+        "float_resv_attended": _mean([r["float_resv_attended"] for r in ref]),
     }
 
 

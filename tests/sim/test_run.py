@@ -1,0 +1,41 @@
+"""``make sim`` (``python -m sim.run``): its arguments, and one small end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sim.run import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--config", "huge"], "--config must be one of tiny, paper, edge, not 'huge'"),
+        (["--sim", "modelsim"], "--sim must be one of icarus, verilator, not 'modelsim'"),
+        (["--frames", "0"], "--frames must be a positive integer, not 0"),
+        (["--heads", "-1"], "--heads must be a positive integer, not -1"),
+        (["--stall", "1"], r"--stall must be in [0, 1), not 1.0"),
+        (["--workload", "nope"], "--workload must be one of"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.cocotb
+def test_small_run_is_bit_exact(tmp_path, capsys):
+    argv = ["--frames", "2", "--layers", "1", "--heads", "1", "-o", str(tmp_path)]
+    assert main([*argv, "--sim", "verilator"]) == 0
+    printed = capsys.readouterr().out
+    assert "sim.run: PASS" in printed and "| cycles per decode step |" in printed
+    s = json.loads((tmp_path / "sim_tiny.summary.json").read_text())
+    assert s["queries"] > 0 and s["queries_matched"] == s["queries"]
+    assert s["counter_checks"] > 0 and s["failures"] == []
+    assert s["frames"] == 2 and s["cycles_per_frame"] > 0 and s["cycles_per_decode"] > 0
+    assert s["read_bursts"] > 0 and s["bytes_per_burst"] >= s["token_bytes"] > 0
+    assert (tmp_path / "sim_tiny.md").read_text().startswith("## make sim")
