@@ -140,8 +140,17 @@ class CoreModel:
 
     def set_bias(self, bias: np.ndarray) -> None:
         """``SET_BIAS``: ``theta_j = dot(bias, P_j)`` (BF16 ``bias`` of shape (d,))."""
-        b = self._vec("bias", bias)
-        self.theta = dot(np.broadcast_to(b, self.planes.shape), self.planes, self.lanes)
+        self.theta = self._plane_dots(self._vec("bias", bias))
+
+    def _plane_dots(self, x: np.ndarray) -> np.ndarray:
+        """``dot(x, P_j)`` for every hyperplane ``j`` (the MAC tree's FP32 results)."""
+        return dot(np.broadcast_to(x, self.planes.shape), self.planes, self.lanes)
+
+    def _rope(self, x: np.ndarray, position: int) -> np.ndarray:
+        """The RoPE unit's BF16 rotation of ``x`` (d,) at ``position``."""
+        r = self.cfg.resv
+        pos = np.array([position])
+        return rope_bf16(x[None], pos, base=r.rope_base, lut_bits=self.cfg.rope_lut_bits)[0]
 
     def _vec(self, name: str, x: np.ndarray, rows: bool = False) -> np.ndarray:
         x = np.asarray(x)
@@ -161,8 +170,7 @@ class CoreModel:
     # ------------------------------------------------------------------------- ingest
 
     def signature(self, k_hash: np.ndarray) -> int:
-        dots = dot(np.broadcast_to(k_hash, self.planes.shape), self.planes, self.lanes)
-        bits = fp32_ge(dots, self.theta)
+        bits = fp32_ge(self._plane_dots(k_hash), self.theta)
         return int(sum(1 << j for j in np.flatnonzero(bits)))
 
     def ingest(self, keys: np.ndarray, values: np.ndarray) -> int:
@@ -181,10 +189,7 @@ class CoreModel:
             if t == 1 << self.cfg.token_id_bits:
                 dropped += 1
                 continue
-            kp = rope_bf16(
-                k[None], np.array([t]), base=r.rope_base, lut_bits=self.cfg.rope_lut_bits
-            )
-            kp = kp[0]
+            kp = self._rope(k, t)
             self.k_post.append(kp)
             self.v.append(v)
             self.sig.append(self.signature(k if r.hash_space == "pre_rope" else kp))
@@ -225,10 +230,7 @@ class CoreModel:
         if self.n_tokens == 0:
             raise ValueError("the context is empty: ingest tokens before querying")
         r = self.cfg.resv
-        qp = rope_bf16(
-            q[None], np.array([position]), base=r.rope_base, lut_bits=self.cfg.rope_lut_bits
-        )
-        qp = qp[0]
+        qp = self._rope(q, position)
         C = self.n_clusters
         selected = np.zeros(0, np.int64)
         scores = np.zeros(0, np.int64)
