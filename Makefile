@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # A target whose content comes with a later issue says so and fails: it never pretends.
 need = @test -f $(1) || { echo "make $@: $(1) does not exist yet ($(2)); nothing was done." >&2; exit 2; }
 
-.PHONY: all setup check lint format verilog sim synth sweep test bench clean
+.PHONY: all setup check lint format verilog sim synth sweep sweep-algo test bench clean
 
 all: verilog sim synth
 	@echo "make all: Verilog in build/verilog, simulation summary above, synthesis report in build/synth/$(CONFIG)"
@@ -49,6 +49,9 @@ synth: setup
 sweep: setup
 	$(call need,synth/sweep.py,issue 5: design-space sweep)
 	$(PY) -m synth.sweep --config $(CONFIG)
+
+sweep-algo: setup
+	$(PY) -m golden.sweep
 
 test: lint
 	$(PY) -m pytest -n $(JOBS) --durations=15

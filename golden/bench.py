@@ -1,236 +1,312 @@
-"""Algorithm benchmark of ReSV on real video (``make bench``, golden part).
+"""Algorithm benchmark: bytes to quality (``make bench``, golden part).
 
-``python -m golden.bench [--quick] [-o build/bench]`` replays real-video traces
-(``golden.workload``) through the streaming cache and writes ``golden.json``,
-``golden.md`` and PNG plots. Per workload, for frame prefill (every block token) and
-decode queries: tokens retrieved (% of the cache), memory traffic (retrieved KV +
-cluster-table reads), attention-output relative error and attention-mass recall against
-full attention, for ReSV and every baseline at ReSV's token budget; cluster statistics;
-sweeps of coverage, threshold, centring x hashing space, prefill mode, and bucketed vs
-exact selection; and the time to cluster a 40K-token stream for 8 KV heads.
+``python -m golden.bench [--quick] [-o build/bench] [--no-quality]`` replays recorded
+streams (``workloads``) through ReSV (``golden.cache``, several configurations) and the
+baselines of ``golden.baselines``, and writes ``golden.json``, ``golden.md`` and PNG curves.
 
-The keys are real image features through seeded projections, NOT video-LLM keys: every
-report says so.
+Streams: the real LLM (SmolLM2-135M over real clips at 2 fps and at the native rate,
+``workloads.llm_stream``) and the projected-feature (synthetic-attention) workload
+(``workloads.projected``). Per stream and phase (frame prefill, decode) every method's
+error-vs-bytes curve (``golden.evaluate``: bytes = fetched old KV + metadata reads, as a
+fraction of the old KV; sinks and the recent window free; only points whose cache holds at
+least 1K tokens) and the scalars read off it: bytes for relative output error <= 0.05 and
+<= 0.02, each divided by the adaptive oracle's. On the LLM stream also the model's own
+answers rerun with each method in every layer (``workloads.llm_quality``): top-1 agreement
+and KL divergence against full attention, and the bytes for agreement >= 99 %.
+
+The LLM never saw such visual tokens and the projected features are not video-LLM keys:
+every report says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import baselines
-from .cache import StreamingCache
-from .config import ReSVConfig, preset
-from .resv import attention, cluster_online, signatures
-from .rope import rope
-from .trace import Trace, load_or_make
-from .workload import WorkloadConfig
-from .workload import preset as workload_preset
+from .baselines import METHODS, Method, ReSV
+from .config import SPEC_RULE, ReSVConfig, preset
+from .evaluate import bytes_at, curves, evaluate, log
 
-__all__ = ["evaluate_query", "main", "replay"]
+__all__ = ["RESV_VARIANTS", "main", "methods_for", "run_stream", "summarise"]
 
-NOT_LLM = (
-    "Keys, values and queries come from real clips through PP-OCRv4 models (detection-"
-    "backbone features through seeded projections; `rec`: the recognition model's own "
-    "SVTR attention K/Q; `pixels`: a raw-pixel control), with RoPE: they are NOT "
-    "video-LLM keys."
-)
-METHODS = ("resv", "oracle_topk", "rekv_blocks", "sliding_window")
-BF16 = 2  # bytes
+TARGETS = (0.05, 0.02)
+AGREEMENT = 0.99
+#: Next-token KL divergence (nats) read off the answer reruns: a smoother quality target
+#: than top-1 agreement over ~100 steps (where >= 99 % means no disagreement at all).
+KL_TARGET = 0.01
+#: The paper's retrieved-token figures (frame processing, generation).
+PAPER_RETRIEVED = {"prefill": 0.327, "decode": 0.025}
+#: ReSV configurations compared with the default (``ReSVConfig`` changes): the SPEC's
+#: original rule and one change per option, each a config value (docs/algorithm.md).
+RESV_VARIANTS: dict[str, dict[str, Any]] = {
+    "resv-spec": dict(SPEC_RULE),
+    "resv-no-variance": {"score_correction": "none"},
+    "resv-no-floor": {"min_fraction": 0.0},
+    "resv-clusters-scope": {"coverage_scope": "clusters"},
+    "resv-bf16": {"rep_format": "bf16"},
+    "resv-rope-aware": {"representative": "rope_aware"},
+    "resv-page-fallback": {"cluster_policy": "page_fallback"},
+    "resv-mean-prefill": {"prefill_mode": "mean"},
+    "resv-post-rope": {"hash_space": "post_rope"},
+    "resv-h64-t12": {"hash_bits": 64, "threshold": 12},
+}
+#: Methods rerun through the LLM for answer quality, and their parameter values.
+QUALITY_GRIDS: dict[str, tuple[float, ...]] = {
+    "resv": (0.5, 0.8, 0.9, 0.95, 0.98, 0.99),
+    "resv-spec": (0.5, 0.8, 0.9, 0.95, 0.98),
+    "resv-no-variance": (0.8, 0.9, 0.95, 0.98, 0.99),
+    "oracle": (0.8, 0.9, 0.95, 0.98, 0.99),
+    "kmeans": (0.03, 0.05, 0.1, 0.2, 0.3),
+    "quest": (0.1, 0.2, 0.3, 0.5, 0.7),
+    "pages": (0.8, 0.9, 0.95, 0.98, 0.99),
+    "topk": (0.02, 0.05, 0.1, 0.2),
+}
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+def methods_for(cfg: ReSVConfig, variants: dict[str, dict[str, Any]]) -> list[Method]:
+    """ReSV (``cfg``) and its ``variants``, then every baseline (with ``cfg``'s sinks,
+    recent window, page size and WiCSum for the pages)."""
+    ms: list[Method] = [ReSV(cfg, label=_resv_label("ReSV (default)", cfg))]
+    for name, change in variants.items():
+        c = cfg.replace(**change)
+        ms.append(ReSV(c, name=name, label=_resv_label(name, c)))
+    ms += [cls(cfg) for cls in METHODS.values()]
+    if variants:
+        # The pages ablation under the SPEC's own rule too (compare with resv-spec).
+        label = "16-token pages + the SPEC rule's WiCSum (clusters scope, BF16)"
+        ms.append(METHODS["pages"](cfg.replace(**SPEC_RULE), name="pages-spec", label=label))
+    return ms
 
 
-def evaluate_query(
-    cache: StreamingCache, result, q_pre: np.ndarray, positions: np.ndarray, *, with_baselines: bool
-) -> dict[str, dict[str, list[float]]]:
-    """Per query vector: retrieved fraction, relative error, mass recall, traffic per method."""
-    cfg = cache.cfg
-    d, g = cfg.head_dim, cache.q_per_kv
-    q_post = rope(q_pre, positions, base=cfg.rope_base)
-    out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    table_bytes_per_cluster = 2 * d + math.ceil(cfg.count_bits / 8)
-    for l in range(cache.layers):
-        for h in range(cache.kv_heads):
-            keys, vals = cache.keys(l, h), cache.values(l, h)
-            n = keys.shape[0]
-            rows = q_post[l, h * g : (h + 1) * g].reshape(-1, d)
-            o_full, p = attention(rows, keys, vals, return_weights=True)
-            norm = np.linalg.norm(o_full, axis=-1)
-            r = result.retrieved[l][h]
-            sets = {"resv": r.tokens}
-            extra = {"resv": r.n_clusters * table_bytes_per_cluster}
-            if with_baselines:
-                budget = int(r.tokens.size)
-                sets["oracle_topk"] = baselines.oracle_topk(p, budget)
-                sets["rekv_blocks"] = baselines.rekv_blocks(
-                    rows.mean(axis=0),
-                    keys,
-                    np.array(cache.frame_offsets),
-                    budget,
-                    sink_tokens=cfg.sink_tokens,
-                    recent_tokens=cfg.recent_tokens,
-                )
-                sets["sliding_window"] = baselines.sliding_window(
-                    n, budget, sink_tokens=cfg.sink_tokens
-                )
-                extra["oracle_topk"] = n * d * BF16  # it must score every key
-                extra["rekv_blocks"] = (len(cache.frame_offsets) - 1) * d * BF16
-                extra["sliding_window"] = 0
-            for name, idx in sets.items():
-                o = attention(rows, keys[idx], vals[idx])
-                m = out[name]
-                m["retrieved"] += [idx.size / n] * rows.shape[0]
-                m["rel_error"] += (np.linalg.norm(o - o_full, axis=-1) / norm).tolist()
-                m["recall"] += p[:, idx].sum(axis=-1).tolist()
-                m["traffic_bytes"].append(idx.size * 2 * d * BF16 + extra[name])
-                m["full_bytes"].append(n * 2 * d * BF16)
-            out["resv"]["buckets_scanned"].append(r.buckets_scanned / max(r.selections, 1))
-            out["resv"]["clusters_selected"].append(r.clusters.size / max(r.n_clusters, 1))
+def _resv_label(name: str, c: ReSVConfig) -> str:
+    return (
+        f"{name}: coverage of {c.coverage_scope}, T={c.threshold}, {c.cluster_policy}, "
+        f"{c.rep_format} {c.representative} reps, {c.score_correction} correction, "
+        f"floor {c.min_fraction}, {c.prefill_mode} prefill, {c.hash_space} hashing"
+    )
+
+
+def summarise(cur: dict[str, Any], quality: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per phase and method: bytes at each target error, and as a multiple of the oracle's;
+    with ``quality`` also the bytes for top-1 agreement >= 99 % (decode)."""
+    out: dict[str, Any] = {}
+    for phase, per in cur.items():
+        oracle = per.get("oracle")
+        out[phase] = {}
+        for name, c in per.items():
+            row: dict[str, Any] = {"label": c["label"]}
+            for t in TARGETS:
+                b = bytes_at(c, t)
+                o = bytes_at(oracle, t) if oracle else None
+                row[f"bytes@{t}"] = b
+                row[f"x_oracle@{t}"] = b / o if b is not None and o else None
+                row[f"meta@{t}"] = bytes_at(c, t, field="meta") if "meta" in c else None
+            out[phase][name] = row
+    if quality:
+        for key, target in (("agree", AGREEMENT), ("kl", KL_TARGET)):
+            o = _quality_bytes(quality.get("oracle"), key, target)
+            for name, q in quality.items():
+                if isinstance(q, dict) and name in out.get("decode", {}):
+                    b = _quality_bytes(q, key, target)
+                    out["decode"][name][f"bytes@{key}"] = b
+                    out["decode"][name][f"x_oracle@{key}"] = b / o if b is not None and o else None
     return out
 
 
-def cluster_stats(cache: StreamingCache) -> dict[str, float]:
-    """Tokens per cluster, purity, table size as % of the KV, forced joins, join rate."""
+def _quality_bytes(q: dict[str, Any] | None, key: str, target: float) -> float | None:
+    if not q or any(v is None for v in q["bytes"]):
+        return None
+    return bytes_at(q, target, key="agreement" if key == "agree" else "kl")
+
+
+def cluster_stats(method: ReSV) -> dict[str, float]:
+    """Tokens per cluster, table bytes as % of the clustered tokens' KV, forced joins."""
+    cache = method.cache
+    if cache is None:
+        return {}
     cfg = cache.cfg
-    tpc, purity, table, forced = [], [], 0, 0
-    for l in range(cache.layers):
-        for h in range(cache.kv_heads):
-            t = cache.tables[l][h]
-            a = cache.assignment(l, h)
-            member = a >= 0
-            if not t.size:
-                continue
-            tpc.append(member.sum() / t.size)
-            rep = cache.representatives(l, h)[a[member]]
-            k = cache.keys(l, h)[member]
-            cos = np.sum(rep * k, -1) / (np.linalg.norm(rep, axis=-1) * np.linalg.norm(k, axis=-1))
-            purity.append(float(np.mean(cos)))
-            table += t.size * (
-                2 * cfg.head_dim + math.ceil(cfg.count_bits / 8) + math.ceil(cfg.hash_bits / 8)
-            )
-            forced += t.forced
-    kv = cache.layers * cache.kv_heads * cache.n_tokens * 2 * cfg.head_dim * BF16
+    tables = [t for row in cache.tables for t in row]
     clustered = sum(
         int((cache.assignment(l, h) >= 0).sum())
         for l in range(cache.layers)
         for h in range(cache.kv_heads)
     )
-    clusters = sum(t.size for row in cache.tables for t in row)
+    clusters = sum(t.size for t in tables)
     return {
-        "tokens_per_cluster": float(np.mean(tpc)) if tpc else 0.0,
-        "purity": float(np.mean(purity)) if purity else 0.0,
-        "table_pct_of_kv": 100.0 * table / kv,
-        "forced_joins": int(forced),
-        "join_rate": 1.0 - clusters / clustered if clustered else 0.0,
-        "clusters": int(clusters),
-        "clustered_tokens": int(clustered),
+        "tokens_per_cluster": clustered / max(clusters, 1),
+        "table_pct_of_kv": 100.0
+        * clusters
+        * cfg.table_bytes_per_cluster
+        / max(clustered * 4 * cfg.head_dim, 1),
+        "forced_joins": int(sum(t.forced for t in tables)),
+        "clusters_per_context": clusters / len(tables),
     }
 
 
-def replay(
-    trace: Trace, cfg: ReSVConfig, *, prefill_frames: int = 6, with_baselines: bool = True
+def run_stream(
+    name: str,
+    trace,
+    base: ReSVConfig,
+    *,
+    variants: dict[str, dict[str, Any]],
+    min_context: int,
+    prefill_frames: int,
+    decode_limit: int | None,
+    quality: bool,
 ) -> dict[str, Any]:
-    """Stream ``trace`` through a cache; evaluate sampled prefill blocks and every decode."""
-    L, hkv, n, d = trace.keys.shape
-    if d != cfg.head_dim:
-        raise ValueError(f"trace head_dim {d} does not match config head_dim {cfg.head_dim}")
-    g = trace.queries.shape[1] // hkv
-    cache = StreamingCache(cfg, layers=L, kv_heads=hkv, q_per_kv=g)
-    off = trace.frame_offsets
-    frames = off.size - 1
-    sampled = set(np.linspace(frames // 3, frames - 1, prefill_frames).astype(int).tolist())
-    acc: dict[str, dict[str, dict[str, list[float]]]] = {
-        "prefill": defaultdict(lambda: defaultdict(list)),
-        "decode": defaultdict(lambda: defaultdict(list)),
-    }
-
-    def merge(kind, res):
-        for meth, ms in res.items():
-            for k, v in ms.items():
-                acc[kind][meth][k] += v
-
+    """Every method on one stream: curves, scalars, cluster statistics, LLM quality."""
+    cfg = base.replace(head_dim=trace.head_dim, rope_base=trace.rope_base)
+    methods = methods_for(cfg, variants)
     t0 = time.perf_counter()
-    for f in range(frames):
-        a, b = int(off[f]), int(off[f + 1])
-        cache.ingest(trace.keys[:, :, a:b], trace.values[:, :, a:b])
-        if f in sampled:
-            q, pos = trace.queries[:, :, a:b], np.arange(a, b)
-            res = cache.query(q, pos, kind="prefill")
-            merge("prefill", evaluate_query(cache, res, q, pos, with_baselines=with_baselines))
-        for j in np.flatnonzero(trace.decode_after == f):
-            q, pos = trace.decode_queries[:, :, j : j + 1], np.array([cache.n_tokens])
-            res = cache.query(q, pos, kind="decode")
-            merge("decode", evaluate_query(cache, res, q, pos, with_baselines=with_baselines))
-    summary: dict[str, Any] = {
-        "tokens": int(n),
-        "frames": int(frames),
-        "seconds": time.perf_counter() - t0,
+    log(f"[bench] {name}: {trace.summary()}")
+    rec = evaluate(
+        trace,
+        cfg,
+        methods,
+        min_context=min_context,
+        prefill_frames=prefill_frames,
+        decode_limit=decode_limit,
+        progress=lambda m: log(f"[bench] {name}: {m}"),
+    )
+    cur = curves(rec, methods)
+    result: dict[str, Any] = {
+        "trace": trace.summary(),
+        "note": trace.meta.get("note", ""),
+        "points": rec["points"],
+        "curves": cur,
+        "clusters": cluster_stats(methods[0]),
+        "trace_seconds": trace.meta.get("seconds"),
+        "retrieved_at_default": _retrieved_at(cur, cfg.coverage),
+        "seconds": 0.0,
     }
-    for kind, methods in acc.items():
-        summary[kind] = {
-            meth: {k: float(np.mean(v)) for k, v in ms.items()} for meth, ms in methods.items()
-        }
-    summary["clusters"] = cluster_stats(cache)
-    return summary
+    q = None
+    if quality and trace.meta.get("workload") == "llm":
+        from workloads.llama import LlamaModel
+        from workloads.llm_quality import evaluate_answers
+
+        chosen = [m for m in methods_for(cfg, variants) if m.name in QUALITY_GRIDS]
+        q = evaluate_answers(
+            LlamaModel.load(),
+            trace,
+            chosen,
+            QUALITY_GRIDS,
+            sink_tokens=cfg.sink_tokens,
+            recent_tokens=cfg.recent_tokens,
+            min_context=min_context,
+            progress=lambda m: log(f"[bench] {name} quality: {m}"),
+        )
+        result["quality"] = q
+    result["summary"] = summarise(cur, q)
+    result["seconds"] = time.perf_counter() - t0
+    return result
 
 
-def clustering_time(cfg: ReSVConfig, wl: WorkloadConfig) -> dict[str, Any]:
-    """Wall time to hash and cluster one layer's stream for all its KV heads."""
-    trace = load_or_make(wl)
-    keys = trace.keys[0]
-    t0 = time.perf_counter()
-    sigs = [signatures(keys[h], cfg.planes) for h in range(keys.shape[0])]
-    t1 = time.perf_counter()
-    res = [cluster_online(s, threshold=cfg.threshold, max_clusters=cfg.max_clusters) for s in sigs]
-    t2 = time.perf_counter()
-    return {
-        "tokens": int(keys.shape[1]),
-        "kv_heads": int(keys.shape[0]),
-        "hash_seconds": t1 - t0,
-        "cluster_seconds": t2 - t1,
-        "clusters_per_head": float(np.mean([r.counts.size for r in res])),
-        "forced_per_head": float(np.mean([r.forced for r in res])),
-    }
+def _retrieved_at(cur: dict[str, Any], coverage: float) -> dict[str, Any]:
+    out = {}
+    for phase, per in cur.items():
+        c = per.get("resv")
+        if c and coverage in c["grid"]:
+            i = c["grid"].index(coverage)
+            out[phase] = {
+                "retrieved": c["retrieved"][i],
+                "bytes": c["bytes"][i],
+                "error": c["error"][i],
+                "paper": PAPER_RETRIEVED[phase],
+            }
+    return out
 
 
 # --------------------------------------------------------------------------- report
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
+def _f(x: float | None, pct: bool = True) -> str:
+    if x is None:
+        return "not reached"
+    return f"{100 * x:.1f} %" if pct else f"{x:.2f}x"
 
 
-def _mb(x: float) -> str:
-    return f"{x / 1e6:.2f}"
+def summary_table(res: dict[str, Any]) -> list[str]:
+    quality = "quality" in res
+    head = "| phase | method (budget rule) | bytes @ err <= 0.05 | of which metadata | x oracle "
+    head += "| bytes @ err <= 0.02 | x oracle |"
+    head += " bytes @ top-1 >= 99 % | x oracle | bytes @ KL <= 0.01 | x oracle |" if quality else ""
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|" + ("---:|" * 4 if quality else "")]
+    for phase, per in res["summary"].items():
+        for name, row in per.items():
+            meta = row.get("meta@0.05")
+            line = (
+                f"| {phase} | `{name}`: {row['label']} | {_f(row['bytes@0.05'])} "
+                f"| {'' if meta is None else _f(meta)} | {_f(row['x_oracle@0.05'], False)} "
+                f"| {_f(row['bytes@0.02'])} | {_f(row['x_oracle@0.02'], False)} |"
+            )
+            if quality:
+                for key in ("agree", "kl"):
+                    if f"bytes@{key}" in row:
+                        line += (
+                            f" {_f(row[f'bytes@{key}'])} | {_f(row[f'x_oracle@{key}'], False)} |"
+                        )
+                    else:
+                        line += " | |"
+            lines.append(line)
+    return lines
 
 
-def method_table(summary: dict[str, Any]) -> list[str]:
+def quality_table(q: dict[str, Any]) -> list[str]:
     lines = [
-        "| phase | method | retrieved | traffic MB/query | rel. error | mass recall |",
-        "|---|---|---|---|---|---|",
+        f"LLM answers rerun with retrieval in every layer: {q['answers']} answers, "
+        f"{q['steps']} decode steps.",
+        "",
+        "| method | parameter | bytes | top-1 agreement | KL (nats) |",
+        "|---|---|---:|---:|---:|",
     ]
-    for kind in ("prefill", "decode"):
-        full = summary[kind]["resv"]["full_bytes"]
-        lines.append(f"| {kind} | full attention | 100 % | {_mb(full)} | 0 | 100 % |")
-        for meth in METHODS:
-            m = summary[kind].get(meth)
-            if m:
-                lines.append(
-                    f"| {kind} | {meth} | {_pct(m['retrieved'])} | {_mb(m['traffic_bytes'])} "
-                    f"| {m['rel_error']:.3f} | {_pct(m['recall'])} |"
-                )
+    for name, m in q.items():
+        if not isinstance(m, dict):
+            continue
+        for p, b, a, k in zip(m["grid"], m["bytes"], m["agreement"], m["kl"], strict=True):
+            lines.append(f"| `{name}` | {m['param']} {p} | {_f(b)} | {100 * a:.1f} % | {k:.4f} |")
+    return lines
+
+
+def goals(report: dict[str, Any]) -> list[str]:
+    """The issue's goal figures on the LLM stream, each with its measured value."""
+    llm = report["streams"].get("llm-2fps")
+    if not llm:
+        return []
+    dec, pre = llm["summary"]["decode"], llm["summary"]["prefill"]
+    r = dec["resv"]
+    lines = []
+
+    def check(ok: bool | None, text: str) -> None:
+        mark = "met" if ok else ("missed" if ok is not None else "not measured")
+        lines.append(f"- **{mark}**: {text}")
+
+    x = r["x_oracle@0.05"]
+    check(x is not None and x <= 1.3, f"decode bytes@0.05 <= 1.3x the oracle's: {_f(x, False)}")
+    for other in ("pages", "kmeans", "topk"):
+        a, b = r["bytes@0.05"], dec[other]["bytes@0.05"]
+        ok = None if a is None else (b is None or a < b)
+        check(ok, f"decode bytes@0.05 below `{other}`: {_f(a)} vs {_f(b)}")
+    q = llm.get("quality", {}).get("resv")
+    if q and r["bytes@0.05"] is not None:
+        at = float(np.interp(r["bytes@0.05"], q["bytes"], q["agreement"]))
+        check(
+            at >= AGREEMENT,
+            f"top-1 agreement >= 99 % at that budget: {100 * at:.1f} % at {_f(r['bytes@0.05'])} "
+            f"({llm['quality']['steps']} answer steps; ReSV reaches 99 % at "
+            f"{_f(r.get('bytes@agree'))})",
+        )
+        a, b = r["bytes@kl"], dec["kmeans"].get("bytes@kl")
+        ok = None if a is None else (b is None or a < b)
+        check(ok, f"answers' KL <= 0.01 with fewer bytes than `kmeans`: {_f(a)} vs {_f(b)}")
+    p = pre["resv"]["bytes@0.05"]
+    check(p is not None and p <= 0.5, f"prefill bytes@0.05 <= 50 % of the old KV: {_f(p)}")
     return lines
 
 
@@ -241,89 +317,56 @@ def _plots(out: Path, report: dict[str, Any]) -> list[str]:
     import matplotlib.pyplot as plt
 
     files = []
-    sw = report["sweeps"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    cov = sw["coverage"]
-    x = [p["value"] for p in cov]
-    for kind, ls in (("prefill", "-o"), ("decode", "--s")):
-        axes[0].plot(
-            x, [100 * p[kind]["resv"]["retrieved"] for p in cov], ls, label=f"{kind} retrieved %"
-        )
-        axes[0].plot(
-            x, [100 * p[kind]["resv"]["recall"] for p in cov], ls, label=f"{kind} mass recall %"
-        )
-    axes[0].set_xlabel("coverage")
-    axes[0].set_title("Coverage sweep")
-    axes[0].legend(fontsize=7)
-    thr = sw["threshold"]
-    x = [p["value"] for p in thr]
-    axes[1].plot(
-        x, [p["clusters"]["tokens_per_cluster"] for p in thr], "-o", label="tokens/cluster"
-    )
-    ax2 = axes[1].twinx()
-    ax2.plot(x, [p["clusters"]["purity"] for p in thr], "-s", color="C1", label="purity (cos)")
-    ax2.plot(
-        x, [p["prefill"]["resv"]["recall"] for p in thr], "-^", color="C2", label="prefill recall"
-    )
-    ax2.plot(
-        x,
-        [p["decode"]["resv"]["traffic_bytes"] / p["decode"]["resv"]["full_bytes"] for p in thr],
-        "-v",
-        color="C3",
-        label="decode traffic (of full)",
-    )
-    axes[1].set_xlabel("Hamming threshold T")
-    axes[1].set_title("Threshold sweep")
-    axes[1].legend(loc="upper left", fontsize=7)
-    ax2.legend(loc="lower right", fontsize=7)
-    var = sw["variants"]
-    names = [p["name"] for p in var]
-    y = np.arange(len(var))
-    for off, kind in ((-0.2, "prefill"), (0.2, "decode")):
-        traffic = [
-            100 * p[kind]["resv"]["traffic_bytes"] / p[kind]["resv"]["full_bytes"] for p in var
-        ]
-        bars = axes[2].barh(y + off, traffic, height=0.4, label=f"{kind} traffic % of full")
-        for bar, p in zip(bars, var, strict=True):
-            axes[2].text(
-                bar.get_width() + 1,
-                bar.get_y() + 0.2,
-                f"recall {100 * p[kind]['resv']['recall']:.1f} %",
-                va="center",
-                fontsize=6,
-            )
-    axes[2].set_yticks(y, names, fontsize=7)
-    axes[2].set_xlim(0, 170)
-    axes[2].set_title("Hashing space, centring, prefill mode")
-    axes[2].legend(fontsize=6, loc="upper right")
-    fig.suptitle("ReSV sweeps on real video (not video-LLM keys)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "golden_sweeps.png", dpi=110)
-    files.append("golden_sweeps.png")
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 6))
-    markers = "osD^vP*X"
-    for ax, kind in zip(axes, ("prefill", "decode"), strict=True):
-        for wi, (w, s) in enumerate(report["workloads"].items()):
-            for mi, meth in enumerate(METHODS):
-                m = s[kind].get(meth)
-                if m:
-                    ax.scatter(
-                        100 * m["retrieved"],
-                        100 * m["recall"],
-                        color=f"C{mi}",
-                        marker=markers[wi % len(markers)],
-                        label=f"{w}: {meth}" if kind == "decode" else None,
+    for name, res in report["streams"].items():
+        fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+        for ax, phase in zip(axes, ("prefill", "decode"), strict=True):
+            for i, (m, c) in enumerate(res["curves"].get(phase, {}).items()):
+                style = "-o" if m in ("resv", "oracle") else "--" if m.startswith("resv-") else "-"
+                ax.plot(
+                    [100 * b for b in c["bytes"]],
+                    c["error"],
+                    style,
+                    color=f"C{i % 10}",
+                    markersize=3,
+                    label=m,
+                )
+            for t in TARGETS:
+                ax.axhline(t, color="grey", lw=0.5, ls=":")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("bytes moved per query (% of the old KV, metadata included)")
+            ax.set_ylabel("attention output relative error (mean)")
+            ax.set_title(f"{name}: {phase}")
+        axes[1].legend(fontsize=6, ncol=2)
+        fig.suptitle(res["note"][:160], fontsize=7)
+        fig.tight_layout()
+        path = f"golden_{name}.png"
+        fig.savefig(out / path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+        if "quality" in res:
+            fig, ax = plt.subplots(figsize=(6.5, 4.5))
+            for i, (m, q) in enumerate(res["quality"].items()):
+                if isinstance(q, dict):
+                    ax.plot(
+                        [100 * b for b in q["bytes"]],
+                        [100 * a for a in q["agreement"]],
+                        "-o",
+                        color=f"C{i % 10}",
+                        markersize=3,
+                        label=m,
                     )
-        ax.set_xlabel("tokens retrieved (% of cache)")
-        ax.set_ylabel("attention-mass recall (%)")
-        ax.set_title(kind)
-    fig.legend(fontsize=6, ncol=5, loc="lower center", title="colour = method, marker = workload")
-    fig.tight_layout(rect=(0, 0.22, 1, 1))
-    fig.savefig(out / "golden_methods.png", dpi=110)
-    files.append("golden_methods.png")
-    plt.close(fig)
+            ax.axhline(100 * AGREEMENT, color="grey", lw=0.5, ls=":")
+            ax.set_xscale("log")
+            ax.set_xlabel("bytes moved per decode step (% of the old KV)")
+            ax.set_ylabel("top-1 agreement with full attention (%)")
+            ax.set_title(f"{name}: answers rerun with retrieval in every layer")
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            path = f"golden_{name}_quality.png"
+            fig.savefig(out / path, dpi=110)
+            plt.close(fig)
+            files.append(path)
     return files
 
 
@@ -332,163 +375,123 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     (out / "golden.json").write_text(json.dumps(report, indent=1))
     files = _plots(out, report)
     md = [
-        "# ReSV algorithm benchmark",
+        "# ReSV algorithm benchmark: bytes to quality",
         "",
-        f"> {NOT_LLM}",
+        "Bytes = old KV fetched (K and V, BF16) + every metadata read (cluster table, page "
+        "summaries, frame means, keys read to score), per query, as a fraction of the old KV "
+        "(tokens that are neither sinks nor in the recent window, free for every method). "
+        "Error = relative L2 error of the attention output against full attention, mean over "
+        "layers, heads and query rows. Only points whose cache holds at least "
+        f"{report['min_context']} tokens.",
         "",
-        f"Config: `{json.dumps(report['config'])}`",
+        f"Default ReSV configuration: `{json.dumps(report['config'])}`",
         "",
     ]
-    for w, s in report["workloads"].items():
-        c = s["clusters"]
+    g = goals(report)
+    if g:
+        md += ["## Goals (LLM stream at 2 fps, decode unless said)", "", *g, ""]
+    for name, res in report["streams"].items():
+        traced = res.get("trace_seconds")
         md += [
-            f"## Workload `{w}`: {s['tokens']} tokens, {s['frames']} frames ({s['seconds']:.1f} s)",
+            f"## `{name}`: {res['trace']}",
             "",
-            *method_table(s),
+            f"> {res['note']}",
             "",
-            f"Clusters: {c['tokens_per_cluster']:.1f} tokens/cluster, purity (mean cosine "
-            f"of member keys to their representative) {c['purity']:.3f}, table "
-            f"{c['table_pct_of_kv']:.2f} % of the KV, {c['forced_joins']} forced joins, "
-            f"join rate {_pct(c['join_rate'])}. ReSV selected "
-            f"{_pct(s['decode']['resv']['clusters_selected'])} of the clusters per decode "
-            f"and scanned {s['decode']['resv']['buckets_scanned']:.1f} buckets per selection.",
+            *([f"Stream traced in {traced:.0f} s (then cached)."] if traced else []),
+            "",
+            f"Points: {res['points']['prefill']} prefill frames, {res['points']['decode']} "
+            f"decode queries, every layer and KV head ({res['seconds']:.0f} s).",
+            "",
+            *summary_table(res),
             "",
         ]
-    sw = report["sweeps"]
-    md += [
-        f"## Sweeps (workload `{report['sweep_workload']}`)",
-        "",
-        "| sweep | value | prefill retrieved | prefill recall | prefill traffic | decode retrieved "
-        "| decode recall | decode rel. error | decode traffic | tokens/cluster | purity "
-        "| join rate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name in ("coverage", "threshold", "variants", "selection"):
-        for p in sw[name]:
-            c, pf, dc = p["clusters"], p["prefill"]["resv"], p["decode"]["resv"]
+        c = res["clusters"]
+        if c:
             md.append(
-                f"| {name} | {p.get('name', p.get('value'))} | {_pct(pf['retrieved'])} "
-                f"| {_pct(pf['recall'])} | {_pct(pf['traffic_bytes'] / pf['full_bytes'])} "
-                f"| {_pct(dc['retrieved'])} | {_pct(dc['recall'])} | {dc['rel_error']:.3f} "
-                f"| {_pct(dc['traffic_bytes'] / dc['full_bytes'])} | {c['tokens_per_cluster']:.1f} "
-                f"| {c['purity']:.3f} | {_pct(c['join_rate'])} |"
+                f"ReSV clusters: {c['tokens_per_cluster']:.1f} tokens per cluster, table "
+                f"{c['table_pct_of_kv']:.2f} % of the clustered KV, "
+                f"{c['clusters_per_context']:.0f} clusters per context, {c['forced_joins']} "
+                "forced joins."
             )
-    md += [
-        "",
-        "Traffic is relative to full attention (all KV of the cache): retrieved K+V in "
-        "BF16 plus the cluster table read for scoring (representative keys + counts).",
-    ]
-    sel = {p["value"]: p for p in sw["selection"]}
-    if {"exact", "bucketed"} <= sel.keys():
-        ex, bu = sel["exact"], sel["bucketed"]
-        md += [
-            "",
-            "Bucketed vs exact WiCSum: decode retrieves "
-            f"{_pct(bu['decode']['resv']['retrieved'])} vs "
-            f"{_pct(ex['decode']['resv']['retrieved'])}"
-            f", prefill {_pct(bu['prefill']['resv']['retrieved'])} vs "
-            f"{_pct(ex['prefill']['resv']['retrieved'])}; buckets scanned per selection "
-            f"{bu['decode']['resv']['buckets_scanned']:.1f} of {report['config']['n_buckets']}.",
-        ]
-    ct = report["clustering_time"]
-    md += [
-        "",
-        f"Clustering speed: {ct['tokens']} tokens x {ct['kv_heads']} KV heads hashed in "
-        f"{ct['hash_seconds']:.2f} s and clustered in {ct['cluster_seconds']:.2f} s "
-        f"({ct['clusters_per_head']:.0f} clusters/head, {ct['forced_per_head']:.0f} forced "
-        "joins/head).",
-        "",
-        *[f"![{f}]({f})" for f in files],
-        "",
-    ]
-    (out / "golden.md").write_text("\n".join(md))
+        for phase, r in res["retrieved_at_default"].items():
+            md.append(
+                f"- {phase} at the default coverage: {100 * r['retrieved']:.1f} % of the old "
+                f"tokens retrieved ({100 * r['bytes']:.1f} % of the old KV moved, error "
+                f"{r['error']:.3f}); the paper reports {100 * r['paper']:.1f} %."
+            )
+        if "quality" in res:
+            md += ["", *quality_table(res["quality"])]
+        md.append("")
+    md += [f"![{f}]({f})" for f in files]
+    (out / "golden.md").write_text("\n".join(md) + "\n")
 
 
 # --------------------------------------------------------------------------- main
 
 
+def _streams(quick: bool) -> dict[str, Any]:
+    from workloads.llm_stream import PRESETS as LLM
+    from workloads.projected import PRESETS as PROJECTED
+
+    if quick:
+        return {"llm-tiny": LLM["tiny"], "synthetic-tiny": PROJECTED["tiny"]}
+    return {
+        "llm-2fps": LLM["bench"],
+        "llm-native": LLM["bench"].replace(fps=None, clips=("bikes", "bigbuckbunny")),
+        "synthetic-2fps": PROJECTED["bench"].replace(head_dim=128, layers=2, kv_heads=2),
+        "synthetic-native": PROJECTED["bench-native"].replace(
+            tokens_per_frame=49, max_frames=100, layers=2, kv_heads=2
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
+    from workloads.trace import load_or_make
+
     ap = argparse.ArgumentParser(prog="python -m golden.bench", description=__doc__.split("\n")[0])
     ap.add_argument("-o", "--out", default="build/bench", help="output directory")
     ap.add_argument("--config", default="paper", help="ReSV preset (tiny, paper, edge)")
-    ap.add_argument("--quick", action="store_true", help="small workloads (a smoke run)")
+    ap.add_argument("--quick", action="store_true", help="tiny streams (a smoke run)")
+    ap.add_argument("--no-quality", action="store_true", help="skip the LLM answer reruns")
     args = ap.parse_args(argv)
     try:
-        cfg = preset(args.config)
+        base = preset(args.config)
     except ValueError as e:
         ap.error(f"--config: {e}")
-    if args.quick:
-        # A smoke run: 4 small frames, a recent window of one frame so that retrieval acts.
-        workloads = {"tiny": workload_preset("tiny")}
-        cfg = cfg.replace(recent_tokens=workloads["tiny"].tokens_per_frame)
-        sweep_wl, timing_wl, pf = "tiny", workloads["tiny"], 2
-    else:
-        workloads = {
-            "bikes-2fps-196": workload_preset("bench"),
-            "bigbuckbunny-2fps-196": workload_preset("bench-bbb"),
-            "bikes-native-49": workload_preset("bench-native").replace(tokens_per_frame=49),
-            "bikes-2fps-rec": workload_preset("bench-rec"),
-            "bikes-2fps-pixels": workload_preset("bench-pixels"),
-        }
-        sweep_wl, timing_wl, pf = (
-            "bikes-2fps-196",
-            workload_preset("bench-native").replace(
-                layers=1, kv_heads=8, max_frames=204, decode_queries=1
-            ),
-            6,
-        )
-    workloads = {k: w.replace(head_dim=cfg.head_dim) for k, w in workloads.items()}
-    report: dict[str, Any] = {
-        "note": NOT_LLM,
-        "config": asdict(cfg),
-        "workloads": {},
-        "sweep_workload": sweep_wl,
-        "sweeps": {},
-    }
     t0 = time.perf_counter()
-    traces = {}
-    for name, wl in workloads.items():
-        _log(f"[bench] trace {name}")
-        traces[name] = load_or_make(wl)
-        _log(f"[bench] replay {name}: {traces[name].keys.shape[2]} tokens")
-        report["workloads"][name] = replay(traces[name], cfg, prefill_frames=pf)
-    tr = traces[sweep_wl]
-    points: dict[str, list[tuple[Any, ReSVConfig]]] = {
-        "coverage": [(c, cfg.replace(coverage=c)) for c in (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)],
-        "threshold": [(t, cfg.replace(threshold=t)) for t in (3, 4, 5, 6, 7)],
-        "variants": [
-            (
-                f"{hs}, {'centred' if c else 'raw'}, {pm}",
-                cfg.replace(hash_space=hs, centre_keys=c, prefill_mode=pm),
-            )
-            for hs in ("pre_rope", "post_rope")
-            for c in (True, False)
-            for pm in ("union", "mean")
-        ],
-        "selection": [(s, cfg.replace(selection=s)) for s in ("bucketed", "exact")],
+    streams = _streams(args.quick)
+    if args.quick:
+        # Tiny streams: a short recent window so that retrieval acts.
+        base = base.replace(sink_tokens=2, recent_tokens=16)
+        opts = {"min_context": 32, "prefill_frames": 2, "decode_limit": 8}
+    else:
+        opts = {"min_context": 1024, "prefill_frames": 6, "decode_limit": None}
+    report: dict[str, Any] = {
+        "config": asdict(base),
+        "min_context": opts["min_context"],
+        "streams": {},
     }
-    total = sum(map(len, points.values()))
-    done = 0
-    for name, pts in points.items():
-        report["sweeps"][name] = []
-        for value, c in pts:
-            done += 1
-            _log(f"[bench] sweep {done}/{total}: {name} = {value}")
-            r = replay(tr, c, prefill_frames=max(2, pf // 2), with_baselines=False)
-            key = "name" if name == "variants" else "value"
-            report["sweeps"][name].append({key: value, **r})
-    _log("[bench] clustering speed")
-    report["clustering_time"] = clustering_time(cfg, timing_wl.replace(head_dim=cfg.head_dim))
     out = Path(args.out)
-    write_report(out, report)
-    first = next(iter(report["workloads"].values()))
+    for name, spec in streams.items():
+        log(f"[bench] trace {name}")
+        trace = load_or_make(spec)
+        report["streams"][name] = run_stream(
+            name,
+            trace,
+            base,
+            # The smoke run keeps one variant (the SPEC's rule): the code path, not the sweep.
+            variants={"resv-spec": RESV_VARIANTS["resv-spec"]} if args.quick else RESV_VARIANTS,
+            quality=not args.no_quality and name in ("llm-2fps", "llm-tiny"),
+            **opts,
+        )
+        write_report(out, report)  # after every stream: a long run keeps what it measured
+    for line in goals(report):
+        print(line.replace("**", ""))
+    first = next(iter(report["streams"].values()))["summary"]["decode"]["resv"]
     print(
-        f"golden bench: {len(workloads)} workloads, {total} sweep points in "
-        f"{time.perf_counter() - t0:.0f} s; ReSV retrieves "
-        f"{_pct(first['prefill']['resv']['retrieved'])} (prefill) / "
-        f"{_pct(first['decode']['resv']['retrieved'])} (decode) with mass recall "
-        f"{_pct(first['prefill']['resv']['recall'])} / {_pct(first['decode']['resv']['recall'])}"
-        f" -> {out}/golden.md"
+        f"golden bench: {len(streams)} streams in {time.perf_counter() - t0:.0f} s; ReSV decode "
+        f"bytes @ error 0.05 = {_f(first['bytes@0.05'])} of the old KV "
+        f"({_f(first['x_oracle@0.05'], False)} the adaptive oracle) -> {out}/golden.md"
     )
     return 0
 

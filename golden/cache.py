@@ -9,11 +9,21 @@ Contract (shared/SPEC.md section 2):
 - Always-kept tokens (the first ``sink_tokens`` and the last ``recent_tokens``) are attended
   directly. A token is clustered (HCU order = arrival order) when it ages out of the recent
   window; sinks are never clustered.
-- ``query(q, positions, kind=...)`` scores every cluster with ``q . rep_c / sqrt(d)`` (rep =
-  mean post-RoPE key), selects with the bucketed (bit-exact) or exact WiCSum, takes the union
-  over the GQA group (and, for frame prefill in ``union`` mode, over the block's tokens; in
-  ``mean`` mode one selection from the block's mean query), and attends over always-kept
-  tokens plus members of the selected clusters. Every query is logged in ``history``.
+- ``query(q, positions, kind=...)`` scores every cluster (``scores``: ``q . rep_c / sqrt(d)``,
+  plus ``|q|^2 v_c / (2d)`` with ``score_correction = "variance"``), selects with the bucketed
+  (bit-exact) or exact WiCSum, takes the union over the GQA group (and, for frame prefill in
+  ``union`` mode, over the block's tokens; in ``mean`` mode one selection from the block's
+  mean query; in ``mass`` mode one exact WiCSum on the block's summed per-row cluster
+  probabilities), and attends over always-kept tokens plus members of the selected clusters.
+  Every query is logged in ``history``.
+
+Representatives (``representatives``): ``mean`` is the mean post-RoPE member key (so ``q .
+rep_c`` is the members' mean score); ``rope_aware`` is the mean pre-RoPE member key rotated
+to the members' mean position (one rotation at query time, no cancellation between members
+at different positions). With ``rep_format = "int8"`` the representative is stored as int8
+with a per-cluster BF16 scale ``max|rep| / 127`` and scored in that form. ``v_c`` is
+``(sum |k|^2 / n_c - |mean k|^2) / d`` over the post-RoPE member keys (one ``sum |k|^2``
+accumulator per cluster). The ``page_fallback`` policy is ``golden.resv.ClusterTable``'s.
 """
 
 from __future__ import annotations
@@ -37,7 +47,29 @@ from .resv import (
 )
 from .rope import rope
 
-__all__ = ["IngestStats", "QueryResult", "Retrieval", "StreamingCache"]
+INT8_MAX = 127
+
+
+def int8_round(rep: np.ndarray) -> np.ndarray:
+    """Rows of ``rep`` (C, d) as int8 with a per-row BF16 scale ``max|row| / 127``, decoded:
+    ``rint(row / scale)`` clipped to +-127, times the scale (float64)."""
+    rep = np.asarray(rep, np.float64)
+    scale = bf16_round(np.abs(rep).max(axis=1) / INT8_MAX).astype(np.float64)
+    safe = np.where(scale > 0, scale, 1.0)[:, None]
+    q = np.clip(np.rint(rep / safe), -INT8_MAX, INT8_MAX)
+    return q * np.where(scale > 0, scale, 0.0)[:, None]
+
+
+__all__ = [
+    "IngestStats",
+    "QueryResult",
+    "Retrieval",
+    "StreamingCache",
+    "int8_round",
+    "wicsum_mass",
+    "wicsum_union",
+    "with_floor",
+]
 
 QueryKind = Literal["decode", "prefill"]
 
@@ -51,6 +83,7 @@ class IngestStats:
     joined: int
     created: int
     forced: int
+    paged: int = 0  #: joined their page's fallback cluster (``page_fallback``)
 
 
 @dataclass(frozen=True)
@@ -71,6 +104,85 @@ class QueryResult:
     kind: str
     outputs: np.ndarray  #: (L, Hq, m, d) float64 attention outputs over the retrieved set
     retrieved: list[list[Retrieval]] = field(repr=False)  #: [layer][kv_head]
+
+
+def wicsum_union(
+    scores: np.ndarray, counts: np.ndarray, cfg: ReSVConfig, free: np.ndarray | None = None
+) -> tuple[np.ndarray, int, int]:
+    """Union over the rows of ``scores`` (r, C) of their WiCSum selections (``cfg.selection``,
+    ``cfg.coverage``): (unit ids ascending, buckets scanned, units emitted) summed over rows.
+
+    ``free`` (r, F): the rows' scores of the tokens attended anyway, used when
+    ``cfg.coverage_scope == "attended"``.
+    """
+    chosen = np.zeros(scores.shape[1], bool)
+    scanned = emitted = 0
+    attended = cfg.coverage_scope == "attended" and free is not None
+    for i, row in enumerate(scores):
+        f = free[i] if attended else None
+        if cfg.selection == "bucketed":
+            fq = None if f is None else quantize_scores(f, cfg)
+            r = wicsum_select_bucketed(quantize_scores(row, cfg), counts, cfg, free_q=fq)
+            chosen[r.selected] = True
+            scanned += r.buckets_scanned
+            emitted += r.clusters_emitted
+        else:
+            ids = wicsum_select(row, counts, coverage=cfg.coverage, free_scores=f)
+            chosen[ids] = True
+            emitted += ids.size
+    return np.flatnonzero(chosen), scanned, emitted
+
+
+def wicsum_mass(
+    scores: np.ndarray, counts: np.ndarray, coverage: float, free: np.ndarray | None = None
+) -> np.ndarray:
+    """Prefill ``mass`` mode: unit ids (ascending) taken by the exact WiCSum rule on
+    ``W_c = sum_r p_rc``, ``p_rc`` the per-row normalised ``count_c exp(s_rc - max)``
+    (descending W, ties to the lower id, shortest prefix reaching ``coverage * sum W``).
+
+    With ``free`` (r, F) (scope ``attended``) each row is normalised over the units and its
+    free tokens, and the free share ``sum_r F_r`` starts the running sum (target: ``coverage``
+    times the number of rows).
+    """
+    has_free = free is not None and free.size > 0
+    top = scores.max(axis=1, keepdims=True)
+    if has_free:
+        top = np.maximum(top, free.max(axis=1, keepdims=True))
+    w = counts[None, :] * np.exp(scores - top)
+    f = np.exp(free - top).sum(axis=1) if has_free else np.zeros(len(w))
+    norm = w.sum(axis=1) + f
+    mass = (w / norm[:, None]).sum(axis=0)
+    free_share = float((f / norm).sum())
+    order = np.argsort(-mass, kind="stable")
+    cum = free_share + np.cumsum(mass[order])
+    target = coverage * cum[-1]  # coverage x rows: every row is normalised to 1
+    if free_share >= target:
+        return np.zeros(0, np.int64)
+    k = int(np.searchsorted(cum, target, side="left")) + 1
+    return np.sort(order[: min(k, order.size)])
+
+
+def _scatter_add(target: np.ndarray, index: np.ndarray, x: np.ndarray) -> None:
+    """``target[index] += x`` with repeated indices summed (rows of ``x`` in order)."""
+    order = np.argsort(index, kind="stable")
+    idx = index[order]
+    starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
+    target[idx[starts]] += np.add.reduceat(x[order], starts, axis=0)
+
+
+def with_floor(
+    units: np.ndarray, scores: np.ndarray, counts: np.ndarray, fraction: float
+) -> np.ndarray:
+    """``units`` (ascending ids) extended, if they hold fewer than ``fraction`` of all the
+    units' tokens, by the units ranked by ``W_c = sum_r p_rc`` (``wicsum_mass``'s weight:
+    per-row normalised ``count exp(s - max)``, summed; ties to the lower id) until they do."""
+    total = int(counts.sum())
+    if fraction <= 0 or int(counts[units].sum()) >= fraction * total:
+        return units
+    w = counts[None, :] * np.exp(scores - scores.max(axis=1, keepdims=True))
+    order = np.argsort(-(w / w.sum(axis=1, keepdims=True)).sum(axis=0), kind="stable")
+    k = int(np.searchsorted(np.cumsum(counts[order]), fraction * total, side="left")) + 1
+    return np.union1d(units, order[:k])
 
 
 class _Grow:
@@ -106,21 +218,29 @@ class StreamingCache:
         self.cfg = cfg
         self.layers, self.kv_heads, self.q_per_kv = layers, kv_heads, q_per_kv
         d, lh = cfg.head_dim, (layers, kv_heads)
+        page = cfg.page_tokens if cfg.cluster_policy == "page_fallback" else None
         self.tables = [
             [
                 ClusterTable(
-                    threshold=cfg.threshold, max_clusters=cfg.max_clusters, count_max=cfg.count_max
+                    threshold=cfg.threshold,
+                    max_clusters=cfg.max_clusters,
+                    count_max=cfg.count_max,
+                    page_tokens=page,
                 )
                 for _ in range(kv_heads)
             ]
             for _ in range(layers)
         ]
         self._k = _Grow(lh, (d,), np.float32)  # post-RoPE keys
+        self._kpre = _Grow(lh, (d,), np.float32)  # pre-RoPE keys
         self._v = _Grow(lh, (d,), np.float32)
         self._sig = _Grow(lh, (), np.uint64)
         self._assign = _Grow(lh, (), np.int64, fill=-1)
         self.keysum = np.zeros((*lh, cfg.max_clusters, d), np.float64)
         self.members = np.zeros((*lh, cfg.max_clusters), np.int64)  # unsaturated counts
+        self.keysq = np.zeros((*lh, cfg.max_clusters), np.float64)  # sum |k_post|^2
+        self.keysum_pre = np.zeros((*lh, cfg.max_clusters, d), np.float64)
+        self.possum = np.zeros((*lh, cfg.max_clusters), np.float64)  # sum of positions
         self.bias: np.ndarray | None = None
         self.frame_offsets = [0]
         self._clustered = 0  # tokens before this index are clustered (or sinks)
@@ -147,9 +267,26 @@ class StreamingCache:
         return self._assign.data[layer, head]
 
     def representatives(self, layer: int, head: int) -> np.ndarray:
-        """(C, d) mean post-RoPE key of each cluster."""
+        """(C, d) representative key of each cluster, as scored (module docstring)."""
         c = self.tables[layer][head].size
-        return self.keysum[layer, head, :c] / np.maximum(self.members[layer, head, :c], 1)[:, None]
+        n = np.maximum(self.members[layer, head, :c], 1)
+        if self.cfg.representative == "mean":
+            rep = self.keysum[layer, head, :c] / n[:, None]
+        else:
+            mean_pre = self.keysum_pre[layer, head, :c] / n[:, None]
+            pos = self.possum[layer, head, :c] / n
+            rep = rope(mean_pre[None], pos, base=self.cfg.rope_base)[0].astype(np.float64)
+        if self.cfg.rep_format == "int8":
+            rep = int8_round(rep)
+        return rep
+
+    def variances(self, layer: int, head: int) -> np.ndarray:
+        """(C,) mean per-dimension variance ``v_c`` of each cluster's post-RoPE member keys."""
+        c = self.tables[layer][head].size
+        n = np.maximum(self.members[layer, head, :c], 1)
+        mean = self.keysum[layer, head, :c] / n[:, None]
+        v = self.keysq[layer, head, :c] / n - np.sum(mean * mean, axis=1)
+        return np.maximum(v, 0.0) / self.cfg.head_dim
 
     # ----------------------------------------------------------------------------- ingest
 
@@ -185,6 +322,7 @@ class StreamingCache:
             ]
         )
         self._k.append(k_post)
+        self._kpre.append(keys)
         self._v.append(values)
         self._sig.append(sig)
         self._assign.append(np.full(sig.shape, -1, np.int64))
@@ -194,16 +332,22 @@ class StreamingCache:
     def _cluster_aged(self) -> IngestStats:
         start = max(self._clustered, self.cfg.sink_tokens)
         end = self.n_tokens - self.cfg.recent_tokens
-        counts = np.zeros(3, np.int64)
+        counts = np.zeros(len(ClusterEvent), np.int64)
         if end > start:
-            k, sig, assign = self._k.data, self._sig.data, self._assign.data
+            k, kpre, sig, assign = self._k.data, self._kpre.data, self._sig.data, self._assign.data
+            pos = np.arange(start, end)
             for l in range(self.layers):
                 for h in range(self.kv_heads):
-                    res = self.tables[l][h].add(sig[l, h, start:end])
-                    assign[l, h, start:end] = res.assign
-                    np.add.at(self.keysum[l, h], res.assign, k[l, h, start:end])
-                    np.add.at(self.members[l, h], res.assign, 1)
-                    counts += np.bincount(res.event, minlength=3)
+                    res = self.tables[l][h].add(sig[l, h, start:end], pos)
+                    a = res.assign
+                    assign[l, h, start:end] = a
+                    kk = k[l, h, start:end].astype(np.float64)
+                    _scatter_add(self.keysum[l, h], a, kk)
+                    _scatter_add(self.members[l, h], a, np.ones(a.size, np.int64))
+                    _scatter_add(self.keysq[l, h], a, np.sum(kk * kk, axis=1))
+                    _scatter_add(self.keysum_pre[l, h], a, kpre[l, h, start:end])
+                    _scatter_add(self.possum[l, h], a, pos.astype(np.float64))
+                    counts += np.bincount(res.event, minlength=len(ClusterEvent))
             self._clustered = end
         return IngestStats(
             tokens=self.n_tokens - self.frame_offsets[-2],
@@ -211,34 +355,58 @@ class StreamingCache:
             joined=int(counts[ClusterEvent.JOINED]),
             created=int(counts[ClusterEvent.CREATED]),
             forced=int(counts[ClusterEvent.FORCED]),
+            paged=int(counts[ClusterEvent.PAGED]),
         )
 
     # ----------------------------------------------------------------------------- query
 
-    def select(self, layer: int, head: int, q_post: np.ndarray) -> tuple[np.ndarray, int, int]:
+    def scores(self, layer: int, head: int, q_post: np.ndarray) -> np.ndarray:
+        """(r, C) natural-log cluster scores of the rows of ``q_post`` (r, d) (module doc)."""
+        q = np.asarray(q_post, np.float64)
+        s = q @ self.representatives(layer, head).T / math.sqrt(self.cfg.head_dim)
+        if self.cfg.score_correction == "variance":
+            qq = np.sum(q * q, axis=1)[:, None]
+            s += 0.5 * qq * self.variances(layer, head)[None, :] / self.cfg.head_dim
+        return s
+
+    def select(
+        self, layer: int, head: int, q_post: np.ndarray, *, coverage: float | None = None
+    ) -> tuple[np.ndarray, int, int]:
         """Union of the WiCSum selections of the rows of ``q_post`` (r, d) in one context.
 
-        Returns (cluster ids ascending, buckets scanned, clusters emitted) summed over rows.
+        ``coverage`` overrides ``cfg.coverage``. Returns (cluster ids ascending, buckets
+        scanned, clusters emitted) summed over rows.
         """
         table = self.tables[layer][head]
         if table.size == 0:
             return np.zeros(0, np.int64), 0, 0
-        scores = q_post.astype(np.float64) @ self.representatives(layer, head).T
-        scores /= math.sqrt(self.cfg.head_dim)
-        counts = table.counts
-        chosen = np.zeros(table.size, bool)
-        scanned = emitted = 0
-        for row in scores:
-            if self.cfg.selection == "bucketed":
-                r = wicsum_select_bucketed(quantize_scores(row, self.cfg), counts, self.cfg)
-                chosen[r.selected] = True
-                scanned += r.buckets_scanned
-                emitted += r.clusters_emitted
-            else:
-                ids = wicsum_select(row, counts, coverage=self.cfg.coverage)
-                chosen[ids] = True
-                emitted += ids.size
-        return np.flatnonzero(chosen), scanned, emitted
+        cfg = self.cfg if coverage is None else self.cfg.replace(coverage=coverage)
+        free = self.free_scores(layer, head, q_post)
+        scores = self.scores(layer, head, q_post)
+        units, scanned, emitted = wicsum_union(scores, table.counts, cfg, free)
+        return with_floor(units, scores, table.counts, cfg.min_fraction), scanned, emitted
+
+    def free_scores(self, layer: int, head: int, q_post: np.ndarray) -> np.ndarray | None:
+        """(r, F) scores ``q . k / sqrt(d)`` of the kept tokens (sinks, recent window) with
+        ``coverage_scope = "attended"``; None otherwise."""
+        if self.cfg.coverage_scope != "attended":
+            return None
+        kept = self.keys(layer, head)[self.assignment(layer, head) < 0].astype(np.float64)
+        return np.asarray(q_post, np.float64) @ kept.T / math.sqrt(self.cfg.head_dim)
+
+    def select_mass(
+        self, layer: int, head: int, q_post: np.ndarray, *, coverage: float | None = None
+    ) -> np.ndarray:
+        """Prefill ``mass`` mode: clusters (ascending) selected by the exact WiCSum rule on
+        ``W_c = sum_r p_rc``, ``p_rc`` the per-row normalised ``count_c exp(s_rc - max)``."""
+        table = self.tables[layer][head]
+        if table.size == 0:
+            return np.zeros(0, np.int64)
+        cov = self.cfg.coverage if coverage is None else coverage
+        free = self.free_scores(layer, head, q_post)
+        scores = self.scores(layer, head, q_post)
+        units = wicsum_mass(scores, table.counts, cov, free)
+        return with_floor(units, scores, table.counts, self.cfg.min_fraction)
 
     def query(
         self, q: np.ndarray, positions: np.ndarray, *, kind: QueryKind = "decode"
@@ -264,7 +432,11 @@ class StreamingCache:
                     sel_rows = group.mean(axis=1)
                 else:
                     sel_rows = group.reshape(-1, group.shape[-1])
-                clusters, scanned, emitted = self.select(l, h, sel_rows)
+                if kind == "prefill" and self.cfg.prefill_mode == "mass":
+                    clusters, scanned, emitted = self.select_mass(l, h, sel_rows), 0, 0
+                    emitted = int(clusters.size)
+                else:
+                    clusters, scanned, emitted = self.select(l, h, sel_rows)
                 assign = self.assignment(l, h)
                 tokens = np.flatnonzero((assign < 0) | np.isin(assign, clusters))
                 k, v = self.keys(l, h)[tokens], self.values(l, h)[tokens]

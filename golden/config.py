@@ -17,19 +17,25 @@ import numpy as np
 
 from .checks import check_choice, check_int, lookup
 
-__all__ = ["PRESETS", "ReSVConfig", "preset"]
+__all__ = ["PRESETS", "RTL_RULE", "SPEC_RULE", "ReSVConfig", "preset"]
 
 HashSpace = Literal["post_rope", "pre_rope"]
-PrefillMode = Literal["mean", "union"]
+PrefillMode = Literal["mean", "union", "mass"]
 Selection = Literal["bucketed", "exact"]
+ClusterPolicy = Literal["greedy", "page_fallback"]
+CoverageScope = Literal["clusters", "attended"]
+ScoreCorrection = Literal["none", "variance"]
+RepFormat = Literal["bf16", "int8"]
+Representative = Literal["mean", "rope_aware"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ReSVConfig:
     """Parameters of ReSV (hashing, clustering, WiCSum selection, retrieval).
 
-    The defaults are the ``paper`` preset; see README "Choosing the defaults" for the sweeps
-    on real video behind ``threshold``, ``coverage``, ``hash_space`` and ``centre_keys``.
+    The defaults are the ``paper`` preset with the variant the bytes-to-quality benchmark
+    chose on the real LLM stream (README "Choosing the defaults"); ``SPEC_RULE`` is the rule
+    the hardware implements. ``docs/algorithm.md`` states every option's semantics.
     """
 
     #: Dimension d of one attention head's keys and queries.
@@ -41,7 +47,7 @@ class ReSVConfig:
     #: Cluster-table entries per (layer, KV head); when full, tokens are force-joined.
     max_clusters: int = 4096
     #: WiCSum coverage: fraction of the weighted score mass the selection must reach.
-    coverage: float = 0.9
+    coverage: float = 0.95
     #: First tokens of the stream that are always attended (never selected via clusters).
     sink_tokens: int = 4
     #: Most recent tokens that are always attended; clustered once they age out.
@@ -50,10 +56,34 @@ class ReSVConfig:
     hash_space: HashSpace = "pre_rope"
     #: Subtract a per-head bias (mean key of the first frame, BF16) before hashing.
     centre_keys: bool = True
-    #: Frame prefill: one selection from the block's mean query, or the union per token.
-    prefill_mode: PrefillMode = "mean"
+    #: Frame prefill: one selection from the block's mean query (``mean``), the union of the
+    #: per-token selections (``union``), or WiCSum on the block's summed per-row cluster
+    #: probabilities (``mass``); docs/algorithm.md.
+    prefill_mode: PrefillMode = "mass"
+    #: Clustering: ``greedy`` (SPEC: a token that joins nothing within T founds a cluster) or
+    #: ``page_fallback`` (it joins the fallback cluster of its position's page of
+    #: ``page_tokens`` tokens, founding it if the page has none yet); docs/algorithm.md.
+    cluster_policy: ClusterPolicy = "greedy"
+    #: Page size (tokens) of ``page_fallback``.
+    page_tokens: int = 16
+    #: Cluster score: ``none`` (q . rep / sqrt(d)) or ``variance`` (+ |q|^2 v_c / (2d), v_c the
+    #: members' mean per-dimension key variance, from one sum of |k|^2 per cluster).
+    score_correction: ScoreCorrection = "variance"
+    #: Floor of the selection: clusters (ranked by their summed normalised WiCSum weight)
+    #: are added until the selection holds at least this fraction of the clustered tokens.
+    min_fraction: float = 0.03
+    #: Representative keys as stored in the table: ``bf16`` or ``int8`` (per-cluster scale).
+    rep_format: RepFormat = "int8"
+    #: Representative: ``mean`` of the post-RoPE member keys, or ``rope_aware``: the mean
+    #: pre-RoPE key rotated to the members' mean position at query time.
+    representative: Representative = "mean"
     #: Selection used by the streaming cache: bit-exact bucketed (hardware) or exact float.
     selection: Selection = "bucketed"
+    #: What ``coverage`` is a fraction of: the clusters' estimated mass (``clusters``, SPEC)
+    #: or all the attention, the tokens attended anyway (sinks, recent window, the frame's
+    #: own tokens) included (``attended``): a query whose attention stays on those tokens
+    #: fetches nothing. docs/algorithm.md.
+    coverage_scope: CoverageScope = "attended"
     #: Fractional bits of the fixed-point log2 scores fed to the WTU.
     score_frac_bits: int = 8
     #: Total width of the signed fixed-point score (scores saturate to this width).
@@ -68,8 +98,8 @@ class ReSVConfig:
     coverage_frac_bits: int = 16
     #: Width of a cluster's token count (the paper: 16-bit counts in an 8 KB memory).
     count_bits: int = 16
-    #: RoPE base frequency.
-    rope_base: float = 10000.0
+    #: RoPE base frequency; None: the stream has no RoPE (golden only).
+    rope_base: float | None = 10000.0
     #: Seed of the random hyperplanes.
     plane_seed: int = 0
 
@@ -89,8 +119,18 @@ class ReSVConfig:
         check_choice("hash_space", self.hash_space, ("post_rope", "pre_rope"))
         if not isinstance(self.centre_keys, bool):
             raise TypeError(f"centre_keys must be a bool, not {self.centre_keys!r}")
-        check_choice("prefill_mode", self.prefill_mode, ("mean", "union"))
+        check_choice("prefill_mode", self.prefill_mode, ("mean", "union", "mass"))
         check_choice("selection", self.selection, ("bucketed", "exact"))
+        check_choice("coverage_scope", self.coverage_scope, ("clusters", "attended"))
+        check_choice("cluster_policy", self.cluster_policy, ("greedy", "page_fallback"))
+        check_int("page_tokens", self.page_tokens, 1)
+        check_choice("score_correction", self.score_correction, ("none", "variance"))
+        check_choice("rep_format", self.rep_format, ("bf16", "int8"))
+        if isinstance(self.min_fraction, bool) or not isinstance(self.min_fraction, int | float):
+            raise TypeError(f"min_fraction must be a number, not {self.min_fraction!r}")
+        if not 0.0 <= self.min_fraction <= 1.0:
+            raise ValueError(f"min_fraction must be in [0, 1], not {self.min_fraction!r}")
+        check_choice("representative", self.representative, ("mean", "rope_aware"))
         check_int("score_frac_bits", self.score_frac_bits, 0, 16)
         check_int("score_bits", self.score_bits, self.score_frac_bits + 2, 32)
         check_int("bucket_shift", self.bucket_shift, 0, self.score_bits - 1)
@@ -98,8 +138,15 @@ class ReSVConfig:
         check_int("lut_frac_bits", self.lut_frac_bits, 1, 32)
         check_int("coverage_frac_bits", self.coverage_frac_bits, 1, 32)
         check_int("count_bits", self.count_bits, 1, 32)
-        if not isinstance(self.rope_base, int | float) or not self.rope_base > 1.0:
-            raise ValueError(f"rope_base must be a number greater than 1, not {self.rope_base!r}")
+        base = self.rope_base
+        if base is not None and (
+            isinstance(base, bool)
+            or not isinstance(base, int | float)
+            or not (math.isfinite(base) and base > 1.0)
+        ):
+            raise ValueError(
+                f"rope_base must be a finite number greater than 1 or None, not {base!r}"
+            )
         check_int("plane_seed", self.plane_seed, 0)
         mass_bits = self.count_bits + math.ceil(math.log2(self.max_clusters)) + self.lut_frac_bits
         if mass_bits > 62:
@@ -123,6 +170,20 @@ class ReSVConfig:
     def bucket_range_log2(self) -> float:
         """Score range the buckets span, in log2 units (SPEC: should be >= 16)."""
         return self.n_buckets * (1 << self.bucket_shift) / (1 << self.score_frac_bits)
+
+    @property
+    def table_bytes_per_cluster(self) -> int:
+        """Cluster-table bytes read per cluster when a query scores the table.
+
+        The representative key (BF16: 2 bytes per dimension; int8: 1 byte per dimension plus
+        a BF16 scale), the count (``count_bits``), a BF16 variance with ``score_correction =
+        "variance"`` and a 16-bit mean position with ``representative = "rope_aware"``.
+        """
+        rep = 2 * self.head_dim if self.rep_format == "bf16" else self.head_dim + 2
+        extra = 2 * (self.score_correction == "variance") + 2 * (
+            self.representative == "rope_aware"
+        )
+        return rep + math.ceil(self.count_bits / 8) + extra
 
     @property
     def score_min(self) -> int:
@@ -149,6 +210,21 @@ class ReSVConfig:
         planes.setflags(write=False)
         return planes
 
+
+#: The selection rule the hardware implements (SPEC section 2, before this project's
+#: variants): ``hw.config.HWConfig`` refuses a ``ReSVConfig`` that differs in these fields.
+RTL_RULE: dict[str, Any] = {
+    "cluster_policy": "greedy",
+    "score_correction": "none",
+    "rep_format": "bf16",
+    "representative": "mean",
+    "selection": "bucketed",
+    "coverage_scope": "clusters",
+    "min_fraction": 0.0,
+}
+#: That rule with the coverage and prefill mode chosen for it (README "Choosing the
+#: defaults"): the hardware presets' algorithm.
+SPEC_RULE: dict[str, Any] = {**RTL_RULE, "coverage": 0.9, "prefill_mode": "mean"}
 
 PRESETS: dict[str, ReSVConfig] = {
     # Small enough for exhaustive unit tests and fast RTL simulation.

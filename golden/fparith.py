@@ -30,7 +30,7 @@ a ``+0`` (so a dot product of one chunk is exactly its tree sum).
 All functions are vectorised over leading axes.
 
 CLI: the float-model error of the datapath on the q·k dot products of a recorded trace
-(every ``golden.trace`` query against keys of its KV head, sampled), against the exact
+(every ``workloads.trace`` query against keys of its KV head, sampled), against the exact
 (``math.fsum``) dot product of the same BF16 values::
 
     python -m golden.fparith --trace build/traces/x.npz --lanes 16 --pairs 20000
@@ -349,7 +349,7 @@ def qk_error(path: str, *, lanes: int, pairs: int, seed: int = 0) -> dict:
     keys of the matching KV head). ``rel`` is ``|dot - exact| / |exact|`` (pairs with an
     exact 0 left out); ``norm`` is ``|dot - exact| / sum |q_i k_i|``, the error relative to
     the magnitude that the rounding acts on (meaningful under cancellation too)."""
-    from golden.trace import load
+    from workloads.trace import load
 
     t = load(path)
     rng = np.random.default_rng(seed)
@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m golden.fparith", description=__doc__.split("\n")[0]
     )
-    ap.add_argument("--trace", required=True, help="a golden.trace .npz file")
+    ap.add_argument("--trace", required=True, help="a workloads.trace .npz file")
     ap.add_argument("--lanes", type=int, default=16, help="MAC lanes (power of two)")
     ap.add_argument("--pairs", type=int, default=20000, help="q·k pairs sampled")
     ap.add_argument("--seed", type=int, default=0)

@@ -86,6 +86,7 @@ class ClusterEvent(enum.IntEnum):
     JOINED = 0  #: distance <= threshold: joined the nearest cluster
     CREATED = 1  #: founded a new cluster (table had room)
     FORCED = 2  #: table full: joined the nearest cluster although distance > threshold
+    PAGED = 3  #: page_fallback: joined its page's fallback cluster (distance > threshold)
 
 
 @dataclass(frozen=True)
@@ -127,11 +128,25 @@ class ClusterTable:
     cluster by Hamming distance, ties to the lowest index, join when ``<= threshold``, else
     create while fewer than ``max_clusters`` entries exist, else force-join the nearest.
     ``count_max`` (optional) saturates counts, as a ``count_bits``-wide counter does.
+
+    ``page_tokens`` (the ``page_fallback`` policy) changes only the "else" branch: a token
+    at position ``p`` that joins nothing within the threshold joins the fallback cluster of
+    its page ``p // page_tokens`` (event ``PAGED``) when the page already has one; otherwise
+    it founds a cluster as above, which becomes its page's fallback cluster (and, like any
+    cluster, can be joined within the threshold of its founder's signature by later tokens).
+    Positions must then increase; at most one cluster per page is founded.
     """
 
     _CHUNK = 512  # tokens compared against the table in one vectorised step
 
-    def __init__(self, *, threshold: int, max_clusters: int, count_max: int | None = None):
+    def __init__(
+        self,
+        *,
+        threshold: int,
+        max_clusters: int,
+        count_max: int | None = None,
+        page_tokens: int | None = None,
+    ):
         if isinstance(threshold, bool) or not isinstance(threshold, int | np.integer):
             raise ValueError(f"threshold must be a non-negative integer, not {threshold!r}")
         if threshold < 0:
@@ -142,9 +157,16 @@ class ClusterTable:
             raise ValueError(f"max_clusters must be a positive integer, not {max_clusters!r}")
         if count_max is not None and count_max < 1:
             raise ValueError(f"count_max must be a positive integer, not {count_max!r}")
+        if page_tokens is not None and (
+            isinstance(page_tokens, bool)
+            or not isinstance(page_tokens, int | np.integer)
+            or page_tokens < 1
+        ):
+            raise ValueError(f"page_tokens must be a positive integer or None, not {page_tokens!r}")
         self.threshold = int(threshold)
         self.max_clusters = int(max_clusters)
         self.count_max = count_max
+        self.page_tokens = page_tokens
         self.clear()
 
     def clear(self) -> None:
@@ -153,6 +175,8 @@ class ClusterTable:
         self._counts = np.zeros(self.max_clusters, np.int64)
         self.size = 0
         self.forced = 0
+        self._page = (-1, -1)  # (page index, its fallback cluster) of the last founding
+        self._last_position = -1
 
     @property
     def signatures(self) -> np.ndarray:
@@ -162,16 +186,32 @@ class ClusterTable:
     def counts(self) -> np.ndarray:
         return self._counts[: self.size].copy()
 
-    def add(self, sigs: np.ndarray) -> ClusterResult:
-        """Cluster ``sigs`` in order; returns assignments of these tokens and the table."""
+    def add(self, sigs: np.ndarray, positions: np.ndarray | None = None) -> ClusterResult:
+        """Cluster ``sigs`` in order; returns assignments of these tokens and the table.
+
+        ``positions`` (increasing token positions) are needed by the ``page_tokens`` policy.
+        """
         sigs = _check_sigs(sigs)
         n = sigs.size
+        pages = None
+        if self.page_tokens is not None:
+            if positions is None:
+                raise ValueError("positions must be given with page_tokens (page_fallback)")
+            pos = np.asarray(positions, np.int64)
+            if pos.shape != (n,):
+                raise ValueError(f"positions must have shape ({n},), not {pos.shape}")
+            if n and (pos[0] <= self._last_position or np.any(np.diff(pos) <= 0)):
+                raise ValueError("positions must increase across add calls")
+            if n:
+                self._last_position = int(pos[-1])
+            pages = pos // self.page_tokens
         assign = np.empty(n, np.int64)
         distance = np.empty(n, np.int64)
         event = np.empty(n, np.int8)
         for lo in range(0, n, self._CHUNK):
             hi = min(n, lo + self._CHUNK)
-            self._add_chunk(sigs[lo:hi], assign[lo:hi], distance[lo:hi], event[lo:hi])
+            page = None if pages is None else pages[lo:hi]
+            self._add_chunk(sigs[lo:hi], assign[lo:hi], distance[lo:hi], event[lo:hi], page)
         return ClusterResult(
             assign=assign,
             signatures=self.signatures,
@@ -181,7 +221,7 @@ class ClusterTable:
             event=event,
         )
 
-    def _add_chunk(self, sigs, assign, distance, event) -> None:
+    def _add_chunk(self, sigs, assign, distance, event, pages) -> None:
         # Distances to the clusters that existed before the chunk are computed in one step;
         # clusters founded inside the chunk are few and are checked token by token. Old
         # clusters have lower indices, so a new one wins only when strictly closer.
@@ -203,10 +243,15 @@ class ClusterTable:
                     bi, bd = c0 + j, int(d_new[j])
             if bi >= 0 and bd <= t:
                 ev = ClusterEvent.JOINED
+            elif pages is not None and self._page[0] == pages[i]:
+                bi = self._page[1]
+                bd, ev = int(np.bitwise_count(self._sigs[bi] ^ s)), ClusterEvent.PAGED
             elif self.size < cmax:
                 bi, bd, ev = self.size, 0, ClusterEvent.CREATED
                 self._sigs[bi] = s
                 self.size += 1
+                if pages is not None:
+                    self._page = (int(pages[i]), bi)
             else:
                 ev = ClusterEvent.FORCED
                 self.forced += 1
@@ -254,11 +299,20 @@ def _check_scores_counts(scores: object, counts: object) -> tuple[np.ndarray, np
     return s, c.astype(np.int64)
 
 
-def wicsum_select(scores: np.ndarray, counts: np.ndarray, *, coverage: float) -> np.ndarray:
+def wicsum_select(
+    scores: np.ndarray,
+    counts: np.ndarray,
+    *,
+    coverage: float,
+    free_scores: np.ndarray | None = None,
+) -> np.ndarray:
     """Exact float WiCSum: cluster ids in selection order (descending score, ties low id).
 
-    ``w_c = count_c * exp(s_c - max s)``; the shortest prefix of the score order whose sum
-    reaches ``coverage`` of the total is selected.
+    ``w_c = count_c * exp(s_c - m)``; the shortest prefix of the score order whose sum
+    reaches ``coverage`` of the total is selected. With ``free_scores`` (the scores of tokens
+    attended anyway, scope ``attended``) their mass ``F = sum exp(f - m)`` counts too: the
+    prefix is the shortest with ``F + sum w >= coverage * (F + total)``, empty when ``F``
+    alone reaches it; ``m`` is then the maximum over clusters and free tokens.
     """
     s, c = _check_scores_counts(scores, counts)
     if not np.issubdtype(s.dtype, np.number) or not np.all(np.isfinite(s)):
@@ -268,11 +322,19 @@ def wicsum_select(scores: np.ndarray, counts: np.ndarray, *, coverage: float) ->
     if not 0.0 < coverage <= 1.0:
         raise ValueError(f"coverage must be in (0, 1], not {coverage!r}")
     s = s.astype(np.float64)
+    f = np.zeros(0) if free_scores is None else np.asarray(free_scores, np.float64).ravel()
+    if not np.all(np.isfinite(f)):
+        raise ValueError("free_scores must be finite")
+    top = max(s.max(), f.max()) if f.size else s.max()
     order = np.argsort(-s, kind="stable")
-    w = c[order] * np.exp(s[order] - s[order[0]])
-    cum = np.cumsum(w)
+    w = c[order] * np.exp(s[order] - top)
+    free = float(np.exp(f - top).sum())
+    cum = free + np.cumsum(w)
+    target = coverage * cum[-1]
+    if free >= target:
+        return order[:0]
     # The total is the last partial sum, so coverage 1.0 always ends inside the array.
-    k = int(np.searchsorted(cum, coverage * cum[-1], side="left")) + 1
+    k = int(np.searchsorted(cum, target, side="left")) + 1
     return order[: min(k, s.size)]
 
 
@@ -318,12 +380,24 @@ class BucketedSelection:
 
 
 def wicsum_select_bucketed(
-    scores_q: np.ndarray, counts: np.ndarray, cfg: ReSVConfig, *, coverage_q: int | None = None
+    scores_q: np.ndarray,
+    counts: np.ndarray,
+    cfg: ReSVConfig,
+    *,
+    coverage_q: int | None = None,
+    free_q: np.ndarray | None = None,
 ) -> BucketedSelection:
     """Bucketed WiCSum of SPEC section 2, bit-exact with the WTU.
 
     ``scores_q`` are fixed-point log2 scores (``quantize_scores``), ``counts`` the cluster
     token counts; ``coverage_q`` defaults to ``cfg.coverage_q``.
+
+    ``free_q`` (scope ``attended``; the WTU does not implement it): fixed-point scores of the
+    tokens attended anyway. They take part in the maximum ``m``, are bucketed like clusters
+    of count 1 and their in-range mass ``F`` joins the total, ``theta = ceil(coverage_q (F +
+    M) / 2**coverage_frac_bits)``; the scan starts from ``F``: ``b*`` is the first bucket with
+    ``F + sum_{b <= b*} M_b >= theta``, or -1 (nothing selected, no bucket scanned) when
+    ``F >= theta``. ``total_mass`` stays the clusters' ``M``.
     """
     s, c = _check_scores_counts(scores_q, counts)
     if not np.issubdtype(s.dtype, np.integer):
@@ -341,14 +415,25 @@ def wicsum_select_bucketed(
     if isinstance(cq, bool) or not isinstance(cq, int | np.integer) or not 1 <= cq <= one:
         raise ValueError(f"coverage_q must be an integer in 1..{one}, not {cq!r}")
 
-    bucket = (s.max() - s) >> cfg.bucket_shift
+    top = s.max()
+    free_mass = 0
+    if free_q is not None:  # scope "attended" (golden only)
+        f = np.asarray(free_q, np.int64).ravel()
+        if f.size:
+            top = max(top, int(f.max()))
+            fb = (top - f) >> cfg.bucket_shift
+            free_mass = int(bucket_lut(cfg)[fb[fb < cfg.n_buckets]].sum())
+    bucket = (top - s) >> cfg.bucket_shift
     in_range = bucket < cfg.n_buckets
     cnt = np.zeros(cfg.n_buckets, np.int64)
     np.add.at(cnt, bucket[in_range], c[in_range])
     mass = cnt * bucket_lut(cfg)
     total = int(mass.sum())
-    theta = (int(cq) * total + one - 1) >> cfg.coverage_frac_bits
-    b_star = int(np.searchsorted(np.cumsum(mass), theta, side="left"))
+    theta = (int(cq) * (total + free_mass) + one - 1) >> cfg.coverage_frac_bits
+    if free_q is not None and free_mass >= theta:
+        b_star = -1
+    else:
+        b_star = int(np.searchsorted(free_mass + np.cumsum(mass), theta, side="left"))
     sel = np.flatnonzero(bucket <= b_star)
     sel = sel[np.argsort(bucket[sel], kind="stable")]
     return BucketedSelection(

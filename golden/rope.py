@@ -45,8 +45,9 @@ __all__ = [
 ]
 
 
-def rope(x: np.ndarray, positions: np.ndarray, *, base: float = 10000.0) -> np.ndarray:
-    """Apply RoPE to ``x`` (..., n, d) at ``positions`` (n,)."""
+def rope(x: np.ndarray, positions: np.ndarray, *, base: float | None = 10000.0) -> np.ndarray:
+    """Apply RoPE to ``x`` (..., n, d) at ``positions`` (n,); ``base=None``: no rotation
+    (a stream without RoPE), ``x`` as float32."""
     x = np.asarray(x)
     pos = np.asarray(positions)
     if x.ndim < 2:
@@ -56,6 +57,8 @@ def rope(x: np.ndarray, positions: np.ndarray, *, base: float = 10000.0) -> np.n
         raise ValueError(f"x must have an even last dimension, not {d}")
     if pos.shape != (n,):
         raise ValueError(f"positions must have shape ({n},), not {pos.shape}")
+    if base is None:
+        return x.astype(np.float32)
     inv_freq = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)
     ang = pos.astype(np.float64)[:, None] * inv_freq[None, :]
     cos, sin = np.cos(ang), np.sin(ang)

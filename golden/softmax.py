@@ -141,7 +141,7 @@ def attention_error(
     """Relative L2 error ``|out - ref| / |ref|`` of ``attention_bits`` against
     ``attention_float`` for ``queries`` queries sampled from the trace at ``path`` (any
     layer and query head, prefill or decode; keys and values of the matching KV head)."""
-    from golden.trace import load
+    from workloads.trace import load
 
     _check_int("queries", queries, 1, 1 << 20)
     t = load(path)
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m golden.softmax", description="Float-model error of the vector unit."
     )
-    ap.add_argument("--trace", required=True, help="a golden.trace .npz file")
+    ap.add_argument("--trace", required=True, help="a workloads.trace .npz file")
     ap.add_argument("--lanes", type=int, default=16, help="MAC lanes (power of two)")
     ap.add_argument("--exp-frac-bits", type=int, default=10, help="exp2 table input bits")
     ap.add_argument("--queries", type=int, default=200, help="queries sampled")

@@ -17,7 +17,7 @@ from typing import Any
 
 from golden.checks import check_int, lookup
 from golden.config import PRESETS as RESV_PRESETS
-from golden.config import ReSVConfig
+from golden.config import RTL_RULE, SPEC_RULE, ReSVConfig
 
 __all__ = ["PRESETS", "HWConfig", "bits_for", "ceil_log2", "check_config", "preset"]
 
@@ -88,6 +88,23 @@ class HWConfig:
         check_int("rope_lut_bits", self.rope_lut_bits, 2, 16)
         check_int("exp_frac_bits", self.exp_frac_bits, 1, 16)
         self._check_kvmu()
+        self._check_implemented()
+
+    def _check_implemented(self) -> None:
+        # Golden options the RTL does not implement yet are refused, never simulated against
+        # a golden model the hardware cannot match (golden.config.RTL_RULE).
+        for name, value in RTL_RULE.items():
+            got = getattr(self.resv, name)
+            if got != value:
+                raise ValueError(
+                    f"resv.{name} must be {value!r} for the hardware (the RTL does not "
+                    f"implement {got!r} yet; golden.cache models it), not {got!r}"
+                )
+        if self.resv.rope_base is None:
+            raise ValueError(
+                "resv.rope_base must be a number for the hardware (its RoPE unit always "
+                "rotates), not None"
+            )
 
     def _check_kvmu(self) -> None:
         for name, lo, hi in (
@@ -203,7 +220,7 @@ class HWConfig:
 PRESETS: dict[str, HWConfig] = {
     # Unit tests and RTL regressions: 16 clusters, 4 lanes (4 memory rows).
     "tiny": HWConfig(
-        resv=RESV_PRESETS["tiny"],
+        resv=RESV_PRESETS["tiny"].replace(**SPEC_RULE),
         hcu_lanes=4,
         topk_k=4,
         token_id_bits=10,
@@ -216,9 +233,9 @@ PRESETS: dict[str, HWConfig] = {
         exp_frac_bits=8,
     ),
     # The paper's DRE: 4096-entry table, 16 XOR+popcount lanes.
-    "paper": HWConfig(resv=RESV_PRESETS["paper"], hcu_lanes=16, topk_k=64),
+    "paper": HWConfig(resv=RESV_PRESETS["paper"].replace(**SPEC_RULE), hcu_lanes=16, topk_k=64),
     # Edge part: 1024-entry table.
-    "edge": HWConfig(resv=RESV_PRESETS["edge"], hcu_lanes=16, topk_k=32),
+    "edge": HWConfig(resv=RESV_PRESETS["edge"].replace(**SPEC_RULE), hcu_lanes=16, topk_k=32),
 }
 
 

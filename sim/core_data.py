@@ -7,8 +7,8 @@ frame, the decode ``QUERY`` commands after their frame, plus bad commands — fo
 and, at the end of each context, the work counters. Used by the cocotb regression
 (``sim.tb_core``), the Amaranth-simulator tests and ``python -m sim.run``.
 
-Workloads: a recorded trace (``golden.trace``; the decode queries of the first query head of
-each KV head's GQA group, at position = tokens so far, as ``golden.bench`` does) or seeded
+Workloads: a recorded trace (``workloads.trace``; the decode queries of the first query head of
+each KV head's GQA group, at position = tokens so far) or seeded
 synthetic keys with temporal redundancy (``golden.synthetic``).
 """
 
@@ -22,9 +22,9 @@ from golden.bf16 import from_bf16_bits, to_bf16_bits
 from golden.core import CoreModel
 from golden.rope import rope
 from golden.synthetic import synthetic_keys
-from golden.trace import Trace
 from hw.config import HWConfig
 from hw.core import Error, Op
+from workloads.trace import Trace
 
 __all__ = [
     "Command",

@@ -5,7 +5,7 @@ A ``DotCase`` is one dot product of BF16 patterns; ``mac_beats`` cuts it into
 ``MacTree`` input beats (``DatapathLayouts.mac_in`` constants, zero-padded final chunk) and
 ``golden.fparith.dot`` gives the expected FP32 pattern. Synthetic kinds cover the corner
 values of the arithmetic; ``trace_cases`` takes real q·k pairs from a recorded trace
-(``golden.trace.load``).
+(``workloads.trace.load``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from amaranth.lib import data
 
-from golden import trace as golden_trace
 from golden.bf16 import to_bf16_bits
 from golden.fparith import dot
 from hw.config import HWConfig
 from hw.datapath.layouts import BF16, layouts
+from workloads import trace as trace_io
 
 __all__ = ["KINDS", "DotCase", "mac_beats", "mac_expected", "synthetic_cases", "trace_cases"]
 
@@ -86,7 +86,7 @@ def synthetic_cases(cfg: HWConfig, count: int, seed: int) -> list[DotCase]:
 def trace_cases(path: Path, count: int, seed: int) -> list[DotCase]:
     """``count`` real q·k pairs of a trace: query heads' prefill/decode queries against
     keys of their KV head (GQA), drawn uniformly over layers, heads and tokens."""
-    t = golden_trace.load(path)
+    t = trace_io.load(path)
     rng = np.random.default_rng(seed)
     qs = [t.queries] + ([t.decode_queries] if t.n_decode else [])
     cases = []

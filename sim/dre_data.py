@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from golden import trace as golden_trace
 from golden.resv import ClusterTable, quantize_scores, signatures, wicsum_select_bucketed
 from golden.synthetic import synthetic_keys, synthetic_signatures
 from golden.topk import topk_select
 from hw.config import HWConfig
+from workloads import trace as trace_io
 
 __all__ = [
     "HCUExpected",
@@ -201,9 +201,9 @@ def trace_path() -> Path | None:
 
 
 def _load_trace(path: Path) -> dict[str, np.ndarray]:
-    """Arrays of a trace, through ``golden.trace.load``: a malformed file is an error that
+    """Arrays of a trace, through ``workloads.trace.load``: a malformed file is an error that
     names the file and the field, never silently read some other way."""
-    t = golden_trace.load(path)
+    t = trace_io.load(path)
     return {
         "keys": t.keys,
         "queries": t.queries,
@@ -282,7 +282,7 @@ def video_like_workload(
 def trace_workload(
     cfg: HWConfig, path: Path, *, max_tokens: int, max_rows: int
 ) -> tuple[HCUStream, list[ScoreRow]]:
-    """A recorded trace (``TRACE=path.npz``, ``golden.trace`` schema) through
+    """A recorded trace (``TRACE=path.npz``, ``workloads.trace`` schema) through
     ``workload_from_keys``: the pre-RoPE keys of layer 0 / KV head 0 (first ``max_tokens``),
     centred on the first frame; queries of query head 0: the decode queries first, then
     prefill queries of evenly spaced tokens."""

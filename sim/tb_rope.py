@@ -6,7 +6,7 @@ beat, random junk in ``position`` on the others, which the unit must ignore) →
 (every element bit-exact, ``last`` on the final beat of each vector, nothing extra). Random
 idle cycles on the source and back-pressure on the sink (``DRE_IDLE`` / ``DRE_STALL``);
 configuration from ``DRE_CONFIG``, seed from ``SEED``; real pre-RoPE keys at their token
-positions from ``TRACE`` when given (through ``golden.trace.load``), Gaussian vectors of
+positions from ``TRACE`` when given (through ``workloads.trace.load``), Gaussian vectors of
 several scales otherwise. Run by tests/sim/test_units_cocotb.py.
 """
 
@@ -150,7 +150,7 @@ async def rope_trace_keys(dut):
     path = trace_path()
     rng = np.random.default_rng(seed_from_env() + 1)
     if path is not None:
-        from golden.trace import load
+        from workloads.trace import load
 
         t = load(path)
         assert t.head_dim == cfg.resv.head_dim, (

@@ -22,7 +22,6 @@ import numpy as np
 from amaranth.lib import data
 from cocotb.triggers import FallingEdge
 
-from golden import trace as golden_trace
 from golden.bf16 import to_bf16_bits
 from golden.fparith import dot, f32_to_bits
 from golden.softmax import online_attention
@@ -40,6 +39,7 @@ from sim.cocotb_streams import (
     timing_from_env,
 )
 from sim.dre_data import trace_path
+from workloads import trace as trace_io
 
 __all__ = [
     "QueryCase",
@@ -98,7 +98,7 @@ def synthetic_queries(cfg: HWConfig, count: int, seed: int, max_tokens: int = 12
 def trace_queries(path: Path, cfg: HWConfig, count: int, seed: int, max_tokens: int = 24):
     """``count`` queries from a trace: a random query head's query against a random window
     of 1..``max_tokens`` keys/values of its KV head; scores by ``dot(k, q, mac_lanes)``."""
-    t = golden_trace.load(path)
+    t = trace_io.load(path)
     if t.head_dim != cfg.resv.head_dim:
         raise ValueError(
             f"the trace's head_dim ({t.head_dim}) must equal the config's "

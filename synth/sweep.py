@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from golden.sweep import dask_client
 from synth.sram import DEFAULT_SRAM_MIN_BITS
 from synth.tools import ROOT, FlowError, MissingToolError, find_liberty, sta_command, yosys_command
 
@@ -309,21 +310,6 @@ def pareto_front(rows: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _client(opts: SweepOptions) -> tuple[Any, Any]:
-    from distributed import Client, LocalCluster
-
-    if opts.scheduler:
-        return Client(opts.scheduler), None
-    cluster = LocalCluster(
-        n_workers=opts.workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=40,
-    )
-    return Client(cluster), cluster
-
-
 def _plots(opts: SweepOptions, results: list[dict[str, Any]]) -> list[Path]:
     import matplotlib
 
@@ -408,7 +394,7 @@ def run_sweep(opts: SweepOptions) -> dict[str, Any]:
     )
     computed = 0
     if todo:
-        client, cluster = _client(opts)
+        client, cluster = dask_client(opts.scheduler, opts.workers)
         try:
             _say(
                 opts,

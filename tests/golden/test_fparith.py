@@ -208,7 +208,7 @@ def test_bf16_conversion_agrees_with_ml_dtypes_and_dot_float_is_close():
 
 def test_qk_error_cli_on_a_small_trace(tmp_path, capsys, random_trace):
     from golden.fparith import main, qk_error
-    from golden.trace import save
+    from workloads.trace import save
 
     d, lanes = 40, 4
     path = save(

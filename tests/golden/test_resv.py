@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden.config import preset
+from golden.config import SPEC_RULE, preset
 from golden.resv import (
     ClusterEvent,
     ClusterTable,
@@ -22,8 +22,8 @@ from golden.resv import (
     wicsum_select_bucketed,
 )
 
-PAPER = preset("paper")
-TINY = preset("tiny")
+PAPER = preset("paper").replace(**SPEC_RULE)
+TINY = preset("tiny").replace(**SPEC_RULE)
 
 
 # --------------------------------------------------------------------------- references
@@ -424,3 +424,44 @@ def test_attention_bad_input():
         attention(np.zeros(4), np.zeros((0, 4)), np.zeros((0, 4)))
     with pytest.raises(ValueError, match=r"^q must end in d=4, not shape \(3,\)$"):
         attention(np.zeros(3), np.zeros((2, 4)), np.zeros((2, 4)))
+
+
+def test_free_mass_counts_towards_the_coverage():
+    """Scope 'attended': the free tokens' mass is credited first; exact and bucketed agree."""
+    s = np.array([1.0, 0.5, -1.0, -2.0])
+    c = np.array([2, 1, 3, 1])
+    plain = wicsum_select(s, c, coverage=0.9)
+    assert wicsum_select(s, c, coverage=0.9, free_scores=np.array([])).tolist() == plain.tolist()
+    # A free token far above every cluster holds nearly all the mass: nothing is needed.
+    assert wicsum_select(s, c, coverage=0.9, free_scores=np.array([8.0])).size == 0
+    # A free token above the clusters shortens the prefix (m is then the free score, 3).
+    some = wicsum_select(s, c, coverage=0.9, free_scores=np.array([3.0]))
+    w = c * np.exp(s - 3.0)
+    total = 1.0 + w.sum()
+    k = some.size
+    assert 1.0 + w[:k].sum() >= 0.9 * total > 1.0 + w[: k - 1].sum()
+    assert 0 < k < plain.size
+    q = quantize_scores(s, PAPER)
+    none = wicsum_select_bucketed(q, c, PAPER, free_q=quantize_scores(np.array([8.0]), PAPER))
+    assert none.b_star == -1 and none.selected.size == 0 and none.buckets_scanned == 0
+    same = wicsum_select_bucketed(q, c, PAPER, free_q=np.zeros(0, np.int64))
+    assert same.selected.tolist() == wicsum_select_bucketed(q, c, PAPER).selected.tolist()
+
+
+def test_page_fallback_groups_unmatched_tokens_by_page():
+    t = ClusterTable(threshold=0, max_clusters=8, page_tokens=4)
+    sigs = np.array([1, 2, 4, 1, 8, 16, 2, 32], np.uint64)  # distinct but for repeats
+    r = t.add(sigs, np.arange(8))
+    # Token 0 founds page 0's cluster; 1, 2 join it (PAGED); 3 equals token 0 (JOINED);
+    # token 4 founds page 1's cluster and 5-7 join it (PAGED: token 6's twin founded nothing).
+    assert r.assign.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert r.event.tolist() == [1, 3, 3, 0, 1, 3, 3, 3]
+    assert r.counts.tolist() == [4, 4]
+    # A later token close to a founder joins it across pages.
+    assert t.add(np.array([8], np.uint64), np.array([9])).assign.tolist() == [1]
+    with pytest.raises(ValueError, match=r"^positions must increase across add calls$"):
+        t.add(np.array([1], np.uint64), np.array([9]))
+    with pytest.raises(ValueError, match=r"^positions must be given with page_tokens"):
+        t.add(np.array([1], np.uint64))
+    with pytest.raises(ValueError, match=r"^page_tokens must be a positive integer or None"):
+        ClusterTable(threshold=0, max_clusters=8, page_tokens=0)

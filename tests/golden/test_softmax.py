@@ -184,7 +184,7 @@ def test_rejects_bad_arguments():
 
 
 def test_cli_on_a_small_trace(tmp_path, capsys, random_trace):
-    from golden.trace import save
+    from workloads.trace import save
 
     d = 16
     path = save(

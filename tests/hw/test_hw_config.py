@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from golden.config import PRESETS as RESV_PRESETS
+from golden.config import SPEC_RULE
 from hw.config import PRESETS, HWConfig, bits_for, ceil_log2, preset
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_presets_are_built_on_the_golden_presets(name):
     cfg = preset(name)
-    assert cfg.resv == RESV_PRESETS[name]
+    assert cfg.resv == RESV_PRESETS[name].replace(**SPEC_RULE)
     assert cfg.max_clusters == cfg.resv.max_clusters
     assert 2**cfg.cluster_id_bits >= cfg.max_clusters
     assert 2**cfg.bucket_bits >= cfg.resv.n_buckets
@@ -69,3 +70,34 @@ def test_unknown_preset():
         ValueError, match=r"^config must be one of 'tiny', 'paper', 'edge', not 'big'$"
     ):
         preset("big")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("cluster_policy", "page_fallback"),
+        ("score_correction", "variance"),
+        ("rep_format", "int8"),
+        ("representative", "rope_aware"),
+        ("selection", "exact"),
+        ("coverage_scope", "attended"),
+        ("min_fraction", 0.05),
+    ],
+)
+def test_golden_options_the_rtl_lacks_are_refused(field, value):
+    """A golden option the RTL does not implement is a clear error, never a mismatch."""
+    implemented = preset("tiny").resv.__getattribute__(field)
+    with pytest.raises(
+        ValueError,
+        match=rf"^resv\.{field} must be {implemented!r} for the hardware \(the RTL does not "
+        rf"implement {value!r} yet; golden\.cache models it\), not {value!r}$",
+    ):
+        preset("tiny").replace(resv={field: value})
+
+
+def test_golden_defaults_are_not_the_hardware_rule():
+    """The golden defaults (chosen by the benchmark) need the hardware's rule applied."""
+    with pytest.raises(ValueError, match=r"^resv\.\w+ must be .* for the hardware \(the RTL"):
+        preset("tiny").replace(resv=RESV_PRESETS["tiny"])
+    with pytest.raises(ValueError, match=r"^resv\.rope_base must be a number for the hardware"):
+        preset("tiny").replace(resv={"rope_base": None})

@@ -228,7 +228,9 @@ def test_hcu_reset_mid_stream(tmp_path):
 
 
 def test_event_values_match_golden():
-    assert {e.name: e.value for e in Event} == {e.name: int(e) for e in ClusterEvent}
+    # PAGED belongs to the golden-only page_fallback policy, which HWConfig refuses.
+    golden = {e.name: int(e) for e in ClusterEvent if e != ClusterEvent.PAGED}
+    assert {e.name: e.value for e in Event} == golden
 
 
 def test_token_cycles_formula():

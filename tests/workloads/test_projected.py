@@ -1,4 +1,4 @@
-"""golden.workload: K/V/Q traces from real-frame features under seeded projections."""
+"""workloads.projected: K/V/Q traces from real-frame features under seeded projections."""
 
 import math
 
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from golden.bf16 import bf16_round
-from golden.features import frame_features
-from golden.trace import NOT_LLM_KEYS, Trace
-from golden.video import read_frames
-from golden.workload import PRESETS, WorkloadConfig, make_trace, orthonormal_lift, preset
+from golden.rope import rope
+from workloads.features import frame_features
+from workloads.projected import PRESETS, WorkloadConfig, make_trace, orthonormal_lift, preset
+from workloads.trace import NOT_LLM_KEYS, Trace
+from workloads.video import read_frames
 
 TINY = PRESETS["tiny"]
 
@@ -68,17 +69,36 @@ def test_deterministic_and_seeded(tiny):
     assert not np.array_equal(other.keys, tiny.keys)
 
 
-def test_a_shorter_stream_is_a_prefix(tiny):
+def test_a_shorter_stream_has_the_same_keys(tiny):
+    """Keys and values do not depend on the stream's length; the query scale does (it is
+    calibrated over the whole stream)."""
     short = make_trace(TINY.replace(max_frames=2), progress=False)
     n = short.n_tokens
     assert n == 98
-    for name in ("keys", "values", "queries"):
+    for name in ("keys", "keys_post", "values"):
         np.testing.assert_array_equal(getattr(short, name), getattr(tiny, name)[:, :, :n])
+
+
+def test_post_rope_arrays_are_the_rotated_pre_rope_ones(tiny):
+    pos = np.arange(tiny.n_tokens)
+    for pre, post, at in (
+        (tiny.keys, tiny.keys_post, pos),
+        (tiny.queries, tiny.queries_post, pos),
+        (tiny.decode_queries, tiny.decode_queries_post, tiny.decode_positions),
+    ):
+        # Both come from the same float32 vectors, rounded to BF16 before or after the
+        # rotation: per vector, within a couple of BF16 steps (2**-8 relative).
+        ref = rope(pre, at, base=TINY.rope_base)
+        rel = np.linalg.norm(post - ref, axis=-1) / np.linalg.norm(ref, axis=-1)
+        assert rel.max() < 2**-7
+        assert not np.allclose(post, pre, rtol=1e-2)  # the rotation is there
+    np.testing.assert_array_equal(tiny.decode_positions, tiny.decode_context)
+    assert tiny.rope_base == TINY.rope_base == 500000.0
 
 
 def test_queries_point_at_content_similar_keys(tiny):
     """Wq = Wk + noise: a token's own key (same content) wins within its frame."""
-    G, d = tiny.q_per_kv, tiny.head_dim
+    G = tiny.q_per_kv
     sl = tiny.frame_slice(0)
     for layer in range(tiny.layers):
         for hq in range(tiny.q_heads):
@@ -87,9 +107,20 @@ def test_queries_point_at_content_similar_keys(tiny):
             # (with d = 16 similar neighbouring patches often score as high as itself).
             own = (logits < np.diag(logits)[:, None]).mean(axis=1)
             assert np.median(own) > 0.8
-            # Calibration: the median per-query std of frame-0 logits is logit_std.
-            spread = np.median((logits / math.sqrt(d)).std(axis=1))
-            assert spread == pytest.approx(TINY.logit_std, rel=0.03)
+
+
+def test_logit_std_is_calibrated_over_the_stream_after_rope(tiny):
+    """The median over the stream's query tokens (from frame 1 on) of the std of their causal
+    post-RoPE logits is logit_std (the same sampling rule as the generator's)."""
+    G, d, n = tiny.q_per_kv, tiny.head_dim, tiny.n_tokens
+    picks = np.unique(np.linspace(49, n - 1, 256).astype(int))
+    for layer in range(tiny.layers):
+        for hq in range(tiny.q_heads):
+            q = tiny.queries_post[layer, hq].astype(np.float64)
+            k = tiny.keys_post[layer, hq // G].astype(np.float64)
+            spread = [np.std(k[: t + 1] @ q[t]) / math.sqrt(d) for t in picks]
+            # BF16 rounding of the stored arrays moves it by well under 1 %.
+            assert np.median(spread) == pytest.approx(TINY.logit_std, rel=0.01)
 
 
 def test_decode_queries_ask_about_seen_tokens(tiny):

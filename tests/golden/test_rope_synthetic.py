@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from golden.baselines import full, oracle_topk, rekv_blocks, sliding_window
 from golden.rope import rope
 from golden.synthetic import synthetic_keys, synthetic_signatures
 
@@ -22,6 +21,12 @@ def test_rope_bad_input():
         rope(np.zeros((2, 4)), np.arange(3))
     with pytest.raises(ValueError, match=r"^x must have an even last dimension, not 3$"):
         rope(np.zeros((2, 3)), np.arange(2))
+
+
+def test_rope_without_a_base_is_the_identity():
+    x = np.random.default_rng(1).standard_normal((3, 8))
+    y = rope(x, np.arange(3), base=None)
+    assert y.dtype == np.float32 and np.array_equal(y, x.astype(np.float32))
 
 
 def test_synthetic_keys_redundancy_controls_frame_similarity():
@@ -47,26 +52,3 @@ def test_synthetic_signatures_fit_and_repeat():
         synthetic_signatures(200, hash_bits=12, redundancy=0.0, seed=3)[1:] ^ s[:-1]
     )
     assert near.mean() < far.mean()
-
-
-def test_oracle_takes_the_largest_mass():
-    p = np.array([[0.1, 0.5, 0.05, 0.35], [0.2, 0.2, 0.1, 0.5]])
-    assert oracle_topk(p, 2).tolist() == [1, 3]
-    assert oracle_topk(p, 10).tolist() == [0, 1, 2, 3]
-    assert full(3).tolist() == [0, 1, 2]
-
-
-def test_sliding_window_keeps_sinks_and_recent():
-    assert sliding_window(10, 5, sink_tokens=2).tolist() == [0, 1, 7, 8, 9]
-    assert sliding_window(4, 10, sink_tokens=2).tolist() == [0, 1, 2, 3]
-    with pytest.raises(ValueError, match=r"^budget must be a positive integer, not 0$"):
-        sliding_window(4, 0, sink_tokens=1)
-
-
-def test_rekv_blocks_takes_best_whole_frames_within_budget():
-    keys = np.zeros((12, 2))
-    keys[4:8] = [1.0, 0.0]  # frame 1 matches the query
-    keys[8:12] = [0.5, 0.0]
-    off = np.array([0, 4, 8, 12])
-    got = rekv_blocks(np.array([1.0, 0.0]), keys, off, 6, sink_tokens=1, recent_tokens=1)
-    assert got.tolist() == [0, 4, 5, 6, 7, 11]  # sink, frame 1, recent; frame 2 would overflow

@@ -1,4 +1,4 @@
-"""golden.features: real token features from the PP-OCRv4 models and the pixel control."""
+"""workloads.features: real token features from the PP-OCRv4 models and the pixel control."""
 
 import math
 
@@ -7,8 +7,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from golden import features
-from golden.features import (
+from workloads import features
+from workloads.features import (
     GRIDS,
     PIXEL_DIM,
     REC_LAYOUT,
@@ -17,7 +17,7 @@ from golden.features import (
     model_path,
     rec_input,
 )
-from golden.video import read_frames
+from workloads.video import read_frames
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
-"""Real-video workloads: per-layer/head K, V, Q traces built from real frame features.
+"""Projected-feature workload: per-layer/head K, V, Q traces built from real frame features.
 
-None of these are video-LLM keys. They are real image features (``golden.features``) of
-real clips (``golden.video``) turned into attention inputs by seeded projections, so that
+None of these are video-LLM keys. They are real image features (``workloads.features``) of
+real clips (``workloads.video``) turned into attention inputs by seeded projections, so that
 ReSV meets real spatial and temporal redundancy (SPEC section 5). Say so in every report;
 ``Trace.meta["note"]`` does.
 
@@ -22,16 +22,12 @@ ReSV meets real spatial and temporal redundancy (SPEC section 5). Say so in ever
      variance 1/C: a query head is correlated with its KV head's key map, so a token's
      query points at tokens with similar content (itself, the same patch in nearby
      frames, similar patches).
-   - Logit scale ``a[l,hq]``: chosen so that the median, over frame 0's tokens, of the
-     standard deviation of their logits ``q.k/sqrt(d)`` over frame 0's keys equals
-     ``logit_std`` (default 1.5). Frame 0 only, so a trace of the first F frames is a
-     prefix of a longer one. There is no ground truth for "realistic" here; 1.5 gives
-     heavy-tailed but not one-hot attention. Measured (median over the last frame's
-     prefill queries, all heads; mass on the top 1 % / 5 % of the stream's keys):
-     bikes 2 fps det 196 tok/frame 0.84 / 0.95 (at 1.0: 0.47 / 0.70; at 2.0: 0.97 / 1.00),
-     bikes native det 10 tok/frame 0.31 / 0.62, bikes 2 fps pixels 196 tok/frame
-     0.18 / 0.52; for comparison the SVTR model's own logits (``rec``, uncalibrated)
-     0.11 / 0.30. Benchmarks should sweep ``logit_std``.
+   - Logit scale ``a[l,hq]``: chosen so that, over the whole stream and after RoPE, the
+     median over ``CALIBRATION_QUERIES`` evenly spaced query tokens ``t`` (from the second
+     frame on) of the standard deviation of their causal logits ``q_t.k_s/sqrt(d)``,
+     ``s <= t``, equals ``logit_std`` (default 1.5). There is no ground truth for
+     "realistic" here, which is why the benchmark sweeps ``logit_std`` (1-5) and why the
+     real LLM stream (``workloads.llm_stream``) exists: it needs no such knob.
 
    ``rec`` (the recognition model's real SVTR attention, 8 heads x 15 dims): layer l is
    SVTR block l (so ``layers <= 2``), KV head h is model head h (``kv_heads <= 8``).
@@ -48,15 +44,17 @@ ReSV meets real spatial and temporal redundancy (SPEC section 5). Say so in ever
    frame_offsets[decode_after[j] + 1]``), shared by all layers and heads ("a question about
    something seen"), and its query is that token's query plus isotropic Gaussian noise
    whose RMS norm is ``decode_noise`` times the head's mean query norm.
-5. Every float tensor is rounded to BF16 (the hardware format; ``golden.bf16``).
+5. RoPE (``rope_base``; None = no rotation) by stream position gives the post-RoPE keys,
+   queries and decode queries (a decode query sits at position ``decode_context``).
+6. Every float tensor is rounded to BF16 (the hardware format; ``golden.bf16``).
 
 Seeds: ``numpy.random.default_rng(seed)`` is split (``spawn``) into independent streams for
 the pixel control's projection, the K/V/Q maps, and the decode queries; same config, same
 bits on the same machine. Features go through onnxruntime and BLAS, whose summation order
 may differ between builds and CPUs, so another machine may differ in a few last bits: share
 the recorded ``.npz`` trace, not the config, when runs must be bit-identical.
-``GENERATOR_VERSION`` changes whenever the same config would give different bits
-(it keys the trace cache, ``golden.trace.load_or_make``).
+``WorkloadConfig.GENERATOR`` changes whenever the same config would give different bits
+(it keys the trace cache, ``workloads.trace.load_or_make``).
 """
 
 from __future__ import annotations
@@ -64,13 +62,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from golden.bf16 import bf16_round
 from golden.checks import check_float, check_int, lookup
-from golden.features import (
+from golden.rope import rope
+from workloads.features import (
     GRIDS,
     REC_BLOCKS,
     REC_HEAD_DIM,
@@ -79,28 +78,32 @@ from golden.features import (
     Features,
     frame_features,
 )
-from golden.trace import FORMAT_VERSION, NOT_LLM_KEYS, Trace
-from golden.video import CLIPS, clip_info, read_frames
+from workloads.trace import FORMAT_VERSION, NOT_LLM_KEYS, Segment, Trace
+from workloads.video import CLIPS, clip_info, read_frames
 
-__all__ = ["GENERATOR_VERSION", "PRESETS", "WorkloadConfig", "make_trace", "preset"]
+__all__ = ["CALIBRATION_QUERIES", "PRESETS", "WorkloadConfig", "make_trace", "preset"]
 
-#: Bump when make_trace's output for a given config changes (2: BLAS-based pooling).
-GENERATOR_VERSION = 2
+#: Query tokens sampled over the stream to calibrate ``logit_std``.
+CALIBRATION_QUERIES = 256
 
 
 @dataclass(frozen=True, kw_only=True)
 class WorkloadConfig:
     """One real-video workload. Defaults: bikes at 2 fps, det features, 196 tokens/frame."""
 
-    #: Clip name (``golden.video.CLIPS``).
+    #: Version of the generator (keys the trace cache): 3 = stream-wide post-RoPE
+    #: calibration, RoPE in the workload, trace format 2.
+    GENERATOR: ClassVar[str] = "workloads.projected v3"
+
+    #: Clip name (``workloads.video.CLIPS``).
     clip: str = "bikes"
     #: Sampling rate in frames per second; None = every frame (native rate).
     fps: float | None = 2.0
     #: Stop after this many sampled frames; None = the whole clip.
     max_frames: int | None = None
-    #: Tokens per frame: 10 (2x5), 49 (7x7) or 196 (14x14) (``golden.features.GRIDS``).
+    #: Tokens per frame: 10 (2x5), 49 (7x7) or 196 (14x14) (``workloads.features.GRIDS``).
     tokens_per_frame: int = 196
-    #: Feature source: 'det', 'rec' or 'pixels' (``golden.features``).
+    #: Feature source: 'det', 'rec' or 'pixels' (``workloads.features``).
     features: str = "det"
     #: Layers L (rec: at most 2, its SVTR blocks).
     layers: int = 2
@@ -116,8 +119,10 @@ class WorkloadConfig:
     query_noise: float = 0.5
     #: Decode query = a seen token's query + noise of this norm relative to the mean query.
     decode_noise: float = 0.5
-    #: Target median std of frame-0 logits q.k/sqrt(d) (det/pixels only).
+    #: Target median std of the stream's causal post-RoPE logits q.k/sqrt(d) (det/pixels).
     logit_std: float = 1.5
+    #: RoPE base of the stream (None: no RoPE). Default: Llama-3's 5e5.
+    rope_base: float | None = 500000.0
     #: Seed of every random choice.
     seed: int = 0
 
@@ -151,6 +156,12 @@ class WorkloadConfig:
         check_float("query_noise", self.query_noise, positive=False)
         check_float("decode_noise", self.decode_noise, positive=False)
         check_float("logit_std", self.logit_std, positive=True)
+        if self.rope_base is not None:
+            check_float("rope_base", self.rope_base, positive=True)
+            if self.rope_base <= 1:
+                raise ValueError(
+                    f"rope_base must be greater than 1 or None (no RoPE), not {self.rope_base!r}"
+                )
         check_int("seed", self.seed, 0)
         if self.features == "rec":
             if self.layers > REC_BLOCKS:
@@ -176,6 +187,12 @@ class WorkloadConfig:
     @property
     def q_heads(self) -> int:
         return self.kv_heads * self.q_per_kv
+
+    def cache_stem(self) -> str:
+        return f"{self.clip}-{self.features}"
+
+    def make(self, *, progress: bool = True) -> Trace:
+        return make_trace(self, progress=progress)
 
 
 _TINY = WorkloadConfig(
@@ -227,10 +244,28 @@ def orthonormal_lift(rng: np.random.Generator, k: int, d: int) -> np.ndarray:
     return q.T.astype(np.float32)
 
 
-def _median_logit_std(q: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Median over queries of the std over keys of q.k/sqrt(d); q (..., n, d), k (..., m, d)."""
-    logits = q.astype(np.float64) @ np.swapaxes(k, -1, -2).astype(np.float64)
-    return np.median(logits.std(axis=-1), axis=-1) / math.sqrt(q.shape[-1])
+def _rope(cfg: WorkloadConfig, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    return x if cfg.rope_base is None else rope(x, positions, base=cfg.rope_base)
+
+
+def _stream_logit_std(cfg: WorkloadConfig, q: np.ndarray, k: np.ndarray, first: int) -> np.ndarray:
+    """Median over sampled query tokens of the std of their causal post-RoPE logits.
+
+    ``q`` (L, Hq, N, d) and ``k`` (L, Hkv, N, d) pre-RoPE; query tokens are evenly spaced in
+    ``[first, N)``. Returns (L, Hq).
+    """
+    L, hq, n, d = q.shape
+    g = hq // k.shape[1]
+    picks = np.unique(np.linspace(min(first, n - 1), n - 1, CALIBRATION_QUERIES).astype(int))
+    k_post = _rope(cfg, k, np.arange(n)).astype(np.float64)
+    q_post = _rope(cfg, q[:, :, picks], picks).astype(np.float64)
+    spread = np.empty((L, hq, picks.size))
+    for i, t in enumerate(picks):
+        # (L, Hkv, G, d) @ (L, Hkv, d, t+1): every query head against its KV head's keys.
+        qi = q_post[:, :, i].reshape(L, -1, g, d)
+        logits = qi @ np.swapaxes(k_post[:, :, : t + 1], -1, -2)
+        spread[:, :, i] = logits.std(axis=-1).reshape(L, hq)
+    return np.median(spread, axis=-1) / math.sqrt(d)
 
 
 def _project_features(cfg: WorkloadConfig, feats: Features, rng: np.random.Generator):
@@ -247,9 +282,7 @@ def _project_features(cfg: WorkloadConfig, feats: Features, rng: np.random.Gener
     keys = x @ wk  # (L, H, N, d) by broadcasting
     values = x @ wv
     queries = x @ wq
-    t0 = feats.tokens_per_frame
-    k0 = np.repeat(keys[:, :, :t0], G, axis=1)  # each query head against its KV head
-    spread = _median_logit_std(queries[:, :, :t0], k0)  # (L, Hq)
+    spread = _stream_logit_std(cfg, queries, keys, feats.tokens_per_frame)  # (L, Hq)
     scale = np.where(spread > 0, cfg.logit_std / np.where(spread > 0, spread, 1.0), 1.0)
     queries *= scale.astype(np.float32)[:, :, None, None]
     return keys, values, queries, {"feature_rms_frame0": rms0, "query_scale": scale.tolist()}
@@ -316,9 +349,12 @@ def make_trace(cfg: WorkloadConfig, *, progress: bool = True) -> Trace:
         keys, values, queries, extra = _project_features(cfg, feats, proj_rng)
     offsets = np.arange(feats.frames + 1, dtype=np.int64) * feats.tokens_per_frame
     decode_q, after, picked = _decode(cfg, queries, offsets, decode_rng)
+    context = offsets[after + 1]
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "generator": f"golden.workload v{GENERATOR_VERSION}",
+        "workload": "projected",
+        "generator": WorkloadConfig.GENERATOR,
+        "rope_base": cfg.rope_base,
         "clip": cfg.clip,
         "clip_file": info.path.name,
         "fps": cfg.fps,
@@ -332,22 +368,31 @@ def make_trace(cfg: WorkloadConfig, *, progress: bool = True) -> Trace:
         "config": dataclasses.asdict(cfg),
         "note": (
             f"Real-frame features ({cfg.features}) of the clip {cfg.clip!r} under seeded "
-            f"projections; keys and queries are pre-RoPE; {NOT_LLM_KEYS}."
+            f"projections, RoPE base {cfg.rope_base}; {NOT_LLM_KEYS}."
         ),
         **extra,
     }
     # Round one tensor at a time so that float32 originals are freed as we go (the native
     # bench trace holds ~400 MB of them).
+    positions = np.arange(keys.shape[2])
+    keys_post = bf16_round(_rope(cfg, keys, positions))
     keys = bf16_round(keys)
     values = bf16_round(values)
+    queries_post = bf16_round(_rope(cfg, queries, positions))
     queries = bf16_round(queries)
+    decode_post = bf16_round(_rope(cfg, decode_q, context))
     decode_q = bf16_round(decode_q)
     return Trace(
         keys=keys,
+        keys_post=keys_post,
         values=values,
         queries=queries,
+        queries_post=queries_post,
         decode_queries=decode_q,
-        decode_after=after,
+        decode_queries_post=decode_post,
+        decode_positions=context,
+        decode_context=context,
         frame_offsets=offsets,
+        segment_kind=np.full(feats.frames, Segment.FRAME, np.int8),
         meta=meta,
     )

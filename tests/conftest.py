@@ -1,0 +1,62 @@
+"""Fixtures shared by the test folders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from golden.bf16 import bf16_round
+from golden.rope import rope
+from workloads.trace import FORMAT_VERSION, Segment, Trace
+
+ROPE_BASE = 10000.0
+
+
+def _random_trace(
+    *,
+    seed: int,
+    layers: int,
+    head_dim: int,
+    frame_offsets: Sequence[int],
+    decode_after: Sequence[int],
+) -> Trace:
+    """A hand-made trace of BF16-rounded N(0, 1) arrays: ``layers`` layers, 2 KV heads of 2
+    query heads each, the frames ``frame_offsets``, an external decode query after each
+    frame of ``decode_after``; post-RoPE arrays by ``golden.rope.rope`` (base 1e4)."""
+    rng = np.random.default_rng(seed)
+    n, nd, d = frame_offsets[-1], len(decode_after), head_dim
+    offsets = np.array(frame_offsets, np.int64)
+    context = offsets[np.array(decode_after, np.int64) + 1]
+
+    def f(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    keys, queries, dq = f(layers, 2, n, d), f(layers, 4, n, d), f(layers, 4, nd, d)
+    pos = np.arange(n)
+    return Trace(
+        keys=bf16_round(keys),
+        keys_post=bf16_round(rope(keys, pos, base=ROPE_BASE)),
+        values=bf16_round(f(layers, 2, n, d)),
+        queries=bf16_round(queries),
+        queries_post=bf16_round(rope(queries, pos, base=ROPE_BASE)),
+        decode_queries=bf16_round(dq),
+        decode_queries_post=bf16_round(rope(dq, context, base=ROPE_BASE)),
+        decode_positions=context,
+        decode_context=context,
+        frame_offsets=offsets,
+        segment_kind=np.full(len(offsets) - 1, Segment.FRAME, np.int8),
+        meta={
+            "format_version": FORMAT_VERSION,
+            "rope_base": ROPE_BASE,
+            "clip": "synthetic",
+            "note": "unit test",
+        },
+    )
+
+
+@pytest.fixture
+def random_trace():
+    """The factory ``random_trace(seed=, layers=, head_dim=, frame_offsets=, decode_after=)``."""
+    return _random_trace
