@@ -485,6 +485,15 @@ def main(argv: list[str] | None = None) -> int:
             **opts,
         )
         write_report(out, report)  # after every stream: a long run keeps what it measured
+    for name, res in report["streams"].items():
+        print(f"{name}: bytes moved per query (% of the old KV) for attention error <= 0.05")
+        for phase, per in res["summary"].items():
+            cells = ", ".join(
+                f"{m} {_f(per[m]['bytes@0.05'])} ({_f(per[m]['x_oracle@0.05'], False)})"
+                for m in ("oracle", "resv", "resv-spec", "pages", "kmeans", "quest", "topk")
+                if m in per
+            )
+            print(f"  {phase:7s} {cells}")
     for line in goals(report):
         print(line.replace("**", ""))
     first = next(iter(report["streams"].values()))["summary"]["decode"]["resv"]
