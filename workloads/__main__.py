@@ -5,6 +5,8 @@
     python -m workloads make --preset tiny [--clip bikes --fps 2 --tokens-per-frame 49
         --features det --layers 2 --kv-heads 2 --q-per-kv 2 --head-dim 128 --frames 40
         --decode-queries 16 --rope-base 5e5|none --seed 0] -o build/traces/x.npz
+    python -m workloads llm --preset tiny|bench|bench-10|bench-8k [--max-tokens N --fps FPS
+        --tokens-per-frame 10|49|196 --visual codebook|linear --questions N] -o x.npz
     python -m workloads info build/traces/x.npz
 
 Every error names the option and the value; the last line is a one-line summary.
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from workloads.trace import NOT_LLM_KEYS, load, save
+from workloads.trace import NOT_LLM_KEYS, NOT_SEEN_TOKENS, load, save
 
 #: WorkloadConfig field → CLI option (for error messages that name the option).
 _OPTIONS = {
@@ -90,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m workloads", description="Make or inspect K/V/Q trace files (.npz)."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{make,info}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{make,llm,info}")
     make = sub.add_parser("make", help="make a projected-feature trace from a real clip")
     make.add_argument(
         "--preset",
@@ -110,6 +112,18 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=lambda s: _int_arg(s, 0), metavar="N")
     make.add_argument("-o", "--output", required=True, type=Path, help="trace file to write")
     make.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    from workloads.llm_stream import PRESETS as LLM
+    from workloads.visual_tokens import VISUAL_MODES
+
+    llm = sub.add_parser("llm", help="trace a SmolLM2 stream of real clips")
+    llm.add_argument("--preset", default="tiny", choices=list(LLM), help="stream preset")
+    llm.add_argument("--max-tokens", type=lambda s: _int_arg(s, 64), metavar="N")
+    llm.add_argument("--fps", type=_fps_arg, metavar="FPS|native", default=argparse.SUPPRESS)
+    llm.add_argument("--tokens-per-frame", type=int, choices=list(GRIDS))
+    llm.add_argument("--visual", choices=list(VISUAL_MODES))
+    llm.add_argument("--questions", type=lambda s: _int_arg(s, 0), metavar="N")
+    llm.add_argument("-o", "--output", required=True, type=Path, help="trace file to write")
+    llm.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     info = sub.add_parser("info", help="print a trace file's shapes, token counts and meta")
     info.add_argument("path", type=Path)
     return parser
@@ -138,6 +152,28 @@ def _make(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(
         f"trace: wrote {path} ({size:.1f} MB) in {time.perf_counter() - start:.1f} s: "
         f"{trace.summary()}; {NOT_LLM_KEYS}"
+    )
+    return 0
+
+
+def _llm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from workloads.llm_stream import PRESETS, make_llm_trace
+
+    given = vars(args)
+    changes = {k: given[k] for k in ("max_tokens", "tokens_per_frame", "visual", "questions")}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if "fps" in given:
+        changes["fps"] = given["fps"]
+    try:
+        cfg = PRESETS[args.preset].replace(**changes)
+        start = time.perf_counter()
+        trace = make_llm_trace(cfg, progress=not args.quiet)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    path = save(trace, args.output)
+    print(
+        f"trace: wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in "
+        f"{time.perf_counter() - start:.1f} s: {trace.summary()}; {NOT_SEEN_TOKENS}"
     )
     return 0
 
@@ -175,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "make":
         return _make(args, parser)
+    if args.command == "llm":
+        return _llm(args, parser)
     try:
         return _info(args)
     except (ValueError, FileNotFoundError) as error:

@@ -142,3 +142,16 @@ def test_rerun_with_every_old_token_equals_full_attention(tiny, model):
     )
     assert by == [0.0] * (b - a)
     assert max(quality(ref, nothing)["kl"]) > 1e-4  # dropping old tokens changes the output
+
+
+def test_cli_traces_an_llm_stream(tmp_path, capsys):
+    from workloads.__main__ import main
+
+    out = tmp_path / "llm.npz"
+    assert main(["llm", "--preset", "tiny", "--questions", "1", "-q", "-o", str(out)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"trace: wrote {out}") and line.endswith(NOT_SEEN_TOKENS)
+    assert load(out).segment_kind.tolist().count(Segment.ANSWER) == 1
+    with pytest.raises(SystemExit):
+        main(["llm", "--max-tokens", "9000", "-o", str(tmp_path / "x.npz")])
+    assert "max_tokens must be at most the model's context of 8192" in capsys.readouterr().err
