@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cache import StreamingCache, wicsum_mass, wicsum_union, with_floor
+from .cache import StreamingCache, unit_mass, wicsum_mass, wicsum_union, with_floor
 from .config import ReSVConfig
 
 __all__ = [
@@ -102,6 +102,15 @@ class Context:
     def old_bytes(self) -> int:
         """Bytes of the old tokens' K and V in BF16."""
         return self.n_old * 2 * self.keys_post.shape[1] * BF16
+
+    def moved(self, sels: Sequence[np.ndarray], meta) -> tuple[np.ndarray, np.ndarray]:
+        """Bytes a method moved for each selection of ``sels`` — K and V of every fetched old
+        token plus its metadata ``meta`` (one figure, or one per selection) — and the metadata
+        alone, both as fractions of ``old_bytes``."""
+        meta = np.broadcast_to(np.asarray(meta, np.float64), (len(sels),))
+        fetched = np.array([s.size for s in sels], np.float64)
+        kv = 2 * self.keys_post.shape[1] * BF16
+        return (fetched * kv + meta) / self.old_bytes, meta / self.old_bytes
 
 
 @dataclass(frozen=True)
@@ -160,12 +169,6 @@ class Method(abc.ABC):
         if rows.kind == "prefill" and self.cfg.prefill_mode == "mean":
             return rows.post.reshape(rows.heads, rows.tokens, -1).mean(axis=1)
         return rows.post
-
-
-def _unit_mass(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Summed over rows, the per-row normalised WiCSum weights ``count exp(s - max)``."""
-    w = counts[None, :] * np.exp(scores - scores.max(axis=1, keepdims=True))
-    return (w / w.sum(axis=1, keepdims=True)).sum(axis=0)
 
 
 def _take_until(order: np.ndarray, sizes: np.ndarray, budget: float) -> np.ndarray:
@@ -315,7 +318,7 @@ class Quest(Method):
         q = self._rows_for_units(rows)
         bound = (np.maximum(q[:, None, :] * lo_k[None], q[:, None, :] * hi_k[None])).sum(-1)
         sizes = ends - starts
-        rank = np.argsort(-_unit_mass(bound / math.sqrt(k.shape[1]), sizes), kind="stable")
+        rank = np.argsort(-unit_mass(bound / math.sqrt(k.shape[1]), sizes), kind="stable")
         out = [_tokens_of(_take_until(rank, sizes, f * ctx.n_old), starts, ends) for f in params]
         return out, starts.size * 2 * k.shape[1] * BF16
 
@@ -398,7 +401,7 @@ class KMeans(Method):
         np.add.at(cent, assign, ctx.keys_post[ctx.lo : ctx.hi].astype(np.float64))
         cent /= np.maximum(sizes, 1)[:, None]
         scores = self._rows_for_units(rows) @ cent.T / math.sqrt(d)
-        rank = np.argsort(-_unit_mass(scores, np.maximum(sizes, 1)), kind="stable")
+        rank = np.argsort(-unit_mass(scores, np.maximum(sizes, 1)), kind="stable")
         out = []
         for f in params:
             units = _take_until(rank, sizes, f * ctx.n_old)
@@ -421,7 +424,7 @@ class ReKV(Method):
         k = ctx.keys_post.astype(np.float64)
         means = np.stack([k[a:b].mean(axis=0) for a, b in zip(starts, ends, strict=True)])
         scores = self._rows_for_units(rows) @ means.T / math.sqrt(d)
-        rank = np.argsort(-_unit_mass(scores, sizes), kind="stable")
+        rank = np.argsort(-unit_mass(scores, sizes), kind="stable")
         out = []
         for f in params:
             budget, used, take = f * ctx.n_old, 0, []

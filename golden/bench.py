@@ -34,7 +34,7 @@ from .baselines import METHODS, Method, ReSV
 from .config import SPEC_RULE, ReSVConfig, preset
 from .evaluate import bytes_at, curves, evaluate, log
 
-__all__ = ["RESV_VARIANTS", "main", "methods_for", "run_stream", "summarise"]
+__all__ = ["RESV_VARIANTS", "fmt", "main", "methods_for", "run_stream", "summarise"]
 
 TARGETS = (0.05, 0.02)
 AGREEMENT = 0.99
@@ -226,7 +226,8 @@ def _retrieved_at(cur: dict[str, Any], coverage: float) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def _f(x: float | None, pct: bool = True) -> str:
+def fmt(x: float | None, pct: bool = True) -> str:
+    """A fraction as a percentage (or with ``pct=False`` a multiple), None as not reached."""
     if x is None:
         return "not reached"
     return f"{100 * x:.1f} %" if pct else f"{x:.2f}x"
@@ -242,15 +243,15 @@ def summary_table(res: dict[str, Any]) -> list[str]:
         for name, row in per.items():
             meta = row.get("meta@0.05")
             line = (
-                f"| {phase} | `{name}`: {row['label']} | {_f(row['bytes@0.05'])} "
-                f"| {'' if meta is None else _f(meta)} | {_f(row['x_oracle@0.05'], False)} "
-                f"| {_f(row['bytes@0.02'])} | {_f(row['x_oracle@0.02'], False)} |"
+                f"| {phase} | `{name}`: {row['label']} | {fmt(row['bytes@0.05'])} "
+                f"| {'' if meta is None else fmt(meta)} | {fmt(row['x_oracle@0.05'], False)} "
+                f"| {fmt(row['bytes@0.02'])} | {fmt(row['x_oracle@0.02'], False)} |"
             )
             if quality:
                 for key in ("agree", "kl"):
                     if f"bytes@{key}" in row:
                         line += (
-                            f" {_f(row[f'bytes@{key}'])} | {_f(row[f'x_oracle@{key}'], False)} |"
+                            f" {fmt(row[f'bytes@{key}'])} | {fmt(row[f'x_oracle@{key}'], False)} |"
                         )
                     else:
                         line += " | |"
@@ -270,7 +271,7 @@ def quality_table(q: dict[str, Any]) -> list[str]:
         if not isinstance(m, dict):
             continue
         for p, b, a, k in zip(m["grid"], m["bytes"], m["agreement"], m["kl"], strict=True):
-            lines.append(f"| `{name}` | {m['param']} {p} | {_f(b)} | {100 * a:.1f} % | {k:.4f} |")
+            lines.append(f"| `{name}` | {m['param']} {p} | {fmt(b)} | {100 * a:.1f} % | {k:.4f} |")
     return lines
 
 
@@ -288,25 +289,25 @@ def goals(report: dict[str, Any]) -> list[str]:
         lines.append(f"- **{mark}**: {text}")
 
     x = r["x_oracle@0.05"]
-    check(x is not None and x <= 1.3, f"decode bytes@0.05 <= 1.3x the oracle's: {_f(x, False)}")
+    check(x is not None and x <= 1.3, f"decode bytes@0.05 <= 1.3x the oracle's: {fmt(x, False)}")
     for other in ("pages", "kmeans", "topk"):
         a, b = r["bytes@0.05"], dec[other]["bytes@0.05"]
         ok = None if a is None else (b is None or a < b)
-        check(ok, f"decode bytes@0.05 below `{other}`: {_f(a)} vs {_f(b)}")
+        check(ok, f"decode bytes@0.05 below `{other}`: {fmt(a)} vs {fmt(b)}")
     q = llm.get("quality", {}).get("resv")
     if q and r["bytes@0.05"] is not None:
         at = float(np.interp(r["bytes@0.05"], q["bytes"], q["agreement"]))
         check(
             at >= AGREEMENT,
-            f"top-1 agreement >= 99 % at that budget: {100 * at:.1f} % at {_f(r['bytes@0.05'])} "
+            f"top-1 agreement >= 99 % at that budget: {100 * at:.1f} % at {fmt(r['bytes@0.05'])} "
             f"({llm['quality']['steps']} answer steps; ReSV reaches 99 % at "
-            f"{_f(r.get('bytes@agree'))})",
+            f"{fmt(r.get('bytes@agree'))})",
         )
         a, b = r["bytes@kl"], dec["kmeans"].get("bytes@kl")
         ok = None if a is None else (b is None or a < b)
-        check(ok, f"answers' KL <= 0.01 with fewer bytes than `kmeans`: {_f(a)} vs {_f(b)}")
+        check(ok, f"answers' KL <= 0.01 with fewer bytes than `kmeans`: {fmt(a)} vs {fmt(b)}")
     p = pre["resv"]["bytes@0.05"]
-    check(p is not None and p <= 0.5, f"prefill bytes@0.05 <= 50 % of the old KV: {_f(p)}")
+    check(p is not None and p <= 0.5, f"prefill bytes@0.05 <= 50 % of the old KV: {fmt(p)}")
     return lines
 
 
@@ -489,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: bytes moved per query (% of the old KV) for attention error <= 0.05")
         for phase, per in res["summary"].items():
             cells = ", ".join(
-                f"{m} {_f(per[m]['bytes@0.05'])} ({_f(per[m]['x_oracle@0.05'], False)})"
+                f"{m} {fmt(per[m]['bytes@0.05'])} ({fmt(per[m]['x_oracle@0.05'], False)})"
                 for m in ("oracle", "resv", "resv-spec", "pages", "kmeans", "quest", "topk")
                 if m in per
             )
@@ -499,8 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     first = next(iter(report["streams"].values()))["summary"]["decode"]["resv"]
     print(
         f"golden bench: {len(streams)} streams in {time.perf_counter() - t0:.0f} s; ReSV decode "
-        f"bytes @ error 0.05 = {_f(first['bytes@0.05'])} of the old KV "
-        f"({_f(first['x_oracle@0.05'], False)} the adaptive oracle) -> {out}/golden.md"
+        f"bytes @ error 0.05 = {fmt(first['bytes@0.05'])} of the old KV "
+        f"({fmt(first['x_oracle@0.05'], False)} the adaptive oracle) -> {out}/golden.md"
     )
     return 0
 

@@ -66,6 +66,7 @@ __all__ = [
     "Retrieval",
     "StreamingCache",
     "int8_round",
+    "unit_mass",
     "wicsum_mass",
     "wicsum_union",
     "with_floor",
@@ -170,6 +171,13 @@ def _scatter_add(target: np.ndarray, index: np.ndarray, x: np.ndarray) -> None:
     target[idx[starts]] += np.add.reduceat(x[order], starts, axis=0)
 
 
+def unit_mass(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``W_c = sum_r p_rc``: per row the WiCSum weights ``count_c exp(s_rc - max)`` normalised
+    over the units, summed over the rows of ``scores`` (r, C)."""
+    w = counts[None, :] * np.exp(scores - scores.max(axis=1, keepdims=True))
+    return (w / w.sum(axis=1, keepdims=True)).sum(axis=0)
+
+
 def with_floor(
     units: np.ndarray, scores: np.ndarray, counts: np.ndarray, fraction: float
 ) -> np.ndarray:
@@ -179,8 +187,7 @@ def with_floor(
     total = int(counts.sum())
     if fraction <= 0 or int(counts[units].sum()) >= fraction * total:
         return units
-    w = counts[None, :] * np.exp(scores - scores.max(axis=1, keepdims=True))
-    order = np.argsort(-(w / w.sum(axis=1, keepdims=True)).sum(axis=0), kind="stable")
+    order = np.argsort(-unit_mass(scores, counts), kind="stable")
     k = int(np.searchsorted(np.cumsum(counts[order]), fraction * total, side="left")) + 1
     return np.union1d(units, order[:k])
 

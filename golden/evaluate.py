@@ -136,7 +136,6 @@ def _record(
     norm = np.maximum(np.linalg.norm(o_full, axis=1), 1e-30)
     free = np.ones(n, bool)
     free[ctx.lo : ctx.hi] = False
-    d = ctx.keys_post.shape[1]
     chosen = [m.select(ctx, rows, m.grid) for m in methods]
     masks = np.repeat(free[None, :], sum(len(sels) for sels, _ in chosen), axis=0)
     i = 0
@@ -150,16 +149,15 @@ def _record(
     i = 0
     for m, (sels, meta) in zip(methods, chosen, strict=True):
         k = len(sels)
-        meta = np.broadcast_to(np.asarray(meta, np.float64), (k,))
-        fetched = np.array([sel.size for sel in sels], np.float64)
+        moved, meta_part = ctx.moved(sels, meta)
         rec = out.setdefault(
             m.name, {"bytes": [], "meta": [], "error": [], "recall": [], "retrieved": []}
         )
-        rec["bytes"].append((fetched * 4 * d + meta) / ctx.old_bytes)
-        rec["meta"].append(meta / ctx.old_bytes)
+        rec["bytes"].append(moved)
+        rec["meta"].append(meta_part)
         rec["error"].append(err[i : i + k])
         rec["recall"].append(recall[i : i + k])
-        rec["retrieved"].append(fetched / ctx.n_old)
+        rec["retrieved"].append(np.array([sel.size for sel in sels], np.float64) / ctx.n_old)
         i += k
 
 

@@ -46,7 +46,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .baselines import METHODS as BASELINES
+from .baselines import ReSV
+from .bench import cluster_stats, fmt, summarise
 from .config import SPEC_RULE, preset
+from .evaluate import curves, evaluate
 
 __all__ = ["AXES", "SWEEP_VERSION", "dask_client", "evaluate_point", "main", "point_key", "points"]
 
@@ -124,11 +128,6 @@ def evaluate_point(point: dict[str, Any], quick: bool, root: str) -> dict[str, A
     os.chdir(root)  # Dask workers: the trace cache and the repository live here
     from workloads.trace import load_or_make
 
-    from .baselines import METHODS as BASELINES
-    from .baselines import ReSV
-    from .bench import summarise
-    from .evaluate import curves, evaluate
-
     t0 = time.perf_counter()
     trace = load_or_make(_stream(point["stream"], point["axis"], point["value"], quick))
     cfg = preset("paper").replace(head_dim=trace.head_dim, rope_base=trace.rope_base)
@@ -150,8 +149,6 @@ def evaluate_point(point: dict[str, Any], quick: bool, root: str) -> dict[str, A
         layers=None if quick or trace.layers < 6 else range(0, trace.layers, 3),
         group=group,
     )
-    from .bench import cluster_stats
-
     return {
         "point": point,
         "tokens": trace.n_tokens,
@@ -215,7 +212,7 @@ def run(
                 d = res["summary"].get("decode", {}).get("resv", {}).get("bytes@0.05")
                 print(
                     f"sweep-algo: {i}/{len(todo)} {res['point']}: {res['tokens']} tokens, ReSV "
-                    f"decode bytes@0.05 {_pct(d)} ({res['seconds']:.0f} s)",
+                    f"decode bytes@0.05 {fmt(d)} ({res['seconds']:.0f} s)",
                     flush=True,
                 )
         finally:
@@ -228,10 +225,6 @@ def run(
     _write_md(out, summary)
     _plot(out, summary)
     return summary
-
-
-def _pct(x: float | None) -> str:
-    return "not reached" if x is None else f"{100 * x:.1f} %"
 
 
 def _write_md(out: Path, s: dict[str, Any]) -> None:
@@ -250,7 +243,7 @@ def _write_md(out: Path, s: dict[str, Any]) -> None:
         p, c = r["point"], r["clusters"]
         for phase in ("prefill", "decode"):
             row = r["summary"].get(phase, {})
-            cells = " | ".join(_pct(row.get(m, {}).get("bytes@0.05")) for m in METHODS)
+            cells = " | ".join(fmt(row.get(m, {}).get("bytes@0.05")) for m in METHODS)
             md.append(
                 f"| {p['stream']} | {p['axis']} | {p['value']} | {r['tokens']} | {phase} | "
                 f"{cells} | {c.get('tokens_per_cluster', 0):.1f} | "

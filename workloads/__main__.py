@@ -178,13 +178,8 @@ def _llm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _short(a: np.ndarray) -> str:
-    items = a.tolist()
-    return str(items) if len(items) <= 8 else f"[{', '.join(map(str, items[:8]))}, ...]"
-
-
 def _info(args: argparse.Namespace) -> int:
-    from workloads.trace import _FLOAT_FIELDS, _INT_FIELDS
+    from workloads.trace import _FLOAT_FIELDS, _INT_FIELDS, _short
 
     trace = load(args.path)
     for name in (*_FLOAT_FIELDS, *_INT_FIELDS):

@@ -28,6 +28,7 @@ import numpy as np
 
 from golden.baselines import Method, Rows
 from golden.evaluate import Stream, full_attention
+from workloads.trace import Segment
 
 __all__ = ["quality", "rerun"]
 
@@ -66,10 +67,9 @@ def rerun(
             )
             _, probs = full_attention(rows, keys[h], None)
             sels, meta = method.select(ctx, Rows("decode", rows, g, 1, probs), [param])
-            meta = float(np.broadcast_to(np.asarray(meta, np.float64), (1,))[0])
             free = np.concatenate([np.arange(min(lo, n)), np.arange(max(hi, lo), n)])
             out.append(np.union1d(free, sels[0]).astype(np.int64))
-            fetched += (sels[0].size * 4 * trace.head_dim + meta) / ctx.old_bytes
+            fetched += float(ctx.moved(sels, meta)[0][0])
         layer_bytes.append(fetched / trace.kv_heads)
         return out
 
@@ -99,7 +99,7 @@ def answers(trace, min_context: int) -> list[tuple[int, int, int]]:
     return [
         (s, int(off[s]), int(off[s + 1]))
         for s in range(trace.n_frames)
-        if kinds[s] == 2 and off[s] >= min_context
+        if kinds[s] == Segment.ANSWER and off[s] >= min_context
     ]
 
 

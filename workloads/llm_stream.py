@@ -38,7 +38,7 @@ import numpy as np
 
 from golden.bf16 import bf16_round
 from golden.checks import check_choice, check_float, check_int, lookup
-from workloads.features import GRIDS, frame_features
+from workloads.features import check_tokens_per_frame, frame_features
 from workloads.trace import FORMAT_VERSION, NOT_SEEN_TOKENS, Segment, Trace
 from workloads.video import CLIPS, read_frames
 from workloads.visual_tokens import VISUAL_MODES, VisualTokens
@@ -95,11 +95,7 @@ class StreamConfig:
             check_choice("clips", clip, CLIPS)
         if self.fps is not None:
             check_float("fps", self.fps, positive=True)
-        tpf = self.tokens_per_frame
-        if isinstance(tpf, bool) or tpf not in GRIDS:
-            raise ValueError(
-                f"tokens_per_frame must be one of {', '.join(map(str, GRIDS))}, not {tpf!r}"
-            )
+        check_tokens_per_frame(self.tokens_per_frame)
         check_choice("visual", self.visual, VISUAL_MODES)
         check_int("codebook_size", self.codebook_size, 2, 4096)
         check_int("max_tokens", self.max_tokens, 64)

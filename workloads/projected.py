@@ -70,12 +70,12 @@ from golden.bf16 import bf16_round
 from golden.checks import check_float, check_int, lookup
 from golden.rope import rope
 from workloads.features import (
-    GRIDS,
     REC_BLOCKS,
     REC_HEAD_DIM,
     REC_HEADS,
     SOURCES,
     Features,
+    check_tokens_per_frame,
     frame_features,
 )
 from workloads.trace import FORMAT_VERSION, NOT_LLM_KEYS, Segment, Trace
@@ -135,13 +135,7 @@ class WorkloadConfig:
             check_float("fps", self.fps, positive=True)
         if self.max_frames is not None:
             check_int("max_frames", self.max_frames, 1)
-        tpf = self.tokens_per_frame
-        valid = isinstance(tpf, int | np.integer) and not isinstance(tpf, bool)
-        if not valid or tpf not in GRIDS:
-            raise ValueError(
-                f"tokens_per_frame must be one of {', '.join(map(str, GRIDS))}, "
-                f"not {self.tokens_per_frame!r}"
-            )
+        check_tokens_per_frame(self.tokens_per_frame)
         if self.features not in SOURCES:
             raise ValueError(
                 f"features must be one of {', '.join(map(repr, SOURCES))}, not {self.features!r}"
@@ -244,10 +238,6 @@ def orthonormal_lift(rng: np.random.Generator, k: int, d: int) -> np.ndarray:
     return q.T.astype(np.float32)
 
 
-def _rope(cfg: WorkloadConfig, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    return x if cfg.rope_base is None else rope(x, positions, base=cfg.rope_base)
-
-
 def _stream_logit_std(cfg: WorkloadConfig, q: np.ndarray, k: np.ndarray, first: int) -> np.ndarray:
     """Median over sampled query tokens of the std of their causal post-RoPE logits.
 
@@ -257,8 +247,8 @@ def _stream_logit_std(cfg: WorkloadConfig, q: np.ndarray, k: np.ndarray, first: 
     L, hq, n, d = q.shape
     g = hq // k.shape[1]
     picks = np.unique(np.linspace(min(first, n - 1), n - 1, CALIBRATION_QUERIES).astype(int))
-    k_post = _rope(cfg, k, np.arange(n)).astype(np.float64)
-    q_post = _rope(cfg, q[:, :, picks], picks).astype(np.float64)
+    k_post = rope(k, np.arange(n), base=cfg.rope_base).astype(np.float64)
+    q_post = rope(q[:, :, picks], picks, base=cfg.rope_base).astype(np.float64)
     spread = np.empty((L, hq, picks.size))
     for i, t in enumerate(picks):
         # (L, Hkv, G, d) @ (L, Hkv, d, t+1): every query head against its KV head's keys.
@@ -375,12 +365,12 @@ def make_trace(cfg: WorkloadConfig, *, progress: bool = True) -> Trace:
     # Round one tensor at a time so that float32 originals are freed as we go (the native
     # bench trace holds ~400 MB of them).
     positions = np.arange(keys.shape[2])
-    keys_post = bf16_round(_rope(cfg, keys, positions))
+    keys_post = bf16_round(rope(keys, positions, base=cfg.rope_base))
     keys = bf16_round(keys)
     values = bf16_round(values)
-    queries_post = bf16_round(_rope(cfg, queries, positions))
+    queries_post = bf16_round(rope(queries, positions, base=cfg.rope_base))
     queries = bf16_round(queries)
-    decode_post = bf16_round(_rope(cfg, decode_q, context))
+    decode_post = bf16_round(rope(decode_q, context, base=cfg.rope_base))
     decode_q = bf16_round(decode_q)
     return Trace(
         keys=keys,
