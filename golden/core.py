@@ -177,7 +177,9 @@ class CoreModel:
         """``INGEST``: tokens (n, d) of pre-RoPE BF16 keys and BF16 values, in order.
 
         A context holds at most ``2**token_id_bits`` tokens: later ones are dropped (the
-        core answers ``FULL``). Returns the number of tokens dropped."""
+        core answers ``FULL``). Returns the number of tokens dropped. An aged token that
+        finds the KV chunk pool exhausted is clustered but its K/V is not stored: the
+        ``kv_dropped`` counter counts it and the core answers ``FULL`` as well."""
         keys = self._vec("keys", keys, rows=True)
         values = self._vec("values", values, rows=True)
         if keys.shape != values.shape:

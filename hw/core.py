@@ -23,7 +23,9 @@ Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cy
 - ``status`` (out): one beat per command, after all its effects (and after ``out``):
   ``op`` and ``error``: ``OK`` 0, ``BAD_OP`` 1 (unknown op: nothing else consumed),
   ``EMPTY`` 2 (query of an empty context: the vector is consumed, no ``out``), ``FULL`` 3
-  (tokens past ``2**token_id_bits`` in a context are consumed and dropped), ``BAD_ARG`` 4
+  (tokens past ``2**token_id_bits`` in a context are consumed and dropped; or an aged
+  token found the KV chunk pool exhausted: it is clustered but its K/V is not stored, and
+  ``kv_dropped`` counts it — never a silent drop), ``BAD_ARG`` 4
   (query position beyond ``2**(token_id_bits+1) - 1``: vector consumed, no ``out``),
   ``BUS`` 5 (an AXI response was not OKAY during the command).
 - ``perf_addr`` / ``perf_data``: the performance counters (``PERF`` order, 32 bits, wrap),
@@ -523,7 +525,7 @@ class VRexCore(wiring.Component):
             dre.wtu_cmd.payload.coverage_q.eq(r.coverage_q),
             dre.summary.ready.eq(1),
             kvmu.summary.ready.eq(1),
-            writer.done.ready.eq(0),
+            writer.done.ready.eq(1),
         ]
         with m.If(dre.summary.valid):
             m.d.sync += [
@@ -543,6 +545,13 @@ class VRexCore(wiring.Component):
             self.m_axi.arvalid & ~self.m_axi.arready | self.m_axi.rready & ~self.m_axi.rvalid
         ):
             m.d.sync += count("axi_read_wait")
+        # Posted writes: an aged token's K/V write is issued and the ingest goes on; its
+        # completion (every B response) is counted back here, and an INGEST answers only once
+        # every write it issued completed (ING_DRAIN), so a later QUERY never reads stale KV.
+        wr_pending = Signal(8, name="wr_pending")  # tokens issued, B responses outstanding
+        m.d.sync += wr_pending.eq(
+            wr_pending + (writer.cmd.valid & writer.cmd.ready) - writer.done.valid
+        )
         with m.If(
             self.m_axi.awvalid & ~self.m_axi.awready
             | self.m_axi.wvalid & ~self.m_axi.wready
@@ -631,10 +640,14 @@ class VRexCore(wiring.Component):
             # ---------------------------------------------------------------- INGEST
             with m.State("ING_NEXT"):
                 with m.If(tok_left == 0):
-                    m.next = "STATUS"
+                    m.next = "ING_DRAIN"
                 with m.Else():
                     m.d.sync += [tok_left.eq(tok_left - 1), drop.eq(n_tok[tid_bits])]
                     m.next = "ING_RX"
+            with m.State("ING_DRAIN"):
+                m.d.comb += ingest_busy.eq(1)
+                with m.If(wr_pending == 0):
+                    m.next = "STATUS"
             with m.State("ING_RX"):
                 m.d.comb += ingest_busy.eq(1)
 
@@ -725,7 +738,7 @@ class VRexCore(wiring.Component):
                     s = kvmu.slot.payload
                     m.d.sync += [age_addr.eq(s.addr), age_full.eq(s.full), ab.eq(0), asub.eq(0)]
                     with m.If(s.full):
-                        m.d.sync += count("kv_dropped")
+                        m.d.sync += [count("kv_dropped"), err.eq(Error.FULL)]
                         m.next = "AGE_READ"
                     with m.Else():
                         m.next = "AGE_WCMD"
@@ -780,18 +793,8 @@ class VRexCore(wiring.Component):
                 m.d.comb += [ingest_busy.eq(1), recip.result.ready.eq(1)]
                 with m.If(recip.result.valid):
                     m.d.comb += w_wr.en.eq(1)
-                    m.next = "AGE_WDONE"
-            with m.State("AGE_WDONE"):
-                m.d.comb += ingest_busy.eq(1)
-                m.d.sync += ab.eq(0)
-                with m.If(age_full):
+                    m.d.sync += ab.eq(0)
                     m.next = "STORE"
-                with m.Else():
-                    m.d.comb += writer.done.ready.eq(1)
-                    with m.If(writer.done.valid):
-                        with m.If(writer.done.payload.error):
-                            m.d.sync += err.eq(Error.BUS)
-                        m.next = "STORE"
 
             # The new token into its kept slot.
             with m.State("STORE"):
@@ -900,6 +903,9 @@ class VRexCore(wiring.Component):
                 m.d.comb += self.status.valid.eq(1)
                 with m.If(self.status.ready):
                     m.next = "IDLE"
+        # After the FSM: a failed write of the command wins over its other statuses.
+        with m.If(writer.done.valid & writer.done.payload.error):
+            m.d.sync += err.eq(Error.BUS)
         return m
 
     def _connect_axi(self, m, kvmu, writer) -> None:

@@ -10,14 +10,22 @@ the tests, the synthesis flow and CI.
 ``verilator --lint-only -Wall`` (skip with ``--no-lint``). Each Verilog module is named
 after its unit (``hcu``, ``wtu``, …); submodules are ``<unit>.<sub>``.
 
-Python API: ``TOPS`` (unit name → constructor taking an ``HWConfig``) and
-``generate(name, cfg) -> str``.
+``--no-initial-state`` writes the design as silicon starts: no register initial values and
+no RAM contents (a memory with a write port); ROM contents stay. The synthesis flow reads
+that design as RTLIL (Yosys then never parses megabytes of zero initialisers), and a
+Verilator regression runs it from randomised state (``--x-initial unique``) to prove that
+nothing depends on an initial value the reset does not set.
+
+Python API: ``TOPS`` (unit name → constructor taking an ``HWConfig``),
+``generate(name, cfg, *, initial_state=True) -> str`` (Verilog),
+``generate_rtlil(name, cfg, *, initial_state=True) -> str`` and ``strip_initial_state``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
 from .config import PRESETS, HWConfig, preset
@@ -34,7 +42,16 @@ from .datapath import MacTree, RopeUnit, VectorUnit
 from .dre import DynamicRetrievalEngine, HashClusterUnit, TopKSelector, WiCSumThresholdUnit
 from .kvmu import KVMemoryUnit, KVWriter
 
-__all__ = ["LINT_WAIVERS", "TOPS", "generate", "lint", "main", "write_all"]
+__all__ = [
+    "LINT_WAIVERS",
+    "TOPS",
+    "generate",
+    "generate_rtlil",
+    "lint",
+    "main",
+    "strip_initial_state",
+    "write_all",
+]
 
 #: Every generated top: unit name → component constructor.
 TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
@@ -68,11 +85,45 @@ LINT_WAIVERS: dict[str, str] = {
 }
 
 
-def generate(name: str, cfg: HWConfig) -> str:
-    """Verilog of unit ``name`` for ``cfg``; the top module is called ``name``."""
+def _check_name(name: str) -> None:
     if name not in TOPS:
         raise ValueError(f"name must be one of {', '.join(map(repr, TOPS))}, not {name!r}")
-    return verilog.convert(TOPS[name](cfg), name=name, emit_src=False)
+
+
+def strip_initial_state(text: str) -> str:
+    """RTLIL ``text`` without register initial values (``init`` attributes) and without the
+    initial contents (``$meminit_v2``) of every memory that has a write port; ROMs keep
+    theirs. Works module by module (memory names are local to a module)."""
+    out = []
+    for module in re.split(r"(?m)^(?=module )", text):
+        written = set(re.findall(r'cell \$memwr_v2 \S+\n\s+parameter \\MEMID "(.*?)"', module))
+        kept = []
+        for block in re.split(r"(?m)^(?=  (?!end$)\S|end$)", module):
+            if block.startswith("  attribute \\init "):
+                continue
+            if block.startswith("  cell $meminit_v2 "):
+                memid = re.search(r'parameter \\MEMID "(.*?)"', block)
+                if memid and memid.group(1) in written:
+                    continue
+            kept.append(block)
+        out.append("".join(kept))
+    return "".join(out)
+
+
+def generate_rtlil(name: str, cfg: HWConfig, *, initial_state: bool = True) -> str:
+    """RTLIL of unit ``name`` for ``cfg`` (see the module docstring for ``initial_state``)."""
+    _check_name(name)
+    text = rtlil.convert(TOPS[name](cfg), name=name, emit_src=False)
+    return text if initial_state else strip_initial_state(text)
+
+
+def generate(name: str, cfg: HWConfig, *, initial_state: bool = True) -> str:
+    """Verilog of unit ``name`` for ``cfg``; the top module is called ``name``."""
+    _check_name(name)
+    if initial_state:
+        return verilog.convert(TOPS[name](cfg), name=name, emit_src=False)
+    # The same Yosys script verilog.convert runs, on the stripped RTLIL (Amaranth 0.5 pinned).
+    return verilog._convert_rtlil_text(generate_rtlil(name, cfg, initial_state=False))
 
 
 def _waiver_text() -> str:
@@ -126,7 +177,9 @@ def _core_text(config: str, units: list[str]) -> str:
     )
 
 
-def write_all(cfg: HWConfig, out_dir: Path, *, config: str, do_lint: bool = True) -> dict:
+def write_all(
+    cfg: HWConfig, out_dir: Path, *, config: str, do_lint: bool = True, initial_state: bool = True
+) -> dict:
     """Every unit into ``out_dir`` plus waivers, core file and manifest; returns the manifest."""
     out_dir.mkdir(parents=True, exist_ok=True)
     waivers = out_dir / "lint_waivers.vlt"
@@ -135,7 +188,7 @@ def write_all(cfg: HWConfig, out_dir: Path, *, config: str, do_lint: bool = True
     failed = []
     for name in TOPS:
         t0 = time.perf_counter()
-        text = generate(name, cfg)
+        text = generate(name, cfg, initial_state=initial_state)
         seconds = time.perf_counter() - t0
         path = out_dir / f"{name}.v"
         path.write_text(text)
@@ -165,13 +218,24 @@ def main(argv: list[str] | None = None) -> int:
     sel.add_argument("--all", action="store_true", help="every unit into the directory -o")
     ap.add_argument("-o", "--output", required=True, type=Path, help="file (--top) or dir (--all)")
     ap.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only -Wall")
+    ap.add_argument(
+        "--no-initial-state",
+        action="store_true",
+        help="no register initial values and no RAM contents (as silicon starts)",
+    )
     args = ap.parse_args(argv)
     try:
         cfg = preset(args.config)
         if args.all:
-            write_all(cfg, args.output, config=args.config, do_lint=not args.no_lint)
+            write_all(
+                cfg,
+                args.output,
+                config=args.config,
+                do_lint=not args.no_lint,
+                initial_state=not args.no_initial_state,
+            )
             return 0
-        text = generate(args.top, cfg)
+        text = generate(args.top, cfg, initial_state=not args.no_initial_state)
     except ValueError as exc:
         ap.error(str(exc))
     args.output.parent.mkdir(parents=True, exist_ok=True)

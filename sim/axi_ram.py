@@ -4,6 +4,9 @@ channels of a master port from a ``bytearray``, with seeded random stalls on eve
 
 It checks what a slave must be able to rely on: INCR bursts of full-width beats, ID 0,
 ``wstrb`` all ones, ``wlast`` on the last beat of each burst, no burst crossing 4 KB.
+``slverr_reads`` / ``slverr_writes``: ordinals (0-based, in AR / AW order) of the bursts
+answered SLVERR (``rresp`` on every beat / ``bresp`` = 2); their data is still read or
+stored, so only the master's error reporting changes.
 """
 
 from __future__ import annotations
@@ -14,13 +17,27 @@ import numpy as np
 
 __all__ = ["AxiRamModel"]
 
+_SLVERR = 2
+
 
 class AxiRamModel:
     """``mem`` holds bytes ``base .. base + len(mem)``; ``benches()`` go to ``background=``."""
 
-    def __init__(self, axi, mem: bytearray, *, base: int, bus_bytes: int, seed: int, stall: float):
+    def __init__(
+        self,
+        axi,
+        mem: bytearray,
+        *,
+        base: int,
+        bus_bytes: int,
+        seed: int,
+        stall: float,
+        slverr_reads: frozenset[int] = frozenset(),
+        slverr_writes: frozenset[int] = frozenset(),
+    ):
         self.axi, self.mem, self.base, self.bb = axi, mem, base, bus_bytes
         self.seed, self.stall = seed, stall
+        self.slverr_reads, self.slverr_writes = slverr_reads, slverr_writes
         self.reads: deque = deque()
         self.writes: deque = deque()
         self.ar_log: list[tuple[int, int]] = []
@@ -56,8 +73,9 @@ class AxiRamModel:
             )
             if valid and ready:
                 self._check_burst(addr, alen + 1, size, burst)
+                resp = _SLVERR if len(self.ar_log) in self.slverr_reads else 0
                 self.ar_log.append((addr, alen + 1))
-                self.reads.append((addr, alen + 1))
+                self.reads.append((addr, alen + 1, resp))
 
     async def _r(self, ctx):
         rng = np.random.default_rng([self.seed, 22])
@@ -66,7 +84,7 @@ class AxiRamModel:
             if not self.reads:
                 await ctx.tick()
                 continue
-            addr, beats = self.reads.popleft()
+            addr, beats, resp = self.reads.popleft()
             for j in range(beats):
                 while rng.random() < self.stall:
                     ctx.set(a.rvalid, 0)
@@ -74,7 +92,7 @@ class AxiRamModel:
                 off = addr - self.base + j * self.bb
                 ctx.set(a.rdata, int.from_bytes(self.mem[off : off + self.bb], "little"))
                 ctx.set(a.rlast, j == beats - 1)
-                ctx.set(a.rresp, 0)
+                ctx.set(a.rresp, resp)
                 ctx.set(a.rvalid, 1)
                 while True:
                     _, _, rr = await ctx.tick().sample(a.rready)
@@ -93,8 +111,9 @@ class AxiRamModel:
             )
             if valid and ready:
                 self._check_burst(addr, alen + 1, size, burst)
+                resp = _SLVERR if len(self.aw_log) in self.slverr_writes else 0
                 self.aw_log.append((addr, alen + 1))
-                self.writes.append((addr, alen + 1))
+                self.writes.append((addr, alen + 1, resp))
 
     async def _w(self, ctx):
         """W beats of the oldest accepted AW burst, then its B response."""
@@ -104,7 +123,7 @@ class AxiRamModel:
             if not self.writes:
                 await ctx.tick()
                 continue
-            addr, beats = self.writes.popleft()
+            addr, beats, resp = self.writes.popleft()
             j = 0
             while j < beats:
                 ready = rng.random() >= self.stall
@@ -119,7 +138,7 @@ class AxiRamModel:
                     self.mem[off : off + self.bb] = int(data).to_bytes(self.bb, "little")
                     j += 1
             ctx.set(a.wready, 0)
-            ctx.set(a.bresp, 0)
+            ctx.set(a.bresp, resp)
             ctx.set(a.bvalid, 1)
             while True:
                 _, _, br = await ctx.tick().sample(a.bready)

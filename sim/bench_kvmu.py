@@ -16,6 +16,14 @@ the token-granular gather of the same selection.
    every cycle) and a command-rate-limited one (at most one AR every 16 cycles). Every
    run is checked against the golden bursts and its scoreboard.
 
+3. Chunk size (golden, real trace): the paper preset's KV layout with ``chunk_tokens`` 4,
+   8, 16 and 32 on the ``bench`` projected trace (the one ``make sim --config paper``
+   runs: bikes, 196 tokens/frame, every (layer, KV head) context). Every token past the
+   sinks and the recent window is clustered by the paper's HCU rule and appended to its
+   cluster; reported: chunks allocated, the off-device footprint (chunks x chunk bytes)
+   against the bytes actually stored (occupancy), and the bursts and bytes per burst of
+   retrieving the 32.7 % of clusters (the paper's retrieval ratio) with the most members.
+
 Writes ``kvmu_bench.json`` and ``kvmu_bench.md`` to the output directory.
 """
 
@@ -32,14 +40,19 @@ from unittest import mock
 import numpy as np
 
 from golden.kvmu import KVLayout, KVMemory, bus_figures, token_gather
-from golden.resv import cluster_online
+from golden.resv import cluster_online, signatures
 from golden.synthetic import synthetic_signatures
 from hw.config import preset
 from sim.runner import UNIT_TESTBENCH, run_unit
+from workloads import projected
+from workloads.trace import load_or_make
 
-__all__ = ["golden_rows", "main", "rtl_rows"]
+__all__ = ["chunk_rows", "golden_rows", "main", "rtl_rows"]
 
 OVERHEADS = (0, 8)
+CHUNK_SIZES = (4, 8, 16, 32)
+#: The paper's fraction of the cache retrieved per query.
+PAPER_RETRIEVAL = 0.327
 FRACTIONS = (0.1, 0.3, 0.6)
 #: RTL runs: the RAM accepts one AR per cycle (0) or at most one every 16 cycles.
 AR_GAPS = (0, 16)
@@ -80,6 +93,56 @@ def golden_rows(tokens: int, seed: int = 0) -> list[dict]:
                     row[f"{kind}_bytes_per_burst"] = round(f.bytes_per_burst, 1)
                     row[f"{kind}_util_ov{ov}"] = round(f.utilisation, 4)
             rows.append(row)
+    return rows
+
+
+def chunk_rows(keys: np.ndarray, first_frame: int, *, source: str) -> list[dict]:
+    """Footprint and bursts per ``chunk_tokens`` (see the module docstring, item 3) for the
+    pre-RoPE keys ``(contexts, n, head_dim)`` of a trace, at the paper preset; keys are
+    centred on their first frame's mean, as the core's ``SET_BIAS`` does."""
+    base = preset("paper")
+    r = base.resv
+    rows = []
+    for chunk in CHUNK_SIZES:
+        chunks = stored = n_clusters = 0
+        bursts: list = []
+        for ctx_keys in keys:
+            ctx_keys = np.asarray(ctx_keys, np.float32)
+            if r.centre_keys:
+                ctx_keys = ctx_keys - ctx_keys[:first_frame].mean(axis=0)
+            hashed = ctx_keys[r.sink_tokens : len(ctx_keys) - r.recent_tokens]
+            res = cluster_online(
+                signatures(hashed, r.planes), threshold=r.threshold, max_clusters=r.max_clusters
+            )
+            n = len(res.assign)
+            pool = 1 << (n + len(res.counts) - 1).bit_length()
+            cfg = base.replace(chunk_tokens=chunk, kv_chunks=pool)
+            layout = KVLayout.from_hw(cfg)
+            mem = KVMemory(layout, cfg.max_clusters)
+            for t, c in enumerate(res.assign):
+                mem.append(t, int(c))
+            chunks += mem.free
+            stored += n
+            n_clusters += len(res.counts)
+            top = np.argsort(-res.counts, kind="stable")
+            bursts += mem.bursts(top[: max(1, round(PAPER_RETRIEVAL * len(top)))].tolist())
+        f = bus_figures(bursts, layout)
+        rows.append(
+            {
+                "source": source,
+                "chunk_tokens": chunk,
+                "contexts": len(keys),
+                "tokens_stored": stored,
+                "clusters": n_clusters,
+                "chunks": chunks,
+                "footprint_kib": round(chunks * layout.chunk_bytes / 1024, 1),
+                "stored_kib": round(stored * layout.token_bytes / 1024, 1),
+                "occupancy": round(stored / (chunks * chunk), 3),
+                "retrieval_bursts": f.bursts,
+                "bytes_per_burst": round(f.bytes_per_burst, 1),
+            }
+        )
+        print(f"[bench_kvmu] chunk_tokens {chunk}: {rows[-1]}", flush=True)
     return rows
 
 
@@ -130,9 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.tokens < 1:
         raise SystemExit(f"--tokens must be a positive integer, not {args.tokens!r}")
     gold = golden_rows(args.tokens)
+    wl = projected.PRESETS["bench"]
+    trace = load_or_make(wl)
+    keys = trace.keys.reshape(-1, *trace.keys.shape[-2:])
+    first = int(trace.frame_offsets[1])
+    chunk = chunk_rows(keys, first, source=f"{wl.clip} ({keys.shape[0]} contexts)")
     rtl = [] if args.no_rtl else rtl_rows()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "kvmu_bench.json").write_text(json.dumps({"golden": gold, "rtl": rtl}, indent=1))
+    (args.out / "kvmu_bench.json").write_text(
+        json.dumps({"golden": gold, "chunk_size": chunk, "rtl": rtl}, indent=1)
+    )
     gcols = [
         "config",
         "token_bytes",
@@ -166,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         "(beats + overhead x bursts), overhead 0 or 8 cycles per burst (assumed).",
         "",
         _md_table(gold, gcols),
+        "",
+        f"Chunk size at the paper preset on the real trace {chunk[0]['source']}: footprint = "
+        "chunks x chunk bytes, occupancy = stored tokens / chunk slots; retrieval of the "
+        f"{PAPER_RETRIEVAL:.1%} largest clusters.",
+        "",
+        _md_table(chunk, [c for c in chunk[0] if c != "source"]),
     ]
     if rtl:
         md += [

@@ -112,10 +112,12 @@ def program_from_arrays(
             cmds.append(Command(Op.SET_BIAS, 0, [bias], ci, "bias"))
         for f in range(len(frame_offsets) - 1):
             lo, hi = int(frame_offsets[f]), int(frame_offsets[f + 1])
+            lost = model.counters["kv_dropped"]
             dropped = model.ingest(keys[lo:hi], values[lo:hi])
+            lost = model.counters["kv_dropped"] - lost
             vecs = [x for t in range(lo, hi) for x in (keys[t], values[t])]
-            err = Error.FULL if dropped else Error.OK
-            info = {"tokens": hi - lo, "dropped": dropped}
+            err = Error.FULL if dropped or lost else Error.OK
+            info = {"tokens": hi - lo, "dropped": dropped, "kv_lost": lost}
             cmds.append(Command(Op.INGEST, hi - lo, vecs, ci, "frame", error=err, info=info))
             for j in np.flatnonzero(decode_after == f):
                 pos = model.n_tokens

@@ -124,11 +124,16 @@ def run_unit(
     overrides: dict | None = None,
     test_module: str | None = None,
     optimize: bool = False,
+    random_state: int | None = None,
 ) -> RunResult:
     """Generate, build and run the cocotb testbench of ``unit`` on ``sim``.
 
     ``overrides`` are ``HWConfig.replace`` changes applied on top of the preset; they are
     passed to the testbench through ``DRE_*`` variables (see ``sim.cocotb_streams``).
+    ``random_state`` (Verilator only, a nonzero seed): the design without initial values
+    (``hw.gen.generate(..., initial_state=False)``) built with ``--x-initial unique
+    --x-assign unique`` and run with ``+verilator+rand+reset+2``: every register and RAM
+    word starts random, so a pass shows that nothing relies on an initialiser.
     """
     if unit not in UNIT_TESTBENCH:
         raise ValueError(f"unit must be one of {', '.join(UNIT_TESTBENCH)}, not {unit!r}")
@@ -149,10 +154,15 @@ def run_unit(
             extra_env["DRE_LANES"] = str(overrides["hcu_lanes"])
         if "topk_k" in overrides:
             extra_env["DRE_TOPK_K"] = str(overrides["topk_k"])
+    if random_state is not None and (sim != "verilator" or not 0 < random_state < 2**31):
+        raise ValueError(
+            "random_state needs sim='verilator' and a seed in 1..2**31-1, "
+            f"not sim={sim!r}, random_state={random_state!r}"
+        )
     bdir = build_dir(unit, sim, config, tag)
     bdir.mkdir(parents=True, exist_ok=True)
     src = bdir / f"{unit}.v"
-    _write_if_changed(src, generate(unit, cfg))
+    _write_if_changed(src, generate(unit, cfg, initial_state=random_state is None))
     sources = [src]
     build_args: list[str] = ["-g2005"] if sim == "icarus" else []
     if sim == "verilator":
@@ -164,6 +174,8 @@ def run_unit(
         # Regressions simulate a few thousand cycles: compiling the model with -O0 halves
         # the build (the dominant cost); benchmarks pass optimize=True.
         build_args = [str(vlt)] + ([] if optimize else ["-CFLAGS", "-O0"])
+        if random_state is not None:
+            build_args += ["--x-initial", "unique", "--x-assign", "unique"]
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     runner = _runner(sim)
     # The runner rebuilds on source changes only: a change of options forces a rebuild.
@@ -195,6 +207,9 @@ def run_unit(
         testcase=testcase,
         results_xml=str(results),
         log_file=bdir / "sim.log",
+        plusargs=[]
+        if random_state is None
+        else ["+verilator+rand+reset+2", f"+verilator+seed+{random_state}"],
     )
     t2 = time.perf_counter()
     wave = waveform_path(sim, unit, bdir) if waves else None

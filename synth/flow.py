@@ -213,7 +213,7 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
     Tool failures are caught and recorded (status ``failed``, the error names the tool, the
     step and the log); other exceptions propagate.
     """
-    from hw.gen import TOPS, generate
+    from hw.gen import TOPS, generate_rtlil
 
     t0 = time.perf_counter()
     wd = opts.directory / name
@@ -238,11 +238,10 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
 
     try:
         t = time.perf_counter()
-        verilog = generate(name, cfg)
-        (wd / f"{name}.v").write_text(verilog)
-        t = lap("verilog", t)
+        design = generate_rtlil(name, cfg, initial_state=False)
+        t = lap("rtlil", t)
         res = synthesize(
-            verilog,
+            design,
             name,
             wd,
             liberty,

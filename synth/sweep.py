@@ -259,7 +259,7 @@ def evaluate_point(
     key: str,
 ) -> dict[str, Any]:
     """Synthesise and time every unit at ``point`` (runs on a Dask worker)."""
-    from hw.gen import generate
+    from hw.gen import generate_rtlil
     from synth.area_model import estimate_area
     from synth.sta import run_sta
     from synth.yosys import synthesize
@@ -271,7 +271,7 @@ def evaluate_point(
         wd = Path(work_root) / key / unit
         try:
             res = synthesize(
-                generate(unit, cfg),
+                generate_rtlil(unit, cfg, initial_state=False),
                 unit,
                 wd,
                 Path(liberty),

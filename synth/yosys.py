@@ -1,6 +1,9 @@
 """Yosys synthesis of one top module to the standard-cell liberty, with SRAM macros.
 
-Contract: :func:`synthesize` takes Verilog text (Amaranth output), the top module name, a
+Contract: :func:`synthesize` takes the design as RTLIL (what the flow passes:
+``hw.gen.generate_rtlil(..., initial_state=False)``, read with ``read_rtlil``, so Yosys never
+parses per-word memory initialisers — the paper core's 2 MiB key-sum RAM alone was 9 MB of
+Verilog) or as Verilog text (``read_verilog``), the top module name, a
 work directory, the liberty and an SRAM cut-off, and returns a :class:`SynthResult` with the
 mapped hierarchical netlist (``netlist.v``, ``mapped.json``), Yosys' ``stat -json`` and the
 area per module and per instance (cells, flops, combinational / sequential / macro area).
@@ -26,6 +29,7 @@ simulation's VCD against.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,9 +187,18 @@ def _memories_from_json(data: dict[str, Any]) -> list[MemoryInstance]:
     return mems
 
 
-def _front_end(top: str, extra: list[str] = ()) -> list[str]:
+def _is_rtlil(design: str) -> bool:
+    return re.search(r"(?m)^module \\", design) is not None
+
+
+def _design_file(design: str) -> str:
+    return "design.il" if _is_rtlil(design) else "design.v"
+
+
+def _front_end(top: str, design: str, extra: list[str] = ()) -> list[str]:
+    reader = "read_rtlil" if _is_rtlil(design) else "read_verilog"
     return [
-        "read_verilog design.v",
+        f"{reader} {_design_file(design)}",
         *extra,
         f"hierarchy -check -top {top}",
         "proc",
@@ -195,17 +208,17 @@ def _front_end(top: str, extra: list[str] = ()) -> list[str]:
     ]
 
 
-def _write_design(workdir: Path, verilog: str) -> None:
+def _write_design(workdir: Path, design: str) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "design.v").write_text(verilog)
+    (workdir / _design_file(design)).write_text(design)
 
 
 def inspect_memories(
-    verilog: str, top: str, workdir: Path, *, timeout: float = 1800
+    design: str, top: str, workdir: Path, *, timeout: float = 1800
 ) -> list[MemoryInstance]:
     """The memories of the design (Yosys run 1). Writes ``inspect.ys/.log/.json``."""
-    _write_design(workdir, verilog)
-    script = [*_front_end(top), "write_json inspect.json"]
+    _write_design(workdir, design)
+    script = [*_front_end(top, design), "write_json inspect.json"]
     (workdir / "inspect.ys").write_text("\n".join(script) + "\n")
     run_tool(
         "yosys",
@@ -307,7 +320,7 @@ def _instances(top: str, modules: dict[str, ModuleArea]) -> list[InstanceArea]:
 
 
 def synthesize(
-    verilog: str,
+    design: str,
     top: str,
     workdir: Path,
     liberty: Path,
@@ -317,7 +330,7 @@ def synthesize(
     sram_tech: SramTech = OSU018_SRAM,
     timeout: float = 3600,
 ) -> SynthResult:
-    """Synthesise ``verilog`` (top module ``top``) in ``workdir`` to ``liberty``.
+    """Synthesise ``design`` (RTLIL or Verilog text, top module ``top``) in ``workdir`` to ``liberty``.
 
     Raises :class:`synth.tools.ToolError` (naming Yosys, the step and the log) on failure.
     """
@@ -326,7 +339,7 @@ def synthesize(
     if not clock_ns > 0:
         raise ValueError(f"clock_ns must be positive, not {clock_ns!r}")
     workdir = Path(workdir)
-    mems = inspect_memories(verilog, top, workdir, timeout=timeout)
+    mems = inspect_memories(design, top, workdir, timeout=timeout)
     shutil.copyfile(liberty, workdir / STD_LIB)
     lib = read_liberty(workdir / STD_LIB)
     macro_mems = [m for m in mems if is_macro(m, sram_min_bits)]
@@ -344,7 +357,7 @@ def synthesize(
     (workdir / ABC_CONSTR).write_text(
         f"set_driving_cell {_buffer_cell(lib)}\nset_load {ABC_LOAD_PF}\n"
     )
-    script = _front_end(top, extra)
+    script = _front_end(top, design, extra)
     for mem in macro_mems:
         params = inspect["modules"][mem.module]["cells"][mem.name]["parameters"]
         unset = " ".join(f"-unset {p}" for p in sorted(params))

@@ -9,7 +9,7 @@ import pytest
 
 from golden.core import WORK_COUNTERS
 from hw.config import preset
-from hw.core import PERF, VRexCore, check_core_config, lane_words
+from hw.core import PERF, Error, VRexCore, check_core_config, lane_words
 from sim.axi_ram import AxiRamModel
 from sim.core_data import synthetic_program
 from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
@@ -17,7 +17,7 @@ from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
 TINY = preset("tiny")
 
 
-def simulate(cfg, prog, *, timing: str, seed: int, vcd=None):
+def simulate(cfg, prog, *, timing: str, seed: int, vcd=None, **ram_options):
     dut = VRexCore(cfg)
     h = Harness(dut)
     idle, stall = TIMINGS[timing]
@@ -25,9 +25,16 @@ def simulate(cfg, prog, *, timing: str, seed: int, vcd=None):
     nb = cfg.resv.head_dim // lanes
     mem = bytearray(cfg.kv_chunks * cfg.chunk_tokens * cfg.kv_token_bytes)
     ram = AxiRamModel(
-        dut.m_axi, mem, base=cfg.kv_base, bus_bytes=cfg.axi_data_bits // 8, seed=seed, stall=stall
+        dut.m_axi,
+        mem,
+        base=cfg.kv_base,
+        bus_bytes=cfg.axi_data_bits // 8,
+        seed=seed,
+        stall=stall,
+        **ram_options,
     )
-    out: dict = {"status": [], "outputs": [], "perf": [], "cycles": []}
+    # bursts: the AR and AW bursts accepted by the RAM when each status arrived
+    out: dict = {"status": [], "outputs": [], "perf": [], "cycles": [], "bursts": []}
     vin_layout = dut.vin.payload.shape()
 
     async def host(ctx):
@@ -48,6 +55,7 @@ def simulate(cfg, prog, *, timing: str, seed: int, vcd=None):
                 ctx, dut.status, cycle=h.cycle, count=1, rng=rng, stall=stall
             )
             out["status"].append((i, int(st.op), int(st.error)))
+            out["bursts"].append((len(ram.ar_log), len(ram.aw_log)))
             out["cycles"].append(t - start)
             if i in prog.context_end:
                 perf = {}
@@ -60,10 +68,13 @@ def simulate(cfg, prog, *, timing: str, seed: int, vcd=None):
     return out
 
 
-def check(prog, out):
+def check(prog, out, errors=None):
+    """Statuses (``errors``: command index → expected error, overriding the program's),
+    outputs bit for bit, work counters."""
     assert len(out["status"]) == len(prog.commands)
     for (i, op, err), c in zip(out["status"], prog.commands, strict=True):
-        assert (op, err) == (int(c.op) & 7, int(c.error)), f"command {i} ({c.kind})"
+        want = (errors or {}).get(i, int(c.error))
+        assert (op, err) == (int(c.op) & 7, want), f"command {i} ({c.kind})"
     expected = [(i, c) for i, c in enumerate(prog.commands) if c.out is not None]
     assert len(out["outputs"]) == len(expected) > 0
     for (i, vec, lasts), (j, c) in zip(out["outputs"], expected, strict=True):
@@ -103,15 +114,58 @@ def test_core_context_full(tmp_path):
     check(prog, out)
 
 
+def test_core_pool_exhausted_is_full(tmp_path):
+    """An exhausted KV chunk pool is an error: the INGEST that loses an aged token's K/V
+    answers FULL (and ``kv_dropped`` counts it), bit-exact with the model; earlier frames
+    answer OK and queries keep working on what was stored."""
+    cfg = TINY.replace(kv_chunks=2)
+    prog = synthetic_program(cfg, frames=3, tokens_per_frame=8, contexts=1, bad_commands=False)
+    frames = [c for c in prog.commands if c.kind == "frame"]
+    lost = [c.info["kv_lost"] for c in frames]
+    assert lost[0] == 0 and sum(lost) > 0
+    assert [int(c.error) for c in frames] == [int(Error.FULL if n else Error.OK) for n in lost]
+    assert prog.contexts[0].counters["kv_dropped"] == sum(lost)
+    out = simulate(cfg, prog, timing="random", seed=7, vcd=tmp_path / "core.vcd")
+    check(prog, out)
+
+
+def test_core_bus_errors(tmp_path):
+    """A SLVERR on one write burst (posted: reported when the INGEST drains its writes) and
+    on one read burst (a QUERY's retrieval) makes exactly the command that issued the burst
+    answer BUS; the data still moved, so every output and counter stays bit-exact."""
+    prog = synthetic_program(TINY, frames=4, tokens_per_frame=8, contexts=1, bad_commands=False)
+    out = simulate(TINY, prog, timing="random", seed=3, vcd=tmp_path / "core.vcd")
+    check(prog, out)
+    ar_total, aw_total = out["bursts"][-1]
+    assert ar_total >= 2 and aw_total >= 4
+    bad_read, bad_write = ar_total // 2, aw_total // 2
+
+    def issuer(kind, burst):  # the command during which burst number ``burst`` was accepted
+        return next(i for i, b in enumerate(out["bursts"]) if b[kind] > burst)
+
+    errors = {issuer(0, bad_read): int(Error.BUS), issuer(1, bad_write): int(Error.BUS)}
+    assert {prog.commands[i].kind for i in errors} == {"frame", "decode"}
+    faulty = simulate(
+        TINY,
+        prog,
+        timing="random",
+        seed=3,
+        vcd=tmp_path / "core_err.vcd",
+        slverr_reads=frozenset({bad_read}),
+        slverr_writes=frozenset({bad_write}),
+    )
+    check(prog, faulty, errors)
+
+
 def test_core_all_selected(tmp_path):
     """Coverage 1: every cluster with mass is selected, so every clustered token that was
     stored comes back over AXI."""
     cfg = TINY.replace(resv={"coverage": 1.0})
     prog = synthetic_program(cfg, frames=3, tokens_per_frame=8, contexts=1, bad_commands=False)
     last = [c for c in prog.commands if c.out is not None][-1]
-    assert (
-        last.info["fetched"] == last.info["tokens"] - last.info["attended"] + last.info["fetched"]
-    )
+    kept = cfg.resv.sink_tokens + cfg.resv.recent_tokens
+    assert last.info["tokens"] > kept
+    assert last.info["fetched"] == last.info["tokens"] - kept  # every aged token
     assert last.info["attended"] == last.info["tokens"]
     out = simulate(cfg, prog, timing="random", seed=4, vcd=tmp_path / "core.vcd")
     check(prog, out)

@@ -6,9 +6,14 @@ import json
 import re
 
 import pytest
+from amaranth.back import rtlil
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
 from hw.config import preset
-from hw.gen import LINT_WAIVERS, TOPS, generate, main
+from hw.gen import LINT_WAIVERS, TOPS, generate, main, strip_initial_state
 
 
 def test_generate_names_the_top_module_after_the_unit():
@@ -50,3 +55,47 @@ def test_cli_rejects_unknown_preset(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--config", "huge", "--top", "hcu", "-o", str(tmp_path / "x.v")])
     assert "config must be one of 'tiny', 'paper', 'edge', not 'huge'" in capsys.readouterr().err
+
+
+class _RamRomReg(wiring.Component):
+    def __init__(self):
+        super().__init__({"addr": In(3), "ram_out": Out(8), "rom_out": Out(8), "reg_out": Out(8)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.ram = ram = Memory(shape=8, depth=8, init=[])
+        m.submodules.rom = rom = Memory(shape=8, depth=8, init=[0xA5] * 8)
+        wr, rd, rrd = ram.write_port(), ram.read_port(), rom.read_port()
+        reg = Signal(8, init=0x3C)
+        m.d.sync += reg.eq(reg + 1)
+        m.d.comb += [
+            wr.addr.eq(self.addr),
+            wr.data.eq(reg),
+            wr.en.eq(1),
+            rd.addr.eq(self.addr),
+            rrd.addr.eq(self.addr),
+            self.ram_out.eq(rd.data),
+            self.rom_out.eq(rrd.data),
+            self.reg_out.eq(reg),
+        ]
+        return m
+
+
+def test_strip_initial_state_keeps_rom_contents_only():
+    text = rtlil.convert(_RamRomReg(), name="top")
+    assert text.count("$meminit_v2") == 2 and "attribute \\init " in text
+    out = strip_initial_state(text)
+    assert out.count("$meminit_v2") == 1 and "attribute \\init " not in out
+    assert re.search(r'cell \$meminit_v2 [^\n]*\n\s+parameter \\MEMID "\\\\rom"', out)
+    # The stripped design still converts; the RTL of the RAM, ROM and register is untouched.
+    assert out.count("$memwr_v2") == text.count("$memwr_v2") == 1
+    assert out.count("$memrd_v2") == text.count("$memrd_v2")
+
+
+def test_generate_without_initial_state():
+    with_init = generate("kvmu", preset("tiny"))
+    bare = generate("kvmu", preset("tiny"), initial_state=False)
+    assert re.search(r"^module kvmu\(", bare, re.M)
+    # Registers lose their declaration initialisers (Yosys' own $auto flags stay).
+    init = re.compile(r"^\s*reg (?!\\\$auto).* = ", re.M)
+    assert init.search(with_init) and not init.search(bare)
