@@ -330,7 +330,7 @@ def synthesize(
     sram_tech: SramTech = OSU018_SRAM,
     timeout: float = 3600,
 ) -> SynthResult:
-    """Synthesise ``design`` (RTLIL or Verilog text, top module ``top``) in ``workdir`` to ``liberty``.
+    """Synthesise ``design`` (RTLIL or Verilog text, top ``top``) in ``workdir`` to ``liberty``.
 
     Raises :class:`synth.tools.ToolError` (naming Yosys, the step and the log) on failure.
     """
