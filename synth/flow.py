@@ -80,6 +80,7 @@ EXPECTED_UNITS: dict[str, str] = {
     "topk": "TopKSelector (baseline)",
     "dre": "DynamicRetrievalEngine (HCU + WTU)",
     "mac_tree": "BF16 MAC tree (datapath)",
+    "mac_array": "BF16 MAC array, query block x K tile (datapath)",
     "vector_unit": "VectorUnit, online-softmax attention (datapath)",
     "rope": "RopeUnit, rotary position embedding (datapath)",
     "kvmu": "KVMemoryUnit, KV read path (AXI4 read master)",
