@@ -25,8 +25,8 @@ from hw.datapath.layouts import BF16, layouts
 from workloads import trace as trace_io
 
 __all__ = [
-    "KINDS",
     "ARRAY_SPECIAL_SCORES",
+    "KINDS",
     "ArrayBlock",
     "DotCase",
     "array_beats",

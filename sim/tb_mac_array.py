@@ -75,9 +75,7 @@ async def run_blocks(dut, blocks: list[ArrayBlock], *, idle: float, stall: float
     qsrc = StreamSource(dut, "queries", lay.array_in, rng=make_rng(tag, 1), idle=idle)
     ksrc = StreamSource(dut, "keys", lay.array_in, rng=make_rng(tag, 2), idle=idle)
     sink.start()
-    await Combine(
-        cocotb.start_soon(qsrc.send(qbeats)), cocotb.start_soon(ksrc.send(kbeats))
-    )
+    await Combine(cocotb.start_soon(qsrc.send(qbeats)), cocotb.start_soon(ksrc.send(kbeats)))
     count = sum(len(b.keys) for b in blocks)
     budget = (len(qbeats) + len(kbeats) + latency(cfg)) / (1 - max(idle, stall)) ** 2
     await sink.wait_for(count, timeout_cycles=int(4 * budget) + 200)

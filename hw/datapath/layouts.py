@@ -3,7 +3,8 @@
 ``BF16`` and ``FP32`` are ``data.Struct`` views of the IEEE-style bit patterns (field order
 = packing order, first field = LSBs), so a ``BF16`` is exactly a ``golden.bf16`` pattern
 and an ``FP32`` a ``golden.fparith`` pattern. Stream payloads depend on ``mac_lanes`` (the
-MacArray's on ``mac_cols`` / ``mac_rows``) and are built per ``HWConfig`` by ``DatapathLayouts`` (cached).
+MacArray's on ``mac_cols`` / ``mac_rows``) and are built per ``HWConfig`` by
+``DatapathLayouts`` (cached).
 """
 
 # No ``from __future__ import annotations``: ``data.Struct`` reads its field shapes from the
