@@ -34,6 +34,7 @@ __all__ = [
     "array_expected",
     "array_score_beat",
     "array_special_blocks",
+    "gqa_blocks",
     "mac_beats",
     "mac_expected",
     "synthetic_cases",
@@ -258,6 +259,42 @@ ARRAY_SPECIAL_SCORES = [
     ((0x7F7F_0000, 0, 0, 0), 0),  # 1 * huge (BF16 0x7F7F) + 1 * subnormal (read as 0)
     ((0x7F7F_0000, 0, 0, 0), 1),
 ]
+
+
+def gqa_blocks(cfg: HWConfig, path: Path | None, seed: int) -> list[ArrayBlock]:
+    """A frame-prefill block and a grouped-GEMV (decode) block of one (layer, KV head)
+    context: prefill rows are consecutive tokens x every query head of the GQA group
+    (token-major, ``mac_rows`` of them), decode rows the group's query heads on one decode
+    query (or, without decode queries, on the last token); both against 8 keys of the KV
+    head. From the trace at ``path`` (post-RoPE Q and K) when given, else N(0, 1) vectors of
+    ``head_dim`` with a group of 2 heads. The trace's ``head_dim`` must fit the array
+    (``mac_chunks * mac_cols``)."""
+    rng = np.random.default_rng(seed)
+    if path is None:
+        group, d, n = 2, cfg.resv.head_dim, 64
+        qs = rng.standard_normal((group, n, d)).astype(np.float32)
+        ks = rng.standard_normal((n, d)).astype(np.float32)
+        dq = qs[:, -1]
+    else:
+        t = trace_io.load(path)
+        if t.head_dim > cfg.mac_chunks * cfg.mac_cols:
+            raise ValueError(
+                f"the trace's head_dim must be at most {cfg.mac_chunks * cfg.mac_cols} for "
+                f"this MacArray, not {t.head_dim}"
+            )
+        layer, kv = int(rng.integers(t.layers)), int(rng.integers(t.q_heads // t.q_per_kv))
+        group, n = t.q_per_kv, t.n_tokens
+        heads = slice(kv * group, (kv + 1) * group)
+        qs, ks = t.queries_post[layer, heads], t.keys_post[layer, kv]
+        dq = t.decode_queries_post[layer, heads, -1] if t.n_decode else qs[:, -1]
+    tokens = -(-cfg.mac_rows // group)
+    i0 = int(rng.integers(0, max(1, n - tokens)))
+    rows = qs[:, i0 : i0 + tokens].transpose(1, 0, 2).reshape(-1, qs.shape[-1])
+    keys = ks[rng.choice(n, 8, replace=n < 8)]
+    return [
+        ArrayBlock(queries=to_bf16_bits(rows[: cfg.mac_rows]), keys=to_bf16_bits(keys)),
+        ArrayBlock(queries=to_bf16_bits(dq[: cfg.mac_rows]), keys=to_bf16_bits(keys)),
+    ]
 
 
 def array_score_beat(payload) -> tuple[tuple[int, ...], int]:

@@ -5,8 +5,8 @@ concurrently, the unit's phases interleave them) → monitor (``scores``) → go
 ``golden.fparith.mac_array`` → in-order scoreboard: every K vector yields exactly one beat of
 ``mac_rows`` FP32 scores and its ``end`` flag, bit-exact, and nothing else comes out.
 Random idle cycles on both sources and back-pressure on the sink (``DRE_IDLE`` /
-``DRE_STALL``); configuration from ``DRE_CONFIG``, seed from ``SEED``. Run by
-tests/sim/test_units_cocotb.py.
+``DRE_STALL``); configuration from ``DRE_CONFIG``, seed from ``SEED``; the GQA blocks take
+post-RoPE Q and K of the ``TRACE`` file when given. Run by tests/sim/test_units_cocotb.py.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from sim.datapath_data import (
     array_expected,
     array_score_beat,
     array_special_blocks,
+    gqa_blocks,
 )
+from sim.dre_data import trace_path
 
 PORTS_IDLE = ("queries__valid", "keys__valid", "scores__ready")
 
@@ -128,6 +130,20 @@ async def mac_array_special_values(dut):
     if cfg.mac_rows == 4:
         want = [e for b in blocks for e in array_expected(cfg, b)]
         assert want == ARRAY_SPECIAL_SCORES
+
+
+@cocotb.test()
+async def mac_array_gqa_blocks(dut):
+    """A frame-prefill block (tokens x the GQA group's query heads) and a grouped-GEMV
+    decode block (the group's heads) against K vectors of their KV head: post-RoPE Q and K
+    of the TRACE file when given, else Gaussian vectors of the config's head dimension."""
+    cfg = config_from_env()
+    await start(dut)
+    path = trace_path()
+    blocks = gqa_blocks(cfg, path, seed_from_env())
+    dut._log.info("GQA blocks from %s", path or "N(0, 1) vectors")
+    idle, stall = timing_from_env()
+    await run_blocks(dut, blocks, idle=idle, stall=stall, tag=5)
 
 
 @cocotb.test()

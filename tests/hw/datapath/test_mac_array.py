@@ -18,6 +18,7 @@ from sim.datapath_data import (
     array_expected,
     array_score_beat,
     array_special_blocks,
+    gqa_blocks,
 )
 from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
@@ -105,6 +106,24 @@ def test_special_values_and_a_smaller_block():
     got = [g for g, _ in out["got"]]
     assert got == ARRAY_SPECIAL_SCORES
     assert got == expected(TINY, blocks)
+
+
+@pytest.mark.parametrize("source", ["gaussian", "trace"])
+def test_prefill_and_grouped_gemv_blocks(source, tmp_path, random_trace):
+    """A prefill block (tokens x the group's query heads) and a decode block (the group's
+    heads) against K vectors of their KV head, from a saved trace or Gaussian vectors."""
+    from workloads.trace import save
+
+    path = None
+    if source == "trace":
+        trace = random_trace(
+            seed=2, layers=1, head_dim=16, frame_offsets=[0, 8, 16], decode_after=[1]
+        )
+        path = save(trace, tmp_path / "t.npz")
+    blocks = gqa_blocks(TINY, path, seed=3)
+    assert [len(b.queries) for b in blocks] == [TINY.mac_rows, 2]  # 2 query heads per KV
+    _, _, _, out = simulate(TINY, blocks, timing="random", seed=6, vcd=None)
+    assert [g for g, _ in out["got"]] == expected(TINY, blocks)
 
 
 def test_elaborates_without_warnings():
