@@ -12,10 +12,11 @@ post-RoPE Q and K of the ``TRACE`` file when given. Run by tests/sim/test_units_
 from __future__ import annotations
 
 import cocotb
-from cocotb.triggers import Combine, FallingEdge
+from cocotb.triggers import Combine, FallingEdge, with_timeout
 
 from hw.datapath import block_cycles, layouts, mac_latency
 from sim.cocotb_streams import (
+    PERIOD_NS,
     Scoreboard,
     StreamSink,
     StreamSource,
@@ -77,10 +78,12 @@ async def run_blocks(dut, blocks: list[ArrayBlock], *, idle: float, stall: float
     qsrc = StreamSource(dut, "queries", lay.array_in, rng=make_rng(tag, 1), idle=idle)
     ksrc = StreamSource(dut, "keys", lay.array_in, rng=make_rng(tag, 2), idle=idle)
     sink.start()
-    await Combine(cocotb.start_soon(qsrc.send(qbeats)), cocotb.start_soon(ksrc.send(kbeats)))
-    count = sum(len(b.keys) for b in blocks)
     budget = (len(qbeats) + len(kbeats) + latency(cfg)) / (1 - max(idle, stall)) ** 2
-    await sink.wait_for(count, timeout_cycles=int(4 * budget) + 200)
+    timeout = int(4 * budget) + 200
+    # A hung input is a failure, not a simulation that never ends.
+    sends = Combine(cocotb.start_soon(qsrc.send(qbeats)), cocotb.start_soon(ksrc.send(kbeats)))
+    await with_timeout(sends, timeout * PERIOD_NS, "ns")
+    await sink.wait_for(sum(len(b.keys) for b in blocks), timeout_cycles=timeout)
     for _ in range(3 * latency(cfg) + 10):  # anything more would be an extra beat
         await FallingEdge(dut.clk)
     sink.stop()
@@ -155,8 +158,10 @@ async def mac_array_reset_mid_block(dut):
     await start(dut)
     first = array_blocks(cfg, 1, seed_from_env() + 2, max_keys=3)[0]
     q, k = array_beats(cfg, first)
-    await StreamSource(dut, "queries", lay.array_in).send(q)
-    await StreamSource(dut, "keys", lay.array_in).send(k[:-1])
+    dut.scores__ready.value = 1  # drained unchecked: the block is cut short anyway
+    for name, beats in (("queries", q), ("keys", k[:-1])):
+        send = StreamSource(dut, name, lay.array_in).send(beats)
+        await with_timeout(send, (50 * len(beats) + 50) * PERIOD_NS, "ns")
     await reset(dut, cycles=1, idle=PORTS_IDLE)
     blocks = array_blocks(cfg, 5, seed_from_env() + 3)
     await run_blocks(dut, blocks, idle=0.2, stall=0.2, tag=4)
