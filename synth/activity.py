@@ -440,21 +440,29 @@ def _vu_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBenc
 
 def _array_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBench]:
     """Blocks of ``mac_rows`` N(0, 1) BF16 query vectors of ``head_dim`` elements, each with
-    16 K vectors; the two sources run freely, the unit's phases interleave them."""
+    16 K vectors, made as the sources need them; the two sources run freely, the unit's
+    phases interleave them."""
     from golden.bf16 import to_bf16_bits
     from sim.datapath_data import ArrayBlock, array_beats
 
+    data_rng = np.random.default_rng(int(rng.integers(0, 2**63)))
     d = cfg.resv.head_dim
-    blocks = []
-    for _ in range(256):
-        q = to_bf16_bits(rng.standard_normal((cfg.mac_rows, d)).astype(np.float32))
-        k = to_bf16_bits(rng.standard_normal((16, d)).astype(np.float32))
-        blocks.append(array_beats(cfg, ArrayBlock(queries=q, keys=k)))
+    blocks: list[tuple[list[int], list[int]]] = []
+
+    def block(i: int) -> tuple[list[int], list[int]]:
+        while len(blocks) <= i:
+            q = to_bf16_bits(data_rng.standard_normal((cfg.mac_rows, d)).astype(np.float32))
+            k = to_bf16_bits(data_rng.standard_normal((16, d)).astype(np.float32))
+            qb, kb = array_beats(cfg, ArrayBlock(queries=q, keys=k))
+            blocks.append(([b.as_value().value for b in qb], [b.as_value().value for b in kb]))
+        return blocks[i]
 
     def source(port: Any, which: int) -> BudgetBench:
         async def bench(clk: _Budget) -> None:
-            for beats in blocks:
-                await _put(clk, port, [b.as_value().value for b in beats[which]], rng, 0.1)
+            i = 0
+            while True:
+                await _put(clk, port, block(i)[which], rng, 0.1)
+                i += 1
 
         return bench
 
