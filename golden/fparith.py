@@ -27,6 +27,10 @@ lower index). The chunk sums ``t_0 .. t_{m-1}`` are then accumulated sequentiall
 ``((t_0 + t_1) + t_2) + … + t_{m-1}``; the accumulator starts from ``t_0`` itself, not from
 a ``+0`` (so a dot product of one chunk is exactly its tree sum).
 
+The MAC array (``mac_array``) keeps that order: row ``r`` of an array of ``cols`` columns
+is such a tree of ``cols`` lanes, so its score for K vector ``t`` is exactly
+``dot(queries[r], keys[t], cols)``; every row reduces the same K beat at the same time.
+
 All functions are vectorised over leading axes.
 
 CLI: the float-model error of the datapath on the q·k dot products of a recorded trace
@@ -69,6 +73,7 @@ __all__ = [
     "fp32_to_fixed",
     "ftz32",
     "int_to_fp32",
+    "mac_array",
     "main",
     "print_figures",
     "qk_error",
@@ -185,6 +190,31 @@ def dot(a: npt.ArrayLike, b: npt.ArrayLike, lanes: int) -> np.ndarray:
     for c in range(1, chunks):
         acc = fp32_add(acc, t[..., c])
     return acc
+
+
+def mac_array(
+    queries: npt.ArrayLike, keys: npt.ArrayLike, cols: int, *, rows: int | None = None
+) -> np.ndarray:
+    """FP32 patterns ``(T, R)`` of the scores of ``R`` stationary query vectors against
+    ``T`` streamed K vectors, all BF16 patterns of ``n`` elements (``queries`` ``(R, n)``,
+    ``keys`` ``(T, n)``): entry ``[t, r]`` is ``dot(queries[r], keys[t], cols)``, the
+    reduction order of the module doc. With ``rows`` (the array's ``mac_rows`` >= ``R``),
+    the result has ``rows`` columns, those past ``R`` ``+0``: one output beat of
+    ``hw.datapath.MacArray`` per K vector."""
+    q = _uint(queries, np.uint16, "queries")
+    k = _uint(keys, np.uint16, "keys")
+    if q.ndim != 2 or k.ndim != 2 or q.shape[1] != k.shape[1]:
+        raise ValueError(
+            f"queries and keys must be (R, n) and (T, n) arrays, not {q.shape} and {k.shape}"
+        )
+    if 0 in q.shape or 0 in k.shape:
+        raise ValueError(f"queries and keys must not be empty, not {q.shape} and {k.shape}")
+    shape = (k.shape[0], q.shape[0], q.shape[1])
+    out = dot(np.broadcast_to(q[None], shape), np.broadcast_to(k[:, None], shape), cols)
+    if rows is None:
+        return out
+    _check_int("rows", rows, q.shape[0], 1 << 20)
+    return np.pad(out, [(0, 0), (0, rows - q.shape[0])]).astype(np.uint32)
 
 
 def dot_float(a: npt.ArrayLike, b: npt.ArrayLike, lanes: int) -> np.ndarray:

@@ -54,6 +54,12 @@ class HWConfig:
     token_id_bits: int = 16
     #: Datapath MAC lanes: BF16 products summed per cycle by the pairwise tree. Power of two.
     mac_lanes: int = 16
+    #: MacArray: query rows held stationary, i.e. FP32 scores per streamed K vector (the
+    #: paper: 64 x 64 MAC trees, so the default; ``paper`` and ``edge`` keep it). 1..1024.
+    mac_rows: int = 64
+    #: MacArray: BF16 elements of a vector per beat, the lanes of each row's pairwise tree.
+    #: Power of two in 1..256.
+    mac_cols: int = 64
     #: KVMU: token slots per KV chunk (a cluster owns a linked list of chunks). Power of two.
     chunk_tokens: int = 32
     #: KVMU: physical chunks of the offloaded KV area (chunk table depth). Power of two.
@@ -85,6 +91,10 @@ class HWConfig:
         check_int("mac_lanes", self.mac_lanes, 1, 256)
         if self.mac_lanes & (self.mac_lanes - 1):
             raise ValueError(f"mac_lanes must be a power of two in 1..256, not {self.mac_lanes!r}")
+        check_int("mac_rows", self.mac_rows, 1, 1024)
+        check_int("mac_cols", self.mac_cols, 1, 256)
+        if self.mac_cols & (self.mac_cols - 1):
+            raise ValueError(f"mac_cols must be a power of two in 1..256, not {self.mac_cols!r}")
         check_int("rope_lut_bits", self.rope_lut_bits, 2, 16)
         check_int("exp_frac_bits", self.exp_frac_bits, 1, 16)
         self._check_kvmu()
@@ -213,6 +223,12 @@ class HWConfig:
         return self.kv_token_bytes * 8 // self.axi_data_bits
 
     @property
+    def mac_chunks(self) -> int:
+        """Beats of ``mac_cols`` elements of a ``head_dim`` vector: the MacArray's query
+        memory depth per row (the longest vector it takes)."""
+        return -(-self.resv.head_dim // self.mac_cols)
+
+    @property
     def topk_passes_bits(self) -> int:
         return bits_for(-(-self.max_clusters // self.topk_k))
 
@@ -225,6 +241,8 @@ PRESETS: dict[str, HWConfig] = {
         topk_k=4,
         token_id_bits=10,
         mac_lanes=4,
+        mac_rows=4,
+        mac_cols=4,
         chunk_tokens=4,
         # A pool for a whole context (2**token_id_bits tokens in 4-token chunks, plus each
         # cluster's partly filled tail chunk): a run never loses K/V (FULL would say so).

@@ -38,7 +38,7 @@ from amaranth.lib import wiring
 
 from .config import PRESETS, HWConfig, preset
 from .core import VRexCore
-from .datapath import MacTree, RopeUnit, VectorUnit
+from .datapath import MacArray, MacTree, RopeUnit, VectorUnit
 from .dre import DynamicRetrievalEngine, HashClusterUnit, TopKSelector, WiCSumThresholdUnit
 from .kvmu import KVMemoryUnit, KVWriter
 
@@ -62,6 +62,7 @@ TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
     "kvmu": KVMemoryUnit,
     "kv_writer": KVWriter,
     "mac_tree": MacTree,
+    "mac_array": MacArray,
     "vector_unit": VectorUnit,
     "rope": RopeUnit,
     "core": VRexCore,

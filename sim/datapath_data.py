@@ -5,7 +5,9 @@ A ``DotCase`` is one dot product of BF16 patterns; ``mac_beats`` cuts it into
 ``MacTree`` input beats (``DatapathLayouts.mac_in`` constants, zero-padded final chunk) and
 ``golden.fparith.dot`` gives the expected FP32 pattern. Synthetic kinds cover the corner
 values of the arithmetic; ``trace_cases`` takes real q·k pairs from a recorded trace
-(``workloads.trace.load``).
+(``workloads.trace.load``). An ``ArrayBlock`` is one ``MacArray`` block (query rows and K
+vectors); ``array_beats`` cuts it into the two input streams' beats and ``array_expected``
+gives its score beats (``golden.fparith.mac_array``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,27 @@ import numpy as np
 from amaranth.lib import data
 
 from golden.bf16 import to_bf16_bits
-from golden.fparith import dot
+from golden.fparith import dot, mac_array
 from hw.config import HWConfig
 from hw.datapath.layouts import BF16, layouts
 from workloads import trace as trace_io
 
-__all__ = ["KINDS", "DotCase", "mac_beats", "mac_expected", "synthetic_cases", "trace_cases"]
+__all__ = [
+    "ARRAY_SPECIAL_SCORES",
+    "KINDS",
+    "ArrayBlock",
+    "DotCase",
+    "array_beats",
+    "array_blocks",
+    "array_expected",
+    "array_score_beat",
+    "array_special_blocks",
+    "gqa_blocks",
+    "mac_beats",
+    "mac_expected",
+    "synthetic_cases",
+    "trace_cases",
+]
 
 KINDS = ("normal", "corners", "cancel", "wide", "extreme")
 
@@ -129,3 +146,158 @@ def mac_beats(cfg: HWConfig, case: DotCase) -> list[data.Const]:
 def mac_expected(cfg: HWConfig, case: DotCase) -> int:
     """The FP32 pattern ``golden.fparith.dot`` gives for ``case``."""
     return int(dot(case.a, case.b, cfg.mac_lanes))
+
+
+@dataclass(frozen=True)
+class ArrayBlock:
+    queries: np.ndarray  # uint16 BF16 patterns, shape (rows, n)
+    keys: np.ndarray  # shape (T, n)
+
+
+def _matrix(rng: np.random.Generator, kind: str, shape: tuple[int, int]) -> np.ndarray:
+    if kind == "corners":
+        return rng.choice(CORNERS, shape)
+    if kind == "wide":
+        return to_bf16_bits(np.ldexp(rng.standard_normal(shape), rng.integers(-20, 21, shape)))
+    if kind == "extreme":
+        e = rng.integers(60, 65, shape) if rng.random() < 0.5 else rng.integers(-66, -60, shape)
+        return to_bf16_bits(np.ldexp(rng.standard_normal(shape), e))
+    return to_bf16_bits(rng.standard_normal(shape).astype(np.float32))
+
+
+def array_block(
+    cfg: HWConfig, rng: np.random.Generator, kind: str, *, rows: int, keys: int, n: int
+) -> ArrayBlock:
+    """One block of ``kind`` (see ``KINDS``): ``rows`` query vectors, ``keys`` K vectors of
+    ``n`` elements. ``cancel``: every query is ``[a, -a (+-1 ulp)]`` and every key
+    ``[b, b]``, so the two halves' products cancel exactly or nearly."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, not {kind!r}")
+    if kind != "cancel":
+        q, k = _matrix(rng, kind, (rows, n)), _matrix(rng, kind, (keys, n))
+    else:
+        h = (n + 1) // 2
+        a, b = _matrix(rng, "normal", (rows, h)), _matrix(rng, "normal", (keys, h))
+        a2 = (a ^ np.uint16(0x8000)) + rng.integers(0, 2, a.shape).astype(np.uint16)
+        q = np.concatenate([a, a2], axis=1)[:, :n]
+        k = np.concatenate([b, b], axis=1)[:, :n]
+    return ArrayBlock(queries=np.asarray(q, np.uint16), keys=np.asarray(k, np.uint16))
+
+
+def array_blocks(cfg: HWConfig, count: int, seed: int, *, max_keys: int = 6) -> list[ArrayBlock]:
+    """``count`` blocks cycling through every kind, with 1..``mac_rows`` rows (one block in
+    five ``mac_rows + 1``: the extra row is ignored), 1..``max_keys`` K vectors and
+    1..``mac_chunks * mac_cols`` elements (partial final beats included)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        rows = cfg.mac_rows + 1 if i % 5 == 4 else int(rng.integers(1, cfg.mac_rows + 1))
+        keys = int(rng.integers(1, max_keys + 1))
+        n = int(rng.integers(1, cfg.mac_chunks * cfg.mac_cols + 1))
+        out.append(array_block(cfg, rng, KINDS[i % len(KINDS)], rows=rows, keys=keys, n=n))
+    return out
+
+
+def _vector_beats(cfg: HWConfig, vectors: np.ndarray) -> list[data.Const]:
+    """``array_in`` beats of ``vectors`` one after the other, ``end`` on the very last."""
+    cols = cfg.mac_cols
+    lay = layouts(cfg).array_in
+    count, n = vectors.shape
+    chunks = -(-n // cols)
+    padded = np.zeros((count, chunks * cols), np.uint16)
+    padded[:, :n] = vectors
+    return [
+        lay.const(
+            {
+                "x": [_bf16(x) for x in padded[v, c * cols : (c + 1) * cols]],
+                "last": int(c == chunks - 1),
+                "end": int(v == count - 1 and c == chunks - 1),
+            }
+        )
+        for v in range(count)
+        for c in range(chunks)
+    ]
+
+
+def array_beats(cfg: HWConfig, block: ArrayBlock) -> tuple[list[data.Const], list[data.Const]]:
+    """The block's ``queries`` beats and ``keys`` beats (``DatapathLayouts.array_in``)."""
+    return _vector_beats(cfg, block.queries), _vector_beats(cfg, block.keys)
+
+
+def array_expected(cfg: HWConfig, block: ArrayBlock) -> list[tuple[tuple[int, ...], int]]:
+    """Per K vector, the ``mac_rows`` FP32 patterns of its score beat and its ``end`` flag
+    (rows past ``mac_rows`` ignored, missing rows ``+0``)."""
+    q = block.queries[: cfg.mac_rows]
+    s = mac_array(q, block.keys, cfg.mac_cols, rows=cfg.mac_rows)
+    t = len(block.keys)
+    return [(tuple(int(x) for x in s[i]), int(i == t - 1)) for i in range(t)]
+
+
+def array_special_blocks() -> list[ArrayBlock]:
+    """Two ``mac_rows >= 4``, ``n = 4`` blocks: overflow to +inf, +inf + -inf = NaN, a
+    flushed product with a subnormal operand (+0), a sum of -0 products (-0); then a
+    one-row block, whose missing rows must read +0, not the previous block's queries."""
+    u = lambda *x: np.array(x, np.uint16)  # noqa: E731
+    key = u(0x7F7F, 0x7F7F, 0x3F00, 0x0001)  # huge, huge, 0.5, a subnormal
+    first = np.stack(
+        [
+            u(0x7F7F, 0x0000, 0x0000, 0x0000),  # huge * huge: +inf
+            u(0x7F7F, 0xFF7F, 0x0000, 0x0000),  # +inf + -inf: NaN
+            u(0x0000, 0x0000, 0x0080, 0x3F80),  # 2**-126 * 0.5 flushed, subnormal: +0
+            u(0x8000, 0x8000, 0x8080, 0xBF80),  # every product -0: -0
+        ]
+    )
+    return [
+        ArrayBlock(queries=first, keys=key[None]),
+        ArrayBlock(queries=u(0x3F80, 0, 0, 0x3F80)[None], keys=np.stack([key, key])),
+    ]
+
+
+#: ``array_expected`` of ``array_special_blocks`` at ``mac_rows = 4``, written out.
+ARRAY_SPECIAL_SCORES = [
+    ((0x7F80_0000, 0x7FC0_0000, 0x0000_0000, 0x8000_0000), 1),
+    ((0x7F7F_0000, 0, 0, 0), 0),  # 1 * huge (BF16 0x7F7F) + 1 * subnormal (read as 0)
+    ((0x7F7F_0000, 0, 0, 0), 1),
+]
+
+
+def gqa_blocks(cfg: HWConfig, path: Path | None, seed: int) -> list[ArrayBlock]:
+    """A frame-prefill block and a grouped-GEMV (decode) block of one (layer, KV head)
+    context: prefill rows are consecutive tokens x every query head of the GQA group
+    (token-major, ``mac_rows`` of them), decode rows the group's query heads on one decode
+    query (or, without decode queries, on the last token); both against 8 keys of the KV
+    head. From the trace at ``path`` (post-RoPE Q and K) when given, else N(0, 1) vectors of
+    ``head_dim`` with a group of 2 heads. The trace's ``head_dim`` must fit the array
+    (``mac_chunks * mac_cols``)."""
+    rng = np.random.default_rng(seed)
+    if path is None:
+        group, d, n = 2, cfg.resv.head_dim, 64
+        qs = rng.standard_normal((group, n, d)).astype(np.float32)
+        ks = rng.standard_normal((n, d)).astype(np.float32)
+        dq = qs[:, -1]
+    else:
+        t = trace_io.load(path)
+        if t.head_dim > cfg.mac_chunks * cfg.mac_cols:
+            raise ValueError(
+                f"the trace's head_dim must be at most {cfg.mac_chunks * cfg.mac_cols} for "
+                f"this MacArray, not {t.head_dim}"
+            )
+        layer, kv = int(rng.integers(t.layers)), int(rng.integers(t.q_heads // t.q_per_kv))
+        group, n = t.q_per_kv, t.n_tokens
+        heads = slice(kv * group, (kv + 1) * group)
+        qs, ks = t.queries_post[layer, heads], t.keys_post[layer, kv]
+        dq = t.decode_queries_post[layer, heads, -1] if t.n_decode else qs[:, -1]
+    tokens = -(-cfg.mac_rows // group)
+    i0 = int(rng.integers(0, max(1, n - tokens)))
+    rows = qs[:, i0 : i0 + tokens].transpose(1, 0, 2).reshape(-1, qs.shape[-1])
+    keys = ks[rng.choice(n, 8, replace=n < 8)]
+    return [
+        ArrayBlock(queries=to_bf16_bits(rows[: cfg.mac_rows]), keys=to_bf16_bits(keys)),
+        ArrayBlock(queries=to_bf16_bits(dq[: cfg.mac_rows]), keys=to_bf16_bits(keys)),
+    ]
+
+
+def array_score_beat(payload) -> tuple[tuple[int, ...], int]:
+    """An ``array_out`` payload (a ``data.Const`` view) as ``array_expected`` gives it."""
+    s = payload.s
+    return tuple(int(s[r].as_value().value) for r in range(len(s))), int(payload.end)

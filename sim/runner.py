@@ -30,6 +30,7 @@ UNIT_TESTBENCH = {
     "wtu": "sim.tb_wtu",
     "topk": "sim.tb_topk",
     "mac_tree": "sim.tb_mac_tree",
+    "mac_array": "sim.tb_mac_array",
     "vector_unit": "sim.tb_vector_unit",
     "rope": "sim.tb_rope",
     "kvmu": "sim.tb_kvmu",

@@ -20,7 +20,8 @@ Stimulus choice, first match wins:
    ``sim.axi_ram.AxiRamModel`` (so its power reflects real queries: RoPE, hashing, HCU,
    KV writes and reads, WTU, softmax); ``rope`` random BF16 vectors and positions;
    ``vector_unit`` queries of 1..32 random scores with their value vectors; ``kv_writer``
-   random token slots and data against the AXI RAM model's write channels;
+   random token slots and data against the AXI RAM model's write channels; ``mac_array``
+   blocks of ``mac_rows`` random BF16 query vectors, each against 16 random K vectors;
 4. otherwise every input stream gets random payloads. Every output stream sees random
    back-pressure (ready with probability 0.8) and every input stream random idle cycles.
 The description names the stimulus, so reports say which one produced their power figure.
@@ -437,6 +438,37 @@ def _vu_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBenc
     return [scores, values]
 
 
+def _array_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBench]:
+    """Blocks of ``mac_rows`` N(0, 1) BF16 query vectors of ``head_dim`` elements, each with
+    16 K vectors, made as the sources need them; the two sources run freely, the unit's
+    phases interleave them."""
+    from golden.bf16 import to_bf16_bits
+    from sim.datapath_data import ArrayBlock, array_beats
+
+    data_rng = np.random.default_rng(int(rng.integers(0, 2**63)))
+    d = cfg.resv.head_dim
+    blocks: list[tuple[list[int], list[int]]] = []
+
+    def block(i: int) -> tuple[list[int], list[int]]:
+        while len(blocks) <= i:
+            q = to_bf16_bits(data_rng.standard_normal((cfg.mac_rows, d)).astype(np.float32))
+            k = to_bf16_bits(data_rng.standard_normal((16, d)).astype(np.float32))
+            qb, kb = array_beats(cfg, ArrayBlock(queries=q, keys=k))
+            blocks.append(([b.as_value().value for b in qb], [b.as_value().value for b in kb]))
+        return blocks[i]
+
+    def source(port: Any, which: int) -> BudgetBench:
+        async def bench(clk: _Budget) -> None:
+            i = 0
+            while True:
+                await _put(clk, port, block(i)[which], rng, 0.1)
+                i += 1
+
+        return bench
+
+    return [source(dut.queries, 0), source(dut.keys, 1)]
+
+
 def _writer_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBench]:
     bus = cfg.axi_data_bits // 8
     beats_per = cfg.kv_token_bytes // bus
@@ -536,6 +568,12 @@ def _unit_stimulus(
         return (
             "vu-queries(random FP32 scores N(0,16), 1..32 tokens, random BF16 values)",
             [*_vu_sources(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
+            [],
+        )
+    if name == "mac_array":
+        return (
+            "mac-array-blocks(mac_rows random BF16 N(0,1) queries x 16 random K vectors)",
+            [*_array_sources(dut, cfg, rng), _sink(dut.scores, rng, 0.8)],
             [],
         )
     if name == "kv_writer":

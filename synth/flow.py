@@ -2,6 +2,11 @@
 
     python -m synth.flow --config tiny|paper|edge [--top NAME ...] [--clock-ns N]
                          [--cycles N] [--default-activity] [--sram-min-bits N]
+                         [--set FIELD=INT ...]
+
+``--set`` changes integer ``HWConfig`` fields of the preset (e.g. ``--set mac_rows=8 --set
+mac_cols=8``); the report's preset then reads ``tiny (mac_rows=8, mac_cols=8)`` and the
+default output directory gets the changes appended.
 
 For every unit of ``hw.gen.TOPS`` (or the ``--top`` ones), in ``build/synth/<preset>/<unit>/``:
 1. Verilog from ``hw.gen.generate``;
@@ -28,6 +33,7 @@ message has the install command).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import shlex
 import sys
@@ -80,6 +86,7 @@ EXPECTED_UNITS: dict[str, str] = {
     "topk": "TopKSelector (baseline)",
     "dre": "DynamicRetrievalEngine (HCU + WTU)",
     "mac_tree": "BF16 MAC tree (datapath)",
+    "mac_array": "BF16 MAC array, query block x K tile (datapath)",
     "vector_unit": "VectorUnit, online-softmax attention (datapath)",
     "rope": "RopeUnit, rotary position embedding (datapath)",
     "kvmu": "KVMemoryUnit, KV read path (AXI4 read master)",
@@ -111,6 +118,8 @@ class FlowOptions:
     quiet: bool = False
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``HWConfig.replace`` changes applied to the preset (``--set FIELD=INT``).
+    overrides: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.clock_ns, int | float) or not self.clock_ns > 0:
@@ -128,7 +137,17 @@ class FlowOptions:
 
     @property
     def directory(self) -> Path:
-        return self.out_dir if self.out_dir is not None else ROOT / "build" / "synth" / self.preset
+        if self.out_dir is not None:
+            return self.out_dir
+        tail = "".join(f"_{k}{v}" for k, v in self.overrides.items())
+        return ROOT / "build" / "synth" / (self.preset + tail)
+
+    @property
+    def label(self) -> str:
+        """The preset's name, with the ``overrides`` if any."""
+        if not self.overrides:
+            return self.preset
+        return f"{self.preset} ({', '.join(f'{k}={v}' for k, v in self.overrides.items())})"
 
 
 def _say(opts: FlowOptions, msg: str) -> None:
@@ -575,6 +594,12 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
     except ImportError as exc:  # pragma: no cover - depends on the tree's state
         raise FlowError(f"hw.gen is not importable ({exc}); no unit can be synthesised") from None
     cfg = hw_preset(opts.preset)
+    if opts.overrides:
+        names = {f.name for f in dataclasses.fields(cfg)}
+        bad = [k for k in opts.overrides if k not in names]
+        if bad:
+            raise ValueError(f"set must name an HWConfig field, not {bad[0]!r}")
+        cfg = cfg.replace(**opts.overrides)
     wanted = opts.tops or list(TOPS)
     unknown = [t for t in wanted if t not in TOPS and t not in EXPECTED_UNITS]
     if unknown:
@@ -590,7 +615,7 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     _say(
         opts,
-        f"preset {opts.preset}: {len(run_names)} unit(s) {', '.join(run_names)}; clock "
+        f"preset {opts.label}: {len(run_names)} unit(s) {', '.join(run_names)}; clock "
         f"{opts.clock_ns} ns; {'DEFAULT' if opts.default_activity else 'simulated'} activity; "
         f"liberty {liberty.name}; output {_rel(out)}",
     )
@@ -605,7 +630,7 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
     report: dict[str, Any] = {
         "kind": "vrex-synth-report",
         "schema_version": 1,
-        "preset": opts.preset,
+        "preset": opts.label,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": opts.command or "python -m synth.flow",
         "tools": tool_versions(),
@@ -746,7 +771,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--seed", type=int, default=0, help="stimulus seed")
     ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=INT",
+        help="change an integer HWConfig field of the preset (repeatable), e.g. mac_rows=8",
+    )
     return ap
+
+
+def _overrides(items: list[str]) -> dict[str, int]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ValueError(f"set must be FIELD=INTEGER, not {item!r}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -754,6 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         opts = FlowOptions(
+            overrides=_overrides(args.set),
             preset=args.config,
             tops=args.top,
             clock_ns=args.clock_ns,

@@ -1,4 +1,4 @@
-"""The datapath: BF16 multipliers, FP32 adders and the MAC tree (SPEC section 3)."""
+"""The datapath: BF16 multipliers, FP32 adders, MAC tree and MAC array (SPEC section 3)."""
 
 from .bf16_mul import BF16Mul
 from .convert import FP32ToFixed, IntToFP32
@@ -8,6 +8,7 @@ from .fp32_compare import FP32Compare
 from .fp32_mul import FP32Mul
 from .fp32_to_bf16 import FP32ToBF16
 from .layouts import BF16, FP32, DatapathLayouts, layouts
+from .mac_array import MacArray, block_cycles
 from .mac_tree import MacTree, mac_latency
 from .recip import FP32Recip
 from .rope import RopeUnit
@@ -26,9 +27,11 @@ __all__ = [
     "FP32ToBF16",
     "FP32ToFixed",
     "IntToFP32",
+    "MacArray",
     "MacTree",
     "RopeUnit",
     "VectorUnit",
+    "block_cycles",
     "layouts",
     "mac_latency",
 ]

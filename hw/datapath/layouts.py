@@ -2,8 +2,9 @@
 
 ``BF16`` and ``FP32`` are ``data.Struct`` views of the IEEE-style bit patterns (field order
 = packing order, first field = LSBs), so a ``BF16`` is exactly a ``golden.bf16`` pattern
-and an ``FP32`` a ``golden.fparith`` pattern. Stream payloads depend on ``mac_lanes`` and
-are built per ``HWConfig`` by ``DatapathLayouts`` (cached).
+and an ``FP32`` a ``golden.fparith`` pattern. Stream payloads depend on ``mac_lanes`` (the
+MacArray's on ``mac_cols`` / ``mac_rows``) and are built per ``HWConfig`` by
+``DatapathLayouts`` (cached).
 """
 
 # No ``from __future__ import annotations``: ``data.Struct`` reads its field shapes from the
@@ -61,6 +62,16 @@ class DatapathLayouts:
         )
         #: MacTree output: one dot product.
         self.mac_out = data.StructLayout({"value": FP32})
+        #: MacArray inputs (``queries`` and ``keys``): ``mac_cols`` BF16 elements of one
+        #: vector; ``last`` ends the vector, ``end`` (read on ``last`` beats) the block.
+        self.array_in = data.StructLayout(
+            {"x": data.ArrayLayout(BF16, cfg.mac_cols), "last": unsigned(1), "end": unsigned(1)}
+        )
+        #: MacArray output: the ``mac_rows`` FP32 scores of one K vector; ``end`` on the
+        #: block's final K vector.
+        self.array_out = data.StructLayout(
+            {"s": data.ArrayLayout(FP32, cfg.mac_rows), "end": unsigned(1)}
+        )
         #: VectorUnit input: one attention score (FP32 q·k) per token; ``first`` marks the
         #: first token of a query, ``last`` its final token.
         self.vu_score = data.StructLayout(

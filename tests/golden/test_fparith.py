@@ -14,7 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golden.bf16 import to_bf16_bits
-from golden.fparith import QNAN32, bf16_mul, bits_to_f32, dot, dot_float, fp32_add, tree_sum
+from golden.fparith import (
+    QNAN32,
+    bf16_mul,
+    bits_to_f32,
+    dot,
+    dot_float,
+    fp32_add,
+    mac_array,
+    tree_sum,
+)
 
 INF, NINF = 0x7F80_0000, 0xFF80_0000
 
@@ -167,6 +176,40 @@ def test_dot_matches_exact_reference_in_tree_order(pairs, lanes):
 )
 def test_add_corner_cases(a, b, want):
     assert int(fp32_add(np.uint32(a), np.uint32(b))) == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(1, 3),
+    st.integers(1, 12),
+    st.sampled_from([1, 2, 4, 8]),
+    st.data(),
+)
+def test_mac_array_is_the_dot_of_every_row_and_key(rows, keys, n, cols, draw):
+    q = np.array(draw.draw(st.lists(bf16, min_size=rows * n, max_size=rows * n)), np.uint16)
+    k = np.array(draw.draw(st.lists(bf16, min_size=keys * n, max_size=keys * n)), np.uint16)
+    q, k = q.reshape(rows, n), k.reshape(keys, n)
+    got = mac_array(q, k, cols)
+    assert got.shape == (keys, rows) and got.dtype == np.uint32
+    for t in range(keys):
+        for r in range(rows):
+            assert int(got[t, r]) == ref_dot(q[r].tolist(), k[t].tolist(), cols), (t, r)
+
+
+def test_mac_array_pads_rows_with_zeros_and_validates():
+    q = np.full((2, 4), 0xBF80, np.uint16)  # -1: the products of a +0 key are -0
+    k = np.zeros((1, 4), np.uint16)
+    assert mac_array(q, k, 2).tolist() == [[0x8000_0000, 0x8000_0000]]
+    assert mac_array(q, k, 2, rows=4).tolist() == [[0x8000_0000, 0x8000_0000, 0, 0]]
+    with pytest.raises(ValueError, match=r"^rows must be an integer in 2\.\.1048576, not 1$"):
+        mac_array(q, k, 2, rows=1)
+    with pytest.raises(ValueError, match=r"^queries and keys must be \(R, n\) and \(T, n\)"):
+        mac_array(q, np.zeros((1, 3), np.uint16), 2)
+    with pytest.raises(ValueError, match=r"^queries and keys must not be empty, not"):
+        mac_array(q, np.zeros((0, 4), np.uint16), 2)
+    with pytest.raises(ValueError, match=r"^keys must have dtype uint16, not float32$"):
+        mac_array(q, np.zeros((1, 4), np.float32), 2)
 
 
 def test_mul_corner_cases():

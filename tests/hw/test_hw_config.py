@@ -24,6 +24,7 @@ def test_presets_are_built_on_the_golden_presets(name):
 def test_paper_preset_matches_the_paper():
     cfg = preset("paper")
     assert (cfg.hcu_lanes, cfg.max_clusters, cfg.resv.count_bits) == (16, 4096, 16)
+    assert (cfg.mac_rows, cfg.mac_cols, cfg.mac_chunks) == (64, 64, 2)  # 64 x 64 MAC trees
 
 
 def test_width_helpers():
@@ -51,6 +52,10 @@ def test_replace_accepts_resv_changes():
         ({"mac_lanes": 3}, ValueError, r"^mac_lanes must be a power of two in 1\.\.256, not 3$"),
         ({"mac_lanes": 0}, ValueError, r"^mac_lanes must be in 1\.\.256, not 0$"),
         ({"mac_lanes": 4.0}, TypeError, r"^mac_lanes must be an integer, not 4\.0$"),
+        ({"mac_cols": 12}, ValueError, r"^mac_cols must be a power of two in 1\.\.256, not 12$"),
+        ({"mac_cols": 512}, ValueError, r"^mac_cols must be in 1\.\.256, not 512$"),
+        ({"mac_rows": 0}, ValueError, r"^mac_rows must be in 1\.\.1024, not 0$"),
+        ({"mac_rows": "4"}, TypeError, r"^mac_rows must be an integer, not '4'$"),
         ({"rope_lut_bits": 1}, ValueError, r"^rope_lut_bits must be in 2\.\.16, not 1$"),
         ({"exp_frac_bits": 17}, ValueError, r"^exp_frac_bits must be in 1\.\.16, not 17$"),
     ],

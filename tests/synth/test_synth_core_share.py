@@ -117,6 +117,7 @@ def test_share_schema_rejects_incomplete():
     [
         ("rope", ["vectors__valid", "result__valid"]),
         ("vector_unit", ["scores__valid", "result__valid"]),
+        ("mac_array", ["queries__valid", "keys__valid", "scores__valid", "scores__payload"]),
         ("kv_writer", ["m_axi__awvalid", "m_axi__bvalid", "done__valid"]),
         ("core", ["cmd__valid", "vin__valid", "status__valid", "out__valid", "m_axi__arvalid"]),
     ],

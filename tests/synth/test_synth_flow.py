@@ -96,6 +96,10 @@ def test_cli_missing_default_liberty_gives_install_command(tmp_path, monkeypatch
         (["--top", "nope"], r"top must be one of .*, not 'nope'"),
         (["--clock-ns", "0"], r"clock_ns must be a positive number, not 0.0"),
         (["--cycles", "3"], r"cycles must be an integer of at least 10, not 3"),
+        (["--set", "mac_rows"], r"set must be FIELD=INTEGER, not 'mac_rows'"),
+        (["--set", "mac_rows=x"], r"set must be FIELD=INTEGER, not 'mac_rows=x'"),
+        (["--set", "nope=3"], r"set must name an HWConfig field, not 'nope'"),
+        (["--set", "mac_cols=3"], r"mac_cols must be a power of two in 1\.\.256, not 3"),
     ],
 )
 def test_cli_usage_errors(tmp_path, capsys, args, message):
@@ -103,3 +107,10 @@ def test_cli_usage_errors(tmp_path, capsys, args, message):
     import re
 
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_overrides_label_the_report_and_its_directory():
+    opts = flow.FlowOptions(preset="tiny", overrides={"mac_rows": 8, "mac_cols": 8})
+    assert opts.label == "tiny (mac_rows=8, mac_cols=8)"
+    assert opts.directory.name == "tiny_mac_rows8_mac_cols8"
+    assert flow.FlowOptions(preset="tiny").label == "tiny"

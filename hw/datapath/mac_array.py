@@ -1,0 +1,163 @@
+"""MacArray: ``mac_rows`` x ``mac_cols`` BF16 MACs, query block x K tile (SPEC section 3,
+Datapath; issue 11): QK^T of a block of stationary query vectors against streamed K
+vectors, for frame prefill (a frame's rows x the GQA group's query heads) and for grouped
+GEMV in decode (the group's query heads share each K read).
+
+Interface (payloads in ``DatapathLayouts``: ``array_in``, ``array_out``; ``C = mac_cols``,
+``R = mac_rows``, ``M = mac_chunks = ceil(head_dim / C)``). A vector of ``n`` elements
+(``1 <= n <= M*C``) is ``m = ceil(n / C)`` beats in element order, the final beat
+zero-padded with BF16 ``+0`` and flagged ``last``; all vectors of one block (queries and
+keys) have the same ``m``.
+  ``queries`` (in stream): a block of ``1..R`` query vectors, row after row (row ``r`` is
+  the ``r``-th vector sent); ``end`` on the final beat of the final row. Rows past ``R``
+  are consumed and ignored.
+  ``keys`` (in stream): the block's K vectors, one after the other; ``end`` on the final
+  beat of the final one (a block streams at least one K vector).
+  ``scores`` (out stream): one beat per K vector, in order: ``s[r]`` is the FP32 pattern
+  ``golden.fparith.dot(q_r, k, mac_cols)``, bit-exact, for the block's rows, ``+0`` for the
+  rows past the block's row count (so the beat is ``golden.fparith.mac_array(queries,
+  keys, mac_cols, rows=mac_rows)[t]``); ``end`` on the block's final K vector.
+Phases: after reset the unit loads a query block (``queries.ready`` high, ``keys.ready``
+low) until the ``end`` beat, then streams K vectors (``queries.ready`` low) until the K
+``end`` beat, then loads the next block, and so on. The queries are read when a K beat is
+accepted, so a block's load may start while the previous block's last scores are still in
+the pipeline. Vectors of more than ``M`` beats, and K vectors whose beat count differs from
+the block's query vectors, are outside the contract (scores unspecified, framing kept).
+
+Structure and reduction order: row ``r`` is a ``MacTree`` of ``C`` lanes whose ``a``
+operands are chunk ``c`` of the stored query ``q_r`` (``c`` = the K beat's index within its
+vector) and whose ``b`` operands are the K beat, which all rows share: per beat a pairwise
+FP32 tree of the ``C`` products, then a sequential accumulation of the chunk sums, exactly
+``golden.fparith.dot``'s order (subnormals flushed, round to nearest even, inf/NaN as the
+MacTree). The queries sit in ``R x M x C`` BF16 registers. A small FIFO carries each K
+vector's ``end`` flag and the block's row count to its score beat.
+
+Cycles (no stalls): one beat per cycle on either input, no bubble between phases. A block
+of ``R'`` rows and ``T`` K vectors of ``m`` beats takes ``block_cycles = (R' + T) * m``
+cycles of input: query beats at ``s .. s + R'm - 1``, K beats at ``s + R'm .. s + (R' +
+T)m - 1``, the next block's first query beat at ``s + (R' + T)m``. The scores of a K vector
+whose ``last`` beat is accepted at cycle ``t`` are offered at ``t + latency``, ``latency =
+log2(mac_cols) + 2`` (``mac_latency`` of the rows' trees). Back-pressure: as the MacTree,
+the pipeline advances whenever the output register is empty or read (``keys.ready =
+streaming & (~scores.valid | scores.ready)``); the query load does not depend on it.
+"""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from ..config import HWConfig, check_config
+from .layouts import BF16, layouts
+from .mac_tree import MacTree, mac_latency
+
+__all__ = ["MacArray", "block_cycles"]
+
+
+def block_cycles(rows: int, keys: int, beats: int) -> int:
+    """Input cycles of one block without stalls: ``(rows + keys) * beats`` (see the module
+    docstring)."""
+    return (rows + keys) * beats
+
+
+class MacArray(wiring.Component):
+    """``mac_rows`` x ``mac_cols`` BF16 MAC array; see the module docstring."""
+
+    def __init__(self, cfg: HWConfig):
+        check_config(self, cfg)
+        self._cfg = cfg
+        # Each row is a MacTree of ``mac_cols`` lanes.
+        self._tree_cfg = cfg.replace(mac_lanes=cfg.mac_cols)
+        lay = layouts(cfg)
+        super().__init__(
+            {
+                "queries": In(stream.Signature(lay.array_in)),
+                "keys": In(stream.Signature(lay.array_in)),
+                "scores": Out(stream.Signature(lay.array_out)),
+            }
+        )
+
+    @property
+    def cfg(self) -> HWConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the handshake of a K vector's ``last`` beat to its scores being
+        offered: ``log2(mac_cols) + 2``."""
+        return mac_latency(self._tree_cfg)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        rows, cols, chunks = cfg.mac_rows, cfg.mac_cols, cfg.mac_chunks
+        qin, kin, out = self.queries, self.keys, self.scores
+        streaming = Signal(name="streaming")  # 0: loading a query block, 1: streaming K
+
+        # Side channel: the K vector's ``end`` and the block's row count, one entry per K
+        # vector in flight (at most ``latency`` of them).
+        side = data.StructLayout({"end": 1, "rows": range(rows + 1)})
+        fifo = m.submodules.side = SyncFIFO(width=side.size, depth=self.latency + 1)
+        block_rows = Signal(range(rows + 1), name="block_rows")
+        push = Signal(side, name="side_push")
+        m.d.comb += [push.end.eq(kin.payload.end), push.rows.eq(block_rows)]
+        m.d.comb += fifo.w_data.eq(push)
+
+        # Query load: rows x chunks registers of ``cols`` BF16 elements.
+        q_chunk = data.ArrayLayout(BF16, cols)
+        qmem = [
+            Signal(data.ArrayLayout(q_chunk, chunks), name=f"q{r}", reset_less=True)
+            for r in range(rows)
+        ]
+        load_row = Signal(range(rows + 1), name="load_row")
+        load_chunk = Signal(range(chunks + 1), name="load_chunk")
+        m.d.comb += qin.ready.eq(~streaming)
+        with m.If(qin.valid & qin.ready):
+            for r in range(rows):
+                for c in range(chunks):
+                    with m.If((load_row == r) & (load_chunk == c)):
+                        m.d.sync += qmem[r][c].eq(qin.payload.x)
+            next_row = Mux(load_row == rows, rows, load_row + 1)
+            with m.If(qin.payload.last):
+                m.d.sync += [load_chunk.eq(0), load_row.eq(next_row)]
+                with m.If(qin.payload.end):
+                    m.d.sync += [load_row.eq(0), block_rows.eq(next_row), streaming.eq(1)]
+            with m.Elif(load_chunk != chunks):
+                m.d.sync += load_chunk.eq(load_chunk + 1)
+
+        # K stream: every row's tree takes the same beat, so the trees run in lockstep.
+        trees = [MacTree(self._tree_cfg) for _ in range(rows)]
+        k_chunk = Signal(range(max(2, chunks)), name="k_chunk")
+        accept = Signal(name="k_accept")
+        m.d.comb += [
+            kin.ready.eq(streaming & trees[0].vectors.ready & fifo.w_rdy),
+            accept.eq(kin.valid & kin.ready),
+            fifo.w_en.eq(accept & kin.payload.last),
+        ]
+        for r, tree in enumerate(trees):
+            m.submodules[f"row{r}"] = tree
+            m.d.comb += [
+                tree.vectors.valid.eq(kin.valid & streaming & fifo.w_rdy),
+                tree.vectors.payload.a.eq(qmem[r][k_chunk]),
+                tree.vectors.payload.b.eq(kin.payload.x),
+                tree.vectors.payload.last.eq(kin.payload.last),
+                tree.result.ready.eq(out.ready),
+            ]
+        with m.If(accept):
+            with m.If(kin.payload.last):
+                m.d.sync += k_chunk.eq(0)
+                with m.If(kin.payload.end):
+                    m.d.sync += streaming.eq(0)
+            with m.Elif(k_chunk < chunks - 1):
+                m.d.sync += k_chunk.eq(k_chunk + 1)
+
+        # Output: the trees' results, rows past the block's row count as +0.
+        pop = side(fifo.r_data)
+        m.d.comb += [
+            out.valid.eq(trees[0].result.valid),
+            out.payload.end.eq(pop.end),
+            fifo.r_en.eq(out.valid & out.ready),
+        ]
+        for r, tree in enumerate(trees):
+            m.d.comb += out.payload.s[r].eq(Mux(r < pop.rows, tree.result.payload.value, 0))
+        return m

@@ -1,0 +1,135 @@
+"""MacArray on the Amaranth simulator, bit-exact against golden.fparith.mac_array: blocks of
+every data kind (1..mac_rows rows, one row too many, partial final beats) crossed with the
+stall patterns of ``sim.streams.TIMINGS`` at several shapes; the exact cycle formula without
+stalls; special values and a block smaller than the previous one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+
+from hw.config import preset
+from hw.datapath import MacArray, block_cycles, mac_latency
+from sim.datapath_data import (
+    ARRAY_SPECIAL_SCORES,
+    array_beats,
+    array_blocks,
+    array_expected,
+    array_score_beat,
+    array_special_blocks,
+    gqa_blocks,
+)
+from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
+
+TINY = preset("tiny")  # 4 x 4, head_dim 16: 4 beats per vector
+CONFIGS = {
+    "tiny": TINY,
+    "rows3_cols8": TINY.replace(mac_rows=3, mac_cols=8),
+    "rows2_cols1": TINY.replace(mac_rows=2, mac_cols=1),
+    "rows1_cols32": TINY.replace(mac_rows=1, mac_cols=32),  # one beat, 16 lanes of padding
+}
+
+
+def simulate(cfg, blocks, *, timing: str, seed: int, vcd):
+    dut = MacArray(cfg)
+    h = Harness(dut)
+    idle, stall = TIMINGS[timing]
+    qbeats, kbeats = [], []
+    for b in blocks:
+        q, k = array_beats(cfg, b)
+        qbeats += q
+        kbeats += k
+    out: dict = {}
+
+    async def queries(ctx):
+        rng = np.random.default_rng([seed, 1])
+        out["q_t"] = await stream_put(ctx, dut.queries, qbeats, cycle=h.cycle, rng=rng, idle=idle)
+
+    async def keys(ctx):
+        rng = np.random.default_rng([seed, 2])
+        out["k_t"] = await stream_put(ctx, dut.keys, kbeats, cycle=h.cycle, rng=rng, idle=idle)
+
+    async def sink(ctx):
+        count = sum(len(b.keys) for b in blocks)
+        rng = np.random.default_rng([seed, 3])
+        got = await stream_get(ctx, dut.scores, cycle=h.cycle, count=count, rng=rng, stall=stall)
+        out["got"] = [(array_score_beat(p), t) for p, t in got]
+        await assert_idle(ctx, dut.scores, 3 * dut.latency + 5)
+
+    run(h, [queries, keys, sink], vcd=vcd, traces=[dut.queries.valid, dut.keys.valid])
+    return dut, qbeats, kbeats, out
+
+
+def expected(cfg, blocks):
+    return [e for b in blocks for e in array_expected(cfg, b)]
+
+
+@pytest.mark.parametrize("timing", list(TIMINGS))
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_blocks_bit_exact(name, timing, tmp_path):
+    cfg = CONFIGS[name]
+    blocks = array_blocks(cfg, 12, seed=len(name) * 31 + len(timing))
+    _, _, _, out = simulate(cfg, blocks, timing=timing, seed=3, vcd=tmp_path / "array.vcd")
+    want = expected(cfg, blocks)
+    got = [g for g, _ in out["got"]]
+    bad = [(i, g, w) for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
+    assert not bad, bad[:3]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_exact_cycles_without_stalls(name, tmp_path):
+    cfg = CONFIGS[name]
+    blocks = array_blocks(cfg, 6, seed=5)
+    dut, qbeats, kbeats, out = simulate(cfg, blocks, timing="none", seed=4, vcd=None)
+    assert dut.latency == mac_latency(cfg.replace(mac_lanes=cfg.mac_cols))
+    q_t, k_t = out["q_t"], out["k_t"]
+    # Each block: its query beats, then its K beats, back to back, no bubble anywhere.
+    start, qi, ki, last_t = q_t[0], 0, 0, []
+    for b in blocks:
+        m = -(-b.queries.shape[1] // cfg.mac_cols)
+        nq, nk = len(b.queries) * m, len(b.keys) * m
+        assert q_t[qi : qi + nq] == list(range(start, start + nq))
+        assert k_t[ki : ki + nk] == list(range(start + nq, start + nq + nk))
+        last_t += k_t[ki + m - 1 : ki + nk : m]
+        start += block_cycles(len(b.queries), len(b.keys), m)
+        qi, ki = qi + nq, ki + nk
+    assert (qi, ki) == (len(qbeats), len(kbeats))
+    assert [t for _, t in out["got"]] == [t + dut.latency for t in last_t]
+    assert [g for g, _ in out["got"]] == expected(cfg, blocks)
+
+
+def test_special_values_and_a_smaller_block():
+    """Overflow, NaN, flushing, -0 sums; then a one-row block (``array_special_blocks``)."""
+    blocks = array_special_blocks()
+    _, _, _, out = simulate(TINY, blocks, timing="random", seed=9, vcd=None)
+    got = [g for g, _ in out["got"]]
+    assert got == ARRAY_SPECIAL_SCORES
+    assert got == expected(TINY, blocks)
+
+
+@pytest.mark.parametrize("source", ["gaussian", "trace"])
+def test_prefill_and_grouped_gemv_blocks(source, tmp_path, random_trace):
+    """A prefill block (tokens x the group's query heads) and a decode block (the group's
+    heads) against K vectors of their KV head, from a saved trace or Gaussian vectors."""
+    from workloads.trace import save
+
+    path = None
+    if source == "trace":
+        trace = random_trace(
+            seed=2, layers=1, head_dim=16, frame_offsets=[0, 8, 16], decode_after=[1]
+        )
+        path = save(trace, tmp_path / "t.npz")
+    blocks = gqa_blocks(TINY, path, seed=3)
+    assert [len(b.queries) for b in blocks] == [TINY.mac_rows, 2]  # 2 query heads per KV
+    _, _, _, out = simulate(TINY, blocks, timing="random", seed=6, vcd=None)
+    assert [g for g, _ in out["got"]] == expected(TINY, blocks)
+
+
+def test_elaborates_without_warnings():
+    Fragment.get(MacArray(TINY), None)
+
+
+def test_rejects_a_bad_config():
+    with pytest.raises(TypeError, match=r"^cfg must be an HWConfig, not 4$"):
+        MacArray(4)
