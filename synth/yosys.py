@@ -319,6 +319,16 @@ def _instances(top: str, modules: dict[str, ModuleArea]) -> list[InstanceArea]:
     return out
 
 
+def _unsign_netlist(path: Path) -> None:
+    """Drop ``signed`` from the mapped netlist's declarations: Amaranth's RTLIL marks the
+    wires of signed fields (e.g. a score), which OpenSTA's Verilog reader rejects; a gate
+    netlist only connects bits, so the keyword carries no meaning there."""
+    text = path.read_text()
+    fixed = re.sub(r"^(\s*(?:wire|input|output|inout|reg)) signed\b", r"\1", text, flags=re.M)
+    if fixed != text:
+        path.write_text(fixed)
+
+
 def synthesize(
     design: str,
     top: str,
@@ -386,6 +396,7 @@ def synthesize(
         log=workdir / "synth.out",
         timeout=timeout,
     )
+    _unsign_netlist(workdir / "netlist.v")
     stat = json.loads((workdir / "stat.json").read_text())
     mapped = json.loads((workdir / "mapped.json").read_text())
     modules = _module_areas(stat, mapped, lib, macro_lib)
