@@ -70,6 +70,7 @@ from .datapath import (
     FP32ToBF16,
     FP32ToFixed,
     IntToFP32,
+    MacArray,
     MacTree,
     RopeUnit,
     VectorUnit,
@@ -107,6 +108,7 @@ PERF = (
     "busy_query",
     "mac_beats",
     "mac_stall",
+    "hash_beats",
     "hcu_wait",
     "axi_read_wait",
     "axi_write_wait",
@@ -200,7 +202,10 @@ class VRexCore(wiring.Component):
         m.submodules.writer = writer = KVWriter(cfg)
         m.submodules.vu = vu = VectorUnit(cfg)
         m.submodules.recip = recip = FP32Recip()
-        m.submodules.sig_cmp = sig_cmp = FP32Compare()
+        # The hyperplane block of the MAC array: H rows (the BF16 planes, loaded once after
+        # reset) x mac_lanes columns, so a hashed vector's nb beats give its H dot products
+        # at once (golden.fparith.dot with mac_lanes lanes, the MAC tree's order).
+        m.submodules.hasher = hasher = MacArray(cfg.replace(mac_rows=H, mac_cols=lanes))
         m.submodules.score_mul = score_mul = FP32Mul()
         m.submodules.w_mul = w_mul = FP32Mul()
         m.submodules.to_fixed = to_fixed = FP32ToFixed(frac_bits=0, width=r.score_bits)
@@ -220,14 +225,14 @@ class VRexCore(wiring.Component):
         )
         m.submodules.members = members = Memory(shape=tid_bits + 1, depth=C, init=[])
         m.submodules.weight = weight = Memory(shape=FP32, depth=C, init=[])
-        planes_rd = planes_mem.read_port()
+        planes_rd = planes_mem.read_port(domain="comb")
         kk_rd, kk_wr = kept_k.read_port(), kept_k.write_port()
         kv_rd, kv_wr = kept_v.read_port(), kept_v.write_port()
         ks_rd, ks_wr = kept_sig.read_port(), kept_sig.write_port()
         sum_rd, sum_wr = keysum.read_port(), keysum.write_port()
         mem_rd, mem_wr = members.read_port(), members.write_port()
         w_rd, w_wr = weight.read_port(), weight.write_port()
-        for port in (planes_rd, kk_rd, kv_rd, ks_rd, sum_rd, mem_rd, w_rd):
+        for port in (kk_rd, kv_rd, ks_rd, sum_rd, mem_rd, w_rd):
             m.d.comb += port.en.eq(0)
 
         # ------------------------------------------------------------------ registers
@@ -276,14 +281,12 @@ class VRexCore(wiring.Component):
         # One register stage in front of the MAC tree (and of the V FIFO): the read ports
         # are enabled with ``adv`` so their data, like the stage's flags, hold while stalled.
         class Mode(pyenum.IntEnum):
-            HASH = 0
             SCORE = 1
             KEPT = 2
             FETCH = 3
 
         mode = Signal(2, name="feed_mode")
         feed_on = Signal(name="feed_on")
-        hash_src_k = Signal(name="hash_src_kbuf")  # hash kbuf (pre-RoPE or bias), else kpost
         fi = Signal(range(max(H, C, kept, 2) + 1), name="feed_i")  # outer index
         fb = Signal(range(2 * nb + 1), name="feed_b")  # row within the item
         f_end = Signal(range(max(H, C, kept, 2) + 1), name="feed_end")
@@ -300,7 +303,7 @@ class VRexCore(wiring.Component):
         adv = Signal(name="stage_adv")
         m.d.comb += adv.eq(~mv | Mux(mdest_v, vfifo.w_rdy, mac.vectors.ready))
 
-        a_row = Mux(hash_src_k & (mode == Mode.HASH), kbuf[mb], kpost[mb])
+        a_row = kpost[mb]
         to_bf = []
         for i in range(lanes):
             cv = m.submodules[f"sum_to_bf16_{i}"] = FP32ToBF16()
@@ -308,8 +311,6 @@ class VRexCore(wiring.Component):
             to_bf.append(cv.b.as_value())
         b_row = Signal(row_bits, name="stage_b")
         with m.Switch(mode):
-            with m.Case(Mode.HASH):
-                m.d.comb += b_row.eq(planes_rd.data)
             with m.Case(Mode.SCORE):
                 m.d.comb += b_row.eq(Cat(*to_bf))
             with m.Case(Mode.KEPT):
@@ -341,14 +342,12 @@ class VRexCore(wiring.Component):
         b_mod = Mux(fb >= nb, fb - nb, fb).as_unsigned()
         m.d.comb += [
             issue.eq(feed_on & (mode != Mode.FETCH) & (fi < f_end)),
-            planes_rd.addr.eq(fi * nb + fb),
             sum_rd.addr.eq(fi * nb + fb),
             kk_rd.addr.eq(kslot * nb + b_mod),
             kv_rd.addr.eq(kslot * nb + b_mod),
         ]
         with m.If(feed_on & (mode != Mode.FETCH)):
             m.d.comb += [
-                planes_rd.en.eq(adv),
                 sum_rd.en.eq(adv),
                 kk_rd.en.eq(adv),
                 kv_rd.en.eq(adv),
@@ -407,9 +406,6 @@ class VRexCore(wiring.Component):
         # ------------------------------------------------------------------ MAC results
         res = mac.result
         rc = Signal(range(n_items), name="result_i")
-        # HASH: signature bits or thresholds.
-        m.d.comb += [sig_cmp.a.eq(res.payload.value), sig_cmp.b.eq(theta[rc])]
-        bias_mode = Signal(name="bias_mode")
         # SCORE: one stage reading w_c and the count, then the WTU.
         sv = Signal(name="score_valid")
         sdot = Signal(FP32, name="score_dot")
@@ -442,14 +438,6 @@ class VRexCore(wiring.Component):
             sc.payload.last.eq(attn_end),
         ]
         with m.Switch(mode):
-            with m.Case(Mode.HASH):
-                m.d.comb += res.ready.eq(1)
-                with m.If(res.valid):
-                    m.d.sync += rc.eq(rc + 1)
-                    with m.If(bias_mode):
-                        m.d.sync += theta[rc].eq(res.payload.value)
-                    with m.Else():
-                        m.d.sync += sig.eq(Cat(sig[1:], sig_cmp.ge) if H > 1 else sig_cmp.ge)
             with m.Case(Mode.SCORE):
                 m.d.comb += res.ready.eq(s_adv)
                 with m.If(s_adv):
@@ -559,6 +547,46 @@ class VRexCore(wiring.Component):
         ):
             m.d.sync += count("axi_write_wait")
 
+        # ------------------------------------------------------------------ hashing
+        # Plane loader: after reset, the planes ROM row by row into the hasher (one block
+        # that never ends: every later hash is a K vector of it).
+        pl_row = Signal(range(H + 1), name="planes_row")
+        pl_beat = Signal(range(nb), name="planes_beat")
+        m.d.comb += [
+            planes_rd.addr.eq(pl_row * nb + pl_beat),
+            hasher.queries.valid.eq(pl_row < H),
+            hasher.queries.payload.x.eq(planes_rd.data),
+            hasher.queries.payload.last.eq(pl_beat == nb - 1),
+            hasher.queries.payload.end.eq((pl_row == H - 1) & (pl_beat == nb - 1)),
+        ]
+        with m.If(hasher.queries.valid & hasher.queries.ready):
+            m.d.sync += pl_beat.eq(pl_beat + 1)
+            with m.If(pl_beat == nb - 1):
+                m.d.sync += [pl_beat.eq(0), pl_row.eq(pl_row + 1)]
+        # A hashed vector: kbuf (pre-RoPE key or bias) or kpost, nb beats; its H FP32 dot
+        # products come back in one beat and are compared with theta in parallel.
+        hash_on = Signal(name="hash_on")
+        hash_src_k = Signal(name="hash_src_kbuf")
+        bias_mode = Signal(name="bias_mode")
+        hb = Signal(range(nb + 1), name="hash_beat")
+        m.d.comb += [
+            hasher.keys.valid.eq(hash_on & (hb < nb)),
+            hasher.keys.payload.x.eq(Mux(hash_src_k, kbuf[hb], kpost[hb])),
+            hasher.keys.payload.last.eq(hb == nb - 1),
+            hasher.keys.payload.end.eq(0),
+        ]
+        with m.If(hasher.keys.valid & hasher.keys.ready):
+            m.d.sync += [hb.eq(hb + 1), count("hash_beats")]
+        sig_bits = []
+        for j in range(H):
+            cmp = m.submodules[f"sig_cmp_{j}"] = FP32Compare()
+            m.d.comb += [cmp.a.eq(hasher.scores.payload.s[j]), cmp.b.eq(theta[j])]
+            sig_bits.append(cmp.ge)
+
+        def start_hash(*, src_kbuf, bias):
+            m.d.sync += [hash_on.eq(1), hb.eq(0), hash_src_k.eq(src_kbuf), bias_mode.eq(bias)]
+            m.next = "HASH"
+
         # Rows received from ``vin`` go to kbuf (first nb) and vbuf (next nb).
         def receive(rows, then):
             m.d.comb += self.vin.ready.eq(1)
@@ -572,7 +600,7 @@ class VRexCore(wiring.Component):
                     m.d.sync += rx.eq(0)
                     then()
 
-        def start_feed(mode_value, end, *, src_kbuf=False):
+        def start_feed(mode_value, end):
             m.d.sync += [
                 mode.eq(mode_value),
                 feed_on.eq(1),
@@ -581,7 +609,6 @@ class VRexCore(wiring.Component):
                 f_end.eq(end),
                 rc.eq(0),
                 items.eq(0),
-                hash_src_k.eq(src_kbuf),
                 gsub.eq(0),
                 grow.eq(0),
             ]
@@ -631,9 +658,7 @@ class VRexCore(wiring.Component):
             with m.State("BIAS_RX"):
 
                 def bias_hash():
-                    start_feed(Mode.HASH, H, src_kbuf=True)
-                    m.d.sync += bias_mode.eq(1)
-                    m.next = "HASH"
+                    start_hash(src_kbuf=True, bias=True)
 
                 receive(nb, bias_hash)
 
@@ -677,19 +702,18 @@ class VRexCore(wiring.Component):
                         with m.If(op == Op.QUERY):
                             m.next = "Q_SCORE_START"
                         with m.Else():
-                            start_feed(Mode.HASH, H, src_kbuf=r.hash_space == "pre_rope")
-                            m.d.sync += bias_mode.eq(0)
-                            m.next = "HASH"
+                            start_hash(src_kbuf=r.hash_space == "pre_rope", bias=False)
 
-            # Hash (or bias thresholds): H dot products.
+            # Hash (or bias thresholds): the H dot products of one hasher beat.
             with m.State("HASH"):
-                m.d.comb += ingest_busy.eq(~bias_mode)
-                with m.If(fi == f_end):
-                    m.d.sync += feed_on.eq(0)
-                with m.If(rc == H):
+                m.d.comb += [ingest_busy.eq(~bias_mode), hasher.scores.ready.eq(1)]
+                with m.If(hasher.scores.valid):
+                    m.d.sync += hash_on.eq(0)
                     with m.If(bias_mode):
+                        m.d.sync += [theta[j].eq(hasher.scores.payload.s[j]) for j in range(H)]
                         m.next = "STATUS"
                     with m.Else():
+                        m.d.sync += sig.eq(Cat(*sig_bits))
                         m.next = "ING_PLACE"
 
             # Where the new token goes; age the oldest ring token first if the ring is full.
