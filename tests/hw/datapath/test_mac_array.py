@@ -13,6 +13,7 @@ from hw.config import preset
 from hw.datapath import MacArray, block_cycles, mac_latency
 from sim.datapath_data import (
     ARRAY_SPECIAL_SCORES,
+    ArrayBlock,
     array_beats,
     array_blocks,
     array_expected,
@@ -124,6 +125,24 @@ def test_prefill_and_grouped_gemv_blocks(source, tmp_path, random_trace):
     assert [len(b.queries) for b in blocks] == [TINY.mac_rows, 2]  # 2 query heads per KV
     _, _, _, out = simulate(TINY, blocks, timing="random", seed=6, vcd=None)
     assert [g for g, _ in out["got"]] == expected(TINY, blocks)
+
+
+def test_vectors_longer_than_the_array_keep_the_framing():
+    """Vectors of more than ``mac_chunks`` beats are outside the contract: their scores are
+    unspecified, but every K vector still yields one beat with the right ``end`` and the
+    next block is exact."""
+    cfg = TINY
+    rng = np.random.default_rng(8)
+    n = (cfg.mac_chunks + 2) * cfg.mac_cols
+    bad = ArrayBlock(
+        queries=rng.integers(0, 0x7F00, (2, n)).astype(np.uint16),
+        keys=rng.integers(0, 0x7F00, (3, n)).astype(np.uint16),
+    )
+    good = array_blocks(cfg, 2, seed=3)
+    _, _, _, out = simulate(cfg, [bad, *good], timing="random", seed=7, vcd=None)
+    got = [g for g, _ in out["got"]]
+    assert [e for _, e in got[:3]] == [0, 0, 1]
+    assert got[3:] == expected(cfg, good)
 
 
 def test_elaborates_without_warnings():
