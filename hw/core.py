@@ -584,8 +584,8 @@ class VRexCore(wiring.Component):
             sig_bits.append(cmp.ge)
 
         def start_hash(*, src_kbuf, bias):
+            """Start feeding the hasher; the HASH state takes its result."""
             m.d.sync += [hash_on.eq(1), hb.eq(0), hash_src_k.eq(src_kbuf), bias_mode.eq(bias)]
-            m.next = "HASH"
 
         # Rows received from ``vin`` go to kbuf (first nb) and vbuf (next nb).
         def receive(rows, then):
@@ -659,6 +659,7 @@ class VRexCore(wiring.Component):
 
                 def bias_hash():
                     start_hash(src_kbuf=True, bias=True)
+                    m.next = "HASH"
 
                 receive(nb, bias_hash)
 
@@ -682,6 +683,8 @@ class VRexCore(wiring.Component):
                         m.next = "ING_NEXT"
                     with m.Else():
                         m.d.sync += [ri.eq(0), ro.eq(0), position.eq(n_tok)]
+                        if r.hash_space == "pre_rope":  # the hash of K overlaps its RoPE
+                            start_hash(src_kbuf=True, bias=False)
                         m.next = "ROPE"
 
                 receive(2 * nb, got_token)
@@ -702,7 +705,9 @@ class VRexCore(wiring.Component):
                         with m.If(op == Op.QUERY):
                             m.next = "Q_SCORE_START"
                         with m.Else():
-                            start_hash(src_kbuf=r.hash_space == "pre_rope", bias=False)
+                            if r.hash_space == "post_rope":
+                                start_hash(src_kbuf=False, bias=False)
+                            m.next = "HASH"
 
             # Hash (or bias thresholds): the H dot products of one hasher beat.
             with m.State("HASH"):

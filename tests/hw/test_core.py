@@ -93,6 +93,15 @@ def test_core_synthetic_program(timing, tmp_path):
     check(prog, out)
 
 
+def test_core_post_rope_hash(tmp_path):
+    """``hash_space="post_rope"``: the hasher takes the rotated key after RoPE (pre-RoPE
+    keys are hashed while RoPE runs)."""
+    cfg = TINY.replace(resv={"hash_space": "post_rope"})
+    prog = synthetic_program(cfg, frames=3, tokens_per_frame=8, contexts=1, seed=4)
+    out = simulate(cfg, prog, timing="random", seed=8, vcd=tmp_path / "core.vcd")
+    check(prog, out)
+
+
 def test_core_table_full_and_forced_joins(tmp_path):
     """More clusters than the table holds: forced joins, then every cluster scored."""
     cfg = TINY.replace(resv={"max_clusters": 4, "threshold": 1})
