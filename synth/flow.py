@@ -608,6 +608,14 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
             f"not {unknown[0]!r}"
         )
     run_names = [t for t in wanted if t in TOPS]
+    if opts.tops is None:  # a whole preset: leave out what cannot be elaborated here
+        from hw.gen import too_large
+
+        for name in list(run_names):
+            reason = too_large(name, cfg)
+            if reason:
+                run_names.remove(name)
+                _say(opts, reason)
     missing_names = [
         u for u in EXPECTED_UNITS if u not in TOPS and (opts.tops is None or u in wanted)
     ]

@@ -13,7 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.config import preset
-from hw.gen import LINT_WAIVERS, TOPS, generate, main, strip_initial_state
+from hw.gen import LINT_WAIVERS, TOPS, generate, main, strip_initial_state, too_large
 
 
 def test_generate_names_the_top_module_after_the_unit():
@@ -99,3 +99,10 @@ def test_generate_without_initial_state():
     # Registers lose their declaration initialisers (Yosys' own $auto flags stay).
     init = re.compile(r"^\s*reg (?!\\\$auto).* = ", re.M)
     assert init.search(with_init) and not init.search(bare)
+
+
+def test_whole_preset_runs_leave_out_arrays_too_large_to_elaborate():
+    assert too_large("mac_array", preset("tiny")) is None
+    reason = too_large("mac_array", preset("paper"))
+    assert reason and "mac_array 64 x 64 is left out" in reason
+    assert too_large("core", preset("paper")) is None
