@@ -31,7 +31,13 @@ from amaranth.lib import wiring
 from .config import PRESETS, HWConfig, preset
 from .core import VRexCore
 from .datapath import MacTree, RopeUnit, VectorUnit
-from .dre import DynamicRetrievalEngine, HashClusterUnit, TopKSelector, WiCSumThresholdUnit
+from .dre import (
+    DynamicRetrievalEngine,
+    HashClusterUnit,
+    TopKSelector,
+    WeightedQuickSelect,
+    WiCSumThresholdUnit,
+)
 from .kvmu import KVMemoryUnit, KVWriter
 
 __all__ = ["LINT_WAIVERS", "TOPS", "generate", "lint", "main", "write_all"]
@@ -41,6 +47,7 @@ TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
     "hcu": HashClusterUnit,
     "wtu": WiCSumThresholdUnit,
     "topk": TopKSelector,
+    "quickselect": WeightedQuickSelect,
     "dre": DynamicRetrievalEngine,
     "kvmu": KVMemoryUnit,
     "kv_writer": KVWriter,

@@ -78,6 +78,7 @@ EXPECTED_UNITS: dict[str, str] = {
     "hcu": "HashClusterUnit",
     "wtu": "WiCSumThresholdUnit",
     "topk": "TopKSelector (baseline)",
+    "quickselect": "WeightedQuickSelect (exact-WiCSum baseline)",
     "dre": "DynamicRetrievalEngine (HCU + WTU)",
     "mac_tree": "BF16 MAC tree (datapath)",
     "vector_unit": "VectorUnit, online-softmax attention (datapath)",
