@@ -37,6 +37,7 @@ from .dre import (
     TopKSelector,
     WeightedQuickSelect,
     WiCSumThresholdUnit,
+    grid_wtu,
 )
 from .kvmu import KVMemoryUnit, KVWriter
 
@@ -46,6 +47,7 @@ __all__ = ["LINT_WAIVERS", "TOPS", "generate", "lint", "main", "write_all"]
 TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
     "hcu": HashClusterUnit,
     "wtu": WiCSumThresholdUnit,
+    "wtu_grid": grid_wtu,
     "topk": TopKSelector,
     "quickselect": WeightedQuickSelect,
     "dre": DynamicRetrievalEngine,

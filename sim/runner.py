@@ -28,6 +28,7 @@ SIMULATORS = ("icarus", "verilator")
 UNIT_TESTBENCH = {
     "hcu": "sim.tb_hcu",
     "wtu": "sim.tb_wtu",
+    "wtu_grid": "sim.tb_wtu",
     "topk": "sim.tb_topk",
     "quickselect": "sim.tb_quickselect",
     "mac_tree": "sim.tb_mac_tree",

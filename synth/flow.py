@@ -77,6 +77,7 @@ __all__ = [
 EXPECTED_UNITS: dict[str, str] = {
     "hcu": "HashClusterUnit",
     "wtu": "WiCSumThresholdUnit",
+    "wtu_grid": "WiCSumThresholdUnit, grid buckets (one pass)",
     "topk": "TopKSelector (baseline)",
     "quickselect": "WeightedQuickSelect (exact-WiCSum baseline)",
     "dre": "DynamicRetrievalEngine (HCU + WTU)",

@@ -6,12 +6,13 @@ from .hcu import HCU_LATENCY, HashClusterUnit, hcu_token_cycles
 from .layouts import DRELayouts, Event, layouts
 from .quickselect import QUICKSELECT_LATENCY, WeightedQuickSelect, quickselect_cycles
 from .topk import TOPK_LATENCY, TopKSelector, topk_cycles, topk_passes
-from .wtu import WTU_LATENCY, WiCSumThresholdUnit, wtu_cycles
+from .wtu import WTU_GRID_LATENCY, WTU_LATENCY, WiCSumThresholdUnit, grid_wtu, wtu_cycles
 
 __all__ = [
     "HCU_LATENCY",
     "QUICKSELECT_LATENCY",
     "TOPK_LATENCY",
+    "WTU_GRID_LATENCY",
     "WTU_LATENCY",
     "DRELayouts",
     "DynamicRetrievalEngine",
@@ -21,6 +22,7 @@ __all__ = [
     "WeightedQuickSelect",
     "WiCSumThresholdUnit",
     "dre_signature",
+    "grid_wtu",
     "hcu_token_cycles",
     "layouts",
     "quickselect_cycles",
