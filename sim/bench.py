@@ -158,10 +158,13 @@ def selector_rows(
             )
     path = trace_path()
     if path is not None:
-        _, trace_rows = trace_workload(
-            cfg, path, max_tokens=16 * cfg.max_clusters, max_rows=max(rows, 8)
-        )
-        out += [(f"trace-{r.scores.size}", r) for r in trace_rows]
+        # Prefixes of the trace's stream (1/8 .. all of its tokens): tables of several sizes.
+        stream, _ = trace_workload(cfg, path, max_tokens=16 * cfg.max_clusters, max_rows=0)
+        for part in (8, 4, 2, 1):
+            _, trace_rows = trace_workload(
+                cfg, path, max_tokens=len(stream) // part, max_rows=max(rows, 2)
+            )
+            out += [(f"trace-{r.scores.size}", r) for r in trace_rows]
     # The top-k baseline gets the exact selection's size: the same set, sorted.
     return [
         (
