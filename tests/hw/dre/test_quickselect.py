@@ -12,7 +12,7 @@ from hw.config import preset
 from hw.dre import WeightedQuickSelect
 from sim.dre_data import ScoreRow, quickselect_expected
 from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
-from tests.hw.dre.test_wtu import make_rows, row_beats
+from sim.tb_wtu import cluster_beats, synthetic_rows
 
 TINY = preset("tiny")  # 4 lanes, 16 clusters
 CONFIGS = {
@@ -45,8 +45,9 @@ def simulate(cfg, rows: list[ScoreRow], *, timing: str, seed: int, vcd, bad_id_r
     async def cluster_src(ctx):
         rng = np.random.default_rng([seed, 2])
         for i, r in enumerate(rows):
-            bad = 0 if i == bad_id_row else None
-            beats = row_beats(cfg, r, bad_id_at=bad)
+            beats = cluster_beats(r)
+            if i == bad_id_row:  # an id out of sequence
+                beats[0]["cluster"] = 1 % cfg.max_clusters
             await stream_put(ctx, dut.clusters, beats, cycle=h.cycle, rng=rng, idle=idle)
 
     async def sel_sink(ctx):
@@ -105,7 +106,7 @@ def check(cfg, rows, out, *, exact_cycles: bool, skip=()) -> None:
 
 @pytest.mark.parametrize("timing", list(TIMINGS))
 def test_quickselect_tiny(timing, tmp_path):
-    rows = make_rows(TINY, 7, 25)
+    rows = synthetic_rows(TINY, 25, 7)
     out = simulate(TINY, rows, timing=timing, seed=1, vcd=tmp_path / "qs.vcd")
     check(TINY, rows, out, exact_cycles=timing == "none")
 
@@ -113,7 +114,7 @@ def test_quickselect_tiny(timing, tmp_path):
 @pytest.mark.parametrize("name", ["one_lane", "odd", "two_clusters", "paper_formats"])
 def test_quickselect_configs(name, tmp_path):
     cfg = CONFIGS[name]
-    rows = make_rows(cfg, 8, 10)
+    rows = synthetic_rows(cfg, 10, 8)
     out = simulate(cfg, rows, timing="random", seed=2, vcd=tmp_path / "qs.vcd")
     check(cfg, rows, out, exact_cycles=False)
 
@@ -160,7 +161,7 @@ def test_quickselect_corner_rows(tmp_path):
 
 def test_quickselect_flags_bad_id_and_recovers(tmp_path):
     cfg = TINY
-    rows = make_rows(cfg, 9, 3)
+    rows = synthetic_rows(cfg, 3, 9)
     out = simulate(cfg, rows, timing="random", seed=4, vcd=tmp_path / "qs.vcd", bad_id_row=1)
     assert [s.error for s in out["summary"]] == [0, 1, 0]
     check(cfg, rows, out, exact_cycles=False, skip=(1,))
@@ -170,23 +171,24 @@ def test_quickselect_reset_mid_row(tmp_path):
     cfg = TINY
     dut = WeightedQuickSelect(cfg)
     h = Harness(dut)
-    first, second = make_rows(cfg, 10, 2)
+    first, second = synthetic_rows(cfg, 4, 10)[2:4]  # rows of several clusters
     got: dict = {}
 
     async def bench(ctx):
         await stream_put(ctx, dut.cmd, [{"coverage_q": first.coverage_q}], cycle=h.cycle)
-        await stream_put(ctx, dut.clusters, row_beats(cfg, first)[:-1], cycle=h.cycle)
+        await stream_put(ctx, dut.clusters, cluster_beats(first)[:-1], cycle=h.cycle)
         ctx.set(h.rst, 1)
         await ctx.tick()
         ctx.set(h.rst, 0)
         await stream_put(ctx, dut.cmd, [{"coverage_q": second.coverage_q}], cycle=h.cycle)
-        await stream_put(ctx, dut.clusters, row_beats(cfg, second), cycle=h.cycle)
+        await stream_put(ctx, dut.clusters, cluster_beats(second), cycle=h.cycle)
         beats = await stream_get(ctx, dut.selected, cycle=h.cycle, until=lambda p: p.last)
         got["ids"] = [p.cluster for p, _ in beats]
         ((summary, _),) = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
         got["summary"] = summary
 
     run(h, [bench], vcd=tmp_path / "qs_reset.vcd", traces=[h.cycle, h.rst, dut.clusters])
+    assert first.scores.size > 1  # the reset does cut a row
     exp = quickselect_expected(cfg, second)
     assert got["ids"] == exp.selected.tolist()
     assert got["summary"].total_mass == exp.total_mass and got["summary"].error == 0

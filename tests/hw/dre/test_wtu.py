@@ -239,11 +239,13 @@ def test_wtu_flags_bad_id_and_recovers(tmp_path):
     )
 
 
-def test_wtu_reset_mid_row(tmp_path):
-    cfg = TINY
+@pytest.mark.parametrize("mode", ["relative", "grid"])
+def test_wtu_reset_mid_row(mode, tmp_path):
+    cfg = TINY.replace(resv={"bucket_mode": mode})
     dut = WiCSumThresholdUnit(cfg)
     h = Harness(dut)
-    first, second = make_rows(cfg, 10, 2)
+    first, second = make_rows(cfg, 10, 4)[2:4]  # rows of several clusters
+    assert first.scores.size > 1  # the reset does cut a row
     got: dict = {}
 
     async def bench(ctx):
