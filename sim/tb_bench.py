@@ -1,5 +1,5 @@
 """cocotb workload runner for ``sim.bench`` (not a regression: the regressions are
-sim/tb_hcu.py, sim/tb_wtu.py and sim/tb_topk.py).
+sim/tb_hcu.py, sim/tb_wtu.py, sim/tb_quickselect.py and sim/tb_topk.py).
 
 Reads its workload from ``BENCH_IN`` (an ``.npz`` written by ``sim.bench``), streams it
 through the DUT with no idle cycles and no back-pressure, still checks every output against

@@ -58,8 +58,8 @@ __all__ = ["WTU_GRID_LATENCY", "WTU_LATENCY", "WiCSumThresholdUnit", "grid_wtu",
 
 #: Fixed cycles of a row: cmd, bucketing pipeline (2), threshold, emit start, summary.
 WTU_LATENCY = 7
-#: The same for ``bucket_mode = "grid"``: cmd, threshold, emit start, summary and one more
-#: than the emit's k (the scan's b*+1), on top of the ``n_buckets`` mass cycles.
+#: The same for ``bucket_mode = "grid"``: cmd, threshold, emit start, summary and the scan's
+#: ``+1`` (it visits b*+1 buckets), on top of ``C`` ingest and ``n_buckets`` mass cycles.
 WTU_GRID_LATENCY = 5
 
 
