@@ -1,6 +1,7 @@
 """Algorithm benchmark: bytes to quality (``make bench``, golden part).
 
-``python -m golden.bench [--quick] [-o build/bench] [--no-quality]`` replays recorded
+``python -m golden.bench [--quick] [-o build/bench] [--no-quality] [--streams S,...]
+[--variants V,...]`` replays recorded
 streams (``workloads``) through ReSV (``golden.cache``, several configurations) and the
 baselines of ``golden.baselines``, and writes ``golden.json``, ``golden.md`` and PNG curves.
 
@@ -56,6 +57,8 @@ RESV_VARIANTS: dict[str, dict[str, Any]] = {
     "resv-mean-prefill": {"prefill_mode": "mean"},
     "resv-post-rope": {"hash_space": "post_rope"},
     "resv-h64-t12": {"hash_bits": 64, "threshold": 12},
+    "resv-grid": {"bucket_mode": "grid"},
+    "resv-spec-grid": {**SPEC_RULE, "bucket_mode": "grid"},
 }
 #: Methods rerun through the LLM for answer quality, and their parameter values.
 QUALITY_GRIDS: dict[str, tuple[float, ...]] = {
@@ -454,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="paper", help="ReSV preset (tiny, paper, edge)")
     ap.add_argument("--quick", action="store_true", help="tiny streams (a smoke run)")
     ap.add_argument("--no-quality", action="store_true", help="skip the LLM answer reruns")
+    ap.add_argument("--streams", help="comma list of the streams to run (default: all)")
+    ap.add_argument("--variants", help="comma list of RESV_VARIANTS to run (default: all)")
     args = ap.parse_args(argv)
     try:
         base = preset(args.config)
@@ -461,6 +466,18 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--config: {e}")
     t0 = time.perf_counter()
     streams = _streams(args.quick)
+    variants = {"resv-spec": RESV_VARIANTS["resv-spec"]} if args.quick else RESV_VARIANTS
+    for flag, table in (("streams", streams), ("variants", RESV_VARIANTS)):
+        wanted = getattr(args, flag)
+        if wanted:
+            names = wanted.split(",")
+            bad = [n for n in names if n not in table]
+            if bad:
+                ap.error(f"--{flag} must be among {', '.join(table)}, not {', '.join(bad)}")
+            if flag == "streams":
+                streams = {n: streams[n] for n in names}
+            else:
+                variants = {n: RESV_VARIANTS[n] for n in names}
     if args.quick:
         # Tiny streams: a short recent window so that retrieval acts.
         base = base.replace(sink_tokens=2, recent_tokens=16)
@@ -481,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             trace,
             base,
             # The smoke run keeps one variant (the SPEC's rule): the code path, not the sweep.
-            variants={"resv-spec": RESV_VARIANTS["resv-spec"]} if args.quick else RESV_VARIANTS,
+            variants=variants,
             quality=not args.no_quality and name in ("llm-2fps", "llm-tiny"),
             **opts,
         )

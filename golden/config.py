@@ -27,6 +27,7 @@ CoverageScope = Literal["clusters", "attended"]
 ScoreCorrection = Literal["none", "variance"]
 RepFormat = Literal["bf16", "int8"]
 Representative = Literal["mean", "rope_aware"]
+BucketMode = Literal["relative", "grid"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +93,10 @@ class ReSVConfig:
     bucket_shift: int = 6
     #: Number of WTU buckets; clusters further than the last bucket carry no mass.
     n_buckets: int = 64
+    #: Bucket of a score ``s`` under the maximum ``m``: ``relative`` ``(m - s) >> bucket_shift``
+    #: (SPEC) or ``grid`` ``(m >> bucket_shift) - (s >> bucket_shift)`` (buckets on the
+    #: score's own grid: the WTU histograms clusters as they arrive, one pass over the row).
+    bucket_mode: BucketMode = "relative"
     #: Fractional bits of the exp2 look-up table L[b].
     lut_frac_bits: int = 16
     #: Fractional bits of the fixed-point coverage.
@@ -135,6 +140,7 @@ class ReSVConfig:
         check_int("score_bits", self.score_bits, self.score_frac_bits + 2, 32)
         check_int("bucket_shift", self.bucket_shift, 0, self.score_bits - 1)
         check_int("n_buckets", self.n_buckets, 1, 1 << 16)
+        check_choice("bucket_mode", self.bucket_mode, ("relative", "grid"))
         check_int("lut_frac_bits", self.lut_frac_bits, 1, 32)
         check_int("coverage_frac_bits", self.coverage_frac_bits, 1, 32)
         check_int("count_bits", self.count_bits, 1, 32)

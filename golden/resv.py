@@ -26,6 +26,7 @@ __all__ = [
     "ClusterTable",
     "attention",
     "bucket_lut",
+    "bucket_of",
     "cluster_online",
     "hamming",
     "quantize_scores",
@@ -357,6 +358,16 @@ def bucket_lut(cfg: ReSVConfig) -> np.ndarray:
     return np.rint(np.exp2(e) * (1 << cfg.lut_frac_bits)).astype(np.int64)
 
 
+def bucket_of(scores_q: np.ndarray, top: int, cfg: ReSVConfig) -> np.ndarray:
+    """Bucket of each fixed-point score under the maximum ``top`` (``cfg.bucket_mode``):
+    ``relative`` ``(top - s) >> bucket_shift``, ``grid`` ``(top >> bucket_shift) -
+    (s >> bucket_shift)`` (arithmetic shifts); ``>= n_buckets`` is out of range."""
+    s = np.asarray(scores_q, np.int64)
+    if cfg.bucket_mode == "grid":
+        return (np.int64(top) >> cfg.bucket_shift) - (s >> cfg.bucket_shift)
+    return (np.int64(top) - s) >> cfg.bucket_shift
+
+
 @dataclass(frozen=True)
 class BucketedSelection:
     """Result and work of the bucketed WiCSum (what the WTU emits and does)."""
@@ -390,7 +401,8 @@ def wicsum_select_bucketed(
     """Bucketed WiCSum of SPEC section 2, bit-exact with the WTU.
 
     ``scores_q`` are fixed-point log2 scores (``quantize_scores``), ``counts`` the cluster
-    token counts; ``coverage_q`` defaults to ``cfg.coverage_q``.
+    token counts; ``coverage_q`` defaults to ``cfg.coverage_q``. Buckets follow
+    ``cfg.bucket_mode`` (``bucket_of``).
 
     ``free_q`` (scope ``attended``; the WTU does not implement it): fixed-point scores of the
     tokens attended anyway. They take part in the maximum ``m``, are bucketed like clusters
@@ -421,9 +433,9 @@ def wicsum_select_bucketed(
         f = np.asarray(free_q, np.int64).ravel()
         if f.size:
             top = max(top, int(f.max()))
-            fb = (top - f) >> cfg.bucket_shift
+            fb = bucket_of(f, top, cfg)
             free_mass = int(bucket_lut(cfg)[fb[fb < cfg.n_buckets]].sum())
-    bucket = (top - s) >> cfg.bucket_shift
+    bucket = bucket_of(s, top, cfg)
     in_range = bucket < cfg.n_buckets
     cnt = np.zeros(cfg.n_buckets, np.int64)
     np.add.at(cnt, bucket[in_range], c[in_range])

@@ -21,6 +21,8 @@ axis                values                      applies to
 ``group``           1, 2, 3 (LLM) / 1, 2, 4     both: query heads per KV head (the LLM keeps
                                                 its 3 and evaluates the first 1 or 2)
 ``threshold``       3, 5, 7, 9                  both: ReSV's T, with its table bytes
+``bucket_mode``     relative, grid              both: the WTU's buckets (ReSV and the SPEC
+                                                rule; golden.resv.bucket_of)
 ==================  ==========================  =============================================
 
 Every point evaluates ReSV (the default configuration, and the SPEC's rule), the adaptive
@@ -65,6 +67,7 @@ AXES: dict[str, dict[str, list[Any]]] = {
     "stream_tokens": {"llm": [1024, 2048, 4096, 8192], "synthetic": [1024, 2048, 4096, 8192]},
     "group": {"llm": [1, 2, 3], "synthetic": [1, 2, 4]},
     "threshold": {"llm": [3, 5, 7, 9], "synthetic": [3, 5, 7, 9]},
+    "bucket_mode": {"llm": ["relative", "grid"], "synthetic": ["relative", "grid"]},
 }
 METHODS = ("resv", "resv-spec", "oracle", "pages", "kmeans", "quest")
 
@@ -133,8 +136,8 @@ def evaluate_point(point: dict[str, Any], quick: bool, root: str) -> dict[str, A
     cfg = preset("paper").replace(head_dim=trace.head_dim, rope_base=trace.rope_base)
     if quick:
         cfg = cfg.replace(sink_tokens=2, recent_tokens=16)
-    if point["axis"] == "threshold":
-        cfg = cfg.replace(threshold=point["value"])
+    if point["axis"] in ("threshold", "bucket_mode"):
+        cfg = cfg.replace(**{point["axis"]: point["value"]})
     resv = ReSV(cfg)
     methods = [resv, ReSV(cfg.replace(**SPEC_RULE), name="resv-spec")]
     methods += [BASELINES[m](cfg) for m in METHODS[2:]]

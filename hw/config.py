@@ -50,6 +50,10 @@ class HWConfig:
     hcu_lanes: int = 16
     #: Slots of the top-k baseline's insertion sorter; a larger ``k`` takes several passes.
     topk_k: int = 64
+    #: Selector lanes: clusters the weighted quick-select baseline partitions per cycle (its
+    #: score memories are ``wtu_lanes`` banks). Power of two. The WTU ingests one cluster
+    #: per cycle whatever this value.
+    wtu_lanes: int = 1
     #: Width of the token id carried through the HCU (tokens of one context).
     token_id_bits: int = 16
     #: Datapath MAC lanes: BF16 products summed per cycle by the pairwise tree. Power of two.
@@ -87,6 +91,9 @@ class HWConfig:
         if not (1 <= self.hcu_lanes <= mc and self.hcu_lanes & (self.hcu_lanes - 1) == 0):
             raise ValueError(f"hcu_lanes must be a power of two in 1..{mc}, not {self.hcu_lanes!r}")
         check_int("topk_k", self.topk_k, 1, mc)
+        check_int("wtu_lanes", self.wtu_lanes, 1, 256)
+        if self.wtu_lanes & (self.wtu_lanes - 1):
+            raise ValueError(f"wtu_lanes must be a power of two in 1..256, not {self.wtu_lanes!r}")
         check_int("token_id_bits", self.token_id_bits, 1, 32)
         check_int("mac_lanes", self.mac_lanes, 1, 256)
         if self.mac_lanes & (self.mac_lanes - 1):
@@ -229,6 +236,11 @@ class HWConfig:
         return -(-self.resv.head_dim // self.mac_cols)
 
     @property
+    def quickselect_key_bits(self) -> int:
+        """Width of the quick-select's key: biased score, then the inverted cluster id."""
+        return self.resv.score_bits + self.cluster_id_bits
+
+    @property
     def topk_passes_bits(self) -> int:
         return bits_for(-(-self.max_clusters // self.topk_k))
 
@@ -239,6 +251,7 @@ PRESETS: dict[str, HWConfig] = {
         resv=RESV_PRESETS["tiny"].replace(**SPEC_RULE),
         hcu_lanes=4,
         topk_k=4,
+        wtu_lanes=4,
         token_id_bits=10,
         mac_lanes=4,
         mac_rows=4,
@@ -260,12 +273,17 @@ PRESETS: dict[str, HWConfig] = {
         resv=RESV_PRESETS["paper"].replace(**SPEC_RULE),
         hcu_lanes=16,
         topk_k=64,
+        wtu_lanes=16,
         chunk_tokens=4,
         axi_data_bits=256,  # the paper's 256-bit AXI: one beat per 16-lane BF16 row
     ),
     # Edge part: 1024-entry table.
     "edge": HWConfig(
-        resv=RESV_PRESETS["edge"].replace(**SPEC_RULE), hcu_lanes=16, topk_k=32, chunk_tokens=4
+        resv=RESV_PRESETS["edge"].replace(**SPEC_RULE),
+        hcu_lanes=16,
+        topk_k=32,
+        wtu_lanes=16,
+        chunk_tokens=4,
     ),
 }
 

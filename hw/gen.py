@@ -39,7 +39,14 @@ from amaranth.lib import wiring
 from .config import PRESETS, HWConfig, preset
 from .core import VRexCore
 from .datapath import MacArray, MacTree, RopeUnit, VectorUnit
-from .dre import DynamicRetrievalEngine, HashClusterUnit, TopKSelector, WiCSumThresholdUnit
+from .dre import (
+    DynamicRetrievalEngine,
+    HashClusterUnit,
+    TopKSelector,
+    WeightedQuickSelect,
+    WiCSumThresholdUnit,
+    grid_wtu,
+)
 from .kvmu import KVMemoryUnit, KVWriter
 
 __all__ = [
@@ -58,7 +65,9 @@ __all__ = [
 TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
     "hcu": HashClusterUnit,
     "wtu": WiCSumThresholdUnit,
+    "wtu_grid": grid_wtu,
     "topk": TopKSelector,
+    "quickselect": WeightedQuickSelect,
     "dre": DynamicRetrievalEngine,
     "kvmu": KVMemoryUnit,
     "kv_writer": KVWriter,

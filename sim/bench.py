@@ -1,15 +1,18 @@
 """Hardware benchmark of the DRE units (the hardware part of ``make bench``).
 
     python -m sim.bench --config tiny|paper|edge [--sizes 256,512,1024,2048,4096]
-                        [--lanes 4,8,16,32] [--hcu-tokens N] [--rows R] [-o build/bench]
+                        [--lanes 4,8,16,32] [--hcu-tokens N] [--rows R] [--wtu-lanes L]
+                        [--topk-k K] [--parts hcu,selectors,speed] [-o build/bench]
 
 1. HCU cycles per token against table occupancy for several lane counts (Verilator, a table
    of ``max(sizes)`` entries, random signatures so that the table fills).
-2. WTU cycles against the top-k baseline on the same score rows at each size: the top-k
-   selector is given the WTU's own number of selected clusters as ``k`` (an oracle k that
-   favours the baseline: it cannot know k without sorting), with the preset's ``topk_k``
-   insertion slots. Rows are synthetic (``sim.dre_data.score_row``) plus, with
-   ``TRACE=path.npz``, the clusters of the trace scored against its queries.
+2. Selector cycles on the same score rows at each size: the WTU with ``relative`` and with
+   ``grid`` buckets, the ``wtu_lanes``-wide weighted quick-select (the exact WiCSum of the
+   same fixed-point inputs) and the top-k baseline with ``topk_k = wtu_lanes`` insertion
+   slots by default (equal comparator count), given the exact selection's size as ``k``
+   (an oracle k that favours the baseline: it cannot know k without sorting). Rows are
+   synthetic (``sim.dre_data.score_row``) plus, with ``TRACE=path.npz``, the clusters of
+   the trace scored against its queries.
 3. Simulation speed (cycles/s) of the same small workload on the Amaranth simulator, Icarus
    and Verilator, plus the Verilator rates of the large runs.
 
@@ -32,8 +35,14 @@ import numpy as np
 
 from golden.synthetic import synthetic_signatures
 from hw.config import PRESETS, HWConfig, preset
-from hw.dre import hcu_token_cycles, topk_cycles, wtu_cycles
-from sim.dre_data import ScoreRow, score_row, trace_path, trace_workload, wtu_expected
+from hw.dre import hcu_token_cycles, quickselect_cycles, topk_cycles, wtu_cycles
+from sim.dre_data import (
+    ScoreRow,
+    quickselect_expected,
+    score_row,
+    trace_path,
+    trace_workload,
+)
 from sim.runner import run_unit
 
 __all__ = ["main"]
@@ -149,11 +158,14 @@ def selector_rows(
             )
     path = trace_path()
     if path is not None:
-        _, trace_rows = trace_workload(
-            cfg, path, max_tokens=16 * cfg.max_clusters, max_rows=max(rows, 8)
-        )
-        out += [(f"trace-{r.scores.size}", r) for r in trace_rows]
-    # The top-k baseline gets the WTU's selection size: the same set, sorted.
+        # Prefixes of the trace's stream (1/8 .. all of its tokens): tables of several sizes.
+        stream, _ = trace_workload(cfg, path, max_tokens=16 * cfg.max_clusters, max_rows=0)
+        for part in (8, 4, 2, 1):
+            _, trace_rows = trace_workload(
+                cfg, path, max_tokens=len(stream) // part, max_rows=max(rows, 2)
+            )
+            out += [(f"trace-{r.scores.size}", r) for r in trace_rows]
+    # The top-k baseline gets the exact selection's size: the same set, sorted.
     return [
         (
             name,
@@ -161,7 +173,7 @@ def selector_rows(
                 scores=r.scores,
                 counts=r.counts,
                 coverage_q=r.coverage_q,
-                k=wtu_expected(cfg, r).clusters_emitted,
+                k=int(quickselect_expected(cfg, r).selected.size),
             ),
         )
         for name, r in out
@@ -178,40 +190,67 @@ def _pack(rows: list[ScoreRow]) -> dict:
     }
 
 
+#: The selectors compared: report name -> (hw unit, ReSVConfig changes).
+SELECTORS = {
+    "wtu": ("wtu", {}),
+    "wtu_grid": ("wtu", {"bucket_mode": "grid"}),
+    "quickselect": ("quickselect", {}),
+    "topk": ("topk", {}),
+}
+
+
 def bench_selectors(config: str, cfg: HWConfig, named: list[tuple[str, ScoreRow]]) -> dict:
     rows = [r for _, r in named]
-    over = {"resv": {"max_clusters": cfg.max_clusters}, "topk_k": cfg.topk_k}
     results = {}
-    for unit in ("wtu", "topk"):
+    for name, (unit, resv) in SELECTORS.items():
+        over = {
+            "resv": {"max_clusters": cfg.max_clusters, **resv},
+            "topk_k": cfg.topk_k,
+            "wtu_lanes": cfg.wtu_lanes,
+        }
         _say(
-            f"{unit.upper()}, {len(rows)} rows of {sorted({r.scores.size for r in rows})} "
+            f"{name}, {len(rows)} rows of {sorted({r.scores.size for r in rows})} "
             f"clusters (Verilator)"
         )
-        results[unit] = _run_cocotb(
-            unit, "verilator", config, over, _pack(rows), f"bench_c{cfg.max_clusters}_k{cfg.topk_k}"
+        tag = f"bench_c{cfg.max_clusters}_k{cfg.topk_k}_l{cfg.wtu_lanes}" + (
+            "_grid" if resv else ""
         )
+        results[name] = _run_cocotb(unit, "verilator", config, over, _pack(rows), tag)
+    grid_cfg = cfg.replace(resv={"bucket_mode": "grid"})
     table = []
-    for (name, row), w, t in zip(
-        named, results["wtu"]["rows"], results["topk"]["rows"], strict=True
-    ):
+    for i, (name, row) in enumerate(named):
+        w, g = results["wtu"]["rows"][i], results["wtu_grid"]["rows"][i]
+        q, t = results["quickselect"]["rows"][i], results["topk"]["rows"][i]
+        n = row.scores.size
         table.append(
             {
                 "rows": name,
-                "clusters": row.scores.size,
-                "selected": w["n_selected"],
+                "clusters": n,
+                "selected_exact": q["n_selected"],
+                "selected_relative": w["n_selected"],
+                "selected_grid": g["n_selected"],
                 "b_star": w["b_star"],
+                "b_star_grid": g["b_star"],
                 "buckets_scanned_frac": (w["b_star"] + 1) / cfg.resv.n_buckets,
+                "quickselect_passes": q["passes"],
                 "wtu_cycles": w["cycles"],
+                "wtu_grid_cycles": g["cycles"],
+                "quickselect_cycles": q["cycles"],
                 "topk_cycles": t["cycles"],
                 "topk_passes": -(-max(1, row.k) // cfg.topk_k),
                 "ratio_topk_over_wtu": t["cycles"] / w["cycles"],
+                "ratio_grid_over_quickselect": g["cycles"] / q["cycles"],
+                "ratio_grid_over_topk": g["cycles"] / t["cycles"],
+                "ratio_relative_over_quickselect": w["cycles"] / q["cycles"],
                 # Without an oracle k a sorter must order the whole row (k = C) before the
                 # running sum can stop: the selector's verified formula at k = C.
-                "sort_cycles_formula": topk_cycles(cfg, row.scores.size, row.scores.size),
+                "sort_cycles_formula": topk_cycles(cfg, n, n),
             }
         )
-        assert w["cycles"] == wtu_cycles(cfg, row.scores.size, w["b_star"], w["n_selected"])
-        assert t["cycles"] == topk_cycles(cfg, row.scores.size, row.k)
+        assert w["cycles"] == wtu_cycles(cfg, n, w["b_star"], w["n_selected"])
+        assert g["cycles"] == wtu_cycles(grid_cfg, n, g["b_star"], g["n_selected"])
+        assert q["cycles"] == quickselect_cycles(cfg, n, quickselect_expected(cfg, row))
+        assert t["cycles"] == topk_cycles(cfg, n, row.k)
     return {
         "rows": table,
         "runs": {u: {k: v for k, v in res.items() if k != "rows"} for u, res in results.items()},
@@ -271,13 +310,7 @@ def _amaranth_speed(cfg: HWConfig, stream) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def _plots(out_dir: Path, report: dict) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
+def _plot_hcu(out_dir: Path, report: dict, plt) -> str:
     fig, ax = plt.subplots(figsize=(6, 4))
     for lane, h in report["hcu"].items():
         ax.plot(h["occupancy"], h["cycles"], ".", ms=3, label=f"{lane} lanes")
@@ -287,51 +320,46 @@ def _plots(out_dir: Path, report: dict) -> list[str]:
     ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "hcu_cycles.png", dpi=120)
-    files.append("hcu_cycles.png")
     plt.close(fig)
+    return "hcu_cycles.png"
 
+
+def _plot_selectors(out_dir: Path, report: dict, plt) -> str:
     rows = report["selectors"]["rows"]
     synth = [r for r in rows if r["rows"].startswith("synthetic")]
-    sizes = sorted({r["clusters"] for r in synth})
-    wtu = [np.mean([r["wtu_cycles"] for r in synth if r["clusters"] == n]) for n in sizes]
-    topk = [np.mean([r["topk_cycles"] for r in synth if r["clusters"] == n]) for n in sizes]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.loglog(sizes, wtu, "o-", label="WTU (bucketed WiCSum), synthetic rows")
-    ax.loglog(
-        sizes,
-        topk,
-        "s-",
-        label=f"top-k, {report['config']['topk_k']} slots, oracle k, synthetic rows",
-    )
     trace = [r for r in rows if r["rows"].startswith("trace")]
-    if trace:
-        ax.loglog(
-            [r["clusters"] for r in trace],
-            [r["wtu_cycles"] for r in trace],
-            "o",
-            mfc="none",
-            color="C0",
-            label="WTU, trace rows",
-        )
-        ax.loglog(
-            [r["clusters"] for r in trace],
-            [r["topk_cycles"] for r in trace],
-            "s",
-            mfc="none",
-            color="C1",
-            label="top-k, trace rows",
-        )
+    sizes = sorted({r["clusters"] for r in synth})
+    series = {
+        "wtu_cycles": "WTU, relative buckets",
+        "wtu_grid_cycles": "WTU, grid buckets",
+        "quickselect_cycles": f"weighted quick-select, {report['config']['wtu_lanes']} lanes",
+        "topk_cycles": f"top-k, {report['config']['topk_k']} slots, oracle k",
+    }
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (key, label) in enumerate(series.items()):
+        mean = [np.mean([r[key] for r in synth if r["clusters"] == n]) for n in sizes]
+        ax.loglog(sizes, mean, "os^v"[i] + "-", color=f"C{i}", label=label + ", synthetic")
+        if trace:
+            ax.loglog(
+                [r["clusters"] for r in trace],
+                [r[key] for r in trace],
+                "os^v"[i],
+                mfc="none",
+                color=f"C{i}",
+            )
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.set_xlabel("clusters in the row")
     ax.set_ylabel("cycles per row")
-    ax.set_title("Selection cycles on the same rows (Verilator)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("Selection cycles on the same rows (Verilator; open: trace rows)")
+    ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "selector_cycles.png", dpi=120)
-    files.append("selector_cycles.png")
     plt.close(fig)
+    return "selector_cycles.png"
 
+
+def _plot_speed(out_dir: Path, report: dict, plt) -> str:
     speed = report["sim_speed"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     names = list(speed)
@@ -341,13 +369,24 @@ def _plots(out_dir: Path, report: dict) -> list[str]:
     ax.set_title("Simulation speed, HCU tiny stream")
     fig.tight_layout()
     fig.savefig(out_dir / "sim_speed.png", dpi=120)
-    files.append("sim_speed.png")
     plt.close(fig)
-    return files
+    return "sim_speed.png"
+
+
+def _plots(out_dir: Path, report: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = {"hcu": _plot_hcu, "selectors": _plot_selectors, "sim_speed": _plot_speed}
+    return [plot(out_dir, report, plt) for part, plot in parts.items() if part in report]
 
 
 def _markdown(report: dict, plots: list[str]) -> str:
     c = report["config"]
+    # Parts not run (--parts) leave their tables empty.
+    sel = report.get("selectors", {"rows": [], "runs": {}})
     lines = [
         f"# DRE hardware benchmark (config `{c['name']}`, table {c['max_clusters']})",
         "",
@@ -363,7 +402,7 @@ def _markdown(report: dict, plots: list[str]) -> str:
         "| cycles/token, full table | tokens/cycle, full table |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for lane, h in report["hcu"].items():
+    for lane, h in report.get("hcu", {}).items():
         lines.append(
             f"| {lane} | {h['tokens']} | {h['final_occupancy']} | {h['forced']} | "
             f"{h['mean_cycles_per_token']:.1f} | {h['cycles_per_token_full_table']} | "
@@ -371,20 +410,43 @@ def _markdown(report: dict, plots: list[str]) -> str:
         )
     lines += [
         "",
-        "## WTU vs top-k selector (same rows)",
+        "## WTU vs the weighted quick-select and top-k (same rows)",
         "",
-        f"Top-k: {c['topk_k']} insertion slots, k = the WTU's selection size (oracle). "
-        "Cycles from command to summary handshake.",
+        f"Quick-select: {c['wtu_lanes']} lanes, the exact WiCSum of the same fixed-point "
+        f"inputs. Top-k: {c['topk_k']} insertion slots, k = the exact selection's size "
+        "(oracle). All ingest one cluster per cycle. Cycles from command to summary handshake.",
         "",
-        "| rows | clusters | selected | b* | buckets scanned | WTU cycles | top-k cycles "
-        "| top-k passes | top-k / WTU | full sort (k = C), formula |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| rows | clusters | selected exact / rel. / grid | b* rel. / grid | WTU rel. | WTU grid "
+        "| quick-select (passes) | top-k | grid / QS | grid / top-k | rel. / QS "
+        "| full sort (k = C), formula |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in report["selectors"]["rows"]:
+    for r in sel["rows"]:
         lines.append(
-            f"| {r['rows']} | {r['clusters']} | {r['selected']} | {r['b_star']} | "
-            f"{100 * r['buckets_scanned_frac']:.0f} % | {r['wtu_cycles']} | {r['topk_cycles']} | "
-            f"{r['topk_passes']} | {r['ratio_topk_over_wtu']:.2f} | {r['sort_cycles_formula']} |"
+            f"| {r['rows']} | {r['clusters']} | {r['selected_exact']} / "
+            f"{r['selected_relative']} / {r['selected_grid']} | {r['b_star']} / "
+            f"{r['b_star_grid']} | {r['wtu_cycles']} | {r['wtu_grid_cycles']} | "
+            f"{r['quickselect_cycles']} ({r['quickselect_passes']}) | {r['topk_cycles']} | "
+            f"{r['ratio_grid_over_quickselect']:.2f} | {r['ratio_grid_over_topk']:.2f} | "
+            f"{r['ratio_relative_over_quickselect']:.2f} | {r['sort_cycles_formula']} |"
+        )
+    sizes = sorted({r["clusters"] for r in sel["rows"]})
+    lines += [
+        "",
+        "Mean over the rows of each size (synthetic and trace rows together):",
+        "",
+        "| clusters | rows | WTU rel. | WTU grid | quick-select | top-k | grid / QS "
+        "| grid / top-k |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in sizes:
+        rs = [r for r in sel["rows"] if r["clusters"] == n]
+        mean = {k: float(np.mean([r[k] for r in rs])) for k in rs[0] if k.endswith("cycles")}
+        lines.append(
+            f"| {n} | {len(rs)} | {mean['wtu_cycles']:.0f} | {mean['wtu_grid_cycles']:.0f} | "
+            f"{mean['quickselect_cycles']:.0f} | {mean['topk_cycles']:.0f} | "
+            f"{mean['wtu_grid_cycles'] / mean['quickselect_cycles']:.2f} | "
+            f"{mean['wtu_grid_cycles'] / mean['topk_cycles']:.2f} |"
         )
     lines += [
         "",
@@ -393,12 +455,12 @@ def _markdown(report: dict, plots: list[str]) -> str:
         "| simulator | workload | cycles | seconds | cycles/s |",
         "|---|---|---:|---:|---:|",
     ]
-    for name, s in report["sim_speed"].items():
+    for name, s in report.get("sim_speed", {}).items():
         lines.append(
             f"| {name} | HCU tiny stream | {s['cycles']} | {s['seconds']:.2f} | "
             f"{s['cycles_per_second']:.0f} |"
         )
-    for unit, run in report["selectors"]["runs"].items():
+    for unit, run in sel["runs"].items():
         lines.append(
             f"| verilator | {unit} rows, table {c['max_clusters']} | {run['sim_cycles']} | "
             f"{run['wall_seconds']:.2f} | {run['sim_cycles'] / run['wall_seconds']:.0f} |"
@@ -423,8 +485,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--topk-k",
         type=int,
-        default=64,
-        help="insertion slots of the top-k baseline (SpAtten-like: 64)",
+        default=None,
+        help="insertion slots of the top-k baseline (default: --wtu-lanes, equal comparators)",
+    )
+    ap.add_argument(
+        "--wtu-lanes", type=int, default=None, help="quick-select lanes (default: the preset's)"
+    )
+    ap.add_argument(
+        "--parts", default="hcu,selectors,speed", help="what to run: hcu, selectors, speed"
     )
     ap.add_argument("--speed-tokens", type=int, default=1500, help="tokens of the speed test")
     ap.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "1")))
@@ -436,9 +504,15 @@ def main(argv: list[str] | None = None) -> int:
         lanes = [int(s) for s in args.lanes.split(",")]
         if not sizes or sizes[0] < 1:
             raise ValueError(f"sizes must be positive integers, not {args.sizes!r}")
+        wtu_lanes = args.wtu_lanes or base.wtu_lanes
         cfg = base.replace(
-            resv={"max_clusters": max(sizes[-1], base.max_clusters)}, topk_k=args.topk_k
+            resv={"max_clusters": max(sizes[-1], base.max_clusters)},
+            topk_k=args.topk_k or wtu_lanes,
+            wtu_lanes=wtu_lanes,
         )
+        parts = args.parts.split(",")
+        if not parts or set(parts) - {"hcu", "selectors", "speed"}:
+            raise ValueError(f"parts must be among hcu, selectors, speed, not {args.parts!r}")
         for lane in lanes:
             cfg.replace(hcu_lanes=lane)  # validates the lane counts up front
     except ValueError as exc:
@@ -450,16 +524,20 @@ def main(argv: list[str] | None = None) -> int:
             "name": args.config,
             "max_clusters": cfg.max_clusters,
             "topk_k": cfg.topk_k,
+            "wtu_lanes": cfg.wtu_lanes,
             "n_buckets": cfg.resv.n_buckets,
             "hash_bits": cfg.resv.hash_bits,
         },
         "trace": str(trace_path()) if trace_path() else None,
-        "hcu": bench_hcu(args.config, cfg, lanes, args.hcu_tokens or cfg.max_clusters, args.seed),
-        "selectors": bench_selectors(
-            args.config, cfg, selector_rows(cfg, sizes, args.rows, args.seed)
-        ),
-        "sim_speed": bench_sim_speed(args.speed_tokens, args.seed),
     }
+    if "hcu" in parts:
+        tokens = args.hcu_tokens or cfg.max_clusters
+        report["hcu"] = bench_hcu(args.config, cfg, lanes, tokens, args.seed)
+    if "selectors" in parts:
+        rows = selector_rows(cfg, sizes, args.rows, args.seed)
+        report["selectors"] = bench_selectors(args.config, cfg, rows)
+    if "speed" in parts:
+        report["sim_speed"] = bench_sim_speed(args.speed_tokens, args.seed)
     report["seconds"] = time.perf_counter() - t0
     (args.output / "hw_bench.json").write_text(json.dumps(report, indent=1) + "\n")
     plots = _plots(args.output, report)

@@ -52,11 +52,19 @@ def cycle() -> int:
 
 def config_from_env() -> HWConfig:
     """The ``HWConfig`` named by ``DRE_CONFIG`` (a preset), with optional ``DRE_LANES``,
-    ``DRE_TOPK_K`` and ``DRE_MAX_CLUSTERS`` overrides (used by the benchmark)."""
+    ``DRE_TOPK_K``, ``DRE_WTU_LANES``, ``DRE_MAX_CLUSTERS`` and ``DRE_BUCKET_MODE`` overrides
+    (used by the benchmark and the grid-mode regressions)."""
     cfg = preset(os.environ.get("DRE_CONFIG", "tiny"))
     changes: dict[str, Any] = {}
+    resv: dict[str, Any] = {}
     if os.environ.get("DRE_MAX_CLUSTERS"):
-        changes["resv"] = {"max_clusters": int(os.environ["DRE_MAX_CLUSTERS"])}
+        resv["max_clusters"] = int(os.environ["DRE_MAX_CLUSTERS"])
+    if os.environ.get("DRE_BUCKET_MODE"):
+        resv["bucket_mode"] = os.environ["DRE_BUCKET_MODE"]
+    if resv:
+        changes["resv"] = resv
+    if os.environ.get("DRE_WTU_LANES"):
+        changes["wtu_lanes"] = int(os.environ["DRE_WTU_LANES"])
     if os.environ.get("DRE_LANES"):
         changes["hcu_lanes"] = int(os.environ["DRE_LANES"])
     if os.environ.get("DRE_TOPK_K"):

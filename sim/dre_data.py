@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.quickselect import quickselect
 from golden.resv import ClusterTable, quantize_scores, signatures, wicsum_select_bucketed
 from golden.synthetic import synthetic_keys, synthetic_signatures
 from golden.topk import topk_select
@@ -26,6 +27,7 @@ __all__ = [
     "ScoreRow",
     "hcu_expected",
     "hcu_stream",
+    "quickselect_expected",
     "score_row",
     "topk_expected",
     "trace_path",
@@ -177,6 +179,18 @@ def score_row(cfg: HWConfig, n: int, *, seed: int, kind: str = "normal") -> Scor
 def wtu_expected(cfg: HWConfig, row: ScoreRow):
     """``golden.resv.wicsum_select_bucketed`` of the row."""
     return wicsum_select_bucketed(row.scores, row.counts, cfg.resv, coverage_q=row.coverage_q)
+
+
+def quickselect_expected(cfg: HWConfig, row: ScoreRow):
+    """``golden.quickselect.quickselect`` of the row at the config's ``wtu_lanes``."""
+    return quickselect(
+        row.scores,
+        row.counts,
+        cfg.resv,
+        lanes=cfg.wtu_lanes,
+        id_bits=cfg.cluster_id_bits,
+        coverage_q=row.coverage_q,
+    )
 
 
 def topk_expected(row: ScoreRow) -> np.ndarray:

@@ -28,7 +28,9 @@ SIMULATORS = ("icarus", "verilator")
 UNIT_TESTBENCH = {
     "hcu": "sim.tb_hcu",
     "wtu": "sim.tb_wtu",
+    "wtu_grid": "sim.tb_wtu",
     "topk": "sim.tb_topk",
+    "quickselect": "sim.tb_quickselect",
     "mac_tree": "sim.tb_mac_tree",
     "mac_array": "sim.tb_mac_array",
     "vector_unit": "sim.tb_vector_unit",
@@ -149,8 +151,12 @@ def run_unit(
     overrides = dict(overrides or {})
     if overrides:
         cfg = cfg.replace(**overrides)
-        if "resv" in overrides:
+        if "max_clusters" in overrides.get("resv", {}):
             extra_env["DRE_MAX_CLUSTERS"] = str(overrides["resv"]["max_clusters"])
+        if "bucket_mode" in overrides.get("resv", {}):
+            extra_env["DRE_BUCKET_MODE"] = overrides["resv"]["bucket_mode"]
+        if "wtu_lanes" in overrides:
+            extra_env["DRE_WTU_LANES"] = str(overrides["wtu_lanes"])
         if "hcu_lanes" in overrides:
             extra_env["DRE_LANES"] = str(overrides["hcu_lanes"])
         if "topk_k" in overrides:

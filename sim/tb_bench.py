@@ -1,5 +1,5 @@
 """cocotb workload runner for ``sim.bench`` (not a regression: the regressions are
-sim/tb_hcu.py, sim/tb_wtu.py and sim/tb_topk.py).
+sim/tb_hcu.py, sim/tb_wtu.py, sim/tb_quickselect.py and sim/tb_topk.py).
 
 Reads its workload from ``BENCH_IN`` (an ``.npz`` written by ``sim.bench``), streams it
 through the DUT with no idle cycles and no back-pressure, still checks every output against
@@ -18,7 +18,7 @@ import numpy as np
 from cocotb.triggers import RisingEdge
 
 from golden.resv import ClusterEvent
-from hw.dre import hcu_token_cycles, layouts, topk_cycles, wtu_cycles
+from hw.dre import hcu_token_cycles, layouts, quickselect_cycles, topk_cycles, wtu_cycles
 from sim.cocotb_streams import (
     Scoreboard,
     StreamSink,
@@ -27,7 +27,14 @@ from sim.cocotb_streams import (
     reset,
     start_clock,
 )
-from sim.dre_data import HCUStream, ScoreRow, hcu_expected, topk_expected, wtu_expected
+from sim.dre_data import (
+    HCUStream,
+    ScoreRow,
+    hcu_expected,
+    quickselect_expected,
+    topk_expected,
+    wtu_expected,
+)
 from sim.tb_wtu import cluster_beats
 
 
@@ -100,14 +107,23 @@ async def _selector(dut, data, unit: str) -> dict:
             ids = exp.selected.tolist()
             want_cycles.append(wtu_cycles(cfg, row.scores.size, exp.b_star, len(ids)))
             extra.append({"b_star": exp.b_star, "n_selected": len(ids)})
+        elif unit == "quickselect":
+            exp = quickselect_expected(cfg, row)
+            ids = exp.selected.tolist()
+            want_cycles.append(quickselect_cycles(cfg, row.scores.size, exp))
+            extra.append({"passes": len(exp.pass_reads), "n_selected": len(ids)})
         else:
             ids = topk_expected(row).tolist()
             want_cycles.append(topk_cycles(cfg, row.scores.size, row.k))
             extra.append({"n_selected": len(ids)})
         for c in ids:
             sel_sb.expect(c)
-    summary_layout = lay.wtu_summary if unit == "wtu" else lay.topk_summary
-    cmd_layout = lay.wtu_cmd if unit == "wtu" else lay.topk_cmd
+    summary_layout = {
+        "wtu": lay.wtu_summary,
+        "quickselect": lay.quickselect_summary,
+        "topk": lay.topk_summary,
+    }[unit]
+    cmd_layout = lay.topk_cmd if unit == "topk" else lay.wtu_cmd
     sel = StreamSink(
         dut, "selected", lay.selected, fast=True, callback=lambda p, _t: sel_sb.check(p.cluster)
     )
@@ -116,7 +132,7 @@ async def _selector(dut, data, unit: str) -> dict:
     src = StreamSource(dut, "clusters", lay.cluster_score, fast=True)
     sel.start()
     summ.start()
-    cmds = [{"coverage_q": r.coverage_q} if unit == "wtu" else {"k": r.k} for r in rows]
+    cmds = [{"k": r.k} if unit == "topk" else {"coverage_q": r.coverage_q} for r in rows]
     t0 = time.perf_counter()
     cmd_task = cocotb.start_soon(cmd.send(cmds))
     await src.send([b for r in rows for b in cluster_beats(r)])
@@ -141,7 +157,8 @@ async def _selector(dut, data, unit: str) -> dict:
 
 @cocotb.test()
 async def bench_run(dut):
-    """Run the ``BENCH_IN`` workload on the DUT (hcu, wtu or topk) and report cycles."""
+    """Run the ``BENCH_IN`` workload on the DUT (hcu, wtu, quickselect or topk) and report
+    cycles."""
     unit = os.environ["BENCH_UNIT"]
     await start_clock(dut)
     await reset(dut)

@@ -2,7 +2,8 @@
 
 Drivers (``cmd``, ``clusters``) → monitors (``selected``, ``summary``) → golden
 ``wicsum_select_bucketed`` → in-order scoreboards, random idle cycles and back-pressure.
-Configuration from ``DRE_CONFIG``, seed from ``SEED``, cluster scores from ``TRACE`` when
+Configuration from ``DRE_CONFIG`` (``bucket_mode = "grid"`` for the ``wtu_grid`` top),
+seed from ``SEED``, cluster scores from ``TRACE`` when
 given (golden clustering of the trace keys scored against its queries), otherwise a
 video-like synthetic workload. Run by tests/sim/test_units_cocotb.py.
 """
@@ -35,6 +36,14 @@ from sim.dre_data import (
 KINDS = ("normal", "ties", "one_bucket", "extremes", "wide")
 
 
+def unit_config():
+    """``config_from_env()``, with grid buckets when the top is ``wtu_grid`` (``hw.gen``)."""
+    cfg = config_from_env()
+    if cocotb.top._name == "wtu_grid":
+        return cfg.replace(resv={"bucket_mode": "grid"})
+    return cfg
+
+
 def cluster_beats(row: ScoreRow) -> list[dict]:
     n = row.scores.size
     return [
@@ -48,7 +57,7 @@ async def run_rows(
 ) -> list[int]:
     """Send the rows back to back; check every selected id, flag and summary; returns the
     cycles of each row (cmd handshake to summary handshake, both included)."""
-    cfg = config_from_env()
+    cfg = unit_config()
     lay = layouts(cfg)
     await FallingEdge(dut.clk)
     sel_sb = Scoreboard("wtu.selected", dut._log)
@@ -121,7 +130,7 @@ def synthetic_rows(cfg, count: int, seed: int) -> list[ScoreRow]:
 async def wtu_synthetic_random_timing(dut):
     """Rows of every score kind (ties, one bucket, saturated scores and counts, wide
     ranges), 1..max_clusters clusters, random coverage; random gaps and back-pressure."""
-    cfg = config_from_env()
+    cfg = unit_config()
     await start_clock(dut)
     await reset(dut)
     idle, stall = timing_from_env()
@@ -133,7 +142,7 @@ async def wtu_synthetic_random_timing(dut):
 @cocotb.test()
 async def wtu_exact_cycles(dut):
     """No stalls: every row takes exactly 2C + b* + k + latency cycles."""
-    cfg = config_from_env()
+    cfg = unit_config()
     await start_clock(dut)
     await reset(dut)
     await run_rows(
@@ -144,8 +153,9 @@ async def wtu_exact_cycles(dut):
 @cocotb.test()
 async def wtu_corner_rows(dut):
     """One cluster, all clusters in one bucket, counts at max width with saturated scores,
-    zero mass, smallest coverage and coverage 1.0."""
-    cfg = config_from_env()
+    zero mass, smallest coverage and coverage 1.0; every bucket filled and then the top
+    rising by 3 and 7 buckets (the grid empties exactly the bins that leave the range)."""
+    cfg = unit_config()
     r = cfg.resv
     one, n = 1 << r.coverage_frac_bits, cfg.max_clusters
     rows = [
@@ -161,6 +171,15 @@ async def wtu_corner_rows(dut):
         ScoreRow(
             scores=np.arange(n) << r.bucket_shift, counts=np.ones(n, np.int64), coverage_q=one - 1
         ),
+        ScoreRow(
+            scores=(
+                np.resize([0, -2, -4, -6, -8, -10, -12, -14, 3, -11, -9, 10, -1, -5, -3, 1], n)
+                << r.bucket_shift
+            )
+            + 3,
+            counts=np.arange(n) % 3 + 1,
+            coverage_q=one,
+        ),
     ]
     await start_clock(dut)
     await reset(dut)
@@ -171,7 +190,7 @@ async def wtu_corner_rows(dut):
 async def wtu_video_trace(dut):
     """Cluster scores from real-video-like data: the TRACE file when given, else synthetic
     redundant frames clustered by the golden model and scored against peaked queries."""
-    cfg = config_from_env()
+    cfg = unit_config()
     await start_clock(dut)
     await reset(dut)
     _, rows = env_workload(cfg, rows=12, seed=seed_from_env(), log=dut._log)
@@ -182,7 +201,7 @@ async def wtu_video_trace(dut):
 @cocotb.test()
 async def wtu_reset_mid_row(dut):
     """A reset in the middle of a row drops it; the next row is selected from scratch."""
-    cfg = config_from_env()
+    cfg = unit_config()
     lay = layouts(cfg)
     await start_clock(dut)
     await reset(dut)

@@ -83,7 +83,9 @@ __all__ = [
 EXPECTED_UNITS: dict[str, str] = {
     "hcu": "HashClusterUnit",
     "wtu": "WiCSumThresholdUnit",
+    "wtu_grid": "WiCSumThresholdUnit, grid buckets (one pass)",
     "topk": "TopKSelector (baseline)",
+    "quickselect": "WeightedQuickSelect (exact-WiCSum baseline)",
     "dre": "DynamicRetrievalEngine (HCU + WTU)",
     "mac_tree": "BF16 MAC tree (datapath)",
     "mac_array": "BF16 MAC array, query block x K tile (datapath)",

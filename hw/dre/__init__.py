@@ -1,24 +1,31 @@
-"""The Dynamic KV cache Retrieval Engine (DRE): HCU, WTU and the top-k baseline."""
+"""The Dynamic KV cache Retrieval Engine (DRE): HCU, WTU and the top-k and weighted
+quick-select baselines."""
 
 from .dre import DynamicRetrievalEngine, dre_signature
 from .hcu import HCU_LATENCY, HashClusterUnit, hcu_token_cycles
 from .layouts import DRELayouts, Event, layouts
+from .quickselect import QUICKSELECT_LATENCY, WeightedQuickSelect, quickselect_cycles
 from .topk import TOPK_LATENCY, TopKSelector, topk_cycles, topk_passes
-from .wtu import WTU_LATENCY, WiCSumThresholdUnit, wtu_cycles
+from .wtu import WTU_GRID_LATENCY, WTU_LATENCY, WiCSumThresholdUnit, grid_wtu, wtu_cycles
 
 __all__ = [
     "HCU_LATENCY",
+    "QUICKSELECT_LATENCY",
     "TOPK_LATENCY",
+    "WTU_GRID_LATENCY",
     "WTU_LATENCY",
     "DRELayouts",
     "DynamicRetrievalEngine",
     "Event",
     "HashClusterUnit",
     "TopKSelector",
+    "WeightedQuickSelect",
     "WiCSumThresholdUnit",
     "dre_signature",
+    "grid_wtu",
     "hcu_token_cycles",
     "layouts",
+    "quickselect_cycles",
     "topk_cycles",
     "topk_passes",
     "wtu_cycles",

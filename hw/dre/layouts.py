@@ -12,7 +12,7 @@ from functools import cache
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from ..config import HWConfig
+from ..config import HWConfig, bits_for
 
 __all__ = ["DRELayouts", "Event", "layouts"]
 
@@ -70,6 +70,16 @@ class DRELayouts:
                 "b_star": unsigned(cfg.bucket_bits),
                 "buckets_scanned": unsigned(cfg.buckets_scanned_bits),
                 "n_selected": occ,
+                "total_mass": unsigned(cfg.mass_bits),
+                "threshold": unsigned(cfg.mass_bits),
+                "error": unsigned(1),
+            }
+        )
+        #: Weighted quick-select done beat (its command is ``wtu_cmd``).
+        self.quickselect_summary = data.StructLayout(
+            {
+                "n_selected": occ,
+                "passes": unsigned(bits_for(cfg.quickselect_key_bits + 1)),
                 "total_mass": unsigned(cfg.mass_bits),
                 "threshold": unsigned(cfg.mass_bits),
                 "error": unsigned(1),

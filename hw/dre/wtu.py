@@ -28,6 +28,17 @@ Phases (one row at a time; cycle counts without stalls):
   SUMMARY   1      the done beat
 so ``cycles(C, b*, k) = 2·C + b* + k + 7`` from the ``cmd`` handshake to the ``summary``
 handshake, both included. Linking in arrival order gives ascending ids within a bucket.
+
+``bucket_mode = "grid"`` (SPEC section 2 "Grid buckets"; ``golden.resv.bucket_of``) reads
+the row once: a cluster's bucket is fixed by its own grid cell ``g = s >> bucket_shift``
+and the top cell ``G`` seen so far, so it is histogrammed as it arrives into a circular set
+of ``n_buckets`` bins (bin ``(base + b) mod n_buckets`` holds bucket ``b = G - g``). When a
+cluster raises ``G`` by ``Δ``, the bins whose bucket becomes ``>= n_buckets`` are emptied in
+that cycle and ``base`` moves back by ``Δ``; a cluster below the range is dropped. Phases:
+  IDLE 1, INGEST C (histogram and lists, 1 cluster/cycle), MASS n_buckets (M = Σ cnt_b·L[b],
+  one bucket per cycle), THRESH 1, SCAN b*+1, EMIT 1 + k, SUMMARY 1
+so ``cycles(C, b*, k) = C + n_buckets + b* + k + 5``; the score and count memories are not
+needed (the histogram and the lists hold everything the selection uses).
 """
 
 from __future__ import annotations
@@ -43,17 +54,23 @@ from ..config import HWConfig, check_config
 from .bitops import lowest_set
 from .layouts import layouts
 
-__all__ = ["WTU_LATENCY", "WiCSumThresholdUnit", "wtu_cycles"]
+__all__ = ["WTU_GRID_LATENCY", "WTU_LATENCY", "WiCSumThresholdUnit", "grid_wtu", "wtu_cycles"]
 
 #: Fixed cycles of a row: cmd, bucketing pipeline (2), threshold, emit start, summary.
 WTU_LATENCY = 7
+#: The same for ``bucket_mode = "grid"``: cmd, threshold, emit start, summary and the scan's
+#: ``+1`` (it visits b*+1 buckets), on top of ``C`` ingest and ``n_buckets`` mass cycles.
+WTU_GRID_LATENCY = 5
 
 
 def wtu_cycles(cfg: HWConfig, n_clusters: int, b_star: int, n_selected: int) -> int:
-    """``2·C + b* + k + WTU_LATENCY``: cycles from the ``cmd`` handshake to the ``summary``
-    handshake (both included) without stalls."""
+    """Cycles from the ``cmd`` handshake to the ``summary`` handshake (both included)
+    without stalls: ``2·C + b* + k + WTU_LATENCY`` (``relative`` buckets) or ``C +
+    n_buckets + b* + k + WTU_GRID_LATENCY`` (``grid``)."""
     if not 1 <= n_clusters <= cfg.max_clusters:
         raise ValueError(f"n_clusters must be in 1..{cfg.max_clusters}, not {n_clusters!r}")
+    if cfg.resv.bucket_mode == "grid":
+        return n_clusters + cfg.resv.n_buckets + b_star + n_selected + WTU_GRID_LATENCY
     return 2 * n_clusters + b_star + n_selected + WTU_LATENCY
 
 
@@ -79,26 +96,77 @@ class WiCSumThresholdUnit(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Fixed cycles of a row on top of ``2·C + b* + k`` (see ``cycles``)."""
-        return WTU_LATENCY
+        """Fixed cycles of a row on top of ``2·C + b* + k`` (``relative``) or ``C + n_buckets
+        + b* + k`` (``grid``); see ``cycles``."""
+        return WTU_GRID_LATENCY if self._cfg.resv.bucket_mode == "grid" else WTU_LATENCY
 
     def cycles(self, n_clusters: int, b_star: int, n_selected: int) -> int:
         """Cycles from the ``cmd`` handshake to the ``summary`` handshake, without stalls."""
         return wtu_cycles(self._cfg, n_clusters, b_star, n_selected)
 
+    def _histogram(self, m, p, ident, base, head, tail, cnt, nonempty, next_wr) -> None:
+        """Grid mode: bin the arriving cluster ``p`` (id ``ident``) in the same cycle,
+        emptying the bins a higher top cell pushes out of range (module docstring)."""
+        r = self._cfg.resv
+        nb = r.n_buckets
+        cw = r.score_bits - r.bucket_shift + 1
+        top_g = Signal(signed(cw), name="top_cell")
+        g = Signal(signed(cw), name="cell")
+        delta = Signal(signed(cw + 1), name="cell_rise")
+        m.d.comb += [g.eq(p.score >> r.bucket_shift), delta.eq(g - top_g)]
+        first = ident == 0
+        rise = first | (delta > 0)
+        # On a rise: by how much, capped at n_buckets (everything leaves the range).
+        up = Signal(range(nb + 1), name="rise_capped")
+        m.d.comb += up.eq(Mux(delta >= nb, nb, delta))
+        new_base = Signal(range(nb), name="new_base")
+        m.d.comb += new_base.eq(
+            Mux(first | (up == nb), 0, Mux(base >= up, base - up, base + nb - up))
+        )
+        below = Signal(range(nb), name="cell_bucket")
+        m.d.comb += below.eq(-delta)  # the bucket when not a rise and in range
+        in_range = rise | (-delta < nb)
+        target = Signal(range(nb), name="cell_bin")
+        t = base + below
+        m.d.comb += target.eq(Mux(rise, new_base, Mux(t >= nb, t - nb, t)))
+        append = ~rise & nonempty.bit_select(target, 1)
+        with m.If(in_range & append):
+            m.d.comb += [next_wr.addr.eq(tail[target]), next_wr.data.eq(ident), next_wr.en.eq(1)]
+        for j in range(nb):
+            # (j - base) mod n_buckets; for the last bin base <= j always holds.
+            old_bucket = j - base if j == nb - 1 else Mux(base <= j, j - base, j + nb - base)
+            with m.If(first | (rise & (old_bucket + up >= nb))):
+                m.d.sync += [cnt[j].eq(0), nonempty[j].eq(0)]
+            with m.If(in_range & (target == j)):
+                with m.If(append):
+                    m.d.sync += [cnt[j].eq(cnt[j] + p.count), tail[j].eq(ident)]
+                with m.Else():
+                    m.d.sync += [
+                        cnt[j].eq(p.count),
+                        head[j].eq(ident),
+                        tail[j].eq(ident),
+                        nonempty[j].eq(1),
+                    ]
+        with m.If(rise):
+            m.d.sync += [top_g.eq(g), base.eq(new_base)]
+
     def elaborate(self, platform):
         cfg, r = self._cfg, self._cfg.resv
         nb, cmax = r.n_buckets, cfg.max_clusters
         cid = cfg.cluster_id_bits
+        grid = r.bucket_mode == "grid"
         m = Module()
 
-        m.submodules.score_mem = score_mem = Memory(shape=signed(r.score_bits), depth=cmax, init=[])
-        m.submodules.count_mem = count_mem = Memory(
-            shape=unsigned(r.count_bits), depth=cmax, init=[]
-        )
+        if not grid:  # the grid histogram needs no second read of the row
+            m.submodules.score_mem = score_mem = Memory(
+                shape=signed(r.score_bits), depth=cmax, init=[]
+            )
+            m.submodules.count_mem = count_mem = Memory(
+                shape=unsigned(r.count_bits), depth=cmax, init=[]
+            )
+            score_wr, score_rd = score_mem.write_port(), score_mem.read_port()
+            count_wr, count_rd = count_mem.write_port(), count_mem.read_port()
         m.submodules.next_mem = next_mem = Memory(shape=unsigned(cid), depth=cmax, init=[])
-        score_wr, score_rd = score_mem.write_port(), score_mem.read_port()
-        count_wr, count_rd = count_mem.write_port(), count_mem.read_port()
         next_wr, next_rd = next_mem.write_port(), next_mem.read_port()
         lut = Array(Const(int(v), cfg.lut_bits) for v in bucket_lut(r))
 
@@ -125,10 +193,21 @@ class WiCSumThresholdUnit(wiring.Component):
         cur, cur_b = Signal(cid, name="cur"), Signal(range(nb), name="cur_bucket")
         n_sel = Signal(cfg.occupancy_bits, name="n_selected")
 
+        # Bucket b lives in bin (base + b) mod n_buckets: base moves with the grid's top cell,
+        # relative buckets are their own bins.
+        base = Signal(range(nb), name="base") if grid else Const(0, 1)
+
+        def bin_of(bucket):
+            if not grid:
+                return bucket
+            t = base + bucket
+            return Mux(t >= nb, t - nb, t)
+
+        # Non-empty buckets in bucket order (bit b = bin (base + b) mod n_buckets).
+        ne_bucket = Cat(nonempty, nonempty).bit_select(base, nb) if grid else nonempty
+
         m.d.comb += [
             next_rd.en.eq(0),
-            score_rd.addr.eq(i),
-            count_rd.addr.eq(i),
             self.summary.payload.b_star.eq(b_star),
             self.summary.payload.buckets_scanned.eq(b_star + 1),
             self.summary.payload.n_selected.eq(n_sel),
@@ -137,28 +216,30 @@ class WiCSumThresholdUnit(wiring.Component):
             self.summary.payload.error.eq(err),
         ]
 
-        # Bucketing pipeline, stage 1: the bucket of the cluster read last cycle.
-        dist = Signal(r.score_bits + 1, name="s1_dist")
-        m.d.comb += dist.eq(top - score_rd.data)
-        far = dist >> r.bucket_shift
-        s1_b = Signal(range(nb), name="s1_bucket")
-        m.d.comb += s1_b.eq(far)
-        m.d.sync += [
-            s2_valid.eq(s1_valid),
-            s2_id.eq(s1_id),
-            s2_b.eq(s1_b),
-            s2_in.eq(far < nb),
-            s2_count.eq(count_rd.data),
-            s2_w.eq(count_rd.data * lut[s1_b]),
-        ]
+        if not grid:
+            m.d.comb += [score_rd.addr.eq(i), count_rd.addr.eq(i)]
+            # Bucketing pipeline, stage 1: the bucket of the cluster read last cycle.
+            dist = Signal(r.score_bits + 1, name="s1_dist")
+            m.d.comb += dist.eq(top - score_rd.data)
+            far = dist >> r.bucket_shift
+            s1_b = Signal(range(nb), name="s1_bucket")
+            m.d.comb += s1_b.eq(far)
+            m.d.sync += [
+                s2_valid.eq(s1_valid),
+                s2_id.eq(s1_id),
+                s2_b.eq(s1_b),
+                s2_in.eq(far < nb),
+                s2_count.eq(count_rd.data),
+                s2_w.eq(count_rd.data * lut[s1_b]),
+            ]
 
         # Emit: the list walk and the next non-empty bucket up to b*.
         # Bucket 0 is never "later"; writing it as a constant keeps the lint clean.
         later = Cat(Const(0, 1), *((cur_b < j) & (b_star >= j) for j in range(1, nb)))
-        next_b, has_next = lowest_set(m, nonempty & later, name="next_bucket")
-        at_tail = cur == tail[cur_b]
+        next_b, has_next = lowest_set(m, ne_bucket & later, name="next_bucket")
+        at_tail = cur == tail[bin_of(cur_b)]
         is_last = at_tail & ~has_next
-        cur_next = Mux(at_tail, head[next_b], next_rd.data)
+        cur_next = Mux(at_tail, head[bin_of(next_b)], next_rd.data)
 
         with m.FSM(name="wtu_fsm"):
             with m.State("IDLE"):
@@ -171,45 +252,66 @@ class WiCSumThresholdUnit(wiring.Component):
                 p = self.clusters.payload
                 with m.If(self.clusters.valid):
                     with m.If(n < cmax):
-                        m.d.comb += [
-                            score_wr.addr.eq(n),
-                            score_wr.data.eq(p.score),
-                            score_wr.en.eq(1),
-                            count_wr.addr.eq(n),
-                            count_wr.data.eq(p.count),
-                            count_wr.en.eq(1),
-                        ]
+                        if grid:
+                            self._histogram(m, p, n, base, head, tail, cnt_regs, nonempty, next_wr)
+                        else:
+                            m.d.comb += [
+                                score_wr.addr.eq(n),
+                                score_wr.data.eq(p.score),
+                                score_wr.en.eq(1),
+                                count_wr.addr.eq(n),
+                                count_wr.data.eq(p.count),
+                                count_wr.en.eq(1),
+                            ]
                         m.d.sync += n.eq(n + 1)
                     with m.If((n == cmax) | (p.cluster != n)):
                         m.d.sync += err.eq(1)
-                    with m.If((n == 0) | (p.score > top)):
-                        m.d.sync += top.eq(p.score)
+                    if not grid:
+                        with m.If((n == 0) | (p.score > top)):
+                            m.d.sync += top.eq(p.score)
                     with m.If(p.last):
-                        m.d.sync += [i.eq(0), s1_valid.eq(0), nonempty.eq(0), mass.eq(0)]
-                        m.d.sync += [c.eq(0) for c in cnt_regs]
-                        m.next = "BUCKET"
-            with m.State("BUCKET"):
-                issue = i < n
-                m.d.sync += [s1_valid.eq(issue), s1_id.eq(i)]
-                with m.If(issue):
-                    m.d.sync += i.eq(i + 1)
-                with m.If(s2_valid & s2_in):
-                    # One adder and a decoder rather than one adder per bucket.
-                    bumped = cnt[s2_b] + s2_count
-                    m.d.sync += mass.eq(mass + s2_w)
-                    with m.If(nonempty.bit_select(s2_b, 1)):
-                        m.d.comb += [
-                            next_wr.addr.eq(tail[s2_b]),
-                            next_wr.data.eq(s2_id),
-                            next_wr.en.eq(1),
-                        ]
-                    for j in range(nb):
-                        with m.If(s2_b == j):
-                            m.d.sync += [cnt[j].eq(bumped), tail[j].eq(s2_id), nonempty[j].eq(1)]
-                            with m.If(~nonempty[j]):
-                                m.d.sync += head[j].eq(s2_id)
-                with m.If(~issue & ~s1_valid):
-                    m.next = "THRESH"
+                        m.d.sync += mass.eq(0)
+                        if grid:
+                            m.d.sync += b.eq(0)
+                            m.next = "MASS"
+                        else:
+                            m.d.sync += [i.eq(0), s1_valid.eq(0), nonempty.eq(0)]
+                            m.d.sync += [c.eq(0) for c in cnt_regs]
+                            m.next = "BUCKET"
+            if grid:
+                with m.State("MASS"):
+                    m.d.sync += mass.eq(mass + cnt[bin_of(b)] * lut[b])
+                    with m.If(b == nb - 1):
+                        m.next = "THRESH"
+                    with m.Else():
+                        m.d.sync += b.eq(b + 1)
+            if not grid:
+                with m.State("BUCKET"):
+                    issue = i < n
+                    m.d.sync += [s1_valid.eq(issue), s1_id.eq(i)]
+                    with m.If(issue):
+                        m.d.sync += i.eq(i + 1)
+                    with m.If(s2_valid & s2_in):
+                        # One adder and a decoder rather than one adder per bucket.
+                        bumped = cnt[s2_b] + s2_count
+                        m.d.sync += mass.eq(mass + s2_w)
+                        with m.If(nonempty.bit_select(s2_b, 1)):
+                            m.d.comb += [
+                                next_wr.addr.eq(tail[s2_b]),
+                                next_wr.data.eq(s2_id),
+                                next_wr.en.eq(1),
+                            ]
+                        for j in range(nb):
+                            with m.If(s2_b == j):
+                                m.d.sync += [
+                                    cnt[j].eq(bumped),
+                                    tail[j].eq(s2_id),
+                                    nonempty[j].eq(1),
+                                ]
+                                with m.If(~nonempty[j]):
+                                    m.d.sync += head[j].eq(s2_id)
+                    with m.If(~issue & ~s1_valid):
+                        m.next = "THRESH"
             with m.State("THRESH"):
                 one = (1 << r.coverage_frac_bits) - 1
                 m.d.sync += [
@@ -219,7 +321,7 @@ class WiCSumThresholdUnit(wiring.Component):
                 ]
                 m.next = "SCAN"
             with m.State("SCAN"):
-                total = running + cnt[b] * lut[b]
+                total = running + cnt[bin_of(b)] * lut[b]
                 m.d.sync += running.eq(total)
                 with m.If((total >= theta) | (b == nb - 1)):
                     m.d.sync += b_star.eq(b)
@@ -230,8 +332,8 @@ class WiCSumThresholdUnit(wiring.Component):
                     m.d.sync += b.eq(b + 1)
             with m.State("EMIT_FIRST"):
                 # Bucket 0 holds the maximum, so it is never empty.
-                m.d.comb += [next_rd.addr.eq(head[0]), next_rd.en.eq(1)]
-                m.d.sync += [cur.eq(head[0]), cur_b.eq(0), n_sel.eq(0)]
+                m.d.comb += [next_rd.addr.eq(head[base]), next_rd.en.eq(1)]
+                m.d.sync += [cur.eq(head[base]), cur_b.eq(0), n_sel.eq(0)]
                 m.next = "EMIT"
             with m.State("EMIT"):
                 m.d.comb += [
@@ -253,3 +355,10 @@ class WiCSumThresholdUnit(wiring.Component):
                 with m.If(self.summary.ready):
                     m.next = "IDLE"
         return m
+
+
+def grid_wtu(cfg: HWConfig) -> WiCSumThresholdUnit:
+    """The WTU of ``cfg`` with ``bucket_mode = "grid"`` (the ``wtu_grid`` top of ``hw.gen``)."""
+    if not isinstance(cfg, HWConfig):
+        raise TypeError(f"cfg must be an HWConfig, not {cfg!r}")
+    return WiCSumThresholdUnit(cfg.replace(resv={"bucket_mode": "grid"}))

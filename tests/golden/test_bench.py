@@ -57,3 +57,21 @@ def test_quick_bench_reruns_the_llm_answers(report):
         assert all(0 <= a <= 1 for a in m["agreement"]) and all(k > -1e-9 for k in m["kl"])
     # The oracle at a recall of 0.995 is close to full attention.
     assert q["oracle"]["kl"][-1] < 0.05
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--streams", "nope"], r"--streams must be among llm-tiny, synthetic-tiny, not nope"),
+        (
+            ["--variants", "resv-x"],
+            r"--variants must be among resv-spec, .*resv-grid.*, not resv-x",
+        ),
+    ],
+)
+def test_bad_streams_and_variants_name_the_option(argv, message, capsys):
+    import re
+
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", *argv])
+    assert re.search(message, capsys.readouterr().err)

@@ -49,8 +49,11 @@ def ref_cluster(sigs, threshold, max_clusters):
 
 
 def ref_bucketed(scores_q, counts, cfg, coverage_q):
-    m = max(scores_q)
-    buckets = [(m - s) >> cfg.bucket_shift for s in scores_q]
+    m, sh = max(scores_q), cfg.bucket_shift
+    if cfg.bucket_mode == "grid":
+        buckets = [(m >> sh) - (s >> sh) for s in scores_q]
+    else:
+        buckets = [(m - s) >> sh for s in scores_q]
     lut = [
         round(2 ** (-b * 2**cfg.bucket_shift / 2**cfg.score_frac_bits) * 2**cfg.lut_frac_bits)
         for b in range(cfg.n_buckets)
@@ -337,6 +340,19 @@ def test_bucketed_coverage_one_takes_every_in_range_cluster():
     assert r.selected.tolist() == [3, 0, 1]  # 2 is out of range, emitted in bucket order
 
 
+def test_grid_buckets_by_hand():
+    # 16-LSB buckets on the score grid: 100 and 96 share grid cell 6 with the maximum,
+    # 95 is one cell down although it is only 5 LSB below it (relative: bucket 0).
+    cfg = TINY.replace(bucket_mode="grid")
+    scores = np.array([100, 96, 95, 80, -17, 100 - 16 * 16])
+    r = wicsum_select_bucketed(scores, np.ones(6, np.int64), cfg)
+    assert r.bucket.tolist() == [0, 0, 1, 1, 8, 16]
+    rel = wicsum_select_bucketed(scores, np.ones(6, np.int64), TINY)
+    assert rel.bucket.tolist() == [0, 0, 0, 1, 7, 16]
+    with pytest.raises(ValueError, match=r"^bucket_mode must be one of"):
+        TINY.replace(bucket_mode="log")
+
+
 def test_bucketed_all_in_one_bucket_emits_in_id_order():
     r = wicsum_select_bucketed(np.array([5, 7, 6, 5]), np.array([3, 1, 2, 9]), TINY)
     assert r.selected.tolist() == [0, 1, 2, 3] and r.b_star == 0
@@ -347,12 +363,14 @@ def test_bucketed_all_in_one_bucket_emits_in_id_order():
     scores=st.lists(st.integers(-2048, 2047), min_size=1, max_size=60),
     seed=st.integers(0, 2**16),
     coverage_q=st.integers(1, 4096),
+    mode=st.sampled_from(["relative", "grid"]),
 )
-def test_bucketed_matches_reference(scores, seed, coverage_q):
+def test_bucketed_matches_reference(scores, seed, coverage_q, mode):
+    cfg = TINY.replace(bucket_mode=mode)
     counts = np.random.default_rng(seed).integers(0, 256, len(scores))
     counts[np.argmax(scores)] = max(1, counts[np.argmax(scores)])
-    r = wicsum_select_bucketed(np.array(scores), counts, TINY, coverage_q=coverage_q)
-    sel, b_star, total, theta = ref_bucketed(scores, counts, TINY, coverage_q)
+    r = wicsum_select_bucketed(np.array(scores), counts, cfg, coverage_q=coverage_q)
+    sel, b_star, total, theta = ref_bucketed(scores, counts, cfg, coverage_q)
     assert r.selected.tolist() == sel
     assert (r.b_star, r.total_mass, r.threshold) == (b_star, total, theta)
     # whole buckets in score order: every selected score >= every in-range unselected score

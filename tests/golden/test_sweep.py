@@ -15,6 +15,8 @@ def test_points_and_keys():
         ("synthetic", "group"),
     }
     assert len(pts) == 5 + 3 + 3
+    grid = sweep.points(["llm"], ["bucket_mode"])
+    assert [p["value"] for p in grid] == ["relative", "grid"]
     k = sweep.point_key(pts[0], quick=True)
     assert k == sweep.point_key(dict(reversed(pts[0].items())), quick=True)
     assert k != sweep.point_key(pts[0], quick=False) and k != sweep.point_key(pts[1], quick=True)

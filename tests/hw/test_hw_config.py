@@ -45,6 +45,13 @@ def test_replace_accepts_resv_changes():
         ({"hcu_lanes": 0}, ValueError, r"^hcu_lanes must be a power of two in 1\.\.16, not 0$"),
         ({"hcu_lanes": "4"}, TypeError, r"^hcu_lanes must be an integer, not '4'$"),
         ({"topk_k": 0}, ValueError, r"^topk_k must be in 1\.\.16, not 0$"),
+        ({"wtu_lanes": 6}, ValueError, r"^wtu_lanes must be a power of two in 1\.\.256, not 6$"),
+        ({"wtu_lanes": 0}, ValueError, r"^wtu_lanes must be in 1\.\.256, not 0$"),
+        (
+            {"resv": {"bucket_mode": "x"}},
+            ValueError,
+            r"^bucket_mode must be one of 'relative', 'grid', not 'x'$",
+        ),
         ({"topk_k": 17}, ValueError, r"^topk_k must be in 1\.\.16, not 17$"),
         ({"token_id_bits": 0}, ValueError, r"^token_id_bits must be in 1\.\.32, not 0$"),
         ({"token_id_bits": True}, TypeError, r"^token_id_bits must be an integer, not True$"),
@@ -106,3 +113,11 @@ def test_golden_defaults_are_not_the_hardware_rule():
         preset("tiny").replace(resv=RESV_PRESETS["tiny"])
     with pytest.raises(ValueError, match=r"^resv\.rope_base must be a number for the hardware"):
         preset("tiny").replace(resv={"rope_base": None})
+
+
+def test_both_bucket_modes_are_hardware_options():
+    """The WTU implements relative and grid buckets: HWConfig accepts both; the presets keep
+    the SPEC's relative buckets."""
+    for name in ("tiny", "paper", "edge"):
+        assert preset(name).resv.bucket_mode == "relative"
+    assert preset("tiny").replace(resv={"bucket_mode": "grid"}).resv.bucket_mode == "grid"

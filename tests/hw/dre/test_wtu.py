@@ -22,6 +22,8 @@ CONFIGS = {
     # The paper's fixed-point formats (16-bit scores and counts, 64 buckets), small table.
     "paper_formats": preset("paper").replace(resv={"max_clusters": 48}, topk_k=8),
 }
+# Grid buckets (single pass) on the same configurations.
+GRID = {name: c.replace(resv={"bucket_mode": "grid"}) for name, c in CONFIGS.items()}
 KINDS = ["normal", "ties", "one_bucket", "extremes", "wide"]
 
 
@@ -141,26 +143,30 @@ def make_rows(cfg, seed: int, count: int) -> list[ScoreRow]:
     return rows
 
 
+@pytest.mark.parametrize("mode", ["relative", "grid"])
 @pytest.mark.parametrize("timing", list(TIMINGS))
-def test_wtu_tiny(timing, tmp_path):
-    cfg = TINY
+def test_wtu_tiny(timing, mode, tmp_path):
+    cfg = TINY.replace(resv={"bucket_mode": mode})
     rows = make_rows(cfg, 7, 25)
     out = simulate(cfg, rows, timing=timing, seed=1, vcd=tmp_path / "wtu.vcd")
     check(cfg, rows, out, exact_cycles=timing == "none")
 
 
+@pytest.mark.parametrize("mode", ["relative", "grid"])
 @pytest.mark.parametrize("name", ["odd", "one_bucket", "paper_formats"])
-def test_wtu_configs(name, tmp_path):
-    cfg = CONFIGS[name]
+def test_wtu_configs(name, mode, tmp_path):
+    cfg = CONFIGS[name] if mode == "relative" else GRID[name]
     rows = make_rows(cfg, 8, 8)
     out = simulate(cfg, rows, timing="random", seed=2, vcd=tmp_path / "wtu.vcd")
     check(cfg, rows, out, exact_cycles=False)
 
 
-def test_wtu_corner_rows(tmp_path):
-    cfg = TINY
+@pytest.mark.parametrize("mode", ["relative", "grid"])
+def test_wtu_corner_rows(mode, tmp_path):
+    cfg = TINY.replace(resv={"bucket_mode": mode})
     r, one = cfg.resv, 1 << cfg.resv.coverage_frac_bits
     n = cfg.max_clusters
+    width = 1 << r.bucket_shift  # one bucket, in score LSBs
     rows = [
         # One cluster, coverage 1.0.
         ScoreRow(scores=np.array([5]), counts=np.array([3]), coverage_q=one),
@@ -178,6 +184,33 @@ def test_wtu_corner_rows(tmp_path):
         ScoreRow(scores=np.arange(n) * 3, counts=np.ones(n, np.int64), coverage_q=1),
         # Ascending scores: selected ids come out in bucket order, not id order.
         ScoreRow(scores=np.arange(n) * 20, counts=np.ones(n, np.int64), coverage_q=one - 1),
+        # The top rises by half the range at a time: the grid drops half its bins each time.
+        ScoreRow(
+            scores=(np.arange(n) // 3) * (r.n_buckets // 2) * width - 900,
+            counts=np.arange(n) % 5 + 1,
+            coverage_q=one,
+        ),
+        # A low start, a jump past the whole range, then clusters below the range.
+        ScoreRow(
+            scores=np.array([-1000, -990, 900] + [-1000 + 7 * j for j in range(n - 3)]),
+            counts=np.full(n, 2),
+            coverage_q=one,
+        ),
+        # Every bucket filled, then rises of 3 and 7 cells: the grid must empty exactly the
+        # bins that leave the range (stale counts would add mass).
+        ScoreRow(
+            scores=np.resize([0, -2, -4, -6, -8, -10, -12, -14, 3, -11, -9, 10, -1, -5, -3, 1], n)
+            * width
+            + 3,
+            counts=np.arange(n) % 3 + 1,
+            coverage_q=one,
+        ),
+        # Negative scores around grid-cell edges (floor shifts).
+        ScoreRow(
+            scores=np.resize([-1, -width, -width - 1, 0, width - 1, -2 * width], n),
+            counts=np.ones(n, np.int64),
+            coverage_q=one * 3 // 4,
+        ),
     ]
     exp = [wtu_expected(cfg, x) for x in rows]
     assert exp[1].selected.tolist() == list(range(n))
@@ -206,11 +239,13 @@ def test_wtu_flags_bad_id_and_recovers(tmp_path):
     )
 
 
-def test_wtu_reset_mid_row(tmp_path):
-    cfg = TINY
+@pytest.mark.parametrize("mode", ["relative", "grid"])
+def test_wtu_reset_mid_row(mode, tmp_path):
+    cfg = TINY.replace(resv={"bucket_mode": mode})
     dut = WiCSumThresholdUnit(cfg)
     h = Harness(dut)
-    first, second = make_rows(cfg, 10, 2)
+    first, second = make_rows(cfg, 10, 4)[2:4]  # rows of several clusters
+    assert first.scores.size > 1  # the reset does cut a row
     got: dict = {}
 
     async def bench(ctx):

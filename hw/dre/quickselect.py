@@ -1,0 +1,370 @@
+"""WeightedQuickSelect: the exact-WiCSum baseline of the WTU, ``wtu_lanes`` clusters per
+cycle, bit-exact with ``golden.quickselect.quickselect`` (whose docstring defines "exact on
+the WTU's fixed-point inputs" and the key-bisection steps).
+
+Interface (the WTU's streams)
+  ``cmd`` (in stream, ``DRELayouts.wtu_cmd``): ``coverage_q`` of the next row.
+  ``clusters`` (in stream, ``DRELayouts.cluster_score``): clusters 0..C-1 in order, ``last``
+  on C-1; an id out of sequence or a row longer than ``max_clusters`` sets ``error``.
+  ``selected`` (out stream, ``DRELayouts.selected``): the exact selection in ascending id,
+  ``last`` on the final one (there is always at least one).
+  ``summary`` (out stream, ``DRELayouts.quickselect_summary``): clusters selected, partition
+  passes, total mass M, threshold θ, error.
+
+Memories: the row ``O`` and the live set ``A``, each ``wtu_lanes`` banks of (key, count)
+(cluster c in bank ``c mod lanes``). Phases, cycles without stalls:
+  IDLE     1       accept ``cmd``
+  INGEST   C       1 cluster/cycle into ``O``; min and max key
+  PASS i   R_i + 2 ``R_i = ceil(reads_i / lanes)`` rows through a 2-stage pipeline: keep the
+                   keys of ``S_{i-1}`` (one compare with the previous pivot), weigh them
+                   (exp2 table of ``2**score_frac_bits`` entries, a multiply and a shift per
+                   lane), compact them in place into ``A`` (prefix count and a lane crossbar),
+                   sum ``W(K > p)`` and count and bound both halves of the pivot ``p``;
+                   pass 1 reads ``O``, keeps everything and also sums ``M``
+  THRESH   1       after pass 1: θ = ceil(coverage_q·M / 2**coverage_frac_bits)
+  DECIDE   1       per pass: take the high or the low half; stop when one key is left
+  EMIT     1 + Σ   read ``O`` row by row in id order up to the row of the last selected
+                   cluster, ``max(1, selected in the row)`` cycles per row
+  SUMMARY  1
+so ``cycles = C + Σ_i (ceil(reads_i / lanes) + 3) + emit_row_cycles + QUICKSELECT_LATENCY``
+from the ``cmd`` handshake to the ``summary`` handshake (both included), with ``reads_i``
+and ``emit_row_cycles`` from ``golden.quickselect.quickselect``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.quickselect import QuickSelection, exp2_lut
+
+from ..config import HWConfig, ceil_log2, check_config
+from .bitops import lowest_set, popcount
+from .layouts import layouts
+
+__all__ = ["QUICKSELECT_LATENCY", "WeightedQuickSelect", "quickselect_cycles"]
+
+#: Fixed cycles of a row: cmd, threshold, the emit's first row read, summary.
+QUICKSELECT_LATENCY = 4
+
+
+def quickselect_cycles(cfg: HWConfig, n_clusters: int, sel: QuickSelection) -> int:
+    """``C + Σ_i (ceil(reads_i / lanes) + 3) + emit_row_cycles + QUICKSELECT_LATENCY``:
+    cycles from the ``cmd`` handshake to the ``summary`` handshake (both included) without
+    stalls; ``sel`` is ``golden.quickselect.quickselect`` of the row at ``wtu_lanes``."""
+    if not 1 <= n_clusters <= cfg.max_clusters:
+        raise ValueError(f"n_clusters must be in 1..{cfg.max_clusters}, not {n_clusters!r}")
+    lanes = cfg.wtu_lanes
+    passes = sum(-(-r // lanes) + 3 for r in sel.pass_reads)
+    return n_clusters + passes + sel.emit_row_cycles + QUICKSELECT_LATENCY
+
+
+class WeightedQuickSelect(wiring.Component):
+    """Exact fixed-point WiCSum by weighted quick-select; see the module docstring."""
+
+    def __init__(self, cfg: HWConfig):
+        check_config(self, cfg)
+        self._cfg = cfg
+        lay = layouts(cfg)
+        super().__init__(
+            {
+                "cmd": In(stream.Signature(lay.wtu_cmd)),
+                "clusters": In(stream.Signature(lay.cluster_score)),
+                "selected": Out(stream.Signature(lay.selected)),
+                "summary": Out(stream.Signature(lay.quickselect_summary)),
+            }
+        )
+
+    @property
+    def cfg(self) -> HWConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        """Fixed cycles of a row (see ``cycles``)."""
+        return QUICKSELECT_LATENCY
+
+    def cycles(self, n_clusters: int, sel: QuickSelection) -> int:
+        """Cycles from the ``cmd`` handshake to the ``summary`` handshake, without stalls."""
+        return quickselect_cycles(self._cfg, n_clusters, sel)
+
+    def elaborate(self, platform):
+        cfg, r = self._cfg, self._cfg.resv
+        lanes, cmax, cid = cfg.wtu_lanes, cfg.max_clusters, cfg.cluster_id_bits
+        lb = ceil_log2(lanes)
+        rows = -(-cmax // lanes)
+        kw = cfg.quickselect_key_bits
+        f = r.score_frac_bits
+        wbits = r.count_bits + cfg.lut_bits
+        kmax = (1 << kw) - 1
+        m = Module()
+
+        entry = data.StructLayout({"key": kw, "count": r.count_bits})
+        o_rd, a_rd, o_wr, a_wr = [], [], [], []
+        for j in range(lanes):
+            om = Memory(shape=entry, depth=rows, init=[])
+            am = Memory(shape=entry, depth=rows, init=[])
+            m.submodules[f"row_mem{j}"] = om
+            m.submodules[f"live_mem{j}"] = am
+            o_wr.append(om.write_port())
+            o_rd.append(om.read_port())
+            a_wr.append(am.write_port())
+            a_rd.append(am.read_port())
+        lut = Array(Const(int(v), cfg.lut_bits) for v in exp2_lut(r))
+
+        n = Signal(range(cmax + 1), name="n_clusters")
+        cov_q = Signal(cfg.coverage_q_bits, name="coverage_q")
+        err = Signal(name="error")
+        top = Signal(r.score_bits, name="top_score")  # biased (unsigned) maximum score
+        cur_min = Signal(kw, name="cur_min")
+        cur_max = Signal(kw, name="cur_max")
+        cur_size = Signal(range(cmax + 1), name="cur_size")
+        n_read = Signal(range(cmax + 1), name="n_read")
+        first = Signal(name="first_pass")
+        p_prev = Signal(kw, name="p_prev")
+        go_high = Signal(name="go_high")
+        passes = Signal(len(self.summary.payload.passes), name="passes")
+        mass = Signal(cfg.mass_bits, name="mass")
+        theta = Signal(cfg.mass_bits, name="theta")
+        acc = Signal(cfg.mass_bits, name="acc")
+        w_high = Signal(cfg.mass_bits, name="w_high")
+        n_high = Signal(range(cmax + 1), name="n_high")
+        n_low = Signal(range(cmax + 1), name="n_low")
+        min_high = Signal(kw, name="min_high")
+        max_low = Signal(kw, name="max_low")
+        n_above = Signal(range(cmax + 1), name="n_above")
+        kstar = Signal(kw, name="kstar")
+        rd_row = Signal(range(rows + 1), name="rd_row")
+        wp = Signal(range(cmax + lanes + 1), name="write_pointer")
+        emitted = Signal(cfg.occupancy_bits, name="emitted")
+        done = Signal(lanes, name="emit_done")
+        pivot = Signal(kw, name="pivot")
+        m.d.comb += pivot.eq((cur_min + cur_max) >> 1)
+
+        m.d.comb += [
+            self.summary.payload.n_selected.eq(emitted),
+            self.summary.payload.passes.eq(passes),
+            self.summary.payload.total_mass.eq(mass),
+            self.summary.payload.threshold.eq(theta),
+            self.summary.payload.error.eq(err),
+        ]
+        for j in range(lanes):
+            m.d.comb += [o_rd[j].addr.eq(rd_row), a_rd[j].addr.eq(rd_row)]
+            m.d.comb += [o_rd[j].en.eq(0), a_rd[j].en.eq(0)]
+
+        # Partition pipeline. Stage 0: the row read last cycle.
+        s0_valid = Signal(name="s0_valid")
+        s0_row = Signal(range(rows + 1), name="s0_row")
+        s1_valid = Signal(name="s1_valid")
+        s1_keep = Signal(lanes, name="s1_keep")
+        s1_high = Signal(lanes, name="s1_high")
+        s1_key = [Signal(kw, name=f"s1_key{j}") for j in range(lanes)]
+        s1_count = [Signal(r.count_bits, name=f"s1_count{j}") for j in range(lanes)]
+        s1_exp = [Signal(cfg.lut_bits, name=f"s1_exp{j}") for j in range(lanes)]
+        s1_shift = [Signal(r.score_bits - f + 1, name=f"s1_shift{j}") for j in range(lanes)]
+        m.d.sync += s1_valid.eq(s0_valid)
+        for j in range(lanes):
+            e = entry(Mux(first, o_rd[j].data.as_value(), a_rd[j].data.as_value()))
+            key = e.key
+            live = s0_valid & ((s0_row << lb) + j < n_read)
+            kept = ~first & Mux(go_high, key > p_prev, key <= p_prev)
+            d = Signal(r.score_bits, name=f"s0_dist{j}")
+            m.d.comb += d.eq(top - key[cid:])
+            m.d.sync += [
+                s1_keep[j].eq(live & (first | kept)),
+                s1_high[j].eq(key > pivot),
+                s1_key[j].eq(key),
+                s1_count[j].eq(e.count),
+                s1_exp[j].eq(lut[d[:f]] if f else lut[0]),
+                s1_shift[j].eq(d[f:]),
+            ]
+
+        # Stage 1: weigh, sum, bound and compact the kept keys.
+        weights = []
+        for j in range(lanes):
+            w = Signal(wbits, name=f"s1_weight{j}")
+            m.d.comb += w.eq((s1_count[j] * s1_exp[j]) >> s1_shift[j])
+            weights.append(Mux(s1_keep[j], w, 0))
+        hi_mask = s1_keep & s1_high
+        lo_mask = s1_keep & ~s1_high
+        sum_all = sum(weights)
+        sum_high = sum(Mux(s1_high[j], weights[j], 0) for j in range(lanes))
+        row_min_high = Signal(kw, name="row_min_high")
+        row_max_low = Signal(kw, name="row_max_low")
+        mins = [Mux(hi_mask[j], s1_key[j], kmax) for j in range(lanes)]
+        maxs = [Mux(lo_mask[j], s1_key[j], 0) for j in range(lanes)]
+        while len(mins) > 1:
+            mins = [
+                Mux(mins[i] < mins[i + 1], mins[i], mins[i + 1]) if i + 1 < len(mins) else mins[i]
+                for i in range(0, len(mins), 2)
+            ]
+            maxs = [
+                Mux(maxs[i] > maxs[i + 1], maxs[i], maxs[i + 1]) if i + 1 < len(maxs) else maxs[i]
+                for i in range(0, len(maxs), 2)
+            ]
+        m.d.comb += [row_min_high.eq(mins[0]), row_max_low.eq(maxs[0])]
+        with m.If(s1_valid):
+            m.d.sync += [
+                w_high.eq(w_high + sum_high),
+                n_high.eq(n_high + popcount(hi_mask)),
+                n_low.eq(n_low + popcount(lo_mask)),
+                wp.eq(wp + popcount(s1_keep)),
+                min_high.eq(Mux(row_min_high < min_high, row_min_high, min_high)),
+                max_low.eq(Mux(row_max_low > max_low, row_max_low, max_low)),
+            ]
+            with m.If(first):
+                m.d.sync += mass.eq(mass + sum_all)
+            # Compaction: kept lane j goes to position wp + (kept lanes below j).
+            for b in range(lanes):
+                for j in range(lanes):
+                    pos = wp + (popcount(s1_keep[:j]) if j else 0)
+                    with m.If(s1_keep[j] & (pos[:lb] == b if lb else 1)):
+                        m.d.comb += [
+                            a_wr[b].addr.eq(pos >> lb),
+                            a_wr[b].data.key.eq(s1_key[j]),
+                            a_wr[b].data.count.eq(s1_count[j]),
+                            a_wr[b].en.eq(1),
+                        ]
+
+        # Reset of the per-pass state, at the start of every pass.
+        start = [
+            rd_row.eq(0),
+            wp.eq(0),
+            s0_valid.eq(0),
+            w_high.eq(0),
+            n_high.eq(0),
+            n_low.eq(0),
+            min_high.eq(kmax),
+            max_low.eq(0),
+            passes.eq(passes + 1),
+        ]
+
+        # Emit: the row of O read last; its selected lanes one per cycle.
+        emit_row = Signal(range(rows + 1), name="emit_row")
+        sel_mask = Signal(lanes, name="sel_mask")
+        m.d.comb += sel_mask.eq(
+            Cat(
+                ((emit_row << lb) + j < n) & (o_rd[j].data.key >= kstar) & ~done[j]
+                for j in range(lanes)
+            )
+        )
+        lane, any_sel = lowest_set(m, sel_mask, name="emit_lane")
+        only = (sel_mask & (sel_mask - 1)) == 0
+        is_last = emitted + 1 == n_above + 1
+
+        with m.FSM(name="quickselect_fsm"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [
+                        cov_q.eq(self.cmd.payload.coverage_q),
+                        n.eq(0),
+                        err.eq(0),
+                        mass.eq(0),
+                        acc.eq(0),
+                        n_above.eq(0),
+                        passes.eq(0),
+                    ]
+                    m.next = "INGEST"
+            with m.State("INGEST"):
+                m.d.comb += self.clusters.ready.eq(1)
+                p = self.clusters.payload
+                biased = p.score.as_unsigned() ^ (1 << (r.score_bits - 1))
+                key = Cat(~n[:cid], biased)
+                with m.If(self.clusters.valid):
+                    with m.If(n < cmax):
+                        for j in range(lanes):
+                            with m.If(n[:lb] == j if lb else 1):
+                                m.d.comb += [
+                                    o_wr[j].addr.eq(n >> lb),
+                                    o_wr[j].data.key.eq(key),
+                                    o_wr[j].data.count.eq(p.count),
+                                    o_wr[j].en.eq(1),
+                                ]
+                        m.d.sync += n.eq(n + 1)
+                        with m.If((n == 0) | (key < cur_min)):
+                            m.d.sync += cur_min.eq(key)
+                        with m.If((n == 0) | (key > cur_max)):
+                            m.d.sync += [cur_max.eq(key), top.eq(biased)]
+                    with m.If((n == cmax) | (p.cluster != n)):
+                        m.d.sync += err.eq(1)
+                    with m.If(p.last):
+                        size = Mux(n == cmax, n, n + 1)
+                        m.d.sync += [n_read.eq(size), cur_size.eq(size), first.eq(1), *start]
+                        m.next = "PASS"
+            with m.State("PASS"):
+                issue = (rd_row << lb) < n_read
+                m.d.sync += [s0_valid.eq(issue), s0_row.eq(rd_row)]
+                for j in range(lanes):
+                    m.d.comb += [o_rd[j].en.eq(issue), a_rd[j].en.eq(issue)]
+                with m.If(issue):
+                    m.d.sync += rd_row.eq(rd_row + 1)
+                with m.If(~issue & ~s0_valid):  # stage 1 finishes the last row now
+                    with m.If(first):
+                        m.next = "THRESH"
+                    with m.Else():
+                        m.next = "DECIDE"
+            with m.State("THRESH"):
+                one = (1 << r.coverage_frac_bits) - 1
+                m.d.sync += theta.eq((cov_q * mass + one) >> r.coverage_frac_bits)
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
+                with m.If(cur_size == 1):  # a one-cluster row: nothing to split
+                    m.d.sync += kstar.eq(cur_min)
+                    m.next = "EMIT_FETCH"
+                with m.Else():
+                    high = acc + w_high >= theta
+                    size = Mux(high, n_high, n_low)
+                    m.d.sync += [
+                        go_high.eq(high),
+                        p_prev.eq(pivot),
+                        first.eq(0),
+                        n_read.eq(cur_size),
+                        cur_size.eq(size),
+                    ]
+                    with m.If(high):
+                        m.d.sync += cur_min.eq(min_high)
+                    with m.Else():
+                        m.d.sync += [
+                            acc.eq(acc + w_high),
+                            cur_max.eq(max_low),
+                            n_above.eq(n_above + n_high),
+                        ]
+                    with m.If(size == 1):
+                        m.d.sync += kstar.eq(Mux(high, min_high, cur_min))
+                        m.next = "EMIT_FETCH"
+                    with m.Else():
+                        m.d.sync += start
+                        m.next = "PASS"
+            with m.State("EMIT_FETCH"):
+                for j in range(lanes):
+                    m.d.comb += [o_rd[j].addr.eq(0), o_rd[j].en.eq(1)]
+                m.d.sync += [emit_row.eq(0), done.eq(0), emitted.eq(0)]
+                m.next = "EMIT"
+            with m.State("EMIT"):
+                advance = Signal(name="emit_advance")
+                with m.If(any_sel):
+                    m.d.comb += [
+                        self.selected.valid.eq(1),
+                        self.selected.payload.cluster.eq((emit_row << lb) | lane),
+                        self.selected.payload.last.eq(is_last),
+                    ]
+                    with m.If(self.selected.ready):
+                        m.d.sync += [emitted.eq(emitted + 1), done.bit_select(lane, 1).eq(1)]
+                        with m.If(is_last):
+                            m.next = "SUMMARY"
+                        with m.Elif(only):
+                            m.d.comb += advance.eq(1)
+                with m.Else():
+                    m.d.comb += advance.eq(1)
+                with m.If(advance):
+                    for j in range(lanes):
+                        m.d.comb += [o_rd[j].addr.eq(emit_row + 1), o_rd[j].en.eq(1)]
+                    m.d.sync += [emit_row.eq(emit_row + 1), done.eq(0)]
+            with m.State("SUMMARY"):
+                m.d.comb += self.summary.valid.eq(1)
+                with m.If(self.summary.ready):
+                    m.next = "IDLE"
+        return m
