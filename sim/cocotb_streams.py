@@ -52,13 +52,15 @@ def cycle() -> int:
 
 def config_from_env() -> HWConfig:
     """The ``HWConfig`` named by ``DRE_CONFIG`` (a preset), with optional ``DRE_LANES``,
-    ``DRE_TOPK_K`` and ``DRE_MAX_CLUSTERS`` overrides (used by the benchmark)."""
+    ``DRE_BATCH``, ``DRE_TOPK_K`` and ``DRE_MAX_CLUSTERS`` overrides (used by the benchmark)."""
     cfg = preset(os.environ.get("DRE_CONFIG", "tiny"))
     changes: dict[str, Any] = {}
     if os.environ.get("DRE_MAX_CLUSTERS"):
         changes["resv"] = {"max_clusters": int(os.environ["DRE_MAX_CLUSTERS"])}
     if os.environ.get("DRE_LANES"):
         changes["hcu_lanes"] = int(os.environ["DRE_LANES"])
+    if os.environ.get("DRE_BATCH"):
+        changes["hcu_batch"] = int(os.environ["DRE_BATCH"])
     if os.environ.get("DRE_TOPK_K"):
         changes["topk_k"] = int(os.environ["DRE_TOPK_K"])
     return cfg.replace(**changes) if changes else cfg

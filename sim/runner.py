@@ -147,6 +147,8 @@ def run_unit(
             extra_env["DRE_MAX_CLUSTERS"] = str(overrides["resv"]["max_clusters"])
         if "hcu_lanes" in overrides:
             extra_env["DRE_LANES"] = str(overrides["hcu_lanes"])
+        if "hcu_batch" in overrides:
+            extra_env["DRE_BATCH"] = str(overrides["hcu_batch"])
         if "topk_k" in overrides:
             extra_env["DRE_TOPK_K"] = str(overrides["topk_k"])
     bdir = build_dir(unit, sim, config, tag)

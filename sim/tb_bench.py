@@ -17,8 +17,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from golden.resv import ClusterEvent
-from hw.dre import hcu_token_cycles, layouts, topk_cycles, wtu_cycles
+from hw.dre import layouts, topk_cycles, wtu_cycles
 from sim.cocotb_streams import (
     Scoreboard,
     StreamSink,
@@ -27,7 +26,14 @@ from sim.cocotb_streams import (
     reset,
     start_clock,
 )
-from sim.dre_data import HCUStream, ScoreRow, hcu_expected, topk_expected, wtu_expected
+from sim.dre_data import (
+    HCUStream,
+    ScoreRow,
+    hcu_expected,
+    hcu_timing,
+    topk_expected,
+    wtu_expected,
+)
 from sim.tb_wtu import cluster_beats
 
 
@@ -65,16 +71,26 @@ async def _hcu(dut, data) -> dict:
     wall = time.perf_counter() - t0
     sink.stop()
     sb.assert_done()
-    occ = np.concatenate([[0], np.cumsum(exp.event == ClusterEvent.CREATED)[:-1]])
     acc = np.array(src.times)
-    per_token = np.diff(np.append(acc, sink.beats[-1][1]))
-    formula = np.array([hcu_token_cycles(cfg, int(o)) for o in occ])
-    assert (per_token == formula).all(), "HCU cycles differ from the formula"
+    done = np.array([t for _, t in sink.beats])
+    timing = hcu_timing(cfg, stream, exp)
+    assert (acc - acc[0] == timing.accepted).all(), "HCU acceptances differ from the formula"
+    assert (done - acc[0] == timing.done).all(), "HCU result cycles differ from the formula"
     return {
-        "occupancy": occ.tolist(),
-        "cycles": per_token.tolist(),
+        # per batch: first token, tokens, occupancy at its start, rows scanned, and its
+        # cycles (first acceptance to the next batch's, the last to its last result)
+        "batches": [
+            [*b, int(nxt - acc[b[0]])]
+            for b, nxt in zip(
+                timing.batches,
+                [*(acc[b[0]] for b in timing.batches[1:]), done[-1] + 1],
+                strict=True,
+            )
+        ],
+        "compares": timing.compares,
         "forced": exp.forced,
-        "sim_cycles": int(sink.beats[-1][1] - acc[0]),
+        "final_occupancy": exp.occupancy,
+        "sim_cycles": int(done[-1] + 1 - acc[0]),
         "wall_seconds": wall,
     }
 
