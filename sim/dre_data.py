@@ -11,6 +11,7 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,8 +29,10 @@ from hw.dre.hcu import hcu_batch_cycles, hcu_result_latency, hcu_scan_rows
 from workloads import trace as trace_io
 
 __all__ = [
+    "HCUBatch",
     "HCUExpected",
     "HCUStream",
+    "HCUTiming",
     "ScoreRow",
     "hcu_expected",
     "hcu_stream",
@@ -124,14 +127,29 @@ def hcu_expected(
     )
 
 
+class HCUBatch(NamedTuple):
+    """One HCU batch: its first token, its tokens, the table occupancy at its start, the
+    rows it scans and the token-cluster pairs a sequential full search would compare (the
+    occupancy each of its tokens sees, the clusters founded earlier in the batch included)."""
+
+    first: int
+    tokens: int
+    occupancy: int
+    rows: int
+    compares: int
+
+
 @dataclass(frozen=True)
 class HCUTiming:
     """The HCU's handshakes with no stalls, from the batching rule of ``hw.dre.hcu``."""
 
     accepted: np.ndarray  # (n,) cycle of each token's acceptance, the first at 0
     done: np.ndarray  # (n,) cycle of each result's handshake
-    batches: list[tuple[int, int, int, int]]  # (first token, tokens, occupancy, rows scanned)
-    compares: int  # token-cluster pairs a sequential full search compares (sum of occupancy)
+    batches: list[HCUBatch]
+
+    @property
+    def compares(self) -> int:
+        return sum(b.compares for b in self.batches)
 
 
 def hcu_timing(cfg: HWConfig, stream: HCUStream, exp: HCUExpected) -> HCUTiming:
@@ -141,7 +159,7 @@ def hcu_timing(cfg: HWConfig, stream: HCUStream, exp: HCUExpected) -> HCUTiming:
     when it joined an older cluster at distance 0 (ties go to the lowest index)."""
     n = len(stream)
     accepted, done = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    batches, compares = [], 0
+    batches = []
     t, start, occ = 0, 0, 0
     while t < n:
         if stream.clear[t]:
@@ -158,13 +176,13 @@ def hcu_timing(cfg: HWConfig, stream: HCUStream, exp: HCUExpected) -> HCUTiming:
         latency = hcu_result_latency(cfg, occ, zero)
         accepted[t : t + k] = start + np.arange(k)
         done[t : t + k] = accepted[t : t + k] + latency
-        batches.append((t, k, occ, hcu_scan_rows(cfg, occ, zero)))
         start += hcu_batch_cycles(cfg, occ, zero)
-        for i in range(t, t + k):
-            compares += occ
-            occ += int(exp.event[i] == ClusterEvent.CREATED)
+        founded = np.cumsum(exp.event[t : t + k] == ClusterEvent.CREATED)
+        compares = int(k * occ + founded[:-1].sum())
+        batches.append(HCUBatch(t, k, occ, hcu_scan_rows(cfg, occ, zero), compares))
+        occ += int(founded[-1])
         t += k
-    return HCUTiming(accepted=accepted, done=done, batches=batches, compares=compares)
+    return HCUTiming(accepted=accepted, done=done, batches=batches)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,7 +45,9 @@ def _write(result: dict) -> None:
 async def _hcu(dut, data) -> dict:
     cfg = config_from_env()
     lay = layouts(cfg)
-    stream = HCUStream(sigs=data["sigs"].astype(np.uint64), clear=np.zeros(data["sigs"].size, bool))
+    sigs = data["sigs"].astype(np.uint64)
+    clear = data["clear"].astype(bool) if "clear" in data else np.zeros(sigs.size, bool)
+    stream = HCUStream(sigs=sigs, clear=clear)
     exp = hcu_expected(cfg, stream)
     sb = Scoreboard("hcu.assign", dut._log)
     for t in range(len(stream)):
@@ -62,8 +64,8 @@ async def _hcu(dut, data) -> dict:
     t0 = time.perf_counter()
     await src.send(
         [
-            {"token_id": i % (1 << cfg.token_id_bits), "signature": int(s), "clear": 0}
-            for i, s in enumerate(stream.sigs)
+            {"token_id": i % (1 << cfg.token_id_bits), "signature": int(s), "clear": int(c)}
+            for i, (s, c) in enumerate(zip(stream.sigs, stream.clear, strict=True))
         ]
     )
     while len(sink.beats) < len(stream):
@@ -77,17 +79,16 @@ async def _hcu(dut, data) -> dict:
     assert (acc - acc[0] == timing.accepted).all(), "HCU acceptances differ from the formula"
     assert (done - acc[0] == timing.done).all(), "HCU result cycles differ from the formula"
     return {
-        # per batch: first token, tokens, occupancy at its start, rows scanned, and its
-        # cycles (first acceptance to the next batch's, the last to its last result)
+        # per batch: first token, tokens, occupancy at its start, rows scanned, compares
+        # and its cycles (first acceptance to the next batch's, the last to its last result)
         "batches": [
-            [*b, int(nxt - acc[b[0]])]
+            [*map(int, b), int(nxt - acc[b.first])]
             for b, nxt in zip(
                 timing.batches,
-                [*(acc[b[0]] for b in timing.batches[1:]), done[-1] + 1],
+                [*(acc[b.first] for b in timing.batches[1:]), done[-1] + 1],
                 strict=True,
             )
         ],
-        "compares": timing.compares,
         "forced": exp.forced,
         "final_occupancy": exp.occupancy,
         "sim_cycles": int(done[-1] + 1 - acc[0]),

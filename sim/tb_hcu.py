@@ -211,7 +211,7 @@ async def hcu_early_exit_exact_cycles(dut):
     exp = hcu_expected(cfg, stream)
     timing = hcu_timing(cfg, stream, exp)
     full = -(-cfg.max_clusters // cfg.hcu_lanes)
-    assert any(rows < full for _, _, occ, rows in timing.batches if occ == cfg.max_clusters)
+    assert any(b.rows < full for b in timing.batches if b.occupancy == cfg.max_clusters)
     await run_stream(dut, stream, idle=0.0, stall=0.0, exact=True, tag=6)
 
 

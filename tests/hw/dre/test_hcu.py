@@ -257,9 +257,10 @@ def test_hcu_batch_intra(batch, timing, tmp_path):
     # The case exercises the intra-batch comparator (joins of a cluster founded in the
     # same batch) and a table that fills mid-batch.
     intra = 0
-    for first, k, occ, _ in _batches(cfg, stream, exp):
-        ev, cl = exp.event[first : first + k], exp.cluster[first : first + k]
-        intra += int(((ev != ClusterEvent.CREATED) & (cl >= occ)).sum())
+    for b in _batches(cfg, stream, exp):
+        ev = exp.event[b.first : b.first + b.tokens]
+        cl = exp.cluster[b.first : b.first + b.tokens]
+        intra += int(((ev != ClusterEvent.CREATED) & (cl >= b.occupancy)).sum())
     assert intra >= 5 and exp.forced > 0
     out = simulate(cfg, stream, timing=timing, seed=batch, vcd=tmp_path / "hcu.vcd")
     check(cfg, stream, out, exact_cycles=timing == "none")
@@ -297,7 +298,7 @@ def test_hcu_early_exit(batch, tmp_path):
     sigs = np.array(founders + probes + [founders[2]] * batch, np.uint64)
     stream = HCUStream(sigs=sigs, clear=np.zeros(sigs.size, bool))
     exp = hcu_expected(cfg, stream)
-    rows = [r for _, _, occ, r in _batches(cfg, stream, exp) if occ == cfg.max_clusters]
+    rows = [b.rows for b in _batches(cfg, stream, exp) if b.occupancy == cfg.max_clusters]
     assert min(rows) == 3 and max(rows) == cfg.max_clusters  # the last batch: row 2 only
     assert sum(rows) < len(rows) * cfg.max_clusters
     out = simulate(cfg, stream, timing="none", seed=7, vcd=tmp_path / "hcu.vcd")
@@ -314,11 +315,32 @@ def test_hcu_batch_boundaries(batch, tmp_path):
     clear[[1, 2, 3, batch + 3, 5 * batch + 1]] = True
     stream = HCUStream(sigs=stream.sigs, clear=clear)
     exp = hcu_expected(cfg, stream)
-    sizes = [k for _, k, _, _ in _batches(cfg, stream, exp)]
+    sizes = [b.tokens for b in _batches(cfg, stream, exp)]
     assert sum(sizes) == len(stream) and min(sizes) == 1 and max(sizes) == batch
     for timing in ("none", "random", "slow_sink"):
         out = simulate(cfg, stream, timing=timing, seed=9, vcd=tmp_path / "hcu.vcd")
         check(cfg, stream, out, exact_cycles=timing == "none")
+
+
+def test_hcu_timing_batches(tmp_path):
+    """The no-stall model, worked by hand, and the hardware on the same stream."""
+    cfg = BATCHES[4]
+    sigs = np.array([0x0003, 0x0300, 0x3000, 0x0030, 0x000C, 0x0003, 0xC000], np.uint64)
+    clear = np.zeros(7, bool)
+    clear[6] = True
+    stream = HCUStream(sigs=sigs, clear=clear)
+    exp = hcu_expected(cfg, stream)
+    t = hcu_timing(cfg, stream, exp)
+    # [0..3] from empty (0+1+2+3 compares), [4, 5] at 4 clusters (4+5), [6] cleared.
+    assert [tuple(b) for b in t.batches] == [(0, 4, 0, 0, 6), (4, 2, 4, 1, 9), (6, 1, 0, 0, 0)]
+    assert t.compares == 15
+    # Full batch, no rows: 2*4 + 1 cycles, results 0 + 4 + 2 after acceptance; partial
+    # batch of a founder and an exact copy of cluster 0 (one row): 1 + 2*2 + 2, 1 + 2 + 3;
+    # partial batch after the clear: results 0 + 1 + 3 after acceptance.
+    assert t.accepted.tolist() == [0, 1, 2, 3, 9, 10, 16]
+    assert t.done.tolist() == [6, 7, 8, 9, 15, 16, 20]
+    out = simulate(cfg, stream, timing="none", seed=1, vcd=tmp_path / "hcu.vcd")
+    check(cfg, stream, out, exact_cycles=True)
 
 
 def test_event_values_match_golden():
