@@ -28,6 +28,7 @@ message has the install command).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import shlex
 import sys
@@ -111,6 +112,8 @@ class FlowOptions:
     quiet: bool = False
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``HWConfig`` fields changed from the preset (``--set FIELD=VALUE``).
+    overrides: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.clock_ns, int | float) or not self.clock_ns > 0:
@@ -576,6 +579,14 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
     except ImportError as exc:  # pragma: no cover - depends on the tree's state
         raise FlowError(f"hw.gen is not importable ({exc}); no unit can be synthesised") from None
     cfg = hw_preset(opts.preset)
+    if opts.overrides:
+        known = {f.name for f in dataclasses.fields(cfg)} - {"resv"}
+        bad = sorted(set(opts.overrides) - known)
+        if bad:
+            raise ValueError(
+                f"--set must name an HWConfig field ({', '.join(sorted(known))}), not {bad[0]!r}"
+            )
+        cfg = cfg.replace(**opts.overrides)
     wanted = opts.tops or list(TOPS)
     unknown = [t for t in wanted if t not in TOPS and t not in EXPECTED_UNITS]
     if unknown:
@@ -607,6 +618,7 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
         "kind": "vrex-synth-report",
         "schema_version": 1,
         "preset": opts.preset,
+        "overrides": opts.overrides,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": opts.command or "python -m synth.flow",
         "tools": tool_versions(),
@@ -746,6 +758,13 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--out", type=Path, help="output directory (default build/synth/<config>)"
     )
     ap.add_argument("--seed", type=int, default=0, help="stimulus seed")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change an integer HWConfig field of the preset (repeatable), e.g. hcu_batch=4",
+    )
     ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     return ap
 
@@ -754,8 +773,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     try:
+        overrides = {}
+        for item in args.set:
+            name, _, value = item.partition("=")
+            if not name or not value.lstrip("-").isdigit():
+                raise ValueError(f"--set must be FIELD=INTEGER, not {item!r}")
+            overrides[name] = int(value)
         opts = FlowOptions(
             preset=args.config,
+            overrides=overrides,
             tops=args.top,
             clock_ns=args.clock_ns,
             cycles=args.cycles,

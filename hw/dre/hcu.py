@@ -220,6 +220,7 @@ class HashClusterUnit(wiring.Component):
         founded = [Signal(name=f"slot{i}_founded") for i in range(nb)]
         found_id = [Signal(cid_bits, name=f"slot{i}_cluster") for i in range(nb)]
         intra = [Signal(range(far + 1), name=f"slot{i}_intra_dist") for i in range(nb)]
+        intra_le = [Signal(name=f"slot{i}_intra_joinable") for i in range(nb)]  # <= T
 
         # Scan pipeline: ``row`` is on the read port; stage 1 registers lane distances.
         n_rows = Signal(range(rows + 1), name="n_rows")
@@ -275,6 +276,11 @@ class HashClusterUnit(wiring.Component):
             bd.eq(Mux(take_intra, i_dist, t_dist)),
             bi.eq(Mux(take_intra, Array(found_id)[i_slot], t_idx)),
         ]
+        # The join decision without the minimum: some candidate is within T (short path).
+        joins = Signal(name="decide_joins")
+        t_le = Array([b <= r.threshold for b in best_dist])[di]
+        near = Cat(*(f & le for f, le in zip(founded, intra_le, strict=True)))
+        m.d.comb += joins.eq(t_le | near.any())
 
         # Count update, one cycle after a decision: read then write (forwarded when the
         # previous update hit the same cluster, whose write the read could not see).
@@ -345,8 +351,10 @@ class HashClusterUnit(wiring.Component):
                 ]
                 # Distances of the next slot to every slot, for its own decision.
                 nxt = Array(sig)[di + 1] if nb > 1 else sig[0]
-                m.d.sync += [intra[j].eq(popcount(nxt ^ sig[j])) for j in range(nb)]
-                with m.If(bd <= r.threshold):
+                for j in range(nb):
+                    d = popcount(nxt ^ sig[j])
+                    m.d.sync += [intra[j].eq(d), intra_le[j].eq(d <= r.threshold)]
+                with m.If(joins):
                     m.d.comb += cnt_rd.addr.eq(bi >> lane_bits)
                     m.d.sync += [
                         wr_idx.eq(bi),
