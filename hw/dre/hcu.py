@@ -25,8 +25,11 @@ in arrival order (join / create / forced join); a token also sees the clusters f
 the earlier tokens of its batch (an intra-batch comparator: their signatures are the
 batch's own, their ids are higher than every table cluster's, so the table wins ties and
 earlier founders win among themselves). The result is bit-exact with the sequential
-``cluster_online`` whatever the batching. Counts are updated read-modify-write one cycle
-after each decision (forwarded when the same cluster is hit twice in a row).
+``cluster_online`` whatever the batching. The distances of a token to the batch's other
+tokens, and whether they are within T, are computed the cycle before its decision; join or
+create follows from those bits and the table best's, only the choice of cluster waits on the
+minimum. Counts are updated read-modify-write one cycle after each decision (forwarded when
+the same cluster is hit twice in a row).
 
 A batch closes when it holds ``B`` tokens, when the source has no token in a cycle (after at
 least one), or before a ``clear`` token (which always opens a batch: ``tokens.ready`` is low
@@ -43,7 +46,8 @@ starts with ``occupancy`` clusters in the table (0 after a clear):
   merged two cycles later; ``n`` decisions; a cycle to reopen), and every token's result is
   handshaken ``hcu_result_latency = R + n + 2 + [n < B]`` cycles after its acceptance. With
   ``B = 1``: ``R + 3`` cycles per token.
-Back-pressure on ``assign`` stalls the decisions; the next batch is accepted meanwhile.
+Back-pressure on ``assign`` stalls the decisions; the next batch's tokens are accepted while
+the last result of a batch waits.
 """
 
 from __future__ import annotations
