@@ -48,6 +48,8 @@ class HWConfig:
     resv: ReSVConfig
     #: HCU comparators: signatures compared per cycle (the paper: 16). Power of two.
     hcu_lanes: int = 16
+    #: HCU tokens compared per signature-row read (a batch); 1, 2, 4 or 8.
+    hcu_batch: int = 1
     #: Slots of the top-k baseline's insertion sorter; a larger ``k`` takes several passes.
     topk_k: int = 64
     #: Selector lanes: clusters the weighted quick-select baseline partitions per cycle (its
@@ -90,6 +92,10 @@ class HWConfig:
             raise TypeError(f"hcu_lanes must be an integer, not {self.hcu_lanes!r}")
         if not (1 <= self.hcu_lanes <= mc and self.hcu_lanes & (self.hcu_lanes - 1) == 0):
             raise ValueError(f"hcu_lanes must be a power of two in 1..{mc}, not {self.hcu_lanes!r}")
+        if isinstance(self.hcu_batch, bool) or not isinstance(self.hcu_batch, int):
+            raise TypeError(f"hcu_batch must be an integer, not {self.hcu_batch!r}")
+        if self.hcu_batch not in (1, 2, 4, 8):
+            raise ValueError(f"hcu_batch must be a power of two in 1..8, not {self.hcu_batch!r}")
         check_int("topk_k", self.topk_k, 1, mc)
         check_int("wtu_lanes", self.wtu_lanes, 1, 256)
         if self.wtu_lanes & (self.wtu_lanes - 1):

@@ -1,11 +1,13 @@
 """Hardware benchmark of the DRE units (the hardware part of ``make bench``).
 
     python -m sim.bench --config tiny|paper|edge [--sizes 256,512,1024,2048,4096]
-                        [--lanes 4,8,16,32] [--hcu-tokens N] [--rows R] [--wtu-lanes L]
-                        [--topk-k K] [--parts hcu,selectors,speed] [-o build/bench]
+                        [--lanes 16] [--batches 1,2,4,8] [--hcu-probes N]
+                        [--hcu-trace-tokens N] [--rows R] [--wtu-lanes L] [--topk-k K]
+                        [--parts hcu,selectors,speed] [-o build/bench]
 
-1. HCU cycles per token against table occupancy for several lane counts (Verilator, a table
-   of ``max(sizes)`` entries, random signatures so that the table fills).
+1. HCU token-cluster compares per cycle for every table size, lane count and batch size
+   (``hcu_batch``; Verilator, a table of each size): random signatures against a full
+   table, and with ``TRACE=path.npz`` the trace's tokens from an empty table.
 2. Selector cycles on the same score rows at each size: the WTU with ``relative`` and with
    ``grid`` buckets, the ``wtu_lanes``-wide weighted quick-select (the exact WiCSum of the
    same fixed-point inputs) and the top-k baseline with ``topk_k = wtu_lanes`` insertion
@@ -33,11 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.resv import ClusterEvent
 from golden.synthetic import synthetic_signatures
 from hw.config import PRESETS, HWConfig, preset
-from hw.dre import hcu_token_cycles, quickselect_cycles, topk_cycles, wtu_cycles
+from hw.dre import quickselect_cycles, topk_cycles, wtu_cycles
 from sim.dre_data import (
+    HCUStream,
     ScoreRow,
+    hcu_expected,
     quickselect_expected,
     score_row,
     trace_path,
@@ -76,70 +81,105 @@ def _run_cocotb(unit: str, sim: str, config: str, overrides: dict, data: dict, t
 # ---------------------------------------------------------------------------------------------
 
 
-def bench_hcu(config: str, cfg: HWConfig, lanes: list[int], tokens: int, seed: int) -> dict:
+def hcu_workload(
+    cfg: HWConfig, size: int, probes: int, trace_tokens: int, seed: int
+) -> tuple[HCUStream, int, int]:
+    """One HCU stream per table size, in two contexts: random signatures until ``size``
+    clusters exist, then ``probes`` random tokens against the full table (joins and forced
+    joins, no exact copies: no early exit); then, after a clear, up to ``trace_tokens``
+    tokens of the ``TRACE`` file (``trace_workload``: layer 0, KV head 0) when one is given.
+    Returns the stream and where the probes and the trace start."""
     r = cfg.resv
+    sized = cfg.replace(resv={"max_clusters": size})
     sigs = synthetic_signatures(
-        tokens, hash_bits=r.hash_bits, redundancy=0.0, sources=4 * tokens, seed=seed
+        2 * size + probes, hash_bits=r.hash_bits, redundancy=0.0, sources=8 * size, seed=seed
     )
-    out = {}
-    for lane in lanes:
-        _say(f"HCU, {lane} lanes, {tokens} tokens, table {cfg.max_clusters} (Verilator)")
-        res = _run_cocotb(
-            "hcu",
-            "verilator",
-            config,
-            {"resv": {"max_clusters": cfg.max_clusters}, "hcu_lanes": lane},
-            {"sigs": sigs},
-            f"bench_l{lane}_c{cfg.max_clusters}",
-        )
-        occ, cyc = np.array(res["occupancy"]), np.array(res["cycles"])
-        full = hcu_token_cycles(cfg.replace(hcu_lanes=lane), cfg.max_clusters)
-        out[lane] = {
-            "tokens": tokens,
-            "final_occupancy": int(occ[-1]),
-            "forced": res["forced"],
-            "mean_cycles_per_token": float(cyc.mean()),
-            "cycles_per_token_full_table": full,
-            "tokens_per_cycle_full_table": 1 / full,
-            "occupancy": occ[:: max(1, tokens // 256)].tolist(),
-            "cycles": cyc[:: max(1, tokens // 256)].tolist(),
-            "sim_cycles": res["sim_cycles"],
-            "wall_seconds": res["wall_seconds"],
-            "build_seconds": res["build_seconds"],
-        }
-        _say(
-            f"  mean {cyc.mean():.1f} cycles/token, {full} at a full table, "
-            f"{res['sim_cycles'] / res['wall_seconds']:.0f} cycles/s"
-        )
+    golden = hcu_expected(sized, HCUStream(sigs=sigs, clear=np.zeros(sigs.size, bool)))
+    created = np.cumsum(golden.event == ClusterEvent.CREATED)
+    full = int(np.searchsorted(created, size)) + 1  # tokens until the table is full
+    if full > sigs.size - probes:
+        raise ValueError(f"synthetic signatures did not fill a table of {size} clusters")
+    parts = [sigs[: full + probes]]
     path = trace_path()
-    if path is not None:
-        stream, _ = trace_workload(cfg, path, max_tokens=4 * cfg.max_clusters, max_rows=0)
-        lane = cfg.hcu_lanes
-        _say(f"HCU, {lane} lanes, trace {path.name} ({len(stream)} tokens, Verilator)")
-        res = _run_cocotb(
-            "hcu",
-            "verilator",
-            config,
-            {"resv": {"max_clusters": cfg.max_clusters}, "hcu_lanes": lane},
-            {"sigs": stream.sigs},
-            f"bench_l{lane}_c{cfg.max_clusters}",
-        )
-        occ, cyc = np.array(res["occupancy"]), np.array(res["cycles"])
-        full = hcu_token_cycles(cfg, cfg.max_clusters)
-        out[f"{lane} (trace)"] = {
-            "tokens": len(stream),
-            "final_occupancy": int(occ[-1]),
-            "forced": res["forced"],
-            "mean_cycles_per_token": float(cyc.mean()),
-            "cycles_per_token_full_table": full,
-            "tokens_per_cycle_full_table": 1 / full,
-            "occupancy": occ[:: max(1, len(stream) // 256)].tolist(),
-            "cycles": cyc[:: max(1, len(stream) // 256)].tolist(),
-            "sim_cycles": res["sim_cycles"],
-            "wall_seconds": res["wall_seconds"],
-            "build_seconds": res["build_seconds"],
-        }
-        _say(f"  mean {cyc.mean():.1f} cycles/token, final occupancy {occ[-1]}")
+    if path is not None and trace_tokens > 0:
+        parts.append(trace_workload(sized, path, max_tokens=trace_tokens, max_rows=0)[0].sigs)
+    clear = np.zeros(sum(p.size for p in parts), bool)
+    clear[[0, full + probes][: len(parts)]] = True
+    return HCUStream(sigs=np.concatenate(parts), clear=clear), full, full + probes
+
+
+def _hcu_figures(cfg: HWConfig, batches: list, lo: int, hi: int) -> dict:
+    """Compares, cycles and rows of the batches of tokens ``lo..hi-1`` (from ``tb_bench``:
+    first, tokens, occupancy, rows, compares, cycles)."""
+    sel = [b for b in batches if lo <= b[0] < hi]
+    tokens = sum(b[1] for b in sel)
+    compares = sum(b[4] for b in sel)
+    cycles = sum(b[5] for b in sel)
+    full_rows = sum(-(-b[2] // cfg.hcu_lanes) for b in sel)
+    return {
+        "tokens": tokens,
+        "compares": compares,
+        "cycles": cycles,
+        "compares_per_cycle": compares / cycles,
+        "cycles_per_token": cycles / tokens,
+        "rows_scanned_frac": sum(b[3] for b in sel) / max(1, full_rows),
+        "mean_occupancy": compares / tokens,
+    }
+
+
+def bench_hcu(
+    config: str,
+    cfg: HWConfig,
+    sizes: list[int],
+    lanes: list[int],
+    batches: list[int],
+    probes: int,
+    trace_tokens: int,
+    seed: int,
+) -> list[dict]:
+    """HCU compares per cycle for every (lanes, batch, size), on synthetic tokens against a
+    full table and on the trace's tokens (Verilator; results and cycles verified)."""
+    out = []
+    for size in sizes:
+        stream, p0, t0 = hcu_workload(cfg, size, probes, trace_tokens, seed)
+        for lane in lanes:
+            for b in batches:
+                over = {"resv": {"max_clusters": size}, "hcu_lanes": lane, "hcu_batch": b}
+                sized = cfg.replace(**over)
+                _say(f"HCU, table {size}, {lane} lanes, batch {b}, {len(stream)} tokens")
+                res = _run_cocotb(
+                    "hcu",
+                    "verilator",
+                    config,
+                    over,
+                    {"sigs": stream.sigs, "clear": stream.clear},
+                    f"bench_l{lane}_b{b}_c{size}",
+                )
+                row = {
+                    "clusters": size,
+                    "lanes": lane,
+                    "batch": b,
+                    "synthetic": _hcu_figures(sized, res["batches"], p0, t0),
+                    "forced": res["forced"],
+                    "sim_cycles": res["sim_cycles"],
+                    "wall_seconds": res["wall_seconds"],
+                    "build_seconds": res["build_seconds"],
+                }
+                if t0 < len(stream):
+                    row["trace"] = _hcu_figures(sized, res["batches"], t0, len(stream))
+                    row["trace"]["final_occupancy"] = res["final_occupancy"]
+                out.append(row)
+                _say(
+                    f"  synthetic {row['synthetic']['compares_per_cycle']:.1f} compares/cycle"
+                    + (
+                        f", trace {row['trace']['compares_per_cycle']:.1f} "
+                        f"(occupancy {res['final_occupancy']}, rows scanned "
+                        f"{100 * row['trace']['rows_scanned_frac']:.0f} %)"
+                        if "trace" in row
+                        else ""
+                    )
+                    + f"; {res['sim_cycles'] / res['wall_seconds']:.0f} cycles/s"
+                )
     return out
 
 
@@ -312,15 +352,22 @@ def _amaranth_speed(cfg: HWConfig, stream) -> dict:
 
 def _plot_hcu(out_dir: Path, report: dict, plt) -> str:
     fig, ax = plt.subplots(figsize=(6, 4))
-    for lane, h in report["hcu"].items():
-        ax.plot(h["occupancy"], h["cycles"], ".", ms=3, label=f"{lane} lanes")
-    ax.set_xlabel("table occupancy (clusters)")
-    ax.set_ylabel("cycles per token")
-    ax.set_title("HCU: ceil(occupancy / lanes) + 2 (measured, Verilator)")
-    ax.legend()
+    for i, (lane, b) in enumerate(sorted({(h["lanes"], h["batch"]) for h in report["hcu"]})):
+        runs = [h for h in report["hcu"] if (h["lanes"], h["batch"]) == (lane, b)]
+        for kind, style in (("synthetic", "o-"), ("trace", "s--")):
+            xs = [h["clusters"] for h in runs if kind in h]
+            ys = [h[kind]["compares_per_cycle"] for h in runs if kind in h]
+            if xs:
+                ax.plot(xs, ys, style, color=f"C{i}", label=f"{lane} lanes, B={b}, {kind}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("table size (clusters)")
+    ax.set_ylabel("token-cluster compares per cycle")
+    ax.set_title("HCU throughput (measured, Verilator)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "hcu_cycles.png", dpi=120)
     plt.close(fig)
+
     return "hcu_cycles.png"
 
 
@@ -396,17 +443,29 @@ def _markdown(report: dict, plots: list[str]) -> str:
         + (f", plus trace `{report['trace']}`" if report["trace"] else " (no TRACE given)")
         + "; none of these are video-LLM keys.",
         "",
-        "## HCU cycles per token",
+        "## HCU compares per cycle",
         "",
-        "| lanes | tokens | final occupancy | forced | mean cycles/token "
-        "| cycles/token, full table | tokens/cycle, full table |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "Compares = token-cluster pairs a sequential full search compares (the occupancy "
+        "each token sees), over the HCU's cycles with no stalls. Synthetic: random "
+        "signatures against a full table (no exact copies, so no early exit); trace: the "
+        "trace's tokens from an empty table (early exit where a token repeats a cluster's "
+        "signature exactly).",
+        "",
+        "| clusters | lanes | B | synthetic compares/cycle | cycles/token | trace tokens "
+        "| final occupancy | trace compares/cycle | cycles/token | rows scanned |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for lane, h in report.get("hcu", {}).items():
+    for h in report.get("hcu", []):
+        syn, tr = h["synthetic"], h.get("trace")
+        cells = (
+            f"{tr['tokens']} | {tr['final_occupancy']} | {tr['compares_per_cycle']:.1f} | "
+            f"{tr['cycles_per_token']:.1f} | {100 * tr['rows_scanned_frac']:.0f} %"
+            if tr
+            else "| | | |"
+        )
         lines.append(
-            f"| {lane} | {h['tokens']} | {h['final_occupancy']} | {h['forced']} | "
-            f"{h['mean_cycles_per_token']:.1f} | {h['cycles_per_token_full_table']} | "
-            f"{h['tokens_per_cycle_full_table']:.4f} |"
+            f"| {h['clusters']} | {h['lanes']} | {h['batch']} | "
+            f"{syn['compares_per_cycle']:.1f} | {syn['cycles_per_token']:.1f} | {cells} |"
         )
     lines += [
         "",
@@ -477,9 +536,13 @@ def main(argv: list[str] | None = None) -> int:
         default="256,512,1024,2048,4096",
         help="clusters per selector row (the table is sized to the largest)",
     )
-    ap.add_argument("--lanes", default="4,16,64", help="HCU lane counts")
+    ap.add_argument("--lanes", default=None, help="HCU lane counts (default: the preset's)")
+    ap.add_argument("--batches", default="1,2,4,8", help="HCU batch sizes (hcu_batch)")
     ap.add_argument(
-        "--hcu-tokens", type=int, default=None, help="tokens per HCU run (default: the table size)"
+        "--hcu-probes", type=int, default=256, help="synthetic HCU tokens against a full table"
+    )
+    ap.add_argument(
+        "--hcu-trace-tokens", type=int, default=8192, help="HCU tokens taken from the TRACE"
     )
     ap.add_argument("--rows", type=int, default=2, help="synthetic rows per size")
     ap.add_argument(
@@ -501,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = preset(args.config)
         sizes = sorted(int(s) for s in args.sizes.split(","))
-        lanes = [int(s) for s in args.lanes.split(",")]
+        lanes = [int(s) for s in args.lanes.split(",")] if args.lanes else [base.hcu_lanes]
+        batches = [int(s) for s in args.batches.split(",")]
         if not sizes or sizes[0] < 1:
             raise ValueError(f"sizes must be positive integers, not {args.sizes!r}")
         wtu_lanes = args.wtu_lanes or base.wtu_lanes
@@ -515,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"parts must be among hcu, selectors, speed, not {args.parts!r}")
         for lane in lanes:
             cfg.replace(hcu_lanes=lane)  # validates the lane counts up front
+        for b in batches:
+            cfg.replace(hcu_batch=b)
     except ValueError as exc:
         ap.error(str(exc))
     args.output.mkdir(parents=True, exist_ok=True)
@@ -531,8 +597,16 @@ def main(argv: list[str] | None = None) -> int:
         "trace": str(trace_path()) if trace_path() else None,
     }
     if "hcu" in parts:
-        tokens = args.hcu_tokens or cfg.max_clusters
-        report["hcu"] = bench_hcu(args.config, cfg, lanes, tokens, args.seed)
+        report["hcu"] = bench_hcu(
+            args.config,
+            cfg,
+            sizes,
+            lanes,
+            batches,
+            args.hcu_probes,
+            args.hcu_trace_tokens,
+            args.seed,
+        )
     if "selectors" in parts:
         rows = selector_rows(cfg, sizes, args.rows, args.seed)
         report["selectors"] = bench_selectors(args.config, cfg, rows)

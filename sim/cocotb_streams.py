@@ -52,8 +52,8 @@ def cycle() -> int:
 
 def config_from_env() -> HWConfig:
     """The ``HWConfig`` named by ``DRE_CONFIG`` (a preset), with optional ``DRE_LANES``,
-    ``DRE_TOPK_K``, ``DRE_WTU_LANES``, ``DRE_MAX_CLUSTERS`` and ``DRE_BUCKET_MODE`` overrides
-    (used by the benchmark and the grid-mode regressions)."""
+    ``DRE_BATCH``, ``DRE_TOPK_K``, ``DRE_WTU_LANES``, ``DRE_MAX_CLUSTERS`` and
+    ``DRE_BUCKET_MODE`` overrides (used by the benchmark and the grid-mode regressions)."""
     cfg = preset(os.environ.get("DRE_CONFIG", "tiny"))
     changes: dict[str, Any] = {}
     resv: dict[str, Any] = {}
@@ -67,6 +67,8 @@ def config_from_env() -> HWConfig:
         changes["wtu_lanes"] = int(os.environ["DRE_WTU_LANES"])
     if os.environ.get("DRE_LANES"):
         changes["hcu_lanes"] = int(os.environ["DRE_LANES"])
+    if os.environ.get("DRE_BATCH"):
+        changes["hcu_batch"] = int(os.environ["DRE_BATCH"])
     if os.environ.get("DRE_TOPK_K"):
         changes["topk_k"] = int(os.environ["DRE_TOPK_K"])
     return cfg.replace(**changes) if changes else cfg

@@ -11,22 +11,33 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from golden.quickselect import quickselect
-from golden.resv import ClusterTable, quantize_scores, signatures, wicsum_select_bucketed
+from golden.resv import (
+    ClusterEvent,
+    ClusterTable,
+    quantize_scores,
+    signatures,
+    wicsum_select_bucketed,
+)
 from golden.synthetic import synthetic_keys, synthetic_signatures
 from golden.topk import topk_select
 from hw.config import HWConfig
+from hw.dre.hcu import hcu_batch_cycles, hcu_result_latency, hcu_scan_rows
 from workloads import trace as trace_io
 
 __all__ = [
+    "HCUBatch",
     "HCUExpected",
     "HCUStream",
+    "HCUTiming",
     "ScoreRow",
     "hcu_expected",
     "hcu_stream",
+    "hcu_timing",
     "quickselect_expected",
     "score_row",
     "topk_expected",
@@ -116,6 +127,64 @@ def hcu_expected(
         forced=min(table.forced, (1 << cfg.token_id_bits) - 1),
         counts=table.counts,
     )
+
+
+class HCUBatch(NamedTuple):
+    """One HCU batch: its first token, its tokens, the table occupancy at its start, the
+    rows it scans and the token-cluster pairs a sequential full search would compare (the
+    occupancy each of its tokens sees, the clusters founded earlier in the batch included)."""
+
+    first: int
+    tokens: int
+    occupancy: int
+    rows: int
+    compares: int
+
+
+@dataclass(frozen=True)
+class HCUTiming:
+    """The HCU's handshakes with no stalls, from the batching rule of ``hw.dre.hcu``."""
+
+    accepted: np.ndarray  # (n,) cycle of each token's acceptance, the first at 0
+    done: np.ndarray  # (n,) cycle of each result's handshake
+    batches: list[HCUBatch]
+
+    @property
+    def compares(self) -> int:
+        return sum(b.compares for b in self.batches)
+
+
+def hcu_timing(cfg: HWConfig, stream: HCUStream, exp: HCUExpected) -> HCUTiming:
+    """Exact cycles of ``stream`` through the HCU with an always-valid source and an
+    always-ready sink: batches of ``hcu_batch`` tokens, cut before every ``clear`` and at the
+    end; a token's first distance-0 table cluster (the early exit) is its golden cluster
+    when it joined an older cluster at distance 0 (ties go to the lowest index)."""
+    n = len(stream)
+    accepted, done = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    batches = []
+    t, start, occ = 0, 0, 0
+    while t < n:
+        if stream.clear[t]:
+            occ = 0
+        k = 1
+        while k < cfg.hcu_batch and t + k < n and not stream.clear[t + k]:
+            k += 1
+        zero = [
+            int(exp.cluster[i])
+            if exp.event[i] == ClusterEvent.JOINED and exp.distance[i] == 0 and exp.cluster[i] < occ
+            else None
+            for i in range(t, t + k)
+        ]
+        latency = hcu_result_latency(cfg, occ, zero)
+        accepted[t : t + k] = start + np.arange(k)
+        done[t : t + k] = accepted[t : t + k] + latency
+        start += hcu_batch_cycles(cfg, occ, zero)
+        founded = np.cumsum(exp.event[t : t + k] == ClusterEvent.CREATED)
+        compares = int(k * occ + founded[:-1].sum())
+        batches.append(HCUBatch(t, k, occ, hcu_scan_rows(cfg, occ, zero), compares))
+        occ += int(founded[-1])
+        t += k
+    return HCUTiming(accepted=accepted, done=done, batches=batches)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -159,6 +159,8 @@ def run_unit(
             extra_env["DRE_WTU_LANES"] = str(overrides["wtu_lanes"])
         if "hcu_lanes" in overrides:
             extra_env["DRE_LANES"] = str(overrides["hcu_lanes"])
+        if "hcu_batch" in overrides:
+            extra_env["DRE_BATCH"] = str(overrides["hcu_batch"])
         if "topk_k" in overrides:
             extra_env["DRE_TOPK_K"] = str(overrides["topk_k"])
     if random_state is not None and (sim != "verilator" or not 0 < random_state < 2**31):

@@ -17,8 +17,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from golden.resv import ClusterEvent
-from hw.dre import hcu_token_cycles, layouts, quickselect_cycles, topk_cycles, wtu_cycles
+from hw.dre import layouts, quickselect_cycles, topk_cycles, wtu_cycles
 from sim.cocotb_streams import (
     Scoreboard,
     StreamSink,
@@ -31,6 +30,7 @@ from sim.dre_data import (
     HCUStream,
     ScoreRow,
     hcu_expected,
+    hcu_timing,
     quickselect_expected,
     topk_expected,
     wtu_expected,
@@ -46,7 +46,9 @@ def _write(result: dict) -> None:
 async def _hcu(dut, data) -> dict:
     cfg = config_from_env()
     lay = layouts(cfg)
-    stream = HCUStream(sigs=data["sigs"].astype(np.uint64), clear=np.zeros(data["sigs"].size, bool))
+    sigs = data["sigs"].astype(np.uint64)
+    clear = data["clear"].astype(bool) if "clear" in data else np.zeros(sigs.size, bool)
+    stream = HCUStream(sigs=sigs, clear=clear)
     exp = hcu_expected(cfg, stream)
     sb = Scoreboard("hcu.assign", dut._log)
     for t in range(len(stream)):
@@ -63,8 +65,8 @@ async def _hcu(dut, data) -> dict:
     t0 = time.perf_counter()
     await src.send(
         [
-            {"token_id": i % (1 << cfg.token_id_bits), "signature": int(s), "clear": 0}
-            for i, s in enumerate(stream.sigs)
+            {"token_id": i % (1 << cfg.token_id_bits), "signature": int(s), "clear": int(c)}
+            for i, (s, c) in enumerate(zip(stream.sigs, stream.clear, strict=True))
         ]
     )
     while len(sink.beats) < len(stream):
@@ -72,16 +74,25 @@ async def _hcu(dut, data) -> dict:
     wall = time.perf_counter() - t0
     sink.stop()
     sb.assert_done()
-    occ = np.concatenate([[0], np.cumsum(exp.event == ClusterEvent.CREATED)[:-1]])
     acc = np.array(src.times)
-    per_token = np.diff(np.append(acc, sink.beats[-1][1]))
-    formula = np.array([hcu_token_cycles(cfg, int(o)) for o in occ])
-    assert (per_token == formula).all(), "HCU cycles differ from the formula"
+    done = np.array([t for _, t in sink.beats])
+    timing = hcu_timing(cfg, stream, exp)
+    assert (acc - acc[0] == timing.accepted).all(), "HCU acceptances differ from the formula"
+    assert (done - acc[0] == timing.done).all(), "HCU result cycles differ from the formula"
     return {
-        "occupancy": occ.tolist(),
-        "cycles": per_token.tolist(),
+        # per batch: first token, tokens, occupancy at its start, rows scanned, compares
+        # and its cycles (first acceptance to the next batch's, the last to its last result)
+        "batches": [
+            [*map(int, b), int(nxt - acc[b.first])]
+            for b, nxt in zip(
+                timing.batches,
+                [*(acc[b.first] for b in timing.batches[1:]), done[-1] + 1],
+                strict=True,
+            )
+        ],
         "forced": exp.forced,
-        "sim_cycles": int(sink.beats[-1][1] - acc[0]),
+        "final_occupancy": exp.occupancy,
+        "sim_cycles": int(done[-1] + 1 - acc[0]),
         "wall_seconds": wall,
     }
 

@@ -13,7 +13,7 @@ import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly
 
 from golden.resv import ClusterEvent
-from hw.dre import hcu_token_cycles, layouts
+from hw.dre import HCU_LATENCY, hcu_batch_cycles, layouts
 from sim.cocotb_streams import (
     Scoreboard,
     StreamSink,
@@ -30,6 +30,7 @@ from sim.dre_data import (
     env_workload,
     hcu_expected,
     hcu_stream,
+    hcu_timing,
 )
 
 
@@ -71,7 +72,7 @@ async def run_stream(
         {"token_id": t % tid_mod, "signature": int(s), "clear": int(c)}
         for t, (s, c) in enumerate(zip(stream.sigs, stream.clear, strict=True))
     ]
-    worst = hcu_token_cycles(cfg, cfg.max_clusters)
+    worst = hcu_batch_cycles(cfg, cfg.max_clusters, [None] * cfg.hcu_batch)
     await src.send(payloads)
     await sink.wait_for(n, timeout_cycles=int(worst / (1 - stall + 1e-9)) * 4 + 200)
     for _ in range(4 * worst):  # anything more would be a duplicate
@@ -84,19 +85,14 @@ async def run_stream(
     counts = await read_counts(dut, exp.occupancy)
     assert counts == exp.counts.tolist(), f"counts {counts} != {exp.counts.tolist()}"
 
-    occ, cost = 0, []
-    for t in range(n):
-        occ = 0 if stream.clear[t] else occ
-        cost.append(hcu_token_cycles(cfg, occ))
-        occ += int(exp.event[t] == ClusterEvent.CREATED)
     acc = np.array(src.times)
     done = np.array([t for _, t in sink.beats])
-    cost = np.array(cost)
-    if exact:
-        assert (np.diff(acc) == cost[:-1]).all(), "token-to-token cycles differ from the formula"
-        assert (done - acc == cost).all(), "token latency differs from the formula"
+    if exact:  # batches, early exit and decisions to the cycle (hw.dre.hcu)
+        timing = hcu_timing(cfg, stream, exp)
+        assert (acc - acc[0] == timing.accepted).all(), "acceptances differ from the formula"
+        assert (done - acc[0] == timing.done).all(), "result cycles differ from the formula"
     else:
-        assert (np.diff(acc) >= cost[:-1]).all() and (done - acc >= cost).all()
+        assert (done - acc >= HCU_LATENCY + 1).all()
     return {"accepted": src.times, "done": done.tolist(), "cycles": int(done[-1] - acc[0])}
 
 
@@ -187,3 +183,49 @@ async def hcu_reset_mid_stream(dut):
     assert int(dut.occupancy.value) == 0 and int(dut.assign__valid.value) == 0
     second = hcu_stream(cfg, 3 * cfg.max_clusters, seed=seed_from_env() + 6)
     await run_stream(dut, second, idle=0.2, stall=0.2, exact=False, tag=5)
+
+
+@cocotb.test()
+async def hcu_early_exit_exact_cycles(dut):
+    """Exact copies of table clusters: the scan of a batch stops at the row of the last
+    distance-0 cluster found; results and every handshake cycle as the formula."""
+    cfg = config_from_env()
+    await start_clock(dut)
+    await reset(dut)
+    rng = make_rng(6, 0)
+    founders = hcu_stream(
+        cfg,
+        4 * cfg.max_clusters,
+        seed=seed_from_env() + 7,
+        redundancy=0.0,
+        sources=16 * cfg.max_clusters,
+    )
+    table = hcu_expected(cfg, founders)
+    sigs = founders.sigs[np.flatnonzero(table.event == ClusterEvent.CREATED)]
+    probes = sigs[rng.integers(0, sigs.size, 6 * cfg.hcu_batch + 3)]
+    probes[cfg.hcu_batch] ^= np.uint64(1)  # no exact copy: a full scan (unless it joins)
+    stream = HCUStream(
+        sigs=np.concatenate([founders.sigs, probes]),
+        clear=np.zeros(len(founders) + probes.size, bool),
+    )
+    exp = hcu_expected(cfg, stream)
+    timing = hcu_timing(cfg, stream, exp)
+    full = -(-cfg.max_clusters // cfg.hcu_lanes)
+    assert any(b.rows < full for b in timing.batches if b.occupancy == cfg.max_clusters)
+    await run_stream(dut, stream, idle=0.0, stall=0.0, exact=True, tag=6)
+
+
+@cocotb.test()
+async def hcu_batch_boundaries(dut):
+    """Clears inside a batch window and back to back, a token count the batch size does not
+    divide: exact cycles with no stalls, then the same stream with random timing."""
+    cfg = config_from_env()
+    await start_clock(dut)
+    await reset(dut)
+    b = cfg.hcu_batch
+    base = hcu_stream(cfg, 8 * b + 3, seed=seed_from_env() + 8, redundancy=0.8, sources=6)
+    clear = np.zeros(len(base), bool)
+    clear[[0, 1, 2, 3, b + 3, 5 * b + 1]] = True  # 0: the second run starts afresh too
+    stream = HCUStream(sigs=base.sigs, clear=clear)
+    await run_stream(dut, stream, idle=0.0, stall=0.0, exact=True, tag=7)
+    await run_stream(dut, stream, idle=0.3, stall=0.3, exact=False, tag=8)

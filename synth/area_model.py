@@ -153,8 +153,9 @@ def breakdown(unit: str, cfg: Any, sram_min_bits: int = DEFAULT_SRAM_MIN_BITS) -
 def estimate_area(
     unit: str, cfg: Any, *, sram_min_bits: int = DEFAULT_SRAM_MIN_BITS
 ) -> float | None:
-    """Modelled area of ``unit`` in µm², or ``None`` if the model does not cover it."""
-    if unit not in ("hcu", "wtu", "dre"):
+    """Modelled area of ``unit`` in µm², or ``None`` if the model does not cover it (the
+    HCU's batches, ``hcu_batch > 1``, are outside its calibration)."""
+    if unit not in ("hcu", "wtu", "dre") or (unit != "wtu" and cfg.hcu_batch != 1):
         return None
     return breakdown(unit, cfg, sram_min_bits)["total"]
 

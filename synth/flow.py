@@ -120,7 +120,7 @@ class FlowOptions:
     quiet: bool = False
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    #: ``HWConfig.replace`` changes applied to the preset (``--set FIELD=INT``).
+    #: ``HWConfig`` fields changed from the preset (``--set FIELD=INT``).
     overrides: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -597,10 +597,12 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
         raise FlowError(f"hw.gen is not importable ({exc}); no unit can be synthesised") from None
     cfg = hw_preset(opts.preset)
     if opts.overrides:
-        names = {f.name for f in dataclasses.fields(cfg)}
-        bad = [k for k in opts.overrides if k not in names]
+        known = {f.name for f in dataclasses.fields(cfg)} - {"resv"}
+        bad = sorted(set(opts.overrides) - known)
         if bad:
-            raise ValueError(f"set must name an HWConfig field, not {bad[0]!r}")
+            raise ValueError(
+                f"--set must name an HWConfig field ({', '.join(sorted(known))}), not {bad[0]!r}"
+            )
         cfg = cfg.replace(**opts.overrides)
     wanted = opts.tops or list(TOPS)
     unknown = [t for t in wanted if t not in TOPS and t not in EXPECTED_UNITS]
@@ -641,6 +643,7 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
         "kind": "vrex-synth-report",
         "schema_version": 1,
         "preset": opts.label,
+        "overrides": opts.overrides,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": opts.command or "python -m synth.flow",
         "tools": tool_versions(),
@@ -780,14 +783,15 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--out", type=Path, help="output directory (default build/synth/<config>)"
     )
     ap.add_argument("--seed", type=int, default=0, help="stimulus seed")
-    ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     ap.add_argument(
         "--set",
         action="append",
         default=[],
-        metavar="FIELD=INT",
-        help="change an integer HWConfig field of the preset (repeatable), e.g. mac_rows=8",
+        metavar="FIELD=VALUE",
+        help="change an integer HWConfig field of the preset (repeatable), e.g. hcu_batch=4 "
+        "or mac_rows=8",
     )
+    ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     return ap
 
 
@@ -800,7 +804,7 @@ def _overrides(items: list[str]) -> dict[str, int]:
         except ValueError:
             sep = ""
         if not sep or not name.strip():
-            raise ValueError(f"set must be FIELD=INTEGER, not {item!r}")
+            raise ValueError(f"--set must be FIELD=INTEGER, not {item!r}")
     return out
 
 
@@ -809,8 +813,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         opts = FlowOptions(
-            overrides=_overrides(args.set),
             preset=args.config,
+            overrides=_overrides(args.set),
             tops=args.top,
             clock_ns=args.clock_ns,
             cycles=args.cycles,

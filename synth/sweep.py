@@ -9,8 +9,8 @@ Axes: HCU lanes (``hcu_lanes``), hash bits (``resv.hash_bits``), WTU buckets
 (default) varies one axis at a time from the preset's values; ``grid`` takes the full
 product. Each point synthesises the selected units (Yosys + OpenSTA, no power) and records
 per unit: area (µm²), fmax (MHz), the analytical model's area (:mod:`synth.area_model`)
-and cycles from the units' documented cycle formulas (HCU ``token_cycles`` at a full
-table, WTU ``cycles(C, b*, k)`` and top-k ``cycles(C, k)`` on a seeded synthetic row of C =
+and cycles from the units' documented cycle formulas (HCU ``batch_cycles`` per token at a
+full table, WTU ``cycles(C, b*, k)`` and top-k ``cycles(C, k)`` on a seeded synthetic row of C =
 ``max_clusters`` clusters selected by ``golden.resv.wicsum_select_bucketed``).
 
 Points run in parallel on Dask distributed: a ``LocalCluster`` by default, or the scheduler
@@ -207,7 +207,7 @@ def point_key(point: dict[str, int], opts: SweepOptions, liberty_digest: str) ->
 def unit_cycles(unit: str, cfg: Any, seed: int = 0) -> dict[str, Any]:
     """Cycles of ``unit`` from its documented cycle formula on a representative input.
 
-    The formulas are the units' own module functions (``hcu_token_cycles``, ``wtu_cycles``,
+    The formulas are the units' own module functions (``hcu_batch_cycles``, ``wtu_cycles``,
     ``topk_cycles``), so no unit is instantiated (and none is left unelaborated).
     """
     import numpy as np
@@ -217,10 +217,11 @@ def unit_cycles(unit: str, cfg: Any, seed: int = 0) -> dict[str, Any]:
 
     c = cfg.max_clusters
     if unit == "hcu":
+        b = cfg.hcu_batch
         return {
             "metric": "cycles per token at a full table",
-            "cycles": hcu.hcu_token_cycles(cfg, c),
-            "formula": f"ceil({c}/{cfg.hcu_lanes}) + {hcu.HCU_LATENCY}",
+            "cycles": hcu.hcu_batch_cycles(cfg, c, [None] * b) / b,
+            "formula": f"(ceil({c}/{cfg.hcu_lanes}) + 2*{b} + 1) / {b}",
         }
     rng = np.random.default_rng(seed)
     scores = quantize_scores(rng.normal(0.0, 2.0, c), cfg.resv)

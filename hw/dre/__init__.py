@@ -2,7 +2,13 @@
 quick-select baselines."""
 
 from .dre import DynamicRetrievalEngine, dre_signature
-from .hcu import HCU_LATENCY, HashClusterUnit, hcu_token_cycles
+from .hcu import (
+    HCU_LATENCY,
+    HashClusterUnit,
+    hcu_batch_cycles,
+    hcu_result_latency,
+    hcu_scan_rows,
+)
 from .layouts import DRELayouts, Event, layouts
 from .quickselect import QUICKSELECT_LATENCY, WeightedQuickSelect, quickselect_cycles
 from .topk import TOPK_LATENCY, TopKSelector, topk_cycles, topk_passes
@@ -23,7 +29,9 @@ __all__ = [
     "WiCSumThresholdUnit",
     "dre_signature",
     "grid_wtu",
-    "hcu_token_cycles",
+    "hcu_batch_cycles",
+    "hcu_result_latency",
+    "hcu_scan_rows",
     "layouts",
     "quickselect_cycles",
     "topk_cycles",

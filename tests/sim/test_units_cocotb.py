@@ -45,6 +45,16 @@ def test_unit_regression(unit, sim):
     assert result.failed == 0
 
 
+@pytest.mark.cocotb
+@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("batch", [2, 8])
+def test_hcu_batch_regression(batch, sim):
+    """The HCU regression with B-token batches (``hcu_batch``)."""
+    result = run_unit("hcu", sim, config="tiny", overrides={"hcu_batch": batch}, tag=f"b{batch}")
+    assert result.tests == len(cocotb_tests(UNIT_TESTBENCH["hcu"])) > 0
+    assert result.failed == 0
+
+
 def test_testbenches_define_tests():
     for module in UNIT_TESTBENCH.values():
         assert len(cocotb_tests(module)) >= 3, module

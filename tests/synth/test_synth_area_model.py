@@ -69,3 +69,10 @@ def test_model_monotone_and_covers_macros():
     assert area_model.estimate_area("topk", paper) is None
     with pytest.raises(ValueError, match=r"^unit must be one of 'hcu', 'wtu', 'dre', not 'x'$"):
         area_model.memories("x", paper)
+
+
+def test_model_does_not_cover_batches():
+    cfg = _cfg().replace(hcu_batch=2)
+    assert area_model.estimate_area("hcu", cfg) is None
+    assert area_model.estimate_area("dre", cfg) is None
+    assert area_model.estimate_area("wtu", cfg) is not None

@@ -96,10 +96,11 @@ def test_cli_missing_default_liberty_gives_install_command(tmp_path, monkeypatch
         (["--top", "nope"], r"top must be one of .*, not 'nope'"),
         (["--clock-ns", "0"], r"clock_ns must be a positive number, not 0.0"),
         (["--cycles", "3"], r"cycles must be an integer of at least 10, not 3"),
-        (["--set", "mac_rows"], r"set must be FIELD=INTEGER, not 'mac_rows'"),
-        (["--set", "mac_rows=x"], r"set must be FIELD=INTEGER, not 'mac_rows=x'"),
-        (["--set", "nope=3"], r"set must name an HWConfig field, not 'nope'"),
+        (["--set", "mac_rows"], r"--set must be FIELD=INTEGER, not 'mac_rows'"),
+        (["--set", "mac_rows=x"], r"--set must be FIELD=INTEGER, not 'mac_rows=x'"),
+        (["--set", "nope=3"], r"--set must name an HWConfig field \(.*hcu_batch.*\), not 'nope'"),
         (["--set", "mac_cols=3"], r"mac_cols must be a power of two in 1\.\.256, not 3"),
+        (["--set", "hcu_batch=3"], r"hcu_batch must be a power of two in 1\.\.8, not 3"),
     ],
 )
 def test_cli_usage_errors(tmp_path, capsys, args, message):

@@ -32,7 +32,7 @@ def test_pareto_front():
 
 def test_unit_cycles_follow_the_documented_formulas():
     cfg = sweep.point_config("tiny", {"hcu_lanes": 2})
-    assert sweep.unit_cycles("hcu", cfg)["cycles"] == 16 // 2 + 2
+    assert sweep.unit_cycles("hcu", cfg)["cycles"] == 16 // 2 + 3
     w = sweep.unit_cycles("wtu", cfg)
     assert w["cycles"] == 2 * 16 + w["b_star"] + w["selected"] + 7
 
