@@ -33,12 +33,14 @@ Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cy
 - ``m_axi``: AXI4 master (reads: KVMU retrieval bursts; writes: aged tokens' K and V).
 
 Flow of one ingested token ``t``: K and V beats into registers; RoPE (``RopeUnit``) of K;
-``hash_bits`` dot products with the BF16 hyperplanes through the MAC tree compared with the
-thresholds ``theta`` (signature); if the recent ring is full, the oldest ring token ages
-out: its signature goes through the HCU, the KVMU gives it a slot, the ``KVWriter`` writes
-its K and V there, its cluster's FP32 key sum is updated lane-parallel and the cluster's
-score weight ``w_c = 1/members_c * K_score`` recomputed (``FP32Recip``). Then ``t`` takes the
-ring slot (or a sink slot).
+the ``hash_bits`` dot products with the BF16 hyperplanes from the hasher (a ``MacArray`` of
+``hash_bits`` rows holding the planes x ``mac_lanes`` columns; a pre-RoPE key is hashed
+while RoPE runs), compared in parallel with the thresholds ``theta`` (signature); if the
+recent ring is full, the oldest ring token ages out: its signature goes through the HCU,
+the KVMU gives it a slot, the ``KVWriter`` writes its K and V there as a posted write (an
+``INGEST`` answers once all its writes completed), its cluster's FP32 key sum is updated
+lane-parallel and the cluster's score weight ``w_c = 1/members_c * K_score`` recomputed
+(``FP32Recip``). Then ``t`` takes the ring slot (or a sink slot).
 
 Flow of a query: RoPE of q; every cluster's key sum (rounded to BF16) is dotted with q
 through the MAC tree, scaled by ``w_c`` into a fixed-point log2 score and streamed into the
