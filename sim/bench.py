@@ -459,7 +459,7 @@ def _markdown(report: dict, plots: list[str]) -> str:
         syn, tr = h["synthetic"], h.get("trace")
         cells = (
             f"{tr['tokens']} | {tr['final_occupancy']} | {tr['compares_per_cycle']:.1f} | "
-            f"{tr['cycles_per_token']:.1f} | {100 * tr['rows_scanned_frac']:.0f} %"
+            f"{tr['cycles_per_token']:.1f} | {100 * tr['rows_scanned_frac']:.1f} %"
             if tr
             else "| | | |"
         )

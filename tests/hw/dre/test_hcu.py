@@ -166,8 +166,10 @@ def test_hcu_full_table_all_distances_equal(tmp_path):
     check(cfg, stream, out, exact_cycles=True)
 
 
-def test_hcu_count_saturates(tmp_path):
-    cfg = TINY.replace(resv={"count_bits": 2})  # counts saturate at 3
+@pytest.mark.parametrize("batch", [1, 4, 8])
+def test_hcu_count_saturates(batch, tmp_path):
+    # Batches: back-to-back joins of one cluster go through the count forwarding.
+    cfg = BATCHES[batch].replace(resv={"count_bits": 2})  # counts saturate at 3
     sigs = np.array([0x1234] * 6 + [0x1235] * 2 + [0xF00F], np.uint64)
     stream = HCUStream(sigs=sigs, clear=np.zeros(sigs.size, bool))
     exp = hcu_expected(cfg, stream)
@@ -283,6 +285,36 @@ def test_hcu_batch_ties(batch, tmp_path):
     assert exp.distance[[5, 6, 9, 10, 13, 14]].tolist() == [2] * 6
     for timing in ("none", "random"):
         out = simulate(cfg, stream, timing=timing, seed=4, vcd=tmp_path / "hcu.vcd")
+        check(cfg, stream, out, exact_cycles=timing == "none")
+
+
+@pytest.mark.parametrize("batch", [4, 8])
+def test_hcu_forced_to_batch_founder(batch, tmp_path):
+    """The table fills in the middle of a batch; a later token of that batch, more than T
+    from everything, is forced to a cluster founded earlier in the same batch."""
+    cfg = BATCHES[batch]
+    founders = _far_apart(cfg, cfg.max_clusters, 4, seed=3)
+    rng = np.random.default_rng(11)
+    while True:  # 4 bits from founder 14, farther from every other founder
+        probe = founders[14] ^ int(sum(1 << int(b) for b in rng.choice(16, 4, replace=False)))
+        if all(int(hamming(probe, f)) > 4 for i, f in enumerate(founders) if i != 14):
+            break
+    prefix = founders[:14] + [founders[0]] * ((-14) % batch)  # batch-aligned
+    tail = [founders[14], founders[15], probe, founders[14]]
+    sigs = np.array(prefix + tail + [founders[0]] * (batch - 4), np.uint64)
+    stream = HCUStream(sigs=sigs, clear=np.zeros(sigs.size, bool))
+    exp = hcu_expected(cfg, stream)
+    n = len(prefix)
+    assert [b.first for b in _batches(cfg, stream, exp)][-1] == n  # the tail is one batch
+    assert exp.event[n : n + 4].tolist() == [
+        ClusterEvent.CREATED,
+        ClusterEvent.CREATED,
+        ClusterEvent.FORCED,
+        ClusterEvent.JOINED,
+    ]
+    assert exp.cluster[n + 2] == exp.cluster[n + 3] == 14 and exp.distance[n + 2] == 4
+    for timing in ("none", "random"):
+        out = simulate(cfg, stream, timing=timing, seed=12, vcd=tmp_path / "hcu.vcd")
         check(cfg, stream, out, exact_cycles=timing == "none")
 
 
