@@ -1,0 +1,69 @@
+"""BoardTop: ``DRESystem`` on a board: PLL, reset, UART pins and status LEDs.
+
+Clocking: the board oscillator feeds the PLL (ECP5 ``EHXPLLL``; iCE40 ``SB_PLL40_PAD`` on
+the oscillator's pad), whose output is the ``sync`` clock at ``fcfg.clock_hz``. Reset:
+``sync`` is held in reset (through ``amaranth.lib.cdc.ResetSynchronizer``) while the PLL is
+not locked, while the reset button is held and for ~10 µs after configuration (a
+counter in a reset-less domain on the same clock: iCE40 block RAMs read as zero for ~3 µs
+after configuration).
+LEDs, in the order of ``Board.leds``: PLL locked, then ``DRESystem.leds`` (heartbeat,
+activity, error, busy).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
+from amaranth.lib.cdc import ResetSynchronizer
+
+from .boards import Board
+from .config import FPGAConfig
+from .pll import PllSettings, ecp5_pll_instance, ice40_pll_instance
+from .system import DRESystem
+
+__all__ = ["BoardTop"]
+
+#: Time the power-on reset holds the system after configuration (iCE40 BRAMs need 3 µs).
+POR_SECONDS = 10e-6
+
+
+class BoardTop(Elaboratable):
+    def __init__(self, board: Board, fcfg: FPGAConfig, pll: PllSettings):
+        if abs(pll.fout_hz - fcfg.clock_hz) > 1e-3 * fcfg.clock_hz:
+            raise ValueError(
+                f"fcfg.clock_hz must be the PLL's output {pll.fout_hz:.0f} Hz, "
+                f"not {fcfg.clock_hz!r}"
+            )
+        self.board, self.fcfg, self.pll = board, fcfg, pll
+
+    def elaborate(self, platform):
+        m = Module()
+        clk = Signal(name="pll_clk")
+        locked = Signal(name="pll_locked")
+        if self.board.family == "ecp5":
+            osc = platform.request(platform.default_clk, 0)
+            m.submodules.pll = ecp5_pll_instance(self.pll, osc.i, clk, locked)
+        else:
+            pad = platform.request(platform.default_clk, 0, dir="-")
+            m.submodules.pll = ice40_pll_instance(self.pll, pad.io, clk, locked)
+        platform.add_clock_constraint(clk, self.pll.fout_hz)
+
+        m.domains.sync = ClockDomain("sync")
+        m.domains.por = ClockDomain("por", reset_less=True)
+        m.d.comb += [ClockSignal("sync").eq(clk), ClockSignal("por").eq(clk)]
+        por_cycles = int(POR_SECONDS * self.pll.fout_hz) + 1
+        por = Signal(range(por_cycles + 1), name="por_count")
+        with m.If(por != por_cycles):
+            m.d.por += por.eq(por + 1)
+        button = platform.request(*self.board.reset)
+        m.submodules.reset_sync = ResetSynchronizer(
+            (por != por_cycles) | ~locked | button.i, domain="sync"
+        )
+
+        m.submodules.system = system = DRESystem(self.fcfg)
+        uart = platform.request("uart", 0)
+        m.d.comb += [system.rx.eq(uart.rx.i), uart.tx.o.eq(system.tx)]
+        leds = [platform.request(name, num) for name, num in self.board.leds]
+        m.d.comb += leds[0].o.eq(locked)
+        for i, led in enumerate(leds[1:]):
+            m.d.comb += led.o.eq(system.leds[i])
+        return m
