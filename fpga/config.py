@@ -14,7 +14,7 @@ from typing import Any
 from golden.checks import check_float, check_int
 from hw.config import HWConfig
 
-__all__ = ["MAX_BAUD_ERROR", "MIN_UART_DIVISOR", "FPGAConfig"]
+__all__ = ["MAX_BAUD_ERROR", "MIN_UART_DIVISOR", "FPGAConfig", "sim_config"]
 
 #: Smallest clocks per UART bit: the receiver samples the middle of a bit.
 MIN_UART_DIVISOR = 4
@@ -75,3 +75,10 @@ class FPGAConfig:
     def depth(self) -> int:
         """Records per bridge buffer."""
         return self.buffer_depth or max(256, self.hw.max_clusters)
+
+
+def sim_config(hw: HWConfig) -> FPGAConfig:
+    """The system the cocotb bench simulates: 8 clocks per UART bit (a board build has
+    hundreds, which only slows simulation down) and buffers of ``max_clusters`` records, so
+    that a short HCU stream already takes several runs."""
+    return FPGAConfig(hw=hw, clock_hz=8e6, baud=1_000_000, buffer_depth=hw.max_clusters)

@@ -200,7 +200,9 @@ async def check_against_golden(
         assigns, rep.hcu_cycles = await client.cluster(stream)
         exp = hcu_expected(cfg, stream)
         got = [(int(a.cluster), int(a.distance), int(a.event.value)) for a in assigns]
-        want = list(zip(exp.cluster.tolist(), exp.distance.tolist(), exp.event.tolist()))
+        want = list(
+            zip(exp.cluster.tolist(), exp.distance.tolist(), exp.event.tolist(), strict=True)
+        )
         tid_mask = (1 << cfg.token_id_bits) - 1
         for t, (g, w) in enumerate(zip(got, want, strict=True)):
             rep.compare(f"token {t} (cluster, distance, event)", g, w)
@@ -216,7 +218,13 @@ async def check_against_golden(
     kinds = ("normal", "ties", "one_bucket", "extremes", "wide")
     rng = np.random.default_rng(seed)
     for i in range(rows):
-        n = cfg.max_clusters if i == 0 else 1 if i == 1 else int(rng.integers(1, cfg.max_clusters + 1))
+        n = (
+            cfg.max_clusters
+            if i == 0
+            else 1
+            if i == 1
+            else int(rng.integers(1, cfg.max_clusters + 1))
+        )
         row = score_row(cfg, n, seed=seed * 1000 + i, kind=kinds[i % len(kinds)])
         selected, summary, cycles = await client.select(row)
         exp = wtu_expected(cfg, row)
@@ -236,7 +244,14 @@ async def check_against_golden(
                 int(summary.threshold),
                 int(summary.error),
             ),
-            (exp.b_star, exp.buckets_scanned, exp.clusters_emitted, exp.total_mass, exp.threshold, 0),
+            (
+                exp.b_star,
+                exp.buckets_scanned,
+                exp.clusters_emitted,
+                exp.total_mass,
+                exp.threshold,
+                0,
+            ),
         )
         rep.wtu_cycles.append(cycles)
         rep.rows += 1

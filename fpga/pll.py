@@ -26,9 +26,13 @@ class PllSettings:
 
 
 def _best(candidates, target: float, what: str, fin: float) -> PllSettings:
-    best = min(candidates, key=lambda s: (abs(s.fout_hz - target), s.dividers["_order"]), default=None)
+    best = min(
+        candidates, key=lambda s: (abs(s.fout_hz - target), s.dividers["_order"]), default=None
+    )
     if best is None:
-        raise ValueError(f"target must be reachable by the {what} from {fin / 1e6:g} MHz, not {target!r}")
+        raise ValueError(
+            f"target must be reachable by the {what} from {fin / 1e6:g} MHz, not {target!r}"
+        )
     dividers = {k: v for k, v in best.dividers.items() if k != "_order"}
     return PllSettings(fin_hz=fin, fout_hz=best.fout_hz, dividers=dividers)
 
@@ -52,7 +56,12 @@ def ecp5_pll(fin: float, target: float) -> PllSettings:
                         yield PllSettings(
                             fin,
                             fout,
-                            {"CLKI_DIV": clki, "CLKFB_DIV": clkfb, "CLKOP_DIV": clkop, "_order": order},
+                            {
+                                "CLKI_DIV": clki,
+                                "CLKFB_DIV": clkfb,
+                                "CLKOP_DIV": clkop,
+                                "_order": order,
+                            },
                         )
                         break
 
@@ -70,7 +79,9 @@ def ice40_pll(fin: float, target: float) -> PllSettings:
             fdiv = fin / (divr + 1)
             if not 10e6 <= fdiv <= 133e6:
                 continue
-            filt = next(i for i, hi in enumerate((17e6, 26e6, 44e6, 66e6, 101e6, 1e12), 1) if fdiv < hi)
+            filt = next(
+                i for i, hi in enumerate((17e6, 26e6, 44e6, 66e6, 101e6, 1e12), 1) if fdiv < hi
+            )
             for divf in range(128):
                 fvco = fdiv * (divf + 1)
                 if not 533e6 <= fvco <= 1066e6:

@@ -44,7 +44,18 @@ from hw.dre import layouts
 
 from .config import FPGAConfig
 
-__all__ = ["VERSION", "ErrorCode", "Op", "ProtocolLayouts", "Reply", "nbytes", "protocol"]
+__all__ = [
+    "VERSION",
+    "ErrorCode",
+    "Op",
+    "ProtocolLayouts",
+    "Reply",
+    "info_value",
+    "nbytes",
+    "pack",
+    "protocol",
+    "unpack",
+]
 
 #: Protocol version reported by ``I``.
 VERSION = 1

@@ -29,9 +29,20 @@ __all__ = ["UartRx"]
 
 class UartRx(wiring.Component):
     def __init__(self, *, divisor: int):
-        check_int("divisor", divisor, MIN_UART_DIVISOR)
+        try:
+            check_int("divisor", divisor, MIN_UART_DIVISOR)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True  # raised before use: no unused-elaboratable warning
+            raise
         self._divisor = divisor
-        super().__init__({"rx": In(1, init=1), "data": Out(stream.Signature(8)), "frame_error": Out(1), "overrun": Out(1)})
+        super().__init__(
+            {
+                "rx": In(1, init=1),
+                "data": Out(stream.Signature(8)),
+                "frame_error": Out(1),
+                "overrun": Out(1),
+            }
+        )
 
     @property
     def divisor(self) -> int:
@@ -54,10 +65,9 @@ class UartRx(wiring.Component):
             m.d.sync += full.eq(0)
 
         with m.FSM(name="uart_rx_fsm"):
-            with m.State("IDLE"):
-                with m.If(~line):
-                    m.d.sync += timer.eq(div // 2 - 1)
-                    m.next = "START"
+            with m.State("IDLE"), m.If(~line):
+                m.d.sync += timer.eq(div // 2 - 1)
+                m.next = "START"
             with m.State("START"):
                 m.d.sync += timer.eq(timer - 1)
                 with m.If(timer == 0):

@@ -25,7 +25,11 @@ __all__ = ["UartTx"]
 
 class UartTx(wiring.Component):
     def __init__(self, *, divisor: int):
-        check_int("divisor", divisor, MIN_UART_DIVISOR)
+        try:
+            check_int("divisor", divisor, MIN_UART_DIVISOR)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True  # raised before use: no unused-elaboratable warning
+            raise
         self._divisor = divisor
         super().__init__({"data": In(stream.Signature(8)), "tx": Out(1, init=1)})
 

@@ -124,13 +124,16 @@ def run_unit(
     overrides: dict | None = None,
     test_module: str | None = None,
     optimize: bool = False,
+    verilog: str | None = None,
 ) -> RunResult:
     """Generate, build and run the cocotb testbench of ``unit`` on ``sim``.
 
     ``overrides`` are ``HWConfig.replace`` changes applied on top of the preset; they are
     passed to the testbench through ``DRE_*`` variables (see ``sim.cocotb_streams``).
+    ``verilog`` (with ``test_module``) simulates a top that is not a ``hw.gen`` unit, e.g.
+    the FPGA board system; its module must be called ``unit``.
     """
-    if unit not in UNIT_TESTBENCH:
+    if unit not in UNIT_TESTBENCH and (verilog is None or test_module is None):
         raise ValueError(f"unit must be one of {', '.join(UNIT_TESTBENCH)}, not {unit!r}")
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
@@ -152,7 +155,7 @@ def run_unit(
     bdir = build_dir(unit, sim, config, tag)
     bdir.mkdir(parents=True, exist_ok=True)
     src = bdir / f"{unit}.v"
-    _write_if_changed(src, generate(unit, cfg))
+    _write_if_changed(src, verilog if verilog is not None else generate(unit, cfg))
     sources = [src]
     build_args: list[str] = ["-g2005"] if sim == "icarus" else []
     if sim == "verilator":
