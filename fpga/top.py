@@ -13,6 +13,7 @@ activity, error, busy).
 from __future__ import annotations
 
 from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from .boards import Board
@@ -40,9 +41,10 @@ class BoardTop(Elaboratable):
         clk = Signal(name="pll_clk")
         locked = Signal(name="pll_locked")
         if self.board.family == "ecp5":
-            osc = platform.request(platform.default_clk, 0)
-            m.submodules.pll = ecp5_pll_instance(self.pll, osc.i, clk, locked)
-        else:
+            osc = platform.request(platform.default_clk, 0, dir="-")
+            m.submodules.osc_buf = osc_buf = io.Buffer("i", osc)
+            m.submodules.pll = ecp5_pll_instance(self.pll, osc_buf.i, clk, locked)
+        else:  # the PLL takes the oscillator straight from its pad
             pad = platform.request(platform.default_clk, 0, dir="-")
             m.submodules.pll = ice40_pll_instance(self.pll, pad.io, clk, locked)
         platform.add_clock_constraint(clk, self.pll.fout_hz)
@@ -54,16 +56,18 @@ class BoardTop(Elaboratable):
         por = Signal(range(por_cycles + 1), name="por_count")
         with m.If(por != por_cycles):
             m.d.por += por.eq(por + 1)
-        button = platform.request(*self.board.reset)
+        m.submodules.button = button = io.Buffer("i", platform.request(*self.board.reset, dir="-"))
         m.submodules.reset_sync = ResetSynchronizer(
             (por != por_cycles) | ~locked | button.i, domain="sync"
         )
 
         m.submodules.system = system = DRESystem(self.fcfg)
-        uart = platform.request("uart", 0)
-        m.d.comb += [system.rx.eq(uart.rx.i), uart.tx.o.eq(system.tx)]
-        leds = [platform.request(name, num) for name, num in self.board.leds]
-        m.d.comb += leds[0].o.eq(locked)
-        for i, led in enumerate(leds[1:]):
-            m.d.comb += led.o.eq(system.leds[i])
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [system.rx.eq(rx_buf.i), tx_buf.o.eq(system.tx)]
+        for i, (name, num) in enumerate(self.board.leds):
+            led = io.Buffer("o", platform.request(name, num, dir="-"))
+            m.submodules[f"led{i}"] = led
+            m.d.comb += led.o.eq(locked if i == 0 else system.leds[i - 1])
         return m
