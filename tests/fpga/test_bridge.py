@@ -13,7 +13,7 @@ from amaranth.lib import wiring
 
 from fpga.bridge import HostBridge
 from fpga.config import FPGAConfig
-from fpga.host import BoardError, HostClient, check_against_golden
+from fpga.host import BoardError, HostClient, SerialPort, check_against_golden
 from fpga.protocol import ErrorCode, Op
 from hw.config import preset
 from hw.dre import DynamicRetrievalEngine
@@ -160,3 +160,11 @@ def test_host_client_checks_arguments():
     client = HostClient(port=None, fcfg=FCFG)
     with pytest.raises(ValueError, match=r"^n must be in 1\.\.16, not 17$"):
         asyncio.run(client.run_hcu(17))
+
+
+def test_serial_port_loopback_and_timeout():
+    port = SerialPort("loop://", 115200, timeout=0.05)
+    asyncio.run(port.write(b"VREX"))
+    assert asyncio.run(port.read(4)) == b"VREX"
+    with pytest.raises(TimeoutError, match=r"^loop://: 0 of 2 bytes before the time-out$"):
+        asyncio.run(port.read(2))
