@@ -10,6 +10,7 @@ import pytest
 
 from fpga.gen import SYSTEM_TOP, system_verilog
 from hw.config import preset
+from hw.gen import _waiver_text, lint
 from sim.runner import SIMULATORS, run_unit
 
 TB = "sim.tb_fpga"
@@ -24,3 +25,14 @@ def test_board_system_uart(sim):
         SYSTEM_TOP, sim, config="tiny", test_module=TB, verilog=system_verilog(preset("tiny"))
     )
     assert result.tests == 3 and result.failed == 0
+
+
+def test_system_verilog_lints_clean(tmp_path):
+    """``verilator --lint-only -Wall`` with the project's explained waivers (``hw.gen``)."""
+    assert shutil.which("verilator"), "verilator is not on PATH (run `make setup`)"
+    waivers = tmp_path / "waivers.vlt"
+    waivers.write_text(_waiver_text())
+    src = tmp_path / f"{SYSTEM_TOP}.v"
+    src.write_text(system_verilog(preset("tiny")))
+    ok, log = lint(src, SYSTEM_TOP, waivers)
+    assert ok, log.read_text()
