@@ -65,7 +65,8 @@ def sweep(board: str, points=POINTS, *, out: Path = ROOT / "build" / "fpga") -> 
                     "hcu_lanes": cfg.hcu_lanes,
                     "wtu_lanes": 1,
                 },
-                "failed": errors[-1] if errors else str(exc),
+                # Table-safe: nextpnr's region notation contains "|".
+                "failed": (errors[-1] if errors else str(exc)).replace("|", "/"),
             }
         rep["config"] = f"{base} {changes}"
         rows.append(rep)
@@ -92,7 +93,7 @@ def markdown_table(rows: list[dict], header: bool = True) -> str:
         if "failed" in r:
             lines.append(
                 f"| {hw['max_clusters']} | {hw['hcu_lanes']} | {hw['wtu_lanes']} | "
-                f"did not build: {r['failed']} ||||||| "
+                f"did not build: {r['failed']} | | | | | | |"
             )
             continue
         res = r["resources"]
