@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 from hw.dre import dre_signature, layouts
 
 from .config import FPGAConfig
-from .protocol import ErrorCode, Op, Reply, info_value, protocol
+from .protocol import CYCLES_BYTES, LENGTH_BYTES, ErrorCode, Op, Reply, info_value, protocol
 
 __all__ = ["HostBridge"]
 
@@ -64,8 +64,8 @@ class HostBridge(wiring.Component):
 
         op = Signal(8, name="op")
         arg = Signal(8 * max(p.arg_bytes(o) for o in Op), name="arg")
-        n = arg[:16]
-        cmd = arg[16 : 16 + lay.wtu_cmd.size]
+        n = arg[: 8 * LENGTH_BYTES]
+        cmd = arg[8 * LENGTH_BYTES :][: lay.wtu_cmd.size]
         nbytes = Signal(range(max(p.in_bytes, len(arg) // 8) + 1), name="byte_index")
         rec = Signal(8 * p.in_bytes, name="record")
         idx = Signal(range(depth + 1), name="index")  # LOAD and READ slot, RUN input slot
@@ -74,7 +74,13 @@ class HostBridge(wiring.Component):
 
         stats = Signal(p.stats, name="stats")
         cycles = stats.cycles
-        reply_bytes = max(1 + p.info_bytes, 1 + p.stats_bytes, 7, 1 + p.count_bytes, p.out_bytes)
+        reply_bytes = max(
+            1 + p.info_bytes,
+            1 + p.stats_bytes,
+            1 + CYCLES_BYTES + LENGTH_BYTES,
+            1 + p.count_bytes,
+            p.out_bytes,
+        )
         txbuf = Signal(8 * reply_bytes, name="reply")
         txleft = Signal(range(reply_bytes + 1), name="reply_left")
         reading = Signal(name="reading")  # the reply is part of an ``R`` transfer
@@ -148,7 +154,7 @@ class HostBridge(wiring.Component):
                 m.d.comb += in_rd.addr.eq(0)  # slot 0 is on the read port when a run starts
                 with m.Switch(op):
                     with m.Case(Op.COUNT.value):
-                        with m.If(arg[:16] >= cfg.max_clusters):
+                        with m.If(n >= cfg.max_clusters):  # the argument is a cluster id
                             refuse(ErrorCode.CLUSTER)
                         with m.Else():
                             m.next = "COUNT"  # count_data is valid next cycle
@@ -234,10 +240,14 @@ class HostBridge(wiring.Component):
                         stats.summary.eq(dre.summary.payload),
                         stats.runs.eq(stats.runs + 1),
                     ]
-                    reply(ok, total[:32], (stats.out_beats + out_fire)[:16])
+                    reply(
+                        ok,
+                        total[: 8 * CYCLES_BYTES],
+                        (stats.out_beats + out_fire)[: 8 * LENGTH_BYTES],
+                    )
                 with m.If(~is_wtu & out_fire & (out_idx + 1 == n)):
                     m.d.sync += stats.runs.eq(stats.runs + 1)
-                    reply(ok, total[:32])
+                    reply(ok, total[: 8 * CYCLES_BYTES])
             with m.State("SEND"):
                 m.d.comb += self.tx.valid.eq(1)
                 with m.If(self.tx.ready):

@@ -30,7 +30,17 @@ from hw.dre import layouts
 from sim.dre_data import HCUStream, ScoreRow, hcu_expected, hcu_stream, score_row, wtu_expected
 
 from .config import FPGAConfig
-from .protocol import ErrorCode, Op, Reply, info_value, pack, protocol, unpack
+from .protocol import (
+    CYCLES_BYTES,
+    LENGTH_BYTES,
+    ErrorCode,
+    Op,
+    Reply,
+    info_value,
+    pack,
+    protocol,
+    unpack,
+)
 
 __all__ = [
     "BoardError",
@@ -82,7 +92,7 @@ class HostClient:
     def _check_n(self, n: int) -> bytes:
         if not 1 <= n <= self.fcfg.depth:
             raise ValueError(f"n must be in 1..{self.fcfg.depth}, not {n!r}")
-        return n.to_bytes(2, "little")
+        return n.to_bytes(LENGTH_BYTES, "little")
 
     async def info(self) -> dict[str, int]:
         """The board's ``info`` record; ``BoardError`` when it is not ``fcfg``'s."""
@@ -104,14 +114,15 @@ class HostClient:
 
     async def run_hcu(self, n: int) -> int:
         """Cluster input slots 0..n-1; returns the run's cycles."""
-        raw = await self.request(Op.RUN_HCU, self._check_n(n), 4)
+        raw = await self.request(Op.RUN_HCU, self._check_n(n), CYCLES_BYTES)
         return int.from_bytes(raw, "little")
 
     async def run_wtu(self, n: int, coverage_q: int) -> tuple[int, int]:
         """Select over input slots 0..n-1; returns (cycles, clusters selected)."""
         cmd = pack(self.lay.wtu_cmd, {"coverage_q": coverage_q})
-        raw = await self.request(Op.RUN_WTU, self._check_n(n) + cmd, 6)
-        return int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:], "little")
+        raw = await self.request(Op.RUN_WTU, self._check_n(n) + cmd, CYCLES_BYTES + LENGTH_BYTES)
+        cycles, k = raw[:CYCLES_BYTES], raw[CYCLES_BYTES:]
+        return int.from_bytes(cycles, "little"), int.from_bytes(k, "little")
 
     async def read(self, n: int) -> list[int]:
         raw = await self.request(Op.READ, self._check_n(n), n * self.p.out_bytes)
@@ -119,7 +130,8 @@ class HostClient:
         return [int.from_bytes(raw[i * b : (i + 1) * b], "little") for i in range(n)]
 
     async def count(self, cluster: int) -> int:
-        raw = await self.request(Op.COUNT, int(cluster).to_bytes(2, "little"), self.p.count_bytes)
+        cid = int(cluster).to_bytes(LENGTH_BYTES, "little")
+        raw = await self.request(Op.COUNT, cid, self.p.count_bytes)
         return int.from_bytes(raw, "little")
 
     async def stats(self):

@@ -45,6 +45,8 @@ from hw.dre import layouts
 from .config import FPGAConfig
 
 __all__ = [
+    "CYCLES_BYTES",
+    "LENGTH_BYTES",
     "VERSION",
     "ErrorCode",
     "Op",
@@ -59,6 +61,10 @@ __all__ = [
 
 #: Protocol version reported by ``I``.
 VERSION = 1
+#: Bytes of a record count n, a cluster id and the ``k`` of a WTU reply.
+LENGTH_BYTES = 2
+#: Bytes of a run's cycle count.
+CYCLES_BYTES = 4
 
 
 class Op(enum.Enum, shape=8):
@@ -121,7 +127,7 @@ class ProtocolLayouts:
         """Argument bytes that follow opcode ``op`` (records of ``L`` not included)."""
         if op in (Op.INFO, Op.STATS):
             return 0
-        return 2 + (self.cmd_bytes if op == Op.RUN_WTU else 0)
+        return LENGTH_BYTES + (self.cmd_bytes if op == Op.RUN_WTU else 0)
 
 
 @cache
@@ -143,7 +149,7 @@ def protocol(fcfg: FPGAConfig) -> ProtocolLayouts:
     )
     stats = data.StructLayout(
         {
-            "cycles": unsigned(32),
+            "cycles": unsigned(8 * CYCLES_BYTES),
             "in_beats": unsigned(16),
             "out_beats": unsigned(16),
             "runs": unsigned(16),
