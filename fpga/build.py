@@ -139,15 +139,15 @@ def build(
     b = board if isinstance(board, Board) else get_board(board)
     config_name = config if isinstance(config, str) else "custom"
     fcfg = board_config(b, config, target_hz=target_hz)
-    pll = b.pll(b.osc_hz, target_hz or b.target_hz)
     env = tool_env(b.family)
     build_dir = Path(out) / (b.name + (f"_{tag}" if tag else ""))
     if build_dir.exists():
         shutil.rmtree(build_dir)
     platform = b.make_platform()
+    top = BoardTop(b, fcfg)
     t0 = time.perf_counter()
     plan = platform.build(
-        BoardTop(b, fcfg, pll),
+        top,
         name="top",
         do_build=False,
         nextpnr_opts="--report nextpnr.json --timing-allow-fail",
@@ -190,8 +190,8 @@ def build(
         "clock": {
             "oscillator_mhz": b.osc_hz / 1e6,
             "target_mhz": (target_hz or b.target_hz) / 1e6,
-            "pll_mhz": round(pll.fout_hz / 1e6, 4),
-            "pll_dividers": pll.dividers,
+            "pll_mhz": round(top.pll.fout_hz / 1e6, 4),
+            "pll_dividers": top.pll.dividers,
         },
         "uart": {"baud": fcfg.baud, "divisor": fcfg.uart_divisor, "buffer_depth": fcfg.depth},
         **parse_reports(b.family, build_dir),

@@ -18,7 +18,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 
 from .boards import Board
 from .config import FPGAConfig
-from .pll import PllSettings, ecp5_pll_instance, ice40_pll_instance
+from .pll import ecp5_pll_instance, ice40_pll_instance
 from .system import DRESystem
 
 __all__ = ["BoardTop"]
@@ -28,11 +28,13 @@ POR_SECONDS = 10e-6
 
 
 class BoardTop(Elaboratable):
-    def __init__(self, board: Board, fcfg: FPGAConfig, pll: PllSettings):
-        if abs(pll.fout_hz - fcfg.clock_hz) > 1e-3 * fcfg.clock_hz:
+    def __init__(self, board: Board, fcfg: FPGAConfig):
+        pll = board.pll(board.osc_hz, fcfg.clock_hz)
+        if abs(pll.fout_hz - fcfg.clock_hz) > 1e-6 * fcfg.clock_hz:
+            self._MustUse__silence = True  # raised before use: no unused-elaboratable warning
             raise ValueError(
-                f"fcfg.clock_hz must be the PLL's output {pll.fout_hz:.0f} Hz, "
-                f"not {fcfg.clock_hz!r}"
+                f"fcfg.clock_hz must be a frequency the {board.name} PLL makes (the nearest "
+                f"is {pll.fout_hz:.0f} Hz; see fpga.boards.board_config), not {fcfg.clock_hz!r}"
             )
         self.board, self.fcfg, self.pll = board, fcfg, pll
 

@@ -75,12 +75,18 @@ def test_board_tops_elaborate(board, tmp_path):
     """The build plan (Yosys script, constraints, the PLL instance) for every board."""
     b = get_board(board)
     fcfg = board_config(b, "tiny")
-    pll = b.pll(b.osc_hz, b.target_hz)
-    plan = b.make_platform().build(BoardTop(b, fcfg, pll), name="top", do_build=False)
+    plan = b.make_platform().build(BoardTop(b, fcfg), name="top", do_build=False)
     il = plan.files["top.il"]
     il = il if isinstance(il, str) else il.decode()
     assert ("EHXPLLL" if b.family == "ecp5" else "SB_PLL40_PAD") in il
     assert abs(fcfg.clock_hz - b.target_hz) < 0.01 * b.target_hz
+
+
+def test_board_top_refuses_a_clock_its_pll_cannot_make():
+    b = get_board("icebreaker")
+    fcfg = board_config(b, "tiny").replace(clock_hz=16e6)
+    with pytest.raises(ValueError, match=r"^fcfg.clock_hz must be a frequency the icebreaker PLL"):
+        BoardTop(b, fcfg)
 
 
 def test_bad_board_and_config(capsys):
