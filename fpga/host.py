@@ -304,12 +304,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
-    fcfg = board_config(args.board, args.config)
-    client = HostClient(SerialPort(args.port, fcfg.baud), fcfg)
-    rep = asyncio.run(
-        check_against_golden(client, tokens=args.tokens, rows=args.rows, seed=args.seed)
-    )
-    st = asyncio.run(client.stats())
+    try:
+        fcfg = board_config(args.board, args.config)
+        client = HostClient(SerialPort(args.port, fcfg.baud), fcfg)
+        rep = asyncio.run(
+            check_against_golden(client, tokens=args.tokens, rows=args.rows, seed=args.seed)
+        )
+        st = asyncio.run(client.stats())
+    except (ValueError, BoardError, TimeoutError, OSError) as exc:
+        print(f"fpga.host: {exc}", file=sys.stderr)
+        return 2
     print(
         f"[fpga.host] {rep.tokens} tokens, {rep.counts_checked} counts, {rep.rows} rows "
         f"compared with golden: {len(rep.mismatches)} mismatches; last run {int(st.cycles)} "

@@ -14,6 +14,7 @@ from amaranth.lib import wiring
 from fpga.bridge import HostBridge
 from fpga.config import FPGAConfig
 from fpga.host import BoardError, HostClient, SerialPort, check_against_golden
+from fpga.host import main as host_main
 from fpga.protocol import ErrorCode, Op
 from hw.config import preset
 from hw.dre import DynamicRetrievalEngine
@@ -168,3 +169,11 @@ def test_serial_port_loopback_and_timeout():
     assert asyncio.run(port.read(4)) == b"VREX"
     with pytest.raises(TimeoutError, match=r"^loop://: 0 of 2 bytes before the time-out$"):
         asyncio.run(port.read(2))
+
+
+def test_host_cli_reports_a_port_that_does_not_speak_the_protocol(capsys):
+    # loop:// echoes the request: its first reply byte is the opcode, not 'K'.
+    assert host_main(["--port", "loop://", "--board", "ulx3s", "--config", "tiny"]) == 2
+    assert "reply starts with 0x49, not 'K'" in capsys.readouterr().err
+    assert host_main(["--port", "loop://", "--board", "nexys", "--config", "tiny"]) == 2
+    assert "board must be one of 'ulx3s', 'icebreaker', not 'nexys'" in capsys.readouterr().err
