@@ -155,6 +155,12 @@ def build(
     )
     plan.extract(str(build_dir))
     log = build_dir / "build.log"
+    if not quiet:
+        print(
+            f"[fpga.build] {b.name} {config_name}: {', '.join(TOOLS[b.family].values())} "
+            f"in {build_dir} (log {log.name})",
+            flush=True,
+        )
     with log.open("w") as fh:
         res = subprocess.run(
             ["sh", "build_top.sh"], cwd=build_dir, env=env, stdout=fh, stderr=subprocess.STDOUT
