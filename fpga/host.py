@@ -206,7 +206,15 @@ async def check_against_golden(
     rep = CheckReport()
     await client.info()
     if tokens:
-        stream = hcu_stream(cfg, tokens, seed=seed, contexts=min(contexts, tokens))
+        # Twice as many sources as table entries: the table fills and forced joins happen.
+        stream = hcu_stream(
+            cfg,
+            tokens,
+            seed=seed,
+            redundancy=0.6,
+            sources=2 * cfg.max_clusters,
+            contexts=min(contexts, tokens),
+        )
         # The first token clears the table, whatever the board did before.
         stream = HCUStream(sigs=stream.sigs, clear=np.r_[True, stream.clear[1:]])
         assigns, rep.hcu_cycles = await client.cluster(stream)
