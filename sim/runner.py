@@ -128,6 +128,7 @@ def run_unit(
     test_module: str | None = None,
     optimize: bool = False,
     random_state: int | None = None,
+    verilog: str | None = None,
 ) -> RunResult:
     """Generate, build and run the cocotb testbench of ``unit`` on ``sim``.
 
@@ -137,8 +138,10 @@ def run_unit(
     (``hw.gen.generate(..., initial_state=False)``) built with ``--x-initial unique
     --x-assign unique`` and run with ``+verilator+rand+reset+2``: every register and RAM
     word starts random, so a pass shows that nothing relies on an initialiser.
+    ``verilog`` (with ``test_module``) simulates a top that is not a ``hw.gen`` unit, e.g.
+    the FPGA board system; its module must be called ``unit``.
     """
-    if unit not in UNIT_TESTBENCH:
+    if unit not in UNIT_TESTBENCH and (verilog is None or test_module is None):
         raise ValueError(f"unit must be one of {', '.join(UNIT_TESTBENCH)}, not {unit!r}")
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
@@ -171,7 +174,11 @@ def run_unit(
     bdir = build_dir(unit, sim, config, tag)
     bdir.mkdir(parents=True, exist_ok=True)
     src = bdir / f"{unit}.v"
-    _write_if_changed(src, generate(unit, cfg, initial_state=random_state is None))
+    if verilog is None:
+        verilog = generate(unit, cfg, initial_state=random_state is None)
+    elif random_state is not None:
+        raise ValueError("random_state needs a hw.gen unit, not verilog=")
+    _write_if_changed(src, verilog)
     sources = [src]
     build_args: list[str] = ["-g2005"] if sim == "icarus" else []
     if sim == "verilator":
