@@ -63,7 +63,9 @@ def test_gather_vs_contiguous_figures():
 
 def test_from_hw_and_errors():
     lay = KVLayout.from_hw(preset("paper"))
-    assert (lay.token_bytes, lay.bus_bytes, lay.beats_per_token) == (512, 16, 32)
+    # K and V of 128 BF16 each over the paper's 256-bit AXI, in 4-token chunks
+    assert (lay.token_bytes, lay.bus_bytes, lay.beats_per_token) == (512, 32, 16)
+    assert lay.chunk_tokens == 4
     with pytest.raises(ValueError, match=r"^token_bytes must be a multiple of bus_bytes"):
         KVLayout(chunk_tokens=1, token_bytes=12, n_chunks=1, bus_bytes=8, max_burst=1)
     with pytest.raises(ValueError, match=r"^cluster must be in 0\.\.3, not 4$"):
