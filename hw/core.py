@@ -289,9 +289,9 @@ class VRexCore(wiring.Component):
 
         mode = Signal(2, name="feed_mode")
         feed_on = Signal(name="feed_on")
-        fi = Signal(range(max(H, C, kept, 2) + 1), name="feed_i")  # outer index
+        fi = Signal(range(max(C, kept, 2) + 1), name="feed_i")  # outer index
         fb = Signal(range(2 * nb + 1), name="feed_b")  # row within the item
-        f_end = Signal(range(max(H, C, kept, 2) + 1), name="feed_end")
+        f_end = Signal(range(max(C, kept, 2) + 1), name="feed_end")
         kslot = Signal(range(kept), name="feed_slot")  # kept slot of item ``fi``
         n_sinks = Signal(range(sink + 1), name="n_sinks")
         ring_old = Signal(range(recent), name="ring_oldest")
@@ -328,7 +328,7 @@ class VRexCore(wiring.Component):
             vfifo.w_data.eq(Mux(mode == Mode.FETCH, mrow, kv_rd.data)),
         ]
         # dot products issued / results taken in the current phase (attention: tokens)
-        n_items = max(H, C) + (1 << tid_bits) + 1
+        n_items = C + (1 << tid_bits) + 1
         items = Signal(range(n_items), name="mac_items")
         with m.If(mac.vectors.valid & mac.vectors.ready):
             m.d.sync += count("mac_beats")

@@ -40,9 +40,10 @@ from unittest import mock
 import numpy as np
 
 from golden.kvmu import KVLayout, KVMemory, bus_figures, token_gather
-from golden.resv import cluster_online, signatures
+from golden.resv import cluster_online
 from golden.synthetic import synthetic_signatures
 from hw.config import preset
+from sim.dre_data import workload_from_keys
 from sim.runner import UNIT_TESTBENCH, run_unit
 from workloads import projected
 from workloads.trace import load_or_make
@@ -102,18 +103,17 @@ def chunk_rows(keys: np.ndarray, first_frame: int, *, source: str) -> list[dict]
     centred on their first frame's mean, as the core's ``SET_BIAS`` does."""
     base = preset("paper")
     r = base.resv
+    # The clustering of each context's aged tokens does not depend on the chunk size.
+    clustered = []
+    for ctx_keys in keys:
+        stream = workload_from_keys(base, ctx_keys, None, max_rows=0, centre_tokens=first_frame)[0]
+        aged = stream.sigs[r.sink_tokens : len(ctx_keys) - r.recent_tokens]
+        clustered.append(cluster_online(aged, threshold=r.threshold, max_clusters=r.max_clusters))
     rows = []
     for chunk in CHUNK_SIZES:
         chunks = stored = n_clusters = 0
         bursts: list = []
-        for ctx_keys in keys:
-            ctx_keys = np.asarray(ctx_keys, np.float32)
-            if r.centre_keys:
-                ctx_keys = ctx_keys - ctx_keys[:first_frame].mean(axis=0)
-            hashed = ctx_keys[r.sink_tokens : len(ctx_keys) - r.recent_tokens]
-            res = cluster_online(
-                signatures(hashed, r.planes), threshold=r.threshold, max_clusters=r.max_clusters
-            )
+        for res in clustered:
             n = len(res.assign)
             pool = 1 << (n + len(res.counts) - 1).bit_length()
             cfg = base.replace(chunk_tokens=chunk, kv_chunks=pool)
