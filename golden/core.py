@@ -60,7 +60,7 @@ from .resv import ClusterEvent, ClusterTable, wicsum_select_bucketed
 from .rope import rope_bf16
 from .softmax import online_attention
 
-__all__ = ["WORK_COUNTERS", "CoreModel", "QueryOutcome", "score_scale_bits"]
+__all__ = ["NEG_INF", "WORK_COUNTERS", "CoreModel", "QueryOutcome", "score_scale_bits"]
 
 #: Work counters of the core (``hw.core.PERF`` has these plus cycle counters), in order.
 WORK_COUNTERS = (
@@ -79,7 +79,12 @@ WORK_COUNTERS = (
     "read_bursts",
     "read_beats",
     "write_beats",
+    "prefills",
+    "prefill_rows",
 )
+
+#: FP32 ``-inf``: the score of a masked (causally later) token in a prefill row.
+NEG_INF = np.uint32(0xFF80_0000)
 
 
 def score_scale_bits(head_dim: int, score_frac_bits: int) -> np.uint32:
@@ -92,8 +97,8 @@ def score_scale_bits(head_dim: int, score_frac_bits: int) -> np.uint32:
 class QueryOutcome:
     """What one query computed (all bit patterns)."""
 
-    output: np.ndarray  #: (d,) uint32 FP32 attention output
-    q_post: np.ndarray  #: (d,) uint16
+    output: np.ndarray  #: (d,) uint32 FP32 attention output; (R, d) for a prefill
+    q_post: np.ndarray  #: (d,) uint16; a prefill's BF16 mean (selection) query
     scores: np.ndarray  #: (C,) int64 fixed-point cluster scores fed to the WTU
     selected: np.ndarray  #: cluster ids in WTU emit order
     order: np.ndarray  #: token ids in attention order (kept, then fetched)
@@ -226,34 +231,28 @@ class CoreModel:
 
     # ------------------------------------------------------------------------- query
 
-    def query(self, q: np.ndarray, position: int) -> QueryOutcome:
-        """``QUERY``: attention of pre-RoPE BF16 ``q`` (d,) at ``position``."""
-        q = self._vec("q", q)
-        if self.n_tokens == 0:
-            raise ValueError("the context is empty: ingest tokens before querying")
+    def _retrieve(self, q_sel: np.ndarray) -> tuple:
+        """Score every cluster against the BF16 selection query ``q_sel``, select (WTU) and
+        fetch (KVMU): (scores, selected, buckets scanned, fetched token ids, bursts)."""
         r = self.cfg.resv
-        qp = self._rope(q, position)
         C = self.n_clusters
         selected = np.zeros(0, np.int64)
         scores = np.zeros(0, np.int64)
         scanned = 0
         if C:
             reps = fp32_to_bf16(self.keysum[:C])
-            dots = dot(reps, np.broadcast_to(qp, reps.shape), self.lanes)
+            dots = dot(reps, np.broadcast_to(q_sel, reps.shape), self.lanes)
             scores = fp32_to_fixed(fp32_mul(dots, self.w[:C]), 0, r.score_bits)
             sel = wicsum_select_bucketed(scores, self.table.counts, r)
-            selected, scanned = sel.selected, sel.buckets_scanned
-        fetched = self.memory.tokens(selected)
-        bursts = self.memory.bursts(selected)
-        order = np.concatenate([self.window.kept(), np.array(fetched, np.int64)])
-        keys = np.stack([self.k_post[t] for t in order])
-        vals = np.stack([self.v[t] for t in order])
-        att = dot(keys, np.broadcast_to(qp, keys.shape), self.lanes)
-        out = online_attention(att, vals, exp_frac_bits=self.cfg.exp_frac_bits)
+            selected, scanned = np.asarray(sel.selected, np.int64), sel.buckets_scanned
+        fetched = np.array(self.memory.tokens(selected), np.int64)
+        return scores, selected, scanned, fetched, self.memory.bursts(selected)
+
+    def _outcome(self, out, q_post, retrieved, order) -> QueryOutcome:
+        scores, selected, scanned, fetched, bursts = retrieved
         beats = sum(b.beats for b in bursts)
         c = self.counters
-        c["queries"] += 1
-        c["clusters_scored"] += C
+        c["clusters_scored"] += self.n_clusters
         c["buckets_scanned"] += scanned
         c["clusters_selected"] += len(selected)
         c["tokens_attended"] += len(order)
@@ -262,12 +261,99 @@ class CoreModel:
         c["read_beats"] += beats
         return QueryOutcome(
             output=out,
-            q_post=qp,
+            q_post=q_post,
             scores=scores,
-            selected=np.asarray(selected, np.int64),
+            selected=selected,
             order=order,
             fetched=len(fetched),
             bursts=len(bursts),
             beats=beats,
             buckets_scanned=scanned,
         )
+
+    def _attention(self, order: np.ndarray):
+        keys = np.stack([self.k_post[t] for t in order])
+        vals = np.stack([self.v[t] for t in order])
+        return keys, vals
+
+    def query(self, q: np.ndarray, position: int) -> QueryOutcome:
+        """``QUERY``: attention of pre-RoPE BF16 ``q`` (d,) at ``position``."""
+        q = self._vec("q", q)
+        if self.n_tokens == 0:
+            raise ValueError("the context is empty: ingest tokens before querying")
+        qp = self._rope(q, position)
+        got = self._retrieve(qp)
+        order = np.concatenate([self.window.kept(), got[3]])
+        keys, vals = self._attention(order)
+        att = dot(keys, np.broadcast_to(qp, keys.shape), self.lanes)
+        out = online_attention(att, vals, exp_frac_bits=self.cfg.exp_frac_bits)
+        self.counters["queries"] += 1
+        return self._outcome(out, qp, got, order)
+
+    # ------------------------------------------------------------------------- prefill
+
+    def prefill_error(self, rows: int, group: int, position: int) -> str | None:
+        """Why ``PREFILL`` refuses a block of ``rows`` query vectors, ``group`` rows per
+        position, the first at ``position`` (``None``: accepted). The core answers ``EMPTY``
+        for an empty context and ``BAD_ARG`` for everything else; the vectors are consumed."""
+        if self.n_tokens == 0:
+            return "the context is empty: ingest tokens before a prefill"
+        if not 1 <= rows <= self.cfg.prefill_rows:
+            return f"rows must be in 1..prefill_rows ({self.cfg.prefill_rows}), not {rows}"
+        if not 1 <= group <= rows:
+            return f"group must be in 1..rows ({rows}), not {group}"
+        if position < self.newest_aged:
+            return (
+                f"position ({position}) must not precede the newest clustered token "
+                f"({self.newest_aged}): it is fetched without a causal mask"
+            )
+        if position + rows - 1 >= 1 << (self.cfg.token_id_bits + 1):
+            return f"position + rows - 1 ({position + rows - 1}) must fit in token_id_bits + 1"
+        return None
+
+    @property
+    def newest_aged(self) -> int:
+        """Id of the newest token that left the recent window (clustered), -1 if none."""
+        return self.ring_base - 1 if self.ring_base > len(self.window.sinks) else -1
+
+    @property
+    def ring_base(self) -> int:
+        """Token id of the oldest token of the recent ring (``n_tokens`` if it is empty)."""
+        return self.n_tokens - len(self.window.ring)
+
+    def prefill(self, q: np.ndarray, position: int, group: int) -> QueryOutcome:
+        """``PREFILL``: a block of pre-RoPE BF16 query rows ``q`` (R, d); row ``r`` is at
+        position ``position + r // group`` (a frame's tokens x the GQA group's heads, token
+        major). ``output`` is (R, d).
+
+        Selection: one for the block, from its mean query ``bf16(sum_r q_post_r * (1/R))``
+        (``sum`` an FP32 sum in row order from ``+0``, ``1/R = fp32_recip(int_to_fp32(R))``),
+        scored, selected and fetched as a ``QUERY``. Attention: every row over the same
+        order (kept, then fetched) with its own scores ``dot(k_t, q_post_r)``; a kept token
+        newer than the row (causal mask: id > the row's position) gets the score ``-inf``,
+        which leaves the online softmax's state as it was (``exp2(-inf) = +0``)."""
+        q = self._vec("q", q, rows=True)
+        why = self.prefill_error(q.shape[0], group, position)
+        if why is not None:
+            raise ValueError(why)
+        R = q.shape[0]
+        pos = position + np.arange(R) // group
+        qp = np.stack([self._rope(q[i], int(pos[i])) for i in range(R)])
+        acc = np.zeros(self.d, np.uint32)
+        for row in qp:
+            acc = fp32_add(acc, row.astype(np.uint32) << np.uint32(16))
+        inv = fp32_recip(int_to_fp32(np.uint32(R)))
+        mean = fp32_to_bf16(fp32_mul(acc, np.broadcast_to(inv, acc.shape)))
+        got = self._retrieve(mean)
+        kept = self.window.kept()
+        order = np.concatenate([kept, got[3]])
+        keys, vals = self._attention(order)
+        ids = np.concatenate([kept, np.full(len(got[3]), -1, np.int64)])  # fetched: older
+        out = np.zeros((R, self.d), np.uint32)
+        for i in range(R):
+            att = dot(keys, np.broadcast_to(qp[i], keys.shape), self.lanes)
+            att = np.where(ids > pos[i], NEG_INF, att).astype(np.uint32)
+            out[i] = online_attention(att, vals, exp_frac_bits=self.cfg.exp_frac_bits)
+        self.counters["prefills"] += 1
+        self.counters["prefill_rows"] += R
+        return self._outcome(out, mean, got, order)

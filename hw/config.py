@@ -66,6 +66,9 @@ class HWConfig:
     #: MacArray: BF16 elements of a vector per beat, the lanes of each row's pairwise tree.
     #: Power of two in 1..256.
     mac_cols: int = 64
+    #: Core: query rows of a ``PREFILL`` block, i.e. the rows of the core's MAC array (of
+    #: ``mac_lanes`` columns) and the vector units, one per row, that share each K/V read.
+    prefill_rows: int = 16
     #: KVMU: token slots per KV chunk (a cluster owns a linked list of chunks). Power of two.
     chunk_tokens: int = 32
     #: KVMU: physical chunks of the offloaded KV area (chunk table depth). Power of two.
@@ -108,6 +111,7 @@ class HWConfig:
         check_int("mac_cols", self.mac_cols, 1, 256)
         if self.mac_cols & (self.mac_cols - 1):
             raise ValueError(f"mac_cols must be a power of two in 1..256, not {self.mac_cols!r}")
+        check_int("prefill_rows", self.prefill_rows, 1, 256)
         check_int("rope_lut_bits", self.rope_lut_bits, 2, 16)
         check_int("exp_frac_bits", self.exp_frac_bits, 1, 16)
         self._check_kvmu()
@@ -262,6 +266,7 @@ PRESETS: dict[str, HWConfig] = {
         mac_lanes=4,
         mac_rows=4,
         mac_cols=4,
+        prefill_rows=4,
         chunk_tokens=4,
         # A pool for a whole context (2**token_id_bits tokens in 4-token chunks, plus each
         # cluster's partly filled tail chunk): a run never loses K/V (FULL would say so).

@@ -1,11 +1,14 @@
 """VRexCore: the DRE, the datapath and the KVMU behind a host command interface.
 
 One context (layer, KV head) at a time, bit-exact with ``golden.core.CoreModel``: the host
-runs several contexts one after the other with ``RESET_CTX`` between them.
+runs several contexts one after the other with ``RESET_CTX`` between them. Frame prefill
+(``PREFILL``) runs a block of up to ``prefill_rows`` query rows on a MAC array with one
+vector unit per row; a decode ``QUERY`` runs one row on the MAC tree and row 0's unit.
 
 Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cycles):
 
-- ``cmd`` (in): ``op`` and a 32-bit ``arg``:
+- ``cmd`` (in): ``op``, a 32-bit ``arg`` and, read by ``PREFILL`` only, ``rows`` and
+  ``group`` (``bits_for(prefill_rows)`` bits each):
 
   ========== == ==================================================================
   op         #  meaning
@@ -15,18 +18,25 @@ Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cy
   INGEST     3  ``vin``: ``arg`` tokens, each its pre-RoPE K vector then its V vector
   QUERY      4  ``vin``: one pre-RoPE query vector at position ``arg``; ``out``: the result
   CLEAR_PERF 5  zero the performance counters
+  PREFILL    6  ``vin``: ``rows`` pre-RoPE query vectors; row ``r`` is at position
+                ``arg + r // group`` (a frame's tokens x the GQA group's heads, token
+                major); ``out``: the ``rows`` FP32 outputs, row after row
   ========== == ==================================================================
 
   A vector is ``head_dim // mac_lanes`` beats of ``mac_lanes`` BF16 values (element order).
 - ``vin`` (in): vector beats. ``out`` (out): the FP32 attention output of a query,
-  ``head_dim // mac_lanes`` beats, ``last`` on the final one.
+  ``head_dim // mac_lanes`` beats (``rows`` times that for a prefill), ``last`` on the
+  final one.
 - ``status`` (out): one beat per command, after all its effects (and after ``out``):
   ``op`` and ``error``: ``OK`` 0, ``BAD_OP`` 1 (unknown op: nothing else consumed),
   ``EMPTY`` 2 (query of an empty context: the vector is consumed, no ``out``), ``FULL`` 3
   (tokens past ``2**token_id_bits`` in a context are consumed and dropped; or an aged
   token found the KV chunk pool exhausted: it is clustered but its K/V is not stored, and
   ``kv_dropped`` counts it — never a silent drop), ``BAD_ARG`` 4
-  (query position beyond ``2**(token_id_bits+1) - 1``: vector consumed, no ``out``),
+  (query position beyond ``2**(token_id_bits+1) - 1``; a ``PREFILL`` with ``rows`` not in
+  ``1..prefill_rows``, ``group`` not in ``1..rows``, a first position older than the newest
+  clustered token, or a last position beyond ``2**(token_id_bits+1) - 1``: the vectors
+  are consumed, no ``out``; ``EMPTY`` too applies to ``PREFILL``),
   ``BUS`` 5 (an AXI response was not OKAY during the command).
 - ``perf_addr`` / ``perf_data``: the performance counters (``PERF`` order, 32 bits, wrap),
   combinational read.
@@ -48,6 +58,16 @@ WTU; the selection goes straight to the KVMU, whose reads start at once. Attenti
 over the kept tokens (sinks, then the ring, oldest first) from on-chip memory and then over
 the fetched tokens as their beats arrive: K rows to the MAC tree, V rows through a FIFO to
 the ``VectorUnit`` (online softmax), whose output is ``out``.
+
+Flow of a prefill: each row is received, rotated at its position, loaded into the array
+(``MacArray`` of ``prefill_rows`` x ``mac_lanes``) and added to an FP32 row sum; then
+``1/rows`` (``FP32Recip``) gives the block's mean query ``bf16(sum * (1/rows))``, which
+scores and selects the clusters exactly as a query does (one selection per block). The
+attention stream is the query's (kept tokens, then the fetched ones), but its K rows go to
+the array, which gives every row's score per K read, and its V rows to every row's
+``VectorUnit`` at once; a kept token newer than a row's position reaches that row as the
+score ``-inf`` (causal mask, no effect on the online softmax). A dummy K vector ends the
+array's block; the rows' outputs then leave on ``out`` in row order.
 """
 
 from __future__ import annotations
@@ -61,9 +81,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.bf16 import to_bf16_bits
-from golden.core import WORK_COUNTERS, score_scale_bits
+from golden.core import NEG_INF, WORK_COUNTERS, score_scale_bits
 
-from .config import HWConfig, check_config
+from .config import HWConfig, bits_for, check_config
 from .datapath import (
     FP32Add,
     FP32Compare,
@@ -91,6 +111,7 @@ class Op(pyenum.IntEnum):
     INGEST = 3
     QUERY = 4
     CLEAR_PERF = 5
+    PREFILL = 6
 
 
 class Error(pyenum.IntEnum):
@@ -111,6 +132,8 @@ PERF = (
     "mac_beats",
     "mac_stall",
     "hash_beats",
+    "array_beats",
+    "busy_prefill",
     "hcu_wait",
     "axi_read_wait",
     "axi_write_wait",
@@ -150,6 +173,12 @@ def lane_words(x: np.ndarray, lanes: int) -> list[int]:
     return out
 
 
+def cmd_layout(cfg: HWConfig) -> data.StructLayout:
+    """The ``cmd`` payload: ``op``, ``arg``, and a ``PREFILL``'s ``rows`` and ``group``."""
+    w = bits_for(cfg.prefill_rows)
+    return data.StructLayout({"op": 3, "arg": 32, "rows": w, "group": w})
+
+
 class VRexCore(wiring.Component):
     """The V-Rex core; see the module docstring."""
 
@@ -164,7 +193,7 @@ class VRexCore(wiring.Component):
         lanes = cfg.mac_lanes
         super().__init__(
             {
-                "cmd": In(stream.Signature(data.StructLayout({"op": 3, "arg": 32}))),
+                "cmd": In(stream.Signature(cmd_layout(cfg))),
                 "vin": In(
                     stream.Signature(data.StructLayout({"x": data.ArrayLayout(BF16, lanes)}))
                 ),
@@ -202,7 +231,15 @@ class VRexCore(wiring.Component):
         m.submodules.dre = dre = DynamicRetrievalEngine(cfg)
         m.submodules.kvmu = kvmu = KVMemoryUnit(cfg)
         m.submodules.writer = writer = KVWriter(cfg)
-        m.submodules.vu = vu = VectorUnit(cfg)
+        # The prefill engine: a MacArray of prefill_rows rows x mac_lanes columns (a block's
+        # query rows against each K read) and one VectorUnit per row; row 0's also serves
+        # QUERY (whose scores come from the MAC tree).
+        P = cfg.prefill_rows
+        m.submodules.array = array = MacArray(cfg.replace(mac_rows=P, mac_cols=lanes))
+        vus = []
+        for i in range(P):
+            vus.append(VectorUnit(cfg))
+            m.submodules["vu" if i == 0 else f"vu_row{i}"] = vus[-1]
         m.submodules.recip = recip = FP32Recip()
         # The hyperplane block of the MAC array: H rows (the BF16 planes, loaded once after
         # reset) x mac_lanes columns, so a hashed vector's nb beats give its H dot products
@@ -213,7 +250,6 @@ class VRexCore(wiring.Component):
         m.submodules.to_fixed = to_fixed = FP32ToFixed(frac_bits=0, width=r.score_bits)
         m.submodules.to_fp32 = to_fp32 = IntToFP32(width=tid_bits + 1)
         wiring.connect(m, dre.selected, kvmu.selected)
-        wiring.connect(m, vu.result, wiring.flipped(self.out))
         self._connect_axi(m, kvmu, writer)
 
         # ------------------------------------------------------------------ memories
@@ -260,6 +296,19 @@ class VRexCore(wiring.Component):
         ro = Signal(range(nb + 1), name="rope_out")
         position = Signal(tid_bits + 1, name="position")
 
+        # PREFILL: rows, rows per position, the row being received, each row's position.
+        pf = Signal(name="prefill")  # the command is a PREFILL
+        p_rows = Signal(range(P + 1), name="prefill_rows")
+        p_group = Signal(range(P + 1), name="prefill_group")
+        prow = Signal(range(max(2, 1 << bits_for(P))), name="prefill_row")
+        gcnt = Signal(range(P + 1), name="prefill_group_count")
+        row_pos = Signal(data.ArrayLayout(tid_bits + 1, P), name="row_position")
+        msum = Signal(data.ArrayLayout(data.ArrayLayout(FP32, lanes), nb), name="mean_sum")
+        rrow = Signal(FP32, name="recip_rows")  # 1 / rows
+        lb = Signal(range(nb + 1), name="load_beat")
+        ring_base = Signal(tid_bits + 1, name="ring_base")  # id of the oldest ring token
+        orow = Signal(range(P), name="out_row")
+
         slot = Signal(range(kept), name="slot")  # kept slot of the new token
         age_slot = Signal(range(kept), name="age_slot")
         age_id = Signal(tid_bits, name="age_id")
@@ -303,7 +352,11 @@ class VRexCore(wiring.Component):
         mrow = Signal(row_bits, name="stage_row_data")  # fetch mode data
         m.submodules.vfifo = vfifo = fifo.SyncFIFOBuffered(width=row_bits, depth=2 * nb + 2)
         adv = Signal(name="stage_adv")
-        m.d.comb += adv.eq(~mv | Mux(mdest_v, vfifo.w_rdy, mac.vectors.ready))
+        # A PREFILL's attention streams K to the array (its selection scores use the tree).
+        to_array = Signal(name="to_array")
+        m.d.comb += to_array.eq(pf & (mode != Mode.SCORE))
+        k_ready = Mux(to_array, array.keys.ready, mac.vectors.ready)
+        m.d.comb += adv.eq(~mv | Mux(mdest_v, vfifo.w_rdy, k_ready))
 
         a_row = kpost[mb]
         to_bf = []
@@ -319,8 +372,27 @@ class VRexCore(wiring.Component):
                 m.d.comb += b_row.eq(kk_rd.data)
             with m.Case(Mode.FETCH):
                 m.d.comb += b_row.eq(mrow)
+        # The dummy K vector that ends a prefill's array block (its scores are dropped).
+        dummy = Signal(name="dummy_on")
+        db = Signal(range(nb + 1), name="dummy_beat")
+        with m.If(dummy):
+            m.d.comb += [
+                array.keys.valid.eq(db < nb),
+                array.keys.payload.last.eq(db == nb - 1),
+                array.keys.payload.end.eq(db == nb - 1),
+            ]
+        with m.Else():
+            m.d.comb += [
+                array.keys.valid.eq(mv & ~mdest_v & to_array),
+                array.keys.payload.x.eq(b_row),
+                array.keys.payload.last.eq(mlast),
+            ]
+        with m.If(array.keys.valid & array.keys.ready):
+            m.d.sync += count("array_beats")
+            with m.If(dummy):
+                m.d.sync += db.eq(db + 1)
         m.d.comb += [
-            mac.vectors.valid.eq(mv & ~mdest_v),
+            mac.vectors.valid.eq(mv & ~mdest_v & ~to_array),
             mac.vectors.payload.a.eq(a_row),
             mac.vectors.payload.b.eq(b_row),
             mac.vectors.payload.last.eq(mlast),
@@ -332,8 +404,8 @@ class VRexCore(wiring.Component):
         items = Signal(range(n_items), name="mac_items")
         with m.If(mac.vectors.valid & mac.vectors.ready):
             m.d.sync += count("mac_beats")
-            with m.If(mlast):
-                m.d.sync += items.eq(items + 1)
+        with m.If(mv & ~mdest_v & adv & mlast):  # a K vector's last beat left the stage
+            m.d.sync += items.eq(items + 1)
         with m.If(mac.vectors.valid & ~mac.vectors.ready):
             m.d.sync += count("mac_stall")
 
@@ -427,18 +499,42 @@ class VRexCore(wiring.Component):
             dre.count_addr.eq(Mux(s_adv, rc, sid)),
             w_rd.addr.eq(rc),
         ]
-        # Attention: hold one score so that the last one can carry ``last``.
+        # Attention: hold one score per row so that the last one can carry ``last``. A QUERY
+        # feeds row 0 from the MAC tree; a PREFILL every row from the array, a kept token
+        # newer than a row's position (causal mask) as -inf (golden.core.CoreModel.prefill).
         hold_v = Signal(name="hold_valid")
-        hold = Signal(FP32, name="hold_score")
+        hold = Signal(data.ArrayLayout(FP32, P), name="hold_score")
+        hold_mask = Signal(P, name="hold_mask")
         hold_first = Signal(name="hold_first")
         first_pending = Signal(name="first_pending")
         attn_end = Signal(name="attn_end")  # every attended token's score is in
-        sc = vu.scores
+        active = Signal(P, name="row_active")  # rows whose vector unit takes this command
+        m.d.comb += active.eq(Mux(pf, (1 << P) - 1, 1))
+        sc_valid, sc_ready = Signal(name="score_valid_all"), Signal(name="score_ready_all")
+        v_ready = Signal(name="value_ready_all")
         m.d.comb += [
-            sc.payload.value.eq(hold),
-            sc.payload.first.eq(hold_first),
-            sc.payload.last.eq(attn_end),
+            sc_ready.eq(Cat(*(u.scores.ready | ~active[i] for i, u in enumerate(vus))).all()),
+            v_ready.eq(Cat(*(u.values.ready | ~active[i] for i, u in enumerate(vus))).all()),
+            vfifo.r_en.eq(vfifo.r_rdy & v_ready),
         ]
+        for i, u in enumerate(vus):
+            m.d.comb += [
+                u.scores.valid.eq(sc_valid & active[i]),
+                u.scores.payload.value.eq(Mux(hold_mask[i], int(NEG_INF), hold[i])),
+                u.scores.payload.first.eq(hold_first),
+                u.scores.payload.last.eq(attn_end),
+                u.values.valid.eq(vfifo.r_rdy & v_ready & active[i]),
+                u.values.payload.v.eq(vfifo.r_data),
+            ]
+        # Token id of attention item ``rc``: sinks, then the ring (oldest first); fetched
+        # tokens are older than every row (PREFILL's position check) and never masked.
+        kid = Signal(tid_bits + 2, name="item_token")
+        in_sinks = rc < n_sinks
+        in_ring = rc < n_sinks + ring_n
+        m.d.comb += kid.eq(Mux(in_sinks, rc, rc - n_sinks + ring_base))
+        r_valid = Signal(name="result_valid")
+        r_ready = Signal(name="result_ready")
+        m.d.comb += r_valid.eq(Mux(to_array, array.scores.valid, res.valid) & ~dummy)
         with m.Switch(mode):
             with m.Case(Mode.SCORE):
                 m.d.comb += res.ready.eq(s_adv)
@@ -449,24 +545,42 @@ class VRexCore(wiring.Component):
                         m.d.sync += [sdot.eq(res.payload.value), sid.eq(rc), rc.eq(rc + 1)]
             with m.Default():  # KEPT, FETCH
                 m.d.comb += [
-                    res.ready.eq(~hold_v | sc.ready),
-                    sc.valid.eq(hold_v & (res.valid | attn_end)),
+                    r_ready.eq(~hold_v | sc_ready),
+                    res.ready.eq(r_ready & ~to_array),
+                    array.scores.ready.eq(r_ready & to_array),
+                    sc_valid.eq(hold_v & (r_valid | attn_end)),
                 ]
-                with m.If(res.valid & res.ready):
+                with m.If(r_valid & r_ready):
                     m.d.sync += [
-                        hold.eq(res.payload.value),
+                        hold.eq(Mux(to_array, array.scores.payload.s, res.payload.value)),
+                        hold_mask.eq(
+                            Cat(*(to_array & in_ring & (kid > row_pos[i]) for i in range(P)))
+                        ),
                         hold_v.eq(1),
                         hold_first.eq(first_pending),
                         first_pending.eq(0),
                         rc.eq(rc + 1),
                     ]
-                with m.Elif(sc.valid & sc.ready):
+                with m.Elif(sc_valid & sc_ready):
                     m.d.sync += hold_v.eq(0)
+        with m.If(dummy):  # the dummy K vector's scores are dropped
+            m.d.comb += array.scores.ready.eq(1)
+
+        # Output: row 0's vector unit (QUERY) or rows 0..rows-1 in turn (PREFILL); the rows
+        # past the block's are drained.
+        last_row = ~pf | (orow == p_rows - 1)
         m.d.comb += [
-            vu.values.valid.eq(vfifo.r_rdy),
-            vu.values.payload.v.eq(vfifo.r_data),
-            vfifo.r_en.eq(vu.values.ready),
+            self.out.valid.eq(Array(u.result.valid for u in vus)[orow]),
+            self.out.payload.o.eq(Array(u.result.payload.o for u in vus)[orow]),
+            self.out.payload.last.eq(Array(u.result.payload.last for u in vus)[orow] & last_row),
         ]
+        for i, u in enumerate(vus):
+            used = (i == 0) | (pf & (i < p_rows))
+            m.d.comb += u.result.ready.eq(Mux(used, self.out.ready & (orow == i), 1))
+        with m.If(
+            self.out.valid & self.out.ready & Array(u.result.payload.last for u in vus)[orow]
+        ):
+            m.d.sync += orow.eq(Mux(last_row, 0, orow + 1))
 
         # ------------------------------------------------------------------ aging datapath
         # Key-sum update: keysum row + widened K row (``+0`` base for a new cluster).
@@ -482,7 +596,7 @@ class VRexCore(wiring.Component):
         m.d.comb += [
             sum_wr.addr.eq(age_c * nb + ab),
             sum_wr.data.eq(sum_row),
-            to_fp32.n.eq(new_members),
+            to_fp32.n.eq(Mux(pf, p_rows, new_members)),
             recip.operand.payload.value.eq(to_fp32.f),
             w_mul.a.eq(recip.result.payload.value),
             w_mul.b.eq(int(score_scale_bits(d, r.score_frac_bits))),
@@ -493,6 +607,25 @@ class VRexCore(wiring.Component):
             mem_rd.addr.eq(age_c),
             ks_rd.addr.eq(age_slot),
         ]
+        # PREFILL: the FP32 sum of the block's post-RoPE rows (accumulated as each row is
+        # loaded into the array, from +0) and, at the end, the mean query kpost = bf16(sum *
+        # (1/rows)) that selects the block's clusters.
+        sum_in = Signal(data.ArrayLayout(FP32, lanes), name="mean_sum_in")
+        mean_row = Signal(row_bits, name="mean_row")
+        for i in range(lanes):
+            add = m.submodules[f"mean_add{i}"] = FP32Add()
+            mul = m.submodules[f"mean_mul{i}"] = FP32Mul()
+            cv = m.submodules[f"mean_to_bf16_{i}"] = FP32ToBF16()
+            m.d.comb += [
+                add.a.eq(Mux(prow == 0, 0, msum[lb][i].as_value())),
+                add.b.eq(Cat(Const(0, 16), kpost[lb][16 * i : 16 * i + 16])),
+                sum_in[i].eq(add.s),
+                mul.a.eq(msum[lb][i]),
+                mul.b.eq(rrow),
+                cv.a.eq(mul.p),
+                mean_row[16 * i : 16 * i + 16].eq(cv.b),
+            ]
+
         wr_row = Mux(ab >= nb, kv_rd.data, kk_rd.data)
         m.d.comb += writer.data.payload.data.eq(
             wr_row.word_select(asub, cfg.axi_data_bits) if sub > 1 else wr_row
@@ -619,15 +752,24 @@ class VRexCore(wiring.Component):
         query_busy = Signal(name="query_busy")
         with m.If(ingest_busy):
             m.d.sync += count("busy_ingest")
-        with m.If(query_busy):
+        with m.If(query_busy & ~pf):
             m.d.sync += count("busy_query")
+        with m.If(query_busy & pf):
+            m.d.sync += count("busy_prefill")
 
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     p = self.cmd.payload
-                    m.d.sync += [op.eq(p.op), arg.eq(p.arg), err.eq(Error.OK), rx.eq(0)]
+                    m.d.sync += [
+                        op.eq(p.op),
+                        arg.eq(p.arg),
+                        err.eq(Error.OK),
+                        rx.eq(0),
+                        pf.eq(p.op == Op.PREFILL),
+                        orow.eq(0),
+                    ]
                     with m.Switch(p.op):
                         with m.Case(Op.RESET_CTX):
                             m.d.comb += kvmu.clear.eq(1)
@@ -646,6 +788,33 @@ class VRexCore(wiring.Component):
                             m.next = "ING_NEXT"
                         with m.Case(Op.QUERY):
                             m.next = "Q_RX"
+                        with m.Case(Op.PREFILL):
+                            # tokens were clustered: the newest one is n_tok - ring_n - 1
+                            aged = n_tok - ring_n > Mux(n_tok < sink, n_tok, sink)
+                            bad = (
+                                (p.rows == 0)
+                                | (p.rows > P)
+                                | (p.group == 0)
+                                | (p.group > p.rows)
+                                | aged & (p.arg < n_tok - ring_n - 1)
+                                | ((p.arg + p.rows - 1) >> (tid_bits + 1) != 0)
+                            )
+                            m.d.sync += [
+                                p_rows.eq(p.rows),
+                                p_group.eq(p.group),
+                                prow.eq(0),
+                                gcnt.eq(0),
+                                lb.eq(0),
+                                position.eq(p.arg),
+                            ]
+                            with m.If(n_tok == 0):
+                                m.d.sync += err.eq(Error.EMPTY)
+                            with m.Elif(bad):
+                                m.d.sync += err.eq(Error.BAD_ARG)
+                            with m.If(p.rows == 0):
+                                m.next = "STATUS"
+                            with m.Else():
+                                m.next = "P_RX"
                         with m.Case(Op.CLEAR_PERF):
                             m.d.sync += [s.eq(0) for s in perf.values()]
                             m.next = "STATUS"
@@ -695,7 +864,7 @@ class VRexCore(wiring.Component):
             with m.State("ROPE"):
                 m.d.comb += [
                     ingest_busy.eq(op == Op.INGEST),
-                    query_busy.eq(op == Op.QUERY),
+                    query_busy.eq((op == Op.QUERY) | pf),
                     rope.vectors.valid.eq(ri < nb),
                     rope.result.ready.eq(1),
                 ]
@@ -706,6 +875,8 @@ class VRexCore(wiring.Component):
                     with m.If(ro == nb - 1):
                         with m.If(op == Op.QUERY):
                             m.next = "Q_SCORE_START"
+                        with m.Elif(pf):
+                            m.next = "P_LOAD"
                         with m.Else():
                             if r.hash_space == "post_rope":
                                 start_hash(src_kbuf=False, bias=False)
@@ -868,10 +1039,72 @@ class VRexCore(wiring.Component):
                         m.next = "ROPE"
 
                 receive(nb, got_query)
+            # ---------------------------------------------------------------- PREFILL
+            # Each row: received, rotated (ROPE at its position), loaded into the array and
+            # summed; then 1/rows, the mean query, and the QUERY path with the array.
+            with m.State("P_RX"):
+                m.d.comb += query_busy.eq(1)
+
+                def got_row():
+                    with m.If(err != Error.OK):  # refused: the vectors are consumed
+                        m.d.sync += prow.eq(prow + 1)
+                        with m.If(prow == p_rows - 1):
+                            m.next = "STATUS"
+                    with m.Else():
+                        m.d.sync += [ri.eq(0), ro.eq(0)]
+                        m.next = "ROPE"
+
+                receive(nb, got_row)
+            with m.State("P_LOAD"):
+                q_in = array.queries
+                m.d.comb += [
+                    query_busy.eq(1),
+                    q_in.valid.eq(1),
+                    q_in.payload.x.eq(kpost[lb]),
+                    q_in.payload.last.eq(lb == nb - 1),
+                    q_in.payload.end.eq((lb == nb - 1) & (prow == p_rows - 1)),
+                ]
+                with m.If(q_in.ready):
+                    m.d.sync += [msum[lb].eq(sum_in), lb.eq(lb + 1)]
+                    with m.If(lb == nb - 1):
+                        m.d.sync += [lb.eq(0), row_pos[prow].eq(position), prow.eq(prow + 1)]
+                        with m.If(gcnt == p_group - 1):
+                            m.d.sync += [gcnt.eq(0), position.eq(position + 1)]
+                        with m.Else():
+                            m.d.sync += gcnt.eq(gcnt + 1)
+                        with m.If(prow == p_rows - 1):
+                            m.next = "P_RECIP"
+                        with m.Else():
+                            m.next = "P_RX"
+            with m.State("P_RECIP"):
+                m.d.comb += [query_busy.eq(1), recip.operand.valid.eq(1)]
+                with m.If(recip.operand.ready):
+                    m.next = "P_RECIP_WAIT"
+            with m.State("P_RECIP_WAIT"):
+                m.d.comb += [query_busy.eq(1), recip.result.ready.eq(1)]
+                with m.If(recip.result.valid):
+                    m.d.sync += [rrow.eq(recip.result.payload.value), lb.eq(0)]
+                    m.next = "P_MEAN"
+            with m.State("P_MEAN"):
+                m.d.comb += query_busy.eq(1)
+                m.d.sync += [kpost[lb].eq(mean_row), lb.eq(lb + 1)]
+                with m.If(lb == nb - 1):
+                    m.d.sync += lb.eq(0)
+                    m.next = "Q_SCORE_START"
+            with m.State("P_END"):  # the dummy K vector ends the array's block
+                m.d.comb += query_busy.eq(1)
+                with m.If(array.scores.valid & array.scores.ready):
+                    m.d.sync += dummy.eq(0)
+                    m.next = "Q_OUT"
+
             with m.State("Q_SCORE_START"):
                 m.d.comb += query_busy.eq(1)
+                with m.If(pf):
+                    m.d.sync += [count("prefills"), count("prefill_rows", p_rows)]
+                with m.Else():
+                    m.d.sync += count("queries")
                 m.d.sync += [
-                    count("queries"),
+                    ring_base.eq(n_tok - ring_n),
                     kv_summary_seen.eq(0),
                     n_sinks.eq(Mux(n_tok < sink, n_tok, sink)),
                     ring_old.eq(Mux(ring_n == recent, ring_wp, 0)),
@@ -923,8 +1156,12 @@ class VRexCore(wiring.Component):
                     m.next = "Q_FLUSH"
             with m.State("Q_FLUSH"):
                 m.d.comb += [query_busy.eq(1), attn_end.eq(1)]
-                with m.If(sc.valid & sc.ready):
-                    m.next = "Q_OUT"
+                with m.If(sc_valid & sc_ready):
+                    with m.If(pf):
+                        m.d.sync += [dummy.eq(1), db.eq(0)]
+                        m.next = "P_END"
+                    with m.Else():
+                        m.next = "Q_OUT"
             with m.State("Q_OUT"):
                 m.d.comb += query_busy.eq(1)
                 with m.If(self.out.valid & self.out.ready & self.out.payload.last):

@@ -22,7 +22,7 @@ from golden.bf16 import from_bf16_bits, to_bf16_bits
 from golden.core import CoreModel
 from golden.rope import rope
 from golden.synthetic import synthetic_keys
-from hw.config import HWConfig
+from hw.config import HWConfig, bits_for
 from hw.core import Error, Op
 from workloads.trace import Trace
 
@@ -30,6 +30,7 @@ __all__ = [
     "Command",
     "Context",
     "Program",
+    "cmd_beat",
     "program_from_arrays",
     "program_from_trace",
     "synthetic_program",
@@ -42,9 +43,11 @@ class Command:
     arg: int
     vectors: list[np.ndarray]  #: BF16 (d,) vectors sent on ``vin``, in order
     context: int
-    kind: str  #: reset, bias, frame, decode, bad, perf
+    kind: str  #: reset, bias, frame, prefill, decode, bad, perf
     error: int = Error.OK
-    out: np.ndarray | None = None  #: expected FP32 output (d,) uint32
+    rows: int = 0  #: PREFILL: query rows (``vectors``)
+    group: int = 0  #: PREFILL: rows per position
+    out: np.ndarray | None = None  #: expected FP32 output (d,) uint32; (rows * d,) for PREFILL
     info: dict = field(default_factory=dict)  #: model figures for the report
 
 
@@ -68,6 +71,11 @@ class Program:
         return sum(c.out is not None for c in self.commands)
 
 
+def cmd_beat(c: Command) -> dict:
+    """The ``cmd`` beat of a command."""
+    return {"op": c.op, "arg": c.arg, "rows": c.rows, "group": c.group}
+
+
 def _bias(cfg: HWConfig, keys_f32: np.ndarray, first: int) -> np.ndarray:
     """The float model's centring bias: BF16 mean of the first frame's hashing-space keys."""
     r = cfg.resv
@@ -85,9 +93,18 @@ def program_from_arrays(
     *,
     source: str,
     bad_commands: bool = True,
+    prefill: np.ndarray | None = None,
+    prefill_from: int = 0,
 ) -> Program:
     """``contexts``: ``(layer, head, keys (N, d), values (N, d), decode queries (Nd, d))``
-    as BF16 bit patterns (uint16)."""
+    as BF16 bit patterns (uint16).
+
+    ``prefill``: per context, the frame tokens' queries ``(N, G, d)`` of the GQA group's
+    ``G`` heads (a sequence indexed like ``contexts``). With it, each frame is ingested in
+    blocks of ``prefill_rows // G`` tokens (at most ``recent_tokens``, so a block's tokens
+    are still in the recent window), each block followed by a ``PREFILL`` of its tokens x
+    heads (token major; with ``G > prefill_rows``, one ``PREFILL`` per token and
+    ``prefill_rows`` heads). Frames before ``prefill_from`` are ingested whole, unprefilled."""
     d = cfg.resv.head_dim
     cmds: list[Command] = []
     ctxs: list[Context] = []
@@ -104,21 +121,23 @@ def program_from_arrays(
         if bad_commands and ci == 0:
             q0 = dq[0] if len(dq) else keys[0]
             cmds.append(Command(Op.QUERY, 0, [q0], ci, "bad", error=Error.EMPTY))
-            for op in (0, 6, 7):
+            cmds += _bad_prefills(cfg, model, q0, ci)
+            for op in (0, 7):
                 cmds.append(Command(op, 0, [], ci, "bad", error=Error.BAD_OP))
         if cfg.resv.centre_keys:
             bias = _bias(cfg, from_bf16_bits(keys), int(frame_offsets[1]))
             model.set_bias(bias)
             cmds.append(Command(Op.SET_BIAS, 0, [bias], ci, "bias"))
+        pq = None if prefill is None else prefill[ci]
         for f in range(len(frame_offsets) - 1):
             lo, hi = int(frame_offsets[f]), int(frame_offsets[f + 1])
-            lost = model.counters["kv_dropped"]
-            dropped = model.ingest(keys[lo:hi], values[lo:hi])
-            lost = model.counters["kv_dropped"] - lost
-            vecs = [x for t in range(lo, hi) for x in (keys[t], values[t])]
-            err = Error.FULL if dropped or lost else Error.OK
-            info = {"tokens": hi - lo, "dropped": dropped, "kv_lost": lost}
-            cmds.append(Command(Op.INGEST, hi - lo, vecs, ci, "frame", error=err, info=info))
+            on = pq is not None and f >= prefill_from
+            step = _block_tokens(cfg, pq.shape[1]) if on else hi - lo
+            for a in range(lo, hi, step):
+                b = min(hi, a + step)
+                cmds.append(_ingest(model, keys, values, a, b, ci, f))
+                if on:
+                    cmds += _prefills(cfg, model, pq, a, b, ci, f)
             for j in np.flatnonzero(decode_after == f):
                 pos = model.n_tokens
                 res = model.query(dq[j], pos)
@@ -137,10 +156,90 @@ def program_from_arrays(
         if bad_commands and ci == 0:
             bad_pos = 1 << (cfg.token_id_bits + 1)
             cmds.append(Command(Op.QUERY, bad_pos, [keys[0]], ci, "bad", error=Error.BAD_ARG))
+            cmds += _bad_prefills(cfg, model, keys[0], ci)
         ends.append(len(cmds) - 1)
         ctxs.append(Context(layer, head, dict(model.counters)))
         cmds.append(Command(Op.CLEAR_PERF, 0, [], ci, "perf"))
     return Program(cmds, ctxs, ends, source)
+
+
+def _ingest(model: CoreModel, keys, values, lo: int, hi: int, ci: int, frame: int) -> Command:
+    lost = model.counters["kv_dropped"]
+    dropped = model.ingest(keys[lo:hi], values[lo:hi])
+    lost = model.counters["kv_dropped"] - lost
+    vecs = [x for t in range(lo, hi) for x in (keys[t], values[t])]
+    err = Error.FULL if dropped or lost else Error.OK
+    info = {"tokens": hi - lo, "dropped": dropped, "kv_lost": lost, "frame": frame}
+    return Command(Op.INGEST, hi - lo, vecs, ci, "frame", error=err, info=info)
+
+
+def _block_tokens(cfg: HWConfig, group: int) -> int:
+    """Tokens ingested before each prefill: a block's rows fit the array, its tokens the
+    recent window."""
+    return max(1, min(cfg.prefill_rows // group, cfg.resv.recent_tokens))
+
+
+def _prefills(cfg: HWConfig, model: CoreModel, pq, lo: int, hi: int, ci: int, frame: int):
+    """``PREFILL`` commands for tokens ``lo..hi-1`` (just ingested) and their expectations."""
+    P, G = cfg.prefill_rows, pq.shape[1]
+    if G <= P:
+        blocks = [(lo, pq[lo:hi].reshape(-1, pq.shape[2]), G)]
+    else:
+        blocks = [
+            (t, pq[t, h : h + P], min(P, G - h)) for t in range(lo, hi) for h in range(0, G, P)
+        ]
+    out = []
+    for p0, rows, group in blocks:
+        res = model.prefill(rows, p0, group)
+        info = {
+            "tokens": model.n_tokens,
+            "rows": len(rows),
+            "attended": len(res.order),
+            "fetched": res.fetched,
+            "clusters": model.n_clusters,
+            "selected": len(res.selected),
+            "bursts": res.bursts,
+            "beats": res.beats,
+            "frame": frame,
+        }
+        out.append(
+            Command(
+                Op.PREFILL,
+                p0,
+                list(rows),
+                ci,
+                "prefill",
+                rows=len(rows),
+                group=group,
+                out=res.output.reshape(-1),
+                info=info,
+            )
+        )
+    return out
+
+
+def _bad_prefills(cfg: HWConfig, model: CoreModel, q0, ci: int) -> list[Command]:
+    """``PREFILL`` commands the core refuses, the vectors consumed and nothing else changed:
+    ``EMPTY`` on an empty context, else ``BAD_ARG`` for a bad ``rows`` (0, past
+    ``prefill_rows``), ``group`` (0, past ``rows``) or position (older than the newest
+    clustered token, or a last row past ``2**(token_id_bits + 1) - 1``)."""
+    if model.n_tokens == 0:
+        assert model.prefill_error(1, 1, 0) is not None
+        return [Command(Op.PREFILL, 0, [q0], ci, "bad", rows=1, group=1, error=Error.EMPTY)]
+    P, n = cfg.prefill_rows, model.n_tokens
+    cases = [(0, 1, n), (1, 0, n), (1, 2, n)]
+    if (1 << bits_for(P)) > P + 1:
+        cases.append((P + 1, 1, n))
+    if model.newest_aged > 0:
+        cases.append((1, 1, model.newest_aged - 1))
+    if P >= 2:
+        cases.append((2, 1, (1 << (cfg.token_id_bits + 1)) - 1))
+    out = []
+    for rows, group, p0 in cases:
+        assert model.prefill_error(rows, group, p0) is not None, (rows, group, p0)
+        c = Command(Op.PREFILL, p0, [q0] * rows, ci, "bad", Error.BAD_ARG, rows=rows, group=group)
+        out.append(c)
+    return out
 
 
 def program_from_trace(
@@ -152,14 +251,16 @@ def program_from_trace(
     frames: int | None = None,
     bad_commands: bool = True,
     source: str = "trace",
+    prefill: bool = False,
 ) -> Program:
-    """Contexts (layer, KV head) of a recorded trace, first ``frames`` frames."""
+    """Contexts (layer, KV head) of a recorded trace, first ``frames`` frames; with
+    ``prefill``, every frame token's queries of the group's heads as ``PREFILL`` blocks."""
     F = trace.n_frames if frames is None else min(frames, trace.n_frames)
     offsets = trace.frame_offsets[: F + 1]
     n = int(offsets[-1])
     keep = trace.decode_after < F
     G = trace.q_per_kv
-    ctxs = []
+    ctxs, pqs = [], []
     for layer in range(trace.layers if layers is None else min(layers, trace.layers)):
         for head in range(trace.kv_heads if kv_heads is None else min(kv_heads, trace.kv_heads)):
             ctxs.append(
@@ -171,8 +272,16 @@ def program_from_trace(
                     to_bf16_bits(trace.decode_queries[layer, head * G][keep]),
                 )
             )
+            q = trace.queries[layer, head * G : (head + 1) * G, :n]
+            pqs.append(to_bf16_bits(np.ascontiguousarray(q.transpose(1, 0, 2))))
     return program_from_arrays(
-        cfg, ctxs, offsets, trace.decode_after[keep], source=source, bad_commands=bad_commands
+        cfg,
+        ctxs,
+        offsets,
+        trace.decode_after[keep],
+        source=source,
+        bad_commands=bad_commands,
+        prefill=pqs if prefill else None,
     )
 
 
@@ -185,8 +294,11 @@ def synthetic_program(
     queries_per_frame: int = 1,
     seed: int = 0,
     bad_commands: bool = True,
+    prefill_group: int = 0,
+    prefill_from: int = 0,
 ) -> Program:
-    """Seeded video-like keys (temporal redundancy, shared offset), values and queries."""
+    """Seeded video-like keys (temporal redundancy, shared offset), values and queries;
+    with ``prefill_group = G > 0``, ``G`` query heads per token for ``PREFILL`` blocks."""
     d = cfg.resv.head_dim
     keys, offsets = synthetic_keys(
         frames=frames,
@@ -200,14 +312,24 @@ def synthetic_program(
     )
     rng = np.random.default_rng(seed + 1)
     n = keys.shape[2]
-    ctxs = []
+    ctxs, pqs = [], []
     for h in range(contexts):
         k = keys[0, h]
         v = rng.standard_normal(k.shape).astype(np.float32)
         picks = rng.integers(0, n, frames * queries_per_frame)
         q = 2.0 * k[picks] + rng.standard_normal((picks.size, d)).astype(np.float32)
         ctxs.append((0, h, to_bf16_bits(k), to_bf16_bits(v), to_bf16_bits(q)))
+        g = max(1, prefill_group)
+        pq = 2.0 * k[:, None] + rng.standard_normal((n, g, d)).astype(np.float32)
+        pqs.append(to_bf16_bits(pq))
     decode_after = np.repeat(np.arange(frames), queries_per_frame)
     return program_from_arrays(
-        cfg, ctxs, offsets, decode_after, source=f"synthetic seed {seed}", bad_commands=bad_commands
+        cfg,
+        ctxs,
+        offsets,
+        decode_after,
+        source=f"synthetic seed {seed}",
+        bad_commands=bad_commands,
+        prefill=pqs if prefill_group else None,
+        prefill_from=prefill_from,
     )

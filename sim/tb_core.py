@@ -6,7 +6,8 @@ The host drives ``cmd`` and ``vin`` with random idle cycles and reads ``out`` an
 with random back-pressure (``DRE_IDLE`` / ``DRE_STALL``); every status beat, every output
 vector (bit for bit) and, at the end of each context, every work counter is scoreboarded.
 Workload: ``TRACE`` (a ``workloads.trace`` file; ``CORE_FRAMES``, ``CORE_LAYERS``,
-``CORE_HEADS`` limit it) or seeded synthetic keys (``SEED``). ``CORE_REPORT=path.json``
+``CORE_HEADS`` limit it; its frames are prefilled unless ``CORE_PREFILL=0``) or seeded
+synthetic keys (``SEED``) with 2-head ``PREFILL`` blocks. ``CORE_REPORT=path.json``
 writes the per-command cycles and the figures ``sim.run`` prints.
 """
 
@@ -23,7 +24,7 @@ from cocotbext.axi import AxiBus, AxiRam
 
 from golden.core import WORK_COUNTERS
 from hw.config import HWConfig
-from hw.core import PERF, lane_words
+from hw.core import PERF, cmd_layout, lane_words
 from sim.cocotb_streams import (
     StreamSink,
     StreamSource,
@@ -35,7 +36,7 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.core_data import Program, program_from_trace, synthetic_program
+from sim.core_data import Program, cmd_beat, program_from_trace, synthetic_program
 from sim.dre_data import trace_path
 from workloads import trace as trace_io
 
@@ -43,7 +44,7 @@ from workloads import trace as trace_io
 def raw_layouts(cfg: HWConfig):
     lanes = cfg.mac_lanes
     return (
-        data.StructLayout({"op": 3, "arg": 32}),
+        cmd_layout(cfg),
         data.StructLayout({"x": 16 * lanes}),
         data.StructLayout({"o": 32 * lanes, "last": 1}),
         data.StructLayout({"op": 3, "error": 3}),
@@ -62,7 +63,7 @@ def unpack(beats: list[int], lanes: int) -> np.ndarray:
 def env_program(cfg: HWConfig, log) -> Program:
     path = trace_path()
     if path is None:
-        return synthetic_program(cfg, seed=int(os.environ.get("SEED", "1")))
+        return synthetic_program(cfg, seed=int(os.environ.get("SEED", "1")), prefill_group=2)
     t = trace_io.load(path)
 
     def opt(name):
@@ -75,6 +76,7 @@ def env_program(cfg: HWConfig, log) -> Program:
         frames=opt("CORE_FRAMES"),
         layers=opt("CORE_LAYERS"),
         kv_heads=opt("CORE_HEADS"),
+        prefill=os.environ.get("CORE_PREFILL", "1") != "0",
         source=f"{path.name} ({t.meta.get('clip', '?')}, {t.meta.get('features', '?')})",
     )
     log.info("workload %s: %d commands, %d queries", prog.source, len(prog.commands), prog.queries)
@@ -150,7 +152,7 @@ class Host:
         command's handshake to its status handshake)."""
         beats = [b for v in c.vectors for b in pack(v, self.lanes)]
         vin_task = cocotb.start_soon(self.vin.send(beats)) if beats else None
-        await self.cmd.send([{"op": c.op, "arg": c.arg}])
+        await self.cmd.send([cmd_beat(c)])
         t_cmd = self.cmd.times[-1]
         budget = 2000 + 400 * len(beats) + 50 * (c.info.get("tokens", 0) * 4 + 200) * self.nb
         await self.status.wait_for(len(self.status.beats) + 1, timeout_cycles=budget)
@@ -187,7 +189,7 @@ class Host:
                     f"command {i} ({c.kind}): status op/error {got_op}/{got_err}, "
                     f"expected {int(c.op) & 7}/{int(c.error)}"
                 )
-            want_beats = self.nb if c.out is not None else 0
+            want_beats = len(c.out) // self.lanes if c.out is not None else 0
             got = self.outs[n_out:]
             if len(got) != want_beats:
                 failures.append(
@@ -269,7 +271,7 @@ async def core_reset_mid_query(dut):
         await host.command(c)
     c = prog.commands[first_fetch]
     cocotb.start_soon(host.vin.send([b for v in c.vectors for b in pack(v, host.lanes)]))
-    await host.cmd.send([{"op": c.op, "arg": c.arg}])
+    await host.cmd.send([cmd_beat(c)])
     burst = False
     for _ in range(5000 if fetching else 50):  # until a read burst is in flight
         await RisingEdge(dut.clk)

@@ -511,27 +511,33 @@ def _writer_ram(dut: Any, cfg: Any, seed: int) -> list[Bench]:
 def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
     """The core's synthetic host program (``sim.core_data.synthetic_program``), repeated with
     new seeds: commands, their BF16 vectors, outputs and status drained with back-pressure.
-    Small frames (4 tokens, a query after each) so that the cache outgrows the sink and
-    recent windows within ~2000 cycles at the tiny preset: the activity window then holds
-    queries that score clusters and fetch KV over AXI, not only ingest."""
+    Small frames (4 tokens, a query after each; from the fourth frame on, each block of 2
+    tokens prefilled for 2 query heads) so that the cache outgrows the sink and recent
+    windows within ~2000 cycles at the tiny preset: the activity window then holds queries
+    and prefills that score clusters and fetch KV over AXI, not only ingest."""
     from hw.core import lane_words
-    from sim.core_data import synthetic_program
+    from sim.core_data import cmd_beat, synthetic_program
 
     lanes = cfg.mac_lanes
-    nb = cfg.resv.head_dim // lanes
 
     async def bench(clk: _Budget) -> None:
         while True:
             prog = synthetic_program(
-                cfg, frames=8, tokens_per_frame=4, contexts=1, seed=int(rng.integers(0, 2**31))
+                cfg,
+                frames=8,
+                tokens_per_frame=4,
+                contexts=1,
+                seed=int(rng.integers(0, 2**31)),
+                prefill_group=2,
+                prefill_from=3,
             )
             for c in prog.commands:
-                await _put(clk, dut.cmd, [{"op": int(c.op), "arg": int(c.arg)}], rng, 0.1)
+                await _put(clk, dut.cmd, [cmd_beat(c)], rng, 0.1)
                 beats = [w for v in c.vectors for w in lane_words(v, lanes)]
                 if beats:
                     await _put(clk, dut.vin, beats, rng, 0.1)
                 if c.out is not None:
-                    await _get(clk, dut.out, nb, rng, 0.8)
+                    await _get(clk, dut.out, len(c.out) // lanes, rng, 0.8)
                 await _get(clk, dut.status, 1, rng, 0.8)
 
     return bench
@@ -554,7 +560,7 @@ def _unit_stimulus(
     if name == "core":
         return (
             "core-host(sim.core_data.synthetic_program, 8 frames x 4 tokens, a query after each, "
-            "repeated; sim.axi_ram.AxiRamModel, 20 % AXI stalls)",
+            "frames 3.. prefilled for 2 heads, repeated; sim.axi_ram.AxiRamModel, 20 % AXI stalls)",
             [_core_host(dut, cfg, rng)],
             _core_ram(dut, cfg, seed),
         )

@@ -107,3 +107,65 @@ def test_bad_inputs():
         model.query(np.zeros(8, np.uint16), 0)
     with pytest.raises(ValueError, match="values must have the shape of keys"):
         model.ingest(np.zeros((2, 16), np.uint16), np.zeros((3, 16), np.uint16))
+
+
+def _ingested(seed=1, tokens=26):
+    k, v, _, _ = stream(seed)
+    model = CoreModel(TINY)
+    model.ingest(k[:tokens], v[:tokens])
+    return model, k, v
+
+
+@pytest.mark.parametrize("group", [1, 2, 4])
+def test_prefill_mask_is_attention_over_the_unmasked_tokens(group):
+    """A prefill row equals the online softmax over the tokens it may see (the -inf scores
+    of the causal mask change nothing), with the block's own mean-query selection."""
+    from golden.fparith import dot
+    from golden.softmax import online_attention
+
+    model, k, _ = _ingested()
+    rows = k[:4] ^ np.uint16(0x8000)  # any BF16 rows
+    p0 = model.n_tokens - 3
+    res = model.prefill(rows, p0, group)
+    n_kept = len(model.window.kept())
+    masked = 0
+    for r in range(4):
+        pos = p0 + r // group
+        seen = [j for j, t in enumerate(res.order) if j >= n_kept or t <= pos]
+        masked += len(res.order) - len(seen)
+        keys, vals = model._attention(res.order[seen])
+        qp = model._rope(rows[r], pos)
+        att = dot(keys, np.broadcast_to(qp, keys.shape), TINY.mac_lanes)
+        assert np.array_equal(res.output[r], online_attention(att, vals, exp_frac_bits=8))
+    assert masked > 0
+    assert res.output.shape == (4, 16) and model.counters["prefill_rows"] == 4
+
+
+def test_one_row_prefill_is_a_query():
+    """One unmasked row: the mean query is the row itself, so the output is QUERY's."""
+    model, k, _ = _ingested()
+    q = k[3]
+    got = model.prefill(q[None], model.n_tokens, 1)
+    want = model.query(q, model.n_tokens)
+    assert np.array_equal(got.output[0], want.output)
+    assert np.array_equal(got.selected, want.selected)
+
+
+def test_prefill_errors():
+    model = CoreModel(TINY)
+    q = np.zeros((1, 16), np.uint16)
+    with pytest.raises(ValueError, match="the context is empty"):
+        model.prefill(q, 0, 1)
+    model, _, _ = _ingested()
+    n, aged = model.n_tokens, model.newest_aged
+    assert aged > 0
+    for rows, group, p0, msg in [
+        (0, 1, n, r"rows must be in 1..prefill_rows \(4\), not 0"),
+        (5, 1, n, r"rows must be in 1..prefill_rows \(4\), not 5"),
+        (2, 3, n, r"group must be in 1..rows \(2\), not 3"),
+        (1, 1, aged - 1, "must not precede the newest clustered token"),
+        (2, 1, (1 << 11) - 1, "must fit in token_id_bits"),
+    ]:
+        assert msg and model.prefill_error(rows, group, p0) is not None
+        with pytest.raises(ValueError, match=msg):
+            model.prefill(np.zeros((max(rows, 1), 16), np.uint16)[:rows], p0, group)

@@ -11,7 +11,7 @@ from golden.core import WORK_COUNTERS
 from hw.config import preset
 from hw.core import PERF, Error, VRexCore, check_core_config, lane_words
 from sim.axi_ram import AxiRamModel
-from sim.core_data import synthetic_program
+from sim.core_data import cmd_beat, synthetic_program
 from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
 
 TINY = preset("tiny")
@@ -22,7 +22,6 @@ def simulate(cfg, prog, *, timing: str, seed: int, vcd=None, **ram_options):
     h = Harness(dut)
     idle, stall = TIMINGS[timing]
     lanes = cfg.mac_lanes
-    nb = cfg.resv.head_dim // lanes
     mem = bytearray(cfg.kv_chunks * cfg.chunk_tokens * cfg.kv_token_bytes)
     ram = AxiRamModel(
         dut.m_axi,
@@ -41,14 +40,13 @@ def simulate(cfg, prog, *, timing: str, seed: int, vcd=None, **ram_options):
         rng = np.random.default_rng([seed, 1])
         for i, c in enumerate(prog.commands):
             start = ctx.get(h.cycle)
-            await stream_put(
-                ctx, dut.cmd, [{"op": c.op, "arg": c.arg}], cycle=h.cycle, rng=rng, idle=idle
-            )
+            await stream_put(ctx, dut.cmd, [cmd_beat(c)], cycle=h.cycle, rng=rng, idle=idle)
             beats = [vin_layout.from_bits(w) for v in c.vectors for w in lane_words(v, lanes)]
             if beats:
                 await stream_put(ctx, dut.vin, beats, cycle=h.cycle, rng=rng, idle=idle)
             if c.out is not None:
-                got = await stream_get(ctx, dut.out, cycle=h.cycle, count=nb, rng=rng, stall=stall)
+                n = len(c.out) // lanes
+                got = await stream_get(ctx, dut.out, cycle=h.cycle, count=n, rng=rng, stall=stall)
                 vec = [int(p.o[i].as_value().value) for p, _ in got for i in range(lanes)]
                 out["outputs"].append((i, np.array(vec, np.uint32), [int(p.last) for p, _ in got]))
             ((st, t),) = await stream_get(
@@ -91,6 +89,27 @@ def test_core_synthetic_program(timing, tmp_path):
     prog = synthetic_program(TINY, frames=4, tokens_per_frame=8, contexts=2, seed=3)
     out = simulate(TINY, prog, timing=timing, seed=5, vcd=tmp_path / "core.vcd")
     check(prog, out)
+
+
+@pytest.mark.parametrize("timing", ["none", "random"])
+def test_core_prefill(timing, tmp_path):
+    """Frames ingested in blocks, each followed by a PREFILL of its tokens x 2 heads (the
+    causal mask inside the ring, rows sharing the array), decode queries, bad PREFILLs."""
+    prog = synthetic_program(
+        TINY, frames=3, tokens_per_frame=8, contexts=2, seed=4, prefill_group=2
+    )
+    assert sum(c.kind == "prefill" for c in prog.commands) >= 20
+    out = simulate(TINY, prog, timing=timing, seed=6, vcd=tmp_path / "core.vcd")
+    check(prog, out)
+
+
+def test_core_prefill_one_row(tmp_path):
+    """prefill_rows = 1 (one array row, row 0's vector unit only) with a 2-head group: one
+    PREFILL per (token, head)."""
+    cfg = TINY.replace(prefill_rows=1)
+    prog = synthetic_program(cfg, frames=2, tokens_per_frame=6, contexts=1, seed=8, prefill_group=2)
+    assert {c.rows for c in prog.commands if c.kind == "prefill"} == {1}
+    check(prog, simulate(cfg, prog, timing="random", seed=9, vcd=tmp_path / "core.vcd"))
 
 
 def test_core_post_rope_hash(tmp_path):

@@ -35,6 +35,8 @@ def test_small_run_is_bit_exact(tmp_path, capsys):
     assert "sim.run: PASS" in printed and "| cycles per decode step |" in printed
     s = json.loads((tmp_path / "sim_tiny.summary.json").read_text())
     assert s["queries"] > 0 and s["queries_matched"] == s["queries"]
+    assert s["prefills"] > 0 and s["prefills_matched"] == s["prefills"]
+    assert s["prefill_rows"] >= 2 * s["prefills"] and s["cycles_per_prefill_row"] > 0
     assert s["counter_checks"] > 0 and s["failures"] == []
     assert s["frames"] == 2 and s["cycles_per_frame"] > 0 and s["cycles_per_decode"] > 0
     assert s["read_bursts"] > 0 and s["bytes_per_burst"] >= s["token_bytes"] > 0

@@ -119,7 +119,13 @@ def test_share_schema_rejects_incomplete():
         ("vector_unit", ["scores__valid", "result__valid"]),
         ("mac_array", ["queries__valid", "keys__valid", "scores__valid", "scores__payload"]),
         ("kv_writer", ["m_axi__awvalid", "m_axi__bvalid", "done__valid"]),
-        ("core", ["cmd__valid", "vin__valid", "status__valid", "out__valid", "m_axi__arvalid"]),
+        (
+            "core",
+            [
+                *("cmd__valid", "vin__valid", "status__valid", "out__valid", "m_axi__arvalid"),
+                *("array.keys__valid", "vu_row1.scores__valid"),
+            ],
+        ),
     ],
 )
 def test_unit_stimuli_do_work(name, handshakes, tmp_path):
