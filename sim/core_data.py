@@ -194,6 +194,7 @@ def _prefills(cfg: HWConfig, model: CoreModel, pq, lo: int, hi: int, ci: int, fr
         info = {
             "tokens": model.n_tokens,
             "rows": len(rows),
+            "group": group,
             "attended": len(res.order),
             "fetched": res.fetched,
             "clusters": model.n_clusters,
