@@ -40,8 +40,8 @@ _BUGS = (None, "threshold")
 
 def hcu_config(batch: int = 1) -> HWConfig:
     """The ``tiny`` preset cut down: 3 clusters in 2 lanes (a full row and a partial one),
-    4-bit signatures (T = 1),
-    2-bit counts (saturate at 3) and 3-bit token ids (forced joins saturate at 7)."""
+    4-bit signatures (T = 1), 2-bit counts (saturate at 3), 3-bit token ids (forced joins
+    saturate at 7) and ``batch`` tokens per batch."""
     return preset("tiny").replace(
         hcu_lanes=2,
         hcu_batch=batch,

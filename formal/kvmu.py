@@ -18,8 +18,8 @@ area, ``1 <= beats <= max_burst`` and does not cross a 4 KB boundary; ARs not ye
 by ``rlast`` never exceed ``outstanding``; the summary comes after the last R beat
 (nothing outstanding) and counts the bursts and beats issued; no two stored tokens get the
 same (chunk, slot) since the last ``clear``, and the slot index is below
-``chunk_tokens``. Covers: a run split at ``max_burst`` and a run split at a 4 KB boundary
-(both inside a chunk).
+``chunk_tokens``. Covers: a summary after 3 bursts or more, a run split at ``max_burst``
+and a run split at a 4 KB boundary (both inside a chunk).
 
 ``bug``: ``"max_burst"`` asserts bursts of at most ``max_burst - 1`` beats (must fail).
 """
@@ -188,6 +188,7 @@ class KVMUHarness(Elaboratable):
             m.d.sync += [prev_end.eq(end), prev_beats.eq(beats)]
         split = ar_hs & (axi.araddr == prev_end) & ((prev_end - cfg.kv_base) % chunk_bytes != 0)
         m.d.comb += [
+            Cover(s.valid & (s.payload.bursts >= 3)),
             Cover(split & (prev_beats == cfg.max_burst)),
             Cover(split & (prev_end[:12] == 0) & (prev_beats < cfg.max_burst)),
         ]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-__all__ = ["SCRIPT", "Result", "run_task", "sby_env", "write_task"]
+__all__ = ["SCRIPT", "Result", "check_messages", "run_task", "sby_env", "write_task"]
 
 #: Yosys passes after ``prep``: the small memories become registers (twice as fast with
 #: smtbmc as array theory at these sizes).
@@ -102,10 +102,49 @@ def write_task(
 
 
 _DONE = re.compile(r"DONE \((\w+), rc=(\d+)\)")
-_WHY = re.compile(
-    r"(failed assertion .*|Assert failed.*|Unreached cover statement.*|"
-    r"successful proof by k-induction\.|Status returned by engine: .*|Reached cover .*)"
-)
+_COVER = re.compile(r"Reached cover statement in step (\d+) at top: (\S+)")
+_UNREACHED = re.compile(r"Unreached cover statement at top: (\S+)")
+_FAILED = re.compile(r"failed assertion \S+ at (\S+)(?: step (\d+))?")
+_ASSERT = re.compile(r"Assert failed in top: (\S+)")
+
+
+_CHECK = re.compile(r'attribute \\src "([^"]+)"\s+cell \$check \S+\s+parameter \\FORMAT "([^"]*)"')
+
+
+def _short(loc: str) -> str:
+    return Path(loc).name
+
+
+def check_messages(il: str) -> dict[str, str]:
+    """Source location -> the messages of the checks (``Assert``…) made there."""
+    found: dict[str, list[str]] = {}
+    for loc, msg in _CHECK.findall(il):
+        if msg and msg not in found.setdefault(loc, []):
+            found[loc].append(msg)
+    return {loc: " / ".join(msgs) for loc, msgs in found.items()}
+
+
+def _detail(status: str, mode: str, out: str, messages: dict[str, str]) -> str:
+    """One line for the summary table: what sby concluded and where."""
+    if mode == "cover":
+        hit = [f"{_short(loc)} @{step}" for step, loc in _COVER.findall(out)]
+        miss = [_short(loc) for loc in _UNREACHED.findall(out)]
+        text = "reached " + ", ".join(dict.fromkeys(hit)) if hit else "nothing reached"
+        return text + (f"; UNREACHED {', '.join(dict.fromkeys(miss))}" if miss else "")
+    failed = _FAILED.findall(out)
+    if failed:
+        loc, step = failed[0]
+        text = f"failed assertion {_short(loc)}" + (f" at step {step}" if step else "")
+        return text + (f' ("{messages[loc]}")' if loc in messages else "")
+    asserted = _ASSERT.findall(out)
+    if status != "PASS" and asserted:
+        loc = asserted[0]
+        text = f"induction failed on {_short(loc)}"
+        return text + (f' ("{messages[loc]}")' if loc in messages else "")
+    if status == "PASS":
+        return "proof by k-induction" if mode == "prove" else "no counterexample"
+    lines = out.strip().splitlines()
+    return lines[-1] if lines else "no output"
 
 
 def run_task(
@@ -138,10 +177,6 @@ def run_task(
     status = done.group(1) if done else "ERROR"
     if status not in ("PASS", "FAIL", "TIMEOUT"):
         status = "ERROR"
-    reasons = []
-    for line in out.splitlines():
-        w = _WHY.search(line)
-        if w and w.group(1) not in reasons:
-            reasons.append(w.group(1))
-    detail = "; ".join(reasons[:4]) if reasons else (out.strip().splitlines() or [""])[-1]
+    messages = check_messages((workdir / "top.il").read_text())
+    detail = _detail(status, mode, out, messages)
     return Result(name, mode, depth, status, seconds, detail, str(log))

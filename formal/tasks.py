@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Elaboratable
 
-from .hcu import HCUHarness
+from .hcu import HCUHarness, hcu_config
 from .kvmu import KVMUHarness
 from .writer import KVWriterHarness
 from .wtu import WTUHarness
@@ -61,6 +61,21 @@ TASKS: dict[str, Task] = {
             depth=18,
             about="HCU vs reference table: in order, one result per token, CREATED iff far "
             "and not full, nearest cluster, occupancy, saturating counts",
+        ),
+        Task(
+            name="hcu_stream_b2",
+            harness=_h(HCUHarness, cfg=hcu_config(batch=2), props="stream"),
+            mode="prove",
+            depth=4,
+            about="HCU with 2-token batches: assign stable until ready",
+        ),
+        Task(
+            name="hcu_model_b2",
+            harness=_h(HCUHarness, cfg=hcu_config(batch=2), props="model"),
+            mode="bmc",
+            depth=15,
+            about="HCU with 2-token batches vs the reference table (as hcu_model; the table "
+            "fills and a forced join happens by step 12)",
         ),
         Task(
             name="hcu_cover",

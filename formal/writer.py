@@ -1,20 +1,27 @@
 """Formal harness of ``KVWriter``, the KVMU's AXI4 write master.
 
-Same size as ``formal.kvmu`` (768-byte tokens of 24 beats on a 256-bit bus, ``max_burst``
-20, ``outstanding`` 2). The command source gives bus-aligned addresses whose token fits
-below the top of the address space (the unit's contract); ``data`` beats are free.
+The size (``writer_config``): the KVMU's 256-bit bus and 14-bit addresses with ``head_dim``
+24, so a token is 96 bytes = 3 beats, ``max_burst`` 2 (every token is split) and
+``outstanding`` 2: whole tokens, their splits at ``max_burst`` and at 4 KB boundaries and
+their ``done`` beats fit in a short bounded run. The command source gives bus-aligned
+addresses whose token fits below the top of the address space (the unit's contract);
+``data`` beats are free.
 
-``props="stream"`` (k-induction): ``done`` holds valid and payload until its handshake; AW
-(``awvalid`` and every AW field) until ``awready``; W (``wvalid``, ``wdata``, ``wstrb``,
-``wlast``) until ``wready``. The slave keeps B stable until ``bready``.
+``props="stream"``: ``done`` holds valid and payload until its handshake; AW (``awvalid``
+and every AW field) until ``awready``; W (``wvalid``, ``wdata``, ``wstrb``, ``wlast``) until
+``wready``. The slave keeps B stable until ``bready``. k-induction does not prove these:
+from states reset never reaches (a ``SyncFIFO`` whose level disagrees with its pointers)
+the head of the AW queue is overwritten, and a harness sees ports only. They are part of
+the bounded ``axi`` task instead.
 
-``props="axi"`` (bounded): the slave answers B only for bursts whose AW and last W beat it
-has seen. Asserted: every AW is INCR, ID 0, full-width, bus-aligned, ``1 <= beats <=
-max_burst``, not crossing a 4 KB boundary; ``wstrb`` all ones; the W bursts, in order, have
-exactly the lengths of the AW bursts (``wlast`` on the last beat of each, whichever channel
-runs ahead); bursts issued on AW and not answered on B never exceed ``outstanding``; never
-more ``done`` beats than commands. Covers: a token split at a 4 KB boundary and a burst of
-``max_burst`` beats.
+``props="axi"`` (bounded): the stream rules above, and the slave answers B only for bursts
+whose AW and last W beat it has seen. Asserted: every AW is INCR, ID 0, full-width,
+bus-aligned, ``1 <= beats <= max_burst``, not crossing a 4 KB boundary; ``wstrb`` all ones;
+the W bursts, in order, have exactly the lengths of the AW bursts (``wlast`` on the last
+beat of each, whichever channel runs ahead); bursts issued on AW (and W bursts) not
+answered on B never exceed ``outstanding``; never more ``done`` beats than commands.
+Covers: a token split at a 4 KB boundary, a burst of ``max_burst`` beats and a ``done``
+beat after two bursts or more.
 """
 
 from __future__ import annotations
@@ -27,9 +34,14 @@ from hw.kvmu.writer import KVWriter
 from .kvmu import kvmu_config
 from .props import Env
 
-__all__ = ["KVWriterHarness"]
+__all__ = ["KVWriterHarness", "writer_config"]
 
 _PROPS = ("stream", "axi")
+
+
+def writer_config() -> HWConfig:
+    """``formal.kvmu.kvmu_config`` with 3-beat tokens and 2-beat bursts."""
+    return kvmu_config().replace(max_burst=2, resv={"head_dim": 24})
 
 
 class KVWriterHarness(Elaboratable):
@@ -37,7 +49,7 @@ class KVWriterHarness(Elaboratable):
         if props not in _PROPS:
             self._MustUse__silence = True
             raise ValueError(f"props must be one of {_PROPS}, not {props!r}")
-        self.cfg = cfg if cfg is not None else kvmu_config()
+        self.cfg = cfg if cfg is not None else writer_config()
         self.props = props
         self.outstanding = outstanding
 
@@ -160,4 +172,5 @@ class KVWriterHarness(Elaboratable):
                 aw_hs & (axi.awaddr == prev_end) & (prev_end[:12] == 0) & (n_aw != 0) & (n_cmd == 1)
             ),
             Cover(aw_hs & (beats == cfg.max_burst)),
+            Cover(dut.done.valid & dut.done.ready & (n_aw >= 2)),
         ]
