@@ -195,7 +195,10 @@ class HCUHarness(Elaboratable):
                 dut.count_data == Array(count)[past_addr], "count_data: differs from the model"
             )
         m.d.comb += [
-            Cover(occ == mc),
-            Cover(first & (p.event == Event.FORCED)),
-            Cover(env.after_reset & (past_addr < occ) & (dut.count_data == r.count_max)),
+            Cover(occ == mc, "table full"),
+            Cover(first & (p.event == Event.FORCED), "forced join"),
+            Cover(
+                env.after_reset & (past_addr < occ) & (dut.count_data == r.count_max),
+                "count saturated",
+            ),
         ]

@@ -188,7 +188,7 @@ class KVMUHarness(Elaboratable):
             m.d.sync += [prev_end.eq(end), prev_beats.eq(beats)]
         split = ar_hs & (axi.araddr == prev_end) & ((prev_end - cfg.kv_base) % chunk_bytes != 0)
         m.d.comb += [
-            Cover(s.valid & (s.payload.bursts >= 3)),
-            Cover(split & (prev_beats == cfg.max_burst)),
-            Cover(split & (prev_end[:12] == 0) & (prev_beats < cfg.max_burst)),
+            Cover(s.valid & (s.payload.bursts >= 3), "summary after 3 bursts"),
+            Cover(split & (prev_beats == cfg.max_burst), "split at max_burst"),
+            Cover(split & (prev_end[:12] == 0) & (prev_beats < cfg.max_burst), "split at 4 KB"),
         ]

@@ -127,8 +127,8 @@ def check_messages(il: str) -> dict[str, str]:
 def _detail(status: str, mode: str, out: str, messages: dict[str, str]) -> str:
     """One line for the summary table: what sby concluded and where."""
     if mode == "cover":
-        hit = [f"{_short(loc)} @{step}" for step, loc in _COVER.findall(out)]
-        miss = [_short(loc) for loc in _UNREACHED.findall(out)]
+        hit = [f"{messages.get(loc, _short(loc))} @{step}" for step, loc in _COVER.findall(out)]
+        miss = [messages.get(loc, _short(loc)) for loc in _UNREACHED.findall(out)]
         text = "reached " + ", ".join(dict.fromkeys(hit)) if hit else "nothing reached"
         return text + (f"; UNREACHED {', '.join(dict.fromkeys(miss))}" if miss else "")
     failed = _FAILED.findall(out)

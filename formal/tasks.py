@@ -58,7 +58,7 @@ TASKS: dict[str, Task] = {
             name="hcu_model",
             harness=_h(HCUHarness, props="model"),
             mode="bmc",
-            depth=18,
+            depth=20,
             about="HCU vs reference table: in order, one result per token, CREATED iff far "
             "and not full, nearest cluster, occupancy, saturating counts",
         ),
@@ -73,9 +73,9 @@ TASKS: dict[str, Task] = {
             name="hcu_model_b2",
             harness=_h(HCUHarness, cfg=hcu_config(batch=2), props="model"),
             mode="bmc",
-            depth=15,
+            depth=16,
             about="HCU with 2-token batches vs the reference table (as hcu_model; the table "
-            "fills and a forced join happens by step 12)",
+            "can be full and a forced join happen by step 12)",
         ),
         Task(
             name="hcu_cover",
@@ -127,7 +127,7 @@ TASKS: dict[str, Task] = {
             name="kvmu_axi",
             harness=_h(KVMUHarness, props="axi"),
             mode="bmc",
-            depth=22,
+            depth=24,
             about="KVMU AR: 4 KB, max_burst, alignment, area, outstanding; summary counts "
             "and stability; unique slots",
         ),

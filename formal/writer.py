@@ -169,8 +169,13 @@ class KVWriterHarness(Elaboratable):
         m.d.comb += [
             # One command so far: two contiguous bursts are one token split at 4 KB.
             Cover(
-                aw_hs & (axi.awaddr == prev_end) & (prev_end[:12] == 0) & (n_aw != 0) & (n_cmd == 1)
+                aw_hs
+                & (axi.awaddr == prev_end)
+                & (prev_end[:12] == 0)
+                & (n_aw != 0)
+                & (n_cmd == 1),
+                "token split at 4 KB",
             ),
-            Cover(aw_hs & (beats == cfg.max_burst)),
-            Cover(dut.done.valid & dut.done.ready & (n_aw >= 2)),
+            Cover(aw_hs & (beats == cfg.max_burst), "max_burst burst"),
+            Cover(dut.done.valid & dut.done.ready & (n_aw >= 2), "done after 2 bursts"),
         ]

@@ -214,6 +214,8 @@ class WTUHarness(Elaboratable):
         out_of_range = Signal(name="m_out_of_range")
         m.d.comb += out_of_range.eq(Cat(*[(i < c) & ~live[i] for i in range(mc)]).any())
         m.d.comb += [
-            Cover(summ.valid & out_of_range),
-            Cover(summ.valid & (b_star == nb - 1) & (popcount(mask) >= 2)),
+            Cover(summ.valid & out_of_range, "out-of-range bucket"),
+            Cover(
+                summ.valid & (b_star == nb - 1) & (popcount(mask) >= 2), "scan to the last bucket"
+            ),
         ]
