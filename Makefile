@@ -60,8 +60,10 @@ test: lint
 
 # Every formal task (k-induction, BMC and covers with yowasp-sby + Yices); the quick ones
 # also run inside make test (tests/formal). Report in build/formal/report.md.
+# FORMAL_ARGS="--task hcu_model" runs one task (python -m formal --list names them).
+FORMAL_ARGS ?=
 formal: setup
-	$(PY) -m formal
+	$(PY) -m formal $(FORMAL_ARGS)
 
 bench: setup
 	$(PY) -m golden.bench

@@ -39,9 +39,7 @@ class Env:
 
     def past(self, value, *, name: str) -> Signal:
         """``value`` of the previous step (its reset value in the step after the reset)."""
-        reg = Signal.like(value, name=f"past_{name}") if isinstance(value, Signal) else None
-        if reg is None:
-            reg = Signal(Value.cast(value).shape(), name=f"past_{name}")
+        reg = Signal(Value.cast(value).shape(), name=f"past_{name}")
         self.m.d.sync += reg.eq(value)
         return reg
 
@@ -62,7 +60,7 @@ class Env:
     def _stable(self, s, *, name, kind, unless):
         m = self.m
         held = self.held(s, name=name, unless=unless)
-        payload = s.payload.as_value() if hasattr(s.payload, "as_value") else s.payload
+        payload = Value.cast(s.payload)
         prev = self.past(payload, name=f"{name}_payload")
         with m.If(held):
             # src_loc_at=2: sby names the harness line that asked for the rule.

@@ -12,7 +12,7 @@ from formal.__main__ import main
 from formal.hcu import HCUHarness
 from formal.kvmu import KVMUHarness
 from formal.sby import SCRIPT, run_task
-from formal.tasks import TASKS, task
+from formal.tasks import TASKS, Task, task
 from formal.wtu import WTUHarness
 
 QUICK = [name for name, t in TASKS.items() if t.quick]
@@ -102,3 +102,18 @@ def test_cli_runs_one_task(tmp_path, capsys):
     assert report["tasks"][0]["status"] == "PASS" and report["failed"] == []
     assert "| hcu_stream | prove | 4 | PASS |" in (tmp_path / "report.md").read_text()
     assert "1/1 PASS" in capsys.readouterr().out
+
+
+def test_cli_fails_on_a_failing_task(tmp_path, monkeypatch, capsys):
+    broken = Task(
+        name="broken",
+        harness=lambda: HCUHarness(props="model", bug="threshold"),
+        mode="bmc",
+        depth=10,
+        about="a property broken on purpose",
+    )
+    monkeypatch.setitem(TASKS, "broken", broken)
+    assert main(["--task", "broken", "-o", str(tmp_path)]) == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["failed"] == ["broken"] and report["tasks"][0]["status"] == "FAIL"
+    assert "0/1 PASS" in capsys.readouterr().out
