@@ -16,7 +16,7 @@ from amaranth.hdl import Elaboratable
 from .hcu import HCUHarness, hcu_config
 from .kvmu import KVMUHarness
 from .writer import KVWriterHarness
-from .wtu import WTUHarness
+from .wtu import WTUHarness, wtu_grid_config
 
 __all__ = ["TASKS", "Task", "task"]
 
@@ -114,6 +114,34 @@ TASKS: dict[str, Task] = {
             mode="cover",
             depth=20,
             about="WTU row with an out-of-range cluster; a row selecting up to the last bucket",
+        ),
+        Task(
+            name="wtu_grid_stream",
+            harness=_h(WTUHarness, cfg=wtu_grid_config(), props="stream"),
+            mode="prove",
+            depth=4,
+            about="WTU, grid buckets: selected and summary stable until ready",
+        ),
+        Task(
+            name="wtu_grid_model",
+            harness=_h(WTUHarness, cfg=wtu_grid_config(), props="model"),
+            mode="bmc",
+            depth=20,
+            about="WTU, grid buckets: as wtu_model with bucket (max >> s) - (score >> s)",
+        ),
+        Task(
+            name="wtu_grid_mass",
+            harness=_h(WTUHarness, cfg=wtu_grid_config(), props="mass"),
+            mode="bmc",
+            depth=15,
+            about="WTU, grid buckets: as wtu_mass",
+        ),
+        Task(
+            name="wtu_grid_cover",
+            harness=_h(WTUHarness, cfg=wtu_grid_config(), props="model"),
+            mode="cover",
+            depth=20,
+            about="WTU, grid buckets: an out-of-range cluster; a scan to the last bucket",
         ),
         Task(
             name="kvmu_stream",

@@ -1,4 +1,4 @@
-"""Formal harness of ``WiCSumThresholdUnit`` (WTU, ``relative`` buckets).
+"""Formal harness of ``WiCSumThresholdUnit`` (WTU), ``relative`` or ``grid`` buckets.
 
 ``props="stream"`` (k-induction): ``selected`` and ``summary`` hold valid and payload until
 their handshakes.
@@ -10,8 +10,9 @@ checks: every selected id is below C, not selected twice in the row and comes af
 row was ingested; no id after the one with ``last``; the summary comes after ``last`` and
 counts the ids sent; ``b* < n_buckets`` (``n_buckets`` is 3 here, not a power of two, so
 this is not implied by the field's width), ``buckets_scanned = b* + 1``, ``error`` low; the
-selected set is exactly the clusters whose bucket ``(max - score) >> bucket_shift`` is at
-most ``b*``. Covers: a row with an out-of-range cluster (bucket >= n_buckets) and a row
+selected set is exactly the clusters whose bucket (``relative``: ``(max - score) >>
+bucket_shift``; ``grid``: ``(max >> bucket_shift) - (score >> bucket_shift)``) is at most
+``b*``. Covers: a row with an out-of-range cluster (bucket >= n_buckets) and a row
 that scans up to the last bucket.
 
 ``props="mass"`` (bounded, same environment, the summary checks but the selected set):
@@ -45,7 +46,7 @@ from hw.dre.wtu import WiCSumThresholdUnit
 
 from .props import Env, popcount
 
-__all__ = ["WTUHarness", "wtu_config"]
+__all__ = ["WTUHarness", "wtu_config", "wtu_grid_config"]
 
 _PROPS = ("stream", "model", "mass")
 _BUGS = (None, "unique")
@@ -71,6 +72,11 @@ def wtu_config() -> HWConfig:
     )
 
 
+def wtu_grid_config() -> HWConfig:
+    """``wtu_config`` with ``bucket_mode = "grid"`` (one-pass histogram)."""
+    return wtu_config().replace(resv={"bucket_mode": "grid"})
+
+
 class WTUHarness(Elaboratable):
     def __init__(self, cfg: HWConfig | None = None, *, props: str = "stream", bug=None):
         if props not in _PROPS:
@@ -80,10 +86,6 @@ class WTUHarness(Elaboratable):
             self._MustUse__silence = True
             raise ValueError(f"bug must be one of {_BUGS}, not {bug!r}")
         self.cfg = cfg if cfg is not None else wtu_config()
-        if self.cfg.resv.bucket_mode != "relative":
-            raise ValueError(
-                f"cfg.resv.bucket_mode must be 'relative', not {self.cfg.resv.bucket_mode!r}"
-            )
         self.props = props
         self.bug = bug
 
@@ -154,7 +156,11 @@ class WTUHarness(Elaboratable):
         buckets, weights, live = [], [], []
         for i in range(mc):
             b = Signal(r.score_bits + 1, name=f"m_bucket{i}")
-            m.d.comb += b.eq((top - score[i]).as_unsigned() >> r.bucket_shift)
+            if r.bucket_mode == "grid":  # golden.resv.bucket_of: arithmetic shifts
+                sh = r.bucket_shift
+                m.d.comb += b.eq(((top >> sh) - (score[i] >> sh)).as_unsigned())
+            else:
+                m.d.comb += b.eq((top - score[i]).as_unsigned() >> r.bucket_shift)
             ok = Signal(name=f"m_in_range{i}")
             m.d.comb += ok.eq((i < c) & (b < nb))
             w = Signal(cfg.mass_bits, name=f"m_weight{i}")
