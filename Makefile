@@ -1,6 +1,7 @@
 # V-Rex in Amaranth. Every target installs what it needs through `setup` (idempotent).
 #   make all     Verilog, an end-to-end simulation on a real clip, the synthesis report
 #   make test    lint + the whole test suite (what CI runs)
+#   make formal  SymbiYosys proofs of the DRE and KVMU units (docs/formal.md)
 SHELL   := /bin/bash
 VENV    := $(CURDIR)/.venv
 PY      := $(VENV)/bin/python
@@ -15,7 +16,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # A target whose content comes with a later issue says so and fails: it never pretends.
 need = @test -f $(1) || { echo "make $@: $(1) does not exist yet ($(2)); nothing was done." >&2; exit 2; }
 
-.PHONY: all setup check lint format verilog sim synth sweep sweep-algo test bench clean
+.PHONY: all setup check lint format verilog sim synth sweep sweep-algo test bench formal clean
 
 all: verilog sim synth
 	@echo "make all: Verilog in build/verilog, simulation summary above, synthesis report in build/synth/$(CONFIG)"
@@ -56,6 +57,13 @@ sweep-algo: setup
 
 test: lint
 	$(PY) -m pytest -n $(JOBS) --durations=15
+
+# Every formal task (k-induction, BMC and covers with yowasp-sby + Yices); the quick ones
+# also run inside make test (tests/formal). Report in build/formal/report.md.
+# FORMAL_ARGS="--task hcu_model" runs one task (python -m formal --list names them).
+FORMAL_ARGS ?=
+formal: setup
+	$(PY) -m formal $(FORMAL_ARGS)
 
 bench: setup
 	$(PY) -m golden.bench

