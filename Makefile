@@ -71,6 +71,7 @@ bench: setup
 	$(PY) -m sim.bench --config $(CONFIG)
 	$(PY) -m sim.bench_kvmu
 	$(PY) -m sim.run --config paper --frames 8 --layers 1 --heads 1 -o build/bench
+	$(PY) -m sim.bench_core --report build/bench/sim_paper.json -o build/bench
 
 .PHONY: fpga fpga-sweep
 # FPGA bitstream of the DRE behind the UART host bridge (BOARD=ulx3s|icebreaker), and the

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.config import preset
+from hw.core import Op
 
 __all__ = ["budget", "extrapolate", "fit", "main"]
 
@@ -54,7 +55,7 @@ def budget(fps: float) -> float:
 
 
 def _features(r: dict) -> list[float]:
-    pf = r["kind"] == "prefill"
+    pf = r["op"] == Op.PREFILL  # a frame block, or a grouped decode step
     kept = r["attended"] - r["fetched"]
     return [pf, not pf, r.get("rows", 1), r["clusters"], kept, r["fetched"], r["bursts"]]
 
@@ -96,6 +97,7 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         "prefill": prefill,
         "context_frame": ingest + prefill,
         "decode_step": g * cmd(False, 1),
+        "decode_step_grouped": cmd(True, g),
         "ratio": {str(f): (ingest + prefill) / budget(f) for f in PAPER_FPS},
     }
 
@@ -117,7 +119,9 @@ def _shape(rep: dict, cfg) -> dict:
         ),
         "ingest_per_token": sum(f["cycles"] for f in late) / sum(f["tokens"] for f in late),
         "tokens_per_cluster": aged / max(1, last["clusters"]),
-        "bytes_per_burst": sum(r["beats"] for r in cmds) * cfg.axi_data_bits / 8
+        "bytes_per_burst": sum(r["beats"] for r in cmds)
+        * cfg.axi_data_bits
+        / 8
         / max(1, sum(r["bursts"] for r in cmds)),
         "array_util": total["array_beats"] / max(1, total["cycles"]),
         "bus_util": total["read_beats"] / max(1, total["cycles"]),
@@ -155,9 +159,10 @@ def render(s: dict) -> str:
         f"## Core cycles per context-frame, `{s['config']}` preset — model fitted to {s['source']}",
         "",
         f"Fit: {s['commands_fitted']} PREFILL/QUERY commands of the RTL run (caches up to "
-        f"{s['largest_cache_run']} tokens), largest residual {100 * s['fit_max_rel_residual']:.1f} "
-        f"%; fitted on the first half, the second half predicted within "
-        f"{100 * s['holdout_max_rel_error']:.1f} % (mean {100 * s['holdout_mean_rel_error']:.1f} %).",
+        f"{s['largest_cache_run']} tokens), largest residual "
+        f"{100 * s['fit_max_rel_residual']:.1f} %; fitted on the first half, the second half "
+        f"predicted within {100 * s['holdout_max_rel_error']:.1f} % (mean "
+        f"{100 * s['holdout_mean_rel_error']:.1f} %).",
         f"Cycles per command: PREFILL {c['prefill']:.0f} + {c['rows']:.1f}/row, QUERY "
         f"{c['query']:.0f}; + {c['clusters']:.2f}/cluster, {c['kept']:.2f}/kept token, "
         f"{c['fetched']:.2f}/fetched token, {c['bursts']:.2f}/burst. Ingest "
@@ -168,15 +173,16 @@ def render(s: dict) -> str:
         "overlap).",
         f"Extrapolated with {100 * s['retrieval']:.1f} % of the clustered tokens retrieved.",
         "",
-        "| cache | clusters | fetched | blocks | ingest | prefill | per context-frame | per "
-        "decode step (group) | / budget @ 3.9 fps | / budget @ 8.3 fps |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| cache | clusters | fetched | blocks | ingest | prefill | per context-frame | decode "
+        "step: G QUERYs | one G-row PREFILL | / budget @ 3.9 fps | / budget @ 8.3 fps |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in s["rows"]:
         lines.append(
             f"| {r['cache']} | {r['clusters']:.0f} | {r['fetched']:.0f} | {r['blocks']} | "
             f"{r['ingest'] / 1e3:.1f} K | {r['prefill'] / 1e3:.0f} K | "
             f"**{r['context_frame'] / 1e3:.0f} K** | {r['decode_step'] / 1e3:.1f} K | "
+            f"{r['decode_step_grouped'] / 1e3:.1f} K | "
             f"{r['ratio']['3.9']:.2f} | {r['ratio']['8.3']:.2f} |"
         )
     b = s["budget"]

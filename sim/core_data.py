@@ -14,7 +14,7 @@ synthetic keys with temporal redundancy (``golden.synthetic``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -97,7 +97,8 @@ def program_from_arrays(
     prefill_from: int = 0,
 ) -> Program:
     """``contexts``: ``(layer, head, keys (N, d), values (N, d), decode queries (Nd, d))``
-    as BF16 bit patterns (uint16).
+    as BF16 bit patterns (uint16). Decode queries ``(Nd, G, d)`` are grouped: each step is
+    one ``PREFILL`` of the group's ``G`` heads at the same position.
 
     ``prefill``: per context, the frame tokens' queries ``(N, G, d)`` of the GQA group's
     ``G`` heads (a sequence indexed like ``contexts``). With it, each frame is ingested in
@@ -119,7 +120,7 @@ def program_from_arrays(
         model.counters = dict.fromkeys(model.counters, 0)
         cmds.append(Command(Op.RESET_CTX, 0, [], ci, "reset"))
         if bad_commands and ci == 0:
-            q0 = dq[0] if len(dq) else keys[0]
+            q0 = dq.reshape(-1, d)[0] if len(dq) else keys[0]
             cmds.append(Command(Op.QUERY, 0, [q0], ci, "bad", error=Error.EMPTY))
             cmds += _bad_prefills(cfg, model, q0, ci)
             for op in (0, 7):
@@ -140,16 +141,15 @@ def program_from_arrays(
                     cmds += _prefills(cfg, model, pq, a, b, ci, f)
             for j in np.flatnonzero(decode_after == f):
                 pos = model.n_tokens
+                if dq.ndim == 3:  # grouped decode: one PREFILL of the group's G heads
+                    g = dq.shape[1]
+                    res = model.prefill(dq[j], pos, g)
+                    info = _info(model, res, rows=g, group=g)
+                    c = Command(Op.PREFILL, pos, list(dq[j]), ci, "decode", rows=g, group=g)
+                    cmds.append(replace(c, out=res.output.reshape(-1), info=info))
+                    continue
                 res = model.query(dq[j], pos)
-                info = {
-                    "tokens": model.n_tokens,
-                    "attended": len(res.order),
-                    "fetched": res.fetched,
-                    "clusters": model.n_clusters,
-                    "selected": len(res.selected),
-                    "bursts": res.bursts,
-                    "beats": res.beats,
-                }
+                info = _info(model, res)
                 cmds.append(
                     Command(Op.QUERY, pos, [dq[j]], ci, "decode", out=res.output, info=info)
                 )
@@ -173,6 +173,20 @@ def _ingest(model: CoreModel, keys, values, lo: int, hi: int, ci: int, frame: in
     return Command(Op.INGEST, hi - lo, vecs, ci, "frame", error=err, info=info)
 
 
+def _info(model: CoreModel, res, **extra) -> dict:
+    """A query's or prefill's figures for the reports."""
+    return {
+        "tokens": model.n_tokens,
+        "attended": len(res.order),
+        "fetched": res.fetched,
+        "clusters": model.n_clusters,
+        "selected": len(res.selected),
+        "bursts": res.bursts,
+        "beats": res.beats,
+        **extra,
+    }
+
+
 def _block_tokens(cfg: HWConfig, group: int) -> int:
     """Tokens ingested before each prefill: a block's rows fit the array, its tokens the
     recent window."""
@@ -191,18 +205,7 @@ def _prefills(cfg: HWConfig, model: CoreModel, pq, lo: int, hi: int, ci: int, fr
     out = []
     for p0, rows, group in blocks:
         res = model.prefill(rows, p0, group)
-        info = {
-            "tokens": model.n_tokens,
-            "rows": len(rows),
-            "group": group,
-            "attended": len(res.order),
-            "fetched": res.fetched,
-            "clusters": model.n_clusters,
-            "selected": len(res.selected),
-            "bursts": res.bursts,
-            "beats": res.beats,
-            "frame": frame,
-        }
+        info = _info(model, res, rows=len(rows), group=group, frame=frame)
         out.append(
             Command(
                 Op.PREFILL,
@@ -297,9 +300,11 @@ def synthetic_program(
     bad_commands: bool = True,
     prefill_group: int = 0,
     prefill_from: int = 0,
+    grouped_decode: bool = False,
 ) -> Program:
     """Seeded video-like keys (temporal redundancy, shared offset), values and queries;
-    with ``prefill_group = G > 0``, ``G`` query heads per token for ``PREFILL`` blocks."""
+    with ``prefill_group = G > 0``, ``G`` query heads per token for ``PREFILL`` blocks (and,
+    with ``grouped_decode``, per decode step: one ``PREFILL`` of ``G`` rows)."""
     d = cfg.resv.head_dim
     keys, offsets = synthetic_keys(
         frames=frames,
@@ -319,6 +324,9 @@ def synthetic_program(
         v = rng.standard_normal(k.shape).astype(np.float32)
         picks = rng.integers(0, n, frames * queries_per_frame)
         q = 2.0 * k[picks] + rng.standard_normal((picks.size, d)).astype(np.float32)
+        if grouped_decode:
+            g = (picks.size, max(1, prefill_group), d)
+            q = 2.0 * k[picks][:, None] + rng.standard_normal(g).astype(np.float32)
         ctxs.append((0, h, to_bf16_bits(k), to_bf16_bits(v), to_bf16_bits(q)))
         g = max(1, prefill_group)
         pq = 2.0 * k[:, None] + rng.standard_normal((n, g, d)).astype(np.float32)

@@ -9,7 +9,7 @@ import pytest
 
 from golden.core import WORK_COUNTERS
 from hw.config import preset
-from hw.core import PERF, Error, VRexCore, check_core_config, lane_words
+from hw.core import PERF, Error, Op, VRexCore, check_core_config, lane_words
 from sim.axi_ram import AxiRamModel
 from sim.core_data import cmd_beat, synthetic_program
 from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
@@ -94,11 +94,14 @@ def test_core_synthetic_program(timing, tmp_path):
 @pytest.mark.parametrize("timing", ["none", "random"])
 def test_core_prefill(timing, tmp_path):
     """Frames ingested in blocks, each followed by a PREFILL of its tokens x 2 heads (the
-    causal mask inside the ring, rows sharing the array), decode queries, bad PREFILLs."""
+    causal mask inside the ring, rows sharing the array), grouped decode (one PREFILL of
+    both heads at one position), bad PREFILLs."""
     prog = synthetic_program(
-        TINY, frames=3, tokens_per_frame=8, contexts=2, seed=4, prefill_group=2
+        TINY, frames=3, tokens_per_frame=8, contexts=2, seed=4, prefill_group=2, grouped_decode=True
     )
     assert sum(c.kind == "prefill" for c in prog.commands) >= 20
+    decode = [c for c in prog.commands if c.kind == "decode"]
+    assert decode and all(c.op == Op.PREFILL and c.rows == c.group == 2 for c in decode)
     out = simulate(TINY, prog, timing=timing, seed=6, vcd=tmp_path / "core.vcd")
     check(prog, out)
 
