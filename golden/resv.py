@@ -372,7 +372,8 @@ def bucket_of(scores_q: np.ndarray, top: int, cfg: ReSVConfig) -> np.ndarray:
 class BucketedSelection:
     """Result and work of the bucketed WiCSum (what the WTU emits and does)."""
 
-    #: (k,) selected cluster ids in emit order: bucket order, ascending id within a bucket.
+    #: (k,) selected cluster ids in emit order: bucket order, ascending id within a bucket
+    #: (``lanes == 1``); ascending id (``lanes > 1``).
     selected: np.ndarray
     #: (C,) bucket of each cluster; ``>= n_buckets`` means out of range (no mass).
     bucket: np.ndarray
@@ -388,6 +389,10 @@ class BucketedSelection:
     buckets_scanned: int
     #: clusters emitted (``len(selected)``).
     clusters_emitted: int
+    #: cycles of the emit after its first read: ``k`` for ``lanes == 1`` (one list entry per
+    #: cycle); for ``lanes > 1`` the emit reads the row ``lanes`` clusters at a time up to the
+    #: row of the last selected id, ``sum over those rows of max(1, selected in the row)``.
+    emit_cycles: int = 0
 
 
 def wicsum_select_bucketed(
@@ -397,12 +402,18 @@ def wicsum_select_bucketed(
     *,
     coverage_q: int | None = None,
     free_q: np.ndarray | None = None,
+    lanes: int = 1,
 ) -> BucketedSelection:
     """Bucketed WiCSum of SPEC section 2, bit-exact with the WTU.
 
     ``scores_q`` are fixed-point log2 scores (``quantize_scores``), ``counts`` the cluster
     token counts; ``coverage_q`` defaults to ``cfg.coverage_q``. Buckets follow
     ``cfg.bucket_mode`` (``bucket_of``).
+
+    ``lanes`` (the WTU's ``wtu_lanes`` clusters per beat; 1..256) changes only the emit
+    order and ``emit_cycles``: with one lane the selected ids come in bucket order, ascending
+    id within a bucket (the WTU walks per-bucket lists); with more the selection is the same
+    set in ascending id (the WTU re-reads its banked row ``lanes`` ids at a time).
 
     ``free_q`` (scope ``attended``; the WTU does not implement it): fixed-point scores of the
     tokens attended anyway. They take part in the maximum ``m``, are bucketed like clusters
@@ -422,6 +433,8 @@ def wicsum_select_bucketed(
         )
     if c.max() > cfg.count_max:
         raise ValueError(f"counts must fit in count_bits={cfg.count_bits}, found {c.max()}")
+    if isinstance(lanes, bool) or not isinstance(lanes, int | np.integer) or not 1 <= lanes <= 256:
+        raise ValueError(f"lanes must be an integer in 1..256, not {lanes!r}")
     one = 1 << cfg.coverage_frac_bits
     cq = cfg.coverage_q if coverage_q is None else coverage_q
     if isinstance(cq, bool) or not isinstance(cq, int | np.integer) or not 1 <= cq <= one:
@@ -447,7 +460,14 @@ def wicsum_select_bucketed(
     else:
         b_star = int(np.searchsorted(free_mass + np.cumsum(mass), theta, side="left"))
     sel = np.flatnonzero(bucket <= b_star)
-    sel = sel[np.argsort(bucket[sel], kind="stable")]
+    if lanes == 1:
+        sel = sel[np.argsort(bucket[sel], kind="stable")]
+        emit = int(sel.size)
+    elif sel.size:
+        per_row = np.bincount(sel // lanes, minlength=int(sel[-1]) // lanes + 1)
+        emit = int(np.maximum(per_row, 1).sum())
+    else:
+        emit = 0
     return BucketedSelection(
         selected=sel,
         bucket=bucket,
@@ -457,6 +477,7 @@ def wicsum_select_bucketed(
         threshold=theta,
         buckets_scanned=b_star + 1,
         clusters_emitted=int(sel.size),
+        emit_cycles=emit,
     )
 
 

@@ -53,8 +53,9 @@ class HWConfig:
     #: Slots of the top-k baseline's insertion sorter; a larger ``k`` takes several passes.
     topk_k: int = 64
     #: Selector lanes: clusters the weighted quick-select baseline partitions per cycle (its
-    #: score memories are ``wtu_lanes`` banks). Power of two. The WTU ingests one cluster
-    #: per cycle whatever this value.
+    #: score memories are ``wtu_lanes`` banks) and clusters per beat of a WTU with ``grid``
+    #: buckets (``hw.dre.wtu``, "Lanes"). Power of two. The ``relative`` WTU and the DRE's WTU
+    #: (the core's) ingest one cluster per cycle whatever this value.
     wtu_lanes: int = 1
     #: Width of the token id carried through the HCU (tokens of one context).
     token_id_bits: int = 16

@@ -2,19 +2,21 @@
 
     python -m sim.bench --config tiny|paper|edge [--sizes 256,512,1024,2048,4096]
                         [--lanes 16] [--batches 1,2,4,8] [--hcu-probes N]
-                        [--hcu-trace-tokens N] [--rows R] [--wtu-lanes L] [--topk-k K]
+                        [--hcu-trace-tokens N] [--rows R] [--wtu-lanes 1,4,16] [--topk-k K]
                         [--parts hcu,selectors,speed] [-o build/bench]
 
 1. HCU token-cluster compares per cycle for every table size, lane count and batch size
    (``hcu_batch``; Verilator, a table of each size): random signatures against a full
    table, and with ``TRACE=path.npz`` the trace's tokens from an empty table.
-2. Selector cycles on the same score rows at each size: the WTU with ``relative`` and with
-   ``grid`` buckets, the ``wtu_lanes``-wide weighted quick-select (the exact WiCSum of the
-   same fixed-point inputs) and the top-k baseline with ``topk_k = wtu_lanes`` insertion
-   slots by default (equal comparator count), given the exact selection's size as ``k``
-   (an oracle k that favours the baseline: it cannot know k without sorting). Rows are
-   synthetic (``sim.dre_data.score_row``) plus, with ``TRACE=path.npz``, the clusters of
-   the trace scored against its queries.
+2. Selector cycles on the same score rows at each size and each ``--wtu-lanes`` L: the WTU
+   with ``relative`` buckets (single-lane whatever L, run once) and with ``grid`` buckets
+   (L clusters per beat), the L-wide weighted quick-select (the exact WiCSum of the same
+   fixed-point inputs) and the top-k baseline with ``topk_k = L`` insertion slots by
+   default (equal comparator count), given the exact selection's size as ``k`` (an oracle
+   k that favours the baseline: it cannot know k without sorting). Rows are synthetic
+   (``sim.dre_data.score_row``) plus, with ``TRACE=path.npz``, the clusters of the trace
+   scored against its queries. The issue-12 goal (grid WTU <= 0.4x the quick-select's
+   cycles and <= 0.2x the top-k's at the largest size) is checked per L.
 3. Simulation speed (cycles/s) of the same small workload on the Amaranth simulator, Icarus
    and Verilator, plus the Verilator rates of the large runs.
 
@@ -47,6 +49,7 @@ from sim.dre_data import (
     score_row,
     trace_path,
     trace_workload,
+    wtu_expected,
 )
 from sim.runner import run_unit
 
@@ -239,10 +242,19 @@ SELECTORS = {
 }
 
 
-def bench_selectors(config: str, cfg: HWConfig, named: list[tuple[str, ScoreRow]]) -> dict:
+def bench_selectors(
+    config: str,
+    cfg: HWConfig,
+    named: list[tuple[str, ScoreRow]],
+    relative: dict | None = None,
+) -> dict:
+    """Every selector of ``SELECTORS`` on the rows at ``cfg.wtu_lanes``; ``relative`` (the
+    relative WTU's run, single-lane whatever ``wtu_lanes``) is reused when given."""
     rows = [r for _, r in named]
-    results = {}
+    results = {} if relative is None else {"wtu": relative}
     for name, (unit, resv) in SELECTORS.items():
+        if name in results:
+            continue
         over = {
             "resv": {"max_clusters": cfg.max_clusters, **resv},
             "topk_k": cfg.topk_k,
@@ -262,6 +274,7 @@ def bench_selectors(config: str, cfg: HWConfig, named: list[tuple[str, ScoreRow]
         w, g = results["wtu"]["rows"][i], results["wtu_grid"]["rows"][i]
         q, t = results["quickselect"]["rows"][i], results["topk"]["rows"][i]
         n = row.scores.size
+        grid_exp = wtu_expected(grid_cfg, row)
         table.append(
             {
                 "rows": name,
@@ -275,6 +288,7 @@ def bench_selectors(config: str, cfg: HWConfig, named: list[tuple[str, ScoreRow]
                 "quickselect_passes": q["passes"],
                 "wtu_cycles": w["cycles"],
                 "wtu_grid_cycles": g["cycles"],
+                "wtu_grid_emit_cycles": grid_exp.emit_cycles,
                 "quickselect_cycles": q["cycles"],
                 "topk_cycles": t["cycles"],
                 "topk_passes": -(-max(1, row.k) // cfg.topk_k),
@@ -288,13 +302,57 @@ def bench_selectors(config: str, cfg: HWConfig, named: list[tuple[str, ScoreRow]
             }
         )
         assert w["cycles"] == wtu_cycles(cfg, n, w["b_star"], w["n_selected"])
-        assert g["cycles"] == wtu_cycles(grid_cfg, n, g["b_star"], g["n_selected"])
+        assert g["cycles"] == wtu_cycles(
+            grid_cfg, n, g["b_star"], g["n_selected"], emit_cycles=grid_exp.emit_cycles
+        )
         assert q["cycles"] == quickselect_cycles(cfg, n, quickselect_expected(cfg, row))
         assert t["cycles"] == topk_cycles(cfg, n, row.k)
     return {
+        "wtu_lanes": cfg.wtu_lanes,
+        "topk_k": cfg.topk_k,
         "rows": table,
         "runs": {u: {k: v for k, v in res.items() if k != "rows"} for u, res in results.items()},
+        "relative_result": results["wtu"],
     }
+
+
+def lanes_summary(by_lanes: list[dict]) -> list[dict]:
+    """Per lane count and size: mean cycles of the grid WTU, the quick-select and the top-k
+    over the synthetic rows and over the trace rows, their ratios and the issue-12 goal
+    (grid <= 0.4x quick-select and <= 0.2x top-k)."""
+    out = []
+    for sel in by_lanes:
+        for kind in ("synthetic", "trace"):
+            rows = [r for r in sel["rows"] if r["rows"].startswith(kind)]
+            sizes = sorted({r["clusters"] for r in rows}) if kind == "synthetic" else [None]
+            for n in sizes:
+                rs = [r for r in rows if n is None or r["clusters"] == n]
+                if not rs:
+                    continue
+                mean = {
+                    k: float(np.mean([r[k] for r in rs]))
+                    for k in ("wtu_grid_cycles", "quickselect_cycles", "topk_cycles")
+                }
+                vs_qs = [r["ratio_grid_over_quickselect"] for r in rs]
+                vs_topk = [r["ratio_grid_over_topk"] for r in rs]
+                out.append(
+                    {
+                        "wtu_lanes": sel["wtu_lanes"],
+                        "topk_k": sel["topk_k"],
+                        "rows": kind,
+                        "clusters": n if n is not None else [r["clusters"] for r in rs],
+                        "count": len(rs),
+                        **mean,
+                        "grid_over_quickselect": mean["wtu_grid_cycles"]
+                        / mean["quickselect_cycles"],
+                        "grid_over_topk": mean["wtu_grid_cycles"] / mean["topk_cycles"],
+                        "grid_over_quickselect_max": max(vs_qs),
+                        "grid_over_topk_max": max(vs_topk),
+                        "goal_quickselect": max(vs_qs) <= 0.4,
+                        "goal_topk": max(vs_topk) <= 0.2,
+                    }
+                )
+    return out
 
 
 def bench_sim_speed(tokens: int, seed: int) -> dict:
@@ -473,7 +531,8 @@ def _markdown(report: dict, plots: list[str]) -> str:
         "",
         f"Quick-select: {c['wtu_lanes']} lanes, the exact WiCSum of the same fixed-point "
         f"inputs. Top-k: {c['topk_k']} insertion slots, k = the exact selection's size "
-        "(oracle). All ingest one cluster per cycle. Cycles from command to summary handshake.",
+        f"(oracle). The grid WTU ingests {c['wtu_lanes']} clusters per beat, the others one "
+        "per cycle. Cycles from command to summary handshake.",
         "",
         "| rows | clusters | selected exact / rel. / grid | b* rel. / grid | WTU rel. | WTU grid "
         "| quick-select (passes) | top-k | grid / QS | grid / top-k | rel. / QS "
@@ -507,6 +566,39 @@ def _markdown(report: dict, plots: list[str]) -> str:
             f"{mean['wtu_grid_cycles'] / mean['quickselect_cycles']:.2f} | "
             f"{mean['wtu_grid_cycles'] / mean['topk_cycles']:.2f} |"
         )
+    summary = report.get("lanes_summary", [])
+    if summary:
+        lines += [
+            "",
+            "## Lanes: grid WTU vs quick-select vs top-k at equal lanes",
+            "",
+            "L = `wtu_lanes`: the grid WTU ingests L clusters per beat, the quick-select "
+            "partitions L per cycle (and ingests one per cycle), the top-k has `topk_k` slots "
+            "(L unless --topk-k). Mean cycles per row; the ratios' worst row in brackets; "
+            "goal: grid <= 0.4x quick-select and <= 0.2x top-k on every row.",
+            "",
+            "| L | top-k slots | rows | clusters | grid WTU | quick-select | top-k "
+            "| grid / QS (worst) | grid / top-k (worst) | goal QS | goal top-k |",
+            "|---:|---:|---|---|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for x in summary:
+            n = x["clusters"]
+            where = (
+                str(n)
+                if isinstance(n, int)
+                else f"{min(n)}–{max(n)}"
+                if min(n) != max(n)
+                else str(n[0])
+            )
+            lines.append(
+                f"| {x['wtu_lanes']} | {x['topk_k']} | {x['rows']} ({x['count']}) | {where} | "
+                f"{x['wtu_grid_cycles']:.0f} | {x['quickselect_cycles']:.0f} | "
+                f"{x['topk_cycles']:.0f} | {x['grid_over_quickselect']:.2f} "
+                f"({x['grid_over_quickselect_max']:.2f}) | {x['grid_over_topk']:.2f} "
+                f"({x['grid_over_topk_max']:.2f}) | "
+                f"{'met' if x['goal_quickselect'] else 'not met'} | "
+                f"{'met' if x['goal_topk'] else 'not met'} |"
+            )
     lines += [
         "",
         "## Simulation speed",
@@ -519,11 +611,16 @@ def _markdown(report: dict, plots: list[str]) -> str:
             f"| {name} | HCU tiny stream | {s['cycles']} | {s['seconds']:.2f} | "
             f"{s['cycles_per_second']:.0f} |"
         )
-    for unit, run in sel["runs"].items():
-        lines.append(
-            f"| verilator | {unit} rows, table {c['max_clusters']} | {run['sim_cycles']} | "
-            f"{run['wall_seconds']:.2f} | {run['sim_cycles'] / run['wall_seconds']:.0f} |"
-        )
+    for lsel in report.get("selectors_by_lanes", [sel]):
+        for unit, run in lsel["runs"].items():
+            if unit == "wtu" and lsel is not report.get("selectors", sel):
+                continue  # the relative WTU runs once (single-lane whatever wtu_lanes)
+            lanes = lsel.get("wtu_lanes", c["wtu_lanes"])
+            lines.append(
+                f"| verilator | {unit} rows, table {c['max_clusters']}, L = {lanes} | "
+                f"{run['sim_cycles']} | {run['wall_seconds']:.2f} | "
+                f"{run['sim_cycles'] / run['wall_seconds']:.0f} |"
+            )
     lines += ["", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(lines)
 
@@ -552,7 +649,11 @@ def main(argv: list[str] | None = None) -> int:
         help="insertion slots of the top-k baseline (default: --wtu-lanes, equal comparators)",
     )
     ap.add_argument(
-        "--wtu-lanes", type=int, default=None, help="quick-select lanes (default: the preset's)"
+        "--wtu-lanes",
+        default=None,
+        help="selector lanes, comma-separated (grid WTU clusters per beat, quick-select "
+        "lanes, top-k slots unless --topk-k; default: the preset's wtu_lanes); the first "
+        "one's rows fill the detailed table and the plot",
     )
     ap.add_argument(
         "--parts", default="hcu,selectors,speed", help="what to run: hcu, selectors, speed"
@@ -568,12 +669,15 @@ def main(argv: list[str] | None = None) -> int:
         batches = [int(s) for s in args.batches.split(",")]
         if not sizes or sizes[0] < 1:
             raise ValueError(f"sizes must be positive integers, not {args.sizes!r}")
-        wtu_lanes = args.wtu_lanes or base.wtu_lanes
+        wtu_lanes = (
+            [int(s) for s in args.wtu_lanes.split(",")] if args.wtu_lanes else [base.wtu_lanes]
+        )
         cfg = base.replace(
             resv={"max_clusters": max(sizes[-1], base.max_clusters)},
-            topk_k=args.topk_k or wtu_lanes,
-            wtu_lanes=wtu_lanes,
+            topk_k=args.topk_k or wtu_lanes[0],
+            wtu_lanes=wtu_lanes[0],
         )
+        lane_cfgs = [cfg.replace(wtu_lanes=w, topk_k=args.topk_k or w) for w in wtu_lanes]
         parts = args.parts.split(",")
         if not parts or set(parts) - {"hcu", "selectors", "speed"}:
             raise ValueError(f"parts must be among hcu, selectors, speed, not {args.parts!r}")
@@ -609,7 +713,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "selectors" in parts:
         rows = selector_rows(cfg, sizes, args.rows, args.seed)
-        report["selectors"] = bench_selectors(args.config, cfg, rows)
+        by_lanes, relative = [], None
+        for lane_cfg in lane_cfgs:
+            res = bench_selectors(args.config, lane_cfg, rows, relative)
+            relative = res.pop("relative_result")
+            by_lanes.append(res)
+        report["selectors"] = by_lanes[0]
+        report["selectors_by_lanes"] = by_lanes
+        report["lanes_summary"] = lanes_summary(by_lanes)
     if "speed" in parts:
         report["sim_speed"] = bench_sim_speed(args.speed_tokens, args.seed)
     report["seconds"] = time.perf_counter() - t0

@@ -27,6 +27,7 @@ from golden.synthetic import synthetic_keys, synthetic_signatures
 from golden.topk import topk_select
 from hw.config import HWConfig
 from hw.dre.hcu import hcu_batch_cycles, hcu_result_latency, hcu_scan_rows
+from hw.dre.wtu import wtu_ingest_lanes
 from workloads import trace as trace_io
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "trace_workload",
     "video_like_workload",
     "workload_from_keys",
+    "wtu_beats",
     "wtu_expected",
 ]
 
@@ -246,8 +248,48 @@ def score_row(cfg: HWConfig, n: int, *, seed: int, kind: str = "normal") -> Scor
 
 
 def wtu_expected(cfg: HWConfig, row: ScoreRow):
-    """``golden.resv.wicsum_select_bucketed`` of the row."""
-    return wicsum_select_bucketed(row.scores, row.counts, cfg.resv, coverage_q=row.coverage_q)
+    """``golden.resv.wicsum_select_bucketed`` of the row at the WTU's ingest lanes
+    (``hw.dre.wtu.wtu_ingest_lanes``: the emit order and ``emit_cycles``)."""
+    return wicsum_select_bucketed(
+        row.scores,
+        row.counts,
+        cfg.resv,
+        coverage_q=row.coverage_q,
+        lanes=wtu_ingest_lanes(cfg),
+    )
+
+
+def wtu_beats(cfg: HWConfig, row: ScoreRow, *, bad_id_at: int | None = None) -> list[dict]:
+    """The row as beats of the WTU's ``clusters`` stream: one cluster per beat
+    (``DRELayouts.cluster_score``) or, with ``wtu_ingest_lanes(cfg) = L > 1``, L per beat
+    (``DRELayouts.cluster_lanes``, unused lanes of the short last beat zero). ``bad_id_at``
+    (a cluster, or with lanes a beat index) gets a wrong id (or ``base``)."""
+    lanes = wtu_ingest_lanes(cfg)
+    n = row.scores.size
+    if lanes == 1:
+        return [
+            {
+                "cluster": c if c != bad_id_at else (c + 1) % cfg.max_clusters,
+                "score": int(s),
+                "count": int(k),
+                "last": int(c == n - 1),
+            }
+            for c, (s, k) in enumerate(zip(row.scores, row.counts, strict=True))
+        ]
+    beats = []
+    for i, lo in enumerate(range(0, n, lanes)):
+        hi = min(n, lo + lanes)
+        pad = [0] * (lanes - (hi - lo))
+        beats.append(
+            {
+                "base": lo if i != bad_id_at else (lo + lanes) % cfg.max_clusters,
+                "n": hi - lo,
+                "score": [int(s) for s in row.scores[lo:hi]] + pad,
+                "count": [int(k) for k in row.counts[lo:hi]] + pad,
+                "last": int(hi == n),
+            }
+        )
+    return beats
 
 
 def quickselect_expected(cfg: HWConfig, row: ScoreRow):

@@ -17,7 +17,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from hw.dre import layouts, quickselect_cycles, topk_cycles, wtu_cycles
+from hw.dre import layouts, quickselect_cycles, topk_cycles
 from sim.cocotb_streams import (
     Scoreboard,
     StreamSink,
@@ -33,9 +33,10 @@ from sim.dre_data import (
     hcu_timing,
     quickselect_expected,
     topk_expected,
+    wtu_beats,
     wtu_expected,
 )
-from sim.tb_wtu import cluster_beats
+from sim.tb_wtu import cluster_beats, clusters_layout, row_cycles
 
 
 def _write(result: dict) -> None:
@@ -116,7 +117,7 @@ async def _selector(dut, data, unit: str) -> dict:
         if unit == "wtu":
             exp = wtu_expected(cfg, row)
             ids = exp.selected.tolist()
-            want_cycles.append(wtu_cycles(cfg, row.scores.size, exp.b_star, len(ids)))
+            want_cycles.append(row_cycles(cfg, row, exp))
             extra.append({"b_star": exp.b_star, "n_selected": len(ids)})
         elif unit == "quickselect":
             exp = quickselect_expected(cfg, row)
@@ -140,13 +141,16 @@ async def _selector(dut, data, unit: str) -> dict:
     )
     summ = StreamSink(dut, "summary", summary_layout, fast=True)
     cmd = StreamSource(dut, "cmd", cmd_layout, fast=True)
-    src = StreamSource(dut, "clusters", lay.cluster_score, fast=True)
+    wtu = unit == "wtu"
+    src = StreamSource(
+        dut, "clusters", clusters_layout(cfg) if wtu else lay.cluster_score, fast=True
+    )
     sel.start()
     summ.start()
     cmds = [{"k": r.k} if unit == "topk" else {"coverage_q": r.coverage_q} for r in rows]
     t0 = time.perf_counter()
     cmd_task = cocotb.start_soon(cmd.send(cmds))
-    await src.send([b for r in rows for b in cluster_beats(r)])
+    await src.send([b for r in rows for b in (wtu_beats(cfg, r) if wtu else cluster_beats(r))])
     await cmd_task
     while len(summ.beats) < len(rows):
         await RisingEdge(dut.clk)

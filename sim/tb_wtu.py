@@ -2,8 +2,9 @@
 
 Drivers (``cmd``, ``clusters``) → monitors (``selected``, ``summary``) → golden
 ``wicsum_select_bucketed`` → in-order scoreboards, random idle cycles and back-pressure.
-Configuration from ``DRE_CONFIG`` (``bucket_mode = "grid"`` for the ``wtu_grid`` top),
-seed from ``SEED``, cluster scores from ``TRACE`` when
+Configuration from ``DRE_CONFIG`` (``bucket_mode = "grid"`` for the ``wtu_grid`` top, whose
+``clusters`` stream carries ``wtu_lanes`` clusters per beat: ``DRE_WTU_LANES``), seed from
+``SEED``, cluster scores from ``TRACE`` when
 given (golden clustering of the trace keys scored against its queries), otherwise a
 video-like synthetic workload. Run by tests/sim/test_units_cocotb.py.
 """
@@ -14,7 +15,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge
 
-from hw.dre import layouts, wtu_cycles
+from hw.dre import layouts, wtu_cycles, wtu_ingest_lanes
 from sim.cocotb_streams import (
     Scoreboard,
     StreamSink,
@@ -30,6 +31,7 @@ from sim.dre_data import (
     ScoreRow,
     env_workload,
     score_row,
+    wtu_beats,
     wtu_expected,
 )
 
@@ -42,6 +44,18 @@ def unit_config():
     if cocotb.top._name == "wtu_grid":
         return cfg.replace(resv={"bucket_mode": "grid"})
     return cfg
+
+
+def clusters_layout(cfg):
+    """The ``clusters`` payload of the WTU of ``cfg`` (one cluster or ``wtu_lanes``)."""
+    lay = layouts(cfg)
+    return lay.cluster_lanes if wtu_ingest_lanes(cfg) > 1 else lay.cluster_score
+
+
+def row_cycles(cfg, row: ScoreRow, exp) -> int:
+    return wtu_cycles(
+        cfg, row.scores.size, exp.b_star, exp.clusters_emitted, emit_cycles=exp.emit_cycles
+    )
 
 
 def cluster_beats(row: ScoreRow) -> list[dict]:
@@ -69,7 +83,7 @@ async def run_rows(
         for i, c in enumerate(exp.selected.tolist()):
             sel_sb.expect((c, int(i == k - 1)))
         sum_sb.expect((exp.b_star, exp.buckets_scanned, k, exp.total_mass, exp.threshold, 0))
-        budget += wtu_cycles(cfg, row.scores.size, exp.b_star, k)
+        budget += row_cycles(cfg, row, exp)
     sel = StreamSink(
         dut,
         "selected",
@@ -89,11 +103,11 @@ async def run_rows(
         ),
     )
     cmd = StreamSource(dut, "cmd", lay.wtu_cmd, rng=make_rng(tag, 1), idle=idle)
-    src = StreamSource(dut, "clusters", lay.cluster_score, rng=make_rng(tag, 2), idle=idle)
+    src = StreamSource(dut, "clusters", clusters_layout(cfg), rng=make_rng(tag, 2), idle=idle)
     sel.start()
     summ.start()
     cmd_task = cocotb.start_soon(cmd.send([{"coverage_q": r.coverage_q} for r in rows]))
-    beats = [b for r in rows for b in cluster_beats(r)]
+    beats = [b for r in rows for b in wtu_beats(cfg, r)]
     await src.send(beats)
     await cmd_task
     await summ.wait_for(len(rows), timeout_cycles=int(4 * budget / (1 - max(idle, stall))) + 500)
@@ -105,8 +119,7 @@ async def run_rows(
     sum_sb.assert_done()
     cycles = [s - c + 1 for (_, s), c in zip(summ.beats, cmd.times, strict=True)]
     for row, got in zip(rows, cycles, strict=True):
-        exp = wtu_expected(cfg, row)
-        want = wtu_cycles(cfg, row.scores.size, exp.b_star, exp.clusters_emitted)
+        want = row_cycles(cfg, row, wtu_expected(cfg, row))
         assert got == want if exact else got >= want, f"row cycles {got}, formula {want}"
     return cycles
 
@@ -141,7 +154,7 @@ async def wtu_synthetic_random_timing(dut):
 
 @cocotb.test()
 async def wtu_exact_cycles(dut):
-    """No stalls: every row takes exactly 2C + b* + k + latency cycles."""
+    """No stalls: every row takes exactly its formula's cycles (``wtu_cycles``)."""
     cfg = unit_config()
     await start_clock(dut)
     await reset(dut)
@@ -152,9 +165,10 @@ async def wtu_exact_cycles(dut):
 
 @cocotb.test()
 async def wtu_corner_rows(dut):
-    """One cluster, all clusters in one bucket, counts at max width with saturated scores,
-    zero mass, smallest coverage and coverage 1.0; every bucket filled and then the top
-    rising by 3 and 7 buckets (the grid empties exactly the bins that leave the range)."""
+    """One cluster, all clusters in one bucket (all ties), counts at max width with saturated
+    scores, zero mass, all but the last cluster out of range, smallest coverage and coverage
+    1.0; every bucket filled and then the top rising by 3 and 7 buckets (the grid empties
+    exactly the bins that leave the range)."""
     cfg = unit_config()
     r = cfg.resv
     one, n = 1 << r.coverage_frac_bits, cfg.max_clusters
@@ -167,6 +181,12 @@ async def wtu_corner_rows(dut):
             coverage_q=one,
         ),
         ScoreRow(scores=np.arange(n) * 7, counts=np.zeros(n, np.int64), coverage_q=one // 3),
+        # Everything before the last cluster falls out of range when it arrives at the top.
+        ScoreRow(
+            scores=np.array([r.score_min + j for j in range(n - 1)] + [r.score_max]),
+            counts=np.full(n, 2),
+            coverage_q=one,
+        ),
         ScoreRow(scores=np.arange(n) * 5, counts=np.ones(n, np.int64), coverage_q=1),
         ScoreRow(
             scores=np.arange(n) << r.bucket_shift, counts=np.ones(n, np.int64), coverage_q=one - 1
@@ -207,8 +227,9 @@ async def wtu_reset_mid_row(dut):
     await reset(dut)
     first, second = synthetic_rows(cfg, 4, seed_from_env() + 2)[2:4]
     cmd = StreamSource(dut, "cmd", lay.wtu_cmd)
-    src = StreamSource(dut, "clusters", lay.cluster_score)
+    src = StreamSource(dut, "clusters", clusters_layout(cfg))
     await cmd.send([{"coverage_q": first.coverage_q}])
-    await src.send(cluster_beats(first)[: max(1, first.scores.size // 2)])
+    beats = wtu_beats(cfg, first)
+    await src.send(beats[: max(1, len(beats) // 2)])
     await reset(dut, cycles=1)
     await run_rows(dut, [second], idle=0.2, stall=0.2, exact=False, tag=5)

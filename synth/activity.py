@@ -336,9 +336,13 @@ def _row_source(cmd_port: Any, clusters: Any, cfg: Any, rng: np.random.Generator
 
     cmd_fields = cmd_port.payload.shape().members
     cl_fields = clusters.payload.shape().members
-    max_clusters = getattr(cfg, "max_clusters", 1 << cl_fields["cluster"].width)
+    # A multi-lane WTU (DRELayouts.cluster_lanes) takes ``lanes`` clusters per beat.
+    lanes = cl_fields["score"].length if "n" in cl_fields else 1
+    id_field = "base" if lanes > 1 else "cluster"
+    max_clusters = getattr(cfg, "max_clusters", 1 << cl_fields[id_field].width)
     resv = getattr(cfg, "resv", None)
-    count_max = (1 << cl_fields["count"].width) - 1 if "count" in cl_fields else 1
+    count_shape = cl_fields["count"].elem_shape if lanes > 1 else cl_fields.get("count")
+    count_max = (1 << count_shape.width) - 1 if "count" in cl_fields else 1
     topk_k = getattr(cfg, "topk_k", 4)
 
     async def bench(clk: _Budget) -> None:
@@ -361,7 +365,20 @@ def _row_source(cmd_port: Any, clusters: Any, cfg: Any, rng: np.random.Generator
                 k = int(rng.integers(1, min(c, 2 * topk_k) + 1))
                 await _put(clk, cmd_port, [{"k": k}], rng, 0.0)
             beats = []
-            for i in range(c):
+            if lanes > 1:
+                for lo in range(0, c, lanes):
+                    hi = min(c, lo + lanes)
+                    pad = [0] * (lanes - (hi - lo))
+                    beats.append(
+                        {
+                            "base": lo,
+                            "n": hi - lo,
+                            "score": [int(x) for x in scores[lo:hi]] + pad,
+                            "count": [int(x) for x in counts[lo:hi]] + pad,
+                            "last": int(hi == c),
+                        }
+                    )
+            for i in range(c if lanes == 1 else 0):
                 beat = {"cluster": i, "score": int(scores[i]), "last": int(i == c - 1)}
                 if "count" in cl_fields:
                     beat["count"] = int(counts[i])

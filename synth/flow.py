@@ -5,8 +5,9 @@
                          [--set FIELD=INT ...]
 
 ``--set`` changes integer ``HWConfig`` fields of the preset (e.g. ``--set mac_rows=8 --set
-mac_cols=8``); the report's preset then reads ``tiny (mac_rows=8, mac_cols=8)`` and the
-default output directory gets the changes appended.
+mac_cols=8``), and ``resv.FIELD`` integer fields of its ``ReSVConfig`` (e.g. ``--set
+resv.max_clusters=256``); the report's preset then reads ``tiny (mac_rows=8, mac_cols=8)``
+and the default output directory gets the changes appended.
 
 For every unit of ``hw.gen.TOPS`` (or the ``--top`` ones), in ``build/synth/<preset>/<unit>/``:
 1. Verilog from ``hw.gen.generate``;
@@ -602,12 +603,15 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
     cfg = hw_preset(opts.preset)
     if opts.overrides:
         known = {f.name for f in dataclasses.fields(cfg)} - {"resv"}
+        known |= {f"resv.{f.name}" for f in dataclasses.fields(cfg.resv)}
         bad = sorted(set(opts.overrides) - known)
         if bad:
             raise ValueError(
                 f"--set must name an HWConfig field ({', '.join(sorted(known))}), not {bad[0]!r}"
             )
-        cfg = cfg.replace(**opts.overrides)
+        plain = {k: v for k, v in opts.overrides.items() if not k.startswith("resv.")}
+        resv = {k[5:]: v for k, v in opts.overrides.items() if k.startswith("resv.")}
+        cfg = cfg.replace(**plain, **({"resv": resv} if resv else {}))
     wanted = opts.tops or list(TOPS)
     unknown = [t for t in wanted if t not in TOPS and t not in EXPECTED_UNITS]
     if unknown:

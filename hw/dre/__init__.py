@@ -12,7 +12,14 @@ from .hcu import (
 from .layouts import DRELayouts, Event, layouts
 from .quickselect import QUICKSELECT_LATENCY, WeightedQuickSelect, quickselect_cycles
 from .topk import TOPK_LATENCY, TopKSelector, topk_cycles, topk_passes
-from .wtu import WTU_GRID_LATENCY, WTU_LATENCY, WiCSumThresholdUnit, grid_wtu, wtu_cycles
+from .wtu import (
+    WTU_GRID_LATENCY,
+    WTU_LATENCY,
+    WiCSumThresholdUnit,
+    grid_wtu,
+    wtu_cycles,
+    wtu_ingest_lanes,
+)
 
 __all__ = [
     "HCU_LATENCY",
@@ -37,4 +44,5 @@ __all__ = [
     "topk_cycles",
     "topk_passes",
     "wtu_cycles",
+    "wtu_ingest_lanes",
 ]

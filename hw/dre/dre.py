@@ -5,7 +5,9 @@ The core talks to the DRE through ``dre_signature(cfg)`` only:
   ``occupancy`` and ``forced``;
   ``wtu_cmd`` + ``clusters`` → WTU → ``selected`` + ``summary``.
 The two units are independent (the core scores clusters between them), so their cycle
-behaviour is that of ``HashClusterUnit`` and ``WiCSumThresholdUnit``.
+behaviour is that of ``HashClusterUnit`` and ``WiCSumThresholdUnit``. ``clusters`` carries
+one cluster per beat (the core scores one per cycle), so the DRE's WTU is the single-lane
+one whatever ``wtu_lanes`` (``wtu_lanes`` only widens a grid WTU built on its own).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class DynamicRetrievalEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.hcu = hcu = HashClusterUnit(self._cfg)
-        m.submodules.wtu = wtu = WiCSumThresholdUnit(self._cfg)
+        m.submodules.wtu = wtu = WiCSumThresholdUnit(self._cfg.replace(wtu_lanes=1))
         wiring.connect(m, wiring.flipped(self.tokens), hcu.tokens)
         wiring.connect(m, hcu.assign, wiring.flipped(self.assign))
         wiring.connect(m, wiring.flipped(self.wtu_cmd), wtu.cmd)

@@ -60,6 +60,20 @@ class DRELayouts:
                 "last": unsigned(1),
             }
         )
+        #: Multi-lane WTU input (``bucket_mode = "grid"`` with ``wtu_lanes = L > 1``): L
+        #: clusters per beat, ids ``base .. base + n - 1`` in lanes ``0 .. n - 1`` (lanes from
+        #: ``n`` up are ignored); ``base`` is ``L`` times the beat's index in the row, ``n <
+        #: L`` only on the ``last`` beat.
+        lanes = cfg.wtu_lanes
+        self.cluster_lanes = data.StructLayout(
+            {
+                "base": cid,
+                "n": unsigned(bits_for(lanes)),
+                "score": data.ArrayLayout(signed(r.score_bits), lanes),
+                "count": data.ArrayLayout(unsigned(r.count_bits), lanes),
+                "last": unsigned(1),
+            }
+        )
         #: Selector output (WTU and top-k): one selected cluster; ``last`` on the final one.
         self.selected = data.StructLayout({"cluster": cid, "last": unsigned(1)})
         #: WTU command: the coverage of this row, ``round(coverage * 2**coverage_frac_bits)``.

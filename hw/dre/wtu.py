@@ -39,6 +39,36 @@ that cycle and ``base`` moves back by ``Δ``; a cluster below the range is dropp
   one bucket per cycle), THRESH 1, SCAN b*+1, EMIT 1 + k, SUMMARY 1
 so ``cycles(C, b*, k) = C + n_buckets + b* + k + 5``; the score and count memories are not
 needed (the histogram and the lists hold everything the selection uses).
+
+Lanes (issue 12): with ``bucket_mode = "grid"`` and ``wtu_lanes = L > 1`` the ``clusters``
+stream is ``DRELayouts.cluster_lanes``: L clusters per beat (ids ``base .. base + n - 1``,
+``base`` = L x the beat's index, ``n < L`` only on the ``last`` beat; ``base`` out of
+sequence, ``n = 0``, ``n > L``, a short beat that is not the last or a row longer than
+``max_clusters`` set ``error``). ``wtu_ingest_lanes(cfg)`` says which stream a config has.
+  INGEST    ceil(C/L)  one beat per cycle. The beat's top cell (a max tree over its lanes)
+                   moves the grid as a single cluster does above; every lane is then bucketed
+                   against the new top cell and the histogram takes all L at once through an
+                   adder network: bin j adds the counts of the lanes that fall in it (an
+                   L-input masked sum per bin; no per-lane histogram banks). Per bin it keeps
+                   the token count, a non-empty flag and its highest id (``tail``); there are
+                   no lists (no ``next`` memory). Each lane's grid cell ``s >> bucket_shift``
+                   (``score_bits - bucket_shift`` bits) is written to its bank (cluster c in
+                   bank ``c mod L``, row ``c div L``).
+  MASS n_buckets, THRESH 1   as above
+  SCAN      b*+1   as above, and the highest id of the buckets <= b* (the last one emitted)
+  EMIT      1 + E  reads the banks a row of L ids per cycle, selects the lanes whose bucket
+                   ``top_cell - cell <= b*`` and emits them one per cycle in ascending id;
+                   ``E = sum over the rows up to that of the last selected id of max(1,
+                   selected in the row)`` (``golden.resv.BucketedSelection.emit_cycles``)
+  SUMMARY   1
+so ``cycles = ceil(C/L) + n_buckets + b* + E + 5``, the L = 1 formula with ``E = k``. The
+emit order is ascending id, not bucket order: ``golden.resv.wicsum_select_bucketed(...,
+lanes=L)`` defines it (the set, b*, M and θ are those of one lane). After an ingest error
+that misaligns the row (a short beat that is not the last) or leaves it empty, the
+selection is undefined but the emit still ends: past the row's last id it closes the
+stream with one beat (the highest id it expected, ``last``). ``relative`` buckets
+stay single-lane whatever ``wtu_lanes`` (their second pass would need L-wide score and
+count reads; not built): they keep ``DRELayouts.cluster_score``.
 """
 
 from __future__ import annotations
@@ -50,11 +80,18 @@ from amaranth.lib.wiring import In, Out
 
 from golden.resv import bucket_lut
 
-from ..config import HWConfig, check_config
-from .bitops import lowest_set
+from ..config import HWConfig, ceil_log2, check_config
+from .bitops import lowest_set, popcount
 from .layouts import layouts
 
-__all__ = ["WTU_GRID_LATENCY", "WTU_LATENCY", "WiCSumThresholdUnit", "grid_wtu", "wtu_cycles"]
+__all__ = [
+    "WTU_GRID_LATENCY",
+    "WTU_LATENCY",
+    "WiCSumThresholdUnit",
+    "grid_wtu",
+    "wtu_cycles",
+    "wtu_ingest_lanes",
+]
 
 #: Fixed cycles of a row: cmd, bucketing pipeline (2), threshold, emit start, summary.
 WTU_LATENCY = 7
@@ -63,15 +100,50 @@ WTU_LATENCY = 7
 WTU_GRID_LATENCY = 5
 
 
-def wtu_cycles(cfg: HWConfig, n_clusters: int, b_star: int, n_selected: int) -> int:
+def wtu_ingest_lanes(cfg: HWConfig) -> int:
+    """Clusters per ``clusters`` beat of the WTU of ``cfg``: ``wtu_lanes`` with ``grid``
+    buckets, 1 with ``relative`` ones (single-lane whatever ``wtu_lanes``)."""
+    return cfg.wtu_lanes if cfg.resv.bucket_mode == "grid" else 1
+
+
+def wtu_cycles(
+    cfg: HWConfig,
+    n_clusters: int,
+    b_star: int,
+    n_selected: int,
+    *,
+    emit_cycles: int | None = None,
+) -> int:
     """Cycles from the ``cmd`` handshake to the ``summary`` handshake (both included)
-    without stalls: ``2·C + b* + k + WTU_LATENCY`` (``relative`` buckets) or ``C +
-    n_buckets + b* + k + WTU_GRID_LATENCY`` (``grid``)."""
+    without stalls: ``2·C + b* + k + WTU_LATENCY`` (``relative`` buckets) or ``ceil(C/L) +
+    n_buckets + b* + E + WTU_GRID_LATENCY`` (``grid``, ``L = wtu_lanes``), where ``E = k``
+    with one lane and, with more, ``emit_cycles`` (required then) is
+    ``golden.resv.BucketedSelection.emit_cycles`` of the row at ``lanes = L``."""
     if not 1 <= n_clusters <= cfg.max_clusters:
         raise ValueError(f"n_clusters must be in 1..{cfg.max_clusters}, not {n_clusters!r}")
+    lanes = wtu_ingest_lanes(cfg)
     if cfg.resv.bucket_mode == "grid":
-        return n_clusters + cfg.resv.n_buckets + b_star + n_selected + WTU_GRID_LATENCY
+        if lanes == 1:
+            emit = n_selected
+        elif emit_cycles is None:
+            raise ValueError(
+                f"emit_cycles must be given with wtu_lanes={lanes} (grid buckets), not None"
+            )
+        else:
+            emit = emit_cycles
+        beats = -(-n_clusters // lanes)
+        return beats + cfg.resv.n_buckets + b_star + emit + WTU_GRID_LATENCY
     return 2 * n_clusters + b_star + n_selected + WTU_LATENCY
+
+
+def _tree_sum(terms: list) -> object:
+    """Sum of ``terms`` as a balanced adder tree."""
+    while len(terms) > 1:
+        terms = [
+            terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+            for i in range(0, len(terms), 2)
+        ]
+    return terms[0]
 
 
 class WiCSumThresholdUnit(wiring.Component):
@@ -81,10 +153,13 @@ class WiCSumThresholdUnit(wiring.Component):
         check_config(self, cfg)
         self._cfg = cfg
         lay = layouts(cfg)
+        lanes = wtu_ingest_lanes(cfg)
         super().__init__(
             {
                 "cmd": In(stream.Signature(lay.wtu_cmd)),
-                "clusters": In(stream.Signature(lay.cluster_score)),
+                "clusters": In(
+                    stream.Signature(lay.cluster_lanes if lanes > 1 else lay.cluster_score)
+                ),
                 "selected": Out(stream.Signature(lay.selected)),
                 "summary": Out(stream.Signature(lay.wtu_summary)),
             }
@@ -100,9 +175,16 @@ class WiCSumThresholdUnit(wiring.Component):
         + b* + k`` (``grid``); see ``cycles``."""
         return WTU_GRID_LATENCY if self._cfg.resv.bucket_mode == "grid" else WTU_LATENCY
 
-    def cycles(self, n_clusters: int, b_star: int, n_selected: int) -> int:
+    @property
+    def lanes(self) -> int:
+        """Clusters per ``clusters`` beat (``wtu_ingest_lanes``)."""
+        return wtu_ingest_lanes(self._cfg)
+
+    def cycles(
+        self, n_clusters: int, b_star: int, n_selected: int, *, emit_cycles: int | None = None
+    ) -> int:
         """Cycles from the ``cmd`` handshake to the ``summary`` handshake, without stalls."""
-        return wtu_cycles(self._cfg, n_clusters, b_star, n_selected)
+        return wtu_cycles(self._cfg, n_clusters, b_star, n_selected, emit_cycles=emit_cycles)
 
     def _histogram(self, m, p, ident, base, head, tail, cnt, nonempty, next_wr) -> None:
         """Grid mode: bin the arriving cluster ``p`` (id ``ident``) in the same cycle,
@@ -150,7 +232,251 @@ class WiCSumThresholdUnit(wiring.Component):
         with m.If(rise):
             m.d.sync += [top_g.eq(g), base.eq(new_base)]
 
+    def _elaborate_lanes(self) -> Module:
+        """Grid buckets, ``wtu_lanes`` clusters per beat (module docstring, "Lanes")."""
+        cfg, r = self._cfg, self._cfg.resv
+        nb, cmax, cid = r.n_buckets, cfg.max_clusters, cfg.cluster_id_bits
+        lanes = cfg.wtu_lanes
+        lb = ceil_log2(lanes)
+        rows = -(-cmax // lanes)
+        cw = r.score_bits - r.bucket_shift  # width of a grid cell s >> bucket_shift (signed)
+        m = Module()
+
+        cell_wr, cell_rd = [], []
+        for j in range(lanes):
+            mem = Memory(shape=signed(cw), depth=rows, init=[])
+            m.submodules[f"cell_mem{j}"] = mem
+            cell_wr.append(mem.write_port())
+            cell_rd.append(mem.read_port())
+        lut = Array(Const(int(v), cfg.lut_bits) for v in bucket_lut(r))
+
+        n = Signal(range(cmax + 1), name="n_clusters")
+        top_g = Signal(signed(cw), name="top_cell")
+        base = Signal(range(nb), name="base")
+        cov_q = Signal(cfg.coverage_q_bits, name="coverage_q")
+        err = Signal(name="error")
+        nonempty = Signal(nb, name="nonempty")
+        tail_regs = [Signal(cid, name=f"tail{k}") for k in range(nb)]
+        cnt_regs = [Signal(cfg.bucket_count_bits, name=f"cnt{k}") for k in range(nb)]
+        tail, cnt = Array(tail_regs), Array(cnt_regs)
+        mass = Signal(cfg.mass_bits, name="mass")
+        theta = Signal(cfg.mass_bits, name="theta")
+        running = Signal(cfg.mass_bits + 1, name="running")
+        b = Signal(range(nb), name="scan_bucket")
+        b_star = Signal(range(nb), name="b_star")
+        last_sel = Signal(cid, name="last_selected")
+        emit_row = Signal(range(rows + 1), name="emit_row")
+        done = Signal(lanes, name="emit_done")
+        n_sel = Signal(cfg.occupancy_bits, name="n_selected")
+
+        def bin_of(bucket):
+            t = base + bucket
+            return Mux(t >= nb, t - nb, t)
+
+        m.d.comb += [
+            self.summary.payload.b_star.eq(b_star),
+            self.summary.payload.buckets_scanned.eq(b_star + 1),
+            self.summary.payload.n_selected.eq(n_sel),
+            self.summary.payload.total_mass.eq(mass),
+            self.summary.payload.threshold.eq(theta),
+            self.summary.payload.error.eq(err),
+        ]
+        for j in range(lanes):
+            m.d.comb += [cell_rd[j].en.eq(0), cell_rd[j].addr.eq(emit_row + 1)]
+
+        # Ingest datapath: the beat's cells, its top cell, the moved grid and every lane's bin.
+        p = self.clusters.payload
+        take = self.clusters.valid & self.clusters.ready
+        first = n == 0
+        valid = Signal(lanes, name="lane_valid")
+        m.d.comb += valid.eq(Cat(*((j < p.n) & (n + j < cmax) for j in range(lanes))))
+        cells = []
+        for j in range(lanes):
+            g = Signal(signed(cw), name=f"cell{j}")
+            m.d.comb += g.eq(p.score[j] >> r.bucket_shift)
+            cells.append(g)
+        floor = Const(-(1 << (cw - 1)), signed(cw))
+        tops = [Mux(valid[j], cells[j], floor) for j in range(lanes)]
+        while len(tops) > 1:
+            tops = [
+                Mux(tops[i] > tops[i + 1], tops[i], tops[i + 1]) if i + 1 < len(tops) else tops[i]
+                for i in range(0, len(tops), 2)
+            ]
+        beat_top = Signal(signed(cw), name="beat_top")
+        delta = Signal(signed(cw + 1), name="cell_rise")
+        m.d.comb += [beat_top.eq(tops[0]), delta.eq(beat_top - top_g)]
+        rise = Signal(name="rise")
+        m.d.comb += rise.eq(valid.any() & (first | (delta > 0)))
+        up = Signal(range(nb + 1), name="rise_capped")
+        m.d.comb += up.eq(Mux(first | (delta >= nb), nb, delta))
+        new_base = Signal(range(nb), name="new_base")
+        new_top = Signal(signed(cw), name="new_top")
+        m.d.comb += [
+            new_base.eq(
+                Mux(
+                    rise,
+                    Mux(up == nb, 0, Mux(base >= up, base - up, base + nb - up)),
+                    base,
+                )
+            ),
+            new_top.eq(Mux(rise, beat_top, top_g)),
+        ]
+        in_range, lane_bin = [], []
+        for j in range(lanes):
+            bucket = Signal(signed(cw + 1), name=f"lane_bucket{j}")  # >= 0 for a valid lane
+            m.d.comb += bucket.eq(new_top - cells[j])
+            ok = Signal(name=f"lane_in_range{j}")
+            m.d.comb += ok.eq(valid[j] & (bucket < nb))
+            bb = Signal(range(nb), name=f"lane_bucket_low{j}")
+            t = Signal(range(2 * nb), name=f"lane_bin_sum{j}")
+            k_bin = Signal(range(nb), name=f"lane_bin{j}")
+            m.d.comb += [bb.eq(bucket), t.eq(new_base + bb), k_bin.eq(Mux(t >= nb, t - nb, t))]
+            in_range.append(ok)
+            lane_bin.append(k_bin)
+
+        with m.FSM(name="wtu_fsm"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [cov_q.eq(self.cmd.payload.coverage_q), n.eq(0), err.eq(0)]
+                    m.next = "INGEST"
+            with m.State("INGEST"):
+                m.d.comb += self.clusters.ready.eq(1)
+                with m.If(take):
+                    for j in range(lanes):
+                        m.d.comb += [
+                            cell_wr[j].addr.eq(n >> lb),
+                            cell_wr[j].data.eq(cells[j]),
+                            cell_wr[j].en.eq(valid[j]),
+                        ]
+                    for k in range(nb):
+                        # (k - base) mod n_buckets; for the last bin base <= k always holds.
+                        old_bucket = (
+                            k - base if k == nb - 1 else Mux(base <= k, k - base, k + nb - base)
+                        )
+                        cleared = first | (rise & (old_bucket + up >= nb))
+                        hits = Signal(lanes, name=f"bin_hits{k}")
+                        m.d.comb += hits.eq(
+                            Cat(*(in_range[j] & (lane_bin[j] == k) for j in range(lanes)))
+                        )
+                        added = _tree_sum([Mux(hits[j], p.count[j], 0) for j in range(lanes)])
+                        kept = Mux(cleared, 0, cnt_regs[k])
+                        m.d.sync += [
+                            cnt_regs[k].eq(kept + added),
+                            nonempty[k].eq((~cleared & nonempty[k]) | hits.any()),
+                        ]
+                        highest = Signal(range(max(2, lanes)), name=f"bin_last_lane{k}")
+                        for j in range(lanes):  # later assignments win: the highest lane
+                            with m.If(hits[j]):
+                                m.d.comb += highest.eq(j)
+                        with m.If(hits.any()):
+                            m.d.sync += tail_regs[k].eq(n + highest)
+                    with m.If(rise):
+                        m.d.sync += [top_g.eq(beat_top), base.eq(new_base)]
+                    m.d.sync += n.eq(n + popcount(valid))
+                    with m.If(
+                        (p.base != n)
+                        | (p.n == 0)
+                        | (p.n > lanes)
+                        | ((p.n != lanes) & ~p.last)
+                        | (n + p.n > cmax)
+                    ):
+                        m.d.sync += err.eq(1)
+                    with m.If(p.last):
+                        m.d.sync += [mass.eq(0), b.eq(0)]
+                        m.next = "MASS"
+            with m.State("MASS"):
+                m.d.sync += mass.eq(mass + cnt[bin_of(b)] * lut[b])
+                with m.If(b == nb - 1):
+                    m.next = "THRESH"
+                with m.Else():
+                    m.d.sync += b.eq(b + 1)
+            with m.State("THRESH"):
+                one = (1 << r.coverage_frac_bits) - 1
+                m.d.sync += [
+                    theta.eq((cov_q * mass + one) >> r.coverage_frac_bits),
+                    running.eq(0),
+                    b.eq(0),
+                    last_sel.eq(0),
+                ]
+                m.next = "SCAN"
+            with m.State("SCAN"):
+                at = Signal(range(nb), name="scan_bin")
+                m.d.comb += at.eq(bin_of(b))
+                total = running + cnt[at] * lut[b]
+                m.d.sync += running.eq(total)
+                with m.If(nonempty.bit_select(at, 1) & (tail[at] > last_sel)):
+                    m.d.sync += last_sel.eq(tail[at])
+                with m.If((total >= theta) | (b == nb - 1)):
+                    m.d.sync += b_star.eq(b)
+                    with m.If(total < theta):
+                        m.d.sync += err.eq(1)  # only with coverage_q > 2**coverage_frac_bits
+                    m.next = "EMIT_FETCH"
+                with m.Else():
+                    m.d.sync += b.eq(b + 1)
+            with m.State("EMIT_FETCH"):
+                for j in range(lanes):
+                    m.d.comb += [cell_rd[j].addr.eq(0), cell_rd[j].en.eq(1)]
+                m.d.sync += [emit_row.eq(0), done.eq(0), n_sel.eq(0)]
+                m.next = "EMIT"
+            with m.State("EMIT"):
+                # The row read last: its lanes in the buckets <= b*, lowest id first.
+                sel_mask = Signal(lanes, name="sel_mask")
+                m.d.comb += sel_mask.eq(
+                    Cat(
+                        *(
+                            ((emit_row << lb) + j < n)
+                            & (top_g - cell_rd[j].data <= b_star)
+                            & ~done[j]
+                            for j in range(lanes)
+                        )
+                    )
+                )
+                lane, any_sel = lowest_set(m, sel_mask, name="emit_lane")
+                only = (sel_mask & (sel_mask - 1)) == 0
+                ident = Signal(cid, name="emit_id")
+                m.d.comb += ident.eq((emit_row << lb) | lane)
+                is_last = ident == last_sel
+                advance = Signal(name="emit_advance")
+                with m.If((emit_row << lb) >= n):
+                    # Past the row without meeting its last id: only after an ingest error
+                    # (a short beat that was not the last, or no cluster at all). One beat
+                    # closes the stream.
+                    m.d.comb += [
+                        self.selected.valid.eq(1),
+                        self.selected.payload.cluster.eq(last_sel),
+                        self.selected.payload.last.eq(1),
+                    ]
+                    with m.If(self.selected.ready):
+                        m.d.sync += n_sel.eq(n_sel + 1)
+                        m.next = "SUMMARY"
+                with m.Elif(any_sel):
+                    m.d.comb += [
+                        self.selected.valid.eq(1),
+                        self.selected.payload.cluster.eq(ident),
+                        self.selected.payload.last.eq(is_last),
+                    ]
+                    with m.If(self.selected.ready):
+                        m.d.sync += [n_sel.eq(n_sel + 1), done.bit_select(lane, 1).eq(1)]
+                        with m.If(is_last):
+                            m.next = "SUMMARY"
+                        with m.Elif(only):
+                            m.d.comb += advance.eq(1)
+                with m.Else():
+                    m.d.comb += advance.eq(1)
+                with m.If(advance):
+                    for j in range(lanes):
+                        m.d.comb += cell_rd[j].en.eq(1)
+                    m.d.sync += [emit_row.eq(emit_row + 1), done.eq(0)]
+            with m.State("SUMMARY"):
+                m.d.comb += self.summary.valid.eq(1)
+                with m.If(self.summary.ready):
+                    m.next = "IDLE"
+        return m
+
     def elaborate(self, platform):
+        if self.lanes > 1:
+            return self._elaborate_lanes()
         cfg, r = self._cfg, self._cfg.resv
         nb, cmax = r.n_buckets, cfg.max_clusters
         cid = cfg.cluster_id_bits

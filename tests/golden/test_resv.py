@@ -483,3 +483,37 @@ def test_page_fallback_groups_unmatched_tokens_by_page():
         t.add(np.array([1], np.uint64))
     with pytest.raises(ValueError, match=r"^page_tokens must be a positive integer or None"):
         ClusterTable(threshold=0, max_clusters=8, page_tokens=0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    scores=st.lists(st.integers(-2048, 2047), min_size=1, max_size=60),
+    seed=st.integers(0, 2**16),
+    lanes=st.sampled_from([2, 4, 16]),
+)
+def test_bucketed_lanes_emit_in_id_order(scores, seed, lanes):
+    """More lanes: the same selection in ascending id; ``emit_cycles`` counts the rows of
+    ``lanes`` ids up to the last selected one, ``max(1, selected in the row)`` each."""
+    cfg = TINY.replace(bucket_mode="grid")
+    counts = np.random.default_rng(seed).integers(0, 256, len(scores))
+    one = wicsum_select_bucketed(np.array(scores), counts, cfg)
+    r = wicsum_select_bucketed(np.array(scores), counts, cfg, lanes=lanes)
+    assert r.selected.tolist() == sorted(one.selected.tolist())
+    assert (r.b_star, r.total_mass, r.threshold) == (one.b_star, one.total_mass, one.threshold)
+    assert one.emit_cycles == one.clusters_emitted
+    rows = [
+        sum(1 for c in r.selected if c // lanes == i) for i in range(r.selected[-1] // lanes + 1)
+    ]
+    assert r.emit_cycles == sum(max(1, k) for k in rows)
+
+
+def test_bucketed_lanes_by_hand():
+    cfg = TINY.replace(bucket_mode="grid")
+    # Ascending scores: bucket order is descending id with one lane, ascending with four.
+    scores = np.arange(10) * 20
+    one = wicsum_select_bucketed(scores, np.ones(10, np.int64), cfg, coverage_q=4000)
+    four = wicsum_select_bucketed(scores, np.ones(10, np.int64), cfg, coverage_q=4000, lanes=4)
+    assert one.selected.tolist()[:3] == [9, 8, 7]
+    assert four.selected.tolist() == sorted(one.selected.tolist())
+    with pytest.raises(ValueError, match=r"^lanes must be an integer in 1\.\.256, not 0$"):
+        wicsum_select_bucketed(scores, np.ones(10, np.int64), cfg, lanes=0)

@@ -55,6 +55,19 @@ def test_hcu_batch_regression(batch, sim):
     assert result.failed == 0
 
 
+@pytest.mark.cocotb
+@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_wtu_grid_lanes_regression(lanes, sim):
+    """The grid WTU regression at 1 and 2 clusters per beat (``wtu_lanes``; the tiny
+    preset's 4 lanes run in ``test_unit_regression``)."""
+    result = run_unit(
+        "wtu_grid", sim, config="tiny", overrides={"wtu_lanes": lanes}, tag=f"l{lanes}"
+    )
+    assert result.tests == len(cocotb_tests(UNIT_TESTBENCH["wtu_grid"])) > 0
+    assert result.failed == 0
+
+
 def test_testbenches_define_tests():
     for module in UNIT_TESTBENCH.values():
         assert len(cocotb_tests(module)) >= 3, module

@@ -101,6 +101,7 @@ def test_cli_missing_default_liberty_gives_install_command(tmp_path, monkeypatch
         (["--set", "nope=3"], r"--set must name an HWConfig field \(.*hcu_batch.*\), not 'nope'"),
         (["--set", "mac_cols=3"], r"mac_cols must be a power of two in 1\.\.256, not 3"),
         (["--set", "hcu_batch=3"], r"hcu_batch must be a power of two in 1\.\.8, not 3"),
+        (["--set", "resv.max_clusters=0"], r"max_clusters must be at least 1, not 0"),
     ],
 )
 def test_cli_usage_errors(tmp_path, capsys, args, message):

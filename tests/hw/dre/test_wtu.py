@@ -1,5 +1,5 @@
 """WiCSumThresholdUnit on the Amaranth simulator, bit-exact against
-golden.resv.wicsum_select_bucketed."""
+golden.resv.wicsum_select_bucketed (grid buckets at 1, 2, 4, 8 and 16 ingest lanes too)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from amaranth.hdl import Fragment
 
 from hw.config import preset
-from hw.dre import WiCSumThresholdUnit
-from sim.dre_data import ScoreRow, score_row, wtu_expected
+from hw.dre import WiCSumThresholdUnit, wtu_cycles, wtu_ingest_lanes
+from sim.dre_data import ScoreRow, score_row, wtu_beats, wtu_expected
 from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")
@@ -22,24 +22,19 @@ CONFIGS = {
     # The paper's fixed-point formats (16-bit scores and counts, 64 buckets), small table.
     "paper_formats": preset("paper").replace(resv={"max_clusters": 48}, topk_k=8),
 }
-# Grid buckets (single pass) on the same configurations.
-GRID = {name: c.replace(resv={"bucket_mode": "grid"}) for name, c in CONFIGS.items()}
+# Grid buckets (single pass) on the same configurations, one cluster per beat.
+GRID = {name: c.replace(resv={"bucket_mode": "grid"}, wtu_lanes=1) for name, c in CONFIGS.items()}
+# (mode, wtu_lanes): relative buckets are single-lane whatever wtu_lanes.
+MODES = [("relative", 4), ("grid", 1), ("grid", 2), ("grid", 4)]
 KINDS = ["normal", "ties", "one_bucket", "extremes", "wide"]
 
 
 def row_beats(cfg, row: ScoreRow, *, bad_id_at: int | None = None):
-    beats = []
-    for c, (s, n) in enumerate(zip(row.scores, row.counts, strict=True)):
-        cid = c if c != bad_id_at else (c + 1) % cfg.max_clusters
-        beats.append(
-            {
-                "cluster": cid,
-                "score": int(s),
-                "count": int(n),
-                "last": int(c == row.scores.size - 1),
-            }
-        )
-    return beats
+    return wtu_beats(cfg, row, bad_id_at=bad_id_at)
+
+
+def mode_cfg(base, mode: str, lanes: int):
+    return base.replace(resv={"bucket_mode": mode}, wtu_lanes=lanes)
 
 
 def simulate(cfg, rows: list[ScoreRow], *, timing: str, seed: int, vcd, bad_id_row=None):
@@ -126,7 +121,9 @@ def check(cfg, rows, out, *, exact_cycles: bool) -> None:
         )
         assert got == want, f"row {i}: summary"
         cycles = out["summary_t"][i] - out["cmd_t"][i] + 1
-        formula = dut.cycles(row.scores.size, exp.b_star, exp.clusters_emitted)
+        formula = dut.cycles(
+            row.scores.size, exp.b_star, exp.clusters_emitted, emit_cycles=exp.emit_cycles
+        )
         if exact_cycles:
             assert cycles == formula, f"row {i}: cycles"
         else:
@@ -143,27 +140,27 @@ def make_rows(cfg, seed: int, count: int) -> list[ScoreRow]:
     return rows
 
 
-@pytest.mark.parametrize("mode", ["relative", "grid"])
+@pytest.mark.parametrize(("mode", "lanes"), MODES)
 @pytest.mark.parametrize("timing", list(TIMINGS))
-def test_wtu_tiny(timing, mode, tmp_path):
-    cfg = TINY.replace(resv={"bucket_mode": mode})
+def test_wtu_tiny(timing, mode, lanes, tmp_path):
+    cfg = mode_cfg(TINY, mode, lanes)
     rows = make_rows(cfg, 7, 25)
     out = simulate(cfg, rows, timing=timing, seed=1, vcd=tmp_path / "wtu.vcd")
     check(cfg, rows, out, exact_cycles=timing == "none")
 
 
-@pytest.mark.parametrize("mode", ["relative", "grid"])
+@pytest.mark.parametrize(("mode", "lanes"), [("relative", 1), ("grid", 1), ("grid", 4)])
 @pytest.mark.parametrize("name", ["odd", "one_bucket", "paper_formats"])
-def test_wtu_configs(name, mode, tmp_path):
-    cfg = CONFIGS[name] if mode == "relative" else GRID[name]
+def test_wtu_configs(name, mode, lanes, tmp_path):
+    cfg = CONFIGS[name] if mode == "relative" else GRID[name].replace(wtu_lanes=lanes)
     rows = make_rows(cfg, 8, 8)
     out = simulate(cfg, rows, timing="random", seed=2, vcd=tmp_path / "wtu.vcd")
     check(cfg, rows, out, exact_cycles=False)
 
 
-@pytest.mark.parametrize("mode", ["relative", "grid"])
-def test_wtu_corner_rows(mode, tmp_path):
-    cfg = TINY.replace(resv={"bucket_mode": mode})
+@pytest.mark.parametrize(("mode", "lanes"), MODES)
+def test_wtu_corner_rows(mode, lanes, tmp_path):
+    cfg = mode_cfg(TINY, mode, lanes)
     r, one = cfg.resv, 1 << cfg.resv.coverage_frac_bits
     n = cfg.max_clusters
     width = 1 << r.bucket_shift  # one bucket, in score LSBs
@@ -216,14 +213,17 @@ def test_wtu_corner_rows(mode, tmp_path):
     assert exp[1].selected.tolist() == list(range(n))
     assert exp[2].selected.tolist() == list(range(0, n, 2))
     assert exp[3].total_mass == 0 and exp[3].b_star == 0
-    assert exp[5].selected.tolist() == list(range(n - 1, n - 1 - exp[5].selected.size, -1))
+    top = list(range(n - 1, n - 1 - exp[5].selected.size, -1))
+    # Bucket order with one lane per beat, ascending id with more.
+    assert exp[5].selected.tolist() == (top if lanes == 1 or mode == "relative" else top[::-1])
     assert exp[5].selected.size > 2
     out = simulate(cfg, rows, timing="none", seed=3, vcd=tmp_path / "wtu.vcd")
     check(cfg, rows, out, exact_cycles=True)
 
 
-def test_wtu_flags_bad_id_and_recovers(tmp_path):
-    cfg = TINY
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_wtu_flags_bad_id_and_recovers(lanes, tmp_path):
+    cfg = TINY if lanes == 1 else mode_cfg(TINY, "grid", lanes)
     rows = make_rows(cfg, 9, 3)
     out = simulate(cfg, rows, timing="random", seed=4, vcd=tmp_path / "wtu.vcd", bad_id_row=1)
     assert [s.error for s in out["summary"]] == [0, 1, 0]
@@ -239,13 +239,13 @@ def test_wtu_flags_bad_id_and_recovers(tmp_path):
     )
 
 
-@pytest.mark.parametrize("mode", ["relative", "grid"])
-def test_wtu_reset_mid_row(mode, tmp_path):
-    cfg = TINY.replace(resv={"bucket_mode": mode})
+@pytest.mark.parametrize(("mode", "lanes"), MODES)
+def test_wtu_reset_mid_row(mode, lanes, tmp_path):
+    cfg = mode_cfg(TINY, mode, lanes)
     dut = WiCSumThresholdUnit(cfg)
     h = Harness(dut)
     first, second = make_rows(cfg, 10, 4)[2:4]  # rows of several clusters
-    assert first.scores.size > 1  # the reset does cut a row
+    assert first.scores.size > lanes  # the reset does cut a row
     got: dict = {}
 
     async def bench(ctx):
@@ -273,3 +273,65 @@ def test_wtu_cycles_formula():
     assert dut.cycles(16, 3, 5) == 2 * 16 + 3 + 5 + dut.latency
     with pytest.raises(ValueError, match=r"^n_clusters must be in 1\.\.16, not 0$"):
         dut.cycles(0, 0, 0)
+
+
+def test_wtu_lanes_cycles_formula():
+    cfg = mode_cfg(TINY, "grid", 4)
+    dut = WiCSumThresholdUnit(cfg)
+    Fragment.get(dut, None)
+    assert dut.lanes == 4
+    nb = cfg.resv.n_buckets
+    # ceil(C/L) + n_buckets + b* + E + 5; one lane: E = k.
+    assert dut.cycles(13, 3, 5, emit_cycles=6) == 4 + nb + 3 + 6 + dut.latency == 4 + nb + 14
+    assert wtu_cycles(mode_cfg(TINY, "grid", 1), 13, 3, 5) == 13 + nb + 3 + 5 + 5
+    assert wtu_ingest_lanes(TINY) == 1  # relative buckets: single-lane whatever wtu_lanes
+    with pytest.raises(ValueError, match=r"^emit_cycles must be given with wtu_lanes=4"):
+        dut.cycles(13, 3, 5)
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+def test_wtu_wide_lanes(lanes, tmp_path):
+    """8 and 16 lanes (16 lanes: the whole tiny row in one beat)."""
+    cfg = mode_cfg(TINY, "grid", lanes)
+    rows = make_rows(cfg, 11, 10)
+    out = simulate(cfg, rows, timing="none", seed=5, vcd=tmp_path / "wtu.vcd")
+    check(cfg, rows, out, exact_cycles=True)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"n": 0},  # no valid lane
+        {"n": 3, "last": 0},  # a short beat that is not the last
+        {"base": 8},  # out of sequence
+        "empty",  # a row of one beat with no valid lane
+    ],
+)
+def test_wtu_lanes_flags_bad_beats(bad, tmp_path):
+    cfg = mode_cfg(TINY, "grid", 4)
+    dut = WiCSumThresholdUnit(cfg)
+    h = Harness(dut)
+    row, good = make_rows(cfg, 12, 3)[1:3]  # a full row (16 clusters: 4 beats), then one
+    beats = row_beats(cfg, row)
+    if bad == "empty":
+        beats = [{**beats[-1], "base": 0, "n": 0}]
+    else:
+        beats[1] = {**beats[1], **bad}
+    got: dict = {}
+
+    async def bench(ctx):
+        await stream_put(ctx, dut.cmd, [{"coverage_q": row.coverage_q}], cycle=h.cycle)
+        await stream_put(ctx, dut.clusters, beats, cycle=h.cycle)
+        await stream_get(ctx, dut.selected, cycle=h.cycle, until=lambda p: p.last)
+        ((got["bad"], _),) = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
+        await stream_put(ctx, dut.cmd, [{"coverage_q": good.coverage_q}], cycle=h.cycle)
+        await stream_put(ctx, dut.clusters, row_beats(cfg, good), cycle=h.cycle)
+        sel = await stream_get(ctx, dut.selected, cycle=h.cycle, until=lambda p: p.last)
+        got["ids"] = [p.cluster for p, _ in sel]
+        ((got["good"], _),) = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
+
+    run(h, [bench], vcd=tmp_path / "wtu_bad.vcd", traces=[h.cycle, dut.clusters])
+    assert got["bad"].error == 1
+    exp = wtu_expected(cfg, good)
+    assert got["ids"] == exp.selected.tolist()
+    assert got["good"].error == 0 and got["good"].total_mass == exp.total_mass
