@@ -19,7 +19,17 @@ from golden.checks import check_int, lookup
 from golden.config import PRESETS as RESV_PRESETS
 from golden.config import RTL_RULE, SPEC_RULE, ReSVConfig
 
-__all__ = ["PRESETS", "HWConfig", "bits_for", "ceil_log2", "check_config", "preset"]
+__all__ = [
+    "PRESETS",
+    "HWConfig",
+    "apply_settings",
+    "bits_for",
+    "ceil_log2",
+    "check_config",
+    "parse_settings",
+    "preset",
+    "settings_changes",
+]
 
 
 def ceil_log2(n: int) -> int:
@@ -303,3 +313,39 @@ PRESETS: dict[str, HWConfig] = {
 def preset(name: str) -> HWConfig:
     """The named hardware preset; ``ValueError`` listing the presets for an unknown name."""
     return lookup("config", PRESETS, name)
+
+
+def parse_settings(items: list[str]) -> dict[str, int]:
+    """``--set FIELD=INT`` options → ``{FIELD: value}``; ``ValueError`` naming a bad one."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ValueError(f"--set must be FIELD=INTEGER, not {item!r}")
+    return out
+
+
+def apply_settings(cfg: HWConfig, settings: dict[str, int]) -> HWConfig:
+    """``cfg`` with integer fields changed: ``FIELD`` of ``HWConfig`` or ``resv.FIELD`` of its
+    ``ReSVConfig``; ``ValueError`` naming an unknown field (the values are validated as the
+    presets' are)."""
+    known = {f.name for f in dataclasses.fields(cfg)} - {"resv"}
+    known |= {f"resv.{f.name}" for f in dataclasses.fields(cfg.resv)}
+    bad = sorted(set(settings) - known)
+    if bad:
+        raise ValueError(
+            f"--set must name an HWConfig field ({', '.join(sorted(known))}), not {bad[0]!r}"
+        )
+    return cfg.replace(**settings_changes(settings)) if settings else cfg
+
+
+def settings_changes(settings: dict[str, int]) -> dict:
+    """``{FIELD: v, "resv.F": w}`` → the ``HWConfig.replace`` changes ``{FIELD: v, "resv":
+    {"F": w}}``."""
+    plain = {k: v for k, v in settings.items() if not k.startswith("resv.")}
+    resv = {k[5:]: v for k, v in settings.items() if k.startswith("resv.")}
+    return {**plain, **({"resv": resv} if resv else {})}

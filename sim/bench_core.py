@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import preset
+from hw.config import apply_settings, parse_settings, preset
 from hw.core import Op
 
 __all__ = ["budget", "extrapolate", "fit", "main"]
@@ -70,24 +70,25 @@ def fit(records: list[dict]) -> tuple[np.ndarray, float]:
 
 
 def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float) -> dict:
-    """Predicted cycles at a cache of ``cache`` tokens (``shape``: measured run figures)."""
+    """Predicted cycles of ``cfg`` at a cache of ``cache`` tokens (``shape``: figures measured
+    on the run, ``rope_extra``: RoPE cycles per vector ``cfg`` adds to the run's)."""
     r = cfg.resv
     kept = r.sink_tokens + r.recent_tokens
     aged = max(0, cache - kept)
     clusters = min(r.max_clusters, aged / shape["tokens_per_cluster"])
     fetched = retrieval * aged
-    bursts = fetched * cfg.kv_token_bytes / shape["bytes_per_burst"]
+    bursts = fetched / shape["tokens_per_burst"]
     g, tpf = shape["group"], shape["tokens_per_frame"]
     per_block = max(1, cfg.prefill_rows // g)
     blocks = math.ceil(tpf / per_block)
 
     def cmd(prefill, rows):
         f = [prefill, not prefill, rows, clusters, kept, fetched, bursts]
-        return float(np.dot(coef, f))
+        return float(np.dot(coef, f)) + rows * shape["rope_extra"]
 
     full, last = divmod(tpf, per_block)
     prefill = full * cmd(True, per_block * g) + (cmd(True, last * g) if last else 0.0)
-    ingest = tpf * shape["ingest_per_token"]
+    ingest = tpf * (shape["ingest_per_token"] + shape["rope_extra"])
     return {
         "cache": cache,
         "clusters": clusters,
@@ -119,16 +120,23 @@ def _shape(rep: dict, cfg) -> dict:
         ),
         "ingest_per_token": sum(f["cycles"] for f in late) / sum(f["tokens"] for f in late),
         "tokens_per_cluster": aged / max(1, last["clusters"]),
-        "bytes_per_burst": sum(r["beats"] for r in cmds)
-        * cfg.axi_data_bits
-        / 8
+        "tokens_per_burst": sum(r["fetched"] for r in cmds)
         / max(1, sum(r["bursts"] for r in cmds)),
         "array_util": total["array_beats"] / max(1, total["cycles"]),
         "bus_util": total["read_beats"] / max(1, total["cycles"]),
     }
 
 
-def run(rep: dict, cfg, retrieval: float) -> dict:
+def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
+    """The model of ``rep`` (a run of ``cfg``), extrapolated for ``target`` (default ``cfg``):
+    a run may use a narrower datapath with the same beats per vector, whose commands take
+    the same cycles but for RoPE (one pair per cycle)."""
+    target = target or cfg
+    if target.resv.head_dim // target.mac_lanes != cfg.resv.head_dim // cfg.mac_lanes:
+        raise ValueError(
+            "the run's beats per vector (head_dim / mac_lanes) must equal the target's: "
+            f"{cfg.resv.head_dim // cfg.mac_lanes} != {target.resv.head_dim // target.mac_lanes}"
+        )
     cmds = [r for r in rep["records"] if r["kind"] in ("prefill", "decode")]
     if not any(r["kind"] == "prefill" for r in cmds):
         raise ValueError("the report has no PREFILL commands: rerun python -m sim.run")
@@ -137,6 +145,7 @@ def run(rep: dict, cfg, retrieval: float) -> dict:
     c1, _ = fit(cmds[:half])
     hold = [abs(float(np.dot(c1, _features(r))) - r["cycles"]) / r["cycles"] for r in cmds[half:]]
     shape = _shape(rep, cfg)
+    shape["rope_extra"] = (target.resv.head_dim - cfg.resv.head_dim) // 2
     return {
         "source": rep["source"],
         "commands_fitted": len(cmds),
@@ -149,14 +158,15 @@ def run(rep: dict, cfg, retrieval: float) -> dict:
         "shape": shape,
         "budget": {str(f): budget(f) for f in PAPER_FPS},
         "goal_cycles": GOAL_CYCLES,
-        "rows": [extrapolate(coef, cfg, shape, n, retrieval) for n in CACHES],
+        "rows": [extrapolate(coef, target, shape, n, retrieval) for n in CACHES],
     }
 
 
 def render(s: dict) -> str:
     c, sh = s["coefficients"], s["shape"]
     lines = [
-        f"## Core cycles per context-frame, `{s['config']}` preset — model fitted to {s['source']}",
+        f"## Core cycles per context-frame — model fitted to a `{s['config']}` run on "
+        f"{s['source']}",
         "",
         f"Fit: {s['commands_fitted']} PREFILL/QUERY commands of the RTL run (caches up to "
         f"{s['largest_cache_run']} tokens), largest residual "
@@ -168,10 +178,12 @@ def render(s: dict) -> str:
         f"{c['fetched']:.2f}/fetched token, {c['bursts']:.2f}/burst. Ingest "
         f"{sh['ingest_per_token']:.1f} cycles/token. {sh['tokens_per_frame']} tokens/frame, "
         f"GQA group {sh['group']}, {sh['tokens_per_cluster']:.2f} tokens/cluster, "
-        f"{sh['bytes_per_burst']:.0f} B/burst; MAC array busy {100 * sh['array_util']:.1f} %, "
+        f"{sh['tokens_per_burst']:.1f} tokens/burst; MAC array busy "
+        f"{100 * sh['array_util']:.1f} %, "
         f"AXI read beats on {100 * sh['bus_util']:.1f} % of cycles; prefetch: not built (0 % "
         "overlap).",
-        f"Extrapolated with {100 * s['retrieval']:.1f} % of the clustered tokens retrieved.",
+        f"Extrapolated to `{s['target']}` with {100 * s['retrieval']:.1f} % of the clustered "
+        f"tokens retrieved; RoPE adds {sh['rope_extra']} cycles per rotated vector there.",
         "",
         "| cache | clusters | fetched | blocks | ingest | prefill | per context-frame | decode "
         "step: G QUERYs | one G-row PREFILL | / budget @ 3.9 fps | / budget @ 8.3 fps |",
@@ -218,7 +230,14 @@ def _plot(s: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sim.bench_core", description=__doc__.split("\n")[0])
-    p.add_argument("--config", default="paper", help="preset of the report's run")
+    p.add_argument("--config", default="paper", help="preset of the run and the prediction")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=INT",
+        help="the run's settings (sim.run --set); the prediction is for the preset itself",
+    )
     p.add_argument("--report", default="build/bench/sim_paper.json", help="sim.run report")
     p.add_argument("--retrieval", type=float, default=0.327, help="fraction retrieved")
     p.add_argument("-o", "--out", default="build/bench")
@@ -231,8 +250,14 @@ def main(argv: list[str] | None = None) -> int:
             f"--report {path} does not exist: run python -m sim.run --config paper --frames 8 "
             "--layers 1 --heads 1 -o build/bench first"
         )
-    s = run(json.loads(path.read_text()), preset(args.config), args.retrieval)
-    s["config"] = args.config
+    try:
+        settings = parse_settings(args.set)
+        run_cfg = apply_settings(preset(args.config), settings)
+        s = run(json.loads(path.read_text()), run_cfg, args.retrieval, preset(args.config))
+    except ValueError as exc:
+        p.error(str(exc))
+    s["config"] = args.config + "".join(f" {k}={v}" for k, v in settings.items())
+    s["target"] = args.config
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "core_bench.json").write_text(json.dumps(s, indent=2))

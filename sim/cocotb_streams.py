@@ -15,6 +15,7 @@ and ``Scoreboard`` (in-order checker that counts mismatches, missing and extra i
 
 from __future__ import annotations
 
+import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -53,7 +54,8 @@ def cycle() -> int:
 def config_from_env() -> HWConfig:
     """The ``HWConfig`` named by ``DRE_CONFIG`` (a preset), with optional ``DRE_LANES``,
     ``DRE_BATCH``, ``DRE_TOPK_K``, ``DRE_WTU_LANES``, ``DRE_MAX_CLUSTERS`` and
-    ``DRE_BUCKET_MODE`` overrides (used by the benchmark and the grid-mode regressions)."""
+    ``DRE_BUCKET_MODE`` overrides (used by the benchmark and the grid-mode regressions), and
+    ``DRE_OVERRIDES``: a JSON object of ``HWConfig.replace`` changes."""
     cfg = preset(os.environ.get("DRE_CONFIG", "tiny"))
     changes: dict[str, Any] = {}
     resv: dict[str, Any] = {}
@@ -71,7 +73,10 @@ def config_from_env() -> HWConfig:
         changes["hcu_batch"] = int(os.environ["DRE_BATCH"])
     if os.environ.get("DRE_TOPK_K"):
         changes["topk_k"] = int(os.environ["DRE_TOPK_K"])
-    return cfg.replace(**changes) if changes else cfg
+    cfg = cfg.replace(**changes) if changes else cfg
+    if os.environ.get("DRE_OVERRIDES"):  # run_unit(overrides=...): any HWConfig fields
+        cfg = cfg.replace(**json.loads(os.environ["DRE_OVERRIDES"]))
+    return cfg
 
 
 def seed_from_env() -> int:

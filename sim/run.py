@@ -25,7 +25,7 @@ from golden.bf16 import from_bf16_bits
 from golden.cache import StreamingCache
 from golden.fparith import bits_to_f32
 from golden.rope import rope
-from hw.config import PRESETS, preset
+from hw.config import PRESETS, apply_settings, parse_settings, preset, settings_changes
 from sim.core_data import program_from_trace
 from sim.runner import SIMULATORS, run_unit
 from workloads import projected
@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", type=int, default=2, help="KV heads per layer")
     p.add_argument("--idle", type=float, default=0.0, help="host idle probability per cycle")
     p.add_argument("--stall", type=float, default=0.0, help="back-pressure / AXI pause probability")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=INT",
+        help="change an integer HWConfig field (or resv.FIELD) of the preset; repeatable",
+    )
     p.add_argument("-o", "--out", default="build/sim")
     return p
 
@@ -66,6 +73,11 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         v = getattr(args, name)
         if not 0.0 <= v < 1.0:
             p.error(f"--{name} must be in [0, 1), not {v}")
+    try:
+        args.settings = parse_settings(args.set)
+        apply_settings(preset(args.config), args.settings)
+    except ValueError as exc:
+        p.error(str(exc))
     if args.workload is not None and args.workload not in projected.PRESETS:
         p.error(f"--workload must be one of {', '.join(projected.PRESETS)}, not {args.workload!r}")
 
@@ -121,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p = _parser()
     args = p.parse_args(argv)
     _check_args(p, args)
-    cfg = preset(args.config)
+    cfg = apply_settings(preset(args.config), args.settings)
     d = cfg.resv.head_dim
     name = args.workload or ("tiny" if d == 16 else "bench")
     wl = projected.preset(name).replace(
@@ -165,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             tag="run",
             testcase="core_program",
             optimize=True,
+            overrides=settings_changes(args.settings),
         )
     except AssertionError as exc:
         failed = str(exc)
@@ -175,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = json.loads(report.read_text())
     summary = summarize(rep, cfg, trace, prog)
     summary.update(
-        config=args.config,
+        config=args.config + "".join(f" {k}={v}" for k, v in args.settings.items()),
         sim=args.sim,
         workload=name,
         source=rep["source"],

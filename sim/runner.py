@@ -8,6 +8,7 @@ the waveform path (``WAVES=1``) when any cocotb test fails — ``runner.test`` a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -154,6 +155,7 @@ def run_unit(
     overrides = dict(overrides or {})
     if overrides:
         cfg = cfg.replace(**overrides)
+        extra_env["DRE_OVERRIDES"] = json.dumps(overrides)
         if "max_clusters" in overrides.get("resv", {}):
             extra_env["DRE_MAX_CLUSTERS"] = str(overrides["resv"]["max_clusters"])
         if "bucket_mode" in overrides.get("resv", {}):

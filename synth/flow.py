@@ -34,7 +34,6 @@ message has the install command).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import shlex
 import sys
@@ -596,22 +595,12 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
     yosys_command()
     sta_command()
     try:
+        from hw.config import apply_settings
         from hw.config import preset as hw_preset
         from hw.gen import TOPS
     except ImportError as exc:  # pragma: no cover - depends on the tree's state
         raise FlowError(f"hw.gen is not importable ({exc}); no unit can be synthesised") from None
-    cfg = hw_preset(opts.preset)
-    if opts.overrides:
-        known = {f.name for f in dataclasses.fields(cfg)} - {"resv"}
-        known |= {f"resv.{f.name}" for f in dataclasses.fields(cfg.resv)}
-        bad = sorted(set(opts.overrides) - known)
-        if bad:
-            raise ValueError(
-                f"--set must name an HWConfig field ({', '.join(sorted(known))}), not {bad[0]!r}"
-            )
-        plain = {k: v for k, v in opts.overrides.items() if not k.startswith("resv.")}
-        resv = {k[5:]: v for k, v in opts.overrides.items() if k.startswith("resv.")}
-        cfg = cfg.replace(**plain, **({"resv": resv} if resv else {}))
+    cfg = apply_settings(hw_preset(opts.preset), opts.overrides)
     wanted = opts.tops or list(TOPS)
     unknown = [t for t in wanted if t not in TOPS and t not in EXPECTED_UNITS]
     if unknown:
@@ -803,26 +792,15 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _overrides(items: list[str]) -> dict[str, int]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            out[name.strip()] = int(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            raise ValueError(f"--set must be FIELD=INTEGER, not {item!r}")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
+    from hw.config import parse_settings
+
     ap = _parser()
     args = ap.parse_args(argv)
     try:
         opts = FlowOptions(
             preset=args.config,
-            overrides=_overrides(args.set),
+            overrides=parse_settings(args.set),
             tops=args.top,
             clock_ns=args.clock_ns,
             cycles=args.cycles,
