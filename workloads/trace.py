@@ -67,6 +67,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -203,6 +204,13 @@ def _short(a: np.ndarray) -> str:
     return str(items) if len(items) <= 8 else f"[{', '.join(map(str, items[:8]))}, ...]"
 
 
+def _as_float(x: int | float) -> float:
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf
+
+
 def _check_meta(meta: object, where: str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise ValueError(f"{where}meta must be a JSON object (dict), not {type(meta).__name__}")
@@ -212,11 +220,12 @@ def _check_meta(meta: object, where: str) -> dict[str, Any]:
             f"{where}meta.format_version is {version}, an older trace format than "
             f"{FORMAT_VERSION}: {REMAKE}"
         )
-    if version != FORMAT_VERSION or isinstance(version, bool):
+    if version != FORMAT_VERSION or not isinstance(version, int) or isinstance(version, bool):
         raise ValueError(f"{where}meta.format_version must be {FORMAT_VERSION}, not {version!r}")
     base = meta.get("rope_base", "missing")
     ok = base is None or (isinstance(base, int | float) and not isinstance(base, bool))
-    if not ok or (base is not None and not (np.isfinite(base) and base > 1)):
+    # A JSON integer may be too large for a float (np.isfinite would raise a TypeError).
+    if not ok or (base is not None and not (base > 1 and math.isfinite(_as_float(base)))):
         raise ValueError(
             f"{where}meta.rope_base must be a finite number greater than 1 or null (no RoPE), "
             f"not {base!r}"
@@ -385,24 +394,22 @@ def load(path: str | os.PathLike[str]) -> Trace:
             raise FileNotFoundError(f"{path}: no such trace file")
         raise ValueError(f"{where}not an .npz trace (not a zip archive)")
     raw: dict[str, np.ndarray] = {}
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            if "meta" in names:  # the version first: an old trace lacks the new arrays
-                _check_meta(_read_meta(npz, where), where)
-            for name in _ARRAYS:
-                if name not in names:
-                    raise ValueError(f"{where}missing array {name!r}")
-            extra = sorted(names - set(_ARRAYS))
-            if extra:
-                raise ValueError(f"{where}unexpected array {extra[0]!r}")
-            for name in _ARRAYS:
-                try:
-                    raw[name] = npz[name]
-                except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-                    raise ValueError(f"{where}{name} is unreadable ({error})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{where}unreadable .npz ({error})") from None
+    # The file is opened here, not by np.load: when np.load's NpzFile fails on a damaged
+    # archive, numpy leaves the file it opened unclosed (a ResourceWarning).
+    with open(path, "rb") as fh:
+        try:
+            # np.load goes by the first bytes, not by the zip directory is_zipfile found: a
+            # damaged header reads as a pickle (a ValueError without the file name) or as .npy.
+            npz = np.load(fh, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{where}unreadable .npz ({error})") from None
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError(f"{where}not an .npz trace (a single .npy array)")
+        try:
+            with npz:
+                _read_npz(npz, raw, where)
+        except (OSError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{where}unreadable .npz ({error})") from None
     for name in _FLOAT_FIELDS:
         if raw[name].dtype != np.uint16:
             raise ValueError(
@@ -421,6 +428,24 @@ def load(path: str | os.PathLike[str]) -> Trace:
         if not np.isfinite(arrays[name]).all():
             raise ValueError(f"{where}{name} must be finite (holds inf or NaN patterns)")
     return Trace(**arrays, meta=meta)
+
+
+def _read_npz(npz: Any, raw: dict[str, np.ndarray], where: str) -> None:
+    """Every array of ``npz`` into ``raw``, the meta's version first; names checked."""
+    names = set(npz.files)
+    if "meta" in names:  # the version first: an old trace lacks the new arrays
+        _check_meta(_read_meta(npz, where), where)
+    for name in _ARRAYS:
+        if name not in names:
+            raise ValueError(f"{where}missing array {name!r}")
+    extra = sorted(names - set(_ARRAYS))
+    if extra:
+        raise ValueError(f"{where}unexpected array {extra[0]!r}")
+    for name in _ARRAYS:
+        try:
+            raw[name] = npz[name]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{where}{name} is unreadable ({error})") from None
 
 
 def _read_meta(arrays: Mapping[str, np.ndarray], where: str) -> object:
