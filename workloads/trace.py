@@ -69,8 +69,10 @@ import hashlib
 import json
 import math
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -125,6 +127,18 @@ _INT_FIELDS: dict[str, tuple[str, type]] = {
     "segment_kind": ("(S,)", np.int8),
 }
 _ARRAYS = (*_FLOAT_FIELDS, *_INT_FIELDS, "meta")
+#: What zipfile and numpy raise on a damaged archive besides ValueError (found by the
+#: trace fuzz test: a flipped flag bit reads as encryption or an unsupported feature).
+_ZIP_ERRORS = (
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    struct.error,
+    zlib.error,
+)
 #: The command that remakes a trace of an older format.
 REMAKE = "remake it with `python -m workloads make ...` (or delete build/traces to rebuild caches)"
 
@@ -401,14 +415,14 @@ def load(path: str | os.PathLike[str]) -> Trace:
             # np.load goes by the first bytes, not by the zip directory is_zipfile found: a
             # damaged header reads as a pickle (a ValueError without the file name) or as .npy.
             npz = np.load(fh, allow_pickle=False)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        except (ValueError, *_ZIP_ERRORS) as error:
             raise ValueError(f"{where}unreadable .npz ({error})") from None
         if not isinstance(npz, np.lib.npyio.NpzFile):
             raise ValueError(f"{where}not an .npz trace (a single .npy array)")
         try:
             with npz:
                 _read_npz(npz, raw, where)
-        except (OSError, EOFError, zipfile.BadZipFile) as error:
+        except _ZIP_ERRORS as error:  # not ValueError: _read_npz's own messages pass
             raise ValueError(f"{where}unreadable .npz ({error})") from None
     for name in _FLOAT_FIELDS:
         if raw[name].dtype != np.uint16:
@@ -444,14 +458,14 @@ def _read_npz(npz: Any, raw: dict[str, np.ndarray], where: str) -> None:
     for name in _ARRAYS:
         try:
             raw[name] = npz[name]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        except (ValueError, *_ZIP_ERRORS) as error:
             raise ValueError(f"{where}{name} is unreadable ({error})") from None
 
 
 def _read_meta(arrays: Mapping[str, np.ndarray], where: str) -> object:
     try:
         meta_arr = arrays["meta"]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    except (ValueError, *_ZIP_ERRORS) as error:
         raise ValueError(f"{where}meta is unreadable ({error})") from None
     if meta_arr.dtype.kind != "U" or meta_arr.ndim != 0:
         raise ValueError(

@@ -273,6 +273,13 @@ def test_load_rejects_malformed_files(tmp_path, small):
     data[0] ^= 1  # the zip directory is intact, the first local header is not
     damaged.write_bytes(bytes(data))
     _expect(damaged, r"unreadable \.npz \(.*pickled.*\)")
+    for bit, why in ((0, "encrypted"), (5, "compressed patched data")):
+        # A flag bit of a central-directory entry: zipfile's RuntimeError/NotImplementedError.
+        data = bytearray(_write(tmp_path / f"flag{bit}.npz", good).read_bytes())
+        entry = data.index(b"PK\x01\x02")
+        data[entry + 8] |= 1 << bit
+        (tmp_path / f"flag{bit}.npz").write_bytes(bytes(data))
+        _expect(tmp_path / f"flag{bit}.npz", rf"\w+ is unreadable \(.*{why}.*\)")
 
 
 def test_an_old_trace_names_the_fix(tmp_path):
