@@ -350,7 +350,7 @@ def _mutate(arrays: dict, path: Path, mutations: list) -> None:
             except (ValueError, OverflowError):  # e.g. the JSON text as a number
                 arrays[args[0]] = np.zeros(a.shape, args[1])
         elif kind == "shape" and args[0] in arrays:
-            a = arrays[args[0]]
+            a = np.asarray(arrays[args[0]])  # a[0] of a 1-d string array is a NumPy scalar
             arrays[args[0]] = {
                 "first": a[0] if a.ndim and len(a) else a[None],
                 "axis": a[None],
