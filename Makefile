@@ -2,6 +2,7 @@
 #   make all     Verilog, an end-to-end simulation on a real clip, the synthesis report
 #   make test    lint + the whole test suite (what CI runs)
 #   make formal  SymbiYosys proofs of the DRE and KVMU units (docs/formal.md)
+#   make fuzz    the Hypothesis fuzz tests at 10**4 examples (make test runs 2000)
 SHELL   := /bin/bash
 VENV    := $(CURDIR)/.venv
 PY      := $(VENV)/bin/python
@@ -16,7 +17,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # A target whose content comes with a later issue says so and fails: it never pretends.
 need = @test -f $(1) || { echo "make $@: $(1) does not exist yet ($(2)); nothing was done." >&2; exit 2; }
 
-.PHONY: all setup check lint format verilog sim synth sweep sweep-algo test bench formal clean
+.PHONY: all setup check lint format verilog sim synth sweep sweep-algo test fuzz bench formal clean
 
 all: verilog sim synth
 	@echo "make all: Verilog in build/verilog, simulation summary above, synthesis report in build/synth/$(CONFIG)"
@@ -57,6 +58,13 @@ sweep-algo: setup
 
 test: lint
 	$(PY) -m pytest -n $(JOBS) --durations=15
+
+# Configurations (golden and hardware), Verilog of 20 random small DREs and mutated trace
+# files, each either valid or refused by name (README "No silent failures").
+FUZZ_TESTS := tests/golden/test_config.py tests/hw/test_hw_config.py tests/workloads/test_trace.py
+fuzz: setup
+	FUZZ_EXAMPLES=10000 FUZZ_VERILOG=20 $(PY) -m pytest -n $(JOBS) -k fuzz \
+		--hypothesis-show-statistics $(FUZZ_TESTS)
 
 # Every formal task (k-induction, BMC and covers with yowasp-sby + Yices); the quick ones
 # also run inside make test (tests/formal). Report in build/formal/report.md.

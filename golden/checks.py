@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["check_choice", "check_float", "check_int", "lookup"]
+__all__ = ["check_choice", "check_float", "check_int", "lookup", "plain_ints"]
 
 T = TypeVar("T")
 
@@ -23,6 +24,16 @@ def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
         raise ValueError(f"{name} must be {rule}, not {value!r}")
 
 
+def plain_ints(obj: Any) -> None:
+    """Turn the NumPy integers among the fields of the frozen dataclass ``obj`` into Python
+    ``int``: a width derived from an ``np.int64`` stays an ``np.int64`` (``1 << x`` then
+    wraps at 64 bits) and would leak into Amaranth shapes."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, np.integer):
+            object.__setattr__(obj, f.name, int(value))
+
+
 def check_float(name: str, value: Any, *, positive: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
         raise TypeError(f"{name} must be a number, not {value!r}")
@@ -33,7 +44,9 @@ def check_float(name: str, value: Any, *, positive: bool) -> None:
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     choices = tuple(choices)
-    if value not in choices:
+    # Only a value of a choice's own type compares: an array (elementwise ``==``) or a list
+    # is refused by name here, never by numpy's "truth value is ambiguous" later.
+    if not any(isinstance(value, type(c)) and value == c for c in choices):
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .checks import check_choice, check_int, lookup
+from .checks import check_choice, check_int, lookup, plain_ints
 
 __all__ = ["PRESETS", "RTL_RULE", "SPEC_RULE", "ReSVConfig", "preset"]
 
@@ -28,6 +28,14 @@ ScoreCorrection = Literal["none", "variance"]
 RepFormat = Literal["bf16", "int8"]
 Representative = Literal["mean", "rope_aware"]
 BucketMode = Literal["relative", "grid"]
+
+
+def _as_float(x: int | float) -> float:
+    """``float(x)``; an integer too large for a float is infinite (not an OverflowError)."""
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +117,7 @@ class ReSVConfig:
     plane_seed: int = 0
 
     def __post_init__(self) -> None:
+        plain_ints(self)
         check_int("head_dim", self.head_dim, 2)
         if self.head_dim % 2:
             raise ValueError(f"head_dim must be even (RoPE rotates pairs), not {self.head_dim!r}")
@@ -140,15 +149,30 @@ class ReSVConfig:
         check_int("score_bits", self.score_bits, self.score_frac_bits + 2, 32)
         check_int("bucket_shift", self.bucket_shift, 0, self.score_bits - 1)
         check_int("n_buckets", self.n_buckets, 1, 1 << 16)
+        # A score_bits score is at most 2**score_bits - 1 LSBs below the maximum: buckets past
+        # 2**(score_bits - bucket_shift) are never reached, silent dead weight (and WTU cycles).
+        reach = 1 << (self.score_bits - self.bucket_shift)
+        if self.n_buckets > reach:
+            raise ValueError(
+                f"n_buckets must be in 1..{reach} (the buckets a score_bits={self.score_bits} "
+                f"score reaches with bucket_shift={self.bucket_shift}), not {self.n_buckets!r}"
+            )
         check_choice("bucket_mode", self.bucket_mode, ("relative", "grid"))
         check_int("lut_frac_bits", self.lut_frac_bits, 1, 32)
         check_int("coverage_frac_bits", self.coverage_frac_bits, 1, 32)
+        if self.coverage_q < 1:
+            # coverage_q = 0 would make the WTU's threshold 0: it selects nothing useful.
+            raise ValueError(
+                f"coverage must be at least 2**-{self.coverage_frac_bits + 1} "
+                f"(coverage_q = round(coverage * 2**coverage_frac_bits) >= 1), "
+                f"not {self.coverage!r}"
+            )
         check_int("count_bits", self.count_bits, 1, 32)
         base = self.rope_base
         if base is not None and (
             isinstance(base, bool)
             or not isinstance(base, int | float)
-            or not (math.isfinite(base) and base > 1.0)
+            or not (_as_float(base) > 1.0 and math.isfinite(_as_float(base)))
         ):
             raise ValueError(
                 f"rope_base must be a finite number greater than 1 or None, not {base!r}"

@@ -4,6 +4,9 @@ channels of a master port from a ``bytearray``, with seeded random stalls on eve
 
 It checks what a slave must be able to rely on: INCR bursts of full-width beats, ID 0,
 ``wstrb`` all ones, ``wlast`` on the last beat of each burst, no burst crossing 4 KB.
+W beats are accepted whether or not their AW has arrived (AXI lets write data lead its
+address): they wait in order and are stored once their AW is known; each burst's B follows
+its last beat and its AW, after a random delay.
 ``slverr_reads`` / ``slverr_writes``: ordinals (0-based, in AR / AW order) of the bursts
 answered SLVERR (``rresp`` on every beat / ``bresp`` = 2); their data is still read or
 stored, so only the master's error reporting changes.
@@ -39,7 +42,15 @@ class AxiRamModel:
         self.seed, self.stall = seed, stall
         self.slverr_reads, self.slverr_writes = slverr_reads, slverr_writes
         self.reads: deque = deque()
+        #: accepted AW bursts still short of W beats; ``_wdone`` beats of the first stored
         self.writes: deque = deque()
+        self._wdone = 0
+        #: accepted W beats ``(data, last)`` not yet matched to an AW
+        self.wbeats: deque = deque()
+        #: responses of complete bursts, for the B channel
+        self.responses: deque = deque()
+        #: W beats accepted before their AW
+        self.w_ahead = 0
         self.ar_log: list[tuple[int, int]] = []
         self.aw_log: list[tuple[int, int]] = []
 
@@ -57,7 +68,7 @@ class AxiRamModel:
 
     def write_benches(self):
         """The AW, W and B channels' testbenches (for a write-only master)."""
-        return [self._aw, self._w]
+        return [self._aw, self._w, self._b]
 
     def benches(self):
         return self.read_benches() + self.write_benches()
@@ -114,30 +125,51 @@ class AxiRamModel:
                 resp = _SLVERR if len(self.aw_log) in self.slverr_writes else 0
                 self.aw_log.append((addr, alen + 1))
                 self.writes.append((addr, alen + 1, resp))
+                self._store()
+
+    def _store(self) -> None:
+        """Store the waiting W beats of the oldest AW bursts; queue the B of complete ones."""
+        while self.writes and self.wbeats:
+            addr, beats, resp = self.writes[0]
+            data, last = self.wbeats.popleft()
+            j = self._wdone
+            assert last == (j == beats - 1), f"wlast at beat {j} of {beats}"
+            off = addr - self.base + j * self.bb
+            self.mem[off : off + self.bb] = data.to_bytes(self.bb, "little")
+            self._wdone += 1
+            if self._wdone == beats:
+                self.writes.popleft()
+                self._wdone = 0
+                self.responses.append(resp)
 
     async def _w(self, ctx):
-        """W beats of the oldest accepted AW burst, then its B response."""
+        """W beats, with or without their AW: in order, stored as their AW arrives."""
         rng = np.random.default_rng([self.seed, 24])
         a = self.axi
         while True:
-            if not self.writes:
+            ready = rng.random() >= self.stall
+            ctx.set(a.wready, ready)
+            _, _, valid, data, strb, last = await ctx.tick().sample(
+                a.wvalid, a.wdata, a.wstrb, a.wlast
+            )
+            if valid and ready:
+                assert strb == (1 << self.bb) - 1
+                # _store leaves no beat waiting while an AW is: with none, this one leads.
+                self.w_ahead += not self.writes
+                self.wbeats.append((int(data), bool(last)))
+                self._store()
+
+    async def _b(self, ctx):
+        """One B per complete burst, in order, after a random delay."""
+        rng = np.random.default_rng([self.seed, 25])
+        a = self.axi
+        while True:
+            if not self.responses:
                 await ctx.tick()
                 continue
-            addr, beats, resp = self.writes.popleft()
-            j = 0
-            while j < beats:
-                ready = rng.random() >= self.stall
-                ctx.set(a.wready, ready)
-                _, _, valid, data, strb, last = await ctx.tick().sample(
-                    a.wvalid, a.wdata, a.wstrb, a.wlast
-                )
-                if valid and ready:
-                    assert strb == (1 << self.bb) - 1
-                    assert bool(last) == (j == beats - 1), f"wlast at beat {j} of {beats}"
-                    off = addr - self.base + j * self.bb
-                    self.mem[off : off + self.bb] = int(data).to_bytes(self.bb, "little")
-                    j += 1
-            ctx.set(a.wready, 0)
+            resp = self.responses.popleft()
+            while rng.random() < self.stall:
+                await ctx.tick()
             ctx.set(a.bresp, resp)
             ctx.set(a.bvalid, 1)
             while True:

@@ -36,6 +36,7 @@ __all__ = [
     "StreamSource",
     "config_from_env",
     "cycle",
+    "parse_seed",
     "random_pauses",
     "reset",
     "seed_from_env",
@@ -80,7 +81,19 @@ def config_from_env() -> HWConfig:
 
 
 def seed_from_env() -> int:
-    return int(os.environ.get("SEED", "1"))
+    """``SEED`` (``sim.runner.run_unit`` always sets it and logs it; 1 when unset)."""
+    return parse_seed(os.environ.get("SEED", "1"))
+
+
+def parse_seed(text: str) -> int:
+    """A ``SEED`` value: a non-negative integer, else ``ValueError`` naming ``SEED``."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise ValueError(f"SEED must be a non-negative integer, not {text!r}")
+    return seed
 
 
 def timing_from_env() -> tuple[float, float]:

@@ -4,6 +4,12 @@ One build directory per parameter set, ``sim_build/<unit>/<sim>_<config>[_<tag>]
 pytest-xdist workers never share one; the Verilog is rewritten only when it changes, so
 rebuilds are incremental. ``run_unit`` raises ``AssertionError`` with the results file and
 the waveform path (``WAVES=1``) when any cocotb test fails — ``runner.test`` alone does not.
+
+Seeds: every run has one ``SEED`` (``run_seed``), passed to the testbench, printed before
+the run and quoted with a one-line replay command in the failure message. It is the user's
+``SEED`` if set, else the one the caller pins (``env={"SEED": ...}``), else the pytest
+session's ``VREX_SESSION_SEED`` (``tests/conftest.py`` draws it at random when ``CI`` is set
+and ``SEED`` is not, and prints it in the session header), else 1.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +28,22 @@ from cocotb_tools.runner import Icarus, get_runner
 
 from hw.config import preset
 from hw.gen import LINT_WAIVERS, generate
+from sim.cocotb_streams import parse_seed
 
-__all__ = ["ROOT", "SIMULATORS", "UNIT_TESTBENCH", "RunResult", "build_dir", "run_unit"]
+__all__ = [
+    "ROOT",
+    "SESSION_SEED",
+    "SIMULATORS",
+    "UNIT_TESTBENCH",
+    "RunResult",
+    "build_dir",
+    "replay_command",
+    "run_seed",
+    "run_unit",
+]
+
+#: Environment variable of the random seed a CI test session drew (``tests/conftest.py``).
+SESSION_SEED = "VREX_SESSION_SEED"
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATORS = ("icarus", "verilator")
@@ -50,6 +72,34 @@ class RunResult:
     failed: int
     build_seconds: float
     test_seconds: float
+    #: The ``SEED`` the testbench ran with (``run_seed``).
+    seed: int = 1
+
+
+def run_seed(env: dict[str, str] | None = None) -> tuple[int, str]:
+    """The ``SEED`` of a run and where it comes from (see the module docstring)."""
+    for value, source in (
+        (os.environ.get("SEED", ""), "SEED"),
+        ((env or {}).get("SEED", ""), "pinned by the caller"),
+        (os.environ.get(SESSION_SEED, ""), f"random, {SESSION_SEED}: CI is set and SEED is not"),
+    ):
+        if value.strip():
+            return parse_seed(value.strip()), source
+    return 1, "default"
+
+
+def replay_command(seed: int) -> str:
+    """One line that reruns the failing run with ``seed``: the pytest test when inside one."""
+    node = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+    if node:
+        return f"SEED={seed} python -m pytest -n 0 {shlex.quote(node)}"
+    argv = list(sys.argv)
+    script = Path(argv[0]).resolve() if argv and argv[0] else None
+    if script is not None and script.suffix == ".py" and script.is_relative_to(ROOT):
+        # python -m sim.run ... leaves the file's path in argv[0]: give the module back.
+        module = ".".join(script.relative_to(ROOT).with_suffix("").parts)
+        argv[:1] = ["-m", module.removesuffix(".__main__")]
+    return f"SEED={seed} " + shlex.join(["python", *argv])
 
 
 class Icarus2005(Icarus):
@@ -147,7 +197,9 @@ def run_unit(
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     cfg = preset(config)
-    extra_env = {"DRE_CONFIG": config, **(env or {})}
+    seed, seed_source = run_seed(env)
+    # The runner lets os.environ override extra_env: a user SEED reaches the test either way.
+    extra_env = {"DRE_CONFIG": config, **(env or {}), "SEED": str(seed)}
     if os.environ.get("TRACE", "").strip():
         # The simulator runs in the build directory, and the runner lets os.environ override
         # extra_env, so the resolved path travels under its own name.
@@ -213,6 +265,8 @@ def run_unit(
     )
     stamp.write_text(options)
     t1 = time.perf_counter()
+    print(f"[sim.runner] {unit} on {sim}: SEED={seed} ({seed_source})", flush=True)
+    replay = f"SEED={seed}; replay: {replay_command(seed)}"
     results = bdir / "results.xml"
     results.unlink(missing_ok=True)
     runner.test(
@@ -237,9 +291,10 @@ def run_unit(
         tests, failed = get_results(results)
     except RuntimeError as exc:
         raise AssertionError(
-            f"{unit} on {sim}: simulation ended abnormally ({exc}); log {bdir / 'sim.log'}"
+            f"{unit} on {sim}: simulation ended abnormally ({exc}); log {bdir / 'sim.log'}; "
+            f"{replay}"
         ) from exc
-    result = RunResult(results, wave, tests, failed, t1 - t0, t2 - t1)
+    result = RunResult(results, wave, tests, failed, t1 - t0, t2 - t1, seed)
     if failed or tests == 0:
         where = (
             f"waveform: {wave}"
@@ -248,6 +303,6 @@ def run_unit(
         )
         raise AssertionError(
             f"{unit} on {sim}: {failed} of {tests} cocotb tests failed; results {results}, "
-            f"log {bdir / 'sim.log'}, {where}"
+            f"log {bdir / 'sim.log'}, {where}; {replay}"
         )
     return result

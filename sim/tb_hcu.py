@@ -192,26 +192,32 @@ async def hcu_early_exit_exact_cycles(dut):
     cfg = config_from_env()
     await start_clock(dut)
     await reset(dut)
-    rng = make_rng(6, 0)
-    founders = hcu_stream(
-        cfg,
-        4 * cfg.max_clusters,
-        seed=seed_from_env() + 7,
-        redundancy=0.0,
-        sources=16 * cfg.max_clusters,
-    )
-    table = hcu_expected(cfg, founders)
-    sigs = founders.sigs[np.flatnonzero(table.event == ClusterEvent.CREATED)]
-    probes = sigs[rng.integers(0, sigs.size, 6 * cfg.hcu_batch + 3)]
-    probes[cfg.hcu_batch] ^= np.uint64(1)  # no exact copy: a full scan (unless it joins)
-    stream = HCUStream(
-        sigs=np.concatenate([founders.sigs, probes]),
-        clear=np.zeros(len(founders) + probes.size, bool),
-    )
-    exp = hcu_expected(cfg, stream)
-    timing = hcu_timing(cfg, stream, exp)
     full = -(-cfg.max_clusters // cfg.hcu_lanes)
-    assert any(b.rows < full for b in timing.batches if b.occupancy == cfg.max_clusters)
+    # Not every SEED gives a batch that exits early on a full table (with 8-token batches
+    # about 3 in 10 do not): draw again, deterministically; attempt 0 is the old stimulus.
+    for attempt in range(32):
+        rng = make_rng(6, attempt)
+        founders = hcu_stream(
+            cfg,
+            4 * cfg.max_clusters,
+            seed=seed_from_env() + 7 + 1000 * attempt,
+            redundancy=0.0,
+            sources=16 * cfg.max_clusters,
+        )
+        table = hcu_expected(cfg, founders)
+        sigs = founders.sigs[np.flatnonzero(table.event == ClusterEvent.CREATED)]
+        probes = sigs[rng.integers(0, sigs.size, 6 * cfg.hcu_batch + 3)]
+        probes[cfg.hcu_batch] ^= np.uint64(1)  # no exact copy: a full scan (unless it joins)
+        stream = HCUStream(
+            sigs=np.concatenate([founders.sigs, probes]),
+            clear=np.zeros(len(founders) + probes.size, bool),
+        )
+        exp = hcu_expected(cfg, stream)
+        timing = hcu_timing(cfg, stream, exp)
+        if any(b.rows < full for b in timing.batches if b.occupancy == cfg.max_clusters):
+            break
+    else:
+        raise AssertionError("no stimulus with an early exit on a full table in 32 draws")
     await run_stream(dut, stream, idle=0.0, stall=0.0, exact=True, tag=6)
 
 

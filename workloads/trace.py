@@ -67,9 +67,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import math
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,6 +127,18 @@ _INT_FIELDS: dict[str, tuple[str, type]] = {
     "segment_kind": ("(S,)", np.int8),
 }
 _ARRAYS = (*_FLOAT_FIELDS, *_INT_FIELDS, "meta")
+#: What zipfile and numpy raise on a damaged archive besides ValueError (found by the
+#: trace fuzz test: a flipped flag bit reads as encryption or an unsupported feature).
+_ZIP_ERRORS = (
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    struct.error,
+    zlib.error,
+)
 #: The command that remakes a trace of an older format.
 REMAKE = "remake it with `python -m workloads make ...` (or delete build/traces to rebuild caches)"
 
@@ -203,6 +218,13 @@ def _short(a: np.ndarray) -> str:
     return str(items) if len(items) <= 8 else f"[{', '.join(map(str, items[:8]))}, ...]"
 
 
+def _as_float(x: int | float) -> float:
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf
+
+
 def _check_meta(meta: object, where: str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise ValueError(f"{where}meta must be a JSON object (dict), not {type(meta).__name__}")
@@ -212,11 +234,12 @@ def _check_meta(meta: object, where: str) -> dict[str, Any]:
             f"{where}meta.format_version is {version}, an older trace format than "
             f"{FORMAT_VERSION}: {REMAKE}"
         )
-    if version != FORMAT_VERSION or isinstance(version, bool):
+    if version != FORMAT_VERSION or not isinstance(version, int) or isinstance(version, bool):
         raise ValueError(f"{where}meta.format_version must be {FORMAT_VERSION}, not {version!r}")
     base = meta.get("rope_base", "missing")
     ok = base is None or (isinstance(base, int | float) and not isinstance(base, bool))
-    if not ok or (base is not None and not (np.isfinite(base) and base > 1)):
+    # A JSON integer may be too large for a float (np.isfinite would raise a TypeError).
+    if not ok or (base is not None and not (base > 1 and math.isfinite(_as_float(base)))):
         raise ValueError(
             f"{where}meta.rope_base must be a finite number greater than 1 or null (no RoPE), "
             f"not {base!r}"
@@ -385,24 +408,22 @@ def load(path: str | os.PathLike[str]) -> Trace:
             raise FileNotFoundError(f"{path}: no such trace file")
         raise ValueError(f"{where}not an .npz trace (not a zip archive)")
     raw: dict[str, np.ndarray] = {}
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            if "meta" in names:  # the version first: an old trace lacks the new arrays
-                _check_meta(_read_meta(npz, where), where)
-            for name in _ARRAYS:
-                if name not in names:
-                    raise ValueError(f"{where}missing array {name!r}")
-            extra = sorted(names - set(_ARRAYS))
-            if extra:
-                raise ValueError(f"{where}unexpected array {extra[0]!r}")
-            for name in _ARRAYS:
-                try:
-                    raw[name] = npz[name]
-                except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-                    raise ValueError(f"{where}{name} is unreadable ({error})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{where}unreadable .npz ({error})") from None
+    # The file is opened here, not by np.load: when np.load's NpzFile fails on a damaged
+    # archive, numpy leaves the file it opened unclosed (a ResourceWarning).
+    with open(path, "rb") as fh:
+        try:
+            # np.load goes by the first bytes, not by the zip directory is_zipfile found: a
+            # damaged header reads as a pickle (a ValueError without the file name) or as .npy.
+            npz = np.load(fh, allow_pickle=False)
+        except (ValueError, *_ZIP_ERRORS) as error:
+            raise ValueError(f"{where}unreadable .npz ({error})") from None
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError(f"{where}not an .npz trace (a single .npy array)")
+        try:
+            with npz:
+                _read_npz(npz, raw, where)
+        except _ZIP_ERRORS as error:  # not ValueError: _read_npz's own messages pass
+            raise ValueError(f"{where}unreadable .npz ({error})") from None
     for name in _FLOAT_FIELDS:
         if raw[name].dtype != np.uint16:
             raise ValueError(
@@ -423,10 +444,28 @@ def load(path: str | os.PathLike[str]) -> Trace:
     return Trace(**arrays, meta=meta)
 
 
+def _read_npz(npz: Any, raw: dict[str, np.ndarray], where: str) -> None:
+    """Every array of ``npz`` into ``raw``, the meta's version first; names checked."""
+    names = set(npz.files)
+    if "meta" in names:  # the version first: an old trace lacks the new arrays
+        _check_meta(_read_meta(npz, where), where)
+    for name in _ARRAYS:
+        if name not in names:
+            raise ValueError(f"{where}missing array {name!r}")
+    extra = sorted(names - set(_ARRAYS))
+    if extra:
+        raise ValueError(f"{where}unexpected array {extra[0]!r}")
+    for name in _ARRAYS:
+        try:
+            raw[name] = npz[name]
+        except (ValueError, *_ZIP_ERRORS) as error:
+            raise ValueError(f"{where}{name} is unreadable ({error})") from None
+
+
 def _read_meta(arrays: Mapping[str, np.ndarray], where: str) -> object:
     try:
         meta_arr = arrays["meta"]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    except (ValueError, *_ZIP_ERRORS) as error:
         raise ValueError(f"{where}meta is unreadable ({error})") from None
     if meta_arr.dtype.kind != "U" or meta_arr.ndim != 0:
         raise ValueError(

@@ -9,12 +9,23 @@ file, the log and the waveform (``WAVES=1`` writes one on either simulator).
 from __future__ import annotations
 
 import ast
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from sim.runner import SIMULATORS, UNIT_TESTBENCH, run_unit
+from sim.runner import (
+    SESSION_SEED,
+    SIMULATORS,
+    UNIT_TESTBENCH,
+    replay_command,
+    run_seed,
+    run_unit,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,3 +98,53 @@ def test_random_initial_state(unit):
 def test_random_initial_state_needs_verilator():
     with pytest.raises(ValueError, match="random_state needs sim='verilator'"):
         run_unit("hcu", "icarus", random_state=1)
+
+
+# ---- seeds: every run has one, printed, and a failure says how to replay it --------------
+
+
+def test_run_seed_order(monkeypatch):
+    """The user's SEED, else the caller's pinned one, else the CI session's, else 1."""
+    monkeypatch.delenv("SEED", raising=False)
+    monkeypatch.delenv(SESSION_SEED, raising=False)
+    assert run_seed() == (1, "default")
+    monkeypatch.setenv(SESSION_SEED, "99")
+    assert run_seed()[0] == 99 and "CI is set" in run_seed()[1]
+    assert run_seed({"SEED": "5"}) == (5, "pinned by the caller")
+    monkeypatch.setenv("SEED", "7")
+    assert run_seed({"SEED": "5"}) == (7, "SEED")
+    monkeypatch.setenv("SEED", "x")
+    with pytest.raises(ValueError, match=r"^SEED must be a non-negative integer, not 'x'$"):
+        run_seed()
+
+
+def test_replay_command_names_this_test():
+    assert replay_command(3) == (
+        "SEED=3 python -m pytest -n 0 "
+        "tests/sim/test_units_cocotb.py::test_replay_command_names_this_test"
+    )
+
+
+@pytest.mark.cocotb
+def test_a_failing_run_names_its_seed(monkeypatch, capsys):
+    """A run that fails (here: no cocotb test matches) prints its SEED and quotes it with
+    the replay command in the error."""
+    assert shutil.which("iverilog"), "iverilog is not on PATH (run `make setup`)"
+    monkeypatch.delenv("SEED", raising=False)
+    with pytest.raises(AssertionError, match=r"; SEED=17; replay: SEED=17 python -m pytest -n 0 "):
+        run_unit("hcu", "icarus", tag="seed", testcase="no_such_test", env={"SEED": "17"})
+    assert "hcu on icarus: SEED=17 (pinned by the caller)" in capsys.readouterr().out
+
+
+def test_ci_session_draws_and_prints_a_seed(tmp_path):
+    """With CI set and no SEED, the session header shows the random seed it drew."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SEED", SESSION_SEED)}
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--co", "-n", "0"]
+    argv.append(f"{Path(__file__)}::test_testbenches_define_tests")
+    out = subprocess.run(
+        argv, env={**env, "CI": "1"}, cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    seed = re.search(r"^cocotb SEED=(\d+) \(random, VREX_SESSION_SEED: CI is set", out, re.M)
+    assert seed and int(seed.group(1)) >= 1, out
+    local = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True).stdout
+    assert "cocotb SEED=1 (default)" in local

@@ -1,13 +1,17 @@
 """workloads.trace: the .npz schema, its validation and the cache; the workloads CLI."""
 
 import json
+import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from golden.bf16 import to_bf16_bits
 from workloads import trace as trace_mod
@@ -254,6 +258,28 @@ def test_load_rejects_malformed_files(tmp_path, small):
         "metatype", r"meta must be a 0-d string array \(JSON\), not int64 \(3,\)", meta=np.arange(3)
     )
     case("pickle", r"keys is unreadable \(.*\)", keys=np.array([{"a": 1}], dtype=object))
+    case(
+        "float_version",
+        r"meta\.format_version must be 2, not 2\.0",
+        meta=np.array(json.dumps({"format_version": 2.0, "rope_base": None})),
+    )
+    case(
+        "huge_base",  # too large for a float: was numpy's TypeError from isfinite
+        r"meta\.rope_base must be a finite number greater than 1 or null \(no RoPE\), not 1+0+",
+        meta=np.array('{"format_version": 2, "rope_base": 1' + "0" * 400 + "}"),
+    )
+    damaged = _write(tmp_path / "damaged.npz", good)
+    data = bytearray(damaged.read_bytes())
+    data[0] ^= 1  # the zip directory is intact, the first local header is not
+    damaged.write_bytes(bytes(data))
+    _expect(damaged, r"unreadable \.npz \(.*pickled.*\)")
+    for bit, why in ((0, "encrypted"), (5, "compressed patched data")):
+        # A flag bit of a central-directory entry: zipfile's RuntimeError/NotImplementedError.
+        data = bytearray(_write(tmp_path / f"flag{bit}.npz", good).read_bytes())
+        entry = data.index(b"PK\x01\x02")
+        data[entry + 8] |= 1 << bit
+        (tmp_path / f"flag{bit}.npz").write_bytes(bytes(data))
+        _expect(tmp_path / f"flag{bit}.npz", rf"\w+ is unreadable \(.*{why}.*\)")
 
 
 def test_an_old_trace_names_the_fix(tmp_path):
@@ -270,6 +296,109 @@ def test_an_old_trace_names_the_fix(tmp_path):
         r"`python -m workloads make \.\.\.` \(or delete build/traces to rebuild caches\)",
     )
     assert FORMAT_VERSION == 2
+
+
+#: Hypothesis examples of the malformed-trace fuzz (``make fuzz``: ``FUZZ_EXAMPLES``).
+TRACE_FUZZ_EXAMPLES = max(200, int(os.environ.get("FUZZ_EXAMPLES", "2000")) // 4)
+ARRAYS = (*FLOATS, *INTS, "meta")
+DTYPES = ["int8", "int16", "int32", "int64", "uint16", "uint32", "float16", "float32"]
+DTYPES += ["float64", "bool", "complex64", "<U3"]
+META_VALUES = st.sampled_from([None, True, 1, 2, 3, "2", 2.0, 0.5, 1e4, 10**400, float("nan")])
+#: What a ``load`` message names after ``<path>: ``: an array, ``meta``, or the file itself.
+PROBLEM = re.compile(
+    rf"^({'|'.join(ARRAYS)})\b|^(missing|unexpected) array '|^not an \.npz|^unreadable \.npz"
+)
+
+
+def _mutation() -> st.SearchStrategy:
+    name = st.sampled_from(ARRAYS)
+    return st.one_of(
+        st.tuples(st.just("drop"), name),
+        st.tuples(st.just("extra"), st.sampled_from(["positions", "Keys", "meta2"])),
+        st.tuples(st.just("dtype"), name, st.sampled_from(DTYPES)),
+        st.tuples(st.just("shape"), name, st.sampled_from(["first", "axis", "empty", "scalar"])),
+        st.tuples(st.just("poke"), name, st.integers(0, 10**6), st.integers(-(2**40), 2**40)),
+        st.tuples(
+            st.just("nan"),
+            st.sampled_from(FLOATS),
+            st.integers(0, 10**6),
+            st.sampled_from([0x7FC0, 0x7F80, 0xFF80, 0xFFFF]),
+        ),
+        st.tuples(st.just("meta"), st.sampled_from(["format_version", "rope_base"]), META_VALUES),
+        st.tuples(st.just("metatext"), st.sampled_from(["{", "[1]", "3", '"x"', "{}", "null"])),
+        st.tuples(st.just("truncate"), st.floats(0, 1)),
+        st.tuples(st.just("flip"), st.floats(0, 1), st.integers(1, 255)),
+    )
+
+
+def _mutate(arrays: dict, path: Path, mutations: list) -> None:
+    """Write ``arrays`` changed by ``mutations`` to ``path`` (file-level ones last)."""
+    arrays = dict(arrays)
+    meta = json.loads(str(arrays["meta"][()]))
+    for m in mutations:
+        kind, *args = m
+        if kind == "drop":
+            arrays.pop(args[0], None)
+        elif kind == "extra":
+            arrays[args[0]] = np.arange(3)
+        elif kind == "dtype" and args[0] in arrays:
+            a = arrays[args[0]]
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # complex to real, overflow
+                    arrays[args[0]] = a.astype(args[1])
+            except (ValueError, OverflowError):  # e.g. the JSON text as a number
+                arrays[args[0]] = np.zeros(a.shape, args[1])
+        elif kind == "shape" and args[0] in arrays:
+            a = np.asarray(arrays[args[0]])  # a[0] of a 1-d string array is a NumPy scalar
+            arrays[args[0]] = {
+                "first": a[0] if a.ndim and len(a) else a[None],
+                "axis": a[None],
+                "empty": a.reshape(-1)[:0],
+                "scalar": np.array(a.reshape(-1)[0] if a.size else 0, a.dtype),
+            }[args[1]]
+        elif kind in ("poke", "nan") and args[0] in arrays and args[0] != "meta":
+            a = arrays[args[0]].copy()
+            if a.size and a.dtype.kind in "iu":
+                info = np.iinfo(a.dtype)
+                a.reshape(-1)[args[1] % a.size] = np.clip(args[2], info.min, info.max)
+            arrays[args[0]] = a
+        elif kind == "meta":
+            meta[args[0]] = args[1]
+            arrays["meta"] = np.array(json.dumps(meta))
+        elif kind == "metatext":
+            arrays["meta"] = np.array(args[0])
+    _write(path, arrays)
+    for kind, *args in mutations:
+        data = bytearray(path.read_bytes())
+        if kind == "truncate":
+            path.write_bytes(data[: int(args[0] * len(data))])
+        elif kind == "flip" and data:
+            data[int(args[0] * (len(data) - 1))] ^= args[1]
+            path.write_bytes(bytes(data))
+
+
+@settings(
+    max_examples=TRACE_FUZZ_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(mutations=st.lists(_mutation(), min_size=1, max_size=3))
+def test_fuzz_malformed_traces(tmp_path, small, mutations):
+    """A mutated trace file loads (the mutation kept it valid) or is refused with a
+    ``ValueError`` naming the file and the problem: never a deep error of another type."""
+    path = tmp_path / "fuzz.npz"
+    _mutate(_arrays(small()), path, mutations)
+    try:
+        trace = load(path)
+    except ValueError as error:
+        message = str(error)
+        assert message.startswith(f"{path}: "), message
+        assert PROBLEM.match(message[len(f"{path}: ") :]), message
+        event(f"refused: {message[len(f'{path}: ') :].split()[0]}")
+        return
+    event("loaded")
+    assert trace.n_tokens == 12 and trace.meta["format_version"] == FORMAT_VERSION
 
 
 def test_load_or_make_caches_by_config(tmp_path, monkeypatch):
