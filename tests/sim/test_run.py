@@ -18,6 +18,9 @@ from sim.run import main
         (["--heads", "-1"], "--heads must be a positive integer, not -1"),
         (["--stall", "1"], r"--stall must be in [0, 1), not 1.0"),
         (["--workload", "nope"], "--workload must be one of"),
+        (["--set", "lanes=4"], "--set must name an HWConfig field"),
+        (["--set", "mac_lanes"], "--set must be FIELD=INTEGER, not 'mac_lanes'"),
+        (["--set", "mac_lanes=3"], "mac_lanes must be a power of two"),
     ],
 )
 def test_bad_arguments_name_the_parameter(argv, message, capsys):
