@@ -78,7 +78,7 @@ bench: setup
 	$(call need,sim/bench.py,issue 4: hardware benchmark)
 	$(PY) -m sim.bench --config $(CONFIG)
 	$(PY) -m sim.bench_kvmu
-	$(PY) -m sim.run --config paper $(PAPER_TIMING) --frames 6 --layers 1 --heads 1 -o build/bench/core_timing
+	$(PY) -m sim.run --optimize --config paper $(PAPER_TIMING) --frames 6 --layers 1 --heads 1 -o build/bench/core_timing
 	$(PY) -m sim.bench_core $(PAPER_TIMING) --report build/bench/core_timing/sim_paper.json -o build/bench
 
 # The paper preset's timing at a quarter of its width (8 beats per vector, 16 prefill rows,
@@ -88,7 +88,7 @@ PAPER_TIMING := --set resv.head_dim=32 --set mac_lanes=4 --set axi_data_bits=64
 
 .PHONY: sim-paper
 sim-paper: setup
-	$(PY) -m sim.run --config paper --frames 8 --layers 1 --heads 1 -o build/bench
+	$(PY) -m sim.run --optimize --config paper --frames 8 --layers 1 --heads 1 -o build/bench
 
 .PHONY: fpga fpga-sweep
 # FPGA bitstream of the DRE behind the UART host bridge (BOARD=ulx3s|icebreaker), and the

@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FIELD=INT",
         help="change an integer HWConfig field (or resv.FIELD) of the preset; repeatable",
     )
+    p.add_argument(
+        "--optimize",
+        action="store_true",
+        help="compile the Verilator model with optimisation: a slower build, a faster run "
+        "(long runs: make bench, make sim-paper)",
+    )
     p.add_argument("-o", "--out", default="build/sim")
     return p
 
@@ -176,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             env=env,
             tag="run",
             testcase="core_program",
-            optimize=True,
+            optimize=args.optimize,
             overrides=settings_changes(args.settings),
         )
     except AssertionError as exc:

@@ -7,7 +7,7 @@ with random back-pressure (``DRE_IDLE`` / ``DRE_STALL``); every status beat, eve
 vector (bit for bit) and, at the end of each context, every work counter is scoreboarded.
 Workload: ``TRACE`` (a ``workloads.trace`` file; ``CORE_FRAMES``, ``CORE_LAYERS``,
 ``CORE_HEADS`` limit it; its frames are prefilled unless ``CORE_PREFILL=0``) or seeded
-synthetic keys (``SEED``) with 2-head ``PREFILL`` blocks. ``CORE_REPORT=path.json``
+synthetic keys (``SEED``), the frames from the third on prefilled in 2-head blocks. ``CORE_REPORT=path.json``
 writes the per-command cycles and the figures ``sim.run`` prints.
 """
 
@@ -63,7 +63,8 @@ def unpack(beats: list[int], lanes: int) -> np.ndarray:
 def env_program(cfg: HWConfig, log) -> Program:
     path = trace_path()
     if path is None:
-        return synthetic_program(cfg, seed=int(os.environ.get("SEED", "1")), prefill_group=2)
+        seed = int(os.environ.get("SEED", "1"))
+        return synthetic_program(cfg, seed=seed, prefill_group=2, prefill_from=2)
     t = trace_io.load(path)
 
     def opt(name):

@@ -138,7 +138,7 @@ def test_a_failing_run_names_its_seed(monkeypatch, capsys):
 
 def test_ci_session_draws_and_prints_a_seed(tmp_path):
     """With CI set and no SEED, the session header shows the random seed it drew."""
-    env = {k: v for k, v in os.environ.items() if k not in ("SEED", SESSION_SEED)}
+    env = {k: v for k, v in os.environ.items() if k not in ("SEED", SESSION_SEED, "CI")}
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--co", "-n", "0"]
     argv.append(f"{Path(__file__)}::test_testbenches_define_tests")
     out = subprocess.run(
