@@ -7,8 +7,8 @@ with random back-pressure (``DRE_IDLE`` / ``DRE_STALL``); every status beat, eve
 vector (bit for bit) and, at the end of each context, every work counter is scoreboarded.
 Workload: ``TRACE`` (a ``workloads.trace`` file; ``CORE_FRAMES``, ``CORE_LAYERS``,
 ``CORE_HEADS`` limit it; its frames are prefilled unless ``CORE_PREFILL=0``) or seeded
-synthetic keys (``SEED``), the frames from the third on prefilled in 2-head blocks. ``CORE_REPORT=path.json``
-writes the per-command cycles and the figures ``sim.run`` prints.
+synthetic keys (``SEED``), the frames from the third on prefilled in 2-head blocks.
+``CORE_REPORT=path.json`` writes the per-command cycles and the figures ``sim.run`` prints.
 """
 
 from __future__ import annotations
