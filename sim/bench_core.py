@@ -54,10 +54,15 @@ def budget(fps: float) -> float:
     return PAPER_HZ * PAPER_CORES / (fps * PAPER_CONTEXTS)
 
 
+def _vector(prefill: bool, rows, clusters, kept, fetched, bursts) -> list[float]:
+    """A command's work in ``FEATURES`` order."""
+    return [prefill, not prefill, rows, clusters, kept, fetched, bursts]
+
+
 def _features(r: dict) -> list[float]:
     pf = r["op"] == Op.PREFILL  # a frame block, or a grouped decode step
     kept = r["attended"] - r["fetched"]
-    return [pf, not pf, r.get("rows", 1), r["clusters"], kept, r["fetched"], r["bursts"]]
+    return _vector(pf, r.get("rows", 1), r["clusters"], kept, r["fetched"], r["bursts"])
 
 
 def fit(records: list[dict]) -> tuple[np.ndarray, float]:
@@ -83,7 +88,7 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     blocks = math.ceil(tpf / per_block)
 
     def cmd(prefill, rows):
-        f = [prefill, not prefill, rows, clusters, kept, fetched, bursts]
+        f = _vector(prefill, rows, clusters, kept, fetched, bursts)
         return float(np.dot(coef, f)) + rows * shape["rope_extra"]
 
     full, last = divmod(tpf, per_block)

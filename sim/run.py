@@ -25,6 +25,7 @@ from golden.bf16 import from_bf16_bits
 from golden.cache import StreamingCache
 from golden.fparith import bits_to_f32
 from golden.rope import rope
+from golden.softmax import attention_float
 from hw.config import PRESETS, apply_settings, parse_settings, preset, settings_changes
 from sim.core_data import program_from_trace
 from sim.runner import SIMULATORS, run_unit
@@ -109,10 +110,8 @@ def float_reference(cfg, trace, prog) -> list[dict]:
             q = from_bf16_bits(c.vectors[0])[None, None, None]
             res = cache.query(q, np.array([c.arg]))
             n = cache.n_tokens
-            k = cache.keys(0, 0).astype(np.float64)
-            s = k @ rope(q[0, 0], np.array([c.arg]))[0].astype(np.float64) / np.sqrt(k.shape[1])
-            p = np.exp(s - s.max())
-            full = (p / p.sum()) @ cache.values(0, 0).astype(np.float64)
+            qp = rope(q[0, 0], np.array([c.arg]))[0]
+            full = attention_float(qp, cache.keys(0, 0), cache.values(0, 0))
             got = bits_to_f32(c.out).astype(np.float64)
             resv = res.outputs[0, 0, 0]
             rows.append(
@@ -229,10 +228,8 @@ def prefill_reference(trace, prog) -> list[float]:
             out = bits_to_f32(c.out).astype(np.float64).reshape(c.rows, -1)
             for r, q in enumerate(c.vectors):
                 pos = c.arg + r // c.group
-                qp = rope(from_bf16_bits(q)[None], np.array([pos]))[0].astype(np.float64)
-                s = keys[: pos + 1] @ qp / np.sqrt(qp.size)
-                p = np.exp(s - s.max())
-                errs.append(_rel(out[r], (p / p.sum()) @ values[: pos + 1]))
+                qp = rope(from_bf16_bits(q)[None], np.array([pos]))[0]
+                errs.append(_rel(out[r], attention_float(qp, keys[: pos + 1], values[: pos + 1])))
     return errs
 
 
