@@ -106,6 +106,7 @@ class QueryOutcome:
     bursts: int
     beats: int
     buckets_scanned: int
+    passes: int = 1  #: times the attention stream ran (a prefill: one per array pass)
 
 
 @dataclass
@@ -248,17 +249,19 @@ class CoreModel:
         fetched = np.array(self.memory.tokens(selected), np.int64)
         return scores, selected, scanned, fetched, self.memory.bursts(selected)
 
-    def _outcome(self, out, q_post, retrieved, order) -> QueryOutcome:
+    def _outcome(self, out, q_post, retrieved, order, passes: int = 1) -> QueryOutcome:
+        """The counters of one selection whose attention stream (kept tokens, then the
+        fetched ones, read again from memory) runs ``passes`` times."""
         scores, selected, scanned, fetched, bursts = retrieved
         beats = sum(b.beats for b in bursts)
         c = self.counters
         c["clusters_scored"] += self.n_clusters
         c["buckets_scanned"] += scanned
         c["clusters_selected"] += len(selected)
-        c["tokens_attended"] += len(order)
-        c["tokens_fetched"] += len(fetched)
-        c["read_bursts"] += len(bursts)
-        c["read_beats"] += beats
+        c["tokens_attended"] += len(order) * passes
+        c["tokens_fetched"] += len(fetched) * passes
+        c["read_bursts"] += len(bursts) * passes
+        c["read_beats"] += beats * passes
         return QueryOutcome(
             output=out,
             q_post=q_post,
@@ -269,6 +272,7 @@ class CoreModel:
             bursts=len(bursts),
             beats=beats,
             buckets_scanned=scanned,
+            passes=passes,
         )
 
     def _attention(self, order: np.ndarray):
@@ -298,8 +302,8 @@ class CoreModel:
         for an empty context and ``BAD_ARG`` for everything else; the vectors are consumed."""
         if self.n_tokens == 0:
             return "the context is empty: ingest tokens before a prefill"
-        if not 1 <= rows <= self.cfg.prefill_rows:
-            return f"rows must be in 1..prefill_rows ({self.cfg.prefill_rows}), not {rows}"
+        if not 1 <= rows <= self.cfg.frame_rows:
+            return f"rows must be in 1..frame_rows ({self.cfg.frame_rows}), not {rows}"
         if not 1 <= group <= rows:
             return f"group must be in 1..rows ({rows}), not {group}"
         if position < self.newest_aged:
@@ -322,16 +326,19 @@ class CoreModel:
         return self.n_tokens - len(self.window.ring)
 
     def prefill(self, q: np.ndarray, position: int, group: int) -> QueryOutcome:
-        """``PREFILL``: a block of pre-RoPE BF16 query rows ``q`` (R, d); row ``r`` is at
-        position ``position + r // group`` (a frame's tokens x the GQA group's heads, token
-        major). ``output`` is (R, d).
+        """``PREFILL``: pre-RoPE BF16 query rows ``q`` (R, d), at most ``frame_rows``; row
+        ``r`` is at position ``position + r // group`` (a frame's tokens x the GQA group's
+        heads, token major). ``output`` is (R, d).
 
-        Selection: one for the block, from its mean query ``bf16(sum_r q_post_r * (1/R))``
-        (``sum`` an FP32 sum in row order from ``+0``, ``1/R = fp32_recip(int_to_fp32(R))``),
-        scored, selected and fetched as a ``QUERY``. Attention: every row over the same
-        order (kept, then fetched) with its own scores ``dot(k_t, q_post_r)``; a kept token
-        newer than the row (causal mask: id > the row's position) gets the score ``-inf``,
-        which leaves the online softmax's state as it was (``exp2(-inf) = +0``)."""
+        Selection: one for all the rows, from their mean query ``bf16(sum_r q_post_r *
+        (1/R))`` (``sum`` an FP32 sum in row order from ``+0``, ``1/R =
+        fp32_recip(int_to_fp32(R))``), scored, selected and fetched as a ``QUERY``.
+        Attention: every row over the same order (kept, then fetched) with its own scores
+        ``dot(k_t, q_post_r)``; a kept token newer than the row (causal mask: id > the
+        row's position) gets the score ``-inf``, which leaves the online softmax's state as
+        it was (``exp2(-inf) = +0``). The core runs the rows in ``ceil(R / prefill_rows)``
+        passes, each streaming (and fetching) the attention order again: the attended,
+        fetched, burst and beat counters count every pass."""
         q = self._vec("q", q, rows=True)
         why = self.prefill_error(q.shape[0], group, position)
         if why is not None:
@@ -356,4 +363,4 @@ class CoreModel:
             out[i] = online_attention(att, vals, exp_frac_bits=self.cfg.exp_frac_bits)
         self.counters["prefills"] += 1
         self.counters["prefill_rows"] += R
-        return self._outcome(out, mean, got, order)
+        return self._outcome(out, mean, got, order, passes=-(-R // self.cfg.prefill_rows))

@@ -87,6 +87,10 @@ class HWConfig:
     #: Core: query rows of a ``PREFILL`` block, i.e. the rows of the core's MAC array (of
     #: ``mac_lanes`` columns) and the vector units, one per row, that share each K/V read.
     prefill_rows: int = 16
+    #: Core: query rows one ``PREFILL`` may carry (a frame's tokens x the GQA group's heads),
+    #: held in the core's query buffer (``frame_rows x head_dim`` BF16) and run through the
+    #: array ``prefill_rows`` at a time, all with one selection. ``prefill_rows``..4096.
+    frame_rows: int = 1024
     #: KVMU: token slots per KV chunk (a cluster owns a linked list of chunks). Power of two.
     chunk_tokens: int = 32
     #: KVMU: physical chunks of the offloaded KV area (chunk table depth). Power of two.
@@ -131,6 +135,12 @@ class HWConfig:
         if self.mac_cols & (self.mac_cols - 1):
             raise ValueError(f"mac_cols must be a power of two in 1..256, not {self.mac_cols!r}")
         check_int("prefill_rows", self.prefill_rows, 1, 256)
+        check_int("frame_rows", self.frame_rows, 1, 4096)
+        if self.frame_rows < self.prefill_rows:
+            raise ValueError(
+                f"frame_rows ({self.frame_rows}) must be at least prefill_rows "
+                f"({self.prefill_rows})"
+            )
         check_int("rope_lut_bits", self.rope_lut_bits, 2, 16)
         check_int("exp_frac_bits", self.exp_frac_bits, 1, 16)
         self._check_kvmu()
@@ -291,6 +301,7 @@ PRESETS: dict[str, HWConfig] = {
         mac_rows=4,
         mac_cols=4,
         prefill_rows=4,
+        frame_rows=16,
         chunk_tokens=4,
         # A pool for a whole context (2**token_id_bits tokens in 4-token chunks, plus each
         # cluster's partly filled tail chunk): a run never loses K/V (FULL would say so).

@@ -2,13 +2,14 @@
 
 One context (layer, KV head) at a time, bit-exact with ``golden.core.CoreModel``: the host
 runs several contexts one after the other with ``RESET_CTX`` between them. Frame prefill
-(``PREFILL``) runs a block of up to ``prefill_rows`` query rows on a MAC array with one
+(``PREFILL``) takes up to ``frame_rows`` query rows into a query buffer, selects once for
+all of them, and runs them ``prefill_rows`` at a time (a pass) on a MAC array with one
 vector unit per row; a decode ``QUERY`` runs one row on the MAC tree and row 0's unit.
 
 Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cycles):
 
 - ``cmd`` (in): ``op``, a 32-bit ``arg`` and, read by ``PREFILL`` only, ``rows`` and
-  ``group`` (``bits_for(prefill_rows)`` bits each):
+  ``group`` (``bits_for(frame_rows)`` bits each):
 
   ========== == ==================================================================
   op         #  meaning
@@ -34,7 +35,7 @@ Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cy
   token found the KV chunk pool exhausted: it is clustered but its K/V is not stored, and
   ``kv_dropped`` counts it — never a silent drop), ``BAD_ARG`` 4
   (query position beyond ``2**(token_id_bits+1) - 1``; a ``PREFILL`` with ``rows`` not in
-  ``1..prefill_rows``, ``group`` not in ``1..rows``, a first position older than the newest
+  ``1..frame_rows``, ``group`` not in ``1..rows``, a first position older than the newest
   clustered token, or a last position beyond ``2**(token_id_bits+1) - 1``: the vectors
   are consumed, no ``out``; ``EMPTY`` too applies to ``PREFILL``),
   ``BUS`` 5 (an AXI response was not OKAY during the command).
@@ -59,15 +60,19 @@ over the kept tokens (sinks, then the ring, oldest first) from on-chip memory an
 the fetched tokens as their beats arrive: K rows to the MAC tree, V rows through a FIFO to
 the ``VectorUnit`` (online softmax), whose output is ``out``.
 
-Flow of a prefill: each row is received, rotated at its position, loaded into the array
-(``MacArray`` of ``prefill_rows`` x ``mac_lanes``) and added to an FP32 row sum; then
-``1/rows`` (``FP32Recip``) gives the block's mean query ``bf16(sum * (1/rows))``, which
-scores and selects the clusters exactly as a query does (one selection per block). The
-attention stream is the query's (kept tokens, then the fetched ones), but its K rows go to
-the array, which gives every row's score per K read, and its V rows to every row's
-``VectorUnit`` at once; a kept token newer than a row's position reaches that row as the
-score ``-inf`` (causal mask, no effect on the online softmax). A dummy K vector ends the
-array's block; the rows' outputs then leave on ``out`` in row order.
+Flow of a prefill: each row is received, rotated at its position, written to the query
+buffer (``frame_rows x head_dim`` BF16) and added to an FP32 row sum; then ``1/rows``
+(``FP32Recip``) gives the mean query ``bf16(sum * (1/rows))``, which scores and selects the
+clusters exactly as a query does: one selection for all the rows, its cluster ids kept in
+a small memory. Then the rows run in passes of ``prefill_rows``: a pass loads its rows from
+the buffer into the array (``MacArray`` of ``prefill_rows`` x ``mac_lanes``) and streams the
+query's attention (kept tokens, then the fetched ones), its K rows to the array, which
+gives every row's score per K read, and its V rows to every row's ``VectorUnit`` at once; a
+kept token newer than a row's position reaches that row as the score ``-inf`` (causal
+mask, no effect on the online softmax). A dummy K vector ends the array's block; the
+pass's outputs then leave on ``out`` in row order. Every pass after the first replays the
+kept cluster ids to the KVMU, which fetches the same tokens again (``last`` marks the final
+row of the final pass).
 """
 
 from __future__ import annotations
@@ -159,6 +164,11 @@ def check_core_config(cfg: HWConfig) -> None:
         raise ValueError(f"recent_tokens must be at least 1 for the core, not {r.recent_tokens}")
     if cfg.token_id_bits > 24:
         raise ValueError(f"token_id_bits must be at most 24 for the core, not {cfg.token_id_bits}")
+    if cfg.frame_rows >= 1 << (cfg.token_id_bits + 1):
+        raise ValueError(
+            f"frame_rows ({cfg.frame_rows}) must be below 2**(token_id_bits + 1) "
+            f"({1 << (cfg.token_id_bits + 1)}): a prefill's rows are counted in that width"
+        )
 
 
 def lane_words(x: np.ndarray, lanes: int) -> list[int]:
@@ -175,7 +185,7 @@ def lane_words(x: np.ndarray, lanes: int) -> list[int]:
 
 def cmd_layout(cfg: HWConfig) -> data.StructLayout:
     """The ``cmd`` payload: ``op``, ``arg``, and a ``PREFILL``'s ``rows`` and ``group``."""
-    w = bits_for(cfg.prefill_rows)
+    w = bits_for(cfg.frame_rows)
     return data.StructLayout({"op": 3, "arg": 32, "rows": w, "group": w})
 
 
@@ -234,7 +244,7 @@ class VRexCore(wiring.Component):
         # The prefill engine: a MacArray of prefill_rows rows x mac_lanes columns (a block's
         # query rows against each K read) and one VectorUnit per row; row 0's also serves
         # QUERY (whose scores come from the MAC tree).
-        P = cfg.prefill_rows
+        P, FR = cfg.prefill_rows, cfg.frame_rows
         m.submodules.array = array = MacArray(cfg.replace(mac_rows=P, mac_cols=lanes))
         vus = []
         for i in range(P):
@@ -249,7 +259,6 @@ class VRexCore(wiring.Component):
         m.submodules.w_mul = w_mul = FP32Mul()
         m.submodules.to_fixed = to_fixed = FP32ToFixed(frac_bits=0, width=r.score_bits)
         m.submodules.to_fp32 = to_fp32 = IntToFP32(width=tid_bits + 1)
-        wiring.connect(m, dre.selected, kvmu.selected)
         self._connect_axi(m, kvmu, writer)
 
         # ------------------------------------------------------------------ memories
@@ -263,6 +272,13 @@ class VRexCore(wiring.Component):
         )
         m.submodules.members = members = Memory(shape=tid_bits + 1, depth=C, init=[])
         m.submodules.weight = weight = Memory(shape=FP32, depth=C, init=[])
+        # PREFILL: the post-RoPE query rows (row r at r*nb..), and the selection's cluster
+        # ids (with ``last``), replayed to the KVMU by every pass after the first.
+        m.submodules.qbuf = qbuf = Memory(shape=row_bits, depth=FR * nb, init=[])
+        sel_layout = kvmu.selected.payload.shape()
+        m.submodules.sel_ids = sel_ids = Memory(shape=sel_layout, depth=C, init=[])
+        q_rd, q_wr = qbuf.read_port(), qbuf.write_port()
+        sel_rd, sel_wr = sel_ids.read_port(), sel_ids.write_port()
         planes_rd = planes_mem.read_port(domain="comb")
         kk_rd, kk_wr = kept_k.read_port(), kept_k.write_port()
         kv_rd, kv_wr = kept_v.read_port(), kept_v.write_port()
@@ -270,7 +286,7 @@ class VRexCore(wiring.Component):
         sum_rd, sum_wr = keysum.read_port(), keysum.write_port()
         mem_rd, mem_wr = members.read_port(), members.write_port()
         w_rd, w_wr = weight.read_port(), weight.write_port()
-        for port in (kk_rd, kv_rd, ks_rd, sum_rd, mem_rd, w_rd):
+        for port in (kk_rd, kv_rd, ks_rd, sum_rd, mem_rd, w_rd, q_rd, sel_rd):
             m.d.comb += port.en.eq(0)
 
         # ------------------------------------------------------------------ registers
@@ -298,11 +314,24 @@ class VRexCore(wiring.Component):
 
         # PREFILL: rows, rows per position, the row being received, each row's position.
         pf = Signal(name="prefill")  # the command is a PREFILL
-        p_rows = Signal(range(P + 1), name="prefill_rows")
-        p_group = Signal(range(P + 1), name="prefill_group")
-        prow = Signal(range(max(2, 1 << bits_for(P))), name="prefill_row")
-        gcnt = Signal(range(P + 1), name="prefill_group_count")
+        p_rows = Signal(range(FR + 1), name="prefill_rows")
+        p_group = Signal(range(FR + 1), name="prefill_group")
+        prow = Signal(range(max(2, 1 << bits_for(FR))), name="prefill_row")
+        gcnt = Signal(range(FR + 1), name="prefill_group_count")
         row_pos = Signal(data.ArrayLayout(tid_bits + 1, P), name="row_position")
+        # The pass: its first row, its rows, and the loader of its rows into the array (the
+        # address of the next buffer row to read, rows read, and the beat in the read port).
+        p_base = Signal(range(FR + 1), name="pass_base")
+        blk_rows = Signal(range(P + 1), name="pass_rows")
+        ld_addr = Signal(range(FR * nb + 1), name="load_addr")
+        ld_cnt = Signal(range(P * nb + 1), name="load_count")
+        ld_v = Signal(name="load_valid")
+        ld_lb = Signal(range(nb), name="load_beat_out")
+        ld_row = Signal(range(P), name="load_row")
+        i_lb = Signal(range(nb), name="load_next_beat")
+        i_row = Signal(range(P), name="load_next_row")
+        final_pass = Signal(name="final_pass")
+        m.d.comb += final_pass.eq(p_base + blk_rows == p_rows)
         msum = Signal(data.ArrayLayout(data.ArrayLayout(FP32, lanes), nb), name="mean_sum")
         rrow = Signal(FP32, name="recip_rows")  # 1 / rows
         lb = Signal(range(nb + 1), name="load_beat")
@@ -566,20 +595,22 @@ class VRexCore(wiring.Component):
         with m.If(dummy):  # the dummy K vector's scores are dropped
             m.d.comb += array.scores.ready.eq(1)
 
-        # Output: row 0's vector unit (QUERY) or rows 0..rows-1 in turn (PREFILL); the rows
-        # past the block's are drained.
-        last_row = ~pf | (orow == p_rows - 1)
+        # Output: row 0's vector unit (QUERY) or the pass's rows in turn (PREFILL); the rows
+        # past the pass's are drained. ``last``: the final row of the final pass.
+        last_row = ~pf | (orow == blk_rows - 1)
+        row_end = Signal(name="out_row_end")
+        out_done = Signal(name="out_done")  # the query's or the pass's last beat left
         m.d.comb += [
+            row_end.eq(Array(u.result.payload.last for u in vus)[orow]),
+            out_done.eq(self.out.valid & self.out.ready & row_end & last_row),
             self.out.valid.eq(Array(u.result.valid for u in vus)[orow]),
             self.out.payload.o.eq(Array(u.result.payload.o for u in vus)[orow]),
-            self.out.payload.last.eq(Array(u.result.payload.last for u in vus)[orow] & last_row),
+            self.out.payload.last.eq(row_end & last_row & (~pf | final_pass)),
         ]
         for i, u in enumerate(vus):
-            used = (i == 0) | (pf & (i < p_rows))
+            used = (i == 0) | (pf & (i < blk_rows))
             m.d.comb += u.result.ready.eq(Mux(used, self.out.ready & (orow == i), 1))
-        with m.If(
-            self.out.valid & self.out.ready & Array(u.result.payload.last for u in vus)[orow]
-        ):
+        with m.If(self.out.valid & self.out.ready & row_end):
             m.d.sync += orow.eq(Mux(last_row, 0, orow + 1))
 
         # ------------------------------------------------------------------ aging datapath
@@ -650,6 +681,37 @@ class VRexCore(wiring.Component):
             kvmu.summary.ready.eq(1),
             writer.done.ready.eq(1),
         ]
+        # ------------------------------------------------------------------ selection
+        # The WTU's selection goes straight to the KVMU and into sel_ids; a PREFILL's later
+        # passes replay it from there (its read port enabled when its beat moves on).
+        n_sel = Signal(range(C + 1), name="n_selected")
+        replay = Signal(name="replay")
+        rp_i = Signal(range(C + 1), name="replay_i")
+        rp_v = Signal(name="replay_valid")
+        sel_in, sel_out = dre.selected, kvmu.selected
+        with m.If(replay):
+            m.d.comb += [
+                sel_out.valid.eq(rp_v),
+                sel_out.payload.eq(sel_rd.data),
+                sel_rd.addr.eq(rp_i),
+                sel_rd.en.eq(~rp_v | sel_out.ready),
+            ]
+            with m.If(~rp_v | sel_out.ready):
+                m.d.sync += [rp_v.eq(rp_i < n_sel), rp_i.eq(rp_i + (rp_i < n_sel))]
+            with m.If(sel_out.valid & sel_out.ready & sel_out.payload.last):
+                m.d.sync += [replay.eq(0), rp_v.eq(0)]
+        with m.Else():
+            m.d.comb += [
+                sel_out.valid.eq(sel_in.valid),
+                sel_out.payload.eq(sel_in.payload),
+                sel_in.ready.eq(sel_out.ready),
+                sel_wr.addr.eq(n_sel),
+                sel_wr.data.eq(sel_in.payload),
+                sel_wr.en.eq(sel_in.valid & sel_out.ready),
+            ]
+            with m.If(sel_in.valid & sel_out.ready):
+                m.d.sync += n_sel.eq(n_sel + 1)
+
         with m.If(dre.summary.valid):
             m.d.sync += [
                 count("buckets_scanned", dre.summary.payload.buckets_scanned),
@@ -793,7 +855,7 @@ class VRexCore(wiring.Component):
                             aged = n_tok - ring_n > Mux(n_tok < sink, n_tok, sink)
                             bad = (
                                 (p.rows == 0)
-                                | (p.rows > P)
+                                | (p.rows > FR)
                                 | (p.group == 0)
                                 | (p.group > p.rows)
                                 | aged & (p.arg < n_tok - ring_n - 1)
@@ -805,6 +867,7 @@ class VRexCore(wiring.Component):
                                 prow.eq(0),
                                 gcnt.eq(0),
                                 lb.eq(0),
+                                ld_addr.eq(0),
                                 position.eq(p.arg),
                             ]
                             with m.If(n_tok == 0):
@@ -876,7 +939,7 @@ class VRexCore(wiring.Component):
                         with m.If(op == Op.QUERY):
                             m.next = "Q_SCORE_START"
                         with m.Elif(pf):
-                            m.next = "P_LOAD"
+                            m.next = "P_STORE"
                         with m.Else():
                             if r.hash_space == "post_rope":
                                 start_hash(src_kbuf=False, bias=False)
@@ -1040,8 +1103,9 @@ class VRexCore(wiring.Component):
 
                 receive(nb, got_query)
             # ---------------------------------------------------------------- PREFILL
-            # Each row: received, rotated (ROPE at its position), loaded into the array and
-            # summed; then 1/rows, the mean query, and the QUERY path with the array.
+            # Each row: received, rotated (ROPE at its position), written to the buffer and
+            # summed; then 1/rows, the mean query and its selection (the QUERY path), then
+            # the passes: rows into the array (P_PASS, P_LOAD), attention, outputs.
             with m.State("P_RX"):
                 m.d.comb += query_busy.eq(1)
 
@@ -1055,27 +1119,24 @@ class VRexCore(wiring.Component):
                         m.next = "ROPE"
 
                 receive(nb, got_row)
-            with m.State("P_LOAD"):
-                q_in = array.queries
+            with m.State("P_STORE"):
                 m.d.comb += [
                     query_busy.eq(1),
-                    q_in.valid.eq(1),
-                    q_in.payload.x.eq(kpost[lb]),
-                    q_in.payload.last.eq(lb == nb - 1),
-                    q_in.payload.end.eq((lb == nb - 1) & (prow == p_rows - 1)),
+                    q_wr.addr.eq(ld_addr),
+                    q_wr.data.eq(kpost[lb]),
+                    q_wr.en.eq(1),
                 ]
-                with m.If(q_in.ready):
-                    m.d.sync += [msum[lb].eq(sum_in), lb.eq(lb + 1)]
-                    with m.If(lb == nb - 1):
-                        m.d.sync += [lb.eq(0), row_pos[prow].eq(position), prow.eq(prow + 1)]
-                        with m.If(gcnt == p_group - 1):
-                            m.d.sync += [gcnt.eq(0), position.eq(position + 1)]
-                        with m.Else():
-                            m.d.sync += gcnt.eq(gcnt + 1)
-                        with m.If(prow == p_rows - 1):
-                            m.next = "P_RECIP"
-                        with m.Else():
-                            m.next = "P_RX"
+                m.d.sync += [msum[lb].eq(sum_in), lb.eq(lb + 1), ld_addr.eq(ld_addr + 1)]
+                with m.If(lb == nb - 1):
+                    m.d.sync += [lb.eq(0), prow.eq(prow + 1)]
+                    with m.If(gcnt == p_group - 1):
+                        m.d.sync += [gcnt.eq(0), position.eq(position + 1)]
+                    with m.Else():
+                        m.d.sync += gcnt.eq(gcnt + 1)
+                    with m.If(prow == p_rows - 1):
+                        m.next = "P_RECIP"
+                    with m.Else():
+                        m.next = "P_RX"
             with m.State("P_RECIP"):
                 m.d.comb += [query_busy.eq(1), recip.operand.valid.eq(1)]
                 with m.If(recip.operand.ready):
@@ -1089,8 +1150,60 @@ class VRexCore(wiring.Component):
                 m.d.comb += query_busy.eq(1)
                 m.d.sync += [kpost[lb].eq(mean_row), lb.eq(lb + 1)]
                 with m.If(lb == nb - 1):
-                    m.d.sync += lb.eq(0)
+                    m.d.sync += [
+                        lb.eq(0),
+                        position.eq(arg),
+                        gcnt.eq(0),
+                        p_base.eq(0),
+                        ld_addr.eq(0),
+                    ]
                     m.next = "Q_SCORE_START"
+            with m.State("P_PASS"):  # a pass: its rows, and a replay of the selection
+                m.d.comb += query_busy.eq(1)
+                rem = p_rows - p_base
+                m.d.sync += [
+                    blk_rows.eq(Mux(rem > P, P, rem)),
+                    ld_cnt.eq(0),
+                    ld_v.eq(0),
+                    i_lb.eq(0),
+                    i_row.eq(0),
+                ]
+                with m.If((p_base != 0) & (n_clu != 0)):
+                    m.d.sync += [replay.eq(1), rp_i.eq(0), rp_v.eq(0), kv_summary_seen.eq(0)]
+                m.next = "P_LOAD"
+            with m.State("P_LOAD"):  # the pass's rows from the buffer into the array
+                q_in = array.queries
+                more = ld_cnt < blk_rows * nb
+                step = ~ld_v | q_in.ready
+                m.d.comb += [
+                    query_busy.eq(1),
+                    q_rd.addr.eq(ld_addr),
+                    q_rd.en.eq(step),
+                    q_in.valid.eq(ld_v),
+                    q_in.payload.x.eq(q_rd.data),
+                    q_in.payload.last.eq(ld_lb == nb - 1),
+                    q_in.payload.end.eq((ld_lb == nb - 1) & (ld_row == blk_rows - 1)),
+                ]
+                with m.If(step):
+                    m.d.sync += ld_v.eq(more)
+                    with m.If(more):
+                        m.d.sync += [
+                            ld_addr.eq(ld_addr + 1),
+                            ld_cnt.eq(ld_cnt + 1),
+                            ld_lb.eq(i_lb),
+                            ld_row.eq(i_row),
+                            i_lb.eq(Mux(i_lb == nb - 1, 0, i_lb + 1)),
+                        ]
+                        with m.If(i_lb == nb - 1):
+                            m.d.sync += i_row.eq(i_row + 1)
+                with m.If(q_in.valid & q_in.ready & q_in.payload.last):
+                    m.d.sync += row_pos[ld_row].eq(position)
+                    with m.If(gcnt == p_group - 1):
+                        m.d.sync += [gcnt.eq(0), position.eq(position + 1)]
+                    with m.Else():
+                        m.d.sync += gcnt.eq(gcnt + 1)
+                    with m.If(q_in.payload.end):
+                        m.next = "Q_KEPT_START"
             with m.State("P_END"):  # the dummy K vector ends the array's block
                 m.d.comb += query_busy.eq(1)
                 with m.If(array.scores.valid & array.scores.ready):
@@ -1109,14 +1222,17 @@ class VRexCore(wiring.Component):
                     n_sinks.eq(Mux(n_tok < sink, n_tok, sink)),
                     ring_old.eq(Mux(ring_n == recent, ring_wp, 0)),
                 ]
-                with m.If(n_clu == 0):
-                    m.next = "Q_KEPT_START"
-                with m.Else():
+                with m.If(n_clu != 0):
                     m.next = "Q_WTU"
+                with m.Elif(pf):
+                    m.next = "P_PASS"
+                with m.Else():
+                    m.next = "Q_KEPT_START"
             with m.State("Q_WTU"):
                 m.d.comb += query_busy.eq(1)
                 m.d.comb += dre.wtu_cmd.valid.eq(1)
                 with m.If(dre.wtu_cmd.ready):
+                    m.d.sync += n_sel.eq(0)
                     start_feed(Mode.SCORE, n_clu)
                     m.d.sync += count("clusters_scored", n_clu)
                     m.next = "Q_SCORE"
@@ -1125,7 +1241,10 @@ class VRexCore(wiring.Component):
                 with m.If(fi == f_end):
                     m.d.sync += feed_on.eq(0)
                 with m.If((rc == n_clu) & ~sv):
-                    m.next = "Q_KEPT_START"
+                    with m.If(pf):
+                        m.next = "P_PASS"
+                    with m.Else():
+                        m.next = "Q_KEPT_START"
             with m.State("Q_KEPT_START"):
                 m.d.comb += query_busy.eq(1)
                 start_feed(Mode.KEPT, n_sinks + ring_n)
@@ -1164,8 +1283,12 @@ class VRexCore(wiring.Component):
                         m.next = "Q_OUT"
             with m.State("Q_OUT"):
                 m.d.comb += query_busy.eq(1)
-                with m.If(self.out.valid & self.out.ready & self.out.payload.last):
-                    m.next = "STATUS"
+                with m.If(out_done):
+                    with m.If(pf & ~final_pass):
+                        m.d.sync += p_base.eq(p_base + blk_rows)
+                        m.next = "P_PASS"
+                    with m.Else():
+                        m.next = "STATUS"
 
             with m.State("STATUS"):
                 m.d.comb += self.status.valid.eq(1)

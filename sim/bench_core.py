@@ -9,8 +9,11 @@ runs it first): every ``INGEST``, ``PREFILL`` and ``QUERY`` with its exact cycle
 
 Model. The core runs a command's phases one after the other, each at a fixed pace, so a
 command's cycles are linear in its work: ``PREFILL`` and ``QUERY`` cycles = a fixed cost per
-kind + ``c_row * rows`` + ``c_cluster * clusters scored`` + ``c_kept * kept tokens`` +
-``c_fetch * fetched tokens`` + ``c_burst * read bursts``; ingest is cycles per token. The
+kind + ``c_row * rows`` + ``c_pass * passes`` (a ``PREFILL`` runs its rows through the array
+``prefill_rows`` at a time) + ``c_cluster * clusters scored`` (one selection per command) +
+``passes * (c_kept * kept tokens + c_fetch * fetched tokens + c_burst * read bursts)``
+(every pass streams the kept tokens and fetches the selection again); ingest is cycles per
+token. The
 coefficients are least-squares fits to the run; the report gives the fit's residual and a
 holdout check (fit on the first half of the commands, predict the second half, whose
 caches are larger). Extrapolation to a cache of ``N`` tokens: ``sink + recent`` kept,
@@ -46,7 +49,7 @@ PAPER_FPS = (3.9, 8.3)
 PAPER_CONTEXTS = 32 * 8  # Llama-3-8B: layers x KV heads
 PAPER_CORES, PAPER_HZ = 8, 800e6
 GOAL_CYCLES = 150_000
-FEATURES = ("prefill", "query", "rows", "clusters", "kept", "fetched", "bursts")
+FEATURES = ("prefill", "query", "rows", "passes", "clusters", "kept", "fetched", "bursts")
 
 
 def budget(fps: float) -> float:
@@ -54,15 +57,26 @@ def budget(fps: float) -> float:
     return PAPER_HZ * PAPER_CORES / (fps * PAPER_CONTEXTS)
 
 
-def _vector(prefill: bool, rows, clusters, kept, fetched, bursts) -> list[float]:
-    """A command's work in ``FEATURES`` order."""
-    return [prefill, not prefill, rows, clusters, kept, fetched, bursts]
+def _vector(prefill: bool, rows, passes, clusters, kept, fetched, bursts) -> list[float]:
+    """A command's work in ``FEATURES`` order (``kept``, ``fetched``, ``bursts``: one pass's)."""
+    return [
+        prefill,
+        not prefill,
+        rows,
+        passes if prefill else 0,
+        clusters,
+        kept * passes,
+        fetched * passes,
+        bursts * passes,
+    ]
 
 
 def _features(r: dict) -> list[float]:
-    pf = r["op"] == Op.PREFILL  # a frame block, or a grouped decode step
+    pf = r["op"] == Op.PREFILL  # frame rows, or a grouped decode step
     kept = r["attended"] - r["fetched"]
-    return _vector(pf, r.get("rows", 1), r["clusters"], kept, r["fetched"], r["bursts"])
+    return _vector(
+        pf, r.get("rows", 1), r.get("passes", 1), r["clusters"], kept, r["fetched"], r["bursts"]
+    )
 
 
 def fit(records: list[dict]) -> tuple[np.ndarray, float]:
@@ -84,21 +98,24 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     fetched = retrieval * aged
     bursts = fetched / shape["tokens_per_burst"]
     g, tpf = shape["group"], shape["tokens_per_frame"]
-    per_block = max(1, cfg.prefill_rows // g)
-    blocks = math.ceil(tpf / per_block)
+    per_cmd = max(1, min(cfg.frame_rows // g, r.recent_tokens))  # tokens per PREFILL
 
     def cmd(prefill, rows):
-        f = _vector(prefill, rows, clusters, kept, fetched, bursts)
+        passes = math.ceil(rows / cfg.prefill_rows)
+        f = _vector(prefill, rows, passes, clusters, kept, fetched, bursts)
         return float(np.dot(coef, f)) + rows * shape["rope_extra"]
 
-    full, last = divmod(tpf, per_block)
-    prefill = full * cmd(True, per_block * g) + (cmd(True, last * g) if last else 0.0)
+    full, last = divmod(tpf, per_cmd)
+    prefill = full * cmd(True, per_cmd * g) + (cmd(True, last * g) if last else 0.0)
+    passes = full * math.ceil(per_cmd * g / cfg.prefill_rows)
+    passes += math.ceil(last * g / cfg.prefill_rows)
     ingest = tpf * (shape["ingest_per_token"] + shape["rope_extra"])
     return {
         "cache": cache,
         "clusters": clusters,
         "fetched": fetched,
-        "blocks": blocks,
+        "prefills": full + bool(last),
+        "passes": passes,
         "ingest": ingest,
         "prefill": prefill,
         "context_frame": ingest + prefill,
@@ -178,9 +195,10 @@ def render(s: dict) -> str:
         f"{100 * s['fit_max_rel_residual']:.1f} %; fitted on the first half, the second half "
         f"predicted within {100 * s['holdout_max_rel_error']:.1f} % (mean "
         f"{100 * s['holdout_mean_rel_error']:.1f} %).",
-        f"Cycles per command: PREFILL {c['prefill']:.0f} + {c['rows']:.1f}/row, QUERY "
-        f"{c['query']:.0f}; + {c['clusters']:.2f}/cluster, {c['kept']:.2f}/kept token, "
-        f"{c['fetched']:.2f}/fetched token, {c['bursts']:.2f}/burst. Ingest "
+        f"Cycles per command: PREFILL {c['prefill']:.0f} + {c['rows']:.1f}/row + "
+        f"{c['passes']:.0f}/pass, QUERY {c['query']:.0f}; + {c['clusters']:.2f}/cluster; per "
+        f"pass {c['kept']:.2f}/kept token, {c['fetched']:.2f}/fetched token, "
+        f"{c['bursts']:.2f}/burst. Ingest "
         f"{sh['ingest_per_token']:.1f} cycles/token. {sh['tokens_per_frame']} tokens/frame, "
         f"GQA group {sh['group']}, {sh['tokens_per_cluster']:.2f} tokens/cluster, "
         f"{sh['tokens_per_burst']:.1f} tokens/burst; MAC array busy "
@@ -190,13 +208,15 @@ def render(s: dict) -> str:
         f"Extrapolated to `{s['target']}` with {100 * s['retrieval']:.1f} % of the clustered "
         f"tokens retrieved; RoPE adds {sh['rope_extra']} cycles per rotated vector there.",
         "",
-        "| cache | clusters | fetched | blocks | ingest | prefill | per context-frame | decode "
+        "| cache | clusters | fetched | PREFILLs / passes | ingest | prefill | per context-frame "
+        "| decode "
         "step: G QUERYs | one G-row PREFILL | / budget @ 3.9 fps | / budget @ 8.3 fps |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in s["rows"]:
         lines.append(
-            f"| {r['cache']} | {r['clusters']:.0f} | {r['fetched']:.0f} | {r['blocks']} | "
+            f"| {r['cache']} | {r['clusters']:.0f} | {r['fetched']:.0f} | "
+            f"{r['prefills']} / {r['passes']} | "
             f"{r['ingest'] / 1e3:.1f} K | {r['prefill'] / 1e3:.0f} K | "
             f"**{r['context_frame'] / 1e3:.0f} K** | {r['decode_step'] / 1e3:.1f} K | "
             f"{r['decode_step_grouped'] / 1e3:.1f} K | "

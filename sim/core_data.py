@@ -102,10 +102,10 @@ def program_from_arrays(
 
     ``prefill``: per context, the frame tokens' queries ``(N, G, d)`` of the GQA group's
     ``G`` heads (a sequence indexed like ``contexts``). With it, each frame is ingested in
-    blocks of ``prefill_rows // G`` tokens (at most ``recent_tokens``, so a block's tokens
+    blocks of ``frame_rows // G`` tokens (at most ``recent_tokens``, so a block's tokens
     are still in the recent window), each block followed by a ``PREFILL`` of its tokens x
-    heads (token major; with ``G > prefill_rows``, one ``PREFILL`` per token and
-    ``prefill_rows`` heads). Frames before ``prefill_from`` are ingested whole, unprefilled."""
+    heads (token major; with ``G > frame_rows``, one ``PREFILL`` per token and
+    ``frame_rows`` heads). Frames before ``prefill_from`` are ingested whole, unprefilled."""
     d = cfg.resv.head_dim
     cmds: list[Command] = []
     ctxs: list[Context] = []
@@ -183,19 +183,20 @@ def _info(model: CoreModel, res, **extra) -> dict:
         "selected": len(res.selected),
         "bursts": res.bursts,
         "beats": res.beats,
+        "passes": res.passes,
         **extra,
     }
 
 
 def _block_tokens(cfg: HWConfig, group: int) -> int:
-    """Tokens ingested before each prefill: a block's rows fit the array, its tokens the
-    recent window."""
-    return max(1, min(cfg.prefill_rows // group, cfg.resv.recent_tokens))
+    """Tokens ingested before each prefill: a block's rows fit the query buffer, its tokens
+    the recent window."""
+    return max(1, min(cfg.frame_rows // group, cfg.resv.recent_tokens))
 
 
 def _prefills(cfg: HWConfig, model: CoreModel, pq, lo: int, hi: int, ci: int, frame: int):
     """``PREFILL`` commands for tokens ``lo..hi-1`` (just ingested) and their expectations."""
-    P, G = cfg.prefill_rows, pq.shape[1]
+    P, G = cfg.frame_rows, pq.shape[1]
     if G <= P:
         blocks = [(lo, pq[lo:hi].reshape(-1, pq.shape[2]), G)]
     else:
@@ -225,12 +226,12 @@ def _prefills(cfg: HWConfig, model: CoreModel, pq, lo: int, hi: int, ci: int, fr
 def _bad_prefills(cfg: HWConfig, model: CoreModel, q0, ci: int) -> list[Command]:
     """``PREFILL`` commands the core refuses, the vectors consumed and nothing else changed:
     ``EMPTY`` on an empty context, else ``BAD_ARG`` for a bad ``rows`` (0, past
-    ``prefill_rows``), ``group`` (0, past ``rows``) or position (older than the newest
+    ``frame_rows``), ``group`` (0, past ``rows``) or position (older than the newest
     clustered token, or a last row past ``2**(token_id_bits + 1) - 1``)."""
     if model.n_tokens == 0:
         assert model.prefill_error(1, 1, 0) is not None
         return [Command(Op.PREFILL, 0, [q0], ci, "bad", rows=1, group=1, error=Error.EMPTY)]
-    P, n = cfg.prefill_rows, model.n_tokens
+    P, n = cfg.frame_rows, model.n_tokens
     cases = [(0, 1, n), (1, 0, n), (1, 2, n)]
     if (1 << bits_for(P)) > P + 1:
         cases.append((P + 1, 1, n))

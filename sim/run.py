@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = program_from_trace(cfg, trace, source=f"{wl.clip} ({wl.features})", prefill=True)
     print(
         f"sim.run: {len(prog.contexts)} contexts x {trace.n_frames} frames, {prog.queries} decode "
-        f"queries and prefill blocks, {len(prog.commands)} host commands; golden model ready "
+        f"queries and prefills, {len(prog.commands)} host commands; golden model ready "
         f"({time.perf_counter() - t0:.1f} s); simulating on {args.sim}..."
     )
     out = Path(args.out).resolve()
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(
         f"sim.run: PASS — {summary['queries_matched']}/{summary['queries']} decode outputs and "
-        f"{summary['prefills_matched']}/{summary['prefills']} prefill blocks bit-exact, "
+        f"{summary['prefills_matched']}/{summary['prefills']} prefills bit-exact, "
         f"{summary['counter_checks']} counters match; report {report.with_suffix('.md')}"
     )
     return 0
@@ -265,6 +265,7 @@ def summarize(rep: dict, cfg, trace, prog) -> dict:
         "prefills": len(prefills),
         "prefills_matched": sum(1 for q in prefills if q.get("match")),
         "prefill_rows": sum(q["rows"] for q in prefills),
+        "prefill_passes": sum(q["passes"] for q in prefills),
         "cycles_per_prefill_row": sum(q["cycles"] for q in prefills)
         / max(1, sum(q["rows"] for q in prefills)),
         "prefill_attended": _mean([q["attended"] / q["tokens"] for q in prefills]),
@@ -305,14 +306,15 @@ def render(s: dict) -> str:
             "|---|---|",
             f"| decode outputs bit-exact vs golden.core | {s['queries_matched']} / "
             f"{s['queries']} |",
-            f"| prefill blocks bit-exact vs golden.core | {s['prefills_matched']} / "
-            f"{s['prefills']} ({s['prefill_rows']} rows) |",
+            f"| prefills bit-exact vs golden.core | {s['prefills_matched']} / "
+            f"{s['prefills']} ({s['prefill_rows']} rows in {s['prefill_passes']} array "
+            "passes) |",
             f"| work counters matching the model | {s['counter_checks']} |",
             f"| contexts (layer x KV head) | {s['contexts']} |",
             f"| cycles per context-frame ({s['tokens_per_frame']:.0f} tokens), ingest + "
             f"prefill | {s['cycles_per_frame']:.0f} (ingest {s['cycles_per_token']:.1f} per "
             f"token, prefill {s['cycles_per_prefill_row']:.1f} per row) |",
-            f"| prefill: tokens attended per block (of the cache) | "
+            f"| prefill: tokens attended per pass (of the cache) | "
             f"{100 * s['prefill_attended']:.1f} % |",
             f"| prefill rows: rel. error vs float64 causal full attention | mean "
             f"{s['prefill_err_mean']:.4f}, max {s['prefill_err_max']:.4f} |",

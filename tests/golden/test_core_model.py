@@ -109,9 +109,9 @@ def test_bad_inputs():
         model.ingest(np.zeros((2, 16), np.uint16), np.zeros((3, 16), np.uint16))
 
 
-def _ingested(seed=1, tokens=26):
+def _ingested(seed=1, tokens=26, cfg=TINY):
     k, v, _, _ = stream(seed)
-    model = CoreModel(TINY)
+    model = CoreModel(cfg)
     model.ingest(k[:tokens], v[:tokens])
     return model, k, v
 
@@ -151,6 +151,24 @@ def test_one_row_prefill_is_a_query():
     assert np.array_equal(got.selected, want.selected)
 
 
+def test_prefill_passes_count_every_stream():
+    """9 rows at prefill_rows 4: one selection, 3 passes, each streaming (and fetching)
+    the attention order again; the outputs do not depend on the passes."""
+    model, k, _ = _ingested()
+    rows = np.concatenate([k[:5], k[:4]]) ^ np.uint16(0x8000)
+    before = dict(model.counters)
+    res = model.prefill(rows, model.n_tokens - 2, 3)
+    diff = {n: model.counters[n] - before[n] for n in before}
+    assert res.passes == 3 and res.fetched > 0
+    assert diff["tokens_attended"] == 3 * len(res.order)
+    assert diff["tokens_fetched"] == 3 * res.fetched
+    assert diff["read_bursts"] == 3 * res.bursts and diff["read_beats"] == 3 * res.beats
+    assert diff["clusters_scored"] == model.n_clusters and diff["prefills"] == 1
+    wide, _, _ = _ingested(cfg=TINY.replace(prefill_rows=16))
+    one = wide.prefill(rows, wide.n_tokens - 2, 3)
+    assert one.passes == 1 and np.array_equal(one.output, res.output)
+
+
 def test_prefill_errors():
     model = CoreModel(TINY)
     q = np.zeros((1, 16), np.uint16)
@@ -160,8 +178,8 @@ def test_prefill_errors():
     n, aged = model.n_tokens, model.newest_aged
     assert aged > 0
     for rows, group, p0, msg in [
-        (0, 1, n, r"rows must be in 1..prefill_rows \(4\), not 0"),
-        (5, 1, n, r"rows must be in 1..prefill_rows \(4\), not 5"),
+        (0, 1, n, r"rows must be in 1..frame_rows \(16\), not 0"),
+        (17, 1, n, r"rows must be in 1..frame_rows \(16\), not 17"),
         (2, 3, n, r"group must be in 1..rows \(2\), not 3"),
         (1, 1, aged - 1, "must not precede the newest clustered token"),
         (2, 1, (1 << 11) - 1, "must fit in token_id_bits"),

@@ -93,13 +93,16 @@ def test_core_synthetic_program(timing, tmp_path):
 
 @pytest.mark.parametrize("timing", ["none", "random"])
 def test_core_prefill(timing, tmp_path):
-    """Frames ingested in blocks, each followed by a PREFILL of its tokens x 2 heads (the
-    causal mask inside the ring, rows sharing the array), grouped decode (one PREFILL of
-    both heads at one position), bad PREFILLs."""
+    """Each frame ingested, then one PREFILL of its tokens x 2 heads: 16 rows, one
+    selection, 4 passes of the 4-row array (the causal mask inside the ring, rows sharing
+    the array, the selection replayed to the KVMU); grouped decode (one PREFILL of both heads
+    at one position), bad PREFILLs."""
     prog = synthetic_program(
         TINY, frames=3, tokens_per_frame=8, contexts=2, seed=4, prefill_group=2, grouped_decode=True
     )
-    assert sum(c.kind == "prefill" for c in prog.commands) >= 20
+    prefills = [c for c in prog.commands if c.kind == "prefill"]
+    assert len(prefills) == 6 and {c.info["passes"] for c in prefills} == {4}
+    assert sum(c.info["fetched"] > 0 for c in prefills) >= 2
     decode = [c for c in prog.commands if c.kind == "decode"]
     assert decode and all(c.op == Op.PREFILL and c.rows == c.group == 2 for c in decode)
     out = simulate(TINY, prog, timing=timing, seed=6, vcd=tmp_path / "core.vcd")
@@ -107,9 +110,13 @@ def test_core_prefill(timing, tmp_path):
 
 
 def test_core_prefill_one_row(tmp_path):
-    """prefill_rows = 1 (one array row, row 0's vector unit only) with a 2-head group: one
-    PREFILL per (token, head)."""
+    """prefill_rows = 1 (one array row, row 0's vector unit only) with a 2-head group: a
+    frame's 12 rows in 12 passes; and frame_rows = 1: one PREFILL per (token, head)."""
     cfg = TINY.replace(prefill_rows=1)
+    prog = synthetic_program(cfg, frames=2, tokens_per_frame=6, contexts=1, seed=8, prefill_group=2)
+    assert {c.info["passes"] for c in prog.commands if c.kind == "prefill"} == {12}
+    check(prog, simulate(cfg, prog, timing="random", seed=9, vcd=tmp_path / "core.vcd"))
+    cfg = cfg.replace(frame_rows=1)
     prog = synthetic_program(cfg, frames=2, tokens_per_frame=6, contexts=1, seed=8, prefill_group=2)
     assert {c.rows for c in prog.commands if c.kind == "prefill"} == {1}
     check(prog, simulate(cfg, prog, timing="random", seed=9, vcd=tmp_path / "core.vcd"))

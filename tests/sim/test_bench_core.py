@@ -10,7 +10,7 @@ import pytest
 from hw.config import preset
 from sim.bench_core import FEATURES, budget, fit, main, run
 
-TRUE = dict(zip(FEATURES, [300.0, 120.0, 90.0, 1.5, 11.0, 16.0, 4.0], strict=True))
+TRUE = dict(zip(FEATURES, [300.0, 120.0, 90.0, 70.0, 1.5, 11.0, 16.0, 4.0], strict=True))
 
 
 def _records(n=60, seed=0):
@@ -22,7 +22,7 @@ def _records(n=60, seed=0):
         r = {
             "kind": "prefill" if pf else "decode",
             "op": 6 if pf else 4,
-            "rows": (16 if i % 3 else 8) if pf else 1,
+            "rows": (8, 16, 40)[i % 3] if pf else 1,
             "group": 2,
             "clusters": 10 + 4 * i,
             "attended": 260 + fetched,
@@ -33,7 +33,9 @@ def _records(n=60, seed=0):
             "context": 0,
             "frame": i // 4,
         }
-        f = [pf, not pf, r["rows"], r["clusters"], 260, fetched, r["bursts"]]
+        p = r["passes"] = -(-r["rows"] // 16)
+        f = [pf, not pf, r["rows"], p if pf else 0, r["clusters"], 260 * p, fetched * p]
+        f.append(r["bursts"] * p)
         r["cycles"] = round(float(np.dot(list(TRUE.values()), f)))
         recs.append(r)
     frames = [
@@ -49,7 +51,7 @@ def test_fit_recovers_a_linear_model():
     rep = _records()
     coef, resid = fit([r for r in rep["records"] if r["kind"] in ("prefill", "decode")])
     assert resid < 1e-3
-    # kept is constant (260) in these records, so it is confounded with the fixed costs.
+    # kept is constant (260) in these records, so it is confounded with the per-pass costs.
     for name in ("rows", "clusters", "fetched", "bursts"):
         assert coef[FEATURES.index(name)] == pytest.approx(TRUE[name], rel=1e-3), name
 
@@ -60,7 +62,8 @@ def test_extrapolation_grows_with_the_cache_and_names_the_budget():
     frames = [r["context_frame"] for r in s["rows"]]
     assert frames == sorted(frames) and frames[0] > 0
     r = s["rows"][0]
-    assert r["blocks"] == -(-16 // (16 // 2))  # 16 tokens/frame, 8 per 16-row block
+    # 16 tokens/frame x 2 heads: one PREFILL of 32 rows, 2 passes of the 16-row array
+    assert (r["prefills"], r["passes"]) == (1, 2)
     assert r["ratio"]["3.9"] == pytest.approx(r["context_frame"] / budget(3.9))
     assert budget(3.9) == pytest.approx(800e6 * 8 / (3.9 * 256))
 
