@@ -135,11 +135,23 @@ def _header(unit: str, ports: FastPorts, widths: dict[str, int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: (unit, repr(cfg), config) → binary, so that a process generates a design's Verilog once
+_BUILT: dict[tuple[str, str, str], Path] = {}
+
+
 def build_harness(unit: str, cfg: HWConfig, *, config: str = "custom", log=None) -> Path:
     """The harness binary of ``unit`` at ``cfg`` (built when missing or out of date);
     ``config`` names the build directory. ``log``: a callable given progress lines."""
     if unit not in FAST_PORTS:
         raise ValueError(f"unit must be one of {', '.join(FAST_PORTS)}, not {unit!r}")
+    memo = (unit, repr(cfg), config)
+    if memo in _BUILT and _BUILT[memo].is_file():
+        return _BUILT[memo]
+    _BUILT[memo] = binary = _build(unit, cfg, config, log)
+    return binary
+
+
+def _build(unit: str, cfg: HWConfig, config: str, log) -> Path:
     verilog = generate(unit, cfg)
     source = HARNESS_SOURCE.read_text()
     key = hashlib.sha256(
