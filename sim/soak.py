@@ -122,7 +122,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     results = {k: v for k, v in state["chunks"].items() if k in {chunk_key(c) for c in chunks}}
     todo = [c for c in chunks if chunk_key(c) not in results]
     print(
-        f"soak: {', '.join(args.units)} at config {args.config} {' '.join(args.set)}: "
+        f"soak: {', '.join(args.units)} at config {' '.join([args.config, *args.set])}: "
         f"{args.transactions} transactions per unit in {len(chunks)} chunks of {args.chunk}, "
         f"base seed {base} ({source}); {len(results)} chunks done, {len(todo)} to run",
         flush=True,

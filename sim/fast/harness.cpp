@@ -389,7 +389,7 @@ int main(int argc, char** argv) {
         std::fclose(t);
     }
     std::printf("FAST %s unit=%s seed=%" PRIu64 " transactions=%" PRIu64 " cycles=%" PRIu64
-                " mismatches=%" PRIu64 " seconds=%.3f cycles_per_s=%.0f",
+                " mismatches=%" PRIu64 " seconds=%.6f cycles_per_s=%.0f",
                 mismatches ? "FAIL" : "PASS", FAST_UNIT, seed, transactions, sim_cycles, mismatches,
                 seconds, seconds > 0 ? sim_cycles / seconds : 0.0);
     if (mismatches) std::printf(" first: %s", first.c_str());
