@@ -52,6 +52,8 @@ FAST_PORTS: dict[str, FastPorts] = {
         scalars=("occupancy", "forced"),
         reads=(("count", "count_addr", "count_data"),),
     ),
+    "wtu": FastPorts(inputs=("cmd", "clusters"), outputs=("selected", "summary")),
+    "wtu_grid": FastPorts(inputs=("cmd", "clusters"), outputs=("selected", "summary")),
 }
 
 #: Verilator options of the harness build (besides sources and paths).
@@ -152,7 +154,7 @@ def build_harness(unit: str, cfg: HWConfig, *, config: str = "custom", log=None)
 
 
 def _build(unit: str, cfg: HWConfig, config: str, log) -> Path:
-    verilog = generate(unit, cfg)
+    verilog = generate(unit, cfg)  # wtu_grid: hw.gen builds it with grid buckets
     source = HARNESS_SOURCE.read_text()
     key = hashlib.sha256(
         "\0".join([verilog, source, Path(__file__).read_text(), CXX_FLAGS]).encode()

@@ -17,11 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from amaranth.hdl import Shape
 from amaranth.lib import data
 
 from hw.config import HWConfig
-from hw.dre import hcu_batch_cycles, layouts
-from sim.dre_data import hcu_expected, hcu_stream
+from hw.dre import hcu_batch_cycles, layouts, wtu_cycles, wtu_ingest_lanes
+from sim.dre_data import (
+    SCORE_KINDS,
+    ScoreRow,
+    hcu_expected,
+    hcu_stream,
+    score_row,
+    wtu_beats,
+    wtu_expected,
+)
 
 __all__ = [
     "PROFILES",
@@ -30,6 +39,7 @@ __all__ = [
     "hcu_chunk",
     "make_chunk",
     "pack",
+    "pack_beats",
     "profile_for",
     "write_chunk",
 ]
@@ -96,21 +106,40 @@ class Chunk:
 
 def pack(layout: data.Layout, columns: dict[str, np.ndarray]) -> list[int]:
     """Payload integers of beats given one array per field of ``layout`` (a
-    ``StructLayout``; enum fields as their integer values, signed fields two's complement)."""
-    n = len(next(iter(columns.values())))
-    wide = layout.size > 63
-    acc = np.zeros(n, object if wide else np.uint64)
+    ``StructLayout``; enum fields as their integer values, signed fields two's complement; an
+    ``ArrayLayout`` field as an (n, length) array), at the layout's own field offsets."""
     names = {name for name, _ in layout}
     if set(columns) != names:
         raise ValueError(f"columns must be the fields {sorted(names)}, not {sorted(columns)}")
-    for name, fld in layout:
-        mask = (1 << fld.width) - 1
-        col = np.asarray(columns[name]).astype(np.int64) & mask
+    n = len(next(iter(columns.values())))
+    wide = layout.size > 63
+    acc = np.zeros(n, object if wide else np.uint64)
+
+    def put(col, width: int, offset: int):
+        nonlocal acc
+        col = np.asarray(col).astype(np.int64) & ((1 << width) - 1)
         if wide:
-            acc = acc + np.array([int(v) << fld.offset for v in col], object)
+            acc = acc + np.array([int(v) << offset for v in col], object)
         else:
-            acc |= col.astype(np.uint64) << np.uint64(fld.offset)
+            acc |= col.astype(np.uint64) << np.uint64(offset)
+
+    for name, fld in layout:
+        shape = fld.shape
+        if isinstance(shape, data.ArrayLayout):
+            elem = Shape.cast(shape.elem_shape).width
+            col = np.asarray(columns[name]).reshape(n, shape.length)
+            for j in range(shape.length):
+                put(col[:, j], elem, fld.offset + j * elem)
+        else:
+            put(columns[name], fld.width, fld.offset)
     return [int(v) for v in acc]
+
+
+def pack_beats(layout: data.Layout, beats: list[dict]) -> list[int]:
+    """``pack`` of beats given as payload dicts (e.g. ``sim.dre_data.wtu_beats``)."""
+    if not beats:
+        return []
+    return pack(layout, {name: np.array([b[name] for b in beats]) for name, _ in layout})
 
 
 def hcu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
@@ -154,8 +183,81 @@ def hcu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
     )
 
 
+def wtu_unit_config(unit: str, cfg: HWConfig) -> HWConfig:
+    """The config a selector unit runs at: ``wtu_grid`` is the WTU with grid buckets
+    (``hw.gen`` builds it so, ``sim.tb_wtu.unit_config`` checks it so)."""
+    return cfg.replace(resv={"bucket_mode": "grid"}) if unit == "wtu_grid" else cfg
+
+
+def wtu_rows(cfg: HWConfig, n: int, seed: int) -> list[ScoreRow]:
+    """``n`` score rows drawn from ``seed``: 1..max_clusters clusters (with extra weight on
+    1 and on a full row) and a kind of ``sim.dre_data.score_row`` each (ties, one bucket,
+    saturated scores and counts, wide ranges, normal)."""
+    rng = np.random.default_rng([seed, 0x37D])
+    mc = cfg.max_clusters
+    sizes = rng.integers(1, mc + 1, n)
+    sizes[rng.random(n) < 0.1] = mc
+    sizes[rng.random(n) < 0.05] = 1
+    kinds = rng.integers(0, len(SCORE_KINDS), n)
+    row_seeds = rng.integers(0, 2**62, n)
+    return [
+        score_row(cfg, int(k), seed=int(s), kind=SCORE_KINDS[int(i)])
+        for k, s, i in zip(sizes, row_seeds, kinds, strict=True)
+    ]
+
+
+def _wtu_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
+    """``n`` rows of the WTU (``wtu``, or ``wtu_grid``: grid buckets, ``wtu_lanes`` clusters
+    per beat). Expected: every selected id with its ``last`` flag and every summary."""
+    cfg = wtu_unit_config(unit, cfg)
+    lay = layouts(cfg)
+    rows = wtu_rows(cfg, n, seed)
+    exps = [wtu_expected(cfg, r) for r in rows]
+    beats = [b for r in rows for b in wtu_beats(cfg, r)]
+    clusters = lay.cluster_lanes if wtu_ingest_lanes(cfg) > 1 else lay.cluster_score
+    sel_id, sel_last = [], []
+    for e in exps:
+        k = e.clusters_emitted
+        ids = e.selected.tolist()
+        sel_id += ids
+        sel_last += [int(i == k - 1) for i in range(len(ids))]
+    summary = {
+        "b_star": [e.b_star for e in exps],
+        "buckets_scanned": [e.buckets_scanned for e in exps],
+        "n_selected": [e.clusters_emitted for e in exps],
+        "total_mass": [e.total_mass for e in exps],
+        "threshold": [e.threshold for e in exps],
+        "error": [0] * n,
+    }
+    cycles = [
+        wtu_cycles(cfg, r.scores.size, e.b_star, e.clusters_emitted, emit_cycles=e.emit_cycles)
+        for r, e in zip(rows, exps, strict=True)
+    ]
+    worst = max(cycles)
+    return Chunk(
+        inputs={
+            "cmd": pack(lay.wtu_cmd, {"coverage_q": np.array([r.coverage_q for r in rows])}),
+            "clusters": pack_beats(clusters, beats),
+        },
+        outputs={
+            "selected": pack(lay.selected, {"cluster": np.array(sel_id), "last": sel_last})
+            if sel_id
+            else [],
+            "summary": pack(lay.wtu_summary, {k: np.array(v) for k, v in summary.items()}),
+        },
+        transactions=n,
+        drain=4 * worst + 50,
+        timeout=8 * worst + 1000,
+        golden={"rows": rows, "expected": exps, "cycles": cycles},
+    )
+
+
 #: unit → chunk maker ``(cfg, transactions, seed) -> Chunk``
-CHUNKS = {"hcu": hcu_chunk}
+CHUNKS = {
+    "hcu": hcu_chunk,
+    "wtu": lambda cfg, n, seed: _wtu_chunk("wtu", cfg, n, seed),
+    "wtu_grid": lambda cfg, n, seed: _wtu_chunk("wtu_grid", cfg, n, seed),
+}
 
 
 def make_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:

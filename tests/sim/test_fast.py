@@ -13,12 +13,12 @@ import pytest
 
 from hw.config import preset
 from hw.dre import layouts
-from sim.dre_data import hcu_timing
+from sim.dre_data import hcu_timing, score_row, wtu_beats
 from sim.fast import PROFILES, make_chunk, profile_for, run_chunk
 from sim.fast import __main__ as cli
 from sim.fast.build import build_harness
 from sim.fast.run import run_harness
-from sim.fast.stimulus import pack, write_chunk
+from sim.fast.stimulus import pack, pack_beats, write_chunk
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = preset("tiny")
@@ -43,6 +43,29 @@ def test_hcu_no_stalls_matches_golden_to_the_cycle(seed, tmp_path):
     np.testing.assert_array_equal(t["assign"] - t["tokens"][0], timing.done)
     # The chunk visits clears and a full table with forced joins or not: both seeds cover both.
     assert chunk.golden["contexts"] > 1
+
+
+@pytest.mark.parametrize("unit", ["wtu", "wtu_grid"])
+def test_wtu_no_stalls_matches_golden_to_the_cycle(unit, tmp_path):
+    verdict, chunk = run_chunk(
+        unit, CFG, 150, 2, config="tiny", profile=PROFILES["none"], keep=tmp_path, times=True
+    )
+    assert verdict.passed and verdict.transactions == 150, verdict.line
+    t = _times(tmp_path / "times.txt")
+    assert t["cmd"].size == t["summary"].size == 150
+    assert t["selected"].size == sum(e.clusters_emitted for e in chunk.golden["expected"])
+    # Rows back to back: cmd handshake to summary handshake, both included (sim.tb_wtu).
+    np.testing.assert_array_equal(t["summary"] - t["cmd"] + 1, chunk.golden["cycles"])
+    sizes = [r.scores.size for r in chunk.golden["rows"]]
+    assert min(sizes) == 1 and max(sizes) == CFG.max_clusters
+
+
+@pytest.mark.parametrize("unit", ["wtu", "wtu_grid"])
+def test_wtu_stalls_pass_and_a_corrupted_id_fails(unit):
+    verdict, _ = run_chunk(unit, CFG, 200, 8, config="tiny", profile=PROFILES["long_bursts"])
+    assert verdict.passed, verdict.line
+    verdict, _ = run_chunk(unit, CFG, 200, 8, config="tiny", corrupt=17)
+    assert not verdict.passed and verdict.first.startswith("selected[17] @")
 
 
 def test_hcu_stall_profiles_pass_and_stall(tmp_path):
@@ -103,6 +126,13 @@ def test_pack_agrees_with_the_layouts():
         assert g == lay.assign.const(beat).as_bits()
     with pytest.raises(ValueError, match="columns must be the fields"):
         pack(lay.assign, {"token_id": cols["token_id"]})
+    # Array fields (the grid WTU's lanes), signed scores, through the beats of a row.
+    grid = CFG.replace(resv={"bucket_mode": "grid"})
+    lanes = layouts(grid).cluster_lanes
+    row = score_row(grid, 11, seed=4, kind="wide")
+    beats = wtu_beats(grid, row)
+    assert len(beats) == 3 and min(row.scores) < 0
+    assert pack_beats(lanes, beats) == [lanes.const(b).as_bits() for b in beats]
 
 
 def test_profiles_are_seeded():
@@ -135,7 +165,7 @@ def test_cli_corrupt_exits_1_with_the_replay_command():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["wtx"], r"unit must be one of hcu, not 'wtx'"),
+        (["wtx"], r"unit must be one of hcu, wtu, wtu_grid, not 'wtx'"),
         (["hcu", "--transactions", "0"], r"--transactions must be at least 1, not 0"),
         (["hcu", "--seed", "-2"], r"--seed must be a non-negative integer, not -2"),
         (["hcu", "--profile", "stormy"], r"--profile must be one of none, .*, not 'stormy'"),

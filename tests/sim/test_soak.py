@@ -17,7 +17,8 @@ def test_plan_rotates_seeds_per_chunk():
 
 
 def test_tiny_soak_reports_and_resumes(tmp_path, capsys):
-    args = ["--transactions", "2000", "--chunk", "800", "--seed", "5", "--workers", "0"]
+    args = ["--units", "hcu", "--transactions", "2000", "--chunk", "800", "--seed", "5"]
+    args += ["--workers", "0"]
     assert soak.main([*args, "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for seed in (5, 6, 7):
@@ -36,7 +37,8 @@ def test_tiny_soak_reports_and_resumes(tmp_path, capsys):
     assert "base seed 5 (resumed from" in (out := capsys.readouterr().out)
     assert "3 chunks done, 0 to run" in out
     # Growing the run keeps the full chunks and runs the rest (the short last one again).
-    more = ["--transactions", "3000", "--chunk", "800", "--workers", "0", "-o", str(tmp_path)]
+    more = ["--units", "hcu", "--transactions", "3000", "--chunk", "800", "--workers", "0"]
+    more += ["-o", str(tmp_path)]
     assert soak.main(more) == 0
     assert "2 chunks done, 2 to run" in capsys.readouterr().out
     rep = json.loads((tmp_path / "report.json").read_text())
@@ -53,7 +55,8 @@ def test_a_failing_chunk_is_reported_with_its_replay(tmp_path, capsys, monkeypat
         return real(unit, cfg, n, seed, **kw, corrupt=3 if seed == 21 else None)
 
     monkeypatch.setattr(soak, "run_chunk", faulty)
-    args = ["--transactions", "600", "--chunk", "300", "--seed", "20", "--workers", "0"]
+    args = ["--units", "hcu", "--transactions", "600", "--chunk", "300", "--seed", "20"]
+    args += ["--workers", "0"]
     assert soak.main([*args, "-o", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     replay = "python -m sim.fast hcu --seed 21 --transactions 300 --config tiny"
@@ -65,16 +68,21 @@ def test_a_failing_chunk_is_reported_with_its_replay(tmp_path, capsys, monkeypat
     assert not rep["passed"] and f"replay: `{replay}`" in (tmp_path / "report.md").read_text()
 
 
-def test_dask_local_cluster(tmp_path, capsys):
-    args = ["--transactions", "600", "--chunk", "300", "--seed", "2", "--workers", "1"]
+def test_every_unit_on_a_dask_local_cluster(tmp_path, capsys):
+    args = ["--transactions", "300", "--chunk", "150", "--seed", "2", "--workers", "1"]
     assert soak.main([*args, "-o", str(tmp_path)]) == 0
-    assert json.loads((tmp_path / "report.json").read_text())["units"]["hcu"]["chunks"] == 2
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert set(rep["units"]) == {"hcu", "wtu", "wtu_grid"}
+    for u in rep["units"].values():
+        assert u["chunks"] == 2 and u["transactions"] == 300 and u["mismatches"] == 0
+    md = (tmp_path / "report.md").read_text()
+    assert "| wtu | 300 | 2 |" in md and "| wtu_grid | 300 | 2 |" in md
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--units", "hcu,wtx"], r"--units must list units of hcu, not 'wtx'"),
+        (["--units", "hcu,wtx"], r"--units must list units of hcu, wtu, wtu_grid, not 'wtx'"),
         (["--transactions", "0"], r"--transactions must be at least 1, not 0"),
         (["--chunk", "-5"], r"--chunk must be at least 1, not -5"),
         (["--seed", "-1"], r"--seed must be a non-negative integer, not -1"),
