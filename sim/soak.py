@@ -1,16 +1,18 @@
 """``make soak``: a million randomized transactions per unit through the fast harness.
 
-    python -m sim.soak [--units hcu] [--transactions 1000000] [--chunk 20000] [--seed N]
-        [--config tiny] [--set F=V] [--workers 2 | --scheduler ADDR] [-o build/soak] [--fresh]
+    python -m sim.soak [--units hcu,wtu,wtu_grid] [--transactions 1000000] [--chunk 20000]
+        [--seed N] [--config tiny] [--set F=V] [--workers 2 | --scheduler ADDR]
+        [-o build/soak] [--fresh]
 
-The work is cut into chunks of ``--chunk`` transactions (HCU tokens); chunk ``i`` of a unit
-runs with seed ``base + i``, which draws its golden stimulus (``sim.fast.stimulus``: the
-redundancy, sources and contexts of the stream) and its stall profile (``profile_for``: none,
-light, heavy, starved, back-pressure, bursts of up to 300 cycles, bursts of up to 5000
-cycles). The base seed is ``--seed``, else the one of the interrupted run being resumed, else
-a random one: every run soaks new seeds unless asked to replay. Every chunk's seed is printed;
-a failing chunk is reported with the one-line command that replays it
-(``python -m sim.fast UNIT --seed S --transactions N --config C``).
+The work is cut into chunks of ``--chunk`` transactions (HCU tokens, WTU rows); chunk ``i``
+of a unit runs with seed ``base + k * 10**6 + i`` (``k``: the unit's place in ``hcu, wtu,
+wtu_grid``), which draws its golden stimulus (``sim.fast.stimulus``: the HCU stream's
+redundancy, sources and contexts; the WTU rows' sizes and score kinds) and its stall profile
+(``profile_for``: none, light, heavy, starved, back-pressure, bursts of up to 300 cycles,
+bursts of up to 5000 cycles). The base seed is ``--seed``, else the one of the interrupted
+run being resumed, else a random one: every run soaks new seeds unless asked to replay. Every
+chunk's seed is printed; a failing chunk is reported with the one-line command that replays
+it (``python -m sim.fast UNIT --seed S --transactions N --config C``).
 
 Chunks run on Dask (``golden.sweep.dask_client``: a ``LocalCluster`` of ``--workers``
 processes, or the scheduler at ``--scheduler ADDR``; ``--workers 0`` runs them in this
@@ -41,14 +43,21 @@ __all__ = ["SOAK_VERSION", "main", "plan", "soak", "soak_chunk"]
 SOAK_VERSION = 1
 
 
+#: Seed distance between units: chunk ``i`` of the ``k``-th unit of ``FAST_PORTS`` runs
+#: with seed ``base + k * UNIT_SEED_STRIDE + i`` (units draw different stall profiles).
+UNIT_SEED_STRIDE = 1_000_000
+
+
 def plan(units: list[str], transactions: int, chunk: int, base: int) -> list[dict[str, Any]]:
     """The chunks of a soak: per unit, ``ceil(transactions / chunk)`` chunks of ``chunk``
-    transactions (the last one shorter), chunk ``i`` with seed ``base + i``."""
+    transactions (the last one shorter), chunk ``i`` of the ``k``-th unit of ``FAST_PORTS``
+    with seed ``base + k * UNIT_SEED_STRIDE + i``."""
     out = []
     for unit in units:
+        first = base + list(FAST_PORTS).index(unit) * UNIT_SEED_STRIDE
         for i, lo in enumerate(range(0, transactions, chunk)):
             n = min(chunk, transactions - lo)
-            out.append({"unit": unit, "index": i, "seed": base + i, "transactions": n})
+            out.append({"unit": unit, "index": i, "seed": first + i, "transactions": n})
     return out
 
 
@@ -221,7 +230,11 @@ def _markdown(rep: dict[str, Any]) -> str:
     md = [
         "# Soak (python -m sim.soak)",
         "",
-        f"Config `{p['config']}` {' '.join(f'`--set {s}`' for s in p['settings'])}, "
+        "Every transaction's outputs compared bit for bit with the golden model by the fast "
+        "C++ Verilator harness (sim.fast); harness M cycles/s: simulated cycles over the "
+        "harness's own time (golden and file writing excluded).",
+        "",
+        f"Config `{p['config']}`{''.join(f' `--set {s}`' for s in p['settings'])}, "
         f"{rep['transactions_per_unit']} transactions per unit in chunks of {p['chunk']}, "
         f"base seed {rep['base_seed']}, simulator: {rep['simulator']}. "
         f"Verdict: **{'PASS' if rep['passed'] else 'FAIL'}**.",

@@ -12,14 +12,14 @@ import shlex
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from hw.config import HWConfig
 from sim.fast.build import build_harness
 from sim.fast.stimulus import Chunk, Profile, make_chunk, profile_for, write_chunk
 
-__all__ = ["Verdict", "replay_command", "run_chunk", "run_harness"]
+__all__ = ["Verdict", "replay_command", "run_chunk", "run_harness", "run_prepared"]
 
 _LINE = re.compile(
     r"FAST (?P<status>PASS|FAIL) unit=(?P<unit>\S+) seed=(?P<seed>\d+) "
@@ -93,14 +93,35 @@ def run_chunk(
     keep them) instead of a temporary directory; with ``times`` the harness writes every
     handshake's cycle to ``times.txt`` there."""
     t0 = time.perf_counter()
-    profile = profile or profile_for(seed)
-    binary = build_harness(unit, cfg, config=config, log=log)
     chunk = make_chunk(unit, cfg, transactions, seed)
     if corrupt is not None:
         first = next(iter(chunk.outputs.values()))
         if not 0 <= corrupt < len(first):
             raise ValueError(f"corrupt must be a beat index in 0..{len(first) - 1}, not {corrupt}")
         first[corrupt] ^= 1
+    verdict = run_prepared(
+        unit, cfg, chunk, seed, config=config, profile=profile, keep=keep, times=times, log=log
+    )
+    return replace(verdict, wall_seconds=time.perf_counter() - t0), chunk
+
+
+def run_prepared(
+    unit: str,
+    cfg: HWConfig,
+    chunk: Chunk,
+    seed: int,
+    *,
+    config: str = "custom",
+    profile: Profile | None = None,
+    keep: Path | None = None,
+    times: bool = False,
+    log=None,
+) -> Verdict:
+    """``chunk`` (e.g. ``stimulus.hcu_stream_chunk`` of a given stream) through the harness
+    of ``unit``; the arguments as ``run_chunk``'s."""
+    t0 = time.perf_counter()
+    profile = profile or profile_for(seed)
+    binary = build_harness(unit, cfg, config=config, log=log)
     with tempfile.TemporaryDirectory(prefix=f"fast_{unit}_") as tmp:
         directory = Path(keep) if keep is not None else Path(tmp)
         write_chunk(directory, chunk)
@@ -111,7 +132,7 @@ def run_chunk(
     m = _LINE.match(line)
     if m is None or rc not in (0, 1) or (rc == 0) != (m["status"] == "PASS"):
         raise RuntimeError(f"the {unit} harness failed (rc {rc}): {out.strip()[-2000:]}")
-    verdict = Verdict(
+    return Verdict(
         unit=unit,
         seed=seed,
         profile=profile.name,
@@ -125,4 +146,3 @@ def run_chunk(
         line=line,
         wall_seconds=time.perf_counter() - t0,
     )
-    return verdict, chunk

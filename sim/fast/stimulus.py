@@ -24,6 +24,7 @@ from hw.config import HWConfig
 from hw.dre import hcu_batch_cycles, layouts, wtu_cycles, wtu_ingest_lanes
 from sim.dre_data import (
     SCORE_KINDS,
+    HCUStream,
     ScoreRow,
     hcu_expected,
     hcu_stream,
@@ -37,6 +38,7 @@ __all__ = [
     "Chunk",
     "Profile",
     "hcu_chunk",
+    "hcu_stream_chunk",
     "make_chunk",
     "pack",
     "pack_beats",
@@ -155,6 +157,15 @@ def hcu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
     stream = hcu_stream(
         cfg, n, seed=seed, redundancy=redundancy, sources=sources, contexts=contexts
     )
+    chunk = hcu_stream_chunk(cfg, stream)
+    chunk.golden.update(redundancy=redundancy, sources=sources, contexts=contexts)
+    return chunk
+
+
+def hcu_stream_chunk(cfg: HWConfig, stream: HCUStream) -> Chunk:
+    """The chunk of a given HCU token stream (golden: ``hcu_expected``)."""
+    n = len(stream)
+    mc = cfg.max_clusters
     exp = hcu_expected(cfg, stream)
     lay = layouts(cfg)
     tid = np.arange(n) % (1 << cfg.token_id_bits)
@@ -173,13 +184,7 @@ def hcu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
         drain=4 * worst + 16,
         timeout=8 * worst + 1000,
         end=end,
-        golden={
-            "stream": stream,
-            "expected": exp,
-            "redundancy": redundancy,
-            "sources": sources,
-            "contexts": contexts,
-        },
+        golden={"stream": stream, "expected": exp},
     )
 
 

@@ -193,3 +193,15 @@ def test_harness_bad_options_name_the_option(tmp_path):
         assert proc.returncode == 2 and message in proc.stdout
     proc = subprocess.run([str(binary), str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert proc.returncode == 2 and "missing" in proc.stdout
+
+
+def test_bench_speed_part_runs_the_same_stream_to_the_cycle():
+    from sim.bench import _fast_speed
+    from sim.dre_data import hcu_expected, hcu_stream
+
+    stream = hcu_stream(CFG, 300, seed=4)
+    out = _fast_speed(CFG, stream, 4, long_tokens=500)
+    timing = hcu_timing(CFG, stream, hcu_expected(CFG, stream))
+    same, long = out["verilator sim.fast"], out["verilator sim.fast long"]
+    assert same["cycles"] == timing.done[-1] + 1  # as sim.tb_bench counts a cocotb run
+    assert long["cycles"] > 500 and long["cycles_per_second"] > 0

@@ -11,9 +11,16 @@ import pytest
 from sim import soak
 
 
-def test_plan_rotates_seeds_per_chunk():
+def test_plan_rotates_seeds_per_chunk_and_unit():
     chunks = soak.plan(["hcu"], 2500, 1000, 40)
     assert [(c["seed"], c["transactions"]) for c in chunks] == [(40, 1000), (41, 1000), (42, 500)]
+    chunks = soak.plan(["wtu_grid", "hcu"], 2, 1, 40)
+    assert [(c["unit"], c["seed"]) for c in chunks] == [
+        ("wtu_grid", 2_000_040),
+        ("wtu_grid", 2_000_041),
+        ("hcu", 40),
+        ("hcu", 41),
+    ]
 
 
 def test_tiny_soak_reports_and_resumes(tmp_path, capsys):
