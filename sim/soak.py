@@ -1,13 +1,15 @@
 """``make soak``: a million randomized transactions per unit through the fast harness.
 
-    python -m sim.soak [--units hcu,wtu,wtu_grid] [--transactions 1000000] [--chunk 20000]
+    python -m sim.soak [--units hcu,wtu,...] [--transactions 1000000] [--chunk 20000]
         [--seed N] [--config tiny] [--set F=V] [--workers 2 | --scheduler ADDR]
         [-o build/soak] [--fresh]
 
-The work is cut into chunks of ``--chunk`` transactions (HCU tokens, WTU rows); chunk ``i``
-of a unit runs with seed ``base + k * 10**6 + i`` (``k``: the unit's place in ``hcu, wtu,
-wtu_grid``), which draws its golden stimulus (``sim.fast.stimulus``: the HCU stream's
-redundancy, sources and contexts; the WTU rows' sizes and score kinds) and its stall profile
+Units: every unit of ``sim.fast.FAST_PORTS`` by default (``hcu``, ``wtu``, ``wtu_grid``,
+``topk``, ``quickselect``). The work is cut into chunks of ``--chunk`` transactions (HCU
+tokens, selector rows); chunk ``i`` of a unit runs with seed ``base + k * 10**6 + i`` (``k``:
+the unit's place in ``FAST_PORTS``), which draws its golden stimulus (``sim.fast.stimulus``:
+the HCU stream's redundancy, sources and contexts; the rows' sizes, score kinds and top-k's
+k) and its stall profile
 (``profile_for``: none, light, heavy, starved, back-pressure, bursts of up to 300 cycles,
 bursts of up to 5000 cycles). The base seed is ``--seed``, else the one of the interrupted
 run being resumed, else a random one: every run soaks new seeds unless asked to replay. Every

@@ -54,6 +54,8 @@ FAST_PORTS: dict[str, FastPorts] = {
     ),
     "wtu": FastPorts(inputs=("cmd", "clusters"), outputs=("selected", "summary")),
     "wtu_grid": FastPorts(inputs=("cmd", "clusters"), outputs=("selected", "summary")),
+    "topk": FastPorts(inputs=("cmd", "clusters"), outputs=("selected", "summary")),
+    "quickselect": FastPorts(inputs=("cmd", "clusters"), outputs=("selected", "summary")),
 }
 
 #: Verilator options of the harness build (besides sources and paths).

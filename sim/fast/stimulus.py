@@ -13,7 +13,8 @@ cycles (sinks), of starting a burst, and the longest burst. ``profile_for(seed)`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +22,24 @@ from amaranth.hdl import Shape
 from amaranth.lib import data
 
 from hw.config import HWConfig
-from hw.dre import hcu_batch_cycles, layouts, wtu_cycles, wtu_ingest_lanes
+from hw.dre import (
+    hcu_batch_cycles,
+    layouts,
+    quickselect_cycles,
+    topk_cycles,
+    topk_passes,
+    wtu_cycles,
+    wtu_ingest_lanes,
+)
 from sim.dre_data import (
     SCORE_KINDS,
     HCUStream,
     ScoreRow,
     hcu_expected,
     hcu_stream,
+    quickselect_expected,
     score_row,
+    topk_expected,
     wtu_beats,
     wtu_expected,
 )
@@ -211,57 +222,113 @@ def wtu_rows(cfg: HWConfig, n: int, seed: int) -> list[ScoreRow]:
     ]
 
 
-def _wtu_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
-    """``n`` rows of the WTU (``wtu``, or ``wtu_grid``: grid buckets, ``wtu_lanes`` clusters
-    per beat). Expected: every selected id with its ``last`` flag and every summary."""
+def _selector_rows_expected(unit: str, cfg: HWConfig, rows: list[ScoreRow]) -> dict:
+    """Per selector unit: the ``cmd`` payloads, the selected ids, the summary columns and
+    each row's cycles without stalls, all from golden (as ``sim.tb_wtu``, ``sim.tb_topk``
+    and ``sim.tb_quickselect`` expect them)."""
+    cmd, ids, cycles = [], [], []
+    summary: dict[str, list[int]] = {}
+
+    def add(**fields: int) -> None:
+        for k, v in fields.items():
+            summary.setdefault(k, []).append(int(v))
+
+    for r in rows:
+        n = r.scores.size
+        if unit == "topk":
+            sel = topk_expected(r).tolist()
+            cmd.append(r.k)
+            add(n_selected=len(sel), passes=topk_passes(cfg, n, r.k), error=0)
+            cycles.append(topk_cycles(cfg, n, r.k))
+        elif unit == "quickselect":
+            e = quickselect_expected(cfg, r)
+            sel = e.selected.tolist()
+            cmd.append(r.coverage_q)
+            add(
+                n_selected=len(sel),
+                passes=len(e.pass_reads),
+                total_mass=e.total_mass,
+                threshold=e.threshold,
+                error=0,
+            )
+            cycles.append(quickselect_cycles(cfg, n, e))
+        else:
+            e = wtu_expected(cfg, r)
+            sel = e.selected.tolist()
+            cmd.append(r.coverage_q)
+            add(
+                b_star=e.b_star,
+                buckets_scanned=e.buckets_scanned,
+                n_selected=e.clusters_emitted,
+                total_mass=e.total_mass,
+                threshold=e.threshold,
+                error=0,
+            )
+            cycles.append(
+                wtu_cycles(cfg, n, e.b_star, e.clusters_emitted, emit_cycles=e.emit_cycles)
+            )
+        ids.append(sel)
+    return {"cmd": cmd, "ids": ids, "summary": summary, "cycles": cycles}
+
+
+def _selector_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
+    """``n`` rows of a selector: the WTU (``wtu``; ``wtu_grid``: grid buckets, ``wtu_lanes``
+    clusters per beat), the top-k baseline (``topk``; k drawn with the row, 0 and
+    ``max_clusters`` included) or the weighted quick-select (``quickselect``). Expected:
+    every selected id with its ``last`` flag and every summary."""
     cfg = wtu_unit_config(unit, cfg)
     lay = layouts(cfg)
     rows = wtu_rows(cfg, n, seed)
-    exps = [wtu_expected(cfg, r) for r in rows]
-    beats = [b for r in rows for b in wtu_beats(cfg, r)]
-    clusters = lay.cluster_lanes if wtu_ingest_lanes(cfg) > 1 else lay.cluster_score
-    sel_id, sel_last = [], []
-    for e in exps:
-        k = e.clusters_emitted
-        ids = e.selected.tolist()
-        sel_id += ids
-        sel_last += [int(i == k - 1) for i in range(len(ids))]
-    summary = {
-        "b_star": [e.b_star for e in exps],
-        "buckets_scanned": [e.buckets_scanned for e in exps],
-        "n_selected": [e.clusters_emitted for e in exps],
-        "total_mass": [e.total_mass for e in exps],
-        "threshold": [e.threshold for e in exps],
-        "error": [0] * n,
-    }
-    cycles = [
-        wtu_cycles(cfg, r.scores.size, e.b_star, e.clusters_emitted, emit_cycles=e.emit_cycles)
-        for r, e in zip(rows, exps, strict=True)
-    ]
-    worst = max(cycles)
+    if unit == "topk":
+        rng = np.random.default_rng([seed, 0x70C])
+        ks = [r.k for r in rows]
+        for i, u in enumerate(rng.random(n)):
+            ks[i] = 0 if u < 0.05 else cfg.max_clusters if u < 0.1 else ks[i]
+        rows = [replace(r, k=k) for r, k in zip(rows, ks, strict=True)]
+    exp = _selector_rows_expected(unit, cfg, rows)
+    if unit in ("wtu", "wtu_grid"):
+        beats = pack_beats(
+            lay.cluster_lanes if wtu_ingest_lanes(cfg) > 1 else lay.cluster_score,
+            [b for r in rows for b in wtu_beats(cfg, r)],
+        )
+    else:  # one cluster per beat, ids 0..n-1 (sim.tb_wtu.cluster_beats)
+        sizes = [r.scores.size for r in rows]
+        beats = pack(
+            lay.cluster_score,
+            {
+                "cluster": np.concatenate([np.arange(k) for k in sizes]),
+                "score": np.concatenate([r.scores for r in rows]),
+                "count": np.concatenate([r.counts for r in rows]),
+                "last": np.concatenate([np.arange(k) == k - 1 for k in sizes]),
+            },
+        )
+    cmd_layout = {"topk": lay.topk_cmd}.get(unit, lay.wtu_cmd)
+    summary_layout = {"topk": lay.topk_summary, "quickselect": lay.quickselect_summary}.get(
+        unit, lay.wtu_summary
+    )
+    ids = [c for sel in exp["ids"] for c in sel]
+    last = [int(i == len(sel) - 1) for sel in exp["ids"] for i in range(len(sel))]
+    worst = max(exp["cycles"])
     return Chunk(
         inputs={
-            "cmd": pack(lay.wtu_cmd, {"coverage_q": np.array([r.coverage_q for r in rows])}),
-            "clusters": pack_beats(clusters, beats),
+            "cmd": pack(cmd_layout, {next(iter(cmd_layout))[0]: np.array(exp["cmd"])}),
+            "clusters": beats,
         },
         outputs={
-            "selected": pack(lay.selected, {"cluster": np.array(sel_id), "last": sel_last})
-            if sel_id
-            else [],
-            "summary": pack(lay.wtu_summary, {k: np.array(v) for k, v in summary.items()}),
+            "selected": pack(lay.selected, {"cluster": np.array(ids), "last": last}) if ids else [],
+            "summary": pack(summary_layout, {k: np.array(v) for k, v in exp["summary"].items()}),
         },
         transactions=n,
         drain=4 * worst + 50,
         timeout=8 * worst + 1000,
-        golden={"rows": rows, "expected": exps, "cycles": cycles},
+        golden={"rows": rows, "cycles": exp["cycles"], "selected": exp["ids"]},
     )
 
 
 #: unit → chunk maker ``(cfg, transactions, seed) -> Chunk``
 CHUNKS = {
     "hcu": hcu_chunk,
-    "wtu": lambda cfg, n, seed: _wtu_chunk("wtu", cfg, n, seed),
-    "wtu_grid": lambda cfg, n, seed: _wtu_chunk("wtu_grid", cfg, n, seed),
+    **{unit: partial(_selector_chunk, unit) for unit in ("wtu", "wtu_grid", "topk", "quickselect")},
 }
 
 

@@ -45,23 +45,26 @@ def test_hcu_no_stalls_matches_golden_to_the_cycle(seed, tmp_path):
     assert chunk.golden["contexts"] > 1
 
 
-@pytest.mark.parametrize("unit", ["wtu", "wtu_grid"])
-def test_wtu_no_stalls_matches_golden_to_the_cycle(unit, tmp_path):
+SELECTORS = ["wtu", "wtu_grid", "topk", "quickselect"]
+
+
+@pytest.mark.parametrize("unit", SELECTORS)
+def test_selector_no_stalls_matches_golden_to_the_cycle(unit, tmp_path):
     verdict, chunk = run_chunk(
         unit, CFG, 150, 2, config="tiny", profile=PROFILES["none"], keep=tmp_path, times=True
     )
     assert verdict.passed and verdict.transactions == 150, verdict.line
     t = _times(tmp_path / "times.txt")
     assert t["cmd"].size == t["summary"].size == 150
-    assert t["selected"].size == sum(e.clusters_emitted for e in chunk.golden["expected"])
+    assert t["selected"].size == sum(len(s) for s in chunk.golden["selected"])
     # Rows back to back: cmd handshake to summary handshake, both included (sim.tb_wtu).
     np.testing.assert_array_equal(t["summary"] - t["cmd"] + 1, chunk.golden["cycles"])
     sizes = [r.scores.size for r in chunk.golden["rows"]]
     assert min(sizes) == 1 and max(sizes) == CFG.max_clusters
 
 
-@pytest.mark.parametrize("unit", ["wtu", "wtu_grid"])
-def test_wtu_stalls_pass_and_a_corrupted_id_fails(unit):
+@pytest.mark.parametrize("unit", SELECTORS)
+def test_selector_stalls_pass_and_a_corrupted_id_fails(unit):
     verdict, _ = run_chunk(unit, CFG, 200, 8, config="tiny", profile=PROFILES["long_bursts"])
     assert verdict.passed, verdict.line
     verdict, _ = run_chunk(unit, CFG, 200, 8, config="tiny", corrupt=17)
@@ -165,7 +168,7 @@ def test_cli_corrupt_exits_1_with_the_replay_command():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["wtx"], r"unit must be one of hcu, wtu, wtu_grid, not 'wtx'"),
+        (["wtx"], r"unit must be one of hcu, wtu, wtu_grid, topk, quickselect, not 'wtx'"),
         (["hcu", "--transactions", "0"], r"--transactions must be at least 1, not 0"),
         (["hcu", "--seed", "-2"], r"--seed must be a non-negative integer, not -2"),
         (["hcu", "--profile", "stormy"], r"--profile must be one of none, .*, not 'stormy'"),
