@@ -106,3 +106,30 @@ def test_bad_arguments_name_the_option(argv, message, capsys):
         soak.main(argv)
     assert exc.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_an_interrupted_soak_resumes_where_it_stopped(tmp_path, capsys, monkeypatch):
+    real = soak.run_chunk
+
+    def interrupted(unit, cfg, n, seed, **kw):  # Ctrl-C during the third chunk
+        if seed == 32:
+            raise KeyboardInterrupt
+        return real(unit, cfg, n, seed, **kw)
+
+    monkeypatch.setattr(soak, "run_chunk", interrupted)
+    args = ["--units", "hcu", "--transactions", "900", "--chunk", "300", "--workers", "0"]
+    with pytest.raises(KeyboardInterrupt):
+        soak.main([*args, "--seed", "30", "-o", str(tmp_path)])
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert sorted(c["seed"] for c in state["chunks"].values()) == [30, 31]
+    monkeypatch.setattr(soak, "run_chunk", real)
+    capsys.readouterr()
+    assert soak.main([*args, "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "base seed 30 (resumed from" in out and "2 chunks done, 1 to run" in out
+    assert "[1/1] hcu seed=32 " in out
+    assert json.loads((tmp_path / "report.json").read_text())["units"]["hcu"]["seeds"] == [
+        30,
+        31,
+        32,
+    ]
