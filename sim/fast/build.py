@@ -1,9 +1,10 @@
 """Build the fast C++ Verilator harness (``sim/fast/harness.cpp``) of one DRE unit.
 
-The Verilog comes from ``hw.gen.generate``; the build uses the lint waivers of
-``hw.gen.LINT_WAIVERS`` (as ``sim.runner`` does for cocotb) with ``-Wall``, Verilator's
-``--x-assign fast --x-initial fast`` (its default, the one the cocotb regressions use), ``-O3``
-and one build job. The streams are bound in a generated ``fast_unit.h`` from the unit's ports
+The Verilog comes from ``hw.gen.generate`` (with its initial values, as the cocotb
+regressions simulate it); the build uses the lint waivers of ``hw.gen.LINT_WAIVERS`` (as
+``sim.runner`` does for cocotb) with ``-Wall``, ``--x-assign fast`` (Verilator's default,
+which the cocotb regressions use; ``--x-initial`` stays at its default as there), ``-O3``,
+``-O2`` for the C++ and one build job. The streams are bound in a generated ``fast_unit.h`` from the unit's ports
 (``FAST_PORTS``), with the payload widths read from the generated Verilog.
 
 One build directory per unit and design, ``sim_build/fast/<unit>/<config>_<hash>``, where the
@@ -65,8 +66,6 @@ VERILATOR_FLAGS = (
     "--build",
     "-O3",
     "--x-assign",
-    "fast",
-    "--x-initial",
     "fast",
     "-Wall",
     "--build-jobs",
