@@ -4,8 +4,9 @@ The Verilog comes from ``hw.gen.generate`` (with its initial values, as the coco
 regressions simulate it); the build uses the lint waivers of ``hw.gen.LINT_WAIVERS`` (as
 ``sim.runner`` does for cocotb) with ``-Wall``, ``--x-assign fast`` (Verilator's default,
 which the cocotb regressions use; ``--x-initial`` stays at its default as there), ``-O3``,
-``-O2`` for the C++ and one build job. The streams are bound in a generated ``fast_unit.h`` from the unit's ports
-(``FAST_PORTS``), with the payload widths read from the generated Verilog.
+``-O2`` for the C++ and one build job. The streams are bound in a generated ``fast_unit.h``
+from the unit's ports (``FAST_PORTS``), with the payload widths read from the generated
+Verilog.
 
 One build directory per unit and design, ``sim_build/fast/<unit>/<config>_<hash>``, where the
 hash covers the Verilog, the harness source and this module (flags, bindings): a rebuild
