@@ -11,7 +11,8 @@
 // sampled before the rising edge, every output beat is compared with the next expected one of
 // its stream. The PRNG (xoshiro256**) is seeded from --seed only, so a run replays exactly.
 // One line on stdout: "FAST PASS|FAIL unit=... transactions=... cycles=... mismatches=..."
-// plus the first mismatch (a transaction is a beat taken on the first input stream); exit 0 on PASS, 1 on FAIL, 2 on bad arguments or files.
+// plus the first mismatch (a transaction is a beat taken on the first input stream; cycles
+// run from the reset's release to the end of --drain cycles after the last expected beat); exit 0 on PASS, 1 on FAIL, 2 on bad arguments or files.
 
 #include <chrono>
 #include <cinttypes>
