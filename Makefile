@@ -3,6 +3,7 @@
 #   make test    lint + the whole test suite (what CI runs)
 #   make formal  SymbiYosys proofs of the DRE and KVMU units (docs/formal.md)
 #   make fuzz    the Hypothesis fuzz tests at 10**4 examples (make test runs 2000)
+#   make soak    10**6 randomized transactions per unit through the fast Verilator harness
 SHELL   := /bin/bash
 VENV    := $(CURDIR)/.venv
 PY      := $(VENV)/bin/python
@@ -17,7 +18,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # A target whose content comes with a later issue says so and fails: it never pretends.
 need = @test -f $(1) || { echo "make $@: $(1) does not exist yet ($(2)); nothing was done." >&2; exit 2; }
 
-.PHONY: all setup check lint format verilog sim synth sweep sweep-algo test fuzz bench formal clean
+.PHONY: all setup check lint format verilog sim synth sweep sweep-algo test fuzz bench formal soak clean
 
 all: verilog sim synth
 	@echo "make all: Verilog in build/verilog, simulation summary above, synthesis report in build/synth/$(CONFIG)"
@@ -72,6 +73,13 @@ fuzz: setup
 FORMAL_ARGS ?=
 formal: setup
 	$(PY) -m formal $(FORMAL_ARGS)
+
+# 10**6 randomized transactions per unit (sim/fast: golden files, a C++ Verilator harness)
+# in seeded chunks on a Dask LocalCluster; resumable; report in build/soak/report.md.
+# SOAK_ARGS="--seed 5 --transactions 2000000" (python -m sim.soak --help); not in make test.
+SOAK_ARGS ?=
+soak: setup
+	$(PY) -m sim.soak --workers $(JOBS) $(SOAK_ARGS)
 
 bench: setup
 	$(PY) -m golden.bench

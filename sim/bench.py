@@ -18,7 +18,9 @@
    scored against its queries. The issue-12 goal (grid WTU <= 0.4x the quick-select's
    cycles and <= 0.2x the top-k's at the largest size) is checked per L.
 3. Simulation speed (cycles/s) of the same small workload on the Amaranth simulator, Icarus
-   and Verilator, plus the Verilator rates of the large runs.
+   and Verilator (cocotb) and the fast C++ Verilator harness (``sim.fast``, same stream, same
+   cycle check), the harness on a 200 000-token chunk, plus the Verilator rates of the large
+   runs.
 
 Every simulated output is checked against the golden model and every cycle count against
 the unit's formula, so the figures are measured and verified, not modelled. Writes
@@ -375,7 +377,63 @@ def bench_sim_speed(tokens: int, seed: int) -> dict:
         }
     _say(f"simulation speed: HCU tiny, {tokens} tokens, Amaranth simulator")
     out["amaranth"] = _amaranth_speed(cfg, HCUStream(sigs=sigs, clear=np.zeros(tokens, bool)))
+    out.update(_fast_speed(cfg, HCUStream(sigs=sigs, clear=np.zeros(tokens, bool)), seed))
     return out
+
+
+#: Tokens of the long fast-harness run of the speed part (its cycles/s figure).
+FAST_LONG_TOKENS = 200_000
+
+
+def _fast_speed(cfg: HWConfig, stream, seed: int, long_tokens: int = FAST_LONG_TOKENS) -> dict:
+    """The fast C++ harness (``sim.fast``) on the same stream, no stalls: its cycles from the
+    handshakes (checked against ``hcu_timing``, as the cocotb run is), and its cycles/s on
+    that stream and on a ``long_tokens`` soak chunk (``sim.fast.run_chunk``, no stalls)."""
+    from sim.dre_data import hcu_timing
+    from sim.fast import PROFILES, run_chunk
+    from sim.fast.run import run_prepared
+    from sim.fast.stimulus import hcu_stream_chunk
+
+    _say(f"simulation speed: HCU tiny, {len(stream)} tokens, fast C++ harness (sim.fast)")
+    chunk = hcu_stream_chunk(cfg, stream)
+    with tempfile.TemporaryDirectory() as tmp:
+        v = run_prepared(
+            "hcu",
+            cfg,
+            chunk,
+            seed,
+            config="tiny",
+            profile=PROFILES["none"],
+            keep=Path(tmp),
+            times=True,
+        )
+        rows = (ln.split() for ln in (Path(tmp) / "times.txt").read_text().splitlines())
+        t = {r[0]: np.array(r[1:], np.int64) for r in rows}
+    if not v.passed:
+        raise AssertionError(f"fast harness: {v.line}")
+    timing = hcu_timing(cfg, stream, chunk.golden["expected"])
+    acc, done = t["tokens"], t["assign"]
+    assert (acc - acc[0] == timing.accepted).all(), "fast harness: acceptances differ"
+    assert (done - acc[0] == timing.done).all(), "fast harness: result cycles differ"
+    cycles = int(done[-1] + 1 - acc[0])
+    _say(f"simulation speed: HCU tiny, {long_tokens} tokens, fast C++ harness (sim.fast)")
+    long, _ = run_chunk("hcu", cfg, long_tokens, seed, config="tiny", profile=PROFILES["none"])
+    if not long.passed:
+        raise AssertionError(f"fast harness: {long.line}")
+    return {
+        "verilator sim.fast": {
+            "cycles": cycles,
+            "seconds": v.seconds,
+            "cycles_per_second": cycles / v.seconds,
+            "workload": "HCU tiny stream",
+        },
+        "verilator sim.fast long": {
+            "cycles": long.cycles,
+            "seconds": long.seconds,
+            "cycles_per_second": long.cycles_per_s,
+            "workload": f"HCU tiny, {long_tokens} tokens (soak chunk)",
+        },
+    }
 
 
 def _amaranth_speed(cfg: HWConfig, stream) -> dict:
@@ -608,8 +666,8 @@ def _markdown(report: dict, plots: list[str]) -> str:
     ]
     for name, s in report.get("sim_speed", {}).items():
         lines.append(
-            f"| {name} | HCU tiny stream | {s['cycles']} | {s['seconds']:.2f} | "
-            f"{s['cycles_per_second']:.0f} |"
+            f"| {name} | {s.get('workload', 'HCU tiny stream')} | {s['cycles']} | "
+            f"{s['seconds']:.3f} | {s['cycles_per_second']:.0f} |"
         )
     for lsel in report.get("selectors_by_lanes", [sel]):
         for unit, run in lsel["runs"].items():

@@ -31,6 +31,7 @@ from hw.dre.wtu import wtu_ingest_lanes
 from workloads import trace as trace_io
 
 __all__ = [
+    "SCORE_KINDS",
     "HCUBatch",
     "HCUExpected",
     "HCUStream",
@@ -203,6 +204,10 @@ class ScoreRow:
     k: int = 0
 
 
+#: The row kinds of ``score_row``.
+SCORE_KINDS = ("normal", "ties", "one_bucket", "extremes", "wide")
+
+
 def score_row(cfg: HWConfig, n: int, *, seed: int, kind: str = "normal") -> ScoreRow:
     """A seeded row of ``n`` clusters. ``kind``:
 
@@ -234,9 +239,7 @@ def score_row(cfg: HWConfig, n: int, *, seed: int, kind: str = "normal") -> Scor
         scores = rng.integers(r.score_min, r.score_max + 1, n)
         counts = rng.integers(1, cmax + 1, n)
     else:
-        raise ValueError(
-            f"kind must be one of normal, ties, one_bucket, extremes, wide, not {kind!r}"
-        )
+        raise ValueError(f"kind must be one of {', '.join(SCORE_KINDS)}, not {kind!r}")
     coverage_q = one if rng.random() < 0.2 else int(rng.integers(1, one + 1))
     k = int(rng.integers(0, n + 2))
     return ScoreRow(

@@ -28,6 +28,7 @@ from sim.cocotb_streams import (
     timing_from_env,
 )
 from sim.dre_data import (
+    SCORE_KINDS,
     ScoreRow,
     env_workload,
     score_row,
@@ -35,7 +36,7 @@ from sim.dre_data import (
     wtu_expected,
 )
 
-KINDS = ("normal", "ties", "one_bucket", "extremes", "wide")
+KINDS = SCORE_KINDS
 
 
 def unit_config():

@@ -1,0 +1,313 @@
+"""``make soak``: a million randomized transactions per unit through the fast harness.
+
+    python -m sim.soak [--units hcu,wtu,...] [--transactions 1000000] [--chunk 20000]
+        [--seed N] [--config tiny] [--set F=V] [--workers 2 | --scheduler ADDR]
+        [-o build/soak] [--fresh]
+
+Units: every unit of ``sim.fast.FAST_PORTS`` by default (``hcu``, ``wtu``, ``wtu_grid``,
+``topk``, ``quickselect``). The work is cut into chunks of ``--chunk`` transactions (HCU
+tokens, selector rows); chunk ``i`` of a unit runs with seed ``base + k * 10**6 + i`` (``k``:
+the unit's place in ``FAST_PORTS``), which draws its golden stimulus (``sim.fast.stimulus``:
+the HCU stream's redundancy, sources and contexts; the rows' sizes, score kinds and top-k's
+k) and its stall profile
+(``profile_for``: none, light, heavy, starved, back-pressure, bursts of up to 300 cycles,
+bursts of up to 5000 cycles). The base seed is ``--seed``, else the one of the interrupted
+run being resumed, else a random one: every run soaks new seeds unless asked to replay. Every
+chunk's seed is printed; a failing chunk is reported with the one-line command that replays
+it (``python -m sim.fast UNIT --seed S --transactions N --config C``).
+
+Chunks run on Dask (``golden.sweep.dask_client``: a ``LocalCluster`` of ``--workers``
+processes, or the scheduler at ``--scheduler ADDR``; ``--workers 0`` runs them in this
+process). The harness is built once before the chunks are handed out. Resumable: every
+finished chunk is written to ``<out>/state.json`` at once, and a rerun with the same
+parameters skips the finished ones (``--fresh`` starts over). Report: ``<out>/report.json``
+and ``report.md``. Exit 0 when every chunk passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hw.config import apply_settings, parse_settings, preset
+from sim.fast.build import FAST_PORTS, build_harness
+from sim.fast.run import replay_command, run_chunk
+
+__all__ = ["SOAK_VERSION", "main", "plan", "soak", "soak_chunk"]
+
+#: Version of the chunk computation; bump it to invalidate saved states.
+SOAK_VERSION = 1
+
+
+#: Seed distance between units: chunk ``i`` of the ``k``-th unit of ``FAST_PORTS`` runs
+#: with seed ``base + k * UNIT_SEED_STRIDE + i`` (units draw different stall profiles).
+UNIT_SEED_STRIDE = 1_000_000
+
+
+def plan(units: list[str], transactions: int, chunk: int, base: int) -> list[dict[str, Any]]:
+    """The chunks of a soak: per unit, ``ceil(transactions / chunk)`` chunks of ``chunk``
+    transactions (the last one shorter), chunk ``i`` of the ``k``-th unit of ``FAST_PORTS``
+    with seed ``base + k * UNIT_SEED_STRIDE + i``."""
+    out = []
+    for unit in units:
+        first = base + list(FAST_PORTS).index(unit) * UNIT_SEED_STRIDE
+        for i, lo in enumerate(range(0, transactions, chunk)):
+            n = min(chunk, transactions - lo)
+            out.append({"unit": unit, "index": i, "seed": first + i, "transactions": n})
+    return out
+
+
+def chunk_key(c: dict[str, Any]) -> str:
+    return f"{c['unit']}:{c['index']}:{c['seed']}:{c['transactions']}"
+
+
+def soak_chunk(c: dict[str, Any], config: str, settings: list[str]) -> dict[str, Any]:
+    """Run one planned chunk (in a Dask worker or in this process) → its verdict as a dict."""
+    cfg = apply_settings(preset(config), parse_settings(settings))
+    verdict, _ = run_chunk(c["unit"], cfg, c["transactions"], c["seed"], config=config)
+    return {**c, **verdict.as_dict()}
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "version": SOAK_VERSION,
+        "units": args.units,
+        "chunk": args.chunk,
+        "config": args.config,
+        "settings": args.set,
+    }
+
+
+def _load_state(path: Path, params: dict[str, Any], fresh: bool) -> dict[str, Any]:
+    if fresh or not path.is_file():
+        return {"params": params, "chunks": {}}
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        print(f"soak: {path} is not valid JSON; starting afresh", flush=True)
+        return {"params": params, "chunks": {}}
+    if state.get("params") != params:
+        print(f"soak: {path} holds a soak with other parameters; starting afresh", flush=True)
+        return {"params": params, "chunks": {}}
+    return state
+
+
+def _save(path: Path, obj: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def _progress(i: int, total: int, r: dict[str, Any], done: dict[str, int]) -> str:
+    status = "PASS" if r["passed"] else f"FAIL ({r['mismatches']} mismatches)"
+    return (
+        f"soak: [{i}/{total}] {r['unit']} seed={r['seed']} profile={r['profile']} {status}: "
+        f"{r['transactions']} transactions, {r['cycles']} cycles, "
+        f"{r['cycles_per_s'] / 1e6:.1f} M cycles/s, {r['wall_seconds']:.2f} s; "
+        f"{r['unit']} total {done[r['unit']]}"
+    )
+
+
+def soak(args: argparse.Namespace) -> dict[str, Any]:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "state.json"
+    params = _params(args)
+    state = _load_state(state_path, params, args.fresh)
+    if args.seed is not None:
+        base, source = args.seed, "--seed"
+        if state.get("base_seed") not in (None, base):
+            state = {"params": params, "chunks": {}}
+    elif state.get("base_seed") is not None:
+        base, source = state["base_seed"], f"resumed from {state_path}"
+    else:
+        base, source = secrets.randbelow(2**31), "random"
+    state["base_seed"] = base
+    chunks = plan(args.units, args.transactions, args.chunk, base)
+    results = {k: v for k, v in state["chunks"].items() if k in {chunk_key(c) for c in chunks}}
+    todo = [c for c in chunks if chunk_key(c) not in results]
+    print(
+        f"soak: {', '.join(args.units)} at config {' '.join([args.config, *args.set])}: "
+        f"{args.transactions} transactions per unit in {len(chunks)} chunks of {args.chunk}, "
+        f"base seed {base} ({source}); {len(results)} chunks done, {len(todo)} to run",
+        flush=True,
+    )
+    cfg = apply_settings(preset(args.config), parse_settings(args.set))
+    for unit in args.units:
+        build_harness(unit, cfg, config=args.config, log=lambda s: print(s, flush=True))
+    done = {u: 0 for u in args.units}
+    for r in results.values():
+        done[r["unit"]] += r["transactions"]
+    t0 = time.perf_counter()
+
+    def record(i: int, r: dict[str, Any]) -> None:
+        results[chunk_key(r)] = r
+        state["chunks"] = results
+        _save(state_path, state)
+        done[r["unit"]] += r["transactions"]
+        print(_progress(i, len(todo), r, done), flush=True)
+        if not r["passed"]:
+            print(f"soak: FAIL {r['line']}", flush=True)
+            print(f"soak: replay: {_replay(r, args)}", flush=True)
+
+    if todo and args.workers == 0 and not args.scheduler:
+        for i, c in enumerate(todo, 1):
+            record(i, soak_chunk(c, args.config, args.set))
+    elif todo:
+        from distributed import as_completed
+
+        from golden.sweep import dask_client
+
+        client, cluster = dask_client(args.scheduler, max(args.workers, 1))
+        try:
+            futures = [
+                client.submit(soak_chunk, c, args.config, args.set, pure=False) for c in todo
+            ]
+            for i, fut in enumerate(as_completed(futures), 1):
+                record(i, fut.result())
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    _save(state_path, state)
+    report = _report(args, base, [results[chunk_key(c)] for c in chunks], time.perf_counter() - t0)
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "report.md").write_text(_markdown(report))
+    return report
+
+
+def _replay(r: dict[str, Any], args: argparse.Namespace) -> str:
+    return replay_command(r["unit"], r["seed"], r["transactions"], args.config, args.set)
+
+
+def _report(
+    args: argparse.Namespace, base: int, rows: list[dict[str, Any]], seconds: float
+) -> dict[str, Any]:
+    units = {}
+    for unit in args.units:
+        mine = [r for r in rows if r["unit"] == unit]
+        harness_s = sum(r["seconds"] for r in mine)
+        cycles = sum(r["cycles"] for r in mine)
+        profiles: dict[str, int] = {}
+        for r in mine:
+            profiles[r["profile"]] = profiles.get(r["profile"], 0) + 1
+        units[unit] = {
+            "transactions": sum(r["transactions"] for r in mine),
+            "chunks": len(mine),
+            "cycles": cycles,
+            "mismatches": sum(r["mismatches"] for r in mine),
+            "failed_chunks": sum(not r["passed"] for r in mine),
+            "harness_seconds": round(harness_s, 3),
+            "cycles_per_s": round(cycles / harness_s) if harness_s else None,
+            "chunk_wall_seconds": round(sum(r["wall_seconds"] for r in mine), 3),
+            "seeds": [r["seed"] for r in mine],
+            "profiles": profiles,
+            "failures": [
+                {"seed": r["seed"], "first": r["first"], "replay": _replay(r, args)}
+                for r in mine
+                if not r["passed"]
+            ],
+        }
+    key = hashlib.sha256(json.dumps(_params(args), sort_keys=True).encode()).hexdigest()[:12]
+    return {
+        "params": _params(args),
+        "params_key": key,
+        "transactions_per_unit": args.transactions,
+        "base_seed": base,
+        "passed": all(u["failed_chunks"] == 0 for u in units.values()),
+        "seconds_this_run": round(seconds, 1),
+        "simulator": "verilator (sim.fast C++ harness)",
+        "units": units,
+    }
+
+
+def _markdown(rep: dict[str, Any]) -> str:
+    p = rep["params"]
+    md = [
+        "# Soak (python -m sim.soak)",
+        "",
+        "Every transaction's outputs compared bit for bit with the golden model by the fast "
+        "C++ Verilator harness (sim.fast); harness M cycles/s: simulated cycles over the "
+        "harness's own time (golden and file writing excluded).",
+        "",
+        f"Config `{p['config']}`{''.join(f' `--set {s}`' for s in p['settings'])}, "
+        f"{rep['transactions_per_unit']} transactions per unit in chunks of {p['chunk']}, "
+        f"base seed {rep['base_seed']}, simulator: {rep['simulator']}. "
+        f"Verdict: **{'PASS' if rep['passed'] else 'FAIL'}**.",
+        "",
+        "| unit | transactions | chunks | cycles | mismatches | failed chunks | harness "
+        "M cycles/s | profiles |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for unit, u in rep["units"].items():
+        cps = f"{u['cycles_per_s'] / 1e6:.2f}" if u["cycles_per_s"] else "-"
+        prof = ", ".join(f"{k} {v}" for k, v in sorted(u["profiles"].items()))
+        md.append(
+            f"| {unit} | {u['transactions']} | {u['chunks']} | {u['cycles']} | "
+            f"{u['mismatches']} | {u['failed_chunks']} | {cps} | {prof} |"
+        )
+    for unit, u in rep["units"].items():
+        seeds = u["seeds"]
+        md += ["", f"{unit} seeds: {seeds[0]}..{seeds[-1]}" if seeds else f"{unit}: no chunks"]
+        for f in u["failures"]:
+            md.append(f"- FAIL seed {f['seed']}: {f['first']}; replay: `{f['replay']}`")
+    return "\n".join(md) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim.soak", description=__doc__.split("\n")[0])
+    ap.add_argument("--units", default=",".join(FAST_PORTS), help="comma list (default all)")
+    ap.add_argument("--transactions", type=int, default=10**6, help="per unit (default 10**6)")
+    ap.add_argument("--chunk", type=int, default=20000, help="transactions per chunk (20000)")
+    ap.add_argument("--seed", type=int, help="base seed (default: resumed or random)")
+    ap.add_argument("--config", default="tiny", help="hardware preset (default tiny)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=INT")
+    ap.add_argument("--workers", type=int, default=2, help="LocalCluster workers; 0: no Dask")
+    ap.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
+    ap.add_argument("-o", "--out", type=Path, default=Path("build/soak"))
+    ap.add_argument("--fresh", action="store_true", help="ignore a saved state")
+    args = ap.parse_args(argv)
+    args.units = [u for u in args.units.split(",") if u]
+    for u in args.units:
+        if u not in FAST_PORTS:
+            ap.error(f"--units must list units of {', '.join(FAST_PORTS)}, not {u!r}")
+    if not args.units:
+        ap.error("--units must name at least one unit")
+    if args.transactions < 1:
+        ap.error(f"--transactions must be at least 1, not {args.transactions}")
+    if args.chunk < 1:
+        ap.error(f"--chunk must be at least 1, not {args.chunk}")
+    if args.seed is not None and args.seed < 0:
+        ap.error(f"--seed must be a non-negative integer, not {args.seed}")
+    if args.workers < 0:
+        ap.error(f"--workers must be 0 (no Dask) or more, not {args.workers}")
+    try:
+        apply_settings(preset(args.config), parse_settings(args.set))
+    except ValueError as exc:
+        ap.error(str(exc))
+    t0 = time.perf_counter()
+    rep = soak(args)
+    for unit, u in rep["units"].items():
+        cps = f"{u['cycles_per_s'] / 1e6:.1f} M cycles/s" if u["cycles_per_s"] else "-"
+        print(
+            f"soak: {unit}: {u['transactions']} transactions in {u['chunks']} chunks, "
+            f"{u['cycles']} cycles, {u['mismatches']} mismatches, {u['failed_chunks']} failed "
+            f"chunks; harness {cps}"
+        )
+        for f in u["failures"]:
+            print(f"soak: {unit} FAIL seed {f['seed']}: {f['first']}\n  replay: {f['replay']}")
+    print(
+        f"soak: {'PASS' if rep['passed'] else 'FAIL'} in {time.perf_counter() - t0:.0f} s -> "
+        f"{args.out}/report.md"
+    )
+    return 0 if rep["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

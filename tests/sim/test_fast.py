@@ -1,0 +1,210 @@
+"""sim.fast: the C++ Verilator harness agrees with golden (every beat, the end state and, with
+no stalls, every handshake cycle), and it fails on a corrupted expectation."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw.config import preset
+from hw.dre import layouts
+from sim.dre_data import hcu_timing, score_row, wtu_beats
+from sim.fast import PROFILES, make_chunk, profile_for, run_chunk
+from sim.fast import __main__ as cli
+from sim.fast.build import build_harness
+from sim.fast.run import run_harness
+from sim.fast.stimulus import pack, pack_beats, write_chunk
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG = preset("tiny")
+
+
+def _times(path: Path) -> dict[str, np.ndarray]:
+    rows = (line.split() for line in path.read_text().splitlines())
+    return {r[0]: np.array(r[1:], np.int64) for r in rows}
+
+
+@pytest.mark.parametrize("seed", [2, 4])
+def test_hcu_no_stalls_matches_golden_to_the_cycle(seed, tmp_path):
+    verdict, chunk = run_chunk(
+        "hcu", CFG, 1500, seed, config="tiny", profile=PROFILES["none"], keep=tmp_path, times=True
+    )
+    assert verdict.passed and verdict.mismatches == 0 and verdict.first == ""
+    assert verdict.transactions == 1500 and verdict.unit == "hcu" and verdict.seed == seed
+    t = _times(tmp_path / "times.txt")
+    assert t["tokens"].size == t["assign"].size == 1500
+    timing = hcu_timing(CFG, chunk.golden["stream"], chunk.golden["expected"])
+    np.testing.assert_array_equal(t["tokens"] - t["tokens"][0], timing.accepted)
+    np.testing.assert_array_equal(t["assign"] - t["tokens"][0], timing.done)
+    # The chunk visits clears and a full table with forced joins or not: both seeds cover both.
+    assert chunk.golden["contexts"] > 1
+
+
+SELECTORS = ["wtu", "wtu_grid", "topk", "quickselect"]
+
+
+@pytest.mark.parametrize("unit", SELECTORS)
+def test_selector_no_stalls_matches_golden_to_the_cycle(unit, tmp_path):
+    verdict, chunk = run_chunk(
+        unit, CFG, 150, 2, config="tiny", profile=PROFILES["none"], keep=tmp_path, times=True
+    )
+    assert verdict.passed and verdict.transactions == 150, verdict.line
+    t = _times(tmp_path / "times.txt")
+    assert t["cmd"].size == t["summary"].size == 150
+    assert t["selected"].size == sum(len(s) for s in chunk.golden["selected"])
+    # Rows back to back: cmd handshake to summary handshake, both included (sim.tb_wtu).
+    np.testing.assert_array_equal(t["summary"] - t["cmd"] + 1, chunk.golden["cycles"])
+    sizes = [r.scores.size for r in chunk.golden["rows"]]
+    assert min(sizes) == 1 and max(sizes) == CFG.max_clusters
+
+
+@pytest.mark.parametrize("unit", SELECTORS)
+def test_selector_stalls_pass_and_a_corrupted_id_fails(unit):
+    verdict, _ = run_chunk(unit, CFG, 200, 8, config="tiny", profile=PROFILES["long_bursts"])
+    assert verdict.passed, verdict.line
+    verdict, _ = run_chunk(unit, CFG, 200, 8, config="tiny", corrupt=17)
+    assert not verdict.passed and verdict.first.startswith("selected[17] @")
+
+
+def test_hcu_stall_profiles_pass_and_stall(tmp_path):
+    cycles = {}
+    for name in ("none", "heavy", "long_bursts"):
+        verdict, _ = run_chunk(
+            "hcu", CFG, 1500, 9, config="tiny", profile=PROFILES[name], keep=tmp_path, times=True
+        )
+        assert verdict.passed, verdict.line
+        cycles[name] = verdict.cycles
+        t = _times(tmp_path / "times.txt")
+        assert t["assign"].size == 1500
+    assert cycles["heavy"] > cycles["none"] and cycles["long_bursts"] > cycles["none"]
+
+
+def test_a_corrupted_expected_beat_fails():
+    verdict, chunk = run_chunk("hcu", CFG, 400, 3, config="tiny", corrupt=100)
+    assert not verdict.passed and verdict.mismatches == 1
+    assert verdict.first.startswith("assign[100] @")
+    got = int(verdict.first.rsplit(" got ", 1)[1], 16)
+    assert got == chunk.outputs["assign"][100] ^ 1  # the harness saw the golden value
+
+
+def test_a_corrupted_end_state_fails_and_a_missing_beat_times_out(tmp_path):
+    binary = build_harness("hcu", CFG, config="tiny")
+    chunk = make_chunk("hcu", CFG, 300, 5)
+    profile = PROFILES["light"]
+    occ = next(line for line in chunk.end if line.startswith("scalar occupancy"))
+    chunk.end[chunk.end.index(occ)] = f"scalar occupancy {int(occ.split()[2]) + 1}"
+    chunk.end[-1] = " ".join([*chunk.end[-1].split()[:3], "999"])  # the last count
+    write_chunk(tmp_path, chunk)
+    rc, out = run_harness(binary, tmp_path, seed=5, profile=profile, chunk=chunk, times=False)
+    assert rc == 1 and "mismatches=2 " in out and "first: occupancy: expected" in out
+    chunk = make_chunk("hcu", CFG, 300, 5)
+    chunk.outputs["assign"].append(chunk.outputs["assign"][-1])  # one beat too many expected
+    write_chunk(tmp_path, chunk)
+    rc, out = run_harness(binary, tmp_path, seed=5, profile=profile, chunk=chunk, times=False)
+    assert rc == 1 and "first: timeout: no handshake" in out and "assign 300/301" in out
+    chunk = make_chunk("hcu", CFG, 300, 5)
+    chunk.outputs["assign"].pop()  # one beat too few expected: the last one is extra
+    write_chunk(tmp_path, chunk)
+    rc, out = run_harness(binary, tmp_path, seed=5, profile=profile, chunk=chunk, times=False)
+    assert rc == 1 and "first: assign[299]" in out and "extra beat" in out
+
+
+def test_pack_agrees_with_the_layouts():
+    lay = layouts(CFG)
+    rng = np.random.default_rng(1)
+    cols = {
+        "token_id": rng.integers(0, 1 << CFG.token_id_bits, 20),
+        "cluster": rng.integers(0, CFG.max_clusters, 20),
+        "distance": rng.integers(0, 1 << CFG.distance_bits, 20),
+        "event": rng.integers(0, 3, 20),
+    }
+    got = pack(lay.assign, cols)
+    for i, g in enumerate(got):
+        beat = {k: int(v[i]) for k, v in cols.items()}
+        assert g == lay.assign.const(beat).as_bits()
+    with pytest.raises(ValueError, match="columns must be the fields"):
+        pack(lay.assign, {"token_id": cols["token_id"]})
+    # Array fields (the grid WTU's lanes), signed scores, through the beats of a row.
+    grid = CFG.replace(resv={"bucket_mode": "grid"})
+    lanes = layouts(grid).cluster_lanes
+    row = score_row(grid, 11, seed=4, kind="wide")
+    beats = wtu_beats(grid, row)
+    assert len(beats) == 3 and min(row.scores) < 0
+    assert pack_beats(lanes, beats) == [lanes.const(b).as_bits() for b in beats]
+
+
+def test_profiles_are_seeded():
+    assert profile_for(7) == profile_for(7)
+    assert len({profile_for(s).name for s in range(60)}) == len(PROFILES)
+
+
+def test_cli_corrupt_exits_1_with_the_replay_command():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sim.fast",
+            "hcu",
+            *("--seed", "3", "--transactions", "300"),
+            "--corrupt",
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert re.search(
+        r"^FAST FAIL unit=hcu seed=3 transactions=300 .* first: assign\[7\]", proc.stdout, re.M
+    )
+    assert "replay: python -m sim.fast hcu --seed 3 --transactions 300 --config tiny" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["wtx"], r"unit must be one of hcu, wtu, wtu_grid, topk, quickselect, not 'wtx'"),
+        (["hcu", "--transactions", "0"], r"--transactions must be at least 1, not 0"),
+        (["hcu", "--seed", "-2"], r"--seed must be a non-negative integer, not -2"),
+        (["hcu", "--profile", "stormy"], r"--profile must be one of none, .*, not 'stormy'"),
+        (["hcu", "--set", "hcu_lanes=x"], r"--set must be FIELD=INTEGER, not 'hcu_lanes=x'"),
+        (["hcu", "--config", "huge"], r"config"),
+        (["hcu", "--transactions", "10", "--corrupt", "10"], r"corrupt must be a beat index"),
+    ],
+)
+def test_cli_bad_arguments_name_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_harness_bad_options_name_the_option(tmp_path):
+    binary = build_harness("hcu", CFG, config="tiny")
+    write_chunk(tmp_path, make_chunk("hcu", CFG, 10, 1))
+    for args, message in (
+        (["--idle", "1.5"], "--idle must be a probability in [0, 1), not 1.5"),
+        (["--seed", "x"], "--seed must be a non-negative integer, not x"),
+        (["--bogus", "1"], "unknown option --bogus"),
+    ):
+        proc = subprocess.run([str(binary), str(tmp_path), *args], capture_output=True, text=True)
+        assert proc.returncode == 2 and message in proc.stdout
+    proc = subprocess.run([str(binary), str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "missing" in proc.stdout
+
+
+def test_bench_speed_part_runs_the_same_stream_to_the_cycle():
+    from sim.bench import _fast_speed
+    from sim.dre_data import hcu_expected, hcu_stream
+
+    stream = hcu_stream(CFG, 300, seed=4)
+    out = _fast_speed(CFG, stream, 4, long_tokens=500)
+    timing = hcu_timing(CFG, stream, hcu_expected(CFG, stream))
+    same, long = out["verilator sim.fast"], out["verilator sim.fast long"]
+    assert same["cycles"] == timing.done[-1] + 1  # as sim.tb_bench counts a cocotb run
+    assert long["cycles"] > 500 and long["cycles_per_second"] > 0

@@ -1,0 +1,135 @@
+"""sim.soak (make soak) on tiny runs: the plan, the report, resumption, a failing chunk
+with its replay command, the Dask path and bad arguments."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from sim import soak
+
+
+def test_plan_rotates_seeds_per_chunk_and_unit():
+    chunks = soak.plan(["hcu"], 2500, 1000, 40)
+    assert [(c["seed"], c["transactions"]) for c in chunks] == [(40, 1000), (41, 1000), (42, 500)]
+    chunks = soak.plan(["wtu_grid", "hcu"], 2, 1, 40)
+    assert [(c["unit"], c["seed"]) for c in chunks] == [
+        ("wtu_grid", 2_000_040),
+        ("wtu_grid", 2_000_041),
+        ("hcu", 40),
+        ("hcu", 41),
+    ]
+
+
+def test_tiny_soak_reports_and_resumes(tmp_path, capsys):
+    args = ["--units", "hcu", "--transactions", "2000", "--chunk", "800", "--seed", "5"]
+    args += ["--workers", "0"]
+    assert soak.main([*args, "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for seed in (5, 6, 7):
+        assert re.search(rf"^soak: \[\d/3\] hcu seed={seed} profile=\w+ PASS", out, re.M)
+    rep = json.loads((tmp_path / "report.json").read_text())
+    hcu = rep["units"]["hcu"]
+    assert rep["passed"] and rep["base_seed"] == 5
+    assert hcu["transactions"] == 2000 and hcu["chunks"] == 3 and hcu["mismatches"] == 0
+    assert hcu["seeds"] == [5, 6, 7] and hcu["cycles"] > 2000 and hcu["failures"] == []
+    md = (tmp_path / "report.md").read_text()
+    assert "| hcu | 2000 | 3 |" in md and "**PASS**" in md
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert len(state["chunks"]) == 3 and state["base_seed"] == 5
+    # A rerun skips everything; without --seed it resumes the saved base seed.
+    assert soak.main([*args[:-4], "--workers", "0", "-o", str(tmp_path)]) == 0
+    assert "base seed 5 (resumed from" in (out := capsys.readouterr().out)
+    assert "3 chunks done, 0 to run" in out
+    # Growing the run keeps the full chunks and runs the rest (the short last one again).
+    more = ["--units", "hcu", "--transactions", "3000", "--chunk", "800", "--workers", "0"]
+    more += ["-o", str(tmp_path)]
+    assert soak.main(more) == 0
+    assert "2 chunks done, 2 to run" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["units"]["hcu"]["seeds"] == [5, 6, 7, 8]
+    # --fresh starts over.
+    assert soak.main([*args, "--fresh", "-o", str(tmp_path)]) == 0
+    assert "0 chunks done, 3 to run" in capsys.readouterr().out
+
+
+def test_a_failing_chunk_is_reported_with_its_replay(tmp_path, capsys, monkeypatch):
+    real = soak.run_chunk
+
+    def faulty(unit, cfg, n, seed, **kw):  # the second chunk's golden is wrong
+        return real(unit, cfg, n, seed, **kw, corrupt=3 if seed == 21 else None)
+
+    monkeypatch.setattr(soak, "run_chunk", faulty)
+    args = ["--units", "hcu", "--transactions", "600", "--chunk", "300", "--seed", "20"]
+    args += ["--workers", "0"]
+    assert soak.main([*args, "-o", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    replay = "python -m sim.fast hcu --seed 21 --transactions 300 --config tiny"
+    assert f"soak: replay: {replay}" in out and "soak: FAIL in" in out
+    assert "hcu seed=20 profile=" in out and "FAIL (1 mismatches)" in out
+    rep = json.loads((tmp_path / "report.json").read_text())
+    (fail,) = rep["units"]["hcu"]["failures"]
+    assert fail["seed"] == 21 and fail["replay"] == replay and fail["first"].startswith("assign[3]")
+    assert not rep["passed"] and f"replay: `{replay}`" in (tmp_path / "report.md").read_text()
+
+
+def test_two_units_on_a_dask_local_cluster(tmp_path, capsys):
+    args = ["--units", "hcu,wtu_grid", "--transactions", "300", "--chunk", "150", "--seed", "2"]
+    assert soak.main([*args, "--workers", "1", "-o", str(tmp_path)]) == 0
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert set(rep["units"]) == {"hcu", "wtu_grid"}
+    for u in rep["units"].values():
+        assert u["chunks"] == 2 and u["transactions"] == 300 and u["mismatches"] == 0
+    md = (tmp_path / "report.md").read_text()
+    assert "| hcu | 300 | 2 |" in md and "| wtu_grid | 300 | 2 |" in md
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--units", "hcu,wtx"],
+            r"--units must list units of hcu, wtu, wtu_grid, topk, quickselect, not 'wtx'",
+        ),
+        (["--transactions", "0"], r"--transactions must be at least 1, not 0"),
+        (["--chunk", "-5"], r"--chunk must be at least 1, not -5"),
+        (["--seed", "-1"], r"--seed must be a non-negative integer, not -1"),
+        (["--workers", "-1"], r"--workers must be 0 \(no Dask\) or more, not -1"),
+        (["--set", "nope=1"], r"--set must name an HWConfig field .*, not 'nope'"),
+        (["--config", "huge"], r"config"),
+    ],
+)
+def test_bad_arguments_name_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        soak.main(argv)
+    assert exc.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_an_interrupted_soak_resumes_where_it_stopped(tmp_path, capsys, monkeypatch):
+    real = soak.run_chunk
+
+    def interrupted(unit, cfg, n, seed, **kw):  # Ctrl-C during the third chunk
+        if seed == 32:
+            raise KeyboardInterrupt
+        return real(unit, cfg, n, seed, **kw)
+
+    monkeypatch.setattr(soak, "run_chunk", interrupted)
+    args = ["--units", "hcu", "--transactions", "900", "--chunk", "300", "--workers", "0"]
+    with pytest.raises(KeyboardInterrupt):
+        soak.main([*args, "--seed", "30", "-o", str(tmp_path)])
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert sorted(c["seed"] for c in state["chunks"].values()) == [30, 31]
+    monkeypatch.setattr(soak, "run_chunk", real)
+    capsys.readouterr()
+    assert soak.main([*args, "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "base seed 30 (resumed from" in out and "2 chunks done, 1 to run" in out
+    assert "[1/1] hcu seed=32 " in out
+    assert json.loads((tmp_path / "report.json").read_text())["units"]["hcu"]["seeds"] == [
+        30,
+        31,
+        32,
+    ]
