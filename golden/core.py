@@ -356,11 +356,9 @@ class CoreModel:
         order = np.concatenate([kept, got[3]])
         keys, vals = self._attention(order)
         ids = np.concatenate([kept, np.full(len(got[3]), -1, np.int64)])  # fetched: older
-        out = np.zeros((R, self.d), np.uint32)
-        for i in range(R):
-            att = dot(keys, np.broadcast_to(qp[i], keys.shape), self.lanes)
-            att = np.where(ids > pos[i], NEG_INF, att).astype(np.uint32)
-            out[i] = online_attention(att, vals, exp_frac_bits=self.cfg.exp_frac_bits)
+        att = np.stack([dot(keys, np.broadcast_to(row, keys.shape), self.lanes) for row in qp])
+        att = np.where(ids[None] > pos[:, None], NEG_INF, att).astype(np.uint32)
+        out = online_attention(att, vals, exp_frac_bits=self.cfg.exp_frac_bits)
         self.counters["prefills"] += 1
         self.counters["prefill_rows"] += R
         return self._outcome(out, mean, got, order, passes=-(-R // self.cfg.prefill_rows))

@@ -82,32 +82,39 @@ def online_attention(
     scores: npt.ArrayLike, values: npt.ArrayLike, *, exp_frac_bits: int
 ) -> np.ndarray:
     """FP32 patterns ``(d,)`` of the attention output (module docstring): ``scores`` are
-    ``n >= 1`` FP32 patterns (``uint32``), ``values`` ``(n, d)`` BF16 patterns."""
+    ``n >= 1`` FP32 patterns (``uint32``), ``values`` ``(n, d)`` BF16 patterns. ``scores``
+    of shape ``(R, n)`` give ``(R, d)``: ``R`` independent rows over the same values (a
+    prefill's rows, one vector unit each), computed together."""
     s = np.asarray(scores)
     v = np.asarray(values)
-    if s.dtype != np.uint32 or s.ndim != 1 or s.size < 1:
-        raise ValueError(f"scores must be a non-empty uint32 vector, not {s.dtype} {s.shape}")
-    if v.dtype != np.uint16 or v.ndim != 2 or v.shape[0] != s.size or v.shape[1] < 1:
+    if s.dtype != np.uint32 or s.ndim not in (1, 2) or s.size < 1:
         raise ValueError(
-            f"values must be uint16 of shape ({s.size}, d), d >= 1, not {v.dtype} {v.shape}"
+            f"scores must be a non-empty uint32 vector or (rows, n) array, not {s.dtype} {s.shape}"
+        )
+    n = s.shape[-1]
+    if v.dtype != np.uint16 or v.ndim != 2 or v.shape[0] != n or v.shape[1] < 1:
+        raise ValueError(
+            f"values must be uint16 of shape ({n}, d), d >= 1, not {v.dtype} {v.shape}"
         )
     _check_int("exp_frac_bits", exp_frac_bits, 1, 16)
     k = attention_scale(v.shape[1])
     wide = _widen(v)
-    m = S = np.uint32(0)
-    o = np.zeros(v.shape[1], np.uint32)
-    for t in range(s.size):
-        x = fp32_mul(s[t], k)
+    rows = s.reshape(-1, n)
+    m = S = np.zeros(rows.shape[0], np.uint32)
+    o = np.zeros((rows.shape[0], v.shape[1]), np.uint32)
+    for t in range(n):
+        x = fp32_mul(rows[:, t], k)
         if t == 0:
-            m_new, a = x, np.uint32(0)
+            m_new, a = x, np.zeros_like(x)
         else:
             m_new = fp32_max(m, x)
             a = exp2q(fp32_add(m, m_new ^ _SIGN), exp_frac_bits)
         p = exp2q(fp32_add(x, m_new ^ _SIGN), exp_frac_bits)
         S = fp32_add(fp32_mul(S, a), p)
-        o = fp32_add(fp32_mul(o, a), fp32_mul(p, wide[t]))
+        o = fp32_add(fp32_mul(o, a[:, None]), fp32_mul(p[:, None], wide[t]))
         m = m_new
-    return fp32_mul(o, fp32_recip(S)).astype(np.uint32)
+    out = fp32_mul(o, fp32_recip(S)[:, None]).astype(np.uint32)
+    return out if s.ndim == 2 else out[0]
 
 
 def attention_bits(

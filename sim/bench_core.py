@@ -49,6 +49,8 @@ PAPER_FPS = (3.9, 8.3)
 PAPER_CONTEXTS = 32 * 8  # Llama-3-8B: layers x KV heads
 PAPER_CORES, PAPER_HZ = 8, 800e6
 GOAL_CYCLES = 150_000
+#: Array rows (``prefill_rows``) whose consequence the report predicts at a 5 K cache.
+ARRAY_ROWS = (16, 32, 64, 128)
 FEATURES = ("prefill", "query", "rows", "passes", "clusters", "kept", "fetched", "bursts")
 
 
@@ -163,6 +165,8 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
     if not any(r["kind"] == "prefill" for r in cmds):
         raise ValueError("the report has no PREFILL commands: rerun python -m sim.run")
     coef, resid = fit(cmds)
+    x = np.array([_features(r) for r in cmds], float)
+    rank = int(np.linalg.matrix_rank(x))
     half = len(cmds) // 2
     c1, _ = fit(cmds[:half])
     hold = [abs(float(np.dot(c1, _features(r))) - r["cycles"]) / r["cycles"] for r in cmds[half:]]
@@ -173,6 +177,9 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
         "commands_fitted": len(cmds),
         "coefficients": dict(zip(FEATURES, map(float, coef), strict=True)),
         "fit_max_rel_residual": resid,
+        # fewer independent columns than FEATURES: some costs are only known as a sum (e.g.
+        # every PREFILL of the run had the same rows and passes), split by least norm
+        "fit_rank": rank,
         "holdout_max_rel_error": float(max(hold)),
         "holdout_mean_rel_error": float(np.mean(hold)),
         "largest_cache_run": max(r["tokens"] for r in cmds),
@@ -181,6 +188,17 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
         "budget": {str(f): budget(f) for f in PAPER_FPS},
         "goal_cycles": GOAL_CYCLES,
         "rows": [extrapolate(coef, target, shape, n, retrieval) for n in CACHES],
+        "by_prefill_rows": [
+            extrapolate(
+                coef,
+                target.replace(prefill_rows=p, frame_rows=max(p, target.frame_rows)),
+                shape,
+                5120,
+                retrieval,
+            )
+            | {"prefill_rows": p}
+            for p in ARRAY_ROWS
+        ],
     }
 
 
@@ -221,6 +239,27 @@ def render(s: dict) -> str:
             f"**{r['context_frame'] / 1e3:.0f} K** | {r['decode_step'] / 1e3:.1f} K | "
             f"{r['decode_step_grouped'] / 1e3:.1f} K | "
             f"{r['ratio']['3.9']:.2f} | {r['ratio']['8.3']:.2f} |"
+        )
+    lines += [
+        "",
+        "The same model at a 5 K cache with a taller MAC array (`prefill_rows`: fewer passes, "
+        "each as costly; a prediction, not a run"
+        + (
+            f"; the run's commands determine only {s['fit_rank']} of the {len(FEATURES)} "
+            "costs independently, so costs that never varied apart in the run (e.g. a pass's "
+            "fixed cost when every PREFILL had the same rows) stay lumped together"
+            if s["fit_rank"] < len(FEATURES)
+            else ""
+        )
+        + "):",
+        "",
+        "| prefill_rows | passes per frame | per context-frame | / 150 K goal |",
+        "|---:|---:|---:|---:|",
+    ]
+    for r in s["by_prefill_rows"]:
+        lines.append(
+            f"| {r['prefill_rows']} | {r['passes']} | {r['context_frame'] / 1e3:.0f} K | "
+            f"{r['context_frame'] / s['goal_cycles']:.1f}x |"
         )
     b = s["budget"]
     lines += [

@@ -528,10 +528,10 @@ def _writer_ram(dut: Any, cfg: Any, seed: int) -> list[Bench]:
 def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
     """The core's synthetic host program (``sim.core_data.synthetic_program``), repeated with
     new seeds: commands, their BF16 vectors, outputs and status drained with back-pressure.
-    Small frames (4 tokens, a query after each; from the fourth frame on, each block of 2
-    tokens prefilled for 2 query heads) so that the cache outgrows the sink and recent
-    windows within ~2000 cycles at the tiny preset: the activity window then holds queries
-    and prefills that score clusters and fetch KV over AXI, not only ingest."""
+    Small frames (4 tokens, a query after each; from the fourth frame on, each frame
+    prefilled for 2 query heads: one PREFILL of 8 rows) so that the cache outgrows the sink
+    and recent windows within ~2000 cycles at the tiny preset: the activity window then holds
+    queries and prefills that score clusters and fetch KV over AXI, not only ingest."""
     from hw.core import lane_words
     from sim.core_data import cmd_beat, synthetic_program
 

@@ -151,6 +151,19 @@ def test_close_to_float64_softmax(seed, n, f):
     assert np.abs(got - ref).max() <= tol * np.abs(v).max()
 
 
+def test_rows_are_independent_queries():
+    """Scores (R, n): each row is the one-row result (a prefill's rows), -inf included."""
+    rng = np.random.default_rng(3)
+    scores = f32_to_bits((rng.standard_normal((5, 9)) * 4).astype(np.float32))
+    scores[1, 3:] = 0xFF80_0000  # a causally masked tail
+    values = to_bf16_bits(rng.standard_normal((9, 8)).astype(np.float32))
+    got = online_attention(scores, values, exp_frac_bits=8)
+    assert got.shape == (5, 8)
+    for r in range(5):
+        assert got[r].tolist() == online_attention(scores[r], values, exp_frac_bits=8).tolist()
+    assert got[0].tolist() == scalar_attention(scores[0], values, 8)
+
+
 def test_attention_scale():
     for d in (1, 16, 64, 128):
         want = np.float32(math.log2(math.e) / math.sqrt(d))

@@ -64,6 +64,9 @@ def test_extrapolation_grows_with_the_cache_and_names_the_budget():
     r = s["rows"][0]
     # 16 tokens/frame x 2 heads: one PREFILL of 32 rows, 2 passes of the 16-row array
     assert (r["prefills"], r["passes"]) == (1, 2)
+    taller = s["by_prefill_rows"]  # 32 rows per frame: 2 passes at 16 rows, then 1
+    assert [t["passes"] for t in taller] == [2, 1, 1, 1]
+    assert taller[0]["context_frame"] > taller[1]["context_frame"]
     assert r["ratio"]["3.9"] == pytest.approx(r["context_frame"] / budget(3.9))
     assert budget(3.9) == pytest.approx(800e6 * 8 / (3.9 * 256))
 
