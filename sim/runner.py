@@ -14,6 +14,7 @@ and ``SEED`` is not, and prints it in the session header), else 1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -269,20 +270,27 @@ def run_unit(
     replay = f"SEED={seed}; replay: {replay_command(seed)}"
     results = bdir / "results.xml"
     results.unlink(missing_ok=True)
-    runner.test(
-        hdl_toplevel=unit,
-        test_module=test_module or UNIT_TESTBENCH[unit],
-        build_dir=bdir,
-        test_dir=bdir,
-        extra_env=extra_env,
-        waves=waves,
-        testcase=testcase,
-        results_xml=str(results),
-        log_file=bdir / "sim.log",
-        plusargs=[]
-        if random_state is None
-        else ["+verilator+rand+reset+2", f"+verilator+seed+{random_state}"],
-    )
+    # Functional coverage of this run (sim.coverage; the checker task writes it).
+    coverage = bdir / "coverage.json"
+    coverage.unlink(missing_ok=True)
+    extra_env.setdefault("DRE_COVERAGE", str(coverage))
+    # Under pytest the cocotb runner exits on failing tests: they are reported below, with the
+    # results file, the log and the replay command, as outside pytest.
+    with contextlib.suppress(SystemExit):
+        runner.test(
+            hdl_toplevel=unit,
+            test_module=test_module or UNIT_TESTBENCH[unit],
+            build_dir=bdir,
+            test_dir=bdir,
+            extra_env=extra_env,
+            waves=waves,
+            testcase=testcase,
+            results_xml=str(results),
+            log_file=bdir / "sim.log",
+            plusargs=[]
+            if random_state is None
+            else ["+verilator+rand+reset+2", f"+verilator+seed+{random_state}"],
+        )
     t2 = time.perf_counter()
     wave = waveform_path(sim, unit, bdir) if waves else None
     if wave is not None:
