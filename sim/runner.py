@@ -181,6 +181,7 @@ def run_unit(
     optimize: bool = False,
     random_state: int | None = None,
     verilog: str | None = None,
+    coverage: bool = False,
 ) -> RunResult:
     """Generate, build and run the cocotb testbench of ``unit`` on ``sim``.
 
@@ -192,6 +193,9 @@ def run_unit(
     word starts random, so a pass shows that nothing relies on an initialiser.
     ``verilog`` (with ``test_module``) simulates a top that is not a ``hw.gen`` unit, e.g.
     the FPGA board system; its module must be called ``unit``.
+    ``coverage`` (Verilator only): built with ``--coverage-line --coverage-toggle`` in its
+    own build directory (tag suffix ``cov``); the run writes ``coverage.dat`` there
+    (``sim.verilator_coverage`` reads it).
     """
     if unit not in UNIT_TESTBENCH and (verilog is None or test_module is None):
         raise ValueError(f"unit must be one of {', '.join(UNIT_TESTBENCH)}, not {unit!r}")
@@ -226,6 +230,12 @@ def run_unit(
             "random_state needs sim='verilator' and a seed in 1..2**31-1, "
             f"not sim={sim!r}, random_state={random_state!r}"
         )
+    if not isinstance(coverage, bool) or (coverage and sim != "verilator"):
+        raise ValueError(
+            f"coverage needs sim='verilator' (a bool), not coverage={coverage!r} on {sim!r}"
+        )
+    if coverage:
+        tag = f"{tag}_cov" if tag else "cov"
     bdir = build_dir(unit, sim, config, tag)
     bdir.mkdir(parents=True, exist_ok=True)
     src = bdir / f"{unit}.v"
@@ -247,6 +257,9 @@ def run_unit(
         build_args = [str(vlt)] + ([] if optimize else ["-CFLAGS", "-O0"])
         if random_state is not None:
             build_args += ["--x-initial", "unique", "--x-assign", "unique"]
+        if coverage:
+            build_args += ["--coverage-line", "--coverage-toggle"]
+            (bdir / "coverage.dat").unlink(missing_ok=True)
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     runner = _runner(sim)
     # The runner rebuilds on source changes only: a change of options forces a rebuild.
@@ -271,9 +284,9 @@ def run_unit(
     results = bdir / "results.xml"
     results.unlink(missing_ok=True)
     # Functional coverage of this run (sim.coverage; the checker task writes it).
-    coverage = bdir / "coverage.json"
-    coverage.unlink(missing_ok=True)
-    extra_env.setdefault("DRE_COVERAGE", str(coverage))
+    bins = bdir / "coverage.json"
+    bins.unlink(missing_ok=True)
+    extra_env.setdefault("DRE_COVERAGE", str(bins))
     # Under pytest the cocotb runner exits on failing tests: they are reported below, with the
     # results file, the log and the replay command, as outside pytest.
     with contextlib.suppress(SystemExit):
