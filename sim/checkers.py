@@ -41,6 +41,7 @@ from sim.cocotb_streams import cycle
 
 __all__ = [
     "AXI_BOUNDARY",
+    "ProtocolChecker",
     "ProtocolError",
     "StreamPorts",
     "attach_checkers",
@@ -181,7 +182,6 @@ class ProtocolChecker:
         self.max_burst, self.bus_bytes, self.outstanding = max_burst, bus_bytes, outstanding
         self.size = bus_bytes.bit_length() - 1
         self.streams = [_Stream(dut, p, pl) for p, pl in ports.outputs.items()]
-        self.channels: list[_Channel] = []
         self.axi = []
         for p, (read, write) in ports.axi.items():
             a = {"prefix": p}
@@ -196,9 +196,6 @@ class ProtocolChecker:
             self.axi.append(a)
         #: handshakes per stream/channel and the cycles each waited (``WAIT_BINS``)
         self.waits: dict[str, dict[str, int]] = {}
-        #: AR/AW bursts seen: (channel, addr, beats)
-        self.bursts: list[tuple[str, int, int]] = []
-        self.violations = 0
         self._armed = False
         self._reset_state()
 
@@ -219,7 +216,6 @@ class ProtocolChecker:
             a["r_wait"] = a["b_wait"] = 0
 
     def fail(self, port: str, what: str) -> None:
-        self.violations += 1
         cyc = cycle()
         raise ProtocolError(f"protocol violation on {port} at cycle {cyc}: {what}")
 
@@ -336,7 +332,6 @@ class ProtocolChecker:
             self.fail(
                 c.name, f"{x}ADDR {addr:#x} + {beats} beats crosses a 4 KB boundary at {edge:#x}"
             )
-        self.bursts.append((c.name, addr, beats))
         return beats
 
     def _axi(self, a: dict) -> None:
