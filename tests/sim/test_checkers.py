@@ -12,7 +12,7 @@ import pytest
 
 from hw.config import preset
 from sim.checkers import axi_outstanding, stream_ports, top_ports
-from sim.runner import build_dir, run_unit
+from sim.runner import UNIT_TESTBENCH, build_dir, run_unit
 from sim.tb_checkers import passthrough_verilog
 
 #: cocotb test of sim.tb_checkers → the failure message it must give.
@@ -62,6 +62,49 @@ def test_checkers_fail_broken_sequences():
         assert got[name] is not None and re.search(r"^protocol violation " + pattern, got[name]), (
             f"{name}: {got[name]!r}"
         )
+
+
+#: unit → (regex of the generated Verilog, replacement, cocotb test, expected violation): a
+#: real DUT broken on purpose, run through its own bench.
+MUTANTS = {
+    "kv_writer": (
+        r"(m_axi__wlast <= )[^;]+;",
+        r"\g<1>1'h0;",
+        "kv_writer_smoke_back_to_back",
+        r"on m_axi\.w at cycle \d+: WLAST = 0 on beat (\d+) of a \1-beat burst",
+    ),
+    "kvmu": (
+        r"(assign m_axi__arlen = )([^;]+);",
+        r"\g<1>(\2) + 8'h1;",
+        "kvmu_random_stalls_two_contexts",
+        r"on m_axi\.ar at cycle \d+: ARLEN = 16: 17 beats > max_burst 16",
+    ),
+}
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("unit", list(MUTANTS))
+def test_checkers_fail_a_mutated_dut(unit):
+    """The writer with WLAST stuck at 0, the KVMU with ARLEN one too long: their own benches
+    fail on the checker's message."""
+    from hw.gen import generate
+
+    assert shutil.which("iverilog"), "iverilog is not on PATH (run `make setup`)"
+    pattern, repl, test, message = MUTANTS[unit]
+    verilog, n = re.subn(pattern, repl, generate(unit, preset("tiny")), count=1)
+    assert n == 1, f"{unit}: the mutation point {pattern!r} is not in the Verilog any more"
+    with pytest.raises(AssertionError, match="1 of 1 cocotb tests failed"):
+        run_unit(
+            unit,
+            "icarus",
+            verilog=verilog,
+            test_module=UNIT_TESTBENCH[unit],
+            tag="mutant",
+            testcase=test,
+            env={"DRE_COVERAGE": ""},
+        )
+    got = failures(build_dir(unit, "icarus", "tiny", "mutant") / "results.xml")
+    assert re.search(r"^protocol violation " + message, got[test] or ""), got
 
 
 def test_ports_found_by_name():
