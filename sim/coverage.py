@@ -25,7 +25,7 @@ API: ``Coverage(bins)``, ``hit(group, bin)`` (``ValueError`` for an undefined on
 ``merge``, ``missed``, ``save``/``load``; ``write_report(by_unit, out_dir)``. In cocotb,
 ``collector()`` is the process's ``Coverage`` (saved to ``DRE_COVERAGE`` at the end of each
 test by the checker task). Command line: ``python -m sim.coverage [--run] [--sim S]
-[--out build/coverage] [UNIT ...]`` runs the units' regressions (``RUNS``, with ``--run``)
+[--tag T] [--out build/coverage] [UNIT ...]`` runs the units' regressions (``RUNS``, with ``--run``)
 and merges the ``coverage.json`` ``run_unit`` leaves in their build directories into
 ``<out>/coverage.json`` and ``<out>/coverage.md``.
 """
@@ -310,17 +310,23 @@ def write_report(by_unit: dict[str, Coverage], out_dir: Path | str) -> tuple[Pat
     return js, md
 
 
-def runs(unit: str) -> list[tuple[str, dict]]:
-    return RUNS.get(unit, [("", {})])
+def runs(unit: str, prefix: str = "") -> list[tuple[str, dict]]:
+    """``RUNS[unit]`` (one plain run by default), each build tag behind ``prefix``."""
+    return [
+        ("_".join(t for t in (prefix, tag) if t), overrides)
+        for tag, overrides in RUNS.get(unit, [("", {})])
+    ]
 
 
-def collect(unit: str, sim: str, config: str = "tiny") -> tuple[Coverage | None, list[str]]:
+def collect(
+    unit: str, sim: str, config: str = "tiny", prefix: str = ""
+) -> tuple[Coverage | None, list[str]]:
     """Merge the ``coverage.json`` of the ``runs(unit)`` builds on ``sim``; also the tags
     that have none (not run yet)."""
     from sim.runner import build_dir
 
     cov, absent = None, []
-    for tag, _ in runs(unit):
+    for tag, _ in runs(unit, prefix):
         path = build_dir(unit, sim, config, tag) / "coverage.json"
         if path.exists():
             cov = (cov or Coverage()).merge(Coverage.load(path))
@@ -340,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", action="store_true", help="run the units' regressions first")
     ap.add_argument("--config", default="tiny", help="preset of --run (default tiny)")
     ap.add_argument("--out", default="build/coverage", help="report directory")
+    ap.add_argument("--tag", default="", help="build tag prefix (own build directories)")
     args = ap.parse_args(argv)
     if args.sim not in SIMULATORS:
         ap.error(f"--sim must be one of {', '.join(SIMULATORS)}, not {args.sim!r}")
@@ -355,9 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     by_unit: dict[str, Coverage] = {}
     for u in units:
         if args.run:
-            for tag, overrides in runs(u):
+            for tag, overrides in runs(u, args.tag):
                 run_unit(u, args.sim, config=args.config, tag=tag, overrides=overrides)
-        cov, absent = collect(u, args.sim, args.config)
+        cov, absent = collect(u, args.sim, args.config, args.tag)
         if absent:
             print(f"{u}: no coverage of run(s) {', '.join(absent)} (use --run)", file=sys.stderr)
         if cov is not None:

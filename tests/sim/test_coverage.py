@@ -111,7 +111,8 @@ def test_kvmu_report_on_icarus(tmp_path, capsys):
     """The KVMU's regressions (tiny, and 1 KB tokens whose runs cross 4 KB) on Icarus: the
     report lists every bin with its hits; the burst cuts at max_burst and at 4 KB are hit."""
     assert shutil.which("iverilog"), "iverilog is not on PATH (run `make setup`)"
-    assert main(["--run", "--sim", "icarus", "--out", str(tmp_path), "kvmu"]) == 0
+    argv = ["--run", "--sim", "icarus", "--tag", "covtest", "--out", str(tmp_path), "kvmu"]
+    assert main(argv) == 0
     doc = json.loads((tmp_path / "coverage.json").read_text())["kvmu"]
     bursts = doc["bins"]["kvmu.bursts"]
     assert bursts["split_max_burst"] > 0 and bursts["split_4k"] > 0 and bursts["whole_run"] > 0
