@@ -19,15 +19,16 @@ Bins (``unit_bins``; ``C = max_clusters``, ``N = n_buckets``):
 - ``core.status``: every error code of ``hw.core.Error`` on a checked status beat.
 - ``axi.<ch>`` (units with an AXI master): cycles AR/AW/W waited for READY, R beats
   waited for RVALID inside a burst (the slave's pauses), B waited for BREADY; ``0``, ``1``,
-  ``2-3``, ``4+`` — from the protocol checker (``sim.checkers``).
+  ``2-3``, ``4+`` — from the protocol checker (``sim.checkers``); not the core's B, whose
+  BREADY is always high.
 
 API: ``Coverage(bins)``, ``hit(group, bin)`` (``ValueError`` for an undefined one),
 ``merge``, ``missed``, ``save``/``load``; ``write_report(by_unit, out_dir)``. In cocotb,
 ``collector()`` is the process's ``Coverage`` (saved to ``DRE_COVERAGE`` at the end of each
 test by the checker task). Command line: ``python -m sim.coverage [--run] [--sim S]
-[--tag T] [--out build/coverage] [UNIT ...]`` runs the units' regressions (``RUNS``, with ``--run``)
-and merges the ``coverage.json`` ``run_unit`` leaves in their build directories into
-``<out>/coverage.json`` and ``<out>/coverage.md``.
+[--tag T] [--out build/coverage] [UNIT ...]`` runs the units' regressions (``RUNS``, with
+``--run``) and merges the ``coverage.json`` ``run_unit`` leaves in their build directories
+into ``<out>/coverage.json`` and ``<out>/coverage.md``.
 """
 
 from __future__ import annotations
