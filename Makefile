@@ -4,6 +4,7 @@
 #   make formal  SymbiYosys proofs of the DRE and KVMU units (docs/formal.md)
 #   make fuzz    the Hypothesis fuzz tests at 10**4 examples (make test runs 2000)
 #   make soak    10**6 randomized transactions per unit through the fast Verilator harness
+#   make coverage  the cocotb regressions' functional coverage (build/coverage/coverage.md)
 SHELL   := /bin/bash
 VENV    := $(CURDIR)/.venv
 PY      := $(VENV)/bin/python
@@ -18,7 +19,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # A target whose content comes with a later issue says so and fails: it never pretends.
 need = @test -f $(1) || { echo "make $@: $(1) does not exist yet ($(2)); nothing was done." >&2; exit 2; }
 
-.PHONY: all setup check lint format verilog sim synth sweep sweep-algo test fuzz bench formal soak clean
+.PHONY: all setup check lint format verilog sim synth sweep sweep-algo test fuzz bench formal soak coverage clean
 
 all: verilog sim synth
 	@echo "make all: Verilog in build/verilog, simulation summary above, synthesis report in build/synth/$(CONFIG)"
@@ -80,6 +81,11 @@ formal: setup
 SOAK_ARGS ?=
 soak: setup
 	$(PY) -m sim.soak --workers $(JOBS) $(SOAK_ARGS)
+
+# Functional coverage bins of the cocotb regressions (sim/coverage.py), every missed bin
+# listed: build/coverage/coverage.{json,md}; not in make test.
+coverage: setup
+	$(PY) -m sim.coverage --run --sim $(SIM)
 
 bench: setup
 	$(PY) -m golden.bench

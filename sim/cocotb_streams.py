@@ -101,8 +101,14 @@ def timing_from_env() -> tuple[float, float]:
     return float(os.environ.get("DRE_IDLE", "0.3")), float(os.environ.get("DRE_STALL", "0.3"))
 
 
-async def start_clock(dut) -> None:
+async def start_clock(dut, cfg: HWConfig | None = None) -> None:
+    """Start the clock and the protocol checkers of every output stream and AXI master of
+    the DUT (``sim.checkers.attach_checkers``; ``cfg`` gives ``max_burst``, default
+    ``config_from_env()``)."""
+    from sim.checkers import attach_checkers
+
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+    attach_checkers(dut, cfg)
 
 
 #: The DRE units' stream handshake inputs: what ``reset`` drives low unless told otherwise.

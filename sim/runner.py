@@ -14,6 +14,7 @@ and ``SEED`` is not, and prints it in the session header), else 1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -180,6 +181,7 @@ def run_unit(
     optimize: bool = False,
     random_state: int | None = None,
     verilog: str | None = None,
+    coverage: bool = False,
 ) -> RunResult:
     """Generate, build and run the cocotb testbench of ``unit`` on ``sim``.
 
@@ -191,6 +193,9 @@ def run_unit(
     word starts random, so a pass shows that nothing relies on an initialiser.
     ``verilog`` (with ``test_module``) simulates a top that is not a ``hw.gen`` unit, e.g.
     the FPGA board system; its module must be called ``unit``.
+    ``coverage`` (Verilator only): built with ``--coverage-line --coverage-toggle`` in its
+    own build directory (tag suffix ``cov``); the run writes ``coverage.dat`` there
+    (``sim.verilator_coverage`` reads it).
     """
     if unit not in UNIT_TESTBENCH and (verilog is None or test_module is None):
         raise ValueError(f"unit must be one of {', '.join(UNIT_TESTBENCH)}, not {unit!r}")
@@ -225,6 +230,12 @@ def run_unit(
             "random_state needs sim='verilator' and a seed in 1..2**31-1, "
             f"not sim={sim!r}, random_state={random_state!r}"
         )
+    if not isinstance(coverage, bool) or (coverage and sim != "verilator"):
+        raise ValueError(
+            f"coverage needs sim='verilator' (a bool), not coverage={coverage!r} on {sim!r}"
+        )
+    if coverage:
+        tag = f"{tag}_cov" if tag else "cov"
     bdir = build_dir(unit, sim, config, tag)
     bdir.mkdir(parents=True, exist_ok=True)
     src = bdir / f"{unit}.v"
@@ -246,6 +257,9 @@ def run_unit(
         build_args = [str(vlt)] + ([] if optimize else ["-CFLAGS", "-O0"])
         if random_state is not None:
             build_args += ["--x-initial", "unique", "--x-assign", "unique"]
+        if coverage:
+            build_args += ["--coverage-line", "--coverage-toggle"]
+            (bdir / "coverage.dat").unlink(missing_ok=True)
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     runner = _runner(sim)
     # The runner rebuilds on source changes only: a change of options forces a rebuild.
@@ -269,20 +283,27 @@ def run_unit(
     replay = f"SEED={seed}; replay: {replay_command(seed)}"
     results = bdir / "results.xml"
     results.unlink(missing_ok=True)
-    runner.test(
-        hdl_toplevel=unit,
-        test_module=test_module or UNIT_TESTBENCH[unit],
-        build_dir=bdir,
-        test_dir=bdir,
-        extra_env=extra_env,
-        waves=waves,
-        testcase=testcase,
-        results_xml=str(results),
-        log_file=bdir / "sim.log",
-        plusargs=[]
-        if random_state is None
-        else ["+verilator+rand+reset+2", f"+verilator+seed+{random_state}"],
-    )
+    # Functional coverage of this run (sim.coverage; the checker task writes it).
+    bins = bdir / "coverage.json"
+    bins.unlink(missing_ok=True)
+    extra_env.setdefault("DRE_COVERAGE", str(bins))
+    # Under pytest the cocotb runner exits on failing tests: they are reported below, with the
+    # results file, the log and the replay command, as outside pytest.
+    with contextlib.suppress(SystemExit):
+        runner.test(
+            hdl_toplevel=unit,
+            test_module=test_module or UNIT_TESTBENCH[unit],
+            build_dir=bdir,
+            test_dir=bdir,
+            extra_env=extra_env,
+            waves=waves,
+            testcase=testcase,
+            results_xml=str(results),
+            log_file=bdir / "sim.log",
+            plusargs=[]
+            if random_state is None
+            else ["+verilator+rand+reset+2", f"+verilator+seed+{random_state}"],
+        )
     t2 = time.perf_counter()
     wave = waveform_path(sim, unit, bdir) if waves else None
     if wave is not None:

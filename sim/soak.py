@@ -21,7 +21,13 @@ processes, or the scheduler at ``--scheduler ADDR``; ``--workers 0`` runs them i
 process). The harness is built once before the chunks are handed out. Resumable: every
 finished chunk is written to ``<out>/state.json`` at once, and a rerun with the same
 parameters skips the finished ones (``--fresh`` starts over). Report: ``<out>/report.json``
-and ``report.md``. Exit 0 when every chunk passed, 1 otherwise.
+and ``report.md``; the functional coverage of the passed chunks (``sim.coverage`` bins of
+the HCU and WTU units, computed from each chunk's golden data) in ``<out>/coverage.json``
+and ``coverage.md``. ``--coverage`` builds the harnesses with Verilator line and toggle
+coverage: each chunk writes its counts to ``<out>/vcov/<unit>/<index>_<seed>.dat`` (a shared
+file system is assumed: a local cluster, or workers that see ``<out>``) and the merged
+summary goes to ``<out>/verilator_coverage.json``. Exit 0 when every chunk passed, 1
+otherwise.
 """
 
 from __future__ import annotations
@@ -36,8 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from hw.config import apply_settings, parse_settings, preset
+from sim.coverage import Coverage, hcu_token_bins, unit_bins, write_report
 from sim.fast.build import FAST_PORTS, build_harness
 from sim.fast.run import replay_command, run_chunk
+from sim.verilator_coverage import merge as vcov_merge
+from sim.verilator_coverage import summary as vcov_summary
 
 __all__ = ["SOAK_VERSION", "main", "plan", "soak", "soak_chunk"]
 
@@ -67,11 +76,42 @@ def chunk_key(c: dict[str, Any]) -> str:
     return f"{c['unit']}:{c['index']}:{c['seed']}:{c['transactions']}"
 
 
-def soak_chunk(c: dict[str, Any], config: str, settings: list[str]) -> dict[str, Any]:
-    """Run one planned chunk (in a Dask worker or in this process) → its verdict as a dict."""
+def vcov_path(out: Path, c: dict[str, Any]) -> Path:
+    """Where chunk ``c`` writes its Verilator coverage counts (``--coverage``)."""
+    return out / "vcov" / c["unit"] / f"{c['index']}_{c['seed']}.dat"
+
+
+def soak_chunk(
+    c: dict[str, Any], config: str, settings: list[str], vcov: Path | None = None
+) -> dict[str, Any]:
+    """Run one planned chunk (in a Dask worker or in this process) → its verdict as a dict,
+    with the ``sim.coverage`` bins of its transactions when it passed (``coverage``).
+    ``vcov``: a coverage-built harness writes its Verilator line/toggle counts there."""
     cfg = apply_settings(preset(config), parse_settings(settings))
-    verdict, _ = run_chunk(c["unit"], cfg, c["transactions"], c["seed"], config=config)
-    return {**c, **verdict.as_dict()}
+    if vcov is not None:
+        vcov.parent.mkdir(parents=True, exist_ok=True)
+    verdict, chunk = run_chunk(
+        c["unit"], cfg, c["transactions"], c["seed"], config=config, coverage=vcov
+    )
+    out = {**c, **verdict.as_dict()}
+    if verdict.passed:
+        out["coverage"] = chunk_coverage(c["unit"], cfg, chunk, exact=verdict.profile == "none")
+    return out
+
+
+def chunk_coverage(unit: str, cfg, chunk, *, exact: bool) -> dict[str, dict[str, int]]:
+    """The functional coverage of a passed chunk, from its golden data (every output matched
+    it bit for bit): HCU decisions (and batch positions when ``exact``: no stalls), WTU rows."""
+    cov = Coverage(unit_bins(unit, cfg))
+    if unit == "hcu":
+        g = chunk.golden
+        for bins in hcu_token_bins(cfg, g["stream"], g["expected"], exact=exact):
+            for group, name in bins:
+                cov.hit(group, name)
+    else:
+        for group, name in chunk.golden.get("bins", []):
+            cov.hit(group, name)
+    return cov.to_dict()
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,7 +180,17 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     )
     cfg = apply_settings(preset(args.config), parse_settings(args.set))
     for unit in args.units:
-        build_harness(unit, cfg, config=args.config, log=lambda s: print(s, flush=True))
+        build_harness(
+            unit,
+            cfg,
+            config=args.config,
+            log=lambda s: print(s, flush=True),
+            coverage=args.coverage,
+        )
+
+    def vcov(c: dict[str, Any]) -> Path | None:
+        return vcov_path(out.resolve(), c) if args.coverage else None
+
     done = {u: 0 for u in args.units}
     for r in results.values():
         done[r["unit"]] += r["transactions"]
@@ -158,7 +208,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 
     if todo and args.workers == 0 and not args.scheduler:
         for i, c in enumerate(todo, 1):
-            record(i, soak_chunk(c, args.config, args.set))
+            record(i, soak_chunk(c, args.config, args.set, vcov(c)))
     elif todo:
         from distributed import as_completed
 
@@ -167,7 +217,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         client, cluster = dask_client(args.scheduler, max(args.workers, 1))
         try:
             futures = [
-                client.submit(soak_chunk, c, args.config, args.set, pure=False) for c in todo
+                client.submit(soak_chunk, c, args.config, args.set, vcov(c), pure=False)
+                for c in todo
             ]
             for i, fut in enumerate(as_completed(futures), 1):
                 record(i, fut.result())
@@ -179,7 +230,38 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     report = _report(args, base, [results[chunk_key(c)] for c in chunks], time.perf_counter() - t0)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "report.md").write_text(_markdown(report))
+    by_unit: dict[str, Coverage] = {}
+    for c in chunks:
+        r = results[chunk_key(c)]
+        if "coverage" in r:
+            by_unit.setdefault(r["unit"], Coverage()).merge(Coverage.from_dict(r["coverage"]))
+    if by_unit:
+        js, _ = write_report(by_unit, out)
+        for u, cov in by_unit.items():
+            hit, n = cov.total()
+            miss = ", ".join(f"{g}/{b}" for g, b in cov.missed()) or "none"
+            print(f"soak: coverage {u}: {hit} of {n} bins hit; missed: {miss}", flush=True)
+        print(f"soak: coverage report {js} (and coverage.md)", flush=True)
+    if args.coverage:
+        _verilator_coverage(out, chunks, args.units)
     return report
+
+
+def _verilator_coverage(out: Path, chunks: list[dict[str, Any]], units: list[str]) -> None:
+    """Merge the chunks' Verilator counts per unit into ``<out>/verilator_coverage.json``."""
+    doc = {}
+    for unit in units:
+        paths = [vcov_path(out, c) for c in chunks if c["unit"] == unit]
+        found = [p for p in paths if p.exists()]
+        if not found:
+            continue
+        summ = vcov_summary(vcov_merge(found))
+        doc[unit] = {"chunks": len(found), "of_chunks": len(paths), **summ}
+        kinds = ", ".join(
+            f"{k} {t['hit']} of {t['points']} ({t['percent']} %)" for k, t in summ["types"].items()
+        )
+        print(f"soak: Verilator coverage {unit} ({len(found)} chunks): {kinds}", flush=True)
+    (out / "verilator_coverage.json").write_text(json.dumps(doc, indent=1) + "\n")
 
 
 def _replay(r: dict[str, Any], args: argparse.Namespace) -> str:
@@ -272,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
     ap.add_argument("-o", "--out", type=Path, default=Path("build/soak"))
     ap.add_argument("--fresh", action="store_true", help="ignore a saved state")
+    ap.add_argument(
+        "--coverage",
+        action="store_true",
+        help="Verilator line/toggle coverage: <out>/verilator_coverage.json",
+    )
     args = ap.parse_args(argv)
     args.units = [u for u in args.units.split(",") if u]
     for u in args.units:

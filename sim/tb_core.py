@@ -24,7 +24,7 @@ from cocotbext.axi import AxiBus, AxiRam
 
 from golden.core import WORK_COUNTERS
 from hw.config import HWConfig
-from hw.core import PERF, cmd_layout, lane_words
+from hw.core import PERF, Error, cmd_layout, lane_words
 from sim.cocotb_streams import (
     StreamSink,
     StreamSource,
@@ -37,6 +37,7 @@ from sim.cocotb_streams import (
     timing_from_env,
 )
 from sim.core_data import Program, cmd_beat, program_from_trace, synthetic_program
+from sim.coverage import collector
 from sim.dre_data import trace_path
 from workloads import trace as trace_io
 
@@ -190,6 +191,8 @@ class Host:
                     f"command {i} ({c.kind}): status op/error {got_op}/{got_err}, "
                     f"expected {int(c.op) & 7}/{int(c.error)}"
                 )
+            else:
+                collector().hit("core.status", Error(got_err).name)
             want_beats = len(c.out) // self.lanes if c.out is not None else 0
             got = self.outs[n_out:]
             if len(got) != want_beats:

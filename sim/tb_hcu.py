@@ -25,6 +25,7 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
+from sim.coverage import collector, hcu_token_bins
 from sim.dre_data import (
     HCUStream,
     env_workload,
@@ -58,13 +59,16 @@ async def run_stream(
     sb = Scoreboard("hcu.assign", dut._log)
     for t in range(n):
         sb.expect((t % tid_mod, int(exp.cluster[t]), int(exp.distance[t]), int(exp.event[t])))
+    bins = hcu_token_bins(cfg, stream, exp, exact=exact)
+    cov = collector()
+
+    def on_result(p, _t):
+        sb.check((p.token_id, p.cluster, p.distance, p.event.value))
+        for group, name in bins[len(sink.beats) - 1]:
+            cov.hit(group, name)
+
     sink = StreamSink(
-        dut,
-        "assign",
-        lay.assign,
-        rng=make_rng(tag, 2),
-        stall=stall,
-        callback=lambda p, _t: sb.check((p.token_id, p.cluster, p.distance, p.event.value)),
+        dut, "assign", lay.assign, rng=make_rng(tag, 2), stall=stall, callback=on_result
     )
     src = StreamSource(dut, "tokens", lay.token, rng=make_rng(tag, 1), idle=idle)
     sink.start()

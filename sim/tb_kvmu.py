@@ -24,7 +24,7 @@ import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotbext.axi import AxiRamRead, AxiReadBus
 
-from golden.kvmu import bus_figures, token_gather
+from golden.kvmu import AXI_BOUNDARY, bus_figures, split_run, token_gather
 from hw.config import HWConfig
 from hw.kvmu import kvmu_layouts
 from sim.cocotb_streams import (
@@ -40,6 +40,7 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
+from sim.coverage import collector
 from sim.dre_data import env_workload
 from sim.kvmu_data import (
     KVWorkload,
@@ -104,6 +105,23 @@ class ARMonitor:
                 self.times.append(cycle())
 
 
+def burst_bins(wl: KVWorkload, sel: list[int]) -> list[tuple[str, str]]:
+    """``kvmu.bursts`` bins of a selection: per chunk run, one burst or a cut at
+    ``max_burst`` beats / at a 4 KB boundary (``golden.kvmu.split_run``)."""
+    L, out = wl.layout, []
+    for cl in sel:
+        for c, used in wl.mem.chunks(int(cl)):
+            bursts = split_run(L, L.slot_addr(c, 0), used * L.beats_per_token, int(cl))
+            if len(bursts) == 1:
+                out.append(("kvmu.bursts", "whole_run"))
+            for b in bursts[:-1]:
+                if b.beats == L.max_burst:
+                    out.append(("kvmu.bursts", "split_max_burst"))
+                if (b.addr + b.beats * L.bus_bytes) % AXI_BOUNDARY == 0:
+                    out.append(("kvmu.bursts", "split_4k"))
+    return out
+
+
 async def allocate(dut, wl: KVWorkload, *, idle: float, stall: float, rng) -> None:
     lay = kvmu_layouts(wl.cfg)
     board = Scoreboard("slot", dut._log)
@@ -155,6 +173,9 @@ async def fetch(dut, wl: KVWorkload, sel: list[int], *, idle: float, stall: floa
     summary.stop()
     beats.assert_done()
     assert ar.bursts == [(b.addr, b.beats) for b in exp_bursts], "AR bursts differ from golden"
+    cov = collector()
+    for group, name in burst_bins(wl, sel):
+        cov.hit(group, name)
     # Every selected token exactly once, in full; no other token.
     want = {t for cl in sel for t in wl.mem.members(cl)}
     got_tokens = Counter(t for (t, _), n in seen.items() for _ in range(n))
@@ -193,7 +214,7 @@ async def kvmu_smoke_bus_separator(dut):
     """cocotbext-axi binds Amaranth's ``m_axi__*`` ports with ``bus_separator="__"``; one
     cluster round-trips without stalls."""
     cfg = kvmu_config()
-    await start_clock(dut)
+    await start_clock(dut, cfg)
     await reset(dut, idle=KVMU_IDLE)
     bus = AxiReadBus.from_prefix(dut, "m_axi", bus_separator="__")
     assert bus.ar.araddr._path == dut.m_axi__araddr._path
@@ -210,7 +231,7 @@ async def kvmu_random_stalls_two_contexts(dut):
     ``clear`` between two contexts restarts allocation from chunk 0."""
     cfg = kvmu_config()
     idle, stall = timing_from_env()
-    await start_clock(dut)
+    await start_clock(dut, cfg)
     await reset(dut, idle=KVMU_IDLE)
     ram = attach_ram(dut, cfg, stall=0.4, rng=make_rng(seed_from_env(), 9))
     wl = workload(cfg, 80, seed=seed_from_env() + 2)
@@ -232,7 +253,7 @@ async def kvmu_video_trace(dut):
     golden.resv.signatures), else on video-like synthetic keys; random stalls everywhere."""
     cfg = kvmu_config()
     idle, stall = timing_from_env()
-    await start_clock(dut)
+    await start_clock(dut, cfg)
     await reset(dut, idle=KVMU_IDLE)
     stream, _ = env_workload(cfg, rows=0, seed=seed_from_env(), log=dut._log)
     clears = np.flatnonzero(stream.clear[1:])
@@ -247,7 +268,7 @@ async def kvmu_bus_utilisation(dut):
     """All-ready streams and RAM: the RTL figures of one selection (cycles per data beat),
     checked against the golden burst list; written to ``KVMU_REPORT`` when set."""
     cfg = kvmu_config()
-    await start_clock(dut)
+    await start_clock(dut, cfg)
     await reset(dut, idle=KVMU_IDLE)
     wl = workload(cfg, 96, seed=seed_from_env() + 7)
     sel = selection(wl, seed=8, fraction=0.5)

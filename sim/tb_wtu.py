@@ -27,6 +27,7 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
+from sim.coverage import collector, deepest_bucket, wtu_row_bins
 from sim.dre_data import (
     SCORE_KINDS,
     ScoreRow,
@@ -78,8 +79,10 @@ async def run_rows(
     sel_sb = Scoreboard("wtu.selected", dut._log)
     sum_sb = Scoreboard("wtu.summary", dut._log)
     budget = 0
+    bins = []
     for row in rows:
         exp = wtu_expected(cfg, row)
+        bins.append(wtu_row_bins(cfg, row, exp))
         k = exp.clusters_emitted
         for i, c in enumerate(exp.selected.tolist()):
             sel_sb.expect((c, int(i == k - 1)))
@@ -93,15 +96,17 @@ async def run_rows(
         stall=stall,
         callback=lambda p, _t: sel_sb.check((p.cluster, p.last)),
     )
-    summ = StreamSink(
-        dut,
-        "summary",
-        lay.wtu_summary,
-        rng=make_rng(tag, 4),
-        stall=stall,
-        callback=lambda p, _t: sum_sb.check(
+    cov = collector()
+
+    def on_summary(p, _t):
+        sum_sb.check(
             (p.b_star, p.buckets_scanned, p.n_selected, p.total_mass, p.threshold, p.error)
-        ),
+        )
+        for group, name in bins[len(summ.beats) - 1]:
+            cov.hit(group, name)
+
+    summ = StreamSink(
+        dut, "summary", lay.wtu_summary, rng=make_rng(tag, 4), stall=stall, callback=on_summary
     )
     cmd = StreamSource(dut, "cmd", lay.wtu_cmd, rng=make_rng(tag, 1), idle=idle)
     src = StreamSource(dut, "clusters", clusters_layout(cfg), rng=make_rng(tag, 2), idle=idle)
@@ -202,6 +207,17 @@ async def wtu_corner_rows(dut):
             coverage_q=one,
         ),
     ]
+    # b* at the deepest bucket of nonzero weight (coverage 1.0, a cluster there).
+    deep = deepest_bucket(cfg)
+    for off in (deep, deep - 1, deep + 1):
+        row = ScoreRow(
+            scores=np.array([100, 100 - (off << r.bucket_shift), 90]),
+            counts=np.array([1, r.count_max, 2]),
+            coverage_q=one,
+        )
+        if wtu_expected(cfg, row).b_star == deep:
+            rows.append(row)
+            break
     await start_clock(dut)
     await reset(dut)
     await run_rows(dut, rows, idle=0.25, stall=0.25, exact=False, tag=3)

@@ -1,13 +1,14 @@
 """``python -m sim.fast UNIT --seed N --transactions N``: one chunk through the fast harness.
 
     python -m sim.fast hcu --seed 7 --transactions 20000 [--config tiny] [--set F=V]
-        [--profile NAME] [--corrupt I] [--keep DIR] [--times]
+        [--profile NAME] [--corrupt I] [--keep DIR] [--times] [--coverage FILE]
 
 Prints the harness's verdict line (and the replay command on a failure); exit 0 on PASS, 1 on
 a mismatch, 2 on bad arguments. ``--profile`` overrides the seed's stall profile (one of
 ``sim.fast.stimulus.PROFILES``); ``--corrupt I`` flips a bit of expected beat I (the harness
 must then fail); ``--keep DIR`` keeps the golden files (and with ``--times`` the handshake
-cycles) in DIR.
+cycles) in DIR; ``--coverage FILE`` builds the harness with Verilator line and toggle
+coverage and writes the run's counts to FILE (``python -m sim.verilator_coverage`` format).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corrupt", type=int, help="flip bit 0 of this expected output beat")
     ap.add_argument("--keep", type=Path, help="keep the golden files in this directory")
     ap.add_argument("--times", action="store_true", help="with --keep: write times.txt")
+    ap.add_argument("--coverage", type=Path, help="Verilator line/toggle counts to this file")
     args = ap.parse_args(argv)
     if args.unit not in FAST_PORTS:
         ap.error(f"unit must be one of {', '.join(FAST_PORTS)}, not {args.unit!r}")
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             keep=args.keep,
             times=args.times,
             log=print,
+            coverage=args.coverage,
         )
     except ValueError as exc:
         ap.error(str(exc))

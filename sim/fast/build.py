@@ -73,6 +73,8 @@ VERILATOR_FLAGS = (
     "1",
 )
 CXX_FLAGS = "-O2"
+#: Extra Verilator options of a harness built with ``coverage=True``.
+COVERAGE_FLAGS = ("--coverage-line", "--coverage-toggle")
 
 
 def verilator_path() -> str:
@@ -143,25 +145,33 @@ def _header(unit: str, ports: FastPorts, widths: dict[str, int]) -> str:
 _BUILT: dict[tuple[str, str, str], Path] = {}
 
 
-def build_harness(unit: str, cfg: HWConfig, *, config: str = "custom", log=None) -> Path:
+def build_harness(
+    unit: str, cfg: HWConfig, *, config: str = "custom", log=None, coverage: bool = False
+) -> Path:
     """The harness binary of ``unit`` at ``cfg`` (built when missing or out of date);
-    ``config`` names the build directory. ``log``: a callable given progress lines."""
+    ``config`` names the build directory. ``log``: a callable given progress lines.
+    ``coverage``: built with Verilator line and toggle coverage (``COVERAGE_FLAGS``, its own
+    build directory ``<config>_cov_<hash>``; the binary's ``--coverage FILE`` writes the
+    counts, ``sim.verilator_coverage`` reads them)."""
     if unit not in FAST_PORTS:
         raise ValueError(f"unit must be one of {', '.join(FAST_PORTS)}, not {unit!r}")
-    memo = (unit, repr(cfg), config)
+    if not isinstance(coverage, bool):
+        raise ValueError(f"coverage must be a bool, not {coverage!r}")
+    memo = (unit, repr(cfg), config, coverage)
     if memo in _BUILT and _BUILT[memo].is_file():
         return _BUILT[memo]
-    _BUILT[memo] = binary = _build(unit, cfg, config, log)
+    _BUILT[memo] = binary = _build(unit, cfg, config, log, coverage)
     return binary
 
 
-def _build(unit: str, cfg: HWConfig, config: str, log) -> Path:
+def _build(unit: str, cfg: HWConfig, config: str, log, coverage: bool = False) -> Path:
     verilog = generate(unit, cfg)  # wtu_grid: hw.gen builds it with grid buckets
     source = HARNESS_SOURCE.read_text()
+    flags = CXX_FLAGS + (" ".join(("", *COVERAGE_FLAGS)) if coverage else "")
     key = hashlib.sha256(
-        "\0".join([verilog, source, Path(__file__).read_text(), CXX_FLAGS]).encode()
+        "\0".join([verilog, source, Path(__file__).read_text(), flags]).encode()
     ).hexdigest()[:12]
-    bdir = ROOT / "sim_build" / "fast" / unit / f"{config}_{key}"
+    bdir = ROOT / "sim_build" / "fast" / unit / f"{config}_{'cov_' if coverage else ''}{key}"
     binary = bdir / "harness"
     bdir.mkdir(parents=True, exist_ok=True)
     with open(bdir / ".lock", "w") as lock:
@@ -176,6 +186,7 @@ def _build(unit: str, cfg: HWConfig, config: str, log) -> Path:
         cmd = [
             verilator_path(),
             *VERILATOR_FLAGS,
+            *(COVERAGE_FLAGS if coverage else ()),
             "--top-module",
             unit,
             "--prefix",

@@ -26,6 +26,9 @@
 #include <vector>
 
 #include "verilated.h"
+#if VM_COVERAGE
+#include "verilated_cov.h"
+#endif
 
 static const int MAX_WORDS = 64;  // payloads up to 2048 bits
 
@@ -214,11 +217,12 @@ static uint64_t count(const char* flag, const char* text) {
 }
 
 int main(int argc, char** argv) {
-    if (argc < 2) die("usage: harness DIR [--seed N] [--idle P] [--stall P] [--idle-burst P] [--stall-burst P] [--burst-max N] [--drain N] [--timeout N] [--times]");
+    if (argc < 2) die("usage: harness DIR [--seed N] [--idle P] [--stall P] [--idle-burst P] [--stall-burst P] [--burst-max N] [--drain N] [--timeout N] [--times] [--coverage FILE]");
     std::string dir = argv[1];
     uint64_t seed = 1, burst_max = 0, drain = 16, timeout = 100000;
     uint32_t idle = 0, stall = 0, idle_burst = 0, stall_burst = 0;
     bool times = false;
+    std::string coverage;  // --coverage FILE: write Verilator's coverage.dat there
     for (int i = 2; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--times") { times = true; continue; }
@@ -232,9 +236,13 @@ int main(int argc, char** argv) {
         else if (a == "--burst-max") burst_max = count("--burst-max", v);
         else if (a == "--drain") drain = count("--drain", v);
         else if (a == "--timeout") timeout = count("--timeout", v);
+        else if (a == "--coverage") coverage = v;
         else die("unknown option " + a);
     }
 
+#if !VM_COVERAGE
+    if (!coverage.empty()) die("--coverage needs a harness built with coverage");
+#endif
     auto ctx = std::make_unique<VerilatedContext>();
     ctx->commandArgs(1, argv);
     auto top = std::make_unique<FastTop>(ctx.get());
@@ -396,5 +404,8 @@ int main(int argc, char** argv) {
     if (mismatches) std::printf(" first: %s", first.c_str());
     std::printf("\n");
     top->final();
+#if VM_COVERAGE
+    if (!coverage.empty()) ctx->coveragep()->write(coverage.c_str());
+#endif
     return mismatches ? 1 : 0;
 }

@@ -63,13 +63,23 @@ def replay_command(
 
 
 def run_harness(
-    binary: Path, directory: Path, *, seed: int, profile: Profile, chunk: Chunk, times: bool
+    binary: Path,
+    directory: Path,
+    *,
+    seed: int,
+    profile: Profile,
+    chunk: Chunk,
+    times: bool,
+    coverage: Path | None = None,
 ) -> tuple[int, str]:
-    """(return code, stdout) of the harness on the files in ``directory``."""
+    """(return code, stdout) of the harness on the files in ``directory``; ``coverage``: the
+    file the (coverage-built) harness writes its Verilator coverage counts to."""
     cmd = [str(binary), str(directory), "--seed", str(seed), *profile.args()]
     cmd += ["--drain", str(chunk.drain), "--timeout", str(chunk.timeout + 4 * profile.burst_max)]
     if times:
         cmd.append("--times")
+    if coverage is not None:
+        cmd += ["--coverage", str(coverage)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -86,12 +96,14 @@ def run_chunk(
     keep: Path | None = None,
     times: bool = False,
     log=None,
+    coverage: Path | None = None,
 ) -> tuple[Verdict, Chunk]:
     """Golden chunk of ``unit`` from ``seed`` through the harness, with ``profile`` (default
     ``profile_for(seed)``). ``corrupt=i`` flips bit 0 of expected beat ``i`` of the first
     output stream (a mutation the harness must catch). ``keep``: write the files there (and
     keep them) instead of a temporary directory; with ``times`` the harness writes every
-    handshake's cycle to ``times.txt`` there."""
+    handshake's cycle to ``times.txt`` there. ``coverage``: build the harness with Verilator
+    line/toggle coverage and write the run's counts (``coverage.dat`` format) to this file."""
     t0 = time.perf_counter()
     chunk = make_chunk(unit, cfg, transactions, seed)
     if corrupt is not None:
@@ -100,7 +112,16 @@ def run_chunk(
             raise ValueError(f"corrupt must be a beat index in 0..{len(first) - 1}, not {corrupt}")
         first[corrupt] ^= 1
     verdict = run_prepared(
-        unit, cfg, chunk, seed, config=config, profile=profile, keep=keep, times=times, log=log
+        unit,
+        cfg,
+        chunk,
+        seed,
+        config=config,
+        profile=profile,
+        keep=keep,
+        times=times,
+        log=log,
+        coverage=coverage,
     )
     return replace(verdict, wall_seconds=time.perf_counter() - t0), chunk
 
@@ -116,17 +137,24 @@ def run_prepared(
     keep: Path | None = None,
     times: bool = False,
     log=None,
+    coverage: Path | None = None,
 ) -> Verdict:
     """``chunk`` (e.g. ``stimulus.hcu_stream_chunk`` of a given stream) through the harness
     of ``unit``; the arguments as ``run_chunk``'s."""
     t0 = time.perf_counter()
     profile = profile or profile_for(seed)
-    binary = build_harness(unit, cfg, config=config, log=log)
+    binary = build_harness(unit, cfg, config=config, log=log, coverage=coverage is not None)
     with tempfile.TemporaryDirectory(prefix=f"fast_{unit}_") as tmp:
         directory = Path(keep) if keep is not None else Path(tmp)
         write_chunk(directory, chunk)
         rc, out = run_harness(
-            binary, directory, seed=seed, profile=profile, chunk=chunk, times=times
+            binary,
+            directory,
+            seed=seed,
+            profile=profile,
+            chunk=chunk,
+            times=times,
+            coverage=None if coverage is None else Path(coverage).resolve(),
         )
     line = next((ln for ln in out.splitlines() if ln.startswith("FAST ")), out.strip())
     m = _LINE.match(line)

@@ -31,6 +31,7 @@ from hw.dre import (
     wtu_cycles,
     wtu_ingest_lanes,
 )
+from sim.coverage import wtu_row_bins
 from sim.dre_data import (
     SCORE_KINDS,
     HCUStream,
@@ -226,7 +227,7 @@ def _selector_rows_expected(unit: str, cfg: HWConfig, rows: list[ScoreRow]) -> d
     """Per selector unit: the ``cmd`` payloads, the selected ids, the summary columns and
     each row's cycles without stalls, all from golden (as ``sim.tb_wtu``, ``sim.tb_topk``
     and ``sim.tb_quickselect`` expect them)."""
-    cmd, ids, cycles = [], [], []
+    cmd, ids, cycles, bins = [], [], [], []
     summary: dict[str, list[int]] = {}
 
     def add(**fields: int) -> None:
@@ -267,8 +268,9 @@ def _selector_rows_expected(unit: str, cfg: HWConfig, rows: list[ScoreRow]) -> d
             cycles.append(
                 wtu_cycles(cfg, n, e.b_star, e.clusters_emitted, emit_cycles=e.emit_cycles)
             )
+            bins += wtu_row_bins(cfg, r, e)
         ids.append(sel)
-    return {"cmd": cmd, "ids": ids, "summary": summary, "cycles": cycles}
+    return {"cmd": cmd, "ids": ids, "summary": summary, "cycles": cycles, "bins": bins}
 
 
 def _selector_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
@@ -321,7 +323,12 @@ def _selector_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
         transactions=n,
         drain=4 * worst + 50,
         timeout=8 * worst + 1000,
-        golden={"rows": rows, "cycles": exp["cycles"], "selected": exp["ids"]},
+        golden={
+            "rows": rows,
+            "cycles": exp["cycles"],
+            "selected": exp["ids"],
+            "bins": exp["bins"],  # sim.coverage bins of the rows (WTU units)
+        },
     )
 
 

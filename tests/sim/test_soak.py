@@ -133,3 +133,21 @@ def test_an_interrupted_soak_resumes_where_it_stopped(tmp_path, capsys, monkeypa
         31,
         32,
     ]
+
+
+def test_soak_coverage(tmp_path, capsys):
+    """Functional bins from every passed chunk's golden data; with ``--coverage`` the
+    harness built with Verilator line/toggle coverage, its counts merged over the chunks."""
+    args = ["--units", "hcu", "--transactions", "1200", "--chunk", "600", "--seed", "3"]
+    assert soak.main([*args, "--workers", "0", "--coverage", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^soak: coverage hcu: \d of 7 bins hit; missed: ", out, re.M)
+    cov = json.loads((tmp_path / "coverage.json").read_text())["hcu"]
+    assert sum(cov["bins"]["hcu.decision"].values()) == 1200
+    assert "| hcu |" in (tmp_path / "coverage.md").read_text()
+    assert len(list((tmp_path / "vcov" / "hcu").glob("*.dat"))) == 2
+    vcov = json.loads((tmp_path / "verilator_coverage.json").read_text())["hcu"]
+    assert vcov["chunks"] == vcov["of_chunks"] == 2
+    line = vcov["types"]["line"]
+    assert 0 < line["hit"] <= line["points"]
+    assert re.search(r"^soak: Verilator coverage hcu \(2 chunks\): .*line \d+ of \d+", out, re.M)
