@@ -113,6 +113,15 @@ def sta_command() -> list[str]:
     return [exe]
 
 
+_WASM_TRAP = "thrown Wasm exception"
+#: Appended to a tool failure whose WebAssembly build (yowasp) stopped on an exception.
+WASM_HINT = (
+    "the WebAssembly build of the tool stopped on an exception, most likely its 4 GB "
+    "memory limit (a 32-bit address space): synthesise a smaller design, e.g. fewer --top "
+    "units or a narrower configuration with --set (prefill_rows, mac_lanes, ...)"
+)
+
+
 def _tail(text: str, n: int = 15) -> str:
     lines = text.rstrip().splitlines()
     return "\n".join("    " + ln for ln in lines[-n:])
@@ -161,7 +170,10 @@ def run_tool(
         ) from None
     log.write_text(proc.stdout)
     if proc.returncode != 0:
-        raise ToolError(tool, step, log, proc.returncode, _tail(proc.stdout))
+        detail = _tail(proc.stdout)
+        if _WASM_TRAP in proc.stdout:
+            detail += f"\n    {WASM_HINT}"
+        raise ToolError(tool, step, log, proc.returncode, detail)
     for pat in error_patterns:
         rx = re.compile(pat, re.MULTILINE)
         m = rx.search(proc.stdout)

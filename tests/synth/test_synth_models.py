@@ -288,6 +288,11 @@ def test_run_tool_reports_tool_step_and_log(tmp_path):
     assert (e.tool, e.step, e.returncode, e.log) == ("demo", "step one", 3, log)
     assert "demo failed at step 'step one' (exit code 3)" in str(e) and "boom" in str(e)
     assert log.read_text() == "boom\n"
+    trap = "echo 'Caused by:'; echo '    thrown Wasm exception'; exit 1"
+    with pytest.raises(tools.ToolError) as exc:
+        tools.run_tool("yosys", "synthesis", ["sh", "-c", trap], cwd=tmp_path, log=log)
+    assert tools.WASM_HINT in str(exc.value)
+    assert tools.WASM_HINT not in str(e)
     with pytest.raises(tools.ToolError, match=r"Error: bad thing"):
         tools.run_tool(
             "demo",
