@@ -14,8 +14,9 @@ kind + ``c_row * rows`` + ``c_pass * passes`` (a ``PREFILL`` runs its rows throu
 ``passes * (c_kept * kept tokens + c_fetch * fetched tokens + c_burst * read bursts)``
 (every pass streams the kept tokens and fetches the selection again); ingest is cycles per
 token. The coefficients are least-squares fits to the run; the report gives the fit's
-residual, how many costs the run determines independently, and a holdout check (fit on the first half of the commands, predict the second half, whose
-caches are larger). Extrapolation to a cache of ``N`` tokens: ``sink + recent`` kept,
+residual, how many costs the run determines independently, and a holdout check (fit on
+the first half of the commands, predict the second half, whose caches are larger).
+Extrapolation to a cache of ``N`` tokens: ``sink + recent`` kept,
 ``retrieval * (N - kept)`` fetched (the paper's 32.7 % by default), the run's tokens per
 cluster and bytes per burst, at most ``max_clusters`` clusters.
 
