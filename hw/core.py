@@ -797,6 +797,14 @@ class VRexCore(wiring.Component):
                     m.d.sync += rx.eq(0)
                     then()
 
+        def next_row_position():
+            """A PREFILL row done (stored, or loaded into the array): the next row's position
+            is one more after every ``group`` rows."""
+            with m.If(gcnt == p_group - 1):
+                m.d.sync += [gcnt.eq(0), position.eq(position + 1)]
+            with m.Else():
+                m.d.sync += gcnt.eq(gcnt + 1)
+
         def start_feed(mode_value, end):
             m.d.sync += [
                 mode.eq(mode_value),
@@ -1129,10 +1137,7 @@ class VRexCore(wiring.Component):
                 m.d.sync += [msum[lb].eq(sum_in), lb.eq(lb + 1), ld_addr.eq(ld_addr + 1)]
                 with m.If(lb == nb - 1):
                     m.d.sync += [lb.eq(0), prow.eq(prow + 1)]
-                    with m.If(gcnt == p_group - 1):
-                        m.d.sync += [gcnt.eq(0), position.eq(position + 1)]
-                    with m.Else():
-                        m.d.sync += gcnt.eq(gcnt + 1)
+                    next_row_position()
                     with m.If(prow == p_rows - 1):
                         m.next = "P_RECIP"
                     with m.Else():
@@ -1198,10 +1203,7 @@ class VRexCore(wiring.Component):
                             m.d.sync += i_row.eq(i_row + 1)
                 with m.If(q_in.valid & q_in.ready & q_in.payload.last):
                     m.d.sync += row_pos[ld_row].eq(position)
-                    with m.If(gcnt == p_group - 1):
-                        m.d.sync += [gcnt.eq(0), position.eq(position + 1)]
-                    with m.Else():
-                        m.d.sync += gcnt.eq(gcnt + 1)
+                    next_row_position()
                     with m.If(q_in.payload.end):
                         m.next = "Q_KEPT_START"
             with m.State("P_END"):  # the dummy K vector ends the array's block
