@@ -105,6 +105,9 @@ class HWConfig:
     max_burst: int = 256
     #: RoPE unit: log2 of the entries of its full-circle cos/sin tables (phase resolution).
     rope_lut_bits: int = 10
+    #: RoPE unit: pairs rotated per cycle (a power of two dividing ``head_dim / 2``); each
+    #: pair has its own phase multiplier, table read ports and rotation.
+    rope_pairs: int = 1
     #: Vector unit: fractional bits of the fixed-point exponent fed to the exp2 table
     #: (``2**exp_frac_bits`` table entries).
     exp_frac_bits: int = 10
@@ -142,6 +145,13 @@ class HWConfig:
                 f"({self.prefill_rows})"
             )
         check_int("rope_lut_bits", self.rope_lut_bits, 2, 16)
+        check_int("rope_pairs", self.rope_pairs, 1, 256)
+        half = self.resv.head_dim // 2
+        if self.rope_pairs & (self.rope_pairs - 1) or half % self.rope_pairs:
+            raise ValueError(
+                f"rope_pairs must be a power of two dividing resv.head_dim / 2 ({half}), "
+                f"not {self.rope_pairs!r}"
+            )
         check_int("exp_frac_bits", self.exp_frac_bits, 1, 16)
         self._check_kvmu()
         self._check_implemented()
@@ -309,6 +319,7 @@ PRESETS: dict[str, HWConfig] = {
         axi_data_bits=64,
         max_burst=16,
         rope_lut_bits=8,
+        rope_pairs=2,  # mac_lanes / 2: RoPE keeps pace with the vector beats
         exp_frac_bits=8,
     ),
     # The paper's machine: 4096-entry table, 16 XOR+popcount lanes. 4-token KV chunks: on the
@@ -322,6 +333,7 @@ PRESETS: dict[str, HWConfig] = {
         wtu_lanes=16,
         chunk_tokens=4,
         axi_data_bits=256,  # the paper's 256-bit AXI: one beat per 16-lane BF16 row
+        rope_pairs=8,  # mac_lanes / 2: a vector rotated in 10 cycles, about its 8 beats
     ),
     # Edge part: 1024-entry table.
     "edge": HWConfig(
@@ -330,6 +342,7 @@ PRESETS: dict[str, HWConfig] = {
         topk_k=32,
         wtu_lanes=16,
         chunk_tokens=4,
+        rope_pairs=8,
     ),
 }
 

@@ -43,15 +43,18 @@ Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cy
   combinational read.
 - ``m_axi``: AXI4 master (reads: KVMU retrieval bursts; writes: aged tokens' K and V).
 
-Flow of one ingested token ``t``: K and V beats into registers; RoPE (``RopeUnit``) of K;
-the ``hash_bits`` dot products with the BF16 hyperplanes from the hasher (a ``MacArray`` of
-``hash_bits`` rows holding the planes x ``mac_lanes`` columns; a pre-RoPE key is hashed
-while RoPE runs), compared in parallel with the thresholds ``theta`` (signature); if the
-recent ring is full, the oldest ring token ages out: its signature goes through the HCU,
-the KVMU gives it a slot, the ``KVWriter`` writes its K and V there as a posted write (an
-``INGEST`` answers once all its writes completed), its cluster's FP32 key sum is updated
-lane-parallel and the cluster's score weight ``w_c = 1/members_c * K_score`` recomputed
-(``FP32Recip``). Then ``t`` takes the ring slot (or a sink slot).
+Flow of one ingested token ``t``: its K beats go to the RoPE unit (``rope_pairs`` pairs
+per cycle) as they arrive, and with V into registers; the ``hash_bits`` dot products with
+the BF16 hyperplanes come from the hasher (a ``MacArray`` of ``hash_bits`` rows holding the
+planes x ``mac_lanes`` columns; a pre-RoPE key is hashed while V arrives and RoPE runs),
+compared in parallel with the thresholds ``theta`` (signature). If the recent ring is full,
+the oldest ring token ages out **at the same time** (a second FSM, started when ``t`` is
+announced): its signature goes through the HCU, the KVMU gives it a slot, the ``KVWriter``
+writes its K and V there as a posted write (an ``INGEST`` answers once all its writes
+completed), its cluster's FP32 key sum is updated lane-parallel, one row per cycle, and
+the cluster's score weight ``w_c = 1/members_c * K_score`` is computed by ``FP32Recip``
+while the next token goes on (written when the reciprocal is done). Then ``t`` takes the
+ring slot (or a sink slot).
 
 Flow of a query: RoPE of q; every cluster's key sum (rounded to BF16) is dotted with q
 through the MAC tree, scaled by ``w_c`` into a fixed-point log2 score and streamed into the
@@ -60,8 +63,9 @@ over the kept tokens (sinks, then the ring, oldest first) from on-chip memory an
 the fetched tokens as their beats arrive: K rows to the MAC tree, V rows through a FIFO to
 the ``VectorUnit`` (online softmax), whose output is ``out``.
 
-Flow of a prefill: each row is received, rotated at its position, written to the query
-buffer (``frame_rows x head_dim`` BF16) and added to an FP32 row sum; then ``1/rows``
+Flow of a prefill: the rows stream from ``vin`` through the RoPE unit (row ``r`` at its
+position; one row every ``max(head_dim / 2 / rope_pairs + 2, beats)`` cycles) into the
+query buffer (``frame_rows x head_dim`` BF16) and an FP32 row sum; then ``1/rows``
 (``FP32Recip``) gives the mean query ``bf16(sum * (1/rows))``, which scores and selects the
 clusters exactly as a query does: one selection for all the rows, its cluster ids kept in
 a small memory. Then the rows run in passes of ``prefill_rows``: a pass loads its rows from
@@ -316,7 +320,8 @@ class VRexCore(wiring.Component):
         pf = Signal(name="prefill")  # the command is a PREFILL
         p_rows = Signal(range(FR + 1), name="prefill_rows")
         p_group = Signal(range(FR + 1), name="prefill_group")
-        prow = Signal(range(max(2, 1 << bits_for(FR))), name="prefill_row")
+        prow = Signal(range(max(2, 1 << bits_for(FR))), name="prefill_row")  # rows stored
+        in_row = Signal(range(FR + 1), name="prefill_in_row")  # rows received
         gcnt = Signal(range(FR + 1), name="prefill_group_count")
         row_pos = Signal(data.ArrayLayout(tid_bits + 1, P), name="row_position")
         # The pass: its first row, its rows, and the loader of its rows into the array (the
@@ -346,6 +351,11 @@ class VRexCore(wiring.Component):
         age_addr = Signal(cfg.axi_addr_bits, name="age_addr")
         age_full = Signal(name="age_full")
         ab = Signal(range(2 * nb + 1), name="age_row")
+        sb = Signal(range(nb), name="store_row")
+        age_go = Signal(name="age_go")  # start the aging of the oldest ring token
+        age_busy = Signal(name="age_busy")
+        w_pend = Signal(name="weight_pending")  # a cluster's weight is being computed
+        w_addr = Signal(cfg.cluster_id_bits, name="weight_cluster")
         asub = Signal(range(max(2, sub)), name="age_sub")
         new_members = Signal(tid_bits + 1, name="new_members")
 
@@ -631,15 +641,15 @@ class VRexCore(wiring.Component):
             recip.operand.payload.value.eq(to_fp32.f),
             w_mul.a.eq(recip.result.payload.value),
             w_mul.b.eq(int(score_scale_bits(d, r.score_frac_bits))),
-            w_wr.addr.eq(age_c),
+            w_wr.addr.eq(w_addr),
             w_wr.data.eq(w_mul.p),
             mem_wr.addr.eq(age_c),
             mem_wr.data.eq(new_members),
             mem_rd.addr.eq(age_c),
             ks_rd.addr.eq(age_slot),
         ]
-        # PREFILL: the FP32 sum of the block's post-RoPE rows (accumulated as each row is
-        # loaded into the array, from +0) and, at the end, the mean query kpost = bf16(sum *
+        # PREFILL: the FP32 sum of the rows as they leave the RoPE unit (from +0, in row
+        # order) and, at the end, the mean query kpost = bf16(sum *
         # (1/rows)) that selects the block's clusters.
         sum_in = Signal(data.ArrayLayout(FP32, lanes), name="mean_sum_in")
         mean_row = Signal(row_bits, name="mean_row")
@@ -649,7 +659,7 @@ class VRexCore(wiring.Component):
             cv = m.submodules[f"mean_to_bf16_{i}"] = FP32ToBF16()
             m.d.comb += [
                 add.a.eq(Mux(prow == 0, 0, msum[lb][i].as_value())),
-                add.b.eq(Cat(Const(0, 16), kpost[lb][16 * i : 16 * i + 16])),
+                add.b.eq(Cat(Const(0, 16), rope.result.payload.x[i].as_value())),
                 sum_in[i].eq(add.s),
                 mul.a.eq(msum[lb][i]),
                 mul.b.eq(rrow),
@@ -785,9 +795,9 @@ class VRexCore(wiring.Component):
             m.d.sync += [hash_on.eq(1), hb.eq(0), hash_src_k.eq(src_kbuf), bias_mode.eq(bias)]
 
         # Rows received from ``vin`` go to kbuf (first nb) and vbuf (next nb).
-        def receive(rows, then):
-            m.d.comb += self.vin.ready.eq(1)
-            with m.If(self.vin.valid):
+        def receive(rows, then, ready=1):
+            m.d.comb += self.vin.ready.eq(ready)
+            with m.If(self.vin.valid & self.vin.ready):
                 m.d.sync += rx.eq(rx + 1)
                 with m.If(rx < nb):
                     m.d.sync += kbuf[rx].eq(self.vin.payload.x)
@@ -796,6 +806,12 @@ class VRexCore(wiring.Component):
                 with m.If(rx == rows - 1):
                     m.d.sync += rx.eq(0)
                     then()
+
+        def collect_rope():
+            """The RoPE unit's result rows into kpost."""
+            m.d.comb += rope.result.ready.eq(1)
+            with m.If(rope.result.valid):
+                m.d.sync += [kpost[ro].eq(rope.result.payload.x), ro.eq(ro + 1)]
 
         def next_row_position():
             """A PREFILL row done (stored, or loaded into the array): the next row's position
@@ -873,6 +889,7 @@ class VRexCore(wiring.Component):
                                 p_rows.eq(p.rows),
                                 p_group.eq(p.group),
                                 prow.eq(0),
+                                in_row.eq(0),
                                 gcnt.eq(0),
                                 lb.eq(0),
                                 ld_addr.eq(0),
@@ -911,47 +928,64 @@ class VRexCore(wiring.Component):
                     m.next = "ING_DRAIN"
                 with m.Else():
                     m.d.sync += [tok_left.eq(tok_left - 1), drop.eq(n_tok[tid_bits])]
+                    m.d.sync += [
+                        slot.eq(Mux(n_tok < sink, n_tok, sink + ring_wp)),
+                        position.eq(n_tok),
+                        ro.eq(0),
+                    ]
+                    # The token will take the oldest ring slot: that token ages out now,
+                    # while the new one is received, rotated and hashed (aging FSM below).
+                    with m.If(~n_tok[tid_bits] & (n_tok >= sink) & (ring_n == recent)):
+                        m.d.comb += [age_go.eq(1), ks_rd.addr.eq(sink + ring_wp), ks_rd.en.eq(1)]
+                        m.d.sync += [age_slot.eq(sink + ring_wp), age_id.eq(n_tok - recent)]
                     m.next = "ING_RX"
             with m.State("ING_DRAIN"):
                 m.d.comb += ingest_busy.eq(1)
-                with m.If(wr_pending == 0):
+                with m.If((wr_pending == 0) & ~w_pend):
                     m.next = "STATUS"
+            # The K beats go to the RoPE unit as they arrive (and to kbuf: a pre-RoPE key
+            # is hashed while the V beats arrive); the rotated rows are collected into
+            # kpost here and in ROPE.
             with m.State("ING_RX"):
-                m.d.comb += ingest_busy.eq(1)
+                to_rope = ~drop & (rx < nb)
+                m.d.comb += [
+                    ingest_busy.eq(1),
+                    rope.vectors.valid.eq(self.vin.valid & to_rope),
+                    rope.vectors.payload.x.eq(self.vin.payload.x),
+                    rope.vectors.payload.last.eq(rx == nb - 1),
+                ]
+                collect_rope()
 
                 def got_token():
                     with m.If(drop):
                         m.d.sync += err.eq(Error.FULL)
                         m.next = "ING_NEXT"
                     with m.Else():
-                        m.d.sync += [ri.eq(0), ro.eq(0), position.eq(n_tok)]
-                        if r.hash_space == "pre_rope":  # the hash of K overlaps its RoPE
-                            start_hash(src_kbuf=True, bias=False)
+                        m.d.sync += ri.eq(nb)  # the K beats are in the RoPE unit
                         m.next = "ROPE"
 
-                receive(2 * nb, got_token)
+                receive(2 * nb, got_token, ready=~to_rope | rope.vectors.ready)
+                if r.hash_space == "pre_rope":
+                    with m.If(self.vin.valid & self.vin.ready & (rx == nb - 1) & ~drop):
+                        start_hash(src_kbuf=True, bias=False)
 
             # RoPE of kbuf into kpost (tokens and queries).
             with m.State("ROPE"):
                 m.d.comb += [
                     ingest_busy.eq(op == Op.INGEST),
-                    query_busy.eq((op == Op.QUERY) | pf),
+                    query_busy.eq(op == Op.QUERY),
                     rope.vectors.valid.eq(ri < nb),
-                    rope.result.ready.eq(1),
                 ]
                 with m.If(rope.vectors.valid & rope.vectors.ready):
                     m.d.sync += ri.eq(ri + 1)
-                with m.If(rope.result.valid):
-                    m.d.sync += [kpost[ro].eq(rope.result.payload.x), ro.eq(ro + 1)]
-                    with m.If(ro == nb - 1):
-                        with m.If(op == Op.QUERY):
-                            m.next = "Q_SCORE_START"
-                        with m.Elif(pf):
-                            m.next = "P_STORE"
-                        with m.Else():
-                            if r.hash_space == "post_rope":
-                                start_hash(src_kbuf=False, bias=False)
-                            m.next = "HASH"
+                collect_rope()
+                with m.If((ro == nb) | rope.result.valid & (ro == nb - 1)):
+                    with m.If(op == Op.QUERY):
+                        m.next = "Q_SCORE_START"
+                    with m.Else():
+                        if r.hash_space == "post_rope":
+                            start_hash(src_kbuf=False, bias=False)
+                        m.next = "HASH"
 
             # Hash (or bias thresholds): the H dot products of one hasher beat.
             with m.State("HASH"):
@@ -965,128 +999,31 @@ class VRexCore(wiring.Component):
                         m.d.sync += sig.eq(Cat(*sig_bits))
                         m.next = "ING_PLACE"
 
-            # Where the new token goes; age the oldest ring token first if the ring is full.
+            # The new token waits for the aging of the token whose ring slot it takes.
             with m.State("ING_PLACE"):
-                m.d.comb += [ingest_busy.eq(1), ks_rd.addr.eq(sink + ring_wp)]
-                m.d.sync += ab.eq(0)
-                with m.If(n_tok < sink):
-                    m.d.sync += slot.eq(n_tok)
-                    m.next = "STORE"
-                with m.Else():
-                    m.d.sync += [slot.eq(sink + ring_wp), age_slot.eq(sink + ring_wp)]
-                    with m.If(ring_n == recent):
-                        m.d.sync += age_id.eq(n_tok - recent)
-                        m.d.comb += ks_rd.en.eq(1)
-                        m.next = "AGE_HCU"
-                    with m.Else():
-                        m.next = "STORE"
-
-            with m.State("AGE_HCU"):
-                m.d.comb += [ingest_busy.eq(1), dre.tokens.valid.eq(1)]
-                with m.If(dre.tokens.ready):
-                    m.d.sync += hcu_clear.eq(0)
-                    m.next = "AGE_ASSIGN"
-            with m.State("AGE_ASSIGN"):
-                m.d.comb += [ingest_busy.eq(1), dre.assign.ready.eq(1)]
-                with m.If(~dre.assign.valid):
-                    m.d.sync += count("hcu_wait")
-                with m.Else():
-                    a = dre.assign.payload
-                    m.d.sync += [age_c.eq(a.cluster), age_ev.eq(a.event), count("tokens_clustered")]
-                    with m.Switch(a.event):
-                        with m.Case(Event.CREATED):
-                            m.d.sync += [count("clusters_created"), n_clu.eq(n_clu + 1)]
-                        with m.Case(Event.JOINED):
-                            m.d.sync += count("clusters_joined")
-                        with m.Case(Event.FORCED):
-                            m.d.sync += count("clusters_forced")
-                    m.next = "AGE_ALLOC"
-            with m.State("AGE_ALLOC"):
-                m.d.comb += [ingest_busy.eq(1), kvmu.assign.valid.eq(1)]
-                with m.If(kvmu.assign.ready):
-                    m.next = "AGE_SLOT"
-            with m.State("AGE_SLOT"):
-                m.d.comb += [ingest_busy.eq(1), kvmu.slot.ready.eq(1)]
-                with m.If(kvmu.slot.valid):
-                    s = kvmu.slot.payload
-                    m.d.sync += [age_addr.eq(s.addr), age_full.eq(s.full), ab.eq(0), asub.eq(0)]
-                    with m.If(s.full):
-                        m.d.sync += [count("kv_dropped"), err.eq(Error.FULL)]
-                        m.next = "AGE_READ"
-                    with m.Else():
-                        m.next = "AGE_WCMD"
-            with m.State("AGE_WCMD"):
-                m.d.comb += [ingest_busy.eq(1), writer.cmd.valid.eq(1)]
-                with m.If(writer.cmd.ready):
-                    m.next = "AGE_READ"
-            # Rows of the aged token: K rows 0..nb-1 (write + key sum), V rows nb..2nb-1.
-            with m.State("AGE_READ"):
-                m.d.comb += [
-                    ingest_busy.eq(1),
-                    kk_rd.addr.eq(age_slot * nb + Mux(ab >= nb, ab - nb, ab).as_unsigned()),
-                    kv_rd.addr.eq(age_slot * nb + Mux(ab >= nb, ab - nb, ab).as_unsigned()),
-                    sum_rd.addr.eq(age_c * nb + ab),
-                    kk_rd.en.eq(1),
-                    kv_rd.en.eq(1),
-                    sum_rd.en.eq(1),
-                ]
-                m.next = "AGE_ROW"
-            with m.State("AGE_ROW"):
                 m.d.comb += ingest_busy.eq(1)
-                row_done = Signal(name="age_row_done")
-                with m.If(age_full):
-                    m.d.comb += row_done.eq(1)
-                with m.Else():
-                    m.d.comb += writer.data.valid.eq(1)
-                    with m.If(writer.data.ready):
-                        m.d.sync += count("write_beats")
-                        with m.If(asub == sub - 1):
-                            m.d.comb += row_done.eq(1)
-                        with m.Else():
-                            m.d.sync += asub.eq(asub + 1)
-                with m.If(row_done):
-                    with m.If(ab < nb):
-                        m.d.comb += sum_wr.en.eq(1)
-                    m.d.sync += [asub.eq(0), ab.eq(ab + 1)]
-                    with m.If(ab == 2 * nb - 1):
-                        m.d.comb += mem_rd.en.eq(1)
-                        m.next = "AGE_MEMBERS"
-                    with m.Else():
-                        m.next = "AGE_READ"
-            with m.State("AGE_MEMBERS"):
-                m.d.comb += ingest_busy.eq(1)
-                m.d.sync += new_members.eq(Mux(age_ev == Event.CREATED, 1, mem_rd.data + 1))
-                m.next = "AGE_RECIP"
-            with m.State("AGE_RECIP"):
-                m.d.comb += [ingest_busy.eq(1), recip.operand.valid.eq(1), mem_wr.en.eq(0)]
-                with m.If(recip.operand.ready):
-                    m.d.comb += mem_wr.en.eq(1)
-                    m.next = "AGE_WEIGHT"
-            with m.State("AGE_WEIGHT"):
-                m.d.comb += [ingest_busy.eq(1), recip.result.ready.eq(1)]
-                with m.If(recip.result.valid):
-                    m.d.comb += w_wr.en.eq(1)
-                    m.d.sync += ab.eq(0)
+                with m.If(~age_busy):
+                    m.d.sync += sb.eq(0)
                     m.next = "STORE"
 
             # The new token into its kept slot.
             with m.State("STORE"):
                 m.d.comb += [
                     ingest_busy.eq(1),
-                    kk_wr.addr.eq(slot * nb + ab),
-                    kv_wr.addr.eq(slot * nb + ab),
-                    kk_wr.data.eq(kpost[ab]),
-                    kv_wr.data.eq(vbuf[ab]),
+                    kk_wr.addr.eq(slot * nb + sb),
+                    kv_wr.addr.eq(slot * nb + sb),
+                    kk_wr.data.eq(kpost[sb]),
+                    kv_wr.data.eq(vbuf[sb]),
                     kk_wr.en.eq(1),
                     kv_wr.en.eq(1),
                     ks_wr.addr.eq(slot),
                     ks_wr.data.eq(sig),
                 ]
-                m.d.sync += ab.eq(ab + 1)
-                with m.If(ab == 0):
+                m.d.sync += sb.eq(sb + 1)
+                with m.If(sb == 0):
                     m.d.comb += ks_wr.en.eq(1)
-                with m.If(ab == nb - 1):
-                    m.d.sync += [ab.eq(0), n_tok.eq(n_tok + 1), count("tokens_ingested")]
+                with m.If(sb == nb - 1):
+                    m.d.sync += [sb.eq(0), n_tok.eq(n_tok + 1), count("tokens_ingested")]
                     with m.If(n_tok >= sink):
                         m.d.sync += [
                             ring_n.eq(Mux(ring_n == recent, recent, ring_n + 1)),
@@ -1111,37 +1048,39 @@ class VRexCore(wiring.Component):
 
                 receive(nb, got_query)
             # ---------------------------------------------------------------- PREFILL
-            # Each row: received, rotated (ROPE at its position), written to the buffer and
-            # summed; then 1/rows, the mean query and its selection (the QUERY path), then
-            # the passes: rows into the array (P_PASS, P_LOAD), attention, outputs.
+            # The rows stream through the RoPE unit (row r at its position) into the buffer
+            # and the row sum (P_RX); then 1/rows, the mean query and its selection (the
+            # QUERY path), then the passes: rows into the array (P_PASS, P_LOAD), attention,
+            # outputs.
             with m.State("P_RX"):
                 m.d.comb += query_busy.eq(1)
-
-                def got_row():
-                    with m.If(err != Error.OK):  # refused: the vectors are consumed
-                        m.d.sync += prow.eq(prow + 1)
-                        with m.If(prow == p_rows - 1):
-                            m.next = "STATUS"
-                    with m.Else():
-                        m.d.sync += [ri.eq(0), ro.eq(0)]
-                        m.next = "ROPE"
-
-                receive(nb, got_row)
-            with m.State("P_STORE"):
+                refused = err != Error.OK  # the vectors are consumed
+                in_hs = self.vin.valid & self.vin.ready
                 m.d.comb += [
-                    query_busy.eq(1),
-                    q_wr.addr.eq(ld_addr),
-                    q_wr.data.eq(kpost[lb]),
-                    q_wr.en.eq(1),
+                    rope.vectors.valid.eq(self.vin.valid & (in_row < p_rows) & ~refused),
+                    rope.vectors.payload.x.eq(self.vin.payload.x),
+                    rope.vectors.payload.last.eq(rx == nb - 1),
+                    self.vin.ready.eq((in_row < p_rows) & (rope.vectors.ready | refused)),
+                    rope.result.ready.eq(1),
                 ]
-                m.d.sync += [msum[lb].eq(sum_in), lb.eq(lb + 1), ld_addr.eq(ld_addr + 1)]
-                with m.If(lb == nb - 1):
-                    m.d.sync += [lb.eq(0), prow.eq(prow + 1)]
-                    next_row_position()
-                    with m.If(prow == p_rows - 1):
-                        m.next = "P_RECIP"
-                    with m.Else():
-                        m.next = "P_RX"
+                with m.If(in_hs):
+                    m.d.sync += rx.eq(rx + 1)
+                    with m.If(rx == nb - 1):
+                        m.d.sync += [rx.eq(0), in_row.eq(in_row + 1)]
+                        next_row_position()
+                        with m.If(refused & (in_row == p_rows - 1)):
+                            m.next = "STATUS"
+                with m.If(rope.result.valid):
+                    m.d.comb += [
+                        q_wr.addr.eq(ld_addr),
+                        q_wr.data.eq(rope.result.payload.x),
+                        q_wr.en.eq(1),
+                    ]
+                    m.d.sync += [msum[lb].eq(sum_in), lb.eq(lb + 1), ld_addr.eq(ld_addr + 1)]
+                    with m.If(lb == nb - 1):
+                        m.d.sync += [lb.eq(0), prow.eq(prow + 1)]
+                        with m.If(prow == p_rows - 1):
+                            m.next = "P_RECIP"
             with m.State("P_RECIP"):
                 m.d.comb += [query_busy.eq(1), recip.operand.valid.eq(1)]
                 with m.If(recip.operand.ready):
@@ -1296,7 +1235,110 @@ class VRexCore(wiring.Component):
                 m.d.comb += self.status.valid.eq(1)
                 with m.If(self.status.ready):
                     m.next = "IDLE"
-        # After the FSM: a failed write of the command wins over its other statuses.
+        with m.If(w_pend):
+            m.d.comb += [ingest_busy.eq(1), recip.result.ready.eq(1)]
+            with m.If(recip.result.valid):
+                m.d.comb += w_wr.en.eq(1)
+                m.d.sync += w_pend.eq(0)
+
+        def age_read(row):
+            """Read row ``row`` of the aged token (K rows, then V rows) and of its key sum."""
+            kept_row = age_slot * nb + Mux(row >= nb, row - nb, row).as_unsigned()
+            m.d.comb += [
+                kk_rd.addr.eq(kept_row),
+                kv_rd.addr.eq(kept_row),
+                sum_rd.addr.eq(age_c * nb + row),
+                kk_rd.en.eq(1),
+                kv_rd.en.eq(1),
+                sum_rd.en.eq(1),
+            ]
+
+        # Aging of the oldest ring token (started by ING_NEXT, overlapping the new token's
+        # reception, RoPE and hash; ING_PLACE waits for it): HCU, KVMU slot, posted K/V
+        # write, key-sum rows, members and the score weight.
+        with m.FSM(name="aging") as aging:
+            with m.State("IDLE"), m.If(age_go):
+                m.next = "AGE_HCU"
+            with m.State("AGE_HCU"):
+                m.d.comb += [ingest_busy.eq(1), dre.tokens.valid.eq(1)]
+                with m.If(dre.tokens.ready):
+                    m.d.sync += hcu_clear.eq(0)
+                    m.next = "AGE_ASSIGN"
+            with m.State("AGE_ASSIGN"):
+                m.d.comb += [ingest_busy.eq(1), dre.assign.ready.eq(1)]
+                with m.If(~dre.assign.valid):
+                    m.d.sync += count("hcu_wait")
+                with m.Else():
+                    a = dre.assign.payload
+                    m.d.sync += [age_c.eq(a.cluster), age_ev.eq(a.event), count("tokens_clustered")]
+                    with m.Switch(a.event):
+                        with m.Case(Event.CREATED):
+                            m.d.sync += [count("clusters_created"), n_clu.eq(n_clu + 1)]
+                        with m.Case(Event.JOINED):
+                            m.d.sync += count("clusters_joined")
+                        with m.Case(Event.FORCED):
+                            m.d.sync += count("clusters_forced")
+                    m.next = "AGE_ALLOC"
+            with m.State("AGE_ALLOC"):
+                m.d.comb += [ingest_busy.eq(1), kvmu.assign.valid.eq(1)]
+                with m.If(kvmu.assign.ready):
+                    m.next = "AGE_SLOT"
+            with m.State("AGE_SLOT"):
+                m.d.comb += [ingest_busy.eq(1), kvmu.slot.ready.eq(1)]
+                with m.If(kvmu.slot.valid):
+                    s = kvmu.slot.payload
+                    m.d.sync += [age_addr.eq(s.addr), age_full.eq(s.full), ab.eq(0), asub.eq(0)]
+                    with m.If(s.full):
+                        m.d.sync += [count("kv_dropped"), err.eq(Error.FULL)]
+                        m.next = "AGE_READ"
+                    with m.Else():
+                        m.next = "AGE_WCMD"
+            with m.State("AGE_WCMD"):
+                m.d.comb += [ingest_busy.eq(1), writer.cmd.valid.eq(1)]
+                with m.If(writer.cmd.ready):
+                    m.next = "AGE_READ"
+            # Rows of the aged token: K rows 0..nb-1 (write + key sum), V rows nb..2nb-1.
+            # (the next row is read while a row is written: one row per cycle)
+            with m.State("AGE_READ"):
+                m.d.comb += ingest_busy.eq(1)
+                age_read(ab)
+                m.next = "AGE_ROW"
+            with m.State("AGE_ROW"):
+                m.d.comb += ingest_busy.eq(1)
+                row_done = Signal(name="age_row_done")
+                with m.If(age_full):
+                    m.d.comb += row_done.eq(1)
+                with m.Else():
+                    m.d.comb += writer.data.valid.eq(1)
+                    with m.If(writer.data.ready):
+                        m.d.sync += count("write_beats")
+                        with m.If(asub == sub - 1):
+                            m.d.comb += row_done.eq(1)
+                        with m.Else():
+                            m.d.sync += asub.eq(asub + 1)
+                with m.If(row_done):
+                    with m.If(ab < nb):
+                        m.d.comb += sum_wr.en.eq(1)
+                    m.d.sync += [asub.eq(0), ab.eq(ab + 1)]
+                    with m.If(ab == 2 * nb - 1):
+                        m.d.comb += mem_rd.en.eq(1)
+                        m.next = "AGE_MEMBERS"
+                    with m.Else():
+                        age_read(ab + 1)
+            with m.State("AGE_MEMBERS"):
+                m.d.comb += ingest_busy.eq(1)
+                m.d.sync += new_members.eq(Mux(age_ev == Event.CREATED, 1, mem_rd.data + 1))
+                m.next = "AGE_RECIP"
+            # The cluster's weight is written when the reciprocal is done (below); the
+            # next aging may start meanwhile.
+            with m.State("AGE_RECIP"):
+                m.d.comb += [ingest_busy.eq(1), recip.operand.valid.eq(~w_pend)]
+                with m.If(recip.operand.valid & recip.operand.ready):
+                    m.d.comb += mem_wr.en.eq(1)
+                    m.d.sync += [w_pend.eq(1), w_addr.eq(age_c)]
+                    m.next = "IDLE"
+        m.d.comb += age_busy.eq(~aging.ongoing("IDLE"))
+        # After the FSMs: a failed write of the command wins over its other statuses.
         with m.If(writer.done.valid & writer.done.payload.error):
             m.d.sync += err.eq(Error.BUS)
         return m

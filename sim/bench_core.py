@@ -157,10 +157,18 @@ def _shape(rep: dict, cfg) -> dict:
     }
 
 
+def _rope_steps(cfg) -> int:
+    """The RoPE unit's compute cycles per vector (``head_dim / 2 / rope_pairs``)."""
+    return cfg.resv.head_dim // 2 // cfg.rope_pairs
+
+
 def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
     """The model of ``rep`` (a run of ``cfg``), extrapolated for ``target`` (default ``cfg``):
     a run may use a narrower datapath with the same beats per vector, whose commands take
-    the same cycles but for RoPE (one pair per cycle)."""
+    the same cycles but for RoPE, ``rope_pairs`` pairs per cycle: the target's extra compute
+    cycles per vector are added to every rotated vector, an upper bound (the rows of a
+    ``PREFILL`` stream through the unit at ``max(h / rope_pairs + 2, beats)`` cycles each,
+    and an ingested key's RoPE overlaps its V beats and the aging of the oldest token)."""
     target = target or cfg
     if target.resv.head_dim // target.mac_lanes != cfg.resv.head_dim // cfg.mac_lanes:
         raise ValueError(
@@ -177,7 +185,7 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
     c1, _ = fit(cmds[:half])
     hold = [abs(float(np.dot(c1, _features(r))) - r["cycles"]) / r["cycles"] for r in cmds[half:]]
     shape = _shape(rep, cfg)
-    shape["rope_extra"] = (target.resv.head_dim - cfg.resv.head_dim) // 2
+    shape["rope_extra"] = max(0, _rope_steps(target) - _rope_steps(cfg))
     return {
         "source": rep["source"],
         "commands_fitted": len(cmds),
@@ -232,8 +240,8 @@ def render(s: dict) -> str:
         f"Extrapolated to `{s['target']}` with {100 * s['retrieval']:.1f} % of the clustered "
         f"tokens retrieved (`--retrieval`; the run's last PREFILL, at a "
         f"{sh['retrieval_run_cache']}-token cache, retrieved "
-        f"{100 * sh['retrieval_run']:.1f} %); RoPE adds {sh['rope_extra']} cycles per rotated "
-        "vector there.",
+        f"{100 * sh['retrieval_run']:.1f} %); RoPE adds at most {sh['rope_extra']} cycles per "
+        "rotated vector there.",
         "",
         "| cache | clusters | fetched | PREFILLs / passes | ingest | prefill | per context-frame "
         "| decode "

@@ -171,19 +171,20 @@ async def rope_trace_keys(dut):
 
 @cocotb.test()
 async def rope_exact_timing(dut):
-    """No stalls: the first result beat ``h + 4`` cycles after the last input beat, result
-    beats of a vector on consecutive cycles, one vector every ``max(h + 2, B)`` cycles."""
+    """No stalls: the first result beat ``h/P + 4`` cycles after the last input beat
+    (``P = rope_pairs``), result beats of a vector on consecutive cycles, one vector every
+    ``max(h/P + 2, B)`` cycles."""
     cfg = config_from_env()
     await start(dut)
     n = 6
     x, pos = synthetic(cfg, n, seed_from_env() + 2)
     in_t, out_t = await run_vectors(dut, x, pos, idle=0.0, stall=0.0, tag=3)
-    h = cfg.resv.head_dim // 2
+    steps = cfg.resv.head_dim // 2 // cfg.rope_pairs
     nb = cfg.resv.head_dim // cfg.mac_lanes
     first = out_t[::nb]
     assert out_t == [f + b for f in first for b in range(nb)], out_t[: 2 * nb]
-    assert first[0] == in_t[nb - 1] + h + 4, (first[0], in_t[nb - 1])
-    assert [b - a for a, b in itertools.pairwise(first)] == [max(h + 2, nb)] * (n - 1)
+    assert first[0] == in_t[nb - 1] + steps + 4, (first[0], in_t[nb - 1])
+    assert [b - a for a, b in itertools.pairwise(first)] == [max(steps + 2, nb)] * (n - 1)
 
 
 @cocotb.test()

@@ -21,18 +21,18 @@ flush to zero).
 Structure: four vector registers. ``in`` collects the beats of the next vector while the
 compute engine works on ``work`` (copied from ``in`` in one cycle when the engine and the
 ``res`` register are free) and one output vector streams out of ``emit`` (copied from
-``res`` in one cycle when free). The engine processes one pair per cycle in a two-stage
-pipeline (issue: phase, table index, ROM read; then multiply/add/round and write both
-results into ``res``).
+``res`` in one cycle when free). The engine processes ``P = rope_pairs`` pairs per cycle
+(pairs ``i .. i+P-1``, each with its own phase multiplier, table read ports and rotation)
+in a two-stage pipeline (issue: phase, table index, ROM read; then multiply/add/round and
+write the results into ``res``).
 
 Cycles with no stalls (``vectors`` valid every cycle, ``result`` always ready): a vector
 whose last beat is accepted at cycle ``T`` by an idle unit offers its first result beat at
-``T + h + 4`` (``latency``), and its ``B`` result beats on consecutive cycles. Back to
-back, a vector is accepted, computed and emitted every ``max(h + 2, B)`` cycles
-(``vector_cycles``): one pair per cycle plus two hand-over cycles, or the beat rate for
-``L = 1``. Any idle cycle on ``vectors`` or back-pressure on ``result`` just delays;
-nothing is lost or duplicated (``vectors.ready`` is low while ``in`` holds a complete
-vector that cannot move on).
+``T + h/P + 4`` (``latency``), and its ``B`` result beats on consecutive cycles. Back to
+back, a vector is accepted, computed and emitted every ``max(h/P + 2, B)`` cycles
+(``vector_cycles``): ``h/P`` compute cycles plus two hand-over cycles, or the beat rate.
+Any idle cycle on ``vectors`` or back-pressure on ``result`` just delays; nothing is lost
+or duplicated (``vectors.ready`` is low while ``in`` holds a complete vector that cannot move on).
 """
 
 from amaranth.hdl import Const, Module, Signal, unsigned
@@ -55,7 +55,7 @@ _PHASE = 32  # phase accumulator bits: one turn = 2**32
 
 
 class RopeUnit(wiring.Component):
-    """Streaming RoPE unit, one pair per cycle; see the module docstring."""
+    """Streaming RoPE unit, ``rope_pairs`` pairs per cycle; see the module docstring."""
 
     def __init__(self, cfg: HWConfig):
         check_config(self, cfg)
@@ -78,8 +78,13 @@ class RopeUnit(wiring.Component):
 
     @property
     def pairs(self) -> int:
-        """``h = head_dim / 2``: pairs per vector, one per compute cycle."""
+        """``h = head_dim / 2``: pairs per vector."""
         return self._cfg.resv.head_dim // 2
+
+    @property
+    def steps(self) -> int:
+        """``h / rope_pairs``: compute cycles per vector."""
+        return self.pairs // self._cfg.rope_pairs
 
     @property
     def beats(self) -> int:
@@ -89,18 +94,19 @@ class RopeUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (idle unit, no stalls) to its first
-        result beat: ``h + 4``."""
-        return self.pairs + 4
+        result beat: ``h / rope_pairs + 4``."""
+        return self.steps + 4
 
     @property
     def vector_cycles(self) -> int:
-        """Cycles per vector back to back without stalls: ``max(h + 2, B)``."""
-        return max(self.pairs + 2, self.beats)
+        """Cycles per vector back to back without stalls: ``max(h / rope_pairs + 2, B)``."""
+        return max(self.steps + 2, self.beats)
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
         d, lanes, h, nb = cfg.resv.head_dim, cfg.mac_lanes, self.pairs, self.beats
+        P = cfg.rope_pairs
         lb = cfg.rope_lut_bits
         vin, out = self.vectors, self.result
         vec = data.ArrayLayout(BF16, d)
@@ -117,9 +123,9 @@ class RopeUnit(wiring.Component):
         sin_rom = m.submodules.sin_rom = Memory(
             shape=_WORD, depth=1 << lb, init=[int(v) for v in sin_bits]
         )
-        freq_rd = freq.read_port(domain="comb")
-        cos_rd = cos_rom.read_port()
-        sin_rd = sin_rom.read_port()
+        freq_rds = [freq.read_port(domain="comb") for _ in range(P)]
+        cos_rds = [cos_rom.read_port() for _ in range(P)]
+        sin_rds = [sin_rom.read_port() for _ in range(P)]
 
         # State.
         in_buf = Signal(vec, name="in_buf")
@@ -131,7 +137,7 @@ class RopeUnit(wiring.Component):
         busy = Signal(name="busy")
         cnt = Signal(range(h + 1), name="issue_cnt")
         v1 = Signal(name="s1_valid")
-        i1 = Signal(range(h), name="s1_index")
+        i1 = Signal(range(h), name="s1_index")  # the first of the stage's pairs
         res = Signal(vec, name="res_buf")
         res_full = Signal(name="res_full")
         emit = Signal(vec, name="emit_buf")
@@ -170,55 +176,57 @@ class RopeUnit(wiring.Component):
             with m.Else():
                 m.d.sync += in_cnt.eq(in_cnt + 1)
 
-        # Stage 0: issue pair ``cnt``: phase, nearest table entry, ROM read.
+        # Stage 0: issue pairs ``cnt .. cnt+P-1``: phases, nearest table entries, ROM reads.
         issue = Signal(name="issue")
-        phase = Signal(_PHASE, name="phase")
-        index = Signal(lb, name="lut_index")
-        m.d.comb += [
-            issue.eq(busy & (cnt < h)),
-            freq_rd.addr.eq(cnt),
-            phase.eq(work_pos * freq_rd.data),
-            index.eq((phase + (1 << (_PHASE - 1 - lb))) >> (_PHASE - lb)),
-            cos_rd.addr.eq(index),
-            sin_rd.addr.eq(index),
-        ]
+        m.d.comb += issue.eq(busy & (cnt < h))
         m.d.sync += [v1.eq(issue), i1.eq(cnt)]
         with m.If(issue):
-            m.d.sync += cnt.eq(cnt + 1)
-
-        # Stage 1: rotate pair ``i1`` and write both results.
-        xa = BF16(Signal(_WORD, name="s1_xa"))
-        xb = BF16(Signal(_WORD, name="s1_xb"))
-        c = BF16(Signal(_WORD, name="s1_cos"))
-        s = BF16(Signal(_WORD, name="s1_sin"))
-        neg_s = BF16(Signal(_WORD, name="s1_neg_sin"))
-        m.d.comb += [
-            xa.eq(work[i1]),
-            xb.eq(work[i1 + h]),
-            c.as_value().eq(cos_rd.data),
-            s.as_value().eq(sin_rd.data),
-            neg_s.as_value().eq(sin_rd.data ^ Const(0x8000, _WORD)),
-        ]
-        ys = []
-        for n, (p, q, r, t) in enumerate(((xa, c, xb, neg_s), (xb, c, xa, s))):
-            mul_a = m.submodules[f"mul{2 * n}"] = BF16Mul()
-            mul_b = m.submodules[f"mul{2 * n + 1}"] = BF16Mul()
-            add = m.submodules[f"add{n}"] = FP32Add()
-            cvt = m.submodules[f"round{n}"] = FP32ToBF16()
+            m.d.sync += cnt.eq(cnt + P)
+        for j in range(P):
+            phase = Signal(_PHASE, name=f"phase{j}")
+            index = Signal(lb, name=f"lut_index{j}")
             m.d.comb += [
-                mul_a.a.eq(p),
-                mul_a.b.eq(q),
-                mul_b.a.eq(r),
-                mul_b.b.eq(t),
-                add.a.eq(mul_a.p),
-                add.b.eq(mul_b.p),
-                cvt.a.eq(add.s),
+                freq_rds[j].addr.eq(cnt + j),
+                phase.eq(work_pos * freq_rds[j].data),
+                index.eq((phase + (1 << (_PHASE - 1 - lb))) >> (_PHASE - lb)),
+                cos_rds[j].addr.eq(index),
+                sin_rds[j].addr.eq(index),
             ]
-            ys.append(cvt.b)
-        with m.If(v1):
-            m.d.sync += [res[i1].eq(ys[0]), res[i1 + h].eq(ys[1])]
-            with m.If(i1 == h - 1):
-                m.d.sync += [busy.eq(0), res_full.eq(1)]
+
+        # Stage 1: rotate pairs ``i1 .. i1+P-1`` and write their results.
+        for j in range(P):
+            xa = BF16(Signal(_WORD, name=f"s1_xa{j}"))
+            xb = BF16(Signal(_WORD, name=f"s1_xb{j}"))
+            c = BF16(Signal(_WORD, name=f"s1_cos{j}"))
+            s = BF16(Signal(_WORD, name=f"s1_sin{j}"))
+            neg_s = BF16(Signal(_WORD, name=f"s1_neg_sin{j}"))
+            m.d.comb += [
+                xa.eq(work[i1 + j]),
+                xb.eq(work[i1 + j + h]),
+                c.as_value().eq(cos_rds[j].data),
+                s.as_value().eq(sin_rds[j].data),
+                neg_s.as_value().eq(sin_rds[j].data ^ Const(0x8000, _WORD)),
+            ]
+            ys = []
+            for n, (p, q, r, t) in enumerate(((xa, c, xb, neg_s), (xb, c, xa, s))):
+                mul_a = m.submodules[f"mul{j}_{2 * n}"] = BF16Mul()
+                mul_b = m.submodules[f"mul{j}_{2 * n + 1}"] = BF16Mul()
+                add = m.submodules[f"add{j}_{n}"] = FP32Add()
+                cvt = m.submodules[f"round{j}_{n}"] = FP32ToBF16()
+                m.d.comb += [
+                    mul_a.a.eq(p),
+                    mul_a.b.eq(q),
+                    mul_b.a.eq(r),
+                    mul_b.b.eq(t),
+                    add.a.eq(mul_a.p),
+                    add.b.eq(mul_b.p),
+                    cvt.a.eq(add.s),
+                ]
+                ys.append(cvt.b)
+            with m.If(v1):
+                m.d.sync += [res[i1 + j].eq(ys[0]), res[i1 + j + h].eq(ys[1])]
+        with m.If(v1 & (i1 == h - P)):
+            m.d.sync += [busy.eq(0), res_full.eq(1)]
 
         # Output: stream ``emit`` out beat by beat.
         m.d.comb += [

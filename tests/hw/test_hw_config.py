@@ -78,6 +78,17 @@ def test_replace_accepts_resv_changes():
         ({"prefill_rows": 2.0}, TypeError, r"^prefill_rows must be an integer, not 2\.0$"),
         ({"mac_rows": "4"}, TypeError, r"^mac_rows must be an integer, not '4'$"),
         ({"rope_lut_bits": 1}, ValueError, r"^rope_lut_bits must be in 2\.\.16, not 1$"),
+        ({"rope_pairs": 0}, ValueError, r"^rope_pairs must be in 1\.\.256, not 0$"),
+        (
+            {"rope_pairs": 3},
+            ValueError,
+            r"^rope_pairs must be a power of two dividing resv.head_dim / 2 \(8\), not 3$",
+        ),
+        (
+            {"rope_pairs": 16},
+            ValueError,
+            r"^rope_pairs must be a power of two dividing resv.head_dim / 2 \(8\), not 16$",
+        ),
         ({"exp_frac_bits": 17}, ValueError, r"^exp_frac_bits must be in 1\.\.16, not 17$"),
         (
             {"resv": {"n_buckets": 512, "bucket_shift": 2}},

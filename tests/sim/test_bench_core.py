@@ -88,15 +88,17 @@ def test_cli(tmp_path, capsys):
 
 def test_a_narrower_run_predicts_the_preset():
     """A run at head_dim 32 / 4 lanes has the paper's 8 beats per vector: its model predicts
-    the paper preset with 48 more RoPE cycles per rotated vector; another beat count is
-    refused."""
+    the paper preset with 6 more RoPE cycles per rotated vector (64 / 8 pairs per cycle
+    against 16 / 8); another beat count is refused."""
     paper = preset("paper")
     narrow = paper.replace(mac_lanes=4, axi_data_bits=64, resv={"head_dim": 32})
     base = run(_records(), paper, 0.327)
     s = run(_records(), narrow, 0.327, paper)
-    assert s["shape"]["rope_extra"] == 48
+    assert s["shape"]["rope_extra"] == 6
     r0, r1 = base["rows"][0], s["rows"][0]
-    assert r1["ingest"] - r0["ingest"] == pytest.approx(48 * 16)  # 16 tokens per frame
-    assert r1["decode_step_grouped"] - r0["decode_step_grouped"] == pytest.approx(48 * 2)
+    assert r1["ingest"] - r0["ingest"] == pytest.approx(6 * 16)  # 16 tokens per frame
+    assert r1["decode_step_grouped"] - r0["decode_step_grouped"] == pytest.approx(6 * 2)
+    one_pair = run(_records(), narrow.replace(rope_pairs=1), 0.327, paper.replace(rope_pairs=1))
+    assert one_pair["shape"]["rope_extra"] == 48
     with pytest.raises(ValueError, match="beats per vector"):
         run(_records(), paper.replace(mac_lanes=8), 0.327, paper)

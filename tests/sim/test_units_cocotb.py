@@ -79,6 +79,17 @@ def test_wtu_grid_lanes_regression(lanes, sim):
     assert result.failed == 0
 
 
+@pytest.mark.cocotb
+@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("pairs", [1, 8])
+def test_rope_pairs_regression(pairs, sim):
+    """The RoPE regression at one pair per cycle and at every pair in one cycle
+    (``rope_pairs``; the tiny preset's 2 run in ``test_unit_regression``)."""
+    result = run_unit("rope", sim, config="tiny", overrides={"rope_pairs": pairs}, tag=f"p{pairs}")
+    assert result.tests == len(cocotb_tests(UNIT_TESTBENCH["rope"])) > 0
+    assert result.failed == 0
+
+
 def test_testbenches_define_tests():
     for module in UNIT_TESTBENCH.values():
         assert len(cocotb_tests(module)) >= 3, module

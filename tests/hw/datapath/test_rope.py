@@ -19,7 +19,9 @@ from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_p
 
 TINY = preset("tiny")
 CONFIGS = {
-    "tiny": TINY,  # d = 16, 4 lanes, 8-bit tables
+    "tiny": TINY,  # d = 16, 4 lanes, 8-bit tables, 2 pairs per cycle
+    "pairs1": TINY.replace(rope_pairs=1),  # one pair per cycle: compute-bound
+    "pairs8": TINY.replace(rope_pairs=8),  # every pair in one cycle
     "lanes1": TINY.replace(mac_lanes=1),  # beat-bound: B = 16 > h + 2
     "lanes8_lut10": TINY.replace(mac_lanes=8, rope_lut_bits=10, token_id_bits=16),
     "lanes16": TINY.replace(mac_lanes=16),  # one beat per vector
@@ -126,8 +128,9 @@ def test_exact_latency_and_period(name):
     x, pos = make_cases(cfg, n, seed=3)
     dut, res = simulate(cfg, x, pos, timing="none", seed=1)
     hh, nb = cfg.resv.head_dim // 2, cfg.resv.head_dim // cfg.mac_lanes
-    assert dut.pairs == hh and dut.beats == nb
-    assert dut.latency == hh + 4 and dut.vector_cycles == max(hh + 2, nb)
+    steps = hh // cfg.rope_pairs
+    assert dut.pairs == hh and dut.beats == nb and dut.steps == steps
+    assert dut.latency == steps + 4 and dut.vector_cycles == max(steps + 2, nb)
     in_t, out_t = res["in_t"], [t for _, _, t in res["out"]]
     first_out = out_t[::nb]
     # Every vector's result beats are consecutive.
