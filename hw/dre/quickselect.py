@@ -137,7 +137,7 @@ class WeightedQuickSelect(wiring.Component):
     def _ingest_lanes(self, m, o_wr, n, cur_min, cur_max, top, err):
         """``wtu_lanes`` clusters per beat (``DRELayouts.cluster_lanes``): lane j to bank j,
         row ``n / lanes``, in one cycle; the beat's min and max key by two trees. Returns the
-        clusters of the row after this beat (see the module docstring, "Lanes")."""
+        clusters of the row after this beat (malformed beats: the module docstring)."""
         cfg, r = self._cfg, self._cfg.resv
         lanes, cmax, cid = cfg.wtu_lanes, cfg.max_clusters, cfg.cluster_id_bits
         lb = ceil_log2(lanes)
