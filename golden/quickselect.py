@@ -28,7 +28,8 @@ p}`` (both non-empty: the keys are unique); if ``acc + W(H) >= theta`` then ``S 
 and max of both halves are tracked while partitioning) bounds the steps by the key width and
 has no adversarial input order, unlike a first-element pivot.
 
-Hardware schedule (``hw.dre.WeightedQuickSelect``): pass 1 reads the whole row, computes
+Hardware schedule (``hw.dre.WeightedQuickSelect``): the ingest takes the row ``lanes``
+clusters per beat (``ceil(C / lanes)`` cycles), pass 1 reads the whole row, computes
 ``M`` and splits ``S_0`` (all clusters); pass ``i >= 2`` reads ``S_{i-2}`` (compacted in
 place), keeps ``S_{i-1}`` and splits it. ``QuickSelection.pass_reads`` lists the clusters
 each pass reads; the emit pass then scans the row in id order, ``lanes`` clusters per row.

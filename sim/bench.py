@@ -10,9 +10,10 @@
    table, and with ``TRACE=path.npz`` the trace's tokens from an empty table.
 2. Selector cycles on the same score rows at each size and each ``--wtu-lanes`` L: the WTU
    with ``relative`` buckets (single-lane whatever L, run once) and with ``grid`` buckets
-   (L clusters per beat), the L-wide weighted quick-select (the exact WiCSum of the same
-   fixed-point inputs) and the top-k baseline with ``topk_k = L`` insertion slots by
-   default (equal comparator count), given the exact selection's size as ``k`` (an oracle
+   (L clusters per beat), the weighted quick-select (L clusters per beat and per partition
+   cycle; the exact WiCSum of the same fixed-point inputs) and the top-k baseline with
+   ``topk_k = L`` insertion slots by default (equal comparator count; one cluster per
+   cycle), given the exact selection's size as ``k`` (an oracle
    k that favours the baseline: it cannot know k without sorting). Rows are synthetic
    (``sim.dre_data.score_row``) plus, with ``TRACE=path.npz``, the clusters of the trace
    scored against its queries. The issue-12 goal (grid WTU <= 0.4x the quick-select's
@@ -589,8 +590,9 @@ def _markdown(report: dict, plots: list[str]) -> str:
         "",
         f"Quick-select: {c['wtu_lanes']} lanes, the exact WiCSum of the same fixed-point "
         f"inputs. Top-k: {c['topk_k']} insertion slots, k = the exact selection's size "
-        f"(oracle). The grid WTU ingests {c['wtu_lanes']} clusters per beat, the others one "
-        "per cycle. Cycles from command to summary handshake.",
+        f"(oracle). The grid WTU and the quick-select ingest {c['wtu_lanes']} clusters per "
+        "beat, the relative WTU and the top-k one per cycle. Cycles from command to summary "
+        "handshake.",
         "",
         "| rows | clusters | selected exact / rel. / grid | b* rel. / grid | WTU rel. | WTU grid "
         "| quick-select (passes) | top-k | grid / QS | grid / top-k | rel. / QS "
@@ -630,9 +632,10 @@ def _markdown(report: dict, plots: list[str]) -> str:
             "",
             "## Lanes: grid WTU vs quick-select vs top-k at equal lanes",
             "",
-            "L = `wtu_lanes`: the grid WTU ingests L clusters per beat, the quick-select "
-            "partitions L per cycle (and ingests one per cycle), the top-k has `topk_k` slots "
-            "(L unless --topk-k). Mean cycles per row; the ratios' worst row in brackets; "
+            "L = `wtu_lanes`: the grid WTU and the quick-select ingest L clusters per beat "
+            "(the quick-select also partitions L per cycle), the top-k has `topk_k` slots "
+            "(L unless --topk-k) and ingests one cluster per cycle. Mean cycles per row; the "
+            "ratios' worst row in brackets; "
             "goal: grid <= 0.4x quick-select and <= 0.2x top-k on every row.",
             "",
             "| L | top-k slots | rows | clusters | grid WTU | quick-select | top-k "

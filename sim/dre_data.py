@@ -40,6 +40,8 @@ __all__ = [
     "hcu_expected",
     "hcu_stream",
     "hcu_timing",
+    "lane_beats",
+    "quickselect_beats",
     "quickselect_expected",
     "score_row",
     "topk_expected",
@@ -267,7 +269,21 @@ def wtu_beats(cfg: HWConfig, row: ScoreRow, *, bad_id_at: int | None = None) -> 
     (``DRELayouts.cluster_score``) or, with ``wtu_ingest_lanes(cfg) = L > 1``, L per beat
     (``DRELayouts.cluster_lanes``, unused lanes of the short last beat zero). ``bad_id_at``
     (a cluster, or with lanes a beat index) gets a wrong id (or ``base``)."""
-    lanes = wtu_ingest_lanes(cfg)
+    return lane_beats(cfg, row, wtu_ingest_lanes(cfg), bad_id_at=bad_id_at)
+
+
+def quickselect_beats(cfg: HWConfig, row: ScoreRow, *, bad_id_at: int | None = None) -> list[dict]:
+    """The row as beats of the weighted quick-select's ``clusters`` stream: ``wtu_lanes``
+    clusters per beat whatever the bucket mode (``hw.dre.WeightedQuickSelect.lanes``); as
+    ``wtu_beats`` otherwise."""
+    return lane_beats(cfg, row, cfg.wtu_lanes, bad_id_at=bad_id_at)
+
+
+def lane_beats(
+    cfg: HWConfig, row: ScoreRow, lanes: int, *, bad_id_at: int | None = None
+) -> list[dict]:
+    """The row as ``DRELayouts.cluster_score`` beats (``lanes = 1``) or ``cluster_lanes``
+    beats of ``lanes`` clusters (``wtu_beats``)."""
     n = row.scores.size
     if lanes == 1:
         return [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from functools import partial
 
 import cocotb
 import numpy as np
@@ -31,6 +32,7 @@ from sim.dre_data import (
     ScoreRow,
     hcu_expected,
     hcu_timing,
+    quickselect_beats,
     quickselect_expected,
     topk_expected,
     wtu_beats,
@@ -141,16 +143,20 @@ async def _selector(dut, data, unit: str) -> dict:
     )
     summ = StreamSink(dut, "summary", summary_layout, fast=True)
     cmd = StreamSource(dut, "cmd", cmd_layout, fast=True)
-    wtu = unit == "wtu"
-    src = StreamSource(
-        dut, "clusters", clusters_layout(cfg) if wtu else lay.cluster_score, fast=True
-    )
+    if unit == "wtu":
+        src_layout, beats_of = clusters_layout(cfg), partial(wtu_beats, cfg)
+    elif unit == "quickselect":  # wtu_lanes clusters per beat whatever the bucket mode
+        src_layout = lay.cluster_lanes if cfg.wtu_lanes > 1 else lay.cluster_score
+        beats_of = partial(quickselect_beats, cfg)
+    else:  # the top-k: one cluster per beat
+        src_layout, beats_of = lay.cluster_score, cluster_beats
+    src = StreamSource(dut, "clusters", src_layout, fast=True)
     sel.start()
     summ.start()
     cmds = [{"k": r.k} if unit == "topk" else {"coverage_q": r.coverage_q} for r in rows]
     t0 = time.perf_counter()
     cmd_task = cocotb.start_soon(cmd.send(cmds))
-    await src.send([b for r in rows for b in (wtu_beats(cfg, r) if wtu else cluster_beats(r))])
+    await src.send([b for r in rows for b in beats_of(r)])
     await cmd_task
     while len(summ.beats) < len(rows):
         await RisingEdge(dut.clk)

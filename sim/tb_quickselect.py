@@ -4,7 +4,9 @@
 Drivers (``cmd``, ``clusters``) → monitors (``selected``, ``summary``) → golden
 ``golden.quickselect.quickselect`` → in-order scoreboards, random idle cycles and
 back-pressure; the rows of the WTU's regression (``sim.tb_wtu``), so both selectors see the
-same inputs. Run by tests/sim/test_units_cocotb.py.
+same inputs. The ``clusters`` stream carries ``wtu_lanes`` clusters per beat
+(``DRELayouts.cluster_lanes``; one cluster, ``cluster_score``, at ``wtu_lanes = 1``;
+``DRE_WTU_LANES``). Run by tests/sim/test_units_cocotb.py.
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.dre_data import ScoreRow, env_workload, quickselect_expected
-from sim.tb_wtu import cluster_beats, synthetic_rows
+from sim.dre_data import ScoreRow, env_workload, quickselect_beats, quickselect_expected
+from sim.tb_wtu import synthetic_rows
+
+
+def clusters_layout(cfg):
+    """The ``clusters`` payload of the quick-select of ``cfg`` (``wtu_lanes`` per beat)."""
+    lay = layouts(cfg)
+    return lay.cluster_lanes if cfg.wtu_lanes > 1 else lay.cluster_score
 
 
 async def run_rows(
@@ -66,11 +74,11 @@ async def run_rows(
         ),
     )
     cmd = StreamSource(dut, "cmd", lay.wtu_cmd, rng=make_rng(tag, 1), idle=idle)
-    src = StreamSource(dut, "clusters", lay.cluster_score, rng=make_rng(tag, 2), idle=idle)
+    src = StreamSource(dut, "clusters", clusters_layout(cfg), rng=make_rng(tag, 2), idle=idle)
     sel.start()
     summ.start()
     cmd_task = cocotb.start_soon(cmd.send([{"coverage_q": r.coverage_q} for r in rows]))
-    await src.send([b for r in rows for b in cluster_beats(r)])
+    await src.send([b for r in rows for b in quickselect_beats(cfg, r)])
     await cmd_task
     budget = sum(want)
     await summ.wait_for(len(rows), timeout_cycles=int(4 * budget / (1 - max(idle, stall))) + 500)
@@ -157,8 +165,9 @@ async def quickselect_reset_mid_row(dut):
     await reset(dut)
     first, second = synthetic_rows(cfg, 4, seed_from_env() + 2)[2:4]
     cmd = StreamSource(dut, "cmd", lay.wtu_cmd)
-    src = StreamSource(dut, "clusters", lay.cluster_score)
+    src = StreamSource(dut, "clusters", clusters_layout(cfg))
     await cmd.send([{"coverage_q": first.coverage_q}])
-    await src.send(cluster_beats(first)[: max(1, first.scores.size // 2)])
+    beats = quickselect_beats(cfg, first)
+    await src.send(beats[: max(1, len(beats) // 2)])
     await reset(dut, cycles=1)
     await run_rows(dut, [second], idle=0.2, stall=0.2, exact=False, tag=5)

@@ -1,11 +1,18 @@
 """WeightedQuickSelect: the exact-WiCSum baseline of the WTU, ``wtu_lanes`` clusters per
-cycle, bit-exact with ``golden.quickselect.quickselect`` (whose docstring defines "exact on
-the WTU's fixed-point inputs" and the key-bisection steps).
+cycle in every phase, bit-exact with ``golden.quickselect.quickselect`` (whose docstring
+defines "exact on the WTU's fixed-point inputs" and the key-bisection steps).
 
 Interface (the WTU's streams)
   ``cmd`` (in stream, ``DRELayouts.wtu_cmd``): ``coverage_q`` of the next row.
-  ``clusters`` (in stream, ``DRELayouts.cluster_score``): clusters 0..C-1 in order, ``last``
-  on C-1; an id out of sequence or a row longer than ``max_clusters`` sets ``error``.
+  ``clusters`` (in stream): with ``wtu_lanes = 1``, ``DRELayouts.cluster_score``: clusters
+  0..C-1 in order, ``last`` on C-1; an id out of sequence or a row longer than
+  ``max_clusters`` sets ``error``. With ``wtu_lanes = L > 1`` (whatever the bucket mode),
+  the multi-lane WTU's ``DRELayouts.cluster_lanes``: L clusters per beat, ids ``base ..
+  base + n - 1``, ``base`` = L x the beat's index, ``n < L`` only on the ``last`` beat;
+  ``base`` out of sequence, ``n = 0``, ``n > L``, a short beat that is not the last or a
+  row longer than ``max_clusters`` set ``error``. Such a row is still selected and ended:
+  every beat but the last fills all L lanes (a short one is taken whole), the last one
+  ``n`` clamped to 1..L, so the row has no holes and at least one cluster.
   ``selected`` (out stream, ``DRELayouts.selected``): the exact selection in ascending id,
   ``last`` on the final one (there is always at least one).
   ``summary`` (out stream, ``DRELayouts.quickselect_summary``): clusters selected, partition
@@ -14,7 +21,9 @@ Interface (the WTU's streams)
 Memories: the row ``O`` and the live set ``A``, each ``wtu_lanes`` banks of (key, count)
 (cluster c in bank ``c mod lanes``). Phases, cycles without stalls:
   IDLE     1       accept ``cmd``
-  INGEST   C       1 cluster/cycle into ``O``; min and max key
+  INGEST   ceil(C/L)  one beat per cycle into ``O`` (lane j of a beat to bank j, all L
+                   lanes written in the same cycle); min and max key (over the beat's lanes
+                   by two trees at L > 1); at L = 1 one cluster per cycle, C cycles
   PASS i   R_i + 2 ``R_i = ceil(reads_i / lanes)`` rows through a 2-stage pipeline: keep the
                    keys of ``S_{i-1}`` (one compare with the previous pivot), weigh them
                    (exp2 table of ``2**score_frac_bits`` entries, a multiply and a shift per
@@ -26,9 +35,10 @@ Memories: the row ``O`` and the live set ``A``, each ``wtu_lanes`` banks of (key
   EMIT     1 + Σ   read ``O`` row by row in id order up to the row of the last selected
                    cluster, ``max(1, selected in the row)`` cycles per row
   SUMMARY  1
-so ``cycles = C + Σ_i (ceil(reads_i / lanes) + 3) + emit_row_cycles + QUICKSELECT_LATENCY``
-from the ``cmd`` handshake to the ``summary`` handshake (both included), with ``reads_i``
-and ``emit_row_cycles`` from ``golden.quickselect.quickselect``.
+so ``cycles = ceil(C/L) + Σ_i (ceil(reads_i / L) + 3) + emit_row_cycles +
+QUICKSELECT_LATENCY`` (``L = wtu_lanes``) from the ``cmd`` handshake to the ``summary``
+handshake (both included), with ``reads_i`` and ``emit_row_cycles`` from
+``golden.quickselect.quickselect`` at ``lanes = L``.
 """
 
 from __future__ import annotations
@@ -51,14 +61,16 @@ QUICKSELECT_LATENCY = 4
 
 
 def quickselect_cycles(cfg: HWConfig, n_clusters: int, sel: QuickSelection) -> int:
-    """``C + Σ_i (ceil(reads_i / lanes) + 3) + emit_row_cycles + QUICKSELECT_LATENCY``:
-    cycles from the ``cmd`` handshake to the ``summary`` handshake (both included) without
-    stalls; ``sel`` is ``golden.quickselect.quickselect`` of the row at ``wtu_lanes``."""
+    """``ceil(C / lanes) + Σ_i (ceil(reads_i / lanes) + 3) + emit_row_cycles +
+    QUICKSELECT_LATENCY`` (``lanes = wtu_lanes``; ``C`` at one lane): cycles from the ``cmd``
+    handshake to the ``summary`` handshake (both included) without stalls; ``sel`` is
+    ``golden.quickselect.quickselect`` of the row at ``wtu_lanes``."""
     if not 1 <= n_clusters <= cfg.max_clusters:
         raise ValueError(f"n_clusters must be in 1..{cfg.max_clusters}, not {n_clusters!r}")
     lanes = cfg.wtu_lanes
+    beats = -(-n_clusters // lanes)
     passes = sum(-(-r // lanes) + 3 for r in sel.pass_reads)
-    return n_clusters + passes + sel.emit_row_cycles + QUICKSELECT_LATENCY
+    return beats + passes + sel.emit_row_cycles + QUICKSELECT_LATENCY
 
 
 class WeightedQuickSelect(wiring.Component):
@@ -71,7 +83,9 @@ class WeightedQuickSelect(wiring.Component):
         super().__init__(
             {
                 "cmd": In(stream.Signature(lay.wtu_cmd)),
-                "clusters": In(stream.Signature(lay.cluster_score)),
+                "clusters": In(
+                    stream.Signature(lay.cluster_lanes if cfg.wtu_lanes > 1 else lay.cluster_score)
+                ),
                 "selected": Out(stream.Signature(lay.selected)),
                 "summary": Out(stream.Signature(lay.quickselect_summary)),
             }
@@ -86,9 +100,96 @@ class WeightedQuickSelect(wiring.Component):
         """Fixed cycles of a row (see ``cycles``)."""
         return QUICKSELECT_LATENCY
 
+    @property
+    def lanes(self) -> int:
+        """Clusters per ``clusters`` beat: ``wtu_lanes``, whatever the bucket mode."""
+        return self._cfg.wtu_lanes
+
     def cycles(self, n_clusters: int, sel: QuickSelection) -> int:
         """Cycles from the ``cmd`` handshake to the ``summary`` handshake, without stalls."""
         return quickselect_cycles(self._cfg, n_clusters, sel)
+
+    def _ingest_one(self, m, o_wr, n, cur_min, cur_max, top, err):
+        """One cluster per beat (``DRELayouts.cluster_score``) into ``O``; returns the
+        clusters of the row after this beat."""
+        cfg, r = self._cfg, self._cfg.resv
+        cmax, cid = cfg.max_clusters, cfg.cluster_id_bits
+        p = self.clusters.payload
+        biased = p.score.as_unsigned() ^ (1 << (r.score_bits - 1))
+        key = Cat(~n[:cid], biased)
+        with m.If(self.clusters.valid):
+            with m.If(n < cmax):
+                m.d.comb += [
+                    o_wr[0].addr.eq(n),
+                    o_wr[0].data.key.eq(key),
+                    o_wr[0].data.count.eq(p.count),
+                    o_wr[0].en.eq(1),
+                ]
+                m.d.sync += n.eq(n + 1)
+                with m.If((n == 0) | (key < cur_min)):
+                    m.d.sync += cur_min.eq(key)
+                with m.If((n == 0) | (key > cur_max)):
+                    m.d.sync += [cur_max.eq(key), top.eq(biased)]
+            with m.If((n == cmax) | (p.cluster != n)):
+                m.d.sync += err.eq(1)
+        return Mux(n == cmax, n, n + 1)
+
+    def _ingest_lanes(self, m, o_wr, n, cur_min, cur_max, top, err):
+        """``wtu_lanes`` clusters per beat (``DRELayouts.cluster_lanes``): lane j to bank j,
+        row ``n / lanes``, in one cycle; the beat's min and max key by two trees. Returns the
+        clusters of the row after this beat (malformed beats: the module docstring)."""
+        cfg, r = self._cfg, self._cfg.resv
+        lanes, cmax, cid = cfg.wtu_lanes, cfg.max_clusters, cfg.cluster_id_bits
+        lb = ceil_log2(lanes)
+        kw = cfg.quickselect_key_bits
+        p = self.clusters.payload
+        # Lanes this beat fills: all of them, or on the last beat n clamped to 1..lanes, so
+        # that the row has no holes and is never empty whatever the beat says.
+        fill = Signal(range(lanes + 1), name="lanes_filled")
+        m.d.comb += fill.eq(Mux(p.last, Mux(p.n == 0, 1, Mux(p.n > lanes, lanes, p.n)), lanes))
+        written = Signal(lanes, name="lane_written")
+        m.d.comb += written.eq(Cat(*((j < fill) & (n + j < cmax) for j in range(lanes))))
+        keys = []
+        for j in range(lanes):
+            key = Signal(kw, name=f"lane_key{j}")
+            biased = p.score[j].as_unsigned() ^ (1 << (r.score_bits - 1))
+            m.d.comb += key.eq(Cat(~(n + j)[:cid], biased))
+            keys.append(key)
+        mins = [Mux(written[j], keys[j], (1 << kw) - 1) for j in range(lanes)]
+        maxs = [Mux(written[j], keys[j], 0) for j in range(lanes)]
+        while len(mins) > 1:
+            mins = [Mux(a < b, a, b) for a, b in zip(mins[::2], mins[1::2], strict=True)]
+            maxs = [Mux(a > b, a, b) for a, b in zip(maxs[::2], maxs[1::2], strict=True)]
+        beat_min = Signal(kw, name="beat_min")
+        beat_max = Signal(kw, name="beat_max")
+        m.d.comb += [beat_min.eq(mins[0]), beat_max.eq(maxs[0])]
+        n_next = Signal(range(cmax + 1), name="n_clusters_next")
+        m.d.comb += n_next.eq(n + popcount(written))
+        with m.If(self.clusters.valid):
+            # n is a multiple of lanes here (every beat but the last fills all lanes; n stops
+            # at max_clusters), so position n + j is bank j, row n / lanes.
+            for j in range(lanes):
+                m.d.comb += [
+                    o_wr[j].addr.eq(n >> lb),
+                    o_wr[j].data.key.eq(keys[j]),
+                    o_wr[j].data.count.eq(p.count[j]),
+                    o_wr[j].en.eq(written[j]),
+                ]
+            m.d.sync += n.eq(n_next)
+            with m.If(written.any()):
+                with m.If((n == 0) | (beat_min < cur_min)):
+                    m.d.sync += cur_min.eq(beat_min)
+                with m.If((n == 0) | (beat_max > cur_max)):
+                    m.d.sync += [cur_max.eq(beat_max), top.eq(beat_max[cid:])]
+            with m.If(
+                (p.base != n)
+                | (p.n == 0)
+                | (p.n > lanes)
+                | ((p.n != lanes) & ~p.last)
+                | (n + p.n > cmax)
+            ):
+                m.d.sync += err.eq(1)
+        return n_next
 
     def elaborate(self, platform):
         cfg, r = self._cfg, self._cfg.resv
@@ -270,30 +371,11 @@ class WeightedQuickSelect(wiring.Component):
                     m.next = "INGEST"
             with m.State("INGEST"):
                 m.d.comb += self.clusters.ready.eq(1)
-                p = self.clusters.payload
-                biased = p.score.as_unsigned() ^ (1 << (r.score_bits - 1))
-                key = Cat(~n[:cid], biased)
-                with m.If(self.clusters.valid):
-                    with m.If(n < cmax):
-                        for j in range(lanes):
-                            with m.If(n[:lb] == j if lb else 1):
-                                m.d.comb += [
-                                    o_wr[j].addr.eq(n >> lb),
-                                    o_wr[j].data.key.eq(key),
-                                    o_wr[j].data.count.eq(p.count),
-                                    o_wr[j].en.eq(1),
-                                ]
-                        m.d.sync += n.eq(n + 1)
-                        with m.If((n == 0) | (key < cur_min)):
-                            m.d.sync += cur_min.eq(key)
-                        with m.If((n == 0) | (key > cur_max)):
-                            m.d.sync += [cur_max.eq(key), top.eq(biased)]
-                    with m.If((n == cmax) | (p.cluster != n)):
-                        m.d.sync += err.eq(1)
-                    with m.If(p.last):
-                        size = Mux(n == cmax, n, n + 1)
-                        m.d.sync += [n_read.eq(size), cur_size.eq(size), first.eq(1), *start]
-                        m.next = "PASS"
+                ingest = self._ingest_one if lanes == 1 else self._ingest_lanes
+                n_next = ingest(m, o_wr, n, cur_min, cur_max, top, err)
+                with m.If(self.clusters.valid & self.clusters.payload.last):
+                    m.d.sync += [n_read.eq(n_next), cur_size.eq(n_next), first.eq(1), *start]
+                    m.next = "PASS"
             with m.State("PASS"):
                 issue = (rd_row << lb) < n_read
                 m.d.sync += [s0_valid.eq(issue), s0_row.eq(rd_row)]

@@ -38,6 +38,7 @@ from sim.dre_data import (
     ScoreRow,
     hcu_expected,
     hcu_stream,
+    quickselect_beats,
     quickselect_expected,
     score_row,
     topk_expected,
@@ -293,6 +294,8 @@ def _selector_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
             lay.cluster_lanes if wtu_ingest_lanes(cfg) > 1 else lay.cluster_score,
             [b for r in rows for b in wtu_beats(cfg, r)],
         )
+    elif unit == "quickselect" and cfg.wtu_lanes > 1:  # wtu_lanes clusters per beat
+        beats = pack_beats(lay.cluster_lanes, [b for r in rows for b in quickselect_beats(cfg, r)])
     else:  # one cluster per beat, ids 0..n-1 (sim.tb_wtu.cluster_beats)
         sizes = [r.scores.size for r in rows]
         beats = pack(

@@ -90,6 +90,17 @@ def test_rope_pairs_regression(pairs, sim):
     assert result.failed == 0
 
 
+@pytest.mark.cocotb
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_quickselect_one_lane_regression(sim):
+    """The quick-select regression at one cluster per beat (``wtu_lanes = 1``,
+    ``DRELayouts.cluster_score``; the tiny preset's 4 lanes per beat run in
+    ``test_unit_regression``)."""
+    result = run_unit("quickselect", sim, config="tiny", overrides={"wtu_lanes": 1}, tag="l1")
+    assert result.tests == len(cocotb_tests(UNIT_TESTBENCH["quickselect"])) > 0
+    assert result.failed == 0
+
+
 def test_testbenches_define_tests():
     for module in UNIT_TESTBENCH.values():
         assert len(cocotb_tests(module)) >= 3, module
