@@ -2,7 +2,7 @@
 
     python -m synth.flow --config tiny|paper|edge [--top NAME ...] [--clock-ns N]
                          [--cycles N] [--default-activity] [--sram-min-bits N]
-                         [--set FIELD=INT ...]
+                         [--set FIELD=INT ...] [--power auto|flat|modules] [--no-dedup]
 
 ``--set`` changes integer ``HWConfig`` fields of the preset (e.g. ``--set mac_rows=8 --set
 mac_cols=8``), and ``resv.FIELD`` integer fields of its ``ReSVConfig`` (e.g. ``--set
@@ -12,13 +12,17 @@ and the default output directory gets the changes appended.
 For every unit of ``hw.gen.TOPS`` (or the ``--top`` ones), in ``build/synth/<preset>/<unit>/``:
 1. Verilog from ``hw.gen.generate``;
 2. Yosys synthesis to the OSU 0.18 µm liberty, large memories as SRAM macros
-   (:mod:`synth.yosys`, :mod:`synth.sram`);
+   (:mod:`synth.yosys`, :mod:`synth.sram`); structurally identical modules (Amaranth emits
+   one per instance) are merged first (:mod:`synth.dedup`), so each distinct module is
+   synthesised once and the area is summed per instance (``--no-dedup``: every copy);
 3. OpenSTA static timing at the target clock: worst slack, fmax, critical path
    (:mod:`synth.sta`);
 4. switching activity from an Amaranth simulation of the unit (:mod:`synth.activity`), or,
    only with ``--default-activity``, a labelled default; mapped onto the netlist and
    propagated (:mod:`synth.power`) and fed to OpenSTA's ``report_power``, plus the SRAM
-   macros' access energy;
+   macros' access energy. A design of more than ``FLAT_POWER_MAX_CELLS`` cells (``--power
+   auto``; ``--power modules`` forces it) is instead analysed per distinct module at the
+   default activity, not simulated, and labelled so (:mod:`synth.modpower`);
 5. the 14 nm / 0.8 V estimate (:mod:`synth.scaling`).
 Then ``report.json`` (schema-checked), ``report.md`` and PNG charts (:mod:`synth.report`)
 and a summary table on stdout. Units of ``EXPECTED_UNITS`` not in ``hw.gen.TOPS`` would be
@@ -45,6 +49,7 @@ from typing import Any
 from synth import report as rep
 from synth.activity import simulate_activity
 from synth.liberty import read_liberty
+from synth.modpower import module_power
 from synth.power import (
     DUT_INSTANCE,
     annotate,
@@ -96,6 +101,12 @@ EXPECTED_UNITS: dict[str, str] = {
     "core": "VRexCore: RoPE + MAC tree + DRE + KVMU read/write + vector unit + control",
 }
 
+#: ``--power`` choices (see ``FlowOptions.power_mode``).
+POWER_MODES = ("auto", "flat", "modules")
+#: ``--power auto`` takes the per-module path above this many cells: the flat path's
+#: propagation and OpenSTA run cost ~7 min for the tiny core's 0.5 M cells, ~20 min for 2 M.
+FLAT_POWER_MAX_CELLS = 1_000_000
+
 CONSTRAINTS = (
     "Ideal clock on `clk`; inputs and outputs at 0 ns external delay, 10 fF output load; "
     "no wire-load model (zero wire load, optimistic); typical corner of the library."
@@ -122,8 +133,18 @@ class FlowOptions:
     extra: dict[str, Any] = field(default_factory=dict)
     #: ``HWConfig`` fields changed from the preset (``--set FIELD=INT``).
     overrides: dict[str, int] = field(default_factory=dict)
+    #: Power path: ``flat`` (simulated activity over the whole netlist), ``modules`` (each
+    #: distinct module once at the default activity, :mod:`synth.modpower`) or ``auto``
+    #: (``modules`` above :data:`FLAT_POWER_MAX_CELLS` cells, else ``flat``).
+    power_mode: str = "auto"
+    #: Merge identical modules before synthesis (:mod:`synth.dedup`).
+    dedup: bool = True
 
     def __post_init__(self) -> None:
+        if self.power_mode not in POWER_MODES:
+            raise ValueError(
+                f"power_mode must be one of {', '.join(POWER_MODES)}, not {self.power_mode!r}"
+            )
         if not isinstance(self.clock_ns, int | float) or not self.clock_ns > 0:
             raise ValueError(f"clock_ns must be a positive number, not {self.clock_ns!r}")
         if isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 10:
@@ -171,6 +192,7 @@ def _area_dict(res: SynthResult) -> dict[str, Any]:
             "read_ports": mem.read_ports,
             "write_ports": mem.write_ports,
             "async_read": mem.async_read,
+            "instances": res.dedup.instances.get(mem.module, 0) if res.dedup else 1,
             # ROMs (no write port, e.g. constant tables) become logic, not flip-flops
             "kind": "sram_macro"
             if macro
@@ -216,8 +238,111 @@ def _area_dict(res: SynthResult) -> dict[str, Any]:
             for i in res.instances
         ],
         "memories": mems,
+        "dedup": None
+        if res.dedup is None
+        else {
+            "modules_before": res.dedup.modules_before,
+            "modules_after": res.dedup.modules_after,
+            "note": "structurally identical modules merged before synthesis (synth.dedup); "
+            "each distinct module synthesised once, hierarchy kept, area summed per instance",
+            "groups": _rel(res.workdir / "dedup.json"),
+        },
         "stat_json": str(res.workdir / "stat.json"),
         "log": str(res.log),
+    }
+
+
+def _path_module(res: SynthResult, *points: str) -> tuple[str, str]:
+    """The deepest instance holding every one of ``points`` (OpenSTA pin or instance names,
+    ``/``-separated), and its module: where a critical path lies."""
+    known = {i.path: i.module for i in res.instances}
+    common: list[str] | None = None
+    for pt in points:
+        parts = pt.split("/")[:-1]
+        common = parts if common is None else common
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    parts = common or []
+    while parts and ".".join(parts) not in known:
+        parts = parts[:-1]
+    path = ".".join(parts)
+    return path, known.get(path, res.top)
+
+
+def _module_power_entry(
+    res: SynthResult, mapped: dict[str, Any], libs: list[Any], wd: Path, opts: FlowOptions
+) -> dict[str, Any]:
+    """The ``power`` entry of the report from :func:`synth.modpower.module_power`: each
+    distinct module's own power at the default activity, summed over its instances."""
+    mp = module_power(mapped, res.top, libs, res.liberties, res.macros, wd, opts.clock_ns)
+    count: dict[str, int] = {}
+    for inst in res.instances:
+        count[inst.module] = count.get(inst.module, 0) + 1
+    std = {"internal_w": 0.0, "switching_w": 0.0, "leakage_w": 0.0, "total_w": 0.0}
+    sram_dyn = sram_out = sram_leak = 0.0
+    for mod, own in mp.own.items():
+        k = count.get(mod, 0)
+        std["internal_w"] += k * own.internal_w
+        std["switching_w"] += k * own.switching_w
+        std["leakage_w"] += k * own.leakage_w
+        std["total_w"] += k * own.std_w
+        sram_dyn += k * own.sram_dynamic_w
+        sram_out += k * own.sram_output_w
+        sram_leak += k * own.sram_leakage_w
+    macro_inst = []
+    for inst in res.instances:
+        own = mp.own.get(inst.module)
+        for cell_name, v in (own.macros if own else {}).items():
+            path = f"{inst.path.replace('.', '/')}/{cell_name}" if inst.path else cell_name
+            macro_inst.append(
+                {
+                    "path": path,
+                    "cell": v["cell"],
+                    "opensta_w": v["opensta_w"],
+                    "dynamic_w": v["dynamic_w"],
+                    "total_w": v["opensta_w"] + v["dynamic_w"],
+                }
+            )
+    dynamic = std["internal_w"] + std["switching_w"] + sram_dyn + sram_out
+    leakage = std["leakage_w"] + sram_leak
+    ann = mp.annotation
+    return {
+        "clock_mhz": 1000.0 / opts.clock_ns,
+        "activity_mode": "default",
+        "activity_source": (
+            "DEFAULT ACTIVITY PER DISTINCT MODULE (not simulated): the design is too large "
+            "for the flat power path, so each distinct module's own cells were analysed once "
+            "with every input (its ports and its submodules' outputs) at 0.1 transitions/cycle, "
+            "duty 0.5, reset inactive, propagated through its cells, and multiplied by its "
+            f"instance count (synth.modpower; {mp.leaves} leaf cells analysed for "
+            f"{res.total.cells} in the design)"
+        ),
+        "annotated_fraction": 0.0,
+        "nets": ann.counts,
+        "matched_signals_sample": [],
+        "std_cell": std,
+        "sram": {
+            "dynamic_w": sram_dyn,
+            "output_switching_w": sram_out,
+            "leakage_w": sram_leak,
+            "macros": [],
+            "instances": sorted(macro_inst, key=lambda v: v["path"]),
+            "model": OSU018_SRAM.source,
+        },
+        "dynamic_w": dynamic,
+        "leakage_w": leakage,
+        "total_w": dynamic + leakage,
+        "opensta_pins_annotated": 0,
+        "hierarchy": [
+            {"path": i.path, "module": i.module, "total_w": mp.subtree_w.get(i.module, 0.0)}
+            for i in res.instances
+        ],
+        "per_module": {
+            m: {"instances": count.get(m, 0), "own_w": o.total_w} for m, o in mp.own.items()
+        },
+        "log": _rel(mp.log),
     }
 
 
@@ -268,6 +393,7 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
             liberty,
             clock_ns=opts.clock_ns,
             sram_min_bits=opts.sram_min_bits,
+            dedup=opts.dedup,
         )
         entry["area"] = _area_dict(res)
         t = lap("yosys", t)
@@ -279,6 +405,7 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
         )
         sta = run_sta(res.netlist, name, res.liberties, wd, opts.clock_ns)
         cp = sta.critical_path
+        cp_path, cp_module = _path_module(res, cp.startpoint, cp.endpoint) if cp else ("", "")
         entry["timing"] = {
             "clock_ns": opts.clock_ns,
             "worst_slack_ns": sta.worst_slack_ns,
@@ -298,6 +425,8 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
                 "required_ns": cp.required_ns,
                 "slack_ns": cp.slack_ns,
                 "stages": cp.stages,
+                "instance": cp_path,
+                "module": cp_module,
             },
             "log": _rel(sta.log),
         }
@@ -307,111 +436,137 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
             f"  {name}: OpenSTA {step_times['sta']:.1f} s, worst slack "
             f"{sta.worst_slack_ns if sta.worst_slack_ns is not None else float('nan'):.3f} ns, "
             f"fmax {sta.fmax_mhz or float('nan'):.1f} MHz"
-            + (f" ({cp.startpoint} -> {cp.endpoint})" if cp else ""),
+            + (
+                f" ({cp.startpoint} -> {cp.endpoint}, in {cp_path or 'the top'}: {cp_module})"
+                if cp
+                else ""
+            ),
         )
         libs = [read_liberty(p) for p in res.liberties]
         mapped = load_mapped(res.mapped_json)
-        flat = flatten(mapped, name, libs)
-        if opts.default_activity:
-            vcd = None
-            mode = "default"
-            source = (
-                "DEFAULT ACTIVITY (--default-activity, not a simulation): every top-level "
-                "input 0.1 transitions/cycle, duty 0.5, propagated through the netlist"
-            )
-        else:
-            run = simulate_activity(
-                name, TOPS[name](cfg), cfg, wd / "activity.vcd", cycles=opts.cycles, seed=opts.seed
-            )
-            vcd = run.vcd
-            mode = "simulation"
-            source = run.source.replace(str(wd) + "/", "")
-            t = lap("activity", t)
+        use_modules = opts.power_mode == "modules" or (
+            opts.power_mode == "auto" and res.total.cells > FLAT_POWER_MAX_CELLS
+        )
+        if use_modules:
+            entry["power"] = _module_power_entry(res, mapped, libs, wd, opts)
+            dynamic = entry["power"]["dynamic_w"]
+            leakage = entry["power"]["leakage_w"]
+            t = lap("power", t)
             _say(
                 opts,
-                f"  {name}: simulated {run.cycles} cycles in {step_times['activity']:.1f} s "
-                f"({run.stimulus})",
+                f"  {name}: power {(dynamic + leakage) * 1e3:.3g} mW at "
+                f"{1000 / opts.clock_ns:.0f} MHz (per distinct module, DEFAULT activity, not "
+                f"simulated; {res.total.cells} cells > {FLAT_POWER_MAX_CELLS} or --power "
+                f"modules) in {step_times['power']:.1f} s",
             )
-        ann = annotate(flat, libs, res.macros, vcd, source=source)
-        wrapper = write_power_netlist(res.netlist, mapped, name, libs, wd / "power_netlist.v")
-        write_tcl(flat, ann, wrapper, wd / "activity.tcl")
-        pw = run_power(
-            wrapper.netlist,
-            wrapper.top,
-            res.liberties,
-            wd,
-            opts.clock_ns,
-            wd / "activity.tcl",
-            output_nets=wrapper.outputs,
-        )
-        macro_cells = {m.macro_name for m, _ in res.macros.values()}
-        inst_cell = {f"{DUT_INSTANCE}/{i.path}": i.cell for i in flat.instances}
-        std = {"internal_w": 0.0, "switching_w": 0.0, "leakage_w": 0.0, "total_w": 0.0}
-        sram_leak = sram_sw = 0.0
-        per_leaf: dict[str, float] = {}
-        macro_inst: dict[str, dict[str, Any]] = {}
-        for path, (pi, ps, pl, pt) in pw.instances.items():
-            cell = inst_cell.get(path)
-            if cell is None:
-                continue  # the wrapper's input-source flops, or a hierarchical instance
-            leaf = path.removeprefix(DUT_INSTANCE + "/")
-            per_leaf[leaf] = pt
-            if cell in macro_cells:
-                sram_leak += pl
-                sram_sw += pi + ps
-                macro_inst[leaf] = {"path": leaf, "cell": cell, "opensta_w": pt}
+        else:
+            flat = flatten(mapped, name, libs)
+            if opts.default_activity:
+                vcd = None
+                mode = "default"
+                source = (
+                    "DEFAULT ACTIVITY (--default-activity, not a simulation): every top-level "
+                    "input 0.1 transitions/cycle, duty 0.5, propagated through the netlist"
+                )
             else:
-                std["internal_w"] += pi
-                std["switching_w"] += ps
-                std["leakage_w"] += pl
-                std["total_w"] += pt
-        sram_dyn = sram_dynamic_power(ann, res.macros, opts.clock_ns)
-        sram_dyn_w = sum(v["dynamic_w"] for v in sram_dyn.values())
-        for k, v in macro_inst.items():
-            v["dynamic_w"] = sram_dyn.get(k, {}).get("dynamic_w", 0.0)
-            v["total_w"] = v["opensta_w"] + v["dynamic_w"]
-        dynamic = std["internal_w"] + std["switching_w"] + sram_dyn_w + sram_sw
-        leakage = std["leakage_w"] + sram_leak
-        hier = []
-        for inst in res.instances:
-            prefix = inst.path.replace(".", "/")
-            tot = sum(
-                v for k, v in per_leaf.items() if not prefix or k.startswith(prefix + "/")
-            ) + sum(
-                v["dynamic_w"]
-                for k, v in sram_dyn.items()
-                if not prefix or k.startswith(prefix + "/")
+                run = simulate_activity(
+                    name,
+                    TOPS[name](cfg),
+                    cfg,
+                    wd / "activity.vcd",
+                    cycles=opts.cycles,
+                    seed=opts.seed,
+                )
+                vcd = run.vcd
+                mode = "simulation"
+                source = run.source.replace(str(wd) + "/", "")
+                t = lap("activity", t)
+                _say(
+                    opts,
+                    f"  {name}: simulated {run.cycles} cycles in {step_times['activity']:.1f} s "
+                    f"({run.stimulus})",
+                )
+            ann = annotate(flat, libs, res.macros, vcd, source=source)
+            wrapper = write_power_netlist(res.netlist, mapped, name, libs, wd / "power_netlist.v")
+            write_tcl(flat, ann, wrapper, wd / "activity.tcl")
+            pw = run_power(
+                wrapper.netlist,
+                wrapper.top,
+                res.liberties,
+                wd,
+                opts.clock_ns,
+                wd / "activity.tcl",
+                output_nets=wrapper.outputs,
             )
-            hier.append({"path": inst.path, "module": inst.module, "total_w": tot})
-        entry["power"] = {
-            "clock_mhz": 1000.0 / opts.clock_ns,
-            "activity_mode": mode,
-            "activity_source": source,
-            "annotated_fraction": ann.annotated_fraction,
-            "nets": ann.counts,
-            "matched_signals_sample": ann.matched_names[:20],
-            "std_cell": std,
-            "sram": {
-                "dynamic_w": sram_dyn_w,
-                "output_switching_w": sram_sw,
-                "leakage_w": sram_leak,
-                "macros": [{"path": k, **v} for k, v in sram_dyn.items()],
-                "instances": sorted(macro_inst.values(), key=lambda v: v["path"]),
-                "model": OSU018_SRAM.source,
-            },
-            "dynamic_w": dynamic,
-            "leakage_w": leakage,
-            "total_w": dynamic + leakage,
-            "opensta_pins_annotated": pw.annotated_pins,
-            "hierarchy": hier,
-            "log": _rel(wd / "sta_power.log"),
-        }
-        t = lap("power", t)
-        _say(
-            opts,
-            f"  {name}: power {(dynamic + leakage) * 1e3:.3g} mW at {1000 / opts.clock_ns:.0f} MHz "
-            f"({mode} activity, {ann.annotated_fraction * 100:.0f} % of nets annotated)",
-        )
+            macro_cells = {m.macro_name for m, _ in res.macros.values()}
+            inst_cell = {f"{DUT_INSTANCE}/{i.path}": i.cell for i in flat.instances}
+            std = {"internal_w": 0.0, "switching_w": 0.0, "leakage_w": 0.0, "total_w": 0.0}
+            sram_leak = sram_sw = 0.0
+            per_leaf: dict[str, float] = {}
+            macro_inst: dict[str, dict[str, Any]] = {}
+            for path, (pi, ps, pl, pt) in pw.instances.items():
+                cell = inst_cell.get(path)
+                if cell is None:
+                    continue  # the wrapper's input-source flops, or a hierarchical instance
+                leaf = path.removeprefix(DUT_INSTANCE + "/")
+                per_leaf[leaf] = pt
+                if cell in macro_cells:
+                    sram_leak += pl
+                    sram_sw += pi + ps
+                    macro_inst[leaf] = {"path": leaf, "cell": cell, "opensta_w": pt}
+                else:
+                    std["internal_w"] += pi
+                    std["switching_w"] += ps
+                    std["leakage_w"] += pl
+                    std["total_w"] += pt
+            sram_dyn = sram_dynamic_power(ann, res.macros, opts.clock_ns)
+            sram_dyn_w = sum(v["dynamic_w"] for v in sram_dyn.values())
+            for k, v in macro_inst.items():
+                v["dynamic_w"] = sram_dyn.get(k, {}).get("dynamic_w", 0.0)
+                v["total_w"] = v["opensta_w"] + v["dynamic_w"]
+            dynamic = std["internal_w"] + std["switching_w"] + sram_dyn_w + sram_sw
+            leakage = std["leakage_w"] + sram_leak
+            hier = []
+            for inst in res.instances:
+                prefix = inst.path.replace(".", "/")
+                tot = sum(
+                    v for k, v in per_leaf.items() if not prefix or k.startswith(prefix + "/")
+                ) + sum(
+                    v["dynamic_w"]
+                    for k, v in sram_dyn.items()
+                    if not prefix or k.startswith(prefix + "/")
+                )
+                hier.append({"path": inst.path, "module": inst.module, "total_w": tot})
+            entry["power"] = {
+                "clock_mhz": 1000.0 / opts.clock_ns,
+                "activity_mode": mode,
+                "activity_source": source,
+                "annotated_fraction": ann.annotated_fraction,
+                "nets": ann.counts,
+                "matched_signals_sample": ann.matched_names[:20],
+                "std_cell": std,
+                "sram": {
+                    "dynamic_w": sram_dyn_w,
+                    "output_switching_w": sram_sw,
+                    "leakage_w": sram_leak,
+                    "macros": [{"path": k, **v} for k, v in sram_dyn.items()],
+                    "instances": sorted(macro_inst.values(), key=lambda v: v["path"]),
+                    "model": OSU018_SRAM.source,
+                },
+                "dynamic_w": dynamic,
+                "leakage_w": leakage,
+                "total_w": dynamic + leakage,
+                "opensta_pins_annotated": pw.annotated_pins,
+                "hierarchy": hier,
+                "log": _rel(wd / "sta_power.log"),
+            }
+            t = lap("power", t)
+            _say(
+                opts,
+                f"  {name}: power {(dynamic + leakage) * 1e3:.3g} mW at "
+                f"{1000 / opts.clock_ns:.0f} MHz ({mode} activity, "
+                f"{ann.annotated_fraction * 100:.0f} % of nets annotated)",
+            )
         entry["scaled"] = scale_figures(
             area_um2=res.total.total_area,
             fmax_mhz=sta.fmax_mhz,
@@ -690,6 +845,17 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
         "paper": dict(rep.PAPER),
         "comparison": _comparison(modules, opts.clock_ns),
     }
+    per_module = [
+        m["name"]
+        for m in modules
+        if m["power"] and m["power"]["activity_source"].startswith("DEFAULT ACTIVITY PER")
+    ]
+    if per_module:
+        report["activity"]["note"] += (
+            f"; EXCEPT {', '.join(per_module)}: too large for the flat power path, its power "
+            "is per distinct module at the DEFAULT activity (0.1 transitions/cycle, duty 0.5 "
+            "at every module's inputs), not simulated"
+        )
     rep.write_json(report, out / "report.json")
     charts = rep.write_charts(report, out) if opts.charts and modules else []
     rep.write_markdown(report, out / "report.md", charts)
@@ -789,6 +955,19 @@ def _parser() -> argparse.ArgumentParser:
         "or mac_rows=8",
     )
     ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    ap.add_argument(
+        "--power",
+        choices=POWER_MODES,
+        default="auto",
+        help="power path: flat (simulated activity over the whole netlist), modules (each "
+        "distinct module once, DEFAULT activity, not simulated), auto (modules above "
+        f"{FLAT_POWER_MAX_CELLS} cells; default)",
+    )
+    ap.add_argument(
+        "--no-dedup",
+        action="store_true",
+        help="synthesise every module copy Amaranth emits instead of one per structure",
+    )
     return ap
 
 
@@ -810,6 +989,8 @@ def main(argv: list[str] | None = None) -> int:
             out_dir=args.out,
             seed=args.seed,
             charts=not args.no_charts,
+            power_mode=args.power,
+            dedup=not args.no_dedup,
             command="python -m synth.flow " + shlex.join(sys.argv[1:] if argv is None else argv),
         )
         report = run_flow(opts)

@@ -494,7 +494,14 @@ def write_markdown(report: dict[str, Any], path: Path, charts: list[Path] = ()) 
         if a:
             lines += [
                 f"Area {a['total_um2']:.0f} µm²: combinational {a['comb_um2']:.0f}, sequential "
-                f"{a['seq_um2']:.0f} ({a['flops']} flops), SRAM macros {a['macro_um2']:.0f}.",
+                f"{a['seq_um2']:.0f} ({a['flops']} flops), SRAM macros {a['macro_um2']:.0f}."
+                + (
+                    f" Identical modules merged before synthesis: {a['dedup']['modules_before']} "
+                    f"modules, {a['dedup']['modules_after']} distinct, each synthesised once and "
+                    "counted per instance (the module column names the representative)."
+                    if a.get("dedup")
+                    else ""
+                ),
                 "",
                 "| instance | module | cells | flops | comb µm² | seq µm² | SRAM µm² | total µm² |",
                 "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -514,7 +521,9 @@ def write_markdown(report: dict[str, Any], path: Path, charts: list[Path] = ()) 
                 ]
                 for mem in a["memories"]:
                     lines.append(
-                        f"| {mem['module']}/{mem['name']} | {mem['depth']}×{mem['width']} "
+                        f"| {mem['module']}/{mem['name']}"
+                        + (f" (×{mem['instances']})" if mem.get("instances", 1) != 1 else "")
+                        + f" | {mem['depth']}×{mem['width']} "
                         f"({mem['bits']} b) | {mem['read_ports']}R{mem['write_ports']}W | "
                         f"{mem['kind']} | {_f(mem.get('area_um2'), '{:.0f}')} | "
                         f"{_f(mem.get('e_read_pj'))} | {_f(mem.get('e_write_pj'))} | "
@@ -534,7 +543,12 @@ def write_markdown(report: dict[str, Any], path: Path, charts: list[Path] = ()) 
                 lines += [
                     "",
                     f"Critical path: `{cp['startpoint']}` → `{cp['endpoint']}`, arrival "
-                    f"{cp['arrival_ns']:.3f} ns, {len(cp['stages'])} stages.",
+                    f"{cp['arrival_ns']:.3f} ns, {len(cp['stages'])} stages"
+                    + (
+                        f", in instance `{cp['instance'] or '(top)'}` (module `{cp['module']}`)."
+                        if cp.get("module")
+                        else "."
+                    ),
                 ]
             lines.append("")
         p = m["power"]

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synth.dedup import DedupResult, dedup_rtlil
 from synth.liberty import Library, read_liberty
 from synth.sram import (
     DEFAULT_SRAM_MIN_BITS,
@@ -138,6 +139,8 @@ class SynthResult:
     macros: dict[str, tuple[MemoryInstance, SramEstimate]]
     sram_min_bits: int
     log: Path
+    #: The module deduplication applied before synthesis (``None``: the design as given).
+    dedup: DedupResult | None = None
 
     @property
     def total(self) -> InstanceArea:
@@ -339,8 +342,14 @@ def synthesize(
     sram_min_bits: int = DEFAULT_SRAM_MIN_BITS,
     sram_tech: SramTech = OSU018_SRAM,
     timeout: float = 3600,
+    dedup: bool = True,
 ) -> SynthResult:
     """Synthesise ``design`` (RTLIL or Verilog text, top ``top``) in ``workdir`` to ``liberty``.
+
+    With ``dedup`` (the default) an RTLIL design whose modules are copies of one another is
+    first reduced to one module per structure (:func:`synth.dedup.dedup_rtlil`; instances
+    retyped, hierarchy kept), so each distinct module is synthesised once; a design without
+    copies, or Verilog, is synthesised as given. ``SynthResult.dedup`` says what was merged.
 
     Raises :class:`synth.tools.ToolError` (naming Yosys, the step and the log) on failure.
     """
@@ -349,6 +358,26 @@ def synthesize(
     if not clock_ns > 0:
         raise ValueError(f"clock_ns must be positive, not {clock_ns!r}")
     workdir = Path(workdir)
+    merged: DedupResult | None = None
+    if dedup and _is_rtlil(design):
+        merged = dedup_rtlil(design, top)
+        if merged.modules_after < merged.modules_before:
+            design = merged.text
+            (workdir / "dedup.json").parent.mkdir(parents=True, exist_ok=True)
+            (workdir / "dedup.json").write_text(
+                json.dumps(
+                    {
+                        "modules_before": merged.modules_before,
+                        "modules_after": merged.modules_after,
+                        "instances": dict(merged.instances),
+                        "groups": merged.groups(),
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
+        else:
+            merged = None
     mems = inspect_memories(design, top, workdir, timeout=timeout)
     shutil.copyfile(liberty, workdir / STD_LIB)
     lib = read_liberty(workdir / STD_LIB)
@@ -417,4 +446,5 @@ def synthesize(
         macros=macros,
         sram_min_bits=sram_min_bits,
         log=workdir / "synth.log",
+        dedup=merged,
     )

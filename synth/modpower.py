@@ -1,0 +1,272 @@
+"""Power of a large hierarchical netlist, one distinct module at a time (default activity).
+
+Why: the flat power path (:mod:`synth.power`: flatten, propagate, OpenSTA ``report_power``
+on every leaf) costs time in proportion to the *instances* of the design — 20 minutes for
+the paper core before its prefill array, far more with it. After module deduplication
+(:mod:`synth.dedup`) the netlist holds each distinct module once; this path analyses each of
+them once and multiplies.
+
+Method (:func:`module_power`): every non-black-box module of the mapped netlist becomes an
+*own* module: its own cells only, its submodule instances removed, the nets those instances
+drove turned into inputs (the nets that only fed them lose that load). One synthetic design
+instantiates every own module once, clock ports tied to one clock and ``rst`` ports to 0
+(reset inactive); every other input gets OpenSTA's **default activity** (0.1 transitions
+per cycle, duty 0.5) and the activity is propagated through the cells as in the flat path
+(:func:`synth.power.annotate` with no VCD), then OpenSTA's ``report_power`` gives the power
+of each leaf. A module's own power is the sum over its leaves (plus the access energy of its
+SRAM macros); an instance's power is the sum of its subtree's own powers, the design's the
+top's. This is *not simulated*: each module boundary restarts at the default activity,
+whatever its instance really sees (an idle unit counts as busy, a busy datapath as
+lightly used), and it says so in the report.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synth.liberty import Library
+from synth.power import (
+    DUT_INSTANCE,
+    Annotation,
+    FlatNetlist,
+    LeafInstance,
+    annotate,
+    flatten,
+    sram_dynamic_power,
+    write_power_netlist,
+    write_tcl,
+)
+from synth.sram import MemoryInstance, SramEstimate
+from synth.sta import run_power
+
+__all__ = ["ModulePower", "ModulePowerResult", "module_power", "own_design"]
+
+TOP = "vx_own_modules"
+CLOCK = "clk"
+RESET = "rst"
+
+
+@dataclass
+class ModulePower:
+    """Power of one module's own cells (W), at the default activity."""
+
+    internal_w: float = 0.0
+    switching_w: float = 0.0
+    leakage_w: float = 0.0
+    sram_leakage_w: float = 0.0
+    sram_output_w: float = 0.0
+    sram_dynamic_w: float = 0.0
+    #: Macro cell name -> OpenSTA total + access energy, per macro leaf (cell name -> W).
+    macros: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def std_w(self) -> float:
+        return self.internal_w + self.switching_w + self.leakage_w
+
+    @property
+    def total_w(self) -> float:
+        return self.std_w + self.sram_leakage_w + self.sram_output_w + self.sram_dynamic_w
+
+
+@dataclass
+class ModulePowerResult:
+    """What :func:`module_power` returns."""
+
+    own: dict[str, ModulePower]
+    subtree_w: dict[str, float]
+    annotation: Annotation
+    leaves: int
+    log: Path
+
+
+def own_design(mapped: dict[str, Any], *, reset_inactive: bool = True) -> dict[str, Any]:
+    """A Yosys-JSON design whose top :data:`TOP` instantiates the *own* version of every
+    non-black-box module of ``mapped`` once (instance name = module name; see the module
+    docstring). ``reset_inactive``: ``rst`` ports tied to 0 (else a default-activity input)."""
+    modules = mapped["modules"]
+    design = {n for n, m in modules.items() if not m.get("attributes", {}).get("blackbox")}
+    out: dict[str, Any] = {n: m for n, m in modules.items() if n not in design}
+    top_ports: dict[str, Any] = {CLOCK: {"direction": "input", "bits": [2]}}
+    top_cells: dict[str, Any] = {}
+    next_bit = 3
+    for name in sorted(design):
+        mod = modules[name]
+        own = copy.deepcopy({k: v for k, v in mod.items() if k != "cells"})
+        own["cells"] = {}
+        ports = own.setdefault("ports", {})
+        for cname, cell in mod.get("cells", {}).items():
+            if cell["type"] not in design:
+                own["cells"][cname] = cell
+                continue
+            child = modules[cell["type"]]["ports"]
+            for port, bits in cell.get("connections", {}).items():
+                if child.get(port, {}).get("direction") != "output":
+                    continue
+                driven = [b for b in bits if not isinstance(b, str)]
+                if driven:
+                    ports[f"vx_from_{cname}_{port}"] = {"direction": "input", "bits": driven}
+        oname = f"{name}$own"
+        out[oname] = own
+        conns: dict[str, list[Any]] = {}
+        for port, info in ports.items():
+            n = len(info["bits"])
+            if port == CLOCK and info["direction"] == "input":
+                conns[port] = [2] * n
+            elif reset_inactive and port == RESET and info["direction"] == "input":
+                conns[port] = ["0"] * n
+            else:
+                bits = list(range(next_bit, next_bit + n))
+                next_bit += n
+                conns[port] = bits
+                direction = "input" if info["direction"] == "input" else "output"
+                top_ports[f"vx_p{len(top_ports)}"] = {"direction": direction, "bits": bits}
+        top_cells[name] = {"type": oname, "connections": conns}
+    out[TOP] = {"ports": top_ports, "cells": top_cells, "netnames": {}}
+    return {"modules": out}
+
+
+def _verilog(flat: FlatNetlist, libs: list[Library], path: Path) -> dict[str, Any]:
+    """Write ``flat`` as one flat gate-level Verilog module (instances ``c<k>``, nets
+    ``n<k>``, one port per input bit ``i<k>`` plus the clock); returns its ports in the
+    Yosys-JSON form :func:`synth.power.write_power_netlist` reads."""
+
+    def width(cell: str, pin: str) -> int:
+        for lib in libs:
+            if cell in lib and pin in lib[cell].pins:
+                return lib[cell].pins[pin].width
+        return 1
+
+    ports = {}
+    port_nets: dict[str, int] = {}
+    clk = flat.inputs.get(CLOCK)
+    for n in flat.inputs.values():
+        if isinstance(n, int) and n != clk and n not in port_nets.values():
+            port_nets[f"i{len(port_nets)}"] = n
+    net_name = {n: p for p, n in port_nets.items()}
+    if isinstance(clk, int):
+        net_name[clk] = CLOCK
+
+    def sig(n: int | str) -> str:
+        if isinstance(n, str):
+            return "1'b1" if n == "1" else "1'b0"
+        return net_name.get(n, f"n{n}")
+
+    names = [CLOCK, *port_nets]
+    lines = [f"module {TOP}({', '.join(names)});", f"  input {CLOCK};"]
+    lines += [f"  input {p};" for p in port_nets]
+    used = {n for inst in flat.instances for n in inst.pins.values() if isinstance(n, int)}
+    lines += [f"  wire n{n};" for n in sorted(used) if n not in net_name]
+    for k, inst in enumerate(flat.instances):
+        pins: dict[str, dict[int, int | str]] = defaultdict(dict)
+        for pb, n in inst.pins.items():
+            base, _, idx = pb.partition("[")
+            pins[base][int(idx[:-1]) if idx else 0] = n
+        conns = []
+        for base, bits in pins.items():
+            w = max(width(inst.cell, base), max(bits) + 1)
+            if w == 1:
+                conns.append(f".{base}({sig(bits[0])})")
+            else:
+                conns.append(
+                    f".{base}({{{', '.join(sig(bits.get(i, '0')) for i in reversed(range(w)))}}})"
+                )
+        lines.append(f"  {inst.cell} c{k} ({', '.join(conns)});")
+    lines.append("endmodule")
+    path.write_text("\n".join(lines) + "\n")
+    ports[CLOCK] = {"direction": "input", "bits": [0]}
+    for p in port_nets:
+        ports[p] = {"direction": "input", "bits": [1]}
+    return {"ports": ports, "port_nets": port_nets}
+
+
+def module_power(
+    mapped: dict[str, Any],
+    top: str,
+    libs: list[Library],
+    liberties: list[Path],
+    macros: dict[str, tuple[MemoryInstance, SramEstimate]],
+    workdir: Path,
+    clock_ns: float,
+    *,
+    reset_inactive: bool = True,
+) -> ModulePowerResult:
+    """Own power of every module of ``mapped`` and subtree power of each (see the module
+    docstring); runs OpenSTA once on the synthetic design in ``workdir``."""
+    synthetic = own_design(mapped, reset_inactive=reset_inactive)
+    flat = flatten(synthetic, TOP, libs)
+    owner = [inst.path.split("/", 1) for inst in flat.instances]
+    ann = annotate(
+        flat,
+        libs,
+        macros,
+        None,
+        source="DEFAULT ACTIVITY per distinct module (not simulated)",
+    )
+    renamed = FlatNetlist(
+        [LeafInstance(f"c{k}", inst.cell, inst.pins) for k, inst in enumerate(flat.instances)],
+        flat.net_names,
+        flat.inputs,
+        {},
+        flat.n_nets,
+    )
+    netlist = workdir / "own_modules.v"
+    info = _verilog(renamed, libs, netlist)
+    # write_power_netlist drives every input port of the design from a source flop
+    port_map = {CLOCK: flat.inputs.get(CLOCK, "0"), **info["port_nets"]}
+    wrapper = write_power_netlist(
+        netlist, {"modules": {TOP: {"ports": info["ports"]}}}, TOP, libs, workdir / "own_power.v"
+    )
+    renamed.inputs = dict(port_map)
+    tcl = write_tcl(renamed, ann, wrapper, workdir / "own_activity.tcl")
+    pw = run_power(
+        wrapper.netlist, wrapper.top, liberties, workdir, clock_ns, tcl, step="module power"
+    )
+    macro_cells = {m.macro_name for m, _ in macros.values()}
+    # access energy of each macro leaf, keyed by its flat path (module/cell)
+    dyn = sram_dynamic_power(ann, macros, clock_ns)
+    own: dict[str, ModulePower] = defaultdict(ModulePower)
+    for k, inst in enumerate(flat.instances):
+        mod, cell_name = owner[k]
+        mp = own[mod]
+        vals = pw.instances.get(f"{DUT_INSTANCE}/c{k}")
+        if vals is None:
+            continue
+        pi, ps, pl, pt = vals
+        if inst.cell in macro_cells:
+            d = dyn.get(inst.path, {}).get("dynamic_w", 0.0)
+            mp.sram_leakage_w += pl
+            mp.sram_output_w += pi + ps
+            mp.sram_dynamic_w += d
+            mp.macros[cell_name] = {"cell": inst.cell, "opensta_w": pt, "dynamic_w": d}
+        else:
+            mp.internal_w += pi
+            mp.switching_w += ps
+            mp.leakage_w += pl
+    modules = mapped["modules"]
+    design = {n for n, m in modules.items() if not m.get("attributes", {}).get("blackbox")}
+    subtree: dict[str, float] = {}
+
+    def sub(name: str) -> float:
+        if name not in subtree:
+            total = own[name].total_w
+            for cell in modules[name].get("cells", {}).values():
+                if cell["type"] in design:
+                    total += sub(cell["type"])
+            subtree[name] = total
+        return subtree[name]
+
+    for name in design:
+        sub(name)
+    if top not in subtree:
+        raise ValueError(f"top {top!r} is not a module of the mapped netlist")
+    return ModulePowerResult(
+        own=dict(own),
+        subtree_w=subtree,
+        annotation=ann,
+        leaves=len(flat.instances),
+        log=workdir / "sta_module_power.log",
+    )
