@@ -32,7 +32,8 @@ Hardware schedule (``hw.dre.WeightedQuickSelect``): the ingest takes the row ``l
 clusters per beat (``ceil(C / lanes)`` cycles), pass 1 reads the whole row, computes
 ``M`` and splits ``S_0`` (all clusters); pass ``i >= 2`` reads ``S_{i-2}`` (compacted in
 place), keeps ``S_{i-1}`` and splits it. ``QuickSelection.pass_reads`` lists the clusters
-each pass reads; the emit pass then scans the row in id order, ``lanes`` clusters per row.
+each pass reads; the emit pass then scans the row in id order, ``lanes`` clusters per row,
+one row per cycle (its selected ids in one beat).
 """
 
 from __future__ import annotations
@@ -125,9 +126,12 @@ class QuickSelection:
     threshold: int
     #: clusters read by each partition pass (pass 1 first).
     pass_reads: tuple[int, ...]
-    #: rows of ``lanes`` clusters the emit pass reads, up to the one holding the last id.
+    #: rows of ``lanes`` clusters the emit pass reads, up to the one holding the last id:
+    #: from row 0 at ``lanes = 1``, from the row of the first selected id with more lanes.
     emit_rows: int
-    #: cycles the emit pass spends on those rows: ``sum max(1, selected in the row)``.
+    #: cycles the emit pass spends on those rows: one per row (``emit_rows``; the selected
+    #: ids of a row leave in one beat, ``golden.resv.emit_beats``, or one id per row at
+    #: ``lanes = 1``).
     emit_row_cycles: int
 
 
@@ -175,8 +179,8 @@ def quickselect(
             reads.append(size)
     k_star = int(key[live][0])
     sel = np.flatnonzero(key >= k_star)
-    rows = int(sel[-1]) // lanes + 1
-    per_row = np.bincount(sel // lanes, minlength=rows)
+    # One lane reads from row 0; more lanes from the row of the first selected id.
+    rows = int(sel[-1]) // lanes + 1 - (int(sel[0]) // lanes if lanes > 1 else 0)
     return QuickSelection(
         selected=sel,
         key=k_star,
@@ -184,5 +188,5 @@ def quickselect(
         threshold=theta,
         pass_reads=tuple(reads),
         emit_rows=rows,
-        emit_row_cycles=int(np.maximum(per_row, 1).sum()),
+        emit_row_cycles=rows,
     )

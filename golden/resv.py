@@ -28,6 +28,7 @@ __all__ = [
     "bucket_lut",
     "bucket_of",
     "cluster_online",
+    "emit_beats",
     "hamming",
     "quantize_scores",
     "representative_keys",
@@ -390,8 +391,9 @@ class BucketedSelection:
     #: clusters emitted (``len(selected)``).
     clusters_emitted: int
     #: cycles of the emit after its first read: ``k`` for ``lanes == 1`` (one list entry per
-    #: cycle); for ``lanes > 1`` the emit reads the row ``lanes`` clusters at a time up to the
-    #: row of the last selected id, ``sum over those rows of max(1, selected in the row)``.
+    #: cycle); for ``lanes > 1`` one per row of ``lanes`` ids from the row of the first
+    #: selected id to that of the last, ``last // lanes - first // lanes + 1`` (a row holding
+    #: selected ids is one beat of ``emit_beats``, a row holding none an idle cycle).
     emit_cycles: int = 0
 
 
@@ -413,7 +415,8 @@ def wicsum_select_bucketed(
     ``lanes`` (the WTU's ``wtu_lanes`` clusters per beat; 1..256) changes only the emit
     order and ``emit_cycles``: with one lane the selected ids come in bucket order, ascending
     id within a bucket (the WTU walks per-bucket lists); with more the selection is the same
-    set in ascending id (the WTU re-reads its banked row ``lanes`` ids at a time).
+    set in ascending id (the WTU re-reads its banked row ``lanes`` ids at a time and emits
+    the selected ids of a row in one beat, ``emit_beats``).
 
     ``free_q`` (scope ``attended``; the WTU does not implement it): fixed-point scores of the
     tokens attended anyway. They take part in the maximum ``m``, are bucketed like clusters
@@ -464,8 +467,7 @@ def wicsum_select_bucketed(
         sel = sel[np.argsort(bucket[sel], kind="stable")]
         emit = int(sel.size)
     elif sel.size:
-        per_row = np.bincount(sel // lanes, minlength=int(sel[-1]) // lanes + 1)
-        emit = int(np.maximum(per_row, 1).sum())
+        emit = int(sel[-1]) // lanes - int(sel[0]) // lanes + 1
     else:
         emit = 0
     return BucketedSelection(
@@ -479,6 +481,22 @@ def wicsum_select_bucketed(
         clusters_emitted=int(sel.size),
         emit_cycles=emit,
     )
+
+
+def emit_beats(selected: np.ndarray, lanes: int) -> list[tuple[int, int]]:
+    """The L-wide emit of ascending ``selected`` ids (``lanes = L > 1``; the
+    ``DRELayouts.selected_lanes`` stream of the multi-lane WTU and quick-select): one beat
+    ``(base, mask)`` per row of L ids ``base .. base + L - 1`` (``base`` a multiple of L) that
+    holds a selected id, bit j of ``mask`` set when ``base + j`` is selected; rows holding
+    none have no beat. The last beat carries ``last``."""
+    ids = np.asarray(selected, np.int64).ravel()
+    if ids.size and np.any(np.diff(ids) <= 0):
+        raise ValueError("selected must be ascending and unique")
+    beats: dict[int, int] = {}
+    for c in ids.tolist():
+        base = c - c % lanes
+        beats[base] = beats.get(base, 0) | 1 << (c - base)
+    return list(beats.items())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from golden.quickselect import quickselect
 from golden.resv import (
     ClusterEvent,
     ClusterTable,
+    emit_beats,
     quantize_scores,
     signatures,
     wicsum_select_bucketed,
@@ -37,6 +38,8 @@ __all__ = [
     "HCUStream",
     "HCUTiming",
     "ScoreRow",
+    "beat_ids",
+    "beat_tuple",
     "hcu_expected",
     "hcu_stream",
     "hcu_timing",
@@ -44,6 +47,7 @@ __all__ = [
     "quickselect_beats",
     "quickselect_expected",
     "score_row",
+    "selected_beats",
     "topk_expected",
     "trace_path",
     "trace_workload",
@@ -321,6 +325,33 @@ def quickselect_expected(cfg: HWConfig, row: ScoreRow):
         id_bits=cfg.cluster_id_bits,
         coverage_q=row.coverage_q,
     )
+
+
+def selected_beats(ids, lanes: int) -> list[tuple[int, ...]]:
+    """The expected beats of a selector's ``selected`` stream for ``ids`` in emit order:
+    ``(cluster, last)`` per id at ``lanes = 1`` (``DRELayouts.selected``), else ``(base, mask,
+    last)`` per row of ``lanes`` ids holding a selected one (``DRELayouts.selected_lanes``,
+    ``golden.resv.emit_beats``; ``ids`` ascending)."""
+    ids = [int(c) for c in ids]
+    if lanes == 1:
+        return [(c, int(i == len(ids) - 1)) for i, c in enumerate(ids)]
+    beats = emit_beats(np.array(ids, np.int64), lanes)
+    return [(b, mask, int(i == len(beats) - 1)) for i, (b, mask) in enumerate(beats)]
+
+
+def beat_tuple(p, lanes: int) -> tuple[int, ...]:
+    """A ``selected`` beat (``DRELayouts.selected`` or ``selected_lanes`` payload) as the
+    tuple ``selected_beats`` gives."""
+    if lanes == 1:
+        return (int(p.cluster), int(p.last))
+    return (int(p.base), int(p.mask), int(p.last))
+
+
+def beat_ids(p, lanes: int) -> list[int]:
+    """The cluster ids a ``selected`` beat carries (ascending)."""
+    if lanes == 1:
+        return [int(p.cluster)]
+    return [int(p.base) + j for j in range(lanes) if int(p.mask) >> j & 1]
 
 
 def topk_expected(row: ScoreRow) -> np.ndarray:

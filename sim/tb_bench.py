@@ -18,7 +18,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from hw.dre import layouts, quickselect_cycles, topk_cycles
+from hw.dre import layouts, quickselect_cycles, topk_cycles, wtu_ingest_lanes
 from sim.cocotb_streams import (
     Scoreboard,
     StreamSink,
@@ -30,6 +30,7 @@ from sim.cocotb_streams import (
 from sim.dre_data import (
     HCUStream,
     ScoreRow,
+    beat_ids,
     hcu_expected,
     hcu_timing,
     quickselect_beats,
@@ -138,9 +139,15 @@ async def _selector(dut, data, unit: str) -> dict:
         "topk": lay.topk_summary,
     }[unit]
     cmd_layout = lay.topk_cmd if unit == "topk" else lay.wtu_cmd
-    sel = StreamSink(
-        dut, "selected", lay.selected, fast=True, callback=lambda p, _t: sel_sb.check(p.cluster)
-    )
+    # Selected ids: one per beat, or a row of ``lanes`` ids per beat (``selected_lanes``).
+    lanes = {"wtu": wtu_ingest_lanes(cfg), "quickselect": cfg.wtu_lanes, "topk": 1}[unit]
+
+    def on_selected(p, _t):
+        for c in beat_ids(p, lanes):
+            sel_sb.check(c)
+
+    sel_layout = lay.selected_lanes if lanes > 1 else lay.selected
+    sel = StreamSink(dut, "selected", sel_layout, fast=True, callback=on_selected)
     summ = StreamSink(dut, "summary", summary_layout, fast=True)
     cmd = StreamSource(dut, "cmd", cmd_layout, fast=True)
     if unit == "wtu":

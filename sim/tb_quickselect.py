@@ -27,7 +27,14 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.dre_data import ScoreRow, env_workload, quickselect_beats, quickselect_expected
+from sim.dre_data import (
+    ScoreRow,
+    beat_tuple,
+    env_workload,
+    quickselect_beats,
+    quickselect_expected,
+    selected_beats,
+)
 from sim.tb_wtu import synthetic_rows
 
 
@@ -35,6 +42,13 @@ def clusters_layout(cfg):
     """The ``clusters`` payload of the quick-select of ``cfg`` (``wtu_lanes`` per beat)."""
     lay = layouts(cfg)
     return lay.cluster_lanes if cfg.wtu_lanes > 1 else lay.cluster_score
+
+
+def selected_layout(cfg):
+    """The ``selected`` payload of the quick-select of ``cfg`` (one id, or a row of
+    ``wtu_lanes``)."""
+    lay = layouts(cfg)
+    return lay.selected_lanes if cfg.wtu_lanes > 1 else lay.selected
 
 
 async def run_rows(
@@ -51,17 +65,17 @@ async def run_rows(
     for row in rows:
         exp = quickselect_expected(cfg, row)
         k = exp.selected.size
-        for i, c in enumerate(exp.selected.tolist()):
-            sel_sb.expect((c, int(i == k - 1)))
+        for beat in selected_beats(exp.selected, cfg.wtu_lanes):
+            sel_sb.expect(beat)
         sum_sb.expect((k, len(exp.pass_reads), exp.total_mass, exp.threshold, 0))
         want.append(quickselect_cycles(cfg, row.scores.size, exp))
     sel = StreamSink(
         dut,
         "selected",
-        lay.selected,
+        selected_layout(cfg),
         rng=make_rng(tag, 3),
         stall=stall,
-        callback=lambda p, _t: sel_sb.check((p.cluster, p.last)),
+        callback=lambda p, _t: sel_sb.check(beat_tuple(p, cfg.wtu_lanes)),
     )
     summ = StreamSink(
         dut,

@@ -31,8 +31,10 @@ from sim.coverage import collector, deepest_bucket, wtu_row_bins
 from sim.dre_data import (
     SCORE_KINDS,
     ScoreRow,
+    beat_tuple,
     env_workload,
     score_row,
+    selected_beats,
     wtu_beats,
     wtu_expected,
 )
@@ -54,6 +56,12 @@ def clusters_layout(cfg):
     return lay.cluster_lanes if wtu_ingest_lanes(cfg) > 1 else lay.cluster_score
 
 
+def selected_layout(cfg):
+    """The ``selected`` payload of the WTU of ``cfg`` (one id, or a row of ``wtu_lanes``)."""
+    lay = layouts(cfg)
+    return lay.selected_lanes if wtu_ingest_lanes(cfg) > 1 else lay.selected
+
+
 def row_cycles(cfg, row: ScoreRow, exp) -> int:
     return wtu_cycles(
         cfg, row.scores.size, exp.b_star, exp.clusters_emitted, emit_cycles=exp.emit_cycles
@@ -71,10 +79,12 @@ def cluster_beats(row: ScoreRow) -> list[dict]:
 async def run_rows(
     dut, rows: list[ScoreRow], *, idle: float, stall: float, exact: bool, tag: int
 ) -> list[int]:
-    """Send the rows back to back; check every selected id, flag and summary; returns the
-    cycles of each row (cmd handshake to summary handshake, both included)."""
+    """Send the rows back to back; check every selected beat (id, or row of ids with lanes),
+    flag and summary; returns the cycles of each row (cmd handshake to summary handshake,
+    both included)."""
     cfg = unit_config()
     lay = layouts(cfg)
+    lanes = wtu_ingest_lanes(cfg)
     await FallingEdge(dut.clk)
     sel_sb = Scoreboard("wtu.selected", dut._log)
     sum_sb = Scoreboard("wtu.summary", dut._log)
@@ -84,17 +94,17 @@ async def run_rows(
         exp = wtu_expected(cfg, row)
         bins.append(wtu_row_bins(cfg, row, exp))
         k = exp.clusters_emitted
-        for i, c in enumerate(exp.selected.tolist()):
-            sel_sb.expect((c, int(i == k - 1)))
+        for beat in selected_beats(exp.selected, lanes):
+            sel_sb.expect(beat)
         sum_sb.expect((exp.b_star, exp.buckets_scanned, k, exp.total_mass, exp.threshold, 0))
         budget += row_cycles(cfg, row, exp)
     sel = StreamSink(
         dut,
         "selected",
-        lay.selected,
+        selected_layout(cfg),
         rng=make_rng(tag, 3),
         stall=stall,
-        callback=lambda p, _t: sel_sb.check((p.cluster, p.last)),
+        callback=lambda p, _t: sel_sb.check(beat_tuple(p, lanes)),
     )
     cov = collector()
 

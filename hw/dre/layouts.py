@@ -76,6 +76,14 @@ class DRELayouts:
         )
         #: Selector output (WTU and top-k): one selected cluster; ``last`` on the final one.
         self.selected = data.StructLayout({"cluster": cid, "last": unsigned(1)})
+        #: Multi-lane selector output (the grid WTU and the quick-select with ``wtu_lanes =
+        #: L > 1``): the selected ids of one row of L ids ``base .. base + L - 1`` (``base`` a
+        #: multiple of L), bit j of ``mask`` set when ``base + j`` is selected; beats in
+        #: ascending ``base``, rows holding no selected id skipped, ``last`` on the final beat
+        #: (``golden.resv.emit_beats``).
+        self.selected_lanes = data.StructLayout(
+            {"base": cid, "mask": unsigned(lanes), "last": unsigned(1)}
+        )
         #: WTU command: the coverage of this row, ``round(coverage * 2**coverage_frac_bits)``.
         self.wtu_cmd = data.StructLayout({"coverage_q": unsigned(cfg.coverage_q_bits)})
         #: WTU done beat, after the last selected cluster.

@@ -13,8 +13,11 @@ Interface (the WTU's streams)
   row longer than ``max_clusters`` set ``error``. Such a row is still selected and ended:
   every beat but the last fills all L lanes (a short one is taken whole), the last one
   ``n`` clamped to 1..L, so the row has no holes and at least one cluster.
-  ``selected`` (out stream, ``DRELayouts.selected``): the exact selection in ascending id,
-  ``last`` on the final one (there is always at least one).
+  ``selected`` (out stream): the exact selection in ascending id, ``last`` on the final
+  beat (there is always at least one id). With ``wtu_lanes = 1``, ``DRELayouts.selected``:
+  one id per beat. With ``wtu_lanes = L > 1``, ``DRELayouts.selected_lanes``: the selected
+  ids of one row of L ids per beat (``base``, a mask of L lanes; ``golden.resv.emit_beats``),
+  rows holding none skipped.
   ``summary`` (out stream, ``DRELayouts.quickselect_summary``): clusters selected, partition
   passes, total mass M, threshold θ, error.
 
@@ -32,8 +35,12 @@ Memories: the row ``O`` and the live set ``A``, each ``wtu_lanes`` banks of (key
                    pass 1 reads ``O``, keeps everything and also sums ``M``
   THRESH   1       after pass 1: θ = ceil(coverage_q·M / 2**coverage_frac_bits)
   DECIDE   1       per pass: take the high or the low half; stop when one key is left
-  EMIT     1 + Σ   read ``O`` row by row in id order up to the row of the last selected
-                   cluster, ``max(1, selected in the row)`` cycles per row
+  EMIT     1 + R   read ``O`` row by row in id order up to the row of the last selected
+                   cluster, one cycle per row: a row's selected ids leave in one beat, a row
+                   holding none sends no beat; from row 0 at L = 1 (``R = last + 1``), with
+                   more lanes from the row of the first selected cluster, the lowest id of the
+                   halves the passes took whole and of the threshold key (``R = last // L -
+                   first // L + 1``; ``emit_row_cycles``)
   SUMMARY  1
 so ``cycles = ceil(C/L) + Σ_i (ceil(reads_i / L) + 3) + emit_row_cycles +
 QUICKSELECT_LATENCY`` (``L = wtu_lanes``) from the ``cmd`` handshake to the ``summary``
@@ -51,7 +58,7 @@ from amaranth.lib.wiring import In, Out
 from golden.quickselect import QuickSelection, exp2_lut
 
 from ..config import HWConfig, ceil_log2, check_config
-from .bitops import lowest_set, popcount
+from .bitops import popcount
 from .layouts import layouts
 
 __all__ = ["QUICKSELECT_LATENCY", "WeightedQuickSelect", "quickselect_cycles"]
@@ -86,7 +93,9 @@ class WeightedQuickSelect(wiring.Component):
                 "clusters": In(
                     stream.Signature(lay.cluster_lanes if cfg.wtu_lanes > 1 else lay.cluster_score)
                 ),
-                "selected": Out(stream.Signature(lay.selected)),
+                "selected": Out(
+                    stream.Signature(lay.selected_lanes if cfg.wtu_lanes > 1 else lay.selected)
+                ),
                 "summary": Out(stream.Signature(lay.quickselect_summary)),
             }
         )
@@ -237,10 +246,13 @@ class WeightedQuickSelect(wiring.Component):
         max_low = Signal(kw, name="max_low")
         n_above = Signal(range(cmax + 1), name="n_above")
         kstar = Signal(kw, name="kstar")
+        # Inverted ids (2**cid - 1 - id): the high half's lowest id this pass, and the lowest
+        # id of the halves taken whole so far (every key above the threshold key).
+        hi_inv = Signal(cid, name="high_inv_id")
+        first_inv = Signal(cid, name="first_inv_id")
         rd_row = Signal(range(rows + 1), name="rd_row")
         wp = Signal(range(cmax + lanes + 1), name="write_pointer")
         emitted = Signal(cfg.occupancy_bits, name="emitted")
-        done = Signal(lanes, name="emit_done")
         pivot = Signal(kw, name="pivot")
         m.d.comb += pivot.eq((cur_min + cur_max) >> 1)
 
@@ -306,7 +318,15 @@ class WeightedQuickSelect(wiring.Component):
                 for i in range(0, len(maxs), 2)
             ]
         m.d.comb += [row_min_high.eq(mins[0]), row_max_low.eq(maxs[0])]
+        # With lanes: the lowest id of the high half (the highest inverted id, the key's low
+        # bits), so that the emit can start at the row of the first selected id.
+        inv_ids = [Mux(hi_mask[j], s1_key[j][:cid], 0) for j in range(lanes)]
+        while len(inv_ids) > 1:
+            inv_ids = [Mux(a > b, a, b) for a, b in zip(inv_ids[::2], inv_ids[1::2], strict=True)]
+        row_hi_inv = Signal(cid, name="row_high_inv_id")
+        m.d.comb += row_hi_inv.eq(inv_ids[0])
         with m.If(s1_valid):
+            m.d.sync += hi_inv.eq(Mux(row_hi_inv > hi_inv, row_hi_inv, hi_inv))
             m.d.sync += [
                 w_high.eq(w_high + sum_high),
                 n_high.eq(n_high + popcount(hi_mask)),
@@ -338,22 +358,20 @@ class WeightedQuickSelect(wiring.Component):
             n_high.eq(0),
             n_low.eq(0),
             min_high.eq(kmax),
+            hi_inv.eq(0),
             max_low.eq(0),
             passes.eq(passes + 1),
         ]
 
-        # Emit: the row of O read last; its selected lanes one per cycle.
+        # Emit: the row of O read last; its selected lanes in one beat.
         emit_row = Signal(range(rows + 1), name="emit_row")
         sel_mask = Signal(lanes, name="sel_mask")
         m.d.comb += sel_mask.eq(
-            Cat(
-                ((emit_row << lb) + j < n) & (o_rd[j].data.key >= kstar) & ~done[j]
-                for j in range(lanes)
-            )
+            Cat(((emit_row << lb) + j < n) & (o_rd[j].data.key >= kstar) for j in range(lanes))
         )
-        lane, any_sel = lowest_set(m, sel_mask, name="emit_lane")
-        only = (sel_mask & (sel_mask - 1)) == 0
-        is_last = emitted + 1 == n_above + 1
+        emit_count = Signal(range(lanes + 1), name="emit_count")
+        m.d.comb += emit_count.eq(popcount(sel_mask))
+        is_last = emitted + emit_count == n_above + 1
 
         with m.FSM(name="quickselect_fsm"):
             with m.State("IDLE"):
@@ -367,6 +385,7 @@ class WeightedQuickSelect(wiring.Component):
                         acc.eq(0),
                         n_above.eq(0),
                         passes.eq(0),
+                        first_inv.eq(0),
                     ]
                     m.next = "INGEST"
             with m.State("INGEST"):
@@ -413,6 +432,7 @@ class WeightedQuickSelect(wiring.Component):
                             acc.eq(acc + w_high),
                             cur_max.eq(max_low),
                             n_above.eq(n_above + n_high),
+                            first_inv.eq(Mux(hi_inv > first_inv, hi_inv, first_inv)),
                         ]
                     with m.If(size == 1):
                         m.d.sync += kstar.eq(Mux(high, min_high, cur_min))
@@ -421,30 +441,37 @@ class WeightedQuickSelect(wiring.Component):
                         m.d.sync += start
                         m.next = "PASS"
             with m.State("EMIT_FETCH"):
+                # With lanes, start at the row of the first selected id (the lowest id of the
+                # halves taken whole and of the threshold key); one lane starts at row 0.
+                first_row = Signal(range(rows), name="emit_first_row")
+                if lanes > 1:
+                    inv = Mux(kstar[:cid] > first_inv, kstar[:cid], first_inv)
+                    m.d.comb += first_row.eq((~inv)[:cid] >> lb)
                 for j in range(lanes):
-                    m.d.comb += [o_rd[j].addr.eq(0), o_rd[j].en.eq(1)]
-                m.d.sync += [emit_row.eq(0), done.eq(0), emitted.eq(0)]
+                    m.d.comb += [o_rd[j].addr.eq(first_row), o_rd[j].en.eq(1)]
+                m.d.sync += [emit_row.eq(first_row), emitted.eq(0)]
                 m.next = "EMIT"
             with m.State("EMIT"):
                 advance = Signal(name="emit_advance")
-                with m.If(any_sel):
-                    m.d.comb += [
-                        self.selected.valid.eq(1),
-                        self.selected.payload.cluster.eq((emit_row << lb) | lane),
-                        self.selected.payload.last.eq(is_last),
-                    ]
+                out = self.selected.payload
+                with m.If(sel_mask.any()):
+                    m.d.comb += [self.selected.valid.eq(1), out.last.eq(is_last)]
+                    if lanes == 1:
+                        m.d.comb += out.cluster.eq(emit_row)
+                    else:
+                        m.d.comb += [out.base.eq(emit_row << lb), out.mask.eq(sel_mask)]
                     with m.If(self.selected.ready):
-                        m.d.sync += [emitted.eq(emitted + 1), done.bit_select(lane, 1).eq(1)]
+                        m.d.sync += emitted.eq(emitted + emit_count)
                         with m.If(is_last):
                             m.next = "SUMMARY"
-                        with m.Elif(only):
+                        with m.Else():
                             m.d.comb += advance.eq(1)
-                with m.Else():
+                with m.Else():  # a row holding no selected id: no beat
                     m.d.comb += advance.eq(1)
                 with m.If(advance):
                     for j in range(lanes):
                         m.d.comb += [o_rd[j].addr.eq(emit_row + 1), o_rd[j].en.eq(1)]
-                    m.d.sync += [emit_row.eq(emit_row + 1), done.eq(0)]
+                    m.d.sync += emit_row.eq(emit_row + 1)
             with m.State("SUMMARY"):
                 m.d.comb += self.summary.valid.eq(1)
                 with m.If(self.summary.ready):

@@ -8,7 +8,8 @@ Interface
   than ``max_clusters`` sets ``error`` in the summary.
   ``selected`` (out stream, ``DRELayouts.selected``): the selected cluster ids in bucket
   order, ascending id within a bucket, ``last`` on the final one (there is always one: the
-  maximum's bucket 0 is never empty).
+  maximum's bucket 0 is never empty). Grid buckets with ``wtu_lanes = L > 1``:
+  ``DRELayouts.selected_lanes``, up to L ids per beat (see "Lanes" below).
   ``summary`` (out stream, ``DRELayouts.wtu_summary``): after the last selected id: b*,
   buckets scanned (b*+1), clusters selected, total mass M, threshold θ, error.
 
@@ -50,23 +51,26 @@ sequence, ``n = 0``, ``n > L``, a short beat that is not the last or a row longe
                    against the new top cell and the histogram takes all L at once through an
                    adder network: bin j adds the counts of the lanes that fall in it (an
                    L-input masked sum per bin; no per-lane histogram banks). Per bin it keeps
-                   the token count, a non-empty flag and its highest id (``tail``); there are
-                   no lists (no ``next`` memory). Each lane's grid cell ``s >> bucket_shift``
-                   (``score_bits - bucket_shift`` bits) is written to its bank (cluster c in
-                   bank ``c mod L``, row ``c div L``).
+                   the token count, a non-empty flag and its lowest and highest id (``head``,
+                   ``tail``); there are no lists (no ``next`` memory). Each lane's grid cell
+                   ``s >> bucket_shift`` (``score_bits - bucket_shift`` bits) is written to
+                   its bank (cluster c in bank ``c mod L``, row ``c div L``).
   MASS n_buckets, THRESH 1   as above
-  SCAN      b*+1   as above, and the highest id of the buckets <= b* (the last one emitted)
-  EMIT      1 + E  reads the banks a row of L ids per cycle, selects the lanes whose bucket
-                   ``top_cell - cell <= b*`` and emits them one per cycle in ascending id;
-                   ``E = sum over the rows up to that of the last selected id of max(1,
-                   selected in the row)`` (``golden.resv.BucketedSelection.emit_cycles``)
+  SCAN      b*+1   as above, and the lowest and highest id of the buckets <= b* (the first
+                   and the last selected id)
+  EMIT      1 + E  reads the banks a row of L ids per cycle from the row of the first
+                   selected id to that of the last, selects the lanes whose bucket ``top_cell -
+                   cell <= b*`` and emits them in one ``selected`` beat
+                   (``DRELayouts.selected_lanes``: ``base``, a mask of L lanes, ``last``); a
+                   row holding none is read but sends no beat; ``E = last // L - first // L +
+                   1`` (``golden.resv.BucketedSelection.emit_cycles``)
   SUMMARY   1
 so ``cycles = ceil(C/L) + n_buckets + b* + E + 5``, the L = 1 formula with ``E = k``. The
 emit order is ascending id, not bucket order: ``golden.resv.wicsum_select_bucketed(...,
-lanes=L)`` defines it (the set, b*, M and θ are those of one lane). After an ingest error
-that misaligns the row (a short beat that is not the last) or leaves it empty, the
-selection is undefined but the emit still ends: past the row's last id it closes the
-stream with one beat (the highest id it expected, ``last``). ``relative`` buckets
+lanes=L)`` and ``golden.resv.emit_beats`` define it (the set, b*, M and θ are those of one
+lane). After an ingest error that misaligns the row (a short beat that is not the last) or
+leaves it empty, the selection is undefined but the emit still ends: past the row's last id
+it closes the stream with one beat (the highest id it expected, ``last``). ``relative`` buckets
 stay single-lane whatever ``wtu_lanes`` (their second pass would need L-wide score and
 count reads; not built): they keep ``DRELayouts.cluster_score``.
 """
@@ -160,7 +164,9 @@ class WiCSumThresholdUnit(wiring.Component):
                 "clusters": In(
                     stream.Signature(lay.cluster_lanes if lanes > 1 else lay.cluster_score)
                 ),
-                "selected": Out(stream.Signature(lay.selected)),
+                "selected": Out(
+                    stream.Signature(lay.selected_lanes if lanes > 1 else lay.selected)
+                ),
                 "summary": Out(stream.Signature(lay.wtu_summary)),
             }
         )
@@ -256,17 +262,18 @@ class WiCSumThresholdUnit(wiring.Component):
         cov_q = Signal(cfg.coverage_q_bits, name="coverage_q")
         err = Signal(name="error")
         nonempty = Signal(nb, name="nonempty")
+        head_regs = [Signal(cid, name=f"head{k}") for k in range(nb)]
         tail_regs = [Signal(cid, name=f"tail{k}") for k in range(nb)]
         cnt_regs = [Signal(cfg.bucket_count_bits, name=f"cnt{k}") for k in range(nb)]
-        tail, cnt = Array(tail_regs), Array(cnt_regs)
+        head, tail, cnt = Array(head_regs), Array(tail_regs), Array(cnt_regs)
         mass = Signal(cfg.mass_bits, name="mass")
         theta = Signal(cfg.mass_bits, name="theta")
         running = Signal(cfg.mass_bits + 1, name="running")
         b = Signal(range(nb), name="scan_bucket")
         b_star = Signal(range(nb), name="b_star")
+        first_sel = Signal(cid, name="first_selected")
         last_sel = Signal(cid, name="last_selected")
         emit_row = Signal(range(rows + 1), name="emit_row")
-        done = Signal(lanes, name="emit_done")
         n_sel = Signal(cfg.occupancy_bits, name="n_selected")
 
         def bin_of(bucket):
@@ -369,8 +376,11 @@ class WiCSumThresholdUnit(wiring.Component):
                         for j in range(lanes):  # later assignments win: the highest lane
                             with m.If(hits[j]):
                                 m.d.comb += highest.eq(j)
+                        lowest, _ = lowest_set(m, hits, name=f"bin_first_lane{k}")
                         with m.If(hits.any()):
                             m.d.sync += tail_regs[k].eq(n + highest)
+                            with m.If(cleared | ~nonempty[k]):  # the bin starts afresh
+                                m.d.sync += head_regs[k].eq(n + lowest)
                     with m.If(rise):
                         m.d.sync += [top_g.eq(beat_top), base.eq(new_base)]
                     m.d.sync += n.eq(n + popcount(valid))
@@ -397,6 +407,7 @@ class WiCSumThresholdUnit(wiring.Component):
                     theta.eq((cov_q * mass + one) >> r.coverage_frac_bits),
                     running.eq(0),
                     b.eq(0),
+                    first_sel.eq(cmax - 1),
                     last_sel.eq(0),
                 ]
                 m.next = "SCAN"
@@ -407,6 +418,8 @@ class WiCSumThresholdUnit(wiring.Component):
                 m.d.sync += running.eq(total)
                 with m.If(nonempty.bit_select(at, 1) & (tail[at] > last_sel)):
                     m.d.sync += last_sel.eq(tail[at])
+                with m.If(nonempty.bit_select(at, 1) & (head[at] < first_sel)):
+                    m.d.sync += first_sel.eq(head[at])
                 with m.If((total >= theta) | (b == nb - 1)):
                     m.d.sync += b_star.eq(b)
                     with m.If(total < theta):
@@ -415,59 +428,58 @@ class WiCSumThresholdUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += b.eq(b + 1)
             with m.State("EMIT_FETCH"):
+                # Rows before that of the first selected id hold none: start there.
                 for j in range(lanes):
-                    m.d.comb += [cell_rd[j].addr.eq(0), cell_rd[j].en.eq(1)]
-                m.d.sync += [emit_row.eq(0), done.eq(0), n_sel.eq(0)]
+                    m.d.comb += [cell_rd[j].addr.eq(first_sel >> lb), cell_rd[j].en.eq(1)]
+                m.d.sync += [emit_row.eq(first_sel >> lb), n_sel.eq(0)]
                 m.next = "EMIT"
             with m.State("EMIT"):
-                # The row read last: its lanes in the buckets <= b*, lowest id first.
+                # The row read last: its lanes in the buckets <= b*, all in one beat.
                 sel_mask = Signal(lanes, name="sel_mask")
                 m.d.comb += sel_mask.eq(
                     Cat(
                         *(
-                            ((emit_row << lb) + j < n)
-                            & (top_g - cell_rd[j].data <= b_star)
-                            & ~done[j]
+                            ((emit_row << lb) + j < n) & (top_g - cell_rd[j].data <= b_star)
                             for j in range(lanes)
                         )
                     )
                 )
-                lane, any_sel = lowest_set(m, sel_mask, name="emit_lane")
-                only = (sel_mask & (sel_mask - 1)) == 0
-                ident = Signal(cid, name="emit_id")
-                m.d.comb += ident.eq((emit_row << lb) | lane)
-                is_last = ident == last_sel
+                row_last = Signal(name="emit_row_last")
+                m.d.comb += row_last.eq(emit_row == (last_sel >> lb))
                 advance = Signal(name="emit_advance")
+                out = self.selected.payload
                 with m.If((emit_row << lb) >= n):
                     # Past the row without meeting its last id: only after an ingest error
                     # (a short beat that was not the last, or no cluster at all). One beat
                     # closes the stream.
                     m.d.comb += [
                         self.selected.valid.eq(1),
-                        self.selected.payload.cluster.eq(last_sel),
-                        self.selected.payload.last.eq(1),
+                        out.base.eq((last_sel >> lb) << lb),
+                        out.mask.eq(Const(1, lanes) << last_sel[:lb]),
+                        out.last.eq(1),
                     ]
                     with m.If(self.selected.ready):
                         m.d.sync += n_sel.eq(n_sel + 1)
                         m.next = "SUMMARY"
-                with m.Elif(any_sel):
+                with m.Elif(sel_mask.any() | row_last):
                     m.d.comb += [
                         self.selected.valid.eq(1),
-                        self.selected.payload.cluster.eq(ident),
-                        self.selected.payload.last.eq(is_last),
+                        out.base.eq(emit_row << lb),
+                        out.mask.eq(sel_mask),
+                        out.last.eq(row_last),
                     ]
                     with m.If(self.selected.ready):
-                        m.d.sync += [n_sel.eq(n_sel + 1), done.bit_select(lane, 1).eq(1)]
-                        with m.If(is_last):
+                        m.d.sync += n_sel.eq(n_sel + popcount(sel_mask))
+                        with m.If(row_last):
                             m.next = "SUMMARY"
-                        with m.Elif(only):
+                        with m.Else():
                             m.d.comb += advance.eq(1)
-                with m.Else():
+                with m.Else():  # a row holding no selected id: no beat
                     m.d.comb += advance.eq(1)
                 with m.If(advance):
                     for j in range(lanes):
                         m.d.comb += cell_rd[j].en.eq(1)
-                    m.d.sync += [emit_row.eq(emit_row + 1), done.eq(0)]
+                    m.d.sync += emit_row.eq(emit_row + 1)
             with m.State("SUMMARY"):
                 m.d.comb += self.summary.valid.eq(1)
                 with m.If(self.summary.ready):

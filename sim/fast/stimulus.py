@@ -41,6 +41,7 @@ from sim.dre_data import (
     quickselect_beats,
     quickselect_expected,
     score_row,
+    selected_beats,
     topk_expected,
     wtu_beats,
     wtu_expected,
@@ -311,8 +312,17 @@ def _selector_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
     summary_layout = {"topk": lay.topk_summary, "quickselect": lay.quickselect_summary}.get(
         unit, lay.wtu_summary
     )
-    ids = [c for sel in exp["ids"] for c in sel]
-    last = [int(i == len(sel) - 1) for sel in exp["ids"] for i in range(len(sel))]
+    # One id per beat, or (grid WTU and quick-select with wtu_lanes > 1) the selected ids of
+    # a row of wtu_lanes per beat (DRELayouts.selected_lanes).
+    lanes = {"wtu_grid": wtu_ingest_lanes(cfg), "quickselect": cfg.wtu_lanes}.get(unit, 1)
+    sel_beats = [b for sel in exp["ids"] for b in selected_beats(sel, lanes)]
+    if lanes > 1:
+        sel_layout = lay.selected_lanes
+        sel_cols = {k: np.array([b[i] for b in sel_beats]) for i, k in enumerate(("base", "mask"))}
+    else:
+        sel_layout = lay.selected
+        sel_cols = {"cluster": np.array([b[0] for b in sel_beats])}
+    sel_cols["last"] = np.array([b[-1] for b in sel_beats])
     worst = max(exp["cycles"])
     return Chunk(
         inputs={
@@ -320,7 +330,7 @@ def _selector_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
             "clusters": beats,
         },
         outputs={
-            "selected": pack(lay.selected, {"cluster": np.array(ids), "last": last}) if ids else [],
+            "selected": pack(sel_layout, sel_cols) if sel_beats else [],
             "summary": pack(summary_layout, {k: np.array(v) for k, v in exp["summary"].items()}),
         },
         transactions=n,
@@ -330,6 +340,7 @@ def _selector_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
             "rows": rows,
             "cycles": exp["cycles"],
             "selected": exp["ids"],
+            "selected_beats": sel_beats,
             "bins": exp["bins"],  # sim.coverage bins of the rows (WTU units)
         },
     )

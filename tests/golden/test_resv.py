@@ -14,6 +14,7 @@ from golden.resv import (
     attention,
     bucket_lut,
     cluster_online,
+    emit_beats,
     hamming,
     quantize_scores,
     representative_keys,
@@ -493,7 +494,8 @@ def test_page_fallback_groups_unmatched_tokens_by_page():
 )
 def test_bucketed_lanes_emit_in_id_order(scores, seed, lanes):
     """More lanes: the same selection in ascending id; ``emit_cycles`` counts the rows of
-    ``lanes`` ids up to the last selected one, ``max(1, selected in the row)`` each."""
+    ``lanes`` ids from the first selected one to the last, one cycle each, and
+    ``emit_beats`` packs each row's selected ids in one beat."""
     cfg = TINY.replace(bucket_mode="grid")
     counts = np.random.default_rng(seed).integers(0, 256, len(scores))
     one = wicsum_select_bucketed(np.array(scores), counts, cfg)
@@ -501,10 +503,13 @@ def test_bucketed_lanes_emit_in_id_order(scores, seed, lanes):
     assert r.selected.tolist() == sorted(one.selected.tolist())
     assert (r.b_star, r.total_mass, r.threshold) == (one.b_star, one.total_mass, one.threshold)
     assert one.emit_cycles == one.clusters_emitted
-    rows = [
-        sum(1 for c in r.selected if c // lanes == i) for i in range(r.selected[-1] // lanes + 1)
-    ]
-    assert r.emit_cycles == sum(max(1, k) for k in rows)
+    rows = range(r.selected[0] // lanes, r.selected[-1] // lanes + 1)
+    assert r.emit_cycles == len(rows)
+    beats = emit_beats(r.selected, lanes)
+    assert [b // lanes for b, _ in beats] == sorted({c // lanes for c in r.selected})
+    unpacked = [b + j for b, mask in beats for j in range(lanes) if mask >> j & 1]
+    assert unpacked == r.selected.tolist()
+    assert all(0 < mask < 1 << lanes for _, mask in beats)
 
 
 def test_bucketed_lanes_by_hand():
@@ -515,5 +520,12 @@ def test_bucketed_lanes_by_hand():
     four = wicsum_select_bucketed(scores, np.ones(10, np.int64), cfg, coverage_q=4000, lanes=4)
     assert one.selected.tolist()[:3] == [9, 8, 7]
     assert four.selected.tolist() == sorted(one.selected.tolist())
+    assert emit_beats(four.selected, 4) == [
+        (b, sum(1 << (c - b) for c in four.selected if b <= c < b + 4))
+        for b in sorted({c - c % 4 for c in four.selected.tolist()})
+    ]
+    assert emit_beats(np.array([1, 2, 9]), 4) == [(0, 0b0110), (8, 0b0010)]
+    with pytest.raises(ValueError, match=r"^selected must be ascending and unique$"):
+        emit_beats(np.array([3, 3]), 4)
     with pytest.raises(ValueError, match=r"^lanes must be an integer in 1\.\.256, not 0$"):
         wicsum_select_bucketed(scores, np.ones(10, np.int64), cfg, lanes=0)

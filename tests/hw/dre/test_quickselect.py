@@ -1,7 +1,8 @@
 """WeightedQuickSelect on the Amaranth simulator, bit-exact against
 golden.quickselect.quickselect (itself checked against golden.quickselect.wicsum_select_exact_q
 and the float golden.resv.wicsum_select in tests/golden/test_quickselect.py), at 1, 2, 4, 8
-and 16 clusters per beat (``wtu_lanes``)."""
+and 16 clusters per beat (``wtu_lanes``), the selected ids of a row of ``wtu_lanes`` in one
+``selected`` beat."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from amaranth.hdl import Fragment
 
 from hw.config import preset
 from hw.dre import WeightedQuickSelect, quickselect_cycles
-from sim.dre_data import ScoreRow, quickselect_beats, quickselect_expected
+from sim.dre_data import (
+    ScoreRow,
+    beat_ids,
+    beat_tuple,
+    quickselect_beats,
+    quickselect_expected,
+    selected_beats,
+)
 from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 from sim.tb_wtu import synthetic_rows
 
@@ -98,7 +106,10 @@ def check(cfg, rows, out, *, exact_cycles: bool, skip=()) -> None:
             continue
         exp = quickselect_expected(cfg, row)
         sel = out["selected"][i]
-        assert [p.cluster for p in sel] == exp.selected.tolist(), f"row {i}: selection"
+        lanes = cfg.wtu_lanes
+        ids = [c for p in sel for c in beat_ids(p, lanes)]
+        assert ids == exp.selected.tolist(), f"row {i}: selection"
+        assert [beat_tuple(p, lanes) for p in sel] == selected_beats(ids, lanes), f"row {i}: beats"
         assert [p.last for p in sel] == [0] * (len(sel) - 1) + [1], f"row {i}: last flags"
         s = out["summary"][i]
         got = (s.n_selected, s.passes, s.total_mass, s.threshold, s.error)
@@ -173,6 +184,12 @@ def test_quickselect_corner_rows(lanes, tmp_path):
         ),
         # All at the lowest score (ties), the minimum of the first lane last.
         ScoreRow(scores=np.full(n, r.score_min), counts=np.ones(n, np.int64), coverage_q=1),
+        # Only the first and the last id selected: with lanes, the rows between hold none.
+        ScoreRow(
+            scores=np.array([500] + [-900] * (n - 2) + [500]),
+            counts=np.ones(n, np.int64),
+            coverage_q=one,
+        ),
     ]
     exp = [quickselect_expected(cfg, x) for x in rows]
     assert exp[0].selected.tolist() == [0] and exp[0].pass_reads == (1,)
@@ -181,6 +198,7 @@ def test_quickselect_corner_rows(lanes, tmp_path):
     assert exp[4].selected.tolist() == [n - 1] and exp[4].total_mass == 0
     assert exp[5].selected.tolist() == [0]
     assert exp[6].selected.tolist() == list(range(n - exp[6].selected.size, n))
+    assert exp[10].selected.tolist() == [0, n - 1]
     out = simulate(cfg, rows, timing="none", seed=3, vcd=tmp_path / "qs.vcd")
     check(cfg, rows, out, exact_cycles=True)
 
@@ -212,7 +230,7 @@ def test_quickselect_reset_mid_row(lanes, tmp_path):
         await stream_put(ctx, dut.cmd, [{"coverage_q": second.coverage_q}], cycle=h.cycle)
         await stream_put(ctx, dut.clusters, quickselect_beats(cfg, second), cycle=h.cycle)
         beats = await stream_get(ctx, dut.selected, cycle=h.cycle, until=lambda p: p.last)
-        got["ids"] = [p.cluster for p, _ in beats]
+        got["ids"] = [c for p, _ in beats for c in beat_ids(p, lanes)]
         ((summary, _),) = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
         got["summary"] = summary
 
@@ -258,7 +276,7 @@ def test_quickselect_lanes_flags_bad_beats(bad, tmp_path):
         await stream_put(ctx, dut.cmd, [{"coverage_q": good.coverage_q}], cycle=h.cycle)
         await stream_put(ctx, dut.clusters, quickselect_beats(cfg, good), cycle=h.cycle)
         sel = await stream_get(ctx, dut.selected, cycle=h.cycle, until=lambda p: p.last)
-        got["ids"] = [p.cluster for p, _ in sel]
+        got["ids"] = [c for p, _ in sel for c in beat_ids(p, cfg.wtu_lanes)]
         ((got["good"], _),) = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
 
     run(h, [bench], vcd=tmp_path / "qs_bad.vcd", traces=[h.cycle, dut.clusters])
@@ -272,6 +290,7 @@ def test_quickselect_cycles_formula():
     one = WeightedQuickSelect(TINY.replace(wtu_lanes=1))
     dut = WeightedQuickSelect(TINY)
     Fragment.get(dut, None)
+    Fragment.get(one, None)  # elaborated, so no UnusedElaboratable warning at collection
     assert dut.lanes == 4 and one.lanes == 1
     row = ScoreRow(scores=np.arange(13) * 8, counts=np.ones(13, np.int64), coverage_q=2048)
     exp = quickselect_expected(TINY, row)

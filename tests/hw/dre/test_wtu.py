@@ -1,7 +1,10 @@
 """WiCSumThresholdUnit on the Amaranth simulator, bit-exact against
-golden.resv.wicsum_select_bucketed (grid buckets at 1, 2, 4, 8 and 16 ingest lanes too)."""
+golden.resv.wicsum_select_bucketed (grid buckets at 1, 2, 4, 8 and 16 lanes too: L clusters
+per ingest beat, the selected ids of a row of L in one ``selected`` beat)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,7 +12,15 @@ from amaranth.hdl import Fragment
 
 from hw.config import preset
 from hw.dre import WiCSumThresholdUnit, wtu_cycles, wtu_ingest_lanes
-from sim.dre_data import ScoreRow, score_row, wtu_beats, wtu_expected
+from sim.dre_data import (
+    ScoreRow,
+    beat_ids,
+    beat_tuple,
+    score_row,
+    selected_beats,
+    wtu_beats,
+    wtu_expected,
+)
 from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")
@@ -25,7 +36,7 @@ CONFIGS = {
 # Grid buckets (single pass) on the same configurations, one cluster per beat.
 GRID = {name: c.replace(resv={"bucket_mode": "grid"}, wtu_lanes=1) for name, c in CONFIGS.items()}
 # (mode, wtu_lanes): relative buckets are single-lane whatever wtu_lanes.
-MODES = [("relative", 4), ("grid", 1), ("grid", 2), ("grid", 4)]
+MODES = [("relative", 4), ("grid", 1), ("grid", 2), ("grid", 4), ("grid", 16)]
 KINDS = ["normal", "ties", "one_bucket", "extremes", "wide"]
 
 
@@ -34,6 +45,10 @@ def row_beats(cfg, row: ScoreRow, *, bad_id_at: int | None = None):
 
 
 def mode_cfg(base, mode: str, lanes: int):
+    """``base`` with ``mode`` buckets and ``lanes``; 16 grid lanes over a 64-entry table
+    (rows of 1..4 beats)."""
+    if mode == "grid" and lanes == 16 and base.max_clusters < 64:
+        base = base.replace(resv={"max_clusters": 64})
     return base.replace(resv={"bucket_mode": mode}, wtu_lanes=lanes)
 
 
@@ -106,8 +121,10 @@ def check(cfg, rows, out, *, exact_cycles: bool) -> None:
     for i, row in enumerate(rows):
         exp = wtu_expected(cfg, row)
         sel = out["selected"][i]
-        ids = [p.cluster for p in sel]
+        lanes = wtu_ingest_lanes(cfg)
+        ids = [c for p in sel for c in beat_ids(p, lanes)]
         assert ids == exp.selected.tolist(), f"row {i}: selection"
+        assert [beat_tuple(p, lanes) for p in sel] == selected_beats(ids, lanes), f"row {i}: beats"
         assert [p.last for p in sel] == [0] * (len(sel) - 1) + [1], f"row {i}: last flags"
         s = out["summary"][i]
         got = (s.b_star, s.buckets_scanned, s.n_selected, s.total_mass, s.threshold, s.error)
@@ -208,7 +225,15 @@ def test_wtu_corner_rows(mode, lanes, tmp_path):
             counts=np.ones(n, np.int64),
             coverage_q=one * 3 // 4,
         ),
+        # Only the first and the last id selected: with lanes, the rows between hold none.
+        ScoreRow(
+            scores=np.array([500] + [-900] * (n - 2) + [500]),
+            counts=np.ones(n, np.int64),
+            coverage_q=one // 2,
+        ),
     ]
+    # 64 clusters at 16 lanes: keep the ramps in the score range.
+    rows = [replace(x, scores=np.clip(x.scores, r.score_min, r.score_max)) for x in rows]
     exp = [wtu_expected(cfg, x) for x in rows]
     assert exp[1].selected.tolist() == list(range(n))
     assert exp[2].selected.tolist() == list(range(0, n, 2))
@@ -217,6 +242,7 @@ def test_wtu_corner_rows(mode, lanes, tmp_path):
     # Bucket order with one lane per beat, ascending id with more.
     assert exp[5].selected.tolist() == (top if lanes == 1 or mode == "relative" else top[::-1])
     assert exp[5].selected.size > 2
+    assert exp[10].selected.tolist() == [0, n - 1]
     out = simulate(cfg, rows, timing="none", seed=3, vcd=tmp_path / "wtu.vcd")
     check(cfg, rows, out, exact_cycles=True)
 
@@ -257,7 +283,7 @@ def test_wtu_reset_mid_row(mode, lanes, tmp_path):
         await stream_put(ctx, dut.cmd, [{"coverage_q": second.coverage_q}], cycle=h.cycle)
         await stream_put(ctx, dut.clusters, row_beats(cfg, second), cycle=h.cycle)
         beats = await stream_get(ctx, dut.selected, cycle=h.cycle, until=lambda p: p.last)
-        got["ids"] = [p.cluster for p, _ in beats]
+        got["ids"] = [c for p, _ in beats for c in beat_ids(p, wtu_ingest_lanes(cfg))]
         ((summary, _),) = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
         got["summary"] = summary
 
@@ -289,13 +315,16 @@ def test_wtu_lanes_cycles_formula():
         dut.cycles(13, 3, 5)
 
 
+@pytest.mark.parametrize("timing", list(TIMINGS))
 @pytest.mark.parametrize("lanes", [8, 16])
-def test_wtu_wide_lanes(lanes, tmp_path):
-    """8 and 16 lanes (16 lanes: the whole tiny row in one beat)."""
-    cfg = mode_cfg(TINY, "grid", lanes)
-    rows = make_rows(cfg, 11, 10)
-    out = simulate(cfg, rows, timing="none", seed=5, vcd=tmp_path / "wtu.vcd")
-    check(cfg, rows, out, exact_cycles=True)
+def test_wtu_wide_lanes(lanes, timing, tmp_path):
+    """8 lanes, and 16 (the whole tiny row in one beat, and rows of 1..4 beats over a
+    64-entry table)."""
+    one_beat = TINY.replace(resv={"bucket_mode": "grid"}, wtu_lanes=lanes)
+    for cfg in [one_beat] + ([mode_cfg(TINY, "grid", lanes)] if lanes == 16 else []):
+        rows = make_rows(cfg, 11, 10)
+        out = simulate(cfg, rows, timing=timing, seed=5, vcd=tmp_path / "wtu.vcd")
+        check(cfg, rows, out, exact_cycles=timing == "none")
 
 
 @pytest.mark.parametrize(
@@ -327,7 +356,7 @@ def test_wtu_lanes_flags_bad_beats(bad, tmp_path):
         await stream_put(ctx, dut.cmd, [{"coverage_q": good.coverage_q}], cycle=h.cycle)
         await stream_put(ctx, dut.clusters, row_beats(cfg, good), cycle=h.cycle)
         sel = await stream_get(ctx, dut.selected, cycle=h.cycle, until=lambda p: p.last)
-        got["ids"] = [p.cluster for p, _ in sel]
+        got["ids"] = [c for p, _ in sel for c in beat_ids(p, 4)]
         ((got["good"], _),) = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
 
     run(h, [bench], vcd=tmp_path / "wtu_bad.vcd", traces=[h.cycle, dut.clusters])
