@@ -13,7 +13,9 @@ kind + ``c_row * rows`` + ``c_pass * passes`` (a ``PREFILL`` runs its rows throu
 ``prefill_rows`` at a time) + ``c_cluster * clusters scored`` (one selection per command) +
 ``passes * (c_kept * kept tokens + c_fetch * fetched tokens + c_burst * read bursts)``
 (every pass streams the kept tokens and fetches the selection again); ingest is cycles per
-token. The coefficients are least-squares fits to the run; the report gives the fit's
+token, as measured, or the HCU's search of the extrapolated table if that is longer
+(``ceil(clusters / hcu_lanes) + 3`` cycles per aged token bound the pipelined ingest).
+The coefficients are least-squares fits to the run; the report gives the fit's
 residual, how many costs the run determines independently, and a holdout check (fit on
 the first half of the commands, predict the second half, whose caches are larger).
 Extrapolation to a cache of ``N`` tokens: ``sink + recent`` kept,
@@ -111,7 +113,11 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     prefill = full * cmd(True, per_cmd * g) + (cmd(True, last * g) if last else 0.0)
     passes = full * math.ceil(per_cmd * g / cfg.prefill_rows)
     passes += math.ceil(last * g / cfg.prefill_rows)
-    ingest = tpf * (shape["ingest_per_token"] + shape["rope_extra"])
+    # The pipelined ingest is bounded below by the HCU's search of the table for each aged
+    # token (hcu_batch 1: ceil(clusters / hcu_lanes) + 3 cycles), which the run's small
+    # tables may not show.
+    hcu = math.ceil(clusters / cfg.hcu_lanes) + 3
+    ingest = tpf * max(shape["ingest_per_token"] + shape["rope_extra"], hcu)
     return {
         "cache": cache,
         "clusters": clusters,

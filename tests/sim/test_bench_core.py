@@ -102,3 +102,16 @@ def test_a_narrower_run_predicts_the_preset():
     assert one_pair["shape"]["rope_extra"] == 48
     with pytest.raises(ValueError, match="beats per vector"):
         run(_records(), paper.replace(mac_lanes=8), 0.327, paper)
+
+
+def test_ingest_is_bounded_by_the_hcu_search():
+    """The run's ingest (800 cycles per 8 tokens) at a small table; at 16 K tokens the HCU's
+    search of the full 4096-cluster table (16 lanes: 256 rows + 3 cycles per aged token)
+    bounds it."""
+    s = run(_records(), preset("paper"), 0.327)
+    tpf = s["shape"]["tokens_per_frame"]
+    small, big = s["rows"][0], s["rows"][-1]
+    assert small["clusters"] < 16 * 97
+    assert small["ingest"] == pytest.approx(tpf * 100)
+    assert big["clusters"] == 4096
+    assert big["ingest"] == pytest.approx(tpf * (4096 // 16 + 3))
