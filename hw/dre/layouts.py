@@ -14,7 +14,7 @@ from amaranth.lib import data, enum
 
 from ..config import HWConfig, bits_for
 
-__all__ = ["DRELayouts", "Event", "layouts"]
+__all__ = ["DRELayouts", "Event", "lanes_beat_malformed", "layouts"]
 
 
 class Event(enum.Enum, shape=2):
@@ -123,3 +123,12 @@ class DRELayouts:
 def layouts(cfg: HWConfig) -> DRELayouts:
     """``DRELayouts`` of ``cfg`` (one instance per configuration)."""
     return DRELayouts(cfg)
+
+
+def lanes_beat_malformed(p, n, lanes: int, cmax: int):
+    """A ``cluster_lanes`` beat ``p`` that breaks the layout's rules, ``n`` clusters of the
+    row already in: ``base`` out of sequence, ``n`` of 0 or above ``lanes``, a short beat that
+    is not the last, or a row longer than ``cmax`` clusters."""
+    return (
+        (p.base != n) | (p.n == 0) | (p.n > lanes) | ((p.n != lanes) & ~p.last) | (n + p.n > cmax)
+    )

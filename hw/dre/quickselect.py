@@ -59,7 +59,7 @@ from golden.quickselect import QuickSelection, exp2_lut
 
 from ..config import HWConfig, ceil_log2, check_config
 from .bitops import popcount
-from .layouts import layouts
+from .layouts import lanes_beat_malformed, layouts
 
 __all__ = ["QUICKSELECT_LATENCY", "WeightedQuickSelect", "quickselect_cycles"]
 
@@ -190,13 +190,7 @@ class WeightedQuickSelect(wiring.Component):
                     m.d.sync += cur_min.eq(beat_min)
                 with m.If((n == 0) | (beat_max > cur_max)):
                     m.d.sync += [cur_max.eq(beat_max), top.eq(beat_max[cid:])]
-            with m.If(
-                (p.base != n)
-                | (p.n == 0)
-                | (p.n > lanes)
-                | ((p.n != lanes) & ~p.last)
-                | (n + p.n > cmax)
-            ):
+            with m.If(lanes_beat_malformed(p, n, lanes, cmax)):
                 m.d.sync += err.eq(1)
         return n_next
 

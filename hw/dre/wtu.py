@@ -86,7 +86,7 @@ from golden.resv import bucket_lut
 
 from ..config import HWConfig, ceil_log2, check_config
 from .bitops import lowest_set, popcount
-from .layouts import layouts
+from .layouts import lanes_beat_malformed, layouts
 
 __all__ = [
     "WTU_GRID_LATENCY",
@@ -384,13 +384,7 @@ class WiCSumThresholdUnit(wiring.Component):
                     with m.If(rise):
                         m.d.sync += [top_g.eq(beat_top), base.eq(new_base)]
                     m.d.sync += n.eq(n + popcount(valid))
-                    with m.If(
-                        (p.base != n)
-                        | (p.n == 0)
-                        | (p.n > lanes)
-                        | ((p.n != lanes) & ~p.last)
-                        | (n + p.n > cmax)
-                    ):
+                    with m.If(lanes_beat_malformed(p, n, lanes, cmax)):
                         m.d.sync += err.eq(1)
                     with m.If(p.last):
                         m.d.sync += [mass.eq(0), b.eq(0)]
