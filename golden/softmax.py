@@ -23,12 +23,41 @@ always defined. Scores must be finite (an infinite score makes ``x - m_new`` NaN
 ``attention_bits(q, keys, values, lanes=, exp_frac_bits=)`` adds the score dot products of
 the MAC tree (``golden.fparith.dot``).
 
+**Tiled order** (``tiled_attention``, the paper's datapath: issue 11). The order above costs
+``head_dim`` FP32 multiply-adds of the vector unit per token and row (``o*a + p*v``), which
+is why the per-token machine needs a vector unit per array row. The tiled order takes the
+tokens ``T = tile`` at a time (a power of two), so that ``P x V`` is a matrix product on the
+MAC array and the accumulator is rescaled once per tile instead of once per token. Per row,
+with ``m = -inf``, ``l = +0``, ``o = +0`` at the start, for each tile of tokens
+``j*T .. j*T + T - 1`` (the last tile padded with masked tokens whose values are ``+0``)::
+
+    x[t]  = fp32_mul(scores[t], K)               # a masked score is -inf, so x is -inf
+    mt    = tree_max(x)                          # pairwise tree over the T lanes
+    m_new = fp32_max(m, mt)
+    a     = exp2q(fp32_add(m, -m_new), F)        # +0 on the first tile (m = -inf)
+    p[t]  = exp2q(fp32_add(x[t], -m_new), F)     # +0 for a masked token
+    l     = fp32_add(fp32_mul(l, a), tree_sum(p))
+    pb[t] = fp32_to_bf16(p[t])                   # P enters the MAC array as BF16
+    o[i]  = fp32_add(fp32_mul(o[i], a), dot(pb, values[tile, i], lanes))
+    m     = m_new
+    out[i] = fp32_mul(o[i], fp32_recip(l))
+
+``tree_max`` pairs lanes as ``dot``'s tree does (level 1: ``max(x0, x1), max(x2, x3), ...``,
+``fp32_max(left, right)``); ``dot(pb, v, lanes)`` is the MAC array's reduction of the
+``T`` products (``lanes = mac_cols``: one pairwise tree per ``lanes`` tokens, the chunk
+sums in order). ``l`` sums the FP32 ``p`` while ``P x V`` uses their BF16 roundings, as
+FlashAttention does; the difference is measured by ``attention_error(tile=T)``. The first
+token of every row must be visible (unmasked): it is in the first tile, so ``m`` is finite
+after it (a row whose whole first tile is masked raises ``ValueError`` through ``exp2q``
+of a NaN). ``tile_step`` is one tile of one block of rows, without ``P x V``: the softmax
+half of the vector unit.
+
 CLI: relative L2 error of ``attention_bits`` against float64 softmax attention of the same
 BF16 q/k/v on queries sampled from a trace (prefill queries attend causally to the tokens
 up to their own, decode queries to the tokens ingested before them)::
 
     python -m golden.softmax --trace build/traces/x.npz --lanes 16 --exp-frac-bits 10 \\
-        --queries 200 [--json out.json]
+        --queries 200 [--tile 64] [--json out.json]
 """
 
 from __future__ import annotations
@@ -52,8 +81,10 @@ from golden.fparith import (
     fp32_max,
     fp32_mul,
     fp32_recip,
+    fp32_to_bf16,
     ftz32,
     print_figures,
+    tree_sum,
 )
 
 __all__ = [
@@ -63,9 +94,13 @@ __all__ = [
     "attention_scale",
     "main",
     "online_attention",
+    "tile_step",
+    "tiled_attention",
+    "tree_max",
 ]
 
 _SIGN = np.uint32(0x8000_0000)
+_NEG_INF = np.uint32(0xFF80_0000)
 
 
 def attention_scale(head_dim: int) -> np.uint32:
@@ -117,6 +152,101 @@ def online_attention(
     return out if s.ndim == 2 else out[0]
 
 
+def tree_max(x: npt.ArrayLike) -> np.ndarray:
+    """Pairwise-tree maximum over the last axis (a power of two) of FP32 patterns:
+    ``fp32_max(left, right)`` at every node, lanes paired as in ``tree_sum``."""
+    p = np.asarray(x)
+    n = p.shape[-1] if p.ndim else 0
+    if p.dtype != np.uint32 or n < 1 or n & (n - 1):
+        raise ValueError(f"x must be uint32 with a power-of-two last axis, not {p.dtype} {p.shape}")
+    while p.shape[-1] > 1:
+        p = fp32_max(p[..., 0::2], p[..., 1::2])
+    return p[..., 0]
+
+
+def _check_tile(tile: int) -> None:
+    _check_int("tile", tile, 1, 1 << 12)
+    if tile & (tile - 1):
+        raise ValueError(f"tile must be a power of two in 1..4096, not {tile!r}")
+
+
+def tile_step(
+    scores: npt.ArrayLike,
+    m: npt.ArrayLike,
+    l: npt.ArrayLike,
+    *,
+    head_dim: int,
+    exp_frac_bits: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One tile of the tiled order (module docstring) for ``R`` rows: ``scores`` ``(R, T)``
+    FP32 patterns (masked tokens ``-inf``), the running max ``m`` and sum ``l`` ``(R,)``
+    (``-inf`` and ``+0`` before the first tile) → ``(m_new, l_new, a, pb)``: ``a`` ``(R,)``
+    scales the accumulator, ``pb`` ``(R, T)`` BF16 patterns are P's row for ``P x V``."""
+    s = np.asarray(scores)
+    if s.dtype != np.uint32 or s.ndim != 2:
+        raise ValueError(f"scores must be a uint32 (rows, tile) array, not {s.dtype} {s.shape}")
+    _check_tile(s.shape[1])
+    m = np.asarray(m)
+    l = np.asarray(l)
+    for name, v in (("m", m), ("l", l)):
+        if v.dtype != np.uint32 or v.shape != s.shape[:1]:
+            raise ValueError(
+                f"{name} must be uint32 of shape {s.shape[:1]}, not {v.dtype} {v.shape}"
+            )
+    _check_int("exp_frac_bits", exp_frac_bits, 1, 16)
+    x = fp32_mul(s, attention_scale(head_dim))
+    m_new = fp32_max(m, tree_max(x))
+    a = exp2q(fp32_add(m, m_new ^ _SIGN), exp_frac_bits)
+    p = exp2q(fp32_add(x, (m_new ^ _SIGN)[:, None]), exp_frac_bits)
+    l_new = fp32_add(fp32_mul(l, a), tree_sum(p))
+    return m_new, l_new.astype(np.uint32), a, fp32_to_bf16(p)
+
+
+def tiled_attention(
+    scores: npt.ArrayLike,
+    values: npt.ArrayLike,
+    *,
+    tile: int,
+    lanes: int,
+    exp_frac_bits: int,
+) -> np.ndarray:
+    """FP32 patterns ``(R, d)`` of the tiled order (module docstring): ``scores`` ``(R, n)``
+    FP32 patterns (``-inf`` for a masked token; the first token must be visible to every
+    row), ``values`` ``(n, d)`` BF16 patterns, ``tile`` tokens per tile (a power of two),
+    ``lanes`` the MAC array's columns for ``P x V`` (a power of two). A ``(n,)`` score
+    vector gives ``(d,)``."""
+    s = np.asarray(scores)
+    v = np.asarray(values)
+    if s.dtype != np.uint32 or s.ndim not in (1, 2) or s.size < 1:
+        raise ValueError(
+            f"scores must be a non-empty uint32 vector or (rows, n) array, not {s.dtype} {s.shape}"
+        )
+    n = s.shape[-1]
+    if v.dtype != np.uint16 or v.ndim != 2 or v.shape[0] != n or v.shape[1] < 1:
+        raise ValueError(
+            f"values must be uint16 of shape ({n}, d), d >= 1, not {v.dtype} {v.shape}"
+        )
+    _check_tile(tile)
+    _check_int("exp_frac_bits", exp_frac_bits, 1, 16)
+    rows = s.reshape(-1, n)
+    d = v.shape[1]
+    tiles = -(-n // tile)
+    pad = tiles * tile - n
+    rows = np.pad(rows, [(0, 0), (0, pad)], constant_values=_NEG_INF)
+    v = np.pad(v, [(0, pad), (0, 0)])
+    m = np.full(rows.shape[0], _NEG_INF, np.uint32)
+    l = np.zeros(rows.shape[0], np.uint32)
+    o = np.zeros((rows.shape[0], d), np.uint32)
+    for j in range(tiles):
+        cut = slice(j * tile, (j + 1) * tile)
+        m, l, a, pb = tile_step(rows[:, cut], m, l, head_dim=d, exp_frac_bits=exp_frac_bits)
+        shape = (rows.shape[0], d, tile)
+        pv = dot(np.broadcast_to(pb[:, None], shape), np.broadcast_to(v[cut].T, shape), lanes)
+        o = fp32_add(fp32_mul(o, a[:, None]), pv)
+    out = fp32_mul(o, fp32_recip(l)[:, None]).astype(np.uint32)
+    return out if s.ndim == 2 else out[0]
+
+
 def attention_bits(
     q: npt.ArrayLike,
     keys: npt.ArrayLike,
@@ -124,14 +254,18 @@ def attention_bits(
     *,
     lanes: int,
     exp_frac_bits: int,
+    tile: int | None = None,
 ) -> np.ndarray:
     """``online_attention`` of the scores ``dot(keys[t], q, lanes)``; ``q`` ``(d,)``,
-    ``keys`` and ``values`` ``(n, d)``, all BF16 patterns (``uint16``)."""
+    ``keys`` and ``values`` ``(n, d)``, all BF16 patterns (``uint16``). With ``tile``, the
+    tiled order instead (``tiled_attention``, ``P x V`` on ``lanes`` columns)."""
     q = np.asarray(q)
     keys = np.asarray(keys)
     if q.ndim != 1 or keys.ndim != 2 or keys.shape[1] != q.size:
         raise ValueError(f"keys must have shape (n, {q.size}), not {keys.shape}")
     scores = np.atleast_1d(dot(keys, np.broadcast_to(q, keys.shape), lanes))
+    if tile is not None:
+        return tiled_attention(scores, values, tile=tile, lanes=lanes, exp_frac_bits=exp_frac_bits)
     return online_attention(scores, values, exp_frac_bits=exp_frac_bits)
 
 
@@ -143,11 +277,18 @@ def attention_float(q: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.n
 
 
 def attention_error(
-    path: str, *, lanes: int, exp_frac_bits: int, queries: int, seed: int = 0
+    path: str,
+    *,
+    lanes: int,
+    exp_frac_bits: int,
+    queries: int,
+    seed: int = 0,
+    tile: int | None = None,
 ) -> dict:
-    """Relative L2 error ``|out - ref| / |ref|`` of ``attention_bits`` against
-    ``attention_float`` for ``queries`` queries sampled from the trace at ``path`` (any
-    layer and query head, prefill or decode; keys and values of the matching KV head)."""
+    """Relative L2 error ``|out - ref| / |ref|`` of ``attention_bits`` (the tiled order
+    with ``tile``) against ``attention_float`` for ``queries`` queries sampled from the
+    trace at ``path`` (any layer and query head, prefill or decode; keys and values of the
+    matching KV head)."""
     from workloads.trace import load
 
     _check_int("queries", queries, 1, 1 << 20)
@@ -171,6 +312,7 @@ def attention_error(
             to_bf16_bits(v),
             lanes=lanes,
             exp_frac_bits=exp_frac_bits,
+            tile=tile,
         )
         ref = attention_float(q, k, v)
         diff = bits_to_f32(got).astype(np.float64) - ref
@@ -181,6 +323,7 @@ def attention_error(
         "trace": str(path),
         "lanes": lanes,
         "exp_frac_bits": exp_frac_bits,
+        "tile": tile,
         "queries": queries,
         "head_dim": t.head_dim,
         "tokens_mean": float(np.mean(lengths)),
@@ -201,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--exp-frac-bits", type=int, default=10, help="exp2 table input bits")
     ap.add_argument("--queries", type=int, default=200, help="queries sampled")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--tile", type=int, default=None, help="tiled order, TILE tokens per tile (power of two)"
+    )
     ap.add_argument("--json", type=str, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     try:
@@ -210,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             exp_frac_bits=args.exp_frac_bits,
             queries=args.queries,
             seed=args.seed,
+            tile=args.tile,
         )
     except (ValueError, TypeError, FileNotFoundError) as exc:
         ap.error(str(exc))

@@ -1,6 +1,7 @@
-"""golden.softmax: ``online_attention`` bit-exact against a scalar re-implementation built
-on exact rationals (``fractions.Fraction``, one rounding per operation), within a
-tolerance of float64 softmax attention, and its CLI on a tiny generated trace."""
+"""golden.softmax: ``online_attention`` and the tiled order ``tiled_attention`` bit-exact
+against scalar re-implementations built on exact rationals (``fractions.Fraction``, one
+rounding per operation, masked tokens handled explicitly rather than through ``-inf``),
+within a tolerance of float64 softmax attention, and the CLI on a tiny generated trace."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from golden.softmax import (
     attention_scale,
     main,
     online_attention,
+    tile_step,
+    tiled_attention,
+    tree_max,
 )
 
 # Scalar reference: FP32 values as (sign, Fraction) with flush to zero -----------------------
@@ -97,6 +101,67 @@ def scalar_attention(scores, values, f: int) -> list[int]:
             o[i] = add(mul(o[i], a), mul(p, vb))
         m = m_new
     r = round32(1 / signed(s), 0)
+    return [mul(oi, r) for oi in o]
+
+
+MASKED = 0xFF80_0000  # FP32 -inf: a causally masked score
+
+
+def bf16(bits: int) -> int:
+    """BF16 pattern of the FP32 pattern ``bits`` (finite, flushed), nearest, ties to even."""
+    sign, v = val(bits)
+    if v == 0:
+        return sign << 15
+    e = v.numerator.bit_length() - v.denominator.bit_length()
+    if Fraction(2) ** e > v:
+        e -= 1
+    q = round(v / Fraction(2) ** (e - 7))
+    if q == 1 << 8:
+        q, e = q >> 1, e + 1
+    return (sign << 15) | ((e + 127) << 7) | (q - (1 << 7))
+
+
+def pairwise(xs: list, op) -> object:
+    while len(xs) > 1:
+        xs = [op(a, b) for a, b in zip(xs[0::2], xs[1::2], strict=True)]
+    return xs[0]
+
+
+def scalar_tiled(scores, values, f: int, tile: int, lanes: int) -> list[int]:
+    """The tiled order of ``golden.softmax``, one value at a time; a masked token is
+    ``None`` (skipped by the max, weight 0), the first tile's ``a`` is 0 by definition."""
+    n, d = values.shape
+    k = int(attention_scale(d))
+    neg = 1 << 31
+
+    def vmax(a, b):
+        if a is None or b is None:
+            return b if a is None else a
+        return b if signed(b) > signed(a) else a
+
+    m, l, o = None, 0, [0] * d
+    for j in range(0, n, tile):
+        toks = range(j, j + tile)
+        x = [None if t >= n or scores[t] == MASKED else mul(int(scores[t]), k) for t in toks]
+        mt = pairwise(x, vmax)
+        m_new = vmax(m, mt)
+        assert m_new is not None, "the first token is visible"
+        a = 0 if m is None else exp2(add(m, m_new ^ neg), f)
+        p = [0 if xi is None else exp2(add(xi, m_new ^ neg), f) for xi in x]
+        l = add(mul(l, a), pairwise(p, add))
+        pb = [bf16(pi) for pi in p]
+        for i in range(d):
+            prods = [
+                mul(pb[c] << 16, int(values[t, i]) << 16) if t < n else 0
+                for c, t in enumerate(toks)
+            ]
+            sums = [pairwise(prods[c : c + lanes], add) for c in range(0, max(tile, lanes), lanes)]
+            acc = sums[0]
+            for c_sum in sums[1:]:
+                acc = add(acc, c_sum)
+            o[i] = add(mul(o[i], a), acc)
+        m = m_new
+    r = round32(1 / signed(l), 0)
     return [mul(oi, r) for oi in o]
 
 
@@ -194,6 +259,106 @@ def test_rejects_bad_arguments():
         )
     with pytest.raises(ValueError, match=r"^a must not hold NaN patterns$"):  # inf score
         online_attention(np.array([0x7F80_0000], np.uint32), v[:1], exp_frac_bits=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 24),
+    st.sampled_from([1, 4, 8]),
+    st.sampled_from([0.5, 8.0, 200.0]),
+    st.sampled_from([4, 10]),
+    st.sampled_from([1, 2, 4, 8, 16]),
+    st.sampled_from([1, 2, 4, 8]),
+    st.sampled_from([0.0, 0.3, 0.9]),
+)
+def test_tiled_bit_exact_vs_scalar_reference(seed, n, d, scale, f, tile, lanes, masked):
+    """Tiles of 1..16 tokens (partial last tiles, P x V over 1..8 array columns, so one
+    chunk or several per tile), masked tokens anywhere but the first."""
+    scores, values = query(seed, n, d, scale)
+    hide = np.random.default_rng(seed + 1).random(n) < masked
+    hide[0] = False
+    scores[hide] = MASKED
+    got = tiled_attention(scores, values, tile=tile, lanes=lanes, exp_frac_bits=f)
+    assert got.dtype == np.uint32 and got.shape == (d,)
+    assert got.tolist() == scalar_tiled(scores, values, f, tile, lanes)
+
+
+def test_tiled_rows_and_corner_scores():
+    """Rows are independent (each equals its own one-row call); signed zeros, ties, far
+    outliers (weights flushed to 0), a masked tail; a fully masked trailing tile changes
+    nothing (a = 1 exactly, weights +0)."""
+    s = np.array([0.0, -0.0, 1.0, 1.0, -3000.0, 3000.0, 2.0**-130, -2.5], np.float32)
+    rng = np.random.default_rng(4)
+    scores = np.stack([f32_to_bits(s), f32_to_bits(s[::-1].copy())])
+    scores[1, 5:] = MASKED
+    values = to_bf16_bits(rng.standard_normal((s.size, 4)))
+    values[0, 0], values[1, 1] = 0x8000, 0x0001  # -0 and a subnormal (read as 0)
+    for tile, lanes in ((2, 2), (4, 1), (8, 4)):
+        got = tiled_attention(scores, values, tile=tile, lanes=lanes, exp_frac_bits=8)
+        assert got.shape == (2, 4)
+        for r in range(2):
+            assert got[r].tolist() == scalar_tiled(scores[r], values, 8, tile, lanes)
+        more = np.concatenate([scores, np.full((2, tile), MASKED, np.uint32)], axis=1)
+        vmore = np.concatenate([values, to_bf16_bits(rng.standard_normal((tile, 4)))])
+        again = tiled_attention(more, vmore, tile=tile, lanes=lanes, exp_frac_bits=8)
+        assert again.tolist() == got.tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 70), st.sampled_from([8, 10]))
+def test_tiled_close_to_float64_softmax(seed, n, f):
+    """As the per-token order, plus P's rounding to BF16 (2**-9 relative per weight)."""
+    rng = np.random.default_rng(seed)
+    d = 16
+    q = bf16_round(rng.standard_normal(d).astype(np.float32) * 2)
+    k = bf16_round(rng.standard_normal((n, d)).astype(np.float32))
+    v = bf16_round(rng.standard_normal((n, d)).astype(np.float32))
+    got = bits_to_f32(
+        attention_bits(
+            to_bf16_bits(q), to_bf16_bits(k), to_bf16_bits(v), lanes=4, exp_frac_bits=f, tile=16
+        )
+    ).astype(np.float64)
+    ref = attention_float(q, k, v)
+    tol = 4 * 2.0 ** -(f + 1) * math.log(2) + 2.0**-8 + 1e-5
+    assert np.abs(got - ref).max() <= tol * np.abs(v).max()
+
+
+def test_tile_step_and_tree_max():
+    """``tile_step`` is one tile of ``tiled_attention``: the first step from m = -inf
+    gives a = +0 and l = the sum of the weights, the maximum lane's weight is exactly 1."""
+    x = f32_to_bits(np.array([[1.0, 4.0, -2.0, 4.0], [0.5, 0.0, 0.25, -1.0]], np.float32))
+    x[1, 3] = MASKED
+    m0 = np.full(2, MASKED, np.uint32)
+    m, l, a, pb = tile_step(x, m0, np.zeros(2, np.uint32), head_dim=16, exp_frac_bits=10)
+    assert a.tolist() == [0, 0] and pb.dtype == np.uint16
+    assert pb[0, 1] == pb[0, 3] == 0x3F80 and pb[1, 0] == 0x3F80 and pb[1, 3] == 0
+    k = bits_to_f32(attention_scale(16))
+    assert m.tolist() == f32_to_bits(np.array([4.0, 0.5], np.float32) * k).tolist()
+    assert bits_to_f32(l)[1] > 1.0
+    assert tree_max(f32_to_bits(np.array([[-0.0, 0.0, 3.0, -5.0]], np.float32))).tolist() == [
+        f32_to_bits(np.float32(3.0))
+    ]
+    with pytest.raises(ValueError, match=r"^x must be uint32 with a power-of-two last axis"):
+        tree_max(np.zeros(3, np.uint32))
+
+
+def test_tiled_rejects_bad_arguments():
+    v = np.zeros((2, 4), np.uint16)
+    s = np.zeros(2, np.uint32)
+    with pytest.raises(ValueError, match=r"^tile must be a power of two in 1\.\.4096, not 3$"):
+        tiled_attention(s, v, tile=3, lanes=4, exp_frac_bits=8)
+    with pytest.raises(ValueError, match=r"^tile must be an integer in 1\.\.4096, not 0$"):
+        tiled_attention(s, v, tile=0, lanes=4, exp_frac_bits=8)
+    with pytest.raises(ValueError, match=r"^lanes must be a power of two, not 3$"):
+        tiled_attention(s, v, tile=2, lanes=3, exp_frac_bits=8)
+    with pytest.raises(ValueError, match=r"^values must be uint16 of shape \(2, d\)"):
+        tiled_attention(s, v[:1], tile=2, lanes=4, exp_frac_bits=8)
+    with pytest.raises(ValueError, match=r"^m must be uint32 of shape \(1,\)"):
+        tile_step(np.zeros((1, 2), np.uint32), s, s[:1], head_dim=4, exp_frac_bits=8)
+    first_masked = np.array([MASKED, 0], np.uint32)  # the first tile hides every token
+    with pytest.raises(ValueError, match=r"NaN"):
+        tiled_attention(first_masked, v, tile=1, lanes=4, exp_frac_bits=8)
 
 
 def test_cli_on_a_small_trace(tmp_path, capsys, random_trace):
