@@ -12,7 +12,7 @@ gives its score beats (``golden.fparith.mac_array``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +152,8 @@ def mac_expected(cfg: HWConfig, case: DotCase) -> int:
 class ArrayBlock:
     queries: np.ndarray  # uint16 BF16 patterns, shape (rows, n)
     keys: np.ndarray  # shape (T, n)
+    #: load ``queries`` transposed: its ``n`` columns are sent, one vector each
+    columns: bool = False
 
 
 def _matrix(rng: np.random.Generator, kind: str, shape: tuple[int, int]) -> np.ndarray:
@@ -187,21 +189,34 @@ def array_block(
 def array_blocks(cfg: HWConfig, count: int, seed: int, *, max_keys: int = 6) -> list[ArrayBlock]:
     """``count`` blocks cycling through every kind, with 1..``mac_rows`` rows (one block in
     five ``mac_rows + 1``: the extra row is ignored), 1..``max_keys`` K vectors and
-    1..``mac_chunks * mac_cols`` elements (partial final beats included)."""
+    1..``mac_chunks * mac_cols`` elements (partial final beats included); every third block
+    is loaded transposed (``ArrayBlock.columns``)."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(count):
         rows = cfg.mac_rows + 1 if i % 5 == 4 else int(rng.integers(1, cfg.mac_rows + 1))
         keys = int(rng.integers(1, max_keys + 1))
         n = int(rng.integers(1, cfg.mac_chunks * cfg.mac_cols + 1))
-        out.append(array_block(cfg, rng, KINDS[i % len(KINDS)], rows=rows, keys=keys, n=n))
+        b = array_block(cfg, rng, KINDS[i % len(KINDS)], rows=rows, keys=keys, n=n)
+        out.append(replace(b, columns=i % 3 == 2))
     return out
 
 
-def _vector_beats(cfg: HWConfig, vectors: np.ndarray) -> list[data.Const]:
-    """``array_in`` beats of ``vectors`` one after the other, ``end`` on the very last."""
+def load_beats(cfg: HWConfig, block: ArrayBlock) -> int:
+    """Beats of the block's query load: ``rows * ceil(n / mac_cols)``, or transposed ``n *
+    ceil(rows / mac_cols)``."""
+    rows, n = block.queries.shape
+    if block.columns:
+        return n * -(-rows // cfg.mac_cols)
+    return rows * -(-n // cfg.mac_cols)
+
+
+def _vector_beats(cfg: HWConfig, vectors: np.ndarray, columns: bool | None = None) -> list:
+    """``array_in`` beats of ``vectors`` one after the other, ``end`` on the very last;
+    ``array_load`` beats with ``columns`` when it is not ``None``."""
     cols = cfg.mac_cols
-    lay = layouts(cfg).array_in
+    lay = layouts(cfg).array_in if columns is None else layouts(cfg).array_load
+    extra = {} if columns is None else {"columns": int(columns)}
     count, n = vectors.shape
     chunks = -(-n // cols)
     padded = np.zeros((count, chunks * cols), np.uint16)
@@ -212,6 +227,7 @@ def _vector_beats(cfg: HWConfig, vectors: np.ndarray) -> list[data.Const]:
                 "x": [_bf16(x) for x in padded[v, c * cols : (c + 1) * cols]],
                 "last": int(c == chunks - 1),
                 "end": int(v == count - 1 and c == chunks - 1),
+                **extra,
             }
         )
         for v in range(count)
@@ -220,14 +236,22 @@ def _vector_beats(cfg: HWConfig, vectors: np.ndarray) -> list[data.Const]:
 
 
 def array_beats(cfg: HWConfig, block: ArrayBlock) -> tuple[list[data.Const], list[data.Const]]:
-    """The block's ``queries`` beats and ``keys`` beats (``DatapathLayouts.array_in``)."""
-    return _vector_beats(cfg, block.queries), _vector_beats(cfg, block.keys)
+    """The block's ``queries`` beats (``DatapathLayouts.array_load``; a transposed block
+    sends ``queries.T``) and ``keys`` beats (``array_in``)."""
+    q = np.ascontiguousarray(block.queries.T) if block.columns else block.queries
+    return _vector_beats(cfg, q, block.columns), _vector_beats(cfg, block.keys)
 
 
 def array_expected(cfg: HWConfig, block: ArrayBlock) -> list[tuple[tuple[int, ...], int]]:
     """Per K vector, the ``mac_rows`` FP32 patterns of its score beat and its ``end`` flag
-    (rows past ``mac_rows`` ignored, missing rows ``+0``)."""
-    q = block.queries[: cfg.mac_rows]
+    (rows past ``mac_rows`` ignored, missing rows ``+0``; a transposed block's rows are
+    whole beats of its columns, so its row count is rounded up to ``mac_cols``, the extra
+    rows all ``+0``)."""
+    q = block.queries
+    if block.columns:
+        rows = -(-len(q) // cfg.mac_cols) * cfg.mac_cols
+        q = np.pad(q, [(0, rows - len(q)), (0, 0)])
+    q = q[: cfg.mac_rows]
     s = mac_array(q, block.keys, cfg.mac_cols, rows=cfg.mac_rows)
     t = len(block.keys)
     return [(tuple(int(x) for x in s[i]), int(i == t - 1)) for i in range(t)]

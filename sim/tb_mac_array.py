@@ -36,6 +36,7 @@ from sim.datapath_data import (
     array_score_beat,
     array_special_blocks,
     gqa_blocks,
+    load_beats,
 )
 from sim.dre_data import trace_path
 
@@ -75,7 +76,7 @@ async def run_blocks(dut, blocks: list[ArrayBlock], *, idle: float, stall: float
         stall=stall,
         callback=lambda p, _t: sb.check(array_score_beat(p)),
     )
-    qsrc = StreamSource(dut, "queries", lay.array_in, rng=make_rng(tag, 1), idle=idle)
+    qsrc = StreamSource(dut, "queries", lay.array_load, rng=make_rng(tag, 1), idle=idle)
     ksrc = StreamSource(dut, "keys", lay.array_in, rng=make_rng(tag, 2), idle=idle)
     sink.start()
     budget = (len(qbeats) + len(kbeats) + latency(cfg)) / (1 - max(idle, stall)) ** 2
@@ -93,8 +94,8 @@ async def run_blocks(dut, blocks: list[ArrayBlock], *, idle: float, stall: float
 
 @cocotb.test()
 async def mac_array_random_timing(dut):
-    """Blocks of every data kind, 1..mac_rows rows (and one too many), partial final beats;
-    random gaps on both sources and back-pressure on the sink."""
+    """Blocks of every data kind, 1..mac_rows rows (and one too many), partial final beats,
+    every third loaded transposed; random gaps on both sources and back-pressure."""
     cfg = config_from_env()
     await start(dut)
     idle, stall = timing_from_env()
@@ -104,8 +105,9 @@ async def mac_array_random_timing(dut):
 
 @cocotb.test()
 async def mac_array_exact_cycles(dut):
-    """No stalls: each block's query beats then its K beats back to back, no bubble between
-    blocks (``block_cycles``), scores ``latency`` cycles after each K vector's last beat."""
+    """No stalls: each block's query beats (transposed ones too) then its K beats back to
+    back, no bubble between blocks (``block_cycles``), scores ``latency`` cycles after each
+    K vector's last beat."""
     cfg = config_from_env()
     await start(dut)
     blocks = array_blocks(cfg, 8, seed_from_env() + 1)
@@ -113,11 +115,12 @@ async def mac_array_exact_cycles(dut):
     start_t, qi, ki, last_t = q_t[0], 0, 0, []
     for b in blocks:
         m = -(-b.queries.shape[1] // cfg.mac_cols)
-        nq, nk = len(b.queries) * m, len(b.keys) * m
+        nq, nk = load_beats(cfg, b), len(b.keys) * m
         assert q_t[qi : qi + nq] == list(range(start_t, start_t + nq)), "query load stalled"
         assert k_t[ki : ki + nk] == list(range(start_t + nq, start_t + nq + nk)), "K stalled"
         last_t += k_t[ki + m - 1 : ki + nk : m]
-        start_t += block_cycles(len(b.queries), len(b.keys), m)
+        assert b.columns or nq + nk == block_cycles(len(b.queries), len(b.keys), m)
+        start_t += nq + nk
         qi, ki = qi + nq, ki + nk
     assert out_t == [t + latency(cfg) for t in last_t], (out_t[:4], last_t[:4])
 
@@ -159,8 +162,8 @@ async def mac_array_reset_mid_block(dut):
     first = array_blocks(cfg, 1, seed_from_env() + 2, max_keys=3)[0]
     q, k = array_beats(cfg, first)
     dut.scores__ready.value = 1  # drained unchecked: the block is cut short anyway
-    for name, beats in (("queries", q), ("keys", k[:-1])):
-        send = StreamSource(dut, name, lay.array_in).send(beats)
+    for name, layout, beats in (("queries", lay.array_load, q), ("keys", lay.array_in, k[:-1])):
+        send = StreamSource(dut, name, layout).send(beats)
         await with_timeout(send, (50 * len(beats) + 50) * PERIOD_NS, "ns")
     await reset(dut, cycles=1, idle=PORTS_IDLE)
     blocks = array_blocks(cfg, 5, seed_from_env() + 3)

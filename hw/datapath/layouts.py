@@ -67,6 +67,17 @@ class DatapathLayouts:
         self.array_in = data.StructLayout(
             {"x": data.ArrayLayout(BF16, cfg.mac_cols), "last": unsigned(1), "end": unsigned(1)}
         )
+        #: MacArray ``queries`` input: an ``array_in`` beat and ``columns``, which loads the
+        #: block transposed (its vectors are the stored rows' columns, e.g. a V tile for
+        #: P x V); read on every beat, the same for a whole block.
+        self.array_load = data.StructLayout(
+            {
+                "x": data.ArrayLayout(BF16, cfg.mac_cols),
+                "last": unsigned(1),
+                "end": unsigned(1),
+                "columns": unsigned(1),
+            }
+        )
         #: MacArray output: the ``mac_rows`` FP32 scores of one K vector; ``end`` on the
         #: block's final K vector.
         self.array_out = data.StructLayout(

@@ -3,14 +3,20 @@ Datapath; issue 11): QK^T of a block of stationary query vectors against streame
 vectors, for frame prefill (a frame's rows x the GQA group's query heads) and for grouped
 GEMV in decode (the group's query heads share each K read).
 
-Interface (payloads in ``DatapathLayouts``: ``array_in``, ``array_out``; ``C = mac_cols``,
-``R = mac_rows``, ``M = mac_chunks = ceil(head_dim / C)``). A vector of ``n`` elements
-(``1 <= n <= M*C``) is ``m = ceil(n / C)`` beats in element order, the final beat
-zero-padded with BF16 ``+0`` and flagged ``last``; all vectors of one block (queries and
-keys) have the same ``m``.
-  ``queries`` (in stream): a block of ``1..R`` query vectors, row after row (row ``r`` is
-  the ``r``-th vector sent); ``end`` on the final beat of the final row. Rows past ``R``
-  are consumed and ignored.
+Interface (payloads in ``DatapathLayouts``: ``array_load``, ``array_in``, ``array_out``;
+``C = mac_cols``, ``R = mac_rows``, ``M = mac_chunks = ceil(head_dim / C)``). A vector of
+``n`` elements (``1 <= n <= M*C``) is ``m = ceil(n / C)`` beats in element order, the final
+beat zero-padded with BF16 ``+0`` and flagged ``last``; all vectors of one block (queries
+and keys) have the same ``m``.
+  ``queries`` (in stream, ``array_load``): a block of ``1..R`` query vectors, row after row
+  (row ``r`` is the ``r``-th vector sent); ``end`` on the final beat of the final row. Rows
+  past ``R`` are consumed and ignored. With ``columns`` set (on every beat of the block) the
+  block is loaded **transposed**: its ``j``-th vector (``n'`` elements, ``ceil(n' / C)``
+  beats) is column ``j`` of the stored rows, so beat ``b`` of vector ``j`` writes element
+  ``j`` of rows ``b*C .. b*C + C - 1``; the block then has ``min(R, ceil(n' / C) * C)``
+  rows of ``n = `` (number of vectors, ``1..M*C``) elements, the elements no vector wrote
+  ``+0`` (the first beat clears the stored rows). This loads a V tile (one vector per token)
+  as ``V^T`` for ``P x V``: the scores are then ``golden.fparith.mac_array(V^T, P, C)``.
   ``keys`` (in stream): the block's K vectors, one after the other; ``end`` on the final
   beat of the final one (a block streams at least one K vector).
   ``scores`` (out stream): one beat per K vector, in order: ``s[r]`` is the FP32 pattern
@@ -35,7 +41,8 @@ vector's ``end`` flag and the block's row count to its score beat.
 Cycles (no stalls): one beat per cycle on either input, no bubble between phases. A block
 of ``R'`` rows and ``T`` K vectors of ``m`` beats takes ``block_cycles = (R' + T) * m``
 cycles of input: query beats at ``s .. s + R'm - 1``, K beats at ``s + R'm .. s + (R' +
-T)m - 1``, the next block's first query beat at ``s + (R' + T)m``. The scores of a K vector
+T)m - 1``, the next block's first query beat at ``s + (R' + T)m`` (a transposed block: its
+own beats, then ``T * m`` K beats). The scores of a K vector
 whose ``last`` beat is accepted at cycle ``t`` are offered at ``t + latency``, ``latency =
 log2(mac_cols) + 2`` (``mac_latency`` of the rows' trees). Back-pressure: as the MacTree,
 the pipeline advances whenever the output register is empty or read (``keys.ready =
@@ -71,7 +78,7 @@ class MacArray(wiring.Component):
         lay = layouts(cfg)
         super().__init__(
             {
-                "queries": In(stream.Signature(lay.array_in)),
+                "queries": In(stream.Signature(lay.array_load)),
                 "keys": In(stream.Signature(lay.array_in)),
                 "scores": Out(stream.Signature(lay.array_out)),
             }
@@ -109,20 +116,48 @@ class MacArray(wiring.Component):
             Signal(data.ArrayLayout(q_chunk, chunks), name=f"q{r}", reset_less=True)
             for r in range(rows)
         ]
-        load_row = Signal(range(rows + 1), name="load_row")
-        load_chunk = Signal(range(chunks + 1), name="load_chunk")
+        # Row order: ``load_row`` (the vector) and ``load_chunk`` (its beat). Transposed:
+        # ``load_row`` is the vector (a column index, up to M*C) and ``load_chunk`` its beat
+        # (a group of C rows); ``col_rows`` the rows its beats reached.
+        groups = -(-rows // cols)
+        load_row = Signal(range(max(rows, chunks * cols) + 1), name="load_row")
+        load_chunk = Signal(range(max(chunks, groups) + 1), name="load_chunk")
+        col_rows = Signal(range(rows + 1), name="col_rows")
+        first = Signal(init=1, name="load_first")  # the next query beat starts a block
+        transposed = qin.payload.columns
         m.d.comb += qin.ready.eq(~streaming)
         with m.If(qin.valid & qin.ready):
-            for r in range(rows):
-                for c in range(chunks):
-                    with m.If((load_row == r) & (load_chunk == c)):
-                        m.d.sync += qmem[r][c].eq(qin.payload.x)
-            next_row = Mux(load_row == rows, rows, load_row + 1)
+            m.d.sync += first.eq(qin.payload.last & qin.payload.end)
+            with m.If(transposed):
+                with m.If(first):
+                    m.d.sync += [q.eq(0) for q in qmem]
+                for g in range(groups):
+                    for i in range(min(cols, rows - g * cols)):
+                        for c in range(chunks):
+                            for e in range(cols):
+                                with m.If((load_chunk == g) & (load_row == c * cols + e)):
+                                    m.d.sync += qmem[g * cols + i][c][e].eq(qin.payload.x[i])
+                reach = Mux(load_chunk >= groups, rows, (load_chunk + 1) * cols)
+                reach = Mux(reach > rows, rows, reach)
+                with m.If(first | (reach > col_rows)):
+                    m.d.sync += col_rows.eq(reach)
+            with m.Else():
+                for r in range(rows):
+                    for c in range(chunks):
+                        with m.If((load_row == r) & (load_chunk == c)):
+                            m.d.sync += qmem[r][c].eq(qin.payload.x)
+            cap = Mux(transposed, chunks * cols, rows)
+            next_row = Mux(load_row >= cap, cap, load_row + 1)
             with m.If(qin.payload.last):
                 m.d.sync += [load_chunk.eq(0), load_row.eq(next_row)]
                 with m.If(qin.payload.end):
-                    m.d.sync += [load_row.eq(0), block_rows.eq(next_row), streaming.eq(1)]
-            with m.Elif(load_chunk != chunks):
+                    got = Mux(transposed, Mux(first | (reach > col_rows), reach, col_rows), 0)
+                    m.d.sync += [
+                        load_row.eq(0),
+                        block_rows.eq(Mux(transposed, got, next_row)),
+                        streaming.eq(1),
+                    ]
+            with m.Elif(load_chunk != max(chunks, groups)):
                 m.d.sync += load_chunk.eq(load_chunk + 1)
 
         # K stream: every row's tree takes the same beat, so the trees run in lockstep.

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
+from golden.bf16 import to_bf16_bits
 from hw.config import preset
 from hw.datapath import MacArray, block_cycles, mac_latency
 from sim.datapath_data import (
@@ -20,6 +21,7 @@ from sim.datapath_data import (
     array_score_beat,
     array_special_blocks,
     gqa_blocks,
+    load_beats,
 )
 from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
@@ -87,13 +89,16 @@ def test_exact_cycles_without_stalls(name, tmp_path):
     q_t, k_t = out["q_t"], out["k_t"]
     # Each block: its query beats, then its K beats, back to back, no bubble anywhere.
     start, qi, ki, last_t = q_t[0], 0, 0, []
+    assert any(b.columns for b in blocks) and not all(b.columns for b in blocks)
     for b in blocks:
         m = -(-b.queries.shape[1] // cfg.mac_cols)
-        nq, nk = len(b.queries) * m, len(b.keys) * m
+        nq, nk = load_beats(cfg, b), len(b.keys) * m
         assert q_t[qi : qi + nq] == list(range(start, start + nq))
         assert k_t[ki : ki + nk] == list(range(start + nq, start + nq + nk))
         last_t += k_t[ki + m - 1 : ki + nk : m]
-        start += block_cycles(len(b.queries), len(b.keys), m)
+        if not b.columns:
+            assert nq + nk == block_cycles(len(b.queries), len(b.keys), m)
+        start += nq + nk
         qi, ki = qi + nq, ki + nk
     assert (qi, ki) == (len(qbeats), len(kbeats))
     assert [t for _, t in out["got"]] == [t + dut.latency for t in last_t]
@@ -152,3 +157,51 @@ def test_elaborates_without_warnings():
 def test_rejects_a_bad_config():
     with pytest.raises(TypeError, match=r"^cfg must be an HWConfig, not 4$"):
         MacArray(4)
+
+
+def test_a_transposed_v_tile_gives_the_tiled_orders_p_times_v():
+    """A V tile loaded transposed (one ``columns`` vector per token), then P's rows as the
+    keys: each score beat is a row of ``P x V`` exactly as ``golden.softmax``'s tiled order
+    computes it (``dot(pb, values[tile, i], mac_cols)``), a partial tile included."""
+    from golden.fparith import dot
+
+    cfg = TINY  # 4 x 4, 4 chunks: tiles of up to 16 tokens, head_dim 4 (one row group)
+    rng = np.random.default_rng(11)
+    blocks, want = [], []
+    for tokens in (16, 5, 4):
+        v = to_bf16_bits(rng.standard_normal((tokens, cfg.mac_rows)).astype(np.float32))
+        p = to_bf16_bits(rng.random((3, tokens)).astype(np.float32))
+        blocks.append(ArrayBlock(queries=np.ascontiguousarray(v.T), keys=p, columns=True))
+        shape = (3, cfg.mac_rows, tokens)
+        pv = dot(np.broadcast_to(p[:, None], shape), np.broadcast_to(v.T, shape), cfg.mac_cols)
+        want += [(tuple(int(x) for x in row), int(i == 2)) for i, row in enumerate(pv)]
+    _, qbeats, _, out = simulate(cfg, blocks, timing="random", seed=12, vcd=None)
+    assert len(qbeats) == 16 + 5 + 4  # one beat per token: head_dim 4 is one group of rows
+    assert [g for g, _ in out["got"]] == want
+
+
+def test_a_transposed_block_clears_stale_elements_and_counts_its_rows():
+    """After a row block of -1s, a transposed block of one token: its rows' other elements
+    must read +0, not the stale -1s (which would turn the +0 sum of ``-1 * +0`` and
+    ``+0 * +0`` products into -0); a transposed block covering 4 of 8 rows reports rows 4..7
+    as +0 (unmasked, their cleared elements against a key of -1s would give -0)."""
+    cfg = TINY.replace(mac_rows=8)  # 8 rows of 4 columns: two groups of rows
+    neg, one, zero = 0xBF80, 0x3F80, 0x0000
+    blocks = [
+        ArrayBlock(queries=np.full((8, 16), neg, np.uint16), keys=np.full((1, 16), one, np.uint16)),
+        ArrayBlock(
+            queries=np.full((4, 1), neg, np.uint16),
+            keys=np.full((1, 1), zero, np.uint16),
+            columns=True,
+        ),
+        ArrayBlock(
+            queries=np.full((4, 4), one, np.uint16),
+            keys=np.full((1, 4), neg, np.uint16),
+            columns=True,
+        ),
+    ]
+    _, _, _, out = simulate(cfg, blocks, timing="none", seed=1, vcd=None)
+    got = [g for g, _ in out["got"]]
+    assert got == expected(cfg, blocks)
+    assert got[1][0] == (0,) * 8  # +0 everywhere, not -0
+    assert got[2][0][4:] == (0,) * 4 and got[2][0][0] == 0xC080_0000  # -4.0, then masked +0
