@@ -19,7 +19,7 @@ import numpy as np
 from amaranth.lib import data
 
 from golden.bf16 import to_bf16_bits
-from golden.fparith import dot, mac_array
+from golden.fparith import dot, f32_to_bits, mac_array
 from hw.config import HWConfig
 from hw.datapath.layouts import BF16, layouts
 from workloads import trace as trace_io
@@ -325,3 +325,22 @@ def array_score_beat(payload) -> tuple[tuple[int, ...], int]:
     """An ``array_out`` payload (a ``data.Const`` view) as ``array_expected`` gives it."""
     s = payload.s
     return tuple(int(s[r].as_value().value) for r in range(len(s))), int(payload.end)
+
+
+#: FP32 reciprocal corner operands: 1, 1 + ulp, just below 2, 3, the smallest normals, the
+#: largest finite, operands whose reciprocal is subnormal (flushed to +0) or near it, 1/3.
+RECIP_CORNERS = np.array(
+    [0x3F80_0000, 0x3F80_0001, 0x3FFF_FFFF, 0x4040_0000, 0x0080_0000, 0x0080_0001,
+     0x7F7F_FFFF, 0x7E80_0000, 0x7E80_0001, 0x7E7F_FFFF, 0x7F00_0000, 0x7F00_0001,
+     0x3FAA_AAAB, 0x3F7F_FFFF, 0x4B80_0001],
+    np.uint32,
+)  # fmt: skip
+
+
+def recip_operands(seed: int, n: int) -> np.ndarray:
+    """Positive normal FP32 patterns for ``FP32Recip``: the corners, ``n`` uniform over
+    every exponent and fraction, ``n`` around the softmax sums (``|N(0, 30) + 1| + 1``)."""
+    rng = np.random.default_rng(seed)
+    r = ((rng.integers(1, 255, n) << 23) | rng.integers(0, 1 << 23, n)).astype(np.uint32)
+    s = f32_to_bits(np.abs(rng.standard_normal(n) * 30 + 1).astype(np.float32) + 1)
+    return np.concatenate([RECIP_CORNERS, r, s]).astype(np.uint32)

@@ -11,6 +11,7 @@ from .layouts import BF16, FP32, DatapathLayouts, layouts
 from .mac_array import MacArray, block_cycles
 from .mac_tree import MacTree, mac_latency
 from .recip import FP32Recip
+from .recip_pipe import FP32RecipPipe
 from .rope import RopeUnit
 from .vector_unit import VectorUnit
 
@@ -24,6 +25,7 @@ __all__ = [
     "FP32Compare",
     "FP32Mul",
     "FP32Recip",
+    "FP32RecipPipe",
     "FP32ToBF16",
     "FP32ToFixed",
     "IntToFP32",

@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import FP32, FP32_FRAC
 
-__all__ = ["QUOTIENT_BITS", "RECIP_LATENCY", "RECIP_PAYLOAD", "FP32Recip"]
+__all__ = ["QUOTIENT_BITS", "RECIP_LATENCY", "RECIP_PAYLOAD", "FP32Recip", "round_quotient"]
 
 _SIG_W = FP32_FRAC + 1
 #: Quotient bits computed, one per cycle: 24 significand bits and a guard bit.
@@ -36,6 +36,43 @@ QUOTIENT_BITS = _SIG_W + 1
 RECIP_LATENCY = QUOTIENT_BITS + 1
 #: Payload of both streams.
 RECIP_PAYLOAD = data.StructLayout({"value": FP32})
+
+
+def round_quotient(m: Module, exp, pow2, quo, rem):
+    """The FP32 pattern (a ``Signal`` driven in ``m.d.comb``) of ``1/a`` from the finished
+    quotient ``quo`` (``QUOTIENT_BITS``) and remainder ``rem`` of ``a``'s significand, its
+    biased exponent ``exp`` and ``pow2`` (a zero fraction): round to nearest, ties to even
+    (module docstring)."""
+    top = quo[1:]
+    up = quo[0] & ((rem != 0) | top[0])
+    rounded = Signal(_SIG_W + 1)
+    m.d.comb += rounded.eq(top + up)
+    e_out = Signal(range(-2, 256))
+    with m.If(pow2):
+        m.d.comb += e_out.eq(254 - exp)
+    with m.Else():
+        m.d.comb += e_out.eq(253 - exp + rounded[_SIG_W])
+    exp_f = Signal(8)
+    frac = Signal(FP32_FRAC)
+    with m.If(e_out <= 0):
+        m.d.comb += [exp_f.eq(0), frac.eq(0)]
+    with m.Else():
+        m.d.comb += [
+            exp_f.eq(e_out),
+            frac.eq(Mux(pow2 | rounded[_SIG_W], 0, rounded[:FP32_FRAC])),
+        ]
+    # One plain assignment: a constant-only comb process (the sign) would never run in the
+    # generated Verilog (Verilator ALWNEVER, X in Icarus).
+    out = Signal(32)
+    m.d.comb += out.eq(Cat(frac, exp_f, Const(0, 1)))
+    return out
+
+
+def divide_step(rem, sig, quo):
+    """One restoring-division step: the next remainder and quotient."""
+    take = rem >= sig
+    diff = Mux(take, rem - sig, rem)
+    return diff << 1, Cat(take, quo[:-1])
 
 
 class FP32Recip(wiring.Component):
@@ -73,13 +110,8 @@ class FP32Recip(wiring.Component):
                     ]
                     m.next = "DIVIDE"
             with m.State("DIVIDE"):
-                take = rem >= sig
-                diff = Mux(take, rem - sig, rem)
-                m.d.sync += [
-                    rem.eq(diff << 1),
-                    quo.eq(Cat(take, quo[:-1])),
-                    count.eq(count - 1),
-                ]
+                next_rem, next_quo = divide_step(rem, sig, quo)
+                m.d.sync += [rem.eq(next_rem), quo.eq(next_quo), count.eq(count - 1)]
                 with m.If(count == 1):
                     m.next = "DONE"
             with m.State("DONE"):
@@ -88,26 +120,5 @@ class FP32Recip(wiring.Component):
                     m.next = "IDLE"
 
         # Rounding of the finished quotient (read while in DONE).
-        top = quo[1:]
-        up = quo[0] & ((rem != 0) | top[0])
-        rounded = Signal(_SIG_W + 1)
-        m.d.comb += rounded.eq(top + up)
-        e_out = Signal(range(-2, 256))
-        out = res.payload.value
-        with m.If(pow2):
-            m.d.comb += e_out.eq(254 - exp)
-        with m.Else():
-            m.d.comb += e_out.eq(253 - exp + rounded[_SIG_W])
-        exp_f = Signal(8)
-        frac = Signal(FP32_FRAC)
-        with m.If(e_out <= 0):
-            m.d.comb += [exp_f.eq(0), frac.eq(0)]
-        with m.Else():
-            m.d.comb += [
-                exp_f.eq(e_out),
-                frac.eq(Mux(pow2 | rounded[_SIG_W], 0, rounded[:FP32_FRAC])),
-            ]
-        # One plain assignment: a constant-only comb process (the sign) would never run in
-        # the generated Verilog (Verilator ALWNEVER, X in Icarus).
-        m.d.comb += out.eq(Cat(frac, exp_f, Const(0, 1)))
+        m.d.comb += res.payload.value.eq(round_quotient(m, exp, pow2, quo, rem))
         return m

@@ -1,7 +1,7 @@
-"""FP32Recip on the Amaranth simulator: bit-exact against golden.fparith.fp32_recip (which
-is itself checked against ``fractions.Fraction``) for random and corner operands under
-every stall pattern of ``sim.streams.TIMINGS``; the exact latency and the cycles per
-operand without stalls."""
+"""FP32Recip and its pipelined twin FP32RecipPipe on the Amaranth simulator: bit-exact
+against golden.fparith.fp32_recip (which is itself checked against ``fractions.Fraction``)
+for random and corner operands under every stall pattern of ``sim.streams.TIMINGS``; the
+exact latency and the cycles per operand without stalls (27 sequential, 1 pipelined)."""
 
 from __future__ import annotations
 
@@ -9,28 +9,17 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
-from golden.fparith import f32_to_bits, fp32_recip
-from hw.datapath import FP32Recip
+from golden.fparith import fp32_recip
+from hw.datapath import FP32Recip, FP32RecipPipe
 from hw.datapath.recip import QUOTIENT_BITS, RECIP_PAYLOAD
+from sim.datapath_data import recip_operands as operands
 from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
-CORNERS = np.array(
-    [0x3F80_0000, 0x3F80_0001, 0x3FFF_FFFF, 0x4040_0000, 0x0080_0000, 0x0080_0001,
-     0x7F7F_FFFF, 0x7E80_0000, 0x7E80_0001, 0x7E7F_FFFF, 0x7F00_0000, 0x7F00_0001,
-     0x3FAA_AAAB, 0x3F7F_FFFF, 0x4B80_0001],
-    np.uint32,
-)  # fmt: skip
+UNITS = {"sequential": FP32Recip, "pipelined": FP32RecipPipe}
 
 
-def operands(seed: int, n: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    r = ((rng.integers(1, 255, n) << 23) | rng.integers(0, 1 << 23, n)).astype(np.uint32)
-    s = f32_to_bits(np.abs(rng.standard_normal(n) * 30 + 1).astype(np.float32) + 1)
-    return np.concatenate([CORNERS, r, s]).astype(np.uint32)
-
-
-def simulate(ops, *, timing: str, seed: int):
-    dut = FP32Recip()
+def simulate(ops, *, timing: str, seed: int, unit: str = "sequential"):
+    dut = UNITS[unit]()
     h = Harness(dut)
     idle, stall = TIMINGS[timing]
     out: dict = {}
@@ -57,10 +46,11 @@ def simulate(ops, *, timing: str, seed: int):
     return dut, out
 
 
+@pytest.mark.parametrize("unit", list(UNITS))
 @pytest.mark.parametrize("timing", list(TIMINGS))
-def test_bit_exact(timing):
+def test_bit_exact(timing, unit):
     ops = operands(len(timing), 60)
-    _, out = simulate(ops, timing=timing, seed=7)
+    _, out = simulate(ops, timing=timing, seed=7, unit=unit)
     got = np.array([v for v, _ in out["got"]], np.uint32)
     want = fp32_recip(ops)
     bad = np.nonzero(got != want)[0]
@@ -77,5 +67,16 @@ def test_exact_latency():
     assert in_t[1:] == [t + 1 for t in out_t[:-1]]
 
 
-def test_elaborates_without_warnings():
-    Fragment.get(FP32Recip(), None)
+def test_pipelined_takes_one_operand_per_cycle():
+    ops = operands(6, 40)
+    dut, out = simulate(ops, timing="none", seed=1, unit="pipelined")
+    assert dut.latency == 26
+    in_t, out_t = out["in_t"], [t for _, t in out["got"]]
+    assert in_t == list(range(in_t[0], in_t[0] + len(ops)))
+    assert out_t == [t + dut.latency for t in in_t]
+    assert [v for v, _ in out["got"]] == fp32_recip(ops).tolist()
+
+
+@pytest.mark.parametrize("unit", list(UNITS))
+def test_elaborates_without_warnings(unit):
+    Fragment.get(UNITS[unit](), None)
