@@ -38,7 +38,7 @@ from amaranth.lib import wiring
 
 from .config import PRESETS, HWConfig, preset
 from .core import VRexCore
-from .datapath import MacArray, MacTree, RopeUnit, VectorUnit
+from .datapath import MacArray, MacTree, RopeUnit, TileSoftmax, VectorUnit
 from .dre import (
     DynamicRetrievalEngine,
     HashClusterUnit,
@@ -74,6 +74,7 @@ TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
     "mac_tree": MacTree,
     "mac_array": MacArray,
     "vector_unit": VectorUnit,
+    "tile_softmax": TileSoftmax,
     "rope": RopeUnit,
     "core": VRexCore,
 }

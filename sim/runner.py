@@ -58,6 +58,7 @@ UNIT_TESTBENCH = {
     "mac_tree": "sim.tb_mac_tree",
     "mac_array": "sim.tb_mac_array",
     "vector_unit": "sim.tb_vector_unit",
+    "tile_softmax": "sim.tb_tile_softmax",
     "rope": "sim.tb_rope",
     "kvmu": "sim.tb_kvmu",
     "kv_writer": "sim.tb_kv_writer",
