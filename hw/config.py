@@ -111,6 +111,11 @@ class HWConfig:
     #: Vector unit: fractional bits of the fixed-point exponent fed to the exp2 table
     #: (``2**exp_frac_bits`` table entries).
     exp_frac_bits: int = 10
+    #: Tile softmax unit (``hw.datapath.TileSoftmax``): tokens of one attention tile ``T`` of
+    #: the tiled order (``golden.softmax.tiled_attention``), the FP32 scores it takes per row
+    #: and cycle. A power of two in 1..256 and at most ``mac_chunks * mac_cols``: P's tile row
+    #: is held in the MAC array's stationary storage for ``P x V``.
+    tile_tokens: int = 64
 
     def __post_init__(self) -> None:
         plain_ints(self)
@@ -153,6 +158,17 @@ class HWConfig:
                 f"not {self.rope_pairs!r}"
             )
         check_int("exp_frac_bits", self.exp_frac_bits, 1, 16)
+        check_int("tile_tokens", self.tile_tokens, 1, 256)
+        if self.tile_tokens & (self.tile_tokens - 1):
+            raise ValueError(
+                f"tile_tokens must be a power of two in 1..256, not {self.tile_tokens!r}"
+            )
+        fit = self.mac_chunks * self.mac_cols
+        if self.tile_tokens > fit:
+            raise ValueError(
+                f"tile_tokens must be at most mac_chunks * mac_cols ({fit}: P's tile row fills "
+                f"the MAC array's stationary storage for P x V), not {self.tile_tokens!r}"
+            )
         self._check_kvmu()
         self._check_implemented()
 
@@ -321,6 +337,7 @@ PRESETS: dict[str, HWConfig] = {
         rope_lut_bits=8,
         rope_pairs=2,  # mac_lanes / 2: RoPE keeps pace with the vector beats
         exp_frac_bits=8,
+        tile_tokens=4,  # mac_cols: one tile row per stationary beat of the 4 x 4 array
     ),
     # The paper's machine: 4096-entry table, 16 XOR+popcount lanes. 4-token KV chunks: on the
     # real bench trace a cluster holds ~2.6 tokens, so 4-token chunks fill 55 % of the
@@ -334,6 +351,7 @@ PRESETS: dict[str, HWConfig] = {
         chunk_tokens=4,
         axi_data_bits=256,  # the paper's 256-bit AXI: one beat per 16-lane BF16 row
         rope_pairs=8,  # mac_lanes / 2: a vector rotated in 10 cycles, about its 8 beats
+        tile_tokens=64,  # the paper's 64-wide vector unit, one tile per row of the 64 x 64 array
     ),
     # Edge part: 1024-entry table.
     "edge": HWConfig(
@@ -343,6 +361,7 @@ PRESETS: dict[str, HWConfig] = {
         wtu_lanes=16,
         chunk_tokens=4,
         rope_pairs=8,
+        tile_tokens=64,
     ),
 }
 

@@ -249,7 +249,14 @@ class VRexCore(wiring.Component):
         # query rows against each K read) and one VectorUnit per row; row 0's also serves
         # QUERY (whose scores come from the MAC tree).
         P, FR = cfg.prefill_rows, cfg.frame_rows
-        m.submodules.array = array = MacArray(cfg.replace(mac_rows=P, mac_cols=lanes))
+
+        def array_cfg(rows: int) -> HWConfig:
+            # tile_tokens (unused by the MacArray) kept within the narrower array's storage
+            return cfg.replace(
+                mac_rows=rows, mac_cols=lanes, tile_tokens=min(cfg.tile_tokens, lanes)
+            )
+
+        m.submodules.array = array = MacArray(array_cfg(P))
         vus = []
         for i in range(P):
             vus.append(VectorUnit(cfg))
@@ -258,7 +265,7 @@ class VRexCore(wiring.Component):
         # The hyperplane block of the MAC array: H rows (the BF16 planes, loaded once after
         # reset) x mac_lanes columns, so a hashed vector's nb beats give its H dot products
         # at once (golden.fparith.dot with mac_lanes lanes, the MAC tree's order).
-        m.submodules.hasher = hasher = MacArray(cfg.replace(mac_rows=H, mac_cols=lanes))
+        m.submodules.hasher = hasher = MacArray(array_cfg(H))
         m.submodules.score_mul = score_mul = FP32Mul()
         m.submodules.w_mul = w_mul = FP32Mul()
         m.submodules.to_fixed = to_fixed = FP32ToFixed(frac_bits=0, width=r.score_bits)

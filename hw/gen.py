@@ -38,7 +38,7 @@ from amaranth.lib import wiring
 
 from .config import PRESETS, HWConfig, preset
 from .core import VRexCore
-from .datapath import FP32RecipPipe, MacArray, MacTree, RopeUnit, VectorUnit
+from .datapath import FP32RecipPipe, MacArray, MacTree, RopeUnit, TileSoftmax, VectorUnit
 from .dre import (
     DynamicRetrievalEngine,
     HashClusterUnit,
@@ -75,6 +75,7 @@ TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
     "mac_array": MacArray,
     "vector_unit": VectorUnit,
     "recip_pipe": lambda _cfg: FP32RecipPipe(),
+    "tile_softmax": TileSoftmax,
     "rope": RopeUnit,
     "core": VRexCore,
 }

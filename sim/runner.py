@@ -59,6 +59,7 @@ UNIT_TESTBENCH = {
     "mac_array": "sim.tb_mac_array",
     "vector_unit": "sim.tb_vector_unit",
     "recip_pipe": "sim.tb_recip_pipe",
+    "tile_softmax": "sim.tb_tile_softmax",
     "rope": "sim.tb_rope",
     "kvmu": "sim.tb_kvmu",
     "kv_writer": "sim.tb_kv_writer",

@@ -19,7 +19,8 @@ Stimulus choice, first match wins:
    program of ``sim.core_data.synthetic_program`` (new seed each round) against
    ``sim.axi_ram.AxiRamModel`` (so its power reflects real queries: RoPE, hashing, HCU,
    KV writes and reads, WTU, softmax); ``rope`` random BF16 vectors and positions;
-   ``vector_unit`` queries of 1..32 random scores with their value vectors; ``kv_writer``
+   ``vector_unit`` queries of 1..32 random scores with their value vectors; ``tile_softmax``
+   rows of random scores (masked lanes, first and later tiles); ``kv_writer``
    random token slots and data against the AXI RAM model's write channels; ``mac_array``
    blocks of ``mac_rows`` random BF16 query vectors, each against 16 random K vectors;
 4. otherwise every input stream gets random payloads. Every output stream sees random
@@ -455,6 +456,31 @@ def _vu_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBenc
     return [scores, values]
 
 
+def _tile_source(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
+    """Rows of ``tile_tokens`` random N(0, 16) FP32 scores (10 % masked, ``-inf``); a third
+    are first tiles (``m = -inf``, ``l = +0``, one visible token), the rest later tiles with
+    a finite ``m`` and ``l``."""
+    t = cfg.tile_tokens
+    lay = dut.rows.payload.shape()
+
+    async def bench(clk: _Budget) -> None:
+        while True:
+            beats = []
+            for _ in range(64):
+                s = (rng.standard_normal(t) * 4.0).astype(np.float32).view(np.uint32)
+                s = np.where(rng.random(t) < 0.1, np.uint32(0xFF80_0000), s)
+                first = rng.random() < 1 / 3
+                if first:
+                    s[int(rng.integers(t))] = np.float32(rng.standard_normal()).view(np.uint32)
+                m = 0xFF80_0000 if first else int(np.float32(rng.normal(2, 2)).view(np.uint32))
+                l = 0 if first else int(np.float32(1 + rng.exponential(8)).view(np.uint32))
+                packed = sum(int(v) << (32 * i) for i, v in enumerate(s))
+                beats.append(_raw(lay, s=packed, m=m, l=l, last=int(rng.random() < 0.25)))
+            await _put(clk, dut.rows, beats, rng, 0.1)
+
+    return bench
+
+
 def _array_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBench]:
     """Blocks of ``mac_rows`` N(0, 1) BF16 query vectors of ``head_dim`` elements, each with
     16 K vectors, made as the sources need them; the two sources run freely, the unit's
@@ -591,6 +617,12 @@ def _unit_stimulus(
         return (
             "vu-queries(random FP32 scores N(0,16), 1..32 tokens, random BF16 values)",
             [*_vu_sources(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
+            [],
+        )
+    if name == "tile_softmax":
+        return (
+            "tile-softmax-rows(random FP32 scores N(0,16), 10 % masked, first and later tiles)",
+            [_tile_source(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
             [],
         )
     if name == "mac_array":

@@ -96,6 +96,7 @@ EXPECTED_UNITS: dict[str, str] = {
     "mac_array": "BF16 MAC array, query block x K tile (datapath)",
     "vector_unit": "VectorUnit, online-softmax attention (datapath)",
     "recip_pipe": "FP32RecipPipe, pipelined FP32 reciprocal (datapath)",
+    "tile_softmax": "TileSoftmax, tiled-order softmax, one tile row per cycle (datapath)",
     "rope": "RopeUnit, rotary position embedding (datapath)",
     "kvmu": "KVMemoryUnit, KV read path (AXI4 read master)",
     "kv_writer": "KVWriter, KV write path (AXI4 write master)",

@@ -1,4 +1,5 @@
-"""The datapath: BF16 multipliers, FP32 adders, MAC tree and MAC array (SPEC section 3)."""
+"""The datapath: BF16 multipliers, FP32 adders, MAC tree and MAC array, the vector units
+(SPEC section 3)."""
 
 from .bf16_mul import BF16Mul
 from .convert import FP32ToFixed, IntToFP32
@@ -13,6 +14,7 @@ from .mac_tree import MacTree, mac_latency
 from .recip import FP32Recip
 from .recip_pipe import FP32RecipPipe
 from .rope import RopeUnit
+from .tile_softmax import TileSoftmax, tile_latency
 from .vector_unit import VectorUnit
 
 __all__ = [
@@ -32,8 +34,10 @@ __all__ = [
     "MacArray",
     "MacTree",
     "RopeUnit",
+    "TileSoftmax",
     "VectorUnit",
     "block_cycles",
     "layouts",
     "mac_latency",
+    "tile_latency",
 ]

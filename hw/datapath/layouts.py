@@ -3,8 +3,8 @@
 ``BF16`` and ``FP32`` are ``data.Struct`` views of the IEEE-style bit patterns (field order
 = packing order, first field = LSBs), so a ``BF16`` is exactly a ``golden.bf16`` pattern
 and an ``FP32`` a ``golden.fparith`` pattern. Stream payloads depend on ``mac_lanes`` (the
-MacArray's on ``mac_cols`` / ``mac_rows``) and are built per ``HWConfig`` by
-``DatapathLayouts`` (cached).
+MacArray's on ``mac_cols`` / ``mac_rows``, the TileSoftmax's on ``tile_tokens``) and are
+built per ``HWConfig`` by ``DatapathLayouts`` (cached).
 """
 
 # No ``from __future__ import annotations``: ``data.Struct`` reads its field shapes from the
@@ -94,6 +94,28 @@ class DatapathLayouts:
         #: VectorUnit output: ``mac_lanes`` FP32 output elements; ``last`` on the final beat.
         self.vu_result = data.StructLayout(
             {"o": data.ArrayLayout(FP32, lanes), "last": unsigned(1)}
+        )
+        #: TileSoftmax input: one row of one attention tile, ``s`` = ``tile_tokens`` FP32
+        #: scores (a masked token ``-inf``), the row's running max ``m`` and sum ``l``
+        #: (``-inf`` and ``+0`` before its first tile), ``last`` passed through.
+        self.tile_in = data.StructLayout(
+            {
+                "s": data.ArrayLayout(FP32, cfg.tile_tokens),
+                "m": FP32,
+                "l": FP32,
+                "last": unsigned(1),
+            }
+        )
+        #: TileSoftmax output: the row's new ``m`` and ``l``, the accumulator scale ``a`` and
+        #: P's tile row ``p`` (``tile_tokens`` BF16), ``last`` of its input row.
+        self.tile_out = data.StructLayout(
+            {
+                "m": FP32,
+                "l": FP32,
+                "a": FP32,
+                "p": data.ArrayLayout(BF16, cfg.tile_tokens),
+                "last": unsigned(1),
+            }
         )
         #: RopeUnit input: one beat of ``mac_lanes`` BF16 elements of a ``head_dim`` vector
         #: (``head_dim / mac_lanes`` beats, ``last`` on the final one); ``position`` (the

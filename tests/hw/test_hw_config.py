@@ -35,6 +35,19 @@ def test_paper_preset_matches_the_paper():
     assert (cfg.mac_rows, cfg.mac_cols, cfg.mac_chunks) == (64, 64, 2)  # 64 x 64 MAC trees
 
 
+def test_tile_tokens_presets_and_fit():
+    """``tile_tokens``: the paper's 64-wide vector unit, the tiny array's 4 columns, and a
+    tile row that fits the MAC array's stationary storage (``mac_chunks * mac_cols``)."""
+    assert {n: preset(n).tile_tokens for n in PRESETS} == {"tiny": 4, "paper": 64, "edge": 64}
+    assert HWConfig(resv=RESV_PRESETS["paper"].replace(**SPEC_RULE)).tile_tokens == 64
+    assert preset("tiny").replace(tile_tokens=16).tile_tokens == 16  # 4 chunks x 4 columns
+    assert preset("tiny").replace(tile_tokens=1).tile_tokens == 1
+    with pytest.raises(
+        ValueError, match=r"^tile_tokens must be at most mac_chunks \* mac_cols \(32"
+    ):
+        preset("paper").replace(resv={"head_dim": 32}, mac_cols=16)
+
+
 def test_width_helpers():
     assert [ceil_log2(n) for n in (1, 2, 3, 4, 5, 4096)] == [0, 1, 2, 2, 3, 12]
     assert [bits_for(v) for v in (0, 1, 2, 255, 256)] == [1, 1, 2, 8, 9]
@@ -90,6 +103,20 @@ def test_replace_accepts_resv_changes():
             r"^rope_pairs must be a power of two dividing resv.head_dim / 2 \(8\), not 16$",
         ),
         ({"exp_frac_bits": 17}, ValueError, r"^exp_frac_bits must be in 1\.\.16, not 17$"),
+        ({"tile_tokens": 0}, ValueError, r"^tile_tokens must be in 1\.\.256, not 0$"),
+        ({"tile_tokens": 512}, ValueError, r"^tile_tokens must be in 1\.\.256, not 512$"),
+        ({"tile_tokens": 4.0}, TypeError, r"^tile_tokens must be an integer, not 4\.0$"),
+        (
+            {"tile_tokens": 6},
+            ValueError,
+            r"^tile_tokens must be a power of two in 1\.\.256, not 6$",
+        ),
+        (
+            {"tile_tokens": 32},
+            ValueError,
+            r"^tile_tokens must be at most mac_chunks \* mac_cols \(16: P's tile row fills the "
+            r"MAC array's stationary storage for P x V\), not 32$",
+        ),
         (
             {"resv": {"n_buckets": 512, "bucket_shift": 2}},
             ValueError,

@@ -101,6 +101,36 @@ def test_quickselect_one_lane_regression(sim):
     assert result.failed == 0
 
 
+@pytest.mark.cocotb
+@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("tokens", [1, 2])
+def test_tile_softmax_tokens_regression(tokens, sim):
+    """The tile softmax regression at 1 and 2 tokens per tile (``tile_tokens``; the tiny
+    preset's 4 run in ``test_unit_regression``)."""
+    result = run_unit(
+        "tile_softmax", sim, config="tiny", overrides={"tile_tokens": tokens}, tag=f"t{tokens}"
+    )
+    assert result.tests == len(cocotb_tests(UNIT_TESTBENCH["tile_softmax"])) > 0
+    assert result.failed == 0
+
+
+@pytest.mark.cocotb
+def test_tile_softmax_bench_fails_on_a_corrupted_expectation():
+    """The tile softmax scoreboard is live: one flipped bit in one expected ``l``
+    (``TILE_CORRUPT``) fails the run, and the results file says which test failed."""
+    assert shutil.which("iverilog"), "iverilog is not on PATH (run `make setup`)"
+    with pytest.raises(AssertionError, match=r"tile_softmax on icarus: 1 of 1 cocotb tests failed"):
+        run_unit(
+            "tile_softmax",
+            "icarus",
+            tag="corrupt",
+            testcase="ts_random_timing",
+            env={"TILE_CORRUPT": "17"},
+        )
+    log = (ROOT / "sim_build/tile_softmax/icarus_tiny_corrupt/sim.log").read_text()
+    assert "tile_softmax.result: got" in log and "1 mismatches" in log
+
+
 def test_testbenches_define_tests():
     for module in UNIT_TESTBENCH.values():
         assert len(cocotb_tests(module)) >= 3, module

@@ -119,6 +119,7 @@ def test_share_schema_rejects_incomplete():
         # tiny's wtu_lanes = 4: four clusters per beat
         ("wtu_grid", ["cmd__valid", "clusters__valid", "selected__valid", "summary__valid"]),
         ("vector_unit", ["scores__valid", "result__valid"]),
+        ("tile_softmax", ["rows__valid", "result__valid", "result__payload"]),
         ("mac_array", ["queries__valid", "keys__valid", "scores__valid", "scores__payload"]),
         ("kv_writer", ["m_axi__awvalid", "m_axi__bvalid", "done__valid"]),
         (
