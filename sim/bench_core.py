@@ -28,6 +28,22 @@ context-frame (6.4 M and 3.0 M), for everything including the weight streaming o
 projections and the FFN, which this core does not model. ``ratio`` = our ingest + prefill
 cycles per context-frame / that budget; the issue's goal is <= 150 K cycles at a 5 K cache.
 
+The tiled engine (``tiled``; predicted from the units' pace, not a run). The golden
+model's tiled order (``golden.softmax.tiled_attention``) is the paper's datapath: array A
+holds a tile of ``T`` keys stationary and takes every query row (``ceil(head_dim /
+mac_cols)`` beats) for a row of ``T`` scores; the tile softmax (one row per cycle) turns it
+into ``a`` and P's BF16 row; array B holds the tile's ``V^T`` and takes P's row
+(``ceil(T / mac_cols)`` beats) for the row's ``P x V``; a ``mac_cols``-wide vector unit
+rescales and adds it to the row's accumulator (``ceil(head_dim / mac_cols)`` beats). A row
+then costs ``max`` of those beats per tile, a tile's keys and values load (``T x
+ceil(head_dim / mac_cols)`` beats) while the previous tile computes, and every selected
+token is read from memory once per ``PREFILL``: attention = ``max(tiles x max(load, rows x
+row_pace), read beats)``. The rest of a ``PREFILL`` (selection, the rows' RoPE, the fixed
+costs) and the ingest keep the fitted costs above, which over-count: the run's per-row
+cost lumps costs the fit cannot separate. Array B has ``head_dim`` rows (128 x 64 at the
+paper preset, two 64 x 64 arrays beside array A); one array time-shared between ``S`` and
+``P x V`` would add their beats (a row pace of 4 instead of 2).
+
 Writes ``core_bench.json``, ``core_bench.md`` and ``core_bench.png``.
 """
 
@@ -44,7 +60,7 @@ import numpy as np
 from hw.config import apply_settings, parse_settings, preset
 from hw.core import Op
 
-__all__ = ["budget", "extrapolate", "fit", "main"]
+__all__ = ["budget", "extrapolate", "fit", "main", "tiled_attention_cycles"]
 
 CACHES = (1024, 4096, 5120, 16384)
 PAPER_FPS = (3.9, 8.3)
@@ -73,6 +89,28 @@ def _vector(prefill: bool, rows, passes, clusters, kept, fetched, bursts) -> lis
         fetched * passes,
         bursts * passes,
     ]
+
+
+def tiled_attention_cycles(cfg, rows: int, tokens: float, fetched: float) -> dict:
+    """Cycles of the tiled engine (module docstring) for one ``PREFILL`` of ``rows`` rows
+    over ``tokens`` tokens, ``fetched`` of them read over the bus."""
+    d, cols, tile = cfg.resv.head_dim, cfg.mac_cols, cfg.tile_tokens
+    beats_d = math.ceil(d / cols)  # a q, k, v or accumulator row in mac_cols lanes
+    row_pace = max(beats_d, math.ceil(tile / cols))
+    tiles = math.ceil(tokens / tile)
+    load = tile * beats_d
+    compute = tiles * max(load, rows * row_pace)
+    bus = fetched * 2 * d * 16 / cfg.axi_data_bits  # K and V, BF16
+    cycles = max(compute, bus)
+    return {
+        "tiles": tiles,
+        "row_pace": row_pace,
+        "compute": compute,
+        "bus": bus,
+        "cycles": cycles,
+        "array_util": tiles * rows * beats_d / cycles,
+        "bus_util": bus / cycles,
+    }
 
 
 def _features(r: dict) -> list[float]:
@@ -109,8 +147,21 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         f = _vector(prefill, rows, passes, clusters, kept, fetched, bursts)
         return float(np.dot(coef, f)) + rows * shape["rope_extra"]
 
+    def tiled(rows):  # the fitted costs but the passes, plus the tiled engine
+        f = _vector(True, rows, 0, clusters, 0, 0, 0)
+        att = tiled_attention_cycles(cfg, rows, kept + fetched, fetched)
+        return float(np.dot(coef, f)) + rows * shape["rope_extra"] + att["cycles"], att
+
     full, last = divmod(tpf, per_cmd)
     prefill = full * cmd(True, per_cmd * g) + (cmd(True, last * g) if last else 0.0)
+    # the frame's PREFILLs: `full` of per_cmd tokens, then one of `last` (the attention
+    # figures reported are the largest command's)
+    sizes = [per_cmd] * min(full, 1) + [last] * bool(last)
+    counts = [full] * min(full, 1) + [1] * bool(last)
+    t_cmds = [tiled(n * g) for n in sizes]
+    t_prefill = sum(c * t for c, (t, _) in zip(counts, t_cmds, strict=True))
+    att = t_cmds[0][1]
+    t_decode, dec = tiled(g)
     passes = full * math.ceil(per_cmd * g / cfg.prefill_rows)
     passes += math.ceil(last * g / cfg.prefill_rows)
     # The pipelined ingest is bounded below by the HCU's search of the table for each aged
@@ -130,6 +181,15 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         "decode_step": g * cmd(False, 1),
         "decode_step_grouped": cmd(True, g),
         "ratio": {str(f): (ingest + prefill) / budget(f) for f in PAPER_FPS},
+        "tiled": {
+            "prefill": t_prefill,
+            "context_frame": ingest + t_prefill,
+            "attention": att,
+            "decode_step": t_decode,
+            # the decode step's own bound: its selected K/V over the bus
+            "decode_bus_bound": dec["bus"],
+            "ratio": {str(f): (ingest + t_prefill) / budget(f) for f in PAPER_FPS},
+        },
     }
 
 
@@ -284,6 +344,25 @@ def render(s: dict) -> str:
             f"| {r['prefill_rows']} | {r['passes']} | {r['context_frame'] / 1e3:.0f} K | "
             f"{r['context_frame'] / s['goal_cycles']:.1f}x |"
         )
+    lines += [
+        "",
+        f"The tiled engine at `{s['target']}` (`tile_tokens` {s['tile_tokens']}, "
+        f"`mac_cols` {s['mac_cols']}; predicted from the units' pace, not a run; selection, "
+        "RoPE and ingest as fitted above):",
+        "",
+        "| cache | tiles | attention: compute / bus | per context-frame | / 150 K goal "
+        "| array busy | bus busy | decode step (G rows) | / its bus bound |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in s["rows"]:
+        t, a = r["tiled"], r["tiled"]["attention"]
+        lines.append(
+            f"| {r['cache']} | {a['tiles']} | {a['compute'] / 1e3:.1f} K / "
+            f"{a['bus'] / 1e3:.1f} K | **{t['context_frame'] / 1e3:.0f} K** | "
+            f"{t['context_frame'] / s['goal_cycles']:.2f}x | {100 * a['array_util']:.0f} % | "
+            f"{100 * a['bus_util']:.0f} % | {t['decode_step'] / 1e3:.1f} K | "
+            f"{t['decode_step'] / max(1.0, t['decode_bus_bound']):.2f}x |"
+        )
     b = s["budget"]
     lines += [
         "",
@@ -345,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     s["config"] = args.config + "".join(f" {k}={v}" for k, v in settings.items())
     s["target"] = args.config
+    target = preset(args.config)
+    s["tile_tokens"], s["mac_cols"] = target.tile_tokens, target.mac_cols
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "core_bench.json").write_text(json.dumps(s, indent=2))
@@ -356,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"sim.bench_core: {five['context_frame'] / 1e3:.0f} K cycles per context-frame at a 5 K "
         f"cache ({five['context_frame'] / GOAL_CYCLES:.1f}x the 150 K goal, "
-        f"{five['ratio']['3.9']:.2f}x the paper's 3.9 fps budget); {out / 'core_bench.md'}"
+        f"{five['ratio']['3.9']:.2f}x the paper's 3.9 fps budget); the tiled engine "
+        f"(predicted): {five['tiled']['context_frame'] / 1e3:.0f} K "
+        f"({five['tiled']['context_frame'] / GOAL_CYCLES:.2f}x); {out / 'core_bench.md'}"
     )
     return 0
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hw.config import preset
-from sim.bench_core import FEATURES, budget, fit, main, run
+from sim.bench_core import FEATURES, budget, fit, main, run, tiled_attention_cycles
 
 TRUE = dict(zip(FEATURES, [300.0, 120.0, 90.0, 70.0, 1.5, 11.0, 16.0, 4.0], strict=True))
 
@@ -115,3 +115,26 @@ def test_ingest_is_bounded_by_the_hcu_search():
     assert small["ingest"] == pytest.approx(tpf * 100)
     assert big["clusters"] == 4096
     assert big["ingest"] == pytest.approx(tpf * (4096 // 16 + 3))
+
+
+def test_tiled_engine_cycles():
+    """The tiled engine's pace, by hand at the paper preset (head_dim 128, 64 columns,
+    64-token tiles, a 256-bit bus): 2 beats per row and tile, a tile's keys load in 128
+    beats, a fetched token is 16 bus beats (K and V); compute-bound with 392 rows,
+    load-bound with 2 rows, bus-bound when everything is fetched."""
+    paper = preset("paper")
+    assert (paper.resv.head_dim, paper.mac_cols, paper.tile_tokens) == (128, 64, 64)
+    a = tiled_attention_cycles(paper, 392, 1850, 1590)
+    assert (a["tiles"], a["row_pace"]) == (29, 2)
+    assert a["compute"] == 29 * 392 * 2 and a["bus"] == 1590 * 16
+    assert a["cycles"] == a["bus"] and a["bus_util"] == 1.0
+    b = tiled_attention_cycles(paper, 2, 1850, 0)
+    assert b["compute"] == b["cycles"] == 29 * 128
+    c = tiled_attention_cycles(paper, 392, 640, 0)
+    assert c["cycles"] == 10 * 784 and c["array_util"] == 1.0
+    s = run(_records(), paper, 0.327)
+    for r in s["rows"]:
+        t = r["tiled"]
+        assert t["context_frame"] == pytest.approx(r["ingest"] + t["prefill"])
+        assert t["context_frame"] < r["context_frame"]  # one read of the selection
+        assert t["decode_step"] >= t["decode_bus_bound"]
