@@ -91,7 +91,7 @@ def test_two_units_on_a_dask_local_cluster(tmp_path, capsys):
     [
         (
             ["--units", "hcu,wtx"],
-            r"--units must list units of hcu, wtu, wtu_grid, topk, quickselect, not 'wtx'",
+            r"--units must list units of hcu, wtu, wtu_grid, topk, quickselect, kvmu, not 'wtx'",
         ),
         (["--transactions", "0"], r"--transactions must be at least 1, not 0"),
         (["--chunk", "-5"], r"--chunk must be at least 1, not -5"),
