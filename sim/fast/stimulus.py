@@ -371,11 +371,13 @@ def hex_lines(words: np.ndarray, width: int) -> bytes:
     if digits > 8 * k:
         raise ValueError(f"width must fit in {k} words, not {width}")
     shifts = np.arange(28, -4, -4, dtype=np.uint32)
-    nib = (words[:, ::-1, None] >> shifts) & 0xF  # most significant word and nibble first
-    nib = nib.reshape(n, 8 * k)[:, 8 * k - digits :]
+    chars = np.frombuffer(b"0123456789abcdef", np.uint8)
     out = np.empty((n, digits + 1), np.uint8)
-    out[:, :digits] = np.frombuffer(b"0123456789abcdef", np.uint8)[nib]
     out[:, digits] = ord("\n")
+    for lo in range(0, n, 1 << 16):  # in blocks: the nibbles take 32 bytes a word
+        block = words[lo : lo + (1 << 16), ::-1, None]
+        nib = ((block >> shifts) & 0xF).reshape(len(block), 8 * k)  # most significant first
+        out[lo : lo + len(block), :digits] = chars[nib[:, 8 * k - digits :]]
     return out.tobytes()
 
 
