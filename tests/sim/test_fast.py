@@ -337,3 +337,16 @@ def test_kvmu_axi_rule_checks_can_fail(line, message, tmp_path):
     rc, out = _kvmu_run(tmp_path, chunk, profile="none")
     assert rc == 1 and re.search(r"first: AR\[\d+\] @\d+: burst 0x[0-9a-f]+\+\d+ ", out), out
     assert message in out, out
+
+
+def test_kvmu_wide_bus_bursts_cut_at_4k():
+    """sim.coverage's ``split4k`` KVMU config (1 KB tokens, 24-beat bursts, a 256-bit bus):
+    runs of 8 KB chunks cut at max_burst and at 4 KB boundaries, R data wider than 64 bits."""
+    cfg = CFG.replace(
+        resv={"head_dim": 256}, chunk_tokens=8, max_burst=24, kv_chunks=64, axi_data_bits=256
+    )
+    verdict, chunk = run_chunk("kvmu", cfg, 30, 3, config="split4k", profile=PROFILES["heavy"])
+    assert verdict.passed and verdict.transactions == 30, verdict.line
+    assert chunk.golden["bin_counts"][("kvmu.bursts", "split_4k")] > 0
+    verdict, _ = run_chunk("kvmu", cfg, 30, 3, config="split4k", corrupt=40)
+    assert not verdict.passed and verdict.first.startswith("kv[40] @")
