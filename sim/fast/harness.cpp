@@ -379,7 +379,7 @@ int main(int argc, char** argv) {
             if (s.name == "ar")
                 s.on_fire = [&](const uint32_t*) {
                     const uint64_t addr = h.axi.araddr(), beats = h.axi.arlen() + 1;
-                    char buf[96];
+                    char buf[160];
                     std::snprintf(buf, sizeof buf, "AR[%zu] @%llu: burst 0x%llx+%llu beats: ", ar_count,
                                   (unsigned long long)(*cyclep - start_cycle), (unsigned long long)addr,
                                   (unsigned long long)beats);
