@@ -5,11 +5,12 @@
         [-o build/soak] [--fresh]
 
 Units: every unit of ``sim.fast.FAST_PORTS`` by default (``hcu``, ``wtu``, ``wtu_grid``,
-``topk``, ``quickselect``). The work is cut into chunks of ``--chunk`` transactions (HCU
-tokens, selector rows); chunk ``i`` of a unit runs with seed ``base + k * 10**6 + i`` (``k``:
-the unit's place in ``FAST_PORTS``), which draws its golden stimulus (``sim.fast.stimulus``:
-the HCU stream's redundancy, sources and contexts; the rows' sizes, score kinds and top-k's
-k) and its stall profile
+``topk``, ``quickselect``, ``kvmu``). The work is cut into chunks of ``--chunk`` transactions
+(HCU tokens, selector rows, KVMU selections); chunk ``i`` of a unit runs with seed ``base + k
+* 10**6 + i`` (``k``: the unit's place in ``FAST_PORTS``), which draws its golden stimulus
+(``sim.fast.stimulus``: the HCU stream's redundancy, sources and contexts; the rows' sizes,
+score kinds and top-k's k; the KVMU's contexts, allocations, selections and memory image)
+and its stall profile
 (``profile_for``: none, light, heavy, starved, back-pressure, bursts of up to 300 cycles,
 bursts of up to 5000 cycles). The base seed is ``--seed``, else the one of the interrupted
 run being resumed, else a random one: every run soaks new seeds unless asked to replay. Every
@@ -22,7 +23,7 @@ process). The harness is built once before the chunks are handed out. Resumable:
 finished chunk is written to ``<out>/state.json`` at once, and a rerun with the same
 parameters skips the finished ones (``--fresh`` starts over). Report: ``<out>/report.json``
 and ``report.md``; the functional coverage of the passed chunks (``sim.coverage`` bins of
-the HCU and WTU units, computed from each chunk's golden data) in ``<out>/coverage.json``
+the HCU, WTU and KVMU units, computed from each chunk's golden data) in ``<out>/coverage.json``
 and ``coverage.md``. ``--coverage`` builds the harnesses with Verilator line and toggle
 coverage: each chunk writes its counts to ``<out>/vcov/<unit>/<index>_<seed>.dat`` (a shared
 file system is assumed: a local cluster, or workers that see ``<out>``) and the merged
@@ -101,8 +102,11 @@ def soak_chunk(
 
 def chunk_coverage(unit: str, cfg, chunk, *, exact: bool) -> dict[str, dict[str, int]]:
     """The functional coverage of a passed chunk, from its golden data (every output matched
-    it bit for bit): HCU decisions (and batch positions when ``exact``: no stalls), WTU rows."""
-    cov = Coverage(unit_bins(unit, cfg))
+    it bit for bit): HCU decisions (and batch positions when ``exact``: no stalls), WTU rows,
+    KVMU burst splits (not the ``axi.*`` pause bins, which only the cocotb checkers measure)."""
+    bins = unit_bins(unit, cfg)
+    # The harness measures no AXI pause bins (``axi.*``: the cocotb checkers' waits).
+    cov = Coverage({g: b for g, b in bins.items() if not g.startswith("axi.")})
     if unit == "hcu":
         g = chunk.golden
         for bins in hcu_token_bins(cfg, g["stream"], g["expected"], exact=exact):
@@ -111,6 +115,8 @@ def chunk_coverage(unit: str, cfg, chunk, *, exact: bool) -> dict[str, dict[str,
     else:
         for group, name in chunk.golden.get("bins", []):
             cov.hit(group, name)
+        for (group, name), n in chunk.golden.get("bin_counts", {}).items():
+            cov.hit(group, name, n)
     return cov.to_dict()
 
 

@@ -36,14 +36,24 @@ HARNESS_SOURCE = Path(__file__).resolve().parent / "harness.cpp"
 
 @dataclass(frozen=True)
 class FastPorts:
-    """The ports the harness drives: input streams (the first one counts transactions),
-    output streams, scalar outputs checked at the end and addressed reads ``(name, address
-    port, data port)`` checked at the end."""
+    """The ports the harness drives: input streams, output streams, scalar outputs checked
+    at the end and addressed reads ``(name, address port, data port)`` checked at the end;
+    ``count``: the stream whose beats are the transactions (default the first input);
+    ``clear``: a clear strobe input (driven by ``phases.txt``); ``axi``: the prefix of an
+    AXI4 read master served by the harness's memory (its AR channel is the output ``ar``)."""
 
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     scalars: tuple[str, ...] = ()
     reads: tuple[tuple[str, str, str], ...] = ()
+    count: str | None = None
+    clear: str | None = None
+    axi: str | None = None
+
+    @property
+    def counted(self) -> str:
+        """The stream whose beats count as transactions."""
+        return self.count or self.inputs[0]
 
 
 #: unit → its ports, for the units the fast harness covers.
@@ -58,6 +68,15 @@ FAST_PORTS: dict[str, FastPorts] = {
     "wtu_grid": FastPorts(inputs=("cmd", "clusters"), outputs=("selected", "summary")),
     "topk": FastPorts(inputs=("cmd", "clusters"), outputs=("selected", "summary")),
     "quickselect": FastPorts(inputs=("cmd", "clusters"), outputs=("selected", "summary")),
+    # Transactions: selections (one summary beat each); ``assign``/``slot`` allocate.
+    "kvmu": FastPorts(
+        inputs=("assign", "selected"),
+        outputs=("kv", "slot", "summary"),
+        scalars=("busy",),
+        count="summary",
+        clear="clear",
+        axi="m_axi",
+    ),
 }
 
 #: Verilator options of the harness build (besides sources and paths).
@@ -111,6 +130,7 @@ def _header(unit: str, ports: FastPorts, widths: dict[str, int]) -> str:
         f'#include "V{unit}.h"',
         f'#define FAST_UNIT "{unit}"',
         f"typedef V{unit} FastTop;",
+        f'#define FAST_COUNT "{ports.counted}"',
         "static void fast_bind(FastTop* t, Harness& h) {",
         "    h.clk = &t->clk;",
         "    h.rst = &t->rst;",
@@ -136,6 +156,27 @@ def _header(unit: str, ports: FastPorts, widths: dict[str, int]) -> str:
         lines.append(
             f'    h.add_read("{name}", [t](uint64_t a) {{ t->{_cxx(addr)} = a; }}, '
             f"[t]() {{ return (uint64_t)t->{_cxx(dat)}; }});"
+        )
+    if ports.clear is not None:
+        need(ports.clear)
+        lines.append(f"    h.clear = &t->{_cxx(ports.clear)};")
+    if ports.axi is not None:
+        a = ports.axi
+
+        def port(name: str) -> str:
+            need(f"{a}__{name}")
+            return f"t->{_cxx(f'{a}__{name}')}"
+
+        def getter(name: str) -> str:
+            return f"[t]() {{ return (uint64_t){port(name)}; }}"
+
+        lines.append(
+            f"    h.add_axi_read({need(f'{a}__araddr')}, {need(f'{a}__rdata')}, "
+            f"&{port('arvalid')}, &{port('arready')}, "
+            + ", ".join(getter(n) for n in ("araddr", "arlen", "arsize", "arburst", "arid"))
+            + f", &{port('rvalid')}, &{port('rready')}, "
+            f"[t](const uint32_t* w) {{ put({port('rdata')}, w); }}, "
+            f"&{port('rlast')}, &{port('rresp')}, &{port('rid')});"
         )
     lines.append("}")
     return "\n".join(lines) + "\n"

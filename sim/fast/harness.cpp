@@ -6,12 +6,25 @@
 // DIR/out_<stream>.hex (first line the beat count, then one hex payload per line) and the
 // optional DIR/end.txt ("scalar NAME VALUE" and "read NAME ADDR VALUE" lines).
 //
+// Optional, for a unit with a clear strobe or an AXI4 read master (the KVMU):
+// - DIR/phases.txt: the run in phases, one line each of "name=count" tokens (beats of each
+//   stream in that phase; "clear=1": a one-cycle clear strobe, with no input beat offered,
+//   before the phase's inputs start). A phase's inputs start once every stream has reached
+//   the counts of the phases before it (outputs received, inputs taken).
+// - An AXI4 read slave: DIR/mem.hex (the memory image, one bus beat per line from the base
+//   address) and DIR/axi.txt ("base B", "max_burst M", "outstanding O", "boundary 4096"). AR
+//   is accepted with the sinks' stalls and compared as the output stream "ar" (payload
+//   araddr | arlen << addr_bits); every accepted burst is checked (INCR, full-width beats,
+//   ID 0, aligned, inside the image, at most max_burst beats, not crossing a boundary, at
+//   most outstanding bursts in flight); R beats return in order with the sources' pauses,
+//   RRESP OKAY, RLAST on the last beat of each burst.
+//
 // Every cycle: each source holds its beat until ready (random idle cycles and idle bursts
 // between beats), each sink drives ready (random stalls and stall bursts), handshakes are
 // sampled before the rising edge, every output beat is compared with the next expected one of
 // its stream. The PRNG (xoshiro256**) is seeded from --seed only, so a run replays exactly.
 // One line on stdout: "FAST PASS|FAIL unit=... transactions=... cycles=... mismatches=..."
-// plus the first mismatch (a transaction is a beat taken on the first input stream; cycles
+// plus the first mismatch (a transaction is a beat of the stream FAST_COUNT names; cycles
 // run from the reset's release to the end of --drain cycles after the last expected beat); exit 0 on PASS, 1 on FAIL, 2 on bad arguments or files.
 
 #include <chrono>
@@ -109,11 +122,23 @@ struct OutStream {
     size_t got = 0;
     Pacing pacing;
     std::vector<uint64_t> times;
+    std::function<void(const uint32_t*)> on_fire;  // called on each handshake (AXI AR)
+};
+
+struct AxiRead {  // an AXI4 read master's ports (AR, R), served by the harness's memory
+    bool on = false;
+    int addr_bits = 0, data_bits = 0;
+    uint8_t *arvalid = nullptr, *rvalid = nullptr, *rready = nullptr, *rlast = nullptr,
+            *rresp = nullptr, *rid = nullptr;
+    std::function<uint64_t()> araddr, arlen, arsize, arburst, arid;
+    std::function<void(const uint32_t*)> rdata;
 };
 
 struct Harness {
     uint8_t* clk = nullptr;
     uint8_t* rst = nullptr;
+    uint8_t* clear = nullptr;  // a clear strobe input (phases.txt "clear=1")
+    AxiRead axi;
     std::function<void()> eval;
     std::vector<InStream> ins;
     std::vector<OutStream> outs;
@@ -130,6 +155,23 @@ struct Harness {
         outs.push_back(std::move(s));
     }
     void add_scalar(const char* name, std::function<uint64_t()> f) { scalars.push_back({name, f}); }
+    // The AR channel becomes the output stream "ar" (payload araddr | arlen << addr_bits).
+    void add_axi_read(int addr_bits, int data_bits, uint8_t* arvalid, uint8_t* arready,
+                      std::function<uint64_t()> araddr, std::function<uint64_t()> arlen,
+                      std::function<uint64_t()> arsize, std::function<uint64_t()> arburst,
+                      std::function<uint64_t()> arid, uint8_t* rvalid, uint8_t* rready,
+                      std::function<void(const uint32_t*)> rdata, uint8_t* rlast, uint8_t* rresp,
+                      uint8_t* rid) {
+        axi.on = true;
+        axi.addr_bits = addr_bits; axi.data_bits = data_bits;
+        axi.arvalid = arvalid; axi.araddr = araddr; axi.arlen = arlen; axi.arsize = arsize;
+        axi.arburst = arburst; axi.arid = arid; axi.rvalid = rvalid; axi.rready = rready;
+        axi.rdata = rdata; axi.rlast = rlast; axi.rresp = rresp; axi.rid = rid;
+        add_out("ar", addr_bits + 8, arvalid, arready, [araddr, arlen, addr_bits](uint32_t* w) {
+            unsigned __int128 v = (unsigned __int128)araddr() | ((unsigned __int128)arlen() << addr_bits);
+            for (int i = 0; i < 4; ++i) w[i] = (uint32_t)(v >> (32 * i));
+        });
+    }
     void add_read(const char* name, std::function<void(uint64_t)> a, std::function<uint64_t()> d) {
         reads.push_back({name, a, d});
     }
@@ -172,8 +214,8 @@ static bool load(const std::string& path, Beats& b) {
         for (size_t k = l.size(); k-- > 0; bit += 4) {
             char c = l[k];
             int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-            if (d < 0 || bit >= b.width + 3) die(path + ": bad payload on line " + std::to_string(i + 2) + ": " + l);
-            w[bit / 32] |= (uint32_t)d << (bit % 32);
+            if (d < 0 || (d && bit >= b.width + 3)) die(path + ": bad payload on line " + std::to_string(i + 2) + ": " + l);
+            if (d) w[bit / 32] |= (uint32_t)d << (bit % 32);  // leading zeros may be written
         }
     }
     return true;
@@ -257,12 +299,111 @@ int main(int argc, char** argv) {
         if (!load(dir + "/out_" + s.name + ".hex", s.beats)) die("missing " + dir + "/out_" + s.name + ".hex");
         s.pacing = {stall, stall_burst, burst_max, 0};
     }
+    // Phases (cumulative limits per stream) and the AXI memory, when the unit has them.
+    struct Phase { bool clear = false; std::vector<size_t> in_lim, out_lim; };
+    std::vector<Phase> phases;
+    {
+        std::vector<size_t> in_sum(h.ins.size(), 0), out_sum(h.outs.size(), 0);
+        FILE* f = std::fopen((dir + "/phases.txt").c_str(), "r");
+        if (f) {
+            char line[4096];
+            while (std::fgets(line, sizeof line, f)) {
+                Phase ph;
+                for (char* tok = std::strtok(line, " \t\r\n"); tok; tok = std::strtok(nullptr, " \t\r\n")) {
+                    char* eq = std::strchr(tok, '=');
+                    if (!eq) die(std::string("phases.txt: bad token ") + tok);
+                    *eq = 0;
+                    uint64_t v = count("phases.txt count", eq + 1);
+                    bool found = false;
+                    if (!std::strcmp(tok, "clear")) {
+                        if (v && !h.clear) die("phases.txt: clear=1 but the unit has no clear input");
+                        ph.clear = v != 0;
+                        found = true;
+                    }
+                    for (size_t i = 0; i < h.ins.size(); ++i)
+                        if (h.ins[i].name == tok) { in_sum[i] += v; found = true; }
+                    for (size_t i = 0; i < h.outs.size(); ++i)
+                        if (h.outs[i].name == tok) { out_sum[i] += v; found = true; }
+                    if (!found) die(std::string("phases.txt: unknown stream ") + tok);
+                }
+                ph.in_lim = in_sum;
+                ph.out_lim = out_sum;
+                phases.push_back(ph);
+            }
+            std::fclose(f);
+            for (size_t i = 0; i < h.ins.size(); ++i)
+                if (in_sum[i] != h.ins[i].beats.n)
+                    die("phases.txt: " + std::to_string(in_sum[i]) + " beats of " + h.ins[i].name +
+                        ", in_" + h.ins[i].name + ".hex holds " + std::to_string(h.ins[i].beats.n));
+        }
+    }
+    Beats mem;  // the AXI slave's image, one bus beat per entry from axi_base
+    uint64_t axi_base = 0, max_burst = 256, outstanding = 1u << 30, boundary = 4096;
+    int bus_bytes = 0, size_log2 = 0;
+    struct Burst { uint64_t beat; uint64_t left; };  // next image beat, beats left
+    std::vector<Burst> bursts;  // accepted, in order (a deque by index)
+    size_t burst_head = 0;
+    Pacing r_pacing = {idle, idle_burst, burst_max, 0};
+    if (h.axi.on) {
+        mem.width = h.axi.data_bits;
+        if (!load(dir + "/mem.hex", mem)) die("missing " + dir + "/mem.hex");
+        FILE* f = std::fopen((dir + "/axi.txt").c_str(), "r");
+        if (!f) die("missing " + dir + "/axi.txt");
+        char key[64];
+        unsigned long long v;
+        while (std::fscanf(f, "%63s %llu", key, &v) == 2) {
+            if (!std::strcmp(key, "base")) axi_base = v;
+            else if (!std::strcmp(key, "max_burst")) max_burst = v;
+            else if (!std::strcmp(key, "outstanding")) outstanding = v;
+            else if (!std::strcmp(key, "boundary")) boundary = v;
+            else die(std::string("axi.txt: unknown key ") + key);
+        }
+        std::fclose(f);
+        bus_bytes = h.axi.data_bits / 8;
+        while ((1 << size_log2) < bus_bytes) ++size_log2;
+        if (bus_bytes < 1 || (1 << size_log2) != bus_bytes || !boundary)
+            die("the AXI data width must be a power-of-two number of bytes, the boundary nonzero");
+    }
 
     uint64_t cycle = 0, mismatches = 0, last_progress = 0;
     std::string first;
     auto mismatch = [&](const std::string& what) {
         if (!mismatches++) first = what;
     };
+    // The AXI slave: every accepted AR burst is checked, then queued for its R beats.
+    const uint64_t* cyclep = &cycle;
+    uint64_t start_cycle = 0;
+    size_t ar_count = 0;
+    if (h.axi.on) {
+        for (auto& s : h.outs)
+            if (s.name == "ar")
+                s.on_fire = [&](const uint32_t*) {
+                    const uint64_t addr = h.axi.araddr(), beats = h.axi.arlen() + 1;
+                    char buf[160];
+                    std::snprintf(buf, sizeof buf, "AR[%zu] @%llu: burst 0x%llx+%llu beats: ", ar_count,
+                                  (unsigned long long)(*cyclep - start_cycle), (unsigned long long)addr,
+                                  (unsigned long long)beats);
+                    std::string at = buf;
+                    ++ar_count;
+                    if (h.axi.arburst() != 1) mismatch(at + "arburst " + std::to_string(h.axi.arburst()) + ", not INCR (1)");
+                    if (h.axi.arsize() != (uint64_t)size_log2)
+                        mismatch(at + "arsize " + std::to_string(h.axi.arsize()) + ", not the full bus width (" + std::to_string(size_log2) + ")");
+                    if (h.axi.arid() != 0) mismatch(at + "arid " + std::to_string(h.axi.arid()) + ", not 0");
+                    if (beats > max_burst) mismatch(at + "longer than max_burst " + std::to_string(max_burst));
+                    if (addr % bus_bytes) mismatch(at + "not aligned to the bus width");
+                    if (addr / boundary != (addr + beats * bus_bytes - 1) / boundary)
+                        mismatch(at + "crosses a " + std::to_string(boundary) + "-byte boundary");
+                    const uint64_t first_beat = (addr - axi_base) / bus_bytes;
+                    if (addr < axi_base || first_beat + beats > mem.n) {
+                        mismatch(at + "outside the memory image (" + std::to_string(mem.n) + " beats from 0x" + hex((const uint32_t*)&axi_base, 64).substr(2) + ")");
+                        bursts.push_back({(uint64_t)-1, beats});  // answered with zeros
+                    } else {
+                        bursts.push_back({first_beat, beats});
+                    }
+                    if (bursts.size() - burst_head > outstanding)
+                        mismatch(at + std::to_string(bursts.size() - burst_head) + " bursts in flight, above outstanding " + std::to_string(outstanding));
+                };
+    }
     auto tick = [&]() {  // the rising edge, then the low half of the next cycle
         *h.clk = 1; h.eval();
         *h.clk = 0; h.eval();
@@ -273,11 +414,18 @@ int main(int argc, char** argv) {
     *h.rst = 1;
     for (auto& s : h.ins) *s.valid = 0;
     for (auto& s : h.outs) *s.ready = 0;
+    if (h.clear) *h.clear = 0;
+    if (h.axi.on) { *h.axi.rvalid = 0; *h.axi.rlast = 0; *h.axi.rresp = 0; *h.axi.rid = 0; }
     h.eval();
     tick(); tick();
     *h.rst = 0;
     h.eval();
     const uint64_t start = cycle;
+    start_cycle = start;
+    size_t phase = 0;
+    bool clear_now = !phases.empty() && phases[0].clear;
+    auto in_limit = [&](size_t i) { return phases.empty() ? h.ins[i].beats.n : phases[phase].in_lim[i]; };
+    std::vector<uint32_t> zeros(MAX_WORDS, 0);
 
     uint32_t w[MAX_WORDS];
     auto t0 = std::chrono::steady_clock::now();
@@ -285,14 +433,31 @@ int main(int argc, char** argv) {
     uint64_t drained = 0;
     while (true) {
         // Drive: a source holds a presented beat until it is taken; a new beat may pause.
-        for (auto& s : h.ins) {
-            if (!*s.valid && s.next < s.beats.n && !s.pacing.pause(rng)) {
+        // A clear strobe takes a cycle of its own: no input beat is offered with it.
+        if (h.clear) *h.clear = clear_now;
+        for (size_t i = 0; i < h.ins.size() && !clear_now; ++i) {
+            auto& s = h.ins[i];
+            if (!*s.valid && s.next < in_limit(i) && !s.pacing.pause(rng)) {
                 s.set(s.beats.at(s.next));
                 *s.valid = 1;
             }
         }
         for (auto& s : h.outs) *s.ready = !s.pacing.pause(rng);
+        bool r_fired = false;
+        if (h.axi.on && !*h.axi.rvalid && burst_head < bursts.size() && !r_pacing.pause(rng)) {
+            const Burst& b = bursts[burst_head];
+            h.axi.rdata(b.beat == (uint64_t)-1 ? zeros.data() : mem.at(b.beat));
+            *h.axi.rlast = b.left == 1;
+            *h.axi.rvalid = 1;
+        }
         h.eval();
+        if (h.axi.on && *h.axi.rvalid && *h.axi.rready) {  // before AR: a burst may end as one starts
+            Burst& b = bursts[burst_head];
+            if (b.beat != (uint64_t)-1) ++b.beat;
+            if (!--b.left) ++burst_head;
+            r_fired = true;
+            last_progress = cycle;
+        }
         // Sample the handshakes of this cycle (they complete at the coming rising edge).
         for (auto& s : h.ins) {
             if (*s.valid && *s.ready) {
@@ -308,6 +473,7 @@ int main(int argc, char** argv) {
                 s.read(w);
                 mask(w, s.beats.width);
                 if (times) s.times.push_back(cycle - start);
+                if (s.on_fire) s.on_fire(w);
                 if (s.got >= s.beats.n) {
                     mismatch(s.name + "[" + std::to_string(s.got) + "] @" + std::to_string(cycle - start) +
                              ": extra beat " + hex(w, s.beats.width) + " after the " +
@@ -328,6 +494,17 @@ int main(int argc, char** argv) {
                 *s.valid = 0;
                 s.fired = false;
             }
+        if (r_fired) *h.axi.rvalid = 0;
+        if (clear_now) { clear_now = false; last_progress = cycle; }
+        // The next phase starts once every stream has reached this phase's counts.
+        while (phase + 1 < phases.size()) {
+            bool reached = true;
+            for (size_t i = 0; i < h.ins.size(); ++i) reached &= h.ins[i].next >= phases[phase].in_lim[i];
+            for (size_t i = 0; i < h.outs.size(); ++i) reached &= h.outs[i].got >= phases[phase].out_lim[i];
+            if (!reached) break;
+            ++phase;
+            if (phases[phase].clear) { clear_now = true; break; }
+        }
         bool all_in = true, all_out = true;
         for (auto& s : h.ins) all_in &= s.next >= s.beats.n;
         for (auto& s : h.outs) all_out &= s.got >= s.beats.n;
@@ -337,18 +514,23 @@ int main(int argc, char** argv) {
             std::string what = "timeout: no handshake for " + std::to_string(timeout) + " cycles;";
             for (auto& s : h.ins) what += " " + s.name + " " + std::to_string(s.next) + "/" + std::to_string(s.beats.n) + " sent";
             for (auto& s : h.outs) what += " " + s.name + " " + std::to_string(s.got) + "/" + std::to_string(s.beats.n) + " received";
+            if (!phases.empty()) what += "; phase " + std::to_string(phase + 1) + "/" + std::to_string(phases.size());
             mismatch(what);
             break;
         }
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const uint64_t sim_cycles = cycle - start;
-    // A transaction is a beat of the first input stream (HCU tokens, WTU rows' commands).
-    const uint64_t transactions = h.ins.empty() ? 0 : h.ins[0].next;
+    // A transaction is a beat of the stream FAST_COUNT names (HCU tokens, WTU rows' commands,
+    // KVMU selections' summaries).
+    uint64_t transactions = 0;
+    for (auto& s : h.ins) if (s.name == FAST_COUNT) transactions = s.next;
+    for (auto& s : h.outs) if (s.name == FAST_COUNT) transactions = s.got;
 
     // End-of-run state: scalar outputs, then addressed reads (one cycle each).
     for (auto& s : h.outs) *s.ready = 0;
     for (auto& s : h.ins) *s.valid = 0;
+    if (h.axi.on) *h.axi.rvalid = 0;
     h.eval();
     FILE* f = std::fopen((dir + "/end.txt").c_str(), "r");
     if (f) {

@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from hw.config import HWConfig
 from sim.fast.build import build_harness
 from sim.fast.stimulus import Chunk, Profile, make_chunk, profile_for, write_chunk
@@ -110,7 +112,10 @@ def run_chunk(
         first = next(iter(chunk.outputs.values()))
         if not 0 <= corrupt < len(first):
             raise ValueError(f"corrupt must be a beat index in 0..{len(first) - 1}, not {corrupt}")
-        first[corrupt] ^= 1
+        if isinstance(first, np.ndarray):  # (n, words) uint32: bit 0 of word 0
+            first[corrupt, 0] ^= 1
+        else:
+            first[corrupt] ^= 1
     verdict = run_prepared(
         unit,
         cfg,

@@ -2,7 +2,9 @@
 
 A ``Chunk`` is one harness run: the payloads of every input stream, the expected payloads of
 every output stream and the end-of-run state, all from the golden model through
-``sim.dre_data`` (``hcu_stream`` and ``hcu_expected`` for the HCU). Payloads are packed by the
+``sim.dre_data`` (``hcu_stream`` and ``hcu_expected`` for the HCU) or ``golden.kvmu`` (the
+KVMU: allocations and selections in phases, the AXI memory image, the expected bursts, data
+beats, slots and summaries). Payloads are packed by the
 field offsets of the hardware's own ``amaranth.lib.data`` layouts (``hw.dre.layouts``),
 vectorised over a whole chunk. ``write_chunk`` writes the files ``harness.cpp`` reads.
 
@@ -13,6 +15,7 @@ cycles (sinks), of starting a burst, and the longest burst. ``profile_for(seed)`
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -21,6 +24,7 @@ import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
+from golden.kvmu import AXI_BOUNDARY, KVLayout, KVMemory, split_run
 from hw.config import HWConfig
 from hw.dre import (
     hcu_batch_cycles,
@@ -31,6 +35,7 @@ from hw.dre import (
     wtu_cycles,
     wtu_ingest_lanes,
 )
+from hw.kvmu import KVMemoryUnit, kvmu_layouts
 from sim.coverage import wtu_row_bins
 from sim.dre_data import (
     SCORE_KINDS,
@@ -53,6 +58,8 @@ __all__ = [
     "Profile",
     "hcu_chunk",
     "hcu_stream_chunk",
+    "hex_lines",
+    "kvmu_chunk",
     "make_chunk",
     "pack",
     "pack_beats",
@@ -110,14 +117,22 @@ class Chunk:
     """One harness run: beats per stream, end-of-run checks, its transactions and the cycles
     the harness must wait for stragglers (``drain``) or declare a hang (``timeout``)."""
 
-    inputs: dict[str, list[int]]
-    outputs: dict[str, list[int]]
+    #: payloads per stream: a list of integers, or an ``(n, words)`` ``uint32`` array of
+    #: 32-bit words, least significant first (``hex_lines``)
+    inputs: dict[str, list[int] | np.ndarray]
+    outputs: dict[str, list[int] | np.ndarray]
     transactions: int
     drain: int
     timeout: int
     end: list[str] = field(default_factory=list)
     #: extra golden data of the chunk (e.g. the stream, for exact-timing checks)
     golden: dict = field(default_factory=dict)
+    #: ``phases.txt``: beats per stream of each phase (``"clear": 1``: a clear strobe first)
+    phases: list[dict[str, int]] = field(default_factory=list)
+    #: other files of the harness (name → text or bytes), e.g. ``mem.hex``, ``axi.txt``
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    #: payload width of the streams given as word arrays (default: all their words)
+    widths: dict[str, int] = field(default_factory=dict)
 
 
 def pack(layout: data.Layout, columns: dict[str, np.ndarray]) -> list[int]:
@@ -346,10 +361,195 @@ def _selector_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
     )
 
 
+def hex_lines(words: np.ndarray, width: int) -> bytes:
+    """Beats given as an ``(n, k)`` array of 32-bit words (least significant first) as
+    ``ceil(width / 4)`` hex digits and a newline each (vectorised; the words must hold no bit
+    at or above ``width``)."""
+    words = np.asarray(words, np.uint32)
+    n, k = words.shape
+    digits = (width + 3) // 4
+    if digits > 8 * k:
+        raise ValueError(f"width must fit in {k} words, not {width}")
+    shifts = np.arange(28, -4, -4, dtype=np.uint32)
+    chars = np.frombuffer(b"0123456789abcdef", np.uint8)
+    out = np.empty((n, digits + 1), np.uint8)
+    out[:, digits] = ord("\n")
+    for lo in range(0, n, 1 << 16):  # in blocks: the nibbles take 32 bytes a word
+        block = words[lo : lo + (1 << 16), ::-1, None]
+        nib = ((block >> shifts) & 0xF).reshape(len(block), 8 * k)  # most significant first
+        out[lo : lo + len(block), :digits] = chars[nib[:, 8 * k - digits :]]
+    return out.tobytes()
+
+
+def _words(values: np.ndarray, bits: int) -> np.ndarray:
+    """Non-negative integers below ``2**bits`` (``uint64``) as ``(n, ceil(bits / 32))``
+    32-bit words, least significant first."""
+    v = np.asarray(values, np.uint64)
+    k = max(1, (bits + 31) // 32)
+    return np.stack([(v >> np.uint64(32 * i)) & np.uint64(0xFFFFFFFF) for i in range(k)], 1)
+
+
+#: Chance of a context that exhausts the chunk pool (``full`` slots), and of a large one.
+KVMU_FILL, KVMU_LARGE = 0.02, 0.10
+
+
+def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
+    """``n`` KVMU selections drawn from ``seed``, in contexts (a ``clear`` strobe between
+    them; the first one after reset, with or without one). A context has 1..3 rounds of
+    allocation (HCU-like ``assign`` beats to 1..``max_clusters`` active clusters with
+    skewed weights, random distance and event fields) followed by selections (distinct
+    cluster ids, active ones more likely, clusters without chunks included, ``last`` on the
+    final one); no round overlaps another (the KVMU's contract: the harness starts a phase
+    when the previous one's outputs are all in, ``Chunk.phases``). Token budgets: 0..64 a
+    context, 64..256 with ``KVMU_LARGE``, past the pool's capacity with ``KVMU_FILL``
+    (``full`` slots; then 1..2 clusters a selection). The AXI memory holds random words over
+    the whole KV area (``mem.hex``). Expected from ``golden.kvmu.KVMemory``: every ``slot``,
+    every AR burst (``ar``: ``araddr | arlen << axi_addr_bits``), every ``kv`` beat (the
+    image's word at each burst beat, the cluster id) and every ``summary``."""
+    rng = np.random.default_rng([seed, 0x4B3])
+    L = KVLayout.from_hw(cfg)
+    lay = kvmu_layouts(cfg)
+    mc, bb, D = cfg.max_clusters, L.bus_bytes, cfg.axi_data_bits
+    n_img = L.n_chunks * L.chunk_bytes // bb
+    nw = (D + 31) // 32
+    image = rng.integers(0, 1 << 32, (n_img, nw), dtype=np.uint64)
+    if D % 32:
+        image[:, -1] &= (1 << (D % 32)) - 1
+    image = image.astype(np.uint32)
+    pool = L.n_chunks * L.chunk_tokens
+    tid_mask = (1 << cfg.token_id_bits) - 1
+    assign: dict[str, list[int]] = {k: [] for k in ("token_id", "cluster", "distance", "event")}
+    slots: dict[str, list[int]] = {k: [] for k in ("token_id", "chunk", "slot", "addr", "full")}
+    sel_cl: list[int] = []
+    sel_last: list[int] = []
+    bursts: list[tuple[int, int, int]] = []  # (addr, beats, cluster)
+    summary: dict[str, list[int]] = {k: [] for k in ("clusters", "bursts", "beats", "error")}
+    phases: list[dict[str, int]] = []
+    bins = dict.fromkeys(("whole_run", "split_max_burst", "split_4k"), 0)
+    contexts = {"small": 0, "large": 0, "fill": 0}
+    tid = done = ctx = 0
+    while done < n:
+        mem = KVMemory(L, mc)
+        u = rng.random()
+        if u < KVMU_FILL:
+            kind, budget = "fill", pool + int(rng.integers(1, 65))
+        elif u < KVMU_FILL + KVMU_LARGE:
+            kind, budget = "large", int(rng.integers(64, 257))
+        else:
+            kind, budget = "small", int(rng.integers(0, 65))
+        contexts[kind] += 1
+        m = int(rng.integers(1, mc + 1))
+        active = rng.permutation(mc)[:m]
+        weights = rng.dirichlet(np.full(m, float(rng.choice([0.3, 1.0, 5.0]))))
+        pick = np.ones(mc)
+        pick[active] = 8.0
+        pick /= pick.sum()
+        rounds = int(rng.integers(1, 4))
+        cuts = np.sort(rng.integers(0, budget + 1, rounds - 1))
+        for r, a in enumerate(np.diff([0, *cuts.tolist(), budget])):
+            a = int(a)
+            clusters = active[rng.choice(m, a, p=weights)] if a else np.zeros(0, np.int64)
+            for c in clusters.tolist():
+                s = mem.append(tid & tid_mask, c)
+                for k, v in (("token_id", s.token_id), ("cluster", c)):
+                    assign[k].append(v)
+                for k, v in zip(slots, (s.token_id, s.chunk, s.slot, s.addr, s.full), strict=True):
+                    slots[k].append(int(v))
+                tid += 1
+            assign["distance"] += rng.integers(0, 1 << cfg.distance_bits, a).tolist()
+            assign["event"] += rng.integers(0, 3, a).tolist()
+            phases.append({"clear": int(r == 0 and (ctx > 0 or rng.random() < 0.5))})
+            phases[-1].update(assign=a, slot=a)
+            n_sel = min(n - done, 1 if kind == "fill" else int(rng.geometric(0.3)))
+            top = 2 if kind == "fill" else mc
+            ph = {"selected": 0, "ar": 0, "kv": 0, "summary": n_sel}
+            for _ in range(n_sel):
+                k = int(min(top, rng.geometric(0.3)))
+                sel = rng.choice(mc, k, replace=False, p=pick).tolist()
+                sel_cl += sel
+                sel_last += [0] * (k - 1) + [1]
+                nb = beats = 0
+                for cl in sel:
+                    for c, used in mem.chunks(cl):
+                        run = split_run(L, L.slot_addr(c, 0), used * L.beats_per_token, cl)
+                        if len(run) == 1:
+                            bins["whole_run"] += 1
+                        for b in run[:-1]:
+                            bins["split_max_burst"] += b.beats == L.max_burst
+                            bins["split_4k"] += (b.addr + b.beats * bb) % AXI_BOUNDARY == 0
+                        bursts += [(b.addr, b.beats, cl) for b in run]
+                        nb += len(run)
+                        beats += sum(b.beats for b in run)
+                for key, v in zip(summary, (k, nb, beats, 0), strict=True):
+                    summary[key].append(v)
+                ph["selected"] += k
+                ph["ar"] += nb
+                ph["kv"] += beats
+            phases.append(ph)
+            done += n_sel
+            if done >= n:
+                break
+        ctx += 1
+    b_addr = np.array([b[0] for b in bursts], np.int64)
+    b_beats = np.array([b[1] for b in bursts], np.int64)
+    b_cl = np.array([b[2] for b in bursts], np.int64)
+    total = int(b_beats.sum())
+    # Image beat of every data beat: its burst's first beat plus its place in the burst.
+    starts = np.repeat((b_addr - L.base) // bb - np.cumsum(b_beats) + b_beats, b_beats)
+    idx = starts + np.arange(total)
+    cbits = lay.kv.size - D
+    if D % 32 == 0:
+        kv = np.concatenate([image[idx], _words(np.repeat(b_cl, b_beats), cbits)], 1)
+    else:  # a narrow or odd bus: integers
+        cl_beats = np.repeat(b_cl, b_beats)
+        kv = [
+            sum(int(w) << 32 * j for j, w in enumerate(image[i])) | int(c) << D
+            for i, c in zip(idx.tolist(), cl_beats.tolist(), strict=True)
+        ]
+    ar = [int(a) | (int(b) - 1) << cfg.axi_addr_bits for a, b in zip(b_addr, b_beats, strict=True)]
+    outstanding = inspect.signature(KVMemoryUnit.__init__).parameters["outstanding"].default
+    return Chunk(
+        inputs={
+            "assign": pack(lay.assign, {k: np.array(v, np.int64) for k, v in assign.items()}),
+            "selected": pack(
+                lay.selected, {"cluster": np.array(sel_cl), "last": np.array(sel_last)}
+            ),
+        },
+        outputs={
+            "kv": kv,
+            "slot": pack(lay.slot, {k: np.array(v, np.int64) for k, v in slots.items()}),
+            "summary": pack(lay.summary, {k: np.array(v) for k, v in summary.items()}),
+            "ar": ar,
+        },
+        transactions=n,
+        drain=64,
+        timeout=1000 + 4 * cfg.max_clusters,
+        end=["scalar busy 0"],
+        phases=phases,
+        widths={"kv": lay.kv.size},
+        files={
+            "mem.hex": f"{n_img}\n".encode() + hex_lines(image, D),
+            "axi.txt": f"base {L.base}\nmax_burst {L.max_burst}\noutstanding {outstanding}\n"
+            f"boundary {AXI_BOUNDARY}\n",
+        },
+        golden={
+            "image": image,
+            "bursts": bursts,
+            "beat_index": idx,
+            "summary": summary,
+            "contexts": contexts,
+            "tokens": tid,
+            "full": int(sum(slots["full"])),
+            "bin_counts": {("kvmu.bursts", k): v for k, v in bins.items()},
+        },
+    )
+
+
 #: unit → chunk maker ``(cfg, transactions, seed) -> Chunk``
 CHUNKS = {
     "hcu": hcu_chunk,
     **{unit: partial(_selector_chunk, unit) for unit in ("wtu", "wtu_grid", "topk", "quickselect")},
+    "kvmu": kvmu_chunk,
 }
 
 
@@ -364,10 +564,27 @@ def make_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
 
 def write_chunk(directory: Path, chunk: Chunk) -> None:
     """The harness's files: ``in_<s>.hex``, ``out_<s>.hex`` (count, then one hex payload per
-    line) and ``end.txt``."""
+    line), ``end.txt``, ``phases.txt`` when the chunk has phases, and ``Chunk.files``."""
     directory.mkdir(parents=True, exist_ok=True)
     for prefix, streams in (("in", chunk.inputs), ("out", chunk.outputs)):
         for name, beats in streams.items():
-            text = f"{len(beats)}\n" + "".join(f"{b:x}\n" for b in beats)
-            (directory / f"{prefix}_{name}.hex").write_text(text)
+            path = directory / f"{prefix}_{name}.hex"
+            if isinstance(beats, np.ndarray):
+                width = chunk.widths.get(name, 32 * beats.shape[1])
+                path.write_bytes(f"{len(beats)}\n".encode() + hex_lines(beats, width))
+            else:
+                path.write_text(f"{len(beats)}\n" + "".join(f"{b:x}\n" for b in beats))
     (directory / "end.txt").write_text("".join(f"{line}\n" for line in chunk.end))
+    phases = directory / "phases.txt"
+    if chunk.phases:
+        phases.write_text(
+            "".join(" ".join(f"{k}={v}" for k, v in p.items()) + "\n" for p in chunk.phases)
+        )
+    elif phases.exists():
+        phases.unlink()
+    for name, text in chunk.files.items():
+        path = directory / name
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)

@@ -171,7 +171,7 @@ def test_cli_corrupt_exits_1_with_the_replay_command():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["wtx"], r"unit must be one of hcu, wtu, wtu_grid, topk, quickselect, not 'wtx'"),
+        (["wtx"], r"unit must be one of hcu, wtu, wtu_grid, topk, quickselect, kvmu, not 'wtx'"),
         (["hcu", "--transactions", "0"], r"--transactions must be at least 1, not 0"),
         (["hcu", "--seed", "-2"], r"--seed must be a non-negative integer, not -2"),
         (["hcu", "--profile", "stormy"], r"--profile must be one of none, .*, not 'stormy'"),
@@ -211,3 +211,142 @@ def test_bench_speed_part_runs_the_same_stream_to_the_cycle():
     same, long = out["verilator sim.fast"], out["verilator sim.fast long"]
     assert same["cycles"] == timing.done[-1] + 1  # as sim.tb_bench counts a cocotb run
     assert long["cycles"] > 500 and long["cycles_per_second"] > 0
+
+
+# ---- KVMU: allocation and selections in phases, an AXI4 read slave in the harness ----------
+
+
+def test_kvmu_no_stalls_passes_and_allocates_at_alloc_cycles(tmp_path):
+    from hw.kvmu.kvmu import ALLOC_CYCLES
+
+    verdict, chunk = run_chunk(
+        "kvmu", CFG, 120, 1, config="tiny", profile=PROFILES["none"], keep=tmp_path, times=True
+    )
+    assert verdict.passed and verdict.mismatches == 0, verdict.line
+    assert verdict.transactions == 120 and verdict.unit == "kvmu"
+    t = _times(tmp_path / "times.txt")
+    assert t["summary"].size == 120
+    assert t["kv"].size == len(chunk.outputs["kv"]) and t["ar"].size == len(chunk.outputs["ar"])
+    assert t["slot"].size == t["assign"].size == chunk.golden["tokens"]
+    # Several contexts (clear strobes), one that exhausts the pool (full slots), selections
+    # without any burst (clusters without chunks), max_burst splits and whole runs.
+    assert sum(p.get("clear", 0) for p in chunk.phases) > 1 and chunk.golden["full"] > 0
+    assert 0 in chunk.golden["summary"]["beats"]
+    bins = chunk.golden["bin_counts"]
+    assert bins[("kvmu.bursts", "whole_run")] and bins[("kvmu.bursts", "split_max_burst")]
+    # The one exact figure of hw.kvmu without stalls: a token every ALLOC_CYCLES cycles, on
+    # both allocation streams, within each allocation phase (retrieval has no exact formula).
+    lo = 0
+    for p in chunk.phases:
+        a = p.get("assign", 0)
+        for name in ("assign", "slot"):
+            assert (np.diff(t[name][lo : lo + a]) == ALLOC_CYCLES).all(), (name, lo, a)
+        lo += a
+    assert lo == t["assign"].size
+
+
+def test_kvmu_stall_profiles_pass_and_stall():
+    cycles = {}
+    for name in ("none", "heavy", "long_bursts"):
+        verdict, _ = run_chunk("kvmu", CFG, 60, 4, config="tiny", profile=PROFILES[name])
+        assert verdict.passed and verdict.transactions == 60, verdict.line
+        cycles[name] = verdict.cycles
+    assert cycles["heavy"] > cycles["none"] and cycles["long_bursts"] > cycles["none"]
+
+
+def test_kvmu_a_corrupted_beat_fails():
+    verdict, chunk = run_chunk("kvmu", CFG, 60, 4, config="tiny", corrupt=17)
+    assert not verdict.passed and verdict.mismatches == 1
+    assert verdict.first.startswith("kv[17] @")
+    got = int(verdict.first.rsplit(" got ", 1)[1], 16)
+    words = chunk.outputs["kv"][17]  # the corrupted expectation; the harness saw golden's
+    assert got == sum(int(w) << 32 * i for i, w in enumerate(words)) ^ 1
+
+
+def _kvmu_run(tmp_path, chunk, profile="light"):
+    binary = build_harness("kvmu", CFG, config="tiny")
+    write_chunk(tmp_path, chunk)
+    return run_harness(
+        binary, tmp_path, seed=6, profile=PROFILES[profile], chunk=chunk, times=False
+    )
+
+
+def test_kvmu_dropped_added_and_corrupted_expectations_fail(tmp_path):
+    base = make_chunk("kvmu", CFG, 40, 6)
+    rc, out = _kvmu_run(tmp_path, base)
+    assert rc == 0 and "FAST PASS unit=kvmu seed=6 transactions=40 " in out, out
+    n = len(base.outputs["kv"])
+
+    def mutated(**streams):
+        chunk = make_chunk("kvmu", CFG, 40, 6)
+        for name, f in streams.items():
+            chunk.outputs[name] = f(chunk.outputs[name])
+        return chunk
+
+    cases = [
+        # a kv beat dropped in the middle: the first mismatch is at its index
+        (dict(kv=lambda b: np.delete(b, 100, 0)), "first: kv[100] @"),
+        # the last kv beat dropped: the unit's last beat is extra
+        (dict(kv=lambda b: b[:-1]), f"first: kv[{n - 1}] @"),
+        # one kv beat too many expected: missing, the run times out
+        (dict(kv=lambda b: np.concatenate([b, b[-1:]])), f"kv {n}/{n + 1} received"),
+        (dict(ar=lambda b: [*b[:5], b[5] ^ 1 << 3, *b[6:]]), "first: ar[5] @"),
+        (dict(slot=lambda b: [*b[:9], b[9] ^ 1, *b[10:]]), "first: slot[9] @"),
+        (dict(summary=lambda b: [*b[:3], b[3] ^ 1 << 70, *b[4:]]), "first: summary[3] @"),
+    ]
+    for streams, first in cases:
+        rc, out = _kvmu_run(tmp_path, mutated(**streams))
+        assert rc == 1 and "FAST FAIL unit=kvmu" in out and first in out, (first, out)
+    rc, out = _kvmu_run(tmp_path, mutated(kv=lambda b: b[:-1]))
+    assert "extra beat" in out
+    rc, out = _kvmu_run(tmp_path, mutated(kv=lambda b: np.concatenate([b, b[-1:]])))
+    assert "first: timeout: no handshake" in out
+    # The memory image: a flipped bit comes back in the first kv beat that reads it.
+    chunk = make_chunk("kvmu", CFG, 40, 6)
+    beat = int(chunk.golden["beat_index"][30])
+    first_read = int(np.flatnonzero(chunk.golden["beat_index"] == beat)[0])
+    chunk.golden["image"][beat, 0] ^= 1
+    lines = chunk.files["mem.hex"].split(b"\n")
+    lines[beat + 1] = b"%x" % (int(lines[beat + 1], 16) ^ 1)
+    chunk.files["mem.hex"] = b"\n".join(lines)
+    rc, out = _kvmu_run(tmp_path, chunk)
+    assert rc == 1 and f"first: kv[{first_read}] @" in out, out
+    # The end state: busy must be low.
+    chunk = make_chunk("kvmu", CFG, 40, 6)
+    chunk.end = ["scalar busy 1"]
+    rc, out = _kvmu_run(tmp_path, chunk)
+    assert rc == 1 and "first: busy: expected 1 got 0" in out
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("max_burst 8", "beats: longer than max_burst 8"),
+        ("boundary 64", "beats: crosses a 64-byte boundary"),
+        ("outstanding 1", "bursts in flight, above outstanding 1"),
+        ("base 4096", "beats: outside the memory image"),
+    ],
+)
+def test_kvmu_axi_rule_checks_can_fail(line, message, tmp_path):
+    """The slave's burst checks, shown failing against tightened rules (the KVMU keeps the
+    real ones: max_burst, 4 KB, outstanding 4, its base)."""
+    chunk = make_chunk("kvmu", CFG, 30, 7)
+    key = line.split()[0]
+    rules = [ln for ln in chunk.files["axi.txt"].splitlines() if not ln.startswith(key)]
+    chunk.files["axi.txt"] = "\n".join([*rules, line]) + "\n"
+    rc, out = _kvmu_run(tmp_path, chunk, profile="none")
+    assert rc == 1 and re.search(r"first: AR\[\d+\] @\d+: burst 0x[0-9a-f]+\+\d+ ", out), out
+    assert message in out, out
+
+
+def test_kvmu_wide_bus_bursts_cut_at_4k():
+    """sim.coverage's ``split4k`` KVMU config (1 KB tokens, 24-beat bursts, a 256-bit bus):
+    runs of 8 KB chunks cut at max_burst and at 4 KB boundaries, R data wider than 64 bits."""
+    cfg = CFG.replace(
+        resv={"head_dim": 256}, chunk_tokens=8, max_burst=24, kv_chunks=64, axi_data_bits=256
+    )
+    verdict, chunk = run_chunk("kvmu", cfg, 30, 3, config="split4k", profile=PROFILES["heavy"])
+    assert verdict.passed and verdict.transactions == 30, verdict.line
+    assert chunk.golden["bin_counts"][("kvmu.bursts", "split_4k")] > 0
+    verdict, _ = run_chunk("kvmu", cfg, 30, 3, config="split4k", corrupt=40)
+    assert not verdict.passed and verdict.first.startswith("kv[40] @")

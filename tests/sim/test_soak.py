@@ -91,7 +91,7 @@ def test_two_units_on_a_dask_local_cluster(tmp_path, capsys):
     [
         (
             ["--units", "hcu,wtx"],
-            r"--units must list units of hcu, wtu, wtu_grid, topk, quickselect, not 'wtx'",
+            r"--units must list units of hcu, wtu, wtu_grid, topk, quickselect, kvmu, not 'wtx'",
         ),
         (["--transactions", "0"], r"--transactions must be at least 1, not 0"),
         (["--chunk", "-5"], r"--chunk must be at least 1, not -5"),
@@ -151,3 +151,30 @@ def test_soak_coverage(tmp_path, capsys):
     line = vcov["types"]["line"]
     assert 0 < line["hit"] <= line["points"]
     assert re.search(r"^soak: Verilator coverage hcu \(2 chunks\): .*line \d+ of \d+", out, re.M)
+
+
+def test_kvmu_soak_counts_selections_and_replays_a_failure(tmp_path, capsys, monkeypatch):
+    real = soak.run_chunk
+
+    def faulty(unit, cfg, n, seed, **kw):  # the second chunk's expected kv beat 9 is wrong
+        return real(unit, cfg, n, seed, **kw, corrupt=9 if seed == 5_000_031 else None)
+
+    monkeypatch.setattr(soak, "run_chunk", faulty)
+    args = ["--units", "kvmu", "--transactions", "120", "--chunk", "60", "--seed", "30"]
+    assert soak.main([*args, "--workers", "0", "-o", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    # kvmu is the sixth unit of FAST_PORTS: seeds base + 5 * 10**6 + i
+    assert re.search(
+        r"^soak: \[1/2\] kvmu seed=5000030 profile=\w+ PASS: 60 transactions", out, re.M
+    )
+    replay = "python -m sim.fast kvmu --seed 5000031 --transactions 60 --config tiny"
+    assert f"soak: replay: {replay}" in out
+    rep = json.loads((tmp_path / "report.json").read_text())
+    kv = rep["units"]["kvmu"]
+    assert kv["transactions"] == 120 and kv["seeds"] == [5_000_030, 5_000_031]
+    (fail,) = kv["failures"]
+    assert fail["first"].startswith("kv[9] @") and fail["replay"] == replay
+    # Coverage from the passed chunk: the burst bins, not the cocotb checkers' axi.* bins.
+    cov = json.loads((tmp_path / "coverage.json").read_text())
+    text = json.dumps(cov)
+    assert "whole_run" in text and "split_max_burst" in text and "axi.ar" not in text
