@@ -344,3 +344,94 @@ def recip_operands(seed: int, n: int) -> np.ndarray:
     r = ((rng.integers(1, 255, n) << 23) | rng.integers(0, 1 << 23, n)).astype(np.uint32)
     s = f32_to_bits(np.abs(rng.standard_normal(n) * 30 + 1).astype(np.float32) + 1)
     return np.concatenate([RECIP_CORNERS, r, s]).astype(np.uint32)
+
+
+@dataclass(frozen=True)
+class AttnCase:
+    """One ``TiledAttention`` command: ``q`` ``(R, d)``, ``k``/``v`` ``(n, d)`` BF16 patterns,
+    the rows' and tokens' positions (token ``t`` is masked for row ``r`` when
+    ``k_pos[t] > q_pos[r]``; token 0 is visible to every row)."""
+
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    q_pos: np.ndarray
+    k_pos: np.ndarray
+
+
+def attn_case(cfg: HWConfig, rng: np.random.Generator, *, rows: int, tokens: int) -> AttnCase:
+    """Rows at random positions, a prefill-like token order (older tokens, then the frame's
+    own, some newer than some rows), scores of several scales (sharp and flat softmax)."""
+    d = cfg.resv.head_dim
+    limit = (1 << (cfg.token_id_bits + 1)) - 1
+    scale = rng.choice([0.3, 1.0, 4.0])
+    q = to_bf16_bits((rng.standard_normal((rows, d)) * scale).astype(np.float32))
+    k = to_bf16_bits(rng.standard_normal((tokens, d)).astype(np.float32))
+    v = to_bf16_bits(rng.standard_normal((tokens, d)).astype(np.float32))
+    k_pos = np.sort(rng.integers(0, min(limit, 4 * tokens) + 1, tokens))
+    k_pos[0] = 0
+    q_pos = rng.integers(0, int(k_pos.max()) + 2, rows).clip(0, limit)
+    return AttnCase(q, k, v, q_pos.astype(np.int64), k_pos.astype(np.int64))
+
+
+def attn_expected_rows(cfg: HWConfig, case: AttnCase) -> np.ndarray:
+    """FP32 patterns ``(R, d)``: ``golden.softmax.tiled_attention`` of the masked scores."""
+    from golden.softmax import tiled_attention
+
+    scores = mac_array(case.q, case.k, cfg.mac_cols).T  # (R, n): dot(q_r, k_t)
+    scores = np.where(case.k_pos[None] > case.q_pos[:, None], np.uint32(0xFF80_0000), scores)
+    return tiled_attention(
+        scores.astype(np.uint32),
+        case.v,
+        tile=cfg.tile_tokens,
+        lanes=cfg.mac_cols,
+        exp_frac_bits=cfg.exp_frac_bits,
+    )
+
+
+def attn_beats(cfg: HWConfig, case: AttnCase) -> tuple[list, list]:
+    """``attn_in`` beats of the rows (``queries``) and of the tokens (``kv``: K then V)."""
+    lay = layouts(cfg).attn_in
+    cols = cfg.mac_cols
+    beats = cfg.mac_chunks
+
+    def vec(x, pos, end):
+        padded = np.zeros(beats * cols, np.uint16)
+        padded[: x.size] = x
+        return [
+            lay.const(
+                {
+                    "x": [_bf16(e) for e in padded[b * cols : (b + 1) * cols]],
+                    "pos": int(pos),
+                    "end": int(end),
+                }
+            )
+            for b in range(beats)
+        ]
+
+    r, n = len(case.q), len(case.k)
+    qb = [b for i in range(r) for b in vec(case.q[i], case.q_pos[i], i == r - 1)]
+    kvb = [
+        b
+        for t in range(n)
+        for x in (case.k[t], case.v[t])
+        for b in vec(x, case.k_pos[t], t == n - 1)
+    ]
+    return qb, kvb
+
+
+def attn_expected(cfg: HWConfig, case: AttnCase) -> list[tuple[tuple[int, ...], int, int]]:
+    """The ``out`` beats: ``mac_cols`` FP32 patterns, ``last``, ``end``."""
+    rows = attn_expected_rows(cfg, case)
+    cols, beats = cfg.mac_cols, cfg.mac_chunks
+    padded = np.zeros((len(rows), beats * cols), np.uint32)
+    padded[:, : rows.shape[1]] = rows
+    return [
+        (
+            tuple(int(x) for x in padded[r, b * cols : (b + 1) * cols]),
+            int(b == beats - 1),
+            int(b == beats - 1 and r == len(rows) - 1),
+        )
+        for r in range(len(rows))
+        for b in range(beats)
+    ]

@@ -117,6 +117,21 @@ class DatapathLayouts:
                 "last": unsigned(1),
             }
         )
+        #: TiledAttention inputs (``queries``, ``kv``): ``mac_cols`` BF16 elements of a query
+        #: row or of a token's K then V vector, the row's or token's position ``pos``, and
+        #: ``end`` on every beat of the final row or token.
+        self.attn_in = data.StructLayout(
+            {
+                "x": data.ArrayLayout(BF16, cfg.mac_cols),
+                "pos": unsigned(cfg.token_id_bits + 1),
+                "end": unsigned(1),
+            }
+        )
+        #: TiledAttention output: ``mac_cols`` FP32 elements of a row's output; ``last`` on
+        #: the row's final beat, ``end`` on the final row's.
+        self.attn_out = data.StructLayout(
+            {"o": data.ArrayLayout(FP32, cfg.mac_cols), "last": unsigned(1), "end": unsigned(1)}
+        )
         #: RopeUnit input: one beat of ``mac_lanes`` BF16 elements of a ``head_dim`` vector
         #: (``head_dim / mac_lanes`` beats, ``last`` on the final one); ``position`` (the
         #: token position, ``token_id_bits + 1`` bits) is read on the first beat.

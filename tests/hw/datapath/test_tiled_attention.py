@@ -1,0 +1,114 @@
+"""TiledAttention on the Amaranth simulator, bit-exact against golden.softmax.tiled_attention
+of the masked MAC-array scores: commands of 1..frame_rows rows over 1..several tiles of
+tokens (partial last tiles, masked tokens), under the stall patterns of
+``sim.streams.TIMINGS``, several commands back to back; the exact cycles of
+``command_cycles`` at several array widths and tile sizes (P's row in 1..8 beats)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+
+from hw.config import preset
+from hw.datapath.tiled_attention import TiledAttention, command_cycles
+from sim.datapath_data import attn_beats, attn_case, attn_expected
+from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
+
+TINY = preset("tiny")  # head_dim 16, 4 columns (4 beats per vector), tiles of 4 tokens
+
+
+def out_beat(p) -> tuple[tuple[int, ...], int, int]:
+    return (
+        tuple(int(x.as_value().value) for x in p.o),
+        int(p.last.value) if hasattr(p.last, "value") else int(p.last),
+        int(p.end.value) if hasattr(p.end, "value") else int(p.end),
+    )
+
+
+def simulate(cfg, cases, *, timing: str, seed: int):
+    dut = TiledAttention(cfg)
+    h = Harness(dut)
+    idle, stall = TIMINGS[timing]
+    want = [e for c in cases for e in attn_expected(cfg, c)]
+    out: dict = {}
+
+    async def source(ctx):
+        rng = np.random.default_rng([seed, 1])
+        out["q_t"], out["kv_t"] = [], []
+        for c in cases:
+            qb, kvb = attn_beats(cfg, c)
+            out["q_t"].append(
+                await stream_put(ctx, dut.queries, qb, cycle=h.cycle, rng=rng, idle=idle)
+            )
+            out["kv_t"].append(
+                await stream_put(ctx, dut.kv, kvb, cycle=h.cycle, rng=rng, idle=idle)
+            )
+
+    async def sink(ctx):
+        rng = np.random.default_rng([seed, 2])
+        got = await stream_get(ctx, dut.out, cycle=h.cycle, count=len(want), rng=rng, stall=stall)
+        out["got"] = [(out_beat(p), t) for p, t in got]
+        await assert_idle(ctx, dut.out, 40)
+
+    run(h, [source, sink])
+    return dut, want, out
+
+
+@pytest.mark.parametrize("timing", list(TIMINGS))
+def test_commands_bit_exact(timing):
+    cfg = TINY
+    rng = np.random.default_rng(len(timing))
+    shapes = [(1, 1), (3, 4), (5, 9), (16, 13), (2, 8)]  # rows x tokens
+    cases = [attn_case(cfg, rng, rows=r, tokens=n) for r, n in shapes]
+    _, want, out = simulate(cfg, cases, timing=timing, seed=3)
+    got = [g for g, _ in out["got"]]
+    assert len(got) == len(want) == sum(r for r, _ in shapes) * cfg.mac_chunks
+    bad = [i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
+    assert not bad, (len(bad), bad[:3], got[bad[0]] if bad else None)
+
+
+SHAPES = {  # mac_cols, tile_tokens: beats per vector M, beats of P's row
+    "cols4_tile4": (4, 4),  # M 4, 1
+    "cols8_tile8": (8, 8),  # M 2, 1
+    "cols2_tile4": (2, 4),  # M 8, 2
+    "cols4_tile16": (4, 16),  # M 4, 4
+}
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_exact_cycles_without_stalls(name):
+    """Each command takes ``command_cycles`` from its first query beat to its last output
+    beat; the next command's first query beat is the next cycle."""
+    cols, tile = SHAPES[name]
+    cfg = TINY.replace(mac_cols=cols, tile_tokens=tile)
+    rng = np.random.default_rng(cols * 100 + tile)
+    shapes = [(1, 1), (3, 2 * tile + 1), (cfg.frame_rows, tile)]
+    cases = [attn_case(cfg, rng, rows=r, tokens=n) for r, n in shapes]
+    _, want, out = simulate(cfg, cases, timing="none", seed=1)
+    assert [g for g, _ in out["got"]] == want
+    ends = np.cumsum([r * cfg.mac_chunks for r, _ in shapes])
+    out_t = [t for _, t in out["got"]]
+    for i, (r, n) in enumerate(shapes):
+        start = out["q_t"][i][0]
+        last = out_t[ends[i] - 1]
+        assert last - start + 1 == command_cycles(cfg, r, n), (name, r, n)
+        if i:
+            assert start == out_t[ends[i - 1] - 1] + 1
+
+
+def test_one_token_returns_its_value():
+    """One visible token: weight 1, 1/l = 1, so each row's output is the token's V
+    widened to FP32, whatever the scores."""
+    cfg = TINY
+    rng = np.random.default_rng(5)
+    case = attn_case(cfg, rng, rows=3, tokens=1)
+    _, want, out = simulate(cfg, [case], timing="random", seed=2)
+    v = [int(x) << 16 for x in case.v[0]]
+    rows = [x for (o, _, _), _ in out["got"] for x in o]
+    assert rows == [x for _ in range(3) for x in v]
+    assert [g for g, _ in out["got"]] == want
+
+
+def test_elaborates_without_warnings():
+    Fragment.get(TiledAttention(TINY), None)
