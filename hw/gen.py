@@ -38,7 +38,15 @@ from amaranth.lib import wiring
 
 from .config import PRESETS, HWConfig, preset
 from .core import VRexCore
-from .datapath import FP32RecipPipe, MacArray, MacTree, RopeUnit, TileSoftmax, VectorUnit
+from .datapath import (
+    FP32RecipPipe,
+    MacArray,
+    MacTree,
+    RopeUnit,
+    TiledAttention,
+    TileSoftmax,
+    VectorUnit,
+)
 from .dre import (
     DynamicRetrievalEngine,
     HashClusterUnit,
@@ -76,6 +84,7 @@ TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
     "vector_unit": VectorUnit,
     "recip_pipe": lambda _cfg: FP32RecipPipe(),
     "tile_softmax": TileSoftmax,
+    "tiled_attention": TiledAttention,
     "rope": RopeUnit,
     "core": VRexCore,
 }

@@ -420,6 +420,16 @@ def attn_beats(cfg: HWConfig, case: AttnCase) -> tuple[list, list]:
     return qb, kvb
 
 
+def attn_out_beat(payload) -> tuple[tuple[int, ...], int, int]:
+    """An ``attn_out`` payload (a ``data.Const`` view) as ``attn_expected`` gives it."""
+    o = payload.o
+    return (
+        tuple(int(o[i].as_value().value) for i in range(len(o))),
+        int(payload.last),
+        int(payload.end),
+    )
+
+
 def attn_expected(cfg: HWConfig, case: AttnCase) -> list[tuple[tuple[int, ...], int, int]]:
     """The ``out`` beats: ``mac_cols`` FP32 patterns, ``last``, ``end``."""
     rows = attn_expected_rows(cfg, case)

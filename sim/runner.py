@@ -60,6 +60,7 @@ UNIT_TESTBENCH = {
     "vector_unit": "sim.tb_vector_unit",
     "recip_pipe": "sim.tb_recip_pipe",
     "tile_softmax": "sim.tb_tile_softmax",
+    "tiled_attention": "sim.tb_tiled_attention",
     "rope": "sim.tb_rope",
     "kvmu": "sim.tb_kvmu",
     "kv_writer": "sim.tb_kv_writer",

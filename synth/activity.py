@@ -20,7 +20,8 @@ Stimulus choice, first match wins:
    ``sim.axi_ram.AxiRamModel`` (so its power reflects real queries: RoPE, hashing, HCU,
    KV writes and reads, WTU, softmax); ``rope`` random BF16 vectors and positions;
    ``vector_unit`` queries of 1..32 random scores with their value vectors; ``tile_softmax``
-   rows of random scores (masked lanes, first and later tiles); ``kv_writer``
+   rows of random scores (masked lanes, first and later tiles); ``tiled_attention``
+   commands of ``sim.datapath_data.attn_case``; ``kv_writer``
    random token slots and data against the AXI RAM model's write channels; ``mac_array``
    blocks of ``mac_rows`` random BF16 query vectors, each against 16 random K vectors;
 4. otherwise every input stream gets random payloads. Every output stream sees random
@@ -456,6 +457,32 @@ def _vu_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBenc
     return [scores, values]
 
 
+def _attn_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBench]:
+    """``TiledAttention`` commands (``sim.datapath_data.attn_case``): 1..frame_rows rows
+    over 1..4 tiles of tokens, Gaussian q, k, v, causal positions."""
+    from sim.datapath_data import attn_beats, attn_case
+
+    t = cfg.tile_tokens
+    shapes = [
+        (int(rng.integers(1, cfg.frame_rows + 1)), int(rng.integers(1, 4 * t + 1)))
+        for _ in range(64)
+    ]
+    commands = [attn_beats(cfg, attn_case(cfg, rng, rows=r, tokens=n)) for r, n in shapes]
+
+    def raw(beats):
+        return [int(b.as_value().value) for b in beats]
+
+    async def queries(clk: _Budget) -> None:
+        for q, _ in commands:
+            await _put(clk, dut.queries, raw(q), rng, 0.1)
+
+    async def kv(clk: _Budget) -> None:
+        for _, k in commands:
+            await _put(clk, dut.kv, raw(k), rng, 0.1)
+
+    return [queries, kv]
+
+
 def _tile_source(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
     """Rows of ``tile_tokens`` random N(0, 16) FP32 scores (10 % masked, ``-inf``); a third
     are first tiles (``m = -inf``, ``l = +0``, one visible token), the rest later tiles with
@@ -617,6 +644,12 @@ def _unit_stimulus(
         return (
             "vu-queries(random FP32 scores N(0,16), 1..32 tokens, random BF16 values)",
             [*_vu_sources(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
+            [],
+        )
+    if name == "tiled_attention":
+        return (
+            "tiled-attention-commands(sim.datapath_data.attn_case: 1..frame_rows rows, 1..4 tiles)",
+            [*_attn_sources(dut, cfg, rng), _sink(dut.out, rng, 0.8)],
             [],
         )
     if name == "tile_softmax":

@@ -97,6 +97,7 @@ EXPECTED_UNITS: dict[str, str] = {
     "vector_unit": "VectorUnit, online-softmax attention (datapath)",
     "recip_pipe": "FP32RecipPipe, pipelined FP32 reciprocal (datapath)",
     "tile_softmax": "TileSoftmax, tiled-order softmax, one tile row per cycle (datapath)",
+    "tiled_attention": "TiledAttention, rows x tokens in the tiled order (datapath)",
     "rope": "RopeUnit, rotary position embedding (datapath)",
     "kvmu": "KVMemoryUnit, KV read path (AXI4 read master)",
     "kv_writer": "KVWriter, KV write path (AXI4 write master)",

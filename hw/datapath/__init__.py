@@ -15,6 +15,7 @@ from .recip import FP32Recip
 from .recip_pipe import FP32RecipPipe
 from .rope import RopeUnit
 from .tile_softmax import TileSoftmax, tile_latency
+from .tiled_attention import TiledAttention, command_cycles
 from .vector_unit import VectorUnit
 
 __all__ = [
@@ -35,8 +36,10 @@ __all__ = [
     "MacTree",
     "RopeUnit",
     "TileSoftmax",
+    "TiledAttention",
     "VectorUnit",
     "block_cycles",
+    "command_cycles",
     "layouts",
     "mac_latency",
     "tile_latency",

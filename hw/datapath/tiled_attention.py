@@ -134,7 +134,7 @@ class TiledAttention(wiring.Component):
         tile_pos = Array(Signal(pos_w, name=f"tile_pos{t}") for t in range(tile))
 
         # ---- LOAD_Q / STREAM: the query rows' FIFO -------------------------------------
-        q_beat = Signal(range(beats), name="q_beat")
+        q_beat = Signal(range(max(2, beats)), name="q_beat")
         q_row = Signal(range(frame + 1), name="q_row")
         q_last = q_beat == beats - 1
 
@@ -278,7 +278,7 @@ class TiledAttention(wiring.Component):
         with m.If(res.valid & res.ready):
             m.d.comb += [ml_fifo.w_en.eq(1), a_fifo.w_en.eq(1), p_fifo.w_en.eq(1)]
         p_row_data = p_lay(p_fifo.r_data)
-        p_beat = Signal(range(p_beats), name="p_beat")
+        p_beat = Signal(range(max(2, p_beats)), name="p_beat")
         p_row = Signal(range(frame + 1), name="p_row")
         p_last = p_beat == p_beats - 1
         m.d.comb += [
@@ -308,7 +308,7 @@ class TiledAttention(wiring.Component):
             arr_b.scores.ready.eq(pv_fifo.w_rdy),
         ]
         pv_row = pv_lay(pv_fifo.r_data)
-        o_beat = Signal(range(beats), name="o_beat")
+        o_beat = Signal(range(max(2, beats)), name="o_beat")
         o_last = o_beat == beats - 1
         o_prev = o_lay(o_fifo.r_data)
         o_new = Signal(o_lay, name="o_new")
@@ -335,7 +335,7 @@ class TiledAttention(wiring.Component):
 
         # FINAL: 1/l per row (pipelined), then o * (1/l), C lanes per beat.
         rec_row = Signal(range(frame + 1), name="rec_row")
-        out_beat = Signal(range(beats), name="out_beat")
+        out_beat = Signal(range(max(2, beats)), name="out_beat")
         out_row = Signal(range(frame + 1), name="out_row")
         out_last = out_beat == beats - 1
         m.d.comb += [

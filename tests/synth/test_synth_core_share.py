@@ -120,6 +120,7 @@ def test_share_schema_rejects_incomplete():
         ("wtu_grid", ["cmd__valid", "clusters__valid", "selected__valid", "summary__valid"]),
         ("vector_unit", ["scores__valid", "result__valid"]),
         ("tile_softmax", ["rows__valid", "result__valid", "result__payload"]),
+        ("tiled_attention", ["queries__valid", "kv__valid", "out__valid", "out__payload"]),
         ("mac_array", ["queries__valid", "keys__valid", "scores__valid", "scores__payload"]),
         ("kv_writer", ["m_axi__awvalid", "m_axi__bvalid", "done__valid"]),
         (
@@ -133,7 +134,7 @@ def test_share_schema_rejects_incomplete():
 )
 def test_unit_stimuli_do_work(name, handshakes, tmp_path):
     cfg = preset("tiny")
-    cycles = 2000 if name == "core" else 400
+    cycles = 2000 if name in ("core", "tiled_attention") else 400
     run = simulate_activity(name, TOPS[name](cfg), cfg, tmp_path / "a.vcd", cycles=cycles)
     assert run.cycles == cycles
     assert any(w in run.stimulus for w in (name.split("_")[0], "queries", "selector-rows"))

@@ -12,18 +12,10 @@ from amaranth.hdl import Fragment
 
 from hw.config import preset
 from hw.datapath.tiled_attention import TiledAttention, command_cycles
-from sim.datapath_data import attn_beats, attn_case, attn_expected
+from sim.datapath_data import attn_beats, attn_case, attn_expected, attn_out_beat
 from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")  # head_dim 16, 4 columns (4 beats per vector), tiles of 4 tokens
-
-
-def out_beat(p) -> tuple[tuple[int, ...], int, int]:
-    return (
-        tuple(int(x.as_value().value) for x in p.o),
-        int(p.last.value) if hasattr(p.last, "value") else int(p.last),
-        int(p.end.value) if hasattr(p.end, "value") else int(p.end),
-    )
 
 
 def simulate(cfg, cases, *, timing: str, seed: int):
@@ -48,7 +40,7 @@ def simulate(cfg, cases, *, timing: str, seed: int):
     async def sink(ctx):
         rng = np.random.default_rng([seed, 2])
         got = await stream_get(ctx, dut.out, cycle=h.cycle, count=len(want), rng=rng, stall=stall)
-        out["got"] = [(out_beat(p), t) for p, t in got]
+        out["got"] = [(attn_out_beat(p), t) for p, t in got]
         await assert_idle(ctx, dut.out, 40)
 
     run(h, [source, sink])
