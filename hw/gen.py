@@ -121,6 +121,14 @@ def too_large(name: str, cfg: HWConfig) -> str | None:
             f"{MAX_GENERATED_MACS} MACs take too long to elaborate); it is sized from small "
             "arrays: python -m synth.flow --top mac_array --set mac_rows=8 --set mac_cols=8"
         )
+    # its arrays: tile_tokens x mac_cols and head_dim x mac_cols
+    macs = (cfg.tile_tokens + cfg.resv.head_dim) * cfg.mac_cols
+    if name == "tiled_attention" and macs > MAX_GENERATED_MACS:
+        return (
+            f"tiled_attention is left out: its two MAC arrays have {macs} MACs (more than "
+            f"{MAX_GENERATED_MACS} take too long to elaborate); it is sized at small "
+            "widths: python -m synth.flow --top tiled_attention --config tiny"
+        )
     return None
 
 

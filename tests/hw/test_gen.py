@@ -106,3 +106,6 @@ def test_whole_preset_runs_leave_out_arrays_too_large_to_elaborate():
     reason = too_large("mac_array", preset("paper"))
     assert reason and "mac_array 64 x 64 is left out" in reason
     assert too_large("core", preset("paper")) is None
+    assert too_large("tiled_attention", preset("tiny")) is None  # (4 + 16) x 4 MACs
+    reason = too_large("tiled_attention", preset("paper"))
+    assert reason and "two MAC arrays have 12288 MACs" in reason
