@@ -40,7 +40,10 @@ ceil(head_dim / mac_cols)`` beats) while the previous tile computes, and every s
 token is read from memory once per ``PREFILL``: attention = ``max(tiles x max(load, rows x
 row_pace), read beats)``. The rest of a ``PREFILL`` (selection, the rows' RoPE, the fixed
 costs) and the ingest keep the fitted costs above, which over-count: the run's per-row
-cost lumps costs the fit cannot separate. Array B has ``head_dim`` rows (128 x 64 at the
+cost lumps costs the fit cannot separate. ``built`` is the ``TiledAttention`` unit as it
+is (``hw.datapath.command_cycles``, exact without stalls: a tile's load and its rows one
+after the other, K and V on one stream), each fetched token's load paced by the bus. Array
+B has ``head_dim`` rows (128 x 64 at the
 paper preset, two 64 x 64 arrays beside array A); one array time-shared between ``S`` and
 ``P x V`` would add their beats (a row pace of 4 instead of 2).
 
@@ -59,6 +62,7 @@ import numpy as np
 
 from hw.config import apply_settings, parse_settings, preset
 from hw.core import Op
+from hw.datapath import command_cycles
 
 __all__ = ["budget", "extrapolate", "fit", "main", "tiled_attention_cycles"]
 
@@ -93,15 +97,20 @@ def _vector(prefill: bool, rows, passes, clusters, kept, fetched, bursts) -> lis
 
 def tiled_attention_cycles(cfg, rows: int, tokens: float, fetched: float) -> dict:
     """Cycles of the tiled engine (module docstring) for one ``PREFILL`` of ``rows`` rows
-    over ``tokens`` tokens, ``fetched`` of them read over the bus."""
+    over ``tokens`` tokens, ``fetched`` of them read over the bus; ``built``: the
+    ``TiledAttention`` unit as it is (``command_cycles``: a tile's load does not overlap the
+    rows, K and V share one input stream), its fetched tokens paced by the bus."""
     d, cols, tile = cfg.resv.head_dim, cfg.mac_cols, cfg.tile_tokens
     beats_d = math.ceil(d / cols)  # a q, k, v or accumulator row in mac_cols lanes
     row_pace = max(beats_d, math.ceil(tile / cols))
     tiles = math.ceil(tokens / tile)
     load = tile * beats_d
     compute = tiles * max(load, rows * row_pace)
-    bus = fetched * 2 * d * 16 / cfg.axi_data_bits  # K and V, BF16
+    bus_token = 2 * d * 16 / cfg.axi_data_bits  # bus cycles of a token's K and V (BF16)
+    bus = fetched * bus_token
     cycles = max(compute, bus)
+    n = math.ceil(tokens)
+    built = command_cycles(cfg, rows, n) + fetched * max(0.0, bus_token - 2 * beats_d)
     return {
         "tiles": tiles,
         "row_pace": row_pace,
@@ -110,6 +119,7 @@ def tiled_attention_cycles(cfg, rows: int, tokens: float, fetched: float) -> dic
         "cycles": cycles,
         "array_util": tiles * rows * beats_d / cycles,
         "bus_util": bus / cycles,
+        "built": built,
     }
 
 
@@ -147,10 +157,10 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         f = _vector(prefill, rows, passes, clusters, kept, fetched, bursts)
         return float(np.dot(coef, f)) + rows * shape["rope_extra"]
 
-    def tiled(rows):  # the fitted costs but the passes, plus the tiled engine
+    def tiled(rows, key="cycles"):  # the fitted costs but the passes, plus the tiled engine
         f = _vector(True, rows, 0, clusters, 0, 0, 0)
         att = tiled_attention_cycles(cfg, rows, kept + fetched, fetched)
-        return float(np.dot(coef, f)) + rows * shape["rope_extra"] + att["cycles"], att
+        return float(np.dot(coef, f)) + rows * shape["rope_extra"] + att[key], att
 
     full, last = divmod(tpf, per_cmd)
     prefill = full * cmd(True, per_cmd * g) + (cmd(True, last * g) if last else 0.0)
@@ -161,6 +171,7 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     t_cmds = [tiled(n * g) for n in sizes]
     t_prefill = sum(c * t for c, (t, _) in zip(counts, t_cmds, strict=True))
     att = t_cmds[0][1]
+    b_prefill = sum(c * tiled(n * g, "built")[0] for c, n in zip(counts, sizes, strict=True))
     t_decode, dec = tiled(g)
     passes = full * math.ceil(per_cmd * g / cfg.prefill_rows)
     passes += math.ceil(last * g / cfg.prefill_rows)
@@ -184,6 +195,7 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         "tiled": {
             "prefill": t_prefill,
             "context_frame": ingest + t_prefill,
+            "built_context_frame": ingest + b_prefill,
             "attention": att,
             "decode_step": t_decode,
             # the decode step's own bound: its selected K/V over the bus
@@ -351,8 +363,9 @@ def render(s: dict) -> str:
         "RoPE and ingest as fitted above):",
         "",
         "| cache | tiles | attention: compute / bus | per context-frame | / 150 K goal "
-        "| array busy | bus busy | decode step (G rows) | / its bus bound |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| array busy | bus busy | decode step (G rows) | / its bus bound "
+        "| built unit: attention | built unit: per context-frame |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in s["rows"]:
         t, a = r["tiled"], r["tiled"]["attention"]
@@ -361,7 +374,8 @@ def render(s: dict) -> str:
             f"{a['bus'] / 1e3:.1f} K | **{t['context_frame'] / 1e3:.0f} K** | "
             f"{t['context_frame'] / s['goal_cycles']:.2f}x | {100 * a['array_util']:.0f} % | "
             f"{100 * a['bus_util']:.0f} % | {t['decode_step'] / 1e3:.1f} K | "
-            f"{t['decode_step'] / max(1.0, t['decode_bus_bound']):.2f}x |"
+            f"{t['decode_step'] / max(1.0, t['decode_bus_bound']):.2f}x | "
+            f"{a['built'] / 1e3:.1f} K | {t['built_context_frame'] / 1e3:.0f} K |"
         )
     b = s["budget"]
     lines += [

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hw.config import preset
+from hw.datapath import command_cycles
 from sim.bench_core import FEATURES, budget, fit, main, run, tiled_attention_cycles
 
 TRUE = dict(zip(FEATURES, [300.0, 120.0, 90.0, 70.0, 1.5, 11.0, 16.0, 4.0], strict=True))
@@ -128,6 +129,9 @@ def test_tiled_engine_cycles():
     assert (a["tiles"], a["row_pace"]) == (29, 2)
     assert a["compute"] == 29 * 392 * 2 and a["bus"] == 1590 * 16
     assert a["cycles"] == a["bus"] and a["bus_util"] == 1.0
+    # the built unit: its own cycles, plus 16 - 4 bus cycles per fetched token's load
+    assert a["built"] == command_cycles(paper, 392, 1850) + 1590 * 12
+    assert a["built"] > a["cycles"]
     b = tiled_attention_cycles(paper, 2, 1850, 0)
     assert b["compute"] == b["cycles"] == 29 * 128
     c = tiled_attention_cycles(paper, 392, 640, 0)
@@ -138,3 +142,4 @@ def test_tiled_engine_cycles():
         assert t["context_frame"] == pytest.approx(r["ingest"] + t["prefill"])
         assert t["context_frame"] < r["context_frame"]  # one read of the selection
         assert t["decode_step"] >= t["decode_bus_bound"]
+        assert t["context_frame"] < t["built_context_frame"] < r["context_frame"]
