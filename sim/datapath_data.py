@@ -357,6 +357,8 @@ class AttnCase:
     v: np.ndarray
     q_pos: np.ndarray
     k_pos: np.ndarray
+    #: the token stream ends with a padding token (``attn_in.pad``), masked for every row
+    pad: bool = False
 
 
 def attn_case(cfg: HWConfig, rng: np.random.Generator, *, rows: int, tokens: int) -> AttnCase:
@@ -390,12 +392,13 @@ def attn_expected_rows(cfg: HWConfig, case: AttnCase) -> np.ndarray:
 
 
 def attn_beats(cfg: HWConfig, case: AttnCase) -> tuple[list, list]:
-    """``attn_in`` beats of the rows (``queries``) and of the tokens (``kv``: K then V)."""
+    """``attn_in`` beats of the rows (``queries``) and of the tokens (``kv``: K then V; a
+    padding token of zeros at the largest position last when ``case.pad``)."""
     lay = layouts(cfg).attn_in
     cols = cfg.mac_cols
     beats = cfg.mac_chunks
 
-    def vec(x, pos, end):
+    def vec(x, pos, end, pad=False):
         padded = np.zeros(beats * cols, np.uint16)
         padded[: x.size] = x
         return [
@@ -404,6 +407,7 @@ def attn_beats(cfg: HWConfig, case: AttnCase) -> tuple[list, list]:
                     "x": [_bf16(e) for e in padded[b * cols : (b + 1) * cols]],
                     "pos": int(pos),
                     "end": int(end),
+                    "pad": int(pad),
                 }
             )
             for b in range(beats)
@@ -415,8 +419,12 @@ def attn_beats(cfg: HWConfig, case: AttnCase) -> tuple[list, list]:
         b
         for t in range(n)
         for x in (case.k[t], case.v[t])
-        for b in vec(x, case.k_pos[t], t == n - 1)
+        for b in vec(x, case.k_pos[t], t == n - 1 and not case.pad)
     ]
+    if case.pad:
+        zero = np.zeros(cfg.resv.head_dim, np.uint16)
+        top = (1 << (cfg.token_id_bits + 1)) - 1
+        kvb += [b for _ in range(2) for b in vec(zero, top, True, pad=True)]
     return qb, kvb
 
 

@@ -12,6 +12,8 @@ and back-pressure on the sink (``DRE_IDLE`` / ``DRE_STALL``), configuration from
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cocotb
 import numpy as np
 from cocotb.triggers import Combine, FallingEdge, with_timeout
@@ -42,9 +44,12 @@ async def start(dut) -> None:
     await reset(dut, idle=PORTS_IDLE)
 
 
-def cases(cfg, seed: int, shapes) -> list[AttnCase]:
+def cases(cfg, seed: int, shapes, pad: bool = False) -> list[AttnCase]:
+    """Commands of ``shapes`` (rows, tokens); with ``pad`` every other one ends its stream
+    with a padding token."""
     rng = np.random.default_rng(seed)
-    return [attn_case(cfg, rng, rows=r, tokens=n) for r, n in shapes]
+    out = [attn_case(cfg, rng, rows=r, tokens=n) for r, n in shapes]
+    return [replace(c, pad=pad and i % 2 == 1) for i, c in enumerate(out)]
 
 
 async def run_cases(dut, todo: list[AttnCase], *, idle: float, stall: float, tag: int):
@@ -85,14 +90,16 @@ async def run_cases(dut, todo: list[AttnCase], *, idle: float, stall: float, tag
 
 @cocotb.test()
 async def tiled_attention_random_timing(dut):
-    """Commands of 1..frame_rows rows over 1..5 tiles (partial last tiles, masked tokens);
-    random gaps on both sources and back-pressure on the sink."""
+    """Commands of 1..frame_rows rows over 1..5 tiles (partial last tiles, masked tokens,
+    every other one ending with a padding token, some alone in their tile); random gaps on
+    both sources and back-pressure on the sink."""
     cfg = config_from_env()
     await start(dut)
     idle, stall = timing_from_env()
     t = cfg.tile_tokens
-    shapes = [(1, 1), (3, t + 1), (cfg.frame_rows, 2 * t), (2, 5 * t - 1), (5, 3)]
-    await run_cases(dut, cases(cfg, seed_from_env(), shapes), idle=idle, stall=stall, tag=1)
+    shapes = [(1, 1), (3, t + 1), (cfg.frame_rows, 2 * t), (2, 4 * t), (5, 3), (2, 5)]
+    todo = cases(cfg, seed_from_env(), shapes, pad=True)
+    await run_cases(dut, todo, idle=idle, stall=stall, tag=1)
 
 
 @cocotb.test()

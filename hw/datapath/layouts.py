@@ -118,13 +118,15 @@ class DatapathLayouts:
             }
         )
         #: TiledAttention inputs (``queries``, ``kv``): ``mac_cols`` BF16 elements of a query
-        #: row or of a token's K then V vector, the row's or token's position ``pos``, and
-        #: ``end`` on every beat of the final row or token.
+        #: row or of a token's K then V vector, the row's or token's position ``pos``,
+        #: ``end`` on every beat of the final row or token, ``pad`` (``kv`` only) on every
+        #: beat of a final padding token.
         self.attn_in = data.StructLayout(
             {
                 "x": data.ArrayLayout(BF16, cfg.mac_cols),
                 "pos": unsigned(cfg.token_id_bits + 1),
                 "end": unsigned(1),
+                "pad": unsigned(1),
             }
         )
         #: TiledAttention output: ``mac_cols`` FP32 elements of a row's output; ``last`` on

@@ -18,7 +18,11 @@ beats per vector, ``T = tile_tokens``; every stream tolerates idle and back-pres
   vector (``M`` beats), ``pos`` its position (read on its first beat), ``end`` on every beat
   of the final token. Token ``t`` is masked for a row at ``p`` when ``pos_t > p`` (causal).
   The first token must be visible to every row (``golden.softmax``: otherwise the first
-  tile's maximum is ``-inf``).
+  tile's maximum is ``-inf``). ``pad`` (on every beat of the final token only) makes it a
+  padding token, masked for every row: a caller that learns the stream's end only after
+  its last token (the core, from the KVMU's summary) ends it with one. A padding token in
+  a tile of its own is dropped; in a tile with tokens it is a masked lane, as the golden
+  model's own padding of a partial tile, so the result is the same bit for bit.
   ``out`` (out, ``attn_out``): after the last token, every row's output in row order, ``M``
   beats of ``C`` FP32 each, ``last`` on a row's final beat, ``end`` on the final row's.
 One command (``queries`` then ``kv``, then ``out``) at a time: ``queries`` is ready again
@@ -66,16 +70,18 @@ __all__ = ["TiledAttention", "command_cycles"]
 NEG_INF = 0xFF80_0000
 
 
-def command_cycles(cfg: HWConfig, rows: int, tokens: int) -> int:
+def command_cycles(cfg: HWConfig, rows: int, tokens: int, pad: bool = False) -> int:
     """Cycles of one command without stalls (inputs offered every cycle, ``out`` always
     ready), from its first query beat to its last output beat: ``2 * rows * M`` (the rows
-    in, the outputs out) ``+ 2 * M * tokens`` (the tile loads) ``+ tiles * (rows * M + 2 *
-    mac_latency + tile_latency + M + ceil(T / C) + 3)`` (the rows through A, the softmax, B
-    and the update; then the FIFOs and the phase change) ``+ RECIP_LATENCY``."""
+    in, the outputs out) ``+ 2 * M * (tokens + pad)`` (the tile loads) ``+ tiles * (rows * M
+    + 2 * mac_latency + tile_latency + M + ceil(T / C) + 3)`` (the rows through A, the
+    softmax, B and the update; then the FIFOs and the phase change; ``tiles = ceil(tokens /
+    T)``, a padding token's own tile is dropped) ``+ RECIP_LATENCY``."""
     m, t = cfg.mac_chunks, cfg.tile_tokens
     lat = mac_latency(cfg.replace(mac_lanes=cfg.mac_cols))
     per_tile = rows * m + 2 * lat + tile_latency(cfg) + m + -(-t // cfg.mac_cols) + 3
-    return 2 * rows * m + 2 * m * tokens + -(-tokens // t) * per_tile + RECIP_LATENCY
+    loads = 2 * m * (tokens + int(pad))
+    return 2 * rows * m + loads + -(-tokens // t) * per_tile + RECIP_LATENCY
 
 
 class TiledAttention(wiring.Component):
@@ -173,27 +179,32 @@ class TiledAttention(wiring.Component):
                 in_k = kv_beat < beats
                 tok_last_beat = kv_beat == 2 * beats - 1
                 tile_end = (kv_tok == tile - 1) | kv.payload.end
+                # a padding token alone in a new tile is taken and dropped (no tile)
+                skip = kv.payload.pad & (kv_tok == 0)
                 for arr, on, last in (
                     (arr_a, in_k, kv_beat == beats - 1),
                     (arr_b, ~in_k, tok_last_beat),
                 ):
                     m.d.comb += [
-                        arr.queries.valid.eq(kv.valid & on),
+                        arr.queries.valid.eq(kv.valid & on & ~skip),
                         arr.queries.payload.x.eq(kv.payload.x),
                         arr.queries.payload.last.eq(last),
                         arr.queries.payload.end.eq(last & tile_end),
                         arr.queries.payload.columns.eq(arr is arr_b),
                     ]
-                m.d.comb += kv.ready.eq(Mux(in_k, arr_a.queries.ready, arr_b.queries.ready))
+                m.d.comb += kv.ready.eq(skip | Mux(in_k, arr_a.queries.ready, arr_b.queries.ready))
                 with m.If(kv.valid & kv.ready):
                     with m.If(kv_beat == 0):
                         m.d.sync += tile_pos[kv_tok].eq(kv.payload.pos)
                     m.d.sync += kv_beat.eq(Mux(tok_last_beat, 0, kv_beat + 1))
                     with m.If(tok_last_beat):
                         m.d.sync += kv_tok.eq(kv_tok + 1)
-                        with m.If(tile_end):
+                        with m.If(skip):
+                            m.d.sync += kv_tok.eq(0)
+                            m.next = "FINAL"
+                        with m.Elif(tile_end):
                             m.d.sync += [
-                                tile_n.eq(kv_tok + 1),
+                                tile_n.eq(Mux(kv.payload.pad, kv_tok, kv_tok + 1)),
                                 last_tile.eq(kv.payload.end),
                                 kv_tok.eq(0),
                                 done_rows.eq(0),
@@ -359,6 +370,10 @@ class TiledAttention(wiring.Component):
             out.payload.end.eq(out_last & (out_row == rows - 1)),
         ]
         out_fire = out.valid & out.ready
+        # The rows re-queued after a tile that turned out not to be the last (a padding token
+        # alone in the next tile) leave during FINAL, which lasts longer than they take.
+        with m.If(final & q_fifo.r_rdy):
+            m.d.comb += q_fifo.r_en.eq(1)
 
         with m.If(upd):
             m.d.comb += [

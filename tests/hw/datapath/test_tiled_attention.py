@@ -89,6 +89,29 @@ def test_exact_cycles_without_stalls(name):
             assert start == out_t[ends[i - 1] - 1] + 1
 
 
+def test_a_padding_token_ends_the_stream():
+    """A final padding token (``pad``) changes nothing, in a partial tile or alone in a new
+    tile (dropped), and costs its load only (``command_cycles(..., pad=True)``)."""
+    from dataclasses import replace
+
+    cfg = TINY
+    rng = np.random.default_rng(9)
+    shapes = [(3, 6), (2, 8), (1, 1), (5, 4)]  # 8 and 4 tokens fill their tiles
+    plain = [attn_case(cfg, rng, rows=r, tokens=n) for r, n in shapes]
+    cases = [replace(c, pad=True) for c in plain]
+    for timing in ("none", "random"):
+        _, want, out = simulate(cfg, cases, timing=timing, seed=4)
+        assert want == [e for c in plain for e in attn_expected(cfg, c)]
+        assert [g for g, _ in out["got"]] == want
+    ends = np.cumsum([r * cfg.mac_chunks for r, _ in shapes])
+    out_t = [t for _, t in out["got"]]
+    _, _, out = simulate(cfg, cases, timing="none", seed=4)
+    out_t = [t for _, t in out["got"]]
+    for i, (r, n) in enumerate(shapes):
+        took = out_t[ends[i] - 1] - out["q_t"][i][0] + 1
+        assert took == command_cycles(cfg, r, n, pad=True), (r, n)
+
+
 def test_one_token_returns_its_value():
     """One visible token: weight 1, 1/l = 1, so each row's output is the token's V
     widened to FP32, whatever the scores."""
