@@ -256,7 +256,7 @@ class VRexCore(wiring.Component):
                 mac_rows=rows, mac_cols=lanes, tile_tokens=min(cfg.tile_tokens, lanes)
             )
 
-        m.submodules.array = array = MacArray(array_cfg(P))
+        m.submodules.array = array = MacArray(array_cfg(P), transposed=False)
         vus = []
         for i in range(P):
             vus.append(VectorUnit(cfg))
@@ -265,7 +265,7 @@ class VRexCore(wiring.Component):
         # The hyperplane block of the MAC array: H rows (the BF16 planes, loaded once after
         # reset) x mac_lanes columns, so a hashed vector's nb beats give its H dot products
         # at once (golden.fparith.dot with mac_lanes lanes, the MAC tree's order).
-        m.submodules.hasher = hasher = MacArray(array_cfg(H))
+        m.submodules.hasher = hasher = MacArray(array_cfg(H), transposed=False)
         m.submodules.score_mul = score_mul = FP32Mul()
         m.submodules.w_mul = w_mul = FP32Mul()
         m.submodules.to_fixed = to_fixed = FP32ToFixed(frac_bits=0, width=r.score_bits)

@@ -8,15 +8,17 @@ Interface (payloads in ``DatapathLayouts``: ``array_load``, ``array_in``, ``arra
 ``n`` elements (``1 <= n <= M*C``) is ``m = ceil(n / C)`` beats in element order, the final
 beat zero-padded with BF16 ``+0`` and flagged ``last``; all vectors of one block (queries
 and keys) have the same ``m``.
-  ``queries`` (in stream, ``array_load``): a block of ``1..R`` query vectors, row after row
-  (row ``r`` is the ``r``-th vector sent); ``end`` on the final beat of the final row. Rows
-  past ``R`` are consumed and ignored. With ``columns`` set (on every beat of the block) the
-  block is loaded **transposed**: its ``j``-th vector (``n'`` elements, ``ceil(n' / C)``
-  beats) is column ``j`` of the stored rows, so beat ``b`` of vector ``j`` writes element
-  ``j`` of rows ``b*C .. b*C + C - 1``; the block then has ``min(R, ceil(n' / C) * C)``
-  rows of ``n = `` (number of vectors, ``1..M*C``) elements, the elements no vector wrote
-  ``+0`` (the first beat clears the stored rows). This loads a V tile (one vector per token)
-  as ``V^T`` for ``P x V``: the scores are then ``golden.fparith.mac_array(V^T, P, C)``.
+  ``queries`` (in stream, ``array_load``; ``array_in`` for a ``MacArray(cfg,
+  transposed=False)``, which has no transposed load): a block of ``1..R`` query vectors,
+  row after row (row ``r`` is the ``r``-th vector sent); ``end`` on the final beat of the
+  final row. Rows past ``R`` are consumed and ignored. With ``columns`` set (on every beat
+  of the block) the block is loaded **transposed**: its ``j``-th vector (``n'`` elements,
+  ``ceil(n' / C)`` beats) is column ``j`` of the stored rows, so beat ``b`` of vector ``j``
+  writes element ``j`` of rows ``b*C .. b*C + C - 1``; the block then has ``min(R,
+  ceil(n' / C) * C)`` rows of ``n`` elements (``n`` = the number of vectors, ``1..M*C``),
+  the elements no vector wrote ``+0`` (the first beat clears the stored rows). This loads
+  a V tile (one vector per token) as ``V^T`` for ``P x V``: the scores are then
+  ``golden.fparith.mac_array(V^T, P, C)``.
   ``keys`` (in stream): the block's K vectors, one after the other; ``end`` on the final
   beat of the final one (a block streams at least one K vector).
   ``scores`` (out stream): one beat per K vector, in order: ``s[r]`` is the FP32 pattern
@@ -49,7 +51,7 @@ the pipeline advances whenever the output register is empty or read (``keys.read
 streaming & (~scores.valid | scores.ready)``); the query load does not depend on it.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -70,15 +72,16 @@ def block_cycles(rows: int, keys: int, beats: int) -> int:
 class MacArray(wiring.Component):
     """``mac_rows`` x ``mac_cols`` BF16 MAC array; see the module docstring."""
 
-    def __init__(self, cfg: HWConfig):
+    def __init__(self, cfg: HWConfig, *, transposed: bool = True):
         check_config(self, cfg)
         self._cfg = cfg
+        self._transposed = transposed
         # Each row is a MacTree of ``mac_cols`` lanes.
         self._tree_cfg = cfg.replace(mac_lanes=cfg.mac_cols)
         lay = layouts(cfg)
         super().__init__(
             {
-                "queries": In(stream.Signature(lay.array_load)),
+                "queries": In(stream.Signature(lay.array_load if transposed else lay.array_in)),
                 "keys": In(stream.Signature(lay.array_in)),
                 "scores": Out(stream.Signature(lay.array_out)),
             }
@@ -124,7 +127,7 @@ class MacArray(wiring.Component):
         load_chunk = Signal(range(max(chunks, groups) + 1), name="load_chunk")
         col_rows = Signal(range(rows + 1), name="col_rows")
         first = Signal(init=1, name="load_first")  # the next query beat starts a block
-        transposed = qin.payload.columns
+        transposed = qin.payload.columns if self._transposed else Const(0, 1)
         m.d.comb += qin.ready.eq(~streaming)
         with m.If(qin.valid & qin.ready):
             m.d.sync += first.eq(qin.payload.last & qin.payload.end)

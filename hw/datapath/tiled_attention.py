@@ -118,7 +118,7 @@ class TiledAttention(wiring.Component):
         pos_w = cfg.token_id_bits + 1
         qin, kv, out = self.queries, self.kv, self.out
 
-        m.submodules.array_a = arr_a = MacArray(cfg.replace(mac_rows=tile))
+        m.submodules.array_a = arr_a = MacArray(cfg.replace(mac_rows=tile), transposed=False)
         m.submodules.array_b = arr_b = MacArray(cfg.replace(mac_rows=d))
         m.submodules.softmax = soft = TileSoftmax(cfg)
         m.submodules.recip = recip = FP32RecipPipe()
@@ -190,9 +190,11 @@ class TiledAttention(wiring.Component):
                         arr.queries.payload.x.eq(kv.payload.x),
                         arr.queries.payload.last.eq(last),
                         arr.queries.payload.end.eq(last & tile_end),
-                        arr.queries.payload.columns.eq(arr is arr_b),
                     ]
-                m.d.comb += kv.ready.eq(skip | Mux(in_k, arr_a.queries.ready, arr_b.queries.ready))
+                m.d.comb += [
+                    arr_b.queries.payload.columns.eq(1),  # V tiles load transposed
+                    kv.ready.eq(skip | Mux(in_k, arr_a.queries.ready, arr_b.queries.ready)),
+                ]
                 with m.If(kv.valid & kv.ready):
                     with m.If(kv_beat == 0):
                         m.d.sync += tile_pos[kv_tok].eq(kv.payload.pos)
