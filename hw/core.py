@@ -1134,6 +1134,10 @@ class VRexCore(wiring.Component):
                     q_in.payload.x.eq(q_rd.data),
                     q_in.payload.last.eq(ld_lb == nb - 1),
                     q_in.payload.end.eq((ld_lb == nb - 1) & (ld_row == blk_rows - 1)),
+                    # Driven here, not left at its init: alone, the field would be a
+                    # constant-only comb process in the Verilog, which never runs
+                    # (Verilator ALWNEVER, X in Icarus).
+                    q_in.payload.columns.eq(0),
                 ]
                 with m.If(step):
                     m.d.sync += ld_v.eq(more)
