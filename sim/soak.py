@@ -101,7 +101,8 @@ def soak_chunk(
 
 def chunk_coverage(unit: str, cfg, chunk, *, exact: bool) -> dict[str, dict[str, int]]:
     """The functional coverage of a passed chunk, from its golden data (every output matched
-    it bit for bit): HCU decisions (and batch positions when ``exact``: no stalls), WTU rows."""
+    it bit for bit): HCU decisions (and batch positions when ``exact``: no stalls), selector
+    rows (WTU, top-k, quick-select)."""
     cov = Coverage(unit_bins(unit, cfg))
     if unit == "hcu":
         g = chunk.golden
