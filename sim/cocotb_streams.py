@@ -34,6 +34,7 @@ __all__ = [
     "Scoreboard",
     "StreamSink",
     "StreamSource",
+    "burst_pauses",
     "config_from_env",
     "cycle",
     "parse_seed",
@@ -307,6 +308,16 @@ def random_pauses(rng: np.random.Generator, p: float):
     """Pause generator for cocotbext-axi channels: pause each cycle with probability ``p``."""
     while True:
         yield bool(rng.random() < p)
+
+
+def burst_pauses(rng: np.random.Generator, p: float, lo: int, hi: int):
+    """Pause generator of long bursty stalls: each cycle, with probability ``p``, a pause of
+    ``lo..hi`` cycles (uniform) starts; no pause otherwise."""
+    while True:
+        if rng.random() < p:
+            for _ in range(int(rng.integers(lo, hi + 1))):
+                yield True
+        yield False
 
 
 def make_rng(*keys: int) -> np.random.Generator:

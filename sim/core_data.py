@@ -164,12 +164,19 @@ def program_from_arrays(
 
 
 def _ingest(model: CoreModel, keys, values, lo: int, hi: int, ci: int, frame: int) -> Command:
-    lost = model.counters["kv_dropped"]
+    lost, beats = model.counters["kv_dropped"], model.counters["write_beats"]
     dropped = model.ingest(keys[lo:hi], values[lo:hi])
     lost = model.counters["kv_dropped"] - lost
+    written = (model.counters["write_beats"] - beats) // model.layout.beats_per_token
     vecs = [x for t in range(lo, hi) for x in (keys[t], values[t])]
     err = Error.FULL if dropped or lost else Error.OK
-    info = {"tokens": hi - lo, "dropped": dropped, "kv_lost": lost, "frame": frame}
+    info = {
+        "tokens": hi - lo,
+        "dropped": dropped,
+        "kv_lost": lost,
+        "kv_written": written,  # aged tokens whose K/V this INGEST writes over AXI
+        "frame": frame,
+    }
     return Command(Op.INGEST, hi - lo, vecs, ci, "frame", error=err, info=info)
 
 

@@ -14,6 +14,24 @@ Bins (``unit_bins``; ``C = max_clusters``, ``N = n_buckets``):
   ``b*`` lands there), ``wtu.out_of_range`` (clusters whose bucket is past ``N``: ``none``,
   ``some``, ``all_but_one`` — the top cluster is always in range, so never all),
   ``wtu.coverage`` (``min`` one LSB, ``mid``, ``max`` 1.0): per checked summary.
+- ``topk.*`` per checked summary of the top-k selector: ``row`` (clusters ``1``, ``mid``,
+  ``max`` = C), ``k`` (``0``, ``partial`` below the row's clusters, ``all`` equal, ``over``
+  past them), ``passes`` of its ``topk_k``-slot sorter (``1``, ``2``, ``3+``), ``ties``
+  (``distinct`` scores, equal scores ``ties``, ``tie_at_cut``: the k-th and (k+1)-th best
+  scores equal, so the lower id decides).
+- ``quickselect.*`` per checked summary of the weighted quick-select: ``row`` (as top-k),
+  ``selected`` (``one``, ``some``, ``all`` of a row of 2+), ``passes`` (partition passes
+  ``1``, ``2-3``, ``4+``), ``zero_weight`` (clusters whose exact weight is 0, too far below
+  the best score or of count 0: ``none``, ``some``, ``all_but_one``, ``all`` — no mass),
+  ``ties`` (``distinct``, ``ties``) and ``coverage`` (as the WTU's).
+- ``mac_array.*`` per block whose score beats all matched: ``rows`` (query rows ``1``,
+  ``partial`` 2..R-1, ``full`` R = ``mac_rows``, ``over`` R+1: the extra row ignored),
+  ``load`` (``rows``, ``columns``: loaded transposed, ``ArrayBlock.columns``),
+  ``final_beat`` (the vectors' last beat ``full`` or ``partial``: ``n`` not a multiple of
+  ``mac_cols``).
+- ``tile_softmax.*`` per matched result: ``tile`` (``first``: m = -inf in, ``later``),
+  ``masked`` lanes (``none``, ``some``, ``all``), ``rescale`` (the ``a`` that scales the
+  old state: ``zero``, ``between``, ``one``).
 - ``kvmu.bursts``: each checked AR burst, ``whole_run`` (a chunk's run in one burst),
   ``split_max_burst`` (cut at ``max_burst`` beats), ``split_4k`` (cut at a 4 KB boundary).
 - ``core.status``: every error code of ``hw.core.Error`` on a checked status beat.
@@ -47,7 +65,11 @@ __all__ = [
     "Coverage",
     "collector",
     "hcu_occupancy_bin",
+    "mac_array_block_bins",
     "main",
+    "quickselect_row_bins",
+    "tile_softmax_row_bins",
+    "topk_row_bins",
     "unit_bins",
     "write_report",
     "wtu_bins",
@@ -210,6 +232,95 @@ def wtu_bins(cfg: HWConfig, b_star: int, out_of_range: int, clusters: int, cover
     return [("wtu.b_star", b), ("wtu.out_of_range", o), ("wtu.coverage", c)]
 
 
+def row_length_bin(clusters: int, max_clusters: int) -> str:
+    return "1" if clusters == 1 else "max" if clusters == max_clusters else "mid"
+
+
+def coverage_bin(cfg: HWConfig, coverage_q: int) -> str:
+    one = 1 << cfg.resv.coverage_frac_bits
+    return "min" if coverage_q == 1 else "max" if coverage_q == one else "mid"
+
+
+def topk_row_bins(cfg: HWConfig, row) -> list[tuple[str, str]]:
+    """The bins of one top-k row (``sim.dre_data.ScoreRow``: scores and ``k``)."""
+    from hw.dre import topk_passes
+
+    c, k = row.scores.size, int(row.k)
+    s = np.sort(np.asarray(row.scores, np.int64))[::-1]
+    passes = topk_passes(cfg, c, k)
+    ties = (
+        "tie_at_cut"
+        if 0 < k < c and s[k - 1] == s[k]
+        else "ties"
+        if np.unique(s).size < c
+        else "distinct"
+    )
+    return [
+        ("topk.row", row_length_bin(c, cfg.max_clusters)),
+        ("topk.k", "0" if k == 0 else "partial" if k < c else "all" if k == c else "over"),
+        ("topk.passes", str(passes) if passes < 3 else "3+"),
+        ("topk.ties", ties),
+    ]
+
+
+def quickselect_row_bins(cfg: HWConfig, row, exp) -> list[tuple[str, str]]:
+    """The bins of one quick-select row from its golden result
+    (``golden.quickselect.QuickSelection``)."""
+    from golden.quickselect import exact_weights
+
+    c, k, passes = row.scores.size, exp.selected.size, len(exp.pass_reads)
+    zero = int((exact_weights(row.scores, row.counts, cfg.resv) == 0).sum())
+    return [
+        ("quickselect.row", row_length_bin(c, cfg.max_clusters)),
+        ("quickselect.selected", "one" if k == 1 else "all" if k == c else "some"),
+        ("quickselect.passes", "1" if passes <= 1 else "2-3" if passes <= 3 else "4+"),
+        (
+            "quickselect.zero_weight",
+            "none"
+            if zero == 0
+            else "all"
+            if zero == c
+            else "all_but_one"
+            if c > 1 and zero == c - 1
+            else "some",
+        ),
+        ("quickselect.ties", "ties" if np.unique(row.scores).size < c else "distinct"),
+        ("quickselect.coverage", coverage_bin(cfg, row.coverage_q)),
+    ]
+
+
+def mac_array_block_bins(cfg: HWConfig, block) -> list[tuple[str, str]]:
+    """The bins of one MAC-array block (``sim.datapath_data.ArrayBlock``)."""
+    rows, n = block.queries.shape
+    r = cfg.mac_rows
+    return [
+        (
+            "mac_array.rows",
+            "1" if rows == 1 else "over" if rows > r else "full" if rows == r else "partial",
+        ),
+        ("mac_array.load", "columns" if block.columns else "rows"),
+        ("mac_array.final_beat", "partial" if n % cfg.mac_cols else "full"),
+    ]
+
+
+def tile_softmax_row_bins(row, a: int) -> list[tuple[str, str]]:
+    """The bins of one tile-softmax row (``sim.tb_tile_softmax.TileRow``) and its golden
+    ``a`` (FP32 pattern)."""
+    neg_inf = 0xFF80_0000
+    masked = int((np.asarray(row.s) == neg_inf).sum())
+    return [
+        ("tile_softmax.tile", "first" if row.m == neg_inf else "later"),
+        (
+            "tile_softmax.masked",
+            "none" if masked == 0 else "all" if masked == len(row.s) else "some",
+        ),
+        (
+            "tile_softmax.rescale",
+            "zero" if a & 0x7FFF_FFFF == 0 else "one" if a == 0x3F80_0000 else "between",
+        ),
+    ]
+
+
 def unit_bins(unit: str, cfg: HWConfig) -> dict[str, list[str]]:
     """The coverage bins of ``unit`` at ``cfg`` (empty for units without any)."""
     from hw.core import Error
@@ -232,6 +343,34 @@ def unit_bins(unit: str, cfg: HWConfig) -> dict[str, list[str]]:
         bins["wtu.b_star"] = ["0", "low", "high", "deepest"]
         bins["wtu.out_of_range"] = ["none", "some", "all_but_one"]
         bins["wtu.coverage"] = ["min", "mid", "max"]
+    elif unit == "topk":
+        bins["topk.row"] = ["1", "mid", "max"]
+        bins["topk.k"] = ["0", "partial", "all", "over"]
+        most = -(-cfg.max_clusters // cfg.topk_k)  # passes of k = C = max_clusters
+        bins["topk.passes"] = ["1", "2", "3+"][: min(most, 3)]
+        bins["topk.ties"] = ["distinct", "ties", "tie_at_cut"]
+    elif unit == "quickselect":
+        bins["quickselect.row"] = ["1", "mid", "max"]
+        bins["quickselect.selected"] = ["one", "some", "all"]
+        bins["quickselect.passes"] = ["1", "2-3", "4+"]
+        bins["quickselect.zero_weight"] = ["none", "some", "all_but_one", "all"]
+        bins["quickselect.ties"] = ["distinct", "ties"]
+        bins["quickselect.coverage"] = ["min", "mid", "max"]
+    elif unit == "mac_array":
+        r = cfg.mac_rows  # "1" is also the full block at R = 1; "partial" needs R > 2
+        bins["mac_array.rows"] = [
+            "1",
+            *(["partial"] if r > 2 else []),
+            *(["full"] if r > 1 else []),
+        ]
+        bins["mac_array.rows"].append("over")
+        bins["mac_array.load"] = ["rows", "columns"]
+        bins["mac_array.final_beat"] = ["full", "partial"] if cfg.mac_cols > 1 else ["full"]
+    elif unit == "tile_softmax":
+        bins["tile_softmax.tile"] = ["first", "later"]
+        some = ["some"] if cfg.tile_tokens > 1 else []
+        bins["tile_softmax.masked"] = ["none", *some, "all"]
+        bins["tile_softmax.rescale"] = ["zero", "between", "one"]
     elif unit == "kvmu":
         bins["kvmu.bursts"] = ["whole_run", "split_max_burst", "split_4k"]
     elif unit == "core":

@@ -102,8 +102,9 @@ def soak_chunk(
 
 def chunk_coverage(unit: str, cfg, chunk, *, exact: bool) -> dict[str, dict[str, int]]:
     """The functional coverage of a passed chunk, from its golden data (every output matched
-    it bit for bit): HCU decisions (and batch positions when ``exact``: no stalls), WTU rows,
-    KVMU burst splits (not the ``axi.*`` pause bins, which only the cocotb checkers measure)."""
+    it bit for bit): HCU decisions (and batch positions when ``exact``: no stalls), selector
+    rows (WTU, top-k, quick-select), KVMU burst splits (not the ``axi.*`` pause bins, which
+    only the cocotb checkers measure)."""
     bins = unit_bins(unit, cfg)
     # The harness measures no AXI pause bins (``axi.*``: the cocotb checkers' waits).
     cov = Coverage({g: b for g, b in bins.items() if not g.startswith("axi.")})

@@ -9,18 +9,25 @@ Workload: ``TRACE`` (a ``workloads.trace`` file; ``CORE_FRAMES``, ``CORE_LAYERS`
 ``CORE_HEADS`` limit it; its frames are prefilled unless ``CORE_PREFILL=0``) or seeded
 synthetic keys (``SEED``), the frames from the third on prefilled in 2-head blocks.
 ``CORE_REPORT=path.json`` writes the per-command cycles and the figures ``sim.run`` prints.
+
+Error paths, each against the model's expected status: ``core_context_full`` (a context of
+more than ``2**token_id_bits`` tokens: ``FULL``, with the RAM holding AWREADY low in long
+bursts; Verilator only, skipped on Icarus) and ``core_bus_errors`` (``SlverrInjector``: a
+SLVERR on one write and one read burst: ``BUS`` on exactly the commands that issued them,
+then ``OK`` again).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import cocotb
 import numpy as np
 from amaranth.lib import data
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, SimTimeoutError
-from cocotbext.axi import AxiBus, AxiRam
+from cocotbext.axi import AxiBus, AxiRam, AxiResp
 
 from golden.core import WORK_COUNTERS
 from hw.config import HWConfig
@@ -28,6 +35,7 @@ from hw.core import PERF, Error, cmd_layout, lane_words
 from sim.cocotb_streams import (
     StreamSink,
     StreamSource,
+    burst_pauses,
     config_from_env,
     make_rng,
     random_pauses,
@@ -93,6 +101,49 @@ async def read_perf(dut) -> dict[str, int]:
         await ReadOnly()
         out[name] = int(dut.perf_data.value)
     return out
+
+
+class SlverrInjector:
+    """SLVERR on chosen bursts of cocotbext-axi's ``AxiRam``, the data still moved (the
+    model's outputs stay exact, only the responses change): after ``arm_read()`` the next
+    read burst answers SLVERR on every R beat, after ``arm_write()`` the next write burst's
+    B answers SLVERR. ``injected`` counts the bursts it answered so."""
+
+    def __init__(self, ram: AxiRam):
+        self.armed = {"read": 0, "write": 0}
+        self.injected = {"read": 0, "write": 0}
+        self._r_bad = False  # the R beats of the current burst answer SLVERR
+        self._r_first = True  # the next R beat is the first of a burst
+        r_ch, b_ch = ram.read_if.r_channel, ram.write_if.b_channel
+        send_r, send_b = r_ch.send, b_ch.send
+
+        async def r(beat):
+            if self._r_first:
+                self._r_bad = self._take("read")
+            self._r_first = bool(int(beat.rlast))
+            if self._r_bad:
+                beat.rresp = AxiResp.SLVERR
+            await send_r(beat)
+
+        async def b(resp):
+            if self._take("write"):
+                resp.bresp = AxiResp.SLVERR
+            await send_b(resp)
+
+        r_ch.send, b_ch.send = r, b
+
+    def _take(self, kind: str) -> bool:
+        if not self.armed[kind]:
+            return False
+        self.armed[kind] -= 1
+        self.injected[kind] += 1
+        return True
+
+    def arm_read(self) -> None:
+        self.armed["read"] += 1
+
+    def arm_write(self) -> None:
+        self.armed["write"] += 1
 
 
 class Host:
@@ -163,12 +214,15 @@ class Host:
         st, t_done = self.status.beats[-1]
         return int(st.op), int(st.error), t_done - t_cmd
 
-    async def run(self, prog: Program) -> tuple[list[dict], list[str], int]:
-        """Run ``prog``; returns (records, failures, counters checked)."""
+    async def run(self, prog: Program, before=None) -> tuple[list[dict], list[str], int]:
+        """Run ``prog`` (``before(i, command)`` is called before sending each command);
+        returns (records, failures, counters checked)."""
         records: list[dict] = []
         failures: list[str] = []
         checks = 0
         for i, c in enumerate(prog.commands):
+            if before is not None:
+                before(i, c)
             n_out = len(self.outs)
             try:
                 got_op, got_err, cycles = await self.command(c)
@@ -301,3 +355,77 @@ async def core_single_token(dut):
     one = synthetic_program(cfg, frames=1, tokens_per_frame=1, contexts=1, bad_commands=False)
     assert one.contexts[0].counters["tokens_attended"] == 1
     check(dut, one, *await host.run(one))
+
+
+def _on_icarus() -> bool:
+    return "icarus" in str(getattr(cocotb, "SIM_NAME", "")).lower()
+
+
+@cocotb.test(skip=_on_icarus())
+async def core_context_full(dut):
+    """FULL: one INGEST of ``2**token_id_bits + 16`` tokens into an empty context answers
+    FULL (its last 16 tokens consumed and dropped, as the model says); the QUERY after it
+    answers OK, bit-exact on the tokens held, and so are the counters. No host idle cycles
+    or back-pressure; the RAM holds AWREADY low in pauses of 4..8 cycles, so the ~1000 aged
+    tokens' write bursts wait for it. Verilator only: the program is ~37 K cycles (45 s on
+    Verilator at the tiny preset; minutes on Icarus)."""
+    cfg = config_from_env()
+    prog = synthetic_program(
+        cfg,
+        frames=1,
+        tokens_per_frame=(1 << cfg.token_id_bits) + 16,
+        contexts=1,
+        bad_commands=False,
+        seed=seed_from_env() + 7,
+    )
+    kinds = [(c.kind, Error(c.error).name, c.info.get("dropped")) for c in prog.commands]
+    assert kinds == [
+        ("reset", "OK", None),
+        ("bias", "OK", None),
+        ("frame", "FULL", 16),
+        ("decode", "OK", None),
+        ("perf", "OK", None),
+    ], kinds
+    host = await Host.start(dut, cfg, idle=0.0, stall=0.0)
+    aw = host.ram.write_if.aw_channel
+    aw.set_pause_generator(burst_pauses(make_rng(16), 0.1, 4, 8))
+    check(dut, prog, *await host.run(prog))
+
+
+@cocotb.test()
+async def core_bus_errors(dut):
+    """BUS: the RAM answers SLVERR on one write burst (its B) of the first INGEST that
+    writes aged tokens, and on one read burst (every R beat) of the first QUERY that
+    fetches; the data still moved. Exactly those two commands answer BUS (the model's
+    outputs bit-exact all the same); the later INGEST and QUERY commands, which write and
+    read again, answer OK, and the counters match the model. The RAM holds AWREADY low in
+    pauses of 6..10 cycles."""
+    cfg = config_from_env()
+    idle, stall = timing_from_env()
+    prog = synthetic_program(
+        cfg, frames=4, tokens_per_frame=8, contexts=1, bad_commands=False, seed=seed_from_env()
+    )
+    cmds = prog.commands
+    writes = [i for i, c in enumerate(cmds) if c.kind == "frame" and c.info["kv_written"]]
+    reads = [i for i, c in enumerate(cmds) if c.out is not None and c.info["bursts"]]
+    bad_write, bad_read = writes[0], reads[0]
+    assert max(writes) > bad_write and max(reads) > bad_read, "nothing left to recover on"
+    assert cmds[bad_write].error == cmds[bad_read].error == Error.OK
+    bad = {bad_write, bad_read}
+    prog = replace(
+        prog, commands=[replace(c, error=Error.BUS) if i in bad else c for i, c in enumerate(cmds)]
+    )
+    host = await Host.start(dut, cfg, idle=idle, stall=stall)
+    inj = SlverrInjector(host.ram)
+    # Long AW pauses here too (core_context_full is skipped on Icarus).
+    host.ram.write_if.aw_channel.set_pause_generator(burst_pauses(make_rng(17), 0.3, 6, 10))
+
+    def arm(i, _c):
+        if i == bad_write:
+            inj.arm_write()
+        if i == bad_read:
+            inj.arm_read()
+
+    result = await host.run(prog, before=arm)
+    assert inj.injected == {"read": 1, "write": 1}, f"SLVERR injected {inj.injected}"
+    check(dut, prog, *result)

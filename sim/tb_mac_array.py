@@ -27,6 +27,7 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
+from sim.coverage import collector, mac_array_block_bins
 from sim.datapath_data import (
     ARRAY_SPECIAL_SCORES,
     ArrayBlock,
@@ -89,6 +90,10 @@ async def run_blocks(dut, blocks: list[ArrayBlock], *, idle: float, stall: float
         await FallingEdge(dut.clk)
     sink.stop()
     sb.assert_done()
+    cov = collector()  # every block's beats matched
+    for b in blocks:
+        for group, name in mac_array_block_bins(cfg, b):
+            cov.hit(group, name)
     return qsrc.times, ksrc.times, [t for _, t in sink.beats]
 
 

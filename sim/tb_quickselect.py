@@ -27,6 +27,7 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
+from sim.coverage import collector, quickselect_row_bins
 from sim.dre_data import (
     ScoreRow,
     beat_tuple,
@@ -61,9 +62,11 @@ async def run_rows(
     await FallingEdge(dut.clk)
     sel_sb = Scoreboard("quickselect.selected", dut._log)
     sum_sb = Scoreboard("quickselect.summary", dut._log)
-    want = []
+    want, bins = [], []
+    cov = collector()
     for row in rows:
         exp = quickselect_expected(cfg, row)
+        bins.append(quickselect_row_bins(cfg, row, exp))
         k = exp.selected.size
         for beat in selected_beats(exp.selected, cfg.wtu_lanes):
             sel_sb.expect(beat)
@@ -77,15 +80,19 @@ async def run_rows(
         stall=stall,
         callback=lambda p, _t: sel_sb.check(beat_tuple(p, cfg.wtu_lanes)),
     )
+
+    def on_summary(p, _t):
+        sum_sb.check((p.n_selected, p.passes, p.total_mass, p.threshold, p.error))
+        for group, name in bins[len(summ.beats) - 1]:
+            cov.hit(group, name)
+
     summ = StreamSink(
         dut,
         "summary",
         lay.quickselect_summary,
         rng=make_rng(tag, 4),
         stall=stall,
-        callback=lambda p, _t: sum_sb.check(
-            (p.n_selected, p.passes, p.total_mass, p.threshold, p.error)
-        ),
+        callback=on_summary,
     )
     cmd = StreamSource(dut, "cmd", lay.wtu_cmd, rng=make_rng(tag, 1), idle=idle)
     src = StreamSource(dut, "clusters", clusters_layout(cfg), rng=make_rng(tag, 2), idle=idle)
@@ -133,7 +140,8 @@ async def quickselect_exact_cycles(dut):
 @cocotb.test()
 async def quickselect_corner_rows(dut):
     """One cluster, all ties (coverage 1 and 1/2), saturated scores and counts, no mass,
-    everything but the best cluster out of the weights' range, ascending scores."""
+    everything but the best cluster out of the weights' range, ascending scores (coverage
+    just below 1, and one LSB)."""
     cfg = config_from_env()
     r = cfg.resv
     one, n = 1 << r.coverage_frac_bits, cfg.max_clusters
@@ -153,6 +161,7 @@ async def quickselect_corner_rows(dut):
             coverage_q=one,
         ),
         ScoreRow(scores=np.arange(n) * 5, counts=np.ones(n, np.int64), coverage_q=one - 1),
+        ScoreRow(scores=np.arange(n) * 5, counts=np.ones(n, np.int64), coverage_q=1),
     ]
     await start_clock(dut)
     await reset(dut)

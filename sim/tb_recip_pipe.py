@@ -76,3 +76,20 @@ async def recip_one_per_cycle(dut):
     in_t, out_t = await run_operands(dut, ops, idle=0.0, stall=0.0, tag=2)
     assert in_t == list(range(in_t[0], in_t[0] + len(ops))), "the source was stalled"
     assert out_t == [t + RECIP_LATENCY for t in in_t], (in_t[:3], out_t[:3])
+
+
+@cocotb.test()
+async def recip_reset_mid_stream(dut):
+    """A reset with operands in the pipeline drops them: nothing comes out of it, and the
+    next operands are exact."""
+    await start(dut)
+    ops = recip_operands(seed_from_env() + 2, 10)
+    dut.result__ready.value = 0  # hold the results inside
+    await StreamSource(dut, "operand", RECIP_PAYLOAD).send(
+        [RECIP_PAYLOAD.from_bits(int(v)) for v in ops[:8]]
+    )
+    await reset(dut, cycles=1, idle=("operand__valid",))
+    for _ in range(RECIP_LATENCY + 5):
+        await FallingEdge(dut.clk)
+        assert not dut.result__valid.value, "a result survived the reset"
+    await run_operands(dut, ops, idle=0.2, stall=0.2, tag=3)

@@ -37,6 +37,7 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
+from sim.coverage import collector, tile_softmax_row_bins
 
 __all__ = [
     "KINDS",
@@ -237,6 +238,10 @@ async def run_rows(dut, rows: list[TileRow], *, idle: float, stall: float, tag: 
     dut._log.info("tile_softmax: %d rows checked, last %s", len(checked), _fmt(checked[-1]))
     sb.assert_done()
     assert len(checked) == len(rows)
+    cov = collector()  # every result matched
+    for r, (_, _, a, _, _) in zip(rows, checked, strict=True):
+        for group, name in tile_softmax_row_bins(r, a):
+            cov.hit(group, name)
     return src.times, [t for _, t in sink.beats]
 
 

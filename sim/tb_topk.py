@@ -23,6 +23,7 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
+from sim.coverage import collector, topk_row_bins
 from sim.dre_data import (
     ScoreRow,
     env_workload,
@@ -41,6 +42,8 @@ async def run_rows(
     sel_sb = Scoreboard("topk.selected", dut._log)
     sum_sb = Scoreboard("topk.summary", dut._log)
     budget = 0
+    bins = [topk_row_bins(cfg, row) for row in rows]
+    cov = collector()
     for row in rows:
         exp = topk_expected(row).tolist()
         for i, c in enumerate(exp):
@@ -55,13 +58,14 @@ async def run_rows(
         stall=stall,
         callback=lambda p, _t: sel_sb.check((p.cluster, p.last)),
     )
+
+    def on_summary(p, _t):
+        sum_sb.check((p.n_selected, p.passes, p.error))
+        for group, name in bins[len(summ.beats) - 1]:
+            cov.hit(group, name)
+
     summ = StreamSink(
-        dut,
-        "summary",
-        lay.topk_summary,
-        rng=make_rng(tag, 4),
-        stall=stall,
-        callback=lambda p, _t: sum_sb.check((p.n_selected, p.passes, p.error)),
+        dut, "summary", lay.topk_summary, rng=make_rng(tag, 4), stall=stall, callback=on_summary
     )
     cmd = StreamSource(dut, "cmd", lay.topk_cmd, rng=make_rng(tag, 1), idle=idle)
     src = StreamSource(dut, "clusters", lay.cluster_score, rng=make_rng(tag, 2), idle=idle)

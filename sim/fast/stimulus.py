@@ -244,6 +244,8 @@ def _selector_rows_expected(unit: str, cfg: HWConfig, rows: list[ScoreRow]) -> d
     """Per selector unit: the ``cmd`` payloads, the selected ids, the summary columns and
     each row's cycles without stalls, all from golden (as ``sim.tb_wtu``, ``sim.tb_topk``
     and ``sim.tb_quickselect`` expect them)."""
+    from sim.coverage import quickselect_row_bins, topk_row_bins
+
     cmd, ids, cycles, bins = [], [], [], []
     summary: dict[str, list[int]] = {}
 
@@ -258,6 +260,7 @@ def _selector_rows_expected(unit: str, cfg: HWConfig, rows: list[ScoreRow]) -> d
             cmd.append(r.k)
             add(n_selected=len(sel), passes=topk_passes(cfg, n, r.k), error=0)
             cycles.append(topk_cycles(cfg, n, r.k))
+            bins += topk_row_bins(cfg, r)
         elif unit == "quickselect":
             e = quickselect_expected(cfg, r)
             sel = e.selected.tolist()
@@ -270,6 +273,7 @@ def _selector_rows_expected(unit: str, cfg: HWConfig, rows: list[ScoreRow]) -> d
                 error=0,
             )
             cycles.append(quickselect_cycles(cfg, n, e))
+            bins += quickselect_row_bins(cfg, r, e)
         else:
             e = wtu_expected(cfg, r)
             sel = e.selected.tolist()
@@ -356,7 +360,7 @@ def _selector_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
             "cycles": exp["cycles"],
             "selected": exp["ids"],
             "selected_beats": sel_beats,
-            "bins": exp["bins"],  # sim.coverage bins of the rows (WTU units)
+            "bins": exp["bins"],  # sim.coverage bins of the rows (the selectors)
         },
     )
 

@@ -11,8 +11,18 @@ import numpy as np
 import pytest
 
 from hw.config import preset
-from sim.coverage import Coverage, hcu_token_bins, main, unit_bins, write_report
-from sim.dre_data import hcu_expected, hcu_stream
+from sim.coverage import (
+    Coverage,
+    hcu_token_bins,
+    mac_array_block_bins,
+    main,
+    quickselect_row_bins,
+    tile_softmax_row_bins,
+    topk_row_bins,
+    unit_bins,
+    write_report,
+)
+from sim.dre_data import ScoreRow, hcu_expected, hcu_stream, quickselect_expected
 from sim.fast.stimulus import make_chunk
 from sim.soak import chunk_coverage
 
@@ -63,6 +73,76 @@ def test_unit_bins():
     ]
     assert set(unit_bins("kv_writer", cfg)) == {"axi.aw", "axi.w", "axi.b"}
     assert unit_bins("mac_tree", cfg) == {}
+
+
+def test_selector_bins():
+    """The top-k and quick-select bins of hand-made rows; passes bins only up to the most
+    passes a row of ``max_clusters`` can take."""
+    cfg = preset("tiny")  # 16 clusters, topk_k 4, 6 coverage bits
+    assert unit_bins("topk", cfg)["topk.passes"] == ["1", "2", "3+"]
+    assert unit_bins("topk", cfg.replace(topk_k=8))["topk.passes"] == ["1", "2"]
+    ones = np.ones(16, np.int64)
+
+    def row(scores, k=0, counts=None, coverage_q=64):
+        s = np.array(scores, np.int64)
+        c = ones[: s.size] if counts is None else np.array(counts, np.int64)
+        return ScoreRow(scores=s, counts=c, coverage_q=coverage_q, k=k)
+
+    assert topk_row_bins(cfg, row([5, 3, 3, 1], k=2)) == [
+        ("topk.row", "mid"),
+        ("topk.k", "partial"),
+        ("topk.passes", "1"),
+        ("topk.ties", "tie_at_cut"),
+    ]
+    assert dict(topk_row_bins(cfg, row(np.arange(16), k=16)))["topk.passes"] == "3+"
+    assert dict(topk_row_bins(cfg, row([7], k=3))) == {
+        "topk.row": "1",
+        "topk.k": "over",
+        "topk.passes": "1",
+        "topk.ties": "distinct",
+    }
+    assert dict(topk_row_bins(cfg, row([4, 4, 1], k=2)))["topk.ties"] == "ties"
+
+    def qs(r):
+        return dict(quickselect_row_bins(cfg, r, quickselect_expected(cfg, r)))
+
+    no_mass = qs(row(np.arange(16) * 7, counts=np.zeros(16), coverage_q=1))
+    assert no_mass["quickselect.zero_weight"] == "all"
+    assert (no_mass["quickselect.row"], no_mass["quickselect.coverage"]) == ("max", "min")
+    far = qs(row([cfg.resv.score_max, cfg.resv.score_min, cfg.resv.score_min]))
+    assert far["quickselect.zero_weight"] == "all_but_one"
+    assert far["quickselect.selected"] == "one" and far["quickselect.ties"] == "ties"
+    assert qs(row([3, 2, 1]))["quickselect.zero_weight"] == "none"
+
+
+def test_datapath_bins():
+    """MAC array blocks and tile softmax rows; bins only where the config can reach them."""
+    from sim.datapath_data import ArrayBlock
+    from sim.tb_tile_softmax import NEG_INF, TileRow
+
+    cfg = preset("tiny")  # mac_rows 4, mac_cols 4, tile_tokens 4
+    assert unit_bins("mac_array", cfg)["mac_array.rows"] == ["1", "partial", "full", "over"]
+    assert unit_bins("mac_array", cfg.replace(mac_rows=1))["mac_array.rows"] == ["1", "over"]
+    q = np.zeros((5, 6), np.uint16)
+    assert mac_array_block_bins(cfg, ArrayBlock(q, q[:2], columns=True)) == [
+        ("mac_array.rows", "over"),
+        ("mac_array.load", "columns"),
+        ("mac_array.final_beat", "partial"),
+    ]
+    full = dict(mac_array_block_bins(cfg, ArrayBlock(q[:4, :4], q[:1, :4])))
+    assert full["mac_array.rows"] == "full" and full["mac_array.final_beat"] == "full"
+    assert unit_bins("tile_softmax", cfg.replace(tile_tokens=1))["tile_softmax.masked"] == [
+        "none",
+        "all",
+    ]
+    s = np.array([NEG_INF, 0, NEG_INF, 0x3F80_0000], np.uint32)
+    assert tile_softmax_row_bins(TileRow(s, NEG_INF, 0, 0), 0) == [
+        ("tile_softmax.tile", "first"),
+        ("tile_softmax.masked", "some"),
+        ("tile_softmax.rescale", "zero"),
+    ]
+    row = TileRow(np.full(4, NEG_INF, np.uint32), 0x3F80_0000, 0x4000_0000, 1)
+    assert dict(tile_softmax_row_bins(row, 0x3F80_0000))["tile_softmax.rescale"] == "one"
 
 
 def test_hcu_token_bins_follow_golden():

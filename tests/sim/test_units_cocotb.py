@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from sim.coverage import Coverage
 from sim.runner import (
     SESSION_SEED,
     SIMULATORS,
     UNIT_TESTBENCH,
+    build_dir,
     replay_command,
     run_seed,
     run_unit,
@@ -54,6 +56,14 @@ def test_unit_regression(unit, sim):
     # Every cocotb test of the module ran (none skipped or filtered away) and passed.
     assert result.tests == len(cocotb_tests(UNIT_TESTBENCH[unit])) > 0
     assert result.failed == 0
+    if unit == "core":
+        # The error paths reached and matched the model (tb_core's core_bus_errors, and
+        # core_context_full, skipped on Icarus), AWREADY held low 4+ cycles by both.
+        missed = set(Coverage.load(build_dir(unit, sim, "tiny") / "coverage.json").missed())
+        want = {("core.status", "BUS"), ("axi.aw", "4+")}
+        if sim == "verilator":
+            want.add(("core.status", "FULL"))
+        assert not want & missed, f"missed {sorted(want & missed)}"
 
 
 @pytest.mark.cocotb
