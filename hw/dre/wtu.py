@@ -95,6 +95,7 @@ __all__ = [
     "grid_wtu",
     "wtu_cycles",
     "wtu_ingest_lanes",
+    "wtu_scan_group",
 ]
 
 #: Fixed cycles of a row: cmd, bucketing pipeline (2), threshold, emit start, summary.
@@ -108,6 +109,22 @@ def wtu_ingest_lanes(cfg: HWConfig) -> int:
     """Clusters per ``clusters`` beat of the WTU of ``cfg``: ``wtu_lanes`` with ``grid``
     buckets, 1 with ``relative`` ones (single-lane whatever ``wtu_lanes``)."""
     return cfg.wtu_lanes if cfg.resv.bucket_mode == "grid" else 1
+
+
+def wtu_scan_group(cfg: HWConfig) -> int:
+    """Buckets the WTU of ``cfg`` adds up per ``MASS`` and ``SCAN`` cycle: ``min(L,
+    n_buckets)`` with ``L = wtu_ingest_lanes(cfg)`` (1 with one lane and with ``relative``
+    buckets). With ``L > 1`` and ``L < n_buckets``, ``n_buckets`` must be a multiple of
+    ``wtu_lanes`` (a group of L buckets is read from two aligned groups of L bins);
+    ``ValueError`` otherwise."""
+    lanes = wtu_ingest_lanes(cfg)
+    nb = cfg.resv.n_buckets
+    if lanes < nb and nb % lanes:
+        raise ValueError(
+            f"resv.n_buckets must be a multiple of wtu_lanes={lanes} (or at most it) for a "
+            f"grid WTU with wtu_lanes > 1, not {nb!r}"
+        )
+    return min(lanes, nb)
 
 
 def wtu_cycles(
@@ -135,8 +152,10 @@ def wtu_cycles(
             )
         else:
             emit = emit_cycles
+        group = wtu_scan_group(cfg)
         beats = -(-n_clusters // lanes)
-        return beats + cfg.resv.n_buckets + b_star + emit + WTU_GRID_LATENCY
+        mass = cfg.resv.n_buckets // group
+        return beats + mass + b_star // group + emit + WTU_GRID_LATENCY
     return 2 * n_clusters + b_star + n_selected + WTU_LATENCY
 
 
@@ -155,6 +174,11 @@ class WiCSumThresholdUnit(wiring.Component):
 
     def __init__(self, cfg: HWConfig):
         check_config(self, cfg)
+        try:
+            wtu_scan_group(cfg)  # n_buckets against wtu_lanes
+        except ValueError:
+            self._MustUse__silence = True  # as check_config: no "never used" warning on top
+            raise
         self._cfg = cfg
         lay = layouts(cfg)
         lanes = wtu_ingest_lanes(cfg)
@@ -238,6 +262,51 @@ class WiCSumThresholdUnit(wiring.Component):
         with m.If(rise):
             m.d.sync += [top_g.eq(g), base.eq(new_base)]
 
+    def _bucket_group(self, m, base, grp_bin, cnt, head, tail, nonempty):
+        """Grid buckets, L lanes: the ``G = wtu_scan_group`` buckets ``g·G .. g·G + G - 1``
+        of the scan's current group ``g`` in bucket order, as ``(count, head, tail,
+        non-empty)`` per lane. Bucket ``b`` lives in bin ``(base + b) mod n_buckets``; with
+        ``base = q·G + r`` the group's bins are the aligned bin groups ``grp_bin = (q + g) mod
+        n_groups`` and the next one, shifted down by ``r`` (a ``log2 G``-stage shifter over
+        ``2·G`` bins instead of a full rotation of the histogram)."""
+        cfg, r = self._cfg, self._cfg.resv
+        nb, cid = r.n_buckets, cfg.cluster_id_bits
+        group = wtu_scan_group(cfg)
+        n_groups = nb // group
+        cw = cfg.bucket_count_bits
+        width = cw + 2 * cid + 1
+        bins = [Cat(cnt[k], head[k], tail[k], nonempty[k]) for k in range(nb)]
+        if n_groups == 1:
+            shift = base  # base < n_buckets = G
+            low, high = bins, bins
+        else:
+            gb = ceil_log2(group)
+            shift = base[:gb]
+            nxt = Signal(range(n_groups), name="scan_bin_group_next")
+            m.d.comb += nxt.eq(Mux(grp_bin == n_groups - 1, 0, grp_bin + 1))
+            low = [
+                Array(bins[g * group + i] for g in range(n_groups))[grp_bin] for i in range(group)
+            ]
+            high = [Array(bins[g * group + i] for g in range(n_groups))[nxt] for i in range(group)]
+        window = []
+        for i, v in enumerate(low + high):
+            w = Signal(width, name=f"scan_window{i}")
+            m.d.comb += w.eq(v)
+            window.append(w)
+        zero = Const(0, width)
+        for s in range(len(shift)):
+            step = 1 << s
+            window = [
+                Mux(shift[s], window[i + step] if i + step < len(window) else zero, window[i])
+                for i in range(max(group, len(window) - step))
+            ]
+        lanes = []
+        for j in range(group):
+            v = Signal(width, name=f"scan_lane{j}")
+            m.d.comb += v.eq(window[j])
+            lanes.append((v[:cw], v[cw : cw + cid], v[cw + cid : cw + 2 * cid], v[-1]))
+        return lanes
+
     def _elaborate_lanes(self) -> Module:
         """Grid buckets, ``wtu_lanes`` clusters per beat (module docstring, "Lanes")."""
         cfg, r = self._cfg, self._cfg.resv
@@ -254,7 +323,7 @@ class WiCSumThresholdUnit(wiring.Component):
             m.submodules[f"cell_mem{j}"] = mem
             cell_wr.append(mem.write_port())
             cell_rd.append(mem.read_port())
-        lut = Array(Const(int(v), cfg.lut_bits) for v in bucket_lut(r))
+        lut = bucket_lut(r)
 
         n = Signal(range(cmax + 1), name="n_clusters")
         top_g = Signal(signed(cw), name="top_cell")
@@ -265,20 +334,50 @@ class WiCSumThresholdUnit(wiring.Component):
         head_regs = [Signal(cid, name=f"head{k}") for k in range(nb)]
         tail_regs = [Signal(cid, name=f"tail{k}") for k in range(nb)]
         cnt_regs = [Signal(cfg.bucket_count_bits, name=f"cnt{k}") for k in range(nb)]
-        head, tail, cnt = Array(head_regs), Array(tail_regs), Array(cnt_regs)
         mass = Signal(cfg.mass_bits, name="mass")
         theta = Signal(cfg.mass_bits, name="theta")
         running = Signal(cfg.mass_bits + 1, name="running")
-        b = Signal(range(nb), name="scan_bucket")
         b_star = Signal(range(nb), name="b_star")
         first_sel = Signal(cid, name="first_selected")
         last_sel = Signal(cid, name="last_selected")
         emit_row = Signal(range(rows + 1), name="emit_row")
         n_sel = Signal(cfg.occupancy_bits, name="n_selected")
-
-        def bin_of(bucket):
-            t = base + bucket
-            return Mux(t >= nb, t - nb, t)
+        # MASS and SCAN: G buckets per cycle (wtu_scan_group), groups in bucket order.
+        group = wtu_scan_group(cfg)
+        n_groups = nb // group
+        grp = Signal(range(n_groups), name="scan_group")
+        grp_bin = Signal(range(n_groups), name="scan_bin_group")
+        lane_in = self._bucket_group(m, base, grp_bin, cnt_regs, head_regs, tail_regs, nonempty)
+        weights = []
+        for j, (c, _h, _t, _ne) in enumerate(lane_in):
+            lut_j = (
+                Array(Const(int(lut[g * group + j]), cfg.lut_bits) for g in range(n_groups))[grp]
+                if n_groups > 1
+                else Const(int(lut[j]), cfg.lut_bits)
+            )
+            w = Signal(cfg.bucket_count_bits + cfg.lut_bits, name=f"scan_mass{j}")
+            m.d.comb += w.eq(c * lut_j)
+            weights.append(w)
+        # Prefix sums of the group's masses (Sklansky, depth log2 G).
+        prefix = list(weights)
+        span = 1
+        while span < group:
+            prefix = [
+                prefix[i] + prefix[(i // (2 * span)) * 2 * span + span - 1]
+                if (i // span) % 2
+                else prefix[i]
+                for i in range(group)
+            ]
+            span *= 2
+        group_mass = Signal(cfg.mass_bits, name="scan_group_mass")
+        m.d.comb += group_mass.eq(prefix[-1])
+        # The aligned bin group holding bucket g·G: (base div G + g) mod n_groups.
+        if n_groups > 1:
+            t = Signal(range(2 * n_groups), name="scan_bin_group_sum")
+            m.d.comb += [
+                t.eq((base >> ceil_log2(group)) + grp),
+                grp_bin.eq(Mux(t >= n_groups, t - n_groups, t)),
+            ]
 
         m.d.comb += [
             self.summary.payload.b_star.eq(b_star),
@@ -387,40 +486,70 @@ class WiCSumThresholdUnit(wiring.Component):
                     with m.If(lanes_beat_malformed(p, n, lanes, cmax)):
                         m.d.sync += err.eq(1)
                     with m.If(p.last):
-                        m.d.sync += [mass.eq(0), b.eq(0)]
+                        m.d.sync += [mass.eq(0), grp.eq(0)]
                         m.next = "MASS"
             with m.State("MASS"):
-                m.d.sync += mass.eq(mass + cnt[bin_of(b)] * lut[b])
-                with m.If(b == nb - 1):
+                # The final base: the grid moves no more once the row is in.
+                m.d.sync += mass.eq(mass + group_mass)
+                with m.If(grp == n_groups - 1):
                     m.next = "THRESH"
                 with m.Else():
-                    m.d.sync += b.eq(b + 1)
+                    m.d.sync += grp.eq(grp + 1)
             with m.State("THRESH"):
                 one = (1 << r.coverage_frac_bits) - 1
                 m.d.sync += [
                     theta.eq((cov_q * mass + one) >> r.coverage_frac_bits),
                     running.eq(0),
-                    b.eq(0),
+                    grp.eq(0),
                     first_sel.eq(cmax - 1),
                     last_sel.eq(0),
                 ]
                 m.next = "SCAN"
             with m.State("SCAN"):
-                at = Signal(range(nb), name="scan_bin")
-                m.d.comb += at.eq(bin_of(b))
-                total = running + cnt[at] * lut[b]
-                m.d.sync += running.eq(total)
-                with m.If(nonempty.bit_select(at, 1) & (tail[at] > last_sel)):
-                    m.d.sync += last_sel.eq(tail[at])
-                with m.If(nonempty.bit_select(at, 1) & (head[at] < first_sel)):
-                    m.d.sync += first_sel.eq(head[at])
-                with m.If((total >= theta) | (b == nb - 1)):
-                    m.d.sync += b_star.eq(b)
-                    with m.If(total < theta):
+                # The first bucket of the group where the running mass reaches theta.
+                cross = Signal(group, name="scan_cross")
+                m.d.comb += cross.eq(Cat(*(running + prefix[j] >= theta for j in range(group))))
+                at, crossed = lowest_set(m, cross, name="scan_cross_lane")
+                last_group = grp == n_groups - 1
+                # Lanes up to the crossing (all of them without one) are scanned buckets.
+                upto = Signal(group, name="scan_upto")
+                m.d.comb += upto.eq(Cat(Const(1, 1), *(~cross[:j].any() for j in range(1, group))))
+                heads, tails = [], []
+                for j, (_c, h, t, ne) in enumerate(lane_in):
+                    use = ne & upto[j]
+                    heads.append(Mux(use, h, cmax - 1))
+                    tails.append(Mux(use, t, 0))
+                heads.append(first_sel)
+                tails.append(last_sel)
+                while len(heads) > 1:
+                    heads = [
+                        Mux(heads[i] < heads[i + 1], heads[i], heads[i + 1])
+                        if i + 1 < len(heads)
+                        else heads[i]
+                        for i in range(0, len(heads), 2)
+                    ]
+                    tails = [
+                        Mux(tails[i] > tails[i + 1], tails[i], tails[i + 1])
+                        if i + 1 < len(tails)
+                        else tails[i]
+                        for i in range(0, len(tails), 2)
+                    ]
+                m.d.sync += [
+                    first_sel.eq(heads[0]),
+                    last_sel.eq(tails[0]),
+                    running.eq(running + group_mass),
+                ]
+                lane_star = Mux(crossed, at, group - 1)
+                with m.If(crossed | last_group):
+                    if n_groups > 1:
+                        m.d.sync += b_star.eq(Cat(lane_star[: ceil_log2(group)], grp))
+                    else:
+                        m.d.sync += b_star.eq(lane_star)
+                    with m.If(~crossed):
                         m.d.sync += err.eq(1)  # only with coverage_q > 2**coverage_frac_bits
                     m.next = "EMIT_FETCH"
                 with m.Else():
-                    m.d.sync += b.eq(b + 1)
+                    m.d.sync += grp.eq(grp + 1)
             with m.State("EMIT_FETCH"):
                 # Rows before that of the first selected id hold none: start there.
                 for j in range(lanes):
