@@ -114,17 +114,8 @@ def wtu_ingest_lanes(cfg: HWConfig) -> int:
 def wtu_scan_group(cfg: HWConfig) -> int:
     """Buckets the WTU of ``cfg`` adds up per ``MASS`` and ``SCAN`` cycle: ``min(L,
     n_buckets)`` with ``L = wtu_ingest_lanes(cfg)`` (1 with one lane and with ``relative``
-    buckets). With ``L > 1`` and ``L < n_buckets``, ``n_buckets`` must be a multiple of
-    ``wtu_lanes`` (a group of L buckets is read from two aligned groups of L bins);
-    ``ValueError`` otherwise."""
-    lanes = wtu_ingest_lanes(cfg)
-    nb = cfg.resv.n_buckets
-    if lanes < nb and nb % lanes:
-        raise ValueError(
-            f"resv.n_buckets must be a multiple of wtu_lanes={lanes} (or at most it) for a "
-            f"grid WTU with wtu_lanes > 1, not {nb!r}"
-        )
-    return min(lanes, nb)
+    buckets)."""
+    return min(wtu_ingest_lanes(cfg), cfg.resv.n_buckets)
 
 
 def wtu_cycles(
@@ -154,7 +145,7 @@ def wtu_cycles(
             emit = emit_cycles
         group = wtu_scan_group(cfg)
         beats = -(-n_clusters // lanes)
-        mass = cfg.resv.n_buckets // group
+        mass = -(-cfg.resv.n_buckets // group)
         return beats + mass + b_star // group + emit + WTU_GRID_LATENCY
     return 2 * n_clusters + b_star + n_selected + WTU_LATENCY
 
@@ -169,16 +160,24 @@ def _tree_sum(terms: list) -> object:
     return terms[0]
 
 
+def _shift_down(values: list, shift, n: int, zero) -> list:
+    """``values[shift .. shift + n - 1]`` (``zero`` past the end): a barrel shifter, the
+    largest step first so each stage keeps only the entries the smaller steps can reach."""
+    for s in reversed(range(len(shift))):
+        step = 1 << s
+        keep = min(len(values), n + step - 1)
+        values = [
+            Mux(shift[s], values[i + step] if i + step < len(values) else zero, values[i])
+            for i in range(keep)
+        ]
+    return values[:n]
+
+
 class WiCSumThresholdUnit(wiring.Component):
     """Bucketed WiCSum with early exit; see the module docstring."""
 
     def __init__(self, cfg: HWConfig):
         check_config(self, cfg)
-        try:
-            wtu_scan_group(cfg)  # n_buckets against wtu_lanes
-        except ValueError:
-            self._MustUse__silence = True  # as check_config: no "never used" warning on top
-            raise
         self._cfg = cfg
         lay = layouts(cfg)
         lanes = wtu_ingest_lanes(cfg)
@@ -262,21 +261,31 @@ class WiCSumThresholdUnit(wiring.Component):
         with m.If(rise):
             m.d.sync += [top_g.eq(g), base.eq(new_base)]
 
-    def _bucket_group(self, m, base, grp_bin, cnt, head, tail, nonempty):
+    def _bucket_group(self, m, base, grp, grp_bin, cnt, head, tail, nonempty):
         """Grid buckets, L lanes: the ``G = wtu_scan_group`` buckets ``g·G .. g·G + G - 1``
-        of the scan's current group ``g`` in bucket order, as ``(count, head, tail,
-        non-empty)`` per lane. Bucket ``b`` lives in bin ``(base + b) mod n_buckets``; with
-        ``base = q·G + r`` the group's bins are the aligned bin groups ``grp_bin = (q + g) mod
-        n_groups`` and the next one, shifted down by ``r`` (a ``log2 G``-stage shifter over
-        ``2·G`` bins instead of a full rotation of the histogram)."""
+        of the scan's current group ``g = grp`` in bucket order, as ``(count, head, tail,
+        non-empty)`` per lane (lanes past ``n_buckets - 1`` in the last group read zero).
+        Bucket ``b`` lives in bin ``(base + b) mod n_buckets``. When ``G`` divides
+        ``n_buckets``, with ``base = q·G + r`` the group's bins are the aligned bin groups
+        ``grp_bin = (q + g) mod n_groups`` and the next one, shifted down by ``r`` (a ``log2
+        G``-stage shifter over ``2·G`` bins); otherwise the whole histogram is rotated by
+        ``base`` and the group picked from it."""
         cfg, r = self._cfg, self._cfg.resv
         nb, cid = r.n_buckets, cfg.cluster_id_bits
         group = wtu_scan_group(cfg)
-        n_groups = nb // group
+        n_groups = -(-nb // group)
         cw = cfg.bucket_count_bits
         width = cw + 2 * cid + 1
         bins = [Cat(cnt[k], head[k], tail[k], nonempty[k]) for k in range(nb)]
-        if n_groups == 1:
+        zero = Const(0, width)
+        if nb % group:
+            # Rotate all n_buckets bins by base (< n_buckets), pad to whole groups.
+            flat = _shift_down(bins + bins, base, nb, zero) + [zero] * (n_groups * group - nb)
+            picked = [
+                Array(flat[g * group + j] for g in range(n_groups))[grp] for j in range(group)
+            ]
+            shift, low, high = Const(0, 0), picked, []
+        elif n_groups == 1:
             shift = base  # base < n_buckets = G
             low, high = bins, bins
         else:
@@ -293,13 +302,7 @@ class WiCSumThresholdUnit(wiring.Component):
             w = Signal(width, name=f"scan_window{i}")
             m.d.comb += w.eq(v)
             window.append(w)
-        zero = Const(0, width)
-        for s in range(len(shift)):
-            step = 1 << s
-            window = [
-                Mux(shift[s], window[i + step] if i + step < len(window) else zero, window[i])
-                for i in range(max(group, len(window) - step))
-            ]
+        window = _shift_down(window, shift, group, zero)
         lanes = []
         for j in range(group):
             v = Signal(width, name=f"scan_lane{j}")
@@ -344,16 +347,22 @@ class WiCSumThresholdUnit(wiring.Component):
         n_sel = Signal(cfg.occupancy_bits, name="n_selected")
         # MASS and SCAN: G buckets per cycle (wtu_scan_group), groups in bucket order.
         group = wtu_scan_group(cfg)
-        n_groups = nb // group
+        n_groups = -(-nb // group)
         grp = Signal(range(n_groups), name="scan_group")
         grp_bin = Signal(range(n_groups), name="scan_bin_group")
-        lane_in = self._bucket_group(m, base, grp_bin, cnt_regs, head_regs, tail_regs, nonempty)
+        lane_in = self._bucket_group(
+            m, base, grp, grp_bin, cnt_regs, head_regs, tail_regs, nonempty
+        )
+
+        def lut_at(b):
+            return Const(int(lut[b]) if b < nb else 0, cfg.lut_bits)
+
         weights = []
         for j, (c, _h, _t, _ne) in enumerate(lane_in):
             lut_j = (
-                Array(Const(int(lut[g * group + j]), cfg.lut_bits) for g in range(n_groups))[grp]
+                Array(lut_at(g * group + j) for g in range(n_groups))[grp]
                 if n_groups > 1
-                else Const(int(lut[j]), cfg.lut_bits)
+                else lut_at(j)
             )
             w = Signal(cfg.bucket_count_bits + cfg.lut_bits, name=f"scan_mass{j}")
             m.d.comb += w.eq(c * lut_j)
@@ -372,7 +381,7 @@ class WiCSumThresholdUnit(wiring.Component):
         group_mass = Signal(cfg.mass_bits, name="scan_group_mass")
         m.d.comb += group_mass.eq(prefix[-1])
         # The aligned bin group holding bucket g·G: (base div G + g) mod n_groups.
-        if n_groups > 1:
+        if n_groups > 1 and nb % group == 0:
             t = Signal(range(2 * n_groups), name="scan_bin_group_sum")
             m.d.comb += [
                 t.eq((base >> ceil_log2(group)) + grp),
@@ -539,7 +548,8 @@ class WiCSumThresholdUnit(wiring.Component):
                     last_sel.eq(tails[0]),
                     running.eq(running + group_mass),
                 ]
-                lane_star = Mux(crossed, at, group - 1)
+                # Without a crossing the scan ends at bucket n_buckets - 1 (last group).
+                lane_star = Mux(crossed, at, nb - 1 - (n_groups - 1) * group)
                 with m.If(crossed | last_group):
                     if n_groups > 1:
                         m.d.sync += b_star.eq(Cat(lane_star[: ceil_log2(group)], grp))

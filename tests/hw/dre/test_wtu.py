@@ -324,17 +324,15 @@ def test_wtu_lanes_cycles_formula():
         dut.cycles(13, 3, 5)
 
 
-def test_wtu_lanes_bucket_groups_must_align():
-    """With L < n_buckets the scan reads groups of L buckets: n_buckets a multiple of L."""
-    bad = TINY.replace(resv={"bucket_mode": "grid", "n_buckets": 12}, wtu_lanes=8)
-    msg = r"^resv\.n_buckets must be a multiple of wtu_lanes=8 .* not 12$"
-    with pytest.raises(ValueError, match=msg):
-        WiCSumThresholdUnit(bad)
-    with pytest.raises(ValueError, match=msg):
-        wtu_cycles(bad, 16, 0, 1, emit_cycles=1)
+def test_wtu_lanes_bucket_groups_unaligned():
+    """n_buckets not a multiple of L: ceil(n_buckets / L) mass cycles, the last group short."""
+    cfg = TINY.replace(resv={"bucket_mode": "grid", "n_buckets": 12}, wtu_lanes=8)
+    assert wtu_scan_group(cfg) == 8
+    assert wtu_cycles(cfg, 16, 7, 5, emit_cycles=1) == 2 + 2 + 0 + 1 + 5
+    assert wtu_cycles(cfg, 16, 11, 5, emit_cycles=2) == 2 + 2 + 1 + 2 + 5
     # Relative buckets and one lane have no groups.
-    assert wtu_scan_group(bad.replace(resv={"bucket_mode": "relative"})) == 1
-    assert wtu_scan_group(bad.replace(wtu_lanes=1)) == 1
+    assert wtu_scan_group(cfg.replace(resv={"bucket_mode": "relative"})) == 1
+    assert wtu_scan_group(cfg.replace(wtu_lanes=1)) == 1
 
 
 @pytest.mark.parametrize("timing", list(TIMINGS))
@@ -404,7 +402,9 @@ def _bucket_row(cfg, buckets, counts, order) -> ScoreRow:
         ("tiny", 8),
         ("tiny64", 16),
         ("odd", 4),  # 12 buckets in 3 groups of 4
-        ("odd", 16),  # 12 buckets, one group of 12 (not a power of two)
+        ("odd48", 16),  # 12 buckets, one group of 12 (not a power of two); 3 beats a row
+        ("odd", 8),  # 12 buckets in groups of 8: the last group short
+        ("three", 2),  # 3 buckets in groups of 2 (the formal harness's sizes)
         ("one_bucket", 4),  # one bucket: groups of 1
     ],
 )
@@ -413,7 +413,14 @@ def test_wtu_lanes_scan_groups(name, lanes, tmp_path):
     group, every position in a group, the crossing in the middle of one), with the grid's
     base moved by the arrival order, and all the mass in one bucket of the last group;
     exact cycles."""
-    cfg = mode_cfg(TINY, "grid", 16) if name == "tiny64" else GRID[name]
+    if name == "tiny64":
+        cfg = mode_cfg(TINY, "grid", 16)
+    elif name == "odd48":
+        cfg = GRID["odd"].replace(resv={"max_clusters": 48})
+    elif name == "three":
+        cfg = GRID["odd"].replace(resv={"max_clusters": 6, "n_buckets": 3})
+    else:
+        cfg = GRID[name]
     cfg = cfg.replace(wtu_lanes=lanes)
     r, n = cfg.resv, cfg.max_clusters
     one, group = 1 << r.coverage_frac_bits, wtu_scan_group(cfg)
