@@ -55,9 +55,18 @@ sequence, ``n = 0``, ``n > L``, a short beat that is not the last or a row longe
                    ``tail``); there are no lists (no ``next`` memory). Each lane's grid cell
                    ``s >> bucket_shift`` (``score_bits - bucket_shift`` bits) is written to
                    its bank (cluster c in bank ``c mod L``, row ``c div L``).
-  MASS n_buckets, THRESH 1   as above
-  SCAN      b*+1   as above, and the lowest and highest id of the buckets <= b* (the first
-                   and the last selected id)
+  MASS      ceil(n_buckets/G)  G = ``wtu_scan_group(cfg)`` = min(L, n_buckets) buckets per
+                   cycle, in bucket order (bucket ``g·G + j`` on lane j): M += Σ_j cnt·L[b]
+                   over the group. The group is read from the circular bins through a
+                   shifter (when G divides n_buckets: the two aligned bin groups it straddles
+                   shifted by ``base mod G``; otherwise the bins rotated by ``base``); lanes
+                   past bucket n_buckets - 1 read zero.
+  THRESH    1      as above
+  SCAN      b* div G + 1  the same group read; a prefix sum over the group's G masses
+                   (depth log2 G) and G compares ``running + prefix_j >= θ``; the first lane
+                   that crosses is b* (early exit: later groups are never read), else the next
+                   group. It also keeps the lowest and highest id of the buckets <= b* (the
+                   first and the last selected id; a min and a max tree over the group).
   EMIT      1 + E  reads the banks a row of L ids per cycle from the row of the first
                    selected id to that of the last, selects the lanes whose bucket ``top_cell -
                    cell <= b*`` and emits them in one ``selected`` beat
@@ -65,7 +74,8 @@ sequence, ``n = 0``, ``n > L``, a short beat that is not the last or a row longe
                    row holding none is read but sends no beat; ``E = last // L - first // L +
                    1`` (``golden.resv.BucketedSelection.emit_cycles``)
   SUMMARY   1
-so ``cycles = ceil(C/L) + n_buckets + b* + E + 5``, the L = 1 formula with ``E = k``. The
+so ``cycles = ceil(C/L) + ceil(n_buckets/L) + b* div L + E + 5`` (``n_buckets`` and ``b*``
+over ``G = min(L, n_buckets)`` give the same counts), the L = 1 formula with ``E = k``. The
 emit order is ascending id, not bucket order: ``golden.resv.wicsum_select_bucketed(...,
 lanes=L)`` and ``golden.resv.emit_beats`` define it (the set, b*, M and θ are those of one
 lane). After an ingest error that misaligns the row (a short beat that is not the last) or
@@ -101,7 +111,8 @@ __all__ = [
 #: Fixed cycles of a row: cmd, bucketing pipeline (2), threshold, emit start, summary.
 WTU_LATENCY = 7
 #: The same for ``bucket_mode = "grid"``: cmd, threshold, emit start, summary and the scan's
-#: ``+1`` (it visits b*+1 buckets), on top of ``C`` ingest and ``n_buckets`` mass cycles.
+#: ``+1`` (it visits groups 0 .. b* div L), on top of ``ceil(C/L)`` ingest and
+#: ``ceil(n_buckets/L)`` mass cycles.
 WTU_GRID_LATENCY = 5
 
 
@@ -128,9 +139,11 @@ def wtu_cycles(
 ) -> int:
     """Cycles from the ``cmd`` handshake to the ``summary`` handshake (both included)
     without stalls: ``2·C + b* + k + WTU_LATENCY`` (``relative`` buckets) or ``ceil(C/L) +
-    n_buckets + b* + E + WTU_GRID_LATENCY`` (``grid``, ``L = wtu_lanes``), where ``E = k``
-    with one lane and, with more, ``emit_cycles`` (required then) is
-    ``golden.resv.BucketedSelection.emit_cycles`` of the row at ``lanes = L``."""
+    ceil(n_buckets/G) + b* div G + E + WTU_GRID_LATENCY`` (``grid``, ``L = wtu_lanes``,
+    ``G = wtu_scan_group(cfg) = min(L, n_buckets)`` buckets per mass and scan cycle), where
+    ``E = k`` with one lane and, with more, ``emit_cycles`` (required then) is
+    ``golden.resv.BucketedSelection.emit_cycles`` of the row at ``lanes = L``. At L = 1 this
+    is ``C + n_buckets + b* + k + 5``."""
     if not 1 <= n_clusters <= cfg.max_clusters:
         raise ValueError(f"n_clusters must be in 1..{cfg.max_clusters}, not {n_clusters!r}")
     lanes = wtu_ingest_lanes(cfg)
@@ -200,8 +213,8 @@ class WiCSumThresholdUnit(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Fixed cycles of a row on top of ``2·C + b* + k`` (``relative``) or ``C + n_buckets
-        + b* + k`` (``grid``); see ``cycles``."""
+        """Fixed cycles of a row on top of ``2·C + b* + k`` (``relative``) or ``ceil(C/L) +
+        ceil(n_buckets/L) + b* div L + E`` (``grid``); see ``cycles``."""
         return WTU_GRID_LATENCY if self._cfg.resv.bucket_mode == "grid" else WTU_LATENCY
 
     @property
