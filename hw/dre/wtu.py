@@ -274,7 +274,7 @@ class WiCSumThresholdUnit(wiring.Component):
         with m.If(rise):
             m.d.sync += [top_g.eq(g), base.eq(new_base)]
 
-    def _bucket_group(self, m, base, grp, grp_bin, cnt, head, tail, nonempty):
+    def _bucket_group(self, m, base, grp, grp_bin, active, cnt, head, tail, nonempty):
         """Grid buckets, L lanes: the ``G = wtu_scan_group`` buckets ``g·G .. g·G + G - 1``
         of the scan's current group ``g = grp`` in bucket order, as ``(count, head, tail,
         non-empty)`` per lane (lanes past ``n_buckets - 1`` in the last group read zero).
@@ -282,14 +282,15 @@ class WiCSumThresholdUnit(wiring.Component):
         ``n_buckets``, with ``base = q·G + r`` the group's bins are the aligned bin groups
         ``grp_bin = (q + g) mod n_groups`` and the next one, shifted down by ``r`` (a ``log2
         G``-stage shifter over ``2·G`` bins); otherwise the whole histogram is rotated by
-        ``base`` and the group picked from it."""
+        ``base`` and the group picked from it. The bins enter gated by ``active`` (MASS
+        and SCAN), so the shifter and the adders stay quiet while the histogram fills."""
         cfg, r = self._cfg, self._cfg.resv
         nb, cid = r.n_buckets, cfg.cluster_id_bits
         group = wtu_scan_group(cfg)
         n_groups = -(-nb // group)
         cw = cfg.bucket_count_bits
         width = cw + 2 * cid + 1
-        bins = [Cat(cnt[k], head[k], tail[k], nonempty[k]) for k in range(nb)]
+        bins = [Mux(active, Cat(cnt[k], head[k], tail[k], nonempty[k]), 0) for k in range(nb)]
         zero = Const(0, width)
         if nb % group:
             # Rotate all n_buckets bins by base (< n_buckets), pad to whole groups.
@@ -352,7 +353,8 @@ class WiCSumThresholdUnit(wiring.Component):
         cnt_regs = [Signal(cfg.bucket_count_bits, name=f"cnt{k}") for k in range(nb)]
         mass = Signal(cfg.mass_bits, name="mass")
         theta = Signal(cfg.mass_bits, name="theta")
-        running = Signal(cfg.mass_bits + 1, name="running")
+        # SCAN: θ less the mass of the groups before this one (what the group must reach).
+        remaining = Signal(cfg.mass_bits, name="remaining")
         b_star = Signal(range(nb), name="b_star")
         first_sel = Signal(cid, name="first_selected")
         last_sel = Signal(cid, name="last_selected")
@@ -363,8 +365,9 @@ class WiCSumThresholdUnit(wiring.Component):
         n_groups = -(-nb // group)
         grp = Signal(range(n_groups), name="scan_group")
         grp_bin = Signal(range(n_groups), name="scan_bin_group")
+        scan_active = Signal(name="scan_active")  # MASS or SCAN: the group read is used
         lane_in = self._bucket_group(
-            m, base, grp, grp_bin, cnt_regs, head_regs, tail_regs, nonempty
+            m, base, grp, grp_bin, scan_active, cnt_regs, head_regs, tail_regs, nonempty
         )
 
         def lut_at(b):
@@ -512,6 +515,7 @@ class WiCSumThresholdUnit(wiring.Component):
                         m.next = "MASS"
             with m.State("MASS"):
                 # The final base: the grid moves no more once the row is in.
+                m.d.comb += scan_active.eq(1)
                 m.d.sync += mass.eq(mass + group_mass)
                 with m.If(grp == n_groups - 1):
                     m.next = "THRESH"
@@ -519,18 +523,21 @@ class WiCSumThresholdUnit(wiring.Component):
                     m.d.sync += grp.eq(grp + 1)
             with m.State("THRESH"):
                 one = (1 << r.coverage_frac_bits) - 1
+                thr = Signal(cfg.mass_bits, name="theta_next")
+                m.d.comb += thr.eq((cov_q * mass + one) >> r.coverage_frac_bits)
                 m.d.sync += [
-                    theta.eq((cov_q * mass + one) >> r.coverage_frac_bits),
-                    running.eq(0),
+                    theta.eq(thr),
+                    remaining.eq(thr),
                     grp.eq(0),
                     first_sel.eq(cmax - 1),
                     last_sel.eq(0),
                 ]
                 m.next = "SCAN"
             with m.State("SCAN"):
+                m.d.comb += scan_active.eq(1)
                 # The first bucket of the group where the running mass reaches theta.
                 cross = Signal(group, name="scan_cross")
-                m.d.comb += cross.eq(Cat(*(running + prefix[j] >= theta for j in range(group))))
+                m.d.comb += cross.eq(Cat(*(prefix[j] >= remaining for j in range(group))))
                 at, crossed = lowest_set(m, cross, name="scan_cross_lane")
                 last_group = grp == n_groups - 1
                 # Lanes up to the crossing (all of them without one) are scanned buckets.
@@ -559,7 +566,7 @@ class WiCSumThresholdUnit(wiring.Component):
                 m.d.sync += [
                     first_sel.eq(heads[0]),
                     last_sel.eq(tails[0]),
-                    running.eq(running + group_mass),
+                    remaining.eq(remaining - group_mass),  # >= 0 until a lane crosses
                 ]
                 # Without a crossing the scan ends at bucket n_buckets - 1 (last group).
                 lane_star = Mux(crossed, at, nb - 1 - (n_groups - 1) * group)
