@@ -63,9 +63,9 @@ sequence, ``n = 0``, ``n > L``, a short beat that is not the last or a row longe
                    past bucket n_buckets - 1 read zero.
   THRESH    1      as above
   SCAN      b* div G + 1  the same group read; a prefix sum over the group's G masses
-                   (depth log2 G) and G compares ``running + prefix_j >= θ``; the first lane
-                   that crosses is b* (early exit: later groups are never read), else the next
-                   group. It also keeps the lowest and highest id of the buckets <= b* (the
+                   (depth log2 G) and G compares ``prefix_j >= θ - running`` (a register
+                   of the threshold still to reach); the first lane that crosses is b* (early
+                   exit: later groups are never read), else the next group. It also keeps the lowest and highest id of the buckets <= b* (the
                    first and the last selected id; a min and a max tree over the group).
   EMIT      1 + E  reads the banks a row of L ids per cycle from the row of the first
                    selected id to that of the last, selects the lanes whose bucket ``top_cell -
