@@ -65,8 +65,9 @@ sequence, ``n = 0``, ``n > L``, a short beat that is not the last or a row longe
   SCAN      b* div G + 1  the same group read; a prefix sum over the group's G masses
                    (depth log2 G) and G compares ``prefix_j >= θ - running`` (a register
                    of the threshold still to reach); the first lane that crosses is b* (early
-                   exit: later groups are never read), else the next group. It also keeps the lowest and highest id of the buckets <= b* (the
-                   first and the last selected id; a min and a max tree over the group).
+                   exit: later groups are never read), else the next group. It also keeps
+                   the lowest and highest id of the buckets <= b* (the first and the last
+                   selected id; a min and a max tree over the group).
   EMIT      1 + E  reads the banks a row of L ids per cycle from the row of the first
                    selected id to that of the last, selects the lanes whose bucket ``top_cell -
                    cell <= b*`` and emits them in one ``selected`` beat
