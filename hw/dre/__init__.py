@@ -19,6 +19,7 @@ from .wtu import (
     grid_wtu,
     wtu_cycles,
     wtu_ingest_lanes,
+    wtu_scan_group,
 )
 
 __all__ = [
@@ -45,4 +46,5 @@ __all__ = [
     "topk_passes",
     "wtu_cycles",
     "wtu_ingest_lanes",
+    "wtu_scan_group",
 ]

@@ -55,9 +55,19 @@ sequence, ``n = 0``, ``n > L``, a short beat that is not the last or a row longe
                    ``tail``); there are no lists (no ``next`` memory). Each lane's grid cell
                    ``s >> bucket_shift`` (``score_bits - bucket_shift`` bits) is written to
                    its bank (cluster c in bank ``c mod L``, row ``c div L``).
-  MASS n_buckets, THRESH 1   as above
-  SCAN      b*+1   as above, and the lowest and highest id of the buckets <= b* (the first
-                   and the last selected id)
+  MASS      ceil(n_buckets/G)  G = ``wtu_scan_group(cfg)`` = min(L, n_buckets) buckets per
+                   cycle, in bucket order (bucket ``g·G + j`` on lane j): M += Σ_j cnt·L[b]
+                   over the group. The group is read from the circular bins through a
+                   shifter (when G divides n_buckets: the two aligned bin groups it straddles
+                   shifted by ``base mod G``; otherwise the bins rotated by ``base``); lanes
+                   past bucket n_buckets - 1 read zero.
+  THRESH    1      as above
+  SCAN      b* div G + 1  the same group read; a prefix sum over the group's G masses
+                   (depth log2 G) and G compares ``prefix_j >= θ - running`` (a register
+                   of the threshold still to reach); the first lane that crosses is b* (early
+                   exit: later groups are never read), else the next group. It also keeps
+                   the lowest and highest id of the buckets <= b* (the first and the last
+                   selected id; a min and a max tree over the group).
   EMIT      1 + E  reads the banks a row of L ids per cycle from the row of the first
                    selected id to that of the last, selects the lanes whose bucket ``top_cell -
                    cell <= b*`` and emits them in one ``selected`` beat
@@ -65,7 +75,8 @@ sequence, ``n = 0``, ``n > L``, a short beat that is not the last or a row longe
                    row holding none is read but sends no beat; ``E = last // L - first // L +
                    1`` (``golden.resv.BucketedSelection.emit_cycles``)
   SUMMARY   1
-so ``cycles = ceil(C/L) + n_buckets + b* + E + 5``, the L = 1 formula with ``E = k``. The
+so ``cycles = ceil(C/L) + ceil(n_buckets/L) + b* div L + E + 5`` (``n_buckets`` and ``b*``
+over ``G = min(L, n_buckets)`` give the same counts), the L = 1 formula with ``E = k``. The
 emit order is ascending id, not bucket order: ``golden.resv.wicsum_select_bucketed(...,
 lanes=L)`` and ``golden.resv.emit_beats`` define it (the set, b*, M and θ are those of one
 lane). After an ingest error that misaligns the row (a short beat that is not the last) or
@@ -95,12 +106,14 @@ __all__ = [
     "grid_wtu",
     "wtu_cycles",
     "wtu_ingest_lanes",
+    "wtu_scan_group",
 ]
 
 #: Fixed cycles of a row: cmd, bucketing pipeline (2), threshold, emit start, summary.
 WTU_LATENCY = 7
 #: The same for ``bucket_mode = "grid"``: cmd, threshold, emit start, summary and the scan's
-#: ``+1`` (it visits b*+1 buckets), on top of ``C`` ingest and ``n_buckets`` mass cycles.
+#: ``+1`` (it visits groups 0 .. b* div L), on top of ``ceil(C/L)`` ingest and
+#: ``ceil(n_buckets/L)`` mass cycles.
 WTU_GRID_LATENCY = 5
 
 
@@ -108,6 +121,13 @@ def wtu_ingest_lanes(cfg: HWConfig) -> int:
     """Clusters per ``clusters`` beat of the WTU of ``cfg``: ``wtu_lanes`` with ``grid``
     buckets, 1 with ``relative`` ones (single-lane whatever ``wtu_lanes``)."""
     return cfg.wtu_lanes if cfg.resv.bucket_mode == "grid" else 1
+
+
+def wtu_scan_group(cfg: HWConfig) -> int:
+    """Buckets the WTU of ``cfg`` adds up per ``MASS`` and ``SCAN`` cycle: ``min(L,
+    n_buckets)`` with ``L = wtu_ingest_lanes(cfg)`` (1 with one lane and with ``relative``
+    buckets)."""
+    return min(wtu_ingest_lanes(cfg), cfg.resv.n_buckets)
 
 
 def wtu_cycles(
@@ -120,9 +140,11 @@ def wtu_cycles(
 ) -> int:
     """Cycles from the ``cmd`` handshake to the ``summary`` handshake (both included)
     without stalls: ``2·C + b* + k + WTU_LATENCY`` (``relative`` buckets) or ``ceil(C/L) +
-    n_buckets + b* + E + WTU_GRID_LATENCY`` (``grid``, ``L = wtu_lanes``), where ``E = k``
-    with one lane and, with more, ``emit_cycles`` (required then) is
-    ``golden.resv.BucketedSelection.emit_cycles`` of the row at ``lanes = L``."""
+    ceil(n_buckets/G) + b* div G + E + WTU_GRID_LATENCY`` (``grid``, ``L = wtu_lanes``,
+    ``G = wtu_scan_group(cfg) = min(L, n_buckets)`` buckets per mass and scan cycle), where
+    ``E = k`` with one lane and, with more, ``emit_cycles`` (required then) is
+    ``golden.resv.BucketedSelection.emit_cycles`` of the row at ``lanes = L``. At L = 1 this
+    is ``C + n_buckets + b* + k + 5``."""
     if not 1 <= n_clusters <= cfg.max_clusters:
         raise ValueError(f"n_clusters must be in 1..{cfg.max_clusters}, not {n_clusters!r}")
     lanes = wtu_ingest_lanes(cfg)
@@ -135,8 +157,10 @@ def wtu_cycles(
             )
         else:
             emit = emit_cycles
+        group = wtu_scan_group(cfg)
         beats = -(-n_clusters // lanes)
-        return beats + cfg.resv.n_buckets + b_star + emit + WTU_GRID_LATENCY
+        mass = -(-cfg.resv.n_buckets // group)
+        return beats + mass + b_star // group + emit + WTU_GRID_LATENCY
     return 2 * n_clusters + b_star + n_selected + WTU_LATENCY
 
 
@@ -148,6 +172,19 @@ def _tree_sum(terms: list) -> object:
             for i in range(0, len(terms), 2)
         ]
     return terms[0]
+
+
+def _shift_down(values: list, shift, n: int, zero) -> list:
+    """``values[shift .. shift + n - 1]`` (``zero`` past the end): a barrel shifter, the
+    largest step first so each stage keeps only the entries the smaller steps can reach."""
+    for s in reversed(range(len(shift))):
+        step = 1 << s
+        keep = min(len(values), n + step - 1)
+        values = [
+            Mux(shift[s], values[i + step] if i + step < len(values) else zero, values[i])
+            for i in range(keep)
+        ]
+    return values[:n]
 
 
 class WiCSumThresholdUnit(wiring.Component):
@@ -177,8 +214,8 @@ class WiCSumThresholdUnit(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Fixed cycles of a row on top of ``2·C + b* + k`` (``relative``) or ``C + n_buckets
-        + b* + k`` (``grid``); see ``cycles``."""
+        """Fixed cycles of a row on top of ``2·C + b* + k`` (``relative``) or ``ceil(C/L) +
+        ceil(n_buckets/L) + b* div L + E`` (``grid``); see ``cycles``."""
         return WTU_GRID_LATENCY if self._cfg.resv.bucket_mode == "grid" else WTU_LATENCY
 
     @property
@@ -238,6 +275,56 @@ class WiCSumThresholdUnit(wiring.Component):
         with m.If(rise):
             m.d.sync += [top_g.eq(g), base.eq(new_base)]
 
+    def _bucket_group(self, m, base, grp, grp_bin, active, cnt, head, tail, nonempty):
+        """Grid buckets, L lanes: the ``G = wtu_scan_group`` buckets ``g·G .. g·G + G - 1``
+        of the scan's current group ``g = grp`` in bucket order, as ``(count, head, tail,
+        non-empty)`` per lane (lanes past ``n_buckets - 1`` in the last group read zero).
+        Bucket ``b`` lives in bin ``(base + b) mod n_buckets``. When ``G`` divides
+        ``n_buckets``, with ``base = q·G + r`` the group's bins are the aligned bin groups
+        ``grp_bin = (q + g) mod n_groups`` and the next one, shifted down by ``r`` (a ``log2
+        G``-stage shifter over ``2·G`` bins); otherwise the whole histogram is rotated by
+        ``base`` and the group picked from it. The bins enter gated by ``active`` (MASS
+        and SCAN), so the shifter and the adders stay quiet while the histogram fills."""
+        cfg, r = self._cfg, self._cfg.resv
+        nb, cid = r.n_buckets, cfg.cluster_id_bits
+        group = wtu_scan_group(cfg)
+        n_groups = -(-nb // group)
+        cw = cfg.bucket_count_bits
+        width = cw + 2 * cid + 1
+        bins = [Mux(active, Cat(cnt[k], head[k], tail[k], nonempty[k]), 0) for k in range(nb)]
+        zero = Const(0, width)
+        if nb % group:
+            # Rotate all n_buckets bins by base (< n_buckets), pad to whole groups.
+            flat = _shift_down(bins + bins, base, nb, zero) + [zero] * (n_groups * group - nb)
+            picked = [
+                Array(flat[g * group + j] for g in range(n_groups))[grp] for j in range(group)
+            ]
+            shift, low, high = Const(0, 0), picked, []
+        elif n_groups == 1:
+            shift = base  # base < n_buckets = G
+            low, high = bins, bins
+        else:
+            gb = ceil_log2(group)
+            shift = base[:gb]
+            nxt = Signal(range(n_groups), name="scan_bin_group_next")
+            m.d.comb += nxt.eq(Mux(grp_bin == n_groups - 1, 0, grp_bin + 1))
+            low = [
+                Array(bins[g * group + i] for g in range(n_groups))[grp_bin] for i in range(group)
+            ]
+            high = [Array(bins[g * group + i] for g in range(n_groups))[nxt] for i in range(group)]
+        window = []
+        for i, v in enumerate(low + high):
+            w = Signal(width, name=f"scan_window{i}")
+            m.d.comb += w.eq(v)
+            window.append(w)
+        window = _shift_down(window, shift, group, zero)
+        lanes = []
+        for j in range(group):
+            v = Signal(width, name=f"scan_lane{j}")
+            m.d.comb += v.eq(window[j])
+            lanes.append((v[:cw], v[cw : cw + cid], v[cw + cid : cw + 2 * cid], v[-1]))
+        return lanes
+
     def _elaborate_lanes(self) -> Module:
         """Grid buckets, ``wtu_lanes`` clusters per beat (module docstring, "Lanes")."""
         cfg, r = self._cfg, self._cfg.resv
@@ -254,7 +341,7 @@ class WiCSumThresholdUnit(wiring.Component):
             m.submodules[f"cell_mem{j}"] = mem
             cell_wr.append(mem.write_port())
             cell_rd.append(mem.read_port())
-        lut = Array(Const(int(v), cfg.lut_bits) for v in bucket_lut(r))
+        lut = bucket_lut(r)
 
         n = Signal(range(cmax + 1), name="n_clusters")
         top_g = Signal(signed(cw), name="top_cell")
@@ -265,20 +352,58 @@ class WiCSumThresholdUnit(wiring.Component):
         head_regs = [Signal(cid, name=f"head{k}") for k in range(nb)]
         tail_regs = [Signal(cid, name=f"tail{k}") for k in range(nb)]
         cnt_regs = [Signal(cfg.bucket_count_bits, name=f"cnt{k}") for k in range(nb)]
-        head, tail, cnt = Array(head_regs), Array(tail_regs), Array(cnt_regs)
         mass = Signal(cfg.mass_bits, name="mass")
         theta = Signal(cfg.mass_bits, name="theta")
-        running = Signal(cfg.mass_bits + 1, name="running")
-        b = Signal(range(nb), name="scan_bucket")
+        # SCAN: θ less the mass of the groups before this one (what the group must reach).
+        remaining = Signal(cfg.mass_bits, name="remaining")
         b_star = Signal(range(nb), name="b_star")
         first_sel = Signal(cid, name="first_selected")
         last_sel = Signal(cid, name="last_selected")
         emit_row = Signal(range(rows + 1), name="emit_row")
         n_sel = Signal(cfg.occupancy_bits, name="n_selected")
+        # MASS and SCAN: G buckets per cycle (wtu_scan_group), groups in bucket order.
+        group = wtu_scan_group(cfg)
+        n_groups = -(-nb // group)
+        grp = Signal(range(n_groups), name="scan_group")
+        grp_bin = Signal(range(n_groups), name="scan_bin_group")
+        scan_active = Signal(name="scan_active")  # MASS or SCAN: the group read is used
+        lane_in = self._bucket_group(
+            m, base, grp, grp_bin, scan_active, cnt_regs, head_regs, tail_regs, nonempty
+        )
 
-        def bin_of(bucket):
-            t = base + bucket
-            return Mux(t >= nb, t - nb, t)
+        def lut_at(b):
+            return Const(int(lut[b]) if b < nb else 0, cfg.lut_bits)
+
+        weights = []
+        for j, (c, _h, _t, _ne) in enumerate(lane_in):
+            lut_j = (
+                Array(lut_at(g * group + j) for g in range(n_groups))[grp]
+                if n_groups > 1
+                else lut_at(j)
+            )
+            w = Signal(cfg.bucket_count_bits + cfg.lut_bits, name=f"scan_mass{j}")
+            m.d.comb += w.eq(c * lut_j)
+            weights.append(w)
+        # Prefix sums of the group's masses (Sklansky, depth log2 G).
+        prefix = list(weights)
+        span = 1
+        while span < group:
+            prefix = [
+                prefix[i] + prefix[(i // (2 * span)) * 2 * span + span - 1]
+                if (i // span) % 2
+                else prefix[i]
+                for i in range(group)
+            ]
+            span *= 2
+        group_mass = Signal(cfg.mass_bits, name="scan_group_mass")
+        m.d.comb += group_mass.eq(prefix[-1])
+        # The aligned bin group holding bucket g·G: (base div G + g) mod n_groups.
+        if n_groups > 1 and nb % group == 0:
+            t = Signal(range(2 * n_groups), name="scan_bin_group_sum")
+            m.d.comb += [
+                t.eq((base >> ceil_log2(group)) + grp),
+                grp_bin.eq(Mux(t >= n_groups, t - n_groups, t)),
+            ]
 
         m.d.comb += [
             self.summary.payload.b_star.eq(b_star),
@@ -387,40 +512,75 @@ class WiCSumThresholdUnit(wiring.Component):
                     with m.If(lanes_beat_malformed(p, n, lanes, cmax)):
                         m.d.sync += err.eq(1)
                     with m.If(p.last):
-                        m.d.sync += [mass.eq(0), b.eq(0)]
+                        m.d.sync += [mass.eq(0), grp.eq(0)]
                         m.next = "MASS"
             with m.State("MASS"):
-                m.d.sync += mass.eq(mass + cnt[bin_of(b)] * lut[b])
-                with m.If(b == nb - 1):
+                # The final base: the grid moves no more once the row is in.
+                m.d.comb += scan_active.eq(1)
+                m.d.sync += mass.eq(mass + group_mass)
+                with m.If(grp == n_groups - 1):
                     m.next = "THRESH"
                 with m.Else():
-                    m.d.sync += b.eq(b + 1)
+                    m.d.sync += grp.eq(grp + 1)
             with m.State("THRESH"):
                 one = (1 << r.coverage_frac_bits) - 1
+                thr = Signal(cfg.mass_bits, name="theta_next")
+                m.d.comb += thr.eq((cov_q * mass + one) >> r.coverage_frac_bits)
                 m.d.sync += [
-                    theta.eq((cov_q * mass + one) >> r.coverage_frac_bits),
-                    running.eq(0),
-                    b.eq(0),
+                    theta.eq(thr),
+                    remaining.eq(thr),
+                    grp.eq(0),
                     first_sel.eq(cmax - 1),
                     last_sel.eq(0),
                 ]
                 m.next = "SCAN"
             with m.State("SCAN"):
-                at = Signal(range(nb), name="scan_bin")
-                m.d.comb += at.eq(bin_of(b))
-                total = running + cnt[at] * lut[b]
-                m.d.sync += running.eq(total)
-                with m.If(nonempty.bit_select(at, 1) & (tail[at] > last_sel)):
-                    m.d.sync += last_sel.eq(tail[at])
-                with m.If(nonempty.bit_select(at, 1) & (head[at] < first_sel)):
-                    m.d.sync += first_sel.eq(head[at])
-                with m.If((total >= theta) | (b == nb - 1)):
-                    m.d.sync += b_star.eq(b)
-                    with m.If(total < theta):
+                m.d.comb += scan_active.eq(1)
+                # The first bucket of the group where the running mass reaches theta.
+                cross = Signal(group, name="scan_cross")
+                m.d.comb += cross.eq(Cat(*(prefix[j] >= remaining for j in range(group))))
+                at, crossed = lowest_set(m, cross, name="scan_cross_lane")
+                last_group = grp == n_groups - 1
+                # Lanes up to the crossing (all of them without one) are scanned buckets.
+                upto = Signal(group, name="scan_upto")
+                m.d.comb += upto.eq(Cat(Const(1, 1), *(~cross[:j].any() for j in range(1, group))))
+                heads, tails = [], []
+                for j, (_c, h, t, ne) in enumerate(lane_in):
+                    use = ne & upto[j]
+                    heads.append(Mux(use, h, cmax - 1))
+                    tails.append(Mux(use, t, 0))
+                heads.append(first_sel)
+                tails.append(last_sel)
+                while len(heads) > 1:
+                    heads = [
+                        Mux(heads[i] < heads[i + 1], heads[i], heads[i + 1])
+                        if i + 1 < len(heads)
+                        else heads[i]
+                        for i in range(0, len(heads), 2)
+                    ]
+                    tails = [
+                        Mux(tails[i] > tails[i + 1], tails[i], tails[i + 1])
+                        if i + 1 < len(tails)
+                        else tails[i]
+                        for i in range(0, len(tails), 2)
+                    ]
+                m.d.sync += [
+                    first_sel.eq(heads[0]),
+                    last_sel.eq(tails[0]),
+                    remaining.eq(remaining - group_mass),  # >= 0 until a lane crosses
+                ]
+                # Without a crossing the scan ends at bucket n_buckets - 1 (last group).
+                lane_star = Mux(crossed, at, nb - 1 - (n_groups - 1) * group)
+                with m.If(crossed | last_group):
+                    if n_groups > 1:
+                        m.d.sync += b_star.eq(Cat(lane_star[: ceil_log2(group)], grp))
+                    else:
+                        m.d.sync += b_star.eq(lane_star)
+                    with m.If(~crossed):
                         m.d.sync += err.eq(1)  # only with coverage_q > 2**coverage_frac_bits
                     m.next = "EMIT_FETCH"
                 with m.Else():
-                    m.d.sync += b.eq(b + 1)
+                    m.d.sync += grp.eq(grp + 1)
             with m.State("EMIT_FETCH"):
                 # Rows before that of the first selected id hold none: start there.
                 for j in range(lanes):

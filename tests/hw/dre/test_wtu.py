@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
+from golden.resv import bucket_lut
 from hw.config import preset
-from hw.dre import WiCSumThresholdUnit, wtu_cycles, wtu_ingest_lanes
+from hw.dre import WiCSumThresholdUnit, wtu_cycles, wtu_ingest_lanes, wtu_scan_group
 from sim.dre_data import (
     ScoreRow,
     beat_ids,
@@ -307,12 +308,31 @@ def test_wtu_lanes_cycles_formula():
     Fragment.get(dut, None)
     assert dut.lanes == 4
     nb = cfg.resv.n_buckets
-    # ceil(C/L) + n_buckets + b* + E + 5; one lane: E = k.
-    assert dut.cycles(13, 3, 5, emit_cycles=6) == 4 + nb + 3 + 6 + dut.latency == 4 + nb + 14
+    assert nb == 16 and wtu_scan_group(cfg) == 4
+    # ceil(C/L) + n_buckets/L + b* div L + E + 5 (L buckets per mass and scan cycle).
+    assert dut.cycles(13, 3, 5, emit_cycles=6) == 4 + 4 + 0 + 6 + dut.latency == 19
+    assert dut.cycles(13, 4, 5, emit_cycles=6) == 4 + 4 + 1 + 6 + 5
+    assert dut.cycles(13, 15, 5, emit_cycles=6) == 4 + 4 + 3 + 6 + 5
+    # One lane: C + n_buckets + b* + k + 5, as before.
     assert wtu_cycles(mode_cfg(TINY, "grid", 1), 13, 3, 5) == 13 + nb + 3 + 5 + 5
+    # More lanes than buckets: one group of all n_buckets.
+    wide = TINY.replace(resv={"bucket_mode": "grid", "n_buckets": 12}, wtu_lanes=16)
+    assert wtu_scan_group(wide) == 12
+    assert wtu_cycles(wide, 16, 11, 5, emit_cycles=1) == 1 + 1 + 0 + 1 + 5
     assert wtu_ingest_lanes(TINY) == 1  # relative buckets: single-lane whatever wtu_lanes
     with pytest.raises(ValueError, match=r"^emit_cycles must be given with wtu_lanes=4"):
         dut.cycles(13, 3, 5)
+
+
+def test_wtu_lanes_bucket_groups_unaligned():
+    """n_buckets not a multiple of L: ceil(n_buckets / L) mass cycles, the last group short."""
+    cfg = TINY.replace(resv={"bucket_mode": "grid", "n_buckets": 12}, wtu_lanes=8)
+    assert wtu_scan_group(cfg) == 8
+    assert wtu_cycles(cfg, 16, 7, 5, emit_cycles=1) == 2 + 2 + 0 + 1 + 5
+    assert wtu_cycles(cfg, 16, 11, 5, emit_cycles=2) == 2 + 2 + 1 + 2 + 5
+    # Relative buckets and one lane have no groups.
+    assert wtu_scan_group(cfg.replace(resv={"bucket_mode": "relative"})) == 1
+    assert wtu_scan_group(cfg.replace(wtu_lanes=1)) == 1
 
 
 @pytest.mark.parametrize("timing", list(TIMINGS))
@@ -364,3 +384,80 @@ def test_wtu_lanes_flags_bad_beats(bad, tmp_path):
     exp = wtu_expected(cfg, good)
     assert got["ids"] == exp.selected.tolist()
     assert got["good"].error == 0 and got["good"].total_mass == exp.total_mass
+
+
+def _bucket_row(cfg, buckets, counts, order) -> ScoreRow:
+    """Clusters in the given grid buckets (below the top cell), arriving in ``order``."""
+    r = cfg.resv
+    top = r.score_max >> r.bucket_shift
+    scores = (top - np.asarray(buckets)) << r.bucket_shift
+    return ScoreRow(scores=scores[order], counts=np.asarray(counts)[order], coverage_q=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "lanes"),
+    [
+        ("tiny", 2),
+        ("tiny", 4),
+        ("tiny", 8),
+        ("tiny64", 16),
+        ("odd", 4),  # 12 buckets in 3 groups of 4
+        ("odd48", 16),  # 12 buckets, one group of 12 (not a power of two); 3 beats a row
+        ("odd", 8),  # 12 buckets in groups of 8: the last group short
+        ("three", 2),  # 3 buckets in groups of 2 (the formal harness's sizes)
+        ("one_bucket", 4),  # one bucket: groups of 1
+    ],
+)
+def test_wtu_lanes_scan_groups(name, lanes, tmp_path):
+    """L buckets per mass and scan cycle: b* at every reachable bucket (the first and the last
+    group, every position in a group, the crossing in the middle of one), with the grid's
+    base moved by the arrival order, and all the mass in one bucket of the last group;
+    exact cycles."""
+    if name == "tiny64":
+        cfg = mode_cfg(TINY, "grid", 16)
+    elif name == "odd48":
+        cfg = GRID["odd"].replace(resv={"max_clusters": 48})
+    elif name == "three":
+        cfg = GRID["odd"].replace(resv={"max_clusters": 6, "n_buckets": 3})
+    else:
+        cfg = GRID[name]
+    cfg = cfg.replace(wtu_lanes=lanes)
+    r, n = cfg.resv, cfg.max_clusters
+    one, group = 1 << r.coverage_frac_bits, wtu_scan_group(cfg)
+    lut = bucket_lut(r)
+    reach = int(np.flatnonzero(lut > 0).max())  # later buckets weigh nothing
+    buckets = np.arange(n) % (reach + 1)
+    counts = np.clip(lut[0] // np.maximum(lut[buckets], 1), 1, r.count_max)
+    rng = np.random.default_rng(13)
+    rows = []
+    for order in (np.arange(n), np.arange(n)[::-1], rng.permutation(n)):
+        base = _bucket_row(cfg, buckets, counts, order)
+
+        def b_star(q, base=base):
+            return wtu_expected(cfg, replace(base, coverage_q=q)).b_star
+
+        for target in range(reach + 1):
+            lo, hi = 1, one  # the smallest coverage with b* >= target
+            while lo < hi:
+                mid = (lo + hi) // 2
+                lo, hi = (mid + 1, hi) if b_star(mid) < target else (lo, mid)
+            if b_star(lo) == target:
+                rows.append(replace(base, coverage_q=lo))
+    # All the mass in the last reachable bucket (the top cluster weighs nothing).
+    last = np.full(n, reach)
+    last[0] = 0
+    rows.append(
+        replace(
+            _bucket_row(cfg, last, np.r_[0, np.full(n - 1, 3)], np.arange(n)),
+            coverage_q=one // 2,
+        )
+    )
+    exp = [wtu_expected(cfg, x) for x in rows]
+    assert exp[-1].b_star == reach
+    got = {e.b_star for e in exp}
+    assert {0, reach} <= got
+    if group > 1:
+        assert {b % group for b in got} >= {0, min(group - 1, reach), min(group // 2, reach)}
+    assert len(got) == reach + 1  # every reachable bucket is a b*
+    out = simulate(cfg, rows, timing="none", seed=6, vcd=tmp_path / "wtu.vcd")
+    check(cfg, rows, out, exact_cycles=True)
