@@ -98,7 +98,7 @@ bench: setup
 # The paper preset's timing at a quarter of its width (8 beats per vector, 16 prefill rows,
 # one AXI beat per row, as the paper preset): sim.bench_core predicts the paper preset from
 # it. The full-width paper core builds in Verilator for 2+ hours on 2 cores: make sim-paper.
-PAPER_TIMING := --set resv.head_dim=32 --set mac_lanes=4 --set axi_data_bits=64
+PAPER_TIMING := --set resv.head_dim=32 --set mac_lanes=4 --set axi_data_bits=64 --set tile_tokens=32
 
 .PHONY: sim-paper
 sim-paper: setup

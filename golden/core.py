@@ -58,7 +58,7 @@ from .fparith import (
 from .kvmu import KVLayout, KVMemory, RecentWindow
 from .resv import ClusterEvent, ClusterTable, wicsum_select_bucketed
 from .rope import rope_bf16
-from .softmax import online_attention
+from .softmax import online_attention, tiled_attention
 
 __all__ = ["NEG_INF", "WORK_COUNTERS", "CoreModel", "QueryOutcome", "score_scale_bits"]
 
@@ -106,7 +106,6 @@ class QueryOutcome:
     bursts: int
     beats: int
     buckets_scanned: int
-    passes: int = 1  #: times the attention stream ran (a prefill: one per array pass)
 
 
 @dataclass
@@ -249,19 +248,19 @@ class CoreModel:
         fetched = np.array(self.memory.tokens(selected), np.int64)
         return scores, selected, scanned, fetched, self.memory.bursts(selected)
 
-    def _outcome(self, out, q_post, retrieved, order, passes: int = 1) -> QueryOutcome:
-        """The counters of one selection whose attention stream (kept tokens, then the
-        fetched ones, read again from memory) runs ``passes`` times."""
+    def _outcome(self, out, q_post, retrieved, order) -> QueryOutcome:
+        """The counters of one selection and its attention stream (kept tokens, then the
+        fetched ones, read from memory once)."""
         scores, selected, scanned, fetched, bursts = retrieved
         beats = sum(b.beats for b in bursts)
         c = self.counters
         c["clusters_scored"] += self.n_clusters
         c["buckets_scanned"] += scanned
         c["clusters_selected"] += len(selected)
-        c["tokens_attended"] += len(order) * passes
-        c["tokens_fetched"] += len(fetched) * passes
-        c["read_bursts"] += len(bursts) * passes
-        c["read_beats"] += beats * passes
+        c["tokens_attended"] += len(order)
+        c["tokens_fetched"] += len(fetched)
+        c["read_bursts"] += len(bursts)
+        c["read_beats"] += beats
         return QueryOutcome(
             output=out,
             q_post=q_post,
@@ -272,7 +271,6 @@ class CoreModel:
             bursts=len(bursts),
             beats=beats,
             buckets_scanned=scanned,
-            passes=passes,
         )
 
     def _attention(self, order: np.ndarray):
@@ -335,10 +333,10 @@ class CoreModel:
         fp32_recip(int_to_fp32(R))``), scored, selected and fetched as a ``QUERY``.
         Attention: every row over the same order (kept, then fetched) with its own scores
         ``dot(k_t, q_post_r)``; a kept token newer than the row (causal mask: id > the
-        row's position) gets the score ``-inf``, which leaves the online softmax's state as
-        it was (``exp2(-inf) = +0``). The core runs the rows in ``ceil(R / prefill_rows)``
-        passes, each streaming (and fetching) the attention order again: the attended,
-        fetched, burst and beat counters count every pass."""
+        row's position) gets the score ``-inf``; the rows attend in the **tiled order**
+        (``golden.softmax.tiled_attention``, ``tile_tokens`` tokens per tile, ``P x V`` on
+        ``mac_lanes`` columns): the core's ``TiledAttention`` engine takes every row and
+        reads the selected tokens once."""
         q = self._vec("q", q, rows=True)
         why = self.prefill_error(q.shape[0], group, position)
         if why is not None:
@@ -358,7 +356,13 @@ class CoreModel:
         ids = np.concatenate([kept, np.full(len(got[3]), -1, np.int64)])  # fetched: older
         att = np.stack([dot(keys, np.broadcast_to(row, keys.shape), self.lanes) for row in qp])
         att = np.where(ids[None] > pos[:, None], NEG_INF, att).astype(np.uint32)
-        out = online_attention(att, vals, exp_frac_bits=self.cfg.exp_frac_bits)
+        out = tiled_attention(
+            att,
+            vals,
+            tile=self.cfg.tile_tokens,
+            lanes=self.lanes,
+            exp_frac_bits=self.cfg.exp_frac_bits,
+        )
         self.counters["prefills"] += 1
         self.counters["prefill_rows"] += R
-        return self._outcome(out, mean, got, order, passes=-(-R // self.cfg.prefill_rows))
+        return self._outcome(out, mean, got, order)

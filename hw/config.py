@@ -84,12 +84,9 @@ class HWConfig:
     #: MacArray: BF16 elements of a vector per beat, the lanes of each row's pairwise tree.
     #: Power of two in 1..256.
     mac_cols: int = 64
-    #: Core: query rows of a ``PREFILL`` block, i.e. the rows of the core's MAC array (of
-    #: ``mac_lanes`` columns) and the vector units, one per row, that share each K/V read.
-    prefill_rows: int = 16
     #: Core: query rows one ``PREFILL`` may carry (a frame's tokens x the GQA group's heads),
-    #: held in the core's query buffer (``frame_rows x head_dim`` BF16) and run through the
-    #: array ``prefill_rows`` at a time, all with one selection. ``prefill_rows``..4096.
+    #: held in the core's query buffer (``frame_rows x head_dim`` BF16) and in the tiled
+    #: attention engine's FIFOs, all with one selection. 1..4096.
     frame_rows: int = 1024
     #: KVMU: token slots per KV chunk (a cluster owns a linked list of chunks). Power of two.
     chunk_tokens: int = 32
@@ -142,13 +139,7 @@ class HWConfig:
         check_int("mac_cols", self.mac_cols, 1, 256)
         if self.mac_cols & (self.mac_cols - 1):
             raise ValueError(f"mac_cols must be a power of two in 1..256, not {self.mac_cols!r}")
-        check_int("prefill_rows", self.prefill_rows, 1, 256)
         check_int("frame_rows", self.frame_rows, 1, 4096)
-        if self.frame_rows < self.prefill_rows:
-            raise ValueError(
-                f"frame_rows ({self.frame_rows}) must be at least prefill_rows "
-                f"({self.prefill_rows})"
-            )
         check_int("rope_lut_bits", self.rope_lut_bits, 2, 16)
         check_int("rope_pairs", self.rope_pairs, 1, 256)
         half = self.resv.head_dim // 2
@@ -326,7 +317,6 @@ PRESETS: dict[str, HWConfig] = {
         mac_lanes=4,
         mac_rows=4,
         mac_cols=4,
-        prefill_rows=4,
         frame_rows=16,
         chunk_tokens=4,
         # A pool for a whole context (2**token_id_bits tokens in 4-token chunks, plus each

@@ -3,8 +3,8 @@
 One context (layer, KV head) at a time, bit-exact with ``golden.core.CoreModel``: the host
 runs several contexts one after the other with ``RESET_CTX`` between them. Frame prefill
 (``PREFILL``) takes up to ``frame_rows`` query rows into a query buffer, selects once for
-all of them, and runs them ``prefill_rows`` at a time (a pass) on a MAC array with one
-vector unit per row; a decode ``QUERY`` runs one row on the MAC tree and row 0's unit.
+all of them, and runs them on the tiled attention engine, which reads the selected tokens
+once; a decode ``QUERY`` runs one row on the MAC tree and the per-token vector unit.
 
 Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cycles):
 
@@ -67,16 +67,17 @@ Flow of a prefill: the rows stream from ``vin`` through the RoPE unit (row ``r``
 position; one row every ``max(head_dim / 2 / rope_pairs + 2, beats)`` cycles) into the
 query buffer (``frame_rows x head_dim`` BF16) and an FP32 row sum; then ``1/rows``
 (``FP32Recip``) gives the mean query ``bf16(sum * (1/rows))``, which scores and selects the
-clusters exactly as a query does: one selection for all the rows, its cluster ids kept in
-a small memory. Then the rows run in passes of ``prefill_rows``: a pass loads its rows from
-the buffer into the array (``MacArray`` of ``prefill_rows`` x ``mac_lanes``) and streams the
-query's attention (kept tokens, then the fetched ones), its K rows to the array, which
-gives every row's score per K read, and its V rows to every row's ``VectorUnit`` at once; a
-kept token newer than a row's position reaches that row as the score ``-inf`` (causal
-mask, no effect on the online softmax). A dummy K vector ends the array's block; the
-pass's outputs then leave on ``out`` in row order. Every pass after the first replays the
-kept cluster ids to the KVMU, which fetches the same tokens again (``last`` marks the final
-row of the final pass).
+clusters exactly as a query does: one selection for all the rows, which goes to the KVMU at
+once. Then the rows go from the buffer into the ``TiledAttention`` engine (with their
+positions), and the attention order follows as one token stream, each token's K rows then
+its V rows: the kept tokens (sinks, then the ring, oldest first; their ids are their
+positions, so the engine masks those newer than a row) and the fetched ones as the KVMU
+delivers them (older than every row). The engine holds ``tile_tokens`` tokens at a time
+in its two MAC arrays (``mac_lanes`` columns), runs every row past them (the tiled order of
+``golden.softmax.tiled_attention``) and keeps each row's state in FIFOs, so the selected
+tokens are read **once** for all the rows. When the KVMU's summary says the fetch is
+complete, a padding token ends the stream; the engine's rows then leave on ``out``, row
+after row (``last`` on the final beat).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.bf16 import to_bf16_bits
-from golden.core import NEG_INF, WORK_COUNTERS, score_scale_bits
+from golden.core import WORK_COUNTERS, score_scale_bits
 
 from .config import HWConfig, bits_for, check_config
 from .datapath import (
@@ -104,6 +105,7 @@ from .datapath import (
     MacArray,
     MacTree,
     RopeUnit,
+    TiledAttention,
     VectorUnit,
 )
 from .datapath.layouts import BF16, FP32
@@ -168,6 +170,12 @@ def check_core_config(cfg: HWConfig) -> None:
         raise ValueError(f"recent_tokens must be at least 1 for the core, not {r.recent_tokens}")
     if cfg.token_id_bits > 24:
         raise ValueError(f"token_id_bits must be at most 24 for the core, not {cfg.token_id_bits}")
+    if cfg.tile_tokens > r.head_dim:
+        raise ValueError(
+            f"tile_tokens ({cfg.tile_tokens}) must be at most head_dim ({r.head_dim}) for the "
+            "core: its attention engine's MAC arrays are mac_lanes wide and head_dim / "
+            "mac_lanes beats deep"
+        )
     if cfg.frame_rows >= 1 << (cfg.token_id_bits + 1):
         raise ValueError(
             f"frame_rows ({cfg.frame_rows}) must be below 2**(token_id_bits + 1) "
@@ -245,10 +253,12 @@ class VRexCore(wiring.Component):
         m.submodules.dre = dre = DynamicRetrievalEngine(cfg)
         m.submodules.kvmu = kvmu = KVMemoryUnit(cfg)
         m.submodules.writer = writer = KVWriter(cfg)
-        # The prefill engine: a MacArray of prefill_rows rows x mac_lanes columns (a block's
-        # query rows against each K read) and one VectorUnit per row; row 0's also serves
-        # QUERY (whose scores come from the MAC tree).
-        P, FR = cfg.prefill_rows, cfg.frame_rows
+        # The prefill engine: TiledAttention (the tiled order, its MAC arrays mac_lanes
+        # wide: one beat per memory row); a QUERY keeps the MAC tree and the per-token
+        # VectorUnit.
+        FR = cfg.frame_rows
+        m.submodules.attn = attn = TiledAttention(cfg.replace(mac_cols=lanes))
+        m.submodules.vu = vu = VectorUnit(cfg)
 
         def array_cfg(rows: int) -> HWConfig:
             # tile_tokens (unused by the MacArray) kept within the narrower array's storage
@@ -256,11 +266,6 @@ class VRexCore(wiring.Component):
                 mac_rows=rows, mac_cols=lanes, tile_tokens=min(cfg.tile_tokens, lanes)
             )
 
-        m.submodules.array = array = MacArray(array_cfg(P), transposed=False)
-        vus = []
-        for i in range(P):
-            vus.append(VectorUnit(cfg))
-            m.submodules["vu" if i == 0 else f"vu_row{i}"] = vus[-1]
         m.submodules.recip = recip = FP32Recip()
         # The hyperplane block of the MAC array: H rows (the BF16 planes, loaded once after
         # reset) x mac_lanes columns, so a hashed vector's nb beats give its H dot products
@@ -283,13 +288,9 @@ class VRexCore(wiring.Component):
         )
         m.submodules.members = members = Memory(shape=tid_bits + 1, depth=C, init=[])
         m.submodules.weight = weight = Memory(shape=FP32, depth=C, init=[])
-        # PREFILL: the post-RoPE query rows (row r at r*nb..), and the selection's cluster
-        # ids (with ``last``), replayed to the KVMU by every pass after the first.
+        # PREFILL: the post-RoPE query rows (row r at r*nb..).
         m.submodules.qbuf = qbuf = Memory(shape=row_bits, depth=FR * nb, init=[])
-        sel_layout = kvmu.selected.payload.shape()
-        m.submodules.sel_ids = sel_ids = Memory(shape=sel_layout, depth=C, init=[])
         q_rd, q_wr = qbuf.read_port(), qbuf.write_port()
-        sel_rd, sel_wr = sel_ids.read_port(), sel_ids.write_port()
         planes_rd = planes_mem.read_port(domain="comb")
         kk_rd, kk_wr = kept_k.read_port(), kept_k.write_port()
         kv_rd, kv_wr = kept_v.read_port(), kept_v.write_port()
@@ -297,7 +298,7 @@ class VRexCore(wiring.Component):
         sum_rd, sum_wr = keysum.read_port(), keysum.write_port()
         mem_rd, mem_wr = members.read_port(), members.write_port()
         w_rd, w_wr = weight.read_port(), weight.write_port()
-        for port in (kk_rd, kv_rd, ks_rd, sum_rd, mem_rd, w_rd, q_rd, sel_rd):
+        for port in (kk_rd, kv_rd, ks_rd, sum_rd, mem_rd, w_rd, q_rd):
             m.d.comb += port.en.eq(0)
 
         # ------------------------------------------------------------------ registers
@@ -330,25 +331,19 @@ class VRexCore(wiring.Component):
         prow = Signal(range(max(2, 1 << bits_for(FR))), name="prefill_row")  # rows stored
         in_row = Signal(range(FR + 1), name="prefill_in_row")  # rows received
         gcnt = Signal(range(FR + 1), name="prefill_group_count")
-        row_pos = Signal(data.ArrayLayout(tid_bits + 1, P), name="row_position")
-        # The pass: its first row, its rows, and the loader of its rows into the array (the
-        # address of the next buffer row to read, rows read, and the beat in the read port).
-        p_base = Signal(range(FR + 1), name="pass_base")
-        blk_rows = Signal(range(P + 1), name="pass_rows")
+        # The loader of the rows from the buffer into the engine (the address of the next
+        # buffer row to read, rows read, and the beat in the read port).
         ld_addr = Signal(range(FR * nb + 1), name="load_addr")
-        ld_cnt = Signal(range(P * nb + 1), name="load_count")
+        ld_cnt = Signal(range(FR * nb + 1), name="load_count")
         ld_v = Signal(name="load_valid")
-        ld_lb = Signal(range(nb), name="load_beat_out")
-        ld_row = Signal(range(P), name="load_row")
-        i_lb = Signal(range(nb), name="load_next_beat")
-        i_row = Signal(range(P), name="load_next_row")
-        final_pass = Signal(name="final_pass")
-        m.d.comb += final_pass.eq(p_base + blk_rows == p_rows)
+        ld_lb = Signal(range(max(2, nb)), name="load_beat_out")
+        ld_row = Signal(range(FR), name="load_row")
+        i_lb = Signal(range(max(2, nb)), name="load_next_beat")
+        i_row = Signal(range(FR), name="load_next_row")
         msum = Signal(data.ArrayLayout(data.ArrayLayout(FP32, lanes), nb), name="mean_sum")
         rrow = Signal(FP32, name="recip_rows")  # 1 / rows
         lb = Signal(range(nb + 1), name="load_beat")
         ring_base = Signal(tid_bits + 1, name="ring_base")  # id of the oldest ring token
-        orow = Signal(range(P), name="out_row")
 
         slot = Signal(range(kept), name="slot")  # kept slot of the new token
         age_slot = Signal(range(kept), name="age_slot")
@@ -398,11 +393,14 @@ class VRexCore(wiring.Component):
         mrow = Signal(row_bits, name="stage_row_data")  # fetch mode data
         m.submodules.vfifo = vfifo = fifo.SyncFIFOBuffered(width=row_bits, depth=2 * nb + 2)
         adv = Signal(name="stage_adv")
-        # A PREFILL's attention streams K to the array (its selection scores use the tree).
-        to_array = Signal(name="to_array")
-        m.d.comb += to_array.eq(pf & (mode != Mode.SCORE))
-        k_ready = Mux(to_array, array.keys.ready, mac.vectors.ready)
-        m.d.comb += adv.eq(~mv | Mux(mdest_v, vfifo.w_rdy, k_ready))
+        # A PREFILL's attention streams each token's K and V rows to the engine (its
+        # selection scores use the tree); ``mpos`` is the staged row's token position.
+        to_attn = Signal(name="to_attn")
+        mpos = Signal(tid_bits + 1, name="stage_pos")
+        m.d.comb += to_attn.eq(pf & (mode != Mode.SCORE))
+        m.d.comb += adv.eq(
+            ~mv | Mux(to_attn, attn.kv.ready, Mux(mdest_v, vfifo.w_rdy, mac.vectors.ready))
+        )
 
         a_row = kpost[mb]
         to_bf = []
@@ -418,32 +416,36 @@ class VRexCore(wiring.Component):
                 m.d.comb += b_row.eq(kk_rd.data)
             with m.Case(Mode.FETCH):
                 m.d.comb += b_row.eq(mrow)
-        # The dummy K vector that ends a prefill's array block (its scores are dropped).
-        dummy = Signal(name="dummy_on")
-        db = Signal(range(nb + 1), name="dummy_beat")
-        with m.If(dummy):
+        # The padding token that ends a prefill's token stream once the KVMU's summary told
+        # that the fetched tokens are all in (TiledAttention's ``pad``).
+        pad_on = Signal(name="pad_on")
+        pad_b = Signal(range(2 * nb + 1), name="pad_beat")
+        v_row = Mux(mode == Mode.FETCH, mrow, kv_rd.data)
+        kv_out = attn.kv
+        with m.If(pad_on):
             m.d.comb += [
-                array.keys.valid.eq(db < nb),
-                array.keys.payload.last.eq(db == nb - 1),
-                array.keys.payload.end.eq(db == nb - 1),
+                kv_out.valid.eq(pad_b < 2 * nb),
+                kv_out.payload.pos.eq(-1),
+                kv_out.payload.end.eq(1),
+                kv_out.payload.pad.eq(1),
             ]
         with m.Else():
             m.d.comb += [
-                array.keys.valid.eq(mv & ~mdest_v & to_array),
-                array.keys.payload.x.eq(b_row),
-                array.keys.payload.last.eq(mlast),
+                kv_out.valid.eq(mv & to_attn),
+                kv_out.payload.x.eq(Mux(mdest_v, v_row, b_row)),
+                kv_out.payload.pos.eq(mpos),
             ]
-        with m.If(array.keys.valid & array.keys.ready):
+        with m.If(kv_out.valid & kv_out.ready):
             m.d.sync += count("array_beats")
-            with m.If(dummy):
-                m.d.sync += db.eq(db + 1)
+            with m.If(pad_on):
+                m.d.sync += pad_b.eq(pad_b + 1)
         m.d.comb += [
-            mac.vectors.valid.eq(mv & ~mdest_v & ~to_array),
+            mac.vectors.valid.eq(mv & ~mdest_v & ~to_attn),
             mac.vectors.payload.a.eq(a_row),
             mac.vectors.payload.b.eq(b_row),
             mac.vectors.payload.last.eq(mlast),
-            vfifo.w_en.eq(mv & mdest_v),
-            vfifo.w_data.eq(Mux(mode == Mode.FETCH, mrow, kv_rd.data)),
+            vfifo.w_en.eq(mv & mdest_v & ~to_attn),
+            vfifo.w_data.eq(v_row),
         ]
         # dot products issued / results taken in the current phase (attention: tokens)
         n_items = C + (1 << tid_bits) + 1
@@ -479,6 +481,7 @@ class VRexCore(wiring.Component):
                     mb.eq(b_mod),
                     mdest_v.eq(fb >= nb),
                     mlast.eq(b_mod == nb - 1),
+                    mpos.eq(Mux(fi < n_sinks, fi, fi - n_sinks + ring_base)),
                     fb.eq(fb + 1),
                 ]
                 with m.If(fb == item_rows - 1):
@@ -506,6 +509,7 @@ class VRexCore(wiring.Component):
                     m.d.sync += [
                         gsub.eq(0),
                         mv.eq(1),
+                        mpos.eq(0),  # fetched tokens are older than every prefill row
                         mrow.eq(full_row),
                         mdest_v.eq(grow >= nb),
                         mb.eq(Mux(grow >= nb, grow - nb, grow).as_unsigned()),
@@ -545,42 +549,27 @@ class VRexCore(wiring.Component):
             dre.count_addr.eq(Mux(s_adv, rc, sid)),
             w_rd.addr.eq(rc),
         ]
-        # Attention: hold one score per row so that the last one can carry ``last``. A QUERY
-        # feeds row 0 from the MAC tree; a PREFILL every row from the array, a kept token
-        # newer than a row's position (causal mask) as -inf (golden.core.CoreModel.prefill).
+        # QUERY attention: hold one score so that the last one can carry ``last``; the MAC
+        # tree's scores and the V FIFO's rows go to the vector unit.
         hold_v = Signal(name="hold_valid")
-        hold = Signal(data.ArrayLayout(FP32, P), name="hold_score")
-        hold_mask = Signal(P, name="hold_mask")
+        hold = Signal(FP32, name="hold_score")
         hold_first = Signal(name="hold_first")
         first_pending = Signal(name="first_pending")
         attn_end = Signal(name="attn_end")  # every attended token's score is in
-        active = Signal(P, name="row_active")  # rows whose vector unit takes this command
-        m.d.comb += active.eq(Mux(pf, (1 << P) - 1, 1))
         sc_valid, sc_ready = Signal(name="score_valid_all"), Signal(name="score_ready_all")
-        v_ready = Signal(name="value_ready_all")
         m.d.comb += [
-            sc_ready.eq(Cat(*(u.scores.ready | ~active[i] for i, u in enumerate(vus))).all()),
-            v_ready.eq(Cat(*(u.values.ready | ~active[i] for i, u in enumerate(vus))).all()),
-            vfifo.r_en.eq(vfifo.r_rdy & v_ready),
+            sc_ready.eq(vu.scores.ready),
+            vfifo.r_en.eq(vfifo.r_rdy & vu.values.ready),
+            vu.scores.valid.eq(sc_valid),
+            vu.scores.payload.value.eq(hold),
+            vu.scores.payload.first.eq(hold_first),
+            vu.scores.payload.last.eq(attn_end),
+            vu.values.valid.eq(vfifo.r_rdy),
+            vu.values.payload.v.eq(vfifo.r_data),
         ]
-        for i, u in enumerate(vus):
-            m.d.comb += [
-                u.scores.valid.eq(sc_valid & active[i]),
-                u.scores.payload.value.eq(Mux(hold_mask[i], int(NEG_INF), hold[i])),
-                u.scores.payload.first.eq(hold_first),
-                u.scores.payload.last.eq(attn_end),
-                u.values.valid.eq(vfifo.r_rdy & v_ready & active[i]),
-                u.values.payload.v.eq(vfifo.r_data),
-            ]
-        # Token id of attention item ``rc``: sinks, then the ring (oldest first); fetched
-        # tokens are older than every row (PREFILL's position check) and never masked.
-        kid = Signal(tid_bits + 2, name="item_token")
-        in_sinks = rc < n_sinks
-        in_ring = rc < n_sinks + ring_n
-        m.d.comb += kid.eq(Mux(in_sinks, rc, rc - n_sinks + ring_base))
         r_valid = Signal(name="result_valid")
         r_ready = Signal(name="result_ready")
-        m.d.comb += r_valid.eq(Mux(to_array, array.scores.valid, res.valid) & ~dummy)
+        m.d.comb += r_valid.eq(res.valid)
         with m.Switch(mode):
             with m.Case(Mode.SCORE):
                 m.d.comb += res.ready.eq(s_adv)
@@ -592,16 +581,12 @@ class VRexCore(wiring.Component):
             with m.Default():  # KEPT, FETCH
                 m.d.comb += [
                     r_ready.eq(~hold_v | sc_ready),
-                    res.ready.eq(r_ready & ~to_array),
-                    array.scores.ready.eq(r_ready & to_array),
+                    res.ready.eq(r_ready),
                     sc_valid.eq(hold_v & (r_valid | attn_end)),
                 ]
                 with m.If(r_valid & r_ready):
                     m.d.sync += [
-                        hold.eq(Mux(to_array, array.scores.payload.s, res.payload.value)),
-                        hold_mask.eq(
-                            Cat(*(to_array & in_ring & (kid > row_pos[i]) for i in range(P)))
-                        ),
+                        hold.eq(res.payload.value),
                         hold_v.eq(1),
                         hold_first.eq(first_pending),
                         first_pending.eq(0),
@@ -609,26 +594,25 @@ class VRexCore(wiring.Component):
                     ]
                 with m.Elif(sc_valid & sc_ready):
                     m.d.sync += hold_v.eq(0)
-        with m.If(dummy):  # the dummy K vector's scores are dropped
-            m.d.comb += array.scores.ready.eq(1)
 
-        # Output: row 0's vector unit (QUERY) or the pass's rows in turn (PREFILL); the rows
-        # past the pass's are drained. ``last``: the final row of the final pass.
-        last_row = ~pf | (orow == blk_rows - 1)
-        row_end = Signal(name="out_row_end")
-        out_done = Signal(name="out_done")  # the query's or the pass's last beat left
-        m.d.comb += [
-            row_end.eq(Array(u.result.payload.last for u in vus)[orow]),
-            out_done.eq(self.out.valid & self.out.ready & row_end & last_row),
-            self.out.valid.eq(Array(u.result.valid for u in vus)[orow]),
-            self.out.payload.o.eq(Array(u.result.payload.o for u in vus)[orow]),
-            self.out.payload.last.eq(row_end & last_row & (~pf | final_pass)),
-        ]
-        for i, u in enumerate(vus):
-            used = (i == 0) | (pf & (i < blk_rows))
-            m.d.comb += u.result.ready.eq(Mux(used, self.out.ready & (orow == i), 1))
-        with m.If(self.out.valid & self.out.ready & row_end):
-            m.d.sync += orow.eq(Mux(last_row, 0, orow + 1))
+        # Output: the vector unit's (QUERY) or the engine's rows (PREFILL); ``last`` on the
+        # final beat of the command.
+        out_done = Signal(name="out_done")  # the command's last output beat left
+        with m.If(pf):
+            m.d.comb += [
+                self.out.valid.eq(attn.out.valid),
+                self.out.payload.o.eq(attn.out.payload.o),
+                self.out.payload.last.eq(attn.out.payload.end),
+                attn.out.ready.eq(self.out.ready),
+            ]
+        with m.Else():
+            m.d.comb += [
+                self.out.valid.eq(vu.result.valid),
+                self.out.payload.o.eq(vu.result.payload.o),
+                self.out.payload.last.eq(vu.result.payload.last),
+                vu.result.ready.eq(self.out.ready),
+            ]
+        m.d.comb += out_done.eq(self.out.valid & self.out.ready & self.out.payload.last)
 
         # ------------------------------------------------------------------ aging datapath
         # Key-sum update: keysum row + widened K row (``+0`` base for a new cluster).
@@ -699,35 +683,8 @@ class VRexCore(wiring.Component):
             writer.done.ready.eq(1),
         ]
         # ------------------------------------------------------------------ selection
-        # The WTU's selection goes straight to the KVMU and into sel_ids; a PREFILL's later
-        # passes replay it from there (its read port enabled when its beat moves on).
-        n_sel = Signal(range(C + 1), name="n_selected")
-        replay = Signal(name="replay")
-        rp_i = Signal(range(C + 1), name="replay_i")
-        rp_v = Signal(name="replay_valid")
-        sel_in, sel_out = dre.selected, kvmu.selected
-        with m.If(replay):
-            m.d.comb += [
-                sel_out.valid.eq(rp_v),
-                sel_out.payload.eq(sel_rd.data),
-                sel_rd.addr.eq(rp_i),
-                sel_rd.en.eq(~rp_v | sel_out.ready),
-            ]
-            with m.If(~rp_v | sel_out.ready):
-                m.d.sync += [rp_v.eq(rp_i < n_sel), rp_i.eq(rp_i + (rp_i < n_sel))]
-            with m.If(sel_out.valid & sel_out.ready & sel_out.payload.last):
-                m.d.sync += [replay.eq(0), rp_v.eq(0)]
-        with m.Else():
-            m.d.comb += [
-                sel_out.valid.eq(sel_in.valid),
-                sel_out.payload.eq(sel_in.payload),
-                sel_in.ready.eq(sel_out.ready),
-                sel_wr.addr.eq(n_sel),
-                sel_wr.data.eq(sel_in.payload),
-                sel_wr.en.eq(sel_in.valid & sel_out.ready),
-            ]
-            with m.If(sel_in.valid & sel_out.ready):
-                m.d.sync += n_sel.eq(n_sel + 1)
+        # The WTU's selection goes straight to the KVMU, whose reads start at once.
+        wiring.connect(m, dre.selected, kvmu.selected)
 
         with m.If(dre.summary.valid):
             m.d.sync += [
@@ -828,6 +785,15 @@ class VRexCore(wiring.Component):
             with m.Else():
                 m.d.sync += gcnt.eq(gcnt + 1)
 
+        def attention_done():
+            """Every attended token is in: a QUERY drains the tree, a PREFILL ends the
+            engine's stream with the padding token."""
+            with m.If(pf):
+                m.d.sync += [feed_on.eq(0), pad_on.eq(1), pad_b.eq(0)]
+                m.next = "P_PAD"
+            with m.Else():
+                m.next = "Q_DRAIN"
+
         def start_feed(mode_value, end):
             m.d.sync += [
                 mode.eq(mode_value),
@@ -861,7 +827,6 @@ class VRexCore(wiring.Component):
                         err.eq(Error.OK),
                         rx.eq(0),
                         pf.eq(p.op == Op.PREFILL),
-                        orow.eq(0),
                     ]
                     with m.Switch(p.op):
                         with m.Case(Op.RESET_CTX):
@@ -1105,26 +1070,16 @@ class VRexCore(wiring.Component):
                         lb.eq(0),
                         position.eq(arg),
                         gcnt.eq(0),
-                        p_base.eq(0),
                         ld_addr.eq(0),
+                        ld_cnt.eq(0),
+                        ld_v.eq(0),
+                        i_lb.eq(0),
+                        i_row.eq(0),
                     ]
                     m.next = "Q_SCORE_START"
-            with m.State("P_PASS"):  # a pass: its rows, and a replay of the selection
-                m.d.comb += query_busy.eq(1)
-                rem = p_rows - p_base
-                m.d.sync += [
-                    blk_rows.eq(Mux(rem > P, P, rem)),
-                    ld_cnt.eq(0),
-                    ld_v.eq(0),
-                    i_lb.eq(0),
-                    i_row.eq(0),
-                ]
-                with m.If((p_base != 0) & (n_clu != 0)):
-                    m.d.sync += [replay.eq(1), rp_i.eq(0), rp_v.eq(0), kv_summary_seen.eq(0)]
-                m.next = "P_LOAD"
-            with m.State("P_LOAD"):  # the pass's rows from the buffer into the array
-                q_in = array.queries
-                more = ld_cnt < blk_rows * nb
+            with m.State("P_QROWS"):  # the rows from the buffer into the engine
+                q_in = attn.queries
+                more = ld_cnt < p_rows * nb
                 step = ~ld_v | q_in.ready
                 m.d.comb += [
                     query_busy.eq(1),
@@ -1132,8 +1087,11 @@ class VRexCore(wiring.Component):
                     q_rd.en.eq(step),
                     q_in.valid.eq(ld_v),
                     q_in.payload.x.eq(q_rd.data),
-                    q_in.payload.last.eq(ld_lb == nb - 1),
-                    q_in.payload.end.eq((ld_lb == nb - 1) & (ld_row == blk_rows - 1)),
+                    q_in.payload.pos.eq(position),
+                    q_in.payload.end.eq(ld_row == p_rows - 1),
+                    # driven here: left at its init, the field would be a constant-only
+                    # comb process in the Verilog (Verilator ALWNEVER, X in Icarus)
+                    q_in.payload.pad.eq(0),
                 ]
                 with m.If(step):
                     m.d.sync += ld_v.eq(more)
@@ -1147,16 +1105,19 @@ class VRexCore(wiring.Component):
                         ]
                         with m.If(i_lb == nb - 1):
                             m.d.sync += i_row.eq(i_row + 1)
-                with m.If(q_in.valid & q_in.ready & q_in.payload.last):
-                    m.d.sync += row_pos[ld_row].eq(position)
+                with m.If(q_in.valid & q_in.ready & (ld_lb == nb - 1)):
                     next_row_position()
-                    with m.If(q_in.payload.end):
+                    with m.If(ld_row == p_rows - 1):
                         m.next = "Q_KEPT_START"
-            with m.State("P_END"):  # the dummy K vector ends the array's block
+            with m.State("P_PAD"):  # the padding token ends the engine's token stream
                 m.d.comb += query_busy.eq(1)
-                with m.If(array.scores.valid & array.scores.ready):
-                    m.d.sync += dummy.eq(0)
-                    m.next = "Q_OUT"
+                with m.If(pad_b == 2 * nb):
+                    m.d.sync += pad_on.eq(0)
+                    m.next = "P_OUT"
+            with m.State("P_OUT"):  # the engine's outputs, every row
+                m.d.comb += query_busy.eq(1)
+                with m.If(out_done):
+                    m.next = "STATUS"
 
             with m.State("Q_SCORE_START"):
                 m.d.comb += query_busy.eq(1)
@@ -1173,14 +1134,13 @@ class VRexCore(wiring.Component):
                 with m.If(n_clu != 0):
                     m.next = "Q_WTU"
                 with m.Elif(pf):
-                    m.next = "P_PASS"
+                    m.next = "P_QROWS"
                 with m.Else():
                     m.next = "Q_KEPT_START"
             with m.State("Q_WTU"):
                 m.d.comb += query_busy.eq(1)
                 m.d.comb += dre.wtu_cmd.valid.eq(1)
                 with m.If(dre.wtu_cmd.ready):
-                    m.d.sync += n_sel.eq(0)
                     start_feed(Mode.SCORE, n_clu)
                     m.d.sync += count("clusters_scored", n_clu)
                     m.next = "Q_SCORE"
@@ -1190,7 +1150,7 @@ class VRexCore(wiring.Component):
                     m.d.sync += feed_on.eq(0)
                 with m.If((rc == n_clu) & ~sv):
                     with m.If(pf):
-                        m.next = "P_PASS"
+                        m.next = "P_QROWS"
                     with m.Else():
                         m.next = "Q_KEPT_START"
             with m.State("Q_KEPT_START"):
@@ -1207,14 +1167,14 @@ class VRexCore(wiring.Component):
                 m.d.comb += query_busy.eq(1)
                 with m.If((fi == f_end) & ~mv):
                     with m.If(n_clu == 0):
-                        m.next = "Q_DRAIN"
+                        attention_done()
                     with m.Else():
                         m.d.sync += [mode.eq(Mode.FETCH), gsub.eq(0), grow.eq(0)]
                         m.next = "Q_FETCH"
             with m.State("Q_FETCH"):
                 m.d.comb += query_busy.eq(1)
                 with m.If(kv_summary_seen & ~mv & (gsub == 0)):
-                    m.next = "Q_DRAIN"
+                    attention_done()
             with m.State("Q_DRAIN"):
                 # every K row issued: wait for the last result, then flush the held score.
                 m.d.comb += query_busy.eq(1)
@@ -1224,19 +1184,11 @@ class VRexCore(wiring.Component):
             with m.State("Q_FLUSH"):
                 m.d.comb += [query_busy.eq(1), attn_end.eq(1)]
                 with m.If(sc_valid & sc_ready):
-                    with m.If(pf):
-                        m.d.sync += [dummy.eq(1), db.eq(0)]
-                        m.next = "P_END"
-                    with m.Else():
-                        m.next = "Q_OUT"
+                    m.next = "Q_OUT"
             with m.State("Q_OUT"):
                 m.d.comb += query_busy.eq(1)
                 with m.If(out_done):
-                    with m.If(pf & ~final_pass):
-                        m.d.sync += p_base.eq(p_base + blk_rows)
-                        m.next = "P_PASS"
-                    with m.Else():
-                        m.next = "STATUS"
+                    m.next = "STATUS"
 
             with m.State("STATUS"):
                 m.d.comb += self.status.valid.eq(1)

@@ -190,7 +190,6 @@ def _info(model: CoreModel, res, **extra) -> dict:
         "selected": len(res.selected),
         "bursts": res.bursts,
         "beats": res.beats,
-        "passes": res.passes,
         **extra,
     }
 

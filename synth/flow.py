@@ -591,8 +591,8 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
 CORE_PARTS: dict[str, str] = {
     "dre": "DRE (HCU + WTU)",
     "mac": "MAC tree (BF16 dot products, hashing)",
-    "vu": "vector unit (online softmax; row 0, also QUERY's)",
-    "array": "MAC array (prefill rows x K reads)",
+    "vu": "vector unit (QUERY's online softmax)",
+    "attn": "tiled attention engine (PREFILL: two MAC arrays, tile softmax, accumulators)",
     "hasher": "hasher (MAC array block of the hyperplanes)",
     "rope": "RoPE unit",
     "kvmu": "KVMU read path",
@@ -625,9 +625,7 @@ def core_breakdown(core: dict[str, Any], part: str = "dre") -> dict[str, Any]:
                 "name": path,
                 "kind": "submodule",
                 "module": inst["module"],
-                "what": CORE_PARTS.get(path)
-                or (f"vector unit of prefill row {path[6:]}" if path.startswith("vu_row") else None)
-                or inst["module"],
+                "what": CORE_PARTS.get(path) or inst["module"],
                 "area_um2": inst["total_um2"],
                 "power_w": p_by_path.get(path),
             }

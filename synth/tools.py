@@ -118,7 +118,7 @@ _WASM_TRAP = "thrown Wasm exception"
 WASM_HINT = (
     "the WebAssembly build of the tool stopped on an exception, most likely its 4 GB "
     "memory limit (a 32-bit address space): synthesise a smaller design, e.g. fewer --top "
-    "units or a narrower configuration with --set (prefill_rows, mac_lanes, ...)"
+    "units or a narrower configuration with --set (frame_rows, mac_lanes, ...)"
 )
 
 

@@ -94,14 +94,14 @@ def test_core_synthetic_program(timing, tmp_path):
 @pytest.mark.parametrize("timing", ["none", "random"])
 def test_core_prefill(timing, tmp_path):
     """Each frame ingested, then one PREFILL of its tokens x 2 heads: 16 rows, one
-    selection, 4 passes of the 4-row array (the causal mask inside the ring, rows sharing
-    the array, the selection replayed to the KVMU); grouped decode (one PREFILL of both heads
-    at one position), bad PREFILLs."""
+    selection, the tiled attention engine over the kept and the fetched tokens (the causal
+    mask inside the ring, partial tiles, the padding token); grouped decode (one PREFILL of
+    both heads at one position), bad PREFILLs."""
     prog = synthetic_program(
         TINY, frames=3, tokens_per_frame=8, contexts=2, seed=4, prefill_group=2, grouped_decode=True
     )
     prefills = [c for c in prog.commands if c.kind == "prefill"]
-    assert len(prefills) == 6 and {c.info["passes"] for c in prefills} == {4}
+    assert len(prefills) == 6 and {c.rows for c in prefills} == {16}
     assert sum(c.info["fetched"] > 0 for c in prefills) >= 2
     decode = [c for c in prog.commands if c.kind == "decode"]
     assert decode and all(c.op == Op.PREFILL and c.rows == c.group == 2 for c in decode)
@@ -120,14 +120,17 @@ def test_core_prefill(timing, tmp_path):
             assert max(blocks[1:]) < 1.5 * blocks[0], blocks
 
 
-def test_core_prefill_one_row(tmp_path):
-    """prefill_rows = 1 (one array row, row 0's vector unit only) with a 2-head group: a
-    frame's 12 rows in 12 passes; and frame_rows = 1: one PREFILL per (token, head)."""
-    cfg = TINY.replace(prefill_rows=1)
-    prog = synthetic_program(cfg, frames=2, tokens_per_frame=6, contexts=1, seed=8, prefill_group=2)
-    assert {c.info["passes"] for c in prog.commands if c.kind == "prefill"} == {12}
-    check(prog, simulate(cfg, prog, timing="random", seed=9, vcd=tmp_path / "core.vcd"))
-    cfg = cfg.replace(frame_rows=1)
+def test_core_prefill_tiles_and_one_row(tmp_path):
+    """Tiles of 1 and of 16 tokens (every token its own tile; one tile for the whole
+    attention order) with a 2-head group; and frame_rows = 1: one PREFILL per (token,
+    head)."""
+    for tile in (1, 16):
+        cfg = TINY.replace(tile_tokens=tile)
+        prog = synthetic_program(
+            cfg, frames=2, tokens_per_frame=6, contexts=1, seed=8, prefill_group=2
+        )
+        check(prog, simulate(cfg, prog, timing="random", seed=9, vcd=tmp_path / "core.vcd"))
+    cfg = TINY.replace(frame_rows=1)
     prog = synthetic_program(cfg, frames=2, tokens_per_frame=6, contexts=1, seed=8, prefill_group=2)
     assert {c.rows for c in prog.commands if c.kind == "prefill"} == {1}
     check(prog, simulate(cfg, prog, timing="random", seed=9, vcd=tmp_path / "core.vcd"))
@@ -226,6 +229,10 @@ def test_core_all_selected(tmp_path):
         ({"mac_lanes": 32}, r"head_dim \(16\) must be a multiple of mac_lanes \(32\)"),
         ({"axi_data_bits": 128}, r"axi_data_bits \(128\) must divide 16 \* mac_lanes \(64\)"),
         ({"resv": {"recent_tokens": 0}}, r"recent_tokens must be at least 1 for the core, not 0"),
+        (
+            {"tile_tokens": 32, "mac_cols": 32},
+            r"tile_tokens \(32\) must be at most head_dim \(16\) for the core",
+        ),
     ],
 )
 def test_core_config_errors(changes, message):

@@ -87,8 +87,6 @@ def test_replace_accepts_resv_changes():
         ({"mac_cols": 12}, ValueError, r"^mac_cols must be a power of two in 1\.\.256, not 12$"),
         ({"mac_cols": 512}, ValueError, r"^mac_cols must be in 1\.\.256, not 512$"),
         ({"mac_rows": 0}, ValueError, r"^mac_rows must be in 1\.\.1024, not 0$"),
-        ({"prefill_rows": 0}, ValueError, r"^prefill_rows must be in 1\.\.256, not 0$"),
-        ({"prefill_rows": 2.0}, TypeError, r"^prefill_rows must be an integer, not 2\.0$"),
         ({"mac_rows": "4"}, TypeError, r"^mac_rows must be an integer, not '4'$"),
         ({"rope_lut_bits": 1}, ValueError, r"^rope_lut_bits must be in 2\.\.16, not 1$"),
         ({"rope_pairs": 0}, ValueError, r"^rope_pairs must be in 1\.\.256, not 0$"),

@@ -127,7 +127,7 @@ def test_share_schema_rejects_incomplete():
             "core",
             [
                 *("cmd__valid", "vin__valid", "status__valid", "out__valid", "m_axi__arvalid"),
-                *("array.keys__valid", "vu_row1.scores__valid"),
+                *("attn.kv__valid", "attn.out__valid"),
             ],
         ),
     ],
