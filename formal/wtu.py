@@ -73,8 +73,10 @@ def wtu_config() -> HWConfig:
 
 
 def wtu_grid_config() -> HWConfig:
-    """``wtu_config`` with ``bucket_mode = "grid"`` (one-pass histogram)."""
-    return wtu_config().replace(resv={"bucket_mode": "grid"})
+    """``wtu_config`` with ``bucket_mode = "grid"`` (one-pass histogram), one lane: the
+    harness drives the one-cluster ``clusters`` stream (with ``wtu_lanes`` > 1 a grid WTU
+    takes ``cluster_lanes`` beats instead, which no harness drives yet)."""
+    return wtu_config().replace(wtu_lanes=1, resv={"bucket_mode": "grid"})
 
 
 class WTUHarness(Elaboratable):
