@@ -32,18 +32,17 @@ cycles per context-frame / that budget; the issue's goal is <= 150 K cycles at a
 The overlapped engine (``tiled``; predicted from the units' pace, not a run): what the
 core's engine would take with a tile's load hidden behind the previous tile's rows and K
 and V on separate streams. The golden model's tiled order is the paper's datapath: array A
-holds a tile of ``T`` keys stationary and takes every query row (``ceil(head_dim /
-mac_cols)`` beats) for a row of ``T`` scores; the tile softmax (one row per cycle) turns it
-into ``a`` and P's BF16 row; array B holds the tile's ``V^T`` and takes P's row
-(``ceil(T / mac_cols)`` beats) for the row's ``P x V``; a ``mac_cols``-wide vector unit
-rescales and adds it to the row's accumulator (``ceil(head_dim / mac_cols)`` beats). A row
-then costs ``max`` of those beats per tile, a tile's keys and values load (``T x
-ceil(head_dim / mac_cols)`` beats) while the previous tile computes, and every selected
-token is read from memory once per ``PREFILL``: attention = ``max(tiles x max(load, rows x
+holds a tile of ``T`` keys stationary and takes every query row (``M = ceil(head_dim /
+mac_lanes)`` beats: the core's engine is ``mac_lanes`` wide) for a row of ``T`` scores;
+the tile softmax (one row per cycle) turns it into ``a`` and P's BF16 row; array B holds
+the tile's ``V^T`` and takes P's row (``ceil(T / mac_lanes)`` beats) for the row's ``P x
+V``; ``mac_lanes`` FP32 lanes rescale and add it to the row's accumulator (``M`` beats). A
+row then costs ``max`` of those beats per tile, a tile's keys and values load (``T x M``
+beats) while the previous tile computes, and every selected token is read from memory once
+per ``PREFILL``: attention = ``max(tiles x max(load, rows x
 row_pace), read beats)``. The rest of a ``PREFILL`` (selection, the rows' RoPE, the fixed
-costs) and the ingest keep the fitted costs above. Array B has ``head_dim`` rows (128 x 64
-at the paper preset, two 64 x 64 arrays beside array A); one array time-shared between
-``S`` and ``P x V`` would add their beats (a row pace of 4 instead of 2).
+costs) and the ingest keep the fitted costs above. Array B has ``head_dim`` rows (128 x 16
+in the paper-preset core).
 
 Writes ``core_bench.json``, ``core_bench.md`` and ``core_bench.png``.
 """
@@ -108,8 +107,9 @@ def _vector(prefill: bool, rows, clusters, kept, fetched, bursts, tile: int) -> 
 
 def tiled_attention_cycles(cfg, rows: int, tokens: float, fetched: float) -> dict:
     """Cycles of the overlapped engine (module docstring) for one ``PREFILL`` of ``rows``
-    rows over ``tokens`` tokens, ``fetched`` of them read over the bus."""
-    d, cols, tile = cfg.resv.head_dim, cfg.mac_cols, cfg.tile_tokens
+    rows over ``tokens`` tokens, ``fetched`` of them read over the bus; the core's engine is
+    ``mac_lanes`` wide (one beat per memory row)."""
+    d, cols, tile = cfg.resv.head_dim, cfg.mac_lanes, cfg.tile_tokens
     beats_d = math.ceil(d / cols)  # a q, k, v or accumulator row in mac_cols lanes
     row_pace = max(beats_d, math.ceil(tile / cols))
     tiles = math.ceil(tokens / tile)
@@ -358,7 +358,7 @@ def render(s: dict) -> str:
     lines += [
         "",
         f"The engine with overlapped loads at `{s['target']}` (`tile_tokens` "
-        f"{s['tile_tokens']}, `mac_cols` {s['mac_cols']}; predicted from the units' pace, "
+        f"{s['tile_tokens']}, `mac_lanes` {s['mac_lanes']}; predicted from the units' pace, "
         "not a run; selection, RoPE and ingest as fitted above):",
         "",
         "| cache | tiles | attention: compute / bus | per context-frame | / 150 K goal "
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     s["config"] = args.config + "".join(f" {k}={v}" for k, v in settings.items())
     s["target"] = args.config
     target = preset(args.config)
-    s["tile_tokens"], s["mac_cols"] = target.tile_tokens, target.mac_cols
+    s["tile_tokens"], s["mac_lanes"] = target.tile_tokens, target.mac_lanes
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "core_bench.json").write_text(json.dumps(s, indent=2))

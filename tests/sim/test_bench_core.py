@@ -127,20 +127,20 @@ def test_ingest_is_bounded_by_the_hcu_search():
 
 
 def test_tiled_engine_cycles():
-    """The tiled engine's pace, by hand at the paper preset (head_dim 128, 64 columns,
-    64-token tiles, a 256-bit bus): 2 beats per row and tile, a tile's keys load in 128
-    beats, a fetched token is 16 bus beats (K and V); compute-bound with 392 rows,
-    load-bound with 2 rows, bus-bound when everything is fetched."""
+    """The overlapped engine's pace, by hand at the paper preset (head_dim 128, the core's
+    16 lanes, 64-token tiles, a 256-bit bus): 8 beats per row and tile, a tile's keys load
+    in 512 beats, a fetched token is 16 bus beats (K and V); compute-bound with 392 rows,
+    load-bound with 2 rows, bus-bound with 32 rows and everything fetched."""
     paper = preset("paper")
-    assert (paper.resv.head_dim, paper.mac_cols, paper.tile_tokens) == (128, 64, 64)
+    assert (paper.resv.head_dim, paper.mac_lanes, paper.tile_tokens) == (128, 16, 64)
     a = tiled_attention_cycles(paper, 392, 1850, 1590)
-    assert (a["tiles"], a["row_pace"]) == (29, 2)
-    assert a["compute"] == 29 * 392 * 2 and a["bus"] == 1590 * 16
-    assert a["cycles"] == a["bus"] and a["bus_util"] == 1.0
+    assert (a["tiles"], a["row_pace"]) == (29, 8)
+    assert a["compute"] == a["cycles"] == 29 * 392 * 8 and a["bus"] == 1590 * 16
+    assert a["array_util"] == 1.0
     b = tiled_attention_cycles(paper, 2, 1850, 0)
-    assert b["compute"] == b["cycles"] == 29 * 128
-    c = tiled_attention_cycles(paper, 392, 640, 0)
-    assert c["cycles"] == 10 * 784 and c["array_util"] == 1.0
+    assert b["compute"] == b["cycles"] == 29 * 512
+    c = tiled_attention_cycles(paper, 32, 640, 640)
+    assert c["cycles"] == c["bus"] == 640 * 16 and c["bus_util"] == 1.0
     s = run(_records(), paper, 0.327)
     for r in s["rows"]:
         t = r["tiled"]
