@@ -113,13 +113,9 @@ def _widen(values: np.ndarray) -> np.ndarray:
     return ftz32(values.astype(np.uint32) << np.uint32(16))
 
 
-def online_attention(
-    scores: npt.ArrayLike, values: npt.ArrayLike, *, exp_frac_bits: int
-) -> np.ndarray:
-    """FP32 patterns ``(d,)`` of the attention output (module docstring): ``scores`` are
-    ``n >= 1`` FP32 patterns (``uint32``), ``values`` ``(n, d)`` BF16 patterns. ``scores``
-    of shape ``(R, n)`` give ``(R, d)``: ``R`` independent rows over the same values (a
-    prefill's rows, one vector unit each), computed together."""
+def _scores_values(scores: npt.ArrayLike, values: npt.ArrayLike) -> tuple[np.ndarray, ...]:
+    """``scores`` (``(n,)`` or ``(R, n)`` uint32, non-empty) and ``values`` (``(n, d)``
+    uint16, ``d >= 1``) as arrays, or ``ValueError`` naming the argument."""
     s = np.asarray(scores)
     v = np.asarray(values)
     if s.dtype != np.uint32 or s.ndim not in (1, 2) or s.size < 1:
@@ -131,6 +127,18 @@ def online_attention(
         raise ValueError(
             f"values must be uint16 of shape ({n}, d), d >= 1, not {v.dtype} {v.shape}"
         )
+    return s, v
+
+
+def online_attention(
+    scores: npt.ArrayLike, values: npt.ArrayLike, *, exp_frac_bits: int
+) -> np.ndarray:
+    """FP32 patterns ``(d,)`` of the attention output (module docstring): ``scores`` are
+    ``n >= 1`` FP32 patterns (``uint32``), ``values`` ``(n, d)`` BF16 patterns. ``scores``
+    of shape ``(R, n)`` give ``(R, d)``: ``R`` independent rows over the same values (a
+    prefill's rows, one vector unit each), computed together."""
+    s, v = _scores_values(scores, values)
+    n = s.shape[-1]
     _check_int("exp_frac_bits", exp_frac_bits, 1, 16)
     k = attention_scale(v.shape[1])
     wide = _widen(v)
@@ -194,7 +202,12 @@ def tile_step(
                 f"{name} must be uint32 of shape {s.shape[:1]}, not {v.dtype} {v.shape}"
             )
     _check_int("exp_frac_bits", exp_frac_bits, 1, 16)
-    x = fp32_mul(s, attention_scale(head_dim))
+    return _tile_step(s, m, l, attention_scale(head_dim), exp_frac_bits)
+
+
+def _tile_step(s, m, l, k, exp_frac_bits):
+    """``tile_step`` on checked arrays, ``k`` the scale ``attention_scale(head_dim)``."""
+    x = fp32_mul(s, k)
     m_new = fp32_max(m, tree_max(x))
     a = exp2q(fp32_add(m, m_new ^ _SIGN), exp_frac_bits)
     p = exp2q(fp32_add(x, (m_new ^ _SIGN)[:, None]), exp_frac_bits)
@@ -215,21 +228,13 @@ def tiled_attention(
     row), ``values`` ``(n, d)`` BF16 patterns, ``tile`` tokens per tile (a power of two),
     ``lanes`` the MAC array's columns for ``P x V`` (a power of two). A ``(n,)`` score
     vector gives ``(d,)``."""
-    s = np.asarray(scores)
-    v = np.asarray(values)
-    if s.dtype != np.uint32 or s.ndim not in (1, 2) or s.size < 1:
-        raise ValueError(
-            f"scores must be a non-empty uint32 vector or (rows, n) array, not {s.dtype} {s.shape}"
-        )
+    s, v = _scores_values(scores, values)
     n = s.shape[-1]
-    if v.dtype != np.uint16 or v.ndim != 2 or v.shape[0] != n or v.shape[1] < 1:
-        raise ValueError(
-            f"values must be uint16 of shape ({n}, d), d >= 1, not {v.dtype} {v.shape}"
-        )
     _check_tile(tile)
     _check_int("exp_frac_bits", exp_frac_bits, 1, 16)
     rows = s.reshape(-1, n)
     d = v.shape[1]
+    k = attention_scale(d)
     tiles = -(-n // tile)
     pad = tiles * tile - n
     rows = np.pad(rows, [(0, 0), (0, pad)], constant_values=_NEG_INF)
@@ -239,7 +244,7 @@ def tiled_attention(
     o = np.zeros((rows.shape[0], d), np.uint32)
     for j in range(tiles):
         cut = slice(j * tile, (j + 1) * tile)
-        m, l, a, pb = tile_step(rows[:, cut], m, l, head_dim=d, exp_frac_bits=exp_frac_bits)
+        m, l, a, pb = _tile_step(rows[:, cut], m, l, k, exp_frac_bits)
         shape = (rows.shape[0], d, tile)
         pv = dot(np.broadcast_to(pb[:, None], shape), np.broadcast_to(v[cut].T, shape), lanes)
         o = fp32_add(fp32_mul(o, a[:, None]), pv)
