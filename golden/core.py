@@ -58,7 +58,7 @@ from .fparith import (
 from .kvmu import KVLayout, KVMemory, RecentWindow
 from .resv import ClusterEvent, ClusterTable, wicsum_select_bucketed
 from .rope import rope_bf16
-from .softmax import online_attention, tiled_attention
+from .softmax import NEG_INF, online_attention, tiled_attention
 
 __all__ = ["NEG_INF", "WORK_COUNTERS", "CoreModel", "QueryOutcome", "score_scale_bits"]
 
@@ -82,9 +82,6 @@ WORK_COUNTERS = (
     "prefills",
     "prefill_rows",
 )
-
-#: FP32 ``-inf``: the score of a masked (causally later) token in a prefill row.
-NEG_INF = np.uint32(0xFF80_0000)
 
 
 def score_scale_bits(head_dim: int, score_frac_bits: int) -> np.uint32:

@@ -88,6 +88,7 @@ from golden.fparith import (
 )
 
 __all__ = [
+    "NEG_INF",
     "attention_bits",
     "attention_error",
     "attention_float",
@@ -100,7 +101,8 @@ __all__ = [
 ]
 
 _SIGN = np.uint32(0x8000_0000)
-_NEG_INF = np.uint32(0xFF80_0000)
+#: FP32 ``-inf``: the score of a masked token (a causally later one in a prefill row).
+NEG_INF = np.uint32(0xFF80_0000)
 
 
 def attention_scale(head_dim: int) -> np.uint32:
@@ -237,9 +239,9 @@ def tiled_attention(
     k = attention_scale(d)
     tiles = -(-n // tile)
     pad = tiles * tile - n
-    rows = np.pad(rows, [(0, 0), (0, pad)], constant_values=_NEG_INF)
+    rows = np.pad(rows, [(0, 0), (0, pad)], constant_values=NEG_INF)
     v = np.pad(v, [(0, pad), (0, 0)])
-    m = np.full(rows.shape[0], _NEG_INF, np.uint32)
+    m = np.full(rows.shape[0], NEG_INF, np.uint32)
     l = np.zeros(rows.shape[0], np.uint32)
     o = np.zeros((rows.shape[0], d), np.uint32)
     for j in range(tiles):

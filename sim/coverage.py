@@ -59,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.softmax import NEG_INF
 from hw.config import HWConfig, preset
 
 __all__ = [
@@ -306,7 +307,7 @@ def mac_array_block_bins(cfg: HWConfig, block) -> list[tuple[str, str]]:
 def tile_softmax_row_bins(row, a: int) -> list[tuple[str, str]]:
     """The bins of one tile-softmax row (``sim.tb_tile_softmax.TileRow``) and its golden
     ``a`` (FP32 pattern)."""
-    neg_inf = 0xFF80_0000
+    neg_inf = int(NEG_INF)
     masked = int((np.asarray(row.s) == neg_inf).sum())
     return [
         ("tile_softmax.tile", "first" if row.m == neg_inf else "later"),

@@ -378,10 +378,10 @@ def attn_case(cfg: HWConfig, rng: np.random.Generator, *, rows: int, tokens: int
 
 def attn_expected_rows(cfg: HWConfig, case: AttnCase) -> np.ndarray:
     """FP32 patterns ``(R, d)``: ``golden.softmax.tiled_attention`` of the masked scores."""
-    from golden.softmax import tiled_attention
+    from golden.softmax import NEG_INF, tiled_attention
 
     scores = mac_array(case.q, case.k, cfg.mac_cols).T  # (R, n): dot(q_r, k_t)
-    scores = np.where(case.k_pos[None] > case.q_pos[:, None], np.uint32(0xFF80_0000), scores)
+    scores = np.where(case.k_pos[None] > case.q_pos[:, None], NEG_INF, scores)
     return tiled_attention(
         scores.astype(np.uint32),
         case.v,

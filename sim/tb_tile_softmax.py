@@ -23,6 +23,7 @@ from amaranth.lib import data
 from cocotb.triggers import FallingEdge
 
 from golden.fparith import f32_to_bits
+from golden.softmax import NEG_INF as golden_neg_inf
 from golden.softmax import tile_step
 from hw.config import HWConfig
 from hw.datapath.layouts import layouts
@@ -50,7 +51,7 @@ __all__ = [
     "tile_expected",
 ]
 
-NEG_INF = 0xFF80_0000
+NEG_INF = int(golden_neg_inf)
 #: Row shapes of ``synthetic_rows`` (``kind`` cycles through them).
 KINDS = (
     "first_gaussian",  # m = -inf (a row's first tile), Gaussian scores at several scales

@@ -55,6 +55,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from golden import softmax
+
 from ..config import HWConfig, check_config
 from .fp32_add import FP32Add
 from .fp32_mul import FP32Mul
@@ -67,7 +69,7 @@ from .tile_softmax import TileSoftmax, tile_latency
 
 __all__ = ["TiledAttention", "command_cycles"]
 
-NEG_INF = 0xFF80_0000
+NEG_INF = int(softmax.NEG_INF)
 
 
 def command_cycles(cfg: HWConfig, rows: int, tokens: int, pad: bool = False) -> int:
