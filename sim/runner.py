@@ -29,6 +29,8 @@ from cocotb_tools.runner import Icarus, get_runner
 
 from hw.config import preset
 from hw.gen import LINT_WAIVERS, generate
+from hw.units import unit as registry_unit
+from hw.units import units_with_testbench
 from sim.cocotb_streams import parse_seed
 
 __all__ = [
@@ -48,24 +50,9 @@ SESSION_SEED = "VREX_SESSION_SEED"
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATORS = ("icarus", "verilator")
-#: unit → cocotb test module
-UNIT_TESTBENCH = {
-    "hcu": "sim.tb_hcu",
-    "wtu": "sim.tb_wtu",
-    "wtu_grid": "sim.tb_wtu",
-    "topk": "sim.tb_topk",
-    "quickselect": "sim.tb_quickselect",
-    "mac_tree": "sim.tb_mac_tree",
-    "mac_array": "sim.tb_mac_array",
-    "vector_unit": "sim.tb_vector_unit",
-    "recip_pipe": "sim.tb_recip_pipe",
-    "tile_softmax": "sim.tb_tile_softmax",
-    "tiled_attention": "sim.tb_tiled_attention",
-    "rope": "sim.tb_rope",
-    "kvmu": "sim.tb_kvmu",
-    "kv_writer": "sim.tb_kv_writer",
-    "core": "sim.tb_core",
-}
+#: unit → cocotb test module, for the units of the registry (``hw.units.UNITS``) that have a
+#: unit-level testbench.
+UNIT_TESTBENCH: dict[str, str] = units_with_testbench()
 
 
 @dataclass(frozen=True)
@@ -200,8 +187,8 @@ def run_unit(
     own build directory (tag suffix ``cov``); the run writes ``coverage.dat`` there
     (``sim.verilator_coverage`` reads it).
     """
-    if unit not in UNIT_TESTBENCH and (verilog is None or test_module is None):
-        raise ValueError(f"unit must be one of {', '.join(UNIT_TESTBENCH)}, not {unit!r}")
+    if verilog is None or test_module is None:
+        registry_unit(unit, param="unit", among=UNIT_TESTBENCH)
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     cfg = preset(config)
