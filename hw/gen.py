@@ -4,9 +4,9 @@ the tests, the synthesis flow and CI.
     python -m hw.gen --config tiny --top hcu -o build/verilog/hcu.v
     python -m hw.gen --config paper --all -o build/verilog
 
-``--all`` writes ``<unit>.v`` for every unit of ``TOPS``, the Verilator waiver file
-``lint_waivers.vlt``, a FuseSoC CAPI2 core ``vrex_dre.core`` and ``manifest.json``
-(config, units, generation times), then lints every unit with
+``--all`` writes ``<unit>.v`` for every unit of the registry ``hw.units.UNITS``, the
+Verilator waiver file ``lint_waivers.vlt``, a FuseSoC CAPI2 core ``vrex_dre.core`` and
+``manifest.json`` (config, units, generation times), then lints every unit with
 ``verilator --lint-only -Wall`` (skip with ``--no-lint``). Each Verilog module is named
 after its unit (``hcu``, ``wtu``, …); submodules are ``<unit>.<sub>``.
 
@@ -16,7 +16,8 @@ that design as RTLIL (Yosys then never parses megabytes of zero initialisers), a
 Verilator regression runs it from randomised state (``--x-initial unique``) to prove that
 nothing depends on an initial value the reset does not set.
 
-Python API: ``TOPS`` (unit name → constructor taking an ``HWConfig``),
+Python API: ``TOPS`` (unit name → constructor taking an ``HWConfig``, derived from
+``hw.units.UNITS``), ``too_large(name, cfg)``,
 ``generate(name, cfg, *, initial_state=True) -> str`` (Verilog),
 ``generate_rtlil(name, cfg, *, initial_state=True) -> str`` and ``strip_initial_state``.
 """
@@ -37,25 +38,7 @@ from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
 from .config import PRESETS, HWConfig, preset
-from .core import VRexCore
-from .datapath import (
-    FP32RecipPipe,
-    MacArray,
-    MacTree,
-    RopeUnit,
-    TiledAttention,
-    TileSoftmax,
-    VectorUnit,
-)
-from .dre import (
-    DynamicRetrievalEngine,
-    HashClusterUnit,
-    TopKSelector,
-    WeightedQuickSelect,
-    WiCSumThresholdUnit,
-    grid_wtu,
-)
-from .kvmu import KVMemoryUnit, KVWriter
+from .units import UNITS, unit
 
 __all__ = [
     "LINT_WAIVERS",
@@ -69,24 +52,9 @@ __all__ = [
     "write_all",
 ]
 
-#: Every generated top: unit name → component constructor.
+#: Every generated top: unit name → component constructor (from ``hw.units.UNITS``).
 TOPS: dict[str, Callable[[HWConfig], wiring.Component]] = {
-    "hcu": HashClusterUnit,
-    "wtu": WiCSumThresholdUnit,
-    "wtu_grid": grid_wtu,
-    "topk": TopKSelector,
-    "quickselect": WeightedQuickSelect,
-    "dre": DynamicRetrievalEngine,
-    "kvmu": KVMemoryUnit,
-    "kv_writer": KVWriter,
-    "mac_tree": MacTree,
-    "mac_array": MacArray,
-    "vector_unit": VectorUnit,
-    "recip_pipe": lambda _cfg: FP32RecipPipe(),
-    "tile_softmax": TileSoftmax,
-    "tiled_attention": TiledAttention,
-    "rope": RopeUnit,
-    "core": VRexCore,
+    name: u.component for name, u in UNITS.items()
 }
 
 #: ``verilator -Wall`` rules waived for Amaranth output, each with its reason. Everything
@@ -107,34 +75,12 @@ LINT_WAIVERS: dict[str, str] = {
 }
 
 
-#: Largest MacArray (rows x cols) that whole-preset runs elaborate: Amaranth builds every
-#: MAC as its own module (16 x 16: 30 s; 64 x 64 did not finish in 20 min).
-MAX_GENERATED_MACS = 256
-
-
 def too_large(name: str, cfg: HWConfig) -> str | None:
     """Why whole-preset runs (``--all``, ``make synth``) leave unit ``name`` out at ``cfg``,
-    or ``None``. Asking for the unit by name still generates it."""
-    if name == "mac_array" and cfg.mac_rows * cfg.mac_cols > MAX_GENERATED_MACS:
-        return (
-            f"mac_array {cfg.mac_rows} x {cfg.mac_cols} is left out (more than "
-            f"{MAX_GENERATED_MACS} MACs take too long to elaborate); it is sized from small "
-            "arrays: python -m synth.flow --top mac_array --set mac_rows=8 --set mac_cols=8"
-        )
-    # its arrays: tile_tokens x mac_cols and head_dim x mac_cols
-    macs = (cfg.tile_tokens + cfg.resv.head_dim) * cfg.mac_cols
-    if name == "tiled_attention" and macs > MAX_GENERATED_MACS:
-        return (
-            f"tiled_attention is left out: its two MAC arrays have {macs} MACs (more than "
-            f"{MAX_GENERATED_MACS} take too long to elaborate); it is sized at small "
-            "widths: python -m synth.flow --top tiled_attention --config tiny"
-        )
-    return None
-
-
-def _check_name(name: str) -> None:
-    if name not in TOPS:
-        raise ValueError(f"name must be one of {', '.join(map(repr, TOPS))}, not {name!r}")
+    or ``None`` (``hw.units.Unit.too_large``). Asking for the unit by name still generates
+    it."""
+    limit = unit(name).too_large
+    return None if limit is None else limit(cfg)
 
 
 def strip_initial_state(text: str) -> str:
@@ -159,16 +105,14 @@ def strip_initial_state(text: str) -> str:
 
 def generate_rtlil(name: str, cfg: HWConfig, *, initial_state: bool = True) -> str:
     """RTLIL of unit ``name`` for ``cfg`` (see the module docstring for ``initial_state``)."""
-    _check_name(name)
-    text = rtlil.convert(TOPS[name](cfg), name=name, emit_src=False)
+    text = rtlil.convert(unit(name).component(cfg), name=name, emit_src=False)
     return text if initial_state else strip_initial_state(text)
 
 
 def generate(name: str, cfg: HWConfig, *, initial_state: bool = True) -> str:
     """Verilog of unit ``name`` for ``cfg``; the top module is called ``name``."""
-    _check_name(name)
     if initial_state:
-        return verilog.convert(TOPS[name](cfg), name=name, emit_src=False)
+        return verilog.convert(unit(name).component(cfg), name=name, emit_src=False)
     # The same Yosys script verilog.convert runs, on the stripped RTLIL (Amaranth 0.5 pinned).
     return verilog._convert_rtlil_text(generate_rtlil(name, cfg, initial_state=False))
 
@@ -233,7 +177,7 @@ def write_all(
     waivers.write_text(_waiver_text())
     manifest: dict = {"config": config, "units": {}}
     failed = []
-    for name in TOPS:
+    for name in UNITS:
         reason = too_large(name, cfg)
         if reason:
             manifest["units"][name] = {"skipped": reason}
@@ -267,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hw.gen", description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="tiny", help=f"preset: {', '.join(PRESETS)}")
     sel = ap.add_mutually_exclusive_group(required=True)
-    sel.add_argument("--top", help=f"one unit: {', '.join(TOPS)}")
+    sel.add_argument("--top", help=f"one unit: {', '.join(UNITS)}")
     sel.add_argument("--all", action="store_true", help="every unit into the directory -o")
     ap.add_argument("-o", "--output", required=True, type=Path, help="file (--top) or dir (--all)")
     ap.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only -Wall")

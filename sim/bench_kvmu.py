@@ -158,7 +158,6 @@ def rtl_rows() -> list[dict]:
             env = {"KVMU_REPORT": str(report), "KVMU_AR_GAP": str(gap)}
             if over:
                 over = {**over, "kv_chunks": 128}
-                env.update(KVMU_CHUNK_TOKENS="1", KVMU_KV_CHUNKS="128")
             t0 = time.perf_counter()
             run_unit(
                 "kvmu",

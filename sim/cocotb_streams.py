@@ -15,6 +15,7 @@ and ``Scoreboard`` (in-order checker that counts mismatches, missing and extra i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import deque
@@ -27,15 +28,19 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 
+from golden.config import ReSVConfig
 from hw.config import HWConfig, preset
 
 __all__ = [
+    "CONFIG_ENV",
     "PERIOD_NS",
     "Scoreboard",
     "StreamSink",
     "StreamSource",
     "burst_pauses",
     "config_from_env",
+    "config_from_json",
+    "config_to_json",
     "cycle",
     "parse_seed",
     "random_pauses",
@@ -53,32 +58,45 @@ def cycle() -> int:
     return int(get_sim_time(unit="ns")) // PERIOD_NS
 
 
+#: Environment variable carrying the whole ``HWConfig`` of a run (``config_to_json``).
+CONFIG_ENV = "DRE_HWCONFIG"
+
+
+def config_to_json(cfg: HWConfig) -> str:
+    """Every field of ``cfg`` (its ``ReSVConfig`` as a nested object) as one JSON object:
+    what ``sim.runner.run_unit`` passes to the testbench in ``DRE_HWCONFIG``."""
+    if not isinstance(cfg, HWConfig):
+        raise TypeError(f"cfg must be an HWConfig, not {cfg!r}")
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "resv"}
+    resv = {f.name: getattr(cfg.resv, f.name) for f in dataclasses.fields(cfg.resv)}
+    return json.dumps({**fields, "resv": resv}, sort_keys=True)
+
+
+def config_from_json(text: str) -> HWConfig:
+    """The ``HWConfig`` of ``config_to_json``, validated as any other; ``ValueError`` naming
+    ``DRE_HWCONFIG`` when the text is not such an object (unknown or missing fields)."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("resv"), dict):
+            raise TypeError("not an object with a resv object")
+        resv = ReSVConfig(**data.pop("resv"))
+        return HWConfig(resv=resv, **data)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(
+            f"{CONFIG_ENV} must be the JSON of an HWConfig (sim.cocotb_streams.config_to_json), "
+            f"not {text[:200]!r} ({exc})"
+        ) from None
+
+
 def config_from_env() -> HWConfig:
-    """The ``HWConfig`` named by ``DRE_CONFIG`` (a preset), with optional ``DRE_LANES``,
-    ``DRE_BATCH``, ``DRE_TOPK_K``, ``DRE_WTU_LANES``, ``DRE_MAX_CLUSTERS`` and
-    ``DRE_BUCKET_MODE`` overrides (used by the benchmark and the grid-mode regressions), and
-    ``DRE_OVERRIDES``: a JSON object of ``HWConfig.replace`` changes."""
-    cfg = preset(os.environ.get("DRE_CONFIG", "tiny"))
-    changes: dict[str, Any] = {}
-    resv: dict[str, Any] = {}
-    if os.environ.get("DRE_MAX_CLUSTERS"):
-        resv["max_clusters"] = int(os.environ["DRE_MAX_CLUSTERS"])
-    if os.environ.get("DRE_BUCKET_MODE"):
-        resv["bucket_mode"] = os.environ["DRE_BUCKET_MODE"]
-    if resv:
-        changes["resv"] = resv
-    if os.environ.get("DRE_WTU_LANES"):
-        changes["wtu_lanes"] = int(os.environ["DRE_WTU_LANES"])
-    if os.environ.get("DRE_LANES"):
-        changes["hcu_lanes"] = int(os.environ["DRE_LANES"])
-    if os.environ.get("DRE_BATCH"):
-        changes["hcu_batch"] = int(os.environ["DRE_BATCH"])
-    if os.environ.get("DRE_TOPK_K"):
-        changes["topk_k"] = int(os.environ["DRE_TOPK_K"])
-    cfg = cfg.replace(**changes) if changes else cfg
-    if os.environ.get("DRE_OVERRIDES"):  # run_unit(overrides=...): any HWConfig fields
-        cfg = cfg.replace(**json.loads(os.environ["DRE_OVERRIDES"]))
-    return cfg
+    """The ``HWConfig`` of this run: every field from ``DRE_HWCONFIG`` (``config_from_json``;
+    ``sim.runner.run_unit`` always sets it, so any ``--set``/``overrides`` field reaches the
+    testbench), else the preset named by ``DRE_CONFIG`` (default ``tiny``) for a testbench
+    started by hand."""
+    text = os.environ.get(CONFIG_ENV, "").strip()
+    if text:
+        return config_from_json(text)
+    return preset(os.environ.get("DRE_CONFIG", "tiny"))
 
 
 def seed_from_env() -> int:

@@ -15,7 +15,6 @@ and ``SEED`` is not, and prints it in the session header), else 1.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shlex
@@ -29,7 +28,9 @@ from cocotb_tools.runner import Icarus, get_runner
 
 from hw.config import preset
 from hw.gen import LINT_WAIVERS, generate
-from sim.cocotb_streams import parse_seed
+from hw.units import unit as registry_unit
+from hw.units import units_with_testbench
+from sim.cocotb_streams import CONFIG_ENV, config_to_json, parse_seed
 
 __all__ = [
     "ROOT",
@@ -48,24 +49,9 @@ SESSION_SEED = "VREX_SESSION_SEED"
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATORS = ("icarus", "verilator")
-#: unit → cocotb test module
-UNIT_TESTBENCH = {
-    "hcu": "sim.tb_hcu",
-    "wtu": "sim.tb_wtu",
-    "wtu_grid": "sim.tb_wtu",
-    "topk": "sim.tb_topk",
-    "quickselect": "sim.tb_quickselect",
-    "mac_tree": "sim.tb_mac_tree",
-    "mac_array": "sim.tb_mac_array",
-    "vector_unit": "sim.tb_vector_unit",
-    "recip_pipe": "sim.tb_recip_pipe",
-    "tile_softmax": "sim.tb_tile_softmax",
-    "tiled_attention": "sim.tb_tiled_attention",
-    "rope": "sim.tb_rope",
-    "kvmu": "sim.tb_kvmu",
-    "kv_writer": "sim.tb_kv_writer",
-    "core": "sim.tb_core",
-}
+#: unit → cocotb test module, for the units of the registry (``hw.units.UNITS``) that have a
+#: unit-level testbench.
+UNIT_TESTBENCH: dict[str, str] = units_with_testbench()
 
 
 @dataclass(frozen=True)
@@ -188,8 +174,9 @@ def run_unit(
 ) -> RunResult:
     """Generate, build and run the cocotb testbench of ``unit`` on ``sim``.
 
-    ``overrides`` are ``HWConfig.replace`` changes applied on top of the preset; they are
-    passed to the testbench through ``DRE_*`` variables (see ``sim.cocotb_streams``).
+    ``overrides`` are ``HWConfig.replace`` changes applied on top of the preset; the resulting
+    ``HWConfig``, every field, reaches the testbench as JSON in ``DRE_HWCONFIG``
+    (``sim.cocotb_streams.config_from_env``).
     ``random_state`` (Verilator only, a nonzero seed): the design without initial values
     (``hw.gen.generate(..., initial_state=False)``) built with ``--x-initial unique
     --x-assign unique`` and run with ``+verilator+rand+reset+2``: every register and RAM
@@ -200,34 +187,28 @@ def run_unit(
     own build directory (tag suffix ``cov``); the run writes ``coverage.dat`` there
     (``sim.verilator_coverage`` reads it).
     """
-    if unit not in UNIT_TESTBENCH and (verilog is None or test_module is None):
-        raise ValueError(f"unit must be one of {', '.join(UNIT_TESTBENCH)}, not {unit!r}")
+    if verilog is None or test_module is None:
+        registry_unit(unit, param="unit", among=UNIT_TESTBENCH)
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     cfg = preset(config)
     seed, seed_source = run_seed(env)
+    overrides = dict(overrides or {})
+    if overrides:
+        cfg = cfg.replace(**overrides)
     # The runner lets os.environ override extra_env: a user SEED reaches the test either way.
-    extra_env = {"DRE_CONFIG": config, **(env or {}), "SEED": str(seed)}
+    # The whole configuration travels as one JSON object (sim.cocotb_streams.config_from_env
+    # decodes it), so every field the caller changed reaches the testbench.
+    extra_env = {
+        "DRE_CONFIG": config,
+        **(env or {}),
+        CONFIG_ENV: config_to_json(cfg),
+        "SEED": str(seed),
+    }
     if os.environ.get("TRACE", "").strip():
         # The simulator runs in the build directory, and the runner lets os.environ override
         # extra_env, so the resolved path travels under its own name.
         extra_env["DRE_TRACE"] = str(Path(os.environ["TRACE"].strip()).resolve())
-    overrides = dict(overrides or {})
-    if overrides:
-        cfg = cfg.replace(**overrides)
-        extra_env["DRE_OVERRIDES"] = json.dumps(overrides)
-        if "max_clusters" in overrides.get("resv", {}):
-            extra_env["DRE_MAX_CLUSTERS"] = str(overrides["resv"]["max_clusters"])
-        if "bucket_mode" in overrides.get("resv", {}):
-            extra_env["DRE_BUCKET_MODE"] = overrides["resv"]["bucket_mode"]
-        if "wtu_lanes" in overrides:
-            extra_env["DRE_WTU_LANES"] = str(overrides["wtu_lanes"])
-        if "hcu_lanes" in overrides:
-            extra_env["DRE_LANES"] = str(overrides["hcu_lanes"])
-        if "hcu_batch" in overrides:
-            extra_env["DRE_BATCH"] = str(overrides["hcu_batch"])
-        if "topk_k" in overrides:
-            extra_env["DRE_TOPK_K"] = str(overrides["topk_k"])
     if random_state is not None and (sim != "verilator" or not 0 < random_state < 2**31):
         raise ValueError(
             "random_state needs sim='verilator' and a seed in 1..2**31-1, "

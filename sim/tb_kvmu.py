@@ -5,10 +5,11 @@ Driver (``assign``) → monitor (``slot``) → golden ``golden.kvmu.KVMemory`` �
 then driver (``selected``) → AR monitor and ``kv`` monitor → scoreboards. The RAM holds a
 known image (``sim.kvmu_data.memory_image``: each beat names its token and beat), so every
 selected token must come back exactly once, in full, and nothing else. Configuration from
-``DRE_CONFIG`` plus ``KVMU_CHUNK_TOKENS`` / ``KVMU_KV_CHUNKS`` / ``KVMU_MAX_BURST``
-overrides; seed from ``SEED``; a recorded trace from ``TRACE`` (otherwise video-like
-synthetic keys); ``KVMU_REPORT=path.json`` makes ``kvmu_bus_utilisation`` write its figures and
-``KVMU_AR_GAP=N`` lets the RAM accept at most one AR every N cycles there.
+``config_from_env`` (the run's whole ``HWConfig``, e.g. the ``chunk_tokens``/``kv_chunks``
+of ``run_unit(overrides=...)``); seed from ``SEED``; a recorded trace from ``TRACE``
+(otherwise video-like synthetic keys); ``KVMU_REPORT=path.json`` makes
+``kvmu_bus_utilisation`` write its figures and ``KVMU_AR_GAP=N`` lets the RAM accept at most
+one AR every N cycles there.
 Run by tests/sim/test_units_cocotb.py.
 """
 
@@ -53,17 +54,8 @@ from sim.kvmu_data import (
 
 
 def kvmu_config() -> HWConfig:
-    cfg = config_from_env()
-    changes = {
-        field: int(os.environ[var])
-        for field, var in (
-            ("chunk_tokens", "KVMU_CHUNK_TOKENS"),
-            ("kv_chunks", "KVMU_KV_CHUNKS"),
-            ("max_burst", "KVMU_MAX_BURST"),
-        )
-        if os.environ.get(var)
-    }
-    return cfg.replace(**changes) if changes else cfg
+    """The run's ``HWConfig`` (``config_from_env``)."""
+    return config_from_env()
 
 
 #: The KVMU's inputs driven low during reset.

@@ -5,8 +5,8 @@ Drivers (``cmd``, ``clusters``) → monitors (``selected``, ``summary``) → gol
 ``golden.quickselect.quickselect`` → in-order scoreboards, random idle cycles and
 back-pressure; the rows of the WTU's regression (``sim.tb_wtu``), so both selectors see the
 same inputs. The ``clusters`` stream carries ``wtu_lanes`` clusters per beat
-(``DRELayouts.cluster_lanes``; one cluster, ``cluster_score``, at ``wtu_lanes = 1``;
-``DRE_WTU_LANES``). Run by tests/sim/test_units_cocotb.py.
+(``DRELayouts.cluster_lanes``; one cluster, ``cluster_score``, at ``wtu_lanes = 1``; the
+run's configuration from ``config_from_env``). Run by tests/sim/test_units_cocotb.py.
 """
 
 from __future__ import annotations

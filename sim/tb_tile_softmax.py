@@ -6,8 +6,9 @@ Driver (``rows``: one beat per row of a tile: ``T = tile_tokens`` FP32 scores, `
 ``last``) → monitor (``result``) → golden ``golden.softmax.tile_step`` → in-order scoreboard
 of whole result beats (``m``, ``l``, ``a`` and the ``T`` BF16 ``p`` patterns bit for bit, the
 ``last`` flag passed through, nothing extra). Random idle cycles on the source and
-back-pressure on the sink (``DRE_IDLE`` / ``DRE_STALL``); configuration from ``DRE_CONFIG``
-(and ``DRE_OVERRIDES``, e.g. ``{"tile_tokens": 1}``), seed from ``SEED``.
+back-pressure on the sink (``DRE_IDLE`` / ``DRE_STALL``); configuration from
+``config_from_env`` (the run's whole ``HWConfig``, e.g. ``tile_tokens = 1``), seed from
+``SEED``.
 ``TILE_CORRUPT=k`` flips one bit of the ``k``-th expected result of ``ts_random_timing``:
 the run must then fail (tests/sim/test_units_cocotb.py checks that it does).
 """

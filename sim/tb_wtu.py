@@ -2,11 +2,10 @@
 
 Drivers (``cmd``, ``clusters``) → monitors (``selected``, ``summary``) → golden
 ``wicsum_select_bucketed`` → in-order scoreboards, random idle cycles and back-pressure.
-Configuration from ``DRE_CONFIG`` (``bucket_mode = "grid"`` for the ``wtu_grid`` top, whose
-``clusters`` stream carries ``wtu_lanes`` clusters per beat: ``DRE_WTU_LANES``), seed from
-``SEED``, cluster scores from ``TRACE`` when
-given (golden clustering of the trace keys scored against its queries), otherwise a
-video-like synthetic workload. Run by tests/sim/test_units_cocotb.py.
+Configuration from ``config_from_env`` (``bucket_mode = "grid"`` for the ``wtu_grid`` top,
+whose ``clusters`` stream carries ``wtu_lanes`` clusters per beat), seed from ``SEED``,
+cluster scores from ``TRACE`` when given (golden clustering of the trace keys scored against
+its queries), otherwise a video-like synthetic workload. Run by tests/sim/test_units_cocotb.py.
 """
 
 from __future__ import annotations

@@ -9,23 +9,25 @@ Contract:
   for every variable, keyed by its dotted path below the design's top scope
   (``"count"``, ``"hcu.row"``); aliases (one VCD id under several names) share one entry.
 
-Stimulus choice, first match wins:
-1. a hook of the hardware package: ``hw.gen.STIMULI[name](dut, cfg, rng)`` if it exists;
-2. the unit's ports: ``tokens`` + ``assign`` streams get token signatures from
-   ``golden.synthetic.synthetic_signatures`` (temporal redundancy 0.8, a ``clear`` every
-   context), ``clusters`` + a ``cmd``/``wtu_cmd`` stream get rows of quantised scores
-   (``golden.resv.quantize_scores``) with counts, the WTU coverage / a top-k ``k``;
-3. units whose streams need framed traffic get their own: ``core`` runs the synthetic host
-   program of ``sim.core_data.synthetic_program`` (new seed each round) against
-   ``sim.axi_ram.AxiRamModel`` (so its power reflects real queries: RoPE, hashing, HCU,
-   KV writes and reads, WTU, softmax); ``rope`` random BF16 vectors and positions;
-   ``vector_unit`` queries of 1..32 random scores with their value vectors; ``tile_softmax``
-   rows of random scores (masked lanes, first and later tiles); ``tiled_attention``
-   commands of ``sim.datapath_data.attn_case``; ``kv_writer``
-   random token slots and data against the AXI RAM model's write channels; ``mac_array``
-   blocks of ``mac_rows`` random BF16 query vectors, each against 16 random K vectors;
-4. otherwise every input stream gets random payloads. Every output stream sees random
-   back-pressure (ready with probability 0.8) and every input stream random idle cycles.
+Stimulus choice: the unit's entry in the registry ``hw.units.UNITS`` names its stimulus, a
+key of :data:`STIMULI` (a design not in the registry gets ``"ports"``):
+- ``"ports"``: driven from its stream ports. ``tokens`` + ``assign`` streams get token
+  signatures from ``golden.synthetic.synthetic_signatures`` (temporal redundancy 0.8, a
+  ``clear`` every context), ``clusters`` + a ``cmd``/``wtu_cmd`` stream get rows of quantised
+  scores (``golden.resv.quantize_scores``) with counts, the WTU coverage / a top-k ``k``;
+  every other input stream gets random payloads;
+- units whose streams need framed traffic have their own: ``"core-host"`` runs the synthetic
+  host program of ``sim.core_data.synthetic_program`` (new seed each round) against
+  ``sim.axi_ram.AxiRamModel`` (so the core's power reflects real queries: RoPE, hashing,
+  HCU, KV writes and reads, WTU, softmax); ``"rope-vectors"`` random BF16 vectors and
+  positions; ``"vu-queries"`` queries of 1..32 random scores with their value vectors;
+  ``"tile-softmax-rows"`` rows of random scores (masked lanes, first and later tiles);
+  ``"tiled-attention-commands"`` commands of ``sim.datapath_data.attn_case``;
+  ``"kv-writer"`` random token slots and data against the AXI RAM model's write channels;
+  ``"mac-array-blocks"`` blocks of ``mac_rows`` random BF16 query vectors, each against 16
+  random K vectors.
+Every output stream sees random back-pressure (ready with probability 0.8) and every input
+stream random idle cycles.
 The description names the stimulus, so reports say which one produced their power figure.
 """
 
@@ -42,7 +44,10 @@ from amaranth.hdl import Value
 from amaranth.lib import stream, wiring
 from amaranth.sim import Simulator
 
+from hw.units import UNITS
+
 __all__ = [
+    "STIMULI",
     "ActivityRun",
     "SignalActivity",
     "VcdActivity",
@@ -623,54 +628,72 @@ def _core_ram(dut: Any, cfg: Any, seed: int) -> list[Bench]:
     return ram.benches()
 
 
-def _unit_stimulus(
-    name: str, dut: wiring.Component, cfg: Any, rng: np.random.Generator, seed: int
-) -> tuple[str, list[BudgetBench], list[Bench]] | None:
-    """Stimuli of the units whose streams need framed, valid traffic (None: use ports)."""
-    if name == "core":
-        return (
-            "core-host(sim.core_data.synthetic_program, 8 frames x 4 tokens, a query after each, "
-            "frames 3.. prefilled for 2 heads, repeated; sim.axi_ram.AxiRamModel, 20 % AXI stalls)",
-            [_core_host(dut, cfg, rng)],
-            _core_ram(dut, cfg, seed),
-        )
-    if name == "rope":
-        return (
-            "rope-vectors(random BF16 N(0,1), random positions)",
-            [_rope_source(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
-            [],
-        )
-    if name == "vector_unit":
-        return (
-            "vu-queries(random FP32 scores N(0,16), 1..32 tokens, random BF16 values)",
-            [*_vu_sources(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
-            [],
-        )
-    if name == "tiled_attention":
-        return (
-            "tiled-attention-commands(sim.datapath_data.attn_case: 1..frame_rows rows, 1..4 tiles)",
-            [*_attn_sources(dut, cfg, rng), _sink(dut.out, rng, 0.8)],
-            [],
-        )
-    if name == "tile_softmax":
-        return (
-            "tile-softmax-rows(random FP32 scores N(0,16), 10 % masked, first and later tiles)",
-            [_tile_source(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
-            [],
-        )
-    if name == "mac_array":
-        return (
-            "mac-array-blocks(mac_rows random BF16 N(0,1) queries x 16 random K vectors)",
-            [*_array_sources(dut, cfg, rng), _sink(dut.scores, rng, 0.8)],
-            [],
-        )
-    if name == "kv_writer":
-        return (
-            "kv-writer(random token slots and data; sim.axi_ram.AxiRamModel, 20 % stalls)",
-            [*_writer_sources(dut, cfg, rng), _sink(dut.done, rng, 0.8)],
-            _writer_ram(dut, cfg, seed),
-        )
-    return None
+UnitStimulus = Callable[
+    [wiring.Component, Any, np.random.Generator, int],
+    tuple[str, list[BudgetBench], list[Bench]],
+]
+
+
+def _core_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
+    return (
+        "core-host(sim.core_data.synthetic_program, 8 frames x 4 tokens, a query after each, "
+        "frames 3.. prefilled for 2 heads, repeated; sim.axi_ram.AxiRamModel, 20 % AXI stalls)",
+        [_core_host(dut, cfg, rng)],
+        _core_ram(dut, cfg, seed),
+    )
+
+
+def _rope_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
+    return (
+        "rope-vectors(random BF16 N(0,1), random positions)",
+        [_rope_source(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
+        [],
+    )
+
+
+def _vu_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
+    return (
+        "vu-queries(random FP32 scores N(0,16), 1..32 tokens, random BF16 values)",
+        [*_vu_sources(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
+        [],
+    )
+
+
+def _attn_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
+    return (
+        "tiled-attention-commands(sim.datapath_data.attn_case: 1..frame_rows rows, 1..4 tiles)",
+        [*_attn_sources(dut, cfg, rng), _sink(dut.out, rng, 0.8)],
+        [],
+    )
+
+
+def _tile_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
+    return (
+        "tile-softmax-rows(random FP32 scores N(0,16), 10 % masked, first and later tiles)",
+        [_tile_source(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
+        [],
+    )
+
+
+def _array_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
+    return (
+        "mac-array-blocks(mac_rows random BF16 N(0,1) queries x 16 random K vectors)",
+        [*_array_sources(dut, cfg, rng), _sink(dut.scores, rng, 0.8)],
+        [],
+    )
+
+
+def _writer_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
+    return (
+        "kv-writer(random token slots and data; sim.axi_ram.AxiRamModel, 20 % stalls)",
+        [*_writer_sources(dut, cfg, rng), _sink(dut.done, rng, 0.8)],
+        _writer_ram(dut, cfg, seed),
+    )
+
+
+def _port_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
+    label, benches = _builtin_stimulus(dut, cfg, rng)
+    return label, benches, []
 
 
 def _builtin_stimulus(
@@ -701,6 +724,21 @@ def _builtin_stimulus(
     return label, benches
 
 
+#: Synthesis stimuli by key (``hw.units.Unit.stimulus``): each returns (description, benches
+#: that stop after the cycle budget, background benches such as RAM models). ``"ports"``
+#: drives a unit from its stream ports (the module docstring, items 2 and 4).
+STIMULI: dict[str, UnitStimulus] = {
+    "ports": _port_stimulus,
+    "core-host": _core_stimulus,
+    "rope-vectors": _rope_stimulus,
+    "vu-queries": _vu_stimulus,
+    "tiled-attention-commands": _attn_stimulus,
+    "tile-softmax-rows": _tile_stimulus,
+    "mac-array-blocks": _array_stimulus,
+    "kv-writer": _writer_stimulus,
+}
+
+
 def stimulus_for(
     name: str,
     dut: wiring.Component,
@@ -713,20 +751,13 @@ def stimulus_for(
 
     Built-in testbenches stop by themselves after ``cycles`` clock cycles.
     """
-    try:
-        import hw.gen as gen
-
-        hooks = getattr(gen, "STIMULI", None)
-    except ImportError:
-        hooks = None
-    if hooks and name in hooks:
-        return f"hw.gen.STIMULI[{name!r}]", list(hooks[name](dut, cfg, rng))
-    background: list[Bench] = []
-    unit = _unit_stimulus(name, dut, cfg, rng, seed)
-    if unit is not None:
-        label, budget_benches, background = unit
-    else:
-        label, budget_benches = _builtin_stimulus(dut, cfg, rng)
+    entry = UNITS.get(name)
+    key = entry.stimulus if entry is not None else "ports"
+    if key not in STIMULI:
+        raise ValueError(
+            f"stimulus of unit {name!r} must be one of {', '.join(map(repr, STIMULI))}, not {key!r}"
+        )
+    label, budget_benches, background = STIMULI[key](dut, cfg, rng, seed)
 
     def bounded(bench: BudgetBench) -> Bench:
         async def run(ctx: Any) -> None:

@@ -9,7 +9,8 @@ mac_cols=8``), and ``resv.FIELD`` integer fields of its ``ReSVConfig`` (e.g. ``-
 resv.max_clusters=256``); the report's preset then reads ``tiny (mac_rows=8, mac_cols=8)``
 and the default output directory gets the changes appended.
 
-For every unit of ``hw.gen.TOPS`` (or the ``--top`` ones), in ``build/synth/<preset>/<unit>/``:
+For every unit of the registry ``hw.units.UNITS`` (or the ``--top`` ones), in
+``build/synth/<preset>/<unit>/``:
 1. Verilog from ``hw.gen.generate``;
 2. Yosys synthesis to the OSU 0.18 µm liberty, large memories as SRAM macros
    (:mod:`synth.yosys`, :mod:`synth.sram`); structurally identical modules (Amaranth emits
@@ -25,7 +26,7 @@ For every unit of ``hw.gen.TOPS`` (or the ``--top`` ones), in ``build/synth/<pre
    default activity, not simulated, and labelled so (:mod:`synth.modpower`);
 5. the 14 nm / 0.8 V estimate (:mod:`synth.scaling`).
 Then ``report.json`` (schema-checked), ``report.md`` and PNG charts (:mod:`synth.report`)
-and a summary table on stdout. Units of ``EXPECTED_UNITS`` not in ``hw.gen.TOPS`` would be
+and a summary table on stdout. Units of ``EXPECTED_UNITS`` not in ``hw.units.UNITS`` would be
 listed as missing, never estimated. With the ``core`` unit, the DRE's share of the core's area
 and power and the core's area/power by direct submodule (:func:`core_breakdown`) come from the
 core's own hierarchical synthesis (``comparison.dre_share_of_core`` in ``report.json``).
@@ -46,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hw.units import UNITS
 from synth import report as rep
 from synth.activity import simulate_activity
 from synth.liberty import read_liberty
@@ -83,26 +85,9 @@ __all__ = [
     "run_module",
 ]
 
-#: Every unit the architecture has (SPEC section 3); those absent from hw.gen.TOPS are
-#: reported as missing.
-EXPECTED_UNITS: dict[str, str] = {
-    "hcu": "HashClusterUnit",
-    "wtu": "WiCSumThresholdUnit",
-    "wtu_grid": "WiCSumThresholdUnit, grid buckets (one pass)",
-    "topk": "TopKSelector (baseline)",
-    "quickselect": "WeightedQuickSelect (exact-WiCSum baseline)",
-    "dre": "DynamicRetrievalEngine (HCU + WTU)",
-    "mac_tree": "BF16 MAC tree (datapath)",
-    "mac_array": "BF16 MAC array, query block x K tile (datapath)",
-    "vector_unit": "VectorUnit, online-softmax attention (datapath)",
-    "recip_pipe": "FP32RecipPipe, pipelined FP32 reciprocal (datapath)",
-    "tile_softmax": "TileSoftmax, tiled-order softmax, one tile row per cycle (datapath)",
-    "tiled_attention": "TiledAttention, rows x tokens in the tiled order (datapath)",
-    "rope": "RopeUnit, rotary position embedding (datapath)",
-    "kvmu": "KVMemoryUnit, KV read path (AXI4 read master)",
-    "kv_writer": "KVWriter, KV write path (AXI4 write master)",
-    "core": "VRexCore: RoPE + MAC tree + DRE + KVMU read/write + vector unit + control",
-}
+#: Every unit the architecture has (SPEC section 3): name → description, from the registry
+#: ``hw.units.UNITS``; a name added here that the registry lacks is reported as missing.
+EXPECTED_UNITS: dict[str, str] = {name: u.description for name, u in UNITS.items()}
 
 #: ``--power`` choices (see ``FlowOptions.power_mode``).
 POWER_MODES = ("auto", "flat", "modules")
@@ -362,7 +347,7 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
     Tool failures are caught and recorded (status ``failed``, the error names the tool, the
     step and the log); other exceptions propagate.
     """
-    from hw.gen import TOPS, generate_rtlil
+    from hw.gen import generate_rtlil
 
     t0 = time.perf_counter()
     wd = opts.directory / name
@@ -474,7 +459,7 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
             else:
                 run = simulate_activity(
                     name,
-                    TOPS[name](cfg),
+                    UNITS[name].component(cfg),
                     cfg,
                     wd / "activity.vcd",
                     cycles=opts.cycles,
@@ -750,31 +735,25 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
     liberty = find_liberty(opts.liberty)
     yosys_command()
     sta_command()
-    try:
-        from hw.config import apply_settings
-        from hw.config import preset as hw_preset
-        from hw.gen import TOPS
-    except ImportError as exc:  # pragma: no cover - depends on the tree's state
-        raise FlowError(f"hw.gen is not importable ({exc}); no unit can be synthesised") from None
-    cfg = apply_settings(hw_preset(opts.preset), opts.overrides)
-    wanted = opts.tops or list(TOPS)
-    unknown = [t for t in wanted if t not in TOPS and t not in EXPECTED_UNITS]
-    if unknown:
-        raise ValueError(
-            f"top must be one of {', '.join(map(repr, [*TOPS, *EXPECTED_UNITS]))}, "
-            f"not {unknown[0]!r}"
-        )
-    run_names = [t for t in wanted if t in TOPS]
-    if opts.tops is None:  # a whole preset: leave out what cannot be elaborated here
-        from hw.gen import too_large
+    from hw.config import apply_settings
+    from hw.config import preset as hw_preset
+    from hw.gen import too_large
 
+    cfg = apply_settings(hw_preset(opts.preset), opts.overrides)
+    wanted = opts.tops or list(UNITS)
+    known = list(dict.fromkeys([*UNITS, *EXPECTED_UNITS]))
+    unknown = [t for t in wanted if t not in known]
+    if unknown:
+        raise ValueError(f"top must be one of {', '.join(map(repr, known))}, not {unknown[0]!r}")
+    run_names = [t for t in wanted if t in UNITS]
+    if opts.tops is None:  # a whole preset: leave out what cannot be elaborated here
         for name in list(run_names):
             reason = too_large(name, cfg)
             if reason:
                 run_names.remove(name)
                 _say(opts, reason)
     missing_names = [
-        u for u in EXPECTED_UNITS if u not in TOPS and (opts.tops is None or u in wanted)
+        u for u in EXPECTED_UNITS if u not in UNITS and (opts.tops is None or u in wanted)
     ]
     out = opts.directory
     out.mkdir(parents=True, exist_ok=True)
@@ -785,7 +764,7 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
         f"liberty {liberty.name}; output {_rel(out)}",
     )
     if missing_names:
-        _say(opts, f"missing (not in hw.gen.TOPS yet, not estimated): {', '.join(missing_names)}")
+        _say(opts, f"missing (not in hw.units.UNITS, not estimated): {', '.join(missing_names)}")
     modules = []
     for i, name in enumerate(run_names, 1):
         _say(opts, f"({i}/{len(run_names)}) {name}")
@@ -838,7 +817,7 @@ def run_flow(opts: FlowOptions) -> dict[str, Any]:
         "missing": [
             {
                 "name": u,
-                "reason": f"{EXPECTED_UNITS[u]}: not in hw.gen.TOPS yet (a later issue); "
+                "reason": f"{EXPECTED_UNITS[u]}: not in hw.units.UNITS yet (a later issue); "
                 "nothing synthesised or estimated",
             }
             for u in missing_names
@@ -924,7 +903,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--config", default="tiny", help=f"hardware preset: {', '.join(PRESETS)}")
     ap.add_argument(
-        "--top", action="append", help="unit to run (repeatable; default: all of hw.gen.TOPS)"
+        "--top",
+        action="append",
+        help=f"unit to run (repeatable; default: every unit of hw.units.UNITS: {', '.join(UNITS)})",
     )
     ap.add_argument("--clock-ns", type=float, default=10.0, help="target clock period (default 10)")
     ap.add_argument(

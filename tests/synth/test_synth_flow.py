@@ -17,10 +17,10 @@ def tiny(tmp_path_factory):
     opts = flow.FlowOptions(
         preset="tiny", tops=["hcu", "not_built"], out_dir=out, cycles=300, quiet=True
     )
-    # every architectural unit is built now: an expected unit absent from hw.gen.TOPS
+    # every architectural unit is built now: an expected unit absent from hw.units.UNITS
     # checks that such units are listed as missing, never estimated
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(flow.EXPECTED_UNITS, "not_built", "a unit not in hw.gen.TOPS")
+        mp.setitem(flow.EXPECTED_UNITS, "not_built", "a unit not in hw.units.UNITS")
         report = flow.run_flow(opts)
     return out, report
 

@@ -1,0 +1,271 @@
+"""The unit registry: every hardware unit declared once, read by every flow.
+
+A :class:`Unit` names the Amaranth component constructor, a one-line description, the cocotb
+testbench module, the golden model it is checked against and the synthesis stimulus. ``UNITS``
+(name → :class:`Unit`, in report order) is what ``hw.gen`` generates (``TOPS``),
+``sim.runner`` simulates (``UNIT_TESTBENCH``), ``synth.flow`` synthesises
+(``EXPECTED_UNITS``) and ``synth.activity`` drives (``STIMULI``). Adding a unit is one entry
+here plus its files.
+
+The testbench, the golden references and the stimulus are stored as names (dotted module
+paths, a ``synth.activity.STIMULI`` key), never imported here: ``hw`` does not import ``sim``
+or ``synth``. ``tests/hw/test_units.py`` checks that each name resolves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from amaranth.lib import wiring
+
+from .config import HWConfig
+from .core import VRexCore
+from .datapath import (
+    FP32RecipPipe,
+    MacArray,
+    MacTree,
+    RopeUnit,
+    TiledAttention,
+    TileSoftmax,
+    VectorUnit,
+)
+from .dre import (
+    DynamicRetrievalEngine,
+    HashClusterUnit,
+    TopKSelector,
+    WeightedQuickSelect,
+    WiCSumThresholdUnit,
+    grid_wtu,
+)
+from .kvmu import KVMemoryUnit, KVWriter
+
+__all__ = ["MAX_GENERATED_MACS", "UNITS", "Unit", "unit", "units_with_testbench"]
+
+#: Largest MacArray (rows x cols) that whole-preset runs elaborate: Amaranth builds every
+#: MAC as its own module (16 x 16: 30 s; 64 x 64 did not finish in 20 min).
+MAX_GENERATED_MACS = 256
+
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unit:
+    """One hardware unit: what every flow needs to know about it."""
+
+    #: Verilog top-module name, ``hw.gen --top`` name and build-directory name.
+    name: str
+    #: The Amaranth component for a configuration.
+    component: Callable[[HWConfig], wiring.Component]
+    #: One line for reports and ``--help``.
+    description: str
+    #: Dotted name of its cocotb test module, or ``None`` when no unit-level bench exists
+    #: (the ``dre`` is verified through its parts and through the core).
+    testbench: str | None
+    #: Dotted names of the golden-model functions/classes its results are checked against.
+    golden: tuple[str, ...]
+    #: Key of its synthesis stimulus in ``synth.activity.STIMULI`` (``"ports"``: driven from
+    #: its stream ports, see ``synth.activity``).
+    stimulus: str = "ports"
+    #: Why whole-preset runs (``hw.gen --all``, ``make synth``) leave it out at a
+    #: configuration, or ``None`` — elaboration-time limits; by name it is still generated.
+    too_large: Callable[[HWConfig], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"name must be a Python identifier, not {self.name!r}")
+        if not callable(self.component):
+            raise TypeError(f"component must be callable, not {self.component!r}")
+        if not isinstance(self.description, str) or not self.description.strip():
+            raise ValueError(f"description must be a non-empty string, not {self.description!r}")
+        if self.testbench is not None and (
+            not isinstance(self.testbench, str) or not _DOTTED.match(self.testbench)
+        ):
+            raise ValueError(
+                f"testbench must be a dotted module name or None, not {self.testbench!r}"
+            )
+        if (
+            not isinstance(self.golden, tuple)
+            or not self.golden
+            or not all(isinstance(g, str) and g.startswith("golden.") for g in self.golden)
+            or not all(_DOTTED.match(g) for g in self.golden)
+        ):
+            raise ValueError(
+                f"golden must be a non-empty tuple of dotted golden.* names, not {self.golden!r}"
+            )
+        if not isinstance(self.stimulus, str) or not self.stimulus:
+            raise ValueError(f"stimulus must be a non-empty string, not {self.stimulus!r}")
+        if self.too_large is not None and not callable(self.too_large):
+            raise TypeError(f"too_large must be callable or None, not {self.too_large!r}")
+
+
+def _mac_array_limit(cfg: HWConfig) -> str | None:
+    if cfg.mac_rows * cfg.mac_cols <= MAX_GENERATED_MACS:
+        return None
+    return (
+        f"mac_array {cfg.mac_rows} x {cfg.mac_cols} is left out (more than "
+        f"{MAX_GENERATED_MACS} MACs take too long to elaborate); it is sized from small "
+        "arrays: python -m synth.flow --top mac_array --set mac_rows=8 --set mac_cols=8"
+    )
+
+
+def _tiled_attention_limit(cfg: HWConfig) -> str | None:
+    # its arrays: tile_tokens x mac_cols and head_dim x mac_cols
+    macs = (cfg.tile_tokens + cfg.resv.head_dim) * cfg.mac_cols
+    if macs <= MAX_GENERATED_MACS:
+        return None
+    return (
+        f"tiled_attention is left out: its two MAC arrays have {macs} MACs (more than "
+        f"{MAX_GENERATED_MACS} take too long to elaborate); it is sized at small "
+        "widths: python -m synth.flow --top tiled_attention --config tiny"
+    )
+
+
+def _recip_pipe(_cfg: HWConfig) -> wiring.Component:
+    return FP32RecipPipe()  # fixed FP32 format: nothing to configure
+
+
+_ENTRIES = (
+    Unit(
+        name="hcu",
+        component=HashClusterUnit,
+        description="HashClusterUnit",
+        testbench="sim.tb_hcu",
+        golden=("golden.resv.cluster_online",),
+    ),
+    Unit(
+        name="wtu",
+        component=WiCSumThresholdUnit,
+        description="WiCSumThresholdUnit",
+        testbench="sim.tb_wtu",
+        golden=("golden.resv.wicsum_select_bucketed",),
+    ),
+    Unit(
+        name="wtu_grid",
+        component=grid_wtu,
+        description="WiCSumThresholdUnit, grid buckets (one pass)",
+        testbench="sim.tb_wtu",
+        golden=("golden.resv.wicsum_select_bucketed", "golden.resv.emit_beats"),
+    ),
+    Unit(
+        name="topk",
+        component=TopKSelector,
+        description="TopKSelector (baseline)",
+        testbench="sim.tb_topk",
+        golden=("golden.topk.topk_select",),
+    ),
+    Unit(
+        name="quickselect",
+        component=WeightedQuickSelect,
+        description="WeightedQuickSelect (exact-WiCSum baseline)",
+        testbench="sim.tb_quickselect",
+        golden=("golden.quickselect.quickselect",),
+    ),
+    Unit(
+        name="dre",
+        component=DynamicRetrievalEngine,
+        description="DynamicRetrievalEngine (HCU + WTU)",
+        testbench=None,
+        golden=("golden.resv.cluster_online", "golden.resv.wicsum_select_bucketed"),
+    ),
+    Unit(
+        name="kvmu",
+        component=KVMemoryUnit,
+        description="KVMemoryUnit, KV read path (AXI4 read master)",
+        testbench="sim.tb_kvmu",
+        golden=("golden.kvmu.token_gather", "golden.kvmu.split_run"),
+    ),
+    Unit(
+        name="kv_writer",
+        component=KVWriter,
+        description="KVWriter, KV write path (AXI4 write master)",
+        testbench="sim.tb_kv_writer",
+        golden=("golden.kvmu.write_bursts",),
+        stimulus="kv-writer",
+    ),
+    Unit(
+        name="mac_tree",
+        component=MacTree,
+        description="BF16 MAC tree (datapath)",
+        testbench="sim.tb_mac_tree",
+        golden=("golden.fparith.dot",),
+    ),
+    Unit(
+        name="mac_array",
+        component=MacArray,
+        description="BF16 MAC array, query block x K tile (datapath)",
+        testbench="sim.tb_mac_array",
+        golden=("golden.fparith.mac_array",),
+        stimulus="mac-array-blocks",
+        too_large=_mac_array_limit,
+    ),
+    Unit(
+        name="vector_unit",
+        component=VectorUnit,
+        description="VectorUnit, online-softmax attention (datapath)",
+        testbench="sim.tb_vector_unit",
+        golden=("golden.softmax.online_attention",),
+        stimulus="vu-queries",
+    ),
+    Unit(
+        name="recip_pipe",
+        component=_recip_pipe,
+        description="FP32RecipPipe, pipelined FP32 reciprocal (datapath)",
+        testbench="sim.tb_recip_pipe",
+        golden=("golden.fparith.fp32_recip",),
+    ),
+    Unit(
+        name="tile_softmax",
+        component=TileSoftmax,
+        description="TileSoftmax, tiled-order softmax, one tile row per cycle (datapath)",
+        testbench="sim.tb_tile_softmax",
+        golden=("golden.softmax.tile_step",),
+        stimulus="tile-softmax-rows",
+    ),
+    Unit(
+        name="tiled_attention",
+        component=TiledAttention,
+        description="TiledAttention, rows x tokens in the tiled order (datapath)",
+        testbench="sim.tb_tiled_attention",
+        golden=("golden.softmax.tiled_attention",),
+        stimulus="tiled-attention-commands",
+        too_large=_tiled_attention_limit,
+    ),
+    Unit(
+        name="rope",
+        component=RopeUnit,
+        description="RopeUnit, rotary position embedding (datapath)",
+        testbench="sim.tb_rope",
+        golden=("golden.rope.rope_bf16",),
+        stimulus="rope-vectors",
+    ),
+    Unit(
+        name="core",
+        component=VRexCore,
+        description="VRexCore: RoPE + MAC tree + DRE + KVMU read/write + vector unit + control",
+        testbench="sim.tb_core",
+        golden=("golden.core.CoreModel",),
+        stimulus="core-host",
+    ),
+)
+
+#: Every unit: name → :class:`Unit`, in the order of generation and of the reports.
+UNITS: Mapping[str, Unit] = MappingProxyType({u.name: u for u in _ENTRIES})
+if len(UNITS) != len(_ENTRIES):  # pragma: no cover - a duplicated entry above
+    raise ValueError("unit names must be unique")
+
+
+def unit(name: str, *, param: str = "name", among: Mapping[str, object] | None = None) -> Unit:
+    """The registry entry of ``name``; ``ValueError`` naming ``param`` and listing the units
+    (of ``among``, a subset such as the units with a testbench, when given)."""
+    choices = UNITS if among is None else among
+    if not isinstance(name, str) or name not in choices:
+        raise ValueError(f"{param} must be one of {', '.join(map(repr, choices))}, not {name!r}")
+    return UNITS[name]
+
+
+def units_with_testbench() -> dict[str, str]:
+    """Unit name → cocotb test module, for the units that have a unit-level bench."""
+    return {n: u.testbench for n, u in UNITS.items() if u.testbench is not None}
