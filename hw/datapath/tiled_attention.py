@@ -6,8 +6,11 @@ rows) holds a tile of keys and takes every query row for a row of ``T`` scores; 
 mask sets the scores of tokens newer than the row to ``-inf``; ``TileSoftmax`` gives the
 row's ``a`` and P's BF16 tile row; array B (a ``MacArray`` of ``head_dim`` rows, loaded
 transposed) holds the tile's ``V^T`` and takes P's row for the row's ``P x V``; ``mac_cols``
-FP32 lanes update the row's accumulator ``o = o*a + P V``. After the last tile,
-``FP32RecipPipe`` gives ``1/l`` and the same lanes ``o * (1/l)``: the output.
+FP32 lanes update the row's accumulator ``o = o*a + P V`` in two pipeline stages (the
+rounded product ``o*a`` and the ``P V`` lane registered, then their rounded sum queued: the
+two roundings of ``golden.softmax.tile_step``, one per cycle). After the last tile,
+``FP32RecipPipe`` gives ``1/l`` (registered) and ``mac_cols`` more ``FP32Mul`` ``o * (1/l)``:
+the output.
 
 Interface (payloads in ``DatapathLayouts``; ``C = mac_cols``, ``M = ceil(head_dim / C)``
 beats per vector, ``T = tile_tokens``; every stream tolerates idle and back-pressure cycles):
@@ -36,7 +39,9 @@ State between tiles is kept in FIFOs, since every tile visits the rows in the sa
 the query rows (``frame_rows x M`` beats, re-queued after each tile but the last), each
 row's ``m`` and ``l`` (re-queued by the tile softmax's output, taken by its input at the
 next tile) and each row's accumulator (``frame_rows x M`` beats of ``C`` FP32, re-queued by
-the update). A row's next tile cannot overtake its previous one: it waits on the FIFO.
+the update's second stage). A row's next tile cannot overtake its previous one: it waits on
+the FIFO. The update's second stage writes the last beat of a tile in the cycle the phase
+sees every row done, before the next phase starts, so the pipeline adds no cycle.
 
 Phases: ``LOAD_Q`` (the rows into their FIFO, one beat per cycle), then per tile
 ``LOAD_TILE`` (the tile's K beats into array A, its V beats transposed into array B, one
@@ -78,12 +83,13 @@ def command_cycles(cfg: HWConfig, rows: int, tokens: int, pad: bool = False) -> 
     in, the outputs out) ``+ 2 * M * (tokens + pad)`` (the tile loads) ``+ tiles * (rows * M
     + 2 * mac_latency + tile_latency + M + ceil(T / C) + 3)`` (the rows through A, the
     softmax, B and the update; then the FIFOs and the phase change; ``tiles = ceil(tokens /
-    T)``, a padding token's own tile is dropped) ``+ RECIP_LATENCY``."""
+    T)``, a padding token's own tile is dropped) ``+ RECIP_LATENCY + 1`` (the reciprocal
+    and the register of the first row's ``1/l``)."""
     m, t = cfg.mac_chunks, cfg.tile_tokens
     lat = mac_latency(cfg.replace(mac_lanes=cfg.mac_cols))
     per_tile = rows * m + 2 * lat + tile_latency(cfg) + m + -(-t // cfg.mac_cols) + 3
     loads = 2 * m * (tokens + int(pad))
-    return 2 * rows * m + loads + -(-tokens // t) * per_tile + RECIP_LATENCY
+    return 2 * rows * m + loads + -(-tokens // t) * per_tile + RECIP_LATENCY + 1
 
 
 class TiledAttention(wiring.Component):
@@ -215,6 +221,8 @@ class TiledAttention(wiring.Component):
                                 issue_done.eq(0),
                             ]
                             m.next = "STREAM"
+            # done_rows counts the update's first stage: the cycle this sees the last row
+            # done, the second stage queues its last sum.
             with m.State("STREAM"), m.If(done_rows == rows):
                 m.d.sync += first_tile.eq(0)
                 with m.If(last_tile):
@@ -311,7 +319,10 @@ class TiledAttention(wiring.Component):
                 m.d.comb += p_fifo.r_en.eq(1)
                 m.d.sync += p_row.eq(Mux(p_row == rows - 1, 0, p_row + 1))
 
-        # Accumulator update: o = o*a + P V, C lanes per beat of array B's row. Array B's
+        # Accumulator update: o = o*a + P V, C lanes per beat of array B's row, in two
+        # stages: ``upd`` pops the beat's o (+0 on the first tile), a and P V lane and
+        # registers the rounded product o*a beside the P V lane; the next cycle (``upd2``)
+        # adds them (the same two roundings as ``tile_step``) and queues the sum. Array B's
         # rows go through a FIFO: its pipeline only advances when its output is taken, and
         # the update takes M cycles per row.
         pv_lay = data.ArrayLayout(FP32, d)
@@ -333,19 +344,28 @@ class TiledAttention(wiring.Component):
             [pv_row[b * cols + i] if b * cols + i < d else Const(0, 32) for b in range(beats)]
             for i in range(cols)
         ]
+        upd = Signal(name="upd")
+        upd2 = Signal(name="upd2")  # the second stage holds a beat (its sum is queued)
+        m.d.comb += upd.eq(streaming & upd_ok)
+        m.d.sync += upd2.eq(upd)
         for i in range(cols):
             mul, add = FP32Mul(), FP32Add()
             m.submodules[f"o_mul{i}"] = mul
             m.submodules[f"o_add{i}"] = add
+            prod = Signal(FP32, name=f"o_prod{i}")  # o*a, rounded
+            pv_r = Signal(FP32, name=f"o_pv{i}")  # the beat's P V lane
             m.d.comb += [
                 mul.a.eq(Mux(first_tile, 0, o_prev[i])),
                 mul.b.eq(a_val),
-                add.a.eq(mul.p),
-                add.b.eq(Array(pv_lanes[i])[o_beat] if beats > 1 else pv_lanes[i][0]),
+                add.a.eq(prod),
+                add.b.eq(pv_r),
                 o_new[i].eq(add.s),
             ]
-        upd = Signal(name="upd")
-        m.d.comb += upd.eq(streaming & upd_ok)
+            with m.If(upd):
+                m.d.sync += [
+                    prod.eq(mul.p),
+                    pv_r.eq(Array(pv_lanes[i])[o_beat] if beats > 1 else pv_lanes[i][0]),
+                ]
         final = fsm.ongoing("FINAL")
 
         # FINAL: 1/l per row (pipelined), then o * (1/l), C lanes per beat.
@@ -360,31 +380,41 @@ class TiledAttention(wiring.Component):
         with m.If(recip.operand.valid & recip.operand.ready):
             m.d.comb += ml_fifo.r_en.eq(1)
             m.d.sync += rec_row.eq(rec_row + 1)
+        # 1/l of the row being output, registered (the reciprocal's rounding after its last
+        # register and an FP32Mul were one cycle): taken from the reciprocal when the
+        # register is empty or its row's last beat leaves, so rows follow without a gap.
+        inv = Signal(FP32, name="inv_l")
+        inv_valid = Signal(name="inv_valid")
         out_mul = [FP32Mul() for _ in range(cols)]
         for i, mul in enumerate(out_mul):
             m.submodules[f"out_mul{i}"] = mul
             m.d.comb += [
                 mul.a.eq(o_prev[i]),
-                mul.b.eq(recip.result.payload.value),
+                mul.b.eq(inv),
                 out.payload.o[i].eq(mul.p),
             ]
         m.d.comb += [
-            out.valid.eq(final & recip.result.valid & o_fifo.r_rdy),
+            out.valid.eq(final & inv_valid & o_fifo.r_rdy),
             out.payload.last.eq(out_last),
             out.payload.end.eq(out_last & (out_row == rows - 1)),
         ]
         out_fire = out.valid & out.ready
+        m.d.comb += recip.result.ready.eq(~inv_valid | (out_fire & out_last))
+        with m.If(recip.result.valid & recip.result.ready):
+            m.d.sync += [inv.eq(recip.result.payload.value), inv_valid.eq(1)]
+        with m.Elif(out_fire & out_last):
+            m.d.sync += inv_valid.eq(0)
         # The rows re-queued after a tile that turned out not to be the last (a padding token
         # alone in the next tile) leave during FINAL, which lasts longer than they take.
         with m.If(final & q_fifo.r_rdy):
             m.d.comb += q_fifo.r_en.eq(1)
 
+        # The sum of the beat taken the cycle before. The FIFO never fills (at most ``rows
+        # * M`` beats, fewer while one is in the second stage), so it is always taken.
+        with m.If(upd2):
+            m.d.comb += [o_fifo.w_en.eq(1), o_fifo.w_data.eq(o_new)]
         with m.If(upd):
-            m.d.comb += [
-                o_fifo.w_en.eq(1),
-                o_fifo.w_data.eq(o_new),
-                o_fifo.r_en.eq(~first_tile),
-            ]
+            m.d.comb += o_fifo.r_en.eq(~first_tile)
             m.d.sync += o_beat.eq(Mux(o_last, 0, o_beat + 1))
             with m.If(o_last):
                 m.d.comb += [pv_fifo.r_en.eq(1), a_fifo.r_en.eq(1)]
@@ -393,7 +423,6 @@ class TiledAttention(wiring.Component):
             m.d.comb += o_fifo.r_en.eq(1)
             m.d.sync += out_beat.eq(Mux(out_last, 0, out_beat + 1))
             with m.If(out_last):
-                m.d.comb += recip.result.ready.eq(1)
                 m.d.sync += out_row.eq(out_row + 1)
                 with m.If(out_row == rows - 1):
                     m.d.comb += final_done.eq(1)

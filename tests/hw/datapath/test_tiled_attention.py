@@ -89,6 +89,32 @@ def test_exact_cycles_without_stalls(name):
             assert start == out_t[ends[i - 1] - 1] + 1
 
 
+@pytest.mark.parametrize("cols", [16, 4])
+def test_one_row_one_token_tiles(cols):
+    """The accumulator update's two stages at their closest: one row, tiles of one token
+    (``M`` = 1 with 16 columns: a row's consecutive updates are a tile apart, the product of
+    one beat registered while the previous tile's sum is queued), several tiles, the last
+    tile partial or a padding token alone in its tile; bit-exact under every stall
+    profile, ``command_cycles`` exact without stalls."""
+    from dataclasses import replace
+
+    cfg = TINY.replace(mac_cols=cols, tile_tokens=1)
+    rng = np.random.default_rng(cols)
+    shapes = [(1, 1), (1, 5), (2, 3), (1, 2)]
+    cases = [attn_case(cfg, rng, rows=r, tokens=n) for r, n in shapes]
+    cases[-1] = replace(cases[-1], pad=True)
+    for timing in TIMINGS:
+        _, want, got = simulate(cfg, cases, timing=timing, seed=7)
+        assert [g for g, _ in got["got"]] == want, timing
+        if timing == "none":
+            out = got
+    ends = np.cumsum([r * cfg.mac_chunks for r, _ in shapes])
+    out_t = [t for _, t in out["got"]]
+    for i, ((r, n), c) in enumerate(zip(shapes, cases, strict=True)):
+        took = out_t[ends[i] - 1] - out["q_t"][i][0] + 1
+        assert took == command_cycles(cfg, r, n, pad=c.pad), (cols, r, n)
+
+
 def test_a_padding_token_ends_the_stream():
     """A final padding token (``pad``) changes nothing, in a partial tile or alone in a new
     tile (dropped), and costs its load only (``command_cycles(..., pad=True)``)."""
