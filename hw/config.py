@@ -339,8 +339,11 @@ PRESETS: dict[str, HWConfig] = {
         topk_k=64,
         wtu_lanes=16,
         chunk_tokens=4,
-        axi_data_bits=256,  # the paper's 256-bit AXI: one beat per 16-lane BF16 row
-        rope_pairs=8,  # mac_lanes / 2: a vector rotated in 10 cycles, about its 8 beats
+        # The paper's 64-wide datapath: a vector is 2 beats, the attention engine's arrays
+        # are 64 (array A: tile_tokens x 64, the paper's 64 x 64) and 128 x 64 (array B).
+        mac_lanes=64,
+        axi_data_bits=256,  # the paper's 256-bit AXI: 4 beats per 64-lane BF16 row
+        rope_pairs=32,  # mac_lanes / 2: a vector rotated in 2 cycles, its 2 beats
         tile_tokens=64,  # the paper's 64-wide vector unit, one tile per row of the 64 x 64 array
     ),
     # Edge part: 1024-entry table.

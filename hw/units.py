@@ -42,7 +42,15 @@ from .dre import (
 )
 from .kvmu import KVMemoryUnit, KVWriter
 
-__all__ = ["MAX_GENERATED_MACS", "UNITS", "Unit", "unit", "units_with_testbench"]
+__all__ = [
+    "MAX_GENERATED_CORE_MACS",
+    "MAX_GENERATED_MACS",
+    "UNITS",
+    "Unit",
+    "core_macs",
+    "unit",
+    "units_with_testbench",
+]
 
 #: Largest MacArray (rows x cols) that whole-preset runs elaborate: Amaranth builds every
 #: MAC as its own module (16 x 16: 30 s; 64 x 64 did not finish in 20 min).
@@ -120,6 +128,31 @@ def _tiled_attention_limit(cfg: HWConfig) -> str | None:
         f"tiled_attention is left out: its two MAC arrays have {macs} MACs (more than "
         f"{MAX_GENERATED_MACS} take too long to elaborate); it is sized at small "
         "widths: python -m synth.flow --top tiled_attention --config tiny"
+    )
+
+
+#: Largest core (MACs of its hasher and its attention engine's two arrays) that whole-preset
+#: runs elaborate: the 16-lane paper core (3584 MACs) took 3.9 min of RTLIL, the 64-lane one
+#: (14336) would take hours.
+MAX_GENERATED_CORE_MACS = 4096
+
+
+def core_macs(cfg: HWConfig) -> int:
+    """MACs of the core: the ``hash_bits`` x ``mac_lanes`` hasher and the engine's arrays
+    (``tile_tokens`` x ``mac_lanes`` and ``head_dim`` x ``mac_lanes``)."""
+    r = cfg.resv
+    return (r.hash_bits + cfg.tile_tokens + r.head_dim) * cfg.mac_lanes
+
+
+def _core_limit(cfg: HWConfig) -> str | None:
+    macs = core_macs(cfg)
+    if macs <= MAX_GENERATED_CORE_MACS:
+        return None
+    return (
+        f"core is left out: its hasher and attention arrays have {macs} MACs (more than "
+        f"{MAX_GENERATED_CORE_MACS} take too long to elaborate); its cycles are measured at "
+        "a quarter of the width (make bench), its area at 16 lanes: python -m synth.flow "
+        "--config paper --top core --set mac_lanes=16 --set rope_pairs=8"
     )
 
 
@@ -248,6 +281,7 @@ _ENTRIES = (
         testbench="sim.tb_core",
         golden=("golden.core.CoreModel",),
         stimulus="core-host",
+        too_large=_core_limit,
     ),
 )
 

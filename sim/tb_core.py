@@ -47,6 +47,7 @@ from sim.cocotb_streams import (
 from sim.core_data import Program, cmd_beat, program_from_trace, synthetic_program
 from sim.coverage import collector
 from sim.dre_data import trace_path
+from sim.runner import PROGRESS_TAG
 from workloads import trace as trace_io
 
 
@@ -232,6 +233,15 @@ class Host:
                     "no status (hang)"
                 )
                 break
+            # echoed to the console by sim.runner (a long run shows its progress)
+            self.dut._log.info(
+                "%s command %d/%d (%s) done in %d cycles",
+                PROGRESS_TAG,
+                i + 1,
+                len(prog.commands),
+                c.kind,
+                cycles,
+            )
             rec = {
                 "i": i,
                 "kind": c.kind,

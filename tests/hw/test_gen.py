@@ -105,7 +105,9 @@ def test_whole_preset_runs_leave_out_arrays_too_large_to_elaborate():
     assert too_large("mac_array", preset("tiny")) is None
     reason = too_large("mac_array", preset("paper"))
     assert reason and "mac_array 64 x 64 is left out" in reason
-    assert too_large("core", preset("paper")) is None
+    assert too_large("core", preset("edge")) is None  # (32 + 64 + 128) x 16 MACs
+    reason = too_large("core", preset("paper"))  # the same at 64 lanes
+    assert reason and "arrays have 14336 MACs" in reason and "--set mac_lanes=16" in reason
     assert too_large("tiled_attention", preset("tiny")) is None  # (4 + 16) x 4 MACs
     reason = too_large("tiled_attention", preset("paper"))
     assert reason and "two MAC arrays have 12288 MACs" in reason

@@ -45,7 +45,7 @@ def test_tile_tokens_presets_and_fit():
     with pytest.raises(
         ValueError, match=r"^tile_tokens must be at most mac_chunks \* mac_cols \(32"
     ):
-        preset("paper").replace(resv={"head_dim": 32}, mac_cols=16)
+        preset("paper").replace(resv={"head_dim": 32}, mac_cols=16, rope_pairs=8)
 
 
 def test_width_helpers():

@@ -96,21 +96,22 @@ def test_cli(tmp_path, capsys):
 
 
 def test_a_narrower_run_predicts_the_preset():
-    """A run at head_dim 32 / 4 lanes has the paper's 8 beats per vector: its model predicts
-    the paper preset with 6 more RoPE cycles per rotated vector (64 / 8 pairs per cycle
-    against 16 / 8); another beat count is refused."""
+    """A run at head_dim 32 / 16 lanes has the paper's 2 beats per vector: its model
+    predicts the paper preset, with RoPE at the same 2 steps per vector (64 / 32 pairs per
+    cycle against 16 / 8) and 6 more at 8 pairs; another beat count is refused."""
     paper = preset("paper")
-    narrow = paper.replace(mac_lanes=4, axi_data_bits=64, resv={"head_dim": 32})
+    narrow = paper.replace(mac_lanes=16, rope_pairs=8, axi_data_bits=64, resv={"head_dim": 32})
     base = run(_records(), paper, 0.327)
     s = run(_records(), narrow, 0.327, paper)
-    assert s["shape"]["rope_extra"] == 6
-    r0, r1 = base["rows"][0], s["rows"][0]
+    assert s["shape"]["rope_extra"] == 0
+    assert s["rows"][0]["context_frame"] == pytest.approx(base["rows"][0]["context_frame"])
+    slow = run(_records(), narrow, 0.327, paper.replace(rope_pairs=8))
+    r0, r1 = base["rows"][0], slow["rows"][0]
+    assert slow["shape"]["rope_extra"] == 6
     assert r1["ingest"] - r0["ingest"] == pytest.approx(6 * 16)  # 16 tokens per frame
     assert r1["decode_step_grouped"] - r0["decode_step_grouped"] == pytest.approx(6 * 2)
-    one_pair = run(_records(), narrow.replace(rope_pairs=1), 0.327, paper.replace(rope_pairs=1))
-    assert one_pair["shape"]["rope_extra"] == 48
     with pytest.raises(ValueError, match="beats per vector"):
-        run(_records(), paper.replace(mac_lanes=8), 0.327, paper)
+        run(_records(), paper.replace(mac_lanes=16, rope_pairs=8), 0.327, paper)
 
 
 def test_ingest_is_bounded_by_the_hcu_search():
@@ -128,17 +129,20 @@ def test_ingest_is_bounded_by_the_hcu_search():
 
 def test_tiled_engine_cycles():
     """The overlapped engine's pace, by hand at the paper preset (head_dim 128, the core's
-    16 lanes, 64-token tiles, a 256-bit bus): 8 beats per row and tile, a tile's keys load
-    in 512 beats, a fetched token is 16 bus beats (K and V); compute-bound with 392 rows,
-    load-bound with 2 rows, bus-bound with 32 rows and everything fetched."""
+    64 lanes, 64-token tiles, a 256-bit bus): 2 beats per row and tile, a tile's keys load
+    in 128 beats, a fetched token is 16 bus beats (K and V); compute-bound with 392 rows,
+    a frame of 392 rows at a 5 K cache (1590 fetched) is bus-bound, with 1000 fetched
+    compute-bound; load-bound with 2 rows, bus-bound with 32 rows and everything fetched."""
     paper = preset("paper")
-    assert (paper.resv.head_dim, paper.mac_lanes, paper.tile_tokens) == (128, 16, 64)
+    assert (paper.resv.head_dim, paper.mac_lanes, paper.tile_tokens) == (128, 64, 64)
     a = tiled_attention_cycles(paper, 392, 1850, 1590)
-    assert (a["tiles"], a["row_pace"]) == (29, 8)
-    assert a["compute"] == a["cycles"] == 29 * 392 * 8 and a["bus"] == 1590 * 16
-    assert a["array_util"] == 1.0
+    assert (a["tiles"], a["row_pace"]) == (29, 2)
+    assert a["compute"] == 29 * 392 * 2 and a["cycles"] == a["bus"] == 1590 * 16
+    assert a["array_util"] == pytest.approx(29 * 392 * 2 / (1590 * 16))
+    a = tiled_attention_cycles(paper, 392, 1850, 1000)
+    assert a["cycles"] == a["compute"] == 29 * 392 * 2 and a["array_util"] == 1.0
     b = tiled_attention_cycles(paper, 2, 1850, 0)
-    assert b["compute"] == b["cycles"] == 29 * 512
+    assert b["compute"] == b["cycles"] == 29 * 128
     c = tiled_attention_cycles(paper, 32, 640, 640)
     assert c["cycles"] == c["bus"] == 640 * 16 and c["bus_util"] == 1.0
     s = run(_records(), paper, 0.327)

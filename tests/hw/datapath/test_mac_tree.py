@@ -19,7 +19,7 @@ CONFIGS = {
     "tiny": TINY,
     "lanes1": TINY.replace(mac_lanes=1),
     "lanes8": TINY.replace(mac_lanes=8),
-    "paper": preset("paper"),  # 16 lanes
+    "paper": preset("paper"),  # 64 lanes
 }
 
 

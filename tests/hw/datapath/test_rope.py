@@ -115,7 +115,7 @@ def test_rotation_bit_exact(name, timing, tmp_path):
 
 
 def test_paper_head_bit_exact():
-    cfg = preset("paper")  # d = 128, 16 lanes, 10-bit tables, 17-bit positions
+    cfg = preset("paper")  # d = 128, 64 lanes, 32 pairs, 10-bit tables, 17-bit positions
     x, pos = make_cases(cfg, 3, seed=11)
     _, res = simulate(cfg, x, pos, timing="random", seed=6)
     assert (res["y"] == golden(cfg, x, pos)).all()
