@@ -59,9 +59,9 @@ UNIT_TESTBENCH: dict[str, str] = units_with_testbench()
 
 
 @contextlib.contextmanager
-def _echo_progress(log: Path, label: str, period: float = 2.0):
-    """While the body runs, print every new complete line of ``log`` that holds
-    ``PROGRESS_TAG`` (the log is written by the simulator process)."""
+def _echo_progress(log: Path, label: str, period: float = 10.0):
+    """While the body runs, print every ``period`` seconds the last new complete line of
+    ``log`` that holds ``PROGRESS_TAG`` (the log is written by the simulator process)."""
     stop = threading.Event()
 
     def follow() -> None:
@@ -74,10 +74,14 @@ def _echo_progress(log: Path, label: str, period: float = 2.0):
                     chunk = fh.read()
                 end = chunk.rfind(b"\n") + 1  # a partial last line waits for the next read
                 pos += end
-                for line in chunk[:end].decode(errors="replace").splitlines():
-                    if PROGRESS_TAG in line:
-                        tail = line.split(PROGRESS_TAG, 1)[1].strip()
-                        print(f"[sim.runner] {label}: {tail}", flush=True)
+                tagged = [
+                    line
+                    for line in chunk[:end].decode(errors="replace").splitlines()
+                    if PROGRESS_TAG in line
+                ]
+                if tagged:
+                    tail = tagged[-1].split(PROGRESS_TAG, 1)[1].strip()
+                    print(f"[sim.runner] {label}: {tail}", flush=True)
             if done:
                 return
 

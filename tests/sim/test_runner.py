@@ -8,19 +8,20 @@ from sim import runner
 
 
 def test_progress_lines_are_echoed_while_the_simulator_runs(tmp_path, capsys):
-    """``sim.runner`` prints the tagged lines the simulator writes to its log, complete lines
-    only, as they appear, and the rest not at all."""
+    """``sim.runner`` prints the last tagged line the simulator wrote to its log since it
+    last looked, complete lines only, and the rest not at all."""
     log = tmp_path / "sim.log"
     with runner._echo_progress(log, "core on icarus", period=0.01):
         time.sleep(0.05)  # no log yet
         with log.open("w") as fh:
-            fh.write(f"INFO cocotb {runner.PROGRESS_TAG} command 1/2 (frame) done\n")
+            fh.write(f"INFO cocotb {runner.PROGRESS_TAG} command 1/3 (reset) done\n")
+            fh.write(f"INFO cocotb {runner.PROGRESS_TAG} command 2/3 (frame) done\n")
             fh.write("INFO cocotb.core.m_axi Read burst\n")
-            fh.write(f"INFO cocotb {runner.PROGRESS_TAG} command 2/2 (pre")
+            fh.write(f"INFO cocotb {runner.PROGRESS_TAG} command 3/3 (pre")
             fh.flush()
             time.sleep(0.1)
             assert capsys.readouterr().out == (
-                "[sim.runner] core on icarus: command 1/2 (frame) done\n"
+                "[sim.runner] core on icarus: command 2/3 (frame) done\n"
             )
             fh.write("fill) done\n")
-    assert capsys.readouterr().out == "[sim.runner] core on icarus: command 2/2 (prefill) done\n"
+    assert capsys.readouterr().out == "[sim.runner] core on icarus: command 3/3 (prefill) done\n"
