@@ -92,7 +92,7 @@ bench: setup
 	$(call need,sim/bench.py,issue 4: hardware benchmark)
 	$(PY) -m sim.bench --config $(CONFIG)
 	$(PY) -m sim.bench_kvmu
-	$(PY) -m sim.run --optimize --config paper $(PAPER_TIMING) --frames 6 --layers 1 --heads 1 -o build/bench/core_timing
+	$(PY) -m sim.run --config paper $(PAPER_TIMING) --frames 4 --layers 1 --heads 1 -o build/bench/core_timing
 	$(PY) -m sim.bench_core $(PAPER_TIMING) --report build/bench/core_timing/sim_paper.json -o build/bench
 
 # The paper preset's timing at a quarter of its width: what sets its cycle counts is kept
