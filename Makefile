@@ -59,7 +59,7 @@ sweep-algo: setup
 	$(PY) -m golden.sweep
 
 test: lint
-	$(PY) -m pytest -n $(JOBS) --durations=15
+	$(PY) -m pytest -n $(JOBS) --dist worksteal --durations=15
 
 # Configurations (golden and hardware), Verilog of 20 random small DREs and mutated trace
 # files, each either valid or refused by name (README "No silent failures").

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from hw.config import HWConfig, preset
+from hw.toolpath import find_tool
 
 from .boards import BOARDS, Board, board_config, get_board
 from .top import BoardTop
@@ -68,16 +69,18 @@ class BuildError(RuntimeError):
 
 def tool_env(family: str) -> dict[str, str]:
     """The environment of the build script: amaranth's tool variables set to the YoWASP
-    tools (found on PATH, or ``BuildError`` naming the missing one and the fix)."""
+    tools (found on PATH or in the venv, or ``BuildError`` naming the missing one and the
+    fix)."""
     env = dict(os.environ)
     env.setdefault("YOWASP_CACHE_DIR", str(ROOT / ".cache" / "yowasp"))
     for var, exe in TOOLS[family].items():
         if var in os.environ:
             continue
-        path = shutil.which(exe)
+        path = find_tool(exe)
         if path is None:
             raise BuildError(
-                f"{exe} is not on PATH: install the pinned requirements "
+                f"{exe} is neither on PATH nor in {Path(sys.executable).parent}: install the "
+                "pinned requirements "
                 f"(pip install -r requirements.lock, or make setup)"
             )
         env[var] = path

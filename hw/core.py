@@ -112,6 +112,7 @@ from .datapath.layouts import BF16, FP32
 from .dre import DynamicRetrievalEngine
 from .dre.layouts import Event
 from .kvmu import KVMemoryUnit, KVWriter, axi4_signature
+from .shared import shared
 
 __all__ = ["PERF", "Error", "Op", "VRexCore", "check_core_config", "lane_words"]
 
@@ -405,7 +406,7 @@ class VRexCore(wiring.Component):
         a_row = kpost[mb]
         to_bf = []
         for i in range(lanes):
-            cv = m.submodules[f"sum_to_bf16_{i}"] = FP32ToBF16()
+            cv = shared(m, f"sum_to_bf16_{i}", FP32ToBF16())
             m.d.comb += cv.a.eq(sum_rd.data[i])
             to_bf.append(cv.b.as_value())
         b_row = Signal(row_bits, name="stage_b")
@@ -618,7 +619,7 @@ class VRexCore(wiring.Component):
         # Key-sum update: keysum row + widened K row (``+0`` base for a new cluster).
         sum_row = Signal(data.ArrayLayout(FP32, lanes), name="sum_row")
         for i in range(lanes):
-            add = m.submodules[f"sum_add{i}"] = FP32Add()
+            add = shared(m, f"sum_add{i}", FP32Add())
             base = Mux(age_ev == Event.CREATED, 0, sum_rd.data[i].as_value())
             m.d.comb += [
                 add.a.eq(base),
@@ -645,9 +646,9 @@ class VRexCore(wiring.Component):
         sum_in = Signal(data.ArrayLayout(FP32, lanes), name="mean_sum_in")
         mean_row = Signal(row_bits, name="mean_row")
         for i in range(lanes):
-            add = m.submodules[f"mean_add{i}"] = FP32Add()
-            mul = m.submodules[f"mean_mul{i}"] = FP32Mul()
-            cv = m.submodules[f"mean_to_bf16_{i}"] = FP32ToBF16()
+            add = shared(m, f"mean_add{i}", FP32Add())
+            mul = shared(m, f"mean_mul{i}", FP32Mul())
+            cv = shared(m, f"mean_to_bf16_{i}", FP32ToBF16())
             m.d.comb += [
                 add.a.eq(Mux(prow == 0, 0, msum[lb][i].as_value())),
                 add.b.eq(Cat(Const(0, 16), rope.result.payload.x[i].as_value())),
@@ -750,7 +751,7 @@ class VRexCore(wiring.Component):
             m.d.sync += [hb.eq(hb + 1), count("hash_beats")]
         sig_bits = []
         for j in range(H):
-            cmp = m.submodules[f"sig_cmp_{j}"] = FP32Compare()
+            cmp = shared(m, f"sig_cmp_{j}", FP32Compare())
             m.d.comb += [cmp.a.eq(hasher.scores.payload.s[j]), cmp.b.eq(theta[j])]
             sig_bits.append(cmp.ge)
 

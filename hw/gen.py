@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -38,6 +37,8 @@ from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
 from .config import PRESETS, HWConfig, preset
+from .shared import sharing
+from .toolpath import find_tool
 from .units import UNITS, unit
 
 __all__ = [
@@ -104,17 +105,19 @@ def strip_initial_state(text: str) -> str:
 
 
 def generate_rtlil(name: str, cfg: HWConfig, *, initial_state: bool = True) -> str:
-    """RTLIL of unit ``name`` for ``cfg`` (see the module docstring for ``initial_state``)."""
-    text = rtlil.convert(unit(name).component(cfg), name=name, emit_src=False)
+    """RTLIL of unit ``name`` for ``cfg``: the top, then its shared modules (``hw.shared``;
+    see the module docstring for ``initial_state``)."""
+    with sharing(name) as ctx:
+        text = rtlil.convert(unit(name).component(cfg), name=name, emit_src=False)
+    text += ctx.text()
     return text if initial_state else strip_initial_state(text)
 
 
 def generate(name: str, cfg: HWConfig, *, initial_state: bool = True) -> str:
     """Verilog of unit ``name`` for ``cfg``; the top module is called ``name``."""
-    if initial_state:
-        return verilog.convert(unit(name).component(cfg), name=name, emit_src=False)
-    # The same Yosys script verilog.convert runs, on the stripped RTLIL (Amaranth 0.5 pinned).
-    return verilog._convert_rtlil_text(generate_rtlil(name, cfg, initial_state=False))
+    # The Yosys script verilog.convert runs, on the RTLIL with its shared modules (Amaranth
+    # 0.5 pinned).
+    return verilog._convert_rtlil_text(generate_rtlil(name, cfg, initial_state=initial_state))
 
 
 def _waiver_text() -> str:
@@ -126,9 +129,9 @@ def _waiver_text() -> str:
 
 def lint(verilog_path: Path, top: str, waivers: Path) -> tuple[bool, Path]:
     """``verilator --lint-only -Wall`` with the waivers; returns (ok, log path)."""
-    exe = shutil.which("verilator")
+    exe = find_tool("verilator")
     if exe is None:
-        raise FileNotFoundError("verilator is not on PATH (run `make setup`)")
+        raise FileNotFoundError("verilator is neither on PATH nor in the venv (run `make setup`)")
     log = verilog_path.with_suffix(".lint.log")
     cmd = [exe, "--lint-only", "-Wall", str(waivers), str(verilog_path), "--top-module", top]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -67,9 +67,7 @@ def config_to_json(cfg: HWConfig) -> str:
     what ``sim.runner.run_unit`` passes to the testbench in ``DRE_HWCONFIG``."""
     if not isinstance(cfg, HWConfig):
         raise TypeError(f"cfg must be an HWConfig, not {cfg!r}")
-    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "resv"}
-    resv = {f.name: getattr(cfg.resv, f.name) for f in dataclasses.fields(cfg.resv)}
-    return json.dumps({**fields, "resv": resv}, sort_keys=True)
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
 
 
 def config_from_json(text: str) -> HWConfig:

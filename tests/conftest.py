@@ -80,3 +80,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 
     seed, source = run_seed()
     return f"cocotb SEED={seed} ({source})"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the ``slow`` tests first: pytest-xdist hands tests out in this order, so a
+    long test no longer starts last and keeps one worker busy while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

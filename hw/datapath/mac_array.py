@@ -57,6 +57,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig, check_config
+from ..shared import shared
 from .layouts import BF16, layouts
 from .mac_tree import MacTree, mac_latency
 
@@ -173,7 +174,7 @@ class MacArray(wiring.Component):
             fifo.w_en.eq(accept & kin.payload.last),
         ]
         for r, tree in enumerate(trees):
-            m.submodules[f"row{r}"] = tree
+            shared(m, f"row{r}", tree, self._tree_cfg)
             m.d.comb += [
                 tree.vectors.valid.eq(kin.valid & streaming & fifo.w_rdy),
                 tree.vectors.payload.a.eq(qmem[r][k_chunk]),

@@ -29,6 +29,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig, ceil_log2, check_config
+from ..shared import shared
 from .bf16_mul import BF16Mul
 from .fp32_add import FP32Add
 from .layouts import FP32, layouts
@@ -80,7 +81,7 @@ class MacTree(wiring.Component):
         level = Signal(data.ArrayLayout(FP32, lanes), name="products")
         valid, last = Signal(name="products_valid"), Signal(name="products_last")
         for i in range(lanes):
-            mul = m.submodules[f"mul{i}"] = BF16Mul()
+            mul = shared(m, f"mul{i}", BF16Mul())
             m.d.comb += [mul.a.eq(vin.payload.a[i]), mul.b.eq(vin.payload.b[i])]
             with m.If(advance):
                 m.d.sync += level[i].eq(mul.p)
@@ -95,7 +96,7 @@ class MacTree(wiring.Component):
             nxt = Signal(data.ArrayLayout(FP32, width), name=f"level{k}")
             nvalid, nlast = Signal(name=f"level{k}_valid"), Signal(name=f"level{k}_last")
             for i in range(width):
-                add = m.submodules[f"add{k}_{i}"] = FP32Add()
+                add = shared(m, f"add{k}_{i}", FP32Add())
                 m.d.comb += [add.a.eq(level[2 * i]), add.b.eq(level[2 * i + 1])]
                 with m.If(advance):
                     m.d.sync += nxt[i].eq(add.s)

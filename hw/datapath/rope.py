@@ -43,6 +43,7 @@ from amaranth.lib.wiring import In, Out
 from golden.rope import rope_freq_words, rope_tables
 
 from ..config import HWConfig, check_config
+from ..shared import shared
 from .bf16_mul import BF16Mul
 from .fp32_add import FP32Add
 from .fp32_to_bf16 import FP32ToBF16
@@ -209,10 +210,10 @@ class RopeUnit(wiring.Component):
             ]
             ys = []
             for n, (p, q, r, t) in enumerate(((xa, c, xb, neg_s), (xb, c, xa, s))):
-                mul_a = m.submodules[f"mul{j}_{2 * n}"] = BF16Mul()
-                mul_b = m.submodules[f"mul{j}_{2 * n + 1}"] = BF16Mul()
-                add = m.submodules[f"add{j}_{n}"] = FP32Add()
-                cvt = m.submodules[f"round{j}_{n}"] = FP32ToBF16()
+                mul_a = shared(m, f"mul{j}_{2 * n}", BF16Mul())
+                mul_b = shared(m, f"mul{j}_{2 * n + 1}", BF16Mul())
+                add = shared(m, f"add{j}_{n}", FP32Add())
+                cvt = shared(m, f"round{j}_{n}", FP32ToBF16())
                 m.d.comb += [
                     mul_a.a.eq(p),
                     mul_a.b.eq(q),

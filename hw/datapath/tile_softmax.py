@@ -52,6 +52,7 @@ from amaranth.lib.wiring import In, Out
 from golden.softmax import attention_scale
 
 from ..config import HWConfig, ceil_log2, check_config
+from ..shared import shared
 from .exp2 import Exp2
 from .fp32_add import FP32Add
 from .fp32_compare import FP32Compare
@@ -149,7 +150,7 @@ class TileSoftmax(wiring.Component):
         # MUL: x = s * K.
         xs = []
         for i in range(tokens):
-            mul = m.submodules[f"mul{i}"] = FP32Mul()
+            mul = shared(m, f"mul{i}", FP32Mul())
             m.d.comb += [mul.a.eq(rin.payload.s[i]), mul.b.eq(k_const)]
             xs.append(mul.p)
         x = lanes("mul_x", FP32, xs)
@@ -170,7 +171,7 @@ class TileSoftmax(wiring.Component):
                     pairs = [(m_run, level[0])]
                 nxt = []
                 for i, (a, b) in enumerate(pairs):
-                    cmp = m.submodules[f"max{done}_{i}"] = FP32Compare()
+                    cmp = shared(m, f"max{done}_{i}", FP32Compare())
                     v = Signal(FP32, name=f"max{done}_{i}")
                     m.d.comb += [cmp.a.eq(a), cmp.b.eq(b), v.eq(Mux(cmp.ge, a, b))]
                     nxt.append(v)
@@ -187,7 +188,7 @@ class TileSoftmax(wiring.Component):
         # SUB: x - m_new and m - m_new.
         diffs = []
         for i, v in enumerate([*x, m_run]):
-            add = m.submodules[f"sub{i}"] = FP32Add()
+            add = shared(m, f"sub{i}", FP32Add())
             m.d.comb += [add.a.eq(v), add.b.eq(_neg(m_new))]
             diffs.append(add.s)
         d = lanes("sub_d", FP32, diffs[:tokens])
@@ -199,7 +200,7 @@ class TileSoftmax(wiring.Component):
         # EXP: p = exp2(x - m_new), a = exp2(m - m_new).
         exps = []
         for i, v in enumerate([*d, d_a]):
-            e = m.submodules[f"exp{i}"] = Exp2(frac_bits=cfg.exp_frac_bits)
+            e = shared(m, f"exp{i}", Exp2(frac_bits=cfg.exp_frac_bits), cfg.exp_frac_bits)
             m.d.comb += e.x.eq(v)
             exps.append(e.y)
         p = lanes("exp_p", FP32, exps[:tokens])
@@ -214,14 +215,14 @@ class TileSoftmax(wiring.Component):
         m.d.comb += [mul_la.a.eq(l_run), mul_la.b.eq(a)]
         bf16 = []
         for i in range(tokens):
-            cv = m.submodules[f"bf16_{i}"] = FP32ToBF16()
+            cv = shared(m, f"bf16_{i}", FP32ToBF16())
             m.d.comb += cv.a.eq(p[i])
             bf16.append(cv.b)
         level = p
         for stage in range(self.sum_stages):
             nxt = []
             for i in range(len(level) // 2):
-                add = m.submodules[f"sum{stage}_{i}"] = FP32Add()
+                add = shared(m, f"sum{stage}_{i}", FP32Add())
                 m.d.comb += [add.a.eq(level[2 * i]), add.b.eq(level[2 * i + 1])]
                 nxt.append(add.s)
             tag = f"sum{stage}"

@@ -63,6 +63,7 @@ from amaranth.lib.wiring import In, Out
 from golden import softmax
 
 from ..config import HWConfig, check_config
+from ..shared import shared
 from .fp32_add import FP32Add
 from .fp32_mul import FP32Mul
 from .layouts import BF16, FP32, layouts
@@ -350,8 +351,8 @@ class TiledAttention(wiring.Component):
         m.d.sync += upd2.eq(upd)
         for i in range(cols):
             mul, add = FP32Mul(), FP32Add()
-            m.submodules[f"o_mul{i}"] = mul
-            m.submodules[f"o_add{i}"] = add
+            shared(m, f"o_mul{i}", mul)
+            shared(m, f"o_add{i}", add)
             prod = Signal(FP32, name=f"o_prod{i}")  # o*a, rounded
             pv_r = Signal(FP32, name=f"o_pv{i}")  # the beat's P V lane
             m.d.comb += [
@@ -387,7 +388,7 @@ class TiledAttention(wiring.Component):
         inv_valid = Signal(name="inv_valid")
         out_mul = [FP32Mul() for _ in range(cols)]
         for i, mul in enumerate(out_mul):
-            m.submodules[f"out_mul{i}"] = mul
+            shared(m, f"out_mul{i}", mul)
             m.d.comb += [
                 mul.a.eq(o_prev[i]),
                 mul.b.eq(inv),

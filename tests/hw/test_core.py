@@ -91,6 +91,7 @@ def test_core_synthetic_program(timing, tmp_path):
     check(prog, out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("timing", ["none", "random"])
 def test_core_prefill(timing, tmp_path):
     """Each frame ingested, then one PREFILL of its tokens x 2 heads: 16 rows, one
@@ -120,6 +121,7 @@ def test_core_prefill(timing, tmp_path):
             assert max(blocks[1:]) < 1.5 * blocks[0], blocks
 
 
+@pytest.mark.slow
 def test_core_prefill_tiles_and_one_row(tmp_path):
     """Tiles of 1 and of 16 tokens (every token its own tile; one tile for the whole
     attention order) with a 2-head group; and frame_rows = 1: one PREFILL per (token,
@@ -136,6 +138,7 @@ def test_core_prefill_tiles_and_one_row(tmp_path):
     check(prog, simulate(cfg, prog, timing="random", seed=9, vcd=tmp_path / "core.vcd"))
 
 
+@pytest.mark.slow
 def test_core_paper_shape(tmp_path):
     """The paper preset's shape at tiny sizes: a vector is 2 beats (16 values in 8 lanes, as
     128 in 64) and a memory row spans 2 AXI beats (a 128-bit row over the 64-bit bus, as a

@@ -29,6 +29,7 @@ def test_generate_rejects_unknown_units():
         generate("x", preset("tiny"))
 
 
+@pytest.mark.slow
 def test_all_writes_every_unit_core_and_manifest_and_lints(tmp_path, capsys):
     assert main(["--config", "tiny", "--all", "-o", str(tmp_path)]) == 0
     for name in TOPS:

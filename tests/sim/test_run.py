@@ -30,6 +30,7 @@ def test_bad_arguments_name_the_parameter(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.cocotb
 def test_small_run_is_bit_exact(tmp_path, capsys):
     argv = ["--frames", "2", "--layers", "1", "--heads", "1", "-o", str(tmp_path)]

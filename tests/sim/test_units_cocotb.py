@@ -46,9 +46,16 @@ def cocotb_tests(module: str) -> list[str]:
     return names
 
 
+#: Units whose regression takes a minute or more (``tests/conftest.py`` starts them first).
+SLOW_UNITS = {"core", "tiled_attention"}
+
+
 @pytest.mark.cocotb
 @pytest.mark.parametrize("sim", SIMULATORS)
-@pytest.mark.parametrize("unit", list(UNIT_TESTBENCH))
+@pytest.mark.parametrize(
+    "unit",
+    [pytest.param(u, marks=pytest.mark.slow) if u in SLOW_UNITS else u for u in UNIT_TESTBENCH],
+)
 def test_unit_regression(unit, sim):
     exe = "iverilog" if sim == "icarus" else "verilator"
     assert shutil.which(exe), f"{exe} is not on PATH (run `make setup`)"
@@ -141,19 +148,42 @@ def test_tile_softmax_bench_fails_on_a_corrupted_expectation():
     assert "tile_softmax.result: got" in log and "1 mismatches" in log
 
 
+@pytest.mark.cocotb
+def test_core_context_full_on_icarus():
+    """FULL on Icarus too: ``core_context_full`` with 64-token contexts (``token_id_bits``
+    6; the tiny preset's 1024-token one, ~37 K cycles, runs on Verilator in the core's
+    regression and is skipped on Icarus)."""
+    result = run_unit(
+        "core",
+        "icarus",
+        config="tiny",
+        overrides={"token_id_bits": 6},
+        tag="full",
+        testcase="core_context_full",
+    )
+    assert result.tests == 1 and result.failed == 0
+    missed = Coverage.load(build_dir("core", "icarus", "tiny", "full") / "coverage.json").missed()
+    assert ("core.status", "FULL") not in set(missed)
+
+
 def test_testbenches_define_tests():
     for module in UNIT_TESTBENCH.values():
         assert len(cocotb_tests(module)) >= 3, module
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("unit", ["core", "kvmu"])
+@pytest.mark.parametrize("unit", [pytest.param("core", marks=pytest.mark.slow), "kvmu"])
 def test_random_initial_state(unit):
     """Registers and RAM words start random (Verilator ``--x-initial unique``, no memory
     initialisers in the Verilog): the whole regression is still bit-exact, so the design
-    relies on its reset and its own writes only, as silicon must."""
-    result = run_unit(unit, "verilator", config="tiny", tag="xinit", random_state=12345)
-    assert result.tests == len(cocotb_tests(UNIT_TESTBENCH[unit])) > 0
+    relies on its reset and its own writes only, as silicon must. The core's long
+    ``core_context_full`` (68 s of ~110; a full pool, not a reset question) runs in its
+    regression only."""
+    tests = [t for t in cocotb_tests(UNIT_TESTBENCH[unit]) if t != "core_context_full"]
+    result = run_unit(
+        unit, "verilator", config="tiny", tag="xinit", random_state=12345, testcase=tests
+    )
+    assert result.tests == len(tests) > 0
     assert result.failed == 0
 
 

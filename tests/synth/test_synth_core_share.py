@@ -123,12 +123,13 @@ def test_share_schema_rejects_incomplete():
         ("tiled_attention", ["queries__valid", "kv__valid", "out__valid", "out__payload"]),
         ("mac_array", ["queries__valid", "keys__valid", "scores__valid", "scores__payload"]),
         ("kv_writer", ["m_axi__awvalid", "m_axi__bvalid", "done__valid"]),
-        (
+        pytest.param(
             "core",
             [
                 *("cmd__valid", "vin__valid", "status__valid", "out__valid", "m_axi__arvalid"),
                 *("attn.kv__valid", "attn.out__valid"),
             ],
+            marks=pytest.mark.slow,
         ),
     ],
 )

