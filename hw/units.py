@@ -48,6 +48,7 @@ __all__ = [
     "UNITS",
     "Unit",
     "core_macs",
+    "engine_macs",
     "unit",
     "units_with_testbench",
 ]
@@ -120,9 +121,14 @@ def _mac_array_limit(cfg: HWConfig) -> str | None:
     )
 
 
+def engine_macs(cfg: HWConfig) -> int:
+    """MACs of the tiled attention engine's two arrays: ``tile_tokens x mac_cols`` (A) and
+    ``head_dim x mac_cols`` (B)."""
+    return (cfg.tile_tokens + cfg.resv.head_dim) * cfg.mac_cols
+
+
 def _tiled_attention_limit(cfg: HWConfig) -> str | None:
-    # its arrays: tile_tokens x mac_cols and head_dim x mac_cols
-    macs = (cfg.tile_tokens + cfg.resv.head_dim) * cfg.mac_cols
+    macs = engine_macs(cfg)
     if macs <= MAX_GENERATED_MACS:
         return None
     return (
@@ -141,8 +147,8 @@ MAX_GENERATED_CORE_MACS = 4096
 def core_macs(cfg: HWConfig) -> int:
     """MACs of the core: the ``hash_bits`` x ``mac_lanes`` hasher and the engine's arrays
     (``tile_tokens`` x ``mac_lanes`` and ``head_dim`` x ``mac_lanes``)."""
-    r = cfg.resv
-    return (r.hash_bits + cfg.tile_tokens + r.head_dim) * cfg.mac_lanes
+    # the core builds its engine with mac_cols = mac_lanes
+    return cfg.resv.hash_bits * cfg.mac_lanes + engine_macs(cfg.replace(mac_cols=cfg.mac_lanes))
 
 
 def _core_limit(cfg: HWConfig) -> str | None:
