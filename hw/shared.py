@@ -45,15 +45,13 @@ class Sharing:
         #: (class, repr(key)) -> (module name, its port names)
         self._modules: dict[tuple[type, str], tuple[str, frozenset[str]]] = {}
         self._texts: list[str] = []
-        self._per_class: dict[str, int] = {}
 
     def module(self, component: wiring.Component, key: tuple) -> tuple[str, frozenset[str]]:
         """The module of ``component``'s (class, key) and its ports, converted on first use."""
         cls = type(component)
         ident = (cls, repr(key))
         if ident not in self._modules:
-            n = self._per_class.get(cls.__name__, 0)
-            self._per_class[cls.__name__] = n + 1
+            n = sum(c.__name__ == cls.__name__ for c, _ in self._modules)  # its n-th key
             name = f"{self.top}.{cls.__name__}" + (f"_{n}" if n else "")
             text = rtlil.convert(component, name=name, emit_src=False)
             head = text.split(f"module \\{name}\n", 1)[1].split("\nend\n", 1)[0]

@@ -28,7 +28,6 @@ __all__ = [
     "MissingToolError",
     "ToolError",
     "find_liberty",
-    "find_tool",
     "run_tool",
     "sta_command",
     "tool_versions",

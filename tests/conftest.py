@@ -83,6 +83,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Start the ``slow`` tests first: pytest-xdist hands tests out in this order, so a
-    long test no longer starts last and keeps one worker busy while the other idles."""
+    """Start the ``slow`` tests first: with ``--dist worksteal`` (``make test``) their worker
+    runs them first while the other takes the short tests and steals, so no long test starts
+    last and keeps one worker busy while the other idles."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
