@@ -94,6 +94,10 @@ POWER_MODES = ("auto", "flat", "modules")
 #: ``--power auto`` takes the per-module path above this many cells: the flat path's
 #: propagation and OpenSTA run cost ~7 min for the tiny core's 0.5 M cells, ~20 min for 2 M.
 FLAT_POWER_MAX_CELLS = 1_000_000
+#: Default ``--max-timing-cells``: OpenSTA links the hierarchical netlist flat, ~1.1 KB per
+#: cell (15.6 GB for the 13.9 M cells of the 16-lane paper core), so on a 24 GB machine a
+#: larger design is not timed (its timing is reported as not measured).
+MAX_TIMING_CELLS = 16_000_000
 
 CONSTRAINTS = (
     "Ideal clock on `clk`; inputs and outputs at 0 ns external delay, 10 fF output load; "
@@ -127,11 +131,21 @@ class FlowOptions:
     power_mode: str = "auto"
     #: Merge identical modules before synthesis (:mod:`synth.dedup`).
     dedup: bool = True
+    #: Designs of more cells than this are not timed (see :data:`MAX_TIMING_CELLS`).
+    max_timing_cells: int = MAX_TIMING_CELLS
 
     def __post_init__(self) -> None:
         if self.power_mode not in POWER_MODES:
             raise ValueError(
                 f"power_mode must be one of {', '.join(POWER_MODES)}, not {self.power_mode!r}"
+            )
+        if (
+            isinstance(self.max_timing_cells, bool)
+            or not isinstance(self.max_timing_cells, int)
+            or self.max_timing_cells < 1
+        ):
+            raise ValueError(
+                f"max_timing_cells must be a positive integer, not {self.max_timing_cells!r}"
             )
         if not isinstance(self.clock_ns, int | float) or not self.clock_ns > 0:
             raise ValueError(f"clock_ns must be a positive number, not {self.clock_ns!r}")
@@ -391,45 +405,54 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
             f"{res.total.flops} flops, {len(res.macros)} SRAM macros, "
             f"{res.total.total_area * 1e-6:.4f} mm²",
         )
-        sta = run_sta(res.netlist, name, res.liberties, wd, opts.clock_ns)
-        cp = sta.critical_path
-        cp_path, cp_module = _path_module(res, cp.startpoint, cp.endpoint) if cp else ("", "")
-        entry["timing"] = {
-            "clock_ns": opts.clock_ns,
-            "worst_slack_ns": sta.worst_slack_ns,
-            "fmax_mhz": sta.fmax_mhz,
-            "tns_ns": sta.tns_ns,
-            "hold_slack_ns": sta.hold_slack_ns,
-            "met": sta.met,
-            "clock_port": sta.clock_port,
-            "critical_path": None
-            if cp is None
-            else {
-                "startpoint": cp.startpoint,
-                "start_kind": cp.start_kind,
-                "endpoint": cp.endpoint,
-                "end_kind": cp.end_kind,
-                "arrival_ns": cp.arrival_ns,
-                "required_ns": cp.required_ns,
-                "slack_ns": cp.slack_ns,
-                "stages": cp.stages,
-                "instance": cp_path,
-                "module": cp_module,
-            },
-            "log": _rel(sta.log),
-        }
-        t = lap("sta", t)
-        _say(
-            opts,
-            f"  {name}: OpenSTA {step_times['sta']:.1f} s, worst slack "
-            f"{sta.worst_slack_ns if sta.worst_slack_ns is not None else float('nan'):.3f} ns, "
-            f"fmax {sta.fmax_mhz or float('nan'):.1f} MHz"
-            + (
-                f" ({cp.startpoint} -> {cp.endpoint}, in {cp_path or 'the top'}: {cp_module})"
-                if cp
-                else ""
-            ),
-        )
+        if res.total.cells > opts.max_timing_cells:
+            fmax_mhz = None
+            entry["timing_note"] = (
+                f"not measured: {res.total.cells} cells > --max-timing-cells "
+                f"{opts.max_timing_cells} (OpenSTA links the netlist flat, ~1.1 KB per cell)"
+            )
+            _say(opts, f"  {name}: timing {entry['timing_note']}")
+        else:
+            sta = run_sta(res.netlist, name, res.liberties, wd, opts.clock_ns)
+            cp = sta.critical_path
+            cp_path, cp_module = _path_module(res, cp.startpoint, cp.endpoint) if cp else ("", "")
+            entry["timing"] = {
+                "clock_ns": opts.clock_ns,
+                "worst_slack_ns": sta.worst_slack_ns,
+                "fmax_mhz": sta.fmax_mhz,
+                "tns_ns": sta.tns_ns,
+                "hold_slack_ns": sta.hold_slack_ns,
+                "met": sta.met,
+                "clock_port": sta.clock_port,
+                "critical_path": None
+                if cp is None
+                else {
+                    "startpoint": cp.startpoint,
+                    "start_kind": cp.start_kind,
+                    "endpoint": cp.endpoint,
+                    "end_kind": cp.end_kind,
+                    "arrival_ns": cp.arrival_ns,
+                    "required_ns": cp.required_ns,
+                    "slack_ns": cp.slack_ns,
+                    "stages": cp.stages,
+                    "instance": cp_path,
+                    "module": cp_module,
+                },
+                "log": _rel(sta.log),
+            }
+            t = lap("sta", t)
+            _say(
+                opts,
+                f"  {name}: OpenSTA {step_times['sta']:.1f} s, worst slack "
+                f"{sta.worst_slack_ns if sta.worst_slack_ns is not None else float('nan'):.3f} ns, "
+                f"fmax {sta.fmax_mhz or float('nan'):.1f} MHz"
+                + (
+                    f" ({cp.startpoint} -> {cp.endpoint}, in {cp_path or 'the top'}: {cp_module})"
+                    if cp
+                    else ""
+                ),
+            )
+            fmax_mhz = sta.fmax_mhz
         libs = [read_liberty(p) for p in res.liberties]
         mapped = load_mapped(res.mapped_json)
         use_modules = opts.power_mode == "modules" or (
@@ -557,7 +580,7 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
             )
         entry["scaled"] = scale_figures(
             area_um2=res.total.total_area,
-            fmax_mhz=sta.fmax_mhz,
+            fmax_mhz=fmax_mhz,
             dynamic_w=dynamic,
             leakage_w=leakage,
             clock_mhz=1000.0 / opts.clock_ns,
@@ -946,6 +969,14 @@ def _parser() -> argparse.ArgumentParser:
         f"{FLAT_POWER_MAX_CELLS} cells; default)",
     )
     ap.add_argument(
+        "--max-timing-cells",
+        type=int,
+        default=MAX_TIMING_CELLS,
+        metavar="N",
+        help="skip timing (reported as not measured) above N cells: OpenSTA links the "
+        f"netlist flat, ~1.1 KB of memory per cell (default {MAX_TIMING_CELLS})",
+    )
+    ap.add_argument(
         "--no-dedup",
         action="store_true",
         help="synthesise every module copy Amaranth emits instead of one per structure",
@@ -973,6 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
             charts=not args.no_charts,
             power_mode=args.power,
             dedup=not args.no_dedup,
+            max_timing_cells=args.max_timing_cells,
             command="python -m synth.flow " + shlex.join(sys.argv[1:] if argv is None else argv),
         )
         report = run_flow(opts)

@@ -531,6 +531,8 @@ def write_markdown(report: dict[str, Any], path: Path, charts: list[Path] = ()) 
                     )
             lines.append("")
         t = m["timing"]
+        if m.get("timing_note"):
+            lines += [f"Timing {m['timing_note']}.", ""]
         if t:
             cp = t["critical_path"]
             lines += [
@@ -632,7 +634,7 @@ def write_charts(report: dict[str, Any], out_dir: Path) -> list[Path]:
 
     # 2. fmax raw and scaled
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
-    raw = [m["timing"]["fmax_mhz"] or 0 for m in mods]
+    raw = [(m["timing"] or {}).get("fmax_mhz") or 0 for m in mods]
     scl = [(m["scaled"] or {}).get("fmax_mhz") or 0 for m in mods]
     axes[0].bar(names, raw, color="tab:blue")
     axes[0].set_title("fmax, 0.18 µm (OpenSTA)")

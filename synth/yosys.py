@@ -15,8 +15,10 @@ WebAssembly sandbox hides the host's ``/tmp``):
    cell whose WIDTH/SIZE/ABITS/port parameters give its shape (:class:`MemoryInstance`).
 2. *map*: the same front end; memories chosen by :func:`synth.sram.is_macro` are retyped to
    a black-box macro cell (``setparam -type``), whose Liberty model :mod:`synth.sram`
-   writes; then ``synth -top`` (hierarchy kept, so area per submodule is exact),
-   ``dfflibmap``, ``abc -D <clock> -constr`` (timing-driven mapping with fanout buffering
+   writes; then ``synth -top -noabc`` (hierarchy kept, so area per submodule is exact),
+   ``dfflibmap``, a generic ``abc`` (logic optimisation, one ABC run per module: ``synth``'s
+   own ``abc`` would run once per flip-flop enable signal), ``abc -D <clock> -constr``
+   (timing-driven mapping with fanout buffering
    and gate sizing; driving cell = the library's smallest buffer, 10 fF load) and
    ``stat -json``. Small memories are mapped to
    flip-flops by ``synth``'s ``memory_map``.
@@ -403,8 +405,12 @@ def synthesize(
         script.append(f"setparam {unset} -type {mem.macro_name} {_select(mem)}")
     stat_libs = f"-liberty {STD_LIB}" + (f" -liberty {MACRO_LIB}" if macro_mems else "")
     script += [
-        f"synth -top {top}",
+        # -noabc, then one generic abc after dfflibmap: synth's own abc partitions a module
+        # by flop enable and runs ABC once per enable (16 391 runs for one MAC array of the
+        # paper core); once the flops are library cells a module is one ABC run.
+        f"synth -top {top} -noabc",
         f"dfflibmap -liberty {STD_LIB}",
+        "abc",
         # -constr makes ABC buffer high-fanout nets and size gates for the delay target
         # (without it a select line driving hundreds of muxes costs ~10 ns at 0.18 µm).
         f"abc -D {clock_ns * 1000:.0f} -constr {ABC_CONSTR} -liberty {STD_LIB}",

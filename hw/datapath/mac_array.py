@@ -37,7 +37,8 @@ operands are chunk ``c`` of the stored query ``q_r`` (``c`` = the K beat's index
 vector) and whose ``b`` operands are the K beat, which all rows share: per beat a pairwise
 FP32 tree of the ``C`` products, then a sequential accumulation of the chunk sums, exactly
 ``golden.fparith.dot``'s order (subnormals flushed, round to nearest even, inf/NaN as the
-MacTree). The queries sit in ``R x M x C`` BF16 registers. A small FIFO carries each K
+MacTree). The queries sit in ``R x M x C`` BF16 registers, a ``StationaryRow`` per row
+(one shared module for all rows). A small FIFO carries each K
 vector's ``end`` flag and the block's row count to its score beat.
 
 Cycles (no stalls): one beat per cycle on either input, no bubble between phases. A block
@@ -51,15 +52,16 @@ the pipeline advances whenever the output register is empty or read (``keys.read
 streaming & (~scores.valid | scores.ready)``); the query load does not depend on it.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig, check_config
 from ..shared import shared
-from .layouts import BF16, layouts
+from .layouts import layouts
 from .mac_tree import MacTree, mac_latency
+from .stationary_row import StationaryRow
 
 __all__ = ["MacArray", "block_cycles"]
 
@@ -114,12 +116,10 @@ class MacArray(wiring.Component):
         m.d.comb += [push.end.eq(kin.payload.end), push.rows.eq(block_rows)]
         m.d.comb += fifo.w_data.eq(push)
 
-        # Query load: rows x chunks registers of ``cols`` BF16 elements.
-        q_chunk = data.ArrayLayout(BF16, cols)
-        qmem = [
-            Signal(data.ArrayLayout(q_chunk, chunks), name=f"q{r}", reset_less=True)
-            for r in range(rows)
-        ]
+        k_chunk = Signal(range(max(2, chunks)), name="k_chunk")  # the K beat's chunk
+        # Query load: rows x chunks registers of ``cols`` BF16 elements, one StationaryRow
+        # (one shared module) per row.
+        qrows = [StationaryRow(chunks, cols, columns=self._transposed) for _ in range(rows)]
         # Row order: ``load_row`` (the vector) and ``load_chunk`` (its beat). Transposed:
         # ``load_row`` is the vector (a column index, up to M*C) and ``load_chunk`` its beat
         # (a group of C rows); ``col_rows`` the rows its beats reached.
@@ -130,26 +130,46 @@ class MacArray(wiring.Component):
         first = Signal(init=1, name="load_first")  # the next query beat starts a block
         transposed = qin.payload.columns if self._transposed else Const(0, 1)
         m.d.comb += qin.ready.eq(~streaming)
-        with m.If(qin.valid & qin.ready):
+        # The strobes, each decoded once: (row, chunk) for a row beat; (row group, column)
+        # for a transposed beat, whose lane ``i`` goes to row ``g * C + i`` of group ``g``.
+        load = Signal(name="q_load")
+        m.d.comb += load.eq(qin.valid & qin.ready)
+        row_beat = Signal(name="row_beat")
+        m.d.comb += row_beat.eq(load & ~transposed)
+        chunk_hit = Signal(chunks, name="chunk_hit")
+        m.d.comb += chunk_hit.eq(Cat(load_chunk == c for c in range(chunks)))
+        if self._transposed:
+            col_hit = Signal(chunks * cols, name="col_hit")
+            m.d.comb += col_hit.eq(Cat(load_row == j for j in range(chunks * cols)))
+            clear = Signal(name="q_clear")
+            m.d.comb += clear.eq(load & transposed & first)
+            col_w = [Signal(chunks * cols, name=f"col_w{g}") for g in range(groups)]
+            for g in range(groups):
+                hit = load & transposed & (load_chunk == g)
+                m.d.comb += col_w[g].eq(col_hit & hit.replicate(chunks * cols))
+        for r, qrow in enumerate(qrows):
+            shared(m, f"q{r}", qrow, chunks, cols, self._transposed)
+            row_w = Signal(chunks, name=f"row_w{r}")
+            m.d.comb += [
+                row_w.eq(chunk_hit & (row_beat & (load_row == r)).replicate(chunks)),
+                qrow.x.eq(qin.payload.x),
+                qrow.row_w.eq(row_w),
+                qrow.read.eq(k_chunk),
+            ]
+            if self._transposed:
+                g, i = divmod(r, cols)
+                m.d.comb += [
+                    qrow.col_x.eq(qin.payload.x[i]),
+                    qrow.col_w.eq(col_w[g]),
+                    qrow.clear.eq(clear),
+                ]
+        with m.If(load):
             m.d.sync += first.eq(qin.payload.last & qin.payload.end)
             with m.If(transposed):
-                with m.If(first):
-                    m.d.sync += [q.eq(0) for q in qmem]
-                for g in range(groups):
-                    for i in range(min(cols, rows - g * cols)):
-                        for c in range(chunks):
-                            for e in range(cols):
-                                with m.If((load_chunk == g) & (load_row == c * cols + e)):
-                                    m.d.sync += qmem[g * cols + i][c][e].eq(qin.payload.x[i])
                 reach = Mux(load_chunk >= groups, rows, (load_chunk + 1) * cols)
                 reach = Mux(reach > rows, rows, reach)
                 with m.If(first | (reach > col_rows)):
                     m.d.sync += col_rows.eq(reach)
-            with m.Else():
-                for r in range(rows):
-                    for c in range(chunks):
-                        with m.If((load_row == r) & (load_chunk == c)):
-                            m.d.sync += qmem[r][c].eq(qin.payload.x)
             cap = Mux(transposed, chunks * cols, rows)
             next_row = Mux(load_row >= cap, cap, load_row + 1)
             with m.If(qin.payload.last):
@@ -166,7 +186,6 @@ class MacArray(wiring.Component):
 
         # K stream: every row's tree takes the same beat, so the trees run in lockstep.
         trees = [MacTree(self._tree_cfg) for _ in range(rows)]
-        k_chunk = Signal(range(max(2, chunks)), name="k_chunk")
         accept = Signal(name="k_accept")
         m.d.comb += [
             kin.ready.eq(streaming & trees[0].vectors.ready & fifo.w_rdy),
@@ -177,7 +196,7 @@ class MacArray(wiring.Component):
             shared(m, f"row{r}", tree, self._tree_cfg)
             m.d.comb += [
                 tree.vectors.valid.eq(kin.valid & streaming & fifo.w_rdy),
-                tree.vectors.payload.a.eq(qmem[r][k_chunk]),
+                tree.vectors.payload.a.eq(qrows[r].a),
                 tree.vectors.payload.b.eq(kin.payload.x),
                 tree.vectors.payload.last.eq(kin.payload.last),
                 tree.result.ready.eq(out.ready),

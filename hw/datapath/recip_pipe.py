@@ -13,7 +13,8 @@ holds it after ``i`` division steps, so its result is offered from ``t + latency
 ``result.ready``. Back-pressure stalls every stage at once (the stages advance when the
 output is empty or read: ``operand.ready = ~result.valid | result.ready``), so without
 stalls it takes one operand per cycle and a stalled result loses nothing. Cost: 26 stages of
-about 83 bits (exponent, power-of-two flag, significand, remainder, quotient).
+59 bits (valid, exponent, power-of-two flag, significand, remainder) plus the quotient, which
+has ``i`` bits in stage ``i``.
 """
 
 import itertools
@@ -33,7 +34,6 @@ _STAGE = data.StructLayout(
         "pow2": 1,
         "sig": _SIG_W,
         "rem": _SIG_W + 1,
-        "quo": QUOTIENT_BITS,
     }
 )
 
@@ -53,6 +53,12 @@ class FP32RecipPipe(wiring.Component):
         m = Module()
         op, res = self.operand, self.result
         stages = [Signal(_STAGE, name=f"stage{i}") for i in range(QUOTIENT_BITS + 1)]
+        # Stage i's quotient has i bits (the rest would be constant 0 registers, which Yosys
+        # discovers one stage per pass of its opt loop).
+        # (Stage 0's is empty: no signal, Verilog has no zero-width vectors.)
+        quos = [Const(0, 0)] + [
+            Signal(i, name=f"stage{i}_quo") for i in range(1, QUOTIENT_BITS + 1)
+        ]
         last = stages[-1]
         advance = ~last.valid | res.ready
         m.d.comb += [op.ready.eq(advance), res.valid.eq(last.valid)]
@@ -64,17 +70,16 @@ class FP32RecipPipe(wiring.Component):
                 stages[0].pow2.eq(v.mantissa == 0),
                 stages[0].sig.eq(Cat(v.mantissa, Const(1, 1))),
                 stages[0].rem.eq(1 << _SIG_W),
-                stages[0].quo.eq(0),
             ]
-            for prev, nxt in itertools.pairwise(stages):
-                rem, quo = divide_step(prev.rem, prev.sig, prev.quo)
+            for i, (prev, nxt) in enumerate(itertools.pairwise(stages)):
+                rem, quo = divide_step(prev.rem, prev.sig, Cat(quos[i], Const(0, 1)))
                 m.d.sync += [
                     nxt.valid.eq(prev.valid),
                     nxt.exp.eq(prev.exp),
                     nxt.pow2.eq(prev.pow2),
                     nxt.sig.eq(prev.sig),
                     nxt.rem.eq(rem),
-                    nxt.quo.eq(quo),
+                    quos[i + 1].eq(quo),
                 ]
-        m.d.comb += res.payload.value.eq(round_quotient(m, last.exp, last.pow2, last.quo, last.rem))
+        m.d.comb += res.payload.value.eq(round_quotient(m, last.exp, last.pow2, quos[-1], last.rem))
         return m

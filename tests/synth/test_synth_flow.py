@@ -65,6 +65,27 @@ def test_unit_figures(tiny):
     assert s["fmax_mhz"] > t["fmax_mhz"]
 
 
+def test_timing_skipped_above_max_timing_cells(tmp_path):
+    """A design of more cells than ``max_timing_cells`` is synthesised and its power
+    analysed, but not timed: no fmax (raw or scaled), and the report says why."""
+    opts = flow.FlowOptions(
+        preset="tiny",
+        tops=["kv_writer"],
+        out_dir=tmp_path,
+        default_activity=True,
+        max_timing_cells=10,
+        charts=False,
+        quiet=True,
+    )
+    (m,) = flow.run_flow(opts)["modules"]
+    assert m["status"] == "ok", m["error"]
+    assert m["area"]["cells"] > 10 and m["power"]["total_w"] > 0
+    assert m["timing"] is None and m["scaled"]["fmax_mhz"] is None
+    assert m["timing_note"].startswith(f"not measured: {m['area']['cells']} cells > ")
+    assert rep.validate(json.loads((tmp_path / "report.json").read_text())) == []
+    assert f"Timing {m['timing_note']}." in (tmp_path / "report.md").read_text()
+
+
 def test_missing_units_are_listed_not_estimated(tiny):
     _, report = tiny
     names = [m["name"] for m in report["missing"]]
@@ -96,6 +117,7 @@ def test_cli_missing_default_liberty_gives_install_command(tmp_path, monkeypatch
         (["--top", "nope"], r"top must be one of .*, not 'nope'"),
         (["--clock-ns", "0"], r"clock_ns must be a positive number, not 0.0"),
         (["--cycles", "3"], r"cycles must be an integer of at least 10, not 3"),
+        (["--max-timing-cells", "0"], r"max_timing_cells must be a positive integer, not 0"),
         (["--set", "mac_rows"], r"--set must be FIELD=INTEGER, not 'mac_rows'"),
         (["--set", "mac_rows=x"], r"--set must be FIELD=INTEGER, not 'mac_rows=x'"),
         (["--set", "nope=3"], r"--set must name an HWConfig field \(.*hcu_batch.*\), not 'nope'"),
