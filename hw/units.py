@@ -139,8 +139,9 @@ def _tiled_attention_limit(cfg: HWConfig) -> str | None:
 
 
 #: Largest core (MACs of its hasher and its attention engine's two arrays) that whole-preset
-#: runs take: the 64-lane paper core (14 336 MACs) generates (``hw.shared``: 8 min of RTLIL,
-#: 89 MB, 3.7 GB of memory) but is not synthesised or simulated whole yet.
+#: runs take. The 64-lane paper core (14 336 MACs) generates and synthesises by name
+#: (``--top core``: Yosys 17 min, 42.5 M cells, too large to time here), which would make a
+#: whole-preset run take more than half an hour; it is not simulated whole yet.
 MAX_GENERATED_CORE_MACS = 4096
 
 
@@ -157,7 +158,7 @@ def _core_limit(cfg: HWConfig) -> str | None:
         return None
     return (
         f"core is left out: its hasher and attention arrays have {macs} MACs (more than "
-        f"{MAX_GENERATED_CORE_MACS}; --top core still generates it, in ~8 min); its cycles "
+        f"{MAX_GENERATED_CORE_MACS}; --top core still generates and synthesises it); its cycles "
         "are measured at a quarter of the width (make bench), its area at 16 lanes: "
         "python -m synth.flow "
         "--config paper --top core --set mac_lanes=16 --set rope_pairs=8"
