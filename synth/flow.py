@@ -139,26 +139,14 @@ class FlowOptions:
             raise ValueError(
                 f"power_mode must be one of {', '.join(POWER_MODES)}, not {self.power_mode!r}"
             )
-        if (
-            isinstance(self.max_timing_cells, bool)
-            or not isinstance(self.max_timing_cells, int)
-            or self.max_timing_cells < 1
-        ):
-            raise ValueError(
-                f"max_timing_cells must be a positive integer, not {self.max_timing_cells!r}"
-            )
         if not isinstance(self.clock_ns, int | float) or not self.clock_ns > 0:
             raise ValueError(f"clock_ns must be a positive number, not {self.clock_ns!r}")
         if isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 10:
             raise ValueError(f"cycles must be an integer of at least 10, not {self.cycles!r}")
-        if (
-            isinstance(self.sram_min_bits, bool)
-            or not isinstance(self.sram_min_bits, int)
-            or self.sram_min_bits < 1
-        ):
-            raise ValueError(
-                f"sram_min_bits must be a positive integer, not {self.sram_min_bits!r}"
-            )
+        for name in ("max_timing_cells", "sram_min_bits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
     @property
     def directory(self) -> Path:
