@@ -20,17 +20,25 @@ Ingest (one token at a time, position = token id in the context, pre-RoPE BF16 `
    ``w_c = fp32_mul(fp32_recip(int_to_fp32(members_c)), K_score)`` with
    ``K_score = f32(log2(e) / sqrt(d) * 2**score_frac_bits)``.
 
-Query (pre-RoPE BF16 ``q`` at ``position``):
+Prefill (``R`` pre-RoPE BF16 rows, row ``r`` at ``position + r // group``):
 
-1. ``q_post = rope_bf16(q, position)``.
+1. ``q_post_r = rope_bf16(q_r, position_r)``; the selection query is their mean
+   ``bf16(sum_r q_post_r * (1/R))`` (an FP32 sum in row order from ``+0``, ``1/R =
+   fp32_recip(int_to_fp32(R))``).
 2. Every cluster ``c`` (``C`` = clusters in the table, all scored):
-   ``score_c = fp32_to_fixed(fp32_mul(dot(bf16(keysum_c), q_post), w_c), 0, score_bits)``,
+   ``score_c = fp32_to_fixed(fp32_mul(dot(bf16(keysum_c), mean), w_c), 0, score_bits)``,
    i.e. ``q . rep_c / sqrt(d)`` in log2 units with ``score_frac_bits`` fractional bits.
 3. ``wicsum_select_bucketed(score, counts)`` (the WTU); the KVMU fetches the selected
    clusters' tokens (``KVMemory.tokens``: selection order, chunk list order, slot order).
 4. Attention order: always-kept tokens (sinks, then the ring, oldest first), then the
-   fetched tokens. ``scores_t = dot(k_post_t, q_post)``, then the vector unit's online
-   softmax ``golden.softmax.online_attention`` → FP32 output ``(d,)``.
+   fetched tokens. Row ``r``'s scores are ``dot(k_post_t, q_post_r)``, ``-inf`` for a kept
+   token newer than the row (the causal mask); every row attends in the tiled order
+   (``golden.softmax.tiled_attention``) → FP32 output ``(R, d)``.
+
+Query (decode: one pre-RoPE BF16 ``q`` at ``position``): a one-row prefill **without the
+causal mask** (every token of the context is visible) → FP32 output ``(d,)``. Its
+selection query is the one-row mean, i.e. ``q_post`` except where the FP32 sum from ``+0``
+changes it (``-0`` becomes ``+0``).
 
 ``CoreModel.counters`` mirrors the core's performance counters that count work (not
 cycles); the regressions compare them register by register.
@@ -58,7 +66,7 @@ from .fparith import (
 from .kvmu import KVLayout, KVMemory, RecentWindow
 from .resv import ClusterEvent, ClusterTable, wicsum_select_bucketed
 from .rope import rope_bf16
-from .softmax import NEG_INF, online_attention, tiled_attention
+from .softmax import NEG_INF, tiled_attention
 
 __all__ = ["NEG_INF", "WORK_COUNTERS", "CoreModel", "QueryOutcome", "score_scale_bits"]
 
@@ -276,18 +284,14 @@ class CoreModel:
         return keys, vals
 
     def query(self, q: np.ndarray, position: int) -> QueryOutcome:
-        """``QUERY``: attention of pre-RoPE BF16 ``q`` (d,) at ``position``."""
+        """``QUERY``: attention of pre-RoPE BF16 ``q`` (d,) at ``position``: a one-row
+        ``PREFILL`` without the causal mask (module docstring); ``output`` is (d,)."""
         q = self._vec("q", q)
         if self.n_tokens == 0:
             raise ValueError("the context is empty: ingest tokens before querying")
-        qp = self._rope(q, position)
-        got = self._retrieve(qp)
-        order = np.concatenate([self.window.kept(), got[3]])
-        keys, vals = self._attention(order)
-        att = dot(keys, np.broadcast_to(qp, keys.shape), self.lanes)
-        out = online_attention(att, vals, exp_frac_bits=self.cfg.exp_frac_bits)
+        out, mean, got, order = self._rows(q[None], np.array([position]), causal=False)
         self.counters["queries"] += 1
-        return self._outcome(out, qp, got, order)
+        return self._outcome(out[0], mean, got, order)
 
     # ------------------------------------------------------------------------- prefill
 
@@ -338,21 +342,31 @@ class CoreModel:
         why = self.prefill_error(q.shape[0], group, position)
         if why is not None:
             raise ValueError(why)
-        R = q.shape[0]
-        pos = position + np.arange(R) // group
-        qp = np.stack([self._rope(q[i], int(pos[i])) for i in range(R)])
+        pos = position + np.arange(q.shape[0]) // group
+        out, mean, got, order = self._rows(q, pos, causal=True)
+        self.counters["prefills"] += 1
+        self.counters["prefill_rows"] += q.shape[0]
+        return self._outcome(out, mean, got, order)
+
+    def _rows(self, q: np.ndarray, pos: np.ndarray, causal: bool) -> tuple:
+        """Rows ``q`` (R, d) at positions ``pos`` (R,): RoPE, one selection from their mean
+        query, the tiled attention of every row over the kept and fetched tokens (kept
+        tokens newer than a row masked if ``causal``): (output (R, d), mean, the
+        retrieval, the attention order)."""
+        qp = np.stack([self._rope(row, int(p)) for row, p in zip(q, pos, strict=True)])
         acc = np.zeros(self.d, np.uint32)
         for row in qp:
             acc = fp32_add(acc, row.astype(np.uint32) << np.uint32(16))
-        inv = fp32_recip(int_to_fp32(np.uint32(R)))
+        inv = fp32_recip(int_to_fp32(np.uint32(len(qp))))
         mean = fp32_to_bf16(fp32_mul(acc, np.broadcast_to(inv, acc.shape)))
         got = self._retrieve(mean)
         kept = self.window.kept()
         order = np.concatenate([kept, got[3]])
         keys, vals = self._attention(order)
-        ids = np.concatenate([kept, np.full(len(got[3]), -1, np.int64)])  # fetched: older
         att = np.stack([dot(keys, np.broadcast_to(row, keys.shape), self.lanes) for row in qp])
-        att = np.where(ids[None] > pos[:, None], NEG_INF, att).astype(np.uint32)
+        if causal:  # fetched tokens are older than every row
+            ids = np.concatenate([kept, np.full(len(got[3]), -1, np.int64)])
+            att = np.where(ids[None] > pos[:, None], NEG_INF, att).astype(np.uint32)
         out = tiled_attention(
             att,
             vals,
@@ -360,6 +374,4 @@ class CoreModel:
             lanes=self.lanes,
             exp_frac_bits=self.cfg.exp_frac_bits,
         )
-        self.counters["prefills"] += 1
-        self.counters["prefill_rows"] += R
-        return self._outcome(out, mean, got, order)
+        return out, mean, got, order

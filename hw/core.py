@@ -4,7 +4,8 @@ One context (layer, KV head) at a time, bit-exact with ``golden.core.CoreModel``
 runs several contexts one after the other with ``RESET_CTX`` between them. Frame prefill
 (``PREFILL``) takes up to ``frame_rows`` query rows into a query buffer, selects once for
 all of them, and runs them on the tiled attention engine, which reads the selected tokens
-once; a decode ``QUERY`` runs one row on the MAC tree and the per-token vector unit.
+once; a decode ``QUERY`` is the same path with one row and no causal mask, so decode and
+prefill share one engine (the core has no per-token vector unit).
 
 Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cycles):
 
@@ -18,6 +19,7 @@ Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cy
   SET_BIAS   2  ``vin``: one vector (bias); ``theta_j = dot(bias, P_j)`` (key centring)
   INGEST     3  ``vin``: ``arg`` tokens, each its pre-RoPE K vector then its V vector
   QUERY      4  ``vin``: one pre-RoPE query vector at position ``arg``; ``out``: the result
+                (a one-row ``PREFILL`` that attends to every kept token: no causal mask)
   CLEAR_PERF 5  zero the performance counters
   PREFILL    6  ``vin``: ``rows`` pre-RoPE query vectors; row ``r`` is at position
                 ``arg + r // group`` (a frame's tokens x the GQA group's heads, token
@@ -51,33 +53,33 @@ compared in parallel with the thresholds ``theta`` (signature). If the recent ri
 the oldest ring token ages out **at the same time** (a second FSM, started when ``t`` is
 announced): its signature goes through the HCU, the KVMU gives it a slot, the ``KVWriter``
 writes its K and V there as a posted write (an ``INGEST`` answers once all its writes
-completed), its cluster's FP32 key sum is updated lane-parallel, one row per cycle, and
-the cluster's score weight ``w_c = 1/members_c * K_score`` is computed by ``FP32Recip``
+completed), its cluster's FP32 key sum is updated lane-parallel from registered rows (one
+row per cycle when a row is two or more AXI beats, else two cycles per K row), and the cluster's
+score weight ``w_c = 1/members_c * K_score`` is computed by ``FP32Recip``
 while the next token goes on (written when the reciprocal is done). Then ``t`` takes the
 ring slot (or a sink slot).
 
-Flow of a query: RoPE of q; every cluster's key sum (rounded to BF16) is dotted with q
-through the MAC tree, scaled by ``w_c`` into a fixed-point log2 score and streamed into the
-WTU; the selection goes straight to the KVMU, whose reads start at once. Attention runs
-over the kept tokens (sinks, then the ring, oldest first) from on-chip memory and then over
-the fetched tokens as their beats arrive: K rows to the MAC tree, V rows through a FIFO to
-the ``VectorUnit`` (online softmax), whose output is ``out``.
-
 Flow of a prefill: the rows stream from ``vin`` through the RoPE unit (row ``r`` at its
-position; one row every ``max(head_dim / 2 / rope_pairs + 2, beats)`` cycles) into the
-query buffer (``frame_rows x head_dim`` BF16) and an FP32 row sum; then ``1/rows``
-(``FP32Recip``) gives the mean query ``bf16(sum * (1/rows))``, which scores and selects the
-clusters exactly as a query does: one selection for all the rows, which goes to the KVMU at
-once. Then the rows go from the buffer into the ``TiledAttention`` engine (with their
-positions), and the attention order follows as one token stream, each token's K rows then
-its V rows: the kept tokens (sinks, then the ring, oldest first; their ids are their
-positions, so the engine masks those newer than a row) and the fetched ones as the KVMU
-delivers them (older than every row). The engine holds ``tile_tokens`` tokens at a time
-in its two MAC arrays (``mac_lanes`` columns), runs every row past them (the tiled order of
-``golden.softmax.tiled_attention``) and keeps each row's state in FIFOs, so the selected
-tokens are read **once** for all the rows. When the KVMU's summary says the fetch is
-complete, a padding token ends the stream; the engine's rows then leave on ``out``, row
-after row (``last`` on the final beat).
+position; one row every ``max(head_dim / 2 / rope_pairs + 3, beats)`` cycles) into the query
+buffer (``frame_rows x head_dim`` BF16) and an FP32 row sum; then ``1/rows`` (``FP32Recip``)
+gives the mean query ``bf16(sum * (1/rows))``, which scores and selects the clusters: every
+cluster's key sum (rounded to BF16) is dotted with the mean through the MAC tree, scaled by
+``w_c`` into a fixed-point log2 score and streamed into the WTU; the one selection for all
+the rows goes straight to the KVMU, whose reads start at once. Then the rows go from the
+buffer into the ``TiledAttention`` engine (with their positions), and the attention order
+follows as one token stream, each token's K rows then its V rows: the kept tokens (sinks,
+then the ring, oldest first; their ids are their positions, so the engine masks those newer
+than a row) and the fetched ones as the KVMU delivers them (older than every row). The
+engine holds ``tile_tokens`` tokens at a time in its two MAC arrays (``mac_lanes`` columns),
+runs every row past them (the tiled order of ``golden.softmax.tiled_attention``) and keeps
+each row's state in FIFOs, so the selected tokens are read **once** for all the rows. When
+the KVMU's summary says the fetch is complete, a padding token ends the stream; the engine's
+rows then leave on ``out``, row after row (``last`` on the final beat).
+
+A ``QUERY`` is this flow with ``rows = group = 1`` and the kept tokens unmasked (a decode
+query is newer than everything in the cache, but its position ``arg`` may be any value the
+host chooses); its selection uses the one-row mean ``bf16(sum * 1)``, the query itself
+(only ``-0`` becomes ``+0``, which scores identically).
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ import enum as pyenum
 
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -106,7 +108,6 @@ from .datapath import (
     MacTree,
     RopeUnit,
     TiledAttention,
-    VectorUnit,
 )
 from .datapath.layouts import BF16, FP32
 from .dre import DynamicRetrievalEngine
@@ -254,12 +255,10 @@ class VRexCore(wiring.Component):
         m.submodules.dre = dre = DynamicRetrievalEngine(cfg)
         m.submodules.kvmu = kvmu = KVMemoryUnit(cfg)
         m.submodules.writer = writer = KVWriter(cfg)
-        # The prefill engine: TiledAttention (the tiled order, its MAC arrays mac_lanes
-        # wide: one beat per memory row); a QUERY keeps the MAC tree and the per-token
-        # VectorUnit.
+        # The attention engine of PREFILL and QUERY: TiledAttention (the tiled order, its
+        # MAC arrays mac_lanes wide: one beat per memory row); the MAC tree scores clusters.
         FR = cfg.frame_rows
         m.submodules.attn = attn = TiledAttention(cfg.replace(mac_cols=lanes))
-        m.submodules.vu = vu = VectorUnit(cfg)
 
         def array_cfg(rows: int) -> HWConfig:
             # tile_tokens (unused by the MacArray) kept within the narrower array's storage
@@ -326,7 +325,7 @@ class VRexCore(wiring.Component):
         position = Signal(tid_bits + 1, name="position")
 
         # PREFILL: rows, rows per position, the row being received, each row's position.
-        pf = Signal(name="prefill")  # the command is a PREFILL
+        pf = Signal(name="rows_cmd")  # a PREFILL or QUERY (the reciprocal gives 1/rows)
         p_rows = Signal(range(FR + 1), name="prefill_rows")
         p_group = Signal(range(FR + 1), name="prefill_group")
         prow = Signal(range(max(2, 1 << bits_for(FR))), name="prefill_row")  # rows stored
@@ -370,9 +369,10 @@ class VRexCore(wiring.Component):
         def count(name, amount=1):
             return perf[name].eq(perf[name] + amount)
 
-        # ------------------------------------------------------------------ MAC feeder
-        # One register stage in front of the MAC tree (and of the V FIFO): the read ports
-        # are enabled with ``adv`` so their data, like the stage's flags, hold while stalled.
+        # ------------------------------------------------------------------ feeder
+        # One register stage in front of the MAC tree (SCORE) and the engine's token stream
+        # (KEPT, FETCH): the read ports are enabled with ``adv`` so their data, like the
+        # stage's flags, hold while stalled.
         class Mode(pyenum.IntEnum):
             SCORE = 1
             KEPT = 2
@@ -388,20 +388,17 @@ class VRexCore(wiring.Component):
         ring_old = Signal(range(recent), name="ring_oldest")
 
         mv = Signal(name="stage_valid")
-        mdest_v = Signal(name="stage_to_vfifo")
+        mdest_v = Signal(name="stage_v_row")
         mb = Signal(range(nb), name="stage_row")
         mlast = Signal(name="stage_last")
         mrow = Signal(row_bits, name="stage_row_data")  # fetch mode data
-        m.submodules.vfifo = vfifo = fifo.SyncFIFOBuffered(width=row_bits, depth=2 * nb + 2)
         adv = Signal(name="stage_adv")
-        # A PREFILL's attention streams each token's K and V rows to the engine (its
-        # selection scores use the tree); ``mpos`` is the staged row's token position.
+        # Attention streams each token's K and V rows to the engine (the selection's scores
+        # use the tree); ``mpos`` is the staged row's token position.
         to_attn = Signal(name="to_attn")
         mpos = Signal(tid_bits + 1, name="stage_pos")
-        m.d.comb += to_attn.eq(pf & (mode != Mode.SCORE))
-        m.d.comb += adv.eq(
-            ~mv | Mux(to_attn, attn.kv.ready, Mux(mdest_v, vfifo.w_rdy, mac.vectors.ready))
-        )
+        m.d.comb += to_attn.eq(mode != Mode.SCORE)
+        m.d.comb += adv.eq(~mv | Mux(to_attn, attn.kv.ready, mac.vectors.ready))
 
         a_row = kpost[mb]
         to_bf = []
@@ -441,20 +438,13 @@ class VRexCore(wiring.Component):
             with m.If(pad_on):
                 m.d.sync += pad_b.eq(pad_b + 1)
         m.d.comb += [
-            mac.vectors.valid.eq(mv & ~mdest_v & ~to_attn),
+            mac.vectors.valid.eq(mv & ~to_attn),
             mac.vectors.payload.a.eq(a_row),
             mac.vectors.payload.b.eq(b_row),
             mac.vectors.payload.last.eq(mlast),
-            vfifo.w_en.eq(mv & mdest_v & ~to_attn),
-            vfifo.w_data.eq(v_row),
         ]
-        # dot products issued / results taken in the current phase (attention: tokens)
-        n_items = C + (1 << tid_bits) + 1
-        items = Signal(range(n_items), name="mac_items")
         with m.If(mac.vectors.valid & mac.vectors.ready):
             m.d.sync += count("mac_beats")
-        with m.If(mv & ~mdest_v & adv & mlast):  # a K vector's last beat left the stage
-            m.d.sync += items.eq(items + 1)
         with m.If(mac.vectors.valid & ~mac.vectors.ready):
             m.d.sync += count("mac_stall")
 
@@ -482,7 +472,10 @@ class VRexCore(wiring.Component):
                     mb.eq(b_mod),
                     mdest_v.eq(fb >= nb),
                     mlast.eq(b_mod == nb - 1),
-                    mpos.eq(Mux(fi < n_sinks, fi, fi - n_sinks + ring_base)),
+                    # a QUERY's row sees every token (no causal mask)
+                    mpos.eq(
+                        Mux(op == Op.QUERY, 0, Mux(fi < n_sinks, fi, fi - n_sinks + ring_base))
+                    ),
                     fb.eq(fb + 1),
                 ]
                 with m.If(fb == item_rows - 1):
@@ -510,7 +503,7 @@ class VRexCore(wiring.Component):
                     m.d.sync += [
                         gsub.eq(0),
                         mv.eq(1),
-                        mpos.eq(0),  # fetched tokens are older than every prefill row
+                        mpos.eq(0),  # fetched tokens are older than every row
                         mrow.eq(full_row),
                         mdest_v.eq(grow >= nb),
                         mb.eq(Mux(grow >= nb, grow - nb, grow).as_unsigned()),
@@ -530,7 +523,7 @@ class VRexCore(wiring.Component):
 
         # ------------------------------------------------------------------ MAC results
         res = mac.result
-        rc = Signal(range(n_items), name="result_i")
+        rc = Signal(range(C + 1), name="result_i")
         # SCORE: one stage reading w_c and the count, then the WTU.
         sv = Signal(name="score_valid")
         sdot = Signal(FP32, name="score_dot")
@@ -549,81 +542,46 @@ class VRexCore(wiring.Component):
             clusters.payload.last.eq(sid == n_clu - 1),
             dre.count_addr.eq(Mux(s_adv, rc, sid)),
             w_rd.addr.eq(rc),
+            res.ready.eq(s_adv),
         ]
-        # QUERY attention: hold one score so that the last one can carry ``last``; the MAC
-        # tree's scores and the V FIFO's rows go to the vector unit.
-        hold_v = Signal(name="hold_valid")
-        hold = Signal(FP32, name="hold_score")
-        hold_first = Signal(name="hold_first")
-        first_pending = Signal(name="first_pending")
-        attn_end = Signal(name="attn_end")  # every attended token's score is in
-        sc_valid, sc_ready = Signal(name="score_valid_all"), Signal(name="score_ready_all")
-        m.d.comb += [
-            sc_ready.eq(vu.scores.ready),
-            vfifo.r_en.eq(vfifo.r_rdy & vu.values.ready),
-            vu.scores.valid.eq(sc_valid),
-            vu.scores.payload.value.eq(hold),
-            vu.scores.payload.first.eq(hold_first),
-            vu.scores.payload.last.eq(attn_end),
-            vu.values.valid.eq(vfifo.r_rdy),
-            vu.values.payload.v.eq(vfifo.r_data),
-        ]
-        r_valid = Signal(name="result_valid")
-        r_ready = Signal(name="result_ready")
-        m.d.comb += r_valid.eq(res.valid)
-        with m.Switch(mode):
-            with m.Case(Mode.SCORE):
-                m.d.comb += res.ready.eq(s_adv)
-                with m.If(s_adv):
-                    m.d.comb += w_rd.en.eq(1)
-                    m.d.sync += sv.eq(res.valid)
-                    with m.If(res.valid):
-                        m.d.sync += [sdot.eq(res.payload.value), sid.eq(rc), rc.eq(rc + 1)]
-            with m.Default():  # KEPT, FETCH
-                m.d.comb += [
-                    r_ready.eq(~hold_v | sc_ready),
-                    res.ready.eq(r_ready),
-                    sc_valid.eq(hold_v & (r_valid | attn_end)),
-                ]
-                with m.If(r_valid & r_ready):
-                    m.d.sync += [
-                        hold.eq(res.payload.value),
-                        hold_v.eq(1),
-                        hold_first.eq(first_pending),
-                        first_pending.eq(0),
-                        rc.eq(rc + 1),
-                    ]
-                with m.Elif(sc_valid & sc_ready):
-                    m.d.sync += hold_v.eq(0)
+        with m.If(s_adv):
+            m.d.comb += w_rd.en.eq(1)
+            m.d.sync += sv.eq(res.valid)
+            with m.If(res.valid):
+                m.d.sync += [sdot.eq(res.payload.value), sid.eq(rc), rc.eq(rc + 1)]
 
-        # Output: the vector unit's (QUERY) or the engine's rows (PREFILL); ``last`` on the
-        # final beat of the command.
+        # Output: the engine's rows; ``last`` on the final beat of the command.
         out_done = Signal(name="out_done")  # the command's last output beat left
-        with m.If(pf):
-            m.d.comb += [
-                self.out.valid.eq(attn.out.valid),
-                self.out.payload.o.eq(attn.out.payload.o),
-                self.out.payload.last.eq(attn.out.payload.end),
-                attn.out.ready.eq(self.out.ready),
-            ]
-        with m.Else():
-            m.d.comb += [
-                self.out.valid.eq(vu.result.valid),
-                self.out.payload.o.eq(vu.result.payload.o),
-                self.out.payload.last.eq(vu.result.payload.last),
-                vu.result.ready.eq(self.out.ready),
-            ]
-        m.d.comb += out_done.eq(self.out.valid & self.out.ready & self.out.payload.last)
+        m.d.comb += [
+            self.out.valid.eq(attn.out.valid),
+            self.out.payload.o.eq(attn.out.payload.o),
+            self.out.payload.last.eq(attn.out.payload.end),
+            attn.out.ready.eq(self.out.ready),
+            out_done.eq(self.out.valid & self.out.ready & self.out.payload.last),
+        ]
 
         # ------------------------------------------------------------------ aging datapath
-        # Key-sum update: keysum row + widened K row (``+0`` base for a new cluster).
+        # Key-sum update: keysum row + widened K row (``+0`` base for a new cluster). The
+        # rows read are registered first (``age_sum_q``, ``age_k_q``), so that no path runs
+        # from a memory's read through the adder into its write (the paper core's critical
+        # path before).
+        age_rd = Signal(name="age_rd")  # an aging row read is issued this cycle
+        age_rd1 = Signal(name="age_rd1")  # ... its data is on the ports
+        age_q_ok = Signal(name="age_q_ok")  # ... and in the registers below
+        sum_q = Signal(data.ArrayLayout(FP32, lanes), name="age_sum_q")
+        k_q = Signal(row_bits, name="age_k_q")
+        m.d.sync += age_rd1.eq(age_rd)
+        with m.If(age_rd):
+            m.d.sync += age_q_ok.eq(0)
+        with m.Elif(age_rd1):
+            m.d.sync += [age_q_ok.eq(1), sum_q.eq(sum_rd.data), k_q.eq(kk_rd.data)]
         sum_row = Signal(data.ArrayLayout(FP32, lanes), name="sum_row")
         for i in range(lanes):
             add = shared(m, f"sum_add{i}", FP32Add())
-            base = Mux(age_ev == Event.CREATED, 0, sum_rd.data[i].as_value())
+            base = Mux(age_ev == Event.CREATED, 0, sum_q[i].as_value())
             m.d.comb += [
                 add.a.eq(base),
-                add.b.eq(Cat(Const(0, 16), kk_rd.data[16 * i : 16 * i + 16])),
+                add.b.eq(Cat(Const(0, 16), k_q[16 * i : 16 * i + 16])),
                 sum_row[i].eq(add.s),
             ]
         m.d.comb += [
@@ -787,13 +745,9 @@ class VRexCore(wiring.Component):
                 m.d.sync += gcnt.eq(gcnt + 1)
 
         def attention_done():
-            """Every attended token is in: a QUERY drains the tree, a PREFILL ends the
-            engine's stream with the padding token."""
-            with m.If(pf):
-                m.d.sync += [feed_on.eq(0), pad_on.eq(1), pad_b.eq(0)]
-                m.next = "P_PAD"
-            with m.Else():
-                m.next = "Q_DRAIN"
+            """Every attended token is in: the padding token ends the engine's stream."""
+            m.d.sync += [feed_on.eq(0), pad_on.eq(1), pad_b.eq(0)]
+            m.next = "P_PAD"
 
         def start_feed(mode_value, end):
             m.d.sync += [
@@ -803,7 +757,6 @@ class VRexCore(wiring.Component):
                 fb.eq(0),
                 f_end.eq(end),
                 rc.eq(0),
-                items.eq(0),
                 gsub.eq(0),
                 grow.eq(0),
             ]
@@ -812,9 +765,9 @@ class VRexCore(wiring.Component):
         query_busy = Signal(name="query_busy")
         with m.If(ingest_busy):
             m.d.sync += count("busy_ingest")
-        with m.If(query_busy & ~pf):
+        with m.If(query_busy & (op == Op.QUERY)):
             m.d.sync += count("busy_query")
-        with m.If(query_busy & pf):
+        with m.If(query_busy & (op == Op.PREFILL)):
             m.d.sync += count("busy_prefill")
 
         with m.FSM(name="ctrl"):
@@ -827,7 +780,7 @@ class VRexCore(wiring.Component):
                         arg.eq(p.arg),
                         err.eq(Error.OK),
                         rx.eq(0),
-                        pf.eq(p.op == Op.PREFILL),
+                        pf.eq((p.op == Op.PREFILL) | (p.op == Op.QUERY)),
                     ]
                     with m.Switch(p.op):
                         with m.Case(Op.RESET_CTX):
@@ -845,22 +798,23 @@ class VRexCore(wiring.Component):
                         with m.Case(Op.INGEST):
                             m.d.sync += tok_left.eq(p.arg)
                             m.next = "ING_NEXT"
-                        with m.Case(Op.QUERY):
-                            m.next = "Q_RX"
-                        with m.Case(Op.PREFILL):
+                        with m.Case(Op.QUERY, Op.PREFILL):
+                            # A QUERY is one row, its own group, without the causal mask.
+                            query = p.op == Op.QUERY
+                            rows = Mux(query, 1, p.rows)
+                            group = Mux(query, 1, p.group)
                             # tokens were clustered: the newest one is n_tok - ring_n - 1
                             aged = n_tok - ring_n > Mux(n_tok < sink, n_tok, sink)
-                            bad = (
+                            bad = ((p.arg + rows - 1) >> (tid_bits + 1) != 0) | ~query & (
                                 (p.rows == 0)
                                 | (p.rows > FR)
                                 | (p.group == 0)
                                 | (p.group > p.rows)
                                 | aged & (p.arg < n_tok - ring_n - 1)
-                                | ((p.arg + p.rows - 1) >> (tid_bits + 1) != 0)
                             )
                             m.d.sync += [
-                                p_rows.eq(p.rows),
-                                p_group.eq(p.group),
+                                p_rows.eq(rows),
+                                p_group.eq(group),
                                 prow.eq(0),
                                 in_row.eq(0),
                                 gcnt.eq(0),
@@ -872,7 +826,7 @@ class VRexCore(wiring.Component):
                                 m.d.sync += err.eq(Error.EMPTY)
                             with m.Elif(bad):
                                 m.d.sync += err.eq(Error.BAD_ARG)
-                            with m.If(p.rows == 0):
+                            with m.If(rows == 0):
                                 m.next = "STATUS"
                             with m.Else():
                                 m.next = "P_RX"
@@ -942,23 +896,16 @@ class VRexCore(wiring.Component):
                     with m.If(self.vin.valid & self.vin.ready & (rx == nb - 1) & ~drop):
                         start_hash(src_kbuf=True, bias=False)
 
-            # RoPE of kbuf into kpost (tokens and queries).
+            # The rest of a token's RoPE into kpost.
             with m.State("ROPE"):
-                m.d.comb += [
-                    ingest_busy.eq(op == Op.INGEST),
-                    query_busy.eq(op == Op.QUERY),
-                    rope.vectors.valid.eq(ri < nb),
-                ]
+                m.d.comb += [ingest_busy.eq(1), rope.vectors.valid.eq(ri < nb)]
                 with m.If(rope.vectors.valid & rope.vectors.ready):
                     m.d.sync += ri.eq(ri + 1)
                 collect_rope()
                 with m.If((ro == nb) | rope.result.valid & (ro == nb - 1)):
-                    with m.If(op == Op.QUERY):
-                        m.next = "Q_SCORE_START"
-                    with m.Else():
-                        if r.hash_space == "post_rope":
-                            start_hash(src_kbuf=False, bias=False)
-                        m.next = "HASH"
+                    if r.hash_space == "post_rope":
+                        start_hash(src_kbuf=False, bias=False)
+                    m.next = "HASH"
 
             # Hash (or bias thresholds): the H dot products of one hasher beat.
             with m.State("HASH"):
@@ -1004,27 +951,11 @@ class VRexCore(wiring.Component):
                         ]
                     m.next = "ING_NEXT"
 
-            # ---------------------------------------------------------------- QUERY
-            with m.State("Q_RX"):
-                m.d.comb += query_busy.eq(1)
-
-                def got_query():
-                    with m.If(n_tok == 0):
-                        m.d.sync += err.eq(Error.EMPTY)
-                        m.next = "STATUS"
-                    with m.Elif(arg >> (tid_bits + 1) != 0):
-                        m.d.sync += err.eq(Error.BAD_ARG)
-                        m.next = "STATUS"
-                    with m.Else():
-                        m.d.sync += [ri.eq(0), ro.eq(0), position.eq(arg)]
-                        m.next = "ROPE"
-
-                receive(nb, got_query)
-            # ---------------------------------------------------------------- PREFILL
+            # ---------------------------------------------------------------- PREFILL, QUERY
             # The rows stream through the RoPE unit (row r at its position) into the buffer
-            # and the row sum (P_RX); then 1/rows, the mean query and its selection (the
-            # QUERY path), then the passes: rows into the array (P_PASS, P_LOAD), attention,
-            # outputs.
+            # and the row sum (P_RX); then 1/rows, the mean query, its scores and selection
+            # (Q_SCORE_START .. Q_SCORE), the rows into the engine (P_QROWS), the token
+            # stream (Q_KEPT, Q_FETCH, P_PAD) and the outputs (P_OUT).
             with m.State("P_RX"):
                 m.d.comb += query_busy.eq(1)
                 refused = err != Error.OK  # the vectors are consumed
@@ -1122,7 +1053,7 @@ class VRexCore(wiring.Component):
 
             with m.State("Q_SCORE_START"):
                 m.d.comb += query_busy.eq(1)
-                with m.If(pf):
+                with m.If(op == Op.PREFILL):
                     m.d.sync += [count("prefills"), count("prefill_rows", p_rows)]
                 with m.Else():
                     m.d.sync += count("queries")
@@ -1134,10 +1065,8 @@ class VRexCore(wiring.Component):
                 ]
                 with m.If(n_clu != 0):
                     m.next = "Q_WTU"
-                with m.Elif(pf):
-                    m.next = "P_QROWS"
                 with m.Else():
-                    m.next = "Q_KEPT_START"
+                    m.next = "P_QROWS"
             with m.State("Q_WTU"):
                 m.d.comb += query_busy.eq(1)
                 m.d.comb += dre.wtu_cmd.valid.eq(1)
@@ -1150,17 +1079,12 @@ class VRexCore(wiring.Component):
                 with m.If(fi == f_end):
                     m.d.sync += feed_on.eq(0)
                 with m.If((rc == n_clu) & ~sv):
-                    with m.If(pf):
-                        m.next = "P_QROWS"
-                    with m.Else():
-                        m.next = "Q_KEPT_START"
+                    m.next = "P_QROWS"
             with m.State("Q_KEPT_START"):
                 m.d.comb += query_busy.eq(1)
                 start_feed(Mode.KEPT, n_sinks + ring_n)
                 m.d.sync += [
                     kslot.eq(Mux(n_sinks == 0, sink + ring_old, 0)),
-                    first_pending.eq(1),
-                    hold_v.eq(0),
                     count("tokens_attended", n_sinks + ring_n),
                 ]
                 m.next = "Q_KEPT"
@@ -1176,21 +1100,6 @@ class VRexCore(wiring.Component):
                 m.d.comb += query_busy.eq(1)
                 with m.If(kv_summary_seen & ~mv & (gsub == 0)):
                     attention_done()
-            with m.State("Q_DRAIN"):
-                # every K row issued: wait for the last result, then flush the held score.
-                m.d.comb += query_busy.eq(1)
-                with m.If(~mv & (rc == items)):
-                    m.d.sync += feed_on.eq(0)
-                    m.next = "Q_FLUSH"
-            with m.State("Q_FLUSH"):
-                m.d.comb += [query_busy.eq(1), attn_end.eq(1)]
-                with m.If(sc_valid & sc_ready):
-                    m.next = "Q_OUT"
-            with m.State("Q_OUT"):
-                m.d.comb += query_busy.eq(1)
-                with m.If(out_done):
-                    m.next = "STATUS"
-
             with m.State("STATUS"):
                 m.d.comb += self.status.valid.eq(1)
                 with m.If(self.status.ready):
@@ -1211,6 +1120,7 @@ class VRexCore(wiring.Component):
                 kk_rd.en.eq(1),
                 kv_rd.en.eq(1),
                 sum_rd.en.eq(1),
+                age_rd.eq(1),
             ]
 
         # Aging of the oldest ring token (started by ING_NEXT, overlapping the new token's
@@ -1258,7 +1168,9 @@ class VRexCore(wiring.Component):
                 with m.If(writer.cmd.ready):
                     m.next = "AGE_READ"
             # Rows of the aged token: K rows 0..nb-1 (write + key sum), V rows nb..2nb-1.
-            # (the next row is read while a row is written: one row per cycle)
+            # The next row is read while a row is written; a K row's last AXI beat waits
+            # for its registered sum (``age_q_ok``): one row per cycle when a row is at
+            # least two beats, two cycles per K row otherwise.
             with m.State("AGE_READ"):
                 m.d.comb += ingest_busy.eq(1)
                 age_read(ab)
@@ -1266,9 +1178,10 @@ class VRexCore(wiring.Component):
             with m.State("AGE_ROW"):
                 m.d.comb += ingest_busy.eq(1)
                 row_done = Signal(name="age_row_done")
+                sum_wait = (ab < nb) & ~age_q_ok & (asub == sub - 1)
                 with m.If(age_full):
-                    m.d.comb += row_done.eq(1)
-                with m.Else():
+                    m.d.comb += row_done.eq(~sum_wait)
+                with m.Elif(~sum_wait):
                     m.d.comb += writer.data.valid.eq(1)
                     with m.If(writer.data.ready):
                         m.d.sync += count("write_beats")

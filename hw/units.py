@@ -286,7 +286,7 @@ _ENTRIES = (
     Unit(
         name="core",
         component=VRexCore,
-        description="VRexCore: RoPE + MAC tree + DRE + KVMU read/write + vector unit + control",
+        description="VRexCore: RoPE + hasher + MAC tree + DRE + KVMU + tiled attention + control",
         testbench="sim.tb_core",
         golden=("golden.core.CoreModel",),
         stimulus="core-host",

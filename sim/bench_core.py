@@ -8,11 +8,11 @@ runs it first): every ``INGEST``, ``PREFILL`` and ``QUERY`` with its exact cycle
 (no host idle, an always-ready RAM) and the golden model's work figures.
 
 Model. The core runs a command's phases one after the other, each at a fixed pace, so a
-command's cycles are linear in its work: a fixed cost per kind + ``c_row * rows`` +
-``c_cluster * clusters scored`` (one selection per command) + per attended token and per
-fetched token (a ``QUERY``'s at the vector unit's pace, a ``PREFILL``'s at the tiled
-engine's load) + ``c_burst * read bursts`` + ``c_row_tile * rows * tiles`` (a ``PREFILL``
-runs every row past each tile of ``tile_tokens`` tokens, which are read once); ingest is
+command's cycles are linear in its work. A ``QUERY`` is a one-row ``PREFILL`` on the same
+engine, so both share one model: a fixed cost + ``c_row * rows`` + ``c_cluster * clusters
+scored`` (one selection per command) + per attended token and per fetched token (the tiled
+engine's load) + ``c_burst * read bursts`` + ``c_row_tile * rows * tiles`` (the engine runs
+every row past each tile of ``tile_tokens`` tokens, which are read once); ingest is
 cycles per token, as measured, or the HCU's search of the extrapolated table if that is
 longer (``ceil(clusters / hcu_lanes) + 3`` cycles per aged token bound the pipelined
 ingest).
@@ -60,7 +60,6 @@ from pathlib import Path
 import numpy as np
 
 from hw.config import apply_settings, parse_settings, preset
-from hw.core import Op
 
 __all__ = ["budget", "extrapolate", "fit", "main", "tiled_attention_cycles"]
 
@@ -71,18 +70,7 @@ PAPER_CORES, PAPER_HZ = 8, 800e6
 GOAL_CYCLES = 150_000
 #: Tile sizes (``tile_tokens``) whose consequence the report predicts at a 5 K cache.
 TILES = (16, 32, 64, 128)
-FEATURES = (
-    "prefill",
-    "query",
-    "rows",
-    "clusters",
-    "q_tokens",
-    "q_fetched",
-    "p_tokens",
-    "p_fetched",
-    "bursts",
-    "row_tiles",
-)
+FEATURES = ("command", "rows", "clusters", "tokens", "fetched", "bursts", "row_tiles")
 
 
 def budget(fps: float) -> float:
@@ -90,21 +78,11 @@ def budget(fps: float) -> float:
     return PAPER_HZ * PAPER_CORES / (fps * PAPER_CONTEXTS)
 
 
-def _vector(prefill: bool, rows, clusters, kept, fetched, bursts, tile: int) -> list[float]:
-    """A command's work in ``FEATURES`` order; ``tile``: tokens per tile (a ``PREFILL``)."""
+def _vector(rows, clusters, kept, fetched, bursts, tile: int) -> list[float]:
+    """A ``PREFILL``'s or ``QUERY``'s (``rows`` 1) work in ``FEATURES`` order; ``tile``:
+    tokens per tile."""
     tokens = kept + fetched
-    return [
-        prefill,
-        not prefill,
-        rows,
-        clusters,
-        0 if prefill else tokens,
-        0 if prefill else fetched,
-        tokens if prefill else 0,
-        fetched if prefill else 0,
-        bursts,
-        rows * math.ceil(tokens / tile) if prefill else 0,
-    ]
+    return [1, rows, clusters, tokens, fetched, bursts, rows * math.ceil(tokens / tile)]
 
 
 def tiled_attention_cycles(cfg, rows: int, tokens: float, fetched: float) -> dict:
@@ -132,9 +110,8 @@ def tiled_attention_cycles(cfg, rows: int, tokens: float, fetched: float) -> dic
 
 
 def _features(r: dict, tile: int) -> list[float]:
-    pf = r["op"] == Op.PREFILL  # frame rows, or a grouped decode step
     kept = r["attended"] - r["fetched"]
-    return _vector(pf, r.get("rows", 1), r["clusters"], kept, r["fetched"], r["bursts"], tile)
+    return _vector(r.get("rows", 1), r["clusters"], kept, r["fetched"], r["bursts"], tile)
 
 
 def fit(records: list[dict], tile: int) -> tuple[np.ndarray, float]:
@@ -158,12 +135,12 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     g, tpf = shape["group"], shape["tokens_per_frame"]
     per_cmd = max(1, min(cfg.frame_rows // g, r.recent_tokens))  # tokens per PREFILL
 
-    def cmd(prefill, rows):
-        f = _vector(prefill, rows, clusters, kept, fetched, bursts, cfg.tile_tokens)
+    def cmd(rows):
+        f = _vector(rows, clusters, kept, fetched, bursts, cfg.tile_tokens)
         return float(np.dot(coef, f)) + rows * shape["rope_extra"]
 
     def tiled(rows):  # the fitted costs but the engine's, plus the overlapped engine
-        f = _vector(True, rows, clusters, 0, 0, 0, cfg.tile_tokens)
+        f = _vector(rows, clusters, 0, 0, 0, cfg.tile_tokens)
         att = tiled_attention_cycles(cfg, rows, kept + fetched, fetched)
         return float(np.dot(coef, f)) + rows * shape["rope_extra"] + att["cycles"], att
 
@@ -172,7 +149,7 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     full, last = divmod(tpf, per_cmd)
     sizes = [per_cmd] * min(full, 1) + [last] * bool(last)
     counts = [full] * min(full, 1) + [1] * bool(last)
-    prefill = sum(c * cmd(True, n * g) for c, n in zip(counts, sizes, strict=True))
+    prefill = sum(c * cmd(n * g) for c, n in zip(counts, sizes, strict=True))
     t_cmds = [tiled(n * g) for n in sizes]
     t_prefill = sum(c * t for c, (t, _) in zip(counts, t_cmds, strict=True))
     att = t_cmds[0][1]
@@ -192,8 +169,8 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         "ingest": ingest,
         "prefill": prefill,
         "context_frame": ingest + prefill,
-        "decode_step": g * cmd(False, 1),
-        "decode_step_grouped": cmd(True, g),
+        "decode_step": g * cmd(1),
+        "decode_step_grouped": cmd(g),
         "ratio": {str(f): (ingest + prefill) / budget(f) for f in PAPER_FPS},
         "tiled": {
             "prefill": t_prefill,
@@ -247,7 +224,7 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
     a run may use a narrower datapath with the same beats per vector, whose commands take
     the same cycles but for RoPE, ``rope_pairs`` pairs per cycle: the target's extra compute
     cycles per vector are added to every rotated vector, an upper bound (the rows of a
-    ``PREFILL`` stream through the unit at ``max(h / rope_pairs + 2, beats)`` cycles each,
+    ``PREFILL`` stream through the unit at ``max(h / rope_pairs + 3, beats)`` cycles each,
     and an ingested key's RoPE overlaps its V beats and the aging of the oldest token)."""
     target = target or cfg
     if target.resv.head_dim // target.mac_lanes != cfg.resv.head_dim // cfg.mac_lanes:
@@ -305,11 +282,10 @@ def render(s: dict) -> str:
         f"{100 * s['fit_max_rel_residual']:.1f} %; fitted on the first half, the second half "
         f"predicted within {100 * s['holdout_max_rel_error']:.1f} % (mean "
         f"{100 * s['holdout_mean_rel_error']:.1f} %).",
-        f"Cycles per command: PREFILL {c['prefill']:.0f} + {c['rows']:.1f}/row + "
-        f"{c['p_tokens']:.2f}/attended token + {c['p_fetched']:.2f}/fetched token + "
-        f"{c['row_tiles']:.2f}/(row x tile); QUERY {c['query']:.0f} + "
-        f"{c['q_tokens']:.2f}/attended token + {c['q_fetched']:.2f}/fetched token; both "
-        f"+ {c['clusters']:.2f}/cluster + {c['bursts']:.2f}/burst. Ingest "
+        f"Cycles per PREFILL (a QUERY: one row): {c['command']:.0f} + {c['rows']:.1f}/row + "
+        f"{c['tokens']:.2f}/attended token + {c['fetched']:.2f}/fetched token + "
+        f"{c['row_tiles']:.2f}/(row x tile) + {c['clusters']:.2f}/cluster + "
+        f"{c['bursts']:.2f}/burst. Ingest "
         f"{sh['ingest_per_token']:.1f} cycles/token. {sh['tokens_per_frame']} tokens/frame, "
         f"GQA group {sh['group']}, {sh['tokens_per_cluster']:.2f} tokens/cluster, "
         f"{sh['tokens_per_burst']:.1f} tokens/burst; MAC array busy "

@@ -43,7 +43,7 @@ class Command:
     arg: int
     vectors: list[np.ndarray]  #: BF16 (d,) vectors sent on ``vin``, in order
     context: int
-    kind: str  #: reset, bias, frame, prefill, decode, bad, perf
+    kind: str  #: reset, bias, frame, prefill, decode, query (at position 0), bad, perf
     error: int = Error.OK
     rows: int = 0  #: PREFILL: query rows (``vectors``)
     group: int = 0  #: PREFILL: rows per position
@@ -154,6 +154,13 @@ def program_from_arrays(
                     Command(Op.QUERY, pos, [dq[j]], ci, "decode", out=res.output, info=info)
                 )
         if bad_commands and ci == 0:
+            # A QUERY at position 0 sees the kept tokens newer than it (no causal mask);
+            # its -0 elements become +0 in the selection query.
+            q_old = keys[0].copy()
+            q_old[:2] = 0x8000
+            res = model.query(q_old, 0)
+            info = _info(model, res)
+            cmds.append(Command(Op.QUERY, 0, [q_old], ci, "query", out=res.output, info=info))
             bad_pos = 1 << (cfg.token_id_bits + 1)
             cmds.append(Command(Op.QUERY, bad_pos, [keys[0]], ci, "bad", error=Error.BAD_ARG))
             cmds += _bad_prefills(cfg, model, keys[0], ci)

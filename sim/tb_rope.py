@@ -171,9 +171,9 @@ async def rope_trace_keys(dut):
 
 @cocotb.test()
 async def rope_exact_timing(dut):
-    """No stalls: the first result beat ``h/P + 4`` cycles after the last input beat
+    """No stalls: the first result beat ``h/P + 5`` cycles after the last input beat
     (``P = rope_pairs``), result beats of a vector on consecutive cycles, one vector every
-    ``max(h/P + 2, B)`` cycles."""
+    ``max(h/P + 3, B)`` cycles."""
     cfg = config_from_env()
     await start(dut)
     n = 6
@@ -183,8 +183,8 @@ async def rope_exact_timing(dut):
     nb = cfg.resv.head_dim // cfg.mac_lanes
     first = out_t[::nb]
     assert out_t == [f + b for f in first for b in range(nb)], out_t[: 2 * nb]
-    assert first[0] == in_t[nb - 1] + steps + 4, (first[0], in_t[nb - 1])
-    assert [b - a for a, b in itertools.pairwise(first)] == [max(steps + 2, nb)] * (n - 1)
+    assert first[0] == in_t[nb - 1] + steps + 5, (first[0], in_t[nb - 1])
+    assert [b - a for a, b in itertools.pairwise(first)] == [max(steps + 3, nb)] * (n - 1)
 
 
 @cocotb.test()

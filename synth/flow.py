@@ -586,9 +586,8 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
 #: What the core's direct submodules are (for the breakdown), see hw/core.py.
 CORE_PARTS: dict[str, str] = {
     "dre": "DRE (HCU + WTU)",
-    "mac": "MAC tree (BF16 dot products, hashing)",
-    "vu": "vector unit (QUERY's online softmax)",
-    "attn": "tiled attention engine (PREFILL: two MAC arrays, tile softmax, accumulators)",
+    "mac": "MAC tree (cluster scores)",
+    "attn": "tiled attention engine (PREFILL, QUERY: MAC arrays, tile softmax, accumulators)",
     "hasher": "hasher (MAC array block of the hyperplanes)",
     "rope": "RoPE unit",
     "kvmu": "KVMU read path",

@@ -23,14 +23,15 @@ compute engine works on ``work`` (copied from ``in`` in one cycle when the engin
 ``res`` register are free) and one output vector streams out of ``emit`` (copied from
 ``res`` in one cycle when free). The engine processes ``P = rope_pairs`` pairs per cycle
 (pairs ``i .. i+P-1``, each with its own phase multiplier, table read ports and rotation)
-in a two-stage pipeline (issue: phase, table index, ROM read; then multiply/add/round and
-write the results into ``res``).
+in a three-stage pipeline (issue: phase, table index, ROM read; then the four exact
+products, registered; then add/round and write the results into ``res``: the multiply and
+the add in one cycle were the core's critical path).
 
 Cycles with no stalls (``vectors`` valid every cycle, ``result`` always ready): a vector
 whose last beat is accepted at cycle ``T`` by an idle unit offers its first result beat at
-``T + h/P + 4`` (``latency``), and its ``B`` result beats on consecutive cycles. Back to
-back, a vector is accepted, computed and emitted every ``max(h/P + 2, B)`` cycles
-(``vector_cycles``): ``h/P`` compute cycles plus two hand-over cycles, or the beat rate.
+``T + h/P + 5`` (``latency``), and its ``B`` result beats on consecutive cycles. Back to
+back, a vector is accepted, computed and emitted every ``max(h/P + 3, B)`` cycles
+(``vector_cycles``): ``h/P`` compute cycles plus three hand-over cycles, or the beat rate.
 Any idle cycle on ``vectors`` or back-pressure on ``result`` just delays; nothing is lost
 or duplicated (``vectors.ready`` is low while ``in`` holds a complete vector that cannot move on).
 """
@@ -47,7 +48,7 @@ from ..shared import shared
 from .bf16_mul import BF16Mul
 from .fp32_add import FP32Add
 from .fp32_to_bf16 import FP32ToBF16
-from .layouts import BF16, layouts
+from .layouts import BF16, FP32, layouts
 
 __all__ = ["RopeUnit"]
 
@@ -95,13 +96,13 @@ class RopeUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (idle unit, no stalls) to its first
-        result beat: ``h / rope_pairs + 4``."""
-        return self.steps + 4
+        result beat: ``h / rope_pairs + 5``."""
+        return self.steps + 5
 
     @property
     def vector_cycles(self) -> int:
-        """Cycles per vector back to back without stalls: ``max(h / rope_pairs + 2, B)``."""
-        return max(self.steps + 2, self.beats)
+        """Cycles per vector back to back without stalls: ``max(h / rope_pairs + 3, B)``."""
+        return max(self.steps + 3, self.beats)
 
     def elaborate(self, platform):
         m = Module()
@@ -194,7 +195,11 @@ class RopeUnit(wiring.Component):
                 sin_rds[j].addr.eq(index),
             ]
 
-        # Stage 1: rotate pairs ``i1 .. i1+P-1`` and write their results.
+        # Stage 1: the exact products of pairs ``i1 .. i1+P-1``, registered; stage 2: their
+        # sums, rounded, into ``res``.
+        v2 = Signal(name="s2_valid")
+        i2 = Signal(range(h), name="s2_index")
+        m.d.sync += [v2.eq(v1), i2.eq(i1)]
         for j in range(P):
             xa = BF16(Signal(_WORD, name=f"s1_xa{j}"))
             xb = BF16(Signal(_WORD, name=f"s1_xb{j}"))
@@ -214,19 +219,22 @@ class RopeUnit(wiring.Component):
                 mul_b = shared(m, f"mul{j}_{2 * n + 1}", BF16Mul())
                 add = shared(m, f"add{j}_{n}", FP32Add())
                 cvt = shared(m, f"round{j}_{n}", FP32ToBF16())
+                pa = Signal(FP32, name=f"s2_pa{j}_{n}")
+                pb = Signal(FP32, name=f"s2_pb{j}_{n}")
                 m.d.comb += [
                     mul_a.a.eq(p),
                     mul_a.b.eq(q),
                     mul_b.a.eq(r),
                     mul_b.b.eq(t),
-                    add.a.eq(mul_a.p),
-                    add.b.eq(mul_b.p),
+                    add.a.eq(pa),
+                    add.b.eq(pb),
                     cvt.a.eq(add.s),
                 ]
+                m.d.sync += [pa.eq(mul_a.p), pb.eq(mul_b.p)]
                 ys.append(cvt.b)
-            with m.If(v1):
-                m.d.sync += [res[i1 + j].eq(ys[0]), res[i1 + j + h].eq(ys[1])]
-        with m.If(v1 & (i1 == h - P)):
+            with m.If(v2):
+                m.d.sync += [res[i2 + j].eq(ys[0]), res[i2 + j + h].eq(ys[1])]
+        with m.If(v2 & (i2 == h - P)):
             m.d.sync += [busy.eq(0), res_full.eq(1)]
 
         # Output: stream ``emit`` out beat by beat.

@@ -150,9 +150,10 @@ def test_prefill_row_is_tiled_attention_with_the_causal_mask(group):
     assert res.output.shape == (4, 16) and model.counters["prefill_rows"] == 4
 
 
-def test_one_row_prefill_selects_as_a_query():
-    """One unmasked row: the mean query is the row itself, so the selection is QUERY's;
-    the output is the tiled order over QUERY's scores (QUERY keeps the per-token order)."""
+def test_query_is_a_one_row_prefill_without_the_causal_mask():
+    """QUERY is a one-row PREFILL whose row sees every token: at the newest position it is
+    that prefill bit for bit (selection, order, output); at an older position the prefill
+    masks the newer kept tokens and the query does not."""
     from golden.fparith import dot
     from golden.softmax import tiled_attention
 
@@ -160,12 +161,30 @@ def test_one_row_prefill_selects_as_a_query():
     q = k[3]
     got = model.prefill(q[None], model.n_tokens, 1)
     want = model.query(q, model.n_tokens)
-    assert np.array_equal(got.selected, want.selected)
+    assert np.array_equal(got.selected, want.selected) and np.array_equal(got.q_post, want.q_post)
     assert np.array_equal(got.order, want.order)
-    keys, vals = model._attention(want.order)
-    att = dot(keys, np.broadcast_to(want.q_post, keys.shape), TINY.mac_lanes)
+    assert np.array_equal(got.output[0], want.output)
+    old = model.n_tokens - 4  # kept tokens newer than this row exist
+    res = model.query(q, old)
+    keys, vals = model._attention(res.order)
+    att = dot(keys, np.broadcast_to(model._rope(q, old), keys.shape), TINY.mac_lanes)
     tiled = tiled_attention(att, vals, tile=TINY.tile_tokens, lanes=TINY.mac_lanes, exp_frac_bits=8)
-    assert np.array_equal(got.output[0], tiled)
+    assert np.array_equal(res.output, tiled)
+    masked = model.prefill(q[None], old, 1).output[0]
+    assert not np.array_equal(masked, res.output)
+
+
+def test_query_selects_with_the_one_row_mean():
+    """The selection query is the one-row mean: a ``-0`` element of q_post becomes ``+0``
+    (the FP32 sum from ``+0``), every other element stays."""
+    model, k, _ = _ingested()
+    q = k[5].copy()
+    q[:2] = 0x8000  # -0 stays -0 through RoPE at position 0
+    res = model.query(q, 0)
+    qp = model._rope(q, 0)
+    assert qp[:2].tolist() == [0x8000, 0x8000] and res.q_post[:2].tolist() == [0, 0]
+    keep = qp != 0x8000
+    assert np.array_equal(res.q_post[keep], qp[keep]) and not res.q_post[~keep].any()
 
 
 def test_prefill_reads_the_selection_once():

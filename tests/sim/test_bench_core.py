@@ -10,7 +10,7 @@ import pytest
 from hw.config import preset
 from sim.bench_core import FEATURES, budget, fit, main, run, tiled_attention_cycles
 
-TRUE = dict(zip(FEATURES, [300.0, 120.0, 90.0, 1.5, 11.0, 16.0, 4.0, 12.0, 4.0, 18.0], strict=True))
+TRUE = dict(zip(FEATURES, [300.0, 90.0, 1.5, 4.0, 12.0, 4.0, 18.0], strict=True))
 TILE = 64  # the paper preset's tile_tokens
 
 
@@ -35,9 +35,7 @@ def _records(n=60, seed=0):
             "frame": i // 4,
         }
         n = r["attended"]
-        f = [pf, not pf, r["rows"], r["clusters"]]
-        f += [0, 0, n, fetched] if pf else [n, fetched, 0, 0]
-        f += [r["bursts"], r["rows"] * -(-n // TILE) if pf else 0]
+        f = [1, r["rows"], r["clusters"], n, fetched, r["bursts"], r["rows"] * -(-n // TILE)]
         r["cycles"] = round(float(np.dot(list(TRUE.values()), f)))
         recs.append(r)
     frames = [
@@ -57,9 +55,8 @@ def test_fit_recovers_a_linear_model():
         assert coef[FEATURES.index(name)] == pytest.approx(TRUE[name], rel=1e-3), name
     # kept is constant (260) in these records: a fetched token's cost is known only as the
     # sum of its attended and fetched costs
-    for kind in ("p", "q"):
-        got = coef[FEATURES.index(f"{kind}_tokens")] + coef[FEATURES.index(f"{kind}_fetched")]
-        assert got == pytest.approx(TRUE[f"{kind}_tokens"] + TRUE[f"{kind}_fetched"], rel=1e-3)
+    got = coef[FEATURES.index("tokens")] + coef[FEATURES.index("fetched")]
+    assert got == pytest.approx(TRUE["tokens"] + TRUE["fetched"], rel=1e-3)
 
 
 def test_extrapolation_grows_with_the_cache_and_names_the_budget():

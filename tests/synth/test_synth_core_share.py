@@ -44,7 +44,7 @@ def _core_entry():
         _inst("dre", "core.dre", 100.0),
         _inst("dre.hcu", "core.dre.hcu", 40.0),
         _inst("mac", "core.mac", 150.0),
-        _inst("vu", "core.vu", 200.0),
+        _inst("attn", "core.attn", 200.0),
     ]
     memories = [
         _mem("keysum", "M_A", 300.0),
@@ -57,7 +57,7 @@ def _core_entry():
         {"path": "dre", "module": "core.dre", "total_w": 0.5},
         {"path": "dre.hcu", "module": "core.dre.hcu", "total_w": 0.2},
         {"path": "mac", "module": "core.mac", "total_w": 2.0},
-        {"path": "vu", "module": "core.vu", "total_w": 3.0},
+        {"path": "attn", "module": "core.attn", "total_w": 3.0},
     ]
     instances = [
         {"path": "_1_", "cell": "M_A", "opensta_w": 0.5, "dynamic_w": 1.5, "total_w": 2.0},
@@ -80,7 +80,15 @@ def test_core_breakdown_shares():
     assert share["paper_area_share"] == rep.PAPER["dre_area_share"]
     rows = {r["name"]: r for r in share["breakdown"]}
     # direct submodules only (dre.hcu is inside dre), top-level macros, the rest
-    assert set(rows) == {"dre", "mac", "vu", "keysum", "kept_k", "kept_v", "(core top-level logic)"}
+    assert set(rows) == {
+        "dre",
+        "mac",
+        "attn",
+        "keysum",
+        "kept_k",
+        "kept_v",
+        "(core top-level logic)",
+    }
     assert rows["keysum"]["kind"] == "sram_macro" and rows["keysum"]["power_w"] == 2.0
     # two memories of one macro shape split that shape's power by area
     assert rows["kept_k"]["power_w"] == pytest.approx(1.0)

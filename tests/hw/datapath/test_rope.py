@@ -130,7 +130,7 @@ def test_exact_latency_and_period(name):
     hh, nb = cfg.resv.head_dim // 2, cfg.resv.head_dim // cfg.mac_lanes
     steps = hh // cfg.rope_pairs
     assert dut.pairs == hh and dut.beats == nb and dut.steps == steps
-    assert dut.latency == steps + 4 and dut.vector_cycles == max(steps + 2, nb)
+    assert dut.latency == steps + 5 and dut.vector_cycles == max(steps + 3, nb)
     in_t, out_t = res["in_t"], [t for _, _, t in res["out"]]
     first_out = out_t[::nb]
     # Every vector's result beats are consecutive.
