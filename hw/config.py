@@ -113,6 +113,11 @@ class HWConfig:
     #: and cycle. A power of two in 1..256 and at most ``mac_chunks * mac_cols``: P's tile row
     #: is held in the MAC array's stationary storage for ``P x V``.
     tile_tokens: int = 64
+    #: Tiled attention engine: stationary copies of each MAC array (1 or 2). With 2 (a
+    #: double buffer) the next tile's K and V load while the current tile's rows stream, at
+    #: twice the arrays' stationary registers; with 1 a tile loads only once the previous one
+    #: has left both arrays.
+    tile_buffers: int = 2
 
     def __post_init__(self) -> None:
         plain_ints(self)
@@ -154,6 +159,7 @@ class HWConfig:
             raise ValueError(
                 f"tile_tokens must be a power of two in 1..256, not {self.tile_tokens!r}"
             )
+        check_int("tile_buffers", self.tile_buffers, 1, 2)
         fit = self.mac_chunks * self.mac_cols
         if self.tile_tokens > fit:
             raise ValueError(

@@ -325,7 +325,6 @@ class VRexCore(wiring.Component):
         position = Signal(tid_bits + 1, name="position")
 
         # PREFILL: rows, rows per position, the row being received, each row's position.
-        pf = Signal(name="rows_cmd")  # a PREFILL or QUERY (the reciprocal gives 1/rows)
         p_rows = Signal(range(FR + 1), name="prefill_rows")
         p_group = Signal(range(FR + 1), name="prefill_group")
         prow = Signal(range(max(2, 1 << bits_for(FR))), name="prefill_row")  # rows stored
@@ -587,7 +586,8 @@ class VRexCore(wiring.Component):
         m.d.comb += [
             sum_wr.addr.eq(age_c * nb + ab),
             sum_wr.data.eq(sum_row),
-            to_fp32.n.eq(Mux(pf, p_rows, new_members)),
+            # a PREFILL's or QUERY's reciprocal is 1/rows, an aged token's 1/members
+            to_fp32.n.eq(Mux((op == Op.PREFILL) | (op == Op.QUERY), p_rows, new_members)),
             recip.operand.payload.value.eq(to_fp32.f),
             w_mul.a.eq(recip.result.payload.value),
             w_mul.b.eq(int(score_scale_bits(d, r.score_frac_bits))),
@@ -780,7 +780,6 @@ class VRexCore(wiring.Component):
                         arg.eq(p.arg),
                         err.eq(Error.OK),
                         rx.eq(0),
-                        pf.eq((p.op == Op.PREFILL) | (p.op == Op.QUERY)),
                     ]
                     with m.Switch(p.op):
                         with m.Case(Op.RESET_CTX):

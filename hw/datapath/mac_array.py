@@ -29,8 +29,12 @@ Phases: after reset the unit loads a query block (``queries.ready`` high, ``keys
 low) until the ``end`` beat, then streams K vectors (``queries.ready`` low) until the K
 ``end`` beat, then loads the next block, and so on. The queries are read when a K beat is
 accepted, so a block's load may start while the previous block's last scores are still in
-the pipeline. Vectors of more than ``M`` beats, and K vectors whose beat count differs from
-the block's query vectors, are outside the contract (scores unspecified, framing kept).
+the pipeline. With ``banks = 2`` (a double buffer: every stored row twice) the two phases
+overlap: a block loads into the free bank while the other bank's block streams its K
+vectors, so ``queries.ready`` is high while a bank is free and ``keys.ready`` while one
+holds a loaded block; blocks stream in the order they were loaded. Vectors of more than
+``M`` beats, and K vectors whose beat count differs from the block's query vectors, are
+outside the contract (scores unspecified, framing kept).
 
 Structure and reduction order: row ``r`` is a ``MacTree`` of ``C`` lanes whose ``a``
 operands are chunk ``c`` of the stored query ``q_r`` (``c`` = the K beat's index within its
@@ -52,7 +56,7 @@ the pipeline advances whenever the output register is empty or read (``keys.read
 streaming & (~scores.valid | scores.ready)``); the query load does not depend on it.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -75,10 +79,14 @@ def block_cycles(rows: int, keys: int, beats: int) -> int:
 class MacArray(wiring.Component):
     """``mac_rows`` x ``mac_cols`` BF16 MAC array; see the module docstring."""
 
-    def __init__(self, cfg: HWConfig, *, transposed: bool = True):
+    def __init__(self, cfg: HWConfig, *, transposed: bool = True, banks: int = 1):
         check_config(self, cfg)
+        if banks not in (1, 2):
+            self._MustUse__silence = True  # as hw.config.check_config
+            raise ValueError(f"banks must be 1 or 2, not {banks!r}")
         self._cfg = cfg
         self._transposed = transposed
+        self._banks = banks
         # Each row is a MacTree of ``mac_cols`` lanes.
         self._tree_cfg = cfg.replace(mac_lanes=cfg.mac_cols)
         lay = layouts(cfg)
@@ -105,21 +113,28 @@ class MacArray(wiring.Component):
         cfg = self._cfg
         rows, cols, chunks = cfg.mac_rows, cfg.mac_cols, cfg.mac_chunks
         qin, kin, out = self.queries, self.keys, self.scores
-        streaming = Signal(name="streaming")  # 0: loading a query block, 1: streaming K
+        banks = self._banks
+        # Per bank: a loaded block waits for (or streams) its K vectors. ``wb``: the bank
+        # the next block loads into; ``rb``: the bank the K vectors read.
+        full = Signal(banks, name="full")
+        wb = Signal(range(banks), name="wbank") if banks > 1 else Const(0, 1)
+        rb = Signal(range(banks), name="rbank") if banks > 1 else Const(0, 1)
 
         # Side channel: the K vector's ``end`` and the block's row count, one entry per K
         # vector in flight (at most ``latency`` of them).
         side = data.StructLayout({"end": 1, "rows": range(rows + 1)})
         fifo = m.submodules.side = SyncFIFO(width=side.size, depth=self.latency + 1)
-        block_rows = Signal(range(rows + 1), name="block_rows")
+        block_rows = Array(Signal(range(rows + 1), name=f"block_rows{b}") for b in range(banks))
         push = Signal(side, name="side_push")
-        m.d.comb += [push.end.eq(kin.payload.end), push.rows.eq(block_rows)]
+        m.d.comb += [push.end.eq(kin.payload.end), push.rows.eq(block_rows[rb])]
         m.d.comb += fifo.w_data.eq(push)
 
         k_chunk = Signal(range(max(2, chunks)), name="k_chunk")  # the K beat's chunk
         # Query load: rows x chunks registers of ``cols`` BF16 elements, one StationaryRow
         # (one shared module) per row.
-        qrows = [StationaryRow(chunks, cols, columns=self._transposed) for _ in range(rows)]
+        qrows = [
+            StationaryRow(chunks, cols, columns=self._transposed, banks=banks) for _ in range(rows)
+        ]
         # Row order: ``load_row`` (the vector) and ``load_chunk`` (its beat). Transposed:
         # ``load_row`` is the vector (a column index, up to M*C) and ``load_chunk`` its beat
         # (a group of C rows); ``col_rows`` the rows its beats reached.
@@ -129,7 +144,7 @@ class MacArray(wiring.Component):
         col_rows = Signal(range(rows + 1), name="col_rows")
         first = Signal(init=1, name="load_first")  # the next query beat starts a block
         transposed = qin.payload.columns if self._transposed else Const(0, 1)
-        m.d.comb += qin.ready.eq(~streaming)
+        m.d.comb += qin.ready.eq(~full.bit_select(wb, 1))
         # The strobes, each decoded once: (row, chunk) for a row beat; (row group, column)
         # for a transposed beat, whose lane ``i`` goes to row ``g * C + i`` of group ``g``.
         load = Signal(name="q_load")
@@ -148,7 +163,7 @@ class MacArray(wiring.Component):
                 hit = load & transposed & (load_chunk == g)
                 m.d.comb += col_w[g].eq(col_hit & hit.replicate(chunks * cols))
         for r, qrow in enumerate(qrows):
-            shared(m, f"q{r}", qrow, chunks, cols, self._transposed)
+            shared(m, f"q{r}", qrow, chunks, cols, self._transposed, banks)
             row_w = Signal(chunks, name=f"row_w{r}")
             m.d.comb += [
                 row_w.eq(chunk_hit & (row_beat & (load_row == r)).replicate(chunks)),
@@ -156,6 +171,8 @@ class MacArray(wiring.Component):
                 qrow.row_w.eq(row_w),
                 qrow.read.eq(k_chunk),
             ]
+            if banks > 1:
+                m.d.comb += [qrow.wbank.eq(wb), qrow.rbank.eq(rb)]
             if self._transposed:
                 g, i = divmod(r, cols)
                 m.d.comb += [
@@ -178,15 +195,19 @@ class MacArray(wiring.Component):
                     got = Mux(transposed, Mux(first | (reach > col_rows), reach, col_rows), 0)
                     m.d.sync += [
                         load_row.eq(0),
-                        block_rows.eq(Mux(transposed, got, next_row)),
-                        streaming.eq(1),
+                        block_rows[wb].eq(Mux(transposed, got, next_row)),
+                        full.bit_select(wb, 1).eq(1),
                     ]
+                    if banks > 1:
+                        m.d.sync += wb.eq(~wb)
             with m.Elif(load_chunk != max(chunks, groups)):
                 m.d.sync += load_chunk.eq(load_chunk + 1)
 
         # K stream: every row's tree takes the same beat, so the trees run in lockstep.
         trees = [MacTree(self._tree_cfg) for _ in range(rows)]
         accept = Signal(name="k_accept")
+        streaming = Signal(name="streaming")  # bank ``rb`` holds a block: K may stream
+        m.d.comb += streaming.eq(full.bit_select(rb, 1))
         m.d.comb += [
             kin.ready.eq(streaming & trees[0].vectors.ready & fifo.w_rdy),
             accept.eq(kin.valid & kin.ready),
@@ -205,7 +226,9 @@ class MacArray(wiring.Component):
             with m.If(kin.payload.last):
                 m.d.sync += k_chunk.eq(0)
                 with m.If(kin.payload.end):
-                    m.d.sync += streaming.eq(0)
+                    m.d.sync += full.bit_select(rb, 1).eq(0)
+                    if banks > 1:
+                        m.d.sync += rb.eq(~rb)
             with m.Elif(k_chunk < chunks - 1):
                 m.d.sync += k_chunk.eq(k_chunk + 1)
 

@@ -15,10 +15,13 @@ Ports (``columns``: the array has a transposed load):
   takes ``col_x`` where ``col_w[j]`` is set (a transposed beat); only with ``columns``.
   ``read`` (in) and ``a`` (out, ``cols`` BF16): chunk ``read`` of the stored row,
   combinationally.
+  ``wbank`` and ``rbank`` (in; only with ``banks = 2``): the row is two rows (a double
+  buffer, ``HWConfig.tile_buffers``): the strobes write bank ``wbank``, ``a`` reads bank
+  ``rbank``, so one bank loads while the other is read.
 The strobes of one cycle take effect at the next; the registers have no reset.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,8 +33,11 @@ __all__ = ["StationaryRow"]
 class StationaryRow(wiring.Component):
     """``chunks x cols`` stored BF16 elements of a MAC array row; see the module docstring."""
 
-    def __init__(self, chunks: int, cols: int, *, columns: bool):
-        self._chunks, self._cols, self._columns = chunks, cols, columns
+    def __init__(self, chunks: int, cols: int, *, columns: bool, banks: int = 1):
+        if banks not in (1, 2):
+            self._MustUse__silence = True  # as hw.config.check_config
+            raise ValueError(f"banks must be 1 or 2, not {banks!r}")
+        self._chunks, self._cols, self._columns, self._banks = chunks, cols, columns, banks
         chunk = data.ArrayLayout(BF16, cols)
         ports = {
             "x": In(chunk),
@@ -41,22 +47,29 @@ class StationaryRow(wiring.Component):
         }
         if columns:
             ports |= {"col_x": In(BF16), "col_w": In(chunks * cols), "clear": In(1)}
+        if banks == 2:
+            ports |= {"wbank": In(1), "rbank": In(1)}
         super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
         chunks, cols = self._chunks, self._cols
-        q = Signal(
-            data.ArrayLayout(data.ArrayLayout(BF16, cols), chunks), name="q", reset_less=True
-        )
-        for c in range(chunks):
-            with m.If(self.row_w[c]):
-                m.d.sync += q[c].eq(self.x)
-        if self._columns:
-            with m.If(self.clear):
-                m.d.sync += q.eq(0)
-            for j in range(chunks * cols):
-                with m.If(self.col_w[j]):
-                    m.d.sync += q[j // cols][j % cols].eq(self.col_x)
-        m.d.comb += self.a.eq(q[self.read])
+        row = data.ArrayLayout(data.ArrayLayout(BF16, cols), chunks)
+        qs = [Signal(row, name=f"q{b}" if b else "q", reset_less=True) for b in range(self._banks)]
+        for b, q in enumerate(qs):
+            on = self.wbank == b if self._banks == 2 else 1
+            with m.If(on):
+                for c in range(chunks):
+                    with m.If(self.row_w[c]):
+                        m.d.sync += q[c].eq(self.x)
+                if self._columns:
+                    with m.If(self.clear):
+                        m.d.sync += q.eq(0)
+                    for j in range(chunks * cols):
+                        with m.If(self.col_w[j]):
+                            m.d.sync += q[j // cols][j % cols].eq(self.col_x)
+        if self._banks == 2:
+            m.d.comb += self.a.eq(Mux(self.rbank, qs[1][self.read], qs[0][self.read]))
+        else:
+            m.d.comb += self.a.eq(qs[0][self.read])
         return m

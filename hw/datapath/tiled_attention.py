@@ -40,19 +40,28 @@ the query rows (``frame_rows x M`` beats, re-queued after each tile but the last
 row's ``m`` and ``l`` (re-queued by the tile softmax's output, taken by its input at the
 next tile) and each row's accumulator (``frame_rows x M`` beats of ``C`` FP32, re-queued by
 the update's second stage). A row's next tile cannot overtake its previous one: it waits on
-the FIFO. The update's second stage writes the last beat of a tile in the cycle the phase
-sees every row done, before the next phase starts, so the pipeline adds no cycle.
+the FIFO.
 
-Phases: ``LOAD_Q`` (the rows into their FIFO, one beat per cycle), then per tile
-``LOAD_TILE`` (the tile's K beats into array A, its V beats transposed into array B, one
-beat per cycle, ``2 * M * T`` cycles for a full tile) and ``STREAM`` (the rows through A, the
-mask, the tile softmax, B and the update, one beat per cycle; the phase ends when every
-row's accumulator is queued, so a tile's load does not overlap the previous tile's rows),
-then ``FINAL`` (the reciprocals, one per cycle, and ``M`` output beats per row). Cycles
-without stalls: ``command_cycles`` (asserted exactly by the tests), about ``rows * M`` per
-tile besides the loads. Next steps towards the ``max(T * M, rows * M)`` per tile of
-``sim.bench_core``'s tiled engine: a tile's load overlapping the previous tile's rows
-(double-buffered arrays), K and V on separate streams, no drain between tiles.
+Phases: ``LOAD_Q`` (the rows into their FIFO, one beat per cycle), ``RUN`` (the tiles) and
+``FINAL`` (the reciprocals, one per cycle, and ``M`` output beats per row). In ``RUN`` five
+stages work at once, each on its own tile, in tile order: the **load** (a tile's K beats
+into array A, its V beats transposed into array B, one beat per cycle, ``2 * M`` per token),
+the **issue** (the rows from their FIFO into array A, ``M`` beats each), the **mask** and
+tile softmax, **P x V** (P's rows into array B) and the **update**. With ``tile_buffers =
+2`` the arrays are double-buffered (``MacArray(banks=2)``): the next tile loads while the
+current one's rows stream, and a tile's rows may start as soon as its K beats are in (its V
+beats are needed only when P's rows reach array B). A tile's load starts once both arrays
+have a free bank (with one buffer: once the previous tile has left array B). The issue
+starts a tile at least ``tile_gap`` cycles after the previous tile's start, so that in
+the absence of stalls a row's ``m``, ``l`` and accumulator of the previous tile are
+always back in their FIFOs when the row arrives (the softmax's latency plus the FIFO's two
+cycles): no stage then waits on another, and ``command_cycles`` (asserted exactly by the
+tests) follows from the stages' latencies. The tile metadata (positions, token count, last
+flag) is held per buffer; a buffer is rewritten only once array B has released its tile,
+after the mask stage has read it.
+
+Cycles without stalls: per tile about ``max(2 * M * tokens, rows * M, tile_gap)`` once the
+pipeline is full, ``command_cycles`` exactly.
 """
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal
@@ -73,24 +82,51 @@ from .recip import RECIP_LATENCY
 from .recip_pipe import FP32RecipPipe
 from .tile_softmax import TileSoftmax, tile_latency
 
-__all__ = ["TiledAttention", "command_cycles"]
+__all__ = ["TiledAttention", "command_cycles", "tile_gap"]
 
 NEG_INF = int(softmax.NEG_INF)
+#: Cycles from a write into a ``SyncFIFOBuffered`` to the entry being readable.
+FIFO_LATENCY = 2
+
+
+def tile_gap(cfg: HWConfig) -> int:
+    """Least cycles between two tiles' first row beats into array A: the tile softmax's
+    latency plus ``FIFO_LATENCY``, the time a row's ``m`` and ``l`` take to come back."""
+    return tile_latency(cfg) + FIFO_LATENCY
 
 
 def command_cycles(cfg: HWConfig, rows: int, tokens: int, pad: bool = False) -> int:
     """Cycles of one command without stalls (inputs offered every cycle, ``out`` always
-    ready), from its first query beat to its last output beat: ``2 * rows * M`` (the rows
-    in, the outputs out) ``+ 2 * M * (tokens + pad)`` (the tile loads) ``+ tiles * (rows * M
-    + 2 * mac_latency + tile_latency + M + ceil(T / C) + 3)`` (the rows through A, the
-    softmax, B and the update; then the FIFOs and the phase change; ``tiles = ceil(tokens /
-    T)``, a padding token's own tile is dropped) ``+ RECIP_LATENCY + 1`` (the reciprocal
-    and the register of the first row's ``1/l``)."""
-    m, t = cfg.mac_chunks, cfg.tile_tokens
+    ready), from its first query beat to its last output beat, from the stages' schedule
+    (cycles counted from the first query beat at 0; ``M`` beats per vector, ``L`` the MAC
+    rows' latency, ``S`` the tile softmax's, ``F = FIFO_LATENCY``, ``B = tile_buffers``):
+    tile ``j`` of ``n_j`` tokens (a final padding token counts in its tile; alone in a new
+    tile it is loaded and dropped) loads from ``load_j = max(load_end_{j-1} + 1,
+    p_end_{j-B} + 1)`` (``load_0 = rows * M``) to ``load_end_j = load_j + 2 * M * n_j - 1``;
+    its rows issue from ``issue_j = max(load_end_j - M + 1, issue_{j-1} + max(rows * M,
+    tile_gap))`` (its K beats in), the last at ``issue_end_j = issue_j + rows * M - 1``;
+    P's last beat enters array B at ``p_end_j = issue_end_j + L + S + F + ceil(T / C) -
+    1``; the update ends at ``p_end_j + L + F + M - 1`` and ``FINAL`` starts two cycles
+    later (after a padding token's load, if later); the command ends ``rows * M +
+    RECIP_LATENCY`` cycles into ``FINAL``."""
+    m, t, nb = cfg.mac_chunks, cfg.tile_tokens, cfg.tile_buffers
     lat = mac_latency(cfg.replace(mac_lanes=cfg.mac_cols))
-    per_tile = rows * m + 2 * lat + tile_latency(cfg) + m + -(-t // cfg.mac_cols) + 3
-    loads = 2 * m * (tokens + int(pad))
-    return 2 * rows * m + loads + -(-tokens // t) * per_tile + RECIP_LATENCY + 1
+    p_beats = -(-t // cfg.mac_cols)
+    sizes = [min(t, tokens - i) for i in range(0, tokens, t)]
+    alone = pad and tokens % t == 0
+    if pad and not alone:
+        sizes[-1] += 1
+    load_end, issue, p_end = rows * m - 1, None, []
+    for j, n in enumerate(sizes):
+        load = load_end + 1 if j < nb else max(load_end + 1, p_end[j - nb] + 1)
+        load_end = load + 2 * m * n - 1
+        first = load_end - m + 1
+        issue = first if issue is None else max(first, issue + max(rows * m, tile_gap(cfg)))
+        p_end.append(issue + rows * m - 1 + lat + tile_latency(cfg) + FIFO_LATENCY + p_beats - 1)
+    final = p_end[-1] + lat + FIFO_LATENCY + m - 1 + 2
+    if alone:
+        final = max(final, load_end + 2 * m + 2)
+    return final + rows * m + RECIP_LATENCY + 1
 
 
 class TiledAttention(wiring.Component):
@@ -124,11 +160,13 @@ class TiledAttention(wiring.Component):
         beats = self.beats
         p_beats = -(-tile // cols)  # beats of P's tile row
         frame = cfg.frame_rows
+        nbuf = cfg.tile_buffers
         pos_w = cfg.token_id_bits + 1
         qin, kv, out = self.queries, self.kv, self.out
 
-        m.submodules.array_a = arr_a = MacArray(cfg.replace(mac_rows=tile), transposed=False)
-        m.submodules.array_b = arr_b = MacArray(cfg.replace(mac_rows=d))
+        arr_a = MacArray(cfg.replace(mac_rows=tile), transposed=False, banks=nbuf)
+        arr_b = MacArray(cfg.replace(mac_rows=d), banks=nbuf)
+        m.submodules.array_a, m.submodules.array_b = arr_a, arr_b
         m.submodules.softmax = soft = TileSoftmax(cfg)
         m.submodules.recip = recip = FP32RecipPipe()
 
@@ -143,24 +181,34 @@ class TiledAttention(wiring.Component):
         m.submodules.o_fifo = o_fifo = SyncFIFOBuffered(width=o_lay.size, depth=q_depth)
 
         rows = Signal(range(frame + 1), name="rows")  # the command's row count
-        first_tile = Signal(name="first_tile")
-        last_tile = Signal(name="last_tile")
-        tile_n = Signal(range(tile + 1), name="tile_n")  # tokens in the current tile
-        tile_pos = Array(Signal(pos_w, name=f"tile_pos{t}") for t in range(tile))
+        # Per buffer: the tile's token positions, its token count and whether it is the last.
+        tile_pos = Array(
+            Array(Signal(pos_w, name=f"tile_pos{b}_{t}") for t in range(tile)) for b in range(nbuf)
+        )
+        tile_n = Array(Signal(range(tile + 1), name=f"tile_n{b}") for b in range(nbuf))
+        tile_last = Array(Signal(name=f"tile_last{b}") for b in range(nbuf))
 
-        # ---- LOAD_Q / STREAM: the query rows' FIFO -------------------------------------
+        def buffer(name):  # a stage's buffer index, flipped after each of its tiles
+            return Signal(range(nbuf), name=name) if nbuf > 1 else Const(0, 1)
+
+        def flip(sig):
+            return [sig.eq(~sig)] if nbuf > 1 else []
+
+        # Tiles loaded whose update has not finished; no more tiles once ``load_done``.
+        pending = Signal(range(nbuf + 3), name="pending")
+        tile_in = Signal(name="tile_in")  # a tile's load ends
+        tile_out = Signal(name="tile_out")  # a tile's update ends
+        load_done = Signal(name="load_done")
+        final_done = Signal(name="final_done")  # the command's last output beat leaves
+        m.d.sync += pending.eq(pending + tile_in - tile_out)
+
         q_beat = Signal(range(max(2, beats)), name="q_beat")
         q_row = Signal(range(frame + 1), name="q_row")
         q_last = q_beat == beats - 1
-
-        # ---- LOAD_TILE: K beats to array A, V beats (transposed) to array B ------------
         kv_beat = Signal(range(2 * beats), name="kv_beat")
         kv_tok = Signal(range(tile + 1), name="kv_tok")
-
-        # ---- rows done (their accumulator queued) in the current tile ------------------
-        done_rows = Signal(range(frame + 1), name="done_rows")
-        issue_done = Signal(name="issue_done")
-        final_done = Signal(name="final_done")  # the command's last output beat leaves
+        sm_first = Signal(name="sm_first")  # the mask stage is on the command's first tile
+        up_first = Signal(name="up_first")  # the update is on the command's first tile
 
         with m.FSM(name="phase") as fsm:
             with m.State("LOAD_Q"):
@@ -179,110 +227,127 @@ class TiledAttention(wiring.Component):
                             m.d.sync += [
                                 rows.eq(q_row + 1),
                                 q_row.eq(0),
-                                first_tile.eq(1),
-                                kv_tok.eq(0),
-                                kv_beat.eq(0),
+                                sm_first.eq(1),
+                                up_first.eq(1),
+                                load_done.eq(0),
                             ]
-                            m.next = "LOAD_TILE"
-            with m.State("LOAD_TILE"):
-                in_k = kv_beat < beats
-                tok_last_beat = kv_beat == 2 * beats - 1
-                tile_end = (kv_tok == tile - 1) | kv.payload.end
-                # a padding token alone in a new tile is taken and dropped (no tile)
-                skip = kv.payload.pad & (kv_tok == 0)
-                for arr, on, last in (
-                    (arr_a, in_k, kv_beat == beats - 1),
-                    (arr_b, ~in_k, tok_last_beat),
-                ):
-                    m.d.comb += [
-                        arr.queries.valid.eq(kv.valid & on & ~skip),
-                        arr.queries.payload.x.eq(kv.payload.x),
-                        arr.queries.payload.last.eq(last),
-                        arr.queries.payload.end.eq(last & tile_end),
-                    ]
-                m.d.comb += [
-                    arr_b.queries.payload.columns.eq(1),  # V tiles load transposed
-                    kv.ready.eq(skip | Mux(in_k, arr_a.queries.ready, arr_b.queries.ready)),
-                ]
-                with m.If(kv.valid & kv.ready):
-                    with m.If(kv_beat == 0):
-                        m.d.sync += tile_pos[kv_tok].eq(kv.payload.pos)
-                    m.d.sync += kv_beat.eq(Mux(tok_last_beat, 0, kv_beat + 1))
-                    with m.If(tok_last_beat):
-                        m.d.sync += kv_tok.eq(kv_tok + 1)
-                        with m.If(skip):
-                            m.d.sync += kv_tok.eq(0)
-                            m.next = "FINAL"
-                        with m.Elif(tile_end):
-                            m.d.sync += [
-                                tile_n.eq(Mux(kv.payload.pad, kv_tok, kv_tok + 1)),
-                                last_tile.eq(kv.payload.end),
-                                kv_tok.eq(0),
-                                done_rows.eq(0),
-                                issue_done.eq(0),
-                            ]
-                            m.next = "STREAM"
-            # done_rows counts the update's first stage: the cycle this sees the last row
-            # done, the second stage queues its last sum.
-            with m.State("STREAM"), m.If(done_rows == rows):
-                m.d.sync += first_tile.eq(0)
-                with m.If(last_tile):
-                    m.next = "FINAL"
-                with m.Else():
-                    m.next = "LOAD_TILE"
+                            m.next = "RUN"
+            # The update's last tile ends in the cycle before this sees ``pending`` at 0; the
+            # second stage queues its last sum in that cycle.
+            with m.State("RUN"), m.If(load_done & (pending == 0)):
+                m.next = "FINAL"
             with m.State("FINAL"), m.If(final_done):
                 m.next = "LOAD_Q"
+        running = fsm.ongoing("RUN")
+        final = fsm.ongoing("FINAL")
 
-        # Rows into array A (STREAM): pop a beat, re-queue it unless this is the last tile.
-        streaming = fsm.ongoing("STREAM")
+        # ---- load: K beats to array A, V beats (transposed) to array B -------------------
+        ld_buf = buffer("ld_buf")
+        in_k = kv_beat < beats
+        tok_last_beat = kv_beat == 2 * beats - 1
+        tile_end = (kv_tok == tile - 1) | kv.payload.end
+        # a padding token alone in a new tile is taken and dropped (no tile)
+        skip = kv.payload.pad & (kv_tok == 0)
+        # a tile starts once both arrays have a free buffer
+        free = (kv_tok != 0) | (kv_beat != 0) | (arr_a.queries.ready & arr_b.queries.ready)
+        loading = running & ~load_done
+        for arr, on, last in (
+            (arr_a, in_k, kv_beat == beats - 1),
+            (arr_b, ~in_k, tok_last_beat),
+        ):
+            m.d.comb += [
+                arr.queries.valid.eq(loading & kv.valid & on & ~skip & free),
+                arr.queries.payload.x.eq(kv.payload.x),
+                arr.queries.payload.last.eq(last),
+                arr.queries.payload.end.eq(last & tile_end),
+            ]
+        m.d.comb += [
+            arr_b.queries.payload.columns.eq(1),  # V tiles load transposed
+            kv.ready.eq(
+                loading & (skip | (free & Mux(in_k, arr_a.queries.ready, arr_b.queries.ready)))
+            ),
+        ]
+        with m.If(kv.valid & kv.ready):
+            with m.If((kv_beat == 0) & ~skip):
+                m.d.sync += tile_pos[ld_buf][kv_tok].eq(kv.payload.pos)
+            # the tile's size and last flag with its K beats: its rows may issue before its V
+            with m.If((kv_beat == beats - 1) & tile_end & ~skip):
+                m.d.sync += [
+                    tile_n[ld_buf].eq(Mux(kv.payload.pad, kv_tok, kv_tok + 1)),
+                    tile_last[ld_buf].eq(kv.payload.end),
+                ]
+            m.d.sync += kv_beat.eq(Mux(tok_last_beat, 0, kv_beat + 1))
+            with m.If(tok_last_beat):
+                m.d.sync += kv_tok.eq(kv_tok + 1)
+                with m.If(skip):
+                    m.d.sync += [kv_tok.eq(0), load_done.eq(1)]
+                with m.Elif(tile_end):
+                    m.d.sync += [kv_tok.eq(0), load_done.eq(kv.payload.end), *flip(ld_buf)]
+                    m.d.comb += tile_in.eq(1)
+
+        # ---- issue: rows into array A, re-queued unless this is the last tile -------------
+        is_buf = buffer("is_buf")
+        gap = Signal(range(tile_gap(cfg) + 1), name="gap")  # cycles until a tile may start
         head = row_lay(q_fifo.r_data)
         first_beat = q_beat == 0
+        tile_start = first_beat & (q_row == 0)
+        requeue = ~tile_last[is_buf]
         issue = Signal(name="issue")
-        can = (
-            streaming
-            & ~issue_done
-            & q_fifo.r_rdy
-            & (last_tile | q_fifo.w_rdy)
-            & (~first_beat | pos_fifo.w_rdy)
-        )
         m.d.comb += [
-            arr_a.keys.valid.eq(can),
+            arr_a.keys.valid.eq(
+                running
+                & q_fifo.r_rdy
+                & (~requeue | q_fifo.w_rdy)
+                & (~first_beat | pos_fifo.w_rdy)
+                & (~tile_start | (gap == 0))
+            ),
             arr_a.keys.payload.x.eq(head.x),
             arr_a.keys.payload.last.eq(q_last),
             arr_a.keys.payload.end.eq(q_last & (q_row == rows - 1)),
             issue.eq(arr_a.keys.valid & arr_a.keys.ready),
         ]
+        with m.If(issue & tile_start):
+            m.d.sync += gap.eq(tile_gap(cfg) - 1)
+        with m.Elif(gap != 0):
+            m.d.sync += gap.eq(gap - 1)
         with m.If(issue):
             m.d.comb += [q_fifo.r_en.eq(1), pos_fifo.w_en.eq(first_beat)]
-            with m.If(~last_tile):
+            with m.If(requeue):
                 m.d.comb += [q_fifo.w_en.eq(1), q_fifo.w_data.eq(q_fifo.r_data)]
             m.d.sync += q_beat.eq(Mux(q_last, 0, q_beat + 1))
             with m.If(q_last):
                 m.d.sync += q_row.eq(Mux(q_row == rows - 1, 0, q_row + 1))
                 with m.If(q_row == rows - 1):
-                    m.d.sync += issue_done.eq(1)
+                    m.d.sync += flip(is_buf)
         m.d.comb += pos_fifo.w_data.eq(head.pos)
 
-        # Mask and tile softmax input: the row's scores, its position, its m and l.
+        # ---- mask and tile softmax input: the row's scores, its position, its m and l -----
+        sm_buf = buffer("sm_buf")
+        sm_row = Signal(range(frame + 1), name="sm_row")
         sc = arr_a.scores
         row_pos = pos_fifo.r_data
         ml_prev = Signal(64, name="ml_prev")
         m.d.comb += ml_prev.eq(ml_fifo.r_data)
-        ml_ok = first_tile | ml_fifo.r_rdy
+        ml_ok = sm_first | ml_fifo.r_rdy
         m.d.comb += [
             soft.rows.valid.eq(sc.valid & pos_fifo.r_rdy & ml_ok),
-            soft.rows.payload.m.eq(Mux(first_tile, NEG_INF, ml_prev[:32])),
-            soft.rows.payload.l.eq(Mux(first_tile, 0, ml_prev[32:])),
+            soft.rows.payload.m.eq(Mux(sm_first, NEG_INF, ml_prev[:32])),
+            soft.rows.payload.l.eq(Mux(sm_first, 0, ml_prev[32:])),
         ]
+        n_now = tile_n[sm_buf]
         for t in range(tile):
-            masked = (t >= tile_n) | (tile_pos[t] > row_pos)
+            masked = (t >= n_now) | (tile_pos[sm_buf][t] > row_pos)
             m.d.comb += soft.rows.payload.s[t].eq(Mux(masked, NEG_INF, sc.payload.s[t]))
         take = soft.rows.valid & soft.rows.ready
         m.d.comb += [
             sc.ready.eq(take),
             pos_fifo.r_en.eq(take),
-            ml_fifo.r_en.eq(take & ~first_tile),
+            ml_fifo.r_en.eq(take & ~sm_first),
         ]
+        with m.If(take):
+            m.d.sync += sm_row.eq(sm_row + 1)
+            with m.If(sm_row == rows - 1):
+                m.d.sync += [sm_row.eq(0), sm_first.eq(0), *flip(sm_buf)]
 
         # Tile softmax output, taken every cycle: m, l re-queued, a to the update, P's row
         # into a FIFO that array B takes in ``p_beats`` beats (the softmax's pipeline only
@@ -336,18 +401,19 @@ class TiledAttention(wiring.Component):
         ]
         pv_row = pv_lay(pv_fifo.r_data)
         o_beat = Signal(range(max(2, beats)), name="o_beat")
+        o_row = Signal(range(frame + 1), name="o_row")
         o_last = o_beat == beats - 1
         o_prev = o_lay(o_fifo.r_data)
         o_new = Signal(o_lay, name="o_new")
         a_val = a_fifo.r_data
-        upd_ok = pv_fifo.r_rdy & a_fifo.r_rdy & (first_tile | o_fifo.r_rdy) & o_fifo.w_rdy
+        upd_ok = pv_fifo.r_rdy & a_fifo.r_rdy & (up_first | o_fifo.r_rdy) & o_fifo.w_rdy
         pv_lanes = [
             [pv_row[b * cols + i] if b * cols + i < d else Const(0, 32) for b in range(beats)]
             for i in range(cols)
         ]
         upd = Signal(name="upd")
         upd2 = Signal(name="upd2")  # the second stage holds a beat (its sum is queued)
-        m.d.comb += upd.eq(streaming & upd_ok)
+        m.d.comb += upd.eq(running & upd_ok)
         m.d.sync += upd2.eq(upd)
         for i in range(cols):
             mul, add = FP32Mul(), FP32Add()
@@ -356,7 +422,7 @@ class TiledAttention(wiring.Component):
             prod = Signal(FP32, name=f"o_prod{i}")  # o*a, rounded
             pv_r = Signal(FP32, name=f"o_pv{i}")  # the beat's P V lane
             m.d.comb += [
-                mul.a.eq(Mux(first_tile, 0, o_prev[i])),
+                mul.a.eq(Mux(up_first, 0, o_prev[i])),
                 mul.b.eq(a_val),
                 add.a.eq(prod),
                 add.b.eq(pv_r),
@@ -367,7 +433,6 @@ class TiledAttention(wiring.Component):
                     prod.eq(mul.p),
                     pv_r.eq(Array(pv_lanes[i])[o_beat] if beats > 1 else pv_lanes[i][0]),
                 ]
-        final = fsm.ongoing("FINAL")
 
         # FINAL: 1/l per row (pipelined), then o * (1/l), C lanes per beat.
         rec_row = Signal(range(frame + 1), name="rec_row")
@@ -415,11 +480,14 @@ class TiledAttention(wiring.Component):
         with m.If(upd2):
             m.d.comb += [o_fifo.w_en.eq(1), o_fifo.w_data.eq(o_new)]
         with m.If(upd):
-            m.d.comb += o_fifo.r_en.eq(~first_tile)
+            m.d.comb += o_fifo.r_en.eq(~up_first)
             m.d.sync += o_beat.eq(Mux(o_last, 0, o_beat + 1))
             with m.If(o_last):
                 m.d.comb += [pv_fifo.r_en.eq(1), a_fifo.r_en.eq(1)]
-                m.d.sync += done_rows.eq(done_rows + 1)
+                m.d.sync += o_row.eq(o_row + 1)
+                with m.If(o_row == rows - 1):
+                    m.d.comb += tile_out.eq(1)
+                    m.d.sync += [o_row.eq(0), up_first.eq(0)]
         with m.If(out_fire):
             m.d.comb += o_fifo.r_en.eq(1)
             m.d.sync += out_beat.eq(Mux(out_last, 0, out_beat + 1))

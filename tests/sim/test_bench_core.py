@@ -126,8 +126,9 @@ def test_ingest_is_bounded_by_the_hcu_search():
 
 def test_tiled_engine_cycles():
     """The overlapped engine's pace, by hand at the paper preset (head_dim 128, the core's
-    64 lanes, 64-token tiles, a 256-bit bus): 2 beats per row and tile, a tile's keys load
-    in 128 beats, a fetched token is 16 bus beats (K and V); compute-bound with 392 rows,
+    64 lanes, 64-token tiles, a 256-bit bus): 2 beats per row and tile, a tile's keys and
+    values load in 256 beats, a fetched token is 16 bus beats (K and V); compute-bound with
+    392 rows,
     a frame of 392 rows at a 5 K cache (1590 fetched) is bus-bound, with 1000 fetched
     compute-bound; load-bound with 2 rows, bus-bound with 32 rows and everything fetched."""
     paper = preset("paper")
@@ -139,7 +140,7 @@ def test_tiled_engine_cycles():
     a = tiled_attention_cycles(paper, 392, 1850, 1000)
     assert a["cycles"] == a["compute"] == 29 * 392 * 2 and a["array_util"] == 1.0
     b = tiled_attention_cycles(paper, 2, 1850, 0)
-    assert b["compute"] == b["cycles"] == 29 * 128
+    assert b["compute"] == b["cycles"] == 29 * 256
     c = tiled_attention_cycles(paper, 32, 640, 640)
     assert c["cycles"] == c["bus"] == 640 * 16 and c["bus_util"] == 1.0
     s = run(_records(), paper, 0.327)

@@ -132,6 +132,18 @@ def test_tile_softmax_tokens_regression(tokens, sim):
 
 
 @pytest.mark.cocotb
+@pytest.mark.slow
+def test_tiled_attention_one_buffer_regression():
+    """The tiled attention regression with single-buffered arrays (``tile_buffers`` 1, on
+    Verilator; the tiny preset's double buffers run in ``test_unit_regression``)."""
+    result = run_unit(
+        "tiled_attention", "verilator", config="tiny", overrides={"tile_buffers": 1}, tag="b1"
+    )
+    assert result.tests == len(cocotb_tests(UNIT_TESTBENCH["tiled_attention"])) > 0
+    assert result.failed == 0
+
+
+@pytest.mark.cocotb
 def test_tile_softmax_bench_fails_on_a_corrupted_expectation():
     """The tile softmax scoreboard is live: one flipped bit in one expected ``l``
     (``TILE_CORRUPT``) fails the run, and the results file says which test failed."""

@@ -34,8 +34,8 @@ CONFIGS = {
 }
 
 
-def simulate(cfg, blocks, *, timing: str, seed: int, vcd):
-    dut = MacArray(cfg)
+def simulate(cfg, blocks, *, timing: str, seed: int, vcd, banks: int = 1):
+    dut = MacArray(cfg, banks=banks)
     h = Harness(dut)
     idle, stall = TIMINGS[timing]
     qbeats, kbeats = [], []
@@ -105,6 +105,44 @@ def test_exact_cycles_without_stalls(name, tmp_path):
     assert [g for g, _ in out["got"]] == expected(cfg, blocks)
 
 
+@pytest.mark.parametrize("timing", list(TIMINGS))
+@pytest.mark.parametrize("name", ["tiny", "rows3_cols8"])
+def test_two_banks_bit_exact(name, timing):
+    """``banks = 2``: blocks load into one bank while the other streams, bit-exact under
+    every stall profile (row and transposed blocks, one row too many, partial beats)."""
+    cfg = CONFIGS[name]
+    blocks = array_blocks(cfg, 12, seed=len(name) * 17 + len(timing))
+    _, _, _, out = simulate(cfg, blocks, timing=timing, seed=5, vcd=None, banks=2)
+    assert [g for g, _ in out["got"]] == expected(cfg, blocks)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_two_banks_overlap_exactly(name):
+    """Without stalls, block ``i`` loads from ``max(load_end[i-1], keys_end[i-2]) + 1`` (a
+    free bank) and streams its K vectors from ``max(load_end[i], keys_end[i-1]) + 1``, one
+    beat per cycle; the scores follow ``latency`` cycles after each K vector."""
+    cfg = CONFIGS[name]
+    blocks = array_blocks(cfg, 6, seed=6)
+    dut, qbeats, kbeats, out = simulate(cfg, blocks, timing="none", seed=4, vcd=None, banks=2)
+    q_t, k_t = out["q_t"], out["k_t"]
+    qi = ki = 0
+    q_end, k_end, last_t = [q_t[0] - 1], [q_t[0] - 1], []
+    for i, b in enumerate(blocks):
+        m = -(-b.queries.shape[1] // cfg.mac_cols)
+        nq, nk = load_beats(cfg, b), len(b.keys) * m
+        qs = max(q_end[-1], k_end[-2] if i >= 1 else q_t[0] - 1) + 1
+        assert q_t[qi : qi + nq] == list(range(qs, qs + nq)), i
+        ks = max(qs + nq - 1, k_end[-1]) + 1
+        assert k_t[ki : ki + nk] == list(range(ks, ks + nk)), i
+        last_t += k_t[ki + m - 1 : ki + nk : m]
+        q_end.append(qs + nq - 1)
+        k_end.append(ks + nk - 1)
+        qi, ki = qi + nq, ki + nk
+    assert (qi, ki) == (len(qbeats), len(kbeats))
+    assert [t for _, t in out["got"]] == [t + dut.latency for t in last_t]
+    assert [g for g, _ in out["got"]] == expected(cfg, blocks)
+
+
 def test_special_values_and_a_smaller_block():
     """Overflow, NaN, flushing, -0 sums; then a one-row block (``array_special_blocks``)."""
     blocks = array_special_blocks()
@@ -152,6 +190,11 @@ def test_vectors_longer_than_the_array_keep_the_framing():
 
 def test_elaborates_without_warnings():
     Fragment.get(MacArray(TINY), None)
+
+
+def test_rejects_a_bad_bank_count():
+    with pytest.raises(ValueError, match=r"^banks must be 1 or 2, not 0$"):
+        MacArray(TINY, banks=0)
 
 
 def test_rejects_a_bad_config():

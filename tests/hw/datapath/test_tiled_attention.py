@@ -2,7 +2,8 @@
 of the masked MAC-array scores: commands of 1..frame_rows rows over 1..several tiles of
 tokens (partial last tiles, masked tokens), under the stall patterns of
 ``sim.streams.TIMINGS``, several commands back to back; the exact cycles of
-``command_cycles`` at several array widths and tile sizes (P's row in 1..8 beats)."""
+``command_cycles`` at several array widths and tile sizes (P's row in 1..8 beats), with one
+tile buffer and two (the loads hidden behind the rows)."""
 
 from __future__ import annotations
 
@@ -68,12 +69,13 @@ SHAPES = {  # mac_cols, tile_tokens: beats per vector M, beats of P's row
 }
 
 
+@pytest.mark.parametrize("buffers", [2, 1])
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_exact_cycles_without_stalls(name):
+def test_exact_cycles_without_stalls(name, buffers):
     """Each command takes ``command_cycles`` from its first query beat to its last output
-    beat; the next command's first query beat is the next cycle."""
+    beat; the next command's first query beat is the next cycle; with one buffer and two."""
     cols, tile = SHAPES[name]
-    cfg = TINY.replace(mac_cols=cols, tile_tokens=tile)
+    cfg = TINY.replace(mac_cols=cols, tile_tokens=tile, tile_buffers=buffers)
     rng = np.random.default_rng(cols * 100 + tile)
     shapes = [(1, 1), (3, 2 * tile + 1), (cfg.frame_rows, tile)]
     cases = [attn_case(cfg, rng, rows=r, tokens=n) for r, n in shapes]
@@ -87,6 +89,37 @@ def test_exact_cycles_without_stalls(name):
         assert last - start + 1 == command_cycles(cfg, r, n), (name, r, n)
         if i:
             assert start == out_t[ends[i - 1] - 1] + 1
+
+
+@pytest.mark.parametrize("timing", ["none", "random"])
+def test_one_buffer_bit_exact(timing):
+    """``tile_buffers = 1``: a tile loads once the previous one has left both arrays."""
+    cfg = TINY.replace(tile_buffers=1)
+    rng = np.random.default_rng(11)
+    shapes = [(1, 9), (4, 13), (16, 5)]
+    cases = [attn_case(cfg, rng, rows=r, tokens=n) for r, n in shapes]
+    _, want, out = simulate(cfg, cases, timing=timing, seed=8)
+    assert [g for g, _ in out["got"]] == want
+
+
+def test_double_buffer_hides_the_loads():
+    """A decode-shaped command (one row, 10 tiles): with two buffers the K/V stream is taken
+    every cycle, the engine bound by its loads (``2 * M`` cycles per token); with one
+    buffer each tile waits for the previous one to leave array B."""
+    rng = np.random.default_rng(12)
+    took = {}
+    for buffers in (1, 2):
+        cfg = TINY.replace(tile_buffers=buffers)
+        case = attn_case(cfg, rng, rows=1, tokens=40)
+        _, want, out = simulate(cfg, [case], timing="none", seed=1)
+        assert [g for g, _ in out["got"]] == want
+        kv_t = out["kv_t"][0]
+        gaps = int(np.sum(np.diff(kv_t) > 1))
+        assert (gaps == 0) == (buffers == 2), (buffers, gaps)
+        took[buffers] = out["got"][-1][1] - out["q_t"][0][0] + 1
+        assert took[buffers] == command_cycles(cfg, 1, 40)
+    m = TINY.mac_chunks
+    assert took[2] - 2 * m * 40 < 4 * m * TINY.tile_tokens < took[1] - 2 * m * 40
 
 
 @pytest.mark.parametrize("cols", [16, 4])
