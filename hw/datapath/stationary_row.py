@@ -55,7 +55,7 @@ class StationaryRow(wiring.Component):
         m = Module()
         chunks, cols = self._chunks, self._cols
         row = data.ArrayLayout(data.ArrayLayout(BF16, cols), chunks)
-        qs = [Signal(row, name=f"q{b}" if b else "q", reset_less=True) for b in range(self._banks)]
+        qs = [Signal(row, name=f"bank{b}", reset_less=True) for b in range(self._banks)]
         for b, q in enumerate(qs):
             on = self.wbank == b if self._banks == 2 else 1
             with m.If(on):
