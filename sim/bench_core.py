@@ -7,15 +7,22 @@ Input: the per-command report of ``python -m sim.run --config paper ...`` (``mak
 runs it first): every ``INGEST``, ``PREFILL`` and ``QUERY`` with its exact cycle count
 (no host idle, an always-ready RAM) and the golden model's work figures.
 
-Model. The core runs a command's phases one after the other, each at a fixed pace, so a
-command's cycles are linear in its work. A ``QUERY`` is a one-row ``PREFILL`` on the same
-engine, so both share one model: a fixed cost + ``c_row * rows`` + ``c_cluster * clusters
-scored`` (one selection per command) + per attended token and per fetched token (the tiled
-engine's load) + ``c_burst * read bursts`` + ``c_row_tile * rows * tiles`` (the engine runs
-every row past each tile of ``tile_tokens`` tokens, which are read once); ingest is
-cycles per token, as measured, or the HCU's search of the extrapolated table if that is
-longer (``ceil(clusters / hcu_lanes) + 3`` cycles per aged token bound the pipelined
-ingest).
+Model. A ``QUERY`` is a one-row ``PREFILL`` on the same engine, so both share one model
+of a command's phases: a fixed cost + ``c_row * rows`` (their reception and RoPE) +
+``c_cluster * clusters scored`` (one selection per command) + ``c_burst * read bursts`` +
+``c_engine * engine``. The attention engine (``TiledAttention`` with double-buffered
+arrays) loads a tile while the previous tile's rows stream, so its time is the larger of
+two paces, not their sum: the rows' passes, ``tiles x max(rows x row_pace, tile_gap)``
+(``row_pace = max(M, ceil(T / mac_lanes))`` beats per row and tile, ``M = ceil(head_dim /
+mac_lanes)``: the core's engine is ``mac_lanes`` wide), and the token stream, ``2M``
+cycles per kept token (its K and V beats) and ``max(2M, bus_token)`` per fetched one
+(``bus_token = 2 * head_dim * 16 / axi_data_bits``, the bus cycles of its K and V): a
+frame's many rows are bound by their passes, a decode step's few by the stream
+(``hw.datapath.tiled_attention.command_cycles`` is the engine's exact count for inputs
+offered every cycle). A fitted ``c_engine`` near 1 says that pace is what the run shows.
+Ingest is cycles per token, as measured, or the HCU's search of the extrapolated table if
+that is longer (``ceil(clusters / hcu_lanes) + 3`` cycles per aged token bound the
+pipelined ingest).
 The coefficients are least-squares fits to the run; the report gives the fit's
 residual, how many costs the run determines independently, and a holdout check (fit on
 the first half of the commands, predict the second half, whose caches are larger).
@@ -30,23 +37,6 @@ projections and the FFN, which this core does not model. ``ratio`` = our ingest 
 cycles per context-frame / that budget; the issue's goal is <= 150 K cycles at a 5 K cache.
 A decode step's bus bound is the time its fetched tokens' K and V take on the bus
 (``2 * head_dim * 16 / axi_data_bits`` cycles each); the goal is within 2x of it.
-
-The overlapped engine (``tiled``; the engine's pace as built, not a run): the core's
-``TiledAttention`` with double-buffered arrays (``tile_buffers = 2``), which loads a tile
-while the previous tile's rows stream. Array A holds a tile of ``T`` keys stationary and
-takes every query row (``M = ceil(head_dim / mac_lanes)`` beats: the core's engine is
-``mac_lanes`` wide) for a row of ``T`` scores; the tile softmax (one row per cycle) turns
-it into ``a`` and P's BF16 row; array B holds the tile's ``V^T`` and takes P's row
-(``ceil(T / mac_lanes)`` beats) for the row's ``P x V``; ``mac_lanes`` FP32 lanes rescale
-and add it to the row's accumulator (``M`` beats). A row costs ``max`` of those beats per
-tile, a tile's keys and values load on one stream (``2 x T x M`` beats) behind the previous
-tile's rows, two tiles start at least ``tile_gap`` cycles apart, and every selected token
-is read from memory once per ``PREFILL``: attention = ``max(tiles x max(load, rows x
-row_pace, tile_gap), read beats)`` (``hw.datapath.tiled_attention.command_cycles`` is the
-engine's exact count with its pipeline's fill and drain). The rest of a ``PREFILL``
-(selection, the rows' RoPE, the fixed costs) and the ingest keep the fitted costs above,
-which were fitted to a run of the core before the double buffers. Array B has ``head_dim``
-rows (128 x 64 in the paper-preset core).
 
 Writes ``core_bench.json``, ``core_bench.md`` and ``core_bench.png``.
 """
@@ -64,7 +54,7 @@ import numpy as np
 from hw.config import apply_settings, parse_settings, preset
 from hw.datapath.tiled_attention import tile_gap
 
-__all__ = ["budget", "extrapolate", "fit", "main", "tiled_attention_cycles"]
+__all__ = ["budget", "engine_cycles", "extrapolate", "fit", "main"]
 
 CACHES = (1024, 4096, 5120, 16384)
 PAPER_FPS = (3.9, 8.3)
@@ -73,7 +63,7 @@ PAPER_CORES, PAPER_HZ = 8, 800e6
 GOAL_CYCLES = 150_000
 #: Tile sizes (``tile_tokens``) whose consequence the report predicts at a 5 K cache.
 TILES = (16, 32, 64, 128)
-FEATURES = ("command", "rows", "clusters", "tokens", "fetched", "bursts", "row_tiles")
+FEATURES = ("command", "rows", "clusters", "bursts", "engine")
 
 
 def budget(fps: float) -> float:
@@ -81,46 +71,48 @@ def budget(fps: float) -> float:
     return PAPER_HZ * PAPER_CORES / (fps * PAPER_CONTEXTS)
 
 
-def _vector(rows, clusters, kept, fetched, bursts, tile: int) -> list[float]:
-    """A ``PREFILL``'s or ``QUERY``'s (``rows`` 1) work in ``FEATURES`` order; ``tile``:
-    tokens per tile."""
-    tokens = kept + fetched
-    return [1, rows, clusters, tokens, fetched, bursts, rows * math.ceil(tokens / tile)]
+def _vector(cfg, rows, clusters, kept, fetched, bursts) -> list[float]:
+    """A ``PREFILL``'s or ``QUERY``'s (``rows`` 1) work in ``FEATURES`` order."""
+    return [1, rows, clusters, bursts, engine_cycles(cfg, rows, kept, fetched)["cycles"]]
 
 
-def tiled_attention_cycles(cfg, rows: int, tokens: float, fetched: float) -> dict:
-    """Cycles of the overlapped engine (module docstring) for one ``PREFILL`` of ``rows``
-    rows over ``tokens`` tokens, ``fetched`` of them read over the bus; the core's engine is
-    ``mac_lanes`` wide (one beat per memory row)."""
-    d, cols, tile = cfg.resv.head_dim, cfg.mac_lanes, cfg.tile_tokens
-    beats_d = math.ceil(d / cols)  # a q, k, v or accumulator row in mac_cols lanes
-    row_pace = max(beats_d, math.ceil(tile / cols))
-    tiles = math.ceil(tokens / tile)
-    load = 2 * tile * beats_d  # K then V of each token on the engine's one stream
-    compute = tiles * max(load, rows * row_pace, tile_gap(cfg))
-    bus_token = 2 * d * 16 / cfg.axi_data_bits  # bus cycles of a token's K and V (BF16)
-    bus = fetched * bus_token
-    cycles = max(compute, bus)
+def _bus_token(cfg) -> float:
+    """Bus cycles of a token's K and V (BF16) on the AXI."""
+    return 2 * cfg.resv.head_dim * 16 / cfg.axi_data_bits
+
+
+def engine_cycles(cfg, rows: int, kept: float, fetched: float) -> dict:
+    """The attention engine's pace (module docstring) for one ``PREFILL`` of ``rows`` rows
+    over ``kept`` kept and ``fetched`` fetched tokens: ``cycles``, the larger of the rows'
+    passes (``passes``) and the token stream (``stream``), and the busy fractions of the
+    MAC arrays and the bus."""
+    lanes, tile = cfg.mac_lanes, cfg.tile_tokens
+    m = math.ceil(cfg.resv.head_dim / lanes)
+    row_pace = max(m, math.ceil(tile / lanes))
+    tiles = math.ceil((kept + fetched) / tile)
+    passes = tiles * max(rows * row_pace, tile_gap(cfg))
+    stream = kept * 2 * m + fetched * max(2 * m, _bus_token(cfg))
+    cycles = max(passes, stream, 1)
     return {
         "tiles": tiles,
         "row_pace": row_pace,
-        "compute": compute,
-        "bus": bus,
+        "passes": passes,
+        "stream": stream,
         "cycles": cycles,
-        "array_util": tiles * rows * beats_d / cycles,
-        "bus_util": bus / cycles,
+        "array_util": tiles * rows * m / cycles,
+        "bus_util": fetched * _bus_token(cfg) / cycles,
     }
 
 
-def _features(r: dict, tile: int) -> list[float]:
+def _features(r: dict, cfg) -> list[float]:
     kept = r["attended"] - r["fetched"]
-    return _vector(r.get("rows", 1), r["clusters"], kept, r["fetched"], r["bursts"], tile)
+    return _vector(cfg, r.get("rows", 1), r["clusters"], kept, r["fetched"], r["bursts"])
 
 
-def fit(records: list[dict], tile: int) -> tuple[np.ndarray, float]:
+def fit(records: list[dict], cfg) -> tuple[np.ndarray, float]:
     """Least-squares coefficients (``FEATURES`` order) of the ``PREFILL`` / ``QUERY``
-    records (of a run with ``tile`` tokens per tile) and the largest relative residual."""
-    x = np.array([_features(r, tile) for r in records], float)
+    records of a run of ``cfg`` and the largest relative residual."""
+    x = np.array([_features(r, cfg) for r in records], float)
     y = np.array([r["cycles"] for r in records], float)
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     return coef, float(np.max(np.abs(x @ coef - y) / y))
@@ -139,24 +131,15 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     per_cmd = max(1, min(cfg.frame_rows // g, r.recent_tokens))  # tokens per PREFILL
 
     def cmd(rows):
-        f = _vector(rows, clusters, kept, fetched, bursts, cfg.tile_tokens)
+        f = _vector(cfg, rows, clusters, kept, fetched, bursts)
         return float(np.dot(coef, f)) + rows * shape["rope_extra"]
 
-    def tiled(rows):  # the fitted costs but the engine's, plus the overlapped engine
-        f = _vector(rows, clusters, 0, 0, 0, cfg.tile_tokens)
-        att = tiled_attention_cycles(cfg, rows, kept + fetched, fetched)
-        return float(np.dot(coef, f)) + rows * shape["rope_extra"] + att["cycles"], att
-
-    # the frame's PREFILLs: `full` of per_cmd tokens, then one of `last` (the attention
-    # figures reported are the largest command's)
+    # the frame's PREFILLs: `full` of per_cmd tokens, then one of `last` (the engine figures
+    # reported are the largest command's)
     full, last = divmod(tpf, per_cmd)
     sizes = [per_cmd] * min(full, 1) + [last] * bool(last)
     counts = [full] * min(full, 1) + [1] * bool(last)
     prefill = sum(c * cmd(n * g) for c, n in zip(counts, sizes, strict=True))
-    t_cmds = [tiled(n * g) for n in sizes]
-    t_prefill = sum(c * t for c, (t, _) in zip(counts, t_cmds, strict=True))
-    att = t_cmds[0][1]
-    t_decode, dec = tiled(g)
     tiles = sum(c * math.ceil((kept + fetched) / cfg.tile_tokens) for c in counts)
     # The pipelined ingest is bounded below by the HCU's search of the table for each aged
     # token (hcu_batch 1: ceil(clusters / hcu_lanes) + 3 cycles), which the run's small
@@ -175,15 +158,9 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         "decode_step": g * cmd(1),
         "decode_step_grouped": cmd(g),
         "ratio": {str(f): (ingest + prefill) / budget(f) for f in PAPER_FPS},
-        "tiled": {
-            "prefill": t_prefill,
-            "context_frame": ingest + t_prefill,
-            "attention": att,
-            "decode_step": t_decode,
-            # the decode step's own bound: its selected K/V over the bus
-            "decode_bus_bound": dec["bus"],
-            "ratio": {str(f): (ingest + t_prefill) / budget(f) for f in PAPER_FPS},
-        },
+        "engine": engine_cycles(cfg, sizes[0] * g, kept, fetched),
+        # the decode step's own bound: its selected K/V over the bus
+        "decode_bus_bound": fetched * _bus_token(cfg),
     }
 
 
@@ -238,14 +215,13 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
     cmds = [r for r in rep["records"] if r["kind"] in ("prefill", "decode")]
     if not any(r["kind"] == "prefill" for r in cmds):
         raise ValueError("the report has no PREFILL commands: rerun python -m sim.run")
-    tile = cfg.tile_tokens
-    coef, resid = fit(cmds, tile)
-    x = np.array([_features(r, tile) for r in cmds], float)
+    coef, resid = fit(cmds, cfg)
+    x = np.array([_features(r, cfg) for r in cmds], float)
     rank = int(np.linalg.matrix_rank(x))
     half = len(cmds) // 2
-    c1, _ = fit(cmds[:half], tile)
+    c1, _ = fit(cmds[:half], cfg)
     hold = [
-        abs(float(np.dot(c1, _features(r, tile))) - r["cycles"]) / r["cycles"] for r in cmds[half:]
+        abs(float(np.dot(c1, _features(r, cfg))) - r["cycles"]) / r["cycles"] for r in cmds[half:]
     ]
     shape = _shape(rep, cfg)
     shape["rope_extra"] = max(0, _rope_steps(target) - _rope_steps(cfg))
@@ -286,9 +262,9 @@ def render(s: dict) -> str:
         f"predicted within {100 * s['holdout_max_rel_error']:.1f} % (mean "
         f"{100 * s['holdout_mean_rel_error']:.1f} %).",
         f"Cycles per PREFILL (a QUERY: one row): {c['command']:.0f} + {c['rows']:.1f}/row + "
-        f"{c['tokens']:.2f}/attended token + {c['fetched']:.2f}/fetched token + "
-        f"{c['row_tiles']:.2f}/(row x tile) + {c['clusters']:.2f}/cluster + "
-        f"{c['bursts']:.2f}/burst. Ingest "
+        f"{c['clusters']:.2f}/cluster + {c['bursts']:.2f}/burst + {c['engine']:.3f} x the "
+        "engine's pace (the larger of the rows' passes over the tiles and the token stream). "
+        "Ingest "
         f"{sh['ingest_per_token']:.1f} cycles/token. {sh['tokens_per_frame']} tokens/frame, "
         f"GQA group {sh['group']}, {sh['tokens_per_cluster']:.2f} tokens/cluster, "
         f"{sh['tokens_per_burst']:.1f} tokens/burst; MAC array busy "
@@ -314,7 +290,7 @@ def render(s: dict) -> str:
             f"{r['ingest'] / 1e3:.1f} K | {r['prefill'] / 1e3:.0f} K | "
             f"**{r['context_frame'] / 1e3:.0f} K** | {r['decode_step'] / 1e3:.1f} K | "
             f"{r['decode_step_grouped'] / 1e3:.1f} K | "
-            f"{r['decode_step_grouped'] / max(1.0, r['tiled']['decode_bus_bound']):.2f}x | "
+            f"{r['decode_step_grouped'] / max(1.0, r['decode_bus_bound']):.2f}x | "
             f"{r['ratio']['3.9']:.2f} | {r['ratio']['8.3']:.2f} |"
         )
     lines += [
@@ -340,22 +316,18 @@ def render(s: dict) -> str:
         )
     lines += [
         "",
-        f"The engine with overlapped loads at `{s['target']}` (`tile_tokens` "
-        f"{s['tile_tokens']}, `mac_lanes` {s['mac_lanes']}; the double-buffered engine's "
-        "pace, not a run; selection, RoPE and ingest as fitted above):",
+        f"The engine at `{s['target']}` (`tile_tokens` {s['tile_tokens']}, `mac_lanes` "
+        f"{s['mac_lanes']}; its pace in the model, the largest PREFILL of a frame):",
         "",
-        "| cache | tiles | attention: compute / bus | per context-frame | / 150 K goal "
-        "| array busy | bus busy | decode step (G rows) | / its bus bound |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| cache | tiles | rows' passes / token stream | array busy | bus busy |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for r in s["rows"]:
-        t, a = r["tiled"], r["tiled"]["attention"]
+        a = r["engine"]
         lines.append(
-            f"| {r['cache']} | {a['tiles']} | {a['compute'] / 1e3:.1f} K / "
-            f"{a['bus'] / 1e3:.1f} K | **{t['context_frame'] / 1e3:.0f} K** | "
-            f"{t['context_frame'] / s['goal_cycles']:.2f}x | {100 * a['array_util']:.0f} % | "
-            f"{100 * a['bus_util']:.0f} % | {t['decode_step'] / 1e3:.1f} K | "
-            f"{t['decode_step'] / max(1.0, t['decode_bus_bound']):.2f}x |"
+            f"| {r['cache']} | {a['tiles']} | {a['passes'] / 1e3:.1f} K / "
+            f"{a['stream'] / 1e3:.1f} K | {100 * a['array_util']:.0f} % | "
+            f"{100 * a['bus_util']:.0f} % |"
         )
     b = s["budget"]
     lines += [
@@ -431,9 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"sim.bench_core: {five['context_frame'] / 1e3:.0f} K cycles per context-frame at a 5 K "
         f"cache ({five['context_frame'] / GOAL_CYCLES:.1f}x the 150 K goal, "
-        f"{five['ratio']['3.9']:.2f}x the paper's 3.9 fps budget); the tiled engine "
-        f"with overlapped loads (predicted): {five['tiled']['context_frame'] / 1e3:.0f} K "
-        f"({five['tiled']['context_frame'] / GOAL_CYCLES:.2f}x); {out / 'core_bench.md'}"
+        f"{five['ratio']['3.9']:.2f}x the paper's 3.9 fps budget); decode step "
+        f"{five['decode_step_grouped'] / max(1.0, five['decode_bus_bound']):.2f}x its bus "
+        f"bound; {out / 'core_bench.md'}"
     )
     return 0
 
