@@ -104,6 +104,8 @@ def test_replace_accepts_resv_changes():
         ({"tile_tokens": 0}, ValueError, r"^tile_tokens must be in 1\.\.256, not 0$"),
         ({"tile_tokens": 512}, ValueError, r"^tile_tokens must be in 1\.\.256, not 512$"),
         ({"tile_tokens": 4.0}, TypeError, r"^tile_tokens must be an integer, not 4\.0$"),
+        ({"tile_buffers": 0}, ValueError, r"^tile_buffers must be in 1\.\.2, not 0$"),
+        ({"tile_buffers": 3}, ValueError, r"^tile_buffers must be in 1\.\.2, not 3$"),
         (
             {"tile_tokens": 6},
             ValueError,
