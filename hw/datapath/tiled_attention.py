@@ -116,13 +116,14 @@ def command_cycles(cfg: HWConfig, rows: int, tokens: int, pad: bool = False) -> 
     alone = pad and tokens % t == 0
     if pad and not alone:
         sizes[-1] += 1
+    gap, p_lat = tile_gap(cfg), lat + tile_latency(cfg) + FIFO_LATENCY + p_beats - 1
     load_end, issue, p_end = rows * m - 1, None, []
     for j, n in enumerate(sizes):
         load = load_end + 1 if j < nb else max(load_end + 1, p_end[j - nb] + 1)
         load_end = load + 2 * m * n - 1
         first = load_end - m + 1
-        issue = first if issue is None else max(first, issue + max(rows * m, tile_gap(cfg)))
-        p_end.append(issue + rows * m - 1 + lat + tile_latency(cfg) + FIFO_LATENCY + p_beats - 1)
+        issue = first if issue is None else max(first, issue + max(rows * m, gap))
+        p_end.append(issue + rows * m - 1 + p_lat)
     final = p_end[-1] + lat + FIFO_LATENCY + m - 1 + 2
     if alone:
         final = max(final, load_end + 2 * m + 2)
@@ -194,8 +195,10 @@ class TiledAttention(wiring.Component):
         def flip(sig):
             return [sig.eq(~sig)] if nbuf > 1 else []
 
-        # Tiles loaded whose update has not finished; no more tiles once ``load_done``.
-        pending = Signal(range(nbuf + 3), name="pending")
+        # Tiles loaded whose update has not finished; no more tiles once ``load_done``. At
+        # most ``nbuf`` hold a bank of array B, and at most one load ends per cycle of the
+        # update's tail after array B released a tile (its rows' L + F + M cycles).
+        pending = Signal(range(nbuf + arr_b.latency + FIFO_LATENCY + beats + 1), name="pending")
         tile_in = Signal(name="tile_in")  # a tile's load ends
         tile_out = Signal(name="tile_out")  # a tile's update ends
         load_done = Signal(name="load_done")
