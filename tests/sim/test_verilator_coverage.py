@@ -5,10 +5,10 @@ errors."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
+from hw.toolpath import find_tool
 from sim.runner import run_unit
 from sim.verilator_coverage import annotate, main, merge, parse, summary
 
@@ -88,7 +88,7 @@ def test_dat_files_summarised(dat, tmp_path, capsys):
 @pytest.mark.cocotb
 def test_hcu_regression_with_coverage(tmp_path):
     """The HCU regression built with coverage: every line point of the HCU is reached."""
-    assert shutil.which("verilator"), "verilator is not on PATH (run `make setup`)"
+    assert find_tool("verilator"), "verilator is not in the venv nor on PATH (run `make setup`)"
     assert main(["hcu", "--out", str(tmp_path)]) == 0
     doc = json.loads((tmp_path / "hcu.json").read_text())
     assert doc["types"]["line"]["points"] > 100
