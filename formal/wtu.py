@@ -54,12 +54,14 @@ _BUGS = (None, "unique")
 
 def wtu_config() -> HWConfig:
     """``tiny`` cut down: 3 clusters, 4-bit scores (2 fractional bits), buckets of 2 score
-    steps, 3 buckets (L = 4, 3, 2), 2-bit counts, 2-bit coverage fraction."""
+    steps, 3 buckets (L = 4, 3, 2), 2-bit counts, 2-bit coverage fraction, relative buckets
+    (the presets' grid buckets are ``wtu_grid_config``)."""
     return preset("tiny").replace(
         hcu_lanes=2,
         topk_k=2,
         wtu_lanes=2,
         resv={
+            "bucket_mode": "relative",
             "max_clusters": 3,
             "score_frac_bits": 2,
             "score_bits": 4,

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hw.dre import layouts
+from hw.dre import dre_wtu_config, layouts
 from sim.dre_data import HCUStream, ScoreRow, hcu_expected, hcu_stream, score_row, wtu_expected
 
 from .config import FPGAConfig
@@ -247,7 +247,7 @@ async def check_against_golden(
         )
         row = score_row(cfg, n, seed=seed * 1000 + i, kind=kinds[i % len(kinds)])
         selected, summary, cycles = await client.select(row)
-        exp = wtu_expected(cfg, row)
+        exp = wtu_expected(dre_wtu_config(cfg), row)  # the DRE's one-lane WTU
         rep.compare(f"row {i} selected", [int(s.cluster) for s in selected], exp.selected.tolist())
         rep.compare(
             f"row {i} last flags",

@@ -37,8 +37,8 @@ from .dre import (
     HashClusterUnit,
     TopKSelector,
     WeightedQuickSelect,
-    WiCSumThresholdUnit,
     grid_wtu,
+    relative_wtu,
 )
 from .kvmu import KVMemoryUnit, KVWriter
 
@@ -179,8 +179,8 @@ _ENTRIES = (
     ),
     Unit(
         name="wtu",
-        component=WiCSumThresholdUnit,
-        description="WiCSumThresholdUnit",
+        component=relative_wtu,
+        description="WiCSumThresholdUnit, relative buckets (the SPEC's two-pass rule)",
         testbench="sim.tb_wtu",
         golden=("golden.resv.wicsum_select_bucketed",),
     ),

@@ -43,7 +43,7 @@ import numpy as np
 from golden.resv import ClusterEvent
 from golden.synthetic import synthetic_signatures
 from hw.config import PRESETS, HWConfig, preset
-from hw.dre import quickselect_cycles, topk_cycles, wtu_cycles
+from hw.dre import quickselect_cycles, topk_cycles, wtu_cycles, wtu_unit_config
 from sim.dre_data import (
     HCUStream,
     ScoreRow,
@@ -236,13 +236,8 @@ def _pack(rows: list[ScoreRow]) -> dict:
     }
 
 
-#: The selectors compared: report name -> (hw unit, ReSVConfig changes).
-SELECTORS = {
-    "wtu": ("wtu", {}),
-    "wtu_grid": ("wtu", {"bucket_mode": "grid"}),
-    "quickselect": ("quickselect", {}),
-    "topk": ("topk", {}),
-}
+#: The selectors compared (``hw.gen`` tops; ``wtu`` has relative buckets, ``wtu_grid`` grid).
+SELECTORS = ("wtu", "wtu_grid", "quickselect", "topk")
 
 
 def bench_selectors(
@@ -255,11 +250,11 @@ def bench_selectors(
     relative WTU's run, single-lane whatever ``wtu_lanes``) is reused when given."""
     rows = [r for _, r in named]
     results = {} if relative is None else {"wtu": relative}
-    for name, (unit, resv) in SELECTORS.items():
+    for name in SELECTORS:
         if name in results:
             continue
         over = {
-            "resv": {"max_clusters": cfg.max_clusters, **resv},
+            "resv": {"max_clusters": cfg.max_clusters},
             "topk_k": cfg.topk_k,
             "wtu_lanes": cfg.wtu_lanes,
         }
@@ -267,11 +262,9 @@ def bench_selectors(
             f"{name}, {len(rows)} rows of {sorted({r.scores.size for r in rows})} "
             f"clusters (Verilator)"
         )
-        tag = f"bench_c{cfg.max_clusters}_k{cfg.topk_k}_l{cfg.wtu_lanes}" + (
-            "_grid" if resv else ""
-        )
-        results[name] = _run_cocotb(unit, "verilator", config, over, _pack(rows), tag)
-    grid_cfg = cfg.replace(resv={"bucket_mode": "grid"})
+        tag = f"bench_c{cfg.max_clusters}_k{cfg.topk_k}_l{cfg.wtu_lanes}"
+        results[name] = _run_cocotb(name, "verilator", config, over, _pack(rows), tag)
+    rel_cfg, grid_cfg = wtu_unit_config("wtu", cfg), wtu_unit_config("wtu_grid", cfg)
     table = []
     for i, (name, row) in enumerate(named):
         w, g = results["wtu"]["rows"][i], results["wtu_grid"]["rows"][i]
@@ -304,7 +297,7 @@ def bench_selectors(
                 "sort_cycles_formula": topk_cycles(cfg, n, n),
             }
         )
-        assert w["cycles"] == wtu_cycles(cfg, n, w["b_star"], w["n_selected"])
+        assert w["cycles"] == wtu_cycles(rel_cfg, n, w["b_star"], w["n_selected"])
         assert g["cycles"] == wtu_cycles(
             grid_cfg, n, g["b_star"], g["n_selected"], emit_cycles=grid_exp.emit_cycles
         )

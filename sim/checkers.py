@@ -414,12 +414,11 @@ def _payload_fields(top: str, port: str) -> list[tuple[str, int, int]]:
     try:
         from amaranth.lib import data
 
+        from hw.dre import wtu_unit_config
         from hw.gen import TOPS
         from sim.cocotb_streams import config_from_env
 
-        cfg = config_from_env()
-        if top == "wtu_grid":
-            cfg = cfg.replace(resv={"bucket_mode": "grid"})
+        cfg = wtu_unit_config(top, config_from_env())
         member = TOPS[top](cfg).signature.members[port]
         shape = member.signature.members["payload"].shape
     except Exception:

@@ -18,7 +18,14 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from hw.dre import layouts, quickselect_cycles, topk_cycles, wtu_ingest_lanes
+from hw.dre import (
+    WTU_TOPS,
+    layouts,
+    quickselect_cycles,
+    topk_cycles,
+    wtu_ingest_lanes,
+    wtu_unit_config,
+)
 from sim.cocotb_streams import (
     Scoreboard,
     StreamSink,
@@ -102,7 +109,8 @@ async def _hcu(dut, data) -> dict:
 
 
 async def _selector(dut, data, unit: str) -> dict:
-    cfg = config_from_env()
+    cfg = wtu_unit_config(unit, config_from_env())
+    kind = "wtu" if unit in WTU_TOPS else unit  # wtu, wtu_grid: the WTU at its bucket mode
     lay = layouts(cfg)
     rows = [
         ScoreRow(scores=s, counts=c, coverage_q=int(q), k=int(k))
@@ -117,12 +125,12 @@ async def _selector(dut, data, unit: str) -> dict:
     sel_sb = Scoreboard(f"{unit}.selected", dut._log)
     want_cycles, extra = [], []
     for row in rows:
-        if unit == "wtu":
+        if kind == "wtu":
             exp = wtu_expected(cfg, row)
             ids = exp.selected.tolist()
             want_cycles.append(row_cycles(cfg, row, exp))
             extra.append({"b_star": exp.b_star, "n_selected": len(ids)})
-        elif unit == "quickselect":
+        elif kind == "quickselect":
             exp = quickselect_expected(cfg, row)
             ids = exp.selected.tolist()
             want_cycles.append(quickselect_cycles(cfg, row.scores.size, exp))
@@ -137,10 +145,10 @@ async def _selector(dut, data, unit: str) -> dict:
         "wtu": lay.wtu_summary,
         "quickselect": lay.quickselect_summary,
         "topk": lay.topk_summary,
-    }[unit]
-    cmd_layout = lay.topk_cmd if unit == "topk" else lay.wtu_cmd
+    }[kind]
+    cmd_layout = lay.topk_cmd if kind == "topk" else lay.wtu_cmd
     # Selected ids: one per beat, or a row of ``lanes`` ids per beat (``selected_lanes``).
-    lanes = {"wtu": wtu_ingest_lanes(cfg), "quickselect": cfg.wtu_lanes, "topk": 1}[unit]
+    lanes = {"wtu": wtu_ingest_lanes(cfg), "quickselect": cfg.wtu_lanes, "topk": 1}[kind]
 
     def on_selected(p, _t):
         for c in beat_ids(p, lanes):
@@ -150,9 +158,9 @@ async def _selector(dut, data, unit: str) -> dict:
     sel = StreamSink(dut, "selected", sel_layout, fast=True, callback=on_selected)
     summ = StreamSink(dut, "summary", summary_layout, fast=True)
     cmd = StreamSource(dut, "cmd", cmd_layout, fast=True)
-    if unit == "wtu":
+    if kind == "wtu":
         src_layout, beats_of = clusters_layout(cfg), partial(wtu_beats, cfg)
-    elif unit == "quickselect":  # wtu_lanes clusters per beat whatever the bucket mode
+    elif kind == "quickselect":  # wtu_lanes clusters per beat whatever the bucket mode
         src_layout = lay.cluster_lanes if cfg.wtu_lanes > 1 else lay.cluster_score
         beats_of = partial(quickselect_beats, cfg)
     else:  # the top-k: one cluster per beat
@@ -160,7 +168,7 @@ async def _selector(dut, data, unit: str) -> dict:
     src = StreamSource(dut, "clusters", src_layout, fast=True)
     sel.start()
     summ.start()
-    cmds = [{"k": r.k} if unit == "topk" else {"coverage_q": r.coverage_q} for r in rows]
+    cmds = [{"k": r.k} if kind == "topk" else {"coverage_q": r.coverage_q} for r in rows]
     t0 = time.perf_counter()
     cmd_task = cocotb.start_soon(cmd.send(cmds))
     await src.send([b for r in rows for b in beats_of(r)])

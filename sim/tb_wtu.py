@@ -14,7 +14,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge
 
-from hw.dre import layouts, wtu_cycles, wtu_ingest_lanes
+from hw.dre import layouts, wtu_cycles, wtu_ingest_lanes, wtu_unit_config
 from sim.cocotb_streams import (
     Scoreboard,
     StreamSink,
@@ -42,11 +42,9 @@ KINDS = SCORE_KINDS
 
 
 def unit_config():
-    """``config_from_env()``, with grid buckets when the top is ``wtu_grid`` (``hw.gen``)."""
-    cfg = config_from_env()
-    if cocotb.top._name == "wtu_grid":
-        return cfg.replace(resv={"bucket_mode": "grid"})
-    return cfg
+    """``config_from_env()`` with the top's bucket mode (``wtu``: relative, ``wtu_grid``:
+    grid; ``hw.dre.wtu_unit_config``)."""
+    return wtu_unit_config(cocotb.top._name, config_from_env())
 
 
 def clusters_layout(cfg):

@@ -213,7 +213,7 @@ def unit_cycles(unit: str, cfg: Any, seed: int = 0) -> dict[str, Any]:
     import numpy as np
 
     from golden.resv import quantize_scores, wicsum_select_bucketed
-    from hw.dre import hcu, topk, wtu
+    from hw.dre import dre_wtu_config, hcu, topk, wtu
 
     c = cfg.max_clusters
     if unit == "hcu":
@@ -226,12 +226,20 @@ def unit_cycles(unit: str, cfg: Any, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     scores = quantize_scores(rng.normal(0.0, 2.0, c), cfg.resv)
     counts = rng.integers(1, min(cfg.resv.count_max, 64) + 1, c)
-    if unit == "wtu":
-        sel = wicsum_select_bucketed(scores, counts, cfg.resv)
+    if unit in ("wtu", "dre_wtu"):
+        # ``wtu``: the hw.gen top (relative buckets); ``dre_wtu``: the DRE's one-lane WTU at
+        # the config's bucket mode.
+        wcfg = wtu.wtu_unit_config(unit, cfg) if unit == "wtu" else dre_wtu_config(cfg)
+        sel = wicsum_select_bucketed(scores, counts, wcfg.resv)
+        formula = (
+            f"C + n_buckets + b* + k + {wtu.WTU_GRID_LATENCY}"
+            if wcfg.resv.bucket_mode == "grid"
+            else f"2*C + b* + k + {wtu.WTU_LATENCY}"
+        )
         return {
             "metric": f"cycles per row of {c} clusters",
-            "cycles": wtu.wtu_cycles(cfg, c, sel.b_star, sel.clusters_emitted),
-            "formula": f"2*C + b* + k + {wtu.WTU_LATENCY}",
+            "cycles": wtu.wtu_cycles(wcfg, c, sel.b_star, sel.clusters_emitted),
+            "formula": formula,
             "b_star": sel.b_star,
             "selected": sel.clusters_emitted,
         }
@@ -244,9 +252,9 @@ def unit_cycles(unit: str, cfg: Any, seed: int = 0) -> dict[str, Any]:
     if unit == "dre":
         return {
             "metric": "HCU cycles per token + WTU cycles per row",
-            "cycles": unit_cycles("hcu", cfg)["cycles"] + unit_cycles("wtu", cfg)["cycles"],
+            "cycles": unit_cycles("hcu", cfg)["cycles"] + unit_cycles("dre_wtu", cfg)["cycles"],
         }
-    raise ValueError(f"unit must be one of 'hcu', 'wtu', 'topk', 'dre', not {unit!r}")
+    raise ValueError(f"unit must be one of 'hcu', 'wtu', 'dre_wtu', 'topk', 'dre', not {unit!r}")
 
 
 def evaluate_point(

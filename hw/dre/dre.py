@@ -21,7 +21,13 @@ from .hcu import HashClusterUnit
 from .layouts import layouts
 from .wtu import WiCSumThresholdUnit
 
-__all__ = ["DynamicRetrievalEngine", "dre_signature"]
+__all__ = ["DynamicRetrievalEngine", "dre_signature", "dre_wtu_config"]
+
+
+def dre_wtu_config(cfg: HWConfig) -> HWConfig:
+    """The config of the DRE's WTU: ``cfg`` at one lane (one cluster per ``clusters`` beat,
+    selected ids one per beat in bucket order), at the config's bucket mode."""
+    return cfg.replace(wtu_lanes=1)
 
 
 def dre_signature(cfg: HWConfig) -> wiring.Signature:
@@ -58,7 +64,7 @@ class DynamicRetrievalEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.hcu = hcu = HashClusterUnit(self._cfg)
-        m.submodules.wtu = wtu = WiCSumThresholdUnit(self._cfg.replace(wtu_lanes=1))
+        m.submodules.wtu = wtu = WiCSumThresholdUnit(dre_wtu_config(self._cfg))
         wiring.connect(m, wiring.flipped(self.tokens), hcu.tokens)
         wiring.connect(m, hcu.assign, wiring.flipped(self.assign))
         wiring.connect(m, wiring.flipped(self.wtu_cmd), wtu.cmd)

@@ -102,11 +102,14 @@ from .layouts import lanes_beat_malformed, layouts
 __all__ = [
     "WTU_GRID_LATENCY",
     "WTU_LATENCY",
+    "WTU_TOPS",
     "WiCSumThresholdUnit",
     "grid_wtu",
+    "relative_wtu",
     "wtu_cycles",
     "wtu_ingest_lanes",
     "wtu_scan_group",
+    "wtu_unit_config",
 ]
 
 #: Fixed cycles of a row: cmd, bucketing pipeline (2), threshold, emit start, summary.
@@ -849,8 +852,25 @@ class WiCSumThresholdUnit(wiring.Component):
         return m
 
 
-def grid_wtu(cfg: HWConfig) -> WiCSumThresholdUnit:
-    """The WTU of ``cfg`` with ``bucket_mode = "grid"`` (the ``wtu_grid`` top of ``hw.gen``)."""
+#: The WTU tops of ``hw.gen`` and their bucket mode, whatever the config's.
+WTU_TOPS = {"wtu": "relative", "wtu_grid": "grid"}
+
+
+def wtu_unit_config(unit: str, cfg: HWConfig) -> HWConfig:
+    """The config the unit ``unit`` is built at: a WTU top (``WTU_TOPS``) with its bucket
+    mode, any other unit at ``cfg``."""
     if not isinstance(cfg, HWConfig):
         raise TypeError(f"cfg must be an HWConfig, not {cfg!r}")
-    return WiCSumThresholdUnit(cfg.replace(resv={"bucket_mode": "grid"}))
+    mode = WTU_TOPS.get(unit)
+    return cfg if mode is None else cfg.replace(resv={"bucket_mode": mode})
+
+
+def grid_wtu(cfg: HWConfig) -> WiCSumThresholdUnit:
+    """The WTU of ``cfg`` with ``bucket_mode = "grid"`` (the ``wtu_grid`` top of ``hw.gen``)."""
+    return WiCSumThresholdUnit(wtu_unit_config("wtu_grid", cfg))
+
+
+def relative_wtu(cfg: HWConfig) -> WiCSumThresholdUnit:
+    """The WTU of ``cfg`` with ``bucket_mode = "relative"`` (the SPEC's two-pass rule; the
+    ``wtu`` top of ``hw.gen``, kept for comparison since the presets use grid buckets)."""
+    return WiCSumThresholdUnit(wtu_unit_config("wtu", cfg))

@@ -34,6 +34,7 @@ from hw.dre import (
     topk_passes,
     wtu_cycles,
     wtu_ingest_lanes,
+    wtu_unit_config,
 )
 from hw.kvmu import KVMemoryUnit, kvmu_layouts
 from sim.coverage import wtu_row_bins
@@ -215,12 +216,6 @@ def hcu_stream_chunk(cfg: HWConfig, stream: HCUStream) -> Chunk:
         end=end,
         golden={"stream": stream, "expected": exp},
     )
-
-
-def wtu_unit_config(unit: str, cfg: HWConfig) -> HWConfig:
-    """The config a selector unit runs at: ``wtu_grid`` is the WTU with grid buckets
-    (``hw.gen`` builds it so, ``sim.tb_wtu.unit_config`` checks it so)."""
-    return cfg.replace(resv={"bucket_mode": "grid"}) if unit == "wtu_grid" else cfg
 
 
 def wtu_rows(cfg: HWConfig, n: int, seed: int) -> list[ScoreRow]:

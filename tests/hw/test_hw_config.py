@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 
 from golden.config import PRESETS as RESV_PRESETS
 from golden.config import SPEC_RULE, ReSVConfig
-from hw.config import PRESETS, HWConfig, bits_for, ceil_log2, preset
+from hw.config import HW_RULE, PRESETS, HWConfig, bits_for, ceil_log2, preset
 from hw.gen import generate
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_presets_are_built_on_the_golden_presets(name):
     cfg = preset(name)
-    assert cfg.resv == RESV_PRESETS[name].replace(**SPEC_RULE)
+    assert cfg.resv == RESV_PRESETS[name].replace(**HW_RULE)
     assert cfg.max_clusters == cfg.resv.max_clusters
     assert 2**cfg.cluster_id_bits >= cfg.max_clusters
     assert 2**cfg.bucket_bits >= cfg.resv.n_buckets
@@ -185,11 +185,12 @@ def test_golden_defaults_are_not_the_hardware_rule():
 
 
 def test_both_bucket_modes_are_hardware_options():
-    """The WTU implements relative and grid buckets: HWConfig accepts both; the presets keep
-    the SPEC's relative buckets."""
+    """The WTU implements relative and grid buckets: HWConfig accepts both; the presets use
+    the measured default, grid buckets, on the SPEC's rule otherwise."""
+    assert HW_RULE == {**SPEC_RULE, "bucket_mode": "grid"}
     for name in ("tiny", "paper", "edge"):
-        assert preset(name).resv.bucket_mode == "relative"
-    assert preset("tiny").replace(resv={"bucket_mode": "grid"}).resv.bucket_mode == "grid"
+        assert preset(name).resv.bucket_mode == "grid"
+    assert preset("tiny").replace(resv={"bucket_mode": "relative"}).resv.bucket_mode == "relative"
 
 
 # ---- fuzzing: random hardware configurations, and Verilog from valid ones ---------------

@@ -1,8 +1,10 @@
-"""sim.bench's lane summary (no simulation: made-up selector rows)."""
+"""sim.bench's selector part: the lane summary (made-up rows) and a tiny Verilator run."""
 
 from __future__ import annotations
 
-from sim.bench import _markdown, lanes_summary
+import json
+
+from sim.bench import _markdown, lanes_summary, main
 
 
 def _row(name, n, grid, qs, topk):
@@ -48,3 +50,18 @@ def test_lanes_summary_checks_the_goal_per_lane_and_size():
     )
     assert "| 16 | 16 | trace (1) | 417 | 130 | 500 | 420 | 0.26 (0.26) | 0.31 (0.31) | met " in md
     assert "| not met |" in md
+
+
+def test_selector_bench_runs_every_selector(tmp_path, monkeypatch):
+    """``python -m sim.bench --parts selectors`` at ``tiny`` (Verilator): the relative WTU
+    (the ``wtu`` top), the grid WTU, the quick-select and the top-k each run the rows, every
+    id and cycle count checked against golden and the units' formulas inside the bench."""
+    monkeypatch.delenv("TRACE", raising=False)
+    args = ["--config", "tiny", "--parts", "selectors", "--sizes", "16", "--rows", "1"]
+    assert main([*args, "--wtu-lanes", "4", "-o", str(tmp_path)]) == 0
+    rep = json.loads((tmp_path / "hw_bench.json").read_text())
+    (row,) = rep["selectors"]["rows"]
+    assert row["clusters"] == 16 and rep["selectors"]["wtu_lanes"] == 4
+    # The relative WTU reads the row twice, the 4-lane grid WTU ingests 4 clusters per beat.
+    assert row["wtu_cycles"] == 2 * 16 + row["b_star"] + row["selected_relative"] + 7
+    assert row["wtu_grid_cycles"] < row["wtu_cycles"]

@@ -33,8 +33,11 @@ def test_pareto_front():
 def test_unit_cycles_follow_the_documented_formulas():
     cfg = sweep.point_config("tiny", {"hcu_lanes": 2})
     assert sweep.unit_cycles("hcu", cfg)["cycles"] == 16 // 2 + 3
-    w = sweep.unit_cycles("wtu", cfg)
+    w = sweep.unit_cycles("wtu", cfg)  # relative buckets
     assert w["cycles"] == 2 * 16 + w["b_star"] + w["selected"] + 7
+    g = sweep.unit_cycles("dre_wtu", cfg)  # the DRE's: grid buckets (the preset), one lane
+    assert g["cycles"] == 16 + cfg.resv.n_buckets + g["b_star"] + g["selected"] + 5
+    assert sweep.unit_cycles("dre", cfg)["cycles"] == 16 // 2 + 3 + g["cycles"]
 
 
 def test_options_validation():

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment
+from amaranth.hdl import Fragment, MemoryInstance
 
 from hw.config import PRESETS, preset
-from hw.dre import DynamicRetrievalEngine, HashClusterUnit, TopKSelector, WiCSumThresholdUnit
+from hw.dre import (
+    DynamicRetrievalEngine,
+    HashClusterUnit,
+    TopKSelector,
+    WiCSumThresholdUnit,
+    dre_wtu_config,
+)
 from sim.dre_data import hcu_expected, hcu_stream, score_row, wtu_expected
 from sim.streams import Harness, run, stream_get, stream_put
 
@@ -48,10 +54,35 @@ def test_dre_routes_both_units(tmp_path):
     exp = hcu_expected(cfg, tokens)
     assert [p.cluster for p, _ in got["assign"]] == exp.cluster.tolist()
     assert got["occupancy"] == exp.occupancy and got["count0"] == exp.counts[0]
-    sel = wtu_expected(cfg, row)
+    sel = wtu_expected(dre_wtu_config(cfg), row)  # one lane: bucket order
     assert [p.cluster for p, _ in got["selected"]] == sel.selected.tolist()
     assert got["summary"][0][0].total_mass == sel.total_mass
     assert not np.any(exp.counts == 0)
+
+
+def memories(dut) -> list[str]:
+    """Dotted names of the memories in ``dut``'s elaborated design."""
+    found = []
+
+    def walk(frag, prefix):
+        for sub, name, *_ in frag.subfragments:
+            if isinstance(sub, MemoryInstance):
+                found.append(prefix + name)
+            walk(sub, f"{prefix}{name}.")
+
+    walk(Fragment.get(dut, None), "")
+    return sorted(found)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_one_count_memory(name):
+    """With the presets' grid buckets the DRE keeps the counts once, in the HCU's table (the
+    WTU histograms each count as it arrives); relative buckets add the WTU's second copy."""
+    cfg = preset(name)
+    assert cfg.resv.bucket_mode == "grid"
+    assert memories(DynamicRetrievalEngine(cfg)) == ["hcu.cnt_mem", "hcu.sig_mem", "wtu.next_mem"]
+    relative = cfg.replace(resv={"bucket_mode": "relative"})
+    assert "wtu.count_mem" in memories(DynamicRetrievalEngine(relative))
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

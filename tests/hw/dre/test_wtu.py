@@ -24,7 +24,9 @@ from sim.dre_data import (
 )
 from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
-TINY = preset("tiny")
+# The SPEC's relative buckets (the presets use grid buckets; ``GRID`` and ``mode_cfg``).
+RELATIVE = {"bucket_mode": "relative"}
+TINY = preset("tiny").replace(resv=RELATIVE)
 CONFIGS = {
     "tiny": TINY,
     # Non-power-of-two bucket count and table, unit-wide buckets.
@@ -32,7 +34,7 @@ CONFIGS = {
     # A single bucket and a two-entry table.
     "one_bucket": TINY.replace(resv={"max_clusters": 2, "n_buckets": 1}, topk_k=1, hcu_lanes=2),
     # The paper's fixed-point formats (16-bit scores and counts, 64 buckets), small table.
-    "paper_formats": preset("paper").replace(resv={"max_clusters": 48}, topk_k=8),
+    "paper_formats": preset("paper").replace(resv={**RELATIVE, "max_clusters": 48}, topk_k=8),
 }
 # Grid buckets (single pass) on the same configurations, one cluster per beat.
 GRID = {name: c.replace(resv={"bucket_mode": "grid"}, wtu_lanes=1) for name, c in CONFIGS.items()}
