@@ -76,11 +76,14 @@ formal: setup
 	$(PY) -m formal $(FORMAL_ARGS)
 
 # 10**6 randomized transactions per unit (sim/fast: golden files, a C++ Verilator harness)
-# in seeded chunks on a Dask LocalCluster; resumable; report in build/soak/report.md.
+# in seeded chunks on a Dask LocalCluster; resumable; report in build/soak/report.md. Then
+# the same on Icarus (sim/fast/icarus.py: a generated Verilog testbench; every unit but the
+# KVMU), report in build/soak_icarus/report.md: hours, not minutes.
 # SOAK_ARGS="--seed 5 --transactions 2000000" (python -m sim.soak --help); not in make test.
 SOAK_ARGS ?=
 soak: setup
 	$(PY) -m sim.soak --workers $(JOBS) $(SOAK_ARGS)
+	$(PY) -m sim.soak --sim icarus --workers $(JOBS) -o build/soak_icarus $(SOAK_ARGS)
 
 # Functional coverage bins of the cocotb regressions (sim/coverage.py), every missed bin
 # listed: build/coverage/coverage.{json,md}; not in make test.

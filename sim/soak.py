@@ -2,12 +2,15 @@
 
     python -m sim.soak [--units hcu,wtu,...] [--transactions 1000000] [--chunk 20000]
         [--seed N] [--config tiny] [--set F=V] [--workers 2 | --scheduler ADDR]
-        [-o build/soak] [--fresh]
+        [-o build/soak] [--fresh] [--sim verilator|icarus]
 
 Units: every unit of ``sim.fast.FAST_PORTS`` by default (``hcu``, ``wtu``, ``wtu_grid``,
-``topk``, ``quickselect``, ``kvmu``). The work is cut into chunks of ``--chunk`` transactions
-(HCU tokens, selector rows, KVMU selections); chunk ``i`` of a unit runs with seed ``base + k
-* 10**6 + i`` (``k``: the unit's place in ``FAST_PORTS``), which draws its golden stimulus
+``topk``, ``quickselect``, ``kvmu``). ``--sim icarus`` runs the chunks on Icarus through the
+generated self-checking testbench of ``sim.fast.icarus`` (every unit but the KVMU, which is
+then left out of the default list) instead of the C++ Verilator harness. The work is cut
+into chunks of ``--chunk`` transactions (HCU tokens, selector rows, KVMU selections); chunk
+``i`` of a unit runs with seed ``base + k * 10**6 + i`` (``k``: the unit's place in
+``FAST_PORTS``), which draws its golden stimulus
 (``sim.fast.stimulus``: the HCU stream's redundancy, sources and contexts; the rows' sizes,
 score kinds and top-k's k; the KVMU's contexts, allocations, selections and memory image)
 and its stall profile
@@ -45,7 +48,8 @@ from typing import Any
 from hw.config import apply_settings, parse_settings, preset
 from sim.coverage import Coverage, hcu_token_bins, unit_bins, write_report
 from sim.fast.build import FAST_PORTS, build_harness
-from sim.fast.run import replay_command, run_chunk
+from sim.fast.icarus import build_icarus, icarus_units
+from sim.fast.run import FAST_SIMULATORS, replay_command, run_chunk
 from sim.verilator_coverage import merge as vcov_merge
 from sim.verilator_coverage import summary as vcov_summary
 
@@ -53,6 +57,12 @@ __all__ = ["SOAK_VERSION", "main", "plan", "soak", "soak_chunk"]
 
 #: Version of the chunk computation; bump it to invalidate saved states.
 SOAK_VERSION = 1
+
+#: The report's name of each simulator's harness.
+SIM_LABEL = {
+    "verilator": "verilator (sim.fast C++ harness)",
+    "icarus": "icarus (sim.fast.icarus Verilog testbench)",
+}
 
 
 #: Seed distance between units: chunk ``i`` of the ``k``-th unit of ``FAST_PORTS`` runs
@@ -83,16 +93,21 @@ def vcov_path(out: Path, c: dict[str, Any]) -> Path:
 
 
 def soak_chunk(
-    c: dict[str, Any], config: str, settings: list[str], vcov: Path | None = None
+    c: dict[str, Any],
+    config: str,
+    settings: list[str],
+    vcov: Path | None = None,
+    sim: str = "verilator",
 ) -> dict[str, Any]:
     """Run one planned chunk (in a Dask worker or in this process) → its verdict as a dict,
     with the ``sim.coverage`` bins of its transactions when it passed (``coverage``).
-    ``vcov``: a coverage-built harness writes its Verilator line/toggle counts there."""
+    ``vcov``: a coverage-built harness writes its Verilator line/toggle counts there.
+    ``sim``: one of ``sim.fast.run.FAST_SIMULATORS``."""
     cfg = apply_settings(preset(config), parse_settings(settings))
     if vcov is not None:
         vcov.parent.mkdir(parents=True, exist_ok=True)
     verdict, chunk = run_chunk(
-        c["unit"], cfg, c["transactions"], c["seed"], config=config, coverage=vcov
+        c["unit"], cfg, c["transactions"], c["seed"], config=config, coverage=vcov, sim=sim
     )
     out = {**c, **verdict.as_dict()}
     if verdict.passed:
@@ -128,6 +143,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         "chunk": args.chunk,
         "config": args.config,
         "settings": args.set,
+        "sim": args.sim,
     }
 
 
@@ -156,7 +172,7 @@ def _progress(i: int, total: int, r: dict[str, Any], done: dict[str, int]) -> st
     return (
         f"soak: [{i}/{total}] {r['unit']} seed={r['seed']} profile={r['profile']} {status}: "
         f"{r['transactions']} transactions, {r['cycles']} cycles, "
-        f"{r['cycles_per_s'] / 1e6:.1f} M cycles/s, {r['wall_seconds']:.2f} s; "
+        f"{r['cycles_per_s'] / 1e6:.3f} M cycles/s, {r['wall_seconds']:.2f} s; "
         f"{r['unit']} total {done[r['unit']]}"
     )
 
@@ -187,6 +203,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     )
     cfg = apply_settings(preset(args.config), parse_settings(args.set))
     for unit in args.units:
+        if args.sim == "icarus":
+            build_icarus(unit, cfg, config=args.config, log=lambda s: print(s, flush=True))
+            continue
         build_harness(
             unit,
             cfg,
@@ -215,7 +234,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 
     if todo and args.workers == 0 and not args.scheduler:
         for i, c in enumerate(todo, 1):
-            record(i, soak_chunk(c, args.config, args.set, vcov(c)))
+            record(i, soak_chunk(c, args.config, args.set, vcov(c), args.sim))
     elif todo:
         from distributed import as_completed
 
@@ -224,7 +243,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         client, cluster = dask_client(args.scheduler, max(args.workers, 1))
         try:
             futures = [
-                client.submit(soak_chunk, c, args.config, args.set, vcov(c), pure=False)
+                client.submit(soak_chunk, c, args.config, args.set, vcov(c), args.sim, pure=False)
                 for c in todo
             ]
             for i, fut in enumerate(as_completed(futures), 1):
@@ -272,7 +291,7 @@ def _verilator_coverage(out: Path, chunks: list[dict[str, Any]], units: list[str
 
 
 def _replay(r: dict[str, Any], args: argparse.Namespace) -> str:
-    return replay_command(r["unit"], r["seed"], r["transactions"], args.config, args.set)
+    return replay_command(r["unit"], r["seed"], r["transactions"], args.config, args.set, args.sim)
 
 
 def _report(
@@ -311,7 +330,7 @@ def _report(
         "base_seed": base,
         "passed": all(u["failed_chunks"] == 0 for u in units.values()),
         "seconds_this_run": round(seconds, 1),
-        "simulator": "verilator (sim.fast C++ harness)",
+        "simulator": SIM_LABEL[args.sim],
         "units": units,
     }
 
@@ -322,8 +341,8 @@ def _markdown(rep: dict[str, Any]) -> str:
         "# Soak (python -m sim.soak)",
         "",
         "Every transaction's outputs compared bit for bit with the golden model by the fast "
-        "C++ Verilator harness (sim.fast); harness M cycles/s: simulated cycles over the "
-        "harness's own time (golden and file writing excluded).",
+        "harness (sim.fast); harness M cycles/s: simulated cycles over the harness's own "
+        "time (golden and file writing excluded).",
         "",
         f"Config `{p['config']}`{''.join(f' `--set {s}`' for s in p['settings'])}, "
         f"{rep['transactions_per_unit']} transactions per unit in chunks of {p['chunk']}, "
@@ -335,7 +354,7 @@ def _markdown(rep: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for unit, u in rep["units"].items():
-        cps = f"{u['cycles_per_s'] / 1e6:.2f}" if u["cycles_per_s"] else "-"
+        cps = f"{u['cycles_per_s'] / 1e6:.3f}" if u["cycles_per_s"] else "-"
         prof = ", ".join(f"{k} {v}" for k, v in sorted(u["profiles"].items()))
         md.append(
             f"| {unit} | {u['transactions']} | {u['chunks']} | {u['cycles']} | "
@@ -351,7 +370,7 @@ def _markdown(rep: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.soak", description=__doc__.split("\n")[0])
-    ap.add_argument("--units", default=",".join(FAST_PORTS), help="comma list (default all)")
+    ap.add_argument("--units", help="comma list (default: every unit the simulator runs)")
     ap.add_argument("--transactions", type=int, default=10**6, help="per unit (default 10**6)")
     ap.add_argument("--chunk", type=int, default=20000, help="transactions per chunk (20000)")
     ap.add_argument("--seed", type=int, help="base seed (default: resumed or random)")
@@ -366,11 +385,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Verilator line/toggle coverage: <out>/verilator_coverage.json",
     )
+    ap.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
     args = ap.parse_args(argv)
-    args.units = [u for u in args.units.split(",") if u]
+    if args.sim not in FAST_SIMULATORS:
+        ap.error(f"--sim must be one of {', '.join(FAST_SIMULATORS)}, not {args.sim!r}")
+    if args.sim == "icarus" and args.coverage:
+        ap.error("--coverage needs --sim verilator (Verilator's line and toggle coverage)")
+    runnable = icarus_units() if args.sim == "icarus" else list(FAST_PORTS)
+    args.units = [u for u in (args.units or ",".join(runnable)).split(",") if u]
     for u in args.units:
-        if u not in FAST_PORTS:
-            ap.error(f"--units must list units of {', '.join(FAST_PORTS)}, not {u!r}")
+        if u not in runnable:
+            ap.error(f"--units must list units of {', '.join(runnable)}, not {u!r}")
     if not args.units:
         ap.error("--units must name at least one unit")
     if args.transactions < 1:
@@ -388,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rep = soak(args)
     for unit, u in rep["units"].items():
-        cps = f"{u['cycles_per_s'] / 1e6:.1f} M cycles/s" if u["cycles_per_s"] else "-"
+        cps = f"{u['cycles_per_s'] / 1e6:.3f} M cycles/s" if u["cycles_per_s"] else "-"
         print(
             f"soak: {unit}: {u['transactions']} transactions in {u['chunks']} chunks, "
             f"{u['cycles']} cycles, {u['mismatches']} mismatches, {u['failed_chunks']} failed "

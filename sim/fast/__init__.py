@@ -12,8 +12,9 @@ then selections, a ``clear`` strobe between contexts).
     python -m sim.fast hcu --seed 7 --transactions 20000
     python -m sim.fast kvmu --seed 7 --transactions 2000     # transactions: selections
 
-Modules: ``build`` (Verilator build of the harness), ``stimulus`` (golden chunks, stall
-profiles), ``run`` (one chunk → ``Verdict``). ``sim.soak`` runs many chunks.
+Modules: ``build`` (Verilator build of the harness), ``icarus`` (the same checks as a
+generated Verilog testbench on Icarus, ``--sim icarus``; not the KVMU), ``stimulus`` (golden
+chunks, stall profiles), ``run`` (one chunk → ``Verdict``). ``sim.soak`` runs many chunks.
 """
 
 from sim.fast.build import FAST_PORTS, build_harness

@@ -2,6 +2,7 @@
 
     python -m sim.fast hcu --seed 7 --transactions 20000 [--config tiny] [--set F=V]
         [--profile NAME] [--corrupt I] [--keep DIR] [--times] [--coverage FILE]
+        [--sim verilator|icarus]
 
 Prints the harness's verdict line (and the replay command on a failure); exit 0 on PASS, 1 on
 a mismatch, 2 on bad arguments. ``--profile`` overrides the seed's stall profile (one of
@@ -9,6 +10,8 @@ a mismatch, 2 on bad arguments. ``--profile`` overrides the seed's stall profile
 must then fail); ``--keep DIR`` keeps the golden files (and with ``--times`` the handshake
 cycles) in DIR; ``--coverage FILE`` builds the harness with Verilator line and toggle
 coverage and writes the run's counts to FILE (``python -m sim.verilator_coverage`` format).
+``--sim icarus`` runs the generated Verilog testbench on Icarus instead of the C++ Verilator
+harness (``sim.fast.icarus``: every unit but the KVMU; no ``--times`` or ``--coverage``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from hw.config import apply_settings, parse_settings, preset
 from sim.fast.build import FAST_PORTS
-from sim.fast.run import replay_command, run_chunk
+from sim.fast.run import FAST_SIMULATORS, replay_command, run_chunk
 from sim.fast.stimulus import PROFILES
 
 
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="keep the golden files in this directory")
     ap.add_argument("--times", action="store_true", help="with --keep: write times.txt")
     ap.add_argument("--coverage", type=Path, help="Verilator line/toggle counts to this file")
+    ap.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
     args = ap.parse_args(argv)
     if args.unit not in FAST_PORTS:
         ap.error(f"unit must be one of {', '.join(FAST_PORTS)}, not {args.unit!r}")
@@ -44,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--transactions must be at least 1, not {args.transactions}")
     if args.profile is not None and args.profile not in PROFILES:
         ap.error(f"--profile must be one of {', '.join(PROFILES)}, not {args.profile!r}")
+    if args.sim not in FAST_SIMULATORS:
+        ap.error(f"--sim must be one of {', '.join(FAST_SIMULATORS)}, not {args.sim!r}")
     if args.times and args.keep is None:
         ap.error("--times needs --keep DIR")
     try:
@@ -60,12 +66,15 @@ def main(argv: list[str] | None = None) -> int:
             times=args.times,
             log=print,
             coverage=args.coverage,
+            sim=args.sim,
         )
     except ValueError as exc:
         ap.error(str(exc))
     print(f"{verdict.line} profile={verdict.profile}", flush=True)
     if not verdict.passed:
-        replay = replay_command(args.unit, args.seed, args.transactions, args.config, args.set)
+        replay = replay_command(
+            args.unit, args.seed, args.transactions, args.config, args.set, args.sim
+        )
         print(f"replay: {replay}")
     return 0 if verdict.passed else 1
 
