@@ -33,6 +33,7 @@ __all__ = [
     "cmd_beat",
     "program_from_arrays",
     "program_from_trace",
+    "soak_program",
     "synthetic_program",
 ]
 
@@ -355,4 +356,28 @@ def synthetic_program(
         bad_commands=bad_commands,
         prefill=pqs if prefill_group else None,
         prefill_from=prefill_from,
+    )
+
+
+def soak_program(cfg: HWConfig, seed: int, queries: int) -> Program:
+    """A seeded synthetic program with at least ``queries`` decode queries (``make soak``'s
+    core chunks): ``seed`` also draws its shape, 4..8 frames of 4, 8 or 12 tokens in 1..3
+    contexts, the decode queries spread evenly over the frames, and from the third frame on
+    the frames prefilled in 2-head blocks."""
+    if queries < 1:
+        raise ValueError(f"queries must be at least 1, not {queries}")
+    rng = np.random.default_rng([seed, 0xC0DE])
+    frames = int(rng.integers(4, 9))
+    contexts = int(rng.integers(1, 4))
+    tokens = int(rng.choice([4, 8, 12]))
+    per_frame = -(-queries // (frames * contexts))
+    return synthetic_program(
+        cfg,
+        frames=frames,
+        tokens_per_frame=tokens,
+        contexts=contexts,
+        queries_per_frame=per_frame,
+        seed=seed,
+        prefill_group=2,
+        prefill_from=2,
     )

@@ -222,6 +222,7 @@ def run_unit(
     random_state: int | None = None,
     verilog: str | None = None,
     coverage: bool = False,
+    run_dir: Path | None = None,
 ) -> RunResult:
     """Generate, build and run the cocotb testbench of ``unit`` on ``sim``.
 
@@ -237,6 +238,9 @@ def run_unit(
     ``coverage`` (Verilator only): built with ``--coverage-line --coverage-toggle`` in its
     own build directory (tag suffix ``cov``); the run writes ``coverage.dat`` there
     (``sim.verilator_coverage`` reads it).
+    ``run_dir``: where the test runs and leaves ``results.xml``, ``sim.log`` and the
+    functional ``coverage.json`` (default: the build directory); runs of one build in
+    different ``run_dir`` may go on at the same time (``sim.soak``'s core chunks).
     """
     if verilog is None or test_module is None:
         registry_unit(unit, param="unit", among=UNIT_TESTBENCH)
@@ -273,6 +277,8 @@ def run_unit(
         tag = f"{tag}_cov" if tag else "cov"
     bdir = build_dir(unit, sim, config, tag)
     bdir.mkdir(parents=True, exist_ok=True)
+    rdir = bdir if run_dir is None else Path(run_dir).resolve()
+    rdir.mkdir(parents=True, exist_ok=True)
     src = bdir / f"{unit}.v"
     if verilog is None:
         verilog = generate(unit, cfg, initial_state=random_state is None)
@@ -294,7 +300,7 @@ def run_unit(
             build_args += ["--x-initial", "unique", "--x-assign", "unique"]
         if coverage:
             build_args += ["--coverage-line", "--coverage-toggle"]
-            (bdir / "coverage.dat").unlink(missing_ok=True)
+            (rdir / "coverage.dat").unlink(missing_ok=True)
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     _venv_bin_on_path()
     runner = _runner(sim)
@@ -317,39 +323,42 @@ def run_unit(
     t1 = time.perf_counter()
     print(f"[sim.runner] {unit} on {sim}: SEED={seed} ({seed_source})", flush=True)
     replay = f"SEED={seed}; replay: {replay_command(seed)}"
-    results = bdir / "results.xml"
+    results = rdir / "results.xml"
     results.unlink(missing_ok=True)
-    (bdir / "sim.log").unlink(missing_ok=True)  # the progress echo reads it from the start
+    (rdir / "sim.log").unlink(missing_ok=True)  # the progress echo reads it from the start
     # Functional coverage of this run (sim.coverage; the checker task writes it).
-    bins = bdir / "coverage.json"
+    bins = rdir / "coverage.json"
     bins.unlink(missing_ok=True)
     extra_env.setdefault("DRE_COVERAGE", str(bins))
+    # The protocol checkers read the ports from the Verilog (sim.checkers.find_ports).
+    extra_env.setdefault("DRE_VERILOG", str(src))
     # Under pytest the cocotb runner exits on failing tests: they are reported below, with the
     # results file, the log and the replay command, as outside pytest.
-    with contextlib.suppress(SystemExit), _echo_progress(bdir / "sim.log", f"{unit} on {sim}"):
+    with contextlib.suppress(SystemExit), _echo_progress(rdir / "sim.log", f"{unit} on {sim}"):
         runner.test(
             hdl_toplevel=unit,
             test_module=test_module or UNIT_TESTBENCH[unit],
             build_dir=bdir,
-            test_dir=bdir,
+            test_dir=rdir,
             extra_env=extra_env,
             waves=waves,
             testcase=testcase,
             results_xml=str(results),
-            log_file=bdir / "sim.log",
+            log_file=rdir / "sim.log",
             plusargs=[]
             if random_state is None
             else ["+verilator+rand+reset+2", f"+verilator+seed+{random_state}"],
         )
     t2 = time.perf_counter()
-    wave = waveform_path(sim, unit, bdir) if waves else None
+    wdir = bdir if sim == "icarus" else rdir
+    wave = waveform_path(sim, unit, wdir) if waves else None
     if wave is not None:
         write_gtkw(unit, src.read_text(), wave)
     try:
         tests, failed = get_results(results)
     except RuntimeError as exc:
         raise AssertionError(
-            f"{unit} on {sim}: simulation ended abnormally ({exc}); log {bdir / 'sim.log'}; "
+            f"{unit} on {sim}: simulation ended abnormally ({exc}); log {rdir / 'sim.log'}; "
             f"{replay}"
         ) from exc
     result = RunResult(results, wave, tests, failed, t1 - t0, t2 - t1, seed)
@@ -357,10 +366,10 @@ def run_unit(
         where = (
             f"waveform: {wave}"
             if wave
-            else f"rerun with WAVES=1 for {waveform_path(sim, unit, bdir)}"
+            else f"rerun with WAVES=1 for {waveform_path(sim, unit, wdir)}"
         )
         raise AssertionError(
             f"{unit} on {sim}: {failed} of {tests} cocotb tests failed; results {results}, "
-            f"log {bdir / 'sim.log'}, {where}; {replay}"
+            f"log {rdir / 'sim.log'}, {where}; {replay}"
         )
     return result

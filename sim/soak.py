@@ -2,15 +2,19 @@
 
     python -m sim.soak [--units hcu,wtu,...] [--transactions 1000000] [--chunk 20000]
         [--seed N] [--config tiny] [--set F=V] [--workers 2 | --scheduler ADDR]
-        [-o build/soak] [--fresh] [--sim verilator|icarus]
+        [-o build/soak] [--fresh] [--sim verilator|icarus] [--core-queries 10000]
+        [--core-chunk 500]
 
 Units: every unit of ``sim.fast.FAST_PORTS`` by default (``hcu``, ``wtu``, ``wtu_grid``,
-``topk``, ``quickselect``, ``kvmu``). ``--sim icarus`` runs the chunks on Icarus through the
-generated self-checking testbench of ``sim.fast.icarus`` (every unit but the KVMU, which is
-then left out of the default list) instead of the C++ Verilator harness. The work is cut
+``topk``, ``quickselect``, ``kvmu``) and the core. ``--sim icarus`` runs the chunks on
+Icarus through the generated self-checking testbench of ``sim.fast.icarus`` (every unit but
+the KVMU, which is then left out of the default list) instead of the C++ Verilator harness.
+The core (``core``) has no such harness: its chunks are seeded host programs run by its
+cocotb regression on either simulator (``sim.soak_core``), ``--core-queries`` decode queries
+in chunks of ``--core-chunk``. The work is cut
 into chunks of ``--chunk`` transactions (HCU tokens, selector rows, KVMU selections); chunk
 ``i`` of a unit runs with seed ``base + k * 10**6 + i`` (``k``: the unit's place in
-``FAST_PORTS``), which draws its golden stimulus
+``SOAK_UNITS``), which draws its golden stimulus
 (``sim.fast.stimulus``: the HCU stream's redundancy, sources and contexts; the rows' sizes,
 score kinds and top-k's k; the KVMU's contexts, allocations, selections and memory image)
 and its stall profile
@@ -50,6 +54,8 @@ from sim.coverage import Coverage, hcu_token_bins, unit_bins, write_report
 from sim.fast.build import FAST_PORTS, build_harness
 from sim.fast.icarus import build_icarus, icarus_units
 from sim.fast.run import FAST_SIMULATORS, replay_command, run_chunk
+from sim.soak_core import CORE_UNIT, build_core, core_chunk
+from sim.soak_core import replay_command as core_replay_command
 from sim.verilator_coverage import merge as vcov_merge
 from sim.verilator_coverage import summary as vcov_summary
 
@@ -70,15 +76,27 @@ SIM_LABEL = {
 UNIT_SEED_STRIDE = 1_000_000
 
 
-def plan(units: list[str], transactions: int, chunk: int, base: int) -> list[dict[str, Any]]:
+#: Every unit a soak can run, in seed order: the fast harness's, then the core.
+SOAK_UNITS = (*FAST_PORTS, CORE_UNIT)
+
+
+def plan(
+    units: list[str],
+    transactions: int,
+    chunk: int,
+    base: int,
+    core: tuple[int, int] | None = None,
+) -> list[dict[str, Any]]:
     """The chunks of a soak: per unit, ``ceil(transactions / chunk)`` chunks of ``chunk``
-    transactions (the last one shorter), chunk ``i`` of the ``k``-th unit of ``FAST_PORTS``
-    with seed ``base + k * UNIT_SEED_STRIDE + i``."""
+    transactions (the last one shorter), chunk ``i`` of the ``k``-th unit of ``SOAK_UNITS``
+    with seed ``base + k * UNIT_SEED_STRIDE + i``; the core's (transactions, chunk) are
+    ``core`` (default: the same as the other units')."""
     out = []
     for unit in units:
-        first = base + list(FAST_PORTS).index(unit) * UNIT_SEED_STRIDE
-        for i, lo in enumerate(range(0, transactions, chunk)):
-            n = min(chunk, transactions - lo)
+        first = base + SOAK_UNITS.index(unit) * UNIT_SEED_STRIDE
+        total, size = core if unit == CORE_UNIT and core else (transactions, chunk)
+        for i, lo in enumerate(range(0, total, size)):
+            n = min(size, total - lo)
             out.append({"unit": unit, "index": i, "seed": first + i, "transactions": n})
     return out
 
@@ -98,11 +116,15 @@ def soak_chunk(
     settings: list[str],
     vcov: Path | None = None,
     sim: str = "verilator",
+    out: Path | None = None,
 ) -> dict[str, Any]:
     """Run one planned chunk (in a Dask worker or in this process) → its verdict as a dict,
     with the ``sim.coverage`` bins of its transactions when it passed (``coverage``).
     ``vcov``: a coverage-built harness writes its Verilator line/toggle counts there.
-    ``sim``: one of ``sim.fast.run.FAST_SIMULATORS``."""
+    ``sim``: one of ``sim.fast.run.FAST_SIMULATORS``. The core's chunks
+    (``sim.soak_core``) run in ``<out>/core/``."""
+    if c["unit"] == CORE_UNIT:
+        return core_chunk(c, config, settings, sim, Path(out or "build/soak") / CORE_UNIT)
     cfg = apply_settings(preset(config), parse_settings(settings))
     if vcov is not None:
         vcov.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +166,26 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         "config": args.config,
         "settings": args.set,
         "sim": args.sim,
+        "core": [args.core_queries, args.core_chunk] if CORE_UNIT in args.units else None,
     }
+
+
+def _work(units: list[str], transactions: int, chunk: int, core) -> str:
+    """What a soak runs, in words: the units' transactions and the core's queries."""
+    work = []
+    if any(u != CORE_UNIT for u in units):
+        work.append(f"{transactions} transactions per unit in chunks of {chunk}")
+    if CORE_UNIT in units:
+        work.append(f"the core {core[0]} decode queries in chunks of {core[1]}")
+    return "; ".join(work)
+
+
+def _simulator(sim: str, units: list[str]) -> str:
+    """The report's name of what ran the chunks."""
+    names = [SIM_LABEL[sim]] if any(u != CORE_UNIT for u in units) else []
+    if CORE_UNIT in units:
+        names.append(f"{sim} (the core: its cocotb regression, sim.soak_core)")
+    return ", ".join(names)
 
 
 def _load_state(path: Path, params: dict[str, Any], fresh: bool) -> dict[str, Any]:
@@ -192,17 +233,24 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     else:
         base, source = secrets.randbelow(2**31), "random"
     state["base_seed"] = base
-    chunks = plan(args.units, args.transactions, args.chunk, base)
+    chunks = plan(
+        args.units, args.transactions, args.chunk, base, (args.core_queries, args.core_chunk)
+    )
     results = {k: v for k, v in state["chunks"].items() if k in {chunk_key(c) for c in chunks}}
     todo = [c for c in chunks if chunk_key(c) not in results]
+    work = _work(args.units, args.transactions, args.chunk, (args.core_queries, args.core_chunk))
     print(
         f"soak: {', '.join(args.units)} at config {' '.join([args.config, *args.set])}: "
-        f"{args.transactions} transactions per unit in {len(chunks)} chunks of {args.chunk}, "
-        f"base seed {base} ({source}); {len(results)} chunks done, {len(todo)} to run",
+        f"{work}; {len(chunks)} chunks, base seed {base} ({source}); "
+        f"{len(results)} chunks done, {len(todo)} to run",
         flush=True,
     )
     cfg = apply_settings(preset(args.config), parse_settings(args.set))
     for unit in args.units:
+        if unit == CORE_UNIT:
+            if any(c["unit"] == CORE_UNIT for c in todo):
+                build_core(args.sim, args.config, args.set, log=lambda s: print(s, flush=True))
+            continue
         if args.sim == "icarus":
             build_icarus(unit, cfg, config=args.config, log=lambda s: print(s, flush=True))
             continue
@@ -215,7 +263,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     def vcov(c: dict[str, Any]) -> Path | None:
-        return vcov_path(out.resolve(), c) if args.coverage else None
+        return vcov_path(out.resolve(), c) if args.coverage and c["unit"] != CORE_UNIT else None
 
     done = {u: 0 for u in args.units}
     for r in results.values():
@@ -234,7 +282,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 
     if todo and args.workers == 0 and not args.scheduler:
         for i, c in enumerate(todo, 1):
-            record(i, soak_chunk(c, args.config, args.set, vcov(c), args.sim))
+            record(i, soak_chunk(c, args.config, args.set, vcov(c), args.sim, out.resolve()))
     elif todo:
         from distributed import as_completed
 
@@ -243,7 +291,16 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         client, cluster = dask_client(args.scheduler, max(args.workers, 1))
         try:
             futures = [
-                client.submit(soak_chunk, c, args.config, args.set, vcov(c), args.sim, pure=False)
+                client.submit(
+                    soak_chunk,
+                    c,
+                    args.config,
+                    args.set,
+                    vcov(c),
+                    args.sim,
+                    out.resolve(),
+                    pure=False,
+                )
                 for c in todo
             ]
             for i, fut in enumerate(as_completed(futures), 1):
@@ -291,6 +348,8 @@ def _verilator_coverage(out: Path, chunks: list[dict[str, Any]], units: list[str
 
 
 def _replay(r: dict[str, Any], args: argparse.Namespace) -> str:
+    if r["unit"] == CORE_UNIT:
+        return core_replay_command(r["seed"], r["transactions"], args.config, args.set, args.sim)
     return replay_command(r["unit"], r["seed"], r["transactions"], args.config, args.set, args.sim)
 
 
@@ -330,7 +389,7 @@ def _report(
         "base_seed": base,
         "passed": all(u["failed_chunks"] == 0 for u in units.values()),
         "seconds_this_run": round(seconds, 1),
-        "simulator": SIM_LABEL[args.sim],
+        "simulator": _simulator(args.sim, args.units),
         "units": units,
     }
 
@@ -345,7 +404,7 @@ def _markdown(rep: dict[str, Any]) -> str:
         "time (golden and file writing excluded).",
         "",
         f"Config `{p['config']}`{''.join(f' `--set {s}`' for s in p['settings'])}, "
-        f"{rep['transactions_per_unit']} transactions per unit in chunks of {p['chunk']}, "
+        f"{_work(p['units'], rep['transactions_per_unit'], p['chunk'], p.get('core'))}, "
         f"base seed {rep['base_seed']}, simulator: {rep['simulator']}. "
         f"Verdict: **{'PASS' if rep['passed'] else 'FAIL'}**.",
         "",
@@ -353,6 +412,12 @@ def _markdown(rep: dict[str, Any]) -> str:
         "M cycles/s | profiles |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
+    if p.get("core"):
+        md[4:4] = [
+            "The core's transactions are decode queries, run by its cocotb regression "
+            "(sim.soak_core): its M cycles/s are cocotb's.",
+            "",
+        ]
     for unit, u in rep["units"].items():
         cps = f"{u['cycles_per_s'] / 1e6:.3f}" if u["cycles_per_s"] else "-"
         prof = ", ".join(f"{k} {v}" for k, v in sorted(u["profiles"].items()))
@@ -386,12 +451,16 @@ def main(argv: list[str] | None = None) -> int:
         help="Verilator line/toggle coverage: <out>/verilator_coverage.json",
     )
     ap.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
+    ap.add_argument(
+        "--core-queries", type=int, default=10**4, help="the core's decode queries (10**4)"
+    )
+    ap.add_argument("--core-chunk", type=int, default=500, help="core queries per chunk (500)")
     args = ap.parse_args(argv)
     if args.sim not in FAST_SIMULATORS:
         ap.error(f"--sim must be one of {', '.join(FAST_SIMULATORS)}, not {args.sim!r}")
     if args.sim == "icarus" and args.coverage:
         ap.error("--coverage needs --sim verilator (Verilator's line and toggle coverage)")
-    runnable = icarus_units() if args.sim == "icarus" else list(FAST_PORTS)
+    runnable = [*(icarus_units() if args.sim == "icarus" else FAST_PORTS), CORE_UNIT]
     args.units = [u for u in (args.units or ",".join(runnable)).split(",") if u]
     for u in args.units:
         if u not in runnable:
@@ -402,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--transactions must be at least 1, not {args.transactions}")
     if args.chunk < 1:
         ap.error(f"--chunk must be at least 1, not {args.chunk}")
+    if args.core_queries < 1:
+        ap.error(f"--core-queries must be at least 1, not {args.core_queries}")
+    if args.core_chunk < 1:
+        ap.error(f"--core-chunk must be at least 1, not {args.core_chunk}")
     if args.seed is not None and args.seed < 0:
         ap.error(f"--seed must be a non-negative integer, not {args.seed}")
     if args.workers < 0:

@@ -44,7 +44,13 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.core_data import Program, cmd_beat, program_from_trace, synthetic_program
+from sim.core_data import (
+    Program,
+    cmd_beat,
+    program_from_trace,
+    soak_program,
+    synthetic_program,
+)
 from sim.coverage import collector
 from sim.dre_data import trace_path
 from sim.runner import PROGRESS_TAG
@@ -71,15 +77,16 @@ def unpack(beats: list[int], lanes: int) -> np.ndarray:
 
 
 def env_program(cfg: HWConfig, log) -> Program:
-    path = trace_path()
-    if path is None:
-        seed = int(os.environ.get("SEED", "1"))
-        return synthetic_program(cfg, seed=seed, prefill_group=2, prefill_from=2)
-    t = trace_io.load(path)
-
     def opt(name):
         v = os.environ.get(name, "").strip()
         return int(v) if v else None
+
+    path = trace_path()
+    if path is None:
+        if opt("CORE_QUERIES") is not None:
+            return soak_program(cfg, seed_from_env(), opt("CORE_QUERIES"))
+        return synthetic_program(cfg, seed=seed_from_env(), prefill_group=2, prefill_from=2)
+    t = trace_io.load(path)
 
     prog = program_from_trace(
         cfg,
