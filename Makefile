@@ -77,8 +77,8 @@ formal: setup
 
 # 10**6 randomized transactions per unit (sim/fast: golden files, a C++ Verilator harness)
 # in seeded chunks on a Dask LocalCluster; resumable; report in build/soak/report.md. Then
-# the same on Icarus (sim/fast/icarus.py: a generated Verilog testbench; every unit but the
-# KVMU), report in build/soak_icarus/report.md: hours, not minutes. Both also run 10**4
+# the same on Icarus (sim/fast/icarus.py: a generated Verilog testbench), report in
+# build/soak_icarus/report.md: many hours, not minutes. Both also run 10**4
 # decode queries through the core's cocotb regression (sim/soak_core.py).
 # SOAK_ARGS="--seed 5 --transactions 2000000" (python -m sim.soak --help); not in make test.
 SOAK_ARGS ?=

@@ -7,8 +7,8 @@
 
 Units: every unit of ``sim.fast.FAST_PORTS`` by default (``hcu``, ``wtu``, ``wtu_grid``,
 ``topk``, ``quickselect``, ``kvmu``) and the core. ``--sim icarus`` runs the chunks on
-Icarus through the generated self-checking testbench of ``sim.fast.icarus`` (every unit but
-the KVMU, which is then left out of the default list) instead of the C++ Verilator harness.
+Icarus through the generated self-checking testbench of ``sim.fast.icarus`` instead of the
+C++ Verilator harness.
 The core (``core``) has no such harness: its chunks are seeded host programs run by its
 cocotb regression on either simulator (``sim.soak_core``), ``--core-queries`` decode queries
 in chunks of ``--core-chunk``. The work is cut
@@ -52,7 +52,7 @@ from typing import Any
 from hw.config import apply_settings, parse_settings, preset
 from sim.coverage import Coverage, hcu_token_bins, unit_bins, write_report
 from sim.fast.build import FAST_PORTS, build_harness
-from sim.fast.icarus import build_icarus, icarus_units
+from sim.fast.icarus import build_icarus
 from sim.fast.run import FAST_SIMULATORS, replay_command, run_chunk
 from sim.soak_core import CORE_UNIT, build_core, core_chunk
 from sim.soak_core import replay_command as core_replay_command
@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--sim must be one of {', '.join(FAST_SIMULATORS)}, not {args.sim!r}")
     if args.sim == "icarus" and args.coverage:
         ap.error("--coverage needs --sim verilator (Verilator's line and toggle coverage)")
-    runnable = [*(icarus_units() if args.sim == "icarus" else FAST_PORTS), CORE_UNIT]
+    runnable = list(SOAK_UNITS)
     args.units = [u for u in (args.units or ",".join(runnable)).split(",") if u]
     for u in args.units:
         if u not in runnable:

@@ -13,7 +13,7 @@ then selections, a ``clear`` strobe between contexts).
     python -m sim.fast kvmu --seed 7 --transactions 2000     # transactions: selections
 
 Modules: ``build`` (Verilator build of the harness), ``icarus`` (the same checks as a
-generated Verilog testbench on Icarus, ``--sim icarus``; not the KVMU), ``stimulus`` (golden
+generated Verilog testbench on Icarus, ``--sim icarus``), ``stimulus`` (golden
 chunks, stall profiles), ``run`` (one chunk → ``Verdict``). ``sim.soak`` runs many chunks.
 """
 

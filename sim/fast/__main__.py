@@ -11,7 +11,7 @@ must then fail); ``--keep DIR`` keeps the golden files (and with ``--times`` the
 cycles) in DIR; ``--coverage FILE`` builds the harness with Verilator line and toggle
 coverage and writes the run's counts to FILE (``python -m sim.verilator_coverage`` format).
 ``--sim icarus`` runs the generated Verilog testbench on Icarus instead of the C++ Verilator
-harness (``sim.fast.icarus``: every unit but the KVMU; no ``--times`` or ``--coverage``).
+harness (``sim.fast.icarus``: every unit; no ``--times`` or ``--coverage``).
 """
 
 from __future__ import annotations

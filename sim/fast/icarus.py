@@ -12,9 +12,14 @@ with the next expected one; at the end the scalars and the addressed reads of ``
 are checked. The pauses come from ``$random`` seeded with ``--seed`` (a run replays
 exactly on Icarus, with other pauses than the C++ harness draws from the same seed).
 
-Not on Icarus (``ValueError`` naming the unit): units with phases, a clear strobe or an AXI
-read master (the KVMU), and the ``--times`` / ``--coverage`` options of the C++ harness.
-The wall time and cycles per second in the verdict are measured around ``vvp``.
+The KVMU's extras, as in the C++ harness: its run in phases (``write_phases`` turns
+``Chunk.phases`` into ``phases_icarus.txt``, cumulative limits per stream; a phase's inputs
+start once every stream has reached the previous phase's limits; a ``clear`` phase first
+drives the clear strobe for one cycle with no input beat), and an AXI4 read slave
+(``_axi_slave``: the ``mem.hex`` image, the ``axi.txt`` rules, every AR burst checked and
+compared as the output stream ``ar``, R beats in order with the sources' pauses). Not on
+Icarus: the ``--times`` / ``--coverage`` options of the C++ harness. The wall time and
+cycles per second in the verdict are measured around ``vvp``.
 """
 
 from __future__ import annotations
@@ -26,20 +31,44 @@ import subprocess
 import time
 from pathlib import Path
 
+from golden.kvmu import KVLayout
 from hw.config import HWConfig
 from hw.gen import generate
 from hw.toolpath import find_tool
 from sim.fast.build import FAST_PORTS, ROOT, FastPorts
 
-__all__ = ["build_icarus", "icarus_units", "run_icarus", "tb_verilog"]
+__all__ = ["build_icarus", "out_streams", "run_icarus", "tb_verilog", "write_phases"]
 
 #: Probabilities reach the testbench as integers over 2**24.
 PROB_ONE = 1 << 24
 
 
-def icarus_units() -> list[str]:
-    """The units of ``FAST_PORTS`` the Icarus testbench drives (streams, scalars, reads)."""
-    return [u for u, p in FAST_PORTS.items() if p.clear is None and p.axi is None]
+def out_streams(ports: FastPorts) -> tuple[str, ...]:
+    """The output streams the testbench compares: the unit's, then ``ar`` (an AXI read
+    master's AR channel, payload ``araddr | arlen << addr_bits``), as the C++ harness."""
+    return (*ports.outputs, *(("ar",) if ports.axi else ()))
+
+
+def write_phases(directory: Path, ports: FastPorts, phases: list[dict[str, int]]) -> None:
+    """``phases_icarus.txt``: the phase count, then per phase its clear flag and the
+    cumulative beat limits of every input and output stream (``out_streams`` order) — what
+    the C++ harness computes from ``phases.txt``, in a form ``$fscanf`` reads."""
+    path = Path(directory) / "phases_icarus.txt"
+    if not phases:
+        path.unlink(missing_ok=True)
+        return
+    names = [*ports.inputs, *out_streams(ports)]
+    known = {*names, "clear"}
+    total = dict.fromkeys(names, 0)
+    lines = [str(len(phases))]
+    for ph in phases:
+        bad = set(ph) - known
+        if bad:
+            raise ValueError(f"phases must name streams of {', '.join(names)}, not {sorted(bad)}")
+        for k in names:
+            total[k] += ph.get(k, 0)
+        lines.append(" ".join(str(v) for v in (int(bool(ph.get("clear"))), *total.values())))
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _ports(verilog: str, unit: str) -> dict[str, tuple[str, int]]:
@@ -55,13 +84,13 @@ def _vec(width: int) -> str:
     return f"[{width - 1}:0] " if width > 1 else ""
 
 
-def tb_verilog(unit: str, ports: FastPorts, dut_ports: dict[str, tuple[str, int]]) -> str:
-    """The testbench module ``fast_tb`` of ``unit`` (see the module docstring)."""
-    if ports.clear is not None or ports.axi is not None:
-        raise ValueError(
-            f"unit must be one of {', '.join(icarus_units())} on Icarus (no phases, clear "
-            f"strobe or AXI), not {unit!r}"
-        )
+def tb_verilog(
+    unit: str, ports: FastPorts, dut_ports: dict[str, tuple[str, int]], mem_beats: int = 0
+) -> str:
+    """The testbench module ``fast_tb`` of ``unit`` (see the module docstring); ``mem_beats``:
+    the AXI slave's image size in bus beats (a unit with ``ports.axi``)."""
+    if ports.axi is not None and mem_beats < 1:
+        raise ValueError(f"mem_beats must be at least 1 for an AXI unit, not {mem_beats}")
 
     def width(name: str) -> int:
         if name not in dut_ports:
@@ -69,7 +98,11 @@ def tb_verilog(unit: str, ports: FastPorts, dut_ports: dict[str, tuple[str, int]
         return dut_ports[name][1]
 
     decl, conn, init, drive, sample, after, files, done_in, done_out = ([] for _ in range(9))
+    limits, reached = [], []
     wired = {"clk": "clk", "rst": "rst"}
+    if ports.clear is not None:
+        width(ports.clear)
+        wired[ports.clear] = "clear_now"
     for i, s in enumerate(ports.inputs):
         w = width(f"{s}__payload")
         decl += [
@@ -78,8 +111,11 @@ def tb_verilog(unit: str, ports: FastPorts, dut_ports: dict[str, tuple[str, int]
         ]
         wired |= {f"{s}__valid": f"i{i}_v", f"{s}__ready": f"i{i}_r", f"{s}__payload": f"i{i}_p"}
         files.append(f'`OPEN(i{i}_fd, "in_{s}.hex", i{i}_n)')
+        decl.append(f"integer i{i}_lim;")
+        limits.append(f"i{i}_lim")
         drive.append(
-            f"if (!i{i}_v && i{i}_next < i{i}_n) begin `PAUSE(i{i}_left, idle, idle_burst, p) "
+            f"if (!clear_now && !i{i}_v && i{i}_next < i{i}_lim) begin "
+            f"`PAUSE(i{i}_left, idle, idle_burst, p) "
             f'if (!p) begin rc = $fscanf(i{i}_fd, "%h\\n", i{i}_p); i{i}_v = 1; end end'
         )
         sample.append(
@@ -87,15 +123,34 @@ def tb_verilog(unit: str, ports: FastPorts, dut_ports: dict[str, tuple[str, int]
             "last_progress = cycle; end"
         )
         after.append(f"if (i{i}_fired) begin i{i}_v = 0; i{i}_fired = 0; end")
+        reached.append(f"i{i}_next >= i{i}_lim")
         done_in.append(f"i{i}_next >= i{i}_n")
         init.append(f"i{i}_v = 0;")
-    for i, s in enumerate(ports.outputs):
-        w = width(f"{s}__payload")
-        decl += [
-            f"wire o{i}_v; reg o{i}_r = 0; wire {_vec(w)}o{i}_p; reg {_vec(w)}o{i}_e;",
-            f"integer o{i}_fd, o{i}_n, o{i}_got = 0, o{i}_left = 0;",
-        ]
-        wired |= {f"{s}__valid": f"o{i}_v", f"{s}__ready": f"o{i}_r", f"{s}__payload": f"o{i}_p"}
+    outputs = out_streams(ports)
+    for i, s in enumerate(outputs):
+        if s == "ar":
+            ax = ports.axi
+            aw = width(f"{ax}__araddr")
+            w = aw + width(f"{ax}__arlen")
+            wired |= {f"{ax}__arvalid": f"o{i}_v", f"{ax}__arready": f"o{i}_r"}
+            for n in ("araddr", "arlen", "arsize", "arburst", "arid"):
+                decl.append(f"wire {_vec(width(f'{ax}__{n}'))}ax_{n};")
+                wired[f"{ax}__{n}"] = f"ax_{n}"
+            decl.append(f"wire {_vec(w)}o{i}_p = {{ax_arlen, ax_araddr}};")
+            decl.append(f"wire o{i}_v; reg o{i}_r = 0;")
+        else:
+            w = width(f"{s}__payload")
+            decl.append(f"wire o{i}_v; reg o{i}_r = 0; wire {_vec(w)}o{i}_p;")
+            wired |= {
+                f"{s}__valid": f"o{i}_v",
+                f"{s}__ready": f"o{i}_r",
+                f"{s}__payload": f"o{i}_p",
+            }
+        # The expected beat is read 32 bits wider: bits past the payload must be zero in it.
+        decl.append(f"reg [{w + 31}:0] o{i}_e;")
+        decl.append(f"integer o{i}_fd, o{i}_n, o{i}_got = 0, o{i}_left = 0, o{i}_lim;")
+        limits.append(f"o{i}_lim")
+        reached.append(f"o{i}_got >= o{i}_lim")
         files.append(f'`OPEN(o{i}_fd, "out_{s}.hex", o{i}_n)')
         drive.append(f"`PAUSE(o{i}_left, stall, stall_burst, p) o{i}_r = !p;")
         sample.append(
@@ -103,10 +158,12 @@ def tb_verilog(unit: str, ports: FastPorts, dut_ports: dict[str, tuple[str, int]
             f"if (o{i}_got >= o{i}_n) begin if (!mismatches) $sformat(first, "
             f'"{s}[%0d] @%0d: extra beat 0x%h after the %0d expected", o{i}_got, cycle - start, '
             f"o{i}_p, o{i}_n); mismatches = mismatches + 1; end "
-            f'else begin rc = $fscanf(o{i}_fd, "%h\\n", o{i}_e); if (o{i}_e !== o{i}_p) begin '
+            f'else begin rc = $fscanf(o{i}_fd, "%h\\n", o{i}_e); '
+            f"if (o{i}_e !== {{32'd0, o{i}_p}}) begin "
             f'if (!mismatches) $sformat(first, "{s}[%0d] @%0d: expected 0x%h got 0x%h", o{i}_got, '
             f"cycle - start, o{i}_e, o{i}_p); mismatches = mismatches + 1; end end "
-            f"o{i}_got = o{i}_got + 1; last_progress = cycle; end"
+            + (" `AR_FIRE " if s == "ar" else "")
+            + f"o{i}_got = o{i}_got + 1; last_progress = cycle; end"
         )
         done_out.append(f"o{i}_got >= o{i}_n")
         init.append(f"o{i}_r = 0;")
@@ -131,6 +188,17 @@ def tb_verilog(unit: str, ports: FastPorts, dut_ports: dict[str, tuple[str, int]
             f'"{name}[%0d]: expected %0d got %0d", a, v, rd_{name}); '
             "mismatches = mismatches + 1; end end"
         )
+    ar_fire = ""
+    if ports.axi is not None:
+        slave = _axi_slave(unit, ports.axi, width, mem_beats)
+        wired |= slave["wired"]
+        decl += slave["decl"]
+        files.append(slave["load"])
+        drive.append(slave["drive"])
+        sample.insert(0, slave["sample"])  # R before AR: a burst may end as one starts
+        after.append(slave["after"])
+        init.append("r_v = 0;")
+        ar_fire = slave["ar_fire"]
     for name, (d, w) in dut_ports.items():  # inputs the testbench does not drive: 0
         if d == "input" and name not in wired:
             wired[name] = f"{w}'d0"
@@ -138,15 +206,24 @@ def tb_verilog(unit: str, ports: FastPorts, dut_ports: dict[str, tuple[str, int]
     counted = (
         f"i{ports.inputs.index(count)}_next"
         if count in ports.inputs
-        else f"o{ports.outputs.index(count)}_got"
+        else f"o{outputs.index(count)}_got"
     )
     progress = [f"{s} %0d/%0d sent" for s in ports.inputs]
-    progress += [f"{s} %0d/%0d received" for s in ports.outputs]
+    progress += [f"{s} %0d/%0d received" for s in outputs]
     counts = [f"i{i}_next, i{i}_n" for i in range(len(ports.inputs))]
-    counts += [f"o{i}_got, o{i}_n" for i in range(len(ports.outputs))]
+    counts += [f"o{i}_got, o{i}_n" for i in range(len(outputs))]
+    progress.append("phase %0d/%0d")
+    counts.append("ph, ph_n")
     timeout_fmt = (
         f'"timeout: no handshake for %0d cycles; {"; ".join(progress)}", timeout, '
         + ", ".join(counts)
+    )
+    # Phases (phases_icarus.txt): each line a clear flag and every stream's cumulative limit.
+    defaults = " ".join(f"{lim} = {lim[:-4]}_n;" for lim in limits)
+    next_phase = (
+        'begin rc = $fscanf(pfd, "%d", ph_clear); '
+        + " ".join(f'rc = $fscanf(pfd, "%d", {lim});' for lim in limits)
+        + " ph = ph + 1; end"
     )
     conn = ",\n    ".join(f".{p}({wired[p]})" for p in dut_ports if p in wired)
     nl = "\n    "
@@ -159,6 +236,8 @@ def tb_verilog(unit: str, ports: FastPorts, dut_ports: dict[str, tuple[str, int]
     else if (BURST != 0 && `CHANCE(BURST)) begin \\
         LEFT = burst_max ? (($random(seed) & 32'h7fffffff) % burst_max) : 0; OUT = 1; end \\
     else OUT = (P != 0) && `CHANCE(P);
+`define NEXT_PHASE {next_phase}
+`define AR_FIRE {ar_fire}
 `define OPEN(FD, FILE, N) \\
     begin FD = $fopen({{dir, "/", FILE}}, "r"); \\
     if (FD == 0) begin \\
@@ -172,8 +251,9 @@ module fast_tb;
     integer seed = 1, idle = 0, stall = 0, idle_burst = 0, stall_burst = 0, burst_max = 0;
     integer drain = 16, timeout = 100000, cycle = 0, start = 0, last_progress = 0;
     integer mismatches = 0, drained = 0, rc, efd, found, seed0, run_cycles;
+    integer pfd = 0, ph_n = 0, ph = 0, ph_clear = 0;
     reg [63:0] a, v;
-    reg p, done;
+    reg p, done, adv, clear_now = 0;
     reg [8*512-1:0] dir;
     reg [8*32-1:0] kind, name;
     reg [8*1024-1:0] first;
@@ -196,6 +276,13 @@ module fast_tb;
         if ($value$plusargs("timeout=%d", timeout)) ;
         seed0 = seed;
         {nl.join(files)}
+        {defaults}
+        pfd = $fopen({{dir, "/phases_icarus.txt"}}, "r");
+        if (pfd != 0) begin
+            rc = $fscanf(pfd, "%d", ph_n);
+            `NEXT_PHASE
+            clear_now = ph_clear;
+        end
         `TICK `TICK
         rst = 0;
         start = cycle;
@@ -209,6 +296,15 @@ module fast_tb;
                 {(nl + "        ").join(sample)}
                 `TICK
                 {(nl + "        ").join(after)}
+                if (clear_now) begin clear_now = 0; last_progress = cycle; end
+                // The next phase starts once every stream has reached this phase's limits.
+                adv = 1;
+                while (adv && ph < ph_n) begin
+                    if ({" && ".join(reached)}) begin
+                        `NEXT_PHASE
+                        if (ph_clear) begin clear_now = 1; adv = 0; end
+                    end else adv = 0;
+                end
                 if ({" && ".join(done_in + done_out)}) done = 1;
                 if (done) begin
                     if (drained >= drain) disable run;
@@ -251,6 +347,112 @@ endmodule
 """
 
 
+def _axi_slave(unit: str, ax: str, width, mem_beats: int) -> dict:
+    """The testbench's AXI4 read slave for master ``ax`` (the C++ harness's, in Verilog):
+    ``mem.hex`` (the image, ``mem_beats`` bus beats) and ``axi.txt`` (base, max_burst,
+    outstanding, boundary); every accepted AR burst checked (``ar_fire``: INCR, full-width,
+    ID 0, aligned, at most max_burst beats, inside one boundary page and the image, at most
+    outstanding bursts in flight), then queued; R beats in order with the sources' pauses,
+    RRESP OKAY, RLAST on each burst's last beat (zeros for a burst outside the image)."""
+    dw = width(f"{ax}__rdata")
+    bus = dw // 8
+    if bus < 1 or bus & (bus - 1):
+        raise ValueError(f"the AXI data width must be a power-of-two number of bytes, not {dw}")
+    size_log2 = bus.bit_length() - 1
+    qn = 1024
+    bad = (
+        "begin if (!mismatches) $sformat(first, "
+        '"AR[%0d] @%0d: burst 0x%0h+%0d beats: %0s", ar_count, cycle - start, ar_addr, '
+        "ar_beats, amsg); mismatches = mismatches + 1; end"
+    )
+
+    def check(cond: str, fmt: str, *args: str) -> str:
+        fmt_args = "".join(f", {a}" for a in args)
+        return f'if ({cond}) begin $sformat(amsg, "{fmt}"{fmt_args}); {bad} end'
+
+    ar_fire = " ".join(
+        [
+            "begin ar_addr = ax_araddr; ar_beats = ax_arlen + 1;",
+            check("ax_arburst != 1", "arburst %0d, not INCR (1)", "ax_arburst"),
+            check(
+                f"ax_arsize != {size_log2}",
+                f"arsize %0d, not the full bus width ({size_log2})",
+                "ax_arsize",
+            ),
+            check("ax_arid != 0", "arid %0d, not 0", "ax_arid"),
+            check("ar_beats > ax_max_burst", "longer than max_burst %0d", "ax_max_burst"),
+            check(f"ar_addr % {bus} != 0", "not aligned to the bus width"),
+            check(
+                f"ar_addr / ax_boundary != (ar_addr + ar_beats * {bus} - 1) / ax_boundary",
+                "crosses a %0d-byte boundary",
+                "ax_boundary",
+            ),
+            check(f"bq_tail - bq_head >= {qn}", f"more than {qn} bursts queued"),
+            f"h = bq_tail % {qn}; bq_left[h] = ar_beats; bq_bad[h] = 0;",
+            f"bq_beat[h] = (ar_addr - ax_base) / {bus};",
+            "if (ar_addr < ax_base || bq_beat[h] + ar_beats > mem_n) begin bq_bad[h] = 1;",
+            '$sformat(amsg, "outside the memory image (%0d beats from 0x%0h)", mem_n, ax_base);',
+            f"{bad} end",
+            "bq_tail = bq_tail + 1;",
+            check(
+                "bq_tail - bq_head > ax_outstanding",
+                "%0d bursts in flight, above outstanding %0d",
+                "bq_tail - bq_head",
+                "ax_outstanding",
+            ),
+            "ar_count = ar_count + 1; end",
+        ]
+    )
+    return {
+        "wired": {
+            f"{ax}__rvalid": "r_v",
+            f"{ax}__rready": "r_rdy",
+            f"{ax}__rdata": "r_d",
+            f"{ax}__rlast": "r_last",
+        },
+        "decl": [
+            f"reg r_v = 0, r_last = 0, r_fired = 0; wire r_rdy; reg {_vec(dw)}r_d = 0;",
+            f"reg {_vec(dw)}mem [0:{mem_beats - 1}];",
+            f"reg [63:0] bq_beat [0:{qn - 1}]; integer bq_left [0:{qn - 1}];",
+            f"reg bq_bad [0:{qn - 1}];",
+            "integer bq_head = 0, bq_tail = 0, r_left = 0, ar_count = 0, mem_n, afd, k, h;",
+            "reg [63:0] ax_base = 0, ax_max_burst = 256, ax_outstanding = 64'd1 << 30;",
+            "reg [63:0] ax_boundary = 4096, ar_addr, ar_beats;",
+            "reg [8*32-1:0] akey; reg [8*256-1:0] amsg;",
+        ],
+        "load": (
+            '`OPEN(afd, "mem.hex", mem_n) '
+            f"if (mem_n > {mem_beats}) begin "
+            f'$display("FAST ERROR unit={unit} mem.hex: %0d beats, the testbench holds '
+            f'{mem_beats}", mem_n); $finish; end '
+            'for (k = 0; k < mem_n; k = k + 1) rc = $fscanf(afd, "%h\\n", mem[k]); '
+            "$fclose(afd); "
+            'afd = $fopen({dir, "/axi.txt"}, "r"); '
+            f'if (afd == 0) begin $display("FAST ERROR unit={unit} missing %0s/axi.txt", dir); '
+            "$finish; end "
+            'while ($fscanf(afd, "%s %d", akey, v) == 2) begin '
+            'if (akey == "base") ax_base = v; else if (akey == "max_burst") ax_max_burst = v; '
+            'else if (akey == "outstanding") ax_outstanding = v; '
+            'else if (akey == "boundary") ax_boundary = v; '
+            f'else begin $display("FAST ERROR unit={unit} axi.txt: unknown key %0s", akey); '
+            "$finish; end end "
+            "$fclose(afd);"
+        ),
+        "drive": (
+            "if (!r_v && bq_head < bq_tail) begin `PAUSE(r_left, idle, idle_burst, p) "
+            f"if (!p) begin h = bq_head % {qn}; r_d = bq_bad[h] ? 0 : mem[bq_beat[h]]; "
+            "r_last = bq_left[h] == 1; r_v = 1; end end"
+        ),
+        "sample": (
+            f"if (r_v && r_rdy) begin h = bq_head % {qn}; "
+            "if (!bq_bad[h]) bq_beat[h] = bq_beat[h] + 1; bq_left[h] = bq_left[h] - 1; "
+            "if (bq_left[h] == 0) bq_head = bq_head + 1; r_fired = 1; last_progress = cycle; end"
+        ),
+        "after": "if (r_fired) begin r_v = 0; r_fired = 0; end",
+        "ar_fire": ar_fire,
+    }
+
+
 #: (unit, repr(cfg), config) → compiled testbench, so that a process generates it once
 _BUILT: dict[tuple[str, str, str], Path] = {}
 
@@ -258,19 +460,20 @@ _BUILT: dict[tuple[str, str, str], Path] = {}
 def build_icarus(unit: str, cfg: HWConfig, *, config: str = "custom", log=None) -> Path:
     """The compiled testbench (``vvp`` file) of ``unit`` at ``cfg``, built when missing or
     out of date in ``sim_build/fast_icarus/<unit>/<config>_<hash>``."""
-    if unit not in icarus_units():
-        raise ValueError(
-            f"unit must be one of {', '.join(icarus_units())} on Icarus (no phases, clear "
-            f"strobe or AXI), not {unit!r}"
-        )
+    if unit not in FAST_PORTS:
+        raise ValueError(f"unit must be one of {', '.join(FAST_PORTS)}, not {unit!r}")
     memo = (unit, repr(cfg), config)
     if memo in _BUILT and _BUILT[memo].is_file():
         return _BUILT[memo]
+    mem_beats = 0
+    if FAST_PORTS[unit].axi is not None:
+        lay = KVLayout.from_hw(cfg)
+        mem_beats = lay.n_chunks * lay.chunk_bytes // lay.bus_bytes
     iverilog = find_tool("iverilog")
     if iverilog is None:
         raise FileNotFoundError("iverilog not found in the venv nor on PATH (run make setup)")
     verilog = generate(unit, cfg)
-    tb = tb_verilog(unit, FAST_PORTS[unit], _ports(verilog, unit))
+    tb = tb_verilog(unit, FAST_PORTS[unit], _ports(verilog, unit), mem_beats)
     key = hashlib.sha256("\0".join([verilog, tb]).encode()).hexdigest()[:12]
     bdir = ROOT / "sim_build" / "fast_icarus" / unit / f"{config}_{key}"
     out = bdir / "tb.vvp"

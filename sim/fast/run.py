@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from hw.config import HWConfig
-from sim.fast.build import build_harness
-from sim.fast.icarus import build_icarus, run_icarus
+from sim.fast.build import FAST_PORTS, build_harness
+from sim.fast.icarus import build_icarus, run_icarus, write_phases
 from sim.fast.stimulus import Chunk, Profile, make_chunk, profile_for, write_chunk
 
 __all__ = [
@@ -185,6 +185,7 @@ def run_prepared(
         directory = Path(keep) if keep is not None else Path(tmp)
         write_chunk(directory, chunk)
         if sim == "icarus":
+            write_phases(directory, FAST_PORTS[unit], chunk.phases)
             timeout = chunk.timeout + 4 * profile.burst_max
             rc, out = run_icarus(
                 harness, directory, seed=seed, profile=profile, drain=chunk.drain, timeout=timeout
