@@ -8,13 +8,12 @@
 Units: every unit of ``sim.fast.FAST_PORTS`` by default (``hcu``, ``wtu``, ``wtu_grid``,
 ``topk``, ``quickselect``, ``kvmu``) and the core. ``--sim icarus`` runs the chunks on
 Icarus through the generated self-checking testbench of ``sim.fast.icarus`` instead of the
-C++ Verilator harness.
-The core (``core``) has no such harness: its chunks are seeded host programs run by its
-cocotb regression on either simulator (``sim.soak_core``), ``--core-queries`` decode queries
-in chunks of ``--core-chunk``. The work is cut
-into chunks of ``--chunk`` transactions (HCU tokens, selector rows, KVMU selections); chunk
-``i`` of a unit runs with seed ``base + k * 10**6 + i`` (``k``: the unit's place in
-``SOAK_UNITS``), which draws its golden stimulus
+C++ Verilator harness. The core (``core``) has no such harness: its chunks are seeded host
+programs run by its cocotb regression on either simulator (``sim.soak_core``),
+``--core-queries`` decode queries in chunks of ``--core-chunk``, with its coverage bins from
+the bench. The other units' work is cut into chunks of ``--chunk`` transactions (HCU
+tokens, selector rows, KVMU selections); chunk ``i`` of a unit runs with seed ``base + k *
+10**6 + i`` (``k``: the unit's place in ``SOAK_UNITS``), which draws its golden stimulus
 (``sim.fast.stimulus``: the HCU stream's redundancy, sources and contexts; the rows' sizes,
 score kinds and top-k's k; the KVMU's contexts, allocations, selections and memory image)
 and its stall profile
@@ -22,7 +21,8 @@ and its stall profile
 bursts of up to 5000 cycles). The base seed is ``--seed``, else the one of the interrupted
 run being resumed, else a random one: every run soaks new seeds unless asked to replay. Every
 chunk's seed is printed; a failing chunk is reported with the one-line command that replays
-it (``python -m sim.fast UNIT --seed S --transactions N --config C``).
+it (``python -m sim.fast UNIT --seed S --transactions N --config C``; for the core
+``python -m sim.soak_core --seed S --queries N ...``).
 
 Chunks run on Dask (``golden.sweep.dask_client``: a ``LocalCluster`` of ``--workers``
 processes, or the scheduler at ``--scheduler ADDR``; ``--workers 0`` runs them in this
