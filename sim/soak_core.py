@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -77,8 +78,12 @@ def core_profile(seed: int) -> str:
 
 
 def replay_command(seed: int, queries: int, config: str, settings: list[str], sim: str) -> str:
-    cmd = f"python -m sim.soak_core --seed {seed} --queries {queries} --config {config}"
-    return cmd + "".join(f" --set {s}" for s in settings) + f" --sim {sim}"
+    """The one-line command that reruns one core chunk."""
+    cmd = ["python", "-m", "sim.soak_core", "--seed", str(seed), "--queries", str(queries)]
+    cmd += ["--config", config]
+    for s in settings:
+        cmd += ["--set", s]
+    return shlex.join([*cmd, "--sim", sim])
 
 
 def build_core(sim: str, config: str, settings: list[str], log=print) -> None:

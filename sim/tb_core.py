@@ -8,6 +8,9 @@ vector (bit for bit) and, at the end of each context, every work counter is scor
 Workload: ``TRACE`` (a ``workloads.trace`` file; ``CORE_FRAMES``, ``CORE_LAYERS``,
 ``CORE_HEADS`` limit it; its frames are prefilled unless ``CORE_PREFILL=0``) or seeded
 synthetic keys (``SEED``), the frames from the third on prefilled in 2-head blocks.
+``CORE_QUERIES=N`` replaces the workload by the soak's seeded host program
+(``sim.core_data.soak_program``: several contexts, prefill blocks, bad commands and at least
+``N`` decode queries; ``python -m sim.soak_core`` sets it).
 ``CORE_REPORT=path.json`` writes the per-command cycles and the figures ``sim.run`` prints.
 
 Error paths, each against the model's expected status: ``core_context_full`` (a context of

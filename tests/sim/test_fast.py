@@ -17,7 +17,7 @@ from sim.dre_data import hcu_timing, score_row, wtu_beats
 from sim.fast import PROFILES, make_chunk, profile_for, run_chunk
 from sim.fast import __main__ as cli
 from sim.fast.build import build_harness
-from sim.fast.run import run_harness
+from sim.fast.run import FAST_SIMULATORS, run_harness, run_prepared
 from sim.fast.stimulus import pack, pack_beats, write_chunk
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,18 +263,18 @@ def test_kvmu_a_corrupted_beat_fails():
     assert got == sum(int(w) << 32 * i for i, w in enumerate(words)) ^ 1
 
 
-def _kvmu_run(tmp_path, chunk, profile="light"):
-    binary = build_harness("kvmu", CFG, config="tiny")
-    write_chunk(tmp_path, chunk)
-    return run_harness(
-        binary, tmp_path, seed=6, profile=PROFILES[profile], chunk=chunk, times=False
-    )
+def _kvmu_run(chunk, sim, profile="light"):
+    """``chunk`` through the KVMU harness of ``sim`` (seed 6): the verdict."""
+    return run_prepared("kvmu", CFG, chunk, 6, config="tiny", profile=PROFILES[profile], sim=sim)
 
 
-def test_kvmu_dropped_added_and_corrupted_expectations_fail(tmp_path):
+@pytest.mark.parametrize("sim", FAST_SIMULATORS)
+def test_kvmu_dropped_added_and_corrupted_expectations_fail(sim):
+    """Every stream, the memory image, the clear strobes and the end state are checked, by
+    the C++ harness and the Icarus testbench alike."""
     base = make_chunk("kvmu", CFG, 40, 6)
-    rc, out = _kvmu_run(tmp_path, base)
-    assert rc == 0 and "FAST PASS unit=kvmu seed=6 transactions=40 " in out, out
+    verdict = _kvmu_run(base, sim)
+    assert verdict.passed and verdict.transactions == 40, verdict.line
     n = len(base.outputs["kv"])
 
     def mutated(**streams):
@@ -285,39 +285,43 @@ def test_kvmu_dropped_added_and_corrupted_expectations_fail(tmp_path):
 
     cases = [
         # a kv beat dropped in the middle: the first mismatch is at its index
-        (dict(kv=lambda b: np.delete(b, 100, 0)), "first: kv[100] @"),
+        (dict(kv=lambda b: np.delete(b, 100, 0)), r"kv\[100\] @"),
         # the last kv beat dropped: the unit's last beat is extra
-        (dict(kv=lambda b: b[:-1]), f"first: kv[{n - 1}] @"),
+        (dict(kv=lambda b: b[:-1]), rf"kv\[{n - 1}\] @.*extra beat"),
         # one kv beat too many expected: missing, the run times out
-        (dict(kv=lambda b: np.concatenate([b, b[-1:]])), f"kv {n}/{n + 1} received"),
-        (dict(ar=lambda b: [*b[:5], b[5] ^ 1 << 3, *b[6:]]), "first: ar[5] @"),
-        (dict(slot=lambda b: [*b[:9], b[9] ^ 1, *b[10:]]), "first: slot[9] @"),
-        (dict(summary=lambda b: [*b[:3], b[3] ^ 1 << 70, *b[4:]]), "first: summary[3] @"),
+        (
+            dict(kv=lambda b: np.concatenate([b, b[-1:]])),
+            rf"timeout: no handshake.*kv {n}/{n + 1}",
+        ),
+        (dict(ar=lambda b: [*b[:5], b[5] ^ 1 << 3, *b[6:]]), r"ar\[5\] @"),
+        (dict(slot=lambda b: [*b[:9], b[9] ^ 1, *b[10:]]), r"slot\[9\] @"),
+        (dict(summary=lambda b: [*b[:3], b[3] ^ 1 << 70, *b[4:]]), r"summary\[3\] @"),
     ]
     for streams, first in cases:
-        rc, out = _kvmu_run(tmp_path, mutated(**streams))
-        assert rc == 1 and "FAST FAIL unit=kvmu" in out and first in out, (first, out)
-    rc, out = _kvmu_run(tmp_path, mutated(kv=lambda b: b[:-1]))
-    assert "extra beat" in out
-    rc, out = _kvmu_run(tmp_path, mutated(kv=lambda b: np.concatenate([b, b[-1:]])))
-    assert "first: timeout: no handshake" in out
+        verdict = _kvmu_run(mutated(**streams), sim)
+        assert not verdict.passed and re.match(first, verdict.first), (first, verdict.line)
     # The memory image: a flipped bit comes back in the first kv beat that reads it.
     chunk = make_chunk("kvmu", CFG, 40, 6)
     beat = int(chunk.golden["beat_index"][30])
     first_read = int(np.flatnonzero(chunk.golden["beat_index"] == beat)[0])
-    chunk.golden["image"][beat, 0] ^= 1
     lines = chunk.files["mem.hex"].split(b"\n")
     lines[beat + 1] = b"%x" % (int(lines[beat + 1], 16) ^ 1)
     chunk.files["mem.hex"] = b"\n".join(lines)
-    rc, out = _kvmu_run(tmp_path, chunk)
-    assert rc == 1 and f"first: kv[{first_read}] @" in out, out
+    verdict = _kvmu_run(chunk, sim)
+    assert not verdict.passed and verdict.first.startswith(f"kv[{first_read}] @"), verdict.line
+    # Without its clear strobes the KVMU keeps the previous contexts' chunks: slots differ.
+    chunk = make_chunk("kvmu", CFG, 40, 6)
+    assert sum(ph.get("clear", 0) for ph in chunk.phases) >= 2
+    chunk.phases = [{**ph, "clear": 0} for ph in chunk.phases]
+    assert not _kvmu_run(chunk, sim).passed
     # The end state: busy must be low.
     chunk = make_chunk("kvmu", CFG, 40, 6)
     chunk.end = ["scalar busy 1"]
-    rc, out = _kvmu_run(tmp_path, chunk)
-    assert rc == 1 and "first: busy: expected 1 got 0" in out
+    verdict = _kvmu_run(chunk, sim)
+    assert not verdict.passed and verdict.first == "busy: expected 1 got 0", verdict.line
 
 
+@pytest.mark.parametrize("sim", FAST_SIMULATORS)
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -327,16 +331,17 @@ def test_kvmu_dropped_added_and_corrupted_expectations_fail(tmp_path):
         ("base 4096", "beats: outside the memory image"),
     ],
 )
-def test_kvmu_axi_rule_checks_can_fail(line, message, tmp_path):
+def test_kvmu_axi_rule_checks_can_fail(line, message, sim):
     """The slave's burst checks, shown failing against tightened rules (the KVMU keeps the
     real ones: max_burst, 4 KB, outstanding 4, its base)."""
     chunk = make_chunk("kvmu", CFG, 30, 7)
     key = line.split()[0]
     rules = [ln for ln in chunk.files["axi.txt"].splitlines() if not ln.startswith(key)]
     chunk.files["axi.txt"] = "\n".join([*rules, line]) + "\n"
-    rc, out = _kvmu_run(tmp_path, chunk, profile="none")
-    assert rc == 1 and re.search(r"first: AR\[\d+\] @\d+: burst 0x[0-9a-f]+\+\d+ ", out), out
-    assert message in out, out
+    verdict = _kvmu_run(chunk, sim, profile="none")
+    assert not verdict.passed, verdict.line
+    assert re.match(r"AR\[\d+\] @\d+: burst 0x[0-9a-f]+\+\d+ ", verdict.first), verdict.line
+    assert message in verdict.first, verdict.line
 
 
 def test_kvmu_wide_bus_bursts_cut_at_4k():

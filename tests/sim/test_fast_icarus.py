@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
 
 from hw.config import preset
@@ -13,7 +12,7 @@ from sim import soak
 from sim.fast import PROFILES, make_chunk, run_chunk
 from sim.fast.__main__ import main as fast_main
 from sim.fast.build import FAST_PORTS
-from sim.fast.icarus import build_icarus, run_icarus, write_phases
+from sim.fast.icarus import build_icarus, run_icarus
 from sim.fast.run import run_prepared
 from sim.fast.stimulus import write_chunk
 
@@ -111,67 +110,3 @@ def test_soak_on_icarus(tmp_path, capsys):
         with pytest.raises(SystemExit):
             soak.main(["--sim", "icarus", *bad, "-o", str(out)])
         assert re.search(message, capsys.readouterr().err)
-
-
-def _kvmu_icarus(tmp_path, chunk, profile="light"):
-    vvp = build_icarus("kvmu", CFG, config="tiny")
-    write_chunk(tmp_path, chunk)
-    write_phases(tmp_path, FAST_PORTS["kvmu"], chunk.phases)
-    p = PROFILES[profile]
-    timeout = chunk.timeout + 4 * p.burst_max
-    return run_icarus(vvp, tmp_path, seed=6, profile=p, drain=chunk.drain, timeout=timeout)
-
-
-def test_icarus_kvmu_checks_every_stream_the_memory_and_the_clear_strobe(tmp_path):
-    rc, out = _kvmu_icarus(tmp_path, make_chunk("kvmu", CFG, 40, 6))
-    assert rc == 0 and "FAST PASS unit=kvmu seed=6 transactions=40 " in out, out
-    cases = [
-        ("ar", lambda b: [*b[:5], b[5] ^ 1 << 3, *b[6:]], "first: ar[5] @"),
-        ("slot", lambda b: [*b[:9], b[9] ^ 1, *b[10:]], "first: slot[9] @"),
-        ("summary", lambda b: [*b[:3], b[3] ^ 1 << 70, *b[4:]], "first: summary[3] @"),
-        ("kv", lambda b: b[:-1], "extra beat"),
-    ]
-    for stream, f, first in cases:
-        chunk = make_chunk("kvmu", CFG, 40, 6)
-        chunk.outputs[stream] = f(chunk.outputs[stream])
-        rc, out = _kvmu_icarus(tmp_path, chunk)
-        assert rc == 1 and "FAST FAIL unit=kvmu" in out and first in out, (stream, out)
-    # The memory image: a flipped bit comes back in the first kv beat that reads it.
-    chunk = make_chunk("kvmu", CFG, 40, 6)
-    beat = int(chunk.golden["beat_index"][30])
-    first_read = int(np.flatnonzero(chunk.golden["beat_index"] == beat)[0])
-    lines = chunk.files["mem.hex"].split(b"\n")
-    lines[beat + 1] = b"%x" % (int(lines[beat + 1], 16) ^ 1)
-    chunk.files["mem.hex"] = b"\n".join(lines)
-    rc, out = _kvmu_icarus(tmp_path, chunk)
-    assert rc == 1 and f"first: kv[{first_read}] @" in out, out
-    # Without its clear strobes the KVMU keeps the previous contexts' chunks: slots differ.
-    chunk = make_chunk("kvmu", CFG, 40, 6)
-    assert sum(ph.get("clear", 0) for ph in chunk.phases) >= 2
-    chunk.phases = [{**ph, "clear": 0} for ph in chunk.phases]
-    rc, out = _kvmu_icarus(tmp_path, chunk)
-    assert rc == 1 and "FAST FAIL unit=kvmu" in out, out
-    chunk = make_chunk("kvmu", CFG, 40, 6)
-    chunk.end = ["scalar busy 1"]
-    rc, out = _kvmu_icarus(tmp_path, chunk)
-    assert rc == 1 and "first: busy: expected 1 got 0" in out
-
-
-@pytest.mark.parametrize(
-    ("line", "message"),
-    [
-        ("max_burst 8", "beats: longer than max_burst 8"),
-        ("boundary 64", "beats: crosses a 64-byte boundary"),
-        ("outstanding 1", "bursts in flight, above outstanding 1"),
-        ("base 4096", "beats: outside the memory image"),
-    ],
-)
-def test_icarus_kvmu_axi_rule_checks_can_fail(line, message, tmp_path):
-    """The Verilog slave's burst checks, failing against tightened rules as the C++ ones."""
-    chunk = make_chunk("kvmu", CFG, 30, 7)
-    key = line.split()[0]
-    rules = [ln for ln in chunk.files["axi.txt"].splitlines() if not ln.startswith(key)]
-    chunk.files["axi.txt"] = "\n".join([*rules, line]) + "\n"
-    rc, out = _kvmu_icarus(tmp_path, chunk, profile="none")
-    assert rc == 1 and re.search(r"first: AR\[\d+\] @\d+: burst 0x[0-9a-f]+\+\d+ ", out), out
-    assert message in out, out

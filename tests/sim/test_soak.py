@@ -233,3 +233,7 @@ def test_a_failing_core_chunk_is_reported_with_its_replay(tmp_path, capsys, monk
     (fail,) = json.loads((tmp_path / "report.json").read_text())["units"]["core"]["failures"]
     assert fail["replay"] == replay and "1 of 1 cocotb tests failed" in fail["first"]
     assert seen == [(None, None), (None, "6000003")] and os.environ["SEED"] == "99"
+    # More queries keep the chunk already run (the query count is not a soak parameter).
+    args[3] = "14"
+    assert soak.main([*args, "--workers", "0", "-o", str(tmp_path)]) == 1
+    assert "2 chunks, base seed 3 (--seed); 1 chunks done, 1 to run" in capsys.readouterr().out
