@@ -1,4 +1,4 @@
-"""Bit-exact model of the V-Rex core (``hw/core.py``): one (layer, KV head) context at a time.
+"""Bit-exact model of the V-Rex core (``hw/core/``): one (layer, KV head) context at a time.
 
 This is the contract the core's regressions check bit for bit (SPEC sections 2-3, with the
 datapath's number formats). It follows the float model (``golden.cache.StreamingCache``)

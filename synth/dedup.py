@@ -1,7 +1,7 @@
 """Deduplication of structurally identical modules in an RTLIL design.
 
 Amaranth emits every submodule *instance* as a module of its own (``core.attn.array_b.row3.add1_0``,
-``core.hasher.row17.mul5``, …), so a hierarchical synthesis of the paper core maps
+``core.hasher.array.row17.mul5``, …), so a hierarchical synthesis of the paper core maps
 thousands of copies of the same FP32 adder. :func:`dedup_rtlil` groups modules that are
 identical up to their names and keeps one representative per group; the instances of the
 others are retyped to it. Yosys then synthesises each distinct module once, the hierarchy is

@@ -583,12 +583,13 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
     return entry
 
 
-#: What the core's direct submodules are (for the breakdown), see hw/core.py.
+#: What the core's direct submodules are (for the breakdown), see hw/core/.
 CORE_PARTS: dict[str, str] = {
     "dre": "DRE (HCU + WTU)",
     "mac": "MAC tree (cluster scores)",
     "attn": "tiled attention engine (PREFILL, QUERY: MAC arrays, tile softmax, accumulators)",
-    "hasher": "hasher (MAC array block of the hyperplanes)",
+    "hasher": "hasher (hyperplanes ROM and their MAC array block, signature compares, theta)",
+    "scorer": "cluster scorer (MAC tree result x weight, fixed-point score into the WTU)",
     "rope": "RoPE unit",
     "kvmu": "KVMU read path",
     "writer": "KV writer (AXI write path)",

@@ -7,7 +7,8 @@ all of them, and runs them on the tiled attention engine, which reads the select
 once; a decode ``QUERY`` is the same path with one row and no causal mask, so decode and
 prefill share one engine (the core has no per-token vector unit).
 
-Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cycles):
+Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cycles; its
+enums, layouts and counters are in ``hw.core.host``):
 
 - ``cmd`` (in): ``op``, a 32-bit ``arg`` and, read by ``PREFILL`` only, ``rows`` and
   ``group`` (``bits_for(frame_rows)`` bits each):
@@ -47,25 +48,26 @@ Host interface (all ``amaranth.lib.stream``, arbitrary back-pressure and idle cy
 
 Flow of one ingested token ``t``: its K beats go to the RoPE unit (``rope_pairs`` pairs
 per cycle) as they arrive, and with V into registers; the ``hash_bits`` dot products with
-the BF16 hyperplanes come from the hasher (a ``MacArray`` of ``hash_bits`` rows holding the
-planes x ``mac_lanes`` columns; a pre-RoPE key is hashed while V arrives and RoPE runs),
-compared in parallel with the thresholds ``theta`` (signature). If the recent ring is full,
-the oldest ring token ages out **at the same time** (a second FSM, started when ``t`` is
-announced): its signature goes through the HCU, the KVMU gives it a slot, the ``KVWriter``
-writes its K and V there as a posted write (an ``INGEST`` answers once all its writes
-completed), its cluster's FP32 key sum is updated lane-parallel from registered rows (one
-row per cycle when a row is two or more AXI beats, else two cycles per K row), and the cluster's
-score weight ``w_c = 1/members_c * K_score`` is computed by ``FP32Recip``
-while the next token goes on (written when the reciprocal is done). Then ``t`` takes the
-ring slot (or a sink slot).
+the BF16 hyperplanes come from the ``Hasher`` (``hw.core.hasher``: a ``MacArray`` of
+``hash_bits`` rows holding the planes x ``mac_lanes`` columns; a pre-RoPE key is hashed
+while V arrives and RoPE runs), compared in parallel with the thresholds ``theta``
+(signature). If the recent ring is full, the oldest ring token ages out **at the same
+time** (a second FSM, started when ``t`` is announced): its signature goes through the
+HCU, the KVMU gives it a slot, the ``KVWriter`` writes its K and V there as a posted write
+(an ``INGEST`` answers once all its writes completed), its cluster's FP32 key sum is
+updated lane-parallel from registered rows (one row per cycle when a row is two or more
+AXI beats, else two cycles per K row), and the cluster's score weight
+``w_c = 1/members_c * K_score`` is computed by ``FP32Recip`` while the next token goes on
+(written when the reciprocal is done). Then ``t`` takes the ring slot (or a sink slot).
 
 Flow of a prefill: the rows stream from ``vin`` through the RoPE unit (row ``r`` at its
 position; one row every ``max(head_dim / 2 / rope_pairs + 3, beats)`` cycles) into the query
 buffer (``frame_rows x head_dim`` BF16) and an FP32 row sum; then ``1/rows`` (``FP32Recip``)
 gives the mean query ``bf16(sum * (1/rows))``, which scores and selects the clusters: every
 cluster's key sum (rounded to BF16) is dotted with the mean through the MAC tree, scaled by
-``w_c`` into a fixed-point log2 score and streamed into the WTU; the one selection for all
-the rows goes straight to the KVMU, whose reads start at once. Then the rows go from the
+``w_c`` into a fixed-point log2 score and streamed into the WTU (the ``ClusterScorer``,
+``hw.core.scorer``); the one selection for all the rows goes straight to the KVMU, whose
+reads start at once. Then the rows go from the
 buffer into the ``TiledAttention`` engine (with their positions), and the attention order
 follows as one token stream, each token's K rows then its V rows: the kept tokens (sinks,
 then the ring, oldest first; their ids are their positions, so the engine masks those newer
@@ -86,121 +88,34 @@ from __future__ import annotations
 
 import enum as pyenum
 
-import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.bf16 import to_bf16_bits
-from golden.core import WORK_COUNTERS, score_scale_bits
+from golden.core import score_scale_bits
 
-from .config import HWConfig, bits_for, check_config
-from .datapath import (
+from ..config import HWConfig, bits_for, check_config
+from ..datapath import (
     FP32Add,
-    FP32Compare,
     FP32Mul,
     FP32Recip,
     FP32ToBF16,
-    FP32ToFixed,
     IntToFP32,
-    MacArray,
     MacTree,
     RopeUnit,
     TiledAttention,
 )
-from .datapath.layouts import BF16, FP32
-from .dre import DynamicRetrievalEngine
-from .dre.layouts import Event
-from .kvmu import KVMemoryUnit, KVWriter, axi4_signature
-from .shared import shared
+from ..datapath.layouts import BF16, FP32
+from ..dre import DynamicRetrievalEngine
+from ..dre.layouts import Event
+from ..kvmu import KVMemoryUnit, KVWriter, axi4_signature
+from ..shared import shared
+from .hasher import Hasher
+from .host import PERF, STATUS_LAYOUT, Error, Op, check_core_config, cmd_layout
+from .scorer import ClusterScorer
 
-__all__ = ["PERF", "Error", "Op", "VRexCore", "check_core_config", "lane_words"]
-
-
-class Op(pyenum.IntEnum):
-    RESET_CTX = 1
-    SET_BIAS = 2
-    INGEST = 3
-    QUERY = 4
-    CLEAR_PERF = 5
-    PREFILL = 6
-
-
-class Error(pyenum.IntEnum):
-    OK = 0
-    BAD_OP = 1
-    EMPTY = 2
-    FULL = 3
-    BAD_ARG = 4
-    BUS = 5
-
-
-#: Performance counters, in ``perf_addr`` order: cycle counters, then the work counters of
-#: ``golden.core.WORK_COUNTERS`` (cross-checked against the model), then error counts.
-PERF = (
-    "cycles",
-    "busy_ingest",
-    "busy_query",
-    "mac_beats",
-    "mac_stall",
-    "hash_beats",
-    "array_beats",
-    "busy_prefill",
-    "hcu_wait",
-    "axi_read_wait",
-    "axi_write_wait",
-    *WORK_COUNTERS,
-    "bad_commands",
-)
-
-
-def check_core_config(cfg: HWConfig) -> None:
-    """``ValueError`` naming the parameter for configurations the core does not support."""
-    r = cfg.resv
-    if r.head_dim % cfg.mac_lanes:
-        raise ValueError(
-            f"head_dim ({r.head_dim}) must be a multiple of mac_lanes ({cfg.mac_lanes})"
-        )
-    row = 16 * cfg.mac_lanes
-    if row % cfg.axi_data_bits:
-        raise ValueError(
-            f"axi_data_bits ({cfg.axi_data_bits}) must divide 16 * mac_lanes ({row}): "
-            "a memory row of the core is one MAC beat"
-        )
-    if r.recent_tokens < 1:
-        raise ValueError(f"recent_tokens must be at least 1 for the core, not {r.recent_tokens}")
-    if cfg.token_id_bits > 24:
-        raise ValueError(f"token_id_bits must be at most 24 for the core, not {cfg.token_id_bits}")
-    if cfg.tile_tokens > r.head_dim:
-        raise ValueError(
-            f"tile_tokens ({cfg.tile_tokens}) must be at most head_dim ({r.head_dim}) for the "
-            "core: its attention engine's MAC arrays are mac_lanes wide and head_dim / "
-            "mac_lanes beats deep"
-        )
-    if cfg.frame_rows >= 1 << (cfg.token_id_bits + 1):
-        raise ValueError(
-            f"frame_rows ({cfg.frame_rows}) must be below 2**(token_id_bits + 1) "
-            f"({1 << (cfg.token_id_bits + 1)}): a prefill's rows are counted in that width"
-        )
-
-
-def lane_words(x: np.ndarray, lanes: int) -> list[int]:
-    """BF16 bit patterns (any shape, ``lanes`` dividing its size) → one integer per ``lanes``
-    consecutive elements, element 0 in the LSBs: a ``vin`` beat, a memory row."""
-    out = []
-    for row in np.asarray(x).reshape(-1, lanes):
-        v = 0
-        for i, e in enumerate(row):
-            v |= int(e) << (16 * i)
-        out.append(v)
-    return out
-
-
-def cmd_layout(cfg: HWConfig) -> data.StructLayout:
-    """The ``cmd`` payload: ``op``, ``arg``, and a ``PREFILL``'s ``rows`` and ``group``."""
-    w = bits_for(cfg.frame_rows)
-    return data.StructLayout({"op": 3, "arg": 32, "rows": w, "group": w})
+__all__ = ["VRexCore"]
 
 
 class VRexCore(wiring.Component):
@@ -226,7 +141,7 @@ class VRexCore(wiring.Component):
                         data.StructLayout({"o": data.ArrayLayout(FP32, lanes), "last": 1})
                     )
                 ),
-                "status": Out(stream.Signature(data.StructLayout({"op": 3, "error": 3}))),
+                "status": Out(stream.Signature(STATUS_LAYOUT)),
                 "perf_addr": In(range(len(PERF))),
                 "perf_data": Out(32),
                 "m_axi": Out(axi4_signature(cfg.axi_addr_bits, cfg.axi_data_bits)),
@@ -259,27 +174,15 @@ class VRexCore(wiring.Component):
         # MAC arrays mac_lanes wide: one beat per memory row); the MAC tree scores clusters.
         FR = cfg.frame_rows
         m.submodules.attn = attn = TiledAttention(cfg.replace(mac_cols=lanes))
-
-        def array_cfg(rows: int) -> HWConfig:
-            # tile_tokens (unused by the MacArray) kept within the narrower array's storage
-            return cfg.replace(
-                mac_rows=rows, mac_cols=lanes, tile_tokens=min(cfg.tile_tokens, lanes)
-            )
-
         m.submodules.recip = recip = FP32Recip()
-        # The hyperplane block of the MAC array: H rows (the BF16 planes, loaded once after
-        # reset) x mac_lanes columns, so a hashed vector's nb beats give its H dot products
-        # at once (golden.fparith.dot with mac_lanes lanes, the MAC tree's order).
-        m.submodules.hasher = hasher = MacArray(array_cfg(H), transposed=False)
-        m.submodules.score_mul = score_mul = FP32Mul()
+        # The signatures (and SET_BIAS's thresholds); the clusters' scores into the WTU.
+        m.submodules.hasher = hasher = Hasher(cfg)
+        m.submodules.scorer = scorer = ClusterScorer(cfg)
         m.submodules.w_mul = w_mul = FP32Mul()
-        m.submodules.to_fixed = to_fixed = FP32ToFixed(frac_bits=0, width=r.score_bits)
         m.submodules.to_fp32 = to_fp32 = IntToFP32(width=tid_bits + 1)
         self._connect_axi(m, kvmu, writer)
 
         # ------------------------------------------------------------------ memories
-        planes = lane_words(to_bf16_bits(r.planes.T), lanes)  # row p*nb + b: plane p, beat b
-        m.submodules.planes = planes_mem = Memory(shape=row_bits, depth=H * nb, init=planes)
         m.submodules.kept_k = kept_k = Memory(shape=row_bits, depth=kept * nb, init=[])
         m.submodules.kept_v = kept_v = Memory(shape=row_bits, depth=kept * nb, init=[])
         m.submodules.kept_sig = kept_sig = Memory(shape=H, depth=kept, init=[])
@@ -291,21 +194,19 @@ class VRexCore(wiring.Component):
         # PREFILL: the post-RoPE query rows (row r at r*nb..).
         m.submodules.qbuf = qbuf = Memory(shape=row_bits, depth=FR * nb, init=[])
         q_rd, q_wr = qbuf.read_port(), qbuf.write_port()
-        planes_rd = planes_mem.read_port(domain="comb")
         kk_rd, kk_wr = kept_k.read_port(), kept_k.write_port()
         kv_rd, kv_wr = kept_v.read_port(), kept_v.write_port()
         ks_rd, ks_wr = kept_sig.read_port(), kept_sig.write_port()
         sum_rd, sum_wr = keysum.read_port(), keysum.write_port()
         mem_rd, mem_wr = members.read_port(), members.write_port()
         w_rd, w_wr = weight.read_port(), weight.write_port()
-        for port in (kk_rd, kv_rd, ks_rd, sum_rd, mem_rd, w_rd, q_rd):
+        for port in (kk_rd, kv_rd, ks_rd, sum_rd, mem_rd, q_rd):
             m.d.comb += port.en.eq(0)
 
         # ------------------------------------------------------------------ registers
         kbuf = Signal(data.ArrayLayout(row_bits, nb), name="kbuf")  # received K / q / bias
         vbuf = Signal(data.ArrayLayout(row_bits, nb), name="vbuf")  # received V
         kpost = Signal(data.ArrayLayout(row_bits, nb), name="kpost")  # RoPE output
-        theta = Signal(data.ArrayLayout(FP32, H), name="theta")
         sig = Signal(H, name="sig")
 
         op = Signal(3, name="op")
@@ -521,33 +422,17 @@ class VRexCore(wiring.Component):
                                     m.d.sync += gbuf[i * w : (i + 1) * w].eq(kv_in.payload.data)
 
         # ------------------------------------------------------------------ MAC results
-        res = mac.result
-        rc = Signal(range(C + 1), name="result_i")
-        # SCORE: one stage reading w_c and the count, then the WTU.
-        sv = Signal(name="score_valid")
-        sdot = Signal(FP32, name="score_dot")
-        sid = Signal(cfg.cluster_id_bits, name="score_id")
-        s_adv = Signal(name="score_adv")
-        clusters = dre.clusters
+        # SCORE: the MAC tree's dot products, weighted, into the WTU.
+        wiring.connect(m, mac.result, scorer.results)
+        wiring.connect(m, scorer.clusters, dre.clusters)
         m.d.comb += [
-            s_adv.eq(~sv | clusters.ready),
-            score_mul.a.eq(sdot),
-            score_mul.b.eq(w_rd.data),
-            to_fixed.a.eq(score_mul.p),
-            clusters.valid.eq(sv),
-            clusters.payload.cluster.eq(sid),
-            clusters.payload.score.eq(to_fixed.q),
-            clusters.payload.count.eq(dre.count_data),
-            clusters.payload.last.eq(sid == n_clu - 1),
-            dre.count_addr.eq(Mux(s_adv, rc, sid)),
-            w_rd.addr.eq(rc),
-            res.ready.eq(s_adv),
+            scorer.n_clusters.eq(n_clu),
+            w_rd.addr.eq(scorer.weight_addr),
+            w_rd.en.eq(scorer.weight_en),
+            scorer.weight.eq(w_rd.data),
+            dre.count_addr.eq(scorer.count_addr),
+            scorer.count_data.eq(dre.count_data),
         ]
-        with m.If(s_adv):
-            m.d.comb += w_rd.en.eq(1)
-            m.d.sync += sv.eq(res.valid)
-            with m.If(res.valid):
-                m.d.sync += [sdot.eq(res.payload.value), sid.eq(rc), rc.eq(rc + 1)]
 
         # Output: the engine's rows; ``last`` on the final beat of the command.
         out_done = Signal(name="out_done")  # the command's last output beat left
@@ -678,23 +563,8 @@ class VRexCore(wiring.Component):
             m.d.sync += count("axi_write_wait")
 
         # ------------------------------------------------------------------ hashing
-        # Plane loader: after reset, the planes ROM row by row into the hasher (one block
-        # that never ends: every later hash is a K vector of it).
-        pl_row = Signal(range(H + 1), name="planes_row")
-        pl_beat = Signal(range(nb), name="planes_beat")
-        m.d.comb += [
-            planes_rd.addr.eq(pl_row * nb + pl_beat),
-            hasher.queries.valid.eq(pl_row < H),
-            hasher.queries.payload.x.eq(planes_rd.data),
-            hasher.queries.payload.last.eq(pl_beat == nb - 1),
-            hasher.queries.payload.end.eq((pl_row == H - 1) & (pl_beat == nb - 1)),
-        ]
-        with m.If(hasher.queries.valid & hasher.queries.ready):
-            m.d.sync += pl_beat.eq(pl_beat + 1)
-            with m.If(pl_beat == nb - 1):
-                m.d.sync += [pl_beat.eq(0), pl_row.eq(pl_row + 1)]
-        # A hashed vector: kbuf (pre-RoPE key or bias) or kpost, nb beats; its H FP32 dot
-        # products come back in one beat and are compared with theta in parallel.
+        # A hashed vector: kbuf (pre-RoPE key or bias) or kpost, nb beats into the hasher;
+        # its signature (or, for the bias, theta) comes back in one beat.
         hash_on = Signal(name="hash_on")
         hash_src_k = Signal(name="hash_src_kbuf")
         bias_mode = Signal(name="bias_mode")
@@ -703,15 +573,10 @@ class VRexCore(wiring.Component):
             hasher.keys.valid.eq(hash_on & (hb < nb)),
             hasher.keys.payload.x.eq(Mux(hash_src_k, kbuf[hb], kpost[hb])),
             hasher.keys.payload.last.eq(hb == nb - 1),
-            hasher.keys.payload.end.eq(0),
+            hasher.set_theta.eq(bias_mode),
         ]
         with m.If(hasher.keys.valid & hasher.keys.ready):
             m.d.sync += [hb.eq(hb + 1), count("hash_beats")]
-        sig_bits = []
-        for j in range(H):
-            cmp = shared(m, f"sig_cmp_{j}", FP32Compare())
-            m.d.comb += [cmp.a.eq(hasher.scores.payload.s[j]), cmp.b.eq(theta[j])]
-            sig_bits.append(cmp.ge)
 
         def start_hash(*, src_kbuf, bias):
             """Start feeding the hasher; the HASH state takes its result."""
@@ -750,13 +615,13 @@ class VRexCore(wiring.Component):
             m.next = "P_PAD"
 
         def start_feed(mode_value, end):
+            m.d.comb += scorer.start.eq(1)
             m.d.sync += [
                 mode.eq(mode_value),
                 feed_on.eq(1),
                 fi.eq(0),
                 fb.eq(0),
                 f_end.eq(end),
-                rc.eq(0),
                 gsub.eq(0),
                 grow.eq(0),
             ]
@@ -906,16 +771,15 @@ class VRexCore(wiring.Component):
                         start_hash(src_kbuf=False, bias=False)
                     m.next = "HASH"
 
-            # Hash (or bias thresholds): the H dot products of one hasher beat.
+            # Hash (or bias thresholds): the hasher's beat.
             with m.State("HASH"):
-                m.d.comb += [ingest_busy.eq(~bias_mode), hasher.scores.ready.eq(1)]
-                with m.If(hasher.scores.valid):
+                m.d.comb += [ingest_busy.eq(~bias_mode), hasher.signatures.ready.eq(1)]
+                with m.If(hasher.signatures.valid):
                     m.d.sync += hash_on.eq(0)
                     with m.If(bias_mode):
-                        m.d.sync += [theta[j].eq(hasher.scores.payload.s[j]) for j in range(H)]
                         m.next = "STATUS"
                     with m.Else():
-                        m.d.sync += sig.eq(Cat(*sig_bits))
+                        m.d.sync += sig.eq(hasher.signatures.payload)
                         m.next = "ING_PLACE"
 
             # The new token waits for the aging of the token whose ring slot it takes.
@@ -1077,7 +941,7 @@ class VRexCore(wiring.Component):
                 m.d.comb += query_busy.eq(1)
                 with m.If(fi == f_end):
                     m.d.sync += feed_on.eq(0)
-                with m.If((rc == n_clu) & ~sv):
+                with m.If(scorer.done):
                     m.next = "P_QROWS"
             with m.State("Q_KEPT_START"):
                 m.d.comb += query_busy.eq(1)
