@@ -28,7 +28,7 @@ from golden.rope import rope
 from golden.softmax import attention_float
 from hw.config import PRESETS, apply_settings, parse_settings, preset, settings_changes
 from sim.core_data import program_from_trace
-from sim.runner import SIMULATORS, run_unit
+from sim.runner import SIMULATORS, build_dir, run_unit
 from workloads import projected
 from workloads.trace import cached_path, load_or_make
 
@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
         help="compile the Verilator model with optimisation: a slower build, a faster run "
         "(long runs: make bench)",
     )
+    p.add_argument(
+        "--random-state",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="Verilator: start every register and RAM word random (no initialisers; "
+        "sim.runner's random_state), drawn from SEED",
+    )
     p.add_argument("-o", "--out", default="build/sim")
     return p
 
@@ -76,6 +84,13 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         v = getattr(args, name)
         if v is not None and v < 1:
             p.error(f"--{name} must be a positive integer, not {v}")
+    if args.random_state is not None and (
+        args.sim != "verilator" or not 0 < args.random_state < 2**31
+    ):
+        p.error(
+            f"--random-state needs --sim verilator and a seed in 1..2**31-1, not "
+            f"{args.random_state} on {args.sim}"
+        )
     for name in ("idle", "stall"):
         v = getattr(args, name)
         if not 0.0 <= v < 1.0:
@@ -179,9 +194,13 @@ def main(argv: list[str] | None = None) -> int:
             args.sim,
             config=args.config,
             env=env,
-            tag="run",
+            # The build: its own (tag run), or with --random-state the one the core's
+            # Verilator regression shares (tag xinit); the run: in the run directory.
+            tag="" if args.random_state is not None else "run",
+            run_dir=build_dir("core", args.sim, args.config, "run"),
             testcase="core_program",
             optimize=args.optimize,
+            random_state=args.random_state,
             overrides=settings_changes(args.settings),
         )
     except AssertionError as exc:

@@ -1,9 +1,11 @@
 """Build and run the cocotb testbenches of the hardware units on Icarus or Verilator.
 
-One build directory per parameter set, ``sim_build/<unit>/<sim>_<config>[_<tag>]``, so
-pytest-xdist workers never share one; the Verilog is rewritten only when it changes, so
-rebuilds are incremental. ``run_unit`` raises ``AssertionError`` with the results file and
-the waveform path (``WAVES=1``) when any cocotb test fails — ``runner.test`` alone does not.
+One build directory per parameter set, ``sim_build/<unit>/<sim>_<config>[_<tag>]``; the
+Verilog is rewritten only when it changes, so rebuilds are incremental. One process at a
+time builds in a directory (a file lock), so pytest-xdist workers, or ``sim.soak``'s core
+chunks, may share a build and run it, each in its own ``run_dir``. ``run_unit`` raises
+``AssertionError`` with the results file and the waveform path (``WAVES=1``) when any cocotb
+test fails — ``runner.test`` alone does not.
 
 Seeds: every run has one ``SEED`` (``run_seed``), passed to the testbench, printed before
 the run and quoted with a one-line replay command in the failure message. It is the user's
@@ -197,6 +199,16 @@ def build_dir(unit: str, sim: str, config: str, tag: str = "") -> Path:
     return ROOT / "sim_build" / unit / (f"{sim}_{config}" + (f"_{tag}" if tag else ""))
 
 
+@contextlib.contextmanager
+def _build_lock(bdir: Path):
+    """Hold ``bdir``'s build lock (released when the process ends, even on a crash)."""
+    import fcntl
+
+    with open(bdir / ".build.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def _write_if_changed(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -232,7 +244,9 @@ def run_unit(
     ``random_state`` (Verilator only, a nonzero seed): the design without initial values
     (``hw.gen.generate(..., initial_state=False)``) built with ``--x-initial unique
     --x-assign unique`` and run with ``+verilator+rand+reset+2``: every register and RAM
-    word starts random, so a pass shows that nothing relies on an initialiser.
+    word starts random, so a pass shows that nothing relies on an initialiser. Such a build
+    has the tag suffix ``xinit``; the seed is a run argument, so runs with different seeds
+    share it.
     ``verilog`` (with ``test_module``) simulates a top that is not a ``hw.gen`` unit, e.g.
     the FPGA board system; its module must be called ``unit``.
     ``coverage`` (Verilator only): built with ``--coverage-line --coverage-toggle`` in its
@@ -275,6 +289,8 @@ def run_unit(
         )
     if coverage:
         tag = f"{tag}_cov" if tag else "cov"
+    if random_state is not None:
+        tag = f"{tag}_xinit" if tag else "xinit"
     bdir = build_dir(unit, sim, config, tag)
     bdir.mkdir(parents=True, exist_ok=True)
     rdir = bdir if run_dir is None else Path(run_dir).resolve()
@@ -284,7 +300,6 @@ def run_unit(
         verilog = generate(unit, cfg, initial_state=random_state is None)
     elif random_state is not None:
         raise ValueError("random_state needs a hw.gen unit, not verilog=")
-    _write_if_changed(src, verilog)
     sources = [src]
     build_args: list[str] = ["-g2005"] if sim == "icarus" else []
     if sim == "verilator":
@@ -304,22 +319,24 @@ def run_unit(
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     _venv_bin_on_path()
     runner = _runner(sim)
-    # The runner rebuilds on source changes only: a change of options forces a rebuild.
     stamp = bdir / "build.stamp"
     options = repr((build_args, waves, sim))
-    rebuild = not stamp.exists() or stamp.read_text() != options
     t0 = time.perf_counter()
-    runner.build(
-        sources=sources,
-        hdl_toplevel=unit,
-        build_dir=bdir,
-        build_args=build_args,
-        timescale=("1ns", "1ps"),
-        waves=waves,
-        always=rebuild,
-        log_file=bdir / "build.log",
-    )
-    stamp.write_text(options)
+    with _build_lock(bdir):
+        _write_if_changed(src, verilog)
+        # The runner rebuilds on source changes only: a change of options forces a rebuild.
+        rebuild = not stamp.exists() or stamp.read_text() != options
+        runner.build(
+            sources=sources,
+            hdl_toplevel=unit,
+            build_dir=bdir,
+            build_args=build_args,
+            timescale=("1ns", "1ps"),
+            waves=waves,
+            always=rebuild,
+            log_file=bdir / "build.log",
+        )
+        stamp.write_text(options)
     t1 = time.perf_counter()
     print(f"[sim.runner] {unit} on {sim}: SEED={seed} ({seed_source})", flush=True)
     replay = f"SEED={seed}; replay: {replay_command(seed)}"

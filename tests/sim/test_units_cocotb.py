@@ -48,6 +48,12 @@ def cocotb_tests(module: str) -> list[str]:
 
 #: Units whose regression takes a minute or more (``tests/conftest.py`` starts them first).
 SLOW_UNITS = {"core", "tiled_attention"}
+#: Units whose Verilator regression runs from a random initial state (``run_unit``'s
+#: ``random_state``: no memory initialisers, every register and RAM word random), and its
+#: seed. The core's Verilator build is the slowest of the suite (~3 min of C++): it is built
+#: once, this way, instead of once with initialisers and once without.
+RANDOM_STATE_UNITS = {"core"}
+RANDOM_STATE = 12345
 
 
 @pytest.mark.cocotb
@@ -57,16 +63,20 @@ SLOW_UNITS = {"core", "tiled_attention"}
     [pytest.param(u, marks=pytest.mark.slow) if u in SLOW_UNITS else u for u in UNIT_TESTBENCH],
 )
 def test_unit_regression(unit, sim):
+    """Every cocotb test of the unit's testbench. The core's Verilator run starts from random
+    registers and RAM words (``RANDOM_STATE_UNITS``): one build serves the regression, the
+    random-state check and ``sim.run``'s test (``tests/sim/test_run.py``)."""
     exe = "iverilog" if sim == "icarus" else "verilator"
     assert find_tool(exe), f"{exe} is not in the venv nor on PATH (run `make setup`)"
-    result = run_unit(unit, sim, config="tiny")
+    random_state = RANDOM_STATE if sim == "verilator" and unit in RANDOM_STATE_UNITS else None
+    result = run_unit(unit, sim, config="tiny", random_state=random_state)
     # Every cocotb test of the module ran (none skipped or filtered away) and passed.
     assert result.tests == len(cocotb_tests(UNIT_TESTBENCH[unit])) > 0
     assert result.failed == 0
     if unit == "core":
         # The error paths reached and matched the model (tb_core's core_bus_errors, and
         # core_context_full, skipped on Icarus), AWREADY held low 4+ cycles by both.
-        missed = set(Coverage.load(build_dir(unit, sim, "tiny") / "coverage.json").missed())
+        missed = set(Coverage.load(result.results_xml.parent / "coverage.json").missed())
         want = {("core.status", "BUS"), ("axi.aw", "4+")}
         if sim == "verilator":
             want.add(("core.status", "FULL"))
@@ -184,19 +194,15 @@ def test_testbenches_define_tests():
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("unit", [pytest.param("core", marks=pytest.mark.slow), "kvmu"])
-def test_random_initial_state(unit):
+def test_random_initial_state_kvmu():
     """Registers and RAM words start random (Verilator ``--x-initial unique``, no memory
-    initialisers in the Verilog): the whole regression is still bit-exact, so the design
-    relies on its reset and its own writes only, as silicon must. The core's long
-    ``core_context_full`` (68 s of ~110; a full pool, not a reset question) runs in its
-    regression only."""
-    tests = [t for t in cocotb_tests(UNIT_TESTBENCH[unit]) if t != "core_context_full"]
-    result = run_unit(
-        unit, "verilator", config="tiny", tag="xinit", random_state=12345, testcase=tests
-    )
-    assert result.tests == len(tests) > 0
-    assert result.failed == 0
+    initialisers in the Verilog): the KVMU's whole regression is still bit-exact, so it
+    relies on its reset and its own writes only, as silicon must (the core's Verilator
+    regression runs this way: ``RANDOM_STATE_UNITS``)."""
+    tests = cocotb_tests(UNIT_TESTBENCH["kvmu"])
+    result = run_unit("kvmu", "verilator", config="tiny", random_state=RANDOM_STATE)
+    assert result.tests == len(tests) > 0 and result.failed == 0
+    assert result.results_xml.parent.name == "verilator_tiny_xinit"
 
 
 def test_random_initial_state_needs_verilator():
