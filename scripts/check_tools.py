@@ -99,6 +99,16 @@ def main() -> int:
         )
     )
 
+    cc = shutil.which("ccache")
+    out = run([cc, "--version"]) if cc else "-"
+    rows.append(
+        (
+            "ccache",
+            out.splitlines()[0].replace("ccache version ", "") if cc else "-",
+            "" if cc else "missing: apt-get install ccache",
+        )
+    )
+
     rows.append(
         (
             "liberty osu018",

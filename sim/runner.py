@@ -32,6 +32,7 @@ from cocotb_tools.runner import Icarus, get_runner
 
 from hw.config import preset
 from hw.gen import LINT_WAIVERS, generate
+from hw.toolpath import compiler_cache_env
 from hw.units import unit as registry_unit
 from hw.units import units_with_testbench
 from sim.cocotb_streams import CONFIG_ENV, config_to_json, parse_seed
@@ -318,6 +319,8 @@ def run_unit(
             (rdir / "coverage.dat").unlink(missing_ok=True)
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     _venv_bin_on_path()
+    if sim == "verilator":
+        os.environ.update(compiler_cache_env())  # the runner builds with os.environ
     runner = _runner(sim)
     stamp = bdir / "build.stamp"
     options = repr((build_args, waves, sim))

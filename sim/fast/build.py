@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hw.config import HWConfig
 from hw.gen import LINT_WAIVERS, generate
-from hw.toolpath import find_tool
+from hw.toolpath import compiler_cache_env, find_tool
 
 __all__ = ["FAST_PORTS", "HARNESS_SOURCE", "FastPorts", "build_harness", "verilator_path"]
 
@@ -241,7 +241,7 @@ def _build(unit: str, cfg: HWConfig, config: str, log, coverage: bool = False) -
         ]
         if log is not None:
             log(f"[sim.fast] building the {unit} harness in {bdir}")
-        env = {**os.environ, "OBJCACHE": "", "MAKEFLAGS": "-j1"}
+        env = {**os.environ, **compiler_cache_env(), "MAKEFLAGS": "-j1"}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         with open(bdir / "build.log", "w") as out:
             proc = subprocess.run(cmd, cwd=bdir, stdout=out, stderr=subprocess.STDOUT, env=env)
