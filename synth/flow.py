@@ -590,6 +590,8 @@ CORE_PARTS: dict[str, str] = {
     "attn": "tiled attention engine (PREFILL, QUERY: MAC arrays, tile softmax, accumulators)",
     "hasher": "hasher (hyperplanes ROM and their MAC array block, signature compares, theta)",
     "scorer": "cluster scorer (MAC tree result x weight, fixed-point score into the WTU)",
+    "gearbox": "fetch gearbox (the KVMU's AXI beats into memory rows)",
+    "perf": "performance counters (PERF) and their read mux",
     "rope": "RoPE unit",
     "kvmu": "KVMU read path",
     "writer": "KV writer (AXI write path)",

@@ -6,11 +6,15 @@
   DRE, the datapath and the KVMU.
 - ``hasher``: ``Hasher``, the hyperplanes, their MAC array block, the signatures and ``theta``.
 - ``scorer``: ``ClusterScorer``, the clusters' weighted scores into the DRE's WTU.
+- ``gearbox``: ``FetchGearbox``, the KVMU's fetched AXI beats into memory rows.
+- ``perf``: ``PerfCounters``, the ``PERF`` counters and their read port.
 """
 
 from .core import VRexCore
+from .gearbox import FetchGearbox
 from .hasher import Hasher
 from .host import PERF, STATUS_LAYOUT, Error, Op, check_core_config, cmd_layout, lane_words
+from .perf import PerfCounters
 from .scorer import ClusterScorer
 
 __all__ = [
@@ -18,8 +22,10 @@ __all__ = [
     "STATUS_LAYOUT",
     "ClusterScorer",
     "Error",
+    "FetchGearbox",
     "Hasher",
     "Op",
+    "PerfCounters",
     "VRexCore",
     "check_core_config",
     "cmd_layout",

@@ -43,7 +43,8 @@ enums, layouts and counters are in ``hw.core.host``):
   are consumed, no ``out``; ``EMPTY`` too applies to ``PREFILL``),
   ``BUS`` 5 (an AXI response was not OKAY during the command).
 - ``perf_addr`` / ``perf_data``: the performance counters (``PERF`` order, 32 bits, wrap),
-  combinational read.
+  combinational read; they are the ``PerfCounters`` (``hw.core.perf``), whose increments
+  the parts of the core drive.
 - ``m_axi``: AXI4 master (reads: KVMU retrieval bursts; writes: aged tokens' K and V).
 
 Flow of one ingested token ``t``: its K beats go to the RoPE unit (``rope_pairs`` pairs
@@ -71,9 +72,10 @@ reads start at once. Then the rows go from the
 buffer into the ``TiledAttention`` engine (with their positions), and the attention order
 follows as one token stream, each token's K rows then its V rows: the kept tokens (sinks,
 then the ring, oldest first; their ids are their positions, so the engine masks those newer
-than a row) and the fetched ones as the KVMU delivers them (older than every row). The
-engine holds ``tile_tokens`` tokens at a time in its two MAC arrays (``mac_lanes`` columns),
-runs every row past them (the tiled order of ``golden.softmax.tiled_attention``) and keeps
+than a row) and the fetched ones as the KVMU delivers them (older than every row; the
+``FetchGearbox``, ``hw.core.gearbox``, assembles their AXI beats into rows). The engine
+holds ``tile_tokens`` tokens at a time in its two MAC arrays (``mac_lanes`` columns), runs
+every row past them (the tiled order of ``golden.softmax.tiled_attention``) and keeps
 each row's state in FIFOs, so the selected tokens are read **once** for all the rows. When
 the KVMU's summary says the fetch is complete, a padding token ends the stream; the engine's
 rows then leave on ``out``, row after row (``last`` on the final beat).
@@ -88,7 +90,7 @@ from __future__ import annotations
 
 import enum as pyenum
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -111,8 +113,10 @@ from ..dre import DynamicRetrievalEngine
 from ..dre.layouts import Event
 from ..kvmu import KVMemoryUnit, KVWriter, axi4_signature
 from ..shared import shared
+from .gearbox import FetchGearbox
 from .hasher import Hasher
 from .host import PERF, STATUS_LAYOUT, Error, Op, check_core_config, cmd_layout
+from .perf import PerfCounters
 from .scorer import ClusterScorer
 
 __all__ = ["VRexCore"]
@@ -178,6 +182,8 @@ class VRexCore(wiring.Component):
         # The signatures (and SET_BIAS's thresholds); the clusters' scores into the WTU.
         m.submodules.hasher = hasher = Hasher(cfg)
         m.submodules.scorer = scorer = ClusterScorer(cfg)
+        # The fetched AXI beats into memory rows (FETCH mode of the feeder below).
+        m.submodules.gearbox = gearbox = FetchGearbox(cfg)
         m.submodules.w_mul = w_mul = FP32Mul()
         m.submodules.to_fp32 = to_fp32 = IntToFP32(width=tid_bits + 1)
         self._connect_axi(m, kvmu, writer)
@@ -261,13 +267,23 @@ class VRexCore(wiring.Component):
         asub = Signal(range(max(2, sub)), name="age_sub")
         new_members = Signal(tid_bits + 1, name="new_members")
 
-        # Counters.
-        perf = {name: Signal(32, name=f"perf_{name}") for name in PERF}
-        m.d.comb += self.perf_data.eq(Array(perf.values())[self.perf_addr])
-        m.d.sync += perf["cycles"].eq(perf["cycles"] + 1)
+        # Counters: the parts below drive their increments.
+        m.submodules.perf = perf = PerfCounters(
+            {
+                "prefill_rows": len(p_rows),
+                "clusters_scored": len(n_clu),
+                "tokens_attended": bits_for(kept),
+                "buckets_scanned": len(dre.summary.payload.buckets_scanned),
+                "clusters_selected": len(dre.summary.payload.n_selected),
+                "read_bursts": len(kvmu.summary.payload.bursts),
+                "read_beats": len(kvmu.summary.payload.beats),
+            }
+        )
+        m.d.comb += [perf.addr.eq(self.perf_addr), self.perf_data.eq(perf.data)]
 
         def count(name, amount=1):
-            return perf[name].eq(perf[name] + amount)
+            """Counter ``name`` adds ``amount`` this cycle."""
+            m.d.comb += perf.inc[name].eq(amount)
 
         # ------------------------------------------------------------------ feeder
         # One register stage in front of the MAC tree (SCORE) and the engine's token stream
@@ -334,7 +350,7 @@ class VRexCore(wiring.Component):
                 kv_out.payload.pos.eq(mpos),
             ]
         with m.If(kv_out.valid & kv_out.ready):
-            m.d.sync += count("array_beats")
+            count("array_beats")
             with m.If(pad_on):
                 m.d.sync += pad_b.eq(pad_b + 1)
         m.d.comb += [
@@ -344,9 +360,9 @@ class VRexCore(wiring.Component):
             mac.vectors.payload.last.eq(mlast),
         ]
         with m.If(mac.vectors.valid & mac.vectors.ready):
-            m.d.sync += count("mac_beats")
+            count("mac_beats")
         with m.If(mac.vectors.valid & ~mac.vectors.ready):
-            m.d.sync += count("mac_stall")
+            count("mac_stall")
 
         # Issue of the memory modes (HASH, SCORE, KEPT); FETCH loads the stage from the
         # gearbox below.
@@ -388,38 +404,31 @@ class VRexCore(wiring.Component):
                     with m.Else():
                         m.d.sync += kslot.eq(kslot + 1)
 
-        # Fetch gearbox: ``sub`` AXI beats per row, rows 0..nb-1 of a token are K, nb.. V.
-        gsub = Signal(range(max(2, sub)), name="gear_sub")
-        gbuf = Signal(max(1, row_bits - cfg.axi_data_bits), name="gear_buf")
-        grow = Signal(range(2 * nb), name="gear_row")
-        kv_in = kvmu.kv
-        with m.If(feed_on & (mode == Mode.FETCH)):
-            m.d.comb += kv_in.ready.eq((gsub != sub - 1) | adv)
-            with m.If(adv):
-                m.d.sync += mv.eq(0)
-            with m.If(kv_in.valid & kv_in.ready):
-                full_row = kv_in.payload.data if sub == 1 else Cat(gbuf, kv_in.payload.data)
-                with m.If(gsub == sub - 1):
-                    m.d.sync += [
-                        gsub.eq(0),
-                        mv.eq(1),
-                        mpos.eq(0),  # fetched tokens are older than every row
-                        mrow.eq(full_row),
-                        mdest_v.eq(grow >= nb),
-                        mb.eq(Mux(grow >= nb, grow - nb, grow).as_unsigned()),
-                        mlast.eq(grow == nb - 1),
-                        grow.eq(Mux(grow == 2 * nb - 1, 0, grow + 1)),
-                    ]
-                    with m.If(grow == 0):
-                        m.d.sync += [count("tokens_fetched"), count("tokens_attended")]
-                with m.Else():
-                    m.d.sync += gsub.eq(gsub + 1)
-                    if sub > 1:
-                        w = cfg.axi_data_bits
-                        with m.Switch(gsub):
-                            for i in range(sub - 1):
-                                with m.Case(i):
-                                    m.d.sync += gbuf[i * w : (i + 1) * w].eq(kv_in.payload.data)
+        # FETCH: the KVMU's beats, assembled into rows by the gearbox, load the stage; the
+        # gearbox takes beats in this mode only.
+        fetching = feed_on & (mode == Mode.FETCH)
+        fetched = gearbox.rows
+        m.d.comb += [
+            gearbox.beats.valid.eq(kvmu.kv.valid & fetching),
+            gearbox.beats.payload.eq(kvmu.kv.payload.data),
+            kvmu.kv.ready.eq(gearbox.beats.ready & fetching),
+            fetched.ready.eq(adv & fetching),
+        ]
+        with m.If(fetching & adv):
+            m.d.sync += mv.eq(0)
+        with m.If(fetched.valid & fetched.ready):
+            f = fetched.payload
+            m.d.sync += [
+                mv.eq(1),
+                mpos.eq(0),  # fetched tokens are older than every row
+                mrow.eq(f.data),
+                mdest_v.eq(f.v),
+                mb.eq(f.row),
+                mlast.eq(~f.v & (f.row == nb - 1)),
+            ]
+            with m.If(~f.v & (f.row == 0)):
+                count("tokens_fetched")
+                count("tokens_attended")
 
         # ------------------------------------------------------------------ MAC results
         # SCORE: the MAC tree's dot products, weighted, into the WTU.
@@ -531,23 +540,19 @@ class VRexCore(wiring.Component):
         wiring.connect(m, dre.selected, kvmu.selected)
 
         with m.If(dre.summary.valid):
-            m.d.sync += [
-                count("buckets_scanned", dre.summary.payload.buckets_scanned),
-                count("clusters_selected", dre.summary.payload.n_selected),
-            ]
+            count("buckets_scanned", dre.summary.payload.buckets_scanned)
+            count("clusters_selected", dre.summary.payload.n_selected)
         kv_summary_seen = Signal(name="kv_summary_seen")
         with m.If(kvmu.summary.valid):
-            m.d.sync += [
-                kv_summary_seen.eq(1),
-                count("read_bursts", kvmu.summary.payload.bursts),
-                count("read_beats", kvmu.summary.payload.beats),
-            ]
+            m.d.sync += kv_summary_seen.eq(1)
+            count("read_bursts", kvmu.summary.payload.bursts)
+            count("read_beats", kvmu.summary.payload.beats)
             with m.If(kvmu.summary.payload.error):
                 m.d.sync += err.eq(Error.BUS)
         with m.If(
             self.m_axi.arvalid & ~self.m_axi.arready | self.m_axi.rready & ~self.m_axi.rvalid
         ):
-            m.d.sync += count("axi_read_wait")
+            count("axi_read_wait")
         # Posted writes: an aged token's K/V write is issued and the ingest goes on; its
         # completion (every B response) is counted back here, and an INGEST answers only once
         # every write it issued completed (ING_DRAIN), so a later QUERY never reads stale KV.
@@ -560,7 +565,7 @@ class VRexCore(wiring.Component):
             | self.m_axi.wvalid & ~self.m_axi.wready
             | self.m_axi.bready & ~self.m_axi.bvalid
         ):
-            m.d.sync += count("axi_write_wait")
+            count("axi_write_wait")
 
         # ------------------------------------------------------------------ hashing
         # A hashed vector: kbuf (pre-RoPE key or bias) or kpost, nb beats into the hasher;
@@ -576,7 +581,8 @@ class VRexCore(wiring.Component):
             hasher.set_theta.eq(bias_mode),
         ]
         with m.If(hasher.keys.valid & hasher.keys.ready):
-            m.d.sync += [hb.eq(hb + 1), count("hash_beats")]
+            m.d.sync += hb.eq(hb + 1)
+            count("hash_beats")
 
         def start_hash(*, src_kbuf, bias):
             """Start feeding the hasher; the HASH state takes its result."""
@@ -622,18 +628,16 @@ class VRexCore(wiring.Component):
                 fi.eq(0),
                 fb.eq(0),
                 f_end.eq(end),
-                gsub.eq(0),
-                grow.eq(0),
             ]
 
         ingest_busy = Signal(name="ingest_busy")
         query_busy = Signal(name="query_busy")
         with m.If(ingest_busy):
-            m.d.sync += count("busy_ingest")
+            count("busy_ingest")
         with m.If(query_busy & (op == Op.QUERY)):
-            m.d.sync += count("busy_query")
+            count("busy_query")
         with m.If(query_busy & (op == Op.PREFILL)):
-            m.d.sync += count("busy_prefill")
+            count("busy_prefill")
 
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
@@ -695,10 +699,11 @@ class VRexCore(wiring.Component):
                             with m.Else():
                                 m.next = "P_RX"
                         with m.Case(Op.CLEAR_PERF):
-                            m.d.sync += [s.eq(0) for s in perf.values()]
+                            m.d.comb += perf.clear.eq(1)
                             m.next = "STATUS"
                         with m.Default():
-                            m.d.sync += [err.eq(Error.BAD_OP), count("bad_commands")]
+                            m.d.sync += err.eq(Error.BAD_OP)
+                            count("bad_commands")
                             m.next = "STATUS"
 
             with m.State("CLEARING"), m.If(~kvmu.busy):  # the KVMU sweeps its tables
@@ -806,7 +811,8 @@ class VRexCore(wiring.Component):
                 with m.If(sb == 0):
                     m.d.comb += ks_wr.en.eq(1)
                 with m.If(sb == nb - 1):
-                    m.d.sync += [sb.eq(0), n_tok.eq(n_tok + 1), count("tokens_ingested")]
+                    m.d.sync += [sb.eq(0), n_tok.eq(n_tok + 1)]
+                    count("tokens_ingested")
                     with m.If(n_tok >= sink):
                         m.d.sync += [
                             ring_n.eq(Mux(ring_n == recent, recent, ring_n + 1)),
@@ -917,9 +923,10 @@ class VRexCore(wiring.Component):
             with m.State("Q_SCORE_START"):
                 m.d.comb += query_busy.eq(1)
                 with m.If(op == Op.PREFILL):
-                    m.d.sync += [count("prefills"), count("prefill_rows", p_rows)]
+                    count("prefills")
+                    count("prefill_rows", p_rows)
                 with m.Else():
-                    m.d.sync += count("queries")
+                    count("queries")
                 m.d.sync += [
                     ring_base.eq(n_tok - ring_n),
                     kv_summary_seen.eq(0),
@@ -935,7 +942,7 @@ class VRexCore(wiring.Component):
                 m.d.comb += dre.wtu_cmd.valid.eq(1)
                 with m.If(dre.wtu_cmd.ready):
                     start_feed(Mode.SCORE, n_clu)
-                    m.d.sync += count("clusters_scored", n_clu)
+                    count("clusters_scored", n_clu)
                     m.next = "Q_SCORE"
             with m.State("Q_SCORE"):
                 m.d.comb += query_busy.eq(1)
@@ -946,10 +953,8 @@ class VRexCore(wiring.Component):
             with m.State("Q_KEPT_START"):
                 m.d.comb += query_busy.eq(1)
                 start_feed(Mode.KEPT, n_sinks + ring_n)
-                m.d.sync += [
-                    kslot.eq(Mux(n_sinks == 0, sink + ring_old, 0)),
-                    count("tokens_attended", n_sinks + ring_n),
-                ]
+                m.d.sync += kslot.eq(Mux(n_sinks == 0, sink + ring_old, 0))
+                count("tokens_attended", n_sinks + ring_n)
                 m.next = "Q_KEPT"
             with m.State("Q_KEPT"):
                 m.d.comb += query_busy.eq(1)
@@ -957,11 +962,12 @@ class VRexCore(wiring.Component):
                     with m.If(n_clu == 0):
                         attention_done()
                     with m.Else():
-                        m.d.sync += [mode.eq(Mode.FETCH), gsub.eq(0), grow.eq(0)]
+                        m.d.comb += gearbox.clear.eq(1)
+                        m.d.sync += mode.eq(Mode.FETCH)
                         m.next = "Q_FETCH"
             with m.State("Q_FETCH"):
                 m.d.comb += query_busy.eq(1)
-                with m.If(kv_summary_seen & ~mv & (gsub == 0)):
+                with m.If(kv_summary_seen & ~mv & gearbox.empty):
                     attention_done()
             with m.State("STATUS"):
                 m.d.comb += self.status.valid.eq(1)
@@ -1000,17 +1006,19 @@ class VRexCore(wiring.Component):
             with m.State("AGE_ASSIGN"):
                 m.d.comb += [ingest_busy.eq(1), dre.assign.ready.eq(1)]
                 with m.If(~dre.assign.valid):
-                    m.d.sync += count("hcu_wait")
+                    count("hcu_wait")
                 with m.Else():
                     a = dre.assign.payload
-                    m.d.sync += [age_c.eq(a.cluster), age_ev.eq(a.event), count("tokens_clustered")]
+                    m.d.sync += [age_c.eq(a.cluster), age_ev.eq(a.event)]
+                    count("tokens_clustered")
                     with m.Switch(a.event):
                         with m.Case(Event.CREATED):
-                            m.d.sync += [count("clusters_created"), n_clu.eq(n_clu + 1)]
+                            m.d.sync += n_clu.eq(n_clu + 1)
+                            count("clusters_created")
                         with m.Case(Event.JOINED):
-                            m.d.sync += count("clusters_joined")
+                            count("clusters_joined")
                         with m.Case(Event.FORCED):
-                            m.d.sync += count("clusters_forced")
+                            count("clusters_forced")
                     m.next = "AGE_ALLOC"
             with m.State("AGE_ALLOC"):
                 m.d.comb += [ingest_busy.eq(1), kvmu.assign.valid.eq(1)]
@@ -1022,7 +1030,8 @@ class VRexCore(wiring.Component):
                     s = kvmu.slot.payload
                     m.d.sync += [age_addr.eq(s.addr), age_full.eq(s.full), ab.eq(0), asub.eq(0)]
                     with m.If(s.full):
-                        m.d.sync += [count("kv_dropped"), err.eq(Error.FULL)]
+                        m.d.sync += err.eq(Error.FULL)
+                        count("kv_dropped")
                         m.next = "AGE_READ"
                     with m.Else():
                         m.next = "AGE_WCMD"
@@ -1047,7 +1056,7 @@ class VRexCore(wiring.Component):
                 with m.Elif(~sum_wait):
                     m.d.comb += writer.data.valid.eq(1)
                     with m.If(writer.data.ready):
-                        m.d.sync += count("write_beats")
+                        count("write_beats")
                         with m.If(asub == sub - 1):
                             m.d.comb += row_done.eq(1)
                         with m.Else():
