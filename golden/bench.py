@@ -71,6 +71,8 @@ QUALITY_GRIDS: dict[str, tuple[float, ...]] = {
     "pages": (0.8, 0.9, 0.95, 0.98, 0.99),
     "topk": (0.02, 0.05, 0.1, 0.2),
 }
+#: The smoke run's (``--quick``) answer reruns: each method at the ends of its grid only.
+QUICK_QUALITY_GRIDS = {name: (g[0], g[-1]) for name, g in QUALITY_GRIDS.items()}
 
 
 def methods_for(cfg: ReSVConfig, variants: dict[str, dict[str, Any]]) -> list[Method]:
@@ -162,9 +164,10 @@ def run_stream(
     min_context: int,
     prefill_frames: int,
     decode_limit: int | None,
-    quality: bool,
+    quality: dict[str, tuple[float, ...]] | None,
 ) -> dict[str, Any]:
-    """Every method on one stream: curves, scalars, cluster statistics, LLM quality."""
+    """Every method on one stream: curves, scalars, cluster statistics, LLM quality (the
+    answer reruns of the methods ``quality`` names, at its values; ``None``: none)."""
     cfg = base.replace(head_dim=trace.head_dim, rope_base=trace.rope_base)
     methods = methods_for(cfg, variants)
     t0 = time.perf_counter()
@@ -194,12 +197,12 @@ def run_stream(
         from workloads.llama import LlamaModel
         from workloads.llm_quality import evaluate_answers
 
-        chosen = [m for m in methods_for(cfg, variants) if m.name in QUALITY_GRIDS]
+        chosen = [m for m in methods_for(cfg, variants) if m.name in quality]
         q = evaluate_answers(
             LlamaModel.load(),
             trace,
             chosen,
-            QUALITY_GRIDS,
+            quality,
             sink_tokens=cfg.sink_tokens,
             recent_tokens=cfg.recent_tokens,
             min_context=min_context,
@@ -499,7 +502,11 @@ def main(argv: list[str] | None = None) -> int:
             base,
             # The smoke run keeps one variant (the SPEC's rule): the code path, not the sweep.
             variants=variants,
-            quality=not args.no_quality and name in ("llm-2fps", "llm-tiny"),
+            quality=None
+            if args.no_quality or name not in ("llm-2fps", "llm-tiny")
+            else QUICK_QUALITY_GRIDS
+            if args.quick
+            else QUALITY_GRIDS,
             **opts,
         )
         write_report(out, report)  # after every stream: a long run keeps what it measured

@@ -8,12 +8,15 @@ into ``.venv/bin``; a user who runs ``.venv/bin/python -m hw.gen`` (or ``sim.run
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["compiler_cache_env", "find_tool"]
+__all__ = ["build_lock", "compiler_cache_env", "find_tool"]
 
 
 def find_tool(name: str) -> str | None:
@@ -40,3 +43,15 @@ def compiler_cache_env() -> dict[str, str]:
     if cache is None:
         return {"OBJCACHE": ""}
     return {"OBJCACHE": cache, "CCACHE_DIR": os.environ.get("CCACHE_DIR", str(CCACHE_DIR))}
+
+
+@contextlib.contextmanager
+def build_lock(directory: Path) -> Iterator[None]:
+    """Hold ``directory``'s build lock (the file ``.lock`` in it, created if needed): one
+    process at a time builds there, so pytest-xdist workers and soak chunks that need the
+    same build wait for it instead of compiling it twice. The lock is released when the
+    process ends, even on a crash."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield

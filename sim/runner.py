@@ -32,7 +32,7 @@ from cocotb_tools.runner import Icarus, get_runner
 
 from hw.config import preset
 from hw.gen import LINT_WAIVERS, generate
-from hw.toolpath import compiler_cache_env
+from hw.toolpath import build_lock, compiler_cache_env
 from hw.units import unit as registry_unit
 from hw.units import units_with_testbench
 from sim.cocotb_streams import CONFIG_ENV, config_to_json, parse_seed
@@ -200,16 +200,6 @@ def build_dir(unit: str, sim: str, config: str, tag: str = "") -> Path:
     return ROOT / "sim_build" / unit / (f"{sim}_{config}" + (f"_{tag}" if tag else ""))
 
 
-@contextlib.contextmanager
-def _build_lock(bdir: Path):
-    """Hold ``bdir``'s build lock (released when the process ends, even on a crash)."""
-    import fcntl
-
-    with open(bdir / ".build.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
 def _write_if_changed(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -325,7 +315,7 @@ def run_unit(
     stamp = bdir / "build.stamp"
     options = repr((build_args, waves, sim))
     t0 = time.perf_counter()
-    with _build_lock(bdir):
+    with build_lock(bdir):
         _write_if_changed(src, verilog)
         # The runner rebuilds on source changes only: a change of options forces a rebuild.
         rebuild = not stamp.exists() or stamp.read_text() != options

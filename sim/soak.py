@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from hw.config import apply_settings, parse_settings, preset
+from sim.cli import add_target, int_at_least, target
 from sim.coverage import Coverage, hcu_token_bins, unit_bins, write_report
 from sim.fast.build import FAST_PORTS, build_harness
 from sim.fast.icarus import build_icarus
@@ -244,12 +245,11 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     else:
         base, source = secrets.randbelow(2**31), "random"
     state["base_seed"] = base
-    chunks = plan(
-        args.units, args.transactions, args.chunk, base, (args.core_queries, args.core_chunk)
-    )
+    core = (args.core_queries, args.core_chunk)
+    chunks = plan(args.units, args.transactions, args.chunk, base, core)
     results = {k: v for k, v in state["chunks"].items() if k in {chunk_key(c) for c in chunks}}
     todo = [c for c in chunks if chunk_key(c) not in results]
-    work = _work(args.units, args.transactions, args.chunk, (args.core_queries, args.core_chunk))
+    work = _work(args.units, args.transactions, args.chunk, core)
     print(
         f"soak: {', '.join(args.units)} at config {' '.join([args.config, *args.set])}: "
         f"{work}; {len(chunks)} chunks, base seed {base} ({source}); "
@@ -447,12 +447,17 @@ def _markdown(rep: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.soak", description=__doc__.split("\n")[0])
     ap.add_argument("--units", help="comma list (default: every unit the simulator runs)")
-    ap.add_argument("--transactions", type=int, default=10**6, help="per unit (default 10**6)")
-    ap.add_argument("--chunk", type=int, default=20000, help="transactions per chunk (20000)")
-    ap.add_argument("--seed", type=int, help="base seed (default: resumed or random)")
-    ap.add_argument("--config", default="tiny", help="hardware preset (default tiny)")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=INT")
-    ap.add_argument("--workers", type=int, default=2, help="LocalCluster workers; 0: no Dask")
+    ap.add_argument(
+        "--transactions", type=int_at_least(1), default=10**6, help="per unit (default 10**6)"
+    )
+    ap.add_argument(
+        "--chunk", type=int_at_least(1), default=20000, help="transactions per chunk (20000)"
+    )
+    ap.add_argument("--seed", type=int_at_least(0), help="base seed (default: resumed or random)")
+    add_target(ap, FAST_SIMULATORS)
+    ap.add_argument(
+        "--workers", type=int_at_least(0), default=2, help="LocalCluster workers; 0: no Dask"
+    )
     ap.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
     ap.add_argument("-o", "--out", type=Path, default=Path("build/soak"))
     ap.add_argument("--fresh", action="store_true", help="ignore a saved state")
@@ -461,14 +466,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Verilator line/toggle coverage: <out>/verilator_coverage.json",
     )
-    ap.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
     ap.add_argument(
-        "--core-queries", type=int, default=10**4, help="the core's decode queries (10**4)"
+        "--core-queries",
+        type=int_at_least(1),
+        default=10**4,
+        help="the core's decode queries (10**4)",
     )
-    ap.add_argument("--core-chunk", type=int, default=500, help="core queries per chunk (500)")
+    ap.add_argument(
+        "--core-chunk", type=int_at_least(1), default=500, help="core queries per chunk (500)"
+    )
     args = ap.parse_args(argv)
-    if args.sim not in FAST_SIMULATORS:
-        ap.error(f"--sim must be one of {', '.join(FAST_SIMULATORS)}, not {args.sim!r}")
+    target(ap, args, FAST_SIMULATORS)
     if args.sim == "icarus" and args.coverage:
         ap.error("--coverage needs --sim verilator (Verilator's line and toggle coverage)")
     runnable = list(SOAK_UNITS)
@@ -478,22 +486,6 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--units must list units of {', '.join(runnable)}, not {u!r}")
     if not args.units:
         ap.error("--units must name at least one unit")
-    if args.transactions < 1:
-        ap.error(f"--transactions must be at least 1, not {args.transactions}")
-    if args.chunk < 1:
-        ap.error(f"--chunk must be at least 1, not {args.chunk}")
-    if args.core_queries < 1:
-        ap.error(f"--core-queries must be at least 1, not {args.core_queries}")
-    if args.core_chunk < 1:
-        ap.error(f"--core-chunk must be at least 1, not {args.core_chunk}")
-    if args.seed is not None and args.seed < 0:
-        ap.error(f"--seed must be a non-negative integer, not {args.seed}")
-    if args.workers < 0:
-        ap.error(f"--workers must be 0 (no Dask) or more, not {args.workers}")
-    try:
-        apply_settings(preset(args.config), parse_settings(args.set))
-    except ValueError as exc:
-        ap.error(str(exc))
     t0 = time.perf_counter()
     rep = soak(args)
     for unit, u in rep["units"].items():

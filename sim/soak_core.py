@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from hw.config import apply_settings, parse_settings, preset
+from hw.config import parse_settings
+from sim.cli import add_target, int_at_least, target
 from sim.coverage import Coverage
 from sim.fast.run import Verdict
 
@@ -184,23 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     from sim.fast.run import FAST_SIMULATORS
 
     ap = argparse.ArgumentParser(prog="python -m sim.soak_core", description=__doc__.split("\n")[0])
-    ap.add_argument("--seed", type=int, required=True, help="the chunk's seed")
-    ap.add_argument("--queries", type=int, default=500, help="decode queries (default 500)")
-    ap.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
-    ap.add_argument("--config", default="tiny", help="hardware preset (default tiny)")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=INT")
+    ap.add_argument("--seed", type=int_at_least(0), required=True, help="the chunk's seed")
+    ap.add_argument(
+        "--queries", type=int_at_least(1), default=500, help="decode queries (default 500)"
+    )
+    add_target(ap, FAST_SIMULATORS)
     ap.add_argument("-o", "--out", type=Path, default=Path("build/soak_core"))
     args = ap.parse_args(argv)
-    if args.sim not in FAST_SIMULATORS:
-        ap.error(f"--sim must be one of {', '.join(FAST_SIMULATORS)}, not {args.sim!r}")
-    if args.seed < 0:
-        ap.error(f"--seed must be a non-negative integer, not {args.seed}")
-    if args.queries < 1:
-        ap.error(f"--queries must be at least 1, not {args.queries}")
-    try:
-        apply_settings(preset(args.config), parse_settings(args.set))
-    except ValueError as exc:
-        ap.error(str(exc))
+    target(ap, args, FAST_SIMULATORS)
     build_core(args.sim, args.config, args.set)
     c = {"unit": CORE_UNIT, "index": 0, "seed": args.seed, "transactions": args.queries}
     r = core_chunk(c, args.config, args.set, args.sim, args.out)

@@ -85,5 +85,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_collection_modifyitems(config, items):
     """Start the ``slow`` tests first: with ``--dist worksteal`` (``make test``) their worker
     runs them first while the other takes the short tests and steals, so no long test starts
-    last and keeps one worker busy while the other idles."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    last and keeps one worker busy while the other idles. The ``late`` tests go last: they
+    reuse a build a slow test makes, so they find it done instead of waiting for it."""
+
+    def rank(item) -> int:
+        if item.get_closest_marker("slow"):
+            return 0
+        return 2 if item.get_closest_marker("late") else 1
+
+    items.sort(key=rank)

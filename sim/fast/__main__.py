@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hw.config import apply_settings, parse_settings, preset
+from sim.cli import add_target, int_at_least, target
 from sim.fast.build import FAST_PORTS
 from sim.fast.run import FAST_SIMULATORS, replay_command, run_chunk
 from sim.fast.stimulus import PROFILES
@@ -29,31 +29,25 @@ from sim.fast.stimulus import PROFILES
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.fast", description=__doc__.split("\n")[0])
     ap.add_argument("unit", help=f"one of {', '.join(FAST_PORTS)}")
-    ap.add_argument("--seed", type=int, default=1, help="stimulus and stall seed (default 1)")
-    ap.add_argument("--transactions", type=int, default=20000, help="default 20000")
-    ap.add_argument("--config", default="tiny", help="hardware preset (default tiny)")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=INT")
+    ap.add_argument(
+        "--seed", type=int_at_least(0), default=1, help="stimulus and stall seed (default 1)"
+    )
+    ap.add_argument("--transactions", type=int_at_least(1), default=20000, help="default 20000")
     ap.add_argument("--profile", help=f"stall profile: {', '.join(PROFILES)} (default: seeded)")
     ap.add_argument("--corrupt", type=int, help="flip bit 0 of this expected output beat")
     ap.add_argument("--keep", type=Path, help="keep the golden files in this directory")
     ap.add_argument("--times", action="store_true", help="with --keep: write times.txt")
     ap.add_argument("--coverage", type=Path, help="Verilator line/toggle counts to this file")
-    ap.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
+    add_target(ap, FAST_SIMULATORS)
     args = ap.parse_args(argv)
     if args.unit not in FAST_PORTS:
         ap.error(f"unit must be one of {', '.join(FAST_PORTS)}, not {args.unit!r}")
-    if args.seed < 0:
-        ap.error(f"--seed must be a non-negative integer, not {args.seed}")
-    if args.transactions < 1:
-        ap.error(f"--transactions must be at least 1, not {args.transactions}")
     if args.profile is not None and args.profile not in PROFILES:
         ap.error(f"--profile must be one of {', '.join(PROFILES)}, not {args.profile!r}")
-    if args.sim not in FAST_SIMULATORS:
-        ap.error(f"--sim must be one of {', '.join(FAST_SIMULATORS)}, not {args.sim!r}")
+    cfg = target(ap, args, FAST_SIMULATORS)
     if args.times and args.keep is None:
         ap.error("--times needs --keep DIR")
     try:
-        cfg = apply_settings(preset(args.config), parse_settings(args.set))
         verdict, _ = run_chunk(
             args.unit,
             cfg,

@@ -15,7 +15,6 @@ happens only when one of them changes, and parallel builds of one design wait on
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from hw.config import HWConfig
 from hw.gen import LINT_WAIVERS, generate
-from hw.toolpath import compiler_cache_env, find_tool
+from hw.toolpath import build_lock, compiler_cache_env, find_tool
 
 __all__ = ["FAST_PORTS", "HARNESS_SOURCE", "FastPorts", "build_harness", "verilator_path"]
 
@@ -212,8 +211,7 @@ def _build(unit: str, cfg: HWConfig, config: str, log, coverage: bool = False) -
     bdir = ROOT / "sim_build" / "fast" / unit / f"{config}_{'cov_' if coverage else ''}{key}"
     binary = bdir / "harness"
     bdir.mkdir(parents=True, exist_ok=True)
-    with open(bdir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with build_lock(bdir):
         if binary.is_file():
             return binary
         (bdir / f"{unit}.v").write_text(verilog)

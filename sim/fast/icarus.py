@@ -24,7 +24,6 @@ cycles per second in the verdict are measured around ``vvp``.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
 import subprocess
@@ -34,7 +33,7 @@ from pathlib import Path
 from golden.kvmu import KVLayout
 from hw.config import HWConfig
 from hw.gen import generate
-from hw.toolpath import find_tool
+from hw.toolpath import build_lock, find_tool
 from sim.fast.build import FAST_PORTS, ROOT, FastPorts
 
 __all__ = ["build_icarus", "out_streams", "run_icarus", "tb_verilog", "write_phases"]
@@ -478,8 +477,7 @@ def build_icarus(unit: str, cfg: HWConfig, *, config: str = "custom", log=None) 
     bdir = ROOT / "sim_build" / "fast_icarus" / unit / f"{config}_{key}"
     out = bdir / "tb.vvp"
     bdir.mkdir(parents=True, exist_ok=True)
-    with open(bdir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with build_lock(bdir):
         if not out.is_file():
             (bdir / f"{unit}.v").write_text(verilog)
             (bdir / "fast_tb.v").write_text(tb)

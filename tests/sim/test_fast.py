@@ -172,8 +172,10 @@ def test_cli_corrupt_exits_1_with_the_replay_command():
     ("argv", "message"),
     [
         (["wtx"], r"unit must be one of hcu, wtu, wtu_grid, topk, quickselect, kvmu, not 'wtx'"),
-        (["hcu", "--transactions", "0"], r"--transactions must be at least 1, not 0"),
-        (["hcu", "--seed", "-2"], r"--seed must be a non-negative integer, not -2"),
+        (["hcu", "--transactions", "0"], r"argument --transactions: must be at least 1, not 0"),
+        (["hcu", "--seed", "-2"], r"argument --seed: must be at least 0, not -2"),
+        (["hcu", "--seed", "x"], r"argument --seed: must be an integer, not 'x'"),
+        (["hcu", "--sim", "vcs"], r"--sim must be one of verilator, icarus, not 'vcs'"),
         (["hcu", "--profile", "stormy"], r"--profile must be one of none, .*, not 'stormy'"),
         (["hcu", "--set", "hcu_lanes=x"], r"--set must be FIELD=INTEGER, not 'hcu_lanes=x'"),
         (["hcu", "--config", "huge"], r"config"),

@@ -32,14 +32,15 @@ def test_bad_arguments_name_the_parameter(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.slow
+@pytest.mark.late
 @pytest.mark.cocotb
 def test_small_run_is_bit_exact(tmp_path, capsys):
     """Two frames of one context, bit-exact, from a random initial state: the core's build
-    is the one its Verilator regression runs (``sim_build/core/verilator_tiny_xinit``; the
-    seed is a run argument)."""
+    is the one its Verilator regression runs (``sim_build/core/verilator_tiny_xinit``,
+    optimised; the seed is a run argument). Marked ``late``: it runs after that regression
+    has built the model, instead of waiting for the build beside it."""
     argv = ["--frames", "2", "--layers", "1", "--heads", "1", "-o", str(tmp_path)]
-    assert main([*argv, "--sim", "verilator", "--random-state", "7"]) == 0
+    assert main([*argv, "--sim", "verilator", "--random-state", "7", "--optimize"]) == 0
     printed = capsys.readouterr().out
     assert "sim.run: PASS" in printed and "| cycles per decode step |" in printed
     s = json.loads((tmp_path / "sim_tiny.summary.json").read_text())

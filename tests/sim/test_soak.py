@@ -95,12 +95,12 @@ def test_two_units_on_a_dask_local_cluster(tmp_path, capsys):
             r"--units must list units of hcu, wtu, wtu_grid, topk, quickselect, kvmu, core, "
             r"not 'wtx'",
         ),
-        (["--core-queries", "0"], r"--core-queries must be at least 1, not 0"),
-        (["--core-chunk", "-2"], r"--core-chunk must be at least 1, not -2"),
-        (["--transactions", "0"], r"--transactions must be at least 1, not 0"),
-        (["--chunk", "-5"], r"--chunk must be at least 1, not -5"),
-        (["--seed", "-1"], r"--seed must be a non-negative integer, not -1"),
-        (["--workers", "-1"], r"--workers must be 0 \(no Dask\) or more, not -1"),
+        (["--core-queries", "0"], r"argument --core-queries: must be at least 1, not 0"),
+        (["--core-chunk", "-2"], r"argument --core-chunk: must be at least 1, not -2"),
+        (["--transactions", "0"], r"argument --transactions: must be at least 1, not 0"),
+        (["--chunk", "-5"], r"argument --chunk: must be at least 1, not -5"),
+        (["--seed", "-1"], r"argument --seed: must be at least 0, not -1"),
+        (["--workers", "-1"], r"argument --workers: must be at least 0, not -1"),
         (["--set", "nope=1"], r"--set must name an HWConfig field .*, not 'nope'"),
         (["--config", "huge"], r"config"),
     ],
@@ -237,3 +237,21 @@ def test_a_failing_core_chunk_is_reported_with_its_replay(tmp_path, capsys, monk
     args[3] = "14"
     assert soak.main([*args, "--workers", "0", "-o", str(tmp_path)]) == 1
     assert "2 chunks, base seed 3 (--seed); 1 chunks done, 1 to run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seed", "-1"], r"argument --seed: must be at least 0, not -1"),
+        (["--seed", "1", "--queries", "0"], r"argument --queries: must be at least 1, not 0"),
+        (["--seed", "1", "--sim", "xsim"], r"--sim must be one of verilator, icarus, not 'xsim'"),
+        (["--seed", "1", "--set", "nope=1"], r"--set must name an HWConfig field .*, not 'nope'"),
+    ],
+)
+def test_core_chunk_bad_arguments_name_the_option(argv, message, capsys):
+    from sim import soak_core
+
+    with pytest.raises(SystemExit) as exc:
+        soak_core.main(argv)
+    assert exc.value.code == 2
+    assert re.search(message, capsys.readouterr().err)

@@ -143,7 +143,7 @@ def test_share_schema_rejects_incomplete():
 )
 def test_unit_stimuli_do_work(name, handshakes, tmp_path):
     cfg = preset("tiny")
-    cycles = 2000 if name in ("core", "tiled_attention") else 400
+    cycles = 1000 if name in ("core", "tiled_attention") else 400
     run = simulate_activity(name, TOPS[name](cfg), cfg, tmp_path / "a.vcd", cycles=cycles)
     assert run.cycles == cycles
     assert any(w in run.stimulus for w in (name.split("_")[0], "queries", "selector-rows"))

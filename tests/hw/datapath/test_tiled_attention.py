@@ -158,13 +158,13 @@ def test_a_padding_token_ends_the_stream():
     shapes = [(3, 6), (2, 8), (1, 1), (5, 4)]  # 8 and 4 tokens fill their tiles
     plain = [attn_case(cfg, rng, rows=r, tokens=n) for r, n in shapes]
     cases = [replace(c, pad=True) for c in plain]
+    runs = {}
     for timing in ("none", "random"):
-        _, want, out = simulate(cfg, cases, timing=timing, seed=4)
+        _, want, runs[timing] = simulate(cfg, cases, timing=timing, seed=4)
         assert want == [e for c in plain for e in attn_expected(cfg, c)]
-        assert [g for g, _ in out["got"]] == want
+        assert [g for g, _ in runs[timing]["got"]] == want
     ends = np.cumsum([r * cfg.mac_chunks for r, _ in shapes])
-    out_t = [t for _, t in out["got"]]
-    _, _, out = simulate(cfg, cases, timing="none", seed=4)
+    out = runs["none"]
     out_t = [t for _, t in out["got"]]
     for i, (r, n) in enumerate(shapes):
         took = out_t[ends[i] - 1] - out["q_t"][i][0] + 1
