@@ -337,10 +337,11 @@ async def core_program(dut):
 @cocotb.test()
 async def core_reset_mid_query(dut):
     """A reset while a query is scoring and fetching (AXI bursts in flight): the core and
-    the RAM model recover, and the whole program then runs bit-exact from the start."""
+    the RAM model recover, and the whole program (one context: ``core_program`` runs
+    several) then runs bit-exact from the start."""
     cfg = config_from_env()
     idle, stall = timing_from_env()
-    prog = synthetic_program(cfg, seed=seed_from_env() + 5, bad_commands=False)
+    prog = synthetic_program(cfg, seed=seed_from_env() + 5, bad_commands=False, contexts=1)
     host = await Host.start(dut, cfg, idle=idle, stall=stall)
     queries = [i for i, c in enumerate(prog.commands) if c.out is not None]
     fetching = [i for i in queries if prog.commands[i].info["fetched"]]

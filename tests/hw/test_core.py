@@ -124,19 +124,19 @@ def test_core_prefill(timing, tmp_path):
 
 
 @pytest.mark.slow
-def test_core_prefill_tiles_and_one_row(tmp_path):
+@pytest.mark.parametrize(
+    "changes",
+    [{"tile_tokens": 1}, {"tile_tokens": 16}, {"frame_rows": 1}],
+    ids=["tile1", "tile16", "rows1"],
+)
+def test_core_prefill_tiles_and_one_row(changes, tmp_path):
     """Tiles of 1 and of 16 tokens (every token its own tile; one tile for the whole
     attention order) with a 2-head group; and frame_rows = 1: one PREFILL per (token,
     head)."""
-    for tile in (1, 16):
-        cfg = TINY.replace(tile_tokens=tile)
-        prog = synthetic_program(
-            cfg, frames=2, tokens_per_frame=6, contexts=1, seed=8, prefill_group=2
-        )
-        check(prog, simulate(cfg, prog, timing="random", seed=9, vcd=tmp_path / "core.vcd"))
-    cfg = TINY.replace(frame_rows=1)
+    cfg = TINY.replace(**changes)
     prog = synthetic_program(cfg, frames=2, tokens_per_frame=6, contexts=1, seed=8, prefill_group=2)
-    assert {c.rows for c in prog.commands if c.kind == "prefill"} == {1}
+    if "frame_rows" in changes:
+        assert {c.rows for c in prog.commands if c.kind == "prefill"} == {1}
     check(prog, simulate(cfg, prog, timing="random", seed=9, vcd=tmp_path / "core.vcd"))
 
 
