@@ -452,6 +452,14 @@ def _streams(quick: bool) -> dict[str, Any]:
     }
 
 
+def _quality_grids(args: argparse.Namespace, stream: str) -> dict[str, tuple[float, ...]] | None:
+    """The LLM answer reruns of ``stream``: none for the projected streams or with
+    ``--no-quality``; the grid ends with ``--quick``; else ``QUALITY_GRIDS``."""
+    if args.no_quality or stream not in ("llm-2fps", "llm-tiny"):
+        return None
+    return QUICK_QUALITY_GRIDS if args.quick else QUALITY_GRIDS
+
+
 def main(argv: list[str] | None = None) -> int:
     from workloads.trace import load_or_make
 
@@ -502,11 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             base,
             # The smoke run keeps one variant (the SPEC's rule): the code path, not the sweep.
             variants=variants,
-            quality=None
-            if args.no_quality or name not in ("llm-2fps", "llm-tiny")
-            else QUICK_QUALITY_GRIDS
-            if args.quick
-            else QUALITY_GRIDS,
+            quality=_quality_grids(args, name),
             **opts,
         )
         write_report(out, report)  # after every stream: a long run keeps what it measured
