@@ -27,6 +27,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
+from cocotbext.axi import AxiResp
 
 from golden.config import ReSVConfig
 from hw.config import HWConfig, preset
@@ -35,6 +36,7 @@ __all__ = [
     "CONFIG_ENV",
     "PERIOD_NS",
     "Scoreboard",
+    "SlverrInjector",
     "StreamSink",
     "StreamSource",
     "burst_pauses",
@@ -338,3 +340,51 @@ def burst_pauses(rng: np.random.Generator, p: float, lo: int, hi: int):
 
 def make_rng(*keys: int) -> np.random.Generator:
     return np.random.default_rng([seed_from_env(), *keys])
+
+
+class SlverrInjector:
+    """SLVERR on chosen bursts of cocotbext-axi's ``AxiRam`` (or ``AxiRamRead``), the data
+    still moved (the model's outputs stay exact, only the responses change): after
+    ``arm_read()`` the next read burst answers SLVERR on every R beat, after ``arm_write()``
+    the next write burst's B answers SLVERR. ``injected`` counts the bursts it answered so."""
+
+    def __init__(self, ram):
+        self.armed = {"read": 0, "write": 0}
+        self.injected = {"read": 0, "write": 0}
+        self._r_bad = False  # the R beats of the current burst answer SLVERR
+        self._r_first = True  # the next R beat is the first of a burst
+        r_ch = getattr(ram, "read_if", ram).r_channel
+        send_r = r_ch.send
+
+        async def r(beat):
+            if self._r_first:
+                self._r_bad = self._take("read")
+            self._r_first = bool(int(beat.rlast))
+            if self._r_bad:
+                beat.rresp = AxiResp.SLVERR
+            await send_r(beat)
+
+        r_ch.send = r
+        if hasattr(ram, "write_if"):
+            b_ch = ram.write_if.b_channel
+            send_b = b_ch.send
+
+            async def b(resp):
+                if self._take("write"):
+                    resp.bresp = AxiResp.SLVERR
+                await send_b(resp)
+
+            b_ch.send = b
+
+    def _take(self, kind: str) -> bool:
+        if not self.armed[kind]:
+            return False
+        self.armed[kind] -= 1
+        self.injected[kind] += 1
+        return True
+
+    def arm_read(self) -> None:
+        self.armed["read"] += 1
+
+    def arm_write(self) -> None:
+        self.armed["write"] += 1

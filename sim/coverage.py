@@ -33,7 +33,9 @@ Bins (``unit_bins``; ``C = max_clusters``, ``N = n_buckets``):
   ``masked`` lanes (``none``, ``some``, ``all``), ``rescale`` (the ``a`` that scales the
   old state: ``zero``, ``between``, ``one``).
 - ``kvmu.bursts``: each checked AR burst, ``whole_run`` (a chunk's run in one burst),
-  ``split_max_burst`` (cut at ``max_burst`` beats), ``split_4k`` (cut at a 4 KB boundary).
+  ``split_max_burst`` (cut at ``max_burst`` beats), ``split_4k`` (cut at a 4 KB boundary);
+  ``kvmu.summary``: each checked selection summary, ``ok`` or ``error`` (an R beat of the
+  selection answered SLVERR).
 - ``core.status``: every error code of ``hw.core.Error`` on a checked status beat.
 - ``axi.<ch>`` (units with an AXI master): cycles AR/AW/W waited for READY, R beats
   waited for RVALID inside a burst (the slave's pauses), B waited for BREADY; ``0``, ``1``,
@@ -374,6 +376,7 @@ def unit_bins(unit: str, cfg: HWConfig) -> dict[str, list[str]]:
         bins["tile_softmax.rescale"] = ["zero", "between", "one"]
     elif unit == "kvmu":
         bins["kvmu.bursts"] = ["whole_run", "split_max_burst", "split_4k"]
+        bins["kvmu.summary"] = ["ok", "error"]
     elif unit == "core":
         bins["core.status"] = [e.name for e in Error]
     for ch in AXI_CHANNELS.get(unit, ()):

@@ -30,12 +30,13 @@ import cocotb
 import numpy as np
 from amaranth.lib import data
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, SimTimeoutError
-from cocotbext.axi import AxiBus, AxiRam, AxiResp
+from cocotbext.axi import AxiBus, AxiRam
 
 from golden.core import WORK_COUNTERS
 from hw.config import HWConfig
 from hw.core import PERF, Error, cmd_layout, lane_words
 from sim.cocotb_streams import (
+    SlverrInjector,
     StreamSink,
     StreamSource,
     burst_pauses,
@@ -112,49 +113,6 @@ async def read_perf(dut) -> dict[str, int]:
         await ReadOnly()
         out[name] = int(dut.perf_data.value)
     return out
-
-
-class SlverrInjector:
-    """SLVERR on chosen bursts of cocotbext-axi's ``AxiRam``, the data still moved (the
-    model's outputs stay exact, only the responses change): after ``arm_read()`` the next
-    read burst answers SLVERR on every R beat, after ``arm_write()`` the next write burst's
-    B answers SLVERR. ``injected`` counts the bursts it answered so."""
-
-    def __init__(self, ram: AxiRam):
-        self.armed = {"read": 0, "write": 0}
-        self.injected = {"read": 0, "write": 0}
-        self._r_bad = False  # the R beats of the current burst answer SLVERR
-        self._r_first = True  # the next R beat is the first of a burst
-        r_ch, b_ch = ram.read_if.r_channel, ram.write_if.b_channel
-        send_r, send_b = r_ch.send, b_ch.send
-
-        async def r(beat):
-            if self._r_first:
-                self._r_bad = self._take("read")
-            self._r_first = bool(int(beat.rlast))
-            if self._r_bad:
-                beat.rresp = AxiResp.SLVERR
-            await send_r(beat)
-
-        async def b(resp):
-            if self._take("write"):
-                resp.bresp = AxiResp.SLVERR
-            await send_b(resp)
-
-        r_ch.send, b_ch.send = r, b
-
-    def _take(self, kind: str) -> bool:
-        if not self.armed[kind]:
-            return False
-        self.armed[kind] -= 1
-        self.injected[kind] += 1
-        return True
-
-    def arm_read(self) -> None:
-        self.armed["read"] += 1
-
-    def arm_write(self) -> None:
-        self.armed["write"] += 1
 
 
 class Host:

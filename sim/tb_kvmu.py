@@ -30,6 +30,7 @@ from hw.config import HWConfig
 from hw.kvmu import kvmu_layouts
 from sim.cocotb_streams import (
     Scoreboard,
+    SlverrInjector,
     StreamSink,
     StreamSource,
     config_from_env,
@@ -134,8 +135,11 @@ async def allocate(dut, wl: KVWorkload, *, idle: float, stall: float, rng) -> No
     board.assert_done()
 
 
-async def fetch(dut, wl: KVWorkload, sel: list[int], *, idle: float, stall: float, rng) -> dict:
-    """Select ``sel``; check the bursts, every beat and the summary; return the figures."""
+async def fetch(
+    dut, wl: KVWorkload, sel: list[int], *, idle: float, stall: float, rng, error: int = 0
+) -> dict:
+    """Select ``sel``; check the bursts, every beat and the summary (``error`` expected
+    when the RAM answers SLVERR on one of its bursts); return the figures."""
     cfg, L = wl.cfg, wl.layout
     lay = kvmu_layouts(cfg)
     exp_bursts = wl.mem.bursts(sel)
@@ -168,6 +172,7 @@ async def fetch(dut, wl: KVWorkload, sel: list[int], *, idle: float, stall: floa
     cov = collector()
     for group, name in burst_bins(wl, sel):
         cov.hit(group, name)
+    cov.hit("kvmu.summary", "error" if error else "ok")
     # Every selected token exactly once, in full; no other token.
     want = {t for cl in sel for t in wl.mem.members(cl)}
     got_tokens = Counter(t for (t, _), n in seen.items() for _ in range(n))
@@ -177,7 +182,7 @@ async def fetch(dut, wl: KVWorkload, sel: list[int], *, idle: float, stall: floa
         len(sel),
         len(exp_bursts),
         n_beats,
-        0,
+        error,
     )
     first_ar = ar.times[0] if ar.times else t_sum
     last_beat = kv.beats[-1][1] if kv.beats else t_sum
@@ -190,7 +195,9 @@ async def fetch(dut, wl: KVWorkload, sel: list[int], *, idle: float, stall: floa
     }
 
 
-async def run_case(dut, wl: KVWorkload, sel: list[int], *, idle, stall, mem_stall, tag, ram=None):
+async def run_case(
+    dut, wl: KVWorkload, sel: list[int], *, idle, stall, mem_stall, tag, ram=None, error=0
+):
     """Allocate, then fetch ``sel``; a test that runs several cases passes its one ``ram``
     (a second model on the same bus would answer too), whose image is rewritten."""
     rng = make_rng(seed_from_env(), tag)
@@ -198,7 +205,7 @@ async def run_case(dut, wl: KVWorkload, sel: list[int], *, idle, stall, mem_stal
         ram = attach_ram(dut, wl.cfg, stall=mem_stall, rng=rng)
     ram.write(wl.layout.base, memory_image(wl))
     await allocate(dut, wl, idle=idle, stall=stall, rng=rng)
-    return await fetch(dut, wl, sel, idle=idle, stall=stall, rng=rng)
+    return await fetch(dut, wl, sel, idle=idle, stall=stall, rng=rng, error=error)
 
 
 @cocotb.test()
@@ -237,6 +244,28 @@ async def kvmu_random_stalls_two_contexts(dut):
     assert wl2.slots[0].chunk == 0
     sel2 = selection(wl2, seed=5, fraction=0.8)
     await run_case(dut, wl2, sel2, idle=idle, stall=stall, mem_stall=0.4, tag=3, ram=ram)
+
+
+@cocotb.test()
+async def kvmu_read_slverr(dut):
+    """SLVERR on every R beat of one read burst (``SlverrInjector``), random stalls: every
+    beat still arrives and the selection's summary says ``error``; the same selection
+    fetched again, with OKAY responses, says it no more."""
+    cfg = kvmu_config()
+    idle, stall = timing_from_env()
+    await start_clock(dut, cfg)
+    await reset(dut, idle=KVMU_IDLE)
+    rng = make_rng(seed_from_env(), 10)
+    ram = attach_ram(dut, cfg, stall=0.3, rng=rng)
+    inj = SlverrInjector(ram)
+    wl = workload(cfg, 60, seed=seed_from_env() + 10)
+    sel = selection(wl, seed=11, fraction=0.5)
+    assert wl.mem.bursts(sel), "the selection reads nothing"
+    inj.arm_read()
+    kw = {"idle": idle, "stall": stall}
+    await run_case(dut, wl, sel, **kw, mem_stall=0.3, tag=10, ram=ram, error=1)
+    assert inj.injected["read"] == 1
+    await fetch(dut, wl, sel, **kw, rng=rng)
 
 
 @cocotb.test()

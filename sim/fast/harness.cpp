@@ -12,12 +12,13 @@
 //   before the phase's inputs start). A phase's inputs start once every stream has reached
 //   the counts of the phases before it (outputs received, inputs taken).
 // - An AXI4 read slave: DIR/mem.hex (the memory image, one bus beat per line from the base
-//   address) and DIR/axi.txt ("base B", "max_burst M", "outstanding O", "boundary 4096"). AR
+//   address) and DIR/axi.txt ("base B", "max_burst M", "outstanding O", "boundary 4096", and
+//   one "slverr I" line per image beat I answered RRESP SLVERR, its data unchanged). AR
 //   is accepted with the sinks' stalls and compared as the output stream "ar" (payload
 //   araddr | arlen << addr_bits); every accepted burst is checked (INCR, full-width beats,
 //   ID 0, aligned, inside the image, at most max_burst beats, not crossing a boundary, at
 //   most outstanding bursts in flight); R beats return in order with the sources' pauses,
-//   RRESP OKAY, RLAST on the last beat of each burst.
+//   RRESP OKAY (SLVERR on the slverr beats), RLAST on the last beat of each burst.
 //
 // Every cycle: each source holds its beat until ready (random idle cycles and idle bursts
 // between beats), each sink drives ready (random stalls and stall bursts), handshakes are
@@ -338,6 +339,7 @@ int main(int argc, char** argv) {
         }
     }
     Beats mem;  // the AXI slave's image, one bus beat per entry from axi_base
+    std::vector<uint8_t> slverr;  // per image beat: answered SLVERR
     uint64_t axi_base = 0, max_burst = 256, outstanding = 1u << 30, boundary = 4096;
     int bus_bytes = 0, size_log2 = 0;
     struct Burst { uint64_t beat; uint64_t left; };  // next image beat, beats left
@@ -351,8 +353,13 @@ int main(int argc, char** argv) {
         if (!f) die("missing " + dir + "/axi.txt");
         char key[64];
         unsigned long long v;
+        slverr.assign(mem.n, 0);
         while (std::fscanf(f, "%63s %llu", key, &v) == 2) {
             if (!std::strcmp(key, "base")) axi_base = v;
+            else if (!std::strcmp(key, "slverr")) {
+                if (v >= mem.n) die("axi.txt: slverr beat " + std::to_string(v) + " outside the image");
+                slverr[v] = 1;
+            }
             else if (!std::strcmp(key, "max_burst")) max_burst = v;
             else if (!std::strcmp(key, "outstanding")) outstanding = v;
             else if (!std::strcmp(key, "boundary")) boundary = v;
@@ -447,6 +454,7 @@ int main(int argc, char** argv) {
         if (h.axi.on && !*h.axi.rvalid && burst_head < bursts.size() && !r_pacing.pause(rng)) {
             const Burst& b = bursts[burst_head];
             h.axi.rdata(b.beat == (uint64_t)-1 ? zeros.data() : mem.at(b.beat));
+            *h.axi.rresp = b.beat != (uint64_t)-1 && slverr[b.beat] ? 2 : 0;  // SLVERR
             *h.axi.rlast = b.left == 1;
             *h.axi.rvalid = 1;
         }

@@ -352,7 +352,8 @@ def _axi_slave(unit: str, ax: str, width, mem_beats: int) -> dict:
     outstanding, boundary); every accepted AR burst checked (``ar_fire``: INCR, full-width,
     ID 0, aligned, at most max_burst beats, inside one boundary page and the image, at most
     outstanding bursts in flight), then queued; R beats in order with the sources' pauses,
-    RRESP OKAY, RLAST on each burst's last beat (zeros for a burst outside the image)."""
+    RRESP OKAY (SLVERR on the image beats of ``axi.txt``'s ``slverr`` lines), RLAST on each
+    burst's last beat (zeros for a burst outside the image)."""
     dw = width(f"{ax}__rdata")
     bus = dw // 8
     if bus < 1 or bus & (bus - 1):
@@ -408,10 +409,12 @@ def _axi_slave(unit: str, ax: str, width, mem_beats: int) -> dict:
             f"{ax}__rready": "r_rdy",
             f"{ax}__rdata": "r_d",
             f"{ax}__rlast": "r_last",
+            f"{ax}__rresp": "r_resp",
         },
         "decl": [
             f"reg r_v = 0, r_last = 0, r_fired = 0; wire r_rdy; reg {_vec(dw)}r_d = 0;",
-            f"reg {_vec(dw)}mem [0:{mem_beats - 1}];",
+            f"reg {_vec(dw)}mem [0:{mem_beats - 1}]; reg mem_err [0:{mem_beats - 1}];",
+            "reg [1:0] r_resp = 0;",
             f"reg [63:0] bq_beat [0:{qn - 1}]; integer bq_left [0:{qn - 1}];",
             f"reg bq_bad [0:{qn - 1}];",
             "integer bq_head = 0, bq_tail = 0, r_left = 0, ar_count = 0, mem_n, afd, k, h;",
@@ -424,7 +427,8 @@ def _axi_slave(unit: str, ax: str, width, mem_beats: int) -> dict:
             f"if (mem_n > {mem_beats}) begin "
             f'$display("FAST ERROR unit={unit} mem.hex: %0d beats, the testbench holds '
             f'{mem_beats}", mem_n); $finish; end '
-            'for (k = 0; k < mem_n; k = k + 1) rc = $fscanf(afd, "%h\\n", mem[k]); '
+            'for (k = 0; k < mem_n; k = k + 1) begin rc = $fscanf(afd, "%h\\n", mem[k]); '
+            "mem_err[k] = 0; end "
             "$fclose(afd); "
             'afd = $fopen({dir, "/axi.txt"}, "r"); '
             f'if (afd == 0) begin $display("FAST ERROR unit={unit} missing %0s/axi.txt", dir); '
@@ -433,6 +437,9 @@ def _axi_slave(unit: str, ax: str, width, mem_beats: int) -> dict:
             'if (akey == "base") ax_base = v; else if (akey == "max_burst") ax_max_burst = v; '
             'else if (akey == "outstanding") ax_outstanding = v; '
             'else if (akey == "boundary") ax_boundary = v; '
+            'else if (akey == "slverr") begin if (v >= mem_n) begin '
+            f'$display("FAST ERROR unit={unit} axi.txt: slverr beat %0d outside the image", v); '
+            "$finish; end mem_err[v] = 1; end "
             f'else begin $display("FAST ERROR unit={unit} axi.txt: unknown key %0s", akey); '
             "$finish; end end "
             "$fclose(afd);"
@@ -440,6 +447,7 @@ def _axi_slave(unit: str, ax: str, width, mem_beats: int) -> dict:
         "drive": (
             "if (!r_v && bq_head < bq_tail) begin `PAUSE(r_left, idle, idle_burst, p) "
             f"if (!p) begin h = bq_head % {qn}; r_d = bq_bad[h] ? 0 : mem[bq_beat[h]]; "
+            "r_resp = !bq_bad[h] && mem_err[bq_beat[h]] ? 2 : 0; "
             "r_last = bq_left[h] == 1; r_v = 1; end end"
         ),
         "sample": (

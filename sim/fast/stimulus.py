@@ -390,6 +390,8 @@ def _words(values: np.ndarray, bits: int) -> np.ndarray:
 
 #: Chance of a context that exhausts the chunk pool (``full`` slots), and of a large one.
 KVMU_FILL, KVMU_LARGE = 0.02, 0.10
+#: Probability that a KVMU chunk has SLVERR beats (1..4 image beats answered SLVERR).
+KVMU_SLVERR = 0.5
 
 
 def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
@@ -404,7 +406,10 @@ def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
     (``full`` slots; then 1..2 clusters a selection). The AXI memory holds random words over
     the whole KV area (``mem.hex``). Expected from ``golden.kvmu.KVMemory``: every ``slot``,
     every AR burst (``ar``: ``araddr | arlen << axi_addr_bits``), every ``kv`` beat (the
-    image's word at each burst beat, the cluster id) and every ``summary``."""
+    image's word at each burst beat, the cluster id) and every ``summary``. With
+    ``KVMU_SLVERR`` a chunk marks 1..4 image beats (in the chunks that contexts fill first)
+    that the slave answers with RRESP SLVERR, data unchanged (``axi.txt`` ``slverr I``
+    lines): a selection that reads one expects ``error`` in its summary."""
     rng = np.random.default_rng([seed, 0x4B3])
     L = KVLayout.from_hw(cfg)
     lay = kvmu_layouts(cfg)
@@ -415,6 +420,14 @@ def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
     if D % 32:
         image[:, -1] &= (1 << (D % 32)) - 1
     image = image.astype(np.uint32)
+    # SLVERR beats from a stream of their own (the other draws stay as they were), in the
+    # low chunks, which every context allocates first.
+    err_rng = np.random.default_rng([seed, 0x5E7])
+    slverr = np.zeros(0, np.int64)
+    if err_rng.random() < KVMU_SLVERR:
+        low = min(n_img, 4 * L.chunk_bytes // bb)
+        k = int(err_rng.integers(1, min(4, low) + 1))
+        slverr = np.sort(err_rng.choice(low, k, replace=False))
     pool = L.n_chunks * L.chunk_tokens
     tid_mask = (1 << cfg.token_id_bits) - 1
     assign: dict[str, list[int]] = {k: [] for k in ("token_id", "cluster", "distance", "event")}
@@ -424,7 +437,7 @@ def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
     bursts: list[tuple[int, int, int]] = []  # (addr, beats, cluster)
     summary: dict[str, list[int]] = {k: [] for k in ("clusters", "bursts", "beats", "error")}
     phases: list[dict[str, int]] = []
-    bins = dict.fromkeys(("whole_run", "split_max_burst", "split_4k"), 0)
+    bins = dict.fromkeys(("whole_run", "split_max_burst", "split_4k", "ok", "error"), 0)
     contexts = {"small": 0, "large": 0, "fill": 0}
     tid = done = ctx = 0
     while done < n:
@@ -467,7 +480,7 @@ def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
                 sel = rng.choice(mc, k, replace=False, p=pick).tolist()
                 sel_cl += sel
                 sel_last += [0] * (k - 1) + [1]
-                nb = beats = 0
+                nb = beats = err = 0
                 for cl in sel:
                     for c, used in mem.chunks(cl):
                         run = split_run(L, L.slot_addr(c, 0), used * L.beats_per_token, cl)
@@ -477,9 +490,13 @@ def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
                             bins["split_max_burst"] += b.beats == L.max_burst
                             bins["split_4k"] += (b.addr + b.beats * bb) % AXI_BOUNDARY == 0
                         bursts += [(b.addr, b.beats, cl) for b in run]
+                        for b in run:
+                            first = (b.addr - L.base) // bb
+                            err |= bool(((slverr >= first) & (slverr < first + b.beats)).any())
                         nb += len(run)
                         beats += sum(b.beats for b in run)
-                for key, v in zip(summary, (k, nb, beats, 0), strict=True):
+                bins["ok" if not err else "error"] += 1
+                for key, v in zip(summary, (k, nb, beats, err), strict=True):
                     summary[key].append(v)
                 ph["selected"] += k
                 ph["ar"] += nb
@@ -529,7 +546,7 @@ def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
         files={
             "mem.hex": f"{n_img}\n".encode() + hex_lines(image, D),
             "axi.txt": f"base {L.base}\nmax_burst {L.max_burst}\noutstanding {outstanding}\n"
-            f"boundary {AXI_BOUNDARY}\n",
+            f"boundary {AXI_BOUNDARY}\n" + "".join(f"slverr {i}\n" for i in slverr.tolist()),
         },
         golden={
             "image": image,
@@ -539,7 +556,11 @@ def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
             "contexts": contexts,
             "tokens": tid,
             "full": int(sum(slots["full"])),
-            "bin_counts": {("kvmu.bursts", k): v for k, v in bins.items()},
+            "slverr": slverr,
+            "bin_counts": {
+                ("kvmu.summary" if k in ("ok", "error") else "kvmu.bursts", k): v
+                for k, v in bins.items()
+            },
         },
     )
 

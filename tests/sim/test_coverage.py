@@ -196,7 +196,8 @@ def test_kvmu_report_on_icarus(tmp_path, capsys):
     doc = json.loads((tmp_path / "coverage.json").read_text())["kvmu"]
     bursts = doc["bins"]["kvmu.bursts"]
     assert bursts["split_max_burst"] > 0 and bursts["split_4k"] > 0 and bursts["whole_run"] > 0
-    assert set(doc["bins"]) == {"kvmu.bursts", "axi.ar", "axi.r"}
+    assert set(doc["bins"]) == {"kvmu.bursts", "kvmu.summary", "axi.ar", "axi.r"}
+    assert doc["bins"]["kvmu.summary"]["ok"] > 0 and doc["bins"]["kvmu.summary"]["error"] > 0
     assert doc["missed"] == [
         f"{g}/{b}" for g, bins in doc["bins"].items() for b, n in bins.items() if n == 0
     ]

@@ -324,6 +324,24 @@ def test_kvmu_dropped_added_and_corrupted_expectations_fail(sim):
 
 
 @pytest.mark.parametrize("sim", FAST_SIMULATORS)
+def test_kvmu_read_slverr_reaches_the_summary(sim):
+    """Image beats answered SLVERR (``axi.txt``'s ``slverr`` lines): every selection that
+    reads one expects ``error`` in its summary and gets it; without those lines the slave
+    answers OKAY and the first such summary is a mismatch."""
+    chunks = (make_chunk("kvmu", CFG, 40, seed) for seed in range(1, 40))
+    chunk = next(c for c in chunks if 0 < sum(c.golden["summary"]["error"]) < 40)
+    bins = chunk.golden["bin_counts"]
+    assert bins[("kvmu.summary", "error")] == sum(chunk.golden["summary"]["error"])
+    verdict = _kvmu_run(chunk, sim, profile="heavy")
+    assert verdict.passed and verdict.transactions == 40, verdict.line
+    first = chunk.golden["summary"]["error"].index(1)
+    text = chunk.files["axi.txt"]
+    chunk.files["axi.txt"] = "".join(ln for ln in text.splitlines(True) if "slverr" not in ln)
+    verdict = _kvmu_run(chunk, sim)
+    assert not verdict.passed and verdict.first.startswith(f"summary[{first}] @"), verdict.line
+
+
+@pytest.mark.parametrize("sim", FAST_SIMULATORS)
 @pytest.mark.parametrize(
     ("line", "message"),
     [
