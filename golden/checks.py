@@ -1,17 +1,26 @@
-"""Argument checks shared by the configuration dataclasses, with the project's messages:
-``TypeError`` for a wrong type, ``ValueError`` for a wrong value, worded
-"<name> must be <rule>, not <value!r>"."""
+"""Argument checks shared by the configuration dataclasses and the command lines, with the
+project's messages: ``TypeError`` for a wrong type, ``ValueError`` for a wrong value, worded
+"<name> must be <rule>, not <value!r>" (argparse adds the option's name to
+``int_at_least``'s)."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["check_choice", "check_float", "check_int", "lookup", "plain_ints"]
+__all__ = [
+    "check_choice",
+    "check_float",
+    "check_int",
+    "int_at_least",
+    "lookup",
+    "plain_ints",
+]
 
 T = TypeVar("T")
 
@@ -22,6 +31,22 @@ def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
     if value < lo or (hi is not None and value > hi):
         rule = f"in {lo}..{hi}" if hi is not None else f"at least {lo}"
         raise ValueError(f"{name} must be {rule}, not {value!r}")
+
+
+def int_at_least(lo: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least ``lo`` (``argument --chunk: must be at
+    least 1, not -5``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo}, not {value}")
+        return value
+
+    return parse
 
 
 def plain_ints(obj: Any) -> None:

@@ -2,30 +2,19 @@
 
 Each option is checked where argparse reads it, so a bad value ends the command with exit
 code 2 and a message naming the option and the value (``argument --chunk: must be at least
-1, not -5``), as in ``workloads``' command line.
+1, not -5``); ``int_at_least`` is ``golden.checks``', which ``workloads``' command line uses
+too.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from golden.checks import int_at_least
 from hw.config import HWConfig, apply_settings, parse_settings, preset
 
-
-def int_at_least(lo: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer of at least ``lo``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be at least {lo}, not {value}")
-        return value
-
-    return parse
+__all__ = ["add_target", "int_at_least", "target"]
 
 
 def add_target(ap: argparse.ArgumentParser, sims: Sequence[str]) -> None:

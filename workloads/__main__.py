@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from golden.checks import int_at_least
 from workloads.trace import NOT_LLM_KEYS, NOT_SEEN_TOKENS, load, save
 
 #: WorkloadConfig field → CLI option (for error messages that name the option).
@@ -71,17 +72,7 @@ def _positive(text: str, alternative: str) -> float:
 def _frames_arg(text: str) -> int | None:
     if text == "all":
         return None
-    return _int_arg(text, 1)
-
-
-def _int_arg(text: str, lo: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
-    if value < lo:
-        raise argparse.ArgumentTypeError(f"must be at least {lo}, not {value}")
-    return value
+    return int_at_least(1)(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,10 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--tokens-per-frame", type=int, choices=list(GRIDS))
     make.add_argument("--features", choices=list(SOURCES))
     for option in ("--layers", "--kv-heads", "--q-per-kv", "--head-dim"):
-        make.add_argument(option, type=lambda s: _int_arg(s, 1), metavar="N")
-    make.add_argument("--decode-queries", type=lambda s: _int_arg(s, 0), metavar="N")
+        make.add_argument(option, type=int_at_least(1), metavar="N")
+    make.add_argument("--decode-queries", type=int_at_least(0), metavar="N")
     make.add_argument("--rope-base", type=_rope_arg, metavar="BASE|none", default=argparse.SUPPRESS)
-    make.add_argument("--seed", type=lambda s: _int_arg(s, 0), metavar="N")
+    make.add_argument("--seed", type=int_at_least(0), metavar="N")
     make.add_argument("-o", "--output", required=True, type=Path, help="trace file to write")
     make.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     from workloads.llm_stream import PRESETS as LLM
@@ -117,11 +108,11 @@ def _parser() -> argparse.ArgumentParser:
 
     llm = sub.add_parser("llm", help="trace a SmolLM2 stream of real clips")
     llm.add_argument("--preset", default="tiny", choices=list(LLM), help="stream preset")
-    llm.add_argument("--max-tokens", type=lambda s: _int_arg(s, 64), metavar="N")
+    llm.add_argument("--max-tokens", type=int_at_least(64), metavar="N")
     llm.add_argument("--fps", type=_fps_arg, metavar="FPS|native", default=argparse.SUPPRESS)
     llm.add_argument("--tokens-per-frame", type=int, choices=list(GRIDS))
     llm.add_argument("--visual", choices=list(VISUAL_MODES))
-    llm.add_argument("--questions", type=lambda s: _int_arg(s, 0), metavar="N")
+    llm.add_argument("--questions", type=int_at_least(0), metavar="N")
     llm.add_argument("-o", "--output", required=True, type=Path, help="trace file to write")
     llm.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     info = sub.add_parser("info", help="print a trace file's shapes, token counts and meta")
