@@ -7,9 +7,12 @@
 - ``hasher``: ``Hasher``, the hyperplanes, their MAC array block, the signatures and ``theta``.
 - ``scorer``: ``ClusterScorer``, the clusters' weighted scores into the DRE's WTU.
 - ``gearbox``: ``FetchGearbox``, the KVMU's fetched AXI beats into memory rows.
+- ``aging``: ``Aging``, the oldest ring token into the clustered context (HCU, KVMU slot,
+  posted K/V write, key-sum rows, member count).
 - ``perf``: ``PerfCounters``, the ``PERF`` counters and their read port.
 """
 
+from .aging import Aging
 from .core import VRexCore
 from .gearbox import FetchGearbox
 from .hasher import Hasher
@@ -20,6 +23,7 @@ from .scorer import ClusterScorer
 __all__ = [
     "PERF",
     "STATUS_LAYOUT",
+    "Aging",
     "ClusterScorer",
     "Error",
     "FetchGearbox",

@@ -53,11 +53,12 @@ the BF16 hyperplanes come from the ``Hasher`` (``hw.core.hasher``: a ``MacArray`
 ``hash_bits`` rows holding the planes x ``mac_lanes`` columns; a pre-RoPE key is hashed
 while V arrives and RoPE runs), compared in parallel with the thresholds ``theta``
 (signature). If the recent ring is full, the oldest ring token ages out **at the same
-time** (a second FSM, started when ``t`` is announced): its signature goes through the
-HCU, the KVMU gives it a slot, the ``KVWriter`` writes its K and V there as a posted write
-(an ``INGEST`` answers once all its writes completed), its cluster's FP32 key sum is
-updated lane-parallel from registered rows (one row per cycle when a row is two or more
-AXI beats, else two cycles per K row), and the cluster's score weight
+time** (the ``Aging`` part, ``hw.core.aging``: a second FSM, started when ``t`` is
+announced): its signature goes through the HCU, the KVMU gives it a slot, the
+``KVWriter`` writes its K and V there as a posted write (an ``INGEST`` answers once all
+its writes completed), its cluster's FP32 key sum is updated lane-parallel from
+registered rows (one row per cycle when a row is two or more AXI beats, else two cycles
+per K row), and the cluster's score weight
 ``w_c = 1/members_c * K_score`` is computed by ``FP32Recip`` while the next token goes on
 (written when the reciprocal is done). Then ``t`` takes the ring slot (or a sink slot).
 
@@ -110,9 +111,9 @@ from ..datapath import (
 )
 from ..datapath.layouts import BF16, FP32
 from ..dre import DynamicRetrievalEngine
-from ..dre.layouts import Event
 from ..kvmu import KVMemoryUnit, KVWriter, axi4_signature
 from ..shared import shared
+from .aging import AGING_COUNTS, Aging
 from .gearbox import FetchGearbox
 from .hasher import Hasher
 from .host import PERF, STATUS_LAYOUT, Error, Op, check_core_config, cmd_layout
@@ -162,7 +163,6 @@ class VRexCore(wiring.Component):
         lanes, d, H = cfg.mac_lanes, r.head_dim, r.hash_bits
         nb = d // lanes  # rows (MAC beats) per vector
         row_bits = 16 * lanes
-        sub = row_bits // cfg.axi_data_bits  # AXI beats per row
         sink, recent = r.sink_tokens, r.recent_tokens
         kept = sink + recent
         C = r.max_clusters
@@ -174,6 +174,8 @@ class VRexCore(wiring.Component):
         m.submodules.dre = dre = DynamicRetrievalEngine(cfg)
         m.submodules.kvmu = kvmu = KVMemoryUnit(cfg)
         m.submodules.writer = writer = KVWriter(cfg)
+        # The aging of the oldest ring token (a second FSM of INGEST, hw.core.aging).
+        m.submodules.aging = aging = Aging(cfg)
         # The attention engine of PREFILL and QUERY: TiledAttention (the tiled order, its
         # MAC arrays mac_lanes wide: one beat per memory row); the MAC tree scores clusters.
         FR = cfg.frame_rows
@@ -195,7 +197,6 @@ class VRexCore(wiring.Component):
         m.submodules.keysum = keysum = Memory(
             shape=data.ArrayLayout(FP32, lanes), depth=C * nb, init=[]
         )
-        m.submodules.members = members = Memory(shape=tid_bits + 1, depth=C, init=[])
         m.submodules.weight = weight = Memory(shape=FP32, depth=C, init=[])
         # PREFILL: the post-RoPE query rows (row r at r*nb..).
         m.submodules.qbuf = qbuf = Memory(shape=row_bits, depth=FR * nb, init=[])
@@ -204,9 +205,8 @@ class VRexCore(wiring.Component):
         kv_rd, kv_wr = kept_v.read_port(), kept_v.write_port()
         ks_rd, ks_wr = kept_sig.read_port(), kept_sig.write_port()
         sum_rd, sum_wr = keysum.read_port(), keysum.write_port()
-        mem_rd, mem_wr = members.read_port(), members.write_port()
         w_rd, w_wr = weight.read_port(), weight.write_port()
-        for port in (kk_rd, kv_rd, ks_rd, sum_rd, mem_rd, q_rd):
+        for port in (kk_rd, kv_rd, ks_rd, sum_rd, q_rd):
             m.d.comb += port.en.eq(0)
 
         # ------------------------------------------------------------------ registers
@@ -252,20 +252,9 @@ class VRexCore(wiring.Component):
         ring_base = Signal(tid_bits + 1, name="ring_base")  # id of the oldest ring token
 
         slot = Signal(range(kept), name="slot")  # kept slot of the new token
-        age_slot = Signal(range(kept), name="age_slot")
-        age_id = Signal(tid_bits, name="age_id")
-        age_c = Signal(cfg.cluster_id_bits, name="age_cluster")
-        age_ev = Signal(Event, name="age_event")
-        age_addr = Signal(cfg.axi_addr_bits, name="age_addr")
-        age_full = Signal(name="age_full")
-        ab = Signal(range(2 * nb + 1), name="age_row")
         sb = Signal(range(nb), name="store_row")
-        age_go = Signal(name="age_go")  # start the aging of the oldest ring token
-        age_busy = Signal(name="age_busy")
         w_pend = Signal(name="weight_pending")  # a cluster's weight is being computed
         w_addr = Signal(cfg.cluster_id_bits, name="weight_cluster")
-        asub = Signal(range(max(2, sub)), name="age_sub")
-        new_members = Signal(tid_bits + 1, name="new_members")
 
         # Counters: the parts below drive their increments.
         m.submodules.perf = perf = PerfCounters(
@@ -453,45 +442,38 @@ class VRexCore(wiring.Component):
             out_done.eq(self.out.valid & self.out.ready & self.out.payload.last),
         ]
 
-        # ------------------------------------------------------------------ aging datapath
-        # Key-sum update: keysum row + widened K row (``+0`` base for a new cluster). The
-        # rows read are registered first (``age_sum_q``, ``age_k_q``), so that no path runs
-        # from a memory's read through the adder into its write (the paper core's critical
-        # path before).
-        age_rd = Signal(name="age_rd")  # an aging row read is issued this cycle
-        age_rd1 = Signal(name="age_rd1")  # ... its data is on the ports
-        age_q_ok = Signal(name="age_q_ok")  # ... and in the registers below
-        sum_q = Signal(data.ArrayLayout(FP32, lanes), name="age_sum_q")
-        k_q = Signal(row_bits, name="age_k_q")
-        m.d.sync += age_rd1.eq(age_rd)
-        with m.If(age_rd):
-            m.d.sync += age_q_ok.eq(0)
-        with m.Elif(age_rd1):
-            m.d.sync += [age_q_ok.eq(1), sum_q.eq(sum_rd.data), k_q.eq(kk_rd.data)]
-        sum_row = Signal(data.ArrayLayout(FP32, lanes), name="sum_row")
-        for i in range(lanes):
-            add = shared(m, f"sum_add{i}", FP32Add())
-            base = Mux(age_ev == Event.CREATED, 0, sum_q[i].as_value())
-            m.d.comb += [
-                add.a.eq(base),
-                add.b.eq(Cat(Const(0, 16), k_q[16 * i : 16 * i + 16])),
-                sum_row[i].eq(add.s),
-            ]
+        # ------------------------------------------------------------------ aging
+        # The aged token's HCU, KVMU and KV-writer streams are the aging's; so is the
+        # key-sum row it writes. The kept and key-sum read ports are the feeder's unless the
+        # aging reads (below, after the feeder), and the reciprocal is shared with PREFILL.
+        wiring.connect(m, aging.hcu_tokens, dre.tokens)
+        wiring.connect(m, dre.assign, aging.hcu_assign)
+        wiring.connect(m, aging.kv_assign, kvmu.assign)
+        wiring.connect(m, kvmu.slot, aging.kv_slot)
+        wiring.connect(m, aging.write_cmd, writer.cmd)
+        wiring.connect(m, aging.write_data, writer.data)
         m.d.comb += [
-            sum_wr.addr.eq(age_c * nb + ab),
-            sum_wr.data.eq(sum_row),
+            aging.slot.eq(sink + ring_wp),  # latched at ``go`` (ING_NEXT)
+            aging.token_id.eq(n_tok - recent),
+            aging.sig.eq(ks_rd.data),
+            aging.hcu_clear.eq(hcu_clear),
+            aging.k_data.eq(kk_rd.data),
+            aging.v_data.eq(kv_rd.data),
+            aging.sum_data.eq(sum_rd.data),
+            sum_wr.addr.eq(aging.sum_waddr),
+            sum_wr.data.eq(aging.sum_wdata),
+            sum_wr.en.eq(aging.sum_we),
             # a PREFILL's or QUERY's reciprocal is 1/rows, an aged token's 1/members
-            to_fp32.n.eq(Mux((op == Op.PREFILL) | (op == Op.QUERY), p_rows, new_members)),
+            to_fp32.n.eq(Mux((op == Op.PREFILL) | (op == Op.QUERY), p_rows, aging.members)),
             recip.operand.payload.value.eq(to_fp32.f),
+            aging.recip_ready.eq(~w_pend & recip.operand.ready),
             w_mul.a.eq(recip.result.payload.value),
             w_mul.b.eq(int(score_scale_bits(d, r.score_frac_bits))),
             w_wr.addr.eq(w_addr),
             w_wr.data.eq(w_mul.p),
-            mem_wr.addr.eq(age_c),
-            mem_wr.data.eq(new_members),
-            mem_rd.addr.eq(age_c),
-            ks_rd.addr.eq(age_slot),
         ]
+        for name in AGING_COUNTS:
+            count(name, getattr(aging.counts, name))
         # PREFILL: the FP32 sum of the rows as they leave the RoPE unit (from +0, in row
         # order) and, at the end, the mean query kpost = bf16(sum *
         # (1/rows)) that selects the block's clusters.
@@ -511,22 +493,10 @@ class VRexCore(wiring.Component):
                 mean_row[16 * i : 16 * i + 16].eq(cv.b),
             ]
 
-        wr_row = Mux(ab >= nb, kv_rd.data, kk_rd.data)
-        m.d.comb += writer.data.payload.data.eq(
-            wr_row.word_select(asub, cfg.axi_data_bits) if sub > 1 else wr_row
-        )
-
         # ------------------------------------------------------------------ control
         m.d.comb += [
             self.status.payload.op.eq(op),
             self.status.payload.error.eq(err),
-            dre.tokens.payload.token_id.eq(age_id),
-            dre.tokens.payload.signature.eq(ks_rd.data),
-            dre.tokens.payload.clear.eq(hcu_clear),
-            kvmu.assign.payload.token_id.eq(age_id),
-            kvmu.assign.payload.cluster.eq(age_c),
-            kvmu.assign.payload.event.eq(age_ev),
-            writer.cmd.payload.addr.eq(age_addr),
             rope.vectors.payload.x.eq(kbuf[ri]),
             rope.vectors.payload.position.eq(position),
             rope.vectors.payload.last.eq(ri == nb - 1),
@@ -732,8 +702,7 @@ class VRexCore(wiring.Component):
                     # The token will take the oldest ring slot: that token ages out now,
                     # while the new one is received, rotated and hashed (aging FSM below).
                     with m.If(~n_tok[tid_bits] & (n_tok >= sink) & (ring_n == recent)):
-                        m.d.comb += [age_go.eq(1), ks_rd.addr.eq(sink + ring_wp), ks_rd.en.eq(1)]
-                        m.d.sync += [age_slot.eq(sink + ring_wp), age_id.eq(n_tok - recent)]
+                        m.d.comb += [aging.go.eq(1), ks_rd.addr.eq(sink + ring_wp), ks_rd.en.eq(1)]
                     m.next = "ING_RX"
             with m.State("ING_DRAIN"):
                 m.d.comb += ingest_busy.eq(1)
@@ -790,7 +759,7 @@ class VRexCore(wiring.Component):
             # The new token waits for the aging of the token whose ring slot it takes.
             with m.State("ING_PLACE"):
                 m.d.comb += ingest_busy.eq(1)
-                with m.If(~age_busy):
+                with m.If(~aging.busy):
                     m.d.sync += sb.eq(0)
                     m.next = "STORE"
 
@@ -979,110 +948,29 @@ class VRexCore(wiring.Component):
                 m.d.comb += w_wr.en.eq(1)
                 m.d.sync += w_pend.eq(0)
 
-        def age_read(row):
-            """Read row ``row`` of the aged token (K rows, then V rows) and of its key sum."""
-            kept_row = age_slot * nb + Mux(row >= nb, row - nb, row).as_unsigned()
+        # The aging's reads win the kept and key-sum read ports; its strobes land after the
+        # control FSM's, as its FSM's statements once did.
+        with m.If(aging.busy):
+            m.d.comb += ingest_busy.eq(1)
+        with m.If(aging.rd):
             m.d.comb += [
-                kk_rd.addr.eq(kept_row),
-                kv_rd.addr.eq(kept_row),
-                sum_rd.addr.eq(age_c * nb + row),
+                kk_rd.addr.eq(aging.kept_addr),
+                kv_rd.addr.eq(aging.kept_addr),
+                sum_rd.addr.eq(aging.sum_raddr),
                 kk_rd.en.eq(1),
                 kv_rd.en.eq(1),
                 sum_rd.en.eq(1),
-                age_rd.eq(1),
             ]
-
-        # Aging of the oldest ring token (started by ING_NEXT, overlapping the new token's
-        # reception, RoPE and hash; ING_PLACE waits for it): HCU, KVMU slot, posted K/V
-        # write, key-sum rows, members and the score weight.
-        with m.FSM(name="aging") as aging:
-            with m.State("IDLE"), m.If(age_go):
-                m.next = "AGE_HCU"
-            with m.State("AGE_HCU"):
-                m.d.comb += [ingest_busy.eq(1), dre.tokens.valid.eq(1)]
-                with m.If(dre.tokens.ready):
-                    m.d.sync += hcu_clear.eq(0)
-                    m.next = "AGE_ASSIGN"
-            with m.State("AGE_ASSIGN"):
-                m.d.comb += [ingest_busy.eq(1), dre.assign.ready.eq(1)]
-                with m.If(~dre.assign.valid):
-                    count("hcu_wait")
-                with m.Else():
-                    a = dre.assign.payload
-                    m.d.sync += [age_c.eq(a.cluster), age_ev.eq(a.event)]
-                    count("tokens_clustered")
-                    with m.Switch(a.event):
-                        with m.Case(Event.CREATED):
-                            m.d.sync += n_clu.eq(n_clu + 1)
-                            count("clusters_created")
-                        with m.Case(Event.JOINED):
-                            count("clusters_joined")
-                        with m.Case(Event.FORCED):
-                            count("clusters_forced")
-                    m.next = "AGE_ALLOC"
-            with m.State("AGE_ALLOC"):
-                m.d.comb += [ingest_busy.eq(1), kvmu.assign.valid.eq(1)]
-                with m.If(kvmu.assign.ready):
-                    m.next = "AGE_SLOT"
-            with m.State("AGE_SLOT"):
-                m.d.comb += [ingest_busy.eq(1), kvmu.slot.ready.eq(1)]
-                with m.If(kvmu.slot.valid):
-                    s = kvmu.slot.payload
-                    m.d.sync += [age_addr.eq(s.addr), age_full.eq(s.full), ab.eq(0), asub.eq(0)]
-                    with m.If(s.full):
-                        m.d.sync += err.eq(Error.FULL)
-                        count("kv_dropped")
-                        m.next = "AGE_READ"
-                    with m.Else():
-                        m.next = "AGE_WCMD"
-            with m.State("AGE_WCMD"):
-                m.d.comb += [ingest_busy.eq(1), writer.cmd.valid.eq(1)]
-                with m.If(writer.cmd.ready):
-                    m.next = "AGE_READ"
-            # Rows of the aged token: K rows 0..nb-1 (write + key sum), V rows nb..2nb-1.
-            # The next row is read while a row is written; a K row's last AXI beat waits
-            # for its registered sum (``age_q_ok``): one row per cycle when a row is at
-            # least two beats, two cycles per K row otherwise.
-            with m.State("AGE_READ"):
-                m.d.comb += ingest_busy.eq(1)
-                age_read(ab)
-                m.next = "AGE_ROW"
-            with m.State("AGE_ROW"):
-                m.d.comb += ingest_busy.eq(1)
-                row_done = Signal(name="age_row_done")
-                sum_wait = (ab < nb) & ~age_q_ok & (asub == sub - 1)
-                with m.If(age_full):
-                    m.d.comb += row_done.eq(~sum_wait)
-                with m.Elif(~sum_wait):
-                    m.d.comb += writer.data.valid.eq(1)
-                    with m.If(writer.data.ready):
-                        count("write_beats")
-                        with m.If(asub == sub - 1):
-                            m.d.comb += row_done.eq(1)
-                        with m.Else():
-                            m.d.sync += asub.eq(asub + 1)
-                with m.If(row_done):
-                    with m.If(ab < nb):
-                        m.d.comb += sum_wr.en.eq(1)
-                    m.d.sync += [asub.eq(0), ab.eq(ab + 1)]
-                    with m.If(ab == 2 * nb - 1):
-                        m.d.comb += mem_rd.en.eq(1)
-                        m.next = "AGE_MEMBERS"
-                    with m.Else():
-                        age_read(ab + 1)
-            with m.State("AGE_MEMBERS"):
-                m.d.comb += ingest_busy.eq(1)
-                m.d.sync += new_members.eq(Mux(age_ev == Event.CREATED, 1, mem_rd.data + 1))
-                m.next = "AGE_RECIP"
-            # The cluster's weight is written when the reciprocal is done (below); the
-            # next aging may start meanwhile.
-            with m.State("AGE_RECIP"):
-                m.d.comb += [ingest_busy.eq(1), recip.operand.valid.eq(~w_pend)]
-                with m.If(recip.operand.valid & recip.operand.ready):
-                    m.d.comb += mem_wr.en.eq(1)
-                    m.d.sync += [w_pend.eq(1), w_addr.eq(age_c)]
-                    m.next = "IDLE"
-        m.d.comb += age_busy.eq(~aging.ongoing("IDLE"))
+        with m.If(dre.tokens.valid & dre.tokens.ready):
+            m.d.sync += hcu_clear.eq(0)
+        with m.If(aging.counts.clusters_created):
+            m.d.sync += n_clu.eq(n_clu + 1)
+        with m.If(aging.counts.kv_dropped):
+            m.d.sync += err.eq(Error.FULL)
+        with m.If(aging.recip_req):
+            m.d.comb += recip.operand.valid.eq(~w_pend)
+            with m.If(aging.recip_ready):
+                m.d.sync += [w_pend.eq(1), w_addr.eq(aging.cluster)]
         # After the FSMs: a failed write of the command wins over its other statuses.
         with m.If(writer.done.valid & writer.done.payload.error):
             m.d.sync += err.eq(Error.BUS)

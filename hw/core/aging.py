@@ -1,0 +1,252 @@
+"""Aging: the oldest recent-ring token leaves the ring and joins the clustered context."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..config import HWConfig, check_config
+from ..datapath import FP32Add
+from ..datapath.layouts import FP32
+from ..dre import layouts as dre_layouts
+from ..dre.layouts import Event
+from ..kvmu import kvmu_layouts
+from ..shared import shared
+
+__all__ = ["AGING_COUNTS", "Aging"]
+
+#: The ``PERF`` counters whose increments the aging drives (``Aging.counts``).
+AGING_COUNTS = (
+    "hcu_wait",
+    "tokens_clustered",
+    "clusters_created",
+    "clusters_joined",
+    "clusters_forced",
+    "kv_dropped",
+    "write_beats",
+)
+
+
+class Aging(wiring.Component):
+    """The second FSM of an ``INGEST`` (``golden.core.CoreModel._cluster`` in hardware).
+
+    Started (``go``) when a new token will take the oldest ring slot, it runs beside that
+    token's reception, RoPE and hash: the aged token's signature goes through the HCU
+    (``hcu_tokens`` → ``hcu_assign``: its cluster and event), the KVMU gives it a slot
+    (``kv_assign`` → ``kv_slot``), the KV writer writes its K and V rows there as a posted
+    write (``write_cmd``, ``write_data``; nothing is written when the pool is full:
+    ``counts.kv_dropped``), its cluster's FP32 key sum gets the widened K rows (``+0`` base
+    for a new cluster; the rows read are registered before the adders, so no path runs from
+    a memory read through an adder into a write), and the cluster's member count goes up
+    (the ``members`` memory, here); its reciprocal is requested last (``recip_req``, the
+    core's ``FP32Recip`` is shared with the prefill's ``1/rows``), after which the FSM is idle
+    again while the core computes ``w_c`` from ``members``. The rows are read one per cycle
+    when a row is two or more AXI beats, else two cycles per K row (a K row's last beat waits
+    for its registered sum).
+
+    Ports (the core owns the kept and key-sum memories and gives the aging priority on their
+    read ports while ``rd`` is high):
+
+    - ``go`` (in), ``slot``, ``token_id`` (in, latched at ``go``): the aged token's kept
+      slot and id; ``sig`` (in): its signature, read by the core at ``go``.
+    - ``hcu_clear`` (in): the HCU's ``clear`` flag for the token (a new context).
+    - ``busy`` (out): not idle (the new token waits for it before taking the slot).
+    - ``hcu_tokens`` (out), ``hcu_assign`` (in): the DRE's token streams.
+    - ``kv_assign`` (out), ``kv_slot`` (in): the KVMU's allocation streams.
+    - ``write_cmd``, ``write_data`` (out): the ``KVWriter``'s streams.
+    - ``rd`` (out), ``kept_addr``, ``sum_raddr`` (out), ``k_data``, ``v_data``, ``sum_data``
+      (in): reads of the kept K/V rows and the cluster's key-sum row (synchronous ports).
+    - ``sum_we``, ``sum_waddr``, ``sum_wdata`` (out): the key-sum write port.
+    - ``recip_req`` (out), ``recip_ready`` (in), ``members``, ``cluster`` (out): the new
+      member count of ``cluster`` into the reciprocal, taken when both are high.
+    - ``counts`` (out): one-cycle strobes of the ``AGING_COUNTS`` counters.
+    """
+
+    def __init__(self, cfg: HWConfig):
+        check_config(self, cfg)
+        self._cfg = cfg
+        r = cfg.resv
+        lanes, nb = cfg.mac_lanes, r.head_dim // cfg.mac_lanes
+        kept, C, tid = r.sink_tokens + r.recent_tokens, r.max_clusters, cfg.token_id_bits
+        dre, kv = dre_layouts(cfg), kvmu_layouts(cfg)
+        row_bits = 16 * lanes
+        super().__init__(
+            {
+                "go": In(1),
+                "slot": In(range(kept)),
+                "token_id": In(tid),
+                "sig": In(r.hash_bits),
+                "hcu_clear": In(1),
+                "busy": Out(1),
+                "hcu_tokens": Out(stream.Signature(dre.token)),
+                "hcu_assign": In(stream.Signature(dre.assign)),
+                "kv_assign": Out(stream.Signature(kv.assign)),
+                "kv_slot": In(stream.Signature(kv.slot)),
+                "write_cmd": Out(stream.Signature(kv.wr_cmd)),
+                "write_data": Out(stream.Signature(kv.wr_data)),
+                "rd": Out(1),
+                "kept_addr": Out(range(kept * nb)),
+                "sum_raddr": Out(range(C * nb)),
+                "k_data": In(row_bits),
+                "v_data": In(row_bits),
+                "sum_data": In(data.ArrayLayout(FP32, lanes)),
+                "sum_we": Out(1),
+                "sum_waddr": Out(range(C * nb)),
+                "sum_wdata": Out(data.ArrayLayout(FP32, lanes)),
+                "recip_req": Out(1),
+                "recip_ready": In(1),
+                "members": Out(tid + 1),
+                "cluster": Out(cfg.cluster_id_bits),
+                "counts": Out(data.StructLayout(dict.fromkeys(AGING_COUNTS, 1))),
+            }
+        )
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        r = cfg.resv
+        m = Module()
+        lanes, nb = cfg.mac_lanes, r.head_dim // cfg.mac_lanes
+        sub = 16 * lanes // cfg.axi_data_bits  # AXI beats per row
+        tid = cfg.token_id_bits
+        m.submodules.members_mem = members = Memory(shape=tid + 1, depth=r.max_clusters, init=[])
+        mem_rd, mem_wr = members.read_port(), members.write_port()
+        m.d.comb += mem_rd.en.eq(0)
+
+        age_slot = Signal(range(r.sink_tokens + r.recent_tokens), name="age_slot")
+        age_id = Signal(tid, name="age_id")
+        age_c = Signal(cfg.cluster_id_bits, name="age_cluster")
+        age_ev = Signal(Event, name="age_event")
+        age_addr = Signal(cfg.axi_addr_bits, name="age_addr")
+        age_full = Signal(name="age_full")
+        ab = Signal(range(2 * nb + 1), name="age_row")
+        asub = Signal(range(max(2, sub)), name="age_sub")
+        new_members = Signal(tid + 1, name="new_members")
+        with m.If(self.go):
+            m.d.sync += [age_slot.eq(self.slot), age_id.eq(self.token_id)]
+
+        # Key-sum update: the registered key-sum row + the registered, widened K row.
+        age_rd1 = Signal(name="age_rd1")  # a read's data is on the ports
+        age_q_ok = Signal(name="age_q_ok")  # ... and in the registers below
+        sum_q = Signal(data.ArrayLayout(FP32, lanes), name="age_sum_q")
+        k_q = Signal(16 * lanes, name="age_k_q")
+        m.d.sync += age_rd1.eq(self.rd)
+        with m.If(self.rd):
+            m.d.sync += age_q_ok.eq(0)
+        with m.Elif(age_rd1):
+            m.d.sync += [age_q_ok.eq(1), sum_q.eq(self.sum_data), k_q.eq(self.k_data)]
+        for i in range(lanes):
+            add = shared(m, f"sum_add{i}", FP32Add())
+            m.d.comb += [
+                add.a.eq(Mux(age_ev == Event.CREATED, 0, sum_q[i].as_value())),
+                add.b.eq(Cat(Const(0, 16), k_q[16 * i : 16 * i + 16])),
+                self.sum_wdata[i].eq(add.s),
+            ]
+        wr_row = Mux(ab >= nb, self.v_data, self.k_data)
+        m.d.comb += [
+            self.sum_waddr.eq(age_c * nb + ab),
+            self.members.eq(new_members),
+            self.cluster.eq(age_c),
+            mem_wr.addr.eq(age_c),
+            mem_wr.data.eq(new_members),
+            mem_rd.addr.eq(age_c),
+            self.hcu_tokens.payload.token_id.eq(age_id),
+            self.hcu_tokens.payload.signature.eq(self.sig),
+            self.hcu_tokens.payload.clear.eq(self.hcu_clear),
+            self.kv_assign.payload.token_id.eq(age_id),
+            self.kv_assign.payload.cluster.eq(age_c),
+            self.kv_assign.payload.event.eq(age_ev),
+            self.write_cmd.payload.addr.eq(age_addr),
+            self.write_data.payload.data.eq(
+                wr_row.word_select(asub, cfg.axi_data_bits) if sub > 1 else wr_row
+            ),
+        ]
+
+        def read(row):
+            """Read row ``row`` of the aged token (K rows, then V rows) and of its key sum."""
+            m.d.comb += [
+                self.rd.eq(1),
+                self.kept_addr.eq(age_slot * nb + Mux(row >= nb, row - nb, row).as_unsigned()),
+                self.sum_raddr.eq(age_c * nb + row),
+            ]
+
+        counts = self.counts
+        with m.FSM(name="aging") as fsm:
+            with m.State("IDLE"), m.If(self.go):
+                m.next = "AGE_HCU"
+            with m.State("AGE_HCU"):
+                m.d.comb += self.hcu_tokens.valid.eq(1)
+                with m.If(self.hcu_tokens.ready):
+                    m.next = "AGE_ASSIGN"
+            with m.State("AGE_ASSIGN"):
+                m.d.comb += self.hcu_assign.ready.eq(1)
+                with m.If(~self.hcu_assign.valid):
+                    m.d.comb += counts.hcu_wait.eq(1)
+                with m.Else():
+                    a = self.hcu_assign.payload
+                    m.d.sync += [age_c.eq(a.cluster), age_ev.eq(a.event)]
+                    m.d.comb += [
+                        counts.tokens_clustered.eq(1),
+                        counts.clusters_created.eq(a.event == Event.CREATED),
+                        counts.clusters_joined.eq(a.event == Event.JOINED),
+                        counts.clusters_forced.eq(a.event == Event.FORCED),
+                    ]
+                    m.next = "AGE_ALLOC"
+            with m.State("AGE_ALLOC"):
+                m.d.comb += self.kv_assign.valid.eq(1)
+                with m.If(self.kv_assign.ready):
+                    m.next = "AGE_SLOT"
+            with m.State("AGE_SLOT"):
+                m.d.comb += self.kv_slot.ready.eq(1)
+                with m.If(self.kv_slot.valid):
+                    s = self.kv_slot.payload
+                    m.d.sync += [age_addr.eq(s.addr), age_full.eq(s.full), ab.eq(0), asub.eq(0)]
+                    with m.If(s.full):
+                        m.d.comb += counts.kv_dropped.eq(1)
+                        m.next = "AGE_READ"
+                    with m.Else():
+                        m.next = "AGE_WCMD"
+            with m.State("AGE_WCMD"):
+                m.d.comb += self.write_cmd.valid.eq(1)
+                with m.If(self.write_cmd.ready):
+                    m.next = "AGE_READ"
+            # K rows 0..nb-1 (write + key sum), V rows nb..2nb-1; the next row is read while
+            # a row is written.
+            with m.State("AGE_READ"):
+                read(ab)
+                m.next = "AGE_ROW"
+            with m.State("AGE_ROW"):
+                row_done = Signal(name="age_row_done")
+                sum_wait = (ab < nb) & ~age_q_ok & (asub == sub - 1)
+                with m.If(age_full):
+                    m.d.comb += row_done.eq(~sum_wait)
+                with m.Elif(~sum_wait):
+                    m.d.comb += self.write_data.valid.eq(1)
+                    with m.If(self.write_data.ready):
+                        m.d.comb += counts.write_beats.eq(1)
+                        with m.If(asub == sub - 1):
+                            m.d.comb += row_done.eq(1)
+                        with m.Else():
+                            m.d.sync += asub.eq(asub + 1)
+                with m.If(row_done):
+                    with m.If(ab < nb):
+                        m.d.comb += self.sum_we.eq(1)
+                    m.d.sync += [asub.eq(0), ab.eq(ab + 1)]
+                    with m.If(ab == 2 * nb - 1):
+                        m.d.comb += mem_rd.en.eq(1)
+                        m.next = "AGE_MEMBERS"
+                    with m.Else():
+                        read(ab + 1)
+            with m.State("AGE_MEMBERS"):
+                m.d.sync += new_members.eq(Mux(age_ev == Event.CREATED, 1, mem_rd.data + 1))
+                m.next = "AGE_RECIP"
+            # The reciprocal is taken; the core writes the weight when it is done, and the
+            # next aging may start meanwhile.
+            with m.State("AGE_RECIP"):
+                m.d.comb += self.recip_req.eq(1)
+                with m.If(self.recip_ready):
+                    m.d.comb += mem_wr.en.eq(1)
+                    m.next = "IDLE"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        return m
