@@ -144,11 +144,12 @@ def test_core_prefill_tiles_and_one_row(changes, tmp_path):
 def test_core_paper_shape(tmp_path):
     """The paper preset's shape at tiny sizes: a vector is 2 beats (16 values in 8 lanes, as
     128 in 64) and a memory row spans 2 AXI beats (a 128-bit row over the 64-bit bus, as a
-    1024-bit row over 256 bits); RoPE at 2 steps per vector."""
+    1024-bit row over 256 bits); RoPE at 2 steps per vector. One context (the switch between
+    contexts runs in the tiny-shaped tests)."""
     cfg = TINY.replace(mac_lanes=8, rope_pairs=4)
     assert cfg.resv.head_dim // cfg.mac_lanes == 2 and 16 * cfg.mac_lanes == 2 * cfg.axi_data_bits
     prog = synthetic_program(
-        cfg, frames=2, tokens_per_frame=6, contexts=2, seed=12, prefill_group=2, grouped_decode=True
+        cfg, frames=2, tokens_per_frame=6, contexts=1, seed=12, prefill_group=2, grouped_decode=True
     )
     assert any(c.kind == "prefill" and c.info["fetched"] > 0 for c in prog.commands)
     check(prog, simulate(cfg, prog, timing="random", seed=13, vcd=tmp_path / "core.vcd"))
