@@ -3,7 +3,7 @@
 The client is written once, with ``async`` I/O on a port object that has
 ``async write(data: bytes)`` and ``async read(n: int) -> bytes``, so the very same code runs
 against a real board (``SerialPort``, pyserial), the cocotb bench (UART bits on the
-simulated pins, ``sim.tb_fpga``) and the Amaranth simulator (byte streams,
+simulated pins, ``sim.benches.tb_fpga``) and the Amaranth simulator (byte streams,
 ``tests/fpga/test_bridge.py``).
 
 On a board (see README, "FPGA builds"):
@@ -12,7 +12,7 @@ On a board (see README, "FPGA builds"):
 
 clusters ``--tokens`` synthetic signatures (with context clears) on the HCU and selects
 ``--rows`` score rows on the WTU, compares every output with the golden model
-(``golden.resv`` through ``sim.dre_data``), prints the performance counters and exits
+(``golden.resv`` through ``sim.cases.dre``), prints the performance counters and exits
 non-zero on any mismatch.
 """
 
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from hw.dre import dre_wtu_config, layouts
-from sim.dre_data import HCUStream, ScoreRow, hcu_expected, hcu_stream, score_row, wtu_expected
+from sim.cases.dre import HCUStream, ScoreRow, hcu_expected, hcu_stream, score_row, wtu_expected
 
 from .config import FPGAConfig
 from .protocol import (

@@ -15,7 +15,7 @@
    ``topk_k = L`` insertion slots by default (equal comparator count; one cluster per
    cycle), given the exact selection's size as ``k`` (an oracle
    k that favours the baseline: it cannot know k without sorting). Rows are synthetic
-   (``sim.dre_data.score_row``) plus, with ``TRACE=path.npz``, the clusters of the trace
+   (``sim.cases.dre.score_row``) plus, with ``TRACE=path.npz``, the clusters of the trace
    scored against its queries. The issue-12 goal (grid WTU <= 0.4x the quick-select's
    cycles and <= 0.2x the top-k's at the largest size) is checked per L.
 3. Simulation speed (cycles/s) of the same small workload on the Amaranth simulator, Icarus
@@ -44,7 +44,7 @@ from golden.resv import ClusterEvent
 from golden.synthetic import synthetic_signatures
 from hw.config import PRESETS, HWConfig, preset
 from hw.dre import quickselect_cycles, topk_cycles, wtu_cycles, wtu_unit_config
-from sim.dre_data import (
+from sim.cases.dre import (
     HCUStream,
     ScoreRow,
     hcu_expected,
@@ -54,7 +54,7 @@ from sim.dre_data import (
     trace_workload,
     wtu_expected,
 )
-from sim.runner import run_unit
+from sim.kit.runner import run_unit
 
 __all__ = ["main"]
 
@@ -74,7 +74,7 @@ def _run_cocotb(unit: str, sim: str, config: str, overrides: dict, data: dict, t
             config=config,
             overrides=overrides,
             tag=tag,
-            test_module="sim.tb_bench",
+            test_module="sim.benches.tb_bench",
             env={"BENCH_IN": str(inp), "BENCH_OUT": str(out), "BENCH_UNIT": unit},
             optimize=True,
         )
@@ -353,7 +353,7 @@ def lanes_summary(by_lanes: list[dict]) -> list[dict]:
 
 def bench_sim_speed(tokens: int, seed: int) -> dict:
     """The same tiny-config HCU stream on every simulator."""
-    from sim.dre_data import HCUStream
+    from sim.cases.dre import HCUStream
 
     cfg = preset("tiny")
     sigs = synthetic_signatures(
@@ -383,7 +383,7 @@ def _fast_speed(cfg: HWConfig, stream, seed: int, long_tokens: int = FAST_LONG_T
     """The fast C++ harness (``sim.fast``) on the same stream, no stalls: its cycles from the
     handshakes (checked against ``hcu_timing``, as the cocotb run is), and its cycles/s on
     that stream and on a ``long_tokens`` soak chunk (``sim.fast.run_chunk``, no stalls)."""
-    from sim.dre_data import hcu_timing
+    from sim.cases.dre import hcu_timing
     from sim.fast import PROFILES, run_chunk
     from sim.fast.run import run_prepared
     from sim.fast.stimulus import hcu_stream_chunk
@@ -432,8 +432,8 @@ def _fast_speed(cfg: HWConfig, stream, seed: int, long_tokens: int = FAST_LONG_T
 
 def _amaranth_speed(cfg: HWConfig, stream) -> dict:
     from hw.dre import HashClusterUnit
-    from sim.dre_data import hcu_expected
-    from sim.streams import Harness, run, stream_get, stream_put
+    from sim.cases.dre import hcu_expected
+    from sim.kit.streams import Harness, run, stream_get, stream_put
 
     dut = HashClusterUnit(cfg)
     h = Harness(dut)

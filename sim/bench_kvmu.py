@@ -43,8 +43,8 @@ from golden.kvmu import KVLayout, KVMemory, bus_figures, token_gather
 from golden.resv import cluster_online
 from golden.synthetic import synthetic_signatures
 from hw.config import preset
-from sim.dre_data import workload_from_keys
-from sim.runner import UNIT_TESTBENCH, run_unit
+from sim.cases.dre import workload_from_keys
+from sim.kit.runner import UNIT_TESTBENCH, run_unit
 from workloads import projected
 from workloads.trace import load_or_make
 
@@ -151,7 +151,7 @@ def rtl_rows() -> list[dict]:
     cases = {"contig (4-token chunks)": {}, "gather (1-token chunks)": {"chunk_tokens": 1}}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        mock.patch.dict(UNIT_TESTBENCH, {"kvmu": "sim.tb_kvmu"}),
+        mock.patch.dict(UNIT_TESTBENCH, {"kvmu": "sim.benches.tb_kvmu"}),
     ):
         for i, (gap, (label, over)) in enumerate(itertools.product(AR_GAPS, cases.items())):
             report = Path(tmp) / f"r{i}.json"

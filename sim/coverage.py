@@ -8,7 +8,7 @@ Bins (``unit_bins``; ``C = max_clusters``, ``N = n_buckets``):
   token creates below ``full``, is forced at ``full``, joins at 1..C).
 - ``hcu.batch`` (``hcu_batch > 1``): the position of a token in its batch (``first``,
   ``inner`` when B > 2, ``last``) and ``joins_own_batch`` (joined a cluster founded earlier
-  in its batch); from the no-stall runs, whose batches ``sim.dre_data.hcu_timing`` knows.
+  in its batch); from the no-stall runs, whose batches ``sim.cases.dre.hcu_timing`` knows.
 - ``wtu.b_star`` (``0``, ``low`` 1..D/2, ``high`` D/2+1..D-1, ``deepest`` D, where D is
   the last bucket of nonzero weight in ``bucket_lut``: deeper buckets hold no mass, so no
   ``b*`` lands there), ``wtu.out_of_range`` (clusters whose bucket is past ``N``: ``none``,
@@ -39,7 +39,7 @@ Bins (``unit_bins``; ``C = max_clusters``, ``N = n_buckets``):
 - ``core.status``: every error code of ``hw.core.Error`` on a checked status beat.
 - ``axi.<ch>`` (units with an AXI master): cycles AR/AW/W waited for READY, R beats
   waited for RVALID inside a burst (the slave's pauses), B waited for BREADY; ``0``, ``1``,
-  ``2-3``, ``4+`` — from the protocol checker (``sim.checkers``); not the core's B, whose
+  ``2-3``, ``4+`` — from the protocol checker (``sim.kit.checkers``); not the core's B, whose
   BREADY is always high.
 
 API: ``Coverage(bins)``, ``hit(group, bin)`` (``ValueError`` for an undefined one),
@@ -179,12 +179,12 @@ def deepest_bucket(cfg: HWConfig) -> int:
 
 
 def hcu_token_bins(cfg: HWConfig, stream, exp, *, exact: bool) -> list[list[tuple[str, str]]]:
-    """The bins of each token of an HCU stream (``sim.dre_data.HCUStream``) from its golden
+    """The bins of each token of an HCU stream (``sim.cases.dre.HCUStream``) from its golden
     results (``hcu_expected``): its event × the occupancy it saw and, in a no-stall run
     (``exact``) with ``hcu_batch > 1``, whose batches ``hcu_timing`` knows, its position in
     its batch and whether it joined a cluster founded earlier in the batch."""
     from golden.resv import ClusterEvent
-    from sim.dre_data import hcu_timing
+    from sim.cases.dre import hcu_timing
 
     names = {ClusterEvent.JOINED: "joined", ClusterEvent.CREATED: "created"}
     names[ClusterEvent.FORCED] = "forced"
@@ -206,7 +206,7 @@ def hcu_token_bins(cfg: HWConfig, stream, exp, *, exact: bool) -> list[list[tupl
 
 
 def wtu_row_bins(cfg: HWConfig, row, exp) -> list[tuple[str, str]]:
-    """The bins of one selector row (``sim.dre_data.ScoreRow``) from its golden result."""
+    """The bins of one selector row (``sim.cases.dre.ScoreRow``) from its golden result."""
     out_of_range = int((exp.bucket >= cfg.resv.n_buckets).sum())
     return wtu_bins(cfg, exp.b_star, out_of_range, row.scores.size, row.coverage_q)
 
@@ -245,7 +245,7 @@ def coverage_bin(cfg: HWConfig, coverage_q: int) -> str:
 
 
 def topk_row_bins(cfg: HWConfig, row) -> list[tuple[str, str]]:
-    """The bins of one top-k row (``sim.dre_data.ScoreRow``: scores and ``k``)."""
+    """The bins of one top-k row (``sim.cases.dre.ScoreRow``: scores and ``k``)."""
     from hw.dre import topk_passes
 
     c, k = row.scores.size, int(row.k)
@@ -293,7 +293,7 @@ def quickselect_row_bins(cfg: HWConfig, row, exp) -> list[tuple[str, str]]:
 
 
 def mac_array_block_bins(cfg: HWConfig, block) -> list[tuple[str, str]]:
-    """The bins of one MAC-array block (``sim.datapath_data.ArrayBlock``)."""
+    """The bins of one MAC-array block (``sim.cases.datapath.ArrayBlock``)."""
     rows, n = block.queries.shape
     r = cfg.mac_rows
     return [
@@ -307,7 +307,7 @@ def mac_array_block_bins(cfg: HWConfig, block) -> list[tuple[str, str]]:
 
 
 def tile_softmax_row_bins(row, a: int) -> list[tuple[str, str]]:
-    """The bins of one tile-softmax row (``sim.tb_tile_softmax.TileRow``) and its golden
+    """The bins of one tile-softmax row (``sim.benches.tb_tile_softmax.TileRow``) and its golden
     ``a`` (FP32 pattern)."""
     neg_inf = int(NEG_INF)
     masked = int((np.asarray(row.s) == neg_inf).sum())
@@ -395,7 +395,7 @@ def collector() -> Coverage:
     if _COLLECTOR is None:
         import cocotb
 
-        from sim.cocotb_streams import config_from_env
+        from sim.kit.cocotb_streams import config_from_env
 
         _COLLECTOR = Coverage(unit_bins(cocotb.top._name, config_from_env()))
     return _COLLECTOR
@@ -467,7 +467,7 @@ def collect(
 ) -> tuple[Coverage | None, list[str]]:
     """Merge the ``coverage.json`` of the ``runs(unit)`` builds on ``sim``; also the tags
     that have none (not run yet)."""
-    from sim.runner import build_dir
+    from sim.kit.runner import build_dir
 
     cov, absent = None, []
     for tag, _ in runs(unit, prefix):
@@ -480,7 +480,7 @@ def collect(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sim.runner import SIMULATORS, UNIT_TESTBENCH, run_unit
+    from sim.kit.runner import SIMULATORS, UNIT_TESTBENCH, run_unit
 
     ap = argparse.ArgumentParser(
         prog="python -m sim.coverage", description=__doc__.split("\n\n")[0]

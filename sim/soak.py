@@ -50,11 +50,11 @@ from pathlib import Path
 from typing import Any
 
 from hw.config import apply_settings, parse_settings, preset
-from sim.cli import add_target, int_at_least, target
 from sim.coverage import Coverage, hcu_token_bins, unit_bins, write_report
 from sim.fast.build import FAST_PORTS, build_harness
 from sim.fast.icarus import build_icarus
 from sim.fast.run import FAST_SIMULATORS, replay_command, run_chunk
+from sim.kit.cli import add_target, int_at_least, target
 from sim.soak_core import CORE_UNIT, build_core, core_chunk
 from sim.soak_core import replay_command as core_replay_command
 from sim.verilator_coverage import merge as vcov_merge

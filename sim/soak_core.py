@@ -3,8 +3,8 @@
     python -m sim.soak_core --seed S [--queries 500] [--sim verilator|icarus]
         [--config tiny] [--set F=V] [-o build/soak_core]
 
-One chunk is one run of ``sim.tb_core``'s ``core_program`` on the generated core Verilog:
-a synthetic host program (``sim.core_data.soak_program``: its shape — 4..8 frames of 4, 8
+One chunk is one run of ``sim.benches.tb_core``'s ``core_program`` on the generated core Verilog:
+a synthetic host program (``sim.cases.core.soak_program``: its shape — 4..8 frames of 4, 8
 or 12 tokens in 1..3 contexts, frames from the third on prefilled in 2-head blocks — and
 its keys, values and queries drawn from ``seed``) with at least ``--queries`` decode
 queries, every output vector, status and work counter compared bit for bit with
@@ -36,16 +36,16 @@ from typing import Any
 import numpy as np
 
 from hw.config import parse_settings
-from sim.cli import add_target, int_at_least, target
 from sim.coverage import Coverage
 from sim.fast.run import Verdict
+from sim.kit.cli import add_target, int_at_least, target
 
 __all__ = ["CORE_PROFILES", "CORE_UNIT", "build_core", "core_chunk", "core_profile", "main"]
 
 CORE_UNIT = "core"
 
 #: Stall profiles of the core's chunks: (host idle, back-pressure and AXI pause
-#: probability), the arguments of ``sim.tb_core.Host``.
+#: probability), the arguments of ``sim.benches.tb_core.Host``.
 CORE_PROFILES: dict[str, tuple[float, float]] = {
     "none": (0.0, 0.0),
     "light": (0.1, 0.1),
@@ -90,7 +90,7 @@ def replay_command(seed: int, queries: int, config: str, settings: list[str], si
 def build_core(sim: str, config: str, settings: list[str], log=print) -> None:
     """Build the soak's core once (optimised) and check it on the one-token test, before
     chunks share the build."""
-    from sim.runner import run_unit
+    from sim.kit.runner import run_unit
 
     log(f"[sim.soak_core] building the core for {sim} (optimised; a few minutes the first time)")
     with _own_env():
@@ -110,7 +110,7 @@ def core_chunk(
 ) -> dict[str, Any]:
     """Run one planned core chunk (``c``: unit, index, seed, transactions) → its verdict as a
     dict, with the functional coverage of the run (``coverage``) when it passed."""
-    from sim.runner import run_unit
+    from sim.kit.runner import run_unit
 
     seed, queries = c["seed"], c["transactions"]
     profile = core_profile(seed)

@@ -124,7 +124,7 @@ def annotate(points: list[Point], source: Path | str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sim.runner import UNIT_TESTBENCH, run_unit
+    from sim.kit.runner import UNIT_TESTBENCH, run_unit
 
     ap = argparse.ArgumentParser(
         prog="python -m sim.verilator_coverage", description=__doc__.split("\n\n")[0]

@@ -17,12 +17,12 @@ key of :data:`STIMULI` (a design not in the registry gets ``"ports"``):
   scores (``golden.resv.quantize_scores``) with counts, the WTU coverage / a top-k ``k``;
   every other input stream gets random payloads;
 - units whose streams need framed traffic have their own: ``"core-host"`` runs the synthetic
-  host program of ``sim.core_data.synthetic_program`` (new seed each round) against
-  ``sim.axi_ram.AxiRamModel`` (so the core's power reflects real queries: RoPE, hashing,
+  host program of ``sim.cases.core.synthetic_program`` (new seed each round) against
+  ``sim.kit.axi_ram.AxiRamModel`` (so the core's power reflects real queries: RoPE, hashing,
   HCU, KV writes and reads, WTU, softmax); ``"rope-vectors"`` random BF16 vectors and
   positions; ``"vu-queries"`` queries of 1..32 random scores with their value vectors;
   ``"tile-softmax-rows"`` rows of random scores (masked lanes, first and later tiles);
-  ``"tiled-attention-commands"`` commands of ``sim.datapath_data.attn_case``;
+  ``"tiled-attention-commands"`` commands of ``sim.cases.datapath.attn_case``;
   ``"kv-writer"`` random token slots and data against the AXI RAM model's write channels;
   ``"mac-array-blocks"`` blocks of ``mac_rows`` random BF16 query vectors, each against 16
   random K vectors.
@@ -463,9 +463,9 @@ def _vu_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBenc
 
 
 def _attn_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBench]:
-    """``TiledAttention`` commands (``sim.datapath_data.attn_case``): 1..frame_rows rows
+    """``TiledAttention`` commands (``sim.cases.datapath.attn_case``): 1..frame_rows rows
     over 1..4 tiles of tokens, Gaussian q, k, v, causal positions."""
-    from sim.datapath_data import attn_beats, attn_case
+    from sim.cases.datapath import attn_beats, attn_case
 
     t = cfg.tile_tokens
     shapes = [
@@ -518,7 +518,7 @@ def _array_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetB
     16 K vectors, made as the sources need them; the two sources run freely, the unit's
     phases interleave them."""
     from golden.bf16 import to_bf16_bits
-    from sim.datapath_data import ArrayBlock, array_beats
+    from sim.cases.datapath import ArrayBlock, array_beats
 
     data_rng = np.random.default_rng(int(rng.integers(0, 2**63)))
     d = cfg.resv.head_dim
@@ -569,7 +569,7 @@ def _writer_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[Budget
 
 
 def _writer_ram(dut: Any, cfg: Any, seed: int) -> list[Bench]:
-    from sim.axi_ram import AxiRamModel
+    from sim.kit.axi_ram import AxiRamModel
 
     size = min(cfg.kv_chunks * cfg.chunk_tokens, 1 << 16) * cfg.kv_token_bytes
     ram = AxiRamModel(
@@ -584,14 +584,14 @@ def _writer_ram(dut: Any, cfg: Any, seed: int) -> list[Bench]:
 
 
 def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
-    """The core's synthetic host program (``sim.core_data.synthetic_program``), repeated with
+    """The core's synthetic host program (``sim.cases.core.synthetic_program``), repeated with
     new seeds: commands, their BF16 vectors, outputs and status drained with back-pressure.
     Small frames (4 tokens, a query after each; from the fourth frame on, each frame
     prefilled for 2 query heads: one PREFILL of 8 rows) so that the cache outgrows the sink
     and recent windows within ~2000 cycles at the tiny preset: the activity window then holds
     queries and prefills that score clusters and fetch KV over AXI, not only ingest."""
     from hw.core import lane_words
-    from sim.core_data import cmd_beat, synthetic_program
+    from sim.cases.core import cmd_beat, synthetic_program
 
     lanes = cfg.mac_lanes
 
@@ -619,7 +619,7 @@ def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
 
 
 def _core_ram(dut: Any, cfg: Any, seed: int) -> list[Bench]:
-    from sim.axi_ram import AxiRamModel
+    from sim.kit.axi_ram import AxiRamModel
 
     mem = bytearray(cfg.kv_chunks * cfg.chunk_tokens * cfg.kv_token_bytes)
     ram = AxiRamModel(
@@ -636,8 +636,8 @@ UnitStimulus = Callable[
 
 def _core_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
     return (
-        "core-host(sim.core_data.synthetic_program, 8 frames x 4 tokens, a query after each, "
-        "frames 3.. prefilled for 2 heads, repeated; sim.axi_ram.AxiRamModel, 20 % AXI stalls)",
+        "core-host(sim.cases.core.synthetic_program, 8 frames x 4 tokens, a query after each, "
+        "frames 3.. prefilled for 2 heads, repeated; sim.kit.axi_ram.AxiRamModel, 20 % AXI stalls)",
         [_core_host(dut, cfg, rng)],
         _core_ram(dut, cfg, seed),
     )
@@ -661,7 +661,7 @@ def _vu_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
 
 def _attn_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
     return (
-        "tiled-attention-commands(sim.datapath_data.attn_case: 1..frame_rows rows, 1..4 tiles)",
+        "tiled-attention-commands(sim.cases.datapath.attn_case: 1..frame_rows rows, 1..4 tiles)",
         [*_attn_sources(dut, cfg, rng), _sink(dut.out, rng, 0.8)],
         [],
     )
@@ -685,7 +685,7 @@ def _array_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
 
 def _writer_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
     return (
-        "kv-writer(random token slots and data; sim.axi_ram.AxiRamModel, 20 % stalls)",
+        "kv-writer(random token slots and data; sim.kit.axi_ram.AxiRamModel, 20 % stalls)",
         [*_writer_sources(dut, cfg, rng), _sink(dut.done, rng, 0.8)],
         _writer_ram(dut, cfg, seed),
     )

@@ -64,19 +64,19 @@ def random_trace():
 
 def pytest_configure(config: pytest.Config) -> None:
     """In CI (``CI`` set) without a user ``SEED``, draw one random seed for the session's
-    cocotb runs (``sim.runner.run_seed``); it is inherited by the xdist workers, printed in
+    cocotb runs (``sim.kit.runner.run_seed``); it is inherited by the xdist workers, printed in
     the session header and quoted with a replay command by every failing run."""
     import os
     import secrets
 
-    from sim.runner import SESSION_SEED
+    from sim.kit.runner import SESSION_SEED
 
     if os.environ.get("CI") and not os.environ.get("SEED") and SESSION_SEED not in os.environ:
         os.environ[SESSION_SEED] = str(secrets.randbelow(2**31 - 1) + 1)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    from sim.runner import run_seed
+    from sim.kit.runner import run_seed
 
     seed, source = run_seed()
     return f"cocotb SEED={seed} ({source})"

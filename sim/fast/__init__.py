@@ -1,6 +1,6 @@
 """Fast self-checking Verilator harness of the DRE units (issue 13, item 2).
 
-Golden (``sim.dre_data``; ``golden.kvmu`` for the KVMU) writes each stream's stimulus and
+Golden (``sim.cases.dre``; ``golden.kvmu`` for the KVMU) writes each stream's stimulus and
 expected beats into plain hex files; a C++ Verilator driver (``harness.cpp``) drives the
 generated Verilog's valid/ready streams with seeded random idle cycles, back-pressure and
 long bursts, compares every output beat and the end-of-run state, and prints one verdict

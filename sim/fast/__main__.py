@@ -20,10 +20,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from sim.cli import add_target, int_at_least, target
 from sim.fast.build import FAST_PORTS
 from sim.fast.run import FAST_SIMULATORS, replay_command, run_chunk
 from sim.fast.stimulus import PROFILES
+from sim.kit.cli import add_target, int_at_least, target
 
 
 def main(argv: list[str] | None = None) -> int:

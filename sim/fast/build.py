@@ -2,7 +2,7 @@
 
 The Verilog comes from ``hw.gen.generate`` (with its initial values, as the cocotb
 regressions simulate it); the build uses the lint waivers of ``hw.gen.LINT_WAIVERS`` (as
-``sim.runner`` does for cocotb) with ``-Wall``, ``--x-assign fast`` (Verilator's default,
+``sim.kit.runner`` does for cocotb) with ``-Wall``, ``--x-assign fast`` (Verilator's default,
 which the cocotb regressions use; ``--x-initial`` stays at its default as there), ``-O3``,
 ``-O2`` for the C++ and one build job. The streams are bound in a generated ``fast_unit.h``
 from the unit's ports (``FAST_PORTS``), with the payload widths read from the generated

@@ -2,7 +2,7 @@
 
 A ``Chunk`` is one harness run: the payloads of every input stream, the expected payloads of
 every output stream and the end-of-run state, all from the golden model through
-``sim.dre_data`` (``hcu_stream`` and ``hcu_expected`` for the HCU) or ``golden.kvmu`` (the
+``sim.cases.dre`` (``hcu_stream`` and ``hcu_expected`` for the HCU) or ``golden.kvmu`` (the
 KVMU: allocations and selections in phases, the AXI memory image, the expected bursts, data
 beats, slots and summaries). Payloads are packed by the
 field offsets of the hardware's own ``amaranth.lib.data`` layouts (``hw.dre.layouts``),
@@ -37,8 +37,7 @@ from hw.dre import (
     wtu_unit_config,
 )
 from hw.kvmu import KVMemoryUnit, kvmu_layouts
-from sim.coverage import wtu_row_bins
-from sim.dre_data import (
+from sim.cases.dre import (
     SCORE_KINDS,
     HCUStream,
     ScoreRow,
@@ -52,6 +51,7 @@ from sim.dre_data import (
     wtu_beats,
     wtu_expected,
 )
+from sim.coverage import wtu_row_bins
 
 __all__ = [
     "PROFILES",
@@ -168,7 +168,7 @@ def pack(layout: data.Layout, columns: dict[str, np.ndarray]) -> list[int]:
 
 
 def pack_beats(layout: data.Layout, beats: list[dict]) -> list[int]:
-    """``pack`` of beats given as payload dicts (e.g. ``sim.dre_data.wtu_beats``)."""
+    """``pack`` of beats given as payload dicts (e.g. ``sim.cases.dre.wtu_beats``)."""
     if not beats:
         return []
     return pack(layout, {name: np.array([b[name] for b in beats]) for name, _ in layout})
@@ -220,7 +220,7 @@ def hcu_stream_chunk(cfg: HWConfig, stream: HCUStream) -> Chunk:
 
 def wtu_rows(cfg: HWConfig, n: int, seed: int) -> list[ScoreRow]:
     """``n`` score rows drawn from ``seed``: 1..max_clusters clusters (with extra weight on
-    1 and on a full row) and a kind of ``sim.dre_data.score_row`` each (ties, one bucket,
+    1 and on a full row) and a kind of ``sim.cases.dre.score_row`` each (ties, one bucket,
     saturated scores and counts, wide ranges, normal)."""
     rng = np.random.default_rng([seed, 0x37D])
     mc = cfg.max_clusters
@@ -237,8 +237,8 @@ def wtu_rows(cfg: HWConfig, n: int, seed: int) -> list[ScoreRow]:
 
 def _selector_rows_expected(unit: str, cfg: HWConfig, rows: list[ScoreRow]) -> dict:
     """Per selector unit: the ``cmd`` payloads, the selected ids, the summary columns and
-    each row's cycles without stalls, all from golden (as ``sim.tb_wtu``, ``sim.tb_topk``
-    and ``sim.tb_quickselect`` expect them)."""
+    each row's cycles without stalls, all from golden (as the benches
+    ``tb_wtu``, ``tb_topk`` and ``tb_quickselect`` in ``sim.benches`` expect them)."""
     from sim.coverage import quickselect_row_bins, topk_row_bins
 
     cmd, ids, cycles, bins = [], [], [], []
@@ -311,7 +311,7 @@ def _selector_chunk(unit: str, cfg: HWConfig, n: int, seed: int) -> Chunk:
         )
     elif unit == "quickselect" and cfg.wtu_lanes > 1:  # wtu_lanes clusters per beat
         beats = pack_beats(lay.cluster_lanes, [b for r in rows for b in quickselect_beats(cfg, r)])
-    else:  # one cluster per beat, ids 0..n-1 (sim.tb_wtu.cluster_beats)
+    else:  # one cluster per beat, ids 0..n-1 (sim.benches.tb_wtu.cluster_beats)
         sizes = [r.scores.size for r in rows]
         beats = pack(
             lay.cluster_score,

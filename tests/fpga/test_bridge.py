@@ -18,7 +18,7 @@ from fpga.host import main as host_main
 from fpga.protocol import ErrorCode, Op
 from hw.config import preset
 from hw.dre import DynamicRetrievalEngine
-from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
+from sim.kit.streams import TIMINGS, Harness, run, stream_get, stream_put
 
 #: Buffers as deep as the tiny table: HCU streams go in several runs.
 FCFG = FPGAConfig(hw=preset("tiny"), clock_hz=8e6, baud=1_000_000, buffer_depth=16)

@@ -1,5 +1,5 @@
-"""The board system's UART host protocol in cocotb (``sim.tb_fpga``) on the generated
-Verilog, on Icarus and Verilator, bit-exact with golden (``sim.runner.run_unit`` reads the
+"""The board system's UART host protocol in cocotb (``sim.benches.tb_fpga``) on the generated
+Verilog, on Icarus and Verilator, bit-exact with golden (``sim.kit.runner.run_unit`` reads the
 results file: a failed cocotb test fails here)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from fpga.gen import SYSTEM_TOP, system_verilog
 from hw.config import preset
 from hw.gen import _waiver_text, lint
 from hw.toolpath import find_tool
-from sim.runner import SIMULATORS, run_unit
+from sim.kit.runner import SIMULATORS, run_unit
 
-TB = "sim.tb_fpga"
+TB = "sim.benches.tb_fpga"
 
 
 @pytest.mark.cocotb

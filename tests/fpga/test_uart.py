@@ -9,7 +9,7 @@ from amaranth.hdl import Elaboratable, Module, Signal
 
 from fpga.uart_rx import UartRx
 from fpga.uart_tx import UartTx
-from sim.streams import Harness, run, stream_get, stream_put
+from sim.kit.streams import Harness, run, stream_get, stream_put
 
 DIV = 5
 

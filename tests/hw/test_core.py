@@ -10,9 +10,9 @@ import pytest
 from golden.core import WORK_COUNTERS
 from hw.config import preset
 from hw.core import PERF, Error, Op, VRexCore, check_core_config, lane_words
-from sim.axi_ram import AxiRamModel
-from sim.core_data import cmd_beat, synthetic_program
-from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
+from sim.cases.core import cmd_beat, synthetic_program
+from sim.kit.axi_ram import AxiRamModel
+from sim.kit.streams import TIMINGS, Harness, run, stream_get, stream_put
 
 TINY = preset("tiny")
 

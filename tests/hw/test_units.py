@@ -14,7 +14,7 @@ from amaranth.hdl import Fragment
 from amaranth.lib import wiring
 
 import hw.gen
-import sim.runner
+import sim.kit.runner
 import synth.activity
 import synth.flow
 from hw.config import preset
@@ -83,7 +83,7 @@ def test_only_the_dre_has_no_unit_testbench():
 def test_every_flow_reads_the_registry():
     assert list(hw.gen.TOPS) == list(UNITS)
     assert all(hw.gen.TOPS[n] is u.component for n, u in UNITS.items())
-    assert units_with_testbench() == sim.runner.UNIT_TESTBENCH
+    assert units_with_testbench() == sim.kit.runner.UNIT_TESTBENCH
     assert {n: u.description for n, u in UNITS.items()} == synth.flow.EXPECTED_UNITS
     # every stimulus is used by a unit, so none is dead code
     assert set(synth.activity.STIMULI) == {u.stimulus for u in UNITS.values()}
@@ -121,7 +121,7 @@ def test_each_flow_refuses_an_unknown_unit():
         hw.gen.too_large("x", cfg)
     benches = ", ".join(map(repr, units_with_testbench()))
     with pytest.raises(ValueError, match=rf"^unit must be one of {re.escape(benches)}, not 'dre'$"):
-        sim.runner.run_unit("dre", "icarus")
+        sim.kit.runner.run_unit("dre", "icarus")
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ def test_a_new_entry_is_one_declaration():
         name="hcu2",
         component=UNITS["hcu"].component,
         description="a second HCU",
-        testbench="sim.tb_hcu",
+        testbench="sim.benches.tb_hcu",
         golden=("golden.resv.cluster_online",),
     )
     assert entry.stimulus == "ports" and entry.too_large is None

@@ -1,4 +1,4 @@
-"""sim.axi_ram.AxiRamModel's write side driven directly by a test master (no DUT): W beats
+"""sim.kit.axi_ram.AxiRamModel's write side driven directly by a test master (no DUT): W beats
 sent before their AW — allowed by AXI, and what a slave must accept — land where their AW
 says, with one B per burst, in order; AW first, and interleavings of both, too."""
 
@@ -11,8 +11,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from hw.kvmu import axi4_write_signature
-from sim.axi_ram import AxiRamModel
-from sim.streams import Harness, run
+from sim.kit.axi_ram import AxiRamModel
+from sim.kit.streams import Harness, run
 
 BB = 8  # bus bytes
 BASE = 0x1000

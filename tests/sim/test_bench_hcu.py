@@ -7,7 +7,7 @@ import numpy as np
 from golden.resv import ClusterEvent
 from hw.config import preset
 from sim.bench import _hcu_figures, hcu_workload
-from sim.dre_data import hcu_expected, hcu_timing
+from sim.cases.dre import hcu_expected, hcu_timing
 
 
 def test_hcu_workload_fills_the_table_then_probes(monkeypatch):

@@ -1,4 +1,4 @@
-"""The protocol checkers (``sim.checkers``) fail broken stream and AXI sequences with a
+"""The protocol checkers (``sim.kit.checkers``) fail broken stream and AXI sequences with a
 message naming the port, the cycle and the field, and pass legal ones; they find every
 output stream and AXI master of a unit from its Verilog."""
 
@@ -11,11 +11,11 @@ import pytest
 
 from hw.config import preset
 from hw.toolpath import find_tool
-from sim.checkers import axi_outstanding, stream_ports, top_ports
-from sim.runner import UNIT_TESTBENCH, build_dir, run_unit
-from sim.tb_checkers import passthrough_verilog
+from sim.benches.tb_checkers import passthrough_verilog
+from sim.kit.checkers import axi_outstanding, stream_ports, top_ports
+from sim.kit.runner import UNIT_TESTBENCH, build_dir, run_unit
 
-#: cocotb test of sim.tb_checkers → the failure message it must give.
+#: cocotb test of sim.benches.tb_checkers → the failure message it must give.
 BROKEN = {
     "stream_valid_dropped": r"on assign at cycle \d+: valid fell \(0\) while ready was low",
     "stream_payload_changed": r"on assign at cycle \d+: payload field changed while valid "
@@ -51,7 +51,7 @@ def test_checkers_fail_broken_sequences():
             "hcu",
             "icarus",
             verilog=passthrough_verilog(cfg),
-            test_module="sim.tb_checkers",
+            test_module="sim.benches.tb_checkers",
             tag="checkers",
             env={"DRE_COVERAGE": ""},  # not a unit: no coverage file
         )

@@ -1,4 +1,4 @@
-"""sim.cocotb_streams: the whole ``HWConfig`` of a run reaches the testbench in one variable."""
+"""sim.kit.cocotb_streams: the whole ``HWConfig`` of a run reaches the testbench in one variable."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import sim.runner
+import sim.kit.runner
 from hw.config import PRESETS, apply_settings, parse_settings, preset
-from sim.cocotb_streams import CONFIG_ENV, config_from_env, config_from_json, config_to_json
+from sim.kit.cocotb_streams import CONFIG_ENV, config_from_env, config_from_json, config_to_json
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -84,9 +84,9 @@ def test_run_unit_passes_every_overridden_field(monkeypatch):
     ``resv.coverage``) reach the testbench with the rest of the configuration."""
     seen: dict = {}
     monkeypatch.delenv(CONFIG_ENV, raising=False)
-    monkeypatch.setattr(sim.runner, "_runner", lambda _sim: _RecordingRunner(monkeypatch, seen))
+    monkeypatch.setattr(sim.kit.runner, "_runner", lambda _sim: _RecordingRunner(monkeypatch, seen))
     overrides = {"rope_pairs": 8, "exp_frac_bits": 6, "resv": {"coverage": 0.8}}
-    result = sim.runner.run_unit("hcu", "icarus", tag="cfgenv", overrides=overrides)
+    result = sim.kit.runner.run_unit("hcu", "icarus", tag="cfgenv", overrides=overrides)
     assert result.tests == 1 and result.failed == 0
     assert seen["cfg"] == preset("tiny").replace(**overrides)
     assert seen["env"]["DRE_CONFIG"] == "tiny"

@@ -11,6 +11,7 @@ import pytest
 
 from hw.config import preset
 from hw.toolpath import find_tool
+from sim.cases.dre import ScoreRow, hcu_expected, hcu_stream, quickselect_expected
 from sim.coverage import (
     Coverage,
     hcu_token_bins,
@@ -22,7 +23,6 @@ from sim.coverage import (
     unit_bins,
     write_report,
 )
-from sim.dre_data import ScoreRow, hcu_expected, hcu_stream, quickselect_expected
 from sim.fast.stimulus import make_chunk
 from sim.soak import chunk_coverage
 
@@ -117,8 +117,8 @@ def test_selector_bins():
 
 def test_datapath_bins():
     """MAC array blocks and tile softmax rows; bins only where the config can reach them."""
-    from sim.datapath_data import ArrayBlock
-    from sim.tb_tile_softmax import NEG_INF, TileRow
+    from sim.benches.tb_tile_softmax import NEG_INF, TileRow
+    from sim.cases.datapath import ArrayBlock
 
     cfg = preset("tiny")  # mac_rows 4, mac_cols 4, tile_tokens 4
     assert unit_bins("mac_array", cfg)["mac_array.rows"] == ["1", "partial", "full", "over"]

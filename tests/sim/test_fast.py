@@ -13,7 +13,7 @@ import pytest
 
 from hw.config import preset
 from hw.dre import layouts
-from sim.dre_data import hcu_timing, score_row, wtu_beats
+from sim.cases.dre import hcu_timing, score_row, wtu_beats
 from sim.fast import PROFILES, make_chunk, profile_for, run_chunk
 from sim.fast import __main__ as cli
 from sim.fast.build import build_harness
@@ -60,7 +60,7 @@ def test_selector_no_stalls_matches_golden_to_the_cycle(unit, tmp_path):
     assert t["selected"].size == len(chunk.golden["selected_beats"])
     if unit in ("wtu_grid", "quickselect"):
         assert len(chunk.golden["selected_beats"]) < sum(len(s) for s in chunk.golden["selected"])
-    # Rows back to back: cmd handshake to summary handshake, both included (sim.tb_wtu).
+    # Rows back to back: cmd handshake to summary handshake, both included (sim.benches.tb_wtu).
     np.testing.assert_array_equal(t["summary"] - t["cmd"] + 1, chunk.golden["cycles"])
     sizes = [r.scores.size for r in chunk.golden["rows"]]
     assert min(sizes) == 1 and max(sizes) == CFG.max_clusters
@@ -205,13 +205,13 @@ def test_harness_bad_options_name_the_option(tmp_path):
 
 def test_bench_speed_part_runs_the_same_stream_to_the_cycle():
     from sim.bench import _fast_speed
-    from sim.dre_data import hcu_expected, hcu_stream
+    from sim.cases.dre import hcu_expected, hcu_stream
 
     stream = hcu_stream(CFG, 300, seed=4)
     out = _fast_speed(CFG, stream, 4, long_tokens=500)
     timing = hcu_timing(CFG, stream, hcu_expected(CFG, stream))
     same, long = out["verilator sim.fast"], out["verilator sim.fast long"]
-    assert same["cycles"] == timing.done[-1] + 1  # as sim.tb_bench counts a cocotb run
+    assert same["cycles"] == timing.done[-1] + 1  # as sim.benches.tb_bench counts a cocotb run
     assert long["cycles"] > 500 and long["cycles_per_second"] > 0
 
 

@@ -213,7 +213,7 @@ def test_core_soak_on_icarus_checks_every_decode_query(tmp_path, capsys):
 
 
 def test_a_failing_core_chunk_is_reported_with_its_replay(tmp_path, capsys, monkeypatch):
-    import sim.runner
+    import sim.kit.runner
 
     seen = []
 
@@ -222,7 +222,7 @@ def test_a_failing_core_chunk_is_reported_with_its_replay(tmp_path, capsys, monk
         if testcase == "core_program":
             raise AssertionError(f"{unit} on {sim}: 1 of 1 cocotb tests failed; results ...")
 
-    monkeypatch.setattr(sim.runner, "run_unit", failing)
+    monkeypatch.setattr(sim.kit.runner, "run_unit", failing)
     # A user's SEED would override the chunk's own in the cocotb runner: hidden, then restored.
     monkeypatch.setenv("SEED", "99")
     args = ["--units", "core", "--core-queries", "7", "--core-chunk", "7", "--seed", "3"]

@@ -1,4 +1,4 @@
-"""cocotb regressions of the generated Verilog of every unit (``sim.runner.UNIT_TESTBENCH``:
+"""cocotb regressions of the generated Verilog of every unit (``sim.kit.runner.UNIT_TESTBENCH``:
 the DRE units, the MAC tree and the KVMU) on Icarus and Verilator.
 
 One build per (unit, simulator) in sim_build/<unit>/<sim>_tiny, all the unit's cocotb tests
@@ -19,7 +19,7 @@ import pytest
 
 from hw.toolpath import find_tool
 from sim.coverage import Coverage
-from sim.runner import (
+from sim.kit.runner import (
     SESSION_SEED,
     SIMULATORS,
     UNIT_TESTBENCH,

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from hw.toolpath import find_tool
-from sim.runner import run_unit
+from sim.kit.runner import run_unit
 from sim.verilator_coverage import annotate, main, merge, parse, summary
 
 

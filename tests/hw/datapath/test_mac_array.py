@@ -1,6 +1,6 @@
 """MacArray on the Amaranth simulator, bit-exact against golden.fparith.mac_array: blocks of
 every data kind (1..mac_rows rows, one row too many, partial final beats) crossed with the
-stall patterns of ``sim.streams.TIMINGS`` at several shapes; the exact cycle formula without
+stall patterns of ``sim.kit.streams.TIMINGS`` at several shapes; the exact cycle formula without
 stalls; special values and a block smaller than the previous one."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from amaranth.hdl import Fragment
 from golden.bf16 import to_bf16_bits
 from hw.config import preset
 from hw.datapath import MacArray, block_cycles, mac_latency
-from sim.datapath_data import (
+from sim.cases.datapath import (
     ARRAY_SPECIAL_SCORES,
     ArrayBlock,
     array_beats,
@@ -23,7 +23,7 @@ from sim.datapath_data import (
     gqa_blocks,
     load_beats,
 )
-from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
+from sim.kit.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")  # 4 x 4, head_dim 16: 4 beats per vector
 CONFIGS = {

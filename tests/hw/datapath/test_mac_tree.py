@@ -1,6 +1,6 @@
 """MacTree on the Amaranth simulator, bit-exact against golden.fparith.dot: every data kind
 (normal, corner values, cancellation, wide exponents, overflow/flush extremes) crossed with
-the stall patterns of ``sim.streams.TIMINGS``, at several lane counts; the exact latency
+the stall patterns of ``sim.kit.streams.TIMINGS``, at several lane counts; the exact latency
 and the one-beat-per-cycle throughput without stalls."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from amaranth.hdl import Fragment
 
 from hw.config import preset
 from hw.datapath import MacTree, mac_latency
-from sim.datapath_data import mac_beats, mac_expected, synthetic_cases
-from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
+from sim.cases.datapath import mac_beats, mac_expected, synthetic_cases
+from sim.kit.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")
 CONFIGS = {
@@ -78,7 +78,7 @@ def test_latency_and_throughput(name, tmp_path):
 
 def test_special_results():
     """Overflow to inf, inf - inf = NaN, flushed products, signed zeros, exact ties."""
-    from sim.datapath_data import DotCase
+    from sim.cases.datapath import DotCase
 
     cfg = TINY
     u = lambda *x: np.array(x, np.uint16)  # noqa: E731

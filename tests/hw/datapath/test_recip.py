@@ -1,6 +1,6 @@
 """FP32Recip and its pipelined twin FP32RecipPipe on the Amaranth simulator: bit-exact
 against golden.fparith.fp32_recip (which is itself checked against ``fractions.Fraction``)
-for random and corner operands under every stall pattern of ``sim.streams.TIMINGS``; the
+for random and corner operands under every stall pattern of ``sim.kit.streams.TIMINGS``; the
 exact latency and the cycles per operand without stalls (27 sequential, 1 pipelined)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from amaranth.hdl import Fragment
 from golden.fparith import fp32_recip
 from hw.datapath import FP32Recip, FP32RecipPipe
 from hw.datapath.recip import QUOTIENT_BITS, RECIP_PAYLOAD
-from sim.datapath_data import recip_operands as operands
-from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
+from sim.cases.datapath import recip_operands as operands
+from sim.kit.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 UNITS = {"sequential": FP32Recip, "pipelined": FP32RecipPipe}
 

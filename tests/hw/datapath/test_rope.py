@@ -1,6 +1,6 @@
 """RopeUnit on the Amaranth simulator, bit-exact against golden.rope.rope_bf16: random
 vectors at random positions (including 0 and the largest ``2**(token_id_bits+1) - 1``),
-several vectors back to back under the stall patterns of ``sim.streams.TIMINGS``, at the
+several vectors back to back under the stall patterns of ``sim.kit.streams.TIMINGS``, at the
 tiny config and others (1 and 8 lanes, 10-bit tables, the paper's head); the exact no-stall
 latency and vector period; configuration errors."""
 
@@ -15,7 +15,7 @@ from golden.bf16 import to_bf16_bits
 from golden.rope import rope_bf16
 from hw.config import preset
 from hw.datapath import BF16, RopeUnit, layouts
-from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
+from sim.kit.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")
 CONFIGS = {

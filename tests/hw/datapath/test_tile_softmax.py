@@ -2,7 +2,7 @@
 every kind (first tile with m = -inf, later tiles, masked lanes, ties and signed zeros, far
 outliers flushing weights to 0, every lane masked on a later tile) and whole attention rows
 chained in the tiled order, at T = 1, 2, 4 (and 16), crossed with the stall patterns of
-``sim.streams.TIMINGS``; the exact latency and one row per cycle without stalls; a reset
+``sim.kit.streams.TIMINGS``; the exact latency and one row per cycle without stalls; a reset
 with rows in flight."""
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from golden.fparith import f32_to_bits
 from golden.softmax import attention_scale, tile_step
 from hw.config import preset
 from hw.datapath import TileSoftmax, tile_latency
-from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
-from sim.tb_tile_softmax import (
+from sim.benches.tb_tile_softmax import (
     KINDS,
     NEG_INF,
     TileRow,
@@ -26,6 +25,7 @@ from sim.tb_tile_softmax import (
     synthetic_rows,
     tile_expected,
 )
+from sim.kit.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")  # head_dim 16, exp_frac_bits 8, tile_tokens 4
 CONFIGS = {f"t{t}": TINY.replace(tile_tokens=t) for t in (1, 2, 4)}

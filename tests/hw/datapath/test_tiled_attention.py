@@ -1,7 +1,7 @@
 """TiledAttention on the Amaranth simulator, bit-exact against golden.softmax.tiled_attention
 of the masked MAC-array scores: commands of 1..frame_rows rows over 1..several tiles of
 tokens (partial last tiles, masked tokens), under the stall patterns of
-``sim.streams.TIMINGS``, several commands back to back; the exact cycles of
+``sim.kit.streams.TIMINGS``, several commands back to back; the exact cycles of
 ``command_cycles`` at several array widths and tile sizes (P's row in 1..8 beats), with one
 tile buffer and two (the loads hidden behind the rows)."""
 
@@ -13,8 +13,8 @@ from amaranth.hdl import Fragment
 
 from hw.config import preset
 from hw.datapath.tiled_attention import TiledAttention, command_cycles
-from sim.datapath_data import attn_beats, attn_case, attn_expected, attn_out_beat
-from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
+from sim.cases.datapath import attn_beats, attn_case, attn_expected, attn_out_beat
+from sim.kit.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")  # head_dim 16, 4 columns (4 beats per vector), tiles of 4 tokens
 

@@ -1,6 +1,6 @@
 """VectorUnit on the Amaranth simulator, bit-exact against golden.softmax.online_attention:
 queries of one and of many tokens, every score shape (moving max, ties, signed zeros, far
-outliers) and value corners, crossed with the stall patterns of ``sim.streams.TIMINGS``
+outliers) and value corners, crossed with the stall patterns of ``sim.kit.streams.TIMINGS``
 (values running ahead of or behind the scores); exact cycles without stalls; queries back
 to back; a reset in the middle of a query."""
 
@@ -12,14 +12,14 @@ from amaranth.hdl import Fragment
 
 from hw.config import preset
 from hw.datapath import VectorUnit
-from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
-from sim.tb_vector_unit import (
+from sim.benches.tb_vector_unit import (
     result_vector,
     score_beats,
     synthetic_queries,
     value_beats,
     vu_expected,
 )
+from sim.kit.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")  # head_dim 16, 4 lanes: 4 beats per vector
 CONFIGS = {"tiny": TINY, "lanes16": TINY.replace(mac_lanes=16, exp_frac_bits=10)}

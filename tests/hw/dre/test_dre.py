@@ -14,8 +14,8 @@ from hw.dre import (
     WiCSumThresholdUnit,
     dre_wtu_config,
 )
-from sim.dre_data import hcu_expected, hcu_stream, score_row, wtu_expected
-from sim.streams import Harness, run, stream_get, stream_put
+from sim.cases.dre import hcu_expected, hcu_stream, score_row, wtu_expected
+from sim.kit.streams import Harness, run, stream_get, stream_put
 
 
 def test_dre_routes_both_units(tmp_path):

@@ -10,8 +10,8 @@ from golden.resv import ClusterEvent, hamming
 from hw.config import preset
 from hw.dre import Event, HashClusterUnit
 from hw.dre.hcu import HCU_LATENCY, hcu_batch_cycles, hcu_result_latency, hcu_scan_rows
-from sim.dre_data import HCUStream, hcu_expected, hcu_stream, hcu_timing
-from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
+from sim.cases.dre import HCUStream, hcu_expected, hcu_stream, hcu_timing
+from sim.kit.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")
 CONFIGS = {

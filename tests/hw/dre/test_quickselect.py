@@ -12,7 +12,8 @@ from amaranth.hdl import Fragment
 
 from hw.config import preset
 from hw.dre import WeightedQuickSelect, quickselect_cycles
-from sim.dre_data import (
+from sim.benches.tb_wtu import synthetic_rows
+from sim.cases.dre import (
     ScoreRow,
     beat_ids,
     beat_tuple,
@@ -20,8 +21,7 @@ from sim.dre_data import (
     quickselect_expected,
     selected_beats,
 )
-from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
-from sim.tb_wtu import synthetic_rows
+from sim.kit.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")  # 4 lanes, 16 clusters
 CONFIGS = {

@@ -9,8 +9,8 @@ from amaranth.hdl import Fragment
 from golden.topk import topk_select
 from hw.config import preset
 from hw.dre import TopKSelector
-from sim.dre_data import ScoreRow, score_row, topk_expected
-from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
+from sim.cases.dre import ScoreRow, score_row, topk_expected
+from sim.kit.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 TINY = preset("tiny")  # 4 slots, 16 clusters: up to 4 passes
 CONFIGS = {

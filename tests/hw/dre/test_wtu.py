@@ -13,7 +13,7 @@ from amaranth.hdl import Fragment
 from golden.resv import bucket_lut
 from hw.config import preset
 from hw.dre import WiCSumThresholdUnit, wtu_cycles, wtu_ingest_lanes, wtu_scan_group
-from sim.dre_data import (
+from sim.cases.dre import (
     ScoreRow,
     beat_ids,
     beat_tuple,
@@ -22,7 +22,7 @@ from sim.dre_data import (
     wtu_beats,
     wtu_expected,
 )
-from sim.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
+from sim.kit.streams import TIMINGS, Harness, assert_idle, run, stream_get, stream_put
 
 # The SPEC's relative buckets (the presets use grid buckets; ``GRID`` and ``mode_cfg``).
 RELATIVE = {"bucket_mode": "relative"}

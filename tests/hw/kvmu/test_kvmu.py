@@ -1,6 +1,6 @@
 """KVMemoryUnit on the Amaranth simulator: allocation (slot of every token) and translation
 (AR bursts, returned beats, summary) against golden.kvmu, with a randomly stalling AXI read
-responder (``sim.axi_ram.AxiRamModel``) and random valid/ready timing on every stream."""
+responder (``sim.kit.axi_ram.AxiRamModel``) and random valid/ready timing on every stream."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hw.config import preset
 from hw.kvmu import KVMemoryUnit
 from hw.kvmu.kvmu import ALLOC_CYCLES
-from sim.axi_ram import AxiRamModel
-from sim.kvmu_data import beat_value, beat_word, decode_beat, memory_image, selection, workload
-from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
+from sim.cases.kvmu import beat_value, beat_word, decode_beat, memory_image, selection, workload
+from sim.kit.axi_ram import AxiRamModel
+from sim.kit.streams import TIMINGS, Harness, run, stream_get, stream_put
 
 TINY = preset("tiny")
 CONFIGS = {

@@ -15,8 +15,8 @@ from golden.kvmu import AXI_BOUNDARY, KVLayout, write_bursts
 from hw.config import preset
 from hw.kvmu import KVWriter, axi4_signature, axi4_write_signature
 from hw.kvmu.writer import CMD_TO_AW, CMD_TO_W
-from sim.kvmu_data import workload
-from sim.streams import TIMINGS, Harness, run, stream_get, stream_put
+from sim.cases.kvmu import workload
+from sim.kit.streams import TIMINGS, Harness, run, stream_get, stream_put
 
 TINY = preset("tiny")
 CONFIGS = {

@@ -22,7 +22,7 @@ from fpga.config import sim_config
 from fpga.host import BoardError, HostClient, check_against_golden
 from fpga.protocol import ErrorCode, Op
 from fpga.system import N_LEDS
-from sim.cocotb_streams import PERIOD_NS, config_from_env, reset, seed_from_env, start_clock
+from sim.kit.cocotb_streams import PERIOD_NS, config_from_env, reset, seed_from_env, start_clock
 
 LED_ERROR, LED_BUSY = 2, 3
 assert N_LEDS == 4

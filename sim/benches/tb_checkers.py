@@ -1,11 +1,11 @@
-"""Self-test of the protocol checkers (``sim.checkers``): a pass-through top whose outputs
+"""Self-test of the protocol checkers (``sim.kit.checkers``): a pass-through top whose outputs
 the bench drives directly, so each cocotb test plays one deliberately broken (or one
 correct) stream/AXI sequence and the checker, attached by ``start_clock`` as on every
 bench, must fail it. The top is called ``hcu`` and its stream ``assign`` has the HCU's
 payload layout, so a changed payload is reported by field name.
 
 ``passthrough_verilog(cfg)`` is the top; tests/sim/test_checkers.py runs every test here
-through ``sim.runner.run_unit`` and reads each test's failure message from the results.
+through ``sim.kit.runner.run_unit`` and reads each test's failure message from the results.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import cocotb
 from cocotb.triggers import FallingEdge
 
 from hw.dre import layouts
-from sim.cocotb_streams import config_from_env, reset, start_clock
+from sim.kit.cocotb_streams import config_from_env, reset, start_clock
 
 #: Ports of the pass-through top: (name, width, direction as seen from the DUT).
 _AXI = (

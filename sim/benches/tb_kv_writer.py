@@ -3,7 +3,7 @@ cocotbext-axi's ``AxiRamWrite``, a real AXI4 write-slave model (it checks the 4 
 ``wlast`` itself) with random AW/W/B pauses.
 
 Tokens sit at the addresses golden ``KVMemory`` gives a random clustering
-(``sim.kvmu_data.workload``); each carries random KV bytes. Drivers (``cmd`` and ``data``,
+(``sim.cases.kvmu.workload``); each carries random KV bytes. Drivers (``cmd`` and ``data``,
 random idle cycles) → AW/W monitors and the RAM → scoreboards: the AW bursts equal
 ``golden.kvmu.write_bursts`` of every token in order (so every token is written exactly
 once), the W beats carry the data with ``wlast`` per burst, and the RAM (pre-filled with a
@@ -23,7 +23,8 @@ from golden.kvmu import KVLayout, write_bursts
 from hw.config import HWConfig
 from hw.kvmu import kvmu_layouts
 from hw.kvmu.writer import CMD_TO_W
-from sim.cocotb_streams import (
+from sim.cases.kvmu import workload
+from sim.kit.cocotb_streams import (
     Scoreboard,
     StreamSink,
     StreamSource,
@@ -36,7 +37,6 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.kvmu_data import workload
 
 #: Byte every RAM location holds before the test: a write anywhere else shows up.
 FILL = 0x5A
@@ -63,7 +63,7 @@ def area_bytes(cfg: HWConfig) -> int:
 
 
 def attach_ram(dut, cfg: HWConfig, *, stall: float, rng, cls=AxiRamWrite) -> AxiRamWrite:
-    # Amaranth joins nested port names with "__" (bus_separator="__", see sim/tb_kvmu.py).
+    # Amaranth joins nested port names with "__" (bus_separator="__", see sim/benches/tb_kvmu.py).
     bus = AxiWriteBus.from_prefix(dut, "m_axi", bus_separator="__")
     ram = cls(bus, dut.clk, dut.rst, size=area_bytes(cfg))
     ram.write(0, bytes([FILL]) * area_bytes(cfg))

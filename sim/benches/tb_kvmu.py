@@ -3,7 +3,7 @@ cocotbext-axi's ``AxiRamRead``, a real AXI4 read-slave model with random AR/R st
 
 Driver (``assign``) → monitor (``slot``) → golden ``golden.kvmu.KVMemory`` → scoreboard;
 then driver (``selected``) → AR monitor and ``kv`` monitor → scoreboards. The RAM holds a
-known image (``sim.kvmu_data.memory_image``: each beat names its token and beat), so every
+known image (``sim.cases.kvmu.memory_image``: each beat names its token and beat), so every
 selected token must come back exactly once, in full, and nothing else. Configuration from
 ``config_from_env`` (the run's whole ``HWConfig``, e.g. the ``chunk_tokens``/``kv_chunks``
 of ``run_unit(overrides=...)``); seed from ``SEED``; a recorded trace from ``TRACE``
@@ -28,7 +28,17 @@ from cocotbext.axi import AxiRamRead, AxiReadBus
 from golden.kvmu import AXI_BOUNDARY, bus_figures, split_run, token_gather
 from hw.config import HWConfig
 from hw.kvmu import kvmu_layouts
-from sim.cocotb_streams import (
+from sim.cases.dre import env_workload
+from sim.cases.kvmu import (
+    KVWorkload,
+    decode_beat,
+    memory_image,
+    selection,
+    workload,
+    workload_from_sigs,
+)
+from sim.coverage import collector
+from sim.kit.cocotb_streams import (
     Scoreboard,
     SlverrInjector,
     StreamSink,
@@ -41,16 +51,6 @@ from sim.cocotb_streams import (
     seed_from_env,
     start_clock,
     timing_from_env,
-)
-from sim.coverage import collector
-from sim.dre_data import env_workload
-from sim.kvmu_data import (
-    KVWorkload,
-    decode_beat,
-    memory_image,
-    selection,
-    workload,
-    workload_from_sigs,
 )
 
 

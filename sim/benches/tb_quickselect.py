@@ -3,7 +3,7 @@
 
 Drivers (``cmd``, ``clusters``) → monitors (``selected``, ``summary``) → golden
 ``golden.quickselect.quickselect`` → in-order scoreboards, random idle cycles and
-back-pressure; the rows of the WTU's regression (``sim.tb_wtu``), so both selectors see the
+back-pressure; the rows of the WTU's regression (``sim.benches.tb_wtu``), so both selectors see the
 same inputs. The ``clusters`` stream carries ``wtu_lanes`` clusters per beat
 (``DRELayouts.cluster_lanes``; one cluster, ``cluster_score``, at ``wtu_lanes = 1``; the
 run's configuration from ``config_from_env``). Run by tests/sim/test_units_cocotb.py.
@@ -16,7 +16,17 @@ import numpy as np
 from cocotb.triggers import FallingEdge
 
 from hw.dre import layouts, quickselect_cycles
-from sim.cocotb_streams import (
+from sim.benches.tb_wtu import synthetic_rows
+from sim.cases.dre import (
+    ScoreRow,
+    beat_tuple,
+    env_workload,
+    quickselect_beats,
+    quickselect_expected,
+    selected_beats,
+)
+from sim.coverage import collector, quickselect_row_bins
+from sim.kit.cocotb_streams import (
     Scoreboard,
     StreamSink,
     StreamSource,
@@ -27,16 +37,6 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.coverage import collector, quickselect_row_bins
-from sim.dre_data import (
-    ScoreRow,
-    beat_tuple,
-    env_workload,
-    quickselect_beats,
-    quickselect_expected,
-    selected_beats,
-)
-from sim.tb_wtu import synthetic_rows
 
 
 def clusters_layout(cfg):
@@ -170,7 +170,7 @@ async def quickselect_corner_rows(dut):
 
 @cocotb.test()
 async def quickselect_video_trace(dut):
-    """Cluster scores of the TRACE file, or of video-like synthetic keys (sim.dre_data)."""
+    """Cluster scores of the TRACE file, or of video-like synthetic keys (sim.cases.dre)."""
     cfg = config_from_env()
     await start_clock(dut)
     await reset(dut)

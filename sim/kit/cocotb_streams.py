@@ -66,7 +66,7 @@ CONFIG_ENV = "DRE_HWCONFIG"
 
 def config_to_json(cfg: HWConfig) -> str:
     """Every field of ``cfg`` (its ``ReSVConfig`` as a nested object) as one JSON object:
-    what ``sim.runner.run_unit`` passes to the testbench in ``DRE_HWCONFIG``."""
+    what ``sim.kit.runner.run_unit`` passes to the testbench in ``DRE_HWCONFIG``."""
     if not isinstance(cfg, HWConfig):
         raise TypeError(f"cfg must be an HWConfig, not {cfg!r}")
     return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
@@ -83,14 +83,15 @@ def config_from_json(text: str) -> HWConfig:
         return HWConfig(resv=resv, **data)
     except (json.JSONDecodeError, TypeError) as exc:
         raise ValueError(
-            f"{CONFIG_ENV} must be the JSON of an HWConfig (sim.cocotb_streams.config_to_json), "
+            f"{CONFIG_ENV} must be the JSON of an HWConfig "
+            "(sim.kit.cocotb_streams.config_to_json), "
             f"not {text[:200]!r} ({exc})"
         ) from None
 
 
 def config_from_env() -> HWConfig:
     """The ``HWConfig`` of this run: every field from ``DRE_HWCONFIG`` (``config_from_json``;
-    ``sim.runner.run_unit`` always sets it, so any ``--set``/``overrides`` field reaches the
+    ``sim.kit.runner.run_unit`` always sets it, so any ``--set``/``overrides`` field reaches the
     testbench), else the preset named by ``DRE_CONFIG`` (default ``tiny``) for a testbench
     started by hand."""
     text = os.environ.get(CONFIG_ENV, "").strip()
@@ -100,7 +101,7 @@ def config_from_env() -> HWConfig:
 
 
 def seed_from_env() -> int:
-    """``SEED`` (``sim.runner.run_unit`` always sets it and logs it; 1 when unset)."""
+    """``SEED`` (``sim.kit.runner.run_unit`` always sets it and logs it; 1 when unset)."""
     return parse_seed(os.environ.get("SEED", "1"))
 
 
@@ -122,9 +123,9 @@ def timing_from_env() -> tuple[float, float]:
 
 async def start_clock(dut, cfg: HWConfig | None = None) -> None:
     """Start the clock and the protocol checkers of every output stream and AXI master of
-    the DUT (``sim.checkers.attach_checkers``; ``cfg`` gives ``max_burst``, default
+    the DUT (``sim.kit.checkers.attach_checkers``; ``cfg`` gives ``max_burst``, default
     ``config_from_env()``)."""
-    from sim.checkers import attach_checkers
+    from sim.kit.checkers import attach_checkers
 
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
     attach_checkers(dut, cfg)

@@ -1,5 +1,5 @@
 """Test data of the datapath regressions, shared by the Amaranth-simulator tests
-(tests/hw/datapath) and the cocotb testbench (sim/tb_mac_tree.py).
+(tests/hw/datapath) and the cocotb testbench (sim/benches/tb_mac_tree.py).
 
 A ``DotCase`` is one dot product of BF16 patterns; ``mac_beats`` cuts it into
 ``MacTree`` input beats (``DatapathLayouts.mac_in`` constants, zero-padded final chunk) and

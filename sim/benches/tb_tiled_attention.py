@@ -3,7 +3,7 @@
 
 Drivers (``queries``: a command's rows; ``kv``: its tokens, K then V; run concurrently, the
 unit takes them in turn) → monitor (``out``) → golden ``golden.softmax.tiled_attention`` of
-the masked MAC-array scores (``sim.datapath_data.attn_expected``) → in-order scoreboard:
+the masked MAC-array scores (``sim.cases.datapath.attn_expected``) → in-order scoreboard:
 every row's ``M`` output beats bit-exact, nothing else. Random idle cycles on both sources
 and back-pressure on the sink (``DRE_IDLE`` / ``DRE_STALL``), configuration from
 ``DRE_CONFIG``, seed from ``SEED``; without stalls each command takes exactly
@@ -20,7 +20,8 @@ from cocotb.triggers import Combine, FallingEdge, with_timeout
 
 from hw.datapath import layouts
 from hw.datapath.tiled_attention import command_cycles
-from sim.cocotb_streams import (
+from sim.cases.datapath import AttnCase, attn_beats, attn_case, attn_expected, attn_out_beat
+from sim.kit.cocotb_streams import (
     PERIOD_NS,
     Scoreboard,
     StreamSink,
@@ -32,7 +33,6 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.datapath_data import AttnCase, attn_beats, attn_case, attn_expected, attn_out_beat
 
 PORTS_IDLE = ("queries__valid", "kv__valid", "out__ready")
 

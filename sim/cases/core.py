@@ -5,7 +5,7 @@ frame, the decode ``QUERY`` commands after their frame, plus bad commands — fo
 (layer, KV head) contexts of a workload, each command with what the bit-exact model
 (``golden.core.CoreModel``) says must come back: the status error, the FP32 output vector
 and, at the end of each context, the work counters. Used by the cocotb regression
-(``sim.tb_core``), the Amaranth-simulator tests and ``python -m sim.run``.
+(``sim.benches.tb_core``), the Amaranth-simulator tests and ``python -m sim.run``.
 
 Workloads: a recorded trace (``workloads.trace``; the decode queries of the first query head of
 each KV head's GQA group, at position = tokens so far) or seeded

@@ -23,7 +23,8 @@ from golden.bf16 import to_bf16_bits
 from golden.rope import rope_bf16
 from hw.config import HWConfig
 from hw.datapath import BF16, layouts
-from sim.cocotb_streams import (
+from sim.cases.dre import trace_path
+from sim.kit.cocotb_streams import (
     Scoreboard,
     StreamSink,
     StreamSource,
@@ -34,7 +35,6 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.dre_data import trace_path
 
 _BF16 = data.Layout.cast(BF16)
 

@@ -22,7 +22,7 @@ payload only while valid is high. A cycle with ``rst`` high forgets every pendin
 burst (a reset may drop a stream). The checker's observations (cycles each AXI channel
 waited for its handshake) feed ``sim.coverage``.
 
-``attach_checkers(dut)`` is called by ``sim.cocotb_streams.start_clock``, so every bench
+``attach_checkers(dut)`` is called by ``sim.kit.cocotb_streams.start_clock``, so every bench
 gets it; ``DRE_CHECKERS=0`` turns it off (to measure its cost).
 """
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from sim.cocotb_streams import cycle
+from sim.kit.cocotb_streams import cycle
 
 __all__ = [
     "AXI_BOUNDARY",
@@ -113,7 +113,7 @@ def stream_ports(verilog: str, top: str) -> StreamPorts:
 
 def find_ports(dut) -> StreamPorts:
     """The DUT's stream/AXI ports from ``<top>.v`` in the simulator's directory (where
-    ``sim.runner.run_unit`` writes it), or ``DRE_VERILOG``."""
+    ``sim.kit.runner.run_unit`` writes it), or ``DRE_VERILOG``."""
     top = dut._name
     path = Path(os.environ.get("DRE_VERILOG") or f"{top}.v")
     if not path.exists():
@@ -416,7 +416,7 @@ def _payload_fields(top: str, port: str) -> list[tuple[str, int, int]]:
 
         from hw.dre import wtu_unit_config
         from hw.gen import TOPS
-        from sim.cocotb_streams import config_from_env
+        from sim.kit.cocotb_streams import config_from_env
 
         cfg = wtu_unit_config(top, config_from_env())
         member = TOPS[top](cfg).signature.members[port]
@@ -449,7 +449,7 @@ def attach_checkers(dut, cfg=None) -> ProtocolChecker | None:
     if flag == "0":
         return None
     if cfg is None:
-        from sim.cocotb_streams import config_from_env
+        from sim.kit.cocotb_streams import config_from_env
 
         cfg = config_from_env()
     checker = ProtocolChecker(

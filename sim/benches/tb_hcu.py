@@ -14,7 +14,15 @@ from cocotb.triggers import FallingEdge, ReadOnly
 
 from golden.resv import ClusterEvent
 from hw.dre import HCU_LATENCY, hcu_batch_cycles, layouts
-from sim.cocotb_streams import (
+from sim.cases.dre import (
+    HCUStream,
+    env_workload,
+    hcu_expected,
+    hcu_stream,
+    hcu_timing,
+)
+from sim.coverage import collector, hcu_token_bins
+from sim.kit.cocotb_streams import (
     Scoreboard,
     StreamSink,
     StreamSource,
@@ -24,14 +32,6 @@ from sim.cocotb_streams import (
     seed_from_env,
     start_clock,
     timing_from_env,
-)
-from sim.coverage import collector, hcu_token_bins
-from sim.dre_data import (
-    HCUStream,
-    env_workload,
-    hcu_expected,
-    hcu_stream,
-    hcu_timing,
 )
 
 

@@ -28,7 +28,8 @@ from golden.softmax import NEG_INF as golden_neg_inf
 from golden.softmax import tile_step
 from hw.config import HWConfig
 from hw.datapath.layouts import layouts
-from sim.cocotb_streams import (
+from sim.coverage import collector, tile_softmax_row_bins
+from sim.kit.cocotb_streams import (
     Scoreboard,
     StreamSink,
     StreamSource,
@@ -39,7 +40,6 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.coverage import collector, tile_softmax_row_bins
 
 __all__ = [
     "KINDS",

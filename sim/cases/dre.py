@@ -365,7 +365,7 @@ def topk_expected(row: ScoreRow) -> np.ndarray:
 
 def trace_path() -> Path | None:
     """The trace named by the ``TRACE`` environment variable, if any (``DRE_TRACE``, the
-    absolute path ``sim.runner`` hands to the simulator, takes precedence)."""
+    absolute path ``sim.kit.runner`` hands to the simulator, takes precedence)."""
     value = (os.environ.get("DRE_TRACE") or os.environ.get("TRACE", "")).strip()
     if not value:
         return None

@@ -27,7 +27,8 @@ from golden.fparith import dot, f32_to_bits
 from golden.softmax import online_attention
 from hw.config import HWConfig
 from hw.datapath.layouts import BF16, layouts
-from sim.cocotb_streams import (
+from sim.cases.dre import trace_path
+from sim.kit.cocotb_streams import (
     Scoreboard,
     StreamSink,
     StreamSource,
@@ -38,7 +39,6 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.dre_data import trace_path
 from workloads import trace as trace_io
 
 __all__ = [

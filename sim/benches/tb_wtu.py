@@ -15,7 +15,18 @@ import numpy as np
 from cocotb.triggers import FallingEdge
 
 from hw.dre import layouts, wtu_cycles, wtu_ingest_lanes, wtu_unit_config
-from sim.cocotb_streams import (
+from sim.cases.dre import (
+    SCORE_KINDS,
+    ScoreRow,
+    beat_tuple,
+    env_workload,
+    score_row,
+    selected_beats,
+    wtu_beats,
+    wtu_expected,
+)
+from sim.coverage import collector, deepest_bucket, wtu_row_bins
+from sim.kit.cocotb_streams import (
     Scoreboard,
     StreamSink,
     StreamSource,
@@ -25,17 +36,6 @@ from sim.cocotb_streams import (
     seed_from_env,
     start_clock,
     timing_from_env,
-)
-from sim.coverage import collector, deepest_bucket, wtu_row_bins
-from sim.dre_data import (
-    SCORE_KINDS,
-    ScoreRow,
-    beat_tuple,
-    env_workload,
-    score_row,
-    selected_beats,
-    wtu_beats,
-    wtu_expected,
 )
 
 KINDS = SCORE_KINDS

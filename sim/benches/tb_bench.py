@@ -1,5 +1,5 @@
 """cocotb workload runner for ``sim.bench`` (not a regression: the regressions are
-sim/tb_hcu.py, sim/tb_wtu.py, sim/tb_quickselect.py and sim/tb_topk.py).
+the ``tb_hcu``, ``tb_wtu``, ``tb_quickselect`` and ``tb_topk`` benches).
 
 Reads its workload from ``BENCH_IN`` (an ``.npz`` written by ``sim.bench``), streams it
 through the DUT with no idle cycles and no back-pressure, still checks every output against
@@ -26,15 +26,8 @@ from hw.dre import (
     wtu_ingest_lanes,
     wtu_unit_config,
 )
-from sim.cocotb_streams import (
-    Scoreboard,
-    StreamSink,
-    StreamSource,
-    config_from_env,
-    reset,
-    start_clock,
-)
-from sim.dre_data import (
+from sim.benches.tb_wtu import cluster_beats, clusters_layout, row_cycles
+from sim.cases.dre import (
     HCUStream,
     ScoreRow,
     beat_ids,
@@ -46,7 +39,14 @@ from sim.dre_data import (
     wtu_beats,
     wtu_expected,
 )
-from sim.tb_wtu import cluster_beats, clusters_layout, row_cycles
+from sim.kit.cocotb_streams import (
+    Scoreboard,
+    StreamSink,
+    StreamSource,
+    config_from_env,
+    reset,
+    start_clock,
+)
 
 
 def _write(result: dict) -> None:

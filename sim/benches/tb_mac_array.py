@@ -15,7 +15,20 @@ import cocotb
 from cocotb.triggers import Combine, FallingEdge, with_timeout
 
 from hw.datapath import block_cycles, layouts, mac_latency
-from sim.cocotb_streams import (
+from sim.cases.datapath import (
+    ARRAY_SPECIAL_SCORES,
+    ArrayBlock,
+    array_beats,
+    array_blocks,
+    array_expected,
+    array_score_beat,
+    array_special_blocks,
+    gqa_blocks,
+    load_beats,
+)
+from sim.cases.dre import trace_path
+from sim.coverage import collector, mac_array_block_bins
+from sim.kit.cocotb_streams import (
     PERIOD_NS,
     Scoreboard,
     StreamSink,
@@ -27,19 +40,6 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.coverage import collector, mac_array_block_bins
-from sim.datapath_data import (
-    ARRAY_SPECIAL_SCORES,
-    ArrayBlock,
-    array_beats,
-    array_blocks,
-    array_expected,
-    array_score_beat,
-    array_special_blocks,
-    gqa_blocks,
-    load_beats,
-)
-from sim.dre_data import trace_path
 
 PORTS_IDLE = ("queries__valid", "keys__valid", "scores__ready")
 

@@ -17,7 +17,9 @@ from cocotb.triggers import FallingEdge
 
 from golden.bf16 import to_bf16_bits
 from hw.datapath import layouts, mac_latency
-from sim.cocotb_streams import (
+from sim.cases.datapath import DotCase, mac_beats, mac_expected, synthetic_cases, trace_cases
+from sim.cases.dre import trace_path
+from sim.kit.cocotb_streams import (
     Scoreboard,
     StreamSink,
     StreamSource,
@@ -28,8 +30,6 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.datapath_data import DotCase, mac_beats, mac_expected, synthetic_cases, trace_cases
-from sim.dre_data import trace_path
 
 
 async def start(dut) -> None:

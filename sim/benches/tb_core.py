@@ -1,5 +1,5 @@
 """cocotb regression of the generated VRexCore Verilog (``hw.gen`` top ``core``): a host
-program (``sim.core_data``) against the bit-exact model ``golden.core.CoreModel``, with
+program (``sim.cases.core``) against the bit-exact model ``golden.core.CoreModel``, with
 cocotbext-axi's ``AxiRam`` (a real AXI4 slave model, random AR/R/AW/W/B pauses) as memory.
 
 The host drives ``cmd`` and ``vin`` with random idle cycles and reads ``out`` and ``status``
@@ -9,7 +9,7 @@ Workload: ``TRACE`` (a ``workloads.trace`` file; ``CORE_FRAMES``, ``CORE_LAYERS`
 ``CORE_HEADS`` limit it; its frames are prefilled unless ``CORE_PREFILL=0``) or seeded
 synthetic keys (``SEED``), the frames from the third on prefilled in 2-head blocks.
 ``CORE_QUERIES=N`` replaces the workload by the soak's seeded host program
-(``sim.core_data.soak_program``: several contexts, prefill blocks, bad commands and at least
+(``sim.cases.core.soak_program``: several contexts, prefill blocks, bad commands and at least
 ``N`` decode queries; ``python -m sim.soak_core`` sets it).
 ``CORE_REPORT=path.json`` writes the per-command cycles and the figures ``sim.run`` prints.
 
@@ -35,7 +35,16 @@ from cocotbext.axi import AxiBus, AxiRam
 from golden.core import WORK_COUNTERS
 from hw.config import HWConfig
 from hw.core import PERF, Error, cmd_layout, lane_words
-from sim.cocotb_streams import (
+from sim.cases.core import (
+    Program,
+    cmd_beat,
+    program_from_trace,
+    soak_program,
+    synthetic_program,
+)
+from sim.cases.dre import trace_path
+from sim.coverage import collector
+from sim.kit.cocotb_streams import (
     SlverrInjector,
     StreamSink,
     StreamSource,
@@ -48,16 +57,7 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.core_data import (
-    Program,
-    cmd_beat,
-    program_from_trace,
-    soak_program,
-    synthetic_program,
-)
-from sim.coverage import collector
-from sim.dre_data import trace_path
-from sim.runner import PROGRESS_TAG
+from sim.kit.runner import PROGRESS_TAG
 from workloads import trace as trace_io
 
 
@@ -201,7 +201,7 @@ class Host:
                     "no status (hang)"
                 )
                 break
-            # echoed to the console by sim.runner (a long run shows its progress)
+            # echoed to the console by sim.kit.runner (a long run shows its progress)
             self.dut._log.info(
                 "%s command %d/%d (%s) done in %d cycles",
                 PROGRESS_TAG,

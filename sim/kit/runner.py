@@ -35,8 +35,8 @@ from hw.gen import LINT_WAIVERS, generate
 from hw.toolpath import build_lock, compiler_cache_env
 from hw.units import unit as registry_unit
 from hw.units import units_with_testbench
-from sim.checkers import top_ports
-from sim.cocotb_streams import CONFIG_ENV, config_to_json, parse_seed
+from sim.kit.checkers import top_ports
+from sim.kit.cocotb_streams import CONFIG_ENV, config_to_json, parse_seed
 
 __all__ = [
     "ROOT",
@@ -56,7 +56,7 @@ PROGRESS_TAG = "progress:"
 #: Environment variable of the random seed a CI test session drew (``tests/conftest.py``).
 SESSION_SEED = "VREX_SESSION_SEED"
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SIMULATORS = ("icarus", "verilator")
 #: unit → cocotb test module, for the units of the registry (``hw.units.UNITS``) that have a
 #: unit-level testbench.
@@ -86,7 +86,7 @@ def _echo_progress(log: Path, label: str, period: float = 10.0):
                 ]
                 if tagged:
                     tail = tagged[-1].split(PROGRESS_TAG, 1)[1].strip()
-                    print(f"[sim.runner] {label}: {tail}", flush=True)
+                    print(f"[sim.kit.runner] {label}: {tail}", flush=True)
             if done:
                 return
 
@@ -232,7 +232,7 @@ def run_unit(
 
     ``overrides`` are ``HWConfig.replace`` changes applied on top of the preset; the resulting
     ``HWConfig``, every field, reaches the testbench as JSON in ``DRE_HWCONFIG``
-    (``sim.cocotb_streams.config_from_env``).
+    (``sim.kit.cocotb_streams.config_from_env``).
     ``random_state`` (Verilator only, a nonzero seed): the design without initial values
     (``hw.gen.generate(..., initial_state=False)``) built with ``--x-initial unique
     --x-assign unique`` and run with ``+verilator+rand+reset+2``: every register and RAM
@@ -258,7 +258,7 @@ def run_unit(
     if overrides:
         cfg = cfg.replace(**overrides)
     # The runner lets os.environ override extra_env: a user SEED reaches the test either way.
-    # The whole configuration travels as one JSON object (sim.cocotb_streams.config_from_env
+    # The whole configuration travels as one JSON object (sim.kit.cocotb_streams.config_from_env
     # decodes it), so every field the caller changed reaches the testbench.
     extra_env = {
         "DRE_CONFIG": config,
@@ -341,7 +341,7 @@ def run_unit(
         )
         stamp.write_text(options)
     t1 = time.perf_counter()
-    print(f"[sim.runner] {unit} on {sim}: SEED={seed} ({seed_source})", flush=True)
+    print(f"[sim.kit.runner] {unit} on {sim}: SEED={seed} ({seed_source})", flush=True)
     replay = f"SEED={seed}; replay: {replay_command(seed)}"
     results = rdir / "results.xml"
     results.unlink(missing_ok=True)
@@ -350,7 +350,7 @@ def run_unit(
     bins = rdir / "coverage.json"
     bins.unlink(missing_ok=True)
     extra_env.setdefault("DRE_COVERAGE", str(bins))
-    # The protocol checkers read the ports from the Verilog (sim.checkers.find_ports).
+    # The protocol checkers read the ports from the Verilog (sim.kit.checkers.find_ports).
     extra_env.setdefault("DRE_VERILOG", str(src))
     # Under pytest the cocotb runner exits on failing tests: they are reported below, with the
     # results file, the log and the replay command, as outside pytest.

@@ -1,6 +1,6 @@
 """cocotb regression of the generated FP32RecipPipe Verilog (``hw.gen`` top ``recip_pipe``).
 
-Driver (``operand``: positive normal FP32 patterns, ``sim.datapath_data.recip_operands``) →
+Driver (``operand``: positive normal FP32 patterns, ``sim.cases.datapath.recip_operands``) →
 monitor (``result``) → golden ``golden.fparith.fp32_recip`` → in-order scoreboard: one
 result per operand, bit-exact, nothing else. Random idle cycles on the source and
 back-pressure on the sink (``DRE_IDLE`` / ``DRE_STALL``), seed from ``SEED``; without stalls
@@ -14,7 +14,8 @@ from cocotb.triggers import FallingEdge
 
 from golden.fparith import fp32_recip
 from hw.datapath.recip import RECIP_LATENCY, RECIP_PAYLOAD
-from sim.cocotb_streams import (
+from sim.cases.datapath import recip_operands
+from sim.kit.cocotb_streams import (
     Scoreboard,
     StreamSink,
     StreamSource,
@@ -24,7 +25,6 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.datapath_data import recip_operands
 
 
 async def start(dut) -> None:

@@ -12,7 +12,15 @@ import numpy as np
 from cocotb.triggers import FallingEdge
 
 from hw.dre import layouts, topk_cycles, topk_passes
-from sim.cocotb_streams import (
+from sim.benches.tb_wtu import KINDS, cluster_beats
+from sim.cases.dre import (
+    ScoreRow,
+    env_workload,
+    score_row,
+    topk_expected,
+)
+from sim.coverage import collector, topk_row_bins
+from sim.kit.cocotb_streams import (
     Scoreboard,
     StreamSink,
     StreamSource,
@@ -23,14 +31,6 @@ from sim.cocotb_streams import (
     start_clock,
     timing_from_env,
 )
-from sim.coverage import collector, topk_row_bins
-from sim.dre_data import (
-    ScoreRow,
-    env_workload,
-    score_row,
-    topk_expected,
-)
-from sim.tb_wtu import KINDS, cluster_beats
 
 
 async def run_rows(

@@ -1,0 +1,1 @@
+"""The cocotb testbenches, one ``tb_<unit>`` module per unit (see ``sim``)."""
