@@ -592,6 +592,7 @@ CORE_PARTS: dict[str, str] = {
     "scorer": "cluster scorer (MAC tree result x weight, fixed-point score into the WTU)",
     "gearbox": "fetch gearbox (the KVMU's AXI beats into memory rows)",
     "aging": "aging (the oldest ring token: HCU, KVMU slot, K/V write, key-sum adders, members)",
+    "mean": "mean query (the FP32 sum of a PREFILL's rows, times 1/rows, to BF16)",
     "perf": "performance counters (PERF) and their read mux",
     "rope": "RoPE unit",
     "kvmu": "KVMU read path",

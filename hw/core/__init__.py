@@ -9,6 +9,8 @@
 - ``gearbox``: ``FetchGearbox``, the KVMU's fetched AXI beats into memory rows.
 - ``aging``: ``Aging``, the oldest ring token into the clustered context (HCU, KVMU slot,
   posted K/V write, key-sum rows, member count).
+- ``mean``: ``MeanQuery``, the sum of a ``PREFILL``'s rows and their mean, the query that
+  selects the block's clusters.
 - ``perf``: ``PerfCounters``, the ``PERF`` counters and their read port.
 """
 
@@ -17,6 +19,7 @@ from .core import VRexCore
 from .gearbox import FetchGearbox
 from .hasher import Hasher
 from .host import PERF, STATUS_LAYOUT, Error, Op, check_core_config, cmd_layout, lane_words
+from .mean import MeanQuery
 from .perf import PerfCounters
 from .scorer import ClusterScorer
 
@@ -28,6 +31,7 @@ __all__ = [
     "Error",
     "FetchGearbox",
     "Hasher",
+    "MeanQuery",
     "Op",
     "PerfCounters",
     "VRexCore",

@@ -91,7 +91,7 @@ from __future__ import annotations
 
 import enum as pyenum
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -100,7 +100,6 @@ from golden.core import score_scale_bits
 
 from ..config import HWConfig, bits_for, check_config
 from ..datapath import (
-    FP32Add,
     FP32Mul,
     FP32Recip,
     FP32ToBF16,
@@ -117,6 +116,7 @@ from .aging import AGING_COUNTS, Aging
 from .gearbox import FetchGearbox
 from .hasher import Hasher
 from .host import PERF, STATUS_LAYOUT, Error, Op, check_core_config, cmd_layout
+from .mean import MeanQuery
 from .perf import PerfCounters
 from .scorer import ClusterScorer
 
@@ -246,8 +246,6 @@ class VRexCore(wiring.Component):
         ld_row = Signal(range(FR), name="load_row")
         i_lb = Signal(range(max(2, nb)), name="load_next_beat")
         i_row = Signal(range(FR), name="load_next_row")
-        msum = Signal(data.ArrayLayout(data.ArrayLayout(FP32, lanes), nb), name="mean_sum")
-        rrow = Signal(FP32, name="recip_rows")  # 1 / rows
         lb = Signal(range(nb + 1), name="load_beat")
         ring_base = Signal(tid_bits + 1, name="ring_base")  # id of the oldest ring token
 
@@ -474,24 +472,15 @@ class VRexCore(wiring.Component):
         ]
         for name in AGING_COUNTS:
             count(name, getattr(aging.counts, name))
-        # PREFILL: the FP32 sum of the rows as they leave the RoPE unit (from +0, in row
-        # order) and, at the end, the mean query kpost = bf16(sum *
-        # (1/rows)) that selects the block's clusters.
-        sum_in = Signal(data.ArrayLayout(FP32, lanes), name="mean_sum_in")
-        mean_row = Signal(row_bits, name="mean_row")
-        for i in range(lanes):
-            add = shared(m, f"mean_add{i}", FP32Add())
-            mul = shared(m, f"mean_mul{i}", FP32Mul())
-            cv = shared(m, f"mean_to_bf16_{i}", FP32ToBF16())
-            m.d.comb += [
-                add.a.eq(Mux(prow == 0, 0, msum[lb][i].as_value())),
-                add.b.eq(Cat(Const(0, 16), rope.result.payload.x[i].as_value())),
-                sum_in[i].eq(add.s),
-                mul.a.eq(msum[lb][i]),
-                mul.b.eq(rrow),
-                cv.a.eq(mul.p),
-                mean_row[16 * i : 16 * i + 16].eq(cv.b),
-            ]
+        # PREFILL: the sum of the rows as they leave the RoPE unit and, at the end, the mean
+        # query kpost = bf16(sum * (1/rows)) that selects the block's clusters.
+        m.submodules.mean = mean = MeanQuery(cfg)
+        m.d.comb += [
+            mean.beat.eq(lb),
+            mean.first.eq(prow == 0),
+            mean.x.eq(rope.result.payload.x),
+            mean.recip.eq(recip.result.payload.value),
+        ]
 
         # ------------------------------------------------------------------ control
         m.d.comb += [
@@ -818,7 +807,8 @@ class VRexCore(wiring.Component):
                         q_wr.data.eq(rope.result.payload.x),
                         q_wr.en.eq(1),
                     ]
-                    m.d.sync += [msum[lb].eq(sum_in), lb.eq(lb + 1), ld_addr.eq(ld_addr + 1)]
+                    m.d.comb += mean.add.eq(1)
+                    m.d.sync += [lb.eq(lb + 1), ld_addr.eq(ld_addr + 1)]
                     with m.If(lb == nb - 1):
                         m.d.sync += [lb.eq(0), prow.eq(prow + 1)]
                         with m.If(prow == p_rows - 1):
@@ -830,11 +820,12 @@ class VRexCore(wiring.Component):
             with m.State("P_RECIP_WAIT"):
                 m.d.comb += [query_busy.eq(1), recip.result.ready.eq(1)]
                 with m.If(recip.result.valid):
-                    m.d.sync += [rrow.eq(recip.result.payload.value), lb.eq(0)]
+                    m.d.comb += mean.set_recip.eq(1)
+                    m.d.sync += lb.eq(0)
                     m.next = "P_MEAN"
             with m.State("P_MEAN"):
                 m.d.comb += query_busy.eq(1)
-                m.d.sync += [kpost[lb].eq(mean_row), lb.eq(lb + 1)]
+                m.d.sync += [kpost[lb].eq(mean.mean), lb.eq(lb + 1)]
                 with m.If(lb == nb - 1):
                     m.d.sync += [
                         lb.eq(0),
