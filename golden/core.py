@@ -68,7 +68,14 @@ from .resv import ClusterEvent, ClusterTable, wicsum_select_bucketed
 from .rope import rope_bf16
 from .softmax import NEG_INF, tiled_attention
 
-__all__ = ["NEG_INF", "WORK_COUNTERS", "CoreModel", "QueryOutcome", "score_scale_bits"]
+__all__ = [
+    "NEG_INF",
+    "WORK_COUNTERS",
+    "CoreModel",
+    "QueryOutcome",
+    "mean_query",
+    "score_scale_bits",
+]
 
 #: Work counters of the core (``hw.core.PERF`` has these plus cycle counters), in order.
 WORK_COUNTERS = (
@@ -96,6 +103,17 @@ def score_scale_bits(head_dim: int, score_frac_bits: int) -> np.uint32:
     """``K_score``: FP32 (nearest) of ``log2(e) / sqrt(head_dim) * 2**score_frac_bits``."""
     k = math.log2(math.e) / math.sqrt(head_dim) * (1 << score_frac_bits)
     return np.uint32(f32_to_bits(np.float32(k)))
+
+
+def mean_query(rows: np.ndarray) -> np.ndarray:
+    """The mean query of BF16 rows ``(R, d)`` (uint16 bits), the query a block's clusters are
+    scored with (``hw.core.MeanQuery``): their FP32 sum from ``+0`` in row order, times
+    ``fp32_recip(R)``, rounded to BF16."""
+    acc = np.zeros(rows.shape[1], np.uint32)
+    for row in rows:
+        acc = fp32_add(acc, row.astype(np.uint32) << np.uint32(16))
+    inv = fp32_recip(int_to_fp32(np.uint32(len(rows))))
+    return fp32_to_bf16(fp32_mul(acc, np.broadcast_to(inv, acc.shape)))
 
 
 @dataclass(frozen=True)
@@ -354,11 +372,7 @@ class CoreModel:
         tokens newer than a row masked if ``causal``): (output (R, d), mean, the
         retrieval, the attention order)."""
         qp = np.stack([self._rope(row, int(p)) for row, p in zip(q, pos, strict=True)])
-        acc = np.zeros(self.d, np.uint32)
-        for row in qp:
-            acc = fp32_add(acc, row.astype(np.uint32) << np.uint32(16))
-        inv = fp32_recip(int_to_fp32(np.uint32(len(qp))))
-        mean = fp32_to_bf16(fp32_mul(acc, np.broadcast_to(inv, acc.shape)))
+        mean = mean_query(qp)
         got = self._retrieve(mean)
         kept = self.window.kept()
         order = np.concatenate([kept, got[3]])
