@@ -479,7 +479,7 @@ class VRexCore(wiring.Component):
             mean.beat.eq(lb),
             mean.first.eq(prow == 0),
             mean.x.eq(rope.result.payload.x),
-            mean.recip.eq(recip.result.payload.value),
+            mean.rows_recip.eq(recip.result.payload.value),
         ]
 
         # ------------------------------------------------------------------ control
@@ -825,7 +825,7 @@ class VRexCore(wiring.Component):
                     m.next = "P_MEAN"
             with m.State("P_MEAN"):
                 m.d.comb += query_busy.eq(1)
-                m.d.sync += [kpost[lb].eq(mean.mean), lb.eq(lb + 1)]
+                m.d.sync += [kpost[lb].eq(mean.query), lb.eq(lb + 1)]
                 with m.If(lb == nb - 1):
                     m.d.sync += [
                         lb.eq(0),

@@ -24,9 +24,12 @@ class MeanQuery(wiring.Component):
     - ``beat`` (in): the beat added to or read.
     - ``add`` (in), ``first`` (in), ``x`` (in): on ``add``, the BF16 beat ``x`` is added to
       the sum's ``beat`` (to ``+0`` when ``first``: the block's first row).
-    - ``set_recip`` (in), ``recip`` (in): on ``set_recip``, ``recip`` (FP32 ``1/rows``) is
-      kept for the mean.
-    - ``mean`` (out): ``bf16(sum[beat] * recip)`` (combinational), a memory row.
+    - ``set_recip`` (in), ``rows_recip`` (in): on ``set_recip``, ``rows_recip`` (FP32
+      ``1/rows``) is kept for the mean.
+    - ``query`` (out): ``bf16(sum[beat] * 1/rows)`` (combinational), a memory row.
+
+    (The ports are not called ``mean`` or ``recip``: a port's wire in the core would take the
+    name of the core's ``mean`` or ``recip`` submodule, which synthesis then renames.)
     """
 
     def __init__(self, cfg: HWConfig):
@@ -41,8 +44,8 @@ class MeanQuery(wiring.Component):
                 "first": In(1),
                 "x": In(data.ArrayLayout(16, lanes)),
                 "set_recip": In(1),
-                "recip": In(FP32),
-                "mean": Out(16 * lanes),
+                "rows_recip": In(FP32),
+                "query": Out(16 * lanes),
             }
         )
 
@@ -61,10 +64,10 @@ class MeanQuery(wiring.Component):
                 mul.a.eq(acc[self.beat][i]),
                 mul.b.eq(recip),
                 cv.a.eq(mul.p),
-                self.mean[16 * i : 16 * i + 16].eq(cv.b),
+                self.query[16 * i : 16 * i + 16].eq(cv.b),
             ]
             with m.If(self.add):
                 m.d.sync += acc[self.beat][i].eq(add.s)
         with m.If(self.set_recip):
-            m.d.sync += recip.eq(self.recip)
+            m.d.sync += recip.eq(self.rows_recip)
         return m

@@ -50,14 +50,14 @@ def simulate(cfg, rows_list, seed: int) -> list[np.ndarray]:
                     ctx.set(dut.add, 1)
                     await ctx.tick()
                     ctx.set(dut.add, 0)
-            ctx.set(dut.recip.as_value(), int(fp32_recip(int_to_fp32(np.uint32(len(rows))))))
+            ctx.set(dut.rows_recip.as_value(), int(fp32_recip(int_to_fp32(np.uint32(len(rows))))))
             ctx.set(dut.set_recip, 1)
             await ctx.tick()
             ctx.set(dut.set_recip, 0)
             mean = []
             for b in range(beats):
                 ctx.set(dut.beat, b)
-                word = ctx.get(dut.mean)
+                word = ctx.get(dut.query)
                 mean += [(word >> (16 * i)) & 0xFFFF for i in range(lanes)]
             got.append(np.array(mean, np.uint16))
 
