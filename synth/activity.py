@@ -590,7 +590,6 @@ def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
     prefilled for 2 query heads: one PREFILL of 8 rows) so that the cache outgrows the sink
     and recent windows within ~2000 cycles at the tiny preset: the activity window then holds
     queries and prefills that score clusters and fetch KV over AXI, not only ingest."""
-    from hw.core import lane_words
     from sim.cases.core import cmd_beat, synthetic_program
 
     lanes = cfg.mac_lanes
@@ -608,11 +607,11 @@ def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
             )
             for c in prog.commands:
                 await _put(clk, dut.cmd, [cmd_beat(c)], rng, 0.1)
-                beats = [w for v in c.vectors for w in lane_words(v, lanes)]
+                beats = c.vin_words(lanes)
                 if beats:
                     await _put(clk, dut.vin, beats, rng, 0.1)
-                if c.out is not None:
-                    await _get(clk, dut.out, len(c.out) // lanes, rng, 0.8)
+                if n := c.out_beats(lanes):
+                    await _get(clk, dut.out, n, rng, 0.8)
                 await _get(clk, dut.status, 1, rng, 0.8)
 
     return bench

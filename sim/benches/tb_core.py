@@ -34,7 +34,7 @@ from cocotbext.axi import AxiBus, AxiRam
 
 from golden.core import WORK_COUNTERS
 from hw.config import HWConfig
-from hw.core import PERF, Error, cmd_layout, lane_words
+from hw.core import PERF, Error, cmd_layout
 from sim.cases.core import (
     Program,
     cmd_beat,
@@ -69,11 +69,6 @@ def raw_layouts(cfg: HWConfig):
         data.StructLayout({"o": 32 * lanes, "last": 1}),
         data.StructLayout({"op": 3, "error": 3}),
     )
-
-
-def pack(vector: np.ndarray, lanes: int) -> list[dict]:
-    """One BF16 vector → its ``vin`` beats."""
-    return [{"x": w} for w in lane_words(vector, lanes)]
 
 
 def unpack(beats: list[int], lanes: int) -> np.ndarray:
@@ -172,7 +167,7 @@ class Host:
     async def command(self, c) -> tuple[int, int, int]:
         """Send one command and its vectors; returns (status op, error, cycles from the
         command's handshake to its status handshake)."""
-        beats = [b for v in c.vectors for b in pack(v, self.lanes)]
+        beats = [{"x": w} for w in c.vin_words(self.lanes)]
         vin_task = cocotb.start_soon(self.vin.send(beats)) if beats else None
         await self.cmd.send([cmd_beat(c)])
         t_cmd = self.cmd.times[-1]
@@ -225,7 +220,7 @@ class Host:
                 )
             else:
                 collector().hit("core.status", Error(got_err).name)
-            want_beats = len(c.out) // self.lanes if c.out is not None else 0
+            want_beats = c.out_beats(self.lanes)
             got = self.outs[n_out:]
             if len(got) != want_beats:
                 failures.append(
@@ -307,7 +302,7 @@ async def core_reset_mid_query(dut):
     for c in prog.commands[:first_fetch]:
         await host.command(c)
     c = prog.commands[first_fetch]
-    cocotb.start_soon(host.vin.send([b for v in c.vectors for b in pack(v, host.lanes)]))
+    cocotb.start_soon(host.vin.send([{"x": w} for w in c.vin_words(host.lanes)]))
     await host.cmd.send([cmd_beat(c)])
     burst = False
     for _ in range(5000 if fetching else 50):  # until a read burst is in flight

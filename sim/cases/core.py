@@ -10,6 +10,11 @@ and, at the end of each context, the work counters. Used by the cocotb regressio
 Workloads: a recorded trace (``workloads.trace``; the decode queries of the first query head of
 each KV head's GQA group, at position = tokens so far) or seeded
 synthetic keys with temporal redundancy (``golden.synthetic``).
+
+The host protocol, written once for the three simulation environments (the Amaranth tests'
+host, the cocotb bench's ``Host``, the synthesis activity's host): per command its ``cmd``
+beat (``cmd_beat``), its ``vin`` words (``Command.vin_words``), then ``Command.out_beats``
+beats on ``out`` (a vector-answering command) and one ``status`` beat.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from golden.core import CoreModel
 from golden.rope import rope
 from golden.synthetic import synthetic_keys
 from hw.config import HWConfig, bits_for
-from hw.core import Error, Op
+from hw.core import Error, Op, lane_words
 from workloads.trace import Trace
 
 __all__ = [
@@ -50,6 +55,14 @@ class Command:
     group: int = 0  #: PREFILL: rows per position
     out: np.ndarray | None = None  #: expected FP32 output (d,) uint32; (rows * d,) for PREFILL
     info: dict = field(default_factory=dict)  #: model figures for the report
+
+    def vin_words(self, lanes: int) -> list[int]:
+        """The ``vin`` beats' payload words: every vector's ``lane_words``, in order."""
+        return [w for v in self.vectors for w in lane_words(v, lanes)]
+
+    def out_beats(self, lanes: int) -> int:
+        """The beats the command answers with on ``out`` (0: it answers with no vector)."""
+        return 0 if self.out is None else len(self.out) // lanes
 
 
 @dataclass(frozen=True)

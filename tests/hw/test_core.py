@@ -9,7 +9,7 @@ import pytest
 
 from golden.core import WORK_COUNTERS
 from hw.config import preset
-from hw.core import PERF, Error, Op, VRexCore, check_core_config, lane_words
+from hw.core import PERF, Error, Op, VRexCore, check_core_config
 from sim.cases.core import cmd_beat, synthetic_program
 from sim.kit.axi_ram import AxiRamModel
 from sim.kit.streams import TIMINGS, Harness, run, stream_get, stream_put
@@ -41,11 +41,10 @@ def simulate(cfg, prog, *, timing: str, seed: int, vcd=None, **ram_options):
         for i, c in enumerate(prog.commands):
             start = ctx.get(h.cycle)
             await stream_put(ctx, dut.cmd, [cmd_beat(c)], cycle=h.cycle, rng=rng, idle=idle)
-            beats = [vin_layout.from_bits(w) for v in c.vectors for w in lane_words(v, lanes)]
+            beats = [vin_layout.from_bits(w) for w in c.vin_words(lanes)]
             if beats:
                 await stream_put(ctx, dut.vin, beats, cycle=h.cycle, rng=rng, idle=idle)
-            if c.out is not None:
-                n = len(c.out) // lanes
+            if n := c.out_beats(lanes):
                 got = await stream_get(ctx, dut.out, cycle=h.cycle, count=n, rng=rng, stall=stall)
                 vec = [int(p.o[i].as_value().value) for p, _ in got for i in range(lanes)]
                 out["outputs"].append((i, np.array(vec, np.uint32), [int(p.last) for p, _ in got]))
