@@ -13,30 +13,24 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.triggers import FallingEdge
 
 from hw.dre import layouts, quickselect_cycles
 from sim.benches.tb_wtu import synthetic_rows
 from sim.cases.dre import (
     ScoreRow,
-    beat_tuple,
-    env_workload,
     quickselect_beats,
     quickselect_expected,
-    selected_beats,
 )
-from sim.coverage import collector, quickselect_row_bins
+from sim.coverage import quickselect_row_bins
+from sim.kit import selector_bench
 from sim.kit.cocotb_streams import (
-    Scoreboard,
-    StreamSink,
-    StreamSource,
     config_from_env,
-    make_rng,
     reset,
     seed_from_env,
     start_clock,
     timing_from_env,
 )
+from sim.kit.selector_bench import Expected, Selector
 
 
 def clusters_layout(cfg):
@@ -52,67 +46,37 @@ def selected_layout(cfg):
     return lay.selected_lanes if cfg.wtu_lanes > 1 else lay.selected
 
 
+def selector(cfg) -> Selector:
+    """The quick-select of ``cfg`` for ``sim.kit.selector_bench``."""
+    lay = layouts(cfg)
+
+    def expect(row: ScoreRow) -> Expected:
+        exp = quickselect_expected(cfg, row)
+        summary = (exp.selected.size, len(exp.pass_reads), exp.total_mass, exp.threshold, 0)
+        cycles = quickselect_cycles(cfg, row.scores.size, exp)
+        return Expected(exp.selected, summary, cycles, quickselect_row_bins(cfg, row, exp))
+
+    return Selector(
+        name="quickselect",
+        cmd_layout=lay.wtu_cmd,
+        clusters_layout=clusters_layout(cfg),
+        selected_layout=selected_layout(cfg),
+        summary_layout=lay.quickselect_summary,
+        lanes=cfg.wtu_lanes,
+        cmd=lambda r: {"coverage_q": r.coverage_q},
+        beats=lambda r: quickselect_beats(cfg, r),
+        expect=expect,
+        summary=lambda p: (p.n_selected, p.passes, p.total_mass, p.threshold, p.error),
+    )
+
+
 async def run_rows(
     dut, rows: list[ScoreRow], *, idle: float, stall: float, exact: bool, tag: int
 ) -> list[int]:
-    """Send the rows back to back; check every selected id, flag and summary and each row's
-    cycles against ``quickselect_cycles`` (equal without stalls, at least with them)."""
-    cfg = config_from_env()
-    lay = layouts(cfg)
-    await FallingEdge(dut.clk)
-    sel_sb = Scoreboard("quickselect.selected", dut._log)
-    sum_sb = Scoreboard("quickselect.summary", dut._log)
-    want, bins = [], []
-    cov = collector()
-    for row in rows:
-        exp = quickselect_expected(cfg, row)
-        bins.append(quickselect_row_bins(cfg, row, exp))
-        k = exp.selected.size
-        for beat in selected_beats(exp.selected, cfg.wtu_lanes):
-            sel_sb.expect(beat)
-        sum_sb.expect((k, len(exp.pass_reads), exp.total_mass, exp.threshold, 0))
-        want.append(quickselect_cycles(cfg, row.scores.size, exp))
-    sel = StreamSink(
-        dut,
-        "selected",
-        selected_layout(cfg),
-        rng=make_rng(tag, 3),
-        stall=stall,
-        callback=lambda p, _t: sel_sb.check(beat_tuple(p, cfg.wtu_lanes)),
+    """``sim.kit.selector_bench.run_rows`` on the quick-select of the run's configuration."""
+    return await selector_bench.run_rows(
+        dut, selector(config_from_env()), rows, idle=idle, stall=stall, exact=exact, tag=tag
     )
-
-    def on_summary(p, _t):
-        sum_sb.check((p.n_selected, p.passes, p.total_mass, p.threshold, p.error))
-        for group, name in bins[len(summ.beats) - 1]:
-            cov.hit(group, name)
-
-    summ = StreamSink(
-        dut,
-        "summary",
-        lay.quickselect_summary,
-        rng=make_rng(tag, 4),
-        stall=stall,
-        callback=on_summary,
-    )
-    cmd = StreamSource(dut, "cmd", lay.wtu_cmd, rng=make_rng(tag, 1), idle=idle)
-    src = StreamSource(dut, "clusters", clusters_layout(cfg), rng=make_rng(tag, 2), idle=idle)
-    sel.start()
-    summ.start()
-    cmd_task = cocotb.start_soon(cmd.send([{"coverage_q": r.coverage_q} for r in rows]))
-    await src.send([b for r in rows for b in quickselect_beats(cfg, r)])
-    await cmd_task
-    budget = sum(want)
-    await summ.wait_for(len(rows), timeout_cycles=int(4 * budget / (1 - max(idle, stall))) + 500)
-    for _ in range(50):  # anything more would be a duplicate
-        await FallingEdge(dut.clk)
-    sel.stop()
-    summ.stop()
-    sel_sb.assert_done()
-    sum_sb.assert_done()
-    cycles = [s - c + 1 for (_, s), c in zip(summ.beats, cmd.times, strict=True)]
-    for got, formula in zip(cycles, want, strict=True):
-        assert got == formula if exact else got >= formula, f"cycles {got}, formula {formula}"
-    return cycles
 
 
 @cocotb.test()
@@ -172,25 +136,12 @@ async def quickselect_corner_rows(dut):
 async def quickselect_video_trace(dut):
     """Cluster scores of the TRACE file, or of video-like synthetic keys (sim.cases.dre)."""
     cfg = config_from_env()
-    await start_clock(dut)
-    await reset(dut)
-    _, rows = env_workload(cfg, rows=12, seed=seed_from_env(), log=dut._log)
-    idle, stall = timing_from_env()
-    await run_rows(dut, rows, idle=idle, stall=stall, exact=False, tag=4)
+    await selector_bench.video_trace(dut, selector(cfg), cfg)
 
 
 @cocotb.test()
 async def quickselect_reset_mid_row(dut):
     """A reset in the middle of a row drops it; the next row is selected from scratch."""
     cfg = config_from_env()
-    lay = layouts(cfg)
-    await start_clock(dut)
-    await reset(dut)
     first, second = synthetic_rows(cfg, 4, seed_from_env() + 2)[2:4]
-    cmd = StreamSource(dut, "cmd", lay.wtu_cmd)
-    src = StreamSource(dut, "clusters", clusters_layout(cfg))
-    await cmd.send([{"coverage_q": first.coverage_q}])
-    beats = quickselect_beats(cfg, first)
-    await src.send(beats[: max(1, len(beats) // 2)])
-    await reset(dut, cycles=1)
-    await run_rows(dut, [second], idle=0.2, stall=0.2, exact=False, tag=5)
+    await selector_bench.reset_mid_row(dut, selector(cfg), first, second)

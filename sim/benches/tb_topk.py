@@ -8,101 +8,68 @@ Drivers (``cmd``, ``clusters``) → monitors (``selected``, ``summary``) → gol
 from __future__ import annotations
 
 import cocotb
-import numpy as np
-from cocotb.triggers import FallingEdge
 
 from hw.dre import layouts, topk_cycles, topk_passes
-from sim.benches.tb_wtu import KINDS, cluster_beats
+from sim.benches import tb_wtu
+from sim.benches.tb_wtu import cluster_beats
 from sim.cases.dre import (
     ScoreRow,
-    env_workload,
-    score_row,
     topk_expected,
 )
-from sim.coverage import collector, topk_row_bins
+from sim.coverage import topk_row_bins
+from sim.kit import selector_bench
 from sim.kit.cocotb_streams import (
-    Scoreboard,
-    StreamSink,
-    StreamSource,
     config_from_env,
-    make_rng,
     reset,
     seed_from_env,
     start_clock,
     timing_from_env,
 )
+from sim.kit.selector_bench import Expected, Selector
+
+
+def selector(cfg) -> Selector:
+    """The top-k selector of ``cfg`` for ``sim.kit.selector_bench``."""
+    lay = layouts(cfg)
+
+    def expect(row: ScoreRow) -> Expected:
+        ids = topk_expected(row).tolist()
+        n = row.scores.size
+        summary = (len(ids), topk_passes(cfg, n, row.k), 0)
+        return Expected(ids, summary, topk_cycles(cfg, n, row.k), topk_row_bins(cfg, row))
+
+    return Selector(
+        name="topk",
+        cmd_layout=lay.topk_cmd,
+        clusters_layout=lay.cluster_score,
+        selected_layout=lay.selected,
+        summary_layout=lay.topk_summary,
+        lanes=1,
+        cmd=lambda r: {"k": r.k},
+        beats=cluster_beats,
+        expect=expect,
+        summary=lambda p: (p.n_selected, p.passes, p.error),
+    )
 
 
 async def run_rows(
     dut, rows: list[ScoreRow], *, idle: float, stall: float, exact: bool, tag: int
 ) -> list[int]:
-    cfg = config_from_env()
-    lay = layouts(cfg)
-    await FallingEdge(dut.clk)
-    sel_sb = Scoreboard("topk.selected", dut._log)
-    sum_sb = Scoreboard("topk.summary", dut._log)
-    budget = 0
-    bins = [topk_row_bins(cfg, row) for row in rows]
-    cov = collector()
-    for row in rows:
-        exp = topk_expected(row).tolist()
-        for i, c in enumerate(exp):
-            sel_sb.expect((c, int(i == len(exp) - 1)))
-        sum_sb.expect((len(exp), topk_passes(cfg, row.scores.size, row.k), 0))
-        budget += topk_cycles(cfg, row.scores.size, row.k)
-    sel = StreamSink(
-        dut,
-        "selected",
-        lay.selected,
-        rng=make_rng(tag, 3),
-        stall=stall,
-        callback=lambda p, _t: sel_sb.check((p.cluster, p.last)),
+    """``sim.kit.selector_bench.run_rows`` on the top-k selector of the run's configuration."""
+    return await selector_bench.run_rows(
+        dut, selector(config_from_env()), rows, idle=idle, stall=stall, exact=exact, tag=tag
     )
-
-    def on_summary(p, _t):
-        sum_sb.check((p.n_selected, p.passes, p.error))
-        for group, name in bins[len(summ.beats) - 1]:
-            cov.hit(group, name)
-
-    summ = StreamSink(
-        dut, "summary", lay.topk_summary, rng=make_rng(tag, 4), stall=stall, callback=on_summary
-    )
-    cmd = StreamSource(dut, "cmd", lay.topk_cmd, rng=make_rng(tag, 1), idle=idle)
-    src = StreamSource(dut, "clusters", lay.cluster_score, rng=make_rng(tag, 2), idle=idle)
-    sel.start()
-    summ.start()
-    cmd_task = cocotb.start_soon(cmd.send([{"k": r.k} for r in rows]))
-    await src.send([b for r in rows for b in cluster_beats(r)])
-    await cmd_task
-    await summ.wait_for(len(rows), timeout_cycles=int(4 * budget / (1 - max(idle, stall))) + 500)
-    for _ in range(50):
-        await FallingEdge(dut.clk)
-    sel.stop()
-    summ.stop()
-    sel_sb.assert_done()
-    sum_sb.assert_done()
-    cycles = [s - c + 1 for (_, s), c in zip(summ.beats, cmd.times, strict=True)]
-    for row, got in zip(rows, cycles, strict=True):
-        want = topk_cycles(cfg, row.scores.size, row.k)
-        assert got == want if exact else got >= want, f"row cycles {got}, formula {want}"
-    return cycles
 
 
 def synthetic_rows(cfg, count: int, seed: int) -> list[ScoreRow]:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(count):
-        n = (
-            1
-            if i == 0
-            else cfg.max_clusters
-            if i == 1
-            else int(rng.integers(1, cfg.max_clusters + 1))
-        )
-        row = score_row(cfg, n, seed=seed * 1000 + i, kind=KINDS[i % len(KINDS)])
-        k = 0 if i == 2 else cfg.max_clusters if i == 3 else row.k
-        rows.append(ScoreRow(scores=row.scores, counts=row.counts, coverage_q=1, k=k))
-    return rows
+    """The WTU regression's rows (``tb_wtu.synthetic_rows``) with coverage 1 and ``k``: 0 in
+    the third, ``max_clusters`` in the fourth, the row's own otherwise."""
+    rows = tb_wtu.synthetic_rows(cfg, count, seed)
+    ks = [0 if i == 2 else cfg.max_clusters if i == 3 else r.k for i, r in enumerate(rows)]
+    return [
+        ScoreRow(scores=r.scores, counts=r.counts, coverage_q=1, k=k)
+        for r, k in zip(rows, ks, strict=True)
+    ]
 
 
 @cocotb.test()
@@ -132,17 +99,9 @@ async def topk_exact_cycles(dut):
 async def topk_video_trace(dut):
     """Scores from the TRACE file (or video-like synthetic data), k = topk_k and 3·topk_k."""
     cfg = config_from_env()
-    await start_clock(dut)
-    await reset(dut)
-    _, rows = env_workload(cfg, rows=8, seed=seed_from_env(), log=dut._log)
-    rows = [
-        ScoreRow(
-            scores=r.scores,
-            counts=r.counts,
-            coverage_q=1,
-            k=min(cfg.max_clusters, cfg.topk_k * (1 + 2 * (i % 2))),
-        )
-        for i, r in enumerate(rows)
-    ]
-    idle, stall = timing_from_env()
-    await run_rows(dut, rows, idle=idle, stall=stall, exact=False, tag=3)
+
+    def with_k(i: int, r: ScoreRow) -> ScoreRow:
+        k = min(cfg.max_clusters, cfg.topk_k * (1 + 2 * (i % 2)))
+        return ScoreRow(scores=r.scores, counts=r.counts, coverage_q=1, k=k)
+
+    await selector_bench.video_trace(dut, selector(cfg), cfg, rows=8, row_map=with_k)

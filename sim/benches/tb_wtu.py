@@ -12,31 +12,25 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.triggers import FallingEdge
 
 from hw.dre import layouts, wtu_cycles, wtu_ingest_lanes, wtu_unit_config
 from sim.cases.dre import (
     SCORE_KINDS,
     ScoreRow,
-    beat_tuple,
-    env_workload,
     score_row,
-    selected_beats,
     wtu_beats,
     wtu_expected,
 )
-from sim.coverage import collector, deepest_bucket, wtu_row_bins
+from sim.coverage import deepest_bucket, wtu_row_bins
+from sim.kit import selector_bench
 from sim.kit.cocotb_streams import (
-    Scoreboard,
-    StreamSink,
-    StreamSource,
     config_from_env,
-    make_rng,
     reset,
     seed_from_env,
     start_clock,
     timing_from_env,
 )
+from sim.kit.selector_bench import Expected, Selector
 
 KINDS = SCORE_KINDS
 
@@ -73,68 +67,44 @@ def cluster_beats(row: ScoreRow) -> list[dict]:
     ]
 
 
+def selector(cfg) -> Selector:
+    """The WTU of ``cfg`` for ``sim.kit.selector_bench``."""
+    lay = layouts(cfg)
+
+    def expect(row: ScoreRow) -> Expected:
+        exp = wtu_expected(cfg, row)
+        summary = (
+            *(exp.b_star, exp.buckets_scanned, exp.clusters_emitted),
+            *(exp.total_mass, exp.threshold, 0),
+        )
+        return Expected(
+            exp.selected, summary, row_cycles(cfg, row, exp), wtu_row_bins(cfg, row, exp)
+        )
+
+    return Selector(
+        name="wtu",
+        cmd_layout=lay.wtu_cmd,
+        clusters_layout=clusters_layout(cfg),
+        selected_layout=selected_layout(cfg),
+        summary_layout=lay.wtu_summary,
+        lanes=wtu_ingest_lanes(cfg),
+        cmd=lambda r: {"coverage_q": r.coverage_q},
+        beats=lambda r: wtu_beats(cfg, r),
+        expect=expect,
+        summary=lambda p: (
+            *(p.b_star, p.buckets_scanned, p.n_selected),
+            *(p.total_mass, p.threshold, p.error),
+        ),
+    )
+
+
 async def run_rows(
     dut, rows: list[ScoreRow], *, idle: float, stall: float, exact: bool, tag: int
 ) -> list[int]:
-    """Send the rows back to back; check every selected beat (id, or row of ids with lanes),
-    flag and summary; returns the cycles of each row (cmd handshake to summary handshake,
-    both included)."""
-    cfg = unit_config()
-    lay = layouts(cfg)
-    lanes = wtu_ingest_lanes(cfg)
-    await FallingEdge(dut.clk)
-    sel_sb = Scoreboard("wtu.selected", dut._log)
-    sum_sb = Scoreboard("wtu.summary", dut._log)
-    budget = 0
-    bins = []
-    for row in rows:
-        exp = wtu_expected(cfg, row)
-        bins.append(wtu_row_bins(cfg, row, exp))
-        k = exp.clusters_emitted
-        for beat in selected_beats(exp.selected, lanes):
-            sel_sb.expect(beat)
-        sum_sb.expect((exp.b_star, exp.buckets_scanned, k, exp.total_mass, exp.threshold, 0))
-        budget += row_cycles(cfg, row, exp)
-    sel = StreamSink(
-        dut,
-        "selected",
-        selected_layout(cfg),
-        rng=make_rng(tag, 3),
-        stall=stall,
-        callback=lambda p, _t: sel_sb.check(beat_tuple(p, lanes)),
+    """``sim.kit.selector_bench.run_rows`` on the WTU of the run's configuration."""
+    return await selector_bench.run_rows(
+        dut, selector(unit_config()), rows, idle=idle, stall=stall, exact=exact, tag=tag
     )
-    cov = collector()
-
-    def on_summary(p, _t):
-        sum_sb.check(
-            (p.b_star, p.buckets_scanned, p.n_selected, p.total_mass, p.threshold, p.error)
-        )
-        for group, name in bins[len(summ.beats) - 1]:
-            cov.hit(group, name)
-
-    summ = StreamSink(
-        dut, "summary", lay.wtu_summary, rng=make_rng(tag, 4), stall=stall, callback=on_summary
-    )
-    cmd = StreamSource(dut, "cmd", lay.wtu_cmd, rng=make_rng(tag, 1), idle=idle)
-    src = StreamSource(dut, "clusters", clusters_layout(cfg), rng=make_rng(tag, 2), idle=idle)
-    sel.start()
-    summ.start()
-    cmd_task = cocotb.start_soon(cmd.send([{"coverage_q": r.coverage_q} for r in rows]))
-    beats = [b for r in rows for b in wtu_beats(cfg, r)]
-    await src.send(beats)
-    await cmd_task
-    await summ.wait_for(len(rows), timeout_cycles=int(4 * budget / (1 - max(idle, stall))) + 500)
-    for _ in range(50):  # anything more would be a duplicate
-        await FallingEdge(dut.clk)
-    sel.stop()
-    summ.stop()
-    sel_sb.assert_done()
-    sum_sb.assert_done()
-    cycles = [s - c + 1 for (_, s), c in zip(summ.beats, cmd.times, strict=True)]
-    for row, got in zip(rows, cycles, strict=True):
-        want = row_cycles(cfg, row, wtu_expected(cfg, row))
-        assert got == want if exact else got >= want, f"row cycles {got}, formula {want}"
-    return cycles
 
 
 def synthetic_rows(cfg, count: int, seed: int) -> list[ScoreRow]:
@@ -235,25 +205,12 @@ async def wtu_video_trace(dut):
     """Cluster scores from real-video-like data: the TRACE file when given, else synthetic
     redundant frames clustered by the golden model and scored against peaked queries."""
     cfg = unit_config()
-    await start_clock(dut)
-    await reset(dut)
-    _, rows = env_workload(cfg, rows=12, seed=seed_from_env(), log=dut._log)
-    idle, stall = timing_from_env()
-    await run_rows(dut, rows, idle=idle, stall=stall, exact=False, tag=4)
+    await selector_bench.video_trace(dut, selector(cfg), cfg)
 
 
 @cocotb.test()
 async def wtu_reset_mid_row(dut):
     """A reset in the middle of a row drops it; the next row is selected from scratch."""
     cfg = unit_config()
-    lay = layouts(cfg)
-    await start_clock(dut)
-    await reset(dut)
     first, second = synthetic_rows(cfg, 4, seed_from_env() + 2)[2:4]
-    cmd = StreamSource(dut, "cmd", lay.wtu_cmd)
-    src = StreamSource(dut, "clusters", clusters_layout(cfg))
-    await cmd.send([{"coverage_q": first.coverage_q}])
-    beats = wtu_beats(cfg, first)
-    await src.send(beats[: max(1, len(beats) // 2)])
-    await reset(dut, cycles=1)
-    await run_rows(dut, [second], idle=0.2, stall=0.2, exact=False, tag=5)
+    await selector_bench.reset_mid_row(dut, selector(cfg), first, second)
