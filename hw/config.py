@@ -85,6 +85,12 @@ class HWConfig:
     #: MacArray: BF16 elements of a vector per beat, the lanes of each row's pairwise tree.
     #: Power of two in 1..256.
     mac_cols: int = 64
+    #: Every MacTree (each MacArray row, the core's MAC tree) registers its operands before
+    #: its multipliers (1) or multiplies them as they arrive (0): one more cycle of latency,
+    #: and a MacArray's K beat, which every row shares, then drives one register per row
+    #: instead of every row's multiplier inputs, a fanout of thousands of gates at 64 lanes
+    #: that unbuffered it set the paper core's clock. 0 or 1.
+    mac_in_register: int = 1
     #: Core: query rows one ``PREFILL`` may carry (a frame's tokens x the GQA group's heads),
     #: held in the core's query buffer (``frame_rows x head_dim`` BF16) and in the tiled
     #: attention engine's FIFOs, all with one selection. 1..4096.
@@ -145,6 +151,7 @@ class HWConfig:
         check_int("mac_cols", self.mac_cols, 1, 256)
         if self.mac_cols & (self.mac_cols - 1):
             raise ValueError(f"mac_cols must be a power of two in 1..256, not {self.mac_cols!r}")
+        check_int("mac_in_register", self.mac_in_register, 0, 1)
         check_int("frame_rows", self.frame_rows, 1, 4096)
         check_int("rope_lut_bits", self.rope_lut_bits, 2, 16)
         check_int("rope_pairs", self.rope_pairs, 1, 256)
@@ -330,6 +337,7 @@ PRESETS: dict[str, HWConfig] = {
         mac_lanes=4,
         mac_rows=4,
         mac_cols=4,
+        mac_in_register=0,  # a 4-row array: the K beat's fanout is small
         frame_rows=16,
         chunk_tokens=4,
         # A pool for a whole context (2**token_id_bits tokens in 4-token chunks, plus each

@@ -11,11 +11,14 @@ Interface
 Structure (the reduction order of ``golden.fparith``): ``mac_lanes`` ``BF16Mul`` feed a
 pairwise tree of ``FP32Add`` (level ``k`` adds neighbouring level ``k-1`` values, lower
 index on the left) and a final ``FP32Add`` accumulates the chunk sums of one dot product
-sequentially, starting from the first chunk's sum. Registers: after the multipliers, after
-each of the ``log2(mac_lanes)`` tree levels, and the output register (the accumulator sits
-before it). Subnormals are flushed, rounding is to nearest even at every add.
+sequentially, starting from the first chunk's sum. Registers: the operands when
+``mac_in_register`` is 1 (before the multipliers, so a ``b`` that many trees share drives
+one register per tree), after the multipliers, after each of the ``log2(mac_lanes)`` tree
+levels, and the output register (the accumulator sits before it). Subnormals are flushed,
+rounding is to nearest even at every add.
 
-Cycles: ``latency = log2(mac_lanes) + 2`` register stages, so with no stalls the result of
+Cycles: ``latency = log2(mac_lanes) + 2 + mac_in_register`` register stages, so with no
+stalls the result of
 a dot product whose ``last`` beat is accepted at cycle ``t`` is offered at cycle
 ``t + latency``. Throughput: one beat (``mac_lanes`` MACs) per cycle, so a dot product of
 ``n`` elements costs ``ceil(n / mac_lanes)`` cycles of issue. Back-pressure: the pipeline
@@ -38,9 +41,9 @@ __all__ = ["MacTree", "mac_latency"]
 
 
 def mac_latency(cfg: HWConfig) -> int:
-    """``log2(mac_lanes) + 2``: multiplier register, one register per tree level, output
-    register."""
-    return ceil_log2(cfg.mac_lanes) + 2
+    """``log2(mac_lanes) + 2 + mac_in_register``: operand register (``mac_in_register``),
+    multiplier register, one register per tree level, output register."""
+    return ceil_log2(cfg.mac_lanes) + 2 + cfg.mac_in_register
 
 
 class MacTree(wiring.Component):
@@ -77,16 +80,23 @@ class MacTree(wiring.Component):
         advance = Signal()
         m.d.comb += [advance.eq(~out.valid | out.ready), vin.ready.eq(advance)]
 
-        # Stage 0: products.
+        # Operand register (mac_in_register), then stage 0: products.
+        ops, valid, last = vin.payload, vin.valid, vin.payload.last
+        if self._cfg.mac_in_register:
+            ops = Signal(vin.payload.shape(), name="operands")
+            valid, last = Signal(name="operands_valid"), Signal(name="operands_last")
+            with m.If(advance):
+                m.d.sync += [ops.eq(vin.payload), valid.eq(vin.valid), last.eq(vin.payload.last)]
         level = Signal(data.ArrayLayout(FP32, lanes), name="products")
-        valid, last = Signal(name="products_valid"), Signal(name="products_last")
+        pvalid, plast = Signal(name="products_valid"), Signal(name="products_last")
         for i in range(lanes):
             mul = shared(m, f"mul{i}", BF16Mul())
-            m.d.comb += [mul.a.eq(vin.payload.a[i]), mul.b.eq(vin.payload.b[i])]
+            m.d.comb += [mul.a.eq(ops.a[i]), mul.b.eq(ops.b[i])]
             with m.If(advance):
                 m.d.sync += level[i].eq(mul.p)
         with m.If(advance):
-            m.d.sync += [valid.eq(vin.valid), last.eq(vin.payload.last)]
+            m.d.sync += [pvalid.eq(valid), plast.eq(last)]
+        valid, last = pvalid, plast
 
         # Pairwise tree, one register per level.
         width, k = lanes, 0

@@ -164,6 +164,21 @@ def test_tiled_attention_one_buffer_regression(sim):
 
 
 @pytest.mark.cocotb
+@pytest.mark.parametrize("sim", VARIANT_SIMS)
+@pytest.mark.parametrize(
+    "unit",
+    ["mac_tree", "mac_array", "tiled_attention", pytest.param("core", marks=pytest.mark.slow)],
+)
+def test_mac_in_register_regression(unit, sim):
+    """The regressions of every unit with MAC trees, their operands registered
+    (``mac_in_register`` 1, the paper preset's; the tiny preset multiplies them as they
+    arrive): one more cycle in every tree, the same outputs."""
+    result = run_unit(unit, sim, config="tiny", overrides={"mac_in_register": 1}, tag="inreg")
+    assert result.tests == len(cocotb_tests(UNIT_TESTBENCH[unit])) > 0
+    assert result.failed == 0
+
+
+@pytest.mark.cocotb
 def test_tile_softmax_bench_fails_on_a_corrupted_expectation():
     """The tile softmax scoreboard is live: one flipped bit in one expected ``l``
     (``TILE_CORRUPT``) fails the run, and the results file says which test failed."""

@@ -29,6 +29,7 @@ TINY = preset("tiny")  # 4 x 4, head_dim 16: 4 beats per vector
 CONFIGS = {
     "tiny": TINY,
     "rows3_cols8": TINY.replace(mac_rows=3, mac_cols=8),
+    "rows3_in_register": TINY.replace(mac_rows=3, mac_in_register=1),  # latency + 1
     "rows2_cols1": TINY.replace(mac_rows=2, mac_cols=1),
     "rows1_cols32": TINY.replace(mac_rows=1, mac_cols=32),  # one beat, 16 lanes of padding
 }

@@ -19,6 +19,7 @@ CONFIGS = {
     "tiny": TINY,
     "lanes1": TINY.replace(mac_lanes=1),
     "lanes8": TINY.replace(mac_lanes=8),
+    "in_register": TINY.replace(mac_in_register=1),  # operands registered: latency + 1
     "paper": preset("paper"),  # 64 lanes
 }
 
