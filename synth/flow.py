@@ -591,6 +591,7 @@ CORE_PARTS: dict[str, str] = {
     "hasher": "hasher (hyperplanes ROM and their MAC array block, signature compares, theta)",
     "scorer": "cluster scorer (MAC tree result x weight, fixed-point score into the WTU)",
     "gearbox": "fetch gearbox (the KVMU's AXI beats into memory rows)",
+    "feeder": "feeder (key sums into the MAC tree, kept and fetched K/V into the engine)",
     "aging": "aging (the oldest ring token: HCU, KVMU slot, K/V write, key-sum adders, members)",
     "mean": "mean query (the FP32 sum of a PREFILL's rows, times 1/rows, to BF16)",
     "perf": "performance counters (PERF) and their read mux",

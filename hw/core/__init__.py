@@ -7,6 +7,8 @@
 - ``hasher``: ``Hasher``, the hyperplanes, their MAC array block, the signatures and ``theta``.
 - ``scorer``: ``ClusterScorer``, the clusters' weighted scores into the DRE's WTU.
 - ``gearbox``: ``FetchGearbox``, the KVMU's fetched AXI beats into memory rows.
+- ``feeder``: ``Feeder``, the rows a query streams: the clusters' key sums into the MAC tree,
+  the kept and the fetched tokens' K/V into the attention engine.
 - ``aging``: ``Aging``, the oldest ring token into the clustered context (HCU, KVMU slot,
   posted K/V write, key-sum rows, member count).
 - ``mean``: ``MeanQuery``, the sum of a ``PREFILL``'s rows and their mean, the query that
@@ -16,6 +18,7 @@
 
 from .aging import Aging
 from .core import VRexCore
+from .feeder import Feeder
 from .gearbox import FetchGearbox
 from .hasher import Hasher
 from .host import PERF, STATUS_LAYOUT, Error, Op, check_core_config, cmd_layout, lane_words
@@ -29,6 +32,7 @@ __all__ = [
     "Aging",
     "ClusterScorer",
     "Error",
+    "Feeder",
     "FetchGearbox",
     "Hasher",
     "MeanQuery",

@@ -89,9 +89,7 @@ host chooses); its selection uses the one-row mean ``bf16(sum * 1)``, the query 
 
 from __future__ import annotations
 
-import enum as pyenum
-
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -102,7 +100,6 @@ from ..config import HWConfig, bits_for, check_config
 from ..datapath import (
     FP32Mul,
     FP32Recip,
-    FP32ToBF16,
     IntToFP32,
     MacTree,
     RopeUnit,
@@ -111,8 +108,8 @@ from ..datapath import (
 from ..datapath.layouts import BF16, FP32
 from ..dre import DynamicRetrievalEngine
 from ..kvmu import KVMemoryUnit, KVWriter, axi4_signature
-from ..shared import shared
 from .aging import AGING_COUNTS, Aging
+from .feeder import FEEDER_COUNTS, Feeder, FeedMode
 from .gearbox import FetchGearbox
 from .hasher import Hasher
 from .host import PERF, STATUS_LAYOUT, Error, Op, check_core_config, cmd_layout
@@ -273,149 +270,35 @@ class VRexCore(wiring.Component):
             m.d.comb += perf.inc[name].eq(amount)
 
         # ------------------------------------------------------------------ feeder
-        # One register stage in front of the MAC tree (SCORE) and the engine's token stream
-        # (KEPT, FETCH): the read ports are enabled with ``adv`` so their data, like the
-        # stage's flags, hold while stalled.
-        class Mode(pyenum.IntEnum):
-            SCORE = 1
-            KEPT = 2
-            FETCH = 3
-
-        mode = Signal(2, name="feed_mode")
-        feed_on = Signal(name="feed_on")
-        fi = Signal(range(max(C, kept, 2) + 1), name="feed_i")  # outer index
-        fb = Signal(range(2 * nb + 1), name="feed_b")  # row within the item
-        f_end = Signal(range(max(C, kept, 2) + 1), name="feed_end")
-        kslot = Signal(range(kept), name="feed_slot")  # kept slot of item ``fi``
+        # The rows a query streams (cluster key sums into the MAC tree, kept and fetched
+        # tokens into the engine) through one register stage (hw.core.feeder).
+        m.submodules.feeder = feeder = Feeder(cfg)
         n_sinks = Signal(range(sink + 1), name="n_sinks")
         ring_old = Signal(range(recent), name="ring_oldest")
-
-        mv = Signal(name="stage_valid")
-        mdest_v = Signal(name="stage_v_row")
-        mb = Signal(range(nb), name="stage_row")
-        mlast = Signal(name="stage_last")
-        mrow = Signal(row_bits, name="stage_row_data")  # fetch mode data
-        adv = Signal(name="stage_adv")
-        # Attention streams each token's K and V rows to the engine (the selection's scores
-        # use the tree); ``mpos`` is the staged row's token position.
-        to_attn = Signal(name="to_attn")
-        mpos = Signal(tid_bits + 1, name="stage_pos")
-        m.d.comb += to_attn.eq(mode != Mode.SCORE)
-        m.d.comb += adv.eq(~mv | Mux(to_attn, attn.kv.ready, mac.vectors.ready))
-
-        a_row = kpost[mb]
-        to_bf = []
-        for i in range(lanes):
-            cv = shared(m, f"sum_to_bf16_{i}", FP32ToBF16())
-            m.d.comb += cv.a.eq(sum_rd.data[i])
-            to_bf.append(cv.b.as_value())
-        b_row = Signal(row_bits, name="stage_b")
-        with m.Switch(mode):
-            with m.Case(Mode.SCORE):
-                m.d.comb += b_row.eq(Cat(*to_bf))
-            with m.Case(Mode.KEPT):
-                m.d.comb += b_row.eq(kk_rd.data)
-            with m.Case(Mode.FETCH):
-                m.d.comb += b_row.eq(mrow)
-        # The padding token that ends a prefill's token stream once the KVMU's summary told
-        # that the fetched tokens are all in (TiledAttention's ``pad``).
-        pad_on = Signal(name="pad_on")
-        pad_b = Signal(range(2 * nb + 1), name="pad_beat")
-        v_row = Mux(mode == Mode.FETCH, mrow, kv_rd.data)
-        kv_out = attn.kv
-        with m.If(pad_on):
-            m.d.comb += [
-                kv_out.valid.eq(pad_b < 2 * nb),
-                kv_out.payload.pos.eq(-1),
-                kv_out.payload.end.eq(1),
-                kv_out.payload.pad.eq(1),
-            ]
-        with m.Else():
-            m.d.comb += [
-                kv_out.valid.eq(mv & to_attn),
-                kv_out.payload.x.eq(Mux(mdest_v, v_row, b_row)),
-                kv_out.payload.pos.eq(mpos),
-            ]
-        with m.If(kv_out.valid & kv_out.ready):
-            count("array_beats")
-            with m.If(pad_on):
-                m.d.sync += pad_b.eq(pad_b + 1)
+        wiring.connect(m, feeder.tree, mac.vectors)
+        wiring.connect(m, feeder.kv, attn.kv)
+        wiring.connect(m, gearbox.rows, feeder.fetched)
         m.d.comb += [
-            mac.vectors.valid.eq(mv & ~to_attn),
-            mac.vectors.payload.a.eq(a_row),
-            mac.vectors.payload.b.eq(b_row),
-            mac.vectors.payload.last.eq(mlast),
-        ]
-        with m.If(mac.vectors.valid & mac.vectors.ready):
-            count("mac_beats")
-        with m.If(mac.vectors.valid & ~mac.vectors.ready):
-            count("mac_stall")
-
-        # Issue of the memory modes (HASH, SCORE, KEPT); FETCH loads the stage from the
-        # gearbox below.
-        issue = Signal(name="feed_issue")
-        item_rows = Mux(mode == Mode.KEPT, 2 * nb, nb)
-        b_mod = Mux(fb >= nb, fb - nb, fb).as_unsigned()
-        m.d.comb += [
-            issue.eq(feed_on & (mode != Mode.FETCH) & (fi < f_end)),
-            sum_rd.addr.eq(fi * nb + fb),
-            kk_rd.addr.eq(kslot * nb + b_mod),
-            kv_rd.addr.eq(kslot * nb + b_mod),
-        ]
-        with m.If(feed_on & (mode != Mode.FETCH)):
-            m.d.comb += [
-                sum_rd.en.eq(adv),
-                kk_rd.en.eq(adv),
-                kv_rd.en.eq(adv),
-            ]
-        with m.If(adv & (mode != Mode.FETCH)):
-            m.d.sync += mv.eq(issue)
-            with m.If(issue):
-                m.d.sync += [
-                    mb.eq(b_mod),
-                    mdest_v.eq(fb >= nb),
-                    mlast.eq(b_mod == nb - 1),
-                    # a QUERY's row sees every token (no causal mask)
-                    mpos.eq(
-                        Mux(op == Op.QUERY, 0, Mux(fi < n_sinks, fi, fi - n_sinks + ring_base))
-                    ),
-                    fb.eq(fb + 1),
-                ]
-                with m.If(fb == item_rows - 1):
-                    m.d.sync += [fb.eq(0), fi.eq(fi + 1)]
-                    # next kept slot: sinks 0.., then the ring from its oldest entry
-                    with m.If(kslot + 1 == n_sinks):
-                        m.d.sync += kslot.eq(sink + ring_old)
-                    with m.Elif(kslot == kept - 1):
-                        m.d.sync += kslot.eq(sink)
-                    with m.Else():
-                        m.d.sync += kslot.eq(kslot + 1)
-
-        # FETCH: the KVMU's beats, assembled into rows by the gearbox, load the stage; the
-        # gearbox takes beats in this mode only.
-        fetching = feed_on & (mode == Mode.FETCH)
-        fetched = gearbox.rows
-        m.d.comb += [
-            gearbox.beats.valid.eq(kvmu.kv.valid & fetching),
+            feeder.unmasked.eq(op == Op.QUERY),
+            feeder.n_sinks.eq(n_sinks),
+            feeder.ring_old.eq(ring_old),
+            feeder.ring_base.eq(ring_base),
+            feeder.q_vec.eq(kpost),
+            feeder.sum_data.eq(sum_rd.data),
+            feeder.k_data.eq(kk_rd.data),
+            feeder.v_data.eq(kv_rd.data),
+            sum_rd.addr.eq(feeder.sum_addr),
+            kk_rd.addr.eq(feeder.kept_addr),
+            kv_rd.addr.eq(feeder.kept_addr),
+            # the gearbox takes the KVMU's beats while the feeder fetches
+            gearbox.beats.valid.eq(kvmu.kv.valid & feeder.fetching),
             gearbox.beats.payload.eq(kvmu.kv.payload.data),
-            kvmu.kv.ready.eq(gearbox.beats.ready & fetching),
-            fetched.ready.eq(adv & fetching),
+            kvmu.kv.ready.eq(gearbox.beats.ready & feeder.fetching),
         ]
-        with m.If(fetching & adv):
-            m.d.sync += mv.eq(0)
-        with m.If(fetched.valid & fetched.ready):
-            f = fetched.payload
-            m.d.sync += [
-                mv.eq(1),
-                mpos.eq(0),  # fetched tokens are older than every row
-                mrow.eq(f.data),
-                mdest_v.eq(f.v),
-                mb.eq(f.row),
-                mlast.eq(~f.v & (f.row == nb - 1)),
-            ]
-            with m.If(~f.v & (f.row == 0)):
-                count("tokens_fetched")
-                count("tokens_attended")
+        with m.If(feeder.rd_en):
+            m.d.comb += [sum_rd.en.eq(1), kk_rd.en.eq(1), kv_rd.en.eq(1)]
+        for name in FEEDER_COUNTS:
+            count(name, getattr(feeder.counts, name))
 
         # ------------------------------------------------------------------ MAC results
         # SCORE: the MAC tree's dot products, weighted, into the WTU.
@@ -576,17 +459,17 @@ class VRexCore(wiring.Component):
 
         def attention_done():
             """Every attended token is in: the padding token ends the engine's stream."""
-            m.d.sync += [feed_on.eq(0), pad_on.eq(1), pad_b.eq(0)]
+            m.d.comb += feeder.pad.eq(1)
             m.next = "P_PAD"
 
         def start_feed(mode_value, end):
-            m.d.comb += scorer.start.eq(1)
-            m.d.sync += [
-                mode.eq(mode_value),
-                feed_on.eq(1),
-                fi.eq(0),
-                fb.eq(0),
-                f_end.eq(end),
+            m.d.comb += [
+                scorer.start.eq(1),
+                feeder.start.eq(1),
+                feeder.start_mode.eq(mode_value),
+                feeder.start_end.eq(end),
+                # the kept walk: the first sink, else the oldest ring token
+                feeder.start_slot.eq(Mux(n_sinks == 0, sink + ring_old, 0)),
             ]
 
         ingest_busy = Signal(name="ingest_busy")
@@ -872,8 +755,7 @@ class VRexCore(wiring.Component):
                         m.next = "Q_KEPT_START"
             with m.State("P_PAD"):  # the padding token ends the engine's token stream
                 m.d.comb += query_busy.eq(1)
-                with m.If(pad_b == 2 * nb):
-                    m.d.sync += pad_on.eq(0)
+                with m.If(feeder.pad_done):
                     m.next = "P_OUT"
             with m.State("P_OUT"):  # the engine's outputs, every row
                 m.d.comb += query_busy.eq(1)
@@ -901,33 +783,30 @@ class VRexCore(wiring.Component):
                 m.d.comb += query_busy.eq(1)
                 m.d.comb += dre.wtu_cmd.valid.eq(1)
                 with m.If(dre.wtu_cmd.ready):
-                    start_feed(Mode.SCORE, n_clu)
+                    start_feed(FeedMode.SCORE, n_clu)
                     count("clusters_scored", n_clu)
                     m.next = "Q_SCORE"
             with m.State("Q_SCORE"):
                 m.d.comb += query_busy.eq(1)
-                with m.If(fi == f_end):
-                    m.d.sync += feed_on.eq(0)
+                m.d.comb += feeder.stop.eq(feeder.at_end)
                 with m.If(scorer.done):
                     m.next = "P_QROWS"
             with m.State("Q_KEPT_START"):
                 m.d.comb += query_busy.eq(1)
-                start_feed(Mode.KEPT, n_sinks + ring_n)
-                m.d.sync += kslot.eq(Mux(n_sinks == 0, sink + ring_old, 0))
+                start_feed(FeedMode.KEPT, n_sinks + ring_n)
                 count("tokens_attended", n_sinks + ring_n)
                 m.next = "Q_KEPT"
             with m.State("Q_KEPT"):
                 m.d.comb += query_busy.eq(1)
-                with m.If((fi == f_end) & ~mv):
+                with m.If(feeder.at_end & ~feeder.staged):
                     with m.If(n_clu == 0):
                         attention_done()
                     with m.Else():
-                        m.d.comb += gearbox.clear.eq(1)
-                        m.d.sync += mode.eq(Mode.FETCH)
+                        m.d.comb += [gearbox.clear.eq(1), feeder.fetch.eq(1)]
                         m.next = "Q_FETCH"
             with m.State("Q_FETCH"):
                 m.d.comb += query_busy.eq(1)
-                with m.If(kv_summary_seen & ~mv & gearbox.empty):
+                with m.If(kv_summary_seen & ~feeder.staged & gearbox.empty):
                     attention_done()
             with m.State("STATUS"):
                 m.d.comb += self.status.valid.eq(1)

@@ -8,7 +8,14 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig, check_config
 
-__all__ = ["FetchGearbox"]
+__all__ = ["FetchGearbox", "row_layout"]
+
+
+def row_layout(cfg: HWConfig) -> data.StructLayout:
+    """A fetched row (``FetchGearbox.rows``): ``data``, ``v`` (a V row), ``row`` (its index
+    within the K or the V vector)."""
+    nb = cfg.resv.head_dim // cfg.mac_lanes
+    return data.StructLayout({"data": 16 * cfg.mac_lanes, "v": 1, "row": range(nb)})
 
 
 class FetchGearbox(wiring.Component):
@@ -32,15 +39,10 @@ class FetchGearbox(wiring.Component):
     def __init__(self, cfg: HWConfig):
         check_config(self, cfg)
         self._cfg = cfg
-        nb = cfg.resv.head_dim // cfg.mac_lanes
         super().__init__(
             {
                 "beats": In(stream.Signature(cfg.axi_data_bits)),
-                "rows": Out(
-                    stream.Signature(
-                        data.StructLayout({"data": 16 * cfg.mac_lanes, "v": 1, "row": range(nb)})
-                    )
-                ),
+                "rows": Out(stream.Signature(row_layout(cfg))),
                 "clear": In(1),
                 "empty": Out(1),
             }
