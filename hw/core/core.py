@@ -308,7 +308,7 @@ class VRexCore(wiring.Component):
             scorer.n_clusters.eq(n_clu),
             w_rd.addr.eq(scorer.weight_addr),
             w_rd.en.eq(scorer.weight_en),
-            scorer.weight.eq(w_rd.data),
+            scorer.weight_data.eq(w_rd.data),
             dre.count_addr.eq(scorer.count_addr),
             scorer.count_data.eq(dre.count_data),
         ]

@@ -35,8 +35,8 @@ class ClusterScorer(wiring.Component):
     - ``start`` (in): the next result is cluster 0's.
     - ``n_clusters`` (in): the context's clusters.
     - ``done`` (out): ``n_clusters`` results taken and the last score is out.
-    - ``weight_addr``, ``weight_en`` (out), ``weight`` (in): the read port of the weights
-      (synchronous, ``weight`` holds while ``weight_en`` is low).
+    - ``weight_addr``, ``weight_en`` (out), ``weight_data`` (in): the read port of the weights
+      (synchronous, ``weight_data`` holds while ``weight_en`` is low).
     - ``count_addr`` (out), ``count_data`` (in): the DRE's member counts (a synchronous
       read: ``count_data`` is the count at the previous cycle's ``count_addr``).
     """
@@ -54,7 +54,7 @@ class ClusterScorer(wiring.Component):
                 "done": Out(1),
                 "weight_addr": Out(cid),
                 "weight_en": Out(1),
-                "weight": In(FP32),
+                "weight_data": In(FP32),
                 "count_addr": Out(cid),
                 "count_data": In(cfg.resv.count_bits),
             }
@@ -81,7 +81,7 @@ class ClusterScorer(wiring.Component):
             p_adv.eq(~pv | clusters.ready),
             s_adv.eq(~sv | p_adv),
             mul.a.eq(sdot),
-            mul.b.eq(self.weight),
+            mul.b.eq(self.weight_data),
             to_fixed.a.eq(prod),
             clusters.valid.eq(pv),
             clusters.payload.cluster.eq(pid),
