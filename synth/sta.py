@@ -90,9 +90,10 @@ def _float(text: str) -> float | None:
     return v
 
 
+# OpenSTA puts a point's kind on the next line when its name is long.
 _PATH_RE = re.compile(
-    r"Startpoint: (?P<start>\S+) \((?P<skind>[^)]*)\)\s*\n"
-    r"Endpoint: (?P<end>\S+) \((?P<ekind>[^)]*)\)"
+    r"Startpoint: (?P<start>\S+)\s+\((?P<skind>[^)]*)\)\s*\n"
+    r"Endpoint: (?P<end>\S+)\s+\((?P<ekind>[^)]*)\)"
     r"(?P<body>.*?)\n\s*(?P<slack>-?[\d.]+)\s+slack \((?:MET|VIOLATED)\)",
     re.DOTALL,
 )

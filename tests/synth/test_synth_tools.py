@@ -14,7 +14,7 @@ from synth.power import (
     write_power_netlist,
     write_tcl,
 )
-from synth.sta import run_power, run_sta
+from synth.sta import _parse_path, run_power, run_sta
 from synth.tools import ToolError
 from synth.yosys import synthesize
 
@@ -72,6 +72,29 @@ def test_sta_real_run(macro):
     res2 = run_sta(macro.netlist, "xorpop", macro.liberties, macro.workdir, 5.0, step="timing 5ns")
     assert res2.fmax_mhz == pytest.approx(res.fmax_mhz, rel=1e-3)
     assert res2.worst_slack_ns < res.worst_slack_ns
+
+
+def test_critical_path_with_a_long_endpoint_name():
+    """OpenSTA wraps a long point's kind onto the next line (the 16-lane paper core's
+    report): the path is still read."""
+    text = """Startpoint: keysum (rising edge-triggered flip-flop clocked by clk)
+Endpoint: attn/array_a/q0/_32706_
+          (rising edge-triggered flip-flop clocked by clk)
+Path Group: clk
+
+   0.0000    0.0000 ^ keysum/RD_CLK (VREX_SRAM_32768X512_A15_1R1W)
+  12.8880   12.8880 v keysum/RD_DATA[177] (VREX_SRAM_32768X512_A15_1R1W)
+   0.0929   19.7694 ^ attn/array_a/q0/_23589_/Y (OAI21X1)
+            19.7694   data arrival time
+             9.8224   data required time
+           -9.9471   slack (VIOLATED)
+"""
+    cp = _parse_path(text)
+    assert cp is not None
+    assert (cp.startpoint, cp.endpoint) == ("keysum", "attn/array_a/q0/_32706_")
+    assert cp.end_kind == "rising edge-triggered flip-flop clocked by clk"
+    assert (cp.arrival_ns, cp.slack_ns) == (19.7694, -9.9471)
+    assert len(cp.stages) == 3
 
 
 def test_sta_tcl_error_is_a_failure(macro):
