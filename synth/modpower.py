@@ -143,10 +143,11 @@ def _verilog(flat: FlatNetlist, libs: list[Library], path: Path) -> dict[str, An
     ports = {}
     port_nets: dict[str, int] = {}
     clk = flat.inputs.get(CLOCK)
+    net_name: dict[int, str] = {}  # a port per input net (a set: inputs may share a net)
     for n in flat.inputs.values():
-        if isinstance(n, int) and n != clk and n not in port_nets.values():
-            port_nets[f"i{len(port_nets)}"] = n
-    net_name = {n: p for p, n in port_nets.items()}
+        if isinstance(n, int) and n != clk and n not in net_name:
+            net_name[n] = f"i{len(port_nets)}"
+            port_nets[net_name[n]] = n
     if isinstance(clk, int):
         net_name[clk] = CLOCK
 

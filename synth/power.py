@@ -269,35 +269,72 @@ class Annotation:
         return self.counts.get("annotated", 0) / total if total else 0.0
 
 
-def _eval_group(
-    model: _CellModel,
-    insts: list[LeafInstance],
-    get: Any,
-    act: dict[int, tuple[float, float]],
-    origin: dict[int, str],
-    fixed: set[int],
-    clamp: float | None,
-) -> float:
-    """Evaluate one cell type for a group of instances; returns the largest change."""
-    k = len(model.inputs)
-    vals = [[get(i.pins.get(pin, "0")) for pin in model.inputs] for i in insts]
-    arr = np.array(vals, dtype=float).reshape(len(insts), k, 2)
-    duty, activity = model.evaluate(arr[:, :, 1], arr[:, :, 0])
-    change = 0.0
-    for j, inst in enumerate(insts):
-        for o, oname in enumerate(model.outputs):
-            n = inst.pins.get(oname)
-            if not isinstance(n, int) or n in fixed:
-                continue
-            a = float(activity[j, o])
-            if clamp is not None:
-                a = min(clamp, a)
-            new = (a, float(duty[j, o]))
-            old = act.get(n, (0.0, 0.5))
-            change = max(change, abs(new[0] - old[0]), abs(new[1] - old[1]))
-            act[n] = new
-            origin[n] = "propagated"
-    return change
+class _Nets:
+    """Every net's activity (toggle probability ``t``, duty ``p``) as arrays indexed by net
+    id, with three extra slots: constant 0, constant 1 and the clock (which every read of a
+    clock net sees, whatever was written to the net's own slot). A net never written reads
+    ``(0, 0.5)``."""
+
+    def __init__(self, n: int, act: dict[int, tuple[float, float]], clock_nets: set[int]):
+        self.c0, self.c1, self.clk = n, n + 1, n + 2
+        self.t = np.zeros(n + 3)
+        self.p = np.full(n + 3, 0.5)
+        self.t[[self.c0, self.c1, self.clk]] = (0.0, 0.0, 2.0)
+        self.p[[self.c0, self.c1, self.clk]] = (0.0, 1.0, 0.5)
+        self.clock_nets = clock_nets
+        self.written = np.zeros(n + 3, dtype=bool)
+        for net, (t, p) in act.items():
+            self.t[net], self.p[net] = t, p
+
+    def index(self, n: int | str) -> int:
+        """The slot a read of ``n`` (a net id or a constant '0'/'1'/'x') sees."""
+        if isinstance(n, str):
+            return self.c1 if n == "1" else self.c0
+        return self.clk if n in self.clock_nets else n
+
+
+@dataclass
+class _Group:
+    """Instances of one cell type evaluated together: their input slots and the nets their
+    outputs drive (``-1``: an output that is unconnected, a constant or a fixed net)."""
+
+    model: _CellModel
+    inputs: np.ndarray  # (n_insts, k) slots
+    outputs: np.ndarray  # (n_insts, n_outputs) net ids or -1
+
+    @classmethod
+    def of(cls, model: _CellModel, insts: list[LeafInstance], nets: _Nets, fixed: set[int]):
+        k = len(model.inputs)
+        ins = np.array(
+            [[nets.index(i.pins.get(pin, "0")) for pin in model.inputs] for i in insts],
+            dtype=np.int64,
+        ).reshape(len(insts), k)
+
+        def out(n: Any) -> int:
+            return n if isinstance(n, int) and n not in fixed else -1
+
+        outs = np.array(
+            [[out(i.pins.get(o)) for o in model.outputs] for i in insts], dtype=np.int64
+        ).reshape(len(insts), len(model.outputs))
+        return cls(model, ins, outs)
+
+    def evaluate(self, nets: _Nets, clamp: float | None) -> float:
+        """Evaluate the group and write its outputs; returns the largest change. Every input
+        is read before any output is written."""
+        duty, toggle = self.model.evaluate(nets.p[self.inputs], nets.t[self.inputs])
+        if clamp is not None:
+            toggle = np.minimum(clamp, toggle)
+        live = self.outputs >= 0
+        if not live.any():
+            return 0.0
+        dest, t_new, p_new = self.outputs[live], toggle[live], duty[live]
+        change = max(
+            float(np.max(np.abs(t_new - nets.t[dest]))),
+            float(np.max(np.abs(p_new - nets.p[dest]))),
+        )
+        nets.t[dest], nets.p[dest] = t_new, p_new
+        nets.written[dest] = True
+        return change
 
 
 def _lib_cell(libs: list[Library], name: str):
@@ -385,12 +422,15 @@ def annotate(
                 models[inst.cell] = _cell_model(ins, outs)
             comb[inst.cell].append(inst)
 
+    top = max(
+        [flat.n_nets - 1]
+        + [n for inst in flat.instances for n in inst.pins.values() if isinstance(n, int)]
+    )
+    nets = _Nets(top + 1, act, clock_nets)
+
     def get(n: int | str) -> tuple[float, float]:
-        if isinstance(n, str):
-            return (0.0, 1.0 if n == "1" else 0.0)
-        if n in clock_nets:
-            return (2.0, 0.5)
-        return act.get(n, (0.0, 0.5))
+        k = nets.index(n)
+        return (float(nets.t[k]), float(nets.p[k]))
 
     # Topological levels of combinational cells (inputs from ports, flops, macros = level 0).
     comb_list = [inst for insts in comb.values() for inst in insts]
@@ -472,32 +512,38 @@ def annotate(
                 inst_mem[id(inst)] = mem
                 break
 
+    seq_groups = [_Group.of(seq_models[c], insts, nets, fixed) for c, insts in seq.items()]
+    comb_groups = [
+        _Group.of(models[c], insts, nets, fixed)
+        for lv in levels
+        for c, insts in by_level[lv].items()
+    ]
+    macro_data = []  # per macro instance: the nets of its read data
+    for inst in macro_insts:
+        mem = inst_mem[id(inst)]
+        width = mem.read_ports * mem.width
+        data_nets = [inst.pins.get(_bit_name("RD_DATA", b, width)) for b in range(width)]
+        data_nets = [n for n in data_nets if isinstance(n, int) and n not in fixed]
+        macro_data.append(np.array(data_nets, dtype=np.int64))
     for _ in range(max_iterations):
         change = 0.0
         # sequential outputs follow their next-state function of this cycle's inputs,
         # with at most one transition per clock cycle
-        for cname, insts in seq.items():
-            change = max(
-                change, _eval_group(seq_models[cname], insts, get, act, origin, fixed, 1.0)
-            )
-        for inst in macro_insts:
-            mem = inst_mem[id(inst)]
-            rd = macro_read_rate(inst, mem)
-            for b in range(mem.read_ports * mem.width):
-                n = inst.pins.get(_bit_name("RD_DATA", b, mem.read_ports * mem.width))
-                if isinstance(n, int) and n not in fixed:
-                    new = (min(1.0, 0.5 * rd), 0.5)
-                    old = act.get(n, (0.0, 0.5))
-                    change = max(change, abs(new[0] - old[0]))
-                    act[n] = new
-                    origin[n] = "propagated"
-        for lv in levels:
-            for cname, insts in by_level[lv].items():
-                change = max(
-                    change, _eval_group(models[cname], insts, get, act, origin, fixed, None)
-                )
+        for g in seq_groups:
+            change = max(change, g.evaluate(nets, 1.0))
+        for inst, dest in zip(macro_insts, macro_data, strict=True):
+            if dest.size:
+                t_new = min(1.0, 0.5 * macro_read_rate(inst, inst_mem[id(inst)]))
+                change = max(change, float(np.max(np.abs(t_new - nets.t[dest]))))
+                nets.t[dest], nets.p[dest] = t_new, 0.5
+                nets.written[dest] = True
+        for g in comb_groups:
+            change = max(change, g.evaluate(nets, None))
         if change < 1e-6:
             break
+    for n in np.flatnonzero(nets.written[: top + 1]).tolist():
+        act[n] = (float(nets.t[n]), float(nets.p[n]))
+        origin[n] = "propagated"
 
     # Nets with neither a name match nor a driver (e.g. unconnected macro outputs).
     all_nets: set[int] = set()
