@@ -22,7 +22,7 @@ FEEDER_COUNTS = ("array_beats", "mac_beats", "mac_stall", "tokens_fetched", "tok
 
 
 class FeedMode(enum.IntEnum):
-    """What the feeder streams (``Feeder.mode``)."""
+    """What the feeder streams (``Feeder.start_mode``)."""
 
     #: every cluster's key sum (BF16) beside the mean query's row, into the MAC tree
     SCORE = 1
@@ -57,6 +57,11 @@ class Feeder(wiring.Component):
     stage), ``fetching`` (``FETCH`` is on: the gearbox may take the KVMU's beats),
     ``pad_done`` (the padding token is out). ``counts``: one-cycle strobes of the
     ``FEEDER_COUNTS`` counters.
+
+    Memories (synchronous reads; the core gives the aging priority on these ports):
+    ``rd_en`` with ``sum_addr`` (the key sums) and ``kept_addr`` (the kept K and V rows);
+    ``sum_data``, ``k_data``, ``v_data`` their data. The kept walk's context: ``n_sinks``,
+    ``ring_old`` (the oldest ring slot) and ``ring_base`` (the oldest ring token's position).
     """
 
     def __init__(self, cfg: HWConfig):
