@@ -422,10 +422,12 @@ def annotate(
                 models[inst.cell] = _cell_model(ins, outs)
             comb[inst.cell].append(inst)
 
-    top = max(
-        [flat.n_nets - 1]
-        + [n for inst in flat.instances for n in inst.pins.values() if isinstance(n, int)]
-    )
+    all_nets: set[int] = set()
+    for inst in flat.instances:
+        all_nets.update(n for n in inst.pins.values() if isinstance(n, int))
+    all_nets.update(n for n in flat.inputs.values() if isinstance(n, int))
+    all_nets.update(n for n in flat.outputs.values() if isinstance(n, int))
+    top = max(all_nets | {flat.n_nets - 1})
     nets = _Nets(top + 1, act, clock_nets)
 
     def get(n: int | str) -> tuple[float, float]:
@@ -546,11 +548,6 @@ def annotate(
         origin[n] = "propagated"
 
     # Nets with neither a name match nor a driver (e.g. unconnected macro outputs).
-    all_nets: set[int] = set()
-    for inst in flat.instances:
-        all_nets.update(n for n in inst.pins.values() if isinstance(n, int))
-    all_nets.update(n for n in flat.inputs.values() if isinstance(n, int))
-    all_nets.update(n for n in flat.outputs.values() if isinstance(n, int))
     for n in all_nets:
         if n not in act and n not in clock_nets:
             act[n] = (0.0, 0.0)

@@ -84,9 +84,9 @@ class MacTree(wiring.Component):
         ops, valid, last = vin.payload, vin.valid, vin.payload.last
         if self._cfg.mac_in_register:
             ops = Signal(vin.payload.shape(), name="operands")
-            valid, last = Signal(name="operands_valid"), Signal(name="operands_last")
+            valid, last = Signal(name="operands_valid"), ops.last
             with m.If(advance):
-                m.d.sync += [ops.eq(vin.payload), valid.eq(vin.valid), last.eq(vin.payload.last)]
+                m.d.sync += [ops.eq(vin.payload), valid.eq(vin.valid)]
         level = Signal(data.ArrayLayout(FP32, lanes), name="products")
         pvalid, plast = Signal(name="products_valid"), Signal(name="products_last")
         for i in range(lanes):
