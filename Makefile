@@ -96,6 +96,7 @@ bench: setup
 	$(call need,sim/bench.py,issue 4: hardware benchmark)
 	$(PY) -m sim.bench --config $(CONFIG)
 	$(PY) -m sim.bench_kvmu
+	$(PY) -m sim.bench_ingest
 	$(PY) -m sim.run --config paper $(PAPER_TIMING) --frames 4 --layers 1 --heads 1 -o build/bench/core_timing
 	$(PY) -m sim.bench_core $(PAPER_TIMING) --report build/bench/core_timing/sim_paper.json -o build/bench
 

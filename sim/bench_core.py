@@ -20,9 +20,12 @@ cycles per kept token (its K and V beats) and ``max(2M, bus_token)`` per fetched
 frame's many rows are bound by their passes, a decode step's few by the stream
 (``hw.datapath.tiled_attention.command_cycles`` is the engine's exact count for inputs
 offered every cycle). A fitted ``c_engine`` near 1 says that pace is what the run shows.
-Ingest is cycles per token, as measured, or the HCU's search of the extrapolated table if
-that is longer (``ceil(clusters / hcu_lanes) + 3`` cycles per aged token bound the
-pipelined ingest).
+Ingest is cycles per token as measured, plus the HCU's search of the extrapolated table
+beyond the run's: every aged token waits for the search of ``ceil(clusters / hcu_lanes)``
+table rows, shared by the ``hcu_batch`` tokens of a batch, before the rest of its aging
+(slot, K/V write, key sum, weight), so a row more costs ``1 / hcu_batch`` cycles per token
+(``python -m sim.bench_ingest`` measures this on the RTL against the table size). The run's
+rows are its tables after its late frames.
 The coefficients are least-squares fits to the run; the report gives the fit's
 residual, how many costs the run determines independently, and a holdout check (fit on
 the first half of the commands, predict the second half, whose caches are larger).
@@ -141,11 +144,11 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     counts = [full] * min(full, 1) + [1] * bool(last)
     prefill = sum(c * cmd(n * g) for c, n in zip(counts, sizes, strict=True))
     tiles = sum(c * math.ceil((kept + fetched) / cfg.tile_tokens) for c in counts)
-    # The pipelined ingest is bounded below by the HCU's search of the table for each aged
-    # token (hcu_batch 1: ceil(clusters / hcu_lanes) + 3 cycles), which the run's small
-    # tables may not show.
-    hcu = math.ceil(clusters / cfg.hcu_lanes) + 3
-    ingest = tpf * max(shape["ingest_per_token"] + shape["rope_extra"], hcu)
+    # An aged token's aging waits for the HCU's search of the table (its rows shared by a
+    # batch of hcu_batch tokens): the rows beyond the run's small tables add to the run's
+    # cycles per token (sim.bench_ingest).
+    rows = math.ceil(clusters / cfg.hcu_lanes) - shape["ingest_rows"]
+    ingest = tpf * (shape["ingest_per_token"] + shape["rope_extra"] + rows / cfg.hcu_batch)
     return {
         "cache": cache,
         "clusters": clusters,
@@ -169,7 +172,9 @@ def _shape(rep: dict, cfg) -> dict:
     frames = [r for r in recs if r["kind"] == "frame"]
     cmds = [r for r in recs if r["kind"] in ("prefill", "decode")]
     pf = [r for r in cmds if r["kind"] == "prefill"]
-    late = [r for r in frames if r["frame"] >= max(f["frame"] for f in frames) // 2]
+    half = max(f["frame"] for f in frames) // 2
+    late = [r for r in frames if r["frame"] >= half]
+    late_pf = [r for r in pf if r["frame"] >= half]
     last = max(cmds, key=lambda r: r["tokens"])
     kept = cfg.resv.sink_tokens + cfg.resv.recent_tokens
     aged = max(1, last["tokens"] - kept)
@@ -183,6 +188,10 @@ def _shape(rep: dict, cfg) -> dict:
             sum(f["tokens"] for f in frames) / len({(f["context"], f["frame"]) for f in frames})
         ),
         "ingest_per_token": sum(f["cycles"] for f in late) / sum(f["tokens"] for f in late),
+        # the HCU's table rows after the late frames (their PREFILLs' clusters)
+        "ingest_rows": float(
+            np.mean([math.ceil(r["clusters"] / cfg.hcu_lanes) for r in late_pf] or [0])
+        ),
         "tokens_per_cluster": aged / max(1, last["clusters"]),
         # what the run's largest-cache PREFILL retrieved, beside the table's assumption
         "retrieval_run": last_pf["fetched"] / max(1, last_pf_aged),
@@ -237,6 +246,7 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
         "holdout_mean_rel_error": float(np.mean(hold)),
         "largest_cache_run": max(r["tokens"] for r in cmds),
         "retrieval": retrieval,
+        "hcu_batch": target.hcu_batch,
         "shape": shape,
         "budget": {str(f): budget(f) for f in PAPER_FPS},
         "goal_cycles": GOAL_CYCLES,
@@ -265,7 +275,9 @@ def render(s: dict) -> str:
         f"{c['clusters']:.2f}/cluster + {c['bursts']:.2f}/burst + {c['engine']:.3f} x the "
         "engine's pace (the larger of the rows' passes over the tiles and the token stream). "
         "Ingest "
-        f"{sh['ingest_per_token']:.1f} cycles/token. {sh['tokens_per_frame']} tokens/frame, "
+        f"{sh['ingest_per_token']:.1f} cycles/token at {sh['ingest_rows']:.0f} HCU table rows "
+        f"(each row more: 1/{s['hcu_batch']} cycle per token). "
+        f"{sh['tokens_per_frame']} tokens/frame, "
         f"GQA group {sh['group']}, {sh['tokens_per_cluster']:.2f} tokens/cluster, "
         f"{sh['tokens_per_burst']:.1f} tokens/burst; MAC array busy "
         f"{100 * sh['array_util']:.1f} %, "

@@ -1,4 +1,4 @@
-"""Aging: the oldest recent-ring token leaves the ring and joins the clustered context."""
+"""Aging: the oldest recent-ring tokens leave the ring and join the clustered context."""
 
 from __future__ import annotations
 
@@ -33,26 +33,38 @@ class Aging(wiring.Component):
     """The second FSM of an ``INGEST`` (``golden.core.CoreModel._cluster`` in hardware).
 
     Started (``go``) when a new token will take the oldest ring slot, it runs beside that
-    token's reception, RoPE and hash: the aged token's signature goes through the HCU
-    (``hcu_tokens`` → ``hcu_assign``: its cluster and event), the KVMU gives it a slot
+    token's reception, RoPE and hash. It ages a **batch** of ``count`` tokens (1 to
+    ``hcu_batch``: the core asks for as many as its ``INGEST`` will age, at most
+    ``hcu_batch``): the oldest ring tokens, from ring index ``ring_index`` on, ids from
+    ``token_id`` on. Their signatures go to the HCU in consecutive cycles (read from the
+    core's signature memory one cycle ahead, ``sig_addr``), so that the HCU searches its
+    table once for the batch; then each token in turn, oldest first: its assignment
+    (``hcu_assign``: cluster and event) is taken, the KVMU gives it a slot
     (``kv_assign`` → ``kv_slot``), the KV writer writes its K and V rows there as a posted
     write (``write_cmd``, ``write_data``; nothing is written when the pool is full:
     ``counts.kv_dropped``), its cluster's FP32 key sum gets the widened K rows (``+0`` base
     for a new cluster; the rows read are registered before the adders, so no path runs from
     a memory read through an adder into a write), and the cluster's member count goes up
     (the ``members`` memory, here); its reciprocal is requested last (``recip_req``, the
-    core's ``FP32Recip`` is shared with the prefill's ``1/rows``), after which the FSM is idle
-    again while the core computes ``w_c`` from ``members``. The rows are read one per cycle
+    core's ``FP32Recip`` is shared with the prefill's ``1/rows``), after which its ring slot
+    is free (``released``) and the next token of the batch goes on (the FSM is idle after
+    the last) while the core computes ``w_c`` from ``members``. Aging the tokens in this
+    order gives the golden model's results whatever the batch (the HCU's decisions are
+    those of one token at a time). The rows are read one per cycle
     when a row is two or more AXI beats, else two cycles per K row (a K row's last beat waits
     for its registered sum).
 
     Ports (the core owns the kept and key-sum memories and gives the aging priority on their
     read ports while ``rd`` is high):
 
-    - ``go`` (in), ``slot``, ``token_id`` (in, latched at ``go``): the aged token's kept
-      slot and id; ``sig`` (in): its signature, read by the core at ``go``.
+    - ``go`` (in), ``count``, ``ring_index``, ``token_id`` (in, latched at ``go``): the
+      batch's size, its oldest token's ring index (its kept slot is ``sink_tokens`` +
+      the index) and id; the next tokens follow in the ring (wrapping) and in id.
+    - ``sig_addr``, ``sig_en`` (out), ``sig`` (in): the signature memory's read port (the
+      first token's at ``go``, the next one's as a token is taken by the HCU).
     - ``hcu_clear`` (in): the HCU's ``clear`` flag for the token (a new context).
-    - ``busy`` (out): not idle (the new token waits for it before taking the slot).
+    - ``busy`` (out): not idle; ``released`` (out): a strobe when a token of the batch is
+      aged (its kept slot free for the new token that waits for it).
     - ``hcu_tokens`` (out), ``hcu_assign`` (in): the DRE's token streams.
     - ``kv_assign`` (out), ``kv_slot`` (in): the KVMU's allocation streams.
     - ``write_cmd``, ``write_data`` (out): the ``KVWriter``'s streams.
@@ -75,11 +87,15 @@ class Aging(wiring.Component):
         super().__init__(
             {
                 "go": In(1),
-                "slot": In(range(kept)),
+                "count": In(range(1, cfg.hcu_batch + 1)),
+                "ring_index": In(range(r.recent_tokens)),
                 "token_id": In(tid),
+                "sig_addr": Out(range(kept)),
+                "sig_en": Out(1),
                 "sig": In(r.hash_bits),
                 "hcu_clear": In(1),
                 "busy": Out(1),
+                "released": Out(1),
                 "hcu_tokens": Out(stream.Signature(dre.token)),
                 "hcu_assign": In(stream.Signature(dre.assign)),
                 "kv_assign": Out(stream.Signature(kv.assign)),
@@ -114,8 +130,16 @@ class Aging(wiring.Component):
         mem_rd, mem_wr = members.read_port(), members.write_port()
         m.d.comb += mem_rd.en.eq(0)
 
-        age_slot = Signal(range(r.sink_tokens + r.recent_tokens), name="age_slot")
+        recent, B = r.recent_tokens, cfg.hcu_batch
+
+        def ring_next(index):
+            return Mux(index == recent - 1, 0, index + 1)
+
+        age_ring = Signal(range(recent), name="age_ring")  # the token being aged
         age_id = Signal(tid, name="age_id")
+        left = Signal(range(B + 1), name="age_left")  # tokens of the batch not yet aged
+        tx = Signal(range(B + 1), name="age_sent")  # tokens sent to the HCU
+        tx_ring = Signal(range(recent), name="age_sent_ring")  # the next one's ring index
         age_c = Signal(cfg.cluster_id_bits, name="age_cluster")
         age_ev = Signal(Event, name="age_event")
         age_addr = Signal(cfg.axi_addr_bits, name="age_addr")
@@ -123,8 +147,16 @@ class Aging(wiring.Component):
         ab = Signal(range(2 * nb + 1), name="age_row")
         asub = Signal(range(max(2, sub)), name="age_sub")
         new_members = Signal(tid + 1, name="new_members")
+        age_slot = r.sink_tokens + age_ring
         with m.If(self.go):
-            m.d.sync += [age_slot.eq(self.slot), age_id.eq(self.token_id)]
+            m.d.sync += [
+                age_ring.eq(self.ring_index),
+                age_id.eq(self.token_id),
+                left.eq(self.count),
+                tx.eq(0),
+                tx_ring.eq(ring_next(self.ring_index)),
+            ]
+            m.d.comb += [self.sig_addr.eq(r.sink_tokens + self.ring_index), self.sig_en.eq(1)]
 
         # Key-sum update: the registered key-sum row + the registered, widened K row.
         age_rd1 = Signal(name="age_rd1")  # a read's data is on the ports
@@ -151,7 +183,7 @@ class Aging(wiring.Component):
             mem_wr.addr.eq(age_c),
             mem_wr.data.eq(new_members),
             mem_rd.addr.eq(age_c),
-            self.hcu_tokens.payload.token_id.eq(age_id),
+            self.hcu_tokens.payload.token_id.eq(age_id + tx),
             self.hcu_tokens.payload.signature.eq(self.sig),
             self.hcu_tokens.payload.clear.eq(self.hcu_clear),
             self.kv_assign.payload.token_id.eq(age_id),
@@ -175,10 +207,18 @@ class Aging(wiring.Component):
         with m.FSM(name="aging") as fsm:
             with m.State("IDLE"), m.If(self.go):
                 m.next = "AGE_HCU"
+            # The batch's signatures into the HCU, one per cycle while it takes them; the
+            # next one is read as one is taken.
             with m.State("AGE_HCU"):
                 m.d.comb += self.hcu_tokens.valid.eq(1)
                 with m.If(self.hcu_tokens.ready):
-                    m.next = "AGE_ASSIGN"
+                    m.d.comb += [
+                        self.sig_addr.eq(r.sink_tokens + tx_ring),
+                        self.sig_en.eq(1),
+                    ]
+                    m.d.sync += [tx.eq(tx + 1), tx_ring.eq(ring_next(tx_ring))]
+                    with m.If(tx == left - 1):
+                        m.next = "AGE_ASSIGN"
             with m.State("AGE_ASSIGN"):
                 m.d.comb += self.hcu_assign.ready.eq(1)
                 with m.If(~self.hcu_assign.valid):
@@ -242,11 +282,19 @@ class Aging(wiring.Component):
                 m.d.sync += new_members.eq(Mux(age_ev == Event.CREATED, 1, mem_rd.data + 1))
                 m.next = "AGE_RECIP"
             # The reciprocal is taken; the core writes the weight when it is done, and the
-            # next aging may start meanwhile.
+            # next token of the batch (or the next batch) goes on meanwhile.
             with m.State("AGE_RECIP"):
                 m.d.comb += self.recip_req.eq(1)
                 with m.If(self.recip_ready):
-                    m.d.comb += mem_wr.en.eq(1)
-                    m.next = "IDLE"
+                    m.d.comb += [mem_wr.en.eq(1), self.released.eq(1)]
+                    m.d.sync += [
+                        left.eq(left - 1),
+                        age_ring.eq(ring_next(age_ring)),
+                        age_id.eq(age_id + 1),
+                    ]
+                    with m.If(left == 1):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "AGE_ASSIGN"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m

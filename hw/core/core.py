@@ -54,7 +54,10 @@ the BF16 hyperplanes come from the ``Hasher`` (``hw.core.hasher``: a ``MacArray`
 while V arrives and RoPE runs), compared in parallel with the thresholds ``theta``
 (signature). If the recent ring is full, the oldest ring token ages out **at the same
 time** (the ``Aging`` part, ``hw.core.aging``: a second FSM, started when ``t`` is
-announced): its signature goes through the HCU, the KVMU gives it a slot, the
+announced; with ``hcu_batch`` > 1 it ages the next tokens this ``INGEST`` will age with it,
+up to ``hcu_batch``, their signatures through one HCU search, and each later token of the
+batch waits only for the aging of the token whose slot it takes): its signature goes
+through the HCU, the KVMU gives it a slot, the
 ``KVWriter`` writes its K and V there as a posted write (an ``INGEST`` answers once all
 its writes completed), its cluster's FP32 key sum is updated lane-parallel from
 registered rows (one row per cycle when a row is two or more AXI beats, else two cycles
@@ -203,7 +206,7 @@ class VRexCore(wiring.Component):
         ks_rd, ks_wr = kept_sig.read_port(), kept_sig.write_port()
         sum_rd, sum_wr = keysum.read_port(), keysum.write_port()
         w_rd, w_wr = weight.read_port(), weight.write_port()
-        for port in (kk_rd, kv_rd, ks_rd, sum_rd, q_rd):
+        for port in (kk_rd, kv_rd, sum_rd, q_rd):
             m.d.comb += port.en.eq(0)
 
         # ------------------------------------------------------------------ registers
@@ -247,6 +250,13 @@ class VRexCore(wiring.Component):
         ring_base = Signal(tid_bits + 1, name="ring_base")  # id of the oldest ring token
 
         slot = Signal(range(kept), name="slot")  # kept slot of the new token
+        # Aging in batches (hw.core.aging): the new token takes an aged token's slot
+        # (replaces); the batch's tokens whose slots no new token took yet (owed), and those
+        # of them the aging released (freed).
+        B = cfg.hcu_batch
+        replaces = Signal(name="replaces")
+        owed = Signal(range(B + 1), name="aging_owed")
+        freed = Signal(range(B + 1), name="aging_freed")
         sb = Signal(range(nb), name="store_row")
         w_pend = Signal(name="weight_pending")  # a cluster's weight is being computed
         w_addr = Signal(cfg.cluster_id_bits, name="weight_cluster")
@@ -334,8 +344,11 @@ class VRexCore(wiring.Component):
         wiring.connect(m, aging.write_cmd, writer.cmd)
         wiring.connect(m, aging.write_data, writer.data)
         m.d.comb += [
-            aging.slot.eq(sink + ring_wp),  # latched at ``go`` (ING_NEXT)
+            # latched at ``go`` (ING_NEXT): the oldest ring token and its id
+            aging.ring_index.eq(ring_wp),
             aging.token_id.eq(n_tok - recent),
+            ks_rd.addr.eq(aging.sig_addr),
+            ks_rd.en.eq(aging.sig_en),
             aging.sig.eq(ks_rd.data),
             aging.hcu_clear.eq(hcu_clear),
             aging.k_data.eq(kk_rd.data),
@@ -481,7 +494,7 @@ class VRexCore(wiring.Component):
         with m.If(query_busy & (op == Op.PREFILL)):
             count("busy_prefill")
 
-        with m.FSM(name="ctrl"):
+        with m.FSM(name="ctrl") as ctrl:
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
@@ -572,9 +585,17 @@ class VRexCore(wiring.Component):
                         ro.eq(0),
                     ]
                     # The token will take the oldest ring slot: that token ages out now,
-                    # while the new one is received, rotated and hashed (aging FSM below).
-                    with m.If(~n_tok[tid_bits] & (n_tok >= sink) & (ring_n == recent)):
-                        m.d.comb += [aging.go.eq(1), ks_rd.addr.eq(sink + ring_wp), ks_rd.en.eq(1)]
+                    # while the new one is received, rotated and hashed (aging FSM below),
+                    # in a batch with the next tokens this INGEST ages (every accepted token
+                    # from now on), up to hcu_batch of them.
+                    ages = ~n_tok[tid_bits] & (n_tok >= sink) & (ring_n == recent)
+                    m.d.sync += replaces.eq(ages)
+                    with m.If(ages & (owed == 0)):
+                        room = (1 << tid_bits) - n_tok  # tokens the context still accepts
+                        accepted = Mux(tok_left < room, tok_left, room)
+                        batch = Mux(accepted < B, accepted, B)
+                        m.d.comb += [aging.go.eq(1), aging.count.eq(batch)]
+                        m.d.sync += owed.eq(batch)
                     m.next = "ING_RX"
             with m.State("ING_DRAIN"):
                 m.d.comb += ingest_busy.eq(1)
@@ -631,7 +652,7 @@ class VRexCore(wiring.Component):
             # The new token waits for the aging of the token whose ring slot it takes.
             with m.State("ING_PLACE"):
                 m.d.comb += ingest_busy.eq(1)
-                with m.If(~aging.busy):
+                with m.If(~replaces | (freed != 0)):
                     m.d.sync += sb.eq(0)
                     m.next = "STORE"
 
@@ -654,6 +675,8 @@ class VRexCore(wiring.Component):
                 with m.If(sb == nb - 1):
                     m.d.sync += [sb.eq(0), n_tok.eq(n_tok + 1)]
                     count("tokens_ingested")
+                    with m.If(replaces):
+                        m.d.sync += owed.eq(owed - 1)
                     with m.If(n_tok >= sink):
                         m.d.sync += [
                             ring_n.eq(Mux(ring_n == recent, recent, ring_n + 1)),
@@ -822,6 +845,8 @@ class VRexCore(wiring.Component):
         # control FSM's, as its FSM's statements once did.
         with m.If(aging.busy):
             m.d.comb += ingest_busy.eq(1)
+        store_replaced = replaces & (sb == nb - 1) & ctrl.ongoing("STORE")
+        m.d.sync += freed.eq(freed + aging.released - store_replaced)
         with m.If(aging.rd):
             m.d.comb += [
                 kk_rd.addr.eq(aging.kept_addr),

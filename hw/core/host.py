@@ -87,6 +87,11 @@ def check_core_config(cfg: HWConfig) -> None:
         )
     if r.recent_tokens < 1:
         raise ValueError(f"recent_tokens must be at least 1 for the core, not {r.recent_tokens}")
+    if cfg.hcu_batch > r.recent_tokens:
+        raise ValueError(
+            f"hcu_batch ({cfg.hcu_batch}) must be at most recent_tokens ({r.recent_tokens}) "
+            "for the core: a batch ages the oldest tokens of the recent ring"
+        )
     if cfg.token_id_bits > 24:
         raise ValueError(f"token_id_bits must be at most 24 for the core, not {cfg.token_id_bits}")
     if cfg.tile_tokens > r.head_dim:

@@ -4,83 +4,14 @@ and AXI stalls; every status, every output bit and every work counter is checked
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from golden.core import WORK_COUNTERS
 from hw.config import preset
-from hw.core import PERF, Error, Op, VRexCore, check_core_config
-from sim.cases.core import cmd_beat, synthetic_program
-from sim.kit.axi_ram import AxiRamModel
-from sim.kit.streams import TIMINGS, Harness, run, stream_get, stream_put
+from hw.core import Error, Op, VRexCore, check_core_config
+from sim.cases.core import synthetic_program
+from sim.kit.core_sim import check, simulate
 
 TINY = preset("tiny")
-
-
-def simulate(cfg, prog, *, timing: str, seed: int, vcd=None, **ram_options):
-    dut = VRexCore(cfg)
-    h = Harness(dut)
-    idle, stall = TIMINGS[timing]
-    lanes = cfg.mac_lanes
-    mem = bytearray(cfg.kv_chunks * cfg.chunk_tokens * cfg.kv_token_bytes)
-    ram = AxiRamModel(
-        dut.m_axi,
-        mem,
-        base=cfg.kv_base,
-        bus_bytes=cfg.axi_data_bits // 8,
-        seed=seed,
-        stall=stall,
-        **ram_options,
-    )
-    # bursts: the AR and AW bursts accepted by the RAM when each status arrived
-    out: dict = {"status": [], "outputs": [], "perf": [], "cycles": [], "bursts": []}
-    vin_layout = dut.vin.payload.shape()
-
-    async def host(ctx):
-        rng = np.random.default_rng([seed, 1])
-        for i, c in enumerate(prog.commands):
-            start = ctx.get(h.cycle)
-            await stream_put(ctx, dut.cmd, [cmd_beat(c)], cycle=h.cycle, rng=rng, idle=idle)
-            beats = [vin_layout.from_bits(w) for w in c.vin_words(lanes)]
-            if beats:
-                await stream_put(ctx, dut.vin, beats, cycle=h.cycle, rng=rng, idle=idle)
-            if n := c.out_beats(lanes):
-                got = await stream_get(ctx, dut.out, cycle=h.cycle, count=n, rng=rng, stall=stall)
-                vec = [int(p.o[i].as_value().value) for p, _ in got for i in range(lanes)]
-                out["outputs"].append((i, np.array(vec, np.uint32), [int(p.last) for p, _ in got]))
-            ((st, t),) = await stream_get(
-                ctx, dut.status, cycle=h.cycle, count=1, rng=rng, stall=stall
-            )
-            out["status"].append((i, int(st.op), int(st.error)))
-            out["bursts"].append((len(ram.ar_log), len(ram.aw_log)))
-            out["cycles"].append(t - start)
-            if i in prog.context_end:
-                perf = {}
-                for k, name in enumerate(PERF):
-                    ctx.set(dut.perf_addr, k)
-                    perf[name] = ctx.get(dut.perf_data)
-                out["perf"].append(perf)
-
-    run(h, [host], background=ram.benches(), vcd=vcd)
-    return out
-
-
-def check(prog, out, errors=None):
-    """Statuses (``errors``: command index → expected error, overriding the program's),
-    outputs bit for bit, work counters."""
-    assert len(out["status"]) == len(prog.commands)
-    for (i, op, err), c in zip(out["status"], prog.commands, strict=True):
-        want = (errors or {}).get(i, int(c.error))
-        assert (op, err) == (int(c.op) & 7, want), f"command {i} ({c.kind})"
-    expected = [(i, c) for i, c in enumerate(prog.commands) if c.out is not None]
-    assert len(out["outputs"]) == len(expected) > 0
-    for (i, vec, lasts), (j, c) in zip(out["outputs"], expected, strict=True):
-        assert i == j
-        assert lasts[-1] == 1 and not any(lasts[:-1])
-        bad = np.flatnonzero(vec != c.out)
-        assert bad.size == 0, f"command {i}: {bad.size} elements differ, first {bad[0]}"
-    for perf, ctx in zip(out["perf"], prog.contexts, strict=True):
-        assert {n: perf[n] for n in WORK_COUNTERS} == ctx.counters
 
 
 @pytest.mark.slow
@@ -227,6 +158,47 @@ def test_core_bus_errors(tmp_path):
     check(prog, faulty, errors)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"hcu_batch": 4},
+        {"hcu_batch": 2, "token_id_bits": 4},
+        {"hcu_batch": 8, "resv": {"max_clusters": 4, "threshold": 1}},
+    ],
+    ids=["batch4", "batch2_context_full", "batch8_forced"],
+)
+def test_core_hcu_batches(changes, tmp_path):
+    """The aging in HCU batches (``hcu_batch`` > 1): an INGEST's aged tokens go through the
+    HCU's table search together, up to ``hcu_batch`` at a time (fewer at the end of the
+    INGEST, and none past the context's capacity); the results are the golden model's,
+    which ages one token at a time."""
+    cfg = TINY.replace(**changes)
+    prog = synthetic_program(cfg, frames=3, tokens_per_frame=8, contexts=2, seed=5)
+    if "token_id_bits" in changes:
+        assert sum(c.info["dropped"] for c in prog.commands if c.kind == "frame") > 0
+    if "resv" in changes:
+        assert prog.contexts[0].counters["clusters_forced"] > 0
+    check(prog, simulate(cfg, prog, timing="random", seed=10, vcd=tmp_path / "core.vcd"))
+
+
+def test_core_hcu_batches_cycles():
+    """Batches shorten the INGESTs that age tokens (one table search per batch, not per
+    token) and leave the others as they were; every other command takes the same cycles."""
+    prog = synthetic_program(TINY, frames=3, tokens_per_frame=8, contexts=1, seed=5)
+    cycles = {
+        b: simulate(TINY.replace(hcu_batch=b), prog, timing="none", seed=1)["cycles"]
+        for b in (1, 4)
+    }
+    frames = []
+    for c, one, four in zip(prog.commands, cycles[1], cycles[4], strict=True):
+        if c.kind == "frame":
+            frames.append((one, four))
+        else:
+            assert four == one, c.kind
+    assert frames[0][0] == frames[0][1]  # the first frame fills the ring: nothing ages
+    assert all(four < one for one, four in frames[1:]), frames
+
+
 def test_core_all_selected(tmp_path):
     """Coverage 1: every cluster with mass is selected, so every clustered token that was
     stored comes back over AXI."""
@@ -247,6 +219,10 @@ def test_core_all_selected(tmp_path):
         ({"mac_lanes": 32}, r"head_dim \(16\) must be a multiple of mac_lanes \(32\)"),
         ({"axi_data_bits": 128}, r"axi_data_bits \(128\) must divide 16 \* mac_lanes \(64\)"),
         ({"resv": {"recent_tokens": 0}}, r"recent_tokens must be at least 1 for the core, not 0"),
+        (
+            {"hcu_batch": 8, "resv": {"recent_tokens": 4}},
+            r"hcu_batch \(8\) must be at most recent_tokens \(4\) for the core",
+        ),
         (
             {"tile_tokens": 32, "mac_cols": 32},
             r"tile_tokens \(32\) must be at most head_dim \(16\) for the core",

@@ -80,7 +80,8 @@ def test_cli(tmp_path, capsys):
     path.write_text(json.dumps(_records()))
     assert main(["--report", str(path), "-o", str(tmp_path)]) == 0
     assert "cycles per context-frame at a 5 K cache" in capsys.readouterr().out
-    assert (tmp_path / "core_bench.md").read_text().startswith("## Core cycles")
+    md = (tmp_path / "core_bench.md").read_text()
+    assert md.startswith("## Core cycles") and "each row more: 1/1 cycle per token" in md
     for argv, msg in [
         (["--report", str(tmp_path / "none.json")], "does not exist: run python -m sim.run"),
         (["--report", str(path), "--retrieval", "0"], "--retrieval must be in (0, 1], not 0.0"),
@@ -109,17 +110,21 @@ def test_a_narrower_run_predicts_the_preset():
         run(_records(), paper.replace(mac_lanes=16, rope_pairs=8), 0.327, paper)
 
 
-def test_ingest_is_bounded_by_the_hcu_search():
-    """The run's ingest (800 cycles per 8 tokens) at a small table; at 16 K tokens the HCU's
-    search of the full 4096-cluster table (16 lanes: 256 rows + 3 cycles per aged token)
-    bounds it."""
-    s = run(_records(), PAPER, 0.327)
+def test_ingest_grows_with_the_hcu_search():
+    """The run's ingest (800 cycles per 8 tokens) at its small tables; every table row more
+    (16 lanes: 4096 clusters are 256 rows) adds a cycle per token, or ``1 / hcu_batch``."""
+    recs = _records()
+    half = max(r["frame"] for r in recs["records"] if r["kind"] == "frame") // 2
+    late = [r for r in recs["records"] if r["kind"] == "prefill" and r["frame"] >= half]
+    rows_run = np.mean([-(-r["clusters"] // 16) for r in late])
+    s = run(recs, PAPER, 0.327)
     tpf = s["shape"]["tokens_per_frame"]
-    small, big = s["rows"][0], s["rows"][-1]
-    assert small["clusters"] < 16 * 97
-    assert small["ingest"] == pytest.approx(tpf * 100)
+    assert s["shape"]["ingest_rows"] == pytest.approx(rows_run)
+    big = s["rows"][-1]
     assert big["clusters"] == 4096
-    assert big["ingest"] == pytest.approx(tpf * (4096 // 16 + 3))
+    assert big["ingest"] == pytest.approx(tpf * (100 + 256 - rows_run))
+    batched = run(recs, PAPER.replace(hcu_batch=8), 0.327)["rows"][-1]
+    assert batched["ingest"] == pytest.approx(tpf * (100 + (256 - rows_run) / 8))
 
 
 def test_engine_cycles():

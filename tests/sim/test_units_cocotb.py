@@ -179,6 +179,18 @@ def test_mac_in_register_regression(unit, sim):
 
 
 @pytest.mark.cocotb
+@pytest.mark.slow
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_core_hcu_batch_regression(sim):
+    """The core's regression with its aging in HCU batches (``hcu_batch`` 4: an INGEST's
+    aged tokens share the HCU's table search, four at a time; the presets age one at a
+    time): the same statuses, outputs and counters, with random stalls."""
+    result = run_unit("core", sim, config="tiny", overrides={"hcu_batch": 4}, tag="batch4")
+    assert result.tests == len(cocotb_tests(UNIT_TESTBENCH["core"])) > 0
+    assert result.failed == 0
+
+
+@pytest.mark.cocotb
 def test_tile_softmax_bench_fails_on_a_corrupted_expectation():
     """The tile softmax scoreboard is live: one flipped bit in one expected ``l``
     (``TILE_CORRUPT``) fails the run, and the results file says which test failed."""

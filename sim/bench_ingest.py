@@ -1,0 +1,213 @@
+"""The core's ingest against the size of the cluster table and ``hcu_batch``: cycles per
+ingested token, measured on the RTL (issue 11: HCU batches in the core).
+
+    python -m sim.bench_ingest [--config tiny] [--set FIELD=INT ...] [--rows 8 32 121]
+        [--batches 1 2 4 8] [--tokens 196] [-o build/bench]
+
+When the recent ring is full, every ingested token ages the oldest ring token into the
+clustered context, and the HCU searches the whole cluster table for it:
+``ceil(clusters / hcu_lanes)`` table rows. With ``hcu_batch = B`` the core's aging sends up
+to ``B`` aged tokens through one search (``hw.core.aging``), so a large table costs about
+``1 / B`` of the rows per token; the rest of the aging (the KVMU slot, the K/V write, the
+key sum, the weight) stays per token.
+
+What it runs, for every table size ``R`` (``--rows``: table rows, i.e. ``R * hcu_lanes``
+clusters) and every ``B`` (``--batches``): the core on Amaranth's simulator, no host idle,
+an always-ready RAM, a context of random keys (Hamming threshold 0, no centring: every aged
+token creates a cluster until the table is full, then joins one by force — a full search,
+no early exit), first ingesting enough tokens to fill the table, then one frame of
+``--tokens`` tokens (the paper's 196), which is measured, then one decode ``QUERY``; every
+status, the output and the counters are checked against the golden model. Reported: the
+frame's cycles per token, against ``R + 3`` (the HCU's search of one token, the pipelined
+ingest's bound at ``B = 1``).
+
+The default is the ``tiny`` datapath with ``axi_data_bits = 32``: an aged token's K and V
+are then 16 bus beats, as at the paper preset (128 BF16 values each over 256 bits), and
+``--rows 121`` is the table of the paper preset's 5 K-token cache (1 929 clusters over 16
+lanes; the table's rows, not its lanes, set the cycles). Writes ``ingest_bench.json``,
+``ingest_bench.md`` and ``ingest_bench.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from golden.bf16 import to_bf16_bits
+from golden.checks import int_at_least
+from hw.config import HWConfig, apply_settings, parse_settings, preset
+from hw.core import check_core_config
+from sim.cases.core import Program, program_from_arrays
+from sim.kit.core_sim import check, simulate
+
+__all__ = ["ROWS", "bench_config", "bench_program", "main", "measure"]
+
+#: Table rows measured by default: small, medium, the paper preset's 5 K-token cache.
+ROWS = (8, 32, 121)
+BATCHES = (1, 2, 4, 8)
+
+
+def bench_config(cfg: HWConfig, rows: int, batch: int, tokens: int) -> HWConfig:
+    """``cfg`` with a table of ``rows`` HCU rows, ``hcu_batch = batch``, threshold 0, no key
+    centring, and room for the run: token ids and KV chunks (a power of two) for every token."""
+    clusters = rows * cfg.hcu_lanes
+    r = cfg.resv
+    total = r.sink_tokens + r.recent_tokens + clusters + tokens
+    return cfg.replace(
+        hcu_batch=batch,
+        token_id_bits=max(cfg.token_id_bits, int(total).bit_length()),
+        kv_chunks=max(cfg.kv_chunks, 1 << (clusters + tokens - 1).bit_length()),
+        resv={"max_clusters": clusters, "threshold": 0, "centre_keys": False},
+    )
+
+
+def bench_program(cfg: HWConfig, tokens: int, seed: int = 1) -> Program:
+    """A context of random keys: the table filled (every aged token a new cluster), then one
+    frame of ``tokens`` tokens, then one decode query."""
+    r = cfg.resv
+    fill = r.sink_tokens + r.recent_tokens + r.max_clusters
+    n, d = fill + tokens, r.head_dim
+    rng = np.random.default_rng(seed)
+
+    def bf16(*shape):
+        return to_bf16_bits(rng.standard_normal(shape).astype(np.float32))
+
+    ctx = (0, 0, bf16(n, d), bf16(n, d), bf16(1, d))
+    return program_from_arrays(
+        cfg,
+        [ctx],
+        np.array([0, fill, n]),
+        np.array([1]),
+        source=f"random keys, {r.max_clusters} clusters, then {tokens} tokens",
+        bad_commands=False,
+    )
+
+
+def measure(cfg: HWConfig, rows: int, batch: int, tokens: int) -> dict:
+    """Cycles of the measured frame of ``bench_program`` on ``bench_config``'s core."""
+    run_cfg = bench_config(cfg, rows, batch, tokens)
+    prog = bench_program(run_cfg, tokens)
+    t0 = time.time()
+    out = simulate(run_cfg, prog, timing="none", seed=1, timeout=10**6)
+    check(prog, out)
+    frames = [i for i, c in enumerate(prog.commands) if c.kind == "frame"]
+    cycles = out["cycles"][frames[-1]]
+    return {
+        "rows": rows,
+        "clusters": run_cfg.resv.max_clusters,
+        "batch": batch,
+        "tokens": tokens,
+        "cycles": cycles,
+        "cycles_per_token": cycles / tokens,
+        "search_bound": rows + 3,
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+def _markdown(cfg_name: str, settings: list[str], results: list[dict]) -> str:
+    batches = sorted({r["batch"] for r in results})
+    by = {(r["rows"], r["batch"]): r for r in results}
+    head = "| table rows (clusters) | search / token (R + 3) | " + " | ".join(
+        f"B = {b}" for b in batches
+    )
+    lines = [
+        "# Ingest: cycles per token against the table and hcu_batch",
+        "",
+        f"`python -m sim.bench_ingest --config {cfg_name}"
+        + "".join(f" --set {s}" for s in settings)
+        + "`: one frame of random keys ingested into a full table (every aged token searches "
+        "all of it), Amaranth's simulator, no stalls, bit-exact with the golden model. "
+        "Cycles per ingested token (the speed-up over B = 1 in brackets):",
+        "",
+        head + " |",
+        "|" + "---:|" * (2 + len(batches)),
+    ]
+    for rows in sorted({r["rows"] for r in results}):
+        one = by.get((rows, 1))
+        cells = []
+        for b in batches:
+            r = by[(rows, b)]
+            gain = f" ({one['cycles'] / r['cycles']:.2f}x)" if one and b != 1 else ""
+            cells.append(f"{r['cycles_per_token']:.1f}{gain}")
+        first = by[(rows, batches[0])]
+        lines.append(f"| {rows} ({first['clusters']}) | {rows + 3} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for b in sorted({r["batch"] for r in results}):
+        pts = sorted((r["rows"], r["cycles_per_token"]) for r in results if r["batch"] == b)
+        ax.plot(*zip(*pts, strict=True), "o-", label=f"hcu_batch {b}")
+    rows = sorted({r["rows"] for r in results})
+    ax.plot(rows, [x + 3 for x in rows], "k:", label="one search per token (R + 3)")
+    ax.set(xlabel="HCU table rows", ylabel="cycles per ingested token")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m sim.bench_ingest", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument("--config", default="tiny", help="hardware preset (default tiny)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        metavar="FIELD=INT",
+        help="change a field of the preset (default: axi_data_bits=32, 16 beats per token)",
+    )
+    ap.add_argument("--rows", type=int_at_least(1), nargs="+", default=list(ROWS))
+    ap.add_argument("--batches", type=int_at_least(1), nargs="+", default=list(BATCHES))
+    ap.add_argument("--tokens", type=int_at_least(1), default=196, help="tokens of the frame")
+    ap.add_argument("-o", "--out", type=Path, default=Path("build/bench"))
+    args = ap.parse_args(argv)
+    args.set = args.set if args.set is not None else ["axi_data_bits=32"]
+    try:
+        base = apply_settings(preset(args.config), parse_settings(args.set))
+    except ValueError as exc:
+        ap.error(str(exc))
+    for rows in args.rows:
+        for batch in args.batches:
+            try:
+                check_core_config(bench_config(base, rows, batch, args.tokens))
+            except ValueError as exc:
+                ap.error(f"--rows {rows} with --batches {batch}: {exc}")
+    results = []
+    for rows in args.rows:
+        for batch in args.batches:
+            r = measure(base, rows, batch, args.tokens)
+            results.append(r)
+            print(
+                f"bench_ingest: {rows} rows, hcu_batch {batch}: {r['cycles_per_token']:.1f} "
+                f"cycles/token ({r['seconds']} s)",
+                flush=True,
+            )
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = {"config": args.config, "settings": args.set, "results": results}
+    (args.out / "ingest_bench.json").write_text(json.dumps(summary, indent=1))
+    (args.out / "ingest_bench.md").write_text(_markdown(args.config, args.set, results))
+    _plot(results, args.out / "ingest_bench.png")
+    best = min(results, key=lambda r: (-r["rows"], r["cycles_per_token"]))
+    one = next((r for r in results if r["rows"] == best["rows"] and r["batch"] == 1), None)
+    tail = f" against {one['cycles_per_token']:.1f} with hcu_batch 1" if one else ""
+    print(
+        f"bench_ingest: at {best['rows']} table rows, {best['cycles_per_token']:.1f} cycles per "
+        f"token with hcu_batch {best['batch']}{tail}; {args.out / 'ingest_bench.md'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""sim.bench_ingest: the core's ingest cycles per token against the table and hcu_batch,
+on Amaranth's simulator (bit-exact with the golden model), at tiny sizes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hw.config import preset
+from sim.bench_ingest import bench_config, bench_program, main
+
+
+def test_the_program_fills_the_table_before_the_measured_frame():
+    cfg = bench_config(preset("tiny"), rows=2, batch=2, tokens=8)
+    assert cfg.resv.max_clusters == 2 * cfg.hcu_lanes and cfg.hcu_batch == 2
+    prog = bench_program(cfg, tokens=8)
+    frames = [c for c in prog.commands if c.kind == "frame"]
+    assert [c.info["tokens"] for c in frames][-1] == 8
+    assert prog.contexts[0].counters["clusters_created"] == cfg.resv.max_clusters
+    assert prog.queries == 1
+
+
+def test_cli(tmp_path, capsys):
+    """Batches of 4 make a token of a frame into a full 4-row table cheaper than one at a
+    time, and a larger table costs more per token without batches."""
+    assert (
+        main(["--rows", "1", "4", "--batches", "1", "4", "--tokens", "8", "-o", str(tmp_path)]) == 0
+    )
+    res = json.loads((tmp_path / "ingest_bench.json").read_text())
+    by = {(r["rows"], r["batch"]): r["cycles"] for r in res["results"]}
+    assert by[(4, 4)] < by[(4, 1)]
+    assert by[(4, 1)] > by[(1, 1)]
+    assert res["settings"] == ["axi_data_bits=32"]
+    md = (tmp_path / "ingest_bench.md").read_text()
+    assert "| 4 (16) | 7 |" in md and (tmp_path / "ingest_bench.png").is_file()
+    assert "cycles per token with hcu_batch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batches", "3"], "hcu_batch must be a power of two"),
+        (["--batches", "8", "--set", "resv.recent_tokens=4"], "must be at most recent_tokens"),
+        (["--rows", "0"], "--rows: must be at least 1, not 0"),
+        (["--set", "nope=1"], "nope"),
+    ],
+)
+def test_bad_arguments_name_the_option(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
