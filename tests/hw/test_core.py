@@ -181,14 +181,21 @@ def test_core_hcu_batches(changes, tmp_path):
     check(prog, simulate(cfg, prog, timing="random", seed=10, vcd=tmp_path / "core.vcd"))
 
 
+#: Every command's cycles (no stalls) of ``test_core_hcu_batches_cycles``'s program, measured
+#: on the core before its aging took batches (``9f0a7dc``): ``hcu_batch`` 1 keeps them.
+ONE_AT_A_TIME = [18, 5, 5, 1, 1, 37, 187, 175, 249, 244, 275, 258, 340, 5, 1, 5, 5, 69, 5, 9, 1]
+
+
 def test_core_hcu_batches_cycles():
     """Batches shorten the INGESTs that age tokens (one table search per batch, not per
-    token) and leave the others as they were; every other command takes the same cycles."""
+    token) and leave the others as they were; every other command takes the same cycles,
+    and with ``hcu_batch`` 1 every command takes the cycles it took before batches."""
     prog = synthetic_program(TINY, frames=3, tokens_per_frame=8, contexts=1, seed=5)
     cycles = {
         b: simulate(TINY.replace(hcu_batch=b), prog, timing="none", seed=1)["cycles"]
         for b in (1, 4)
     }
+    assert cycles[1] == ONE_AT_A_TIME
     frames = []
     for c, one, four in zip(prog.commands, cycles[1], cycles[4], strict=True):
         if c.kind == "frame":
