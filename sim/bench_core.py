@@ -66,6 +66,8 @@ PAPER_CORES, PAPER_HZ = 8, 800e6
 GOAL_CYCLES = 150_000
 #: Tile sizes (``tile_tokens``) whose consequence the report predicts at a 5 K cache.
 TILES = (16, 32, 64, 128)
+#: ``hcu_batch`` values the report predicts the 5 K cache's ingest for.
+BATCHES = (1, 2, 4, 8)
 FEATURES = ("command", "rows", "clusters", "bursts", "engine")
 
 
@@ -257,6 +259,11 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
             for t in TILES
             if t <= target.resv.head_dim
         ],
+        "by_batch": [
+            extrapolate(coef, target.replace(hcu_batch=b), shape, 5120, retrieval)
+            | {"hcu_batch": b}
+            for b in BATCHES
+        ],
     }
 
 
@@ -324,6 +331,19 @@ def render(s: dict) -> str:
     for r in s["by_tile"]:
         lines.append(
             f"| {r['tile_tokens']} | {r['tiles']} | {r['context_frame'] / 1e3:.0f} K | "
+            f"{r['context_frame'] / s['goal_cycles']:.2f}x |"
+        )
+    lines += [
+        "",
+        "With the aging in HCU batches (`hcu_batch`: one table search per batch, "
+        "`python -m sim.bench_ingest`), at a 5 K cache, a prediction:",
+        "",
+        "| hcu_batch | ingest | per context-frame | / 150 K goal |",
+        "|---:|---:|---:|---:|",
+    ]
+    for r in s["by_batch"]:
+        lines.append(
+            f"| {r['hcu_batch']} | {r['ingest'] / 1e3:.1f} K | {r['context_frame'] / 1e3:.0f} K | "
             f"{r['context_frame'] / s['goal_cycles']:.2f}x |"
         )
     lines += [

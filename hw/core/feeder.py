@@ -70,7 +70,7 @@ class Feeder(wiring.Component):
         r = cfg.resv
         lanes, nb = cfg.mac_lanes, r.head_dim // cfg.mac_lanes
         kept, C, tid = r.sink_tokens + r.recent_tokens, r.max_clusters, cfg.token_id_bits
-        items = range(max(C, kept, 2) + 1)
+        items = range(max(C, kept, 2) + 1)  # an item index (a cluster or a kept token)
         row_bits = 16 * lanes
         lay = datapath_layouts(cfg.replace(mac_cols=lanes))
         super().__init__(
@@ -109,15 +109,16 @@ class Feeder(wiring.Component):
         m = Module()
         lanes, nb = cfg.mac_lanes, r.head_dim // cfg.mac_lanes
         sink, recent = r.sink_tokens, r.recent_tokens
-        kept, C = sink + recent, r.max_clusters
+        kept = sink + recent
         row_bits = 16 * lanes
         counts = self.counts
 
         mode = Signal(2, name="feed_mode")
         feed_on = Signal(name="feed_on")
-        fi = Signal(range(max(C, kept, 2) + 1), name="feed_i")  # outer index
+        items = self.start_end.shape()
+        fi = Signal(items, name="feed_i")  # outer index
         fb = Signal(range(2 * nb + 1), name="feed_b")  # row within the item
-        f_end = Signal(range(max(C, kept, 2) + 1), name="feed_end")
+        f_end = Signal(items, name="feed_end")
         kslot = Signal(range(kept), name="feed_slot")  # kept slot of item ``fi``
 
         mv = Signal(name="stage_valid")

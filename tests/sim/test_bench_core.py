@@ -82,6 +82,11 @@ def test_cli(tmp_path, capsys):
     assert "cycles per context-frame at a 5 K cache" in capsys.readouterr().out
     md = (tmp_path / "core_bench.md").read_text()
     assert md.startswith("## Core cycles") and "each row more: 1/1 cycle per token" in md
+    assert "| hcu_batch | ingest |" in md
+    rep = json.loads((tmp_path / "core_bench.json").read_text())
+    ingest = [r["ingest"] for r in rep["by_batch"]]
+    assert [r["hcu_batch"] for r in rep["by_batch"]] == [1, 2, 4, 8]
+    assert ingest == sorted(ingest, reverse=True) and ingest[0] > ingest[-1]
     for argv, msg in [
         (["--report", str(tmp_path / "none.json")], "does not exist: run python -m sim.run"),
         (["--report", str(path), "--retrieval", "0"], "--retrieval must be in (0, 1], not 0.0"),
