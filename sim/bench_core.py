@@ -20,12 +20,12 @@ cycles per kept token (its K and V beats) and ``max(2M, bus_token)`` per fetched
 frame's many rows are bound by their passes, a decode step's few by the stream
 (``hw.datapath.tiled_attention.command_cycles`` is the engine's exact count for inputs
 offered every cycle). A fitted ``c_engine`` near 1 says that pace is what the run shows.
-Ingest is cycles per token as measured, plus the HCU's search of the extrapolated table
-beyond the run's: every aged token waits for the search of ``ceil(clusters / hcu_lanes)``
-table rows, shared by the ``hcu_batch`` tokens of a batch, before the rest of its aging
-(slot, K/V write, key sum, weight), so a row more costs ``1 / hcu_batch`` cycles per token
-(``python -m sim.bench_ingest`` measures this on the RTL against the table size). The run's
-rows are its tables after its late frames.
+Ingest is cycles per token as measured, with the run's HCU search replaced by the
+extrapolated table's: every aged token waits for the search of ``ceil(clusters /
+hcu_lanes)`` table rows, shared by the ``hcu_batch`` tokens of a batch, before the rest of
+its aging (slot, K/V write, key sum, weight), so a row costs ``1 / hcu_batch`` cycles per
+token (``python -m sim.bench_ingest`` measures this on the RTL against the table size). The
+run's rows are its tables after its late frames.
 The coefficients are least-squares fits to the run; the report gives the fit's
 residual, how many costs the run determines independently, and a holdout check (fit on
 the first half of the commands, predict the second half, whose caches are larger).
@@ -149,8 +149,9 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     # An aged token's aging waits for the HCU's search of the table (its rows shared by a
     # batch of hcu_batch tokens): the rows beyond the run's small tables add to the run's
     # cycles per token (sim.bench_ingest).
-    rows = math.ceil(clusters / cfg.hcu_lanes) - shape["ingest_rows"]
-    ingest = tpf * (shape["ingest_per_token"] + shape["rope_extra"] + rows / cfg.hcu_batch)
+    search = math.ceil(clusters / cfg.hcu_lanes) / cfg.hcu_batch
+    search_run = shape["ingest_rows"] / shape["hcu_batch"]
+    ingest = tpf * (shape["ingest_per_token"] + shape["rope_extra"] - search_run + search)
     return {
         "cache": cache,
         "clusters": clusters,
@@ -194,6 +195,7 @@ def _shape(rep: dict, cfg) -> dict:
         "ingest_rows": float(
             np.mean([math.ceil(r["clusters"] / cfg.hcu_lanes) for r in late_pf] or [0])
         ),
+        "hcu_batch": cfg.hcu_batch,
         "tokens_per_cluster": aged / max(1, last["clusters"]),
         # what the run's largest-cache PREFILL retrieved, beside the table's assumption
         "retrieval_run": last_pf["fetched"] / max(1, last_pf_aged),
