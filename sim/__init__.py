@@ -13,7 +13,7 @@ Laid out by concern:
   selectors), ``datapath``, ``kvmu``, ``core`` (host programs).
 - ``sim.benches``: the cocotb testbenches, one ``tb_<unit>`` module per unit.
 - flows, the modules with a command line (``python -m sim.<flow>``): ``run`` (``make sim``),
-  ``bench``, ``bench_core``, ``bench_kvmu``, ``bench_ingest`` (``make bench``), ``soak``, ``soak_core`` (``make
-  soak``), ``coverage`` (``make coverage``), ``verilator_coverage``, and ``fast`` (the C++
-  Verilator harness and its Icarus testbench).
+  ``bench``, ``bench_core``, ``bench_kvmu``, ``bench_ingest`` (``make bench``), ``soak``,
+  ``soak_core`` (``make soak``), ``coverage`` (``make coverage``), ``verilator_coverage``,
+  and ``fast`` (the C++ Verilator harness and its Icarus testbench).
 """
