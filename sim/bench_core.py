@@ -20,12 +20,13 @@ cycles per kept token (its K and V beats) and ``max(2M, bus_token)`` per fetched
 frame's many rows are bound by their passes, a decode step's few by the stream
 (``hw.datapath.tiled_attention.command_cycles`` is the engine's exact count for inputs
 offered every cycle). A fitted ``c_engine`` near 1 says that pace is what the run shows.
-Ingest is cycles per token as measured, with the run's HCU search replaced by the
-extrapolated table's: every aged token waits for the search of ``ceil(clusters /
-hcu_lanes)`` table rows, shared by the ``hcu_batch`` tokens of a batch, before the rest of
-its aging (slot, K/V write, key sum, weight), so a row costs ``1 / hcu_batch`` cycles per
-token (``python -m sim.bench_ingest`` measures this on the RTL against the table size). The
-run's rows are its tables after its late frames.
+Ingest is cycles per token as measured (``a``), or the HCU's search of the extrapolated
+table if that is longer: the search for the next tokens overlaps the aging of the current
+one, so the pipelined ingest is bounded by ``R + 2B + 1`` cycles per batch of ``B =
+hcu_batch`` tokens, ``R = ceil(clusters / hcu_lanes)`` table rows, and, since the HCU
+takes a batch only once the aging has taken all but the last result of the one before, by
+``R + (B - 1) a`` (``python -m sim.bench_ingest`` measures this on the RTL against the
+table size).
 The coefficients are least-squares fits to the run; the report gives the fit's
 residual, how many costs the run determines independently, and a holdout check (fit on
 the first half of the commands, predict the second half, whose caches are larger).
@@ -146,12 +147,12 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     counts = [full] * min(full, 1) + [1] * bool(last)
     prefill = sum(c * cmd(n * g) for c, n in zip(counts, sizes, strict=True))
     tiles = sum(c * math.ceil((kept + fetched) / cfg.tile_tokens) for c in counts)
-    # An aged token's aging waits for the HCU's search of the table (its rows shared by a
-    # batch of hcu_batch tokens): the rows beyond the run's small tables add to the run's
-    # cycles per token (sim.bench_ingest).
-    search = math.ceil(clusters / cfg.hcu_lanes) / cfg.hcu_batch
-    search_run = shape["ingest_rows"] / shape["hcu_batch"]
-    ingest = tpf * (shape["ingest_per_token"] + shape["rope_extra"] - search_run + search)
+    # The pipelined ingest is bounded below by the HCU's search of the table per batch of B
+    # aged tokens, R + 2B + 1 cycles and R + (B - 1) tokens' aging (sim.bench_ingest),
+    # which the run's small tables may not show.
+    B, R = cfg.hcu_batch, math.ceil(clusters / cfg.hcu_lanes)
+    a = shape["ingest_per_token"] + shape["rope_extra"]
+    ingest = tpf * max(a, (R + 2 * B + 1) / B, (R + (B - 1) * a) / B)
     return {
         "cache": cache,
         "clusters": clusters,
@@ -175,9 +176,7 @@ def _shape(rep: dict, cfg) -> dict:
     frames = [r for r in recs if r["kind"] == "frame"]
     cmds = [r for r in recs if r["kind"] in ("prefill", "decode")]
     pf = [r for r in cmds if r["kind"] == "prefill"]
-    half = max(f["frame"] for f in frames) // 2
-    late = [r for r in frames if r["frame"] >= half]
-    late_pf = [r for r in pf if r["frame"] >= half]
+    late = [r for r in frames if r["frame"] >= max(f["frame"] for f in frames) // 2]
     last = max(cmds, key=lambda r: r["tokens"])
     kept = cfg.resv.sink_tokens + cfg.resv.recent_tokens
     aged = max(1, last["tokens"] - kept)
@@ -191,11 +190,6 @@ def _shape(rep: dict, cfg) -> dict:
             sum(f["tokens"] for f in frames) / len({(f["context"], f["frame"]) for f in frames})
         ),
         "ingest_per_token": sum(f["cycles"] for f in late) / sum(f["tokens"] for f in late),
-        # the HCU's table rows after the late frames (their PREFILLs' clusters)
-        "ingest_rows": float(
-            np.mean([math.ceil(r["clusters"] / cfg.hcu_lanes) for r in late_pf] or [0])
-        ),
-        "hcu_batch": cfg.hcu_batch,
         "tokens_per_cluster": aged / max(1, last["clusters"]),
         # what the run's largest-cache PREFILL retrieved, beside the table's assumption
         "retrieval_run": last_pf["fetched"] / max(1, last_pf_aged),
@@ -284,8 +278,8 @@ def render(s: dict) -> str:
         f"{c['clusters']:.2f}/cluster + {c['bursts']:.2f}/burst + {c['engine']:.3f} x the "
         "engine's pace (the larger of the rows' passes over the tiles and the token stream). "
         "Ingest "
-        f"{sh['ingest_per_token']:.1f} cycles/token at {sh['ingest_rows']:.0f} HCU table rows "
-        f"(each row more: 1/{s['hcu_batch']} cycle per token). "
+        f"{sh['ingest_per_token']:.1f} cycles/token (or the HCU's search of a larger table: "
+        f"R + 2B + 1 cycles and R + (B - 1) tokens per batch of B = {s['hcu_batch']}). "
         f"{sh['tokens_per_frame']} tokens/frame, "
         f"GQA group {sh['group']}, {sh['tokens_per_cluster']:.2f} tokens/cluster, "
         f"{sh['tokens_per_burst']:.1f} tokens/burst; MAC array busy "

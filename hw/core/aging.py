@@ -30,16 +30,20 @@ AGING_COUNTS = (
 
 
 class Aging(wiring.Component):
-    """The second FSM of an ``INGEST`` (``golden.core.CoreModel._cluster`` in hardware).
+    """The aging of an ``INGEST`` (``golden.core.CoreModel._cluster`` in hardware), beside the
+    new tokens' reception, RoPE and hash; two FSMs.
 
-    Started (``go``) when a new token will take the oldest ring slot, it runs beside that
-    token's reception, RoPE and hash. It ages a **batch** of ``count`` tokens (1 to
-    ``hcu_batch``: the core asks for as many as its ``INGEST`` will age, at most
-    ``hcu_batch``): the oldest ring tokens, from ring index ``ring_index`` on, ids from
-    ``token_id`` on. Their signatures go to the HCU in consecutive cycles (read from the
-    core's signature memory one cycle ahead, ``sig_addr``), so that the HCU searches its
-    table once for the batch; then each token in turn, oldest first: its assignment
-    (``hcu_assign``: cluster and event) is taken, the KVMU gives it a slot
+    **The sender** takes a **batch** at ``go``: ``count`` tokens (1 to ``hcu_batch``), the
+    oldest ring tokens not yet given to it, from ring index ``ring_index`` and id
+    ``token_id`` on. It sends their signatures to the HCU in consecutive cycles (read from
+    the core's signature memory one cycle ahead, ``sig_addr``), so that the HCU searches
+    its table once for the batch, and is then idle (``sender_idle``) for the next batch: it
+    runs ahead of the aging proper, the HCU keeping its results in order, so the next
+    tokens' search overlaps the aging of the current ones. The core gives it every token its
+    ``INGEST`` will age, as soon as the token is in the ring.
+
+    **The aging proper** takes the results in order, oldest token first: its assignment
+    (``hcu_assign``: cluster and event), the KVMU gives it a slot
     (``kv_assign`` → ``kv_slot``), the KV writer writes its K and V rows there as a posted
     write (``write_cmd``, ``write_data``; nothing is written when the pool is full:
     ``counts.kv_dropped``), its cluster's FP32 key sum gets the widened K rows (``+0`` base
@@ -47,24 +51,27 @@ class Aging(wiring.Component):
     a memory read through an adder into a write), and the cluster's member count goes up
     (the ``members`` memory, here); its reciprocal is requested last (``recip_req``, the
     core's ``FP32Recip`` is shared with the prefill's ``1/rows``), after which its ring slot
-    is free (``released``) and the next token of the batch goes on (the FSM is idle after
-    the last) while the core computes ``w_c`` from ``members``. Aging the tokens in this
-    order gives the golden model's results whatever the batch (the HCU's decisions are
-    those of one token at a time). The rows are read one per cycle
+    is free (``released``) and the next token goes on while the core computes ``w_c`` from
+    ``members``. The tokens follow one another in the ring and in id, so it counts its own
+    (from the first ``go`` it sees with nothing in flight). Aging the tokens in this order
+    gives the golden model's results whatever the batches (the HCU decides as for one token
+    at a time). The rows are read one per cycle
     when a row is two or more AXI beats, else two cycles per K row (a K row's last beat waits
     for its registered sum).
 
     Ports (the core owns the kept and key-sum memories and gives the aging priority on their
     read ports while ``rd`` is high):
 
-    - ``go`` (in), ``count``, ``ring_index``, ``token_id`` (in, latched at ``go``): the
-      batch's size, its oldest token's ring index (its kept slot is ``sink_tokens`` +
-      the index) and id; the next tokens follow in the ring (wrapping) and in id.
+    - ``go`` (in, only while ``sender_idle``), ``count``, ``ring_index``, ``token_id`` (in,
+      latched at ``go``): the batch's size, its oldest token's ring index (its kept slot is
+      ``sink_tokens`` + the index) and id; the next tokens follow in the ring (wrapping)
+      and in id.
     - ``sig_addr``, ``sig_en`` (out), ``sig`` (in): the signature memory's read port (the
       first token's at ``go``, the next one's as a token is taken by the HCU).
     - ``hcu_clear`` (in): the HCU's ``clear`` flag for the token (a new context).
-    - ``busy`` (out): not idle; ``released`` (out): a strobe when a token of the batch is
-      aged (its kept slot free for the new token that waits for it).
+    - ``busy`` (out): a token sent or being aged; ``sender_idle`` (out); ``released``
+      (out): a strobe when a token is aged (its kept slot free for the new token that
+      waits for it).
     - ``hcu_tokens`` (out), ``hcu_assign`` (in): the DRE's token streams.
     - ``kv_assign`` (out), ``kv_slot`` (in): the KVMU's allocation streams.
     - ``write_cmd``, ``write_data`` (out): the ``KVWriter``'s streams.
@@ -95,6 +102,7 @@ class Aging(wiring.Component):
                 "sig": In(r.hash_bits),
                 "hcu_clear": In(1),
                 "busy": Out(1),
+                "sender_idle": Out(1),
                 "released": Out(1),
                 "hcu_tokens": Out(stream.Signature(dre.token)),
                 "hcu_assign": In(stream.Signature(dre.assign)),
@@ -135,11 +143,15 @@ class Aging(wiring.Component):
         def ring_next(index):
             return Mux(index == recent - 1, 0, index + 1)
 
-        age_ring = Signal(range(recent), name="age_ring")  # the token being aged
-        age_id = Signal(tid, name="age_id")
-        left = Signal(range(B + 1), name="age_left")  # tokens of the batch not yet aged
-        tx = Signal(range(B + 1), name="age_sent")  # tokens sent to the HCU
+        # The sender: a batch's signatures into the HCU.
+        tx_n = Signal(range(B + 1), name="age_batch")  # tokens of the batch being sent
+        tx = Signal(range(B + 1), name="age_sent")  # of them sent to the HCU
         tx_ring = Signal(range(recent), name="age_sent_ring")  # the next one's ring index
+        tx_id = Signal(tid, name="age_sent_id")  # the next one's id
+        # The aging proper, in the order sent: the token being aged (or the next one).
+        age_ring = Signal(range(recent), name="age_ring")
+        age_id = Signal(tid, name="age_id")
+        inflight = Signal(range(recent + B + 1), name="age_inflight")  # sent, not yet taken
         age_c = Signal(cfg.cluster_id_bits, name="age_cluster")
         age_ev = Signal(Event, name="age_event")
         age_addr = Signal(cfg.axi_addr_bits, name="age_addr")
@@ -150,13 +162,15 @@ class Aging(wiring.Component):
         age_slot = r.sink_tokens + age_ring
         with m.If(self.go):
             m.d.sync += [
-                age_ring.eq(self.ring_index),
-                age_id.eq(self.token_id),
-                left.eq(self.count),
+                tx_n.eq(self.count),
                 tx.eq(0),
                 tx_ring.eq(ring_next(self.ring_index)),
+                tx_id.eq(self.token_id),
             ]
             m.d.comb += [self.sig_addr.eq(r.sink_tokens + self.ring_index), self.sig_en.eq(1)]
+        sent = self.hcu_tokens.valid & self.hcu_tokens.ready
+        taken = self.hcu_assign.valid & self.hcu_assign.ready
+        m.d.sync += inflight.eq(inflight + sent - taken)
 
         # Key-sum update: the registered key-sum row + the registered, widened K row.
         age_rd1 = Signal(name="age_rd1")  # a read's data is on the ports
@@ -183,7 +197,7 @@ class Aging(wiring.Component):
             mem_wr.addr.eq(age_c),
             mem_wr.data.eq(new_members),
             mem_rd.addr.eq(age_c),
-            self.hcu_tokens.payload.token_id.eq(age_id + tx),
+            self.hcu_tokens.payload.token_id.eq(tx_id),
             self.hcu_tokens.payload.signature.eq(self.sig),
             self.hcu_tokens.payload.clear.eq(self.hcu_clear),
             self.kv_assign.payload.token_id.eq(age_id),
@@ -204,25 +218,36 @@ class Aging(wiring.Component):
             ]
 
         counts = self.counts
-        with m.FSM(name="aging") as fsm:
+        # The sender: the batch's signatures into the HCU, one per cycle while it takes
+        # them; the next one is read as one is taken. It may run ahead of the aging: the
+        # HCU keeps the results in order.
+        with m.FSM(name="aging_send") as send:
             with m.State("IDLE"), m.If(self.go):
-                m.next = "AGE_HCU"
-            # The batch's signatures into the HCU, one per cycle while it takes them; the
-            # next one is read as one is taken.
-            with m.State("AGE_HCU"):
+                m.next = "SEND"
+            with m.State("SEND"):
                 m.d.comb += self.hcu_tokens.valid.eq(1)
                 with m.If(self.hcu_tokens.ready):
                     m.d.comb += [
                         self.sig_addr.eq(r.sink_tokens + tx_ring),
                         self.sig_en.eq(1),
                     ]
-                    m.d.sync += [tx.eq(tx + 1), tx_ring.eq(ring_next(tx_ring))]
-                    with m.If(tx == left - 1):
-                        m.next = "AGE_ASSIGN"
-            with m.State("AGE_ASSIGN"):
+                    m.d.sync += [
+                        tx.eq(tx + 1),
+                        tx_ring.eq(ring_next(tx_ring)),
+                        tx_id.eq(tx_id + 1),
+                    ]
+                    with m.If(tx == tx_n - 1):
+                        m.next = "IDLE"
+        m.d.comb += self.sender_idle.eq(send.ongoing("IDLE"))
+
+        with m.FSM(name="aging") as fsm:
+            # The next token's assignment (the first after a new context's first ``go``).
+            with m.State("IDLE"):
+                with m.If(self.go & (inflight == 0)):
+                    m.d.sync += [age_ring.eq(self.ring_index), age_id.eq(self.token_id)]
                 m.d.comb += self.hcu_assign.ready.eq(1)
                 with m.If(~self.hcu_assign.valid):
-                    m.d.comb += counts.hcu_wait.eq(1)
+                    m.d.comb += counts.hcu_wait.eq(inflight != 0)
                 with m.Else():
                     a = self.hcu_assign.payload
                     m.d.sync += [age_c.eq(a.cluster), age_ev.eq(a.event)]
@@ -287,14 +312,7 @@ class Aging(wiring.Component):
                 m.d.comb += self.recip_req.eq(1)
                 with m.If(self.recip_ready):
                     m.d.comb += [mem_wr.en.eq(1), self.released.eq(1)]
-                    m.d.sync += [
-                        left.eq(left - 1),
-                        age_ring.eq(ring_next(age_ring)),
-                        age_id.eq(age_id + 1),
-                    ]
-                    with m.If(left == 1):
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "AGE_ASSIGN"
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+                    m.d.sync += [age_ring.eq(ring_next(age_ring)), age_id.eq(age_id + 1)]
+                    m.next = "IDLE"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | ~send.ongoing("IDLE") | (inflight != 0))
         return m

@@ -54,10 +54,10 @@ the BF16 hyperplanes come from the ``Hasher`` (``hw.core.hasher``: a ``MacArray`
 while V arrives and RoPE runs), compared in parallel with the thresholds ``theta``
 (signature). If the recent ring is full, the oldest ring token ages out **at the same
 time** (the ``Aging`` part, ``hw.core.aging``: a second FSM, started when ``t`` is
-announced; with ``hcu_batch`` > 1 it ages the next tokens this ``INGEST`` will age with it,
-up to ``hcu_batch``, their signatures through one HCU search, and each later token of the
-batch waits only for the aging of the token whose slot it takes): its signature goes
-through the HCU, the KVMU gives it a slot, the
+announced; it is given every token this ``INGEST`` will age as soon as the ring holds it,
+sends their signatures to the HCU ahead of the aging proper, up to ``hcu_batch`` per table
+search, and each new token waits only for the aging of the token whose slot it takes):
+its signature goes through the HCU, the KVMU gives it a slot, the
 ``KVWriter`` writes its K and V there as a posted write (an ``INGEST`` answers once all
 its writes completed), its cluster's FP32 key sum is updated lane-parallel from
 registered rows (one row per cycle when a row is two or more AXI beats, else two cycles
@@ -250,13 +250,17 @@ class VRexCore(wiring.Component):
         ring_base = Signal(tid_bits + 1, name="ring_base")  # id of the oldest ring token
 
         slot = Signal(range(kept), name="slot")  # kept slot of the new token
-        # Aging in batches (hw.core.aging): the new token takes an aged token's slot
-        # (replaces); the batch's tokens whose slots no new token took yet (owed), and those
-        # of them the aging released (freed).
+        # Aging (hw.core.aging): the tokens this INGEST ages and has not yet given the aging
+        # (unsent; counted at its first aged token: aging_on), the next one's id and ring
+        # index; whether the new token takes an aged token's slot (replaces), and the slots
+        # the aging released that no new token took yet (freed).
         B = cfg.hcu_batch
+        aging_on = Signal(name="aging_on")
+        unsent = Signal(tid_bits + 1, name="aging_unsent")
+        next_id = Signal(tid_bits + 1, name="aging_next_id")
+        next_ring = Signal(range(recent), name="aging_next_ring")
         replaces = Signal(name="replaces")
-        owed = Signal(range(B + 1), name="aging_owed")
-        freed = Signal(range(B + 1), name="aging_freed")
+        freed = Signal(range(recent + 1), name="aging_freed")
         sb = Signal(range(nb), name="store_row")
         w_pend = Signal(name="weight_pending")  # a cluster's weight is being computed
         w_addr = Signal(cfg.cluster_id_bits, name="weight_cluster")
@@ -344,9 +348,8 @@ class VRexCore(wiring.Component):
         wiring.connect(m, aging.write_cmd, writer.cmd)
         wiring.connect(m, aging.write_data, writer.data)
         m.d.comb += [
-            # latched at ``go`` (ING_NEXT): the oldest ring token and its id
-            aging.ring_index.eq(ring_wp),
-            aging.token_id.eq(n_tok - recent),
+            aging.ring_index.eq(next_ring),
+            aging.token_id.eq(next_id),
             ks_rd.addr.eq(aging.sig_addr),
             ks_rd.en.eq(aging.sig_en),
             aging.sig.eq(ks_rd.data),
@@ -519,7 +522,7 @@ class VRexCore(wiring.Component):
                         with m.Case(Op.SET_BIAS):
                             m.next = "BIAS_RX"
                         with m.Case(Op.INGEST):
-                            m.d.sync += tok_left.eq(p.arg)
+                            m.d.sync += [tok_left.eq(p.arg), aging_on.eq(0)]
                             m.next = "ING_NEXT"
                         with m.Case(Op.QUERY, Op.PREFILL):
                             # A QUERY is one row, its own group, without the causal mask.
@@ -584,18 +587,21 @@ class VRexCore(wiring.Component):
                         position.eq(n_tok),
                         ro.eq(0),
                     ]
-                    # The token will take the oldest ring slot: that token ages out now,
-                    # while the new one is received, rotated and hashed (aging FSM below),
-                    # in a batch with the next tokens this INGEST ages (every accepted token
-                    # from now on), up to hcu_batch of them.
+                    # The token will take the oldest ring slot: that token ages out, in the
+                    # aging beside the new token's reception, RoPE and hash. From the first
+                    # such token on, every token this INGEST accepts ages one: the aging
+                    # gets them all (below), ahead of the new tokens as far as the ring
+                    # holds them.
                     ages = ~n_tok[tid_bits] & (n_tok >= sink) & (ring_n == recent)
                     m.d.sync += replaces.eq(ages)
-                    with m.If(ages & (owed == 0)):
+                    with m.If(ages & ~aging_on):
                         room = (1 << tid_bits) - n_tok  # tokens the context still accepts
-                        accepted = Mux(tok_left < room, tok_left, room)
-                        batch = Mux(accepted < B, accepted, B)
-                        m.d.comb += [aging.go.eq(1), aging.count.eq(batch)]
-                        m.d.sync += owed.eq(batch)
+                        m.d.sync += [
+                            aging_on.eq(1),
+                            unsent.eq(Mux(tok_left < room, tok_left, room)),
+                            next_id.eq(n_tok - recent),
+                            next_ring.eq(ring_wp),
+                        ]
                     m.next = "ING_RX"
             with m.State("ING_DRAIN"):
                 m.d.comb += ingest_busy.eq(1)
@@ -675,8 +681,6 @@ class VRexCore(wiring.Component):
                 with m.If(sb == nb - 1):
                     m.d.sync += [sb.eq(0), n_tok.eq(n_tok + 1)]
                     count("tokens_ingested")
-                    with m.If(replaces):
-                        m.d.sync += owed.eq(owed - 1)
                     with m.If(n_tok >= sink):
                         m.d.sync += [
                             ring_n.eq(Mux(ring_n == recent, recent, ring_n + 1)),
@@ -847,6 +851,19 @@ class VRexCore(wiring.Component):
             m.d.comb += ingest_busy.eq(1)
         store_replaced = replaces & (sb == nb - 1) & ctrl.ongoing("STORE")
         m.d.sync += freed.eq(freed + aging.released - store_replaced)
+        # The aging's next batch: up to hcu_batch of the unsent tokens, those already stored
+        # (ids below n_tok: the ring holds them), whenever its sender is idle.
+        stored = (n_tok - next_id)[: len(n_tok)]  # below n_tok when unsent != 0
+        batch = Mux(unsent < B, unsent, B)
+        batch = Mux(stored < batch, stored, batch)
+        with m.If((unsent != 0) & (n_tok > next_id) & aging.sender_idle):
+            wrapped = next_ring + batch
+            m.d.comb += [aging.go.eq(1), aging.count.eq(batch)]
+            m.d.sync += [
+                unsent.eq(unsent - batch),
+                next_id.eq(next_id + batch),
+                next_ring.eq(Mux(wrapped >= recent, wrapped - recent, wrapped)),
+            ]
         with m.If(aging.rd):
             m.d.comb += [
                 kk_rd.addr.eq(aging.kept_addr),

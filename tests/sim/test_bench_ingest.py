@@ -8,7 +8,7 @@ import json
 import pytest
 
 from hw.config import preset
-from sim.bench_ingest import bench_config, bench_program, main
+from sim.bench_ingest import PAPER_LIKE, bench_config, bench_program, main
 
 
 def test_the_program_fills_the_table_before_the_measured_frame():
@@ -22,19 +22,25 @@ def test_the_program_fills_the_table_before_the_measured_frame():
 
 
 def test_cli(tmp_path, capsys):
-    """Batches of 4 make a token of a frame into a full 4-row table cheaper than one at a
-    time, and a larger table costs more per token without batches."""
-    assert (
-        main(["--rows", "1", "4", "--batches", "1", "4", "--tokens", "8", "-o", str(tmp_path)]) == 0
-    )
+    """One lane per table row: at 48 rows the HCU's search bounds an aged token's ingest, and
+    batches of 4 share it; at 4 rows the rest of the aging does, whatever the batch."""
+    sets = ["--set", "axi_data_bits=32", "--set", "hcu_lanes=1"]
+    argv = ["--rows", "4", "48", "--batches", "1", "4", "--tokens", "8", *sets]
+    assert main([*argv, "-o", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "ingest_bench.json").read_text())
     by = {(r["rows"], r["batch"]): r["cycles"] for r in res["results"]}
-    assert by[(4, 4)] < by[(4, 1)]
-    assert by[(4, 1)] > by[(1, 1)]
-    assert res["settings"] == ["axi_data_bits=32"]
+    assert by[(48, 4)] < by[(48, 1)]
+    assert by[(48, 1)] > by[(4, 1)]
+    assert res["settings"] == ["axi_data_bits=32", "hcu_lanes=1"]
     md = (tmp_path / "ingest_bench.md").read_text()
-    assert "| 4 (16) | 7 |" in md and (tmp_path / "ingest_bench.png").is_file()
+    assert "| 48 (48) | 51 |" in md and (tmp_path / "ingest_bench.png").is_file()
     assert "cycles per token with hcu_batch" in capsys.readouterr().out
+
+
+def test_the_default_settings_are_the_papers_ring_and_bus(tmp_path):
+    assert main(["--rows", "1", "--batches", "1", "--tokens", "1", "-o", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "ingest_bench.json").read_text())
+    assert res["settings"] == list(PAPER_LIKE)
 
 
 @pytest.mark.parametrize(
