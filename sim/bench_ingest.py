@@ -6,10 +6,10 @@ ingested token, measured on the RTL (issue 11: HCU batches in the core).
 
 When the recent ring is full, every ingested token ages the oldest ring token into the
 clustered context, and the HCU searches the whole cluster table for it:
-``ceil(clusters / hcu_lanes)`` table rows. With ``hcu_batch = B`` the core's aging sends up
-to ``B`` aged tokens through one search (``hw.core.aging``), so a large table costs about
-``1 / B`` of the rows per token; the rest of the aging (the KVMU slot, the K/V write, the
-key sum, the weight) stays per token.
+``ceil(clusters / hcu_lanes)`` table rows. The core's aging (``hw.core.aging``) sends the
+tokens to the HCU ahead of the rest of their aging (the KVMU slot, the K/V write, the key
+sum, the weight), up to ``B = hcu_batch`` per search, so a token costs the longer of that
+rest and its share of the searches.
 
 What it runs, for every table size ``R`` (``--rows``: table rows, i.e. ``R * hcu_lanes``
 clusters) and every ``B`` (``--batches``): the core on Amaranth's simulator, no host idle,
@@ -139,7 +139,8 @@ def _markdown(cfg_name: str, settings: list[str], results: list[dict]) -> str:
             gain = f" ({one['cycles'] / r['cycles']:.2f}x)" if one and b != 1 else ""
             cells.append(f"{r['cycles_per_token']:.1f}{gain}")
         first = by[(rows, batches[0])]
-        lines.append(f"| {rows} ({first['clusters']}) | {rows + 3} | " + " | ".join(cells) + " |")
+        row = f"| {rows} ({first['clusters']}) | {first['search_bound']} | "
+        lines.append(row + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -153,8 +154,8 @@ def _plot(results: list[dict], path: Path) -> None:
     for b in sorted({r["batch"] for r in results}):
         pts = sorted((r["rows"], r["cycles_per_token"]) for r in results if r["batch"] == b)
         ax.plot(*zip(*pts, strict=True), "o-", label=f"hcu_batch {b}")
-    rows = sorted({r["rows"] for r in results})
-    ax.plot(rows, [x + 3 for x in rows], "k:", label="one search per token (R + 3)")
+    bound = sorted({(r["rows"], r["search_bound"]) for r in results})
+    ax.plot(*zip(*bound, strict=True), "k:", label="one search per token (R + 3)")
     ax.set(xlabel="HCU table rows", ylabel="cycles per ingested token")
     ax.legend(fontsize=8)
     fig.tight_layout()

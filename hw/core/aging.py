@@ -144,8 +144,7 @@ class Aging(wiring.Component):
             return Mux(index == recent - 1, 0, index + 1)
 
         # The sender: a batch's signatures into the HCU.
-        tx_n = Signal(range(B + 1), name="age_batch")  # tokens of the batch being sent
-        tx = Signal(range(B + 1), name="age_sent")  # of them sent to the HCU
+        tx_left = Signal(range(B + 1), name="age_to_send")  # of the batch, still to send
         tx_ring = Signal(range(recent), name="age_sent_ring")  # the next one's ring index
         tx_id = Signal(tid, name="age_sent_id")  # the next one's id
         # The aging proper, in the order sent: the token being aged (or the next one).
@@ -162,8 +161,7 @@ class Aging(wiring.Component):
         age_slot = r.sink_tokens + age_ring
         with m.If(self.go):
             m.d.sync += [
-                tx_n.eq(self.count),
-                tx.eq(0),
+                tx_left.eq(self.count),
                 tx_ring.eq(ring_next(self.ring_index)),
                 tx_id.eq(self.token_id),
             ]
@@ -232,11 +230,11 @@ class Aging(wiring.Component):
                         self.sig_en.eq(1),
                     ]
                     m.d.sync += [
-                        tx.eq(tx + 1),
+                        tx_left.eq(tx_left - 1),
                         tx_ring.eq(ring_next(tx_ring)),
                         tx_id.eq(tx_id + 1),
                     ]
-                    with m.If(tx == tx_n - 1):
+                    with m.If(tx_left == 1):
                         m.next = "IDLE"
         m.d.comb += self.sender_idle.eq(send.ongoing("IDLE"))
 
