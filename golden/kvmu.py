@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .resv import ClusterEvent
+
 __all__ = [
     "AXI_BOUNDARY",
     "Burst",
@@ -174,12 +176,13 @@ class KVMemory:
         self.owner: dict[tuple[int, int], int] = {}
 
     def append(self, token_id: int, cluster: int, event: int = 0) -> Slot:
-        """Store the token in its cluster (``event`` is informational: a cluster without a
-        chunk gets its first one whatever the event, as in the hardware)."""
+        """Store the token in its cluster. A cluster without a chunk gets its first one; so
+        does a ``CREATED`` one whatever the table holds for its id (a cluster of another
+        context that used the id: the core switches contexts without clearing the tables)."""
         if not 0 <= cluster < self.max_clusters:
             raise ValueError(f"cluster must be in 0..{self.max_clusters - 1}, not {cluster!r}")
         L = self.layout
-        has = cluster in self.tail
+        has = cluster in self.tail and event != ClusterEvent.CREATED
         if has and self.fill[cluster] < L.chunk_tokens:
             chunk, slot = self.tail[cluster], self.fill[cluster]
         else:

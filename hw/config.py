@@ -99,8 +99,12 @@ class HWConfig:
     chunk_tokens: int = 32
     #: KVMU: physical chunks of the offloaded KV area (chunk table depth). Power of two.
     kv_chunks: int = 8192
-    #: KVMU: byte address of chunk 0 (a multiple of 4096).
+    #: KVMU: byte address of chunk 0 (a multiple of 4096): context 0's region (the core).
     kv_base: int = 0
+    #: Core: (layer, KV head) contexts whose state lives in DRAM, each in its own region
+    #: (its KV chunk pool, then its stored tables: ``hw.core.contexts``); ``SWITCH_CTX``
+    #: moves between them. 1..65536.
+    contexts: int = 1
     #: KVMU AXI4 master: address width.
     axi_addr_bits: int = 32
     #: KVMU AXI4 master: data width (bits), a power of two in 8..1024.
@@ -205,10 +209,11 @@ class HWConfig:
             ("axi_addr_bits", 12, 64),
             ("axi_data_bits", 8, 1024),
             ("max_burst", 1, 256),
+            ("contexts", 1, 1 << 16),
         ):
             value = getattr(self, name)
             check_int(name, value, lo, hi)
-            if name != "axi_addr_bits" and name != "max_burst" and value & (value - 1):
+            if name not in ("axi_addr_bits", "max_burst", "contexts") and value & (value - 1):
                 raise ValueError(f"{name} must be a power of two in {lo}..{hi}, not {value!r}")
         if self.kv_token_bytes % (self.axi_data_bits // 8):
             raise ValueError(
@@ -343,6 +348,7 @@ PRESETS: dict[str, HWConfig] = {
         # A pool for a whole context (2**token_id_bits tokens in 4-token chunks, plus each
         # cluster's partly filled tail chunk): a run never loses K/V (FULL would say so).
         kv_chunks=512,
+        contexts=4,  # a few contexts in DRAM: the regressions interleave them
         axi_data_bits=64,
         max_burst=16,
         rope_lut_bits=8,
@@ -364,6 +370,10 @@ PRESETS: dict[str, HWConfig] = {
         # are 64 (array A: tile_tokens x 64, the paper's 64 x 64) and 128 x 64 (array B).
         mac_lanes=64,
         axi_data_bits=256,  # the paper's 256-bit AXI: 4 beats per 64-lane BF16 row
+        # Llama-3-8B's 32 layers x 8 KV heads, each a 32 MiB region of DRAM (its KV pool and
+        # stored tables): 8 GiB of addresses.
+        contexts=256,
+        axi_addr_bits=40,
         rope_pairs=32,  # mac_lanes / 2: a vector rotated in 2 cycles, its 2 beats
         tile_tokens=64,  # the paper's 64-wide vector unit, one tile per row of the 64 x 64 array
     ),

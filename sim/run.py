@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="frames per context (default all)")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=2, help="KV heads per layer")
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run the contexts one after the other (RESET_CTX 0 each) instead of visiting "
+        "them in turn every frame (SWITCH_CTX through DRAM), as a model does",
+    )
     p.add_argument("--idle", type=float, default=0.0, help="host idle probability per cycle")
     p.add_argument("--stall", type=float, default=0.0, help="back-pressure / AXI pause probability")
     p.add_argument(
@@ -166,7 +172,15 @@ def main(argv: list[str] | None = None) -> int:
         f"sim.run: workload {name} ({wl.clip}, {wl.features}, {wl.tokens_per_frame} tokens/frame)"
     )
     trace = load_or_make(wl)
-    prog = program_from_trace(cfg, trace, source=f"{wl.clip} ({wl.features})", prefill=True)
+    interleave = not args.sequential
+    if interleave and args.layers * args.heads > cfg.contexts:
+        p.error(
+            f"--layers {args.layers} x --heads {args.heads} contexts need contexts >= "
+            f"{args.layers * args.heads} (--set contexts=N), not {cfg.contexts}; or --sequential"
+        )
+    prog = program_from_trace(
+        cfg, trace, source=f"{wl.clip} ({wl.features})", prefill=True, interleave=interleave
+    )
     print(
         f"sim.run: {len(prog.contexts)} contexts x {trace.n_frames} frames, {prog.queries} decode "
         f"queries and prefills, {len(prog.commands)} host commands; golden model ready "
@@ -180,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "CORE_REPORT": str(report),
         "CORE_LAYERS": str(args.layers),
         "CORE_HEADS": str(args.heads),
+        "CORE_INTERLEAVE": str(int(interleave)),
         "DRE_TRACE": str(cached_path(wl).resolve()),
         "DRE_IDLE": str(args.idle),
         "DRE_STALL": str(args.stall),
@@ -210,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sim.run: FAILED, no report was written: {failed}", file=sys.stderr)
         return 1
     rep = json.loads(report.read_text())
-    summary = summarize(rep, cfg, trace, prog)
+    summary = summarize(rep, cfg, trace, prog, interleave)
     summary.update(
         config=args.config + "".join(f" {k}={v}" for k, v in args.settings.items()),
         sim=args.sim,
@@ -252,11 +267,12 @@ def prefill_reference(trace, prog) -> list[float]:
     return errs
 
 
-def summarize(rep: dict, cfg, trace, prog) -> dict:
+def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
     recs = [r for r in rep["records"] if r["kind"] != "counters"]
     frames = [r for r in recs if r["kind"] == "frame"]
     prefills = [r for r in recs if r["kind"] == "prefill"]
     queries = [r for r in recs if r["kind"] == "decode"]
+    switches = [r for r in recs if r["kind"] == "switch"]
     per_frame: dict = {}  # (context, frame) -> ingest + prefill cycles
     for r in frames + prefills:
         key = (r["context"], r["frame"])
@@ -274,7 +290,11 @@ def summarize(rep: dict, cfg, trace, prog) -> dict:
         "queries_matched": sum(1 for q in queries if q.get("match")),
         "counter_checks": rep["counter_checks"],
         "failures": rep["failures"][:5],
-        "contexts": len(counters),
+        "contexts": len(prog.contexts),
+        "interleaved": interleave,
+        "switches": len(switches),
+        "cycles_per_switch": _mean([r["cycles"] for r in switches]),
+        "switch_beats": total("context_beats") / max(1, len(switches)),
         "frames": len(per_frame),
         "tokens_per_frame": sum(f["tokens"] for f in frames) / max(1, len(per_frame)),
         "cycles_per_frame": _mean(list(per_frame.values())),
@@ -327,7 +347,14 @@ def render(s: dict) -> str:
             f"| prefills bit-exact vs golden.core | {s['prefills_matched']} / "
             f"{s['prefills']} ({s['prefill_rows']} rows, the tiled engine) |",
             f"| work counters matching the model | {s['counter_checks']} |",
-            f"| contexts (layer x KV head) | {s['contexts']} |",
+            f"| contexts (layer x KV head) | {s['contexts']}, "
+            + (
+                f"visited in turn every frame: {s['switches']} SWITCH_CTX, "
+                f"{s['cycles_per_switch']:.0f} cycles and {s['switch_beats']:.0f} bus beats "
+                "each (store + load) |"
+                if s["interleaved"]
+                else "one after the other |"
+            ),
             f"| cycles per context-frame ({s['tokens_per_frame']:.0f} tokens), ingest + "
             f"prefill | {s['cycles_per_frame']:.0f} (ingest {s['cycles_per_token']:.1f} per "
             f"token, prefill {s['cycles_per_prefill_row']:.1f} per row) |",

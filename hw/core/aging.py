@@ -14,6 +14,7 @@ from ..dre import layouts as dre_layouts
 from ..dre.layouts import Event
 from ..kvmu import kvmu_layouts
 from ..shared import shared
+from ..tableport import table_port
 
 __all__ = ["AGING_COUNTS", "Aging"]
 
@@ -124,6 +125,7 @@ class Aging(wiring.Component):
                 "members": Out(tid + 1),
                 "cluster": Out(cfg.cluster_id_bits),
                 "counts": Out(data.StructLayout(dict.fromkeys(AGING_COUNTS, 1))),
+                "bulk": In(table_port(tid + 1, r.max_clusters)),
             }
         )
 
@@ -136,7 +138,7 @@ class Aging(wiring.Component):
         tid = cfg.token_id_bits
         m.submodules.members_mem = members = Memory(shape=tid + 1, depth=r.max_clusters, init=[])
         mem_rd, mem_wr = members.read_port(), members.write_port()
-        m.d.comb += mem_rd.en.eq(0)
+        m.d.comb += [mem_rd.en.eq(0), self.bulk.rdata.eq(mem_rd.data)]
 
         recent, B = r.recent_tokens, cfg.hcu_batch
 
@@ -313,4 +315,13 @@ class Aging(wiring.Component):
                     m.d.sync += [age_ring.eq(ring_next(age_ring)), age_id.eq(age_id + 1)]
                     m.next = "IDLE"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | ~send.ongoing("IDLE") | (inflight != 0))
+        # The member counts of a context through the mover (SWITCH_CTX; the aging is idle).
+        with m.If(self.bulk.active):
+            m.d.comb += [
+                mem_rd.addr.eq(self.bulk.addr),
+                mem_rd.en.eq(1),
+                mem_wr.addr.eq(self.bulk.addr),
+                mem_wr.data.eq(self.bulk.wdata),
+                mem_wr.en.eq(self.bulk.we),
+            ]
         return m

@@ -92,14 +92,14 @@ host chooses); its selection uses the one-row mean ``bf16(sum * 1)``, the query 
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.core import score_scale_bits
 
-from ..config import HWConfig, bits_for, check_config
+from ..config import HWConfig, bits_for, ceil_log2, check_config
 from ..datapath import (
     FP32Mul,
     FP32Recip,
@@ -112,11 +112,13 @@ from ..datapath.layouts import BF16, FP32
 from ..dre import DynamicRetrievalEngine
 from ..kvmu import KVMemoryUnit, KVWriter, axi4_signature
 from .aging import AGING_COUNTS, Aging
+from .contexts import cluster_row_layout, context_regions, context_stride, scalars_layout
 from .feeder import FEEDER_COUNTS, Feeder, FeedMode
 from .gearbox import FetchGearbox
 from .hasher import Hasher
 from .host import PERF, STATUS_LAYOUT, Error, Op, check_core_config, cmd_layout
 from .mean import MeanQuery
+from .mover import ContextMover
 from .perf import PerfCounters
 from .scorer import ClusterScorer
 
@@ -171,8 +173,8 @@ class VRexCore(wiring.Component):
         # ------------------------------------------------------------------ submodules
         m.submodules.rope = rope = RopeUnit(cfg)
         m.submodules.mac = mac = MacTree(cfg)
-        m.submodules.dre = dre = DynamicRetrievalEngine(cfg)
-        m.submodules.kvmu = kvmu = KVMemoryUnit(cfg)
+        m.submodules.dre = dre = DynamicRetrievalEngine(cfg, bulk=True)
+        m.submodules.kvmu = kvmu = KVMemoryUnit(cfg, bulk=True)
         m.submodules.writer = writer = KVWriter(cfg)
         # The aging of the oldest ring token (a second FSM of INGEST, hw.core.aging).
         m.submodules.aging = aging = Aging(cfg)
@@ -188,7 +190,9 @@ class VRexCore(wiring.Component):
         m.submodules.gearbox = gearbox = FetchGearbox(cfg)
         m.submodules.w_mul = w_mul = FP32Mul()
         m.submodules.to_fp32 = to_fp32 = IntToFP32(width=tid_bits + 1)
-        self._connect_axi(m, kvmu, writer)
+        # SWITCH_CTX: a context's tables between the core and DRAM (hw.core.contexts).
+        m.submodules.mover = mover = ContextMover(cfg, context_regions(cfg))
+        self._connect_axi(m, kvmu, writer, mover)
 
         # ------------------------------------------------------------------ memories
         m.submodules.kept_k = kept_k = Memory(shape=row_bits, depth=kept * nb, init=[])
@@ -215,7 +219,7 @@ class VRexCore(wiring.Component):
         kpost = Signal(data.ArrayLayout(row_bits, nb), name="kpost")  # RoPE output
         sig = Signal(H, name="sig")
 
-        op = Signal(3, name="op")
+        op = Signal(4, name="op")
         arg = Signal(32, name="arg")
         err = Signal(3, name="err")
         n_tok = Signal(tid_bits + 1, name="n_tok")  # tokens of the context
@@ -264,6 +268,15 @@ class VRexCore(wiring.Component):
         sb = Signal(range(nb), name="store_row")
         w_pend = Signal(name="weight_pending")  # a cluster's weight is being computed
         w_addr = Signal(cfg.cluster_id_bits, name="weight_cluster")
+        # Contexts: the active one and its region's base, the target of a RESET_CTX or
+        # SWITCH_CTX, whether a stored context continues as a reset, the contexts started.
+        NCTX = cfg.contexts
+        active = Signal(range(max(2, NCTX)), name="context")
+        target = Signal(range(max(2, NCTX)), name="context_target")
+        ctx_base = Signal(cfg.axi_addr_bits, init=cfg.kv_base, name="context_base")
+        then_reset = Signal(name="then_reset")
+        started = Signal(max(2, NCTX), name="contexts_started")
+        stride_bits = context_stride(cfg).bit_length() - 1
 
         # Counters: the parts below drive their increments.
         m.submodules.perf = perf = PerfCounters(
@@ -488,6 +501,21 @@ class VRexCore(wiring.Component):
                 feeder.start_slot.eq(Mux(n_sinks == 0, sink + ring_old, 0)),
             ]
 
+        def reset_context(c):
+            """``RESET_CTX``: context ``c``, started empty, becomes the active one."""
+            m.d.comb += kvmu.clear.eq(1)
+            m.d.sync += [
+                n_tok.eq(0),
+                n_clu.eq(0),
+                ring_n.eq(0),
+                ring_wp.eq(0),
+                hcu_clear.eq(1),
+                active.eq(c),
+                ctx_base.eq(cfg.kv_base + (c << stride_bits)),
+                started.bit_select(c, 1).eq(1),
+            ]
+            m.next = "CLEARING"
+
         ingest_busy = Signal(name="ingest_busy")
         query_busy = Signal(name="query_busy")
         with m.If(ingest_busy):
@@ -509,16 +537,25 @@ class VRexCore(wiring.Component):
                         rx.eq(0),
                     ]
                     with m.Switch(p.op):
-                        with m.Case(Op.RESET_CTX):
-                            m.d.comb += kvmu.clear.eq(1)
-                            m.d.sync += [
-                                n_tok.eq(0),
-                                n_clu.eq(0),
-                                ring_n.eq(0),
-                                ring_wp.eq(0),
-                                hcu_clear.eq(1),
-                            ]
-                            m.next = "CLEARING"
+                        with m.Case(Op.RESET_CTX, Op.SWITCH_CTX):
+                            reset = p.op == Op.RESET_CTX
+                            c = p.arg[: len(target)]
+                            bad = (p.arg >= NCTX) | ~reset & ~started.bit_select(c, 1)
+                            m.d.sync += [target.eq(c), then_reset.eq(reset)]
+                            with m.If(bad):
+                                m.d.sync += err.eq(Error.BAD_ARG)
+                                m.next = "STATUS"
+                            with m.Elif(c == active):
+                                with m.If(reset):
+                                    reset_context(c)
+                                with m.Else():
+                                    m.next = "STATUS"  # already the active context
+                            with m.Elif(started.bit_select(active, 1)):
+                                # store the active context, then load (or reset) the target
+                                m.d.comb += [mover.start.eq(1), mover.save.eq(1)]
+                                m.next = "SW_STORE"
+                            with m.Else():  # nothing to store (no context started yet)
+                                reset_context(c)
                         with m.Case(Op.SET_BIAS):
                             m.next = "BIAS_RX"
                         with m.Case(Op.INGEST):
@@ -565,6 +602,25 @@ class VRexCore(wiring.Component):
                             m.next = "STATUS"
 
             with m.State("CLEARING"), m.If(~kvmu.busy):  # the KVMU sweeps its tables
+                m.next = "STATUS"
+
+            # ---------------------------------------------------------------- SWITCH_CTX
+            with m.State("SW_STORE"), m.If(~mover.busy):
+                with m.If(mover.error):
+                    m.d.sync += err.eq(Error.BUS)
+                with m.If(then_reset):
+                    reset_context(target)
+                with m.Else():
+                    m.d.sync += [
+                        active.eq(target),
+                        ctx_base.eq(cfg.kv_base + (target << stride_bits)),
+                    ]
+                    m.d.comb += mover.start.eq(1)  # a load, from the target's region
+                    count("context_switches")
+                    m.next = "SW_LOAD"
+            with m.State("SW_LOAD"), m.If(~mover.busy):
+                with m.If(mover.error):
+                    m.d.sync += err.eq(Error.BUS)
                 m.next = "STATUS"
 
             # ---------------------------------------------------------------- SET_BIAS
@@ -883,17 +939,113 @@ class VRexCore(wiring.Component):
             m.d.comb += recip.operand.valid.eq(~w_pend)
             with m.If(aging.recip_ready):
                 m.d.sync += [w_pend.eq(1), w_addr.eq(aging.cluster)]
+        # ------------------------------------------------------------------ contexts
+        # The mover's table ports (hw.core.contexts, in region order), after the FSMs: while
+        # a context moves, its tables' ports are the mover's. The scalars' row is a register
+        # of their values; its load sets them, the HCU's size, the KVMU's chunks in use and
+        # the hasher's thresholds.
+        kept_now = Mux(n_tok < sink, n_tok, sink + ring_n)
+        m.d.comb += [
+            mover.base.eq(ctx_base),
+            kvmu.base.eq(ctx_base),
+            mover.scalars_rows.eq(1),
+            mover.hcu_rows.eq((n_clu + cfg.hcu_lanes - 1) >> ceil_log2(cfg.hcu_lanes)),
+            mover.clusters_rows.eq(n_clu),
+            mover.chunks_rows.eq(kvmu.chunks),
+            mover.keysum_rows.eq(n_clu * nb),
+            mover.kept_rows.eq(kept_now * nb),
+            mover.kept_sig_rows.eq(kept_now),
+        ]
+        count("context_beats", mover.beats)
+        sc = mover.scalars
+        now = Signal(scalars_layout(cfg), name="scalars")
+        m.d.sync += [
+            now.n_tok.eq(n_tok),
+            now.n_clu.eq(n_clu),
+            now.ring_n.eq(ring_n),
+            now.ring_wp.eq(ring_wp),
+            now.hcu_clear.eq(hcu_clear),
+            now.forced.eq(dre.forced),
+            now.chunks.eq(kvmu.chunks),
+            now.theta.eq(hasher.theta),
+        ]
+        got = data.View(scalars_layout(cfg), sc.wdata)
+        m.d.comb += [
+            sc.rdata.eq(now),
+            dre.load.eq(sc.we),
+            dre.load_size.eq(got.n_clu),
+            dre.load_forced.eq(got.forced),
+            kvmu.load.eq(sc.we),
+            kvmu.load_chunks.eq(got.chunks),
+            hasher.load_theta.eq(sc.we),
+            hasher.theta_in.eq(got.theta),
+        ]
+        with m.If(sc.we):
+            m.d.sync += [
+                n_tok.eq(got.n_tok),
+                n_clu.eq(got.n_clu),
+                ring_n.eq(got.ring_n),
+                ring_wp.eq(got.ring_wp),
+                hcu_clear.eq(got.hcu_clear),
+            ]
+        wiring.connect(m, mover.hcu, dre.bulk)
+        wiring.connect(m, mover.chunks, kvmu.chunks_bulk)
+        # A cluster's row: its weight (here), member count (aging) and chunk list (KVMU).
+        cp = mover.clusters
+        row = data.View(cluster_row_layout(cfg), cp.wdata)
+        for port, part in ((aging.bulk, row.members), (kvmu.clusters_bulk, row.lists)):
+            m.d.comb += [
+                port.active.eq(cp.active),
+                port.addr.eq(cp.addr),
+                port.we.eq(cp.we),
+                port.wdata.eq(part),
+            ]
+        m.d.comb += cp.rdata.eq(Cat(w_rd.data, aging.bulk.rdata, kvmu.clusters_bulk.rdata))
+        with m.If(cp.active):
+            m.d.comb += [
+                w_rd.addr.eq(cp.addr),
+                w_rd.en.eq(1),
+                w_wr.addr.eq(cp.addr),
+                w_wr.data.eq(row.weight),
+                w_wr.en.eq(cp.we),
+            ]
+        # The key sums, the kept tokens' K and V rows, their signatures.
+        tables = (
+            (mover.keysum, [(sum_rd, sum_wr)]),
+            (mover.kept, [(kk_rd, kk_wr), (kv_rd, kv_wr)]),
+            (mover.kept_sig, [(ks_rd, ks_wr)]),
+        )
+        for port, mems in tables:
+            m.d.comb += port.rdata.eq(Cat(*(rd.data for rd, _ in mems)))
+            at = 0
+            for rd, wr in mems:
+                width = len(Value.cast(wr.data))
+                with m.If(port.active):
+                    m.d.comb += [
+                        rd.addr.eq(port.addr),
+                        rd.en.eq(1),
+                        wr.addr.eq(port.addr),
+                        wr.data.eq(port.wdata[at : at + width]),
+                        wr.en.eq(port.we),
+                    ]
+                at += width
         # After the FSMs: a failed write of the command wins over its other statuses.
         with m.If(writer.done.valid & writer.done.payload.error):
             m.d.sync += err.eq(Error.BUS)
         return m
 
-    def _connect_axi(self, m, kvmu, writer) -> None:
-        """One AXI4 master: the KVMU's read channels and the writer's write channels."""
+    def _connect_axi(self, m, kvmu, writer, mover) -> None:
+        """One AXI4 master: the KVMU's read channels and the writer's write channels, or the
+        context mover's channels while it is busy (the bus is idle between commands: a
+        command answers once its reads and writes completed)."""
+        on = mover.busy
         for unit in (kvmu, writer):
             for name, member in unit.m_axi.signature.members.items():
                 port, inner = getattr(self.m_axi, name), getattr(unit.m_axi, name)
+                mine = getattr(mover.m_axi, name)
                 if member.flow == Out:
-                    m.d.comb += port.eq(inner)
+                    m.d.comb += port.eq(Mux(on, mine, inner))
+                elif len(port) == 1:  # handshakes reach only the owner of the bus
+                    m.d.comb += [inner.eq(port & ~on), mine.eq(port & on)]
                 else:
-                    m.d.comb += inner.eq(port)
+                    m.d.comb += [inner.eq(port), mine.eq(port)]

@@ -51,6 +51,10 @@ class Hasher(wiring.Component):
                 ),
                 "signatures": Out(stream.Signature(cfg.resv.hash_bits)),
                 "set_theta": In(1),
+                # the thresholds of a context (SWITCH_CTX): read, and set by ``load_theta``
+                "theta": Out(data.ArrayLayout(FP32, cfg.resv.hash_bits)),
+                "load_theta": In(1),
+                "theta_in": In(data.ArrayLayout(FP32, cfg.resv.hash_bits)),
             }
         )
 
@@ -105,4 +109,7 @@ class Hasher(wiring.Component):
         ]
         with m.If(self.signatures.valid & self.signatures.ready & self.set_theta):
             m.d.sync += [theta[j].eq(dots[j]) for j in range(H)]
+        m.d.comb += self.theta.eq(theta)
+        with m.If(self.load_theta):
+            m.d.sync += theta.eq(self.theta_in)
         return m

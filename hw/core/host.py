@@ -1,8 +1,8 @@
 """The core's host interface: commands, error codes, counters, payloads, the configuration check.
 
-``Op`` and ``Error`` are ``amaranth.lib.enum.IntEnum``\\ s of 3 bits: the ``op`` and ``error``
-fields of ``cmd`` and ``status``, and Python ints everywhere else (the golden model's
-programs, the testbenches). ``PERF`` names the counters in ``perf_addr`` order;
+``Op`` (4 bits) and ``Error`` (3 bits) are ``amaranth.lib.enum.IntEnum``\\ s: the ``op``
+and ``error`` fields of ``cmd`` and ``status``, and Python ints everywhere else (the golden
+model's programs, the testbenches). ``PERF`` names the counters in ``perf_addr`` order;
 ``cmd_layout`` and ``STATUS_LAYOUT`` are the payloads of ``cmd`` and ``status``;
 ``lane_words`` packs BF16 vectors into ``vin`` beats and memory rows; ``check_core_config``
 rejects the configurations the core does not support.
@@ -16,6 +16,7 @@ from amaranth.lib import data, enum
 from golden.core import WORK_COUNTERS
 
 from ..config import HWConfig, bits_for
+from .contexts import check_contexts
 
 __all__ = [
     "PERF",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class Op(enum.IntEnum, shape=3):
+class Op(enum.IntEnum, shape=4):
     """A command's ``op`` (see ``hw.core.core``)."""
 
     RESET_CTX = 1
@@ -37,6 +38,7 @@ class Op(enum.IntEnum, shape=3):
     QUERY = 4
     CLEAR_PERF = 5
     PREFILL = 6
+    SWITCH_CTX = 7
 
 
 class Error(enum.IntEnum, shape=3):
@@ -66,10 +68,12 @@ PERF = (
     "axi_write_wait",
     *WORK_COUNTERS,
     "bad_commands",
+    "context_switches",
+    "context_beats",
 )
 
 #: The ``status`` payload: the command's ``op`` and its ``error``.
-STATUS_LAYOUT = data.StructLayout({"op": 3, "error": 3})
+STATUS_LAYOUT = data.StructLayout({"op": 4, "error": 3})
 
 
 def check_core_config(cfg: HWConfig) -> None:
@@ -92,6 +96,7 @@ def check_core_config(cfg: HWConfig) -> None:
             f"hcu_batch ({cfg.hcu_batch}) must be at most recent_tokens ({r.recent_tokens}) "
             "for the core: a batch ages the oldest tokens of the recent ring"
         )
+    check_contexts(cfg)
     if cfg.token_id_bits > 24:
         raise ValueError(f"token_id_bits must be at most 24 for the core, not {cfg.token_id_bits}")
     if cfg.tile_tokens > r.head_dim:
@@ -122,4 +127,4 @@ def lane_words(x: np.ndarray, lanes: int) -> list[int]:
 def cmd_layout(cfg: HWConfig) -> data.StructLayout:
     """The ``cmd`` payload: ``op``, ``arg``, and a ``PREFILL``'s ``rows`` and ``group``."""
     w = bits_for(cfg.frame_rows)
-    return data.StructLayout({"op": 3, "arg": 32, "rows": w, "group": w})
+    return data.StructLayout({"op": 4, "arg": 32, "rows": w, "group": w})

@@ -17,7 +17,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig, check_config
-from .hcu import HashClusterUnit
+from .hcu import HashClusterUnit, hcu_bulk_members
 from .layouts import layouts
 from .wtu import WiCSumThresholdUnit
 
@@ -52,10 +52,14 @@ def dre_signature(cfg: HWConfig) -> wiring.Signature:
 class DynamicRetrievalEngine(wiring.Component):
     """HCU + WTU wired to ``dre_signature(cfg)``."""
 
-    def __init__(self, cfg: HWConfig):
+    def __init__(self, cfg: HWConfig, *, bulk: bool = False):
         check_config(self, cfg)
         self._cfg = cfg
-        super().__init__(dre_signature(cfg))
+        self._bulk = bulk
+        sig = dre_signature(cfg)
+        if bulk:  # the HCU's table for SWITCH_CTX (the core's)
+            sig = wiring.Signature({**sig.members, **hcu_bulk_members(cfg)})
+        super().__init__(sig)
 
     @property
     def cfg(self) -> HWConfig:
@@ -63,7 +67,7 @@ class DynamicRetrievalEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.hcu = hcu = HashClusterUnit(self._cfg)
+        m.submodules.hcu = hcu = HashClusterUnit(self._cfg, bulk=self._bulk)
         m.submodules.wtu = wtu = WiCSumThresholdUnit(dre_wtu_config(self._cfg))
         wiring.connect(m, wiring.flipped(self.tokens), hcu.tokens)
         wiring.connect(m, hcu.assign, wiring.flipped(self.assign))
@@ -77,4 +81,11 @@ class DynamicRetrievalEngine(wiring.Component):
             self.occupancy.eq(hcu.occupancy),
             self.forced.eq(hcu.forced),
         ]
+        if self._bulk:
+            wiring.connect(m, wiring.flipped(self.bulk), hcu.bulk)
+            m.d.comb += [
+                hcu.load.eq(self.load),
+                hcu.load_size.eq(self.load_size),
+                hcu.load_forced.eq(self.load_forced),
+            ]
         return m

@@ -60,6 +60,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig, ceil_log2, check_config
+from ..tableport import table_port
 from .bitops import popcount
 from .layouts import Event, layouts
 
@@ -137,9 +138,10 @@ def _min_tree(m: Module, cands: list[tuple[Value, Value]], *, name: str, far: in
 class HashClusterUnit(wiring.Component):
     """Nearest-cluster search and join/create/forced-join; see the module docstring."""
 
-    def __init__(self, cfg: HWConfig):
+    def __init__(self, cfg: HWConfig, *, bulk: bool = False):
         check_config(self, cfg)
         self._cfg = cfg
+        self._bulk = bulk
         lay = layouts(cfg)
         super().__init__(
             {
@@ -149,6 +151,7 @@ class HashClusterUnit(wiring.Component):
                 "count_data": Out(cfg.resv.count_bits),
                 "occupancy": Out(cfg.occupancy_bits),
                 "forced": Out(cfg.token_id_bits),
+                **(hcu_bulk_members(cfg) if bulk else {}),
             }
         )
 
@@ -395,4 +398,39 @@ class HashClusterUnit(wiring.Component):
                 with m.If(di == n - 1):
                     m.d.sync += n.eq(0)
                     m.next = "COLLECT"
+        if self._bulk:
+            # A context's table through the mover (the HCU is idle); ``load`` restores its
+            # size and forced joins. Last, so that they win.
+            b = self.bulk
+            with m.If(b.active):
+                sig_bits = lanes * hb
+                m.d.comb += [
+                    sig_rd.addr.eq(b.addr),
+                    cnt_rd.addr.eq(b.addr),
+                    b.rdata.eq(Cat(sig_rd.data, cnt_rd.data)),
+                    sig_wr.addr.eq(b.addr),
+                    cnt_wr.addr.eq(b.addr),
+                    sig_wr.data.eq(b.wdata[:sig_bits]),
+                    cnt_wr.data.eq(b.wdata[sig_bits:]),
+                    sig_wr.en.eq(b.we.replicate(lanes)),
+                    cnt_wr.en.eq(b.we.replicate(lanes)),
+                ]
+            with m.If(self.load):
+                m.d.sync += [size.eq(self.load_size), forced.eq(self.load_forced)]
         return m
+
+
+def hcu_row_bits(cfg: HWConfig) -> int:
+    """A row of the HCU's table: ``hcu_lanes`` signatures, then their ``hcu_lanes`` counts."""
+    return cfg.hcu_lanes * (cfg.resv.hash_bits + cfg.resv.count_bits)
+
+
+def hcu_bulk_members(cfg: HWConfig) -> dict:
+    """The ports of ``HashClusterUnit(cfg, bulk=True)`` for ``SWITCH_CTX``: its table
+    (``bulk``, ``hw.tableport``) and ``load`` (strobe) of ``load_size`` and ``load_forced``."""
+    return {
+        "bulk": In(table_port(hcu_row_bits(cfg), cfg.hcu_rows)),
+        "load": In(1),
+        "load_size": In(cfg.occupancy_bits),
+        "load_forced": In(cfg.token_id_bits),
+    }

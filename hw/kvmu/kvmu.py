@@ -47,12 +47,14 @@ The summary follows the last R beat after at most 3 cycles (drain check, then th
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig, ceil_log2, check_config
+from ..dre.layouts import Event
+from ..tableport import table_port
 from .layouts import axi4_read_signature, check_outstanding, kvmu_layouts
 
 __all__ = ["ALLOC_CYCLES", "KVMemoryUnit"]
@@ -67,11 +69,12 @@ _BOUNDARY_BITS = 12
 class KVMemoryUnit(wiring.Component):
     """Paged cluster-contiguous KV memory unit (see the module docstring)."""
 
-    def __init__(self, cfg: HWConfig, *, outstanding: int = 4):
+    def __init__(self, cfg: HWConfig, *, outstanding: int = 4, bulk: bool = False):
         check_config(self, cfg)
         check_outstanding(self, outstanding)
         self._cfg = cfg
         self._outstanding = outstanding
+        self._bulk = bulk
         lay = kvmu_layouts(cfg)
         super().__init__(
             {
@@ -83,6 +86,7 @@ class KVMemoryUnit(wiring.Component):
                 "m_axi": Out(axi4_read_signature(cfg.axi_addr_bits, cfg.axi_data_bits)),
                 "clear": In(1),
                 "busy": Out(1),
+                **(kvmu_bulk_members(cfg) if bulk else {}),
             }
         )
 
@@ -122,13 +126,14 @@ class KVMemoryUnit(wiring.Component):
         s_full = Signal()
         tables_ready = Signal()
 
+        # The KV area's base: the active context's region (bulk), else kv_base.
+        base = self.base if self._bulk else cfg.kv_base
+        a_new = Signal(name="assign_created")  # a created cluster owns no chunk yet
         m.d.comb += [
             self.slot.payload.token_id.eq(a_tok),
             self.slot.payload.chunk.eq(s_chunk),
             self.slot.payload.slot.eq(s_slot),
-            self.slot.payload.addr.eq(
-                cfg.kv_base + s_chunk * chunk_bytes + s_slot * cfg.kv_token_bytes
-            ),
+            self.slot.payload.addr.eq(base + s_chunk * chunk_bytes + s_slot * cfg.kv_token_bytes),
             self.slot.payload.full.eq(s_full),
         ]
 
@@ -156,12 +161,13 @@ class KVMemoryUnit(wiring.Component):
                     m.d.sync += [
                         a_tok.eq(self.assign.payload.token_id),
                         a_cl.eq(self.assign.payload.cluster),
+                        a_new.eq(self.assign.payload.event == Event.CREATED),
                     ]
                     m.next = "LOOKUP"
                 restart_on_clear()
             with m.State("LOOKUP"):
                 e = tail_a.data
-                has = e.fill != 0
+                has = (e.fill != 0) & ~a_new
                 m.d.comb += [tail_w.addr.eq(a_cl), head_w.addr.eq(a_cl), next_w.addr.eq(e.chunk)]
                 with m.If(has & (e.fill != cfg.chunk_tokens)):
                     m.d.comb += [
@@ -249,7 +255,7 @@ class KVMemoryUnit(wiring.Component):
             with m.State("RUN"):
                 used = Mux(t_chunk == t_tail, t_fill, cfg.chunk_tokens)
                 m.d.sync += [
-                    t_addr.eq(cfg.kv_base + t_chunk * chunk_bytes),
+                    t_addr.eq(base + t_chunk * chunk_bytes),
                     t_rem.eq(used * bpt),
                 ]
                 m.next = "AR"
@@ -301,4 +307,55 @@ class KVMemoryUnit(wiring.Component):
         ]
         with m.If(axi.rvalid & axi.rready & (axi.rresp != 0)):
             m.d.sync += error.eq(1)
+        if self._bulk:
+            # A context's tables through the mover (the unit is idle); ``load`` restores the
+            # chunks in use. Last, so that they win.
+            cb, nb = self.clusters_bulk, self.chunks_bulk
+            m.d.comb += self.chunks.eq(free)
+            with m.If(cb.active):
+                row = data.View(cluster_lists_layout(cfg), cb.wdata)
+                m.d.comb += [
+                    head_t.addr.eq(cb.addr),
+                    tail_t.addr.eq(cb.addr),
+                    cb.rdata.eq(Cat(head_t.data, tail_t.data)),
+                    head_w.addr.eq(cb.addr),
+                    tail_w.addr.eq(cb.addr),
+                    head_w.data.eq(row.head),
+                    tail_w.data.chunk.eq(row.tail),
+                    tail_w.data.fill.eq(row.fill),
+                    head_w.en.eq(cb.we),
+                    tail_w.en.eq(cb.we),
+                ]
+            with m.If(nb.active):
+                m.d.comb += [
+                    next_t.addr.eq(nb.addr),
+                    nb.rdata.eq(next_t.data),
+                    next_w.addr.eq(nb.addr),
+                    next_w.data.eq(nb.wdata),
+                    next_w.en.eq(nb.we),
+                ]
+            with m.If(self.load):
+                m.d.sync += free.eq(self.load_chunks)
         return m
+
+
+def cluster_lists_layout(cfg: HWConfig) -> data.StructLayout:
+    """A cluster's chunk list: its head chunk, its tail chunk and the tail's fill."""
+    return data.StructLayout(
+        {"head": cfg.kv_chunk_bits, "tail": cfg.kv_chunk_bits, "fill": cfg.kv_fill_bits}
+    )
+
+
+def kvmu_bulk_members(cfg: HWConfig) -> dict:
+    """The ports of ``KVMemoryUnit(cfg, bulk=True)`` for ``SWITCH_CTX``: the chunk lists of
+    the clusters and the chunks' links (``hw.tableport``), the chunks in use (``chunks``;
+    ``load`` sets them from ``load_chunks``) and ``base``, the active context's region
+    (the KV area's byte address instead of ``kv_base``)."""
+    return {
+        "clusters_bulk": In(table_port(cluster_lists_layout(cfg).size, cfg.max_clusters)),
+        "chunks_bulk": In(table_port(cfg.kv_chunk_bits, cfg.kv_chunks)),
+        "chunks": Out(range(cfg.kv_chunks + 1)),
+        "load": In(1),
+        "load_chunks": In(range(cfg.kv_chunks + 1)),
+        "base": In(cfg.axi_addr_bits),
+    }

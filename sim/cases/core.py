@@ -29,6 +29,7 @@ from golden.rope import rope
 from golden.synthetic import synthetic_keys
 from hw.config import HWConfig, bits_for
 from hw.core import Error, Op, lane_words
+from hw.core.contexts import moved_beats, region_rows
 from workloads.trace import Trace
 
 __all__ = [
@@ -69,20 +70,29 @@ class Command:
 class Context:
     layer: int
     head: int
-    counters: dict  #: expected work counters at the end of the context
+    counters: dict  #: the context's own work counters at its end (the model's)
 
 
 @dataclass(frozen=True)
 class Program:
     commands: list[Command]
     contexts: list[Context]
-    #: index of the last command of each context (counters are read after it)
-    context_end: list[int]
+    #: where the host reads the counters: (the command after which it reads them, what they
+    #: must read); each context's end, or (interleaved contexts) the program's end
+    counter_reads: list[tuple[int, dict]]
     source: str
 
     @property
     def queries(self) -> int:
         return sum(c.out is not None for c in self.commands)
+
+    @property
+    def regions(self) -> int:
+        """The contexts' DRAM regions the program uses (``hw.core.contexts``): 1 + the
+        highest context it starts or switches to."""
+        ops = (Op.RESET_CTX, Op.SWITCH_CTX)
+        used = [c.arg for c in self.commands if c.op in ops and c.error == Error.OK]
+        return 1 + max(used, default=0)
 
 
 def cmd_beat(c: Command) -> dict:
@@ -109,6 +119,7 @@ def program_from_arrays(
     bad_commands: bool = True,
     prefill: np.ndarray | None = None,
     prefill_from: int = 0,
+    interleave: bool = False,
 ) -> Program:
     """``contexts``: ``(layer, head, keys (N, d), values (N, d), decode queries (Nd, d))``
     as BF16 bit patterns (uint16). Decode queries ``(Nd, G, d)`` are grouped: each step is
@@ -119,54 +130,64 @@ def program_from_arrays(
     blocks of ``frame_rows // G`` tokens (at most ``recent_tokens``, so a block's tokens
     are still in the recent window), each block followed by a ``PREFILL`` of its tokens x
     heads (token major; with ``G > frame_rows``, one ``PREFILL`` per token and
-    ``frame_rows`` heads). Frames before ``prefill_from`` are ingested whole, unprefilled."""
+    ``frame_rows`` heads). Frames before ``prefill_from`` are ingested whole, unprefilled.
+
+    The contexts run one after the other (each from ``RESET_CTX 0``, its counters read at
+    its end), or with ``interleave`` as a model visits them: every frame, each context in
+    turn (``RESET_CTX c`` the first time, then ``SWITCH_CTX c``), the counters read once at
+    the end (the sum over the contexts, and the switches and the beats they moved,
+    ``hw.core.contexts``); one ``golden.core.CoreModel`` per context gives the results,
+    since a context's results must not depend on what ran between its commands."""
     d = cfg.resv.head_dim
-    cmds: list[Command] = []
-    ctxs: list[Context] = []
-    ends: list[int] = []
-    model = CoreModel(cfg)
-    for ci, (layer, head, keys, values, dq) in enumerate(contexts):
+    if interleave and len(contexts) > cfg.contexts:
+        raise ValueError(
+            f"an interleaved program of {len(contexts)} contexts needs contexts >= "
+            f"{len(contexts)}, not {cfg.contexts}"
+        )
+    models, parts, states = [], [], []
+    for ci, (_, _, keys, values, dq) in enumerate(contexts):
         if keys.shape[-1] != d:
             raise ValueError(
                 f"the workload's head_dim ({keys.shape[-1]}) must equal the config's ({d})"
             )
-        model.reset()
-        model.counters = dict.fromkeys(model.counters, 0)
-        cmds.append(Command(Op.RESET_CTX, 0, [], ci, "reset"))
+        model = CoreModel(cfg)
+        models.append(model)
+        # the context's commands: its start, one list per frame, its end
+        start = [Command(Op.RESET_CTX, ci if interleave else 0, [], ci, "reset")]
         if bad_commands and ci == 0:
             q0 = dq.reshape(-1, d)[0] if len(dq) else keys[0]
-            cmds.append(Command(Op.QUERY, 0, [q0], ci, "bad", error=Error.EMPTY))
-            cmds += _bad_prefills(cfg, model, q0, ci)
-            for op in (0, 7):
-                cmds.append(Command(op, 0, [], ci, "bad", error=Error.BAD_OP))
+            start.append(Command(Op.QUERY, 0, [q0], ci, "bad", error=Error.EMPTY))
+            start += _bad_prefills(cfg, model, q0, ci)
+            for op in (0, 15):
+                start.append(Command(op, 0, [], ci, "bad", error=Error.BAD_OP))
+            if interleave:  # a context never started, one beyond cfg.contexts
+                for c in (1, cfg.contexts):
+                    start.append(Command(Op.SWITCH_CTX, c, [], ci, "bad", error=Error.BAD_ARG))
         if cfg.resv.centre_keys:
             bias = _bias(cfg, from_bf16_bits(keys), int(frame_offsets[1]))
             model.set_bias(bias)
-            cmds.append(Command(Op.SET_BIAS, 0, [bias], ci, "bias"))
+            start.append(Command(Op.SET_BIAS, 0, [bias], ci, "bias"))
         pq = None if prefill is None else prefill[ci]
+        state = [_state(cfg, model)]  # after each part
+        frames = []
         for f in range(len(frame_offsets) - 1):
-            lo, hi = int(frame_offsets[f]), int(frame_offsets[f + 1])
-            on = pq is not None and f >= prefill_from
-            step = _block_tokens(cfg, pq.shape[1]) if on else hi - lo
-            for a in range(lo, hi, step):
-                b = min(hi, a + step)
-                cmds.append(_ingest(model, keys, values, a, b, ci, f))
-                if on:
-                    cmds += _prefills(cfg, model, pq, a, b, ci, f)
-            for j in np.flatnonzero(decode_after == f):
-                pos = model.n_tokens
-                if dq.ndim == 3:  # grouped decode: one PREFILL of the group's G heads
-                    g = dq.shape[1]
-                    res = model.prefill(dq[j], pos, g)
-                    info = _info(model, res, rows=g, group=g)
-                    c = Command(Op.PREFILL, pos, list(dq[j]), ci, "decode", rows=g, group=g)
-                    cmds.append(replace(c, out=res.output.reshape(-1), info=info))
-                    continue
-                res = model.query(dq[j], pos)
-                info = _info(model, res)
-                cmds.append(
-                    Command(Op.QUERY, pos, [dq[j]], ci, "decode", out=res.output, info=info)
+            frames.append(
+                _frame(
+                    cfg,
+                    model,
+                    keys,
+                    values,
+                    dq,
+                    decode_after,
+                    pq,
+                    f,
+                    frame_offsets,
+                    ci,
+                    prefill_from,
                 )
+            )
+            state.append(_state(cfg, model))
+        end = []
         if bad_commands and ci == 0:
             # A QUERY at position 0 sees the kept tokens newer than it (no causal mask);
             # its -0 elements become +0 in the selection query.
@@ -174,14 +195,83 @@ def program_from_arrays(
             q_old[:2] = 0x8000
             res = model.query(q_old, 0)
             info = _info(model, res)
-            cmds.append(Command(Op.QUERY, 0, [q_old], ci, "query", out=res.output, info=info))
+            end.append(Command(Op.QUERY, 0, [q_old], ci, "query", out=res.output, info=info))
             bad_pos = 1 << (cfg.token_id_bits + 1)
-            cmds.append(Command(Op.QUERY, bad_pos, [keys[0]], ci, "bad", error=Error.BAD_ARG))
-            cmds += _bad_prefills(cfg, model, keys[0], ci)
-        ends.append(len(cmds) - 1)
-        ctxs.append(Context(layer, head, dict(model.counters)))
-        cmds.append(Command(Op.CLEAR_PERF, 0, [], ci, "perf"))
-    return Program(cmds, ctxs, ends, source)
+            end.append(Command(Op.QUERY, bad_pos, [keys[0]], ci, "bad", error=Error.BAD_ARG))
+            end += _bad_prefills(cfg, model, keys[0], ci)
+        parts.append([start, *frames, end])
+        states.append([*state, _state(cfg, model)])
+    cmds: list[Command] = []
+    ctxs = [Context(layer, head, dict(models[ci].counters)) for ci, (layer, head, *_) in
+            enumerate(contexts)]
+    if not interleave:
+        reads = []
+        for ci, ctx in enumerate(ctxs):
+            for part in parts[ci]:
+                cmds += part
+            reads.append((len(cmds) - 1, ctx.counters))
+            cmds.append(Command(Op.CLEAR_PERF, 0, [], ci, "perf"))
+        return Program(cmds, ctxs, reads, source)
+    # Interleaved: part k of every context in turn. A change of context stores the active
+    # one's tables and loads the next one's (a RESET_CTX only stores): their beats follow
+    # from the states the models had after each part.
+    moved = {"context_switches": 0, "context_beats": 0}
+    active, done = None, {}  # done: the last part each context ran
+    for k in range(len(parts[0])):
+        for ci in range(len(contexts)):
+            part = parts[ci][k]
+            if not part or ci == active:
+                cmds += part
+                done[ci] = k
+                continue
+            if active is not None:
+                moved["context_beats"] += states[active][done[active]]
+            if k > 0:
+                cmds.append(Command(Op.SWITCH_CTX, ci, [], ci, "switch"))
+                moved["context_switches"] += 1
+                moved["context_beats"] += states[ci][done[ci]]
+            cmds += part
+            active, done[ci] = ci, k
+    total = {n: sum(c.counters[n] for c in ctxs) for n in ctxs[0].counters}
+    return Program(cmds, ctxs, [(len(cmds) - 1, {**total, **moved})], source)
+
+
+def _state(cfg: HWConfig, model: CoreModel) -> int:
+    """The bus beats of one store (or load) of the context ``model`` holds."""
+    rows = region_rows(
+        cfg,
+        n_tok=model.n_tokens,
+        n_clu=model.n_clusters,
+        ring_n=len(model.window.ring),
+        chunks=model.memory.free,
+    )
+    return moved_beats(cfg, rows)
+
+
+def _frame(cfg, model, keys, values, dq, decode_after, pq, f, offsets, ci, prefill_from):
+    """Frame ``f`` of a context: its ``INGEST`` blocks, prefills and decode steps."""
+    out = []
+    lo, hi = int(offsets[f]), int(offsets[f + 1])
+    on = pq is not None and f >= prefill_from
+    step = _block_tokens(cfg, pq.shape[1]) if on else hi - lo
+    for a in range(lo, hi, step):
+        b = min(hi, a + step)
+        out.append(_ingest(model, keys, values, a, b, ci, f))
+        if on:
+            out += _prefills(cfg, model, pq, a, b, ci, f)
+    for j in np.flatnonzero(decode_after == f):
+        pos = model.n_tokens
+        if dq.ndim == 3:  # grouped decode: one PREFILL of the group's G heads
+            g = dq.shape[1]
+            res = model.prefill(dq[j], pos, g)
+            info = _info(model, res, rows=g, group=g)
+            c = Command(Op.PREFILL, pos, list(dq[j]), ci, "decode", rows=g, group=g)
+            out.append(replace(c, out=res.output.reshape(-1), info=info))
+            continue
+        res = model.query(dq[j], pos)
+        info = _info(model, res)
+        out.append(Command(Op.QUERY, pos, [dq[j]], ci, "decode", out=res.output, info=info))
+    return out
 
 
 def _ingest(model: CoreModel, keys, values, lo: int, hi: int, ci: int, frame: int) -> Command:
@@ -284,9 +374,11 @@ def program_from_trace(
     bad_commands: bool = True,
     source: str = "trace",
     prefill: bool = False,
+    interleave: bool = False,
 ) -> Program:
     """Contexts (layer, KV head) of a recorded trace, first ``frames`` frames; with
-    ``prefill``, every frame token's queries of the group's heads as ``PREFILL`` blocks."""
+    ``prefill``, every frame token's queries of the group's heads as ``PREFILL`` blocks;
+    ``interleave``: see ``program_from_arrays``."""
     F = trace.n_frames if frames is None else min(frames, trace.n_frames)
     offsets = trace.frame_offsets[: F + 1]
     n = int(offsets[-1])
@@ -314,6 +406,7 @@ def program_from_trace(
         source=source,
         bad_commands=bad_commands,
         prefill=pqs if prefill else None,
+        interleave=interleave,
     )
 
 
@@ -329,10 +422,12 @@ def synthetic_program(
     prefill_group: int = 0,
     prefill_from: int = 0,
     grouped_decode: bool = False,
+    interleave: bool = False,
 ) -> Program:
     """Seeded video-like keys (temporal redundancy, shared offset), values and queries;
     with ``prefill_group = G > 0``, ``G`` query heads per token for ``PREFILL`` blocks (and,
-    with ``grouped_decode``, per decode step: one ``PREFILL`` of ``G`` rows)."""
+    with ``grouped_decode``, per decode step: one ``PREFILL`` of ``G`` rows);
+    ``interleave``: see ``program_from_arrays``."""
     d = cfg.resv.head_dim
     keys, offsets = synthetic_keys(
         frames=frames,
@@ -369,6 +464,7 @@ def synthetic_program(
         bad_commands=bad_commands,
         prefill=pqs if prefill_group else None,
         prefill_from=prefill_from,
+        interleave=interleave,
     )
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.core import WORK_COUNTERS
 from hw.core import PERF, VRexCore
+from hw.core.contexts import context_stride
 from sim.cases.core import Program, cmd_beat
 from sim.kit.axi_ram import AxiRamModel
 from sim.kit.streams import TIMEOUT, TIMINGS, Harness, run, stream_get, stream_put
@@ -28,7 +28,7 @@ def simulate(
     h = Harness(dut)
     idle, stall = TIMINGS[timing]
     lanes = cfg.mac_lanes
-    mem = bytearray(cfg.kv_chunks * cfg.chunk_tokens * cfg.kv_token_bytes)
+    mem = bytearray(context_stride(cfg) * prog.regions)
     ram = AxiRamModel(
         dut.m_axi,
         mem,
@@ -62,7 +62,7 @@ def simulate(
             out["status"].append((i, int(st.op), int(st.error)))
             out["bursts"].append((len(ram.ar_log), len(ram.aw_log)))
             out["cycles"].append(t - start)
-            if i in prog.context_end:
+            if i in dict(prog.counter_reads):
                 perf = {}
                 for k, name in enumerate(PERF):
                     ctx.set(dut.perf_addr, k)
@@ -79,7 +79,7 @@ def check(prog: Program, out: dict, errors=None) -> None:
     assert len(out["status"]) == len(prog.commands)
     for (i, op, err), c in zip(out["status"], prog.commands, strict=True):
         want = (errors or {}).get(i, int(c.error))
-        assert (op, err) == (int(c.op) & 7, want), f"command {i} ({c.kind})"
+        assert (op, err) == (int(c.op) & 15, want), f"command {i} ({c.kind}): {(op, err)}"
     expected = [(i, c) for i, c in enumerate(prog.commands) if c.out is not None]
     assert len(out["outputs"]) == len(expected) > 0
     for (i, vec, lasts), (j, c) in zip(out["outputs"], expected, strict=True):
@@ -87,5 +87,5 @@ def check(prog: Program, out: dict, errors=None) -> None:
         assert lasts[-1] == 1 and not any(lasts[:-1])
         bad = np.flatnonzero(vec != c.out)
         assert bad.size == 0, f"command {i}: {bad.size} elements differ, first {bad[0]}"
-    for perf, ctx in zip(out["perf"], prog.contexts, strict=True):
-        assert {n: perf[n] for n in WORK_COUNTERS} == ctx.counters
+    for perf, (_, want) in zip(out["perf"], prog.counter_reads, strict=True):
+        assert {n: perf[n] for n in want} == want

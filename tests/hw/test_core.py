@@ -237,3 +237,26 @@ def test_core_config_errors(changes, message):
         check_core_config(TINY.replace(**changes))
     with pytest.raises(ValueError, match=message):
         VRexCore(TINY.replace(**changes))
+
+
+@pytest.mark.parametrize("timing", ["none", "random"])
+def test_core_interleaved_contexts(timing, tmp_path):
+    """Contexts visited in turn, as a model does (every frame, each context: ``SWITCH_CTX``
+    stores the active context's tables to its DRAM region and loads the next one's): every
+    output is the golden model's, one ``CoreModel`` per context, and the counters add up,
+    the context switches and the beats they moved included; a switch to a context never
+    started or beyond ``contexts`` is refused (``BAD_ARG``)."""
+    prog = synthetic_program(
+        TINY,
+        frames=3,
+        tokens_per_frame=8,
+        contexts=3,
+        seed=7,
+        prefill_group=2,
+        prefill_from=1,
+        interleave=True,
+    )
+    assert prog.regions == 3
+    # 3 frames x 3 contexts, then context 0 for its last commands
+    assert prog.counter_reads[0][1]["context_switches"] == 3 * 3 + 1
+    check(prog, simulate(TINY, prog, timing=timing, seed=3, vcd=tmp_path / "core.vcd"))

@@ -1,0 +1,160 @@
+"""The contexts in DRAM: each (layer, KV head) context's region and its stored tables.
+
+Context ``c`` owns the region at ``context_base(cfg, c) = kv_base + c * context_stride(cfg)``:
+first its KV chunk pool (``kv_chunks`` chunks, the KVMU's addresses are relative to the
+region), then, each at a 4 KiB-aligned offset, the tables ``SWITCH_CTX`` stores and loads
+(``context_regions``). A table moves at its occupancy, not at its size: ``region_rows``
+gives the rows of each for a context's state, and every row is ``beats_per_row`` bus beats
+(its bits from the LSB of the first beat, the rest of the last beat zero).
+
+========== ===================================================== ===========================
+region     one row                                               rows moved
+========== ===================================================== ===========================
+scalars    ``scalars_layout``: the core's counts, the ring's      1
+           pointer, the HCU's pending clear and forced joins,
+           the KVMU's chunks in use, the hasher's thresholds
+hcu        the HCU's signature and count rows (``hcu_lanes``      ceil(clusters / hcu_lanes)
+           clusters each)
+clusters   a cluster's score weight, member count and chunk list clusters
+           (head, tail, tail fill): ``cluster_row_layout``
+chunks     the KVMU's ``next`` link of a chunk                   chunks in use
+keysum     one ``mac_lanes``-wide FP32 row of a key sum          clusters x head_dim / mac_lanes
+kept       a kept token's K and V rows (``mac_lanes`` BF16 each) kept tokens x head_dim / mac_lanes
+kept_sig   a kept token's signature                              kept tokens
+========== ===================================================== ===========================
+
+Kept tokens are ``min(tokens, sink_tokens)`` sinks and the ring's ``ring_n`` tokens (slots
+``0 .. kept - 1``: the ring fills from slot 0 and wraps only once full).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.lib import data
+
+from ..config import HWConfig, bits_for, ceil_log2
+from ..dre.hcu import hcu_row_bits
+from ..kvmu.kvmu import cluster_lists_layout
+
+__all__ = [
+    "Region",
+    "cluster_row_layout",
+    "context_base",
+    "context_regions",
+    "context_stride",
+    "moved_beats",
+    "region_rows",
+    "scalars_layout",
+]
+
+_ALIGN = 4096
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    row_bits: int
+    max_rows: int
+    offset: int  #: byte offset in the context's region (after the KV pool)
+    beats_per_row: int
+
+
+def scalars_layout(cfg: HWConfig) -> data.StructLayout:
+    r, tid = cfg.resv, cfg.token_id_bits
+    return data.StructLayout(
+        {
+            "n_tok": tid + 1,
+            "n_clu": bits_for(r.max_clusters),
+            "ring_n": bits_for(r.recent_tokens),
+            "ring_wp": bits_for(r.recent_tokens - 1),
+            "hcu_clear": 1,
+            "forced": tid,
+            "chunks": bits_for(cfg.kv_chunks),
+            "theta": 32 * r.hash_bits,
+        }
+    )
+
+
+def cluster_row_layout(cfg: HWConfig) -> data.StructLayout:
+    return data.StructLayout(
+        {
+            "weight": 32,
+            "members": cfg.token_id_bits + 1,
+            "lists": cluster_lists_layout(cfg).size,
+        }
+    )
+
+
+def context_regions(cfg: HWConfig) -> tuple[Region, ...]:
+    r = cfg.resv
+    nb = r.head_dim // cfg.mac_lanes
+    kept = r.sink_tokens + r.recent_tokens
+    C = r.max_clusters
+    shapes = (
+        ("scalars", scalars_layout(cfg).size, 1),
+        ("hcu", hcu_row_bits(cfg), cfg.hcu_rows),
+        ("clusters", cluster_row_layout(cfg).size, C),
+        ("chunks", cfg.kv_chunk_bits, cfg.kv_chunks),
+        ("keysum", 32 * cfg.mac_lanes, C * nb),
+        ("kept", 32 * cfg.mac_lanes, kept * nb),
+        ("kept_sig", r.hash_bits, kept),
+    )
+    bus = cfg.axi_data_bits
+    offset = _kv_bytes(cfg)
+    out = []
+    for name, bits, rows in shapes:
+        offset = -(-offset // _ALIGN) * _ALIGN
+        bpr = -(-bits // bus)
+        out.append(Region(name, bits, rows, offset, bpr))
+        offset += rows * bpr * bus // 8
+    return tuple(out)
+
+
+def _kv_bytes(cfg: HWConfig) -> int:
+    return cfg.kv_chunks * cfg.chunk_tokens * cfg.kv_token_bytes
+
+
+def context_stride(cfg: HWConfig) -> int:
+    """Bytes between two contexts' regions: a power of two holding the pool and the tables."""
+    last = context_regions(cfg)[-1]
+    end = last.offset + last.max_rows * last.beats_per_row * cfg.axi_data_bits // 8
+    return 1 << ceil_log2(end)
+
+
+def context_base(cfg: HWConfig, context: int) -> int:
+    return cfg.kv_base + context * context_stride(cfg)
+
+
+def region_rows(
+    cfg: HWConfig, *, n_tok: int, n_clu: int, ring_n: int, chunks: int
+) -> dict[str, int]:
+    """The rows ``SWITCH_CTX`` moves per region for a context in this state."""
+    r = cfg.resv
+    nb = r.head_dim // cfg.mac_lanes
+    kept = n_tok if n_tok < r.sink_tokens else r.sink_tokens + ring_n
+    return {
+        "scalars": 1,
+        "hcu": -(-n_clu // cfg.hcu_lanes),
+        "clusters": n_clu,
+        "chunks": chunks,
+        "keysum": n_clu * nb,
+        "kept": kept * nb,
+        "kept_sig": kept,
+    }
+
+
+def moved_beats(cfg: HWConfig, rows: dict[str, int]) -> int:
+    """Bus beats of one store (or one load) of a context with these ``region_rows``."""
+    return sum(rows[g.name] * g.beats_per_row for g in context_regions(cfg))
+
+
+def check_contexts(cfg: HWConfig) -> None:
+    """``ValueError`` unless every context's region fits the AXI addresses."""
+    end = context_base(cfg, cfg.contexts)
+    if end > 1 << cfg.axi_addr_bits:
+        raise ValueError(
+            f"contexts ({cfg.contexts}) regions of {context_stride(cfg)} bytes from kv_base "
+            f"({cfg.kv_base}) must fit {cfg.axi_addr_bits}-bit addresses (axi_addr_bits): "
+            f"they end at {end:#x}"
+        )

@@ -1,0 +1,30 @@
+"""``table_port``: a unit's table as the core's context mover sees it.
+
+A unit that holds per-context state in a memory (the HCU's signatures and counts, the
+KVMU's chunk lists, the aging's member counts) exposes it through one of these ports when
+the core builds it with ``bulk=True``, so that ``SWITCH_CTX`` can store the table to DRAM
+and load another context's (``hw.core.mover``). While ``active`` is high the mover owns the
+table's ports (the unit is idle then): ``rdata`` is the row at the previous cycle's
+``addr`` (a synchronous read port whose enable is held), and ``we`` writes ``wdata`` at
+``addr``. Directions are the mover's; the unit's member is ``In(table_port(...))``.
+"""
+
+from __future__ import annotations
+
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["table_port"]
+
+
+def table_port(row_bits: int, depth: int) -> wiring.Signature:
+    """The mover's side of a ``depth``-row table of ``row_bits``-bit rows."""
+    return wiring.Signature(
+        {
+            "active": Out(1),
+            "addr": Out(range(max(2, depth))),
+            "rdata": In(row_bits),
+            "we": Out(1),
+            "wdata": Out(row_bits),
+        }
+    )
