@@ -159,7 +159,7 @@ class Host:
         for name in ("cmd__valid", "vin__valid", "out__ready", "status__ready", "perf_addr"):
             getattr(dut, name).value = 0
         await start_clock(dut)
-        host = cls(dut, cfg, idle=idle, stall=stall)
+        host = cls(dut, cfg, idle=idle, stall=stall, regions=regions)
         await host.reset()
         return host
 
