@@ -37,8 +37,12 @@ cluster and bytes per burst, at most ``max_clusters`` clusters.
 Budget. The paper's V-Rex8 runs Llama-3-8B (32 layers x 8 KV heads = 256 contexts) at
 3.9-8.3 frames/s on 8 cores at 800 MHz: ``800e6 * 8 / (fps * 256)`` core-cycles per
 context-frame (6.4 M and 3.0 M), for everything including the weight streaming of the
-projections and the FFN, which this core does not model. ``ratio`` = our ingest + prefill
-cycles per context-frame / that budget; the issue's goal is <= 150 K cycles at a 5 K cache.
+projections and the FFN, which this core does not model. ``ratio`` = our ingest + prefill +
+``SWITCH_CTX`` cycles per context-frame / that budget; the issue's goal is <= 150 K cycles at
+a 5 K cache. Every frame visits every context, so each context-frame has one ``SWITCH_CTX``:
+the context's tables stored to DRAM and the next one's loaded, at their occupancy
+(``hw.core.contexts.region_rows``: the extrapolated clusters, each with the run's tokens
+per cluster in chunks), one bus beat per cycle.
 A decode step's bus bound is the time its fetched tokens' K and V take on the bus
 (``2 * head_dim * 16 / axi_data_bits`` cycles each); the goal is within 2x of it.
 
@@ -56,6 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.config import apply_settings, parse_settings, preset
+from hw.core.contexts import context_regions, moved_beats, region_rows
 from hw.datapath.tiled_attention import tile_gap
 
 __all__ = ["budget", "engine_cycles", "extrapolate", "fit", "main"]
@@ -153,6 +158,18 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     B, R = cfg.hcu_batch, math.ceil(clusters / cfg.hcu_lanes)
     a = shape["ingest_per_token"] + shape["rope_extra"]
     ingest = tpf * max(a, (R + 2 * B + 1) / B, (R + (B - 1) * a) / B)
+    # The context's SWITCH_CTX (every frame visits every context): its tables stored and the
+    # next context's loaded, one bus beat per cycle (hw.core.contexts; a tiny make sim
+    # measures 1.1 cycles per beat), each cluster's chunks as the run's tokens per cluster.
+    state = region_rows(
+        cfg,
+        n_tok=cache,
+        n_clu=round(clusters),
+        ring_n=r.recent_tokens,
+        chunks=round(clusters * math.ceil(shape["tokens_per_cluster"] / cfg.chunk_tokens)),
+    )
+    switch = 2 * moved_beats(cfg, state)
+    total = ingest + prefill + switch
     return {
         "cache": cache,
         "clusters": clusters,
@@ -161,14 +178,20 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         "tiles": tiles,
         "ingest": ingest,
         "prefill": prefill,
-        "context_frame": ingest + prefill,
+        "switch": switch,
+        "switch_keysum": 2 * state["keysum"] * _region(cfg, "keysum").beats_per_row,
+        "context_frame": total,
         "decode_step": g * cmd(1),
         "decode_step_grouped": cmd(g),
-        "ratio": {str(f): (ingest + prefill) / budget(f) for f in PAPER_FPS},
+        "ratio": {str(f): total / budget(f) for f in PAPER_FPS},
         "engine": engine_cycles(cfg, sizes[0] * g, kept, fetched),
         # the decode step's own bound: its selected K/V over the bus
         "decode_bus_bound": fetched * _bus_token(cfg),
     }
+
+
+def _region(cfg, name: str):
+    return next(g for g in context_regions(cfg) if g.name == name)
 
 
 def _shape(rep: dict, cfg) -> dict:
@@ -292,17 +315,23 @@ def render(s: dict) -> str:
         f"{100 * sh['retrieval_run']:.1f} %); RoPE adds at most {sh['rope_extra']} cycles per "
         "rotated vector there.",
         "",
-        "| cache | clusters | fetched | PREFILLs / tiles | ingest | prefill | per context-frame "
-        "| decode "
+        "SWITCH_CTX: the context's tables stored to DRAM and the next context's loaded, every "
+        "frame (`hw.core.contexts`: at their occupancy, one bus beat per cycle; the key sums' "
+        "share in brackets, what streaming representative keys and a write-back buffer would "
+        "remove: docs/contexts.md).",
+        "",
+        "| cache | clusters | fetched | PREFILLs / tiles | ingest | prefill | SWITCH_CTX "
+        "| per context-frame | decode "
         "step: G QUERYs | one G-row PREFILL | / its bus bound | / budget @ 3.9 fps "
         "| / budget @ 8.3 fps |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in s["rows"]:
         lines.append(
             f"| {r['cache']} | {r['clusters']:.0f} | {r['fetched']:.0f} | "
             f"{r['prefills']} / {r['tiles']} | "
             f"{r['ingest'] / 1e3:.1f} K | {r['prefill'] / 1e3:.0f} K | "
+            f"{r['switch'] / 1e3:.1f} K ({r['switch_keysum'] / 1e3:.1f} K) | "
             f"**{r['context_frame'] / 1e3:.0f} K** | {r['decode_step'] / 1e3:.1f} K | "
             f"{r['decode_step_grouped'] / 1e3:.1f} K | "
             f"{r['decode_step_grouped'] / max(1.0, r['decode_bus_bound']):.2f}x | "
@@ -377,7 +406,8 @@ def _plot(s: dict, path: Path) -> None:
 
     x = [r["cache"] for r in s["rows"]]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(x, [r["context_frame"] for r in s["rows"]], "o-", label="ingest + prefill (model)")
+    ax.plot(x, [r["context_frame"] for r in s["rows"]], "o-", label="per context-frame (model)")
+    ax.plot(x, [r["switch"] for r in s["rows"]], "s--", label="of which SWITCH_CTX")
     for f, v in s["budget"].items():
         ax.axhline(v, ls="--", lw=1, label=f"paper budget @ {f} fps")
     ax.axhline(s["goal_cycles"], ls=":", color="k", label="issue-11 goal")
