@@ -589,7 +589,8 @@ def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
     Small frames (4 tokens, a query after each; from the fourth frame on, each frame
     prefilled for 2 query heads: one PREFILL of 8 rows) so that the cache outgrows the sink
     and recent windows within ~2000 cycles at the tiny preset: the activity window then holds
-    queries and prefills that score clusters and fetch KV over AXI, not only ingest."""
+    queries and prefills that score clusters and fetch KV over AXI, not only ingest. Two
+    contexts visited in turn (``SWITCH_CTX`` every frame) when ``contexts`` allows."""
     from sim.cases.core import cmd_beat, synthetic_program
 
     lanes = cfg.mac_lanes
@@ -600,10 +601,11 @@ def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
                 cfg,
                 frames=8,
                 tokens_per_frame=4,
-                contexts=1,
+                contexts=_core_contexts(cfg),
                 seed=int(rng.integers(0, 2**31)),
                 prefill_group=2,
                 prefill_from=3,
+                interleave=True,
             )
             for c in prog.commands:
                 await _put(clk, dut.cmd, [cmd_beat(c)], rng, 0.1)
@@ -617,10 +619,16 @@ def _core_host(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
     return bench
 
 
+def _core_contexts(cfg: Any) -> int:
+    """Contexts of the core's activity program: 2, or 1 if the core has only one."""
+    return min(2, cfg.contexts)
+
+
 def _core_ram(dut: Any, cfg: Any, seed: int) -> list[Bench]:
+    from hw.core.contexts import context_stride
     from sim.kit.axi_ram import AxiRamModel
 
-    mem = bytearray(cfg.kv_chunks * cfg.chunk_tokens * cfg.kv_token_bytes)
+    mem = bytearray(context_stride(cfg) * _core_contexts(cfg))
     ram = AxiRamModel(
         dut.m_axi, mem, base=cfg.kv_base, bus_bytes=cfg.axi_data_bits // 8, seed=seed, stall=0.2
     )
@@ -635,8 +643,9 @@ UnitStimulus = Callable[
 
 def _core_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
     return (
-        "core-host(sim.cases.core.synthetic_program, 8 frames x 4 tokens, a query after each, "
-        "frames 3.. prefilled for 2 heads, repeated; sim.kit.axi_ram.AxiRamModel, 20 % AXI stalls)",
+        "core-host(sim.cases.core.synthetic_program, 2 contexts visited in turn, 8 frames x 4 "
+        "tokens, a query after each, frames 3.. prefilled for 2 heads, repeated; "
+        "sim.kit.axi_ram.AxiRamModel, 20 % AXI stalls)",
         [_core_host(dut, cfg, rng)],
         _core_ram(dut, cfg, seed),
     )

@@ -598,6 +598,7 @@ CORE_PARTS: dict[str, str] = {
     "perf": "performance counters (PERF) and their read mux",
     "rope": "RoPE unit",
     "kvmu": "KVMU read path",
+    "mover": "context mover (SWITCH_CTX: the context's tables to and from DRAM)",
     "writer": "KV writer (AXI write path)",
 }
 

@@ -1,7 +1,11 @@
 """VRexCore: the DRE, the datapath and the KVMU behind a host command interface.
 
-One context (layer, KV head) at a time, bit-exact with ``golden.core.CoreModel``: the host
-runs several contexts one after the other with ``RESET_CTX`` between them. Frame prefill
+One context (layer, KV head) is active at a time, bit-exact with ``golden.core.CoreModel``
+(one model per context); the others live in DRAM, each in its own region
+(``hw.core.contexts``: its KV chunk pool and its stored tables), and ``SWITCH_CTX`` moves
+between them (the ``ContextMover``, ``hw.core.mover``, stores the active context's tables
+at their occupancy and loads the next one's), so a host visits its contexts in turn every
+frame, as a model does. Frame prefill
 (``PREFILL``) takes up to ``frame_rows`` query rows into a query buffer, selects once for
 all of them, and runs them on the tiled attention engine, which reads the selected tokens
 once; a decode ``QUERY`` is the same path with one row and no causal mask, so decode and
@@ -16,7 +20,9 @@ enums, layouts and counters are in ``hw.core.host``):
   ========== == ==================================================================
   op         #  meaning
   ========== == ==================================================================
-  RESET_CTX  1  new context: clear the cluster table, the KV chunk tables, the kept tokens
+  RESET_CTX  1  context ``arg`` (``< contexts``) starts empty and becomes the active one
+                (the active context, if another and started, is stored first); the
+                thresholds ``theta`` carry over
   SET_BIAS   2  ``vin``: one vector (bias); ``theta_j = dot(bias, P_j)`` (key centring)
   INGEST     3  ``vin``: ``arg`` tokens, each its pre-RoPE K vector then its V vector
   QUERY      4  ``vin``: one pre-RoPE query vector at position ``arg``; ``out``: the result
@@ -25,6 +31,10 @@ enums, layouts and counters are in ``hw.core.host``):
   PREFILL    6  ``vin``: ``rows`` pre-RoPE query vectors; row ``r`` is at position
                 ``arg + r // group`` (a frame's tokens x the GQA group's heads, token
                 major); ``out``: the ``rows`` FP32 outputs, row after row
+  SWITCH_CTX 7  context ``arg`` becomes the active one: the active context's tables are
+                stored to its region and ``arg``'s loaded from its region (nothing if it
+                already is the active one); ``BAD_ARG`` if ``arg >= contexts`` or ``arg``
+                was never started by a ``RESET_CTX``
   ========== == ==================================================================
 
   A vector is ``head_dim // mac_lanes`` beats of ``mac_lanes`` BF16 values (element order).
@@ -41,11 +51,13 @@ enums, layouts and counters are in ``hw.core.host``):
   ``1..frame_rows``, ``group`` not in ``1..rows``, a first position older than the newest
   clustered token, or a last position beyond ``2**(token_id_bits+1) - 1``: the vectors
   are consumed, no ``out``; ``EMPTY`` too applies to ``PREFILL``),
-  ``BUS`` 5 (an AXI response was not OKAY during the command).
+  ``BUS`` 5 (an AXI response was not OKAY during the command). ``op`` is 4 bits (8..15 and 0
+  are ``BAD_OP``).
 - ``perf_addr`` / ``perf_data``: the performance counters (``PERF`` order, 32 bits, wrap),
   combinational read; they are the ``PerfCounters`` (``hw.core.perf``), whose increments
   the parts of the core drive.
-- ``m_axi``: AXI4 master (reads: KVMU retrieval bursts; writes: aged tokens' K and V).
+- ``m_axi``: AXI4 master (reads: KVMU retrieval bursts; writes: aged tokens' K and V, at the
+  active context's region; both, by the mover, during a ``SWITCH_CTX`` or ``RESET_CTX``).
 
 Flow of one ingested token ``t``: its K beats go to the RoPE unit (``rope_pairs`` pairs
 per cycle) as they arrive, and with V into registers; the ``hash_bits`` dot products with

@@ -202,8 +202,10 @@ def program_from_arrays(
         parts.append([start, *frames, end])
         states.append([*state, _state(cfg, model)])
     cmds: list[Command] = []
-    ctxs = [Context(layer, head, dict(models[ci].counters)) for ci, (layer, head, *_) in
-            enumerate(contexts)]
+    ctxs = [
+        Context(layer, head, dict(models[ci].counters))
+        for ci, (layer, head, *_) in enumerate(contexts)
+    ]
     if not interleave:
         reads = []
         for ci, ctx in enumerate(ctxs):

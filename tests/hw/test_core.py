@@ -230,6 +230,11 @@ def test_core_all_selected(tmp_path):
             {"tile_tokens": 32, "mac_cols": 32},
             r"tile_tokens \(32\) must be at most head_dim \(16\) for the core",
         ),
+        (
+            {"contexts": 65536},
+            r"contexts \(65536\) regions of 262144 bytes from kv_base \(0\) must fit "
+            r"32-bit addresses \(axi_addr_bits\)",
+        ),
     ],
 )
 def test_core_config_errors(changes, message):
@@ -260,3 +265,23 @@ def test_core_interleaved_contexts(timing, tmp_path):
     # 3 frames x 3 contexts, then context 0 for its last commands
     assert prog.counter_reads[0][1]["context_switches"] == 3 * 3 + 1
     check(prog, simulate(TINY, prog, timing=timing, seed=3, vcd=tmp_path / "core.vcd"))
+
+
+def test_core_switch_bus_errors():
+    """A SLVERR on the first write burst (a RESET_CTX storing the active context) and on the
+    first read burst (a SWITCH_CTX loading a context) makes exactly those two commands
+    answer BUS; the data still moved, so every output stays the golden model's."""
+    prog = synthetic_program(
+        TINY,
+        frames=2,
+        tokens_per_frame=8,
+        contexts=2,
+        seed=9,
+        bad_commands=False,
+        interleave=True,
+    )
+    kinds = [(c.kind, c.arg) for c in prog.commands]
+    first_store = kinds.index(("reset", 1))  # stores context 0 (nothing else wrote yet)
+    first_load = kinds.index(("switch", 0))  # loads context 0 (nothing else read yet)
+    out = simulate(TINY, prog, timing="random", seed=4, slverr_writes={0}, slverr_reads={0})
+    check(prog, out, errors={first_store: Error.BUS, first_load: Error.BUS})

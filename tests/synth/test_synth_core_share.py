@@ -148,4 +148,7 @@ def test_unit_stimuli_do_work(name, handshakes, tmp_path):
     assert run.cycles == cycles
     assert any(w in run.stimulus for w in (name.split("_")[0], "queries", "selector-rows"))
     for sig in handshakes:
-        assert sum(run.vcd.signals[sig].toggles) > 0, sig
+        # The simulator's VCD names a port "cmd__valid$290" when a submodule's port of the
+        # same name (the core's KV writer has a cmd stream) is used in the same scope.
+        same = [v for k, v in run.vcd.signals.items() if k.split("$")[0] == sig]
+        assert same and any(sum(v.toggles) > 0 for v in same), sig
