@@ -75,6 +75,24 @@ def unpack(beats: list[int], lanes: int) -> np.ndarray:
     return np.array([(b >> (32 * i)) & 0xFFFF_FFFF for b in beats for i in range(lanes)], np.uint32)
 
 
+def _bounded(ram: AxiRam) -> None:
+    """An access outside ``ram`` is answered SLVERR (cocotbext-axi's ``AxiRam`` would wrap its
+    address modulo the RAM's size, silently aliasing another context's region), so the
+    command answers ``BUS`` and the test fails."""
+    for part, name in ((ram.write_if, "_write"), (ram.read_if, "_read")):
+        inner = getattr(part, name)
+
+        async def checked(address, arg, inner=inner):
+            n = arg if isinstance(arg, int) else len(arg)
+            if not 0 <= address <= address + n <= ram.size:
+                raise AssertionError(
+                    f"AXI access of {n} bytes at {address:#x} outside the {ram.size}-byte RAM"
+                )
+            return await inner(address, arg)
+
+        setattr(part, name, checked)
+
+
 def env_program(cfg: HWConfig, log) -> Program:
     def opt(name):
         v = os.environ.get(name, "").strip()
@@ -125,6 +143,7 @@ class Host:
             dut.rst,
             size=context_base(cfg, regions),  # the regions of the contexts 0..regions-1
         )
+        _bounded(self.ram)
         if stall > 0:
             rng = make_rng(11)
             for ch in (
