@@ -33,7 +33,7 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, SimTimeoutError
 from cocotbext.axi import AxiBus, AxiRam
 
 from hw.config import HWConfig
-from hw.core import PERF, STATUS_LAYOUT, Error, cmd_layout
+from hw.core import PERF, STATUS_LAYOUT, Error, Op, cmd_layout
 from hw.core.contexts import context_base
 from sim.cases.core import (
     Program,
@@ -242,6 +242,10 @@ class Host:
                 )
             else:
                 collector().hit("core.status", Error(got_err).name)
+                if c.op in (Op.RESET_CTX, Op.SWITCH_CTX) and got_err == Error.BAD_ARG:
+                    collector().hit("core.context", "refused")
+                elif c.kind == "switch":
+                    collector().hit("core.context", "switch")
             want_beats = c.out_beats(self.lanes)
             got = self.outs[n_out:]
             if len(got) != want_beats:

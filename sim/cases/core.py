@@ -473,14 +473,16 @@ def synthetic_program(
 def soak_program(cfg: HWConfig, seed: int, queries: int) -> Program:
     """A seeded synthetic program with at least ``queries`` decode queries (``make soak``'s
     core chunks): ``seed`` also draws its shape, 4..8 frames of 4, 8 or 12 tokens in 1..3
-    contexts, the decode queries spread evenly over the frames, and from the third frame on
-    the frames prefilled in 2-head blocks."""
+    contexts, the decode queries spread evenly over the frames, from the third frame on
+    the frames prefilled in 2-head blocks, and (half the programs of several contexts, if
+    ``cfg.contexts`` holds them) the contexts visited in turn, with a ``SWITCH_CTX`` each."""
     if queries < 1:
         raise ValueError(f"queries must be at least 1, not {queries}")
     rng = np.random.default_rng([seed, 0xC0DE])
     frames = int(rng.integers(4, 9))
     contexts = int(rng.integers(1, 4))
     tokens = int(rng.choice([4, 8, 12]))
+    interleave = bool(rng.integers(0, 2)) and 1 < contexts <= cfg.contexts
     per_frame = -(-queries // (frames * contexts))
     return synthetic_program(
         cfg,
@@ -491,4 +493,5 @@ def soak_program(cfg: HWConfig, seed: int, queries: int) -> Program:
         seed=seed,
         prefill_group=2,
         prefill_from=2,
+        interleave=interleave,
     )

@@ -25,6 +25,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import data
 
 from golden.kvmu import AXI_BOUNDARY, KVLayout, KVMemory, split_run
+from golden.resv import ClusterEvent
 from hw.config import HWConfig
 from hw.dre import (
     hcu_batch_cycles,
@@ -398,7 +399,9 @@ def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
     """``n`` KVMU selections drawn from ``seed``, in contexts (a ``clear`` strobe between
     them; the first one after reset, with or without one). A context has 1..3 rounds of
     allocation (HCU-like ``assign`` beats to 1..``max_clusters`` active clusters with
-    skewed weights, random distance and event fields) followed by selections (distinct
+    skewed weights, a random distance, and the event ``CREATED`` on a cluster's first token
+    of the context, else joined or forced at random: a created cluster starts a new chunk
+    list) followed by selections (distinct
     cluster ids, active ones more likely, clusters without chunks included, ``last`` on the
     final one); no round overlaps another (the KVMU's contract: the harness starts a phase
     when the previous one's outputs are all in, ``Chunk.phases``). Token budgets: 0..64 a
@@ -442,6 +445,7 @@ def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
     tid = done = ctx = 0
     while done < n:
         mem = KVMemory(L, mc)
+        seen: set[int] = set()
         u = rng.random()
         if u < KVMU_FILL:
             kind, budget = "fill", pool + int(rng.integers(1, 65))
@@ -461,15 +465,19 @@ def kvmu_chunk(cfg: HWConfig, n: int, seed: int) -> Chunk:
         for r, a in enumerate(np.diff([0, *cuts.tolist(), budget])):
             a = int(a)
             clusters = active[rng.choice(m, a, p=weights)] if a else np.zeros(0, np.int64)
-            for c in clusters.tolist():
-                s = mem.append(tid & tid_mask, c)
-                for k, v in (("token_id", s.token_id), ("cluster", c)):
+            forced = rng.integers(0, 2, a).tolist()
+            for c, f in zip(clusters.tolist(), forced, strict=True):
+                # CREATED on the cluster's first token of the context (a new chunk list),
+                # else joined or forced, as the HCU says
+                ev = ClusterEvent.CREATED if c not in seen else (ClusterEvent.FORCED if f else 0)
+                seen.add(c)
+                s = mem.append(tid & tid_mask, c, ev)
+                for k, v in (("token_id", s.token_id), ("cluster", c), ("event", int(ev))):
                     assign[k].append(v)
                 for k, v in zip(slots, (s.token_id, s.chunk, s.slot, s.addr, s.full), strict=True):
                     slots[k].append(int(v))
                 tid += 1
             assign["distance"] += rng.integers(0, 1 << cfg.distance_bits, a).tolist()
-            assign["event"] += rng.integers(0, 3, a).tolist()
             phases.append({"clear": int(r == 0 and (ctx > 0 or rng.random() < 0.5))})
             phases[-1].update(assign=a, slot=a)
             n_sel = min(n - done, 1 if kind == "fill" else int(rng.geometric(0.3)))
