@@ -953,9 +953,9 @@ class VRexCore(wiring.Component):
                 m.d.sync += [w_pend.eq(1), w_addr.eq(aging.cluster)]
         # ------------------------------------------------------------------ contexts
         # The mover's table ports (hw.core.contexts, in region order), after the FSMs: while
-        # a context moves, its tables' ports are the mover's. The scalars' row is a register
-        # of their values; its load sets them, the HCU's size, the KVMU's chunks in use and
-        # the hasher's thresholds.
+        # a context moves, its tables' ports are the mover's. The scalars' row is their
+        # values (registers, unchanged while they are stored); its load sets them, the HCU's
+        # size, the KVMU's chunks in use and the hasher's thresholds.
         kept_now = Mux(n_tok < sink, n_tok, sink + ring_n)
         m.d.comb += [
             mover.base.eq(ctx_base),
@@ -971,7 +971,7 @@ class VRexCore(wiring.Component):
         count("context_beats", mover.beats)
         sc = mover.scalars
         now = Signal(scalars_layout(cfg), name="scalars")
-        m.d.sync += [
+        m.d.comb += [
             now.n_tok.eq(n_tok),
             now.n_clu.eq(n_clu),
             now.ring_n.eq(ring_n),

@@ -71,7 +71,7 @@ class ContextMover(wiring.Component):
         row = Signal(range(max(g.max_rows for g in regions) + 1), name="row")
         beat = Signal(range(max(2, max(g.beats_per_row for g in regions))), name="beat")
         acc = Signal(bus * max(1, max(g.beats_per_row for g in regions) - 1), name="acc")
-        pending_b = Signal(range(most // 1 + 2), name="pending_b")
+        pending_b = Signal(range(most + 2), name="pending_b")  # bursts awaiting their B
         error = Signal(name="error_seen")
         n = Signal(range(burst + 1), name="burst_len")
 
