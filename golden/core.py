@@ -165,6 +165,9 @@ class CoreModel:
         self.k_post: list[np.ndarray] = []
         self.v: list[np.ndarray] = []
         self.sig: list[int] = []
+        #: clusters an aged token went to since the host last cleared the set (the core's
+        #: dirty key sums, which a SWITCH_CTX stores)
+        self.touched: set[int] = set()
 
     def set_bias(self, bias: np.ndarray) -> None:
         """``SET_BIAS``: ``theta_j = dot(bias, P_j)`` (BF16 ``bias`` of shape (d,))."""
@@ -233,6 +236,7 @@ class CoreModel:
         res = self.table.add(np.array([self.sig[t]], np.uint64))
         c, event = int(res.assign[0]), int(res.event[0])
         self.counters["tokens_clustered"] += 1
+        self.touched.add(c)
         name = {
             ClusterEvent.JOINED: "clusters_joined",
             ClusterEvent.CREATED: "clusters_created",

@@ -19,6 +19,9 @@ clusters   a cluster's score weight, member count and chunk list clusters
            (head, tail, tail fill): ``cluster_row_layout``
 chunks     the KVMU's ``next`` link of a chunk                   chunks in use
 keysum     one ``mac_lanes``-wide FP32 row of a key sum          clusters x head_dim / mac_lanes
+                                                                 (a store: the clusters whose
+                                                                 key sums changed since the
+                                                                 context was loaded or reset)
 kept       a kept token's K and V rows (``mac_lanes`` BF16 each) kept tokens x head_dim / mac_lanes
 kept_sig   a kept token's signature                              kept tokens
 ========== ===================================================== ===========================
@@ -58,6 +61,8 @@ class Region:
     max_rows: int
     offset: int  #: byte offset in the context's region (after the KV pool)
     beats_per_row: int
+    #: rows per group of a region stored sparsely (only the groups that changed), else 0
+    group: int = 0
 
 
 def scalars_layout(cfg: HWConfig) -> data.StructLayout:
@@ -92,21 +97,21 @@ def context_regions(cfg: HWConfig) -> tuple[Region, ...]:
     kept = r.sink_tokens + r.recent_tokens
     C = r.max_clusters
     shapes = (
-        ("scalars", scalars_layout(cfg).size, 1),
-        ("hcu", hcu_row_bits(cfg), cfg.hcu_rows),
-        ("clusters", cluster_row_layout(cfg).size, C),
-        ("chunks", cfg.kv_chunk_bits, cfg.kv_chunks),
-        ("keysum", 32 * cfg.mac_lanes, C * nb),
-        ("kept", 32 * cfg.mac_lanes, kept * nb),
-        ("kept_sig", r.hash_bits, kept),
+        ("scalars", scalars_layout(cfg).size, 1, 0),
+        ("hcu", hcu_row_bits(cfg), cfg.hcu_rows, 0),
+        ("clusters", cluster_row_layout(cfg).size, C, 0),
+        ("chunks", cfg.kv_chunk_bits, cfg.kv_chunks, 0),
+        ("keysum", 32 * cfg.mac_lanes, C * nb, nb),  # a store: the changed clusters' only
+        ("kept", 32 * cfg.mac_lanes, kept * nb, 0),
+        ("kept_sig", r.hash_bits, kept, 0),
     )
     bus = cfg.axi_data_bits
     offset = _kv_bytes(cfg)
     out = []
-    for name, bits, rows in shapes:
+    for name, bits, rows, group in shapes:
         offset = -(-offset // _ALIGN) * _ALIGN
         bpr = -(-bits // bus)
-        out.append(Region(name, bits, rows, offset, bpr))
+        out.append(Region(name, bits, rows, offset, bpr, group))
         offset += rows * bpr * bus // 8
     return tuple(out)
 
@@ -127,9 +132,11 @@ def context_base(cfg: HWConfig, context: int) -> int:
 
 
 def region_rows(
-    cfg: HWConfig, *, n_tok: int, n_clu: int, ring_n: int, chunks: int
+    cfg: HWConfig, *, n_tok: int, n_clu: int, ring_n: int, chunks: int, dirty: int | None = None
 ) -> dict[str, int]:
-    """The rows ``SWITCH_CTX`` moves per region for a context in this state."""
+    """The rows ``SWITCH_CTX`` moves per region for a context in this state: a load, or a
+    store of a context whose ``dirty`` clusters changed their key sums since it was loaded
+    (``None``: all of them)."""
     r = cfg.resv
     nb = r.head_dim // cfg.mac_lanes
     kept = n_tok if n_tok < r.sink_tokens else r.sink_tokens + ring_n
@@ -138,7 +145,7 @@ def region_rows(
         "hcu": -(-n_clu // cfg.hcu_lanes),
         "clusters": n_clu,
         "chunks": chunks,
-        "keysum": n_clu * nb,
+        "keysum": (n_clu if dirty is None else dirty) * nb,
         "kept": kept * nb,
         "kept_sig": kept,
     }

@@ -288,6 +288,9 @@ class VRexCore(wiring.Component):
         ctx_base = Signal(cfg.axi_addr_bits, init=cfg.kv_base, name="context_base")
         then_reset = Signal(name="then_reset")
         started = Signal(max(2, NCTX), name="contexts_started")
+        # The clusters whose key sums changed since the context was loaded (or reset): a
+        # store writes only theirs, DRAM holds the others'.
+        dirty = Signal(C, name="keysum_dirty")
         stride_bits = context_stride(cfg).bit_length() - 1
 
         # Counters: the parts below drive their increments.
@@ -525,6 +528,7 @@ class VRexCore(wiring.Component):
                 active.eq(c),
                 ctx_base.eq(cfg.kv_base + (c << stride_bits)),
                 started.bit_select(c, 1).eq(1),
+                dirty.eq(0),
             ]
             m.next = "CLEARING"
 
@@ -626,6 +630,7 @@ class VRexCore(wiring.Component):
                     m.d.sync += [
                         active.eq(target),
                         ctx_base.eq(cfg.kv_base + (target << stride_bits)),
+                        dirty.eq(0),
                     ]
                     m.d.comb += mover.start.eq(1)  # a load, from the target's region
                     count("context_switches")
@@ -969,6 +974,10 @@ class VRexCore(wiring.Component):
             mover.kept_sig_rows.eq(kept_now),
         ]
         count("context_beats", mover.beats)
+        nb_bits = ceil_log2(nb)
+        m.d.comb += mover.keysum_keep.eq(dirty.bit_select(mover.keysum.addr >> nb_bits, 1))
+        with m.If(aging.sum_we):
+            m.d.sync += dirty.bit_select(aging.sum_waddr >> nb_bits, 1).eq(1)
         sc = mover.scalars
         now = Signal(scalars_layout(cfg), name="scalars")
         m.d.comb += [

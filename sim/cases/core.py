@@ -168,7 +168,7 @@ def program_from_arrays(
             model.set_bias(bias)
             start.append(Command(Op.SET_BIAS, 0, [bias], ci, "bias"))
         pq = None if prefill is None else prefill[ci]
-        state = [_state(cfg, model)]  # after each part
+        state = [_state(model)]  # after each part: the state and the clusters it touched
         frames = []
         for f in range(len(frame_offsets) - 1):
             frames.append(
@@ -186,7 +186,7 @@ def program_from_arrays(
                     prefill_from,
                 )
             )
-            state.append(_state(cfg, model))
+            state.append(_state(model))
         end = []
         if bad_commands and ci == 0:
             # A QUERY at position 0 sees the kept tokens newer than it (no causal mask);
@@ -200,7 +200,7 @@ def program_from_arrays(
             end.append(Command(Op.QUERY, bad_pos, [keys[0]], ci, "bad", error=Error.BAD_ARG))
             end += _bad_prefills(cfg, model, keys[0], ci)
         parts.append([start, *frames, end])
-        states.append([*state, _state(cfg, model)])
+        states.append([*state, _state(model)])
     cmds: list[Command] = []
     ctxs = [
         Context(layer, head, dict(models[ci].counters))
@@ -214,40 +214,48 @@ def program_from_arrays(
             reads.append((len(cmds) - 1, ctx.counters))
             cmds.append(Command(Op.CLEAR_PERF, 0, [], ci, "perf"))
         return Program(cmds, ctxs, reads, source)
+
     # Interleaved: part k of every context in turn. A change of context stores the active
-    # one's tables and loads the next one's (a RESET_CTX only stores): their beats follow
-    # from the states the models had after each part.
+    # one's tables (the key sums of the clusters touched since it was loaded only) and
+    # loads the next one's (a RESET_CTX only stores): their beats follow from the states
+    # the models had after each part.
+    def beats(ci: int, dirty: set | None = None) -> int:
+        kw, _ = states[ci][done[ci]]
+        rows = region_rows(cfg, **kw, dirty=None if dirty is None else len(dirty))
+        return moved_beats(cfg, rows)
+
     moved = {"context_switches": 0, "context_beats": 0}
-    active, done = None, {}  # done: the last part each context ran
+    active, done, since = None, {}, {}  # the last part each ran, clusters touched since loaded
     for k in range(len(parts[0])):
         for ci in range(len(contexts)):
             part = parts[ci][k]
-            if not part or ci == active:
-                cmds += part
-                done[ci] = k
-                continue
-            if active is not None:
-                moved["context_beats"] += states[active][done[active]]
-            if k > 0:
-                cmds.append(Command(Op.SWITCH_CTX, ci, [], ci, "switch"))
-                moved["context_switches"] += 1
-                moved["context_beats"] += states[ci][done[ci]]
+            if part and ci != active:
+                if active is not None:
+                    moved["context_beats"] += beats(active, since[active])
+                if k > 0:
+                    cmds.append(Command(Op.SWITCH_CTX, ci, [], ci, "switch"))
+                    moved["context_switches"] += 1
+                    moved["context_beats"] += beats(ci)
+                since[ci] = set()
+                active = ci
             cmds += part
-            active, done[ci] = ci, k
+            done[ci] = k
+            since.setdefault(ci, set()).update(states[ci][k][1])
     total = {n: sum(c.counters[n] for c in ctxs) for n in ctxs[0].counters}
     return Program(cmds, ctxs, [(len(cmds) - 1, {**total, **moved})], source)
 
 
-def _state(cfg: HWConfig, model: CoreModel) -> int:
-    """The bus beats of one store (or load) of the context ``model`` holds."""
-    rows = region_rows(
-        cfg,
-        n_tok=model.n_tokens,
-        n_clu=model.n_clusters,
-        ring_n=len(model.window.ring),
-        chunks=model.memory.free,
-    )
-    return moved_beats(cfg, rows)
+def _state(model: CoreModel) -> tuple[dict, set]:
+    """What sizes a switch of the context ``model`` holds (``region_rows``' arguments), and
+    the clusters touched since the last call."""
+    kw = {
+        "n_tok": model.n_tokens,
+        "n_clu": model.n_clusters,
+        "ring_n": len(model.window.ring),
+        "chunks": model.memory.free,
+    }
+    touched, model.touched = model.touched, set()
+    return kw, touched
 
 
 def _frame(cfg, model, keys, values, dq, decode_after, pq, f, offsets, ci, prefill_from):
