@@ -42,7 +42,8 @@ projections and the FFN, which this core does not model. ``ratio`` = our ingest 
 a 5 K cache. Every frame visits every context, so each context-frame has one ``SWITCH_CTX``:
 the context's tables stored to DRAM and the next one's loaded, at their occupancy
 (``hw.core.contexts.region_rows``: the extrapolated clusters, each with the run's tokens
-per cluster in chunks), one bus beat per cycle.
+per cluster in chunks; the store writes the key sums of the clusters the frame's aged
+tokens went to, at most one per token), one bus beat per cycle.
 A decode step's bus bound is the time its fetched tokens' K and V take on the bus
 (``2 * head_dim * 16 / axi_data_bits`` cycles each); the goal is within 2x of it.
 
@@ -160,15 +161,19 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     ingest = tpf * max(a, (R + 2 * B + 1) / B, (R + (B - 1) * a) / B)
     # The context's SWITCH_CTX (every frame visits every context): its tables stored and the
     # next context's loaded, one bus beat per cycle (hw.core.contexts; a tiny make sim
-    # measures 1.1 cycles per beat), each cluster's chunks as the run's tokens per cluster.
-    state = region_rows(
-        cfg,
-        n_tok=cache,
-        n_clu=round(clusters),
-        ring_n=r.recent_tokens,
-        chunks=round(clusters * math.ceil(shape["tokens_per_cluster"] / cfg.chunk_tokens)),
-    )
-    switch = 2 * moved_beats(cfg, state)
+    # measures 1.1 cycles per beat), each cluster's chunks as the run's tokens per cluster;
+    # the store writes the key sums of the clusters the frame's aged tokens went to, at most
+    # one per token.
+    kw = {
+        "n_tok": cache,
+        "n_clu": round(clusters),
+        "ring_n": r.recent_tokens,
+        "chunks": round(clusters * math.ceil(shape["tokens_per_cluster"] / cfg.chunk_tokens)),
+    }
+    load = region_rows(cfg, **kw)
+    store = region_rows(cfg, **kw, dirty=min(round(clusters), tpf))
+    switch = moved_beats(cfg, load) + moved_beats(cfg, store)
+    keysum_bpr = _region(cfg, "keysum").beats_per_row
     total = ingest + prefill + switch
     return {
         "cache": cache,
@@ -179,7 +184,7 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         "ingest": ingest,
         "prefill": prefill,
         "switch": switch,
-        "switch_keysum": 2 * state["keysum"] * _region(cfg, "keysum").beats_per_row,
+        "switch_keysum": (load["keysum"] + store["keysum"]) * keysum_bpr,
         "context_frame": total,
         "decode_step": g * cmd(1),
         "decode_step_grouped": cmd(g),
@@ -316,9 +321,10 @@ def render(s: dict) -> str:
         "rotated vector there.",
         "",
         "SWITCH_CTX: the context's tables stored to DRAM and the next context's loaded, every "
-        "frame (`hw.core.contexts`: at their occupancy, one bus beat per cycle; the key sums' "
-        "share in brackets, what streaming representative keys and a write-back buffer would "
-        "remove: docs/contexts.md).",
+        "frame (`hw.core.contexts`: at their occupancy, one bus beat per cycle; the store "
+        "writes the key sums of at most one cluster per aged token of the frame; the key sums' "
+        "share in brackets, mostly the load, what streaming representative keys would remove: "
+        "docs/contexts.md).",
         "",
         "| cache | clusters | fetched | PREFILLs / tiles | ingest | prefill | SWITCH_CTX "
         "| per context-frame | decode "
