@@ -14,10 +14,11 @@ only after the AW of its burst. A region with ``group`` rows per group (the key 
 cluster's rows; its rows are a multiple of it) stores only the groups its ``<name>_keep``
 input marks (the core's dirty clusters: the DRAM copy of the others is still valid), each
 group one burst: the mover scans the groups at one cycle each (``keep`` is read for the
-group of ``addr``), issues the group's AW and sends its rows. Load: AR runs ahead; R beats assemble a row, written at its
-last beat (``rready`` is always high); a load moves every group. ``busy`` falls once every
-region moved (a store: every B response arrived); ``error`` is then high if a response was
-not OKAY (it stays until the next ``start``). ``beats`` strobes each moved data beat (W or R).
+group of ``addr``), issues the group's AW and sends its rows. Load: AR runs ahead; R beats
+assemble a row, written at its last beat (``rready`` is always high); a load moves every
+group. ``busy`` falls once every region moved (a store: every B response arrived);
+``error`` is then high if a response was not OKAY (it stays until the next ``start``).
+``beats`` strobes each moved data beat (W or R).
 """
 
 from __future__ import annotations
