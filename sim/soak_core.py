@@ -5,8 +5,9 @@
 
 One chunk is one run of ``sim.benches.tb_core``'s ``core_program`` on the generated core Verilog:
 a synthetic host program (``sim.cases.core.soak_program``: its shape — 4..8 frames of 4, 8
-or 12 tokens in 1..3 contexts, frames from the third on prefilled in 2-head blocks — and
-its keys, values and queries drawn from ``seed``) with at least ``--queries`` decode
+or 12 tokens in 1..3 contexts, frames from the third on prefilled in 2-head blocks, half
+the programs of several contexts visiting them in turn with ``SWITCH_CTX`` — and its keys,
+values and queries drawn from ``seed``) with at least ``--queries`` decode
 queries, every output vector, status and work counter compared bit for bit with
 ``golden.core.CoreModel``, the protocol checkers attached, and a stall profile drawn from
 the seed (``CORE_PROFILES``: the host's idle and back-pressure probability, which also
