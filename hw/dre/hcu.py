@@ -10,6 +10,11 @@ Interface
   ``count_addr`` / ``count_data``: read port of the count memory; ``count_data`` is the
   count of cluster ``count_addr`` of the previous cycle (one cycle of read latency), every
   token whose ``assign`` beat has been valid for a cycle included.
+  With ``bulk=True`` (the core's, for ``SWITCH_CTX``): ``bulk``, the signature and count
+  rows as a ``hw.tableport`` port (a row: ``hcu_lanes`` signatures, then their counts), and
+  ``load`` (strobe) setting the occupancy and forced joins from ``load_size`` and
+  ``load_forced``; the table is read only below its occupancy, so rows above it may hold
+  anything.
   ``occupancy``: clusters in the table; ``forced``: forced joins since the last clear
   (saturating at ``2**token_id_bits - 1``).
 

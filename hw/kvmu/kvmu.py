@@ -16,8 +16,11 @@ share one AXI4 master, ``hw.kvmu.layouts.axi4_signature``).
 Ports:
 
 - ``assign`` (in, HCU output): append the token to its cluster, allocating a chunk when the
-  cluster has none or its tail chunk is full. ``slot`` (out): token id, chunk, slot and
-  byte address (``full`` when the chunk pool is exhausted: nothing was stored).
+  cluster has none or its tail chunk is full; a ``CREATED`` cluster has none, whatever its
+  table row held (the core's tables hold another context's rows above the occupancy after
+  a ``SWITCH_CTX``), and with the pool exhausted its tail is written empty. ``slot`` (out):
+  token id, chunk, slot and byte address (``full`` when the chunk pool is exhausted:
+  nothing was stored).
 - ``selected`` (in, WTU output, ``last`` on the final cluster): every chunk of each selected
   cluster becomes one run of ``used * beats_per_token`` beats from the chunk's base, split at
   ``max_burst`` beats and at 4 KB boundaries, issued on ``m_axi`` (AR: INCR, full-width
@@ -30,6 +33,10 @@ Ports:
 - ``clear`` (in, strobe): forget every cluster (sweeps ``tail``: ``max_clusters`` cycles,
   also after reset); both inputs are held off meanwhile. A pending ``slot`` beat is dropped.
 - ``busy`` (out): the table sweep, a table update or a selection is in progress.
+- With ``bulk=True`` (the core's): ``clusters_bulk`` and ``chunks_bulk``, the chunk lists and
+  links as ``hw.tableport`` ports for ``SWITCH_CTX``; ``chunks`` (out), the chunks in use,
+  set by ``load`` from ``load_chunks``; ``base`` (in), the active context's region, the KV
+  area's address instead of ``kv_base``.
 
 Contract: a selection must not overlap the assignments of the same context (the core
 sequences ingest and retrieval); the two state machines share only table read ports.
@@ -178,6 +185,8 @@ class KVMemoryUnit(wiring.Component):
                     m.d.sync += [s_chunk.eq(e.chunk), s_slot.eq(e.fill), s_full.eq(0)]
                 with m.Elif(free == cfg.kv_chunks):
                     m.d.sync += [s_chunk.eq(0), s_slot.eq(0), s_full.eq(1)]
+                    # a created cluster owns no chunk: its tail says so, whatever it held
+                    m.d.comb += [tail_w.data.fill.eq(0), tail_w.en.eq(a_new)]
                 with m.Else():
                     m.d.comb += [
                         tail_w.data.chunk.eq(free),

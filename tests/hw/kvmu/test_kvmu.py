@@ -161,3 +161,38 @@ def test_bad_outstanding():
 def test_config_errors(change, exc, msg):
     with pytest.raises(exc, match=msg):
         TINY.replace(**change)
+
+
+def test_created_cluster_with_the_pool_full_owns_no_chunk():
+    """A cluster created while the chunk pool is exhausted owns no chunk even if its table
+    row held another context's chunk list (loaded through the table port, as a SWITCH_CTX
+    leaves it): its token answers ``full``, and selecting it fetches nothing."""
+    cfg = TINY.replace(kv_chunks=8)
+    dut = KVMemoryUnit(cfg, bulk=True)
+    h = Harness(dut)
+    out: dict = {}
+
+    async def bench(ctx):
+        await ctx.tick().repeat(cfg.max_clusters + 2)  # the sweep after reset
+        stale = 5 | (5 << cfg.kv_chunk_bits) | (2 << (2 * cfg.kv_chunk_bits))  # chunk 5, 2 used
+        port = dut.clusters_bulk
+        ctx.set(port.active, 1)
+        ctx.set(port.addr, 3)
+        ctx.set(port.wdata, stale)
+        ctx.set(port.we, 1)
+        ctx.set(dut.load, 1)
+        ctx.set(dut.load_chunks, cfg.kv_chunks)  # the pool is exhausted
+        await ctx.tick()
+        for s in (port.active, port.we, dut.load):
+            ctx.set(s, 0)
+        await stream_put(
+            ctx, dut.assign, [{"token_id": 7, "cluster": 3, "event": 1}], cycle=h.cycle
+        )
+        ((slot, _),) = await stream_get(ctx, dut.slot, cycle=h.cycle, count=1)
+        out["full"] = int(slot.full)
+        await stream_put(ctx, dut.selected, [{"cluster": 3, "last": 1}], cycle=h.cycle)
+        ((summary, _),) = await stream_get(ctx, dut.summary, cycle=h.cycle, count=1)
+        out["bursts"] = int(summary.bursts)
+
+    run(h, [bench])
+    assert out == {"full": 1, "bursts": 0}
