@@ -19,7 +19,10 @@ no early exit), first ingesting enough tokens to fill the table, then one frame 
 ``--tokens`` tokens (the paper's 196), which is measured, then one decode ``QUERY``; every
 status, the output and the counters are checked against the golden model. Reported: the
 frame's cycles per token, against ``R + 3`` (the HCU's search of one token, the pipelined
-ingest's bound at ``B = 1``).
+ingest's bound at ``B = 1``). With the first ``B`` of ``--batches``, the context is also
+stored and loaded back before the frame and after it (``with_round_trips``): the store
+after the frame (only the key sums of the clusters it touched) and the load, their cycles
+and bus beats (the ``context_beats`` counter).
 
 The default is the ``tiny`` datapath with ``axi_data_bits = 32``: an aged token's K and V
 are then 16 bus beats, as at the paper preset (128 BF16 values each over 256 bits), and the
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +46,8 @@ import numpy as np
 from golden.bf16 import to_bf16_bits
 from golden.checks import int_at_least
 from hw.config import HWConfig, apply_settings, parse_settings, preset
-from hw.core import check_core_config
-from sim.cases.core import Program, program_from_arrays
+from hw.core import Op, check_core_config
+from sim.cases.core import Command, Program, program_from_arrays
 from sim.kit.core_sim import check, simulate
 
 __all__ = ["PAPER_LIKE", "ROWS", "bench_config", "bench_program", "main", "measure"]
@@ -92,15 +96,50 @@ def bench_program(cfg: HWConfig, tokens: int, seed: int = 1) -> Program:
     )
 
 
-def measure(cfg: HWConfig, rows: int, batch: int, tokens: int) -> dict:
-    """Cycles of the measured frame of ``bench_program`` on ``bench_config``'s core."""
+def with_round_trips(prog: Program) -> Program:
+    """``prog`` with the context stored and loaded back (``RESET_CTX 1`` stores it and starts
+    context 1, ``SWITCH_CTX 0`` loads it again) before its last frame, so that only the
+    clusters the frame touches have dirty key sums, and after it, before the decode query,
+    whose output checks the load; the counters are also read around the second trip."""
+    cmds = list(prog.commands)
+    frame = max(i for i, c in enumerate(cmds) if c.kind == "frame")
+
+    def trip():
+        return [
+            Command(Op.RESET_CTX, 1, [], 0, "reset"),
+            Command(Op.SWITCH_CTX, 0, [], 0, "switch"),
+        ]
+
+    new = [*cmds[:frame], *trip(), cmds[frame], *trip(), *cmds[frame + 1 :]]
+    at = frame + 2  # the frame's index in ``new``
+    reads = [(at, {}), (at + 1, {}), (at + 2, {})]  # snapshots: nothing compared
+    reads += [(i + 4, want) for i, want in prog.counter_reads]
+    return replace(prog, commands=new, counter_reads=reads)
+
+
+def measure(cfg: HWConfig, rows: int, batch: int, tokens: int, switch: bool = False) -> dict:
+    """Cycles of the measured frame of ``bench_program`` on ``bench_config``'s core; with
+    ``switch``, also of the context's store after the frame and its load
+    (``with_round_trips``)."""
     run_cfg = bench_config(cfg, rows, batch, tokens)
     prog = bench_program(run_cfg, tokens)
+    if switch:
+        prog = with_round_trips(prog)
     t0 = time.time()
     out = simulate(run_cfg, prog, timing="none", seed=1, timeout=10**6)
     check(prog, out)
     frames = [i for i, c in enumerate(prog.commands) if c.kind == "frame"]
     cycles = out["cycles"][frames[-1]]
+    moved = {}
+    if switch:
+        at = frames[-1]
+        beats = [p["context_beats"] for p in out["perf"][:3]]
+        moved = {
+            "store_cycles": out["cycles"][at + 1],
+            "store_beats": beats[1] - beats[0],
+            "load_cycles": out["cycles"][at + 2],
+            "load_beats": beats[2] - beats[1],
+        }
     return {
         "rows": rows,
         "clusters": run_cfg.resv.max_clusters,
@@ -110,6 +149,7 @@ def measure(cfg: HWConfig, rows: int, batch: int, tokens: int) -> dict:
         "cycles_per_token": cycles / tokens,
         "search_bound": rows + 3,
         "seconds": round(time.time() - t0, 1),
+        **moved,
     }
 
 
@@ -141,6 +181,25 @@ def _markdown(cfg_name: str, settings: list[str], results: list[dict]) -> str:
         first = by[(rows, batches[0])]
         row = f"| {rows} ({first['clusters']}) | {first['search_bound']} | "
         lines.append(row + " | ".join(cells) + " |")
+    trips = [r for r in results if "store_cycles" in r]
+    if trips:
+        lines += [
+            "",
+            "`SWITCH_CTX` at the same tables (the context stored and loaded back before the "
+            "frame and after it, the decode query then checking the load): the store after "
+            "the frame writes the key sums of the clusters it touched only; the load (a "
+            "`SWITCH_CTX` that also stores an empty context's scalars) reads every table:",
+            "",
+            "| table rows (clusters) | store: cycles / beats | load: cycles / beats "
+            "| cycles per beat |",
+            "|---:|---:|---:|---:|",
+        ]
+        for r in trips:
+            per = (r["store_cycles"] + r["load_cycles"]) / (r["store_beats"] + r["load_beats"])
+            lines.append(
+                f"| {r['rows']} ({r['clusters']}) | {r['store_cycles']} / {r['store_beats']} | "
+                f"{r['load_cycles']} / {r['load_beats']} | {per:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -194,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for rows in args.rows:
         for batch in args.batches:
-            r = measure(base, rows, batch, args.tokens)
+            r = measure(base, rows, batch, args.tokens, switch=batch == args.batches[0])
             results.append(r)
             print(
                 f"bench_ingest: {rows} rows, hcu_batch {batch}: {r['cycles_per_token']:.1f} "

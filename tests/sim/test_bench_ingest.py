@@ -23,7 +23,9 @@ def test_the_program_fills_the_table_before_the_measured_frame():
 
 def test_cli(tmp_path, capsys):
     """One lane per table row: at 48 rows the HCU's search bounds an aged token's ingest, and
-    batches of 4 share it; at 4 rows the rest of the aging does, whatever the batch."""
+    batches of 4 share it; at 4 rows the rest of the aging does, whatever the batch. With
+    B = 1 the context is also stored and loaded back: after an 8-token frame the store
+    writes the key sums of at most 8 of the 48 clusters, the load all of them."""
     sets = ["--set", "axi_data_bits=32", "--set", "hcu_lanes=1"]
     argv = ["--rows", "4", "48", "--batches", "1", "4", "--tokens", "8", *sets]
     assert main([*argv, "-o", str(tmp_path)]) == 0
@@ -31,9 +33,15 @@ def test_cli(tmp_path, capsys):
     by = {(r["rows"], r["batch"]): r["cycles"] for r in res["results"]}
     assert by[(48, 4)] < by[(48, 1)]
     assert by[(48, 1)] > by[(4, 1)]
+    trip = next(r for r in res["results"] if (r["rows"], r["batch"]) == (48, 1))
+    keysum = 4 * 4  # 4 rows of 4 beats (4 FP32 lanes over 32 bits) per cluster
+    assert trip["load_beats"] - trip["store_beats"] >= (48 - 8) * keysum
+    assert trip["store_cycles"] >= trip["store_beats"] and trip["load_cycles"] >= trip["load_beats"]
+    assert all("store_cycles" not in r for r in res["results"] if r["batch"] == 4)
     assert res["settings"] == ["axi_data_bits=32", "hcu_lanes=1"]
     md = (tmp_path / "ingest_bench.md").read_text()
     assert "| 48 (48) | 51 |" in md and (tmp_path / "ingest_bench.png").is_file()
+    assert "`SWITCH_CTX` at the same tables" in md
     assert "cycles per token with hcu_batch" in capsys.readouterr().out
 
 
