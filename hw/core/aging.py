@@ -82,6 +82,7 @@ class Aging(wiring.Component):
     - ``recip_req`` (out), ``recip_ready`` (in), ``members``, ``cluster`` (out): the new
       member count of ``cluster`` into the reciprocal, taken when both are high.
     - ``counts`` (out): one-cycle strobes of the ``AGING_COUNTS`` counters.
+    - ``bulk`` (in, ``hw.tableport``): the member counts, for ``SWITCH_CTX`` (the aging idle).
     """
 
     def __init__(self, cfg: HWConfig):

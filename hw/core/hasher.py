@@ -36,6 +36,8 @@ class Hasher(wiring.Component):
     - ``signatures`` (out stream): one beat per vector, its ``hash_bits``-bit signature.
     - ``set_theta`` (in): while high, the ``signatures`` beat taken is the bias's
       (``SET_BIAS``): its dot products become ``theta`` (``theta_j = dot(bias, P_j)``).
+    - ``theta`` (out), ``load_theta`` (in), ``theta_in`` (in): the thresholds, read and set
+      (a context's, by ``SWITCH_CTX``).
     """
 
     def __init__(self, cfg: HWConfig):

@@ -206,6 +206,7 @@ class Host:
         records: list[dict] = []
         failures: list[str] = []
         checks = 0
+        reads = dict(prog.counter_reads)
         for i, c in enumerate(prog.commands):
             if before is not None:
                 before(i, c)
@@ -263,7 +264,6 @@ class Host:
                         f"expected {c.out[bad[0]]:#010x}"
                     )
             records.append(rec)
-            reads = dict(prog.counter_reads)
             if i in reads:
                 perf = await read_perf(self.dut)
                 for name, want in reads[i].items():

@@ -22,8 +22,9 @@ def simulate(
     ``TIMINGS`` name) drawn from ``seed``; ``ram_options`` go to the ``AxiRamModel``; a
     command's output or status may take up to ``timeout`` cycles to come.
     Returns per command its status (index, op, error), cycles from its ``cmd`` beat to its
-    status, and the AR/AW bursts accepted so far; the outputs; the counters after each
-    context."""
+    status, and the AR/AW bursts accepted so far; the outputs; every counter where the
+    program reads them (``Program.counter_reads``). The AXI RAM holds the regions of the
+    contexts the program uses (``Program.regions``)."""
     dut = VRexCore(cfg)
     h = Harness(dut)
     idle, stall = TIMINGS[timing]
@@ -41,6 +42,7 @@ def simulate(
     # bursts: the AR and AW bursts accepted by the RAM when each status arrived
     out: dict = {"status": [], "outputs": [], "perf": [], "cycles": [], "bursts": []}
     vin_layout = dut.vin.payload.shape()
+    reads = dict(prog.counter_reads)
 
     async def host(ctx):
         rng = np.random.default_rng([seed, 1])
@@ -62,7 +64,7 @@ def simulate(
             out["status"].append((i, int(st.op), int(st.error)))
             out["bursts"].append((len(ram.ar_log), len(ram.aw_log)))
             out["cycles"].append(t - start)
-            if i in dict(prog.counter_reads):
+            if i in reads:
                 perf = {}
                 for k, name in enumerate(PERF):
                     ctx.set(dut.perf_addr, k)
