@@ -422,6 +422,9 @@ class HashClusterUnit(wiring.Component):
                 ]
             with m.If(self.load):
                 m.d.sync += [size.eq(self.load_size), forced.eq(self.load_forced)]
+            # the count forwarded to the next update is the other context's: drop it
+            with m.If(self.load | b.we):
+                m.d.sync += last_ok.eq(0)
         return m
 
 

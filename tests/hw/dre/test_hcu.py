@@ -413,3 +413,43 @@ def test_cycle_formulas():
 def test_hcu_rejects_non_config():
     with pytest.raises(TypeError, match=r"^cfg must be an HWConfig, not 3$"):
         HashClusterUnit(3)
+
+
+def test_a_loaded_table_drops_the_forwarded_count():
+    """The HCU forwards a count to the next update of the same cluster (whose write the
+    read cannot see yet). After another context's table is loaded (``bulk``, as a
+    ``SWITCH_CTX`` does), a join to that cluster must read the loaded count, not the count
+    forwarded from the other context: 5 + 1, not 2 + 1."""
+    cfg = TINY
+    dut = HashClusterUnit(cfg, bulk=True)
+    h = Harness(dut)
+    sig = 0b1011
+    out: dict = {}
+
+    def token(t, clear=0):
+        return {"token_id": t, "signature": sig, "clear": clear}
+
+    async def bench(ctx):
+        # context A: cluster 0 created, then joined (count 2, forwarded)
+        await stream_put(ctx, dut.tokens, [token(0, 1), token(1)], cycle=h.cycle)
+        await stream_get(ctx, dut.assign, cycle=h.cycle, count=2)
+        await ctx.tick().repeat(4)
+        # context B: its table, cluster 0 with the same signature and a count of 5
+        hb, lanes = cfg.resv.hash_bits, cfg.hcu_lanes
+        row = sig | (5 << (lanes * hb))
+        b = dut.bulk
+        for s, v in ((b.active, 1), (b.addr, 0), (b.wdata, row), (b.we, 1), (dut.load, 1)):
+            ctx.set(s, v)
+        ctx.set(dut.load_size, 1)
+        await ctx.tick()
+        for s in (b.active, b.we, dut.load):
+            ctx.set(s, 0)
+        await stream_put(ctx, dut.tokens, [token(2)], cycle=h.cycle)
+        await stream_get(ctx, dut.assign, cycle=h.cycle, count=1)
+        await ctx.tick().repeat(4)
+        ctx.set(dut.count_addr, 0)
+        await ctx.tick()
+        out["count"] = ctx.get(dut.count_data)
+
+    run(h, [bench])
+    assert out["count"] == 6
