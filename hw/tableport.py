@@ -14,7 +14,7 @@ from __future__ import annotations
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["table_port"]
+__all__ = ["serve", "table_port"]
 
 
 def table_port(row_bits: int, depth: int) -> wiring.Signature:
@@ -28,3 +28,19 @@ def table_port(row_bits: int, depth: int) -> wiring.Signature:
             "wdata": Out(row_bits),
         }
     )
+
+
+def serve(m, port, rd, wr, *, wdata=None, en=None) -> None:
+    """While ``port.active``, a memory's read port ``rd`` and write port ``wr`` are the
+    mover's: ``rd`` reads at ``addr`` (enabled), ``wr`` writes ``wdata`` (default: the whole
+    row) at ``addr`` when ``en`` (default: ``we``). The caller drives ``port.rdata`` (a row
+    may join several memories) and places this after the unit's own use of the ports, so
+    that it wins."""
+    with m.If(port.active):
+        m.d.comb += [
+            rd.addr.eq(port.addr),
+            rd.en.eq(1),
+            wr.addr.eq(port.addr),
+            wr.data.eq(port.wdata if wdata is None else wdata),
+            wr.en.eq(port.we if en is None else en),
+        ]

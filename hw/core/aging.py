@@ -14,7 +14,7 @@ from ..dre import layouts as dre_layouts
 from ..dre.layouts import Event
 from ..kvmu import kvmu_layouts
 from ..shared import shared
-from ..tableport import table_port
+from ..tableport import serve, table_port
 
 __all__ = ["AGING_COUNTS", "Aging"]
 
@@ -317,12 +317,5 @@ class Aging(wiring.Component):
                     m.next = "IDLE"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | ~send.ongoing("IDLE") | (inflight != 0))
         # The member counts of a context through the mover (SWITCH_CTX; the aging is idle).
-        with m.If(self.bulk.active):
-            m.d.comb += [
-                mem_rd.addr.eq(self.bulk.addr),
-                mem_rd.en.eq(1),
-                mem_wr.addr.eq(self.bulk.addr),
-                mem_wr.data.eq(self.bulk.wdata),
-                mem_wr.en.eq(self.bulk.we),
-            ]
+        serve(m, self.bulk, mem_rd, mem_wr)
         return m

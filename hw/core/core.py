@@ -123,6 +123,7 @@ from ..datapath import (
 from ..datapath.layouts import BF16, FP32
 from ..dre import DynamicRetrievalEngine
 from ..kvmu import KVMemoryUnit, KVWriter, axi4_signature
+from ..tableport import serve
 from .aging import AGING_COUNTS, Aging
 from .contexts import cluster_row_layout, context_regions, context_stride, scalars_layout
 from .feeder import FEEDER_COUNTS, Feeder, FeedMode
@@ -1022,14 +1023,7 @@ class VRexCore(wiring.Component):
                 port.wdata.eq(part),
             ]
         m.d.comb += cp.rdata.eq(Cat(w_rd.data, aging.bulk.rdata, kvmu.clusters_bulk.rdata))
-        with m.If(cp.active):
-            m.d.comb += [
-                w_rd.addr.eq(cp.addr),
-                w_rd.en.eq(1),
-                w_wr.addr.eq(cp.addr),
-                w_wr.data.eq(row.weight),
-                w_wr.en.eq(cp.we),
-            ]
+        serve(m, cp, w_rd, w_wr, wdata=row.weight)
         # The key sums, the kept tokens' K and V rows, their signatures.
         tables = (
             (mover.keysum, [(sum_rd, sum_wr)]),
@@ -1041,14 +1035,7 @@ class VRexCore(wiring.Component):
             at = 0
             for rd, wr in mems:
                 width = len(Value.cast(wr.data))
-                with m.If(port.active):
-                    m.d.comb += [
-                        rd.addr.eq(port.addr),
-                        rd.en.eq(1),
-                        wr.addr.eq(port.addr),
-                        wr.data.eq(port.wdata[at : at + width]),
-                        wr.en.eq(port.we),
-                    ]
+                serve(m, port, rd, wr, wdata=port.wdata[at : at + width])
                 at += width
         # After the FSMs: a failed write of the command wins over its other statuses.
         with m.If(writer.done.valid & writer.done.payload.error):

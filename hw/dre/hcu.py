@@ -65,7 +65,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig, ceil_log2, check_config
-from ..tableport import table_port
+from ..tableport import serve, table_port
 from .bitops import popcount
 from .layouts import Event, layouts
 
@@ -407,19 +407,10 @@ class HashClusterUnit(wiring.Component):
             # A context's table through the mover (the HCU is idle); ``load`` restores its
             # size and forced joins. Last, so that they win.
             b = self.bulk
-            with m.If(b.active):
-                sig_bits = lanes * hb
-                m.d.comb += [
-                    sig_rd.addr.eq(b.addr),
-                    cnt_rd.addr.eq(b.addr),
-                    b.rdata.eq(Cat(sig_rd.data, cnt_rd.data)),
-                    sig_wr.addr.eq(b.addr),
-                    cnt_wr.addr.eq(b.addr),
-                    sig_wr.data.eq(b.wdata[:sig_bits]),
-                    cnt_wr.data.eq(b.wdata[sig_bits:]),
-                    sig_wr.en.eq(b.we.replicate(lanes)),
-                    cnt_wr.en.eq(b.we.replicate(lanes)),
-                ]
+            sig_bits, every_lane = lanes * hb, b.we.replicate(lanes)
+            m.d.comb += b.rdata.eq(Cat(sig_rd.data, cnt_rd.data))
+            serve(m, b, sig_rd, sig_wr, wdata=b.wdata[:sig_bits], en=every_lane)
+            serve(m, b, cnt_rd, cnt_wr, wdata=b.wdata[sig_bits:], en=every_lane)
             with m.If(self.load):
                 m.d.sync += [size.eq(self.load_size), forced.eq(self.load_forced)]
             # the count forwarded to the next update is the other context's: drop it

@@ -61,7 +61,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig, ceil_log2, check_config
 from ..dre.layouts import Event
-from ..tableport import table_port
+from ..tableport import serve, table_port
 from .layouts import axi4_read_signature, check_outstanding, kvmu_layouts
 
 __all__ = ["ALLOC_CYCLES", "KVMemoryUnit"]
@@ -320,29 +320,15 @@ class KVMemoryUnit(wiring.Component):
             # A context's tables through the mover (the unit is idle); ``load`` restores the
             # chunks in use. Last, so that they win.
             cb, nb = self.clusters_bulk, self.chunks_bulk
-            m.d.comb += self.chunks.eq(free)
-            with m.If(cb.active):
-                row = data.View(cluster_lists_layout(cfg), cb.wdata)
-                m.d.comb += [
-                    head_t.addr.eq(cb.addr),
-                    tail_t.addr.eq(cb.addr),
-                    cb.rdata.eq(Cat(head_t.data, tail_t.data)),
-                    head_w.addr.eq(cb.addr),
-                    tail_w.addr.eq(cb.addr),
-                    head_w.data.eq(row.head),
-                    tail_w.data.chunk.eq(row.tail),
-                    tail_w.data.fill.eq(row.fill),
-                    head_w.en.eq(cb.we),
-                    tail_w.en.eq(cb.we),
-                ]
-            with m.If(nb.active):
-                m.d.comb += [
-                    next_t.addr.eq(nb.addr),
-                    nb.rdata.eq(next_t.data),
-                    next_w.addr.eq(nb.addr),
-                    next_w.data.eq(nb.wdata),
-                    next_w.en.eq(nb.we),
-                ]
+            row = data.View(cluster_lists_layout(cfg), cb.wdata)
+            m.d.comb += [
+                self.chunks.eq(free),
+                cb.rdata.eq(Cat(head_t.data, tail_t.data)),
+                nb.rdata.eq(next_t.data),
+            ]
+            serve(m, cb, head_t, head_w, wdata=row.head)
+            serve(m, cb, tail_t, tail_w, wdata=Cat(row.tail, row.fill))
+            serve(m, nb, next_t, next_w)
             with m.If(self.load):
                 m.d.sync += free.eq(self.load_chunks)
         return m
