@@ -129,6 +129,12 @@ class HWConfig:
     #: twice the arrays' stationary registers; with 1 a tile loads only once the previous one
     #: has left both arrays.
     tile_buffers: int = 2
+    #: Core: the prefetch buffer's rows (``16 * mac_lanes``-bit K or V rows). The KVMU's
+    #: reads of a selection start as soon as the WTU selects, and their rows wait here while
+    #: the engine still takes the query rows and the kept tokens; the engine then drains
+    #: them at a row per cycle, faster than the bus delivers them. 0: no buffer (the fetch
+    #: waits for the engine, as the bus's back-pressure). 0..65536.
+    prefetch_rows: int = 0
 
     def __post_init__(self) -> None:
         plain_ints(self)
@@ -172,6 +178,7 @@ class HWConfig:
                 f"tile_tokens must be a power of two in 1..256, not {self.tile_tokens!r}"
             )
         check_int("tile_buffers", self.tile_buffers, 1, 2)
+        check_int("prefetch_rows", self.prefetch_rows, 0, 1 << 16)
         fit = self.mac_chunks * self.mac_cols
         if self.tile_tokens > fit:
             raise ValueError(
@@ -355,6 +362,7 @@ PRESETS: dict[str, HWConfig] = {
         rope_pairs=2,  # mac_lanes / 2: RoPE keeps pace with the vector beats
         exp_frac_bits=8,
         tile_tokens=4,  # mac_cols: one tile row per stationary beat of the 4 x 4 array
+        prefetch_rows=16,  # two fetched tokens (8 rows each): a selection overflows it
     ),
     # The paper's machine: 4096-entry table, 16 XOR+popcount lanes. 4-token KV chunks: on the
     # real bench trace a cluster holds ~2.6 tokens, so 4-token chunks fill 55 % of the
@@ -376,6 +384,9 @@ PRESETS: dict[str, HWConfig] = {
         axi_addr_bits=40,
         rope_pairs=32,  # mac_lanes / 2: a vector rotated in 2 cycles, its 2 beats
         tile_tokens=64,  # the paper's 64-wide vector unit, one tile per row of the 64 x 64 array
+        # 128 KiB of fetched rows (a third of the paper's 384 KB per core): the KV of 256
+        # tokens read while the engine takes a frame's rows and its kept tokens.
+        prefetch_rows=1024,
     ),
     # Edge part: 1024-entry table.
     "edge": HWConfig(

@@ -16,7 +16,9 @@ two paces, not their sum: the rows' passes, ``tiles x max(rows x row_pace, tile_
 (``row_pace = max(M, ceil(T / mac_lanes))`` beats per row and tile, ``M = ceil(head_dim /
 mac_lanes)``: the core's engine is ``mac_lanes`` wide), and the token stream, ``2M``
 cycles per kept token (its K and V beats) and ``max(2M, bus_token)`` per fetched one
-(``bus_token = 2 * head_dim * 16 / axi_data_bits``, the bus cycles of its K and V): a
+(``bus_token = 2 * head_dim * 16 / axi_data_bits``, the bus cycles of its K and V), but
+``2M`` for those the prefetch buffer took while the engine took the rows and the kept
+tokens (``(rows + 2 kept) x M`` cycles of bus, at most ``prefetch_rows / 2M`` tokens): a
 frame's many rows are bound by their passes, a decode step's few by the stream
 (``hw.datapath.tiled_attention.command_cycles`` is the engine's exact count for inputs
 offered every cycle). A fitted ``c_engine`` near 1 says that pace is what the run shows.
@@ -103,7 +105,12 @@ def engine_cycles(cfg, rows: int, kept: float, fetched: float) -> dict:
     row_pace = max(m, math.ceil(tile / lanes))
     tiles = math.ceil((kept + fetched) / tile)
     passes = tiles * max(rows * row_pace, tile_gap(cfg))
-    stream = kept * 2 * m + fetched * max(2 * m, _bus_token(cfg))
+    # Prefetch: the reads start at the selection, so the tokens the bus delivers while the
+    # engine takes the rows and the kept tokens ((rows + 2 kept) x M cycles), at most the
+    # buffer's, wait there and then stream at the engine's 2M cycles each.
+    bus = _bus_token(cfg)
+    early = min(fetched, cfg.prefetch_rows / (2 * m), (rows + 2 * kept) * m / bus)
+    stream = (kept + early) * 2 * m + (fetched - early) * max(2 * m, bus)
     cycles = max(passes, stream, 1)
     return {
         "tiles": tiles,
@@ -112,7 +119,8 @@ def engine_cycles(cfg, rows: int, kept: float, fetched: float) -> dict:
         "stream": stream,
         "cycles": cycles,
         "array_util": tiles * rows * m / cycles,
-        "bus_util": fetched * _bus_token(cfg) / cycles,
+        "bus_util": fetched * bus / cycles,
+        "prefetched": early / fetched if fetched else 0.0,
     }
 
 
@@ -211,6 +219,7 @@ def _shape(rep: dict, cfg) -> dict:
     last_pf = max(pf, key=lambda r: r["tokens"])
     last_pf_aged = last_pf["tokens"] - kept
     counters = [r for r in recs if r["kind"] == "counters"]
+    nb = cfg.resv.head_dim // cfg.mac_lanes
     total = {k: sum(c[k] for c in counters) for k in ("cycles", "array_beats", "read_beats")}
     return {
         "group": max(r["group"] for r in pf),
@@ -226,6 +235,8 @@ def _shape(rep: dict, cfg) -> dict:
         / max(1, sum(r["bursts"] for r in cmds)),
         "array_util": total["array_beats"] / max(1, total["cycles"]),
         "bus_util": total["read_beats"] / max(1, total["cycles"]),
+        "prefetched": sum(c.get("prefetched_rows", 0) for c in counters)
+        / max(1, sum(c.get("tokens_fetched", 0) for c in counters) * 2 * nb),
     }
 
 
@@ -312,8 +323,9 @@ def render(s: dict) -> str:
         f"GQA group {sh['group']}, {sh['tokens_per_cluster']:.2f} tokens/cluster, "
         f"{sh['tokens_per_burst']:.1f} tokens/burst; MAC array busy "
         f"{100 * sh['array_util']:.1f} %, "
-        f"AXI read beats on {100 * sh['bus_util']:.1f} % of cycles; prefetch: not built (0 % "
-        "overlap).",
+        f"AXI read beats on {100 * sh['bus_util']:.1f} % of cycles; "
+        f"{100 * sh['prefetched']:.1f} % of the fetched rows prefetched (in the buffer before "
+        "the engine's turn).",
         f"Extrapolated to `{s['target']}` with {100 * s['retrieval']:.1f} % of the clustered "
         f"tokens retrieved (`--retrieval`; the run's last PREFILL, at a "
         f"{sh['retrieval_run_cache']}-token cache, retrieved "
@@ -382,15 +394,15 @@ def render(s: dict) -> str:
         f"The engine at `{s['target']}` (`tile_tokens` {s['tile_tokens']}, `mac_lanes` "
         f"{s['mac_lanes']}; its pace in the model, the largest PREFILL of a frame):",
         "",
-        "| cache | tiles | rows' passes / token stream | array busy | bus busy |",
-        "|---:|---:|---:|---:|---:|",
+        "| cache | tiles | rows' passes / token stream | array busy | bus busy | prefetched |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in s["rows"]:
         a = r["engine"]
         lines.append(
             f"| {r['cache']} | {a['tiles']} | {a['passes'] / 1e3:.1f} K / "
             f"{a['stream'] / 1e3:.1f} K | {100 * a['array_util']:.0f} % | "
-            f"{100 * a['bus_util']:.0f} % |"
+            f"{100 * a['bus_util']:.0f} % | {100 * a['prefetched']:.0f} % |"
         )
     b = s["budget"]
     lines += [

@@ -280,6 +280,7 @@ def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
     pf_err = prefill_reference(trace, prog)
     counters = [r for r in rep["records"] if r["kind"] == "counters"]
     bus = cfg.axi_data_bits // 8
+    nb = cfg.resv.head_dim // cfg.mac_lanes  # rows per K or V vector
 
     def total(name):
         return sum(c[name] for c in counters)
@@ -324,6 +325,9 @@ def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
         "forced": total("clusters_forced"),
         "kv_dropped": total("kv_dropped"),
         "mac_busy": total("mac_beats") / max(1, total("cycles")),
+        # the fetched rows that arrived before the engine's turn to take them
+        "prefetched": total("prefetched_rows") / max(1, total("tokens_fetched") * 2 * nb),
+        "prefetch_rows": cfg.prefetch_rows,
         **{
             f"{k}_{f.__name__}": float(f([r[k] for r in ref])) if ref else 0.0
             for k in ("err_vs_full", "err_vs_float_resv", "float_resv_vs_full")
@@ -372,6 +376,8 @@ def render(s: dict) -> str:
             f"{s['gather_bursts']} bursts of {s['token_bytes']} B) |",
             f"| forced joins / KV tokens dropped | {s['forced']} / {s['kv_dropped']} |",
             f"| MAC tree busy | {100 * s['mac_busy']:.1f} % of cycles |",
+            f"| fetched rows prefetched (in the {s['prefetch_rows']}-row buffer before the "
+            f"engine's turn) | {100 * s['prefetched']:.1f} % |",
             f"| rel. error vs float64 full attention | mean {s['err_vs_full_mean']:.4f}, max "
             f"{s['err_vs_full_max']:.4f} (float ReSV model: mean "
             f"{s['float_resv_vs_full_mean']:.4f}, attends "

@@ -599,6 +599,7 @@ CORE_PARTS: dict[str, str] = {
     "rope": "RoPE unit",
     "kvmu": "KVMU read path",
     "mover": "context mover (SWITCH_CTX: the context's tables to and from DRAM)",
+    "prefetch": "prefetch buffer (the fetched K/V rows read ahead of the engine)",
     "writer": "KV writer (AXI write path)",
 }
 

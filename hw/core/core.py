@@ -89,7 +89,12 @@ buffer into the ``TiledAttention`` engine (with their positions), and the attent
 follows as one token stream, each token's K rows then its V rows: the kept tokens (sinks,
 then the ring, oldest first; their ids are their positions, so the engine masks those newer
 than a row) and the fetched ones as the KVMU delivers them (older than every row; the
-``FetchGearbox``, ``hw.core.gearbox``, assembles their AXI beats into rows). The engine
+``FetchGearbox``, ``hw.core.gearbox``, assembles their AXI beats into rows). The
+**prefetch buffer** (``prefetch_rows`` rows, a FIFO) takes the fetched rows as they arrive,
+from the selection on, while the engine still takes the query rows and the kept tokens; the
+engine then drains it at a row per cycle (a row is ``16 * mac_lanes / axi_data_bits`` bus
+beats), and ``prefetched_rows`` counts the rows that arrived before the fetch's turn.
+Without it (``prefetch_rows = 0``) the bus waits, back-pressured, for that turn. The engine
 holds ``tile_tokens`` tokens at a time in its two MAC arrays (``mac_lanes`` columns), runs
 every row past them (the tiled order of ``golden.softmax.tiled_attention``) and keeps
 each row's state in FIFOs, so the selected tokens are read **once** for all the rows. When
@@ -105,7 +110,7 @@ host chooses); its selection uses the one-row mean ``bf16(sum * 1)``, the query 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, Value
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -320,7 +325,6 @@ class VRexCore(wiring.Component):
         ring_old = Signal(range(recent), name="ring_oldest")
         wiring.connect(m, feeder.tree, mac.vectors)
         wiring.connect(m, feeder.kv, attn.kv)
-        wiring.connect(m, gearbox.rows, feeder.fetched)
         m.d.comb += [
             feeder.unmasked.eq(op == Op.QUERY),
             feeder.n_sinks.eq(n_sinks),
@@ -333,11 +337,30 @@ class VRexCore(wiring.Component):
             sum_rd.addr.eq(feeder.sum_addr),
             kk_rd.addr.eq(feeder.kept_addr),
             kv_rd.addr.eq(feeder.kept_addr),
-            # the gearbox takes the KVMU's beats while the feeder fetches
-            gearbox.beats.valid.eq(kvmu.kv.valid & feeder.fetching),
-            gearbox.beats.payload.eq(kvmu.kv.payload.data),
-            kvmu.kv.ready.eq(gearbox.beats.ready & feeder.fetching),
         ]
+        # The fetched rows: through the prefetch buffer, which takes them as they arrive
+        # (the selection's reads start at once), or, without one, the gearbox takes the
+        # KVMU's beats only while the feeder fetches.
+        fetched_rows = gearbox.rows
+        if cfg.prefetch_rows:
+            m.submodules.prefetch = prefetch = fifo.SyncFIFOBuffered(
+                width=len(gearbox.rows.payload.as_value()), depth=cfg.prefetch_rows
+            )
+            wiring.connect(m, gearbox.rows, prefetch.w_stream)
+            fetched_rows = prefetch.r_stream
+            count("prefetched_rows", prefetch.w_en & prefetch.w_rdy & ~feeder.fetching)
+        fetch_on = 1 if cfg.prefetch_rows else feeder.fetching
+        m.d.comb += [
+            gearbox.beats.valid.eq(kvmu.kv.valid & fetch_on),
+            gearbox.beats.payload.eq(kvmu.kv.payload.data),
+            kvmu.kv.ready.eq(gearbox.beats.ready & fetch_on),
+            feeder.fetched.valid.eq(fetched_rows.valid),
+            feeder.fetched.payload.eq(fetched_rows.payload),
+            fetched_rows.ready.eq(feeder.fetched.ready),
+        ]
+        fetch_empty = gearbox.empty
+        if cfg.prefetch_rows:
+            fetch_empty &= prefetch.r_level == 0
         with m.If(feeder.rd_en):
             m.d.comb += [sum_rd.en.eq(1), kk_rd.en.eq(1), kv_rd.en.eq(1)]
         for name in FEEDER_COUNTS:
@@ -870,6 +893,7 @@ class VRexCore(wiring.Component):
                     count("prefill_rows", p_rows)
                 with m.Else():
                     count("queries")
+                m.d.comb += gearbox.clear.eq(1)  # nothing is fetched yet
                 m.d.sync += [
                     ring_base.eq(n_tok - ring_n),
                     kv_summary_seen.eq(0),
@@ -903,11 +927,11 @@ class VRexCore(wiring.Component):
                     with m.If(n_clu == 0):
                         attention_done()
                     with m.Else():
-                        m.d.comb += [gearbox.clear.eq(1), feeder.fetch.eq(1)]
+                        m.d.comb += feeder.fetch.eq(1)
                         m.next = "Q_FETCH"
             with m.State("Q_FETCH"):
                 m.d.comb += query_busy.eq(1)
-                with m.If(kv_summary_seen & ~feeder.staged & gearbox.empty):
+                with m.If(kv_summary_seen & ~feeder.staged & fetch_empty):
                     attention_done()
             with m.State("STATUS"):
                 m.d.comb += self.status.valid.eq(1)

@@ -66,6 +66,7 @@ PERF = (
     "hcu_wait",
     "axi_read_wait",
     "axi_write_wait",
+    "prefetched_rows",
     *WORK_COUNTERS,
     "bad_commands",
     "context_switches",

@@ -106,6 +106,7 @@ def test_replace_accepts_resv_changes():
         ({"tile_tokens": 4.0}, TypeError, r"^tile_tokens must be an integer, not 4\.0$"),
         ({"tile_buffers": 0}, ValueError, r"^tile_buffers must be in 1\.\.2, not 0$"),
         ({"tile_buffers": 3}, ValueError, r"^tile_buffers must be in 1\.\.2, not 3$"),
+        ({"prefetch_rows": -1}, ValueError, r"^prefetch_rows must be in 0\.\.65536, not -1$"),
         ({"mac_in_register": 2}, ValueError, r"^mac_in_register must be in 0\.\.1, not 2$"),
         (
             {"tile_tokens": 6},

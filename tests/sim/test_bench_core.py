@@ -138,12 +138,22 @@ def test_engine_cycles():
     64-token tiles, a 256-bit bus, tile_gap 16): 2 beats per row and tile, 4 cycles per kept
     token, 16 (the bus) per fetched token; a frame of 392 rows over 260 kept and 1590 fetched
     tokens is bound by the bus, over 500 fetched by the rows' passes; two rows over kept
-    tokens by the stream; one row over a single tile by ``tile_gap``."""
+    tokens by the stream; one row over a single tile by ``tile_gap``. The prefetch buffer
+    (1024 rows, 256 tokens) takes the tokens the bus delivers while the engine takes the
+    rows and the kept tokens, (392 + 2 x 260) x 2 cycles: 114 tokens at 16 cycles each,
+    which then stream at 4."""
     assert (PAPER.resv.head_dim, PAPER.mac_lanes, PAPER.tile_tokens) == (128, 64, 64)
-    a = engine_cycles(PAPER, 392, 260, 1590)
+    a = engine_cycles(PAPER.replace(prefetch_rows=0), 392, 260, 1590)
     assert (a["tiles"], a["row_pace"]) == (29, 2)
     assert a["passes"] == 29 * 392 * 2 and a["cycles"] == a["stream"] == 260 * 4 + 1590 * 16
     assert a["bus_util"] == pytest.approx(1590 * 16 / a["cycles"])
+    assert a["prefetched"] == 0
+    assert PAPER.prefetch_rows == 1024
+    p = engine_cycles(PAPER, 392, 260, 1590)
+    assert p["cycles"] == p["stream"] == (260 + 114) * 4 + (1590 - 114) * 16
+    assert p["prefetched"] == pytest.approx(114 / 1590)
+    small = engine_cycles(PAPER.replace(prefetch_rows=64), 392, 260, 1590)  # 16 tokens
+    assert small["stream"] == (260 + 16) * 4 + (1590 - 16) * 16
     a = engine_cycles(PAPER, 392, 260, 500)
     assert a["cycles"] == a["passes"] == 12 * 392 * 2 and a["array_util"] == 1.0
     b = engine_cycles(PAPER, 2, 1850, 0)
