@@ -96,6 +96,8 @@ WORK_COUNTERS = (
     "write_beats",
     "prefills",
     "prefill_rows",
+    "sum_beats",
+    "rep_beats",
 )
 
 
@@ -165,9 +167,6 @@ class CoreModel:
         self.k_post: list[np.ndarray] = []
         self.v: list[np.ndarray] = []
         self.sig: list[int] = []
-        #: clusters an aged token went to since the host last cleared the set (the core's
-        #: dirty key sums, which a SWITCH_CTX stores)
-        self.touched: set[int] = set()
 
     def set_bias(self, bias: np.ndarray) -> None:
         """``SET_BIAS``: ``theta_j = dot(bias, P_j)`` (BF16 ``bias`` of shape (d,))."""
@@ -236,7 +235,6 @@ class CoreModel:
         res = self.table.add(np.array([self.sig[t]], np.uint64))
         c, event = int(res.assign[0]), int(res.event[0])
         self.counters["tokens_clustered"] += 1
-        self.touched.add(c)
         name = {
             ClusterEvent.JOINED: "clusters_joined",
             ClusterEvent.CREATED: "clusters_created",
@@ -248,6 +246,10 @@ class CoreModel:
             self.counters["kv_dropped"] += 1
         else:
             self.counters["write_beats"] += self.layout.beats_per_token
+        # The key sum lives in DRAM: read (unless the cluster is new), written back in FP32
+        # and as the BF16 representative key (half the beats).
+        bpt = self.layout.beats_per_token
+        self.counters["sum_beats"] += bpt * (event != ClusterEvent.CREATED) + bpt + bpt // 2
         if event == ClusterEvent.CREATED:
             self.keysum[c] = 0
             self.members[c] = 0
@@ -282,6 +284,7 @@ class CoreModel:
         beats = sum(b.beats for b in bursts)
         c = self.counters
         c["clusters_scored"] += self.n_clusters
+        c["rep_beats"] += self.n_clusters * (self.layout.beats_per_token // 2)
         c["buckets_scanned"] += scanned
         c["clusters_selected"] += len(selected)
         c["tokens_attended"] += len(order)

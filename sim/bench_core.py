@@ -44,8 +44,10 @@ projections and the FFN, which this core does not model. ``ratio`` = our ingest 
 a 5 K cache. Every frame visits every context, so each context-frame has one ``SWITCH_CTX``:
 the context's tables stored to DRAM and the next one's loaded, at their occupancy
 (``hw.core.contexts.region_rows``: the extrapolated clusters, each with the run's tokens
-per cluster in chunks; the store writes the key sums of the clusters the frame's aged
-tokens went to, at most one per token), one bus beat per cycle.
+per cluster in chunks), one bus beat per cycle. The key sums stay in DRAM: a selection
+streams the clusters' BF16 representative keys (``head_dim * 16 / axi_data_bits`` beats a
+cluster, in the fitted per-cluster cost: the run has the paper's beats per cluster), and
+an aged token reads and writes back its cluster's sum (in the measured ingest per token).
 A decode step's bus bound is the time its fetched tokens' K and V take on the bus
 (``2 * head_dim * 16 / axi_data_bits`` cycles each); the goal is within 2x of it.
 
@@ -63,7 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.config import apply_settings, parse_settings, preset
-from hw.core.contexts import context_regions, moved_beats, region_rows
+from hw.core.contexts import moved_beats, region_rows
 from hw.datapath.tiled_attention import tile_gap
 
 __all__ = ["budget", "engine_cycles", "extrapolate", "fit", "main"]
@@ -169,19 +171,15 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     ingest = tpf * max(a, (R + 2 * B + 1) / B, (R + (B - 1) * a) / B)
     # The context's SWITCH_CTX (every frame visits every context): its tables stored and the
     # next context's loaded, one bus beat per cycle (hw.core.contexts; a tiny make sim
-    # measures 1.1 cycles per beat), each cluster's chunks as the run's tokens per cluster;
-    # the store writes the key sums of the clusters the frame's aged tokens went to, at most
-    # one per token.
+    # measures 1.1 cycles per beat), each cluster's chunks as the run's tokens per cluster.
+    # The key sums stay in DRAM.
     kw = {
         "n_tok": cache,
         "n_clu": round(clusters),
         "ring_n": r.recent_tokens,
         "chunks": round(clusters * math.ceil(shape["tokens_per_cluster"] / cfg.chunk_tokens)),
     }
-    load = region_rows(cfg, **kw)
-    store = region_rows(cfg, **kw, dirty=min(round(clusters), tpf))
-    switch = moved_beats(cfg, load) + moved_beats(cfg, store)
-    keysum_bpr = _region(cfg, "keysum").beats_per_row
+    switch = 2 * moved_beats(cfg, region_rows(cfg, **kw))
     total = ingest + prefill + switch
     return {
         "cache": cache,
@@ -192,7 +190,6 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         "ingest": ingest,
         "prefill": prefill,
         "switch": switch,
-        "switch_keysum": (load["keysum"] + store["keysum"]) * keysum_bpr,
         "context_frame": total,
         "decode_step": g * cmd(1),
         "decode_step_grouped": cmd(g),
@@ -201,10 +198,6 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         # the decode step's own bound: its selected K/V over the bus
         "decode_bus_bound": fetched * _bus_token(cfg),
     }
-
-
-def _region(cfg, name: str):
-    return next(g for g in context_regions(cfg) if g.name == name)
 
 
 def _shape(rep: dict, cfg) -> dict:
@@ -333,10 +326,9 @@ def render(s: dict) -> str:
         "rotated vector there.",
         "",
         "SWITCH_CTX: the context's tables stored to DRAM and the next context's loaded, every "
-        "frame (`hw.core.contexts`: at their occupancy, one bus beat per cycle; the store "
-        "writes the key sums of at most one cluster per aged token of the frame; the key sums' "
-        "share in brackets, mostly the load, what streaming representative keys would remove: "
-        "docs/contexts.md).",
+        "frame (`hw.core.contexts`: at their occupancy, one bus beat per cycle; the key sums "
+        "stay in DRAM, and a selection streams the representative keys: in the per-cluster "
+        "cost).",
         "",
         "| cache | clusters | fetched | PREFILLs / tiles | ingest | prefill | SWITCH_CTX "
         "| per context-frame | decode "
@@ -349,7 +341,7 @@ def render(s: dict) -> str:
             f"| {r['cache']} | {r['clusters']:.0f} | {r['fetched']:.0f} | "
             f"{r['prefills']} / {r['tiles']} | "
             f"{r['ingest'] / 1e3:.1f} K | {r['prefill'] / 1e3:.0f} K | "
-            f"{r['switch'] / 1e3:.1f} K ({r['switch_keysum'] / 1e3:.1f} K) | "
+            f"{r['switch'] / 1e3:.1f} K | "
             f"**{r['context_frame'] / 1e3:.0f} K** | {r['decode_step'] / 1e3:.1f} K | "
             f"{r['decode_step_grouped'] / 1e3:.1f} K | "
             f"{r['decode_step_grouped'] / max(1.0, r['decode_bus_bound']):.2f}x | "

@@ -21,7 +21,7 @@ status, the output and the counters are checked against the golden model. Report
 frame's cycles per token, against ``R + 3`` (the HCU's search of one token, the pipelined
 ingest's bound at ``B = 1``). With the first ``B`` of ``--batches``, the context is also
 stored and loaded back before the frame and after it (``with_round_trips``): the store
-after the frame (only the key sums of the clusters it touched) and the load, their cycles
+after the frame and the load (the same tables: the key sums stay in DRAM), their cycles
 and bus beats (the ``context_beats`` counter).
 
 The default is the ``tiny`` datapath with ``axi_data_bits = 32``: an aged token's K and V
@@ -98,9 +98,9 @@ def bench_program(cfg: HWConfig, tokens: int, seed: int = 1) -> Program:
 
 def with_round_trips(prog: Program) -> Program:
     """``prog`` with the context stored and loaded back (``RESET_CTX 1`` stores it and starts
-    context 1, ``SWITCH_CTX 0`` loads it again) before its last frame, so that only the
-    clusters the frame touches have dirty key sums, and after it, before the decode query,
-    whose output checks the load; the counters are also read around the second trip."""
+    context 1, ``SWITCH_CTX 0`` loads it again) before its last frame and after it, before
+    the decode query, whose output checks the load; the counters are also read around the
+    second trip."""
     cmds = list(prog.commands)
     frame = max(i for i, c in enumerate(cmds) if c.kind == "frame")
 
@@ -187,8 +187,8 @@ def _markdown(cfg_name: str, settings: list[str], results: list[dict]) -> str:
             "",
             "`SWITCH_CTX` at the same tables (the context stored and loaded back before the "
             "frame and after it, the decode query then checking the load): the store after "
-            "the frame writes the key sums of the clusters it touched only; the load (a "
-            "`SWITCH_CTX` that also stores an empty context's scalars) reads every table:",
+            "the frame and the load move the same tables (the key sums stay in DRAM; the "
+            "load's `SWITCH_CTX` also stores an empty context's scalars):",
             "",
             "| table rows (clusters) | store: cycles / beats | load: cycles / beats "
             "| cycles per beat |",

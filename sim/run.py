@@ -319,6 +319,8 @@ def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
         "read_bytes": total("read_beats") * bus,
         "read_bursts": total("read_bursts"),
         "write_bytes": total("write_beats") * bus,
+        "sum_bytes": total("sum_beats") * bus,
+        "rep_bytes": total("rep_beats") * bus,
         "bytes_per_burst": total("read_beats") * bus / max(1, total("read_bursts")),
         "gather_bursts": total("tokens_fetched"),
         "token_bytes": cfg.kv_token_bytes,
@@ -372,6 +374,8 @@ def render(s: dict) -> str:
             f"| clusters selected / in table | {s['selected']:.1f} / {s['clusters']:.1f} |",
             f"| bus: read / written | {s['read_bytes']} B in {s['read_bursts']} bursts / "
             f"{s['write_bytes']} B |",
+            f"| key sums in DRAM: read and written by the aging / representative keys read | "
+            f"{s['sum_bytes']} B / {s['rep_bytes']} B |",
             f"| bytes per read burst | {s['bytes_per_burst']:.0f} (a token-granular gather: "
             f"{s['gather_bursts']} bursts of {s['token_bytes']} B) |",
             f"| forced joins / KV tokens dropped | {s['forced']} / {s['kv_dropped']} |",

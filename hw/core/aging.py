@@ -7,12 +7,12 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..config import HWConfig, check_config
-from ..datapath import FP32Add
+from ..config import HWConfig, ceil_log2, check_config
+from ..datapath import FP32Add, FP32ToBF16
 from ..datapath.layouts import FP32
 from ..dre import layouts as dre_layouts
 from ..dre.layouts import Event
-from ..kvmu import kvmu_layouts
+from ..kvmu import axi4_read_signature, kvmu_layouts
 from ..shared import shared
 from ..tableport import serve, table_port
 
@@ -27,6 +27,7 @@ AGING_COUNTS = (
     "clusters_forced",
     "kv_dropped",
     "write_beats",
+    "sum_beats",
 )
 
 
@@ -47,9 +48,8 @@ class Aging(wiring.Component):
     (``hcu_assign``: cluster and event), the KVMU gives it a slot
     (``kv_assign`` → ``kv_slot``), the KV writer writes its K and V rows there as a posted
     write (``write_cmd``, ``write_data``; nothing is written when the pool is full:
-    ``counts.kv_dropped``), its cluster's FP32 key sum gets the widened K rows (``+0`` base
-    for a new cluster; the rows read are registered before the adders, so no path runs from
-    a memory read through an adder into a write), and the cluster's member count goes up
+    ``counts.kv_dropped``), its cluster's FP32 key sum gets the widened K rows, and the
+    cluster's member count goes up
     (the ``members`` memory, here); its reciprocal is requested last (``recip_req``, the
     core's ``FP32Recip`` is shared with the prefill's ``1/rows``), after which its ring slot
     is free (``released``) and the next token goes on while the core computes ``w_c`` from
@@ -60,8 +60,21 @@ class Aging(wiring.Component):
     when a row is two or more AXI beats, else two cycles per K row (a K row's last beat waits
     for its registered sum).
 
-    Ports (the core owns the kept and key-sum memories and gives the aging priority on their
-    read ports while ``rd`` is high):
+    **The key sums live in DRAM** (``hw.core.contexts``, ``sums`` and ``reps``). Before its
+    K rows, a token of an existing cluster waits until the earlier writes that may hold its
+    cluster's last sum were answered (``writes_pending``, the writer's commands in flight:
+    none, or only the previous token's if it went to another cluster; the writer answers in
+    order) and reads the cluster's FP32 sum (``axi_beats_per_token`` beats, one burst on
+    ``m_axi``) into a buffer of ``nb`` rows; a new cluster's sum starts from ``+0``
+    instead. The K rows add into the buffer (the rows read are registered before the
+    adders, so no path runs from a memory read through an adder into a write), and after
+    the V rows the buffer goes back to DRAM through the KV writer: the FP32 sum (a token's
+    beats) at ``sums_base + c * kv_token_bytes``, then its BF16 rounding, the
+    representative key the scoring streams (``half`` a token) at ``reps_base + c *
+    kv_token_bytes / 2``.
+
+    Ports (the core owns the kept memories and gives the aging priority on their read ports
+    while ``rd`` is high):
 
     - ``go`` (in, only while ``sender_idle``), ``count``, ``ring_index``, ``token_id`` (in,
       latched at ``go``): the batch's size, its oldest token's ring index (its kept slot is
@@ -76,9 +89,10 @@ class Aging(wiring.Component):
     - ``hcu_tokens`` (out), ``hcu_assign`` (in): the DRE's token streams.
     - ``kv_assign`` (out), ``kv_slot`` (in): the KVMU's allocation streams.
     - ``write_cmd``, ``write_data`` (out): the ``KVWriter``'s streams.
-    - ``rd`` (out), ``kept_addr``, ``sum_raddr`` (out), ``k_data``, ``v_data``, ``sum_data``
-      (in): reads of the kept K/V rows and the cluster's key-sum row (synchronous ports).
-    - ``sum_we``, ``sum_waddr``, ``sum_wdata`` (out): the key-sum write port.
+    - ``rd`` (out), ``kept_addr`` (out), ``k_data``, ``v_data`` (in): reads of the kept K/V
+      rows (synchronous ports).
+    - ``m_axi`` (out, AR and R), ``sums_base``, ``reps_base`` (in), ``writes_pending``
+      (in): the key sums in DRAM (above).
     - ``recip_req`` (out), ``recip_ready`` (in), ``members``, ``cluster`` (out): the new
       member count of ``cluster`` into the reciprocal, taken when both are high.
     - ``counts`` (out): one-cycle strobes of the ``AGING_COUNTS`` counters.
@@ -90,7 +104,7 @@ class Aging(wiring.Component):
         self._cfg = cfg
         r = cfg.resv
         lanes, nb = cfg.mac_lanes, r.head_dim // cfg.mac_lanes
-        kept, C, tid = r.sink_tokens + r.recent_tokens, r.max_clusters, cfg.token_id_bits
+        kept, tid = r.sink_tokens + r.recent_tokens, cfg.token_id_bits
         dre, kv = dre_layouts(cfg), kvmu_layouts(cfg)
         row_bits = 16 * lanes
         super().__init__(
@@ -114,13 +128,12 @@ class Aging(wiring.Component):
                 "write_data": Out(stream.Signature(kv.wr_data)),
                 "rd": Out(1),
                 "kept_addr": Out(range(kept * nb)),
-                "sum_raddr": Out(range(C * nb)),
                 "k_data": In(row_bits),
                 "v_data": In(row_bits),
-                "sum_data": In(data.ArrayLayout(FP32, lanes)),
-                "sum_we": Out(1),
-                "sum_waddr": Out(range(C * nb)),
-                "sum_wdata": Out(data.ArrayLayout(FP32, lanes)),
+                "m_axi": Out(axi4_read_signature(cfg.axi_addr_bits, cfg.axi_data_bits)),
+                "sums_base": In(cfg.axi_addr_bits),
+                "reps_base": In(cfg.axi_addr_bits),
+                "writes_pending": In(8),
                 "recip_req": Out(1),
                 "recip_ready": In(1),
                 "members": Out(tid + 1),
@@ -140,6 +153,12 @@ class Aging(wiring.Component):
         m.submodules.members_mem = members = Memory(shape=tid + 1, depth=r.max_clusters, init=[])
         mem_rd, mem_wr = members.read_port(), members.write_port()
         m.d.comb += [mem_rd.en.eq(0), self.bulk.rdata.eq(mem_rd.data)]
+        # The aged token's cluster's key sum, read from DRAM, updated, written back.
+        m.submodules.sum_buf = sum_buf = Memory(
+            shape=data.ArrayLayout(FP32, lanes), depth=nb, init=[]
+        )
+        sb_rd, sb_wr = sum_buf.read_port(), sum_buf.write_port()
+        m.d.comb += sb_rd.en.eq(0)
 
         recent, B = r.recent_tokens, cfg.hcu_batch
 
@@ -162,6 +181,10 @@ class Aging(wiring.Component):
         asub = Signal(range(max(2, sub)), name="age_sub")
         new_members = Signal(tid + 1, name="new_members")
         age_slot = r.sink_tokens + age_ring
+        # The previous aged token: its cluster and its write commands (K/V unless dropped,
+        # the sum, the representative key), perhaps still in flight.
+        prev_c = Signal(cfg.cluster_id_bits, name="age_prev_cluster")
+        prev_cmds = Signal(range(4), name="age_prev_cmds")
         with m.If(self.go):
             m.d.sync += [
                 tx_left.eq(self.count),
@@ -182,17 +205,43 @@ class Aging(wiring.Component):
         with m.If(self.rd):
             m.d.sync += age_q_ok.eq(0)
         with m.Elif(age_rd1):
-            m.d.sync += [age_q_ok.eq(1), sum_q.eq(self.sum_data), k_q.eq(self.k_data)]
+            m.d.sync += [age_q_ok.eq(1), sum_q.eq(sb_rd.data), k_q.eq(self.k_data)]
+        reps = []
+        summed = Signal(data.ArrayLayout(FP32, lanes), name="age_summed")
         for i in range(lanes):
             add = shared(m, f"sum_add{i}", FP32Add())
             m.d.comb += [
                 add.a.eq(Mux(age_ev == Event.CREATED, 0, sum_q[i].as_value())),
                 add.b.eq(Cat(Const(0, 16), k_q[16 * i : 16 * i + 16])),
-                self.sum_wdata[i].eq(add.s),
+                summed[i].eq(add.s),
             ]
+            rnd = shared(m, f"rep_bf16_{i}", FP32ToBF16())
+            m.d.comb += rnd.a.eq(sb_rd.data[i])
+            reps.append(rnd.b.as_value())
         wr_row = Mux(ab >= nb, self.v_data, self.k_data)
+        # Write-back of the key sum: the FP32 rows (wb_rep 0), then their BF16 rounding.
+        wb_rep = Signal(name="wb_rep")
+        wb_row = Signal(range(nb), name="wb_row")
+        wb_beat = Signal(range(2 * sub), name="wb_beat")
+        wb_on = Signal(name="wb_on")  # the write data are the key sum's
+        wb_data = Mux(wb_rep, Cat(*reps), sb_rd.data.as_value())
+        bus = cfg.axi_data_bits
+        bus_bytes = bus // 8
+        # The key-sum read: R beats assembled into FP32 rows (2 * sub beats each).
+        r_row = Signal(range(nb + 1), name="sum_read_row")
+        r_beat = Signal(range(2 * sub), name="sum_read_beat")
+        r_acc = Signal(bus * (2 * sub - 1), name="sum_read_acc")
+        axi = self.m_axi
         m.d.comb += [
-            self.sum_waddr.eq(age_c * nb + ab),
+            axi.araddr.eq(self.sums_base + age_c * cfg.kv_token_bytes),
+            axi.arlen.eq(cfg.axi_beats_per_token - 1),
+            axi.arsize.eq(ceil_log2(bus_bytes)),
+            axi.arburst.eq(1),  # INCR
+            # the buffer takes the rows read, or the sums (AGE_ROW)
+            sb_wr.data.eq(Mux(r_row < nb, Cat(r_acc, axi.rdata), summed.as_value())),
+            sb_wr.addr.eq(r_row),
+        ]
+        m.d.comb += [
             self.members.eq(new_members),
             self.cluster.eq(age_c),
             mem_wr.addr.eq(age_c),
@@ -206,8 +255,13 @@ class Aging(wiring.Component):
             self.kv_assign.payload.event.eq(age_ev),
             self.write_cmd.payload.addr.eq(age_addr),
             self.write_data.payload.data.eq(
-                wr_row.word_select(asub, cfg.axi_data_bits) if sub > 1 else wr_row
+                Mux(
+                    wb_on,
+                    wb_data.word_select(wb_beat, bus),
+                    wr_row.word_select(asub, bus) if sub > 1 else wr_row,
+                )
             ),
+            self.write_cmd.payload.half.eq(wb_rep & wb_on),
         ]
 
         def read(row):
@@ -215,7 +269,8 @@ class Aging(wiring.Component):
             m.d.comb += [
                 self.rd.eq(1),
                 self.kept_addr.eq(age_slot * nb + Mux(row >= nb, row - nb, row).as_unsigned()),
-                self.sum_raddr.eq(age_c * nb + row),
+                sb_rd.addr.eq(row),
+                sb_rd.en.eq(1),
             ]
 
         counts = self.counts
@@ -268,11 +323,41 @@ class Aging(wiring.Component):
                 with m.If(self.kv_slot.valid):
                     s = self.kv_slot.payload
                     m.d.sync += [age_addr.eq(s.addr), age_full.eq(s.full), ab.eq(0), asub.eq(0)]
-                    with m.If(s.full):
-                        m.d.comb += counts.kv_dropped.eq(1)
-                        m.next = "AGE_READ"
+                    m.d.comb += counts.kv_dropped.eq(s.full)
+                    m.next = "AGE_SUM"
+            # The cluster's key sum from DRAM (a new cluster starts from +0), once the
+            # writes before it, its own last write back among them, were answered.
+            with m.State("AGE_SUM"):
+                created = age_ev == Event.CREATED
+                m.d.sync += [r_row.eq(Mux(created, nb, 0)), r_beat.eq(0)]  # nb: nothing read
+                with m.If(created):
+                    m.next = "AGE_KV"
+                with m.Elif(
+                    (self.writes_pending == 0)
+                    | (age_c != prev_c) & (self.writes_pending <= prev_cmds)
+                ):
+                    m.d.comb += axi.arvalid.eq(1)
+                    with m.If(axi.arready):
+                        m.next = "AGE_SUM_READ"
+            with m.State("AGE_SUM_READ"):
+                m.d.comb += axi.rready.eq(1)
+                with m.If(axi.rvalid):
+                    m.d.comb += counts.sum_beats.eq(1)
+                    with m.If(r_beat == 2 * sub - 1):
+                        m.d.comb += sb_wr.en.eq(1)
+                        m.d.sync += [r_beat.eq(0), r_row.eq(r_row + 1)]
+                        with m.If(r_row == nb - 1):
+                            m.next = "AGE_KV"
                     with m.Else():
-                        m.next = "AGE_WCMD"
+                        m.d.sync += [
+                            r_beat.eq(r_beat + 1),
+                            r_acc.word_select(r_beat, bus).eq(axi.rdata),
+                        ]
+            with m.State("AGE_KV"):
+                with m.If(age_full):
+                    m.next = "AGE_READ"
+                with m.Else():
+                    m.next = "AGE_WCMD"
             with m.State("AGE_WCMD"):
                 m.d.comb += self.write_cmd.valid.eq(1)
                 with m.If(self.write_cmd.ready):
@@ -297,13 +382,48 @@ class Aging(wiring.Component):
                             m.d.sync += asub.eq(asub + 1)
                 with m.If(row_done):
                     with m.If(ab < nb):
-                        m.d.comb += self.sum_we.eq(1)
+                        m.d.comb += [sb_wr.en.eq(1), sb_wr.addr.eq(ab)]
                     m.d.sync += [asub.eq(0), ab.eq(ab + 1)]
                     with m.If(ab == 2 * nb - 1):
-                        m.d.comb += mem_rd.en.eq(1)
-                        m.next = "AGE_MEMBERS"
+                        m.d.sync += [wb_rep.eq(0), wb_row.eq(0), wb_beat.eq(0)]
+                        m.next = "AGE_WB_CMD"
                     with m.Else():
                         read(ab + 1)
+            # The key sum back to DRAM: the FP32 sum, then the BF16 representative key.
+            with m.State("AGE_WB_CMD"):
+                m.d.comb += [
+                    wb_on.eq(1),
+                    self.write_cmd.valid.eq(1),
+                    self.write_cmd.payload.addr.eq(
+                        Mux(
+                            wb_rep,
+                            self.reps_base + age_c * (cfg.kv_token_bytes // 2),
+                            self.sums_base + age_c * cfg.kv_token_bytes,
+                        )
+                    ),
+                ]
+                with m.If(self.write_cmd.ready):
+                    m.next = "AGE_WB_READ"
+            with m.State("AGE_WB_READ"):
+                m.d.comb += [sb_rd.addr.eq(wb_row), sb_rd.en.eq(1)]
+                m.next = "AGE_WB_SEND"
+            with m.State("AGE_WB_SEND"):
+                last_beat = wb_beat == Mux(wb_rep, sub - 1, 2 * sub - 1)
+                m.d.comb += [wb_on.eq(1), self.write_data.valid.eq(1)]
+                with m.If(self.write_data.ready):
+                    m.d.comb += counts.sum_beats.eq(1)
+                    m.d.sync += wb_beat.eq(wb_beat + 1)
+                    with m.If(last_beat):
+                        # the next row is read in the cycle of the row's last beat
+                        m.d.comb += [sb_rd.addr.eq(wb_row + 1), sb_rd.en.eq(1)]
+                        m.d.sync += [wb_beat.eq(0), wb_row.eq(wb_row + 1)]
+                        with m.If(wb_row == nb - 1):
+                            m.d.sync += [wb_row.eq(0), wb_rep.eq(1)]
+                            m.next = "AGE_WB_CMD"
+                            with m.If(wb_rep):
+                                m.d.comb += mem_rd.en.eq(1)
+                                m.d.sync += [prev_c.eq(age_c), prev_cmds.eq(3 - age_full)]
+                                m.next = "AGE_MEMBERS"
             with m.State("AGE_MEMBERS"):
                 m.d.sync += new_members.eq(Mux(age_ev == Event.CREATED, 1, mem_rd.data + 1))
                 m.next = "AGE_RECIP"

@@ -3,9 +3,10 @@
 Context ``c`` owns the region at ``context_base(cfg, c) = kv_base + c * context_stride(cfg)``:
 first its KV chunk pool (``kv_chunks`` chunks, the KVMU's addresses are relative to the
 region), then, each at a 4 KiB-aligned offset, the tables ``SWITCH_CTX`` stores and loads
-(``context_regions``). A table moves at its occupancy, not at its size: ``region_rows``
-gives the rows of each for a context's state, and every row is ``beats_per_row`` bus beats
-(its bits from the LSB of the first beat, the rest of the last beat zero).
+(``context_regions``), then the two tables that live only in DRAM (``resident_regions``).
+A moved table moves at its occupancy, not at its size: ``region_rows`` gives the rows of
+each for a context's state, and every row is ``beats_per_row`` bus beats (its bits from the
+LSB of the first beat, the rest of the last beat zero).
 
 ========== ===================================================== ===========================
 region     one row                                               rows moved
@@ -18,16 +19,18 @@ hcu        the HCU's signature and count rows (``hcu_lanes``      ceil(clusters 
 clusters   a cluster's score weight, member count and chunk list clusters
            (head, tail, tail fill): ``cluster_row_layout``
 chunks     the KVMU's ``next`` link of a chunk                   chunks in use
-keysum     one ``mac_lanes``-wide FP32 row of a key sum          clusters x head_dim / mac_lanes
-                                                                 (a store: the clusters whose
-                                                                 key sums changed since the
-                                                                 context was loaded or reset)
 kept       a kept token's K and V rows (``mac_lanes`` BF16 each) kept tokens x head_dim / mac_lanes
 kept_sig   a kept token's signature                              kept tokens
 ========== ===================================================== ===========================
 
 Kept tokens are ``min(tokens, sink_tokens)`` sinks and the ring's ``ring_n`` tokens (slots
 ``0 .. kept - 1``: the ring fills from slot 0 and wraps only once full).
+
+In DRAM only (never moved): ``sums``, cluster ``c``'s FP32 key sum (``head_dim`` FP32,
+``axi_beats_per_token`` beats, as a token's K and V) at ``c * kv_token_bytes``, and
+``reps``, its BF16 representative key ``bf16(sum)`` (half of that) at ``c *
+kv_token_bytes / 2``. The aging reads a cluster's sum (not for a new cluster), adds the aged
+token's key and writes both back; a selection streams ``reps`` for the clusters it scores.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ __all__ = [
     "context_stride",
     "moved_beats",
     "region_rows",
+    "resident_regions",
     "scalars_layout",
 ]
 
@@ -61,8 +65,6 @@ class Region:
     max_rows: int
     offset: int  #: byte offset in the context's region (after the KV pool)
     beats_per_row: int
-    #: rows per group of a region stored sparsely (only the groups that changed), else 0
-    group: int = 0
 
 
 def scalars_layout(cfg: HWConfig) -> data.StructLayout:
@@ -92,26 +94,37 @@ def cluster_row_layout(cfg: HWConfig) -> data.StructLayout:
 
 
 def context_regions(cfg: HWConfig) -> tuple[Region, ...]:
+    """The regions ``SWITCH_CTX`` moves, in order."""
     r = cfg.resv
     nb = r.head_dim // cfg.mac_lanes
     kept = r.sink_tokens + r.recent_tokens
-    C = r.max_clusters
     shapes = (
-        ("scalars", scalars_layout(cfg).size, 1, 0),
-        ("hcu", hcu_row_bits(cfg), cfg.hcu_rows, 0),
-        ("clusters", cluster_row_layout(cfg).size, C, 0),
-        ("chunks", cfg.kv_chunk_bits, cfg.kv_chunks, 0),
-        ("keysum", 32 * cfg.mac_lanes, C * nb, nb),  # a store: the changed clusters' only
-        ("kept", 32 * cfg.mac_lanes, kept * nb, 0),
-        ("kept_sig", r.hash_bits, kept, 0),
+        ("scalars", scalars_layout(cfg).size, 1),
+        ("hcu", hcu_row_bits(cfg), cfg.hcu_rows),
+        ("clusters", cluster_row_layout(cfg).size, r.max_clusters),
+        ("chunks", cfg.kv_chunk_bits, cfg.kv_chunks),
+        ("kept", 32 * cfg.mac_lanes, kept * nb),
+        ("kept_sig", r.hash_bits, kept),
     )
+    return _place(cfg, shapes, _kv_bytes(cfg))
+
+
+def resident_regions(cfg: HWConfig) -> tuple[Region, Region]:
+    """``sums`` and ``reps``, after the moved regions: a row is a cluster's (module
+    docstring)."""
+    last = context_regions(cfg)[-1]
+    end = last.offset + last.max_rows * last.beats_per_row * cfg.axi_data_bits // 8
+    d, C = cfg.resv.head_dim, cfg.resv.max_clusters
+    return _place(cfg, (("sums", 32 * d, C), ("reps", 16 * d, C)), end)
+
+
+def _place(cfg: HWConfig, shapes, offset: int) -> tuple[Region, ...]:
     bus = cfg.axi_data_bits
-    offset = _kv_bytes(cfg)
     out = []
-    for name, bits, rows, group in shapes:
+    for name, bits, rows in shapes:
         offset = -(-offset // _ALIGN) * _ALIGN
         bpr = -(-bits // bus)
-        out.append(Region(name, bits, rows, offset, bpr, group))
+        out.append(Region(name, bits, rows, offset, bpr))
         offset += rows * bpr * bus // 8
     return tuple(out)
 
@@ -122,7 +135,7 @@ def _kv_bytes(cfg: HWConfig) -> int:
 
 def context_stride(cfg: HWConfig) -> int:
     """Bytes between two contexts' regions: a power of two holding the pool and the tables."""
-    last = context_regions(cfg)[-1]
+    last = resident_regions(cfg)[-1]
     end = last.offset + last.max_rows * last.beats_per_row * cfg.axi_data_bits // 8
     return 1 << ceil_log2(end)
 
@@ -132,11 +145,10 @@ def context_base(cfg: HWConfig, context: int) -> int:
 
 
 def region_rows(
-    cfg: HWConfig, *, n_tok: int, n_clu: int, ring_n: int, chunks: int, dirty: int | None = None
+    cfg: HWConfig, *, n_tok: int, n_clu: int, ring_n: int, chunks: int
 ) -> dict[str, int]:
-    """The rows ``SWITCH_CTX`` moves per region for a context in this state: a load, or a
-    store of a context whose ``dirty`` clusters changed their key sums since it was loaded
-    (``None``: all of them)."""
+    """The rows ``SWITCH_CTX`` moves per region (a store or a load) for a context in this
+    state."""
     r = cfg.resv
     nb = r.head_dim // cfg.mac_lanes
     kept = n_tok if n_tok < r.sink_tokens else r.sink_tokens + ring_n
@@ -145,7 +157,6 @@ def region_rows(
         "hcu": -(-n_clu // cfg.hcu_lanes),
         "clusters": n_clu,
         "chunks": chunks,
-        "keysum": (n_clu if dirty is None else dirty) * nb,
         "kept": kept * nb,
         "kept_sig": kept,
     }

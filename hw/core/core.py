@@ -56,8 +56,10 @@ enums, layouts and counters are in ``hw.core.host``):
 - ``perf_addr`` / ``perf_data``: the performance counters (``PERF`` order, 32 bits, wrap),
   combinational read; they are the ``PerfCounters`` (``hw.core.perf``), whose increments
   the parts of the core drive.
-- ``m_axi``: AXI4 master (reads: KVMU retrieval bursts; writes: aged tokens' K and V, at the
-  active context's region; both, by the mover, during a ``SWITCH_CTX`` or ``RESET_CTX``).
+- ``m_axi``: AXI4 master, at the active context's region (reads: KVMU retrieval bursts, the
+  aging's key sums, a selection's representative keys; writes: aged tokens' K and V, their
+  clusters' key sums and representative keys; both, by the mover, during a ``SWITCH_CTX``
+  or ``RESET_CTX``).
 
 Flow of one ingested token ``t``: its K beats go to the RoPE unit (``rope_pairs`` pairs
 per cycle) as they arrive, and with V into registers; the ``hash_bits`` dot products with
@@ -71,9 +73,10 @@ sends their signatures to the HCU ahead of the aging proper, up to ``hcu_batch``
 search, and each new token waits only for the aging of the token whose slot it takes):
 its signature goes through the HCU, the KVMU gives it a slot, the
 ``KVWriter`` writes its K and V there as a posted write (an ``INGEST`` answers once all
-its writes completed), its cluster's FP32 key sum is updated lane-parallel from
-registered rows (one row per cycle when a row is two or more AXI beats, else two cycles
-per K row), and the cluster's score weight
+its writes completed), its cluster's FP32 key sum, read from DRAM (``hw.core.contexts``,
+``sums``), is updated lane-parallel from registered rows (one row per cycle when a row is
+two or more AXI beats, else two cycles per K row) and written back with its BF16 rounding,
+the representative key (``reps``), and the cluster's score weight
 ``w_c = 1/members_c * K_score`` is computed by ``FP32Recip`` while the next token goes on
 (written when the reciprocal is done). Then ``t`` takes the ring slot (or a sink slot).
 
@@ -81,7 +84,8 @@ Flow of a prefill: the rows stream from ``vin`` through the RoPE unit (row ``r``
 position; one row every ``max(head_dim / 2 / rope_pairs + 3, beats)`` cycles) into the query
 buffer (``frame_rows x head_dim`` BF16) and an FP32 row sum; then ``1/rows`` (``FP32Recip``)
 gives the mean query ``bf16(sum * (1/rows))``, which scores and selects the clusters: every
-cluster's key sum (rounded to BF16) is dotted with the mean through the MAC tree, scaled by
+cluster's representative key (its key sum rounded to BF16, streamed from DRAM by the
+``BurstReader``, ``hw.core.reader``) is dotted with the mean through the MAC tree, scaled by
 ``w_c`` into a fixed-point log2 score and streamed into the WTU (the ``ClusterScorer``,
 ``hw.core.scorer``); the one selection for all the rows goes straight to the KVMU, whose
 reads start at once. Then the rows go from the
@@ -109,7 +113,7 @@ host chooses); its selection uses the one-row mean ``bf16(sum * 1)``, the query 
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -127,10 +131,16 @@ from ..datapath import (
 )
 from ..datapath.layouts import BF16, FP32
 from ..dre import DynamicRetrievalEngine
-from ..kvmu import KVMemoryUnit, KVWriter, axi4_signature
+from ..kvmu import KVMemoryUnit, KVWriter, axi4_read_signature, axi4_signature
 from ..tableport import serve
 from .aging import AGING_COUNTS, Aging
-from .contexts import cluster_row_layout, context_regions, context_stride, scalars_layout
+from .contexts import (
+    cluster_row_layout,
+    context_regions,
+    context_stride,
+    resident_regions,
+    scalars_layout,
+)
 from .feeder import FEEDER_COUNTS, Feeder, FeedMode
 from .gearbox import FetchGearbox
 from .hasher import Hasher
@@ -138,6 +148,7 @@ from .host import PERF, STATUS_LAYOUT, Error, Op, check_core_config, cmd_layout
 from .mean import MeanQuery
 from .mover import ContextMover
 from .perf import PerfCounters
+from .reader import BurstReader
 from .scorer import ClusterScorer
 
 __all__ = ["VRexCore"]
@@ -210,15 +221,18 @@ class VRexCore(wiring.Component):
         m.submodules.to_fp32 = to_fp32 = IntToFP32(width=tid_bits + 1)
         # SWITCH_CTX: a context's tables between the core and DRAM (hw.core.contexts).
         m.submodules.mover = mover = ContextMover(cfg, context_regions(cfg))
-        self._connect_axi(m, kvmu, writer, mover)
+        # The key sums in DRAM (the aging's) and the representative keys SCORE streams.
+        sums_region, reps_region = resident_regions(cfg)
+        m.submodules.reps_reader = reps_reader = BurstReader(
+            cfg, C * (cfg.axi_beats_per_token // 2)
+        )
+        m.submodules.rep_gearbox = rep_gearbox = FetchGearbox(cfg)
+        self._connect_axi(m, kvmu, writer, mover, aging, reps_reader)
 
         # ------------------------------------------------------------------ memories
         m.submodules.kept_k = kept_k = Memory(shape=row_bits, depth=kept * nb, init=[])
         m.submodules.kept_v = kept_v = Memory(shape=row_bits, depth=kept * nb, init=[])
         m.submodules.kept_sig = kept_sig = Memory(shape=H, depth=kept, init=[])
-        m.submodules.keysum = keysum = Memory(
-            shape=data.ArrayLayout(FP32, lanes), depth=C * nb, init=[]
-        )
         m.submodules.weight = weight = Memory(shape=FP32, depth=C, init=[])
         # PREFILL: the post-RoPE query rows (row r at r*nb..).
         m.submodules.qbuf = qbuf = Memory(shape=row_bits, depth=FR * nb, init=[])
@@ -226,9 +240,8 @@ class VRexCore(wiring.Component):
         kk_rd, kk_wr = kept_k.read_port(), kept_k.write_port()
         kv_rd, kv_wr = kept_v.read_port(), kept_v.write_port()
         ks_rd, ks_wr = kept_sig.read_port(), kept_sig.write_port()
-        sum_rd, sum_wr = keysum.read_port(), keysum.write_port()
         w_rd, w_wr = weight.read_port(), weight.write_port()
-        for port in (kk_rd, kv_rd, sum_rd, q_rd):
+        for port in (kk_rd, kv_rd, q_rd):
             m.d.comb += port.en.eq(0)
 
         # ------------------------------------------------------------------ registers
@@ -294,9 +307,6 @@ class VRexCore(wiring.Component):
         ctx_base = Signal(cfg.axi_addr_bits, init=cfg.kv_base, name="context_base")
         then_reset = Signal(name="then_reset")
         started = Signal(max(2, NCTX), name="contexts_started")
-        # The clusters whose key sums changed since the context was loaded (or reset): a
-        # store writes only theirs, DRAM holds the others'.
-        dirty = Signal(C, name="keysum_dirty")
         stride_bits = context_stride(cfg).bit_length() - 1
 
         # Counters: the parts below drive their increments.
@@ -331,10 +341,8 @@ class VRexCore(wiring.Component):
             feeder.ring_old.eq(ring_old),
             feeder.ring_base.eq(ring_base),
             feeder.q_vec.eq(kpost),
-            feeder.sum_data.eq(sum_rd.data),
             feeder.k_data.eq(kk_rd.data),
             feeder.v_data.eq(kv_rd.data),
-            sum_rd.addr.eq(feeder.sum_addr),
             kk_rd.addr.eq(feeder.kept_addr),
             kv_rd.addr.eq(feeder.kept_addr),
         ]
@@ -362,7 +370,12 @@ class VRexCore(wiring.Component):
         if cfg.prefetch_rows:
             fetch_empty &= prefetch.r_level == 0
         with m.If(feeder.rd_en):
-            m.d.comb += [sum_rd.en.eq(1), kk_rd.en.eq(1), kv_rd.en.eq(1)]
+            m.d.comb += [kk_rd.en.eq(1), kv_rd.en.eq(1)]
+        # SCORE: the representative keys of the context's clusters, streamed from DRAM
+        # (hw.core.contexts, ``reps``) into rows.
+        wiring.connect(m, reps_reader.beats, rep_gearbox.beats)
+        wiring.connect(m, rep_gearbox.rows, feeder.reps)
+        count("rep_beats", reps_reader.beats.valid & reps_reader.beats.ready)
         for name in FEEDER_COUNTS:
             count(name, getattr(feeder.counts, name))
 
@@ -408,10 +421,8 @@ class VRexCore(wiring.Component):
             aging.hcu_clear.eq(hcu_clear),
             aging.k_data.eq(kk_rd.data),
             aging.v_data.eq(kv_rd.data),
-            aging.sum_data.eq(sum_rd.data),
-            sum_wr.addr.eq(aging.sum_waddr),
-            sum_wr.data.eq(aging.sum_wdata),
-            sum_wr.en.eq(aging.sum_we),
+            aging.sums_base.eq(ctx_base + sums_region.offset),
+            aging.reps_base.eq(ctx_base + reps_region.offset),
             # a PREFILL's or QUERY's reciprocal is 1/rows, an aged token's 1/members
             to_fp32.n.eq(Mux((op == Op.PREFILL) | (op == Op.QUERY), p_rows, aging.members)),
             recip.operand.payload.value.eq(to_fp32.f),
@@ -470,6 +481,7 @@ class VRexCore(wiring.Component):
         m.d.sync += wr_pending.eq(
             wr_pending + (writer.cmd.valid & writer.cmd.ready) - writer.done.valid
         )
+        m.d.comb += aging.writes_pending.eq(wr_pending)
         with m.If(
             self.m_axi.awvalid & ~self.m_axi.awready
             | self.m_axi.wvalid & ~self.m_axi.wready
@@ -552,7 +564,6 @@ class VRexCore(wiring.Component):
                 active.eq(c),
                 ctx_base.eq(cfg.kv_base + (c << stride_bits)),
                 started.bit_select(c, 1).eq(1),
-                dirty.eq(0),
             ]
             m.next = "CLEARING"
 
@@ -654,7 +665,6 @@ class VRexCore(wiring.Component):
                     m.d.sync += [
                         active.eq(target),
                         ctx_base.eq(cfg.kv_base + (target << stride_bits)),
-                        dirty.eq(0),
                     ]
                     m.d.comb += mover.start.eq(1)  # a load, from the target's region
                     count("context_switches")
@@ -893,7 +903,7 @@ class VRexCore(wiring.Component):
                     count("prefill_rows", p_rows)
                 with m.Else():
                     count("queries")
-                m.d.comb += gearbox.clear.eq(1)  # nothing is fetched yet
+                m.d.comb += [gearbox.clear.eq(1), rep_gearbox.clear.eq(1)]  # nothing read yet
                 m.d.sync += [
                     ring_base.eq(n_tok - ring_n),
                     kv_summary_seen.eq(0),
@@ -909,6 +919,11 @@ class VRexCore(wiring.Component):
                 m.d.comb += dre.wtu_cmd.valid.eq(1)
                 with m.If(dre.wtu_cmd.ready):
                     start_feed(FeedMode.SCORE, n_clu)
+                    m.d.comb += [
+                        reps_reader.start.eq(1),
+                        reps_reader.addr.eq(ctx_base + reps_region.offset),
+                        reps_reader.count.eq(n_clu * (cfg.axi_beats_per_token // 2)),
+                    ]
                     count("clusters_scored", n_clu)
                     m.next = "Q_SCORE"
             with m.State("Q_SCORE"):
@@ -966,10 +981,8 @@ class VRexCore(wiring.Component):
             m.d.comb += [
                 kk_rd.addr.eq(aging.kept_addr),
                 kv_rd.addr.eq(aging.kept_addr),
-                sum_rd.addr.eq(aging.sum_raddr),
                 kk_rd.en.eq(1),
                 kv_rd.en.eq(1),
-                sum_rd.en.eq(1),
             ]
         with m.If(dre.tokens.valid & dre.tokens.ready):
             m.d.sync += hcu_clear.eq(0)
@@ -994,15 +1007,10 @@ class VRexCore(wiring.Component):
             mover.hcu_rows.eq((n_clu + cfg.hcu_lanes - 1) >> ceil_log2(cfg.hcu_lanes)),
             mover.clusters_rows.eq(n_clu),
             mover.chunks_rows.eq(kvmu.chunks),
-            mover.keysum_rows.eq(n_clu * nb),
             mover.kept_rows.eq(kept_now * nb),
             mover.kept_sig_rows.eq(kept_now),
         ]
         count("context_beats", mover.beats)
-        nb_bits = ceil_log2(nb)
-        m.d.comb += mover.keysum_keep.eq(dirty.bit_select(mover.keysum.addr >> nb_bits, 1))
-        with m.If(aging.sum_we):
-            m.d.sync += dirty.bit_select(aging.sum_waddr >> nb_bits, 1).eq(1)
         sc = mover.scalars
         now = Signal(scalars_layout(cfg), name="scalars")
         m.d.comb += [
@@ -1048,9 +1056,8 @@ class VRexCore(wiring.Component):
             ]
         m.d.comb += cp.rdata.eq(Cat(w_rd.data, aging.bulk.rdata, kvmu.clusters_bulk.rdata))
         serve(m, cp, w_rd, w_wr, wdata=row.weight)
-        # The key sums, the kept tokens' K and V rows, their signatures.
+        # The kept tokens' K and V rows, their signatures.
         tables = (
-            (mover.keysum, [(sum_rd, sum_wr)]),
             (mover.kept, [(kk_rd, kk_wr), (kv_rd, kv_wr)]),
             (mover.kept_sig, [(ks_rd, ks_wr)]),
         )
@@ -1061,23 +1068,41 @@ class VRexCore(wiring.Component):
                 width = len(Value.cast(wr.data))
                 serve(m, port, rd, wr, wdata=port.wdata[at : at + width])
                 at += width
-        # After the FSMs: a failed write of the command wins over its other statuses.
+        # After the FSMs: a failed write or read of the command wins over its other statuses.
         with m.If(writer.done.valid & writer.done.payload.error):
             m.d.sync += err.eq(Error.BUS)
+        for unit in (aging, reps_reader):
+            bus = unit.m_axi
+            with m.If(bus.rvalid & bus.rready & (bus.rresp != 0)):
+                m.d.sync += err.eq(Error.BUS)
         return m
 
-    def _connect_axi(self, m, kvmu, writer, mover) -> None:
-        """One AXI4 master: the KVMU's read channels and the writer's write channels, or the
-        context mover's channels while it is busy (the bus is idle between commands: a
-        command answers once its reads and writes completed)."""
+    def _connect_axi(self, m, kvmu, writer, mover, aging, reps_reader) -> None:
+        """One AXI4 master, shared by phase: the context mover's channels while it is busy;
+        else reads by the aging (its key sums, while it ages), the representative keys'
+        reader (while it streams) or the KVMU, and writes by the KV writer. The phases never
+        overlap: a command answers once its reads and writes completed, an ``INGEST`` once
+        its aging did, and a selection's scores (and so the KVMU's reads) follow the last
+        representative key."""
         on = mover.busy
-        for unit in (kvmu, writer):
-            for name, member in unit.m_axi.signature.members.items():
-                port, inner = getattr(self.m_axi, name), getattr(unit.m_axi, name)
-                mine = getattr(mover.m_axi, name)
-                if member.flow == Out:
-                    m.d.comb += port.eq(Mux(on, mine, inner))
-                elif len(port) == 1:  # handshakes reach only the owner of the bus
-                    m.d.comb += [inner.eq(port & ~on), mine.eq(port & on)]
-                else:
-                    m.d.comb += [inner.eq(port), mine.eq(port)]
+        owners = {
+            "read": [(mover, on), (aging, aging.busy), (reps_reader, reps_reader.busy), (kvmu, 1)],
+            "write": [(mover, on), (writer, 1)],
+        }
+        reads = axi4_read_signature(1, 8).members
+        for name, member in self.m_axi.signature.members.items():
+            port = getattr(self.m_axi, name)
+            units = owners["read" if name in reads else "write"]
+            taken, selects = Const(0), []
+            for _, cond in units:  # the first unit whose condition holds owns the channel
+                selects.append(~taken & cond)
+                taken = taken | cond
+            if member.flow == Out:
+                value = getattr(units[-1][0].m_axi, name)
+                for unit, cond in reversed(units[:-1]):
+                    value = Mux(cond, getattr(unit.m_axi, name), value)
+                m.d.comb += port.eq(value)
+            else:  # handshakes reach only the owner; data reach every unit
+                for (unit, _), sel in zip(units, selects, strict=True):
+                    inner = getattr(unit.m_axi, name)
+                    m.d.comb += inner.eq(port & sel if len(port) == 1 else port)

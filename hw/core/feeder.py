@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import enum
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig, check_config
-from ..datapath import FP32ToBF16
 from ..datapath import layouts as datapath_layouts
-from ..datapath.layouts import FP32
-from ..shared import shared
 from .gearbox import row_layout
 
 __all__ = ["FEEDER_COUNTS", "FeedMode", "Feeder"]
@@ -24,7 +21,8 @@ FEEDER_COUNTS = ("array_beats", "mac_beats", "mac_stall", "tokens_fetched", "tok
 class FeedMode(enum.IntEnum):
     """What the feeder streams (``Feeder.start_mode``)."""
 
-    #: every cluster's key sum (BF16) beside the mean query's row, into the MAC tree
+    #: every cluster's representative key (BF16, from DRAM) beside the mean query's row,
+    #: into the MAC tree
     SCORE = 1
     #: the kept tokens' K and V rows (sinks, then the ring from its oldest), into the engine
     KEPT = 2
@@ -38,9 +36,9 @@ class Feeder(wiring.Component):
     the stage's flags, hold while it is stalled (``golden.core.CoreModel``'s scoring and
     attention order, in hardware).
 
-    - ``SCORE``: item ``i < end`` is cluster ``i``; its ``nb`` key-sum rows (``sum_addr``,
-      rounded to BF16) go to ``tree`` (the MAC tree) with row ``b`` of ``q_vec`` (the mean
-      query), ``last`` on the item's last row.
+    - ``SCORE``: item ``i < end`` is cluster ``i``; its ``nb`` representative-key rows (from
+      ``reps``, in cluster order) go to ``tree`` (the MAC tree) with row ``b`` of ``q_vec``
+      (the mean query), ``last`` on the item's last row.
     - ``KEPT``: item ``i < end`` is the ``i``-th kept token, sinks ``0..n_sinks-1`` then the
       ring from slot ``sink + ring_old``; its ``nb`` K rows then ``nb`` V rows
       (``kept_addr``) go to ``kv`` at the token's position (``i`` for a sink, ``i - n_sinks
@@ -59,9 +57,9 @@ class Feeder(wiring.Component):
     ``FEEDER_COUNTS`` counters.
 
     Memories (synchronous reads; the core gives the aging priority on these ports):
-    ``rd_en`` with ``sum_addr`` (the key sums) and ``kept_addr`` (the kept K and V rows);
-    ``sum_data``, ``k_data``, ``v_data`` their data. The kept walk's context: ``n_sinks``,
-    ``ring_old`` (the oldest ring slot) and ``ring_base`` (the oldest ring token's position).
+    ``rd_en`` with ``kept_addr`` (the kept K and V rows); ``k_data``, ``v_data`` their
+    data. The kept walk's context: ``n_sinks``, ``ring_old`` (the oldest ring slot) and
+    ``ring_base`` (the oldest ring token's position).
     """
 
     def __init__(self, cfg: HWConfig):
@@ -92,12 +90,11 @@ class Feeder(wiring.Component):
                 "ring_base": In(tid + 1),
                 "q_vec": In(data.ArrayLayout(row_bits, nb)),
                 "rd_en": Out(1),
-                "sum_addr": Out(range(C * nb)),
                 "kept_addr": Out(range(kept * nb)),
-                "sum_data": In(data.ArrayLayout(FP32, lanes)),
                 "k_data": In(row_bits),
                 "v_data": In(row_bits),
                 "fetched": In(stream.Signature(row_layout(cfg))),
+                "reps": In(stream.Signature(row_layout(cfg))),
                 "tree": Out(stream.Signature(datapath_layouts(cfg).mac_in)),
                 "kv": Out(stream.Signature(lay.attn_in)),
                 "counts": Out(data.StructLayout(dict.fromkeys(FEEDER_COUNTS, 1))),
@@ -136,19 +133,7 @@ class Feeder(wiring.Component):
             self.staged.eq(mv),
         ]
 
-        to_bf = []
-        for i in range(lanes):
-            cv = shared(m, f"sum_to_bf16_{i}", FP32ToBF16())
-            m.d.comb += cv.a.eq(self.sum_data[i])
-            to_bf.append(cv.b.as_value())
-        b_row = Signal(row_bits, name="stage_b")
-        with m.Switch(mode):
-            with m.Case(FeedMode.SCORE):
-                m.d.comb += b_row.eq(Cat(*to_bf))
-            with m.Case(FeedMode.KEPT):
-                m.d.comb += b_row.eq(self.k_data)
-            with m.Case(FeedMode.FETCH):
-                m.d.comb += b_row.eq(mrow)
+        b_row = Mux(mode == FeedMode.KEPT, self.k_data, mrow)
 
         pad_on = Signal(name="pad_on")
         pad_b = Signal(range(2 * nb + 1), name="pad_beat")
@@ -183,18 +168,35 @@ class Feeder(wiring.Component):
             counts.mac_stall.eq(self.tree.valid & ~self.tree.ready),
         ]
 
-        # Issue of the memory modes (SCORE, KEPT); FETCH loads the stage from ``fetched``.
+        # SCORE: the representative keys' rows load the stage, cluster after cluster.
+        reps = self.reps
+        scoring = feed_on & (mode == FeedMode.SCORE) & (fi < f_end)
+        m.d.comb += reps.ready.eq(adv & scoring)
+        with m.If(adv & (mode == FeedMode.SCORE)):
+            m.d.sync += mv.eq(0)
+        with m.If(reps.valid & reps.ready):
+            m.d.sync += [
+                mv.eq(1),
+                mrow.eq(reps.payload.data),
+                mdest_v.eq(0),
+                mb.eq(fb),
+                mlast.eq(fb == nb - 1),
+                fb.eq(fb + 1),
+            ]
+            with m.If(fb == nb - 1):
+                m.d.sync += [fb.eq(0), fi.eq(fi + 1)]
+
+        # Issue of the kept tokens' rows (KEPT); FETCH loads the stage from ``fetched``.
         issue = Signal(name="feed_issue")
-        item_rows = Mux(mode == FeedMode.KEPT, 2 * nb, nb)
+        item_rows = 2 * nb
         b_mod = Mux(fb >= nb, fb - nb, fb).as_unsigned()
-        memory_mode = feed_on & (mode != FeedMode.FETCH)
+        memory_mode = feed_on & (mode == FeedMode.KEPT)
         m.d.comb += [
             issue.eq(memory_mode & (fi < f_end)),
-            self.sum_addr.eq(fi * nb + fb),
             self.kept_addr.eq(kslot * nb + b_mod),
             self.rd_en.eq(memory_mode & adv),
         ]
-        with m.If(adv & (mode != FeedMode.FETCH)):
+        with m.If(adv & (mode == FeedMode.KEPT)):
             m.d.sync += mv.eq(issue)
             with m.If(issue):
                 n_sinks = self.n_sinks

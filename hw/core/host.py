@@ -98,6 +98,13 @@ def check_core_config(cfg: HWConfig) -> None:
             "for the core: a batch ages the oldest tokens of the recent ring"
         )
     check_contexts(cfg)
+    bpt = cfg.axi_beats_per_token
+    if bpt > cfg.max_burst or 4096 % cfg.kv_token_bytes:
+        raise ValueError(
+            f"a cluster's key sum ({cfg.kv_token_bytes} bytes, axi_beats_per_token = {bpt}) "
+            f"must be one burst for the core: at most max_burst ({cfg.max_burst}) beats, "
+            "dividing 4 KiB (resv.head_dim a power of two)"
+        )
     if cfg.token_id_bits > 24:
         raise ValueError(f"token_id_bits must be at most 24 for the core, not {cfg.token_id_bits}")
     if cfg.tile_tokens > r.head_dim:

@@ -10,13 +10,9 @@ to ``burst`` beats (a power of two; the regions are 4 KiB-aligned, so no burst c
 Store: AW runs ahead of W; a row is read from its table port (``addr`` held, ``rdata`` the
 next cycle) and leaves as ``beats_per_row`` W beats, the next row's read in the cycle of
 the last beat, so W moves one beat per cycle while ``wready`` is high; a W beat leaves
-only after the AW of its burst. A region with ``group`` rows per group (the key sums: a
-cluster's rows; its rows are a multiple of it) stores only the groups its ``<name>_keep``
-input marks (the core's dirty clusters: the DRAM copy of the others is still valid), each
-group one burst: the mover scans the groups at one cycle each (``keep`` is read for the
-group of ``addr``), issues the group's AW and sends its rows. Load: AR runs ahead; R beats
-assemble a row, written at its last beat (``rready`` is always high); a load moves every
-group. ``busy`` falls once every region moved (a store: every B response arrived);
+only after the AW of its burst. Load: AR runs ahead; R beats assemble a row, written at its
+last beat (``rready`` is always high). ``busy`` falls once every region moved (a store:
+every B response arrived);
 ``error`` is then high if a response was not OKAY (it stays until the next ``start``).
 ``beats`` strobes each moved data beat (W or R).
 """
@@ -52,17 +48,9 @@ class ContextMover(wiring.Component):
             "beats": Out(1),
             "m_axi": Out(axi4_signature(cfg.axi_addr_bits, cfg.axi_data_bits)),
         }
-        burst = self.burst(cfg)
         for g in regions:
             members[f"{g.name}_rows"] = In(range(g.max_rows + 1))
             members[g.name] = Out(table_port(g.row_bits, g.max_rows))
-            if g.group:
-                if g.group * g.beats_per_row > burst:
-                    raise ValueError(
-                        f"region {g.name}'s group of {g.group} rows must fit one burst of "
-                        f"{burst} beats"
-                    )
-                members[f"{g.name}_keep"] = In(1)
         super().__init__(members)
 
     @staticmethod
@@ -91,7 +79,6 @@ class ContextMover(wiring.Component):
         acc = Signal(bus * max(1, max(g.beats_per_row for g in regions) - 1), name="acc")
         pending_b = Signal(range(most + 2), name="pending_b")  # bursts awaiting their B
         error = Signal(name="error_seen")
-        grp = Signal(range(max(g.max_rows for g in regions) + 1), name="group")
         n = Signal(range(burst + 1), name="burst_len")
 
         m.d.comb += [
@@ -131,12 +118,8 @@ class ContextMover(wiring.Component):
                                 a_left.eq(beats),
                                 d_left.eq(beats),
                                 a_addr.eq(self.base + g.offset),
-                                grp.eq(0),
                             ]
-                            with m.If(save & bool(g.group)):
-                                m.next = "SCAN"
-                            with m.Else():
-                                m.next = "RUN"
+                            m.next = "RUN"
                     with m.Default():
                         m.next = "DRAIN"
             with m.State("RUN"):
@@ -169,49 +152,6 @@ class ContextMover(wiring.Component):
                 with m.If((a_left == 0) & (d_left == 0)):
                     m.d.sync += reg.eq(reg + 1)
                     m.next = "BEGIN"
-            with m.State("SCAN"):  # a sparse store: the next group to keep, and its AW
-                m.d.comb += self.busy.eq(1)
-                with m.Switch(reg):
-                    for i, g in enumerate(regions):
-                        if not g.group:
-                            continue
-                        with m.Case(i):
-                            port = getattr(self, g.name)
-                            first = grp * g.group
-                            beats = g.group * g.beats_per_row
-                            m.d.comb += [port.active.eq(1), port.addr.eq(first)]
-                            with m.If(first >= getattr(self, f"{g.name}_rows")):
-                                m.d.sync += reg.eq(reg + 1)
-                                m.next = "BEGIN"
-                            with m.Elif(getattr(self, f"{g.name}_keep")):
-                                m.d.comb += [
-                                    axi.awvalid.eq(1),
-                                    axi.awaddr.eq(self.base + g.offset + grp * (beats * bus_bytes)),
-                                    axi.awlen.eq(beats - 1),
-                                ]
-                                with m.If(aw_hs):
-                                    m.d.sync += [row.eq(first), beat.eq(0), d_left.eq(beats)]
-                                    m.next = "SEND"
-                            with m.Else():
-                                m.d.sync += grp.eq(grp + 1)
-            with m.State("SEND"):  # a sparse store: the group's rows, one burst
-                m.d.comb += self.busy.eq(1)
-                w_hs = axi.wvalid & axi.wready
-                m.d.comb += [
-                    axi.wvalid.eq(d_left != 0),
-                    axi.wlast.eq(d_left == 1),
-                    self.beats.eq(w_hs),
-                ]
-                with m.If(w_hs):
-                    m.d.sync += [d_left.eq(d_left - 1), beat.eq(beat + 1)]
-                with m.Switch(reg):
-                    for i, g in enumerate(regions):
-                        if g.group:
-                            with m.Case(i):
-                                self._region(m, g, save, row, beat, acc, w_hs, Const(0))
-                with m.If(d_left == 0):
-                    m.d.sync += grp.eq(grp + 1)
-                    m.next = "SCAN"
             with m.State("DRAIN"):  # a store's last B responses
                 m.d.comb += self.busy.eq(1)
                 with m.If(pending_b == 0):

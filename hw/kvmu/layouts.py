@@ -120,7 +120,8 @@ class KVMULayouts:
             {"data": unsigned(cfg.axi_data_bits), "cluster": dre.selected["cluster"].shape}
         )
         #: Write command: the byte address of one token's KV (``slot.addr``).
-        self.wr_cmd = data.StructLayout({"addr": unsigned(cfg.axi_addr_bits)})
+        #: ``half``: half of a token's beats (the core's BF16 representative keys).
+        self.wr_cmd = data.StructLayout({"addr": unsigned(cfg.axi_addr_bits), "half": 1})
         #: Write data: one bus beat of a token's KV (K then V, ``axi_beats_per_token`` beats).
         self.wr_data = data.StructLayout({"data": unsigned(cfg.axi_data_bits)})
         #: Write completion: one beat per token, ``error`` if any B response was not OKAY.

@@ -9,10 +9,12 @@ order, ``wstrb`` all ones, ``wlast`` on the last beat of each burst.
 
 Ports:
 
-- ``cmd`` (in, ``wr_cmd``): one token, its byte address.
-- ``data`` (in, ``wr_data``): exactly ``cfg.axi_beats_per_token`` beats per ``cmd``, in order
-  (K then V). A token's beats are taken only after its ``cmd`` was accepted (the source must
-  not hold ``cmd`` back until its data is gone).
+- ``cmd`` (in, ``wr_cmd``): one token, its byte address; with ``half``, half a token's
+  beats (the core writes a cluster's FP32 key sum as a token and its BF16 representative
+  key as half of one).
+- ``data`` (in, ``wr_data``): exactly ``cfg.axi_beats_per_token`` beats per ``cmd`` (half as
+  many with ``half``), in order (K then V). A token's beats are taken only after its ``cmd``
+  was accepted (the source must not hold ``cmd`` back until its data is gone).
 - ``done`` (out, ``wr_done``): one beat per token, in token order, once every B response of
   its bursts arrived; ``error`` if any of them was not OKAY (``bresp != 0``).
 - ``m_axi`` (out, ``axi4_write_signature``): AW, W and B.
@@ -117,7 +119,10 @@ class KVWriter(wiring.Component):
             self.cmd.ready.eq((rem == 0) | (push & last)),
         ]
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [addr.eq(self.cmd.payload.addr), rem.eq(bpt)]
+            m.d.sync += [
+                addr.eq(self.cmd.payload.addr),
+                rem.eq(Mux(self.cmd.payload.half, bpt // 2, bpt)),
+            ]
         with m.Elif(push):
             m.d.sync += [addr.eq(addr + n * bus_bytes), rem.eq(rem - n)]
 

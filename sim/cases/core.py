@@ -71,6 +71,8 @@ class Context:
     layer: int
     head: int
     counters: dict  #: the context's own work counters at its end (the model's)
+    #: its clusters' FP32 key sums at its end (the model's; the core keeps them in DRAM)
+    keysum: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def program_from_arrays(
             model.set_bias(bias)
             start.append(Command(Op.SET_BIAS, 0, [bias], ci, "bias"))
         pq = None if prefill is None else prefill[ci]
-        state = [_state(model)]  # after each part: the state and the clusters it touched
+        state = [_state(model)]  # after each part: what its tables hold
         frames = []
         for f in range(len(frame_offsets) - 1):
             frames.append(
@@ -203,7 +205,7 @@ def program_from_arrays(
         states.append([*state, _state(model)])
     cmds: list[Command] = []
     ctxs = [
-        Context(layer, head, dict(models[ci].counters))
+        Context(layer, head, dict(models[ci].counters), models[ci].keysum[: models[ci].n_clusters])
         for ci, (layer, head, *_) in enumerate(contexts)
     ]
     if not interleave:
@@ -216,46 +218,38 @@ def program_from_arrays(
         return Program(cmds, ctxs, reads, source)
 
     # Interleaved: part k of every context in turn. A change of context stores the active
-    # one's tables (the key sums of the clusters touched since it was loaded only) and
-    # loads the next one's (a RESET_CTX only stores): their beats follow from the states
-    # the models had after each part.
-    def beats(ci: int, dirty: set | None = None) -> int:
-        kw, _ = states[ci][done[ci]]
-        rows = region_rows(cfg, **kw, dirty=None if dirty is None else len(dirty))
-        return moved_beats(cfg, rows)
+    # one's tables and loads the next one's (a RESET_CTX only stores): their beats follow
+    # from the states the models had after each part.
+    def beats(ci: int) -> int:
+        return moved_beats(cfg, region_rows(cfg, **states[ci][done[ci]]))
 
     moved = {"context_switches": 0, "context_beats": 0}
-    active, done, since = None, {}, {}  # the last part each ran, clusters touched since loaded
+    active, done = None, {}  # the last part each context ran
     for k in range(len(parts[0])):
         for ci in range(len(contexts)):
             part = parts[ci][k]
             if part and ci != active:
                 if active is not None:
-                    moved["context_beats"] += beats(active, since[active])
+                    moved["context_beats"] += beats(active)
                 if k > 0:
                     cmds.append(Command(Op.SWITCH_CTX, ci, [], ci, "switch"))
                     moved["context_switches"] += 1
                     moved["context_beats"] += beats(ci)
-                since[ci] = set()
                 active = ci
             cmds += part
             done[ci] = k
-            since.setdefault(ci, set()).update(states[ci][k][1])
     total = {n: sum(c.counters[n] for c in ctxs) for n in ctxs[0].counters}
     return Program(cmds, ctxs, [(len(cmds) - 1, {**total, **moved})], source)
 
 
-def _state(model: CoreModel) -> tuple[dict, set]:
-    """What sizes a switch of the context ``model`` holds (``region_rows``' arguments), and
-    the clusters touched since the last call."""
-    kw = {
+def _state(model: CoreModel) -> dict:
+    """What sizes a switch of the context ``model`` holds (``region_rows``' arguments)."""
+    return {
         "n_tok": model.n_tokens,
         "n_clu": model.n_clusters,
         "ring_n": len(model.window.ring),
         "chunks": model.memory.free,
     }
-    touched, model.touched = model.touched, set()
-    return kw, touched
 
 
 def _frame(cfg, model, keys, values, dq, decode_after, pq, f, offsets, ci, prefill_from):

@@ -37,17 +37,20 @@ class AxiRamModel:
         stall: float,
         slverr_reads: frozenset[int] = frozenset(),
         slverr_writes: frozenset[int] = frozenset(),
+        b_latency: int = 0,
     ):
         self.axi, self.mem, self.base, self.bb = axi, mem, base, bus_bytes
         self.seed, self.stall = seed, stall
         self.slverr_reads, self.slverr_writes = slverr_reads, slverr_writes
+        self.b_latency = b_latency  # cycles every B response waits, at least
         self.reads: deque = deque()
         #: accepted AW bursts still short of W beats; ``_wdone`` beats of the first stored
         self.writes: deque = deque()
         self._wdone = 0
+        self._burst: list = []  # the oldest burst's beats so far: (offset, bytes)
         #: accepted W beats ``(data, last)`` not yet matched to an AW
         self.wbeats: deque = deque()
-        #: responses of complete bursts, for the B channel
+        #: responses of complete bursts and their data, for the B channel
         self.responses: deque = deque()
         #: W beats accepted before their AW
         self.w_ahead = 0
@@ -128,19 +131,23 @@ class AxiRamModel:
                 self._store()
 
     def _store(self) -> None:
-        """Store the waiting W beats of the oldest AW bursts; queue the B of complete ones."""
+        """Match the waiting W beats to the oldest AW bursts; queue the B of complete ones
+        with their data, which the memory takes only with the B response: a read the
+        master issues before it may return the old data, as AXI allows, so a master that
+        reads what it has just written must wait for the B."""
         while self.writes and self.wbeats:
             addr, beats, resp = self.writes[0]
             data, last = self.wbeats.popleft()
             j = self._wdone
             assert last == (j == beats - 1), f"wlast at beat {j} of {beats}"
             off = addr - self.base + j * self.bb
-            self.mem[off : off + self.bb] = data.to_bytes(self.bb, "little")
+            self._burst.append((off, data.to_bytes(self.bb, "little")))
             self._wdone += 1
             if self._wdone == beats:
                 self.writes.popleft()
                 self._wdone = 0
-                self.responses.append(resp)
+                self.responses.append((resp, self._burst))
+                self._burst = []
 
     async def _w(self, ctx):
         """W beats, with or without their AW: in order, stored as their AW arrives."""
@@ -160,16 +167,21 @@ class AxiRamModel:
                 self._store()
 
     async def _b(self, ctx):
-        """One B per complete burst, in order, after a random delay."""
+        """One B per complete burst, in order, after a random delay; the burst's data are
+        stored as its B goes out."""
         rng = np.random.default_rng([self.seed, 25])
         a = self.axi
         while True:
             if not self.responses:
                 await ctx.tick()
                 continue
-            resp = self.responses.popleft()
+            resp, burst = self.responses.popleft()
+            for _ in range(self.b_latency):
+                await ctx.tick()
             while rng.random() < self.stall:
                 await ctx.tick()
+            for off, data in burst:
+                self.mem[off : off + len(data)] = data
             ctx.set(a.bresp, resp)
             ctx.set(a.bvalid, 1)
             while True:

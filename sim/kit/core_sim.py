@@ -72,6 +72,7 @@ def simulate(
                 out["perf"].append(perf)
 
     run(h, [host], background=ram.benches(), vcd=vcd)
+    out["mem"] = mem  # the DRAM image at the end
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Const, Module
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -18,11 +18,10 @@ from sim.kit.streams import TIMINGS, Harness, run
 
 
 class _Tables(wiring.Component):
-    """The mover with one memory per region behind its table ports; a sparse region's
-    groups are kept as ``keep[name]`` (a list of bools) says."""
+    """The mover with one memory per region behind its table ports."""
 
-    def __init__(self, cfg, regions, init, keep):
-        self.cfg, self.regions, self.init, self.keep = cfg, regions, init, keep
+    def __init__(self, cfg, regions, init):
+        self.cfg, self.regions, self.init = cfg, regions, init
         self.mover = ContextMover(cfg, regions)
         super().__init__({})
 
@@ -42,24 +41,15 @@ class _Tables(wiring.Component):
                 wr.data.eq(port.wdata),
                 wr.en.eq(port.we),
             ]
-            if g.group:
-                mask = Const(sum(1 << i for i, k in enumerate(self.keep[g.name]) if k), g.max_rows)
-                kept = mask.bit_select(port.addr // g.group, 1)
-                m.d.comb += getattr(self.mover, f"{g.name}_keep").eq(kept)
         return m
 
 
-def _stored(g, rows, keep) -> list[int]:
-    """The rows a store writes: all of them, or a sparse region's kept groups'."""
-    return [i for i in range(rows[g.name]) if not g.group or keep[g.name][i // g.group]]
-
-
-def _image(cfg, regions, rows, tables, base, keep) -> dict[int, int]:
+def _image(cfg, regions, rows, tables, base) -> dict[int, int]:
     """The expected bus beats: address -> value."""
     bus = cfg.axi_data_bits
     out = {}
     for g in regions:
-        for i in _stored(g, rows, keep):
+        for i in range(rows[g.name]):
             v = tables[g.name][i]
             for j in range(g.beats_per_row):
                 addr = base + g.offset + (i * g.beats_per_row + j) * bus // 8
@@ -76,9 +66,6 @@ def test_store_then_load_moves_every_occupied_row(timing, seed):
     rows = {g.name: int(rng.integers(0, g.max_rows + 1)) for g in regions}
     rows["hcu"] = 0  # a region with nothing to move
     rows["scalars"] = 1
-    for g in regions:  # a sparse region moves whole groups (a cluster's key-sum rows)
-        if g.group:
-            rows[g.name] -= rows[g.name] % g.group
     tables = {
         g.name: [
             int.from_bytes(rng.bytes(-(-g.row_bits // 8)), "little") % (1 << g.row_bits)
@@ -86,10 +73,9 @@ def test_store_then_load_moves_every_occupied_row(timing, seed):
         ]
         for g in regions
     }
-    keep = {g.name: (rng.random(g.max_rows) < 0.5).tolist() for g in regions if g.group}
     context = 2
     base = context_base(cfg, context)
-    dut = _Tables(cfg, regions, tables, keep)
+    dut = _Tables(cfg, regions, tables)
     h = Harness(dut)
     bb = cfg.axi_data_bits // 8
     mem = bytearray(context_stride(cfg) * cfg.contexts)
@@ -127,20 +113,9 @@ def test_store_then_load_moves_every_occupied_row(timing, seed):
             }
 
     run(h, [bench], background=ram.benches())
-    for addr, value in _image(cfg, regions, rows, tables, base, keep).items():
+    for addr, value in _image(cfg, regions, rows, tables, base).items():
         off = addr - cfg.kv_base
         assert int.from_bytes(mem[off : off + bb], "little") == value, hex(addr)
-    # only the moved beats were written, a sparse region's kept groups one burst each
-    stored = {g.name: _stored(g, rows, keep) for g in regions}
-    assert sum(n for _, n in ram.aw_log) == sum(
-        len(stored[g.name]) * g.beats_per_row for g in regions
-    )
-    # a load restores every row; a group the store skipped reads what DRAM held (zero)
-    want = {
-        g.name: [
-            v if i not in range(rows[g.name]) or i in stored[g.name] else 0
-            for i, v in enumerate(tables[g.name])
-        ]
-        for g in regions
-    }
-    assert got[0] == want
+    # only the moved beats were written
+    assert sum(n for _, n in ram.aw_log) == sum(rows[g.name] * g.beats_per_row for g in regions)
+    assert got[0] == tables  # a load restores every row

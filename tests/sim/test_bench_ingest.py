@@ -8,6 +8,7 @@ import json
 import pytest
 
 from hw.config import preset
+from hw.core.contexts import context_regions
 from sim.bench_ingest import PAPER_LIKE, bench_config, bench_program, main
 
 
@@ -22,25 +23,30 @@ def test_the_program_fills_the_table_before_the_measured_frame():
 
 
 def test_cli(tmp_path, capsys):
-    """One lane per table row: at 48 rows the HCU's search bounds an aged token's ingest, and
-    batches of 4 share it; at 4 rows the rest of the aging does, whatever the batch. With
-    B = 1 the context is also stored and loaded back: after an 8-token frame the store
-    writes the key sums of at most 8 of the 48 clusters, the load all of them."""
+    """One lane per table row: at 96 rows the HCU's search (99 cycles) bounds an aged token's
+    ingest, and batches of 4 share it (then the aging proper, about 84 cycles with its key
+    sum's read and write-back, bounds it); at 4 rows the aging proper does, whatever the
+    batch. With
+    B = 1 the context is also stored and loaded back: the store after an 8-token frame and
+    the load move the same tables, the load's SWITCH_CTX also the empty context's scalars
+    (the key sums stay in DRAM)."""
     sets = ["--set", "axi_data_bits=32", "--set", "hcu_lanes=1"]
-    argv = ["--rows", "4", "48", "--batches", "1", "4", "--tokens", "8", *sets]
+    argv = ["--rows", "4", "96", "--batches", "1", "4", "--tokens", "8", *sets]
     assert main([*argv, "-o", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "ingest_bench.json").read_text())
     by = {(r["rows"], r["batch"]): r["cycles"] for r in res["results"]}
-    assert by[(48, 4)] < by[(48, 1)]
-    assert by[(48, 1)] > by[(4, 1)]
-    trip = next(r for r in res["results"] if (r["rows"], r["batch"]) == (48, 1))
-    keysum = 4 * 4  # 4 rows of 4 beats (4 FP32 lanes over 32 bits) per cluster
-    assert trip["load_beats"] - trip["store_beats"] >= (48 - 8) * keysum
+    assert by[(96, 4)] < by[(96, 1)]
+    assert by[(96, 1)] > by[(4, 1)]
+    trip = next(r for r in res["results"] if (r["rows"], r["batch"]) == (96, 1))
+    cfg = bench_config(preset("tiny").replace(axi_data_bits=32, hcu_lanes=1), 96, 1, 8)
+    scalars = context_regions(cfg)[0]
+    assert scalars.name == "scalars"
+    assert trip["load_beats"] == trip["store_beats"] + scalars.beats_per_row
     assert trip["store_cycles"] >= trip["store_beats"] and trip["load_cycles"] >= trip["load_beats"]
     assert all("store_cycles" not in r for r in res["results"] if r["batch"] == 4)
     assert res["settings"] == ["axi_data_bits=32", "hcu_lanes=1"]
     md = (tmp_path / "ingest_bench.md").read_text()
-    assert "| 48 (48) | 51 |" in md and (tmp_path / "ingest_bench.png").is_file()
+    assert "| 96 (96) | 99 |" in md and (tmp_path / "ingest_bench.png").is_file()
     assert "`SWITCH_CTX` at the same tables" in md
     assert "cycles per token with hcu_batch" in capsys.readouterr().out
 
