@@ -41,7 +41,10 @@ selection query is the one-row mean, i.e. ``q_post`` except where the FP32 sum f
 changes it (``-0`` becomes ``+0``).
 
 ``CoreModel.counters`` mirrors the core's performance counters that count work (not
-cycles); the regressions compare them register by register.
+cycles); the regressions compare them register by register. The core keeps the key sums in
+DRAM, so two of them count its traffic: ``sum_beats``, per clustered token a token's bus
+beats read (unless its cluster is new) and 1.5 tokens' written (the FP32 sum and its BF16
+rounding), and ``rep_beats``, per selection half a token's beats per cluster scored.
 """
 
 from __future__ import annotations

@@ -121,7 +121,8 @@ def engine_cycles(cfg, rows: int, kept: float, fetched: float) -> dict:
         "stream": stream,
         "cycles": cycles,
         "array_util": tiles * rows * m / cycles,
-        "bus_util": fetched * bus / cycles,
+        # the bus's share of the engine's time (the prefetched tokens came before it)
+        "bus_util": (fetched - early) * bus / cycles,
         "prefetched": early / fetched if fetched else 0.0,
     }
 

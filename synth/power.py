@@ -666,6 +666,13 @@ def _vname(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", name) else f"\\{name} "
 
 
+#: Transitions per cycle below which an activity is written as 0. Propagated through long
+#: gate chains, an activity can underflow towards the denormals (1e-42 on the 64-lane paper
+#: core), and OpenSTA then gives the gate an infinite internal power: ``report_power``
+#: failed with a Tcl domain error.
+MIN_DENSITY = 1e-12
+
+
 def write_tcl(flat: FlatNetlist, ann: Annotation, wrapper: PowerWrapper, path: Path) -> Path:
     """Write the Tcl that applies ``ann`` to every pin of the power wrapper's design.
 
@@ -677,7 +684,8 @@ def write_tcl(flat: FlatNetlist, ann: Annotation, wrapper: PowerWrapper, path: P
     def value(n: int | str) -> tuple[float, float]:
         if isinstance(n, str):
             return (0.0, 1.0 if n == "1" else 0.0)
-        return ann.activity.get(n, (0.0, 0.0))
+        a, d = ann.activity.get(n, (0.0, 0.0))
+        return (a if a >= MIN_DENSITY else 0.0, d)
 
     lines = [
         "# Pin activities (transitions per clock cycle, duty) written by synth/power.py",

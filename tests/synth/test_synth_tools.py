@@ -142,6 +142,28 @@ def _power(res, ann_vcd, tag, **kw):
     return flat, ann, pw
 
 
+def test_negligible_activities_are_written_as_zero(flops, activity):
+    """An activity that underflowed in the propagation (1e-42 transitions per cycle) is
+    written as 0: OpenSTA gave such a gate an infinite internal power, and report_power
+    failed with a Tcl domain error on the 64-lane paper core."""
+    libs = [read_liberty(p) for p in flops.liberties]
+    mapped = load_mapped(flops.mapped_json)
+    flat = flatten(mapped, "xorpop", libs)
+    ann = annotate(flat, libs, flops.macros, activity.vcd, source=activity.source)
+    net = next(iter(ann.activity))
+    ann.activity[net] = (1e-42, 1.0)
+    wrapper = write_power_netlist(flops.netlist, mapped, "xorpop", libs, flops.workdir / "pw.v")
+    text = write_tcl(flat, ann, wrapper, flops.workdir / "act_tiny.tcl").read_text()
+    pins = [
+        f"{DUT_INSTANCE}/{inst.path}/{pin}"
+        for inst in flat.instances
+        for pin, n in inst.pins.items()
+        if n == net
+    ]
+    assert pins and all(f"{{{p}}} {{0 1}}" in text for p in pins)
+    assert "e-42" not in text
+
+
 def test_activity_simulation(activity):
     assert activity.cycles == 400
     assert "random(words)" in activity.stimulus
