@@ -112,10 +112,14 @@ def context_regions(cfg: HWConfig) -> tuple[Region, ...]:
 def resident_regions(cfg: HWConfig) -> tuple[Region, Region]:
     """``sums`` and ``reps``, after the moved regions: a row is a cluster's (module
     docstring)."""
-    last = context_regions(cfg)[-1]
-    end = last.offset + last.max_rows * last.beats_per_row * cfg.axi_data_bits // 8
     d, C = cfg.resv.head_dim, cfg.resv.max_clusters
-    return _place(cfg, (("sums", 32 * d, C), ("reps", 16 * d, C)), end)
+    return _place(cfg, (("sums", 32 * d, C), ("reps", 16 * d, C)), _end(cfg, context_regions(cfg)))
+
+
+def _end(cfg: HWConfig, regions: tuple[Region, ...]) -> int:
+    """The byte offset just past the last of ``regions``."""
+    last = regions[-1]
+    return last.offset + last.max_rows * last.beats_per_row * cfg.axi_data_bits // 8
 
 
 def _place(cfg: HWConfig, shapes, offset: int) -> tuple[Region, ...]:
@@ -135,9 +139,7 @@ def _kv_bytes(cfg: HWConfig) -> int:
 
 def context_stride(cfg: HWConfig) -> int:
     """Bytes between two contexts' regions: a power of two holding the pool and the tables."""
-    last = resident_regions(cfg)[-1]
-    end = last.offset + last.max_rows * last.beats_per_row * cfg.axi_data_bits // 8
-    return 1 << ceil_log2(end)
+    return 1 << ceil_log2(_end(cfg, resident_regions(cfg)))
 
 
 def context_base(cfg: HWConfig, context: int) -> int:

@@ -14,7 +14,7 @@ __all__ = ["BurstReader"]
 
 
 class BurstReader(wiring.Component):
-    """``start`` reads ``beats`` bus beats from ``addr`` (a multiple of 4 KiB, or at least of
+    """``start`` reads ``count`` bus beats from ``addr`` (a multiple of 4 KiB, or at least of
     the burst's bytes) in INCR bursts of ``ContextMover.burst(cfg)`` beats (a power of two
     that divides 4 KiB, so no burst crosses 4 KiB), ID 0, full-width; AR runs ahead of R.
     The R beats leave on ``beats`` in order (``rready`` is its ``ready``). ``busy`` from
