@@ -223,9 +223,8 @@ class VRexCore(wiring.Component):
         m.submodules.mover = mover = ContextMover(cfg, context_regions(cfg))
         # The key sums in DRAM (the aging's) and the representative keys SCORE streams.
         sums_region, reps_region = resident_regions(cfg)
-        m.submodules.reps_reader = reps_reader = BurstReader(
-            cfg, C * (cfg.axi_beats_per_token // 2)
-        )
+        rep_beats = cfg.axi_beats_per_token // 2  # a cluster's representative key
+        m.submodules.reps_reader = reps_reader = BurstReader(cfg, C * rep_beats)
         m.submodules.rep_gearbox = rep_gearbox = FetchGearbox(cfg)
         self._connect_axi(m, kvmu, writer, mover, aging, reps_reader)
 
@@ -422,7 +421,7 @@ class VRexCore(wiring.Component):
             aging.k_data.eq(kk_rd.data),
             aging.v_data.eq(kv_rd.data),
             aging.sums_base.eq(ctx_base + sums_region.offset),
-            aging.reps_base.eq(ctx_base + reps_region.offset),
+            aging.reps_base.eq(ctx_base + reps_region.offset),  # the reader's too
             # a PREFILL's or QUERY's reciprocal is 1/rows, an aged token's 1/members
             to_fp32.n.eq(Mux((op == Op.PREFILL) | (op == Op.QUERY), p_rows, aging.members)),
             recip.operand.payload.value.eq(to_fp32.f),
@@ -921,8 +920,8 @@ class VRexCore(wiring.Component):
                     start_feed(FeedMode.SCORE, n_clu)
                     m.d.comb += [
                         reps_reader.start.eq(1),
-                        reps_reader.addr.eq(ctx_base + reps_region.offset),
-                        reps_reader.count.eq(n_clu * (cfg.axi_beats_per_token // 2)),
+                        reps_reader.addr.eq(aging.reps_base),
+                        reps_reader.count.eq(n_clu * rep_beats),
                     ]
                     count("clusters_scored", n_clu)
                     m.next = "Q_SCORE"
