@@ -94,6 +94,13 @@ POWER_MODES = ("auto", "flat", "modules")
 #: ``--power auto`` takes the per-module path above this many cells: the flat path's
 #: propagation and OpenSTA run cost ~7 min for the tiny core's 0.5 M cells, ~20 min for 2 M.
 FLAT_POWER_MAX_CELLS = 1_000_000
+#: What ``module_timing`` (a design too large to time whole) is.
+MODULE_TIMING = (
+    "The worst setup path inside any one distinct module (OpenSTA on the per-module power "
+    "design, synth.modpower: each module's own cells, every input driven from a flop). Paths "
+    "that cross a module boundary are cut there, so the design's true critical path is at "
+    "least this long: fmax_bound_mhz is an upper bound on the design's fmax, not its fmax."
+)
 #: Default ``--max-timing-cells``: OpenSTA links the hierarchical netlist flat, ~1.1-1.2 KB
 #: per cell (15.6 GB for 13.9 M cells, 19.2 GB for the 16.0 M cells of the 16-lane paper
 #: core), so on a 24 GB machine a larger design is not timed (its timing is reported as not
@@ -264,10 +271,33 @@ def _path_module(res: SynthResult, *points: str) -> tuple[str, str]:
 
 def _module_power_entry(
     res: SynthResult, mapped: dict[str, Any], libs: list[Any], wd: Path, opts: FlowOptions
-) -> dict[str, Any]:
-    """The ``power`` entry of the report from :func:`synth.modpower.module_power`: each
-    distinct module's own power at the default activity, summed over its instances."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``power`` and ``module_timing`` entries of the report from
+    :func:`synth.modpower.module_power`: each distinct module's own power at the default
+    activity, summed over its instances, and the worst path inside any one module."""
     mp = module_power(mapped, res.top, libs, res.liberties, res.macros, wd, opts.clock_ns)
+    cp, ws = mp.critical_path, mp.worst_slack_ns
+    fmax = 1000.0 / (opts.clock_ns - ws) if ws is not None and opts.clock_ns - ws > 0 else None
+    timing = {
+        "what": MODULE_TIMING,
+        "clock_ns": opts.clock_ns,
+        "worst_slack_ns": ws,
+        "fmax_bound_mhz": fmax,
+        "scaled_fmax_bound_mhz": None
+        if fmax is None
+        else fmax / factors(SOURCE_NODE, PAPER_NODE).delay,
+        "module": mp.critical_module,
+        "critical_path": None
+        if cp is None
+        else {
+            "startpoint": cp.startpoint,
+            "endpoint": cp.endpoint,
+            "arrival_ns": cp.arrival_ns,
+            "slack_ns": cp.slack_ns,
+            "stages": cp.stages,
+        },
+        "log": _rel(mp.log),
+    }
     count: dict[str, int] = {}
     for inst in res.instances:
         count[inst.module] = count.get(inst.module, 0) + 1
@@ -334,7 +364,7 @@ def _module_power_entry(
             m: {"instances": count.get(m, 0), "own_w": o.total_w} for m, o in mp.own.items()
         },
         "log": _rel(mp.log),
-    }
+    }, timing
 
 
 def _rel(p: Path) -> str:
@@ -448,7 +478,17 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
             opts.power_mode == "auto" and res.total.cells > FLAT_POWER_MAX_CELLS
         )
         if use_modules:
-            entry["power"] = _module_power_entry(res, mapped, libs, wd, opts)
+            entry["power"], module_timing = _module_power_entry(res, mapped, libs, wd, opts)
+            if entry["timing"] is None:
+                entry["module_timing"] = module_timing
+                _say(
+                    opts,
+                    f"  {name}: timing inside each distinct module (a bound): worst slack "
+                    f"{module_timing['worst_slack_ns'] or float('nan'):.3f} ns, fmax <= "
+                    f"{module_timing['fmax_bound_mhz'] or float('nan'):.1f} MHz "
+                    f"({module_timing['scaled_fmax_bound_mhz'] or float('nan'):.0f} MHz "
+                    f"scaled), in {module_timing['module']}",
+                )
             dynamic = entry["power"]["dynamic_w"]
             leakage = entry["power"]["leakage_w"]
             t = lap("power", t)

@@ -23,6 +23,8 @@ lightly used), and it says so in the report.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ from synth.power import (
     write_tcl,
 )
 from synth.sram import MemoryInstance, SramEstimate
-from synth.sta import run_power
+from synth.sta import CriticalPath, run_power
 
 __all__ = ["ModulePower", "ModulePowerResult", "module_power", "own_design"]
 
@@ -81,6 +83,12 @@ class ModulePowerResult:
     annotation: Annotation
     leaves: int
     log: Path
+    #: The worst setup slack over the modules (ns) and its path, its start and end points
+    #: renamed to ``module/cell/pin`` (see :func:`module_power`).
+    worst_slack_ns: float | None = None
+    critical_path: CriticalPath | None = None
+    #: The module the critical path ends in.
+    critical_module: str | None = None
 
 
 def own_design(mapped: dict[str, Any], *, reset_inactive: bool = True) -> dict[str, Any]:
@@ -224,7 +232,14 @@ def module_power(
     renamed.inputs = dict(port_map)
     tcl = write_tcl(renamed, ann, wrapper, workdir / "own_activity.tcl")
     pw = run_power(
-        wrapper.netlist, wrapper.top, liberties, workdir, clock_ns, tcl, step="module power"
+        wrapper.netlist,
+        wrapper.top,
+        liberties,
+        workdir,
+        clock_ns,
+        tcl,
+        checks=True,
+        step="module power",
     )
     macro_cells = {m.macro_name for m, _ in macros.values()}
     # access energy of each macro leaf, keyed by its flat path (module/cell)
@@ -264,10 +279,32 @@ def module_power(
         sub(name)
     if top not in subtree:
         raise ValueError(f"top {top!r} is not a module of the mapped netlist")
+    cp, end_module = pw.critical_path, None
+    if cp is not None:
+        leaf = re.compile(rf"^{re.escape(DUT_INSTANCE)}/c(\d+)(/.*)?$")
+
+        def rename(point: str) -> str:
+            m = leaf.match(point)
+            if m is None:
+                return point  # a port, or a source flop of the wrapper
+            mod, cell_name = owner[int(m.group(1))]
+            return f"{mod}/{cell_name}{m.group(2) or ''}"
+
+        end = leaf.match(cp.endpoint)
+        end_module = owner[int(end.group(1))][0] if end else None
+        cp = dataclasses.replace(
+            cp,
+            startpoint=rename(cp.startpoint),
+            endpoint=rename(cp.endpoint),
+            stages=[rename(st.split(" ", 1)[0]) + " " + st.split(" ", 1)[1] for st in cp.stages],
+        )
     return ModulePowerResult(
         own=dict(own),
         subtree_w=subtree,
         annotation=ann,
         leaves=len(flat.instances),
         log=workdir / "sta_module_power.log",
+        worst_slack_ns=pw.worst_slack_ns,
+        critical_path=cp,
+        critical_module=end_module,
     )

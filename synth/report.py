@@ -243,6 +243,18 @@ SCHEMA: dict[str, Any] = {
                     },
                     "power": _POWER,
                     "scaled": _SCALED,
+                    "module_timing": {
+                        "type": "object",
+                        "required": [
+                            "what",
+                            "clock_ns",
+                            "worst_slack_ns",
+                            "fmax_bound_mhz",
+                            "module",
+                            "critical_path",
+                            "log",
+                        ],
+                    },
                 },
             },
         },
@@ -533,6 +545,19 @@ def write_markdown(report: dict[str, Any], path: Path, charts: list[Path] = ()) 
         t = m["timing"]
         if m.get("timing_note"):
             lines += [f"Timing {m['timing_note']}.", ""]
+        mt = m.get("module_timing")
+        if mt:
+            cp = mt["critical_path"]
+            lines += [
+                f"Timing inside each distinct module at {mt['clock_ns']} ns: worst slack "
+                f"{_f(mt['worst_slack_ns'], '{:.3f}')} ns, fmax at most "
+                f"**{_f(mt['fmax_bound_mhz'], '{:.1f}')} MHz** "
+                f"({_f(mt['scaled_fmax_bound_mhz'], '{:.0f}')} MHz scaled, estimate), in "
+                f"`{mt['module']}`"
+                + (f" (`{cp['startpoint']}` → `{cp['endpoint']}`)" if cp else "")
+                + f". {mt['what']} Log: `{mt['log']}`.",
+                "",
+            ]
         if t:
             cp = t["critical_path"]
             lines += [

@@ -59,6 +59,9 @@ class PowerReport:
     instances: dict[str, tuple[float, float, float, float]]  # path -> int, sw, leak, total
     annotated_pins: int = 0
     annotated_ports: int = 0
+    #: With ``run_power(checks=True)``: the worst setup slack and its path.
+    worst_slack_ns: float | None = None
+    critical_path: CriticalPath | None = None
 
 
 @dataclass
@@ -263,6 +266,7 @@ def run_power(
     *,
     output_nets: list[str] = (),
     clock_port: str = "clk",
+    checks: bool = False,
     step: str = "power",
     timeout: float = 3600,
 ) -> PowerReport:
@@ -271,6 +275,9 @@ def run_power(
 
     Returns the totals as OpenSTA prints them and the power of every leaf instance; callers
     sum the instances they own (the wrapper's source flops are not part of the design).
+    With ``checks``, the same run also reports the worst setup path (``worst_slack_ns``,
+    ``critical_path``): the wrapper drives every input from a flop, so every path from a
+    flop or an input to a flop is timed.
     """
     if not clock_ns > 0:
         raise ValueError(f"clock_ns must be positive, not {clock_ns!r}")
@@ -288,6 +295,13 @@ def run_power(
         lines.append(f"set_load {OUTPUT_LOAD_PF} [get_nets {{{net}*}}]")
     lines += [
         f"source {{{_rel(activity_tcl, workdir)}}}",
+    ]
+    if checks:
+        lines += [
+            "report_checks -path_delay max -digits 4",
+            'puts "VREX_WS_MAX [sta::worst_slack -max]"',
+        ]
+    lines += [
         "report_power -digits 6",
         'puts "VREX_INSTANCE_POWER"',
         "report_power -instances [get_cells -hierarchical *] -digits 6",
@@ -297,4 +311,10 @@ def run_power(
     power = _parse_power(out)
     if power is None:
         raise ToolError("OpenSTA", step, log, None, "    no power report in the log")
+    if checks:
+        ws = re.search(r"VREX_WS_MAX (\S+)", out)
+        if ws is None:
+            raise ToolError("OpenSTA", step, log, None, "    no worst slack in the log")
+        power.worst_slack_ns = _float(ws.group(1))
+        power.critical_path = _parse_path(out.split("VREX_WS_MAX")[0])
     return power

@@ -289,3 +289,37 @@ def test_flow_per_module_power_is_labelled(tmp_path):
     assert rep.validate(report) == []
     with pytest.raises(ValueError, match="power_mode"):
         flow.FlowOptions(power_mode="guess")
+
+
+def test_flow_times_each_module_of_a_design_too_large_to_time(tmp_path):
+    """Above ``--max-timing-cells`` the flow still reports the worst path inside any one
+    module (from the per-module power run): no longer than the whole design's, which the
+    same unit timed whole shows."""
+    from synth import flow
+    from synth import report as rep
+
+    runs = {}
+    for limit in (1, flow.MAX_TIMING_CELLS):
+        opts = flow.FlowOptions(
+            preset="tiny",
+            tops=["mac_tree"],
+            out_dir=tmp_path / str(limit),
+            power_mode="modules",
+            max_timing_cells=limit,
+            quiet=True,
+            charts=False,
+        )
+        report = flow.run_flow(opts)
+        (runs[limit],) = report["modules"]
+        assert rep.validate(report) == []
+    bound, whole = runs[1], runs[flow.MAX_TIMING_CELLS]
+    assert bound["timing"] is None and "not measured" in bound["timing_note"]
+    assert "module_timing" not in whole  # timed whole: no bound
+    mt, t = bound["module_timing"], whole["timing"]
+    modules = {h["module"] for h in bound["area"]["hierarchy"]}
+    assert mt["module"] in modules and mt["critical_path"]["endpoint"].startswith(mt["module"])
+    # the wrapper's source flops add a clock-to-Q delay the whole run's input ports lack
+    assert mt["fmax_bound_mhz"] >= 0.9 * t["fmax_mhz"]
+    assert mt["scaled_fmax_bound_mhz"] > mt["fmax_bound_mhz"]
+    md = (tmp_path / "1" / "report.md").read_text()
+    assert "Timing inside each distinct module" in md and "upper bound" in md
