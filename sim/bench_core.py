@@ -29,7 +29,7 @@ hcu_batch`` tokens, ``R = ceil(clusters / hcu_lanes)`` table rows, and, since th
 takes a batch only once the aging has taken all but the last result of the one before, by
 ``R + (B - 1) a`` (``python -m sim.bench_ingest`` measures this on the RTL against the
 table size).
-The coefficients are least-squares fits to the run; the report gives the fit's
+The coefficients are non-negative least-squares fits to the run; the report gives the fit's
 residual, how many costs the run determines independently, and a holdout check (fit on
 the first half of the commands, predict the second half, whose caches are larger).
 Extrapolation to a cache of ``N`` tokens: ``sink + recent`` kept,
@@ -63,6 +63,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import scipy.optimize
 
 from hw.config import apply_settings, parse_settings, preset
 from hw.core.contexts import moved_beats, region_rows
@@ -133,11 +134,17 @@ def _features(r: dict, cfg) -> list[float]:
 
 
 def fit(records: list[dict], cfg) -> tuple[np.ndarray, float]:
-    """Least-squares coefficients (``FEATURES`` order) of the ``PREFILL`` / ``QUERY``
-    records of a run of ``cfg`` and the largest relative residual."""
+    """Non-negative least-squares coefficients (``FEATURES`` order) of the ``PREFILL`` /
+    ``QUERY`` records of a run of ``cfg`` and the largest relative residual. Every
+    feature is a cost, so no coefficient may be negative: features that vary together in a
+    run (the bursts with the clusters) would otherwise trade a negative cost for a larger
+    one."""
     x = np.array([_features(r, cfg) for r in records], float)
     y = np.array([r["cycles"] for r in records], float)
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    # scaled columns: NNLS stops on an absolute tolerance, the features span 1 to 10^5
+    scale = np.maximum(np.abs(x).max(axis=0), 1.0)
+    coef, _ = scipy.optimize.nnls(x / scale, y, maxiter=100 * x.shape[1])
+    coef = coef / scale
     return coef, float(np.max(np.abs(x @ coef - y) / y))
 
 

@@ -56,6 +56,18 @@ def test_fit_recovers_a_linear_model():
         assert coef[FEATURES.index(name)] == pytest.approx(TRUE[name], rel=1e-2), name
 
 
+def test_fit_never_gives_a_negative_cost():
+    """Bursts that save cycles in the data (a negative cost, as collinear features can
+    make plain least squares give) get a cost of 0; the others stay costs."""
+    rep = _records()
+    recs = [r for r in rep["records"] if r["kind"] in ("prefill", "decode")]
+    for r in recs:
+        r["cycles"] -= 6 * r["bursts"]
+    coef, _ = fit(recs, PAPER)
+    assert coef[FEATURES.index("bursts")] == 0 and (coef >= 0).all()
+    assert coef[FEATURES.index("engine")] > 0.5
+
+
 def test_extrapolation_grows_with_the_cache_and_names_the_budget():
     s = run(_records(), PAPER, 0.327)
     assert s["holdout_max_rel_error"] < 1e-3
