@@ -50,6 +50,7 @@ rounding), and ``rep_beats``, per selection half a token's beats per cluster sco
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,6 +79,7 @@ __all__ = [
     "QueryOutcome",
     "mean_query",
     "score_scale_bits",
+    "sum_reuse",
 ]
 
 #: Work counters of the core (``hw.core.PERF`` has these plus cycle counters), in order.
@@ -136,6 +138,33 @@ class QueryOutcome:
     buckets_scanned: int
 
 
+def sum_reuse(
+    aged: list[tuple[int, int]], frame_offsets: np.ndarray, sizes: tuple[int, ...]
+) -> dict[int, float]:
+    """For each ``n`` of ``sizes``: the share of the aged tokens (``CoreModel.aged``) whose
+    cluster was among the ``n`` clusters aged most recently in the same frame (the frame of
+    the token whose ingest aged it; ``frame_offsets``: each frame's first token id). It is
+    the hit rate a write-back buffer of ``n`` key sums would have if it were emptied at every
+    frame, as a context switch every frame would empty it (least recently used replaced)."""
+    out = {}
+    frames = np.searchsorted(frame_offsets, [t for t, _ in aged], side="right")
+    for n in sizes:
+        hits, lru, frame = 0, OrderedDict(), None
+        for f, (_, c) in zip(frames, aged, strict=True):
+            if f != frame:
+                lru.clear()
+                frame = f
+            if c in lru:
+                hits += 1
+                lru.move_to_end(c)
+            else:
+                lru[c] = None
+                if len(lru) > n:
+                    lru.popitem(last=False)
+        out[n] = hits / max(1, len(aged))
+    return out
+
+
 @dataclass
 class CoreModel:
     """State of one context of the core; ``cfg`` is an ``hw.config.HWConfig``."""
@@ -170,6 +199,9 @@ class CoreModel:
         self.k_post: list[np.ndarray] = []
         self.v: list[np.ndarray] = []
         self.sig: list[int] = []
+        #: every aged token's cluster, in the order aged, with the id of the token whose
+        #: ingest aged it: (ingested token id, cluster)
+        self.aged: list[tuple[int, int]] = []
 
     def set_bias(self, bias: np.ndarray) -> None:
         """``SET_BIAS``: ``theta_j = dot(bias, P_j)`` (BF16 ``bias`` of shape (d,))."""
@@ -258,6 +290,7 @@ class CoreModel:
             self.members[c] = 0
         self.keysum[c] = fp32_add(self.keysum[c], self.k_post[t].astype(np.uint32) << np.uint32(16))
         self.members[c] += 1
+        self.aged.append((self.n_tokens - 1, c))
         recip = fp32_recip(int_to_fp32(np.uint32(self.members[c])))
         self.w[c] = fp32_mul(recip, self.k_score)
 

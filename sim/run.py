@@ -23,6 +23,7 @@ import numpy as np
 
 from golden.bf16 import from_bf16_bits
 from golden.cache import StreamingCache
+from golden.core import sum_reuse
 from golden.fparith import bits_to_f32
 from golden.rope import rope
 from golden.softmax import attention_float
@@ -267,6 +268,10 @@ def prefill_reference(trace, prog) -> list[float]:
     return errs
 
 
+#: Write-back buffer sizes (clusters) whose hit rate the summary gives (``sum_reuse``).
+SUM_BUFFERS = (1, 16, 64, 256)
+
+
 def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
     recs = [r for r in rep["records"] if r["kind"] != "counters"]
     frames = [r for r in recs if r["kind"] == "frame"]
@@ -286,6 +291,9 @@ def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
         return sum(c[name] for c in counters)
 
     ref = float_reference(cfg, trace, prog)
+    offsets = trace.frame_offsets[: trace.n_frames + 1]
+    reuse = [sum_reuse(list(c.aged), offsets, SUM_BUFFERS) for c in prog.contexts]
+    aged = [len(c.aged) for c in prog.contexts]
     return {
         "queries": len(queries),
         "queries_matched": sum(1 for q in queries if q.get("match")),
@@ -330,6 +338,11 @@ def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
         # the fetched rows that arrived before the engine's turn to take them
         "prefetched": total("prefetched_rows") / max(1, total("tokens_fetched") * 2 * nb),
         "prefetch_rows": cfg.prefetch_rows,
+        # what a write-back buffer of the key sums would save (one switch per frame)
+        "sum_reuse": {
+            n: sum(r[n] * a for r, a in zip(reuse, aged, strict=True)) / max(1, sum(aged))
+            for n in SUM_BUFFERS
+        },
         **{
             f"{k}_{f.__name__}": float(f([r[k] for r in ref])) if ref else 0.0
             for k in ("err_vs_full", "err_vs_float_resv", "float_resv_vs_full")
@@ -382,6 +395,11 @@ def render(s: dict) -> str:
             f"| MAC tree busy | {100 * s['mac_busy']:.1f} % of cycles |",
             f"| fetched rows prefetched (in the {s['prefetch_rows']}-row buffer before the "
             f"engine's turn) | {100 * s['prefetched']:.1f} % |",
+            "| aged tokens whose cluster's key sum a write-back buffer of "
+            + " / ".join(str(n) for n in s["sum_reuse"])
+            + " clusters would hold (emptied every frame) | "
+            + " / ".join(f"{100 * v:.1f} %" for v in s["sum_reuse"].values())
+            + " |",
             f"| rel. error vs float64 full attention | mean {s['err_vs_full_mean']:.4f}, max "
             f"{s['err_vs_full_max']:.4f} (float ReSV model: mean "
             f"{s['float_resv_vs_full_mean']:.4f}, attends "

@@ -73,6 +73,8 @@ class Context:
     counters: dict  #: the context's own work counters at its end (the model's)
     #: its clusters' FP32 key sums at its end (the model's; the core keeps them in DRAM)
     keysum: np.ndarray
+    #: its aged tokens' (token id, cluster), in the order aged (the model's)
+    aged: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,13 @@ def program_from_arrays(
         states.append([*state, _state(model)])
     cmds: list[Command] = []
     ctxs = [
-        Context(layer, head, dict(models[ci].counters), models[ci].keysum[: models[ci].n_clusters])
+        Context(
+            layer,
+            head,
+            dict(models[ci].counters),
+            models[ci].keysum[: models[ci].n_clusters],
+            tuple(models[ci].aged),
+        )
         for ci, (layer, head, *_) in enumerate(contexts)
     ]
     if not interleave:

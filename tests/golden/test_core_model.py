@@ -8,7 +8,7 @@ import pytest
 
 from golden.bf16 import from_bf16_bits, to_bf16_bits
 from golden.cache import StreamingCache
-from golden.core import WORK_COUNTERS, CoreModel
+from golden.core import WORK_COUNTERS, CoreModel, sum_reuse
 from golden.fparith import bits_to_f32
 from golden.synthetic import synthetic_keys
 from hw.config import preset
@@ -219,3 +219,18 @@ def test_prefill_errors():
         assert msg and model.prefill_error(rows, group, p0) is not None
         with pytest.raises(ValueError, match=msg):
             model.prefill(np.zeros((max(rows, 1), 16), np.uint16)[:rows], p0, group)
+
+
+def test_aged_clusters_and_their_reuse_in_a_frame():
+    model, _, _ = run_both(TINY)
+    r = TINY.resv
+    assert len(model.aged) == model.counters["tokens_clustered"]
+    # a token ages when the ring is full: the token that ages it is recent_tokens later
+    ids = [t for t, _ in model.aged]
+    assert ids == list(range(r.sink_tokens + r.recent_tokens, model.n_tokens))
+    assert {c for _, c in model.aged} == set(range(model.n_clusters))
+    # by hand: frames start at tokens 0 and 3, so the buffer is emptied before token 3;
+    # at 2 clusters the least recently used goes (first-in first-out would give 2 / 8)
+    aged = [(0, 5), (1, 5), (2, 6), (3, 5), (4, 6), (5, 5), (6, 7), (7, 5)]
+    offsets = np.array([0, 3, 8])
+    assert sum_reuse(aged, offsets, (1, 2, 8)) == {1: 1 / 8, 2: 3 / 8, 8: 3 / 8}
