@@ -307,6 +307,8 @@ class VRexCore(wiring.Component):
         then_reset = Signal(name="then_reset")
         started = Signal(max(2, NCTX), name="contexts_started")
         stride_bits = context_stride(cfg).bit_length() - 1
+        target_base = Signal(cfg.axi_addr_bits, name="context_target_base")
+        m.d.comb += target_base.eq(cfg.kv_base + (target << stride_bits))
 
         # Counters: the parts below drive their increments.
         m.submodules.perf = perf = PerfCounters(
@@ -318,6 +320,7 @@ class VRexCore(wiring.Component):
                 "clusters_selected": len(dre.summary.payload.n_selected),
                 "read_bursts": len(kvmu.summary.payload.bursts),
                 "read_beats": len(kvmu.summary.payload.beats),
+                "context_beats": 2,  # a swap's W and R beats
             }
         )
         m.d.comb += [perf.addr.eq(self.perf_addr), self.perf_data.eq(perf.data)]
@@ -601,9 +604,14 @@ class VRexCore(wiring.Component):
                                 with m.Else():
                                     m.next = "STATUS"  # already the active context
                             with m.Elif(started.bit_select(active, 1)):
-                                # store the active context, then load (or reset) the target
-                                m.d.comb += [mover.start.eq(1), mover.save.eq(1)]
-                                m.next = "SW_STORE"
+                                # store the active context while the target's tables load
+                                # (a swap), or store it, then reset the target
+                                m.d.comb += [
+                                    mover.start.eq(1),
+                                    mover.save.eq(1),
+                                    mover.load.eq(~reset),
+                                ]
+                                m.next = "SW_MOVE"
                             with m.Else():  # nothing to store (no context started yet)
                                 reset_context(c)
                         with m.Case(Op.SET_BIAS):
@@ -655,23 +663,15 @@ class VRexCore(wiring.Component):
                 m.next = "STATUS"
 
             # ---------------------------------------------------------------- SWITCH_CTX
-            with m.State("SW_STORE"), m.If(~mover.busy):
+            with m.State("SW_MOVE"), m.If(~mover.busy):
                 with m.If(mover.error):
                     m.d.sync += err.eq(Error.BUS)
                 with m.If(then_reset):
                     reset_context(target)
                 with m.Else():
-                    m.d.sync += [
-                        active.eq(target),
-                        ctx_base.eq(cfg.kv_base + (target << stride_bits)),
-                    ]
-                    m.d.comb += mover.start.eq(1)  # a load, from the target's region
+                    m.d.sync += [active.eq(target), ctx_base.eq(target_base)]
                     count("context_switches")
-                    m.next = "SW_LOAD"
-            with m.State("SW_LOAD"), m.If(~mover.busy):
-                with m.If(mover.error):
-                    m.d.sync += err.eq(Error.BUS)
-                m.next = "STATUS"
+                    m.next = "STATUS"
 
             # ---------------------------------------------------------------- SET_BIAS
             with m.State("BIAS_RX"):
@@ -1000,7 +1000,8 @@ class VRexCore(wiring.Component):
         # size, the KVMU's chunks in use and the hasher's thresholds.
         kept_now = Mux(n_tok < sink, n_tok, sink + ring_n)
         m.d.comb += [
-            mover.base.eq(ctx_base),
+            mover.save_base.eq(ctx_base),
+            mover.load_base.eq(target_base),
             kvmu.base.eq(ctx_base),
             mover.scalars_rows.eq(1),
             mover.hcu_rows.eq((n_clu + cfg.hcu_lanes - 1) >> ceil_log2(cfg.hcu_lanes)),
@@ -1050,6 +1051,7 @@ class VRexCore(wiring.Component):
             m.d.comb += [
                 port.active.eq(cp.active),
                 port.addr.eq(cp.addr),
+                port.waddr.eq(cp.waddr),
                 port.we.eq(cp.we),
                 port.wdata.eq(part),
             ]

@@ -1,20 +1,26 @@
 """``ContextMover``: ``SWITCH_CTX``'s engine, a context's tables between the core and DRAM.
 
-Given the regions of ``hw.core.contexts.context_regions``, one ``start`` stores (``save``) or
-loads every region in order, each at its occupancy: the region's ``<name>_rows`` input is
-read when the region begins (so a load's first region, the scalars, sets the rows of the
-others), and ``rows x beats_per_row`` beats move at ``base + offset`` in INCR bursts of up
-to ``burst`` beats (a power of two; the regions are 4 KiB-aligned, so no burst crosses
-4 KiB), ID 0, full-width beats, ``wstrb`` all ones.
+Given the regions of ``hw.core.contexts.context_regions``, one ``start`` stores (``save``)
+the active context's tables to ``save_base``, loads (``load``) another context's from
+``load_base``, or both at once (a **swap**, what ``SWITCH_CTX`` does): region by region, in
+order, each at its occupancy. A store moves the rows the ``<name>_rows`` inputs gave at
+``start`` (the active context's), a load the rows they give when the region begins (so a
+load's first region, the scalars, sets the rows of the others). ``rows x beats_per_row``
+beats move at ``base + offset`` in INCR bursts of up to ``burst`` beats (a power of two;
+the regions are 4 KiB-aligned, so no burst crosses 4 KiB), ID 0, full-width beats,
+``wstrb`` all ones.
 
 Store: AW runs ahead of W; a row is read from its table port (``addr`` held, ``rdata`` the
 next cycle) and leaves as ``beats_per_row`` W beats, the next row's read in the cycle of
 the last beat, so W moves one beat per cycle while ``wready`` is high; a W beat leaves
-only after the AW of its burst. Load: AR runs ahead; R beats assemble a row, written at its
-last beat (``rready`` is always high). ``busy`` falls once every region moved (a store:
-every B response arrived);
-``error`` is then high if a response was not OKAY (it stays until the next ``start``).
-``beats`` strobes each moved data beat (W or R).
+only after the AW of its burst. Load: AR runs ahead; R beats assemble a row, written at
+``waddr`` at its last beat. In a swap the two run together on AXI's independent read and
+write channels, so a region takes about the longer of its store and its load, not their
+sum; a loaded row may replace a stored one only once that row has left, so R waits
+(``rready`` low) while the load's row is one the store has still to send. The next region
+begins when both are done. ``busy`` falls once every region moved (a store: every B
+response arrived); ``error`` is then high if a response was not OKAY (it stays until the
+next ``start``). ``beats`` is the data beats moved this cycle (W and R: 0, 1 or 2).
 """
 
 from __future__ import annotations
@@ -42,10 +48,12 @@ class ContextMover(wiring.Component):
         members = {
             "start": In(1),
             "save": In(1),
-            "base": In(cfg.axi_addr_bits),
+            "load": In(1),
+            "save_base": In(cfg.axi_addr_bits),
+            "load_base": In(cfg.axi_addr_bits),
             "busy": Out(1),
             "error": Out(1),
-            "beats": Out(1),
+            "beats": Out(2),
             "m_axi": Out(axi4_signature(cfg.axi_addr_bits, cfg.axi_data_bits)),
         }
         for g in regions:
@@ -65,29 +73,75 @@ class ContextMover(wiring.Component):
         bus_bytes = bus // 8
         burst = self.burst(cfg)
         most = max(g.max_rows * g.beats_per_row for g in regions)
+        max_rows = max(g.max_rows for g in regions)
+        max_bpr = max(g.beats_per_row for g in regions)
         axi = self.m_axi
 
-        save = Signal(name="save")
+        save, load = Signal(name="save"), Signal(name="load")
         reg = Signal(range(len(regions) + 1), name="region")
-        a_addr = Signal(cfg.axi_addr_bits, name="addr")  # the next burst's address
-        a_left = Signal(range(most + 1), name="addr_left")  # beats not yet addressed
-        a_done = Signal(range(most + 1), name="addressed")  # beats addressed (region)
-        d_done = Signal(range(most + 1), name="moved")  # data beats moved (region)
-        d_left = Signal(range(most + 1), name="data_left")
-        row = Signal(range(max(g.max_rows for g in regions) + 1), name="row")
-        beat = Signal(range(max(2, max(g.beats_per_row for g in regions))), name="beat")
-        acc = Signal(bus * max(1, max(g.beats_per_row for g in regions) - 1), name="acc")
-        pending_b = Signal(range(most + 2), name="pending_b")  # bursts awaiting their B
+        # the active context's rows, from start (a load changes the inputs)
+        saved_rows = [Signal(range(g.max_rows + 1), name=f"{g.name}_saved") for g in regions]
+        s_rows = Signal(range(max_rows + 1), name="store_rows")  # this region's
         error = Signal(name="error_seen")
-        n = Signal(range(burst + 1), name="burst_len")
+        pending_b = Signal(range(most + 2), name="pending_b")  # bursts awaiting their B
 
+        class Side:
+            """One direction's counters: addresses ahead of data, rows of data."""
+
+            def __init__(self, tag):
+                self.addr = Signal(cfg.axi_addr_bits, name=f"{tag}_addr")  # next burst's
+                self.a_left = Signal(range(most + 1), name=f"{tag}_addr_left")
+                self.a_done = Signal(range(most + 1), name=f"{tag}_addressed")
+                self.d_done = Signal(range(most + 1), name=f"{tag}_moved")
+                self.d_left = Signal(range(most + 1), name=f"{tag}_data_left")
+                self.row = Signal(range(max_rows + 1), name=f"{tag}_row")
+                self.beat = Signal(range(max(2, max_bpr)), name=f"{tag}_beat")
+                self.n = Signal(range(burst + 1), name=f"{tag}_burst_len")
+                m.d.comb += self.n.eq(Mux(self.a_left < burst, self.a_left, burst))
+
+            def begin(self, addr, beats):
+                m.d.sync += [
+                    self.addr.eq(addr),
+                    self.a_left.eq(beats),
+                    self.d_left.eq(beats),
+                    self.a_done.eq(0),
+                    self.d_done.eq(0),
+                    self.row.eq(0),
+                    self.beat.eq(0),
+                ]
+
+            def addressed(self):
+                m.d.sync += [
+                    self.addr.eq(self.addr + self.n * bus_bytes),
+                    self.a_left.eq(self.a_left - self.n),
+                    self.a_done.eq(self.a_done + self.n),
+                ]
+
+            def moved(self, last):
+                m.d.sync += [
+                    self.d_done.eq(self.d_done + 1),
+                    self.d_left.eq(self.d_left - 1),
+                    self.beat.eq(self.beat + 1),
+                ]
+                with m.If(last):
+                    m.d.sync += [self.beat.eq(0), self.row.eq(self.row + 1)]
+
+            @property
+            def done(self):
+                return (self.a_left == 0) & (self.d_left == 0)
+
+        st, ld = Side("store"), Side("load")
+        acc = Signal(bus * max(1, max_bpr - 1), name="acc")
+        w_hs = axi.wvalid & axi.wready
+        r_hs = axi.rvalid & axi.rready
+        aw_hs = axi.awvalid & axi.awready
+        b_hs = axi.bvalid & axi.bready
         m.d.comb += [
             self.error.eq(error),
-            n.eq(Mux(a_left < burst, a_left, burst)),
-            axi.araddr.eq(a_addr),
-            axi.awaddr.eq(a_addr),
-            axi.arlen.eq(n - 1),
-            axi.awlen.eq(n - 1),
+            axi.awaddr.eq(st.addr),
+            axi.awlen.eq(st.n - 1),
+            axi.araddr.eq(ld.addr),
+            axi.arlen.eq(ld.n - 1),
             axi.arsize.eq(ceil_log2(bus_bytes)),
             axi.awsize.eq(ceil_log2(bus_bytes)),
             axi.arburst.eq(_INCR),
@@ -95,61 +149,53 @@ class ContextMover(wiring.Component):
             axi.wstrb.eq((1 << bus_bytes) - 1),
             axi.bready.eq(1),
         ]
-        aw_hs = axi.awvalid & axi.awready
-        b_hs = axi.bvalid & axi.bready
         m.d.sync += pending_b.eq(pending_b + aw_hs - b_hs)
-        with m.If(b_hs & (axi.bresp != 0) | axi.rvalid & axi.rready & (axi.rresp != 0)):
+        with m.If(b_hs & (axi.bresp != 0) | r_hs & (axi.rresp != 0)):
             m.d.sync += error.eq(1)
 
         with m.FSM(name="mover"):
             with m.State("IDLE"), m.If(self.start):
-                m.d.sync += [save.eq(self.save), reg.eq(0), error.eq(0)]
+                m.d.sync += [save.eq(self.save), load.eq(self.load), reg.eq(0), error.eq(0)]
+                for g, saved in zip(regions, saved_rows, strict=True):
+                    m.d.sync += saved.eq(getattr(self, f"{g.name}_rows"))
                 m.next = "BEGIN"
             with m.State("BEGIN"):  # the region's rows; its first row's read (a store)
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [row.eq(0), beat.eq(0), a_done.eq(0), d_done.eq(0)]
                 with m.Switch(reg):
                     for i, g in enumerate(regions):
                         with m.Case(i):
-                            beats = getattr(self, f"{g.name}_rows") * g.beats_per_row
                             port = getattr(self, g.name)
                             m.d.comb += [port.active.eq(1), port.addr.eq(0)]
-                            m.d.sync += [
-                                a_left.eq(beats),
-                                d_left.eq(beats),
-                                a_addr.eq(self.base + g.offset),
-                            ]
+                            stored = Mux(save, saved_rows[i], 0)
+                            loaded = Mux(load, getattr(self, f"{g.name}_rows"), 0)
+                            st.begin(self.save_base + g.offset, stored * g.beats_per_row)
+                            ld.begin(self.load_base + g.offset, loaded * g.beats_per_row)
+                            m.d.sync += s_rows.eq(stored)
                             m.next = "RUN"
                     with m.Default():
                         m.next = "DRAIN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                # Addresses (AR or AW) run ahead of the data.
+                # Addresses (AW, AR) run ahead of the data; a loaded row waits until the
+                # store sent the row it replaces.
+                behind = (ld.row < st.row) | (ld.row >= s_rows)
                 m.d.comb += [
-                    axi.arvalid.eq(~save & (a_left != 0)),
-                    axi.awvalid.eq(save & (a_left != 0)),
+                    axi.awvalid.eq(st.a_left != 0),
+                    axi.arvalid.eq(ld.a_left != 0),
+                    axi.wvalid.eq((st.d_left != 0) & (st.d_done < st.a_done)),
+                    axi.wlast.eq((st.d_done[: ceil_log2(burst)] == burst - 1) | (st.d_left == 1)),
+                    axi.rready.eq((ld.d_left != 0) & behind),
+                    self.beats.eq(w_hs + r_hs),
                 ]
-                with m.If(axi.arvalid & axi.arready | aw_hs):
-                    m.d.sync += [
-                        a_addr.eq(a_addr + n * bus_bytes),
-                        a_left.eq(a_left - n),
-                        a_done.eq(a_done + n),
-                    ]
-                w_hs = axi.wvalid & axi.wready
-                r_hs = axi.rvalid & axi.rready
-                m.d.comb += [
-                    axi.wvalid.eq(save & (d_left != 0) & (d_done < a_done)),
-                    axi.wlast.eq((d_done[: ceil_log2(burst)] == burst - 1) | (d_left == 1)),
-                    axi.rready.eq(~save),
-                    self.beats.eq(w_hs | r_hs),
-                ]
-                with m.If(w_hs | r_hs):
-                    m.d.sync += [d_done.eq(d_done + 1), d_left.eq(d_left - 1), beat.eq(beat + 1)]
+                with m.If(aw_hs):
+                    st.addressed()
+                with m.If(axi.arvalid & axi.arready):
+                    ld.addressed()
                 with m.Switch(reg):
                     for i, g in enumerate(regions):
                         with m.Case(i):
-                            self._region(m, g, save, row, beat, acc, w_hs, r_hs)
-                with m.If((a_left == 0) & (d_left == 0)):
+                            self._region(m, g, st, ld, acc, w_hs, r_hs)
+                with m.If(st.done & ld.done):
                     m.d.sync += reg.eq(reg + 1)
                     m.next = "BEGIN"
             with m.State("DRAIN"):  # a store's last B responses
@@ -158,23 +204,24 @@ class ContextMover(wiring.Component):
                     m.next = "IDLE"
         return m
 
-    def _region(self, m, g: Region, save, row, beat, acc, w_hs, r_hs) -> None:
-        """Region ``g``'s rows: read and sent as W beats, or assembled from R beats."""
+    def _region(self, m, g: Region, st, ld, acc, w_hs, r_hs) -> None:
+        """Region ``g``'s rows: read and sent as W beats, and assembled from R beats."""
         bus, bpr = self._cfg.axi_data_bits, g.beats_per_row
         port = getattr(self, g.name)
-        last = beat == bpr - 1
         pad = bpr * bus - g.row_bits
         padded = Cat(port.rdata, Const(0, pad)) if pad else port.rdata
         m.d.comb += [
             port.active.eq(1),
             # a store reads the next row in the cycle of the row's last beat
-            port.addr.eq(row + (save & w_hs & last)),
-            self.m_axi.wdata.eq(padded.word_select(beat, bus) if bpr > 1 else padded),
+            port.addr.eq(st.row + (w_hs & (st.beat == bpr - 1))),
+            port.waddr.eq(ld.row),
+            self.m_axi.wdata.eq(padded.word_select(st.beat, bus) if bpr > 1 else padded),
             port.wdata.eq(Cat(acc[: (bpr - 1) * bus], self.m_axi.rdata)[: g.row_bits]),
-            port.we.eq(r_hs & last),
+            port.we.eq(r_hs & (ld.beat == bpr - 1)),
         ]
-        if bpr > 1:
-            with m.If(r_hs):
-                m.d.sync += acc.word_select(beat, bus).eq(self.m_axi.rdata)
-        with m.If((w_hs | r_hs) & last):
-            m.d.sync += [beat.eq(0), row.eq(row + 1)]
+        with m.If(w_hs):
+            st.moved(st.beat == bpr - 1)
+        with m.If(r_hs):
+            ld.moved(ld.beat == bpr - 1)
+            if bpr > 1:
+                m.d.sync += acc.word_select(ld.beat, bus).eq(self.m_axi.rdata)
