@@ -42,9 +42,11 @@ context-frame (6.4 M and 3.0 M), for everything including the weight streaming o
 projections and the FFN, which this core does not model. ``ratio`` = our ingest + prefill +
 ``SWITCH_CTX`` cycles per context-frame / that budget; the issue's goal is <= 150 K cycles at
 a 5 K cache. Every frame visits every context, so each context-frame has one ``SWITCH_CTX``:
-the context's tables stored to DRAM and the next one's loaded, at their occupancy
-(``hw.core.contexts.region_rows``: the extrapolated clusters, each with the run's tokens
-per cluster in chunks), one bus beat per cycle. The key sums stay in DRAM: a selection
+the context's tables stored to DRAM while the next one's load (a swap: the W and R
+channels busy together), at their occupancy (``hw.core.contexts.region_rows``: the
+extrapolated clusters, each with the run's tokens per cluster in chunks; the next context
+as large), so each region costs the longer of its store and its load, one beat per cycle
+(``hw.core.contexts.swap_beats``). The key sums stay in DRAM: a selection
 streams the clusters' BF16 representative keys (``head_dim * 16 / axi_data_bits`` beats a
 cluster, in the fitted per-cluster cost: the run has the paper's beats per cluster), and
 an aged token reads and writes back its cluster's sum (in the measured ingest per token).
@@ -66,7 +68,7 @@ import numpy as np
 import scipy.optimize
 
 from hw.config import apply_settings, parse_settings, preset
-from hw.core.contexts import moved_beats, region_rows
+from hw.core.contexts import region_rows, swap_beats
 from hw.datapath.tiled_attention import tile_gap
 
 __all__ = ["budget", "engine_cycles", "extrapolate", "fit", "main"]
@@ -177,17 +179,18 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     B, R = cfg.hcu_batch, math.ceil(clusters / cfg.hcu_lanes)
     a = shape["ingest_per_token"] + shape["rope_extra"]
     ingest = tpf * max(a, (R + 2 * B + 1) / B, (R + (B - 1) * a) / B)
-    # The context's SWITCH_CTX (every frame visits every context): its tables stored and the
-    # next context's loaded, one bus beat per cycle (hw.core.contexts; a tiny make sim
-    # measures 1.1 cycles per beat), each cluster's chunks as the run's tokens per cluster.
-    # The key sums stay in DRAM.
+    # The context's SWITCH_CTX (every frame visits every context): its tables stored while
+    # the next context's load, a region's W and R beats together, one bus beat per cycle on
+    # each channel (hw.core.contexts.swap_beats; the next context as large as this one),
+    # each cluster's chunks as the run's tokens per cluster. The key sums stay in DRAM.
     kw = {
         "n_tok": cache,
         "n_clu": round(clusters),
         "ring_n": r.recent_tokens,
         "chunks": round(clusters * math.ceil(shape["tokens_per_cluster"] / cfg.chunk_tokens)),
     }
-    switch = 2 * moved_beats(cfg, region_rows(cfg, **kw))
+    rows = region_rows(cfg, **kw)
+    switch = swap_beats(cfg, rows, rows)
     total = ingest + prefill + switch
     return {
         "cache": cache,
@@ -333,10 +336,10 @@ def render(s: dict) -> str:
         f"{100 * sh['retrieval_run']:.1f} %); RoPE adds at most {sh['rope_extra']} cycles per "
         "rotated vector there.",
         "",
-        "SWITCH_CTX: the context's tables stored to DRAM and the next context's loaded, every "
-        "frame (`hw.core.contexts`: at their occupancy, one bus beat per cycle; the key sums "
-        "stay in DRAM, and a selection streams the representative keys: in the per-cluster "
-        "cost).",
+        "SWITCH_CTX: the context's tables stored to DRAM while the next context's load, every "
+        "frame (`hw.core.contexts.swap_beats`: at their occupancy, each region the longer of "
+        "its store and its load, one beat per cycle on each channel; the key sums stay in "
+        "DRAM, and a selection streams the representative keys: in the per-cluster cost).",
         "",
         "| cache | clusters | fetched | PREFILLs / tiles | ingest | prefill | SWITCH_CTX "
         "| per context-frame | decode "

@@ -98,7 +98,8 @@ def bench_program(cfg: HWConfig, tokens: int, seed: int = 1) -> Program:
 
 def with_round_trips(prog: Program) -> Program:
     """``prog`` with the context stored and loaded back (``RESET_CTX 1`` stores it and starts
-    context 1, ``SWITCH_CTX 0`` loads it again) before its last frame and after it, before
+    context 1, ``SWITCH_CTX 0`` loads it again while it stores the empty context 1: a swap)
+    before its last frame and after it, before
     the decode query, whose output checks the load; the counters are also read around the
     second trip."""
     cmds = list(prog.commands)
@@ -188,7 +189,7 @@ def _markdown(cfg_name: str, settings: list[str], results: list[dict]) -> str:
             "`SWITCH_CTX` at the same tables (the context stored and loaded back before the "
             "frame and after it, the decode query then checking the load): the store after "
             "the frame and the load move the same tables (the key sums stay in DRAM; the "
-            "load's `SWITCH_CTX` also stores an empty context's scalars):",
+            "load's `SWITCH_CTX` is a swap: it stores an empty context's scalars meanwhile):",
             "",
             "| table rows (clusters) | store: cycles / beats | load: cycles / beats "
             "| cycles per beat |",

@@ -370,7 +370,7 @@ def render(s: dict) -> str:
             + (
                 f"visited in turn every frame: {s['switches']} SWITCH_CTX, "
                 f"{s['cycles_per_switch']:.0f} cycles and {s['switch_beats']:.0f} bus beats "
-                "each (store + load) |"
+                "each (a swap: the store and the load together) |"
                 if s["interleaved"]
                 else "one after the other |"
             ),

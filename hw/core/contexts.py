@@ -53,6 +53,7 @@ __all__ = [
     "region_rows",
     "resident_regions",
     "scalars_layout",
+    "swap_beats",
 ]
 
 _ALIGN = 4096
@@ -167,6 +168,15 @@ def region_rows(
 def moved_beats(cfg: HWConfig, rows: dict[str, int]) -> int:
     """Bus beats of one store (or one load) of a context with these ``region_rows``."""
     return sum(rows[g.name] * g.beats_per_row for g in context_regions(cfg))
+
+
+def swap_beats(cfg: HWConfig, stored: dict[str, int], loaded: dict[str, int]) -> int:
+    """Bus beats that bound a swap (``SWITCH_CTX``) of a context with ``stored`` rows for
+    one with ``loaded`` rows (``region_rows``): region by region the store's W beats and the
+    load's R beats move together, so each region takes the longer of the two."""
+    return sum(
+        max(stored[g.name], loaded[g.name]) * g.beats_per_row for g in context_regions(cfg)
+    )
 
 
 def check_contexts(cfg: HWConfig) -> None:
