@@ -6,7 +6,8 @@ the core builds it with ``bulk=True``, so that ``SWITCH_CTX`` can store the tabl
 and load another context's (``hw.core.mover``). While ``active`` is high the mover owns the
 table's ports (the unit is idle then): ``rdata`` is the row at the previous cycle's
 ``addr`` (a synchronous read port whose enable is held), and ``we`` writes ``wdata`` at
-``waddr`` (a swap stores one row while it loads another). Directions are the mover's; the unit's member is ``In(table_port(...))``.
+``waddr`` (a swap stores one row while it loads another). Directions are the mover's; the
+unit's member is ``In(table_port(...))``.
 """
 
 from __future__ import annotations

@@ -174,9 +174,7 @@ def swap_beats(cfg: HWConfig, stored: dict[str, int], loaded: dict[str, int]) ->
     """Bus beats that bound a swap (``SWITCH_CTX``) of a context with ``stored`` rows for
     one with ``loaded`` rows (``region_rows``): region by region the store's W beats and the
     load's R beats move together, so each region takes the longer of the two."""
-    return sum(
-        max(stored[g.name], loaded[g.name]) * g.beats_per_row for g in context_regions(cfg)
-    )
+    return sum(max(stored[g.name], loaded[g.name]) * g.beats_per_row for g in context_regions(cfg))
 
 
 def check_contexts(cfg: HWConfig) -> None:
