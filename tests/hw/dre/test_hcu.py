@@ -438,7 +438,7 @@ def test_a_loaded_table_drops_the_forwarded_count():
         hb, lanes = cfg.resv.hash_bits, cfg.hcu_lanes
         row = sig | (5 << (lanes * hb))
         b = dut.bulk
-        for s, v in ((b.active, 1), (b.addr, 0), (b.wdata, row), (b.we, 1), (dut.load, 1)):
+        for s, v in ((b.active, 1), (b.waddr, 0), (b.wdata, row), (b.we, 1), (dut.load, 1)):
             ctx.set(s, v)
         ctx.set(dut.load_size, 1)
         await ctx.tick()

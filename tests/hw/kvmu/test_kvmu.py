@@ -177,7 +177,7 @@ def test_created_cluster_with_the_pool_full_owns_no_chunk():
         stale = 5 | (5 << cfg.kv_chunk_bits) | (2 << (2 * cfg.kv_chunk_bits))  # chunk 5, 2 used
         port = dut.clusters_bulk
         ctx.set(port.active, 1)
-        ctx.set(port.addr, 3)
+        ctx.set(port.waddr, 3)
         ctx.set(port.wdata, stale)
         ctx.set(port.we, 1)
         ctx.set(dut.load, 1)
