@@ -103,7 +103,8 @@ bench: setup
 # The paper preset's timing at a quarter of its width: what sets its cycle counts is kept
 # (2 beats of mac_lanes per vector, 8 AXI beats per K or V row, 2 RoPE steps per vector,
 # 4096 clusters, the same windows); sim.bench_core predicts the paper preset from it. The
-# full-width paper core (14336 MACs) is too large to elaborate and simulate here.
+# full-width paper core (14336 MACs) generates and synthesises (make verilog / make synth
+# CONFIG=paper), but is too large to simulate here (its Verilator lint alone needs 9 GB).
 PAPER_TIMING := --set resv.head_dim=32 --set mac_lanes=16 --set rope_pairs=8 --set axi_data_bits=64 --set tile_tokens=32
 
 .PHONY: fpga fpga-sweep

@@ -43,7 +43,7 @@ import datetime
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -287,15 +287,7 @@ def _module_power_entry(
         if fmax is None
         else fmax / factors(SOURCE_NODE, PAPER_NODE).delay,
         "module": mp.critical_module,
-        "critical_path": None
-        if cp is None
-        else {
-            "startpoint": cp.startpoint,
-            "endpoint": cp.endpoint,
-            "arrival_ns": cp.arrival_ns,
-            "slack_ns": cp.slack_ns,
-            "stages": cp.stages,
-        },
+        "critical_path": None if cp is None else asdict(cp),
         "log": _rel(mp.log),
     }
     count: dict[str, int] = {}
