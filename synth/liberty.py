@@ -92,6 +92,8 @@ class Cell:
     next_state: dict[str, Expr] = field(default_factory=dict)
     pins: dict[str, Pin] = field(default_factory=dict)
     dont_use: bool = False
+    #: A flip-flop's ``clocked_on`` expression (``CLK``, ``(!CLK)``), else empty.
+    clocked_on: str = ""
 
     @property
     def outputs(self) -> list[Pin]:
@@ -352,6 +354,7 @@ def read_liberty(path: str | Path) -> Library:
         for ch in g.children:
             if ch.kind in ("ff", "latch", "ff_bank", "latch_bank"):
                 cell.sequential = True
+                cell.clocked_on = ch.attrs.get("clocked_on", [""])[0].strip('"')
                 key = "next_state" if ch.kind.startswith("ff") else "data_in"
                 if key in ch.attrs and ch.args:
                     cell.next_state[ch.args[0]] = parse_function(ch.attrs[key][0])

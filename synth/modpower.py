@@ -18,6 +18,12 @@ SRAM macros); an instance's power is the sum of its subtree's own powers, the de
 top's. This is *not simulated*: each module boundary restarts at the default activity,
 whatever its instance really sees (an idle unit counts as busy, a busy datapath as
 lightly used), and it says so in the report.
+
+The same OpenSTA run reports the worst setup path of the synthetic design: every input of an
+own module comes from a rising-edge source flop and every output goes to a sink flop, so it
+is the longest path inside any one distinct module, between flops or module boundaries. A
+path through several modules is cut at each boundary: the design's critical path is at least
+this long (``ModulePowerResult.worst_slack_ns``, the flow's ``module_timing``).
 """
 
 from __future__ import annotations
@@ -139,7 +145,8 @@ def own_design(mapped: dict[str, Any], *, reset_inactive: bool = True) -> dict[s
 
 def _verilog(flat: FlatNetlist, libs: list[Library], path: Path) -> dict[str, Any]:
     """Write ``flat`` as one flat gate-level Verilog module (instances ``c<k>``, nets
-    ``n<k>``, one port per input bit ``i<k>`` plus the clock); returns its ports in the
+    ``n<k>``, one port per input bit ``i<k>`` plus the clock, one per output bit ``o<k>``);
+    returns its ports in the
     Yosys-JSON form :func:`synth.power.write_power_netlist` reads."""
 
     def width(cell: str, pin: str) -> int:
@@ -164,10 +171,16 @@ def _verilog(flat: FlatNetlist, libs: list[Library], path: Path) -> dict[str, An
             return "1'b1" if n == "1" else "1'b0"
         return net_name.get(n, f"n{n}")
 
-    names = [CLOCK, *port_nets]
+    # an output port per output net a cell drives
+    used = {n for inst in flat.instances for n in inst.pins.values() if isinstance(n, int)}
+    out_nets: dict[str, int] = {}
+    for n in flat.outputs.values():
+        if n in used and n not in net_name and n not in out_nets.values():
+            out_nets[f"o{len(out_nets)}"] = n
+    names = [CLOCK, *port_nets, *out_nets]
     lines = [f"module {TOP}({', '.join(names)});", f"  input {CLOCK};"]
     lines += [f"  input {p};" for p in port_nets]
-    used = {n for inst in flat.instances for n in inst.pins.values() if isinstance(n, int)}
+    lines += [f"  output {p};" for p in out_nets]
     lines += [f"  wire n{n};" for n in sorted(used) if n not in net_name]
     for k, inst in enumerate(flat.instances):
         pins: dict[str, dict[int, int | str]] = defaultdict(dict)
@@ -184,11 +197,14 @@ def _verilog(flat: FlatNetlist, libs: list[Library], path: Path) -> dict[str, An
                     f".{base}({{{', '.join(sig(bits.get(i, '0')) for i in reversed(range(w)))}}})"
                 )
         lines.append(f"  {inst.cell} c{k} ({', '.join(conns)});")
+    lines += [f"  assign {p} = n{n};" for p, n in out_nets.items()]
     lines.append("endmodule")
     path.write_text("\n".join(lines) + "\n")
     ports[CLOCK] = {"direction": "input", "bits": [0]}
     for p in port_nets:
         ports[p] = {"direction": "input", "bits": [1]}
+    for p in out_nets:
+        ports[p] = {"direction": "output", "bits": [1]}
     return {"ports": ports, "port_nets": port_nets}
 
 
@@ -219,15 +235,22 @@ def module_power(
         [LeafInstance(f"c{k}", inst.cell, inst.pins) for k, inst in enumerate(flat.instances)],
         flat.net_names,
         flat.inputs,
-        {},
+        flat.outputs,
         flat.n_nets,
     )
     netlist = workdir / "own_modules.v"
     info = _verilog(renamed, libs, netlist)
     # write_power_netlist drives every input port of the design from a source flop
     port_map = {CLOCK: flat.inputs.get(CLOCK, "0"), **info["port_nets"]}
+    # sink flops on the outputs: the timing check then sees the paths through a module
+    # that end at its outputs (a purely combinational module's only paths)
     wrapper = write_power_netlist(
-        netlist, {"modules": {TOP: {"ports": info["ports"]}}}, TOP, libs, workdir / "own_power.v"
+        netlist,
+        {"modules": {TOP: {"ports": info["ports"]}}},
+        TOP,
+        libs,
+        workdir / "own_power.v",
+        sink_flops=True,
     )
     renamed.inputs = dict(port_map)
     tcl = write_tcl(renamed, ann, wrapper, workdir / "own_activity.tcl")
@@ -290,7 +313,9 @@ def module_power(
             mod, cell_name = owner[int(m.group(1))]
             return f"{mod}/{cell_name}{m.group(2) or ''}"
 
-        end = leaf.match(cp.endpoint)
+        # the module of the path's last cell in the design (the endpoint may be a sink)
+        ends = [leaf.match(st.split(" ", 1)[0]) for st in reversed(cp.stages)]
+        end = next((e for e in ends if e), None)
         end_module = owner[int(end.group(1))][0] if end else None
         cp = dataclasses.replace(
             cp,

@@ -590,10 +590,14 @@ class PowerWrapper:
 #: Instance name of the design inside the power wrapper, and prefix of the input sources.
 DUT_INSTANCE = "vx_dut"
 SOURCE_PREFIX = "vx_src_"
+#: Instance names of the wrapper's sink flops (``write_power_netlist(sink_flops=True)``).
+SINK_PREFIX = "vx_sink_"
 
 
 def _flop_cell(libs: list[Library]) -> tuple[str, str, str, str]:
-    """A plain D flip-flop of the library: (cell, clock pin, D pin, Q pin)."""
+    """A plain rising-edge D flip-flop of the library: (cell, clock pin, D pin, Q pin). The
+    edge matters to the timing of the per-module power run (``synth.modpower``): a
+    falling-edge source flop would give its paths half a cycle."""
     for lib in libs:
         for cell in lib.cells.values():
             if not cell.sequential or cell.dont_use or len(cell.pins) != 3:
@@ -601,9 +605,10 @@ def _flop_cell(libs: list[Library]) -> tuple[str, str, str, str]:
             clk = [p.name for p in cell.inputs if p.clock]
             data = [p.name for p in cell.inputs if not p.clock]
             outs = [p.name for p in cell.outputs]
-            if len(clk) == 1 and len(data) == 1 and len(outs) == 1:
+            rising = len(clk) == 1 and cell.clocked_on.strip("() ") == clk[0]
+            if rising and len(data) == 1 and len(outs) == 1:
                 return cell.name, clk[0], data[0], outs[0]
-    raise ValueError("the liberty has no plain D flip-flop (3 pins: clock, D, Q)")
+    raise ValueError("the liberty has no plain rising-edge D flip-flop (3 pins: CLK, D, Q)")
 
 
 def write_power_netlist(
@@ -614,8 +619,11 @@ def write_power_netlist(
     path: Path,
     *,
     clock_port: str = "clk",
+    sink_flops: bool = False,
 ) -> PowerWrapper:
-    """The netlist plus a wrapper that drives every non-clock input of ``top`` from a flop.
+    """The netlist plus a wrapper that drives every non-clock input of ``top`` from a flop
+    (and with ``sink_flops`` captures every output bit in one, so that a timing check sees
+    the paths that end at the outputs; the sinks are not part of the design's power).
 
     Why: OpenSTA 2019 re-propagates activity from top-level inputs with its own density
     model and would overwrite the annotations of the whole input cone. Inside the wrapper
@@ -653,6 +661,12 @@ def write_power_netlist(
                 sources.append(_bit_name(name, i, width))
         else:
             outputs.append(wire)
+            for i in range(width if sink_flops else 0):
+                bit = f"{wire}[{i}]" if width > 1 else wire
+                lines.append(
+                    f"  {cell} {SINK_PREFIX}{len(outputs)}_{i} (.{pin_clk}({clock_port}), "
+                    f".{pin_d}({bit}), .{pin_q}());"
+                )
     lines.append(f"  {_vname(top)} {DUT_INSTANCE} ({', '.join(conns)});")
     lines.append("endmodule")
     path.write_text("\n".join(lines) + "\n")

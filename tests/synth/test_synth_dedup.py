@@ -294,7 +294,7 @@ def test_flow_per_module_power_is_labelled(tmp_path):
 def test_flow_times_each_module_of_a_design_too_large_to_time(tmp_path):
     """Above ``--max-timing-cells`` the flow still reports the worst path inside any one
     module (from the per-module power run): no longer than the whole design's, which the
-    same unit timed whole shows."""
+    same unit timed whole shows, and here close to it."""
     from synth import flow
     from synth import report as rep
 
@@ -317,9 +317,13 @@ def test_flow_times_each_module_of_a_design_too_large_to_time(tmp_path):
     assert "module_timing" not in whole  # timed whole: no bound
     mt, t = bound["module_timing"], whole["timing"]
     modules = {h["module"] for h in bound["area"]["hierarchy"]}
-    assert mt["module"] in modules and mt["critical_path"]["endpoint"].startswith(mt["module"])
-    # the wrapper's source flops add a clock-to-Q delay the whole run's input ports lack
-    assert mt["fmax_bound_mhz"] >= 0.9 * t["fmax_mhz"]
+    stages = mt["critical_path"]["stages"]
+    assert mt["module"] in modules and any(st.startswith(mt["module"] + "/") for st in stages)
+    # a bound: the source flops add a clock-to-Q delay the whole run's input ports lack;
+    # they launch on the rising edge, as the design's flops (a falling edge halves a cycle),
+    # and sink flops on the outputs time a combinational module (the adders here)
+    assert 0.9 * t["fmax_mhz"] <= mt["fmax_bound_mhz"] <= 1.5 * t["fmax_mhz"]
+    assert not any("DFFNEG" in stage for stage in stages)
     assert mt["scaled_fmax_bound_mhz"] > mt["fmax_bound_mhz"]
     md = (tmp_path / "1" / "report.md").read_text()
     assert "Timing inside each distinct module" in md and "upper bound" in md
