@@ -63,7 +63,7 @@ from synth.power import (
 )
 from synth.scaling import CITATION, PAPER_NODE, SOURCE_NODE, factors, scale_figures
 from synth.sram import DEFAULT_SRAM_MIN_BITS, OSU018_SRAM, estimate, is_macro
-from synth.sta import run_power, run_sta
+from synth.sta import fmax_mhz, run_power, run_sta
 from synth.tools import (
     ROOT,
     FlowError,
@@ -277,7 +277,7 @@ def _module_power_entry(
     activity, summed over its instances, and the worst path inside any one module."""
     mp = module_power(mapped, res.top, libs, res.liberties, res.macros, wd, opts.clock_ns)
     cp, ws = mp.critical_path, mp.worst_slack_ns
-    fmax = 1000.0 / (opts.clock_ns - ws) if ws is not None and opts.clock_ns - ws > 0 else None
+    fmax = fmax_mhz(opts.clock_ns, ws)
     timing = {
         "what": MODULE_TIMING,
         "clock_ns": opts.clock_ns,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from synth.tools import ToolError, run_tool, sta_command
 
-__all__ = ["CriticalPath", "PowerReport", "StaResult", "run_power", "run_sta"]
+__all__ = ["CriticalPath", "PowerReport", "StaResult", "fmax_mhz", "run_power", "run_sta"]
 
 SENTINEL = "VREX_STA_DONE"
 OUTPUT_LOAD_PF = 0.01
@@ -100,6 +100,14 @@ _PATH_RE = re.compile(
     r"(?P<body>.*?)\n\s*(?P<slack>-?[\d.]+)\s+slack \((?:MET|VIOLATED)\)",
     re.DOTALL,
 )
+
+
+def fmax_mhz(clock_ns: float, worst_slack_ns: float | None) -> float | None:
+    """The clock at which the worst path would just meet timing, ``1 / (period - slack)``
+    in MHz, or ``None`` without a slack."""
+    if worst_slack_ns is None or clock_ns - worst_slack_ns <= 0:
+        return None
+    return 1000.0 / (clock_ns - worst_slack_ns)
 
 
 def _parse_path(text: str) -> CriticalPath | None:
@@ -241,7 +249,7 @@ def run_sta(
     wh = re.search(r"VREX_WS_MIN (\S+)", out)
     tns = re.search(r"^tns (\S+)", out, re.MULTILINE)
     worst = _float(ws.group(1)) if ws else None
-    fmax = 1000.0 / (clock_ns - worst) if worst is not None and clock_ns - worst > 0 else None
+    fmax = fmax_mhz(clock_ns, worst)
     path = _parse_path(out.split("VREX_WS_MAX")[0])
     return StaResult(
         clock_ns=clock_ns,

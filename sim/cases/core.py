@@ -73,7 +73,8 @@ class Context:
     counters: dict  #: the context's own work counters at its end (the model's)
     #: its clusters' FP32 key sums at its end (the model's; the core keeps them in DRAM)
     keysum: np.ndarray
-    #: its aged tokens' (token id, cluster), in the order aged (the model's)
+    #: its aged tokens' clusters, in the order aged, with the token whose ingest aged each:
+    #: (ingested token id, cluster) (the model's ``CoreModel.aged``)
     aged: tuple[tuple[int, int], ...] = ()
 
 
