@@ -167,7 +167,7 @@ def region_rows(
 
 def moved_beats(cfg: HWConfig, rows: dict[str, int]) -> int:
     """Bus beats of one store (or one load) of a context with these ``region_rows``."""
-    return sum(rows[g.name] * g.beats_per_row for g in context_regions(cfg))
+    return swap_beats(cfg, rows, rows)
 
 
 def swap_beats(cfg: HWConfig, stored: dict[str, int], loaded: dict[str, int]) -> int:

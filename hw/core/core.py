@@ -308,7 +308,12 @@ class VRexCore(wiring.Component):
         started = Signal(max(2, NCTX), name="contexts_started")
         stride_bits = context_stride(cfg).bit_length() - 1
         target_base = Signal(cfg.axi_addr_bits, name="context_target_base")
-        m.d.comb += target_base.eq(cfg.kv_base + (target << stride_bits))
+
+        def base_of(c):
+            """Context ``c``'s region (``hw.core.contexts.context_base``)."""
+            return cfg.kv_base + (c << stride_bits)
+
+        m.d.comb += target_base.eq(base_of(target))
 
         # Counters: the parts below drive their increments.
         m.submodules.perf = perf = PerfCounters(
@@ -564,7 +569,7 @@ class VRexCore(wiring.Component):
                 ring_wp.eq(0),
                 hcu_clear.eq(1),
                 active.eq(c),
-                ctx_base.eq(cfg.kv_base + (c << stride_bits)),
+                ctx_base.eq(base_of(c)),
                 started.bit_select(c, 1).eq(1),
             ]
             m.next = "CLEARING"
@@ -659,7 +664,7 @@ class VRexCore(wiring.Component):
                             count("bad_commands")
                             m.next = "STATUS"
 
-            with m.State("CLEARING"), m.If(~kvmu.busy):  # the KVMU sweeps its tables
+            with m.State("CLEARING"), m.If(~kvmu.busy):  # the KVMU empties its chunk pool
                 m.next = "STATUS"
 
             # ---------------------------------------------------------------- SWITCH_CTX

@@ -32,6 +32,9 @@ Ports:
   (bytes = beats * bus bytes) and ``error`` if any R beat had a non-OKAY response.
 - ``clear`` (in, strobe): forget every cluster (sweeps ``tail``: ``max_clusters`` cycles,
   also after reset); both inputs are held off meanwhile. A pending ``slot`` beat is dropped.
+  With ``bulk=True`` a clear only empties the chunk pool (one cycle): the core creates its
+  clusters with ``CREATED`` assignments, which empty their tails themselves, and never
+  reads a cluster it did not create in the active context.
 - ``busy`` (out): the table sweep, a table update or a selection is in progress.
 - With ``bulk=True`` (the core's): ``clusters_bulk`` and ``chunks_bulk``, the chunk lists and
   links as ``hw.tableport`` ports for ``SWITCH_CTX``; ``chunks`` (out), the chunks in use,
@@ -152,11 +155,15 @@ class KVMemoryUnit(wiring.Component):
 
         with m.FSM(name="alloc"):
             with m.State("CLEAR"):
-                m.d.comb += [tail_w.addr.eq(clr_idx), tail_w.data.eq(0), tail_w.en.eq(1)]
-                m.d.sync += [clr_idx.eq(clr_idx + 1), free.eq(0)]
-                with m.If(clr_idx == cfg.max_clusters - 1):
-                    m.d.sync += clr_idx.eq(0)
+                m.d.sync += free.eq(0)
+                if self._bulk:  # a created cluster empties its own tail (LOOKUP): no sweep
                     m.next = "IDLE"
+                else:
+                    m.d.comb += [tail_w.addr.eq(clr_idx), tail_w.data.eq(0), tail_w.en.eq(1)]
+                    m.d.sync += clr_idx.eq(clr_idx + 1)
+                    with m.If(clr_idx == cfg.max_clusters - 1):
+                        m.d.sync += clr_idx.eq(0)
+                        m.next = "IDLE"
                 restart_on_clear()
             with m.State("IDLE"):
                 m.d.comb += [
