@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from hw.config import preset
+from hw.config import apply_settings, parse_settings, preset
 from hw.core.contexts import context_regions
+from sim import bench_ingest
 from sim.bench_ingest import PAPER_LIKE, bench_config, bench_program, main
 
 
@@ -53,10 +54,20 @@ def test_cli(tmp_path, capsys):
     assert "cycles per token with hcu_batch" in capsys.readouterr().out
 
 
-def test_the_default_settings_are_the_papers_ring_and_bus(tmp_path):
-    assert main(["--rows", "1", "--batches", "1", "--tokens", "1", "-o", str(tmp_path)]) == 0
-    res = json.loads((tmp_path / "ingest_bench.json").read_text())
-    assert res["settings"] == list(PAPER_LIKE)
+def test_the_default_settings_are_the_papers_ring_and_bus(monkeypatch):
+    """Without ``--set`` the measured core has the paper's ring and 16 beats per token (the
+    measurement itself, a 256-token ring filled first, is ``test_cli``'s at tiny sizes)."""
+    seen = []
+
+    def measured(cfg, rows, batch, tokens, switch=False):
+        seen.append(cfg)
+        raise KeyboardInterrupt  # stop before the simulation
+
+    monkeypatch.setattr(bench_ingest, "measure", measured)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--rows", "1", "--batches", "1", "--tokens", "1"])
+    assert apply_settings(preset("tiny"), parse_settings(PAPER_LIKE)) == seen[0]
+    assert (seen[0].axi_data_bits, seen[0].resv.recent_tokens) == (32, 256)
 
 
 @pytest.mark.parametrize(
