@@ -51,8 +51,8 @@ enums, layouts and counters are in ``hw.core.host``):
   ``1..frame_rows``, ``group`` not in ``1..rows``, a first position older than the newest
   clustered token, or a last position beyond ``2**(token_id_bits+1) - 1``: the vectors
   are consumed, no ``out``; ``EMPTY`` too applies to ``PREFILL``),
-  ``BUS`` 5 (an AXI response was not OKAY during the command). ``op`` is 4 bits (8..15 and 0
-  are ``BAD_OP``).
+  ``BUS`` 5 (an AXI response was not OKAY during the command; it wins over ``FULL``).
+  ``op`` is 4 bits (8..15 and 0 are ``BAD_OP``).
 - ``perf_addr`` / ``perf_data``: the performance counters (``PERF`` order, 32 bits, wrap),
   combinational read; they are the ``PerfCounters`` (``hw.core.perf``), whose increments
   the parts of the core drive.
@@ -475,8 +475,6 @@ class VRexCore(wiring.Component):
             m.d.sync += kv_summary_seen.eq(1)
             count("read_bursts", kvmu.summary.payload.bursts)
             count("read_beats", kvmu.summary.payload.beats)
-            with m.If(kvmu.summary.payload.error):
-                m.d.sync += err.eq(Error.BUS)
         with m.If(
             self.m_axi.arvalid & ~self.m_axi.arready | self.m_axi.rready & ~self.m_axi.rvalid
         ):
@@ -558,6 +556,11 @@ class VRexCore(wiring.Component):
                 # the kept walk: the first sink, else the oldest ring token
                 feeder.start_slot.eq(Mux(n_sinks == 0, sink + ring_old, 0)),
             ]
+
+        def full():
+            """``FULL`` (tokens or their K/V dropped), unless the command saw a bus error."""
+            with m.If(err != Error.BUS):
+                m.d.sync += err.eq(Error.FULL)
 
         def reset_context(c):
             """``RESET_CTX``: context ``c``, started empty, becomes the active one."""
@@ -669,8 +672,6 @@ class VRexCore(wiring.Component):
 
             # ---------------------------------------------------------------- SWITCH_CTX
             with m.State("SW_MOVE"), m.If(~mover.busy):
-                with m.If(mover.error):
-                    m.d.sync += err.eq(Error.BUS)
                 with m.If(then_reset):
                     reset_context(target)
                 with m.Else():
@@ -733,7 +734,7 @@ class VRexCore(wiring.Component):
 
                 def got_token():
                     with m.If(drop):
-                        m.d.sync += err.eq(Error.FULL)
+                        full()
                         m.next = "ING_NEXT"
                     with m.Else():
                         m.d.sync += ri.eq(nb)  # the K beats are in the RoPE unit
@@ -993,7 +994,7 @@ class VRexCore(wiring.Component):
         with m.If(aging.counts.clusters_created):
             m.d.sync += n_clu.eq(n_clu + 1)
         with m.If(aging.counts.kv_dropped):
-            m.d.sync += err.eq(Error.FULL)
+            full()
         with m.If(aging.recip_req):
             m.d.comb += recip.operand.valid.eq(~w_pend)
             with m.If(aging.recip_ready):
@@ -1074,13 +1075,13 @@ class VRexCore(wiring.Component):
                 width = len(Value.cast(wr.data))
                 serve(m, port, rd, wr, wdata=port.wdata[at : at + width])
                 at += width
-        # After the FSMs: a failed write or read of the command wins over its other statuses.
-        with m.If(writer.done.valid & writer.done.payload.error):
+        # After the FSMs: a response that is not OKAY, on the one bus whichever unit owns it,
+        # answers BUS (a FULL never replaces it).
+        bus = self.m_axi
+        with m.If(
+            bus.rvalid & bus.rready & (bus.rresp != 0) | bus.bvalid & bus.bready & (bus.bresp != 0)
+        ):
             m.d.sync += err.eq(Error.BUS)
-        for unit in (aging, reps_reader):
-            bus = unit.m_axi
-            with m.If(bus.rvalid & bus.rready & (bus.rresp != 0)):
-                m.d.sync += err.eq(Error.BUS)
         return m
 
     def _connect_axi(self, m, kvmu, writer, mover, aging, reps_reader) -> None:

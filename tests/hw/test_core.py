@@ -163,6 +163,21 @@ def test_core_bus_errors(tmp_path):
     check(prog, faulty, errors)
 
 
+def test_core_bus_error_wins_over_full():
+    """An INGEST that loses K/V to the exhausted pool (FULL) and gets a SLVERR on its first
+    write burst, before the loss, answers BUS: a later FULL does not replace it."""
+    cfg = TINY.replace(kv_chunks=2)
+    prog = synthetic_program(cfg, frames=3, tokens_per_frame=8, contexts=1, bad_commands=False)
+    out = simulate(cfg, prog, timing="none", seed=1)
+    check(prog, out)
+    full = next(i for i, c in enumerate(prog.commands) if c.error == Error.FULL)
+    assert prog.commands[full].kind == "frame"
+    first_write = out["bursts"][full - 1][1]  # the bursts accepted before this INGEST
+    assert out["bursts"][full][1] > first_write
+    faulty = simulate(cfg, prog, timing="none", seed=1, slverr_writes=frozenset({first_write}))
+    check(prog, faulty, {full: int(Error.BUS)})
+
+
 @pytest.mark.parametrize(
     "changes",
     [
