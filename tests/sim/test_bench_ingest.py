@@ -59,12 +59,15 @@ def test_the_default_settings_are_the_papers_ring_and_bus(monkeypatch):
     measurement itself, a 256-token ring filled first, is ``test_cli``'s at tiny sizes)."""
     seen = []
 
+    class Measured(Exception):
+        pass
+
     def measured(cfg, rows, batch, tokens, switch=False):
         seen.append(cfg)
-        raise KeyboardInterrupt  # stop before the simulation
+        raise Measured  # stop before the simulation
 
     monkeypatch.setattr(bench_ingest, "measure", measured)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Measured):
         main(["--rows", "1", "--batches", "1", "--tokens", "1"])
     assert apply_settings(preset("tiny"), parse_settings(PAPER_LIKE)) == seen[0]
     assert (seen[0].axi_data_bits, seen[0].resv.recent_tokens) == (32, 256)
