@@ -141,6 +141,8 @@ class FlowOptions:
     dedup: bool = True
     #: Designs of more cells than this are not timed (see :data:`MAX_TIMING_CELLS`).
     max_timing_cells: int = MAX_TIMING_CELLS
+    #: Seconds one Yosys synthesis may take before its unit is reported failed.
+    yosys_timeout: float = 3600
 
     def __post_init__(self) -> None:
         if self.power_mode not in POWER_MODES:
@@ -151,6 +153,10 @@ class FlowOptions:
             raise ValueError(f"clock_ns must be a positive number, not {self.clock_ns!r}")
         if isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 10:
             raise ValueError(f"cycles must be an integer of at least 10, not {self.cycles!r}")
+        if not isinstance(self.yosys_timeout, int | float) or not self.yosys_timeout > 0:
+            raise ValueError(
+                f"yosys_timeout must be a positive number of seconds, not {self.yosys_timeout!r}"
+            )
         for name in ("max_timing_cells", "sram_min_bits"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -407,6 +413,7 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
             clock_ns=opts.clock_ns,
             sram_min_bits=opts.sram_min_bits,
             dedup=opts.dedup,
+            timeout=opts.yosys_timeout,
         )
         entry["area"] = _area_dict(res)
         t = lap("yosys", t)
@@ -1007,6 +1014,14 @@ def _parser() -> argparse.ArgumentParser:
         f"netlist flat, ~1.2 KB of memory per cell (default {MAX_TIMING_CELLS})",
     )
     ap.add_argument(
+        "--yosys-timeout",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="report a unit failed when its Yosys synthesis takes longer (default 3600; the "
+        "paper preset's wtu_grid takes about 35 min on 2 idle cores, more beside other jobs)",
+    )
+    ap.add_argument(
         "--no-dedup",
         action="store_true",
         help="synthesise every module copy Amaranth emits instead of one per structure",
@@ -1035,6 +1050,7 @@ def main(argv: list[str] | None = None) -> int:
             power_mode=args.power,
             dedup=not args.no_dedup,
             max_timing_cells=args.max_timing_cells,
+            yosys_timeout=args.yosys_timeout,
             command="python -m synth.flow " + shlex.join(sys.argv[1:] if argv is None else argv),
         )
         report = run_flow(opts)

@@ -110,6 +110,17 @@ def test_cli_missing_default_liberty_gives_install_command(tmp_path, monkeypatch
     assert "bash scripts/setup.sh" in capsys.readouterr().err
 
 
+def test_a_synthesis_over_its_time_limit_fails_its_unit(tmp_path):
+    """``--yosys-timeout``: a unit whose Yosys run takes longer is reported failed, with the
+    limit in its error, and the flow goes on (the command then exits 1)."""
+    assert (
+        flow.main(["--top", "hcu", "--yosys-timeout", "0.01", "--no-charts", "-o", str(tmp_path)])
+        == 1
+    )
+    (hcu,) = json.loads((tmp_path / "report.json").read_text())["modules"]
+    assert hcu["status"] == "failed" and "timed out after 0.01 s" in hcu["error"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -118,6 +129,7 @@ def test_cli_missing_default_liberty_gives_install_command(tmp_path, monkeypatch
         (["--clock-ns", "0"], r"clock_ns must be a positive number, not 0.0"),
         (["--cycles", "3"], r"cycles must be an integer of at least 10, not 3"),
         (["--max-timing-cells", "0"], r"max_timing_cells must be a positive integer, not 0"),
+        (["--yosys-timeout", "0"], r"yosys_timeout must be a positive number of seconds, not 0"),
         (["--set", "mac_rows"], r"--set must be FIELD=INTEGER, not 'mac_rows'"),
         (["--set", "mac_rows=x"], r"--set must be FIELD=INTEGER, not 'mac_rows=x'"),
         (["--set", "nope=3"], r"--set must name an HWConfig field \(.*hcu_batch.*\), not 'nope'"),
