@@ -1019,7 +1019,7 @@ def _parser() -> argparse.ArgumentParser:
         default=3600,
         metavar="SECONDS",
         help="report a unit failed when its Yosys synthesis takes longer (default 3600; the "
-        "paper preset's wtu_grid takes about 35 min on 2 idle cores, more beside other jobs)",
+        "paper preset's wtu_grid took 34 min on 2 shared cores, over an hour beside more jobs)",
     )
     ap.add_argument(
         "--no-dedup",
