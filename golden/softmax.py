@@ -1,4 +1,4 @@
-"""Bit-exact model of the vector unit (``hw.datapath.VectorUnit``): online softmax attention
+"""Bit-exact online softmax attention in the SPEC's per-token order: attention
 of one query over ``n`` tokens with FP32 arithmetic (``golden.fparith``: flush to zero,
 round to nearest even) and the table-based ``exp2q``.
 

@@ -30,7 +30,6 @@ from .datapath import (
     RopeUnit,
     TiledAttention,
     TileSoftmax,
-    VectorUnit,
 )
 from .dre import (
     DynamicRetrievalEngine,
@@ -239,14 +238,6 @@ _ENTRIES = (
         golden=("golden.fparith.mac_array",),
         stimulus="mac-array-blocks",
         too_large=_mac_array_limit,
-    ),
-    Unit(
-        name="vector_unit",
-        component=VectorUnit,
-        description="VectorUnit, online-softmax attention (datapath)",
-        testbench="sim.benches.tb_vector_unit",
-        golden=("golden.softmax.online_attention",),
-        stimulus="vu-queries",
     ),
     Unit(
         name="recip_pipe",

@@ -20,8 +20,7 @@ key of :data:`STIMULI` (a design not in the registry gets ``"ports"``):
   host program of ``sim.cases.core.synthetic_program`` (new seed each round) against
   ``sim.kit.axi_ram.AxiRamModel`` (so the core's power reflects real queries: RoPE, hashing,
   HCU, KV writes and reads, WTU, softmax); ``"rope-vectors"`` random BF16 vectors and
-  positions; ``"vu-queries"`` queries of 1..32 random scores with their value vectors;
-  ``"tile-softmax-rows"`` rows of random scores (masked lanes, first and later tiles);
+  positions; ``"tile-softmax-rows"`` rows of random scores (masked lanes, first and later tiles);
   ``"tiled-attention-commands"`` commands of ``sim.cases.datapath.attn_case``;
   ``"kv-writer"`` random token slots and data against the AXI RAM model's write channels;
   ``"mac-array-blocks"`` blocks of ``mac_rows`` random BF16 query vectors, each against 16
@@ -438,30 +437,6 @@ def _rope_source(dut: Any, cfg: Any, rng: np.random.Generator) -> BudgetBench:
     return bench
 
 
-def _vu_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBench]:
-    lanes = cfg.mac_lanes
-    beats_per = cfg.resv.head_dim // lanes
-    # the query lengths are drawn once, shared by the score and the value sources
-    lengths = [int(n) for n in rng.integers(1, 33, 4096)]
-
-    async def scores(clk: _Budget) -> None:
-        for n in lengths:
-            s = (rng.standard_normal(n) * 4.0).astype(np.float32).view(np.uint32)
-            lay = dut.scores.payload.shape()
-            beats = [
-                _raw(lay, value=int(s[t]), first=int(t == 0), last=int(t == n - 1))
-                for t in range(n)
-            ]
-            await _put(clk, dut.scores, beats, rng, 0.1)
-
-    async def values(clk: _Budget) -> None:
-        for n in lengths:
-            beats = _bf16_rows(rng, n * beats_per, lanes)
-            await _put(clk, dut.values, beats, rng, 0.1)
-
-    return [scores, values]
-
-
 def _attn_sources(dut: Any, cfg: Any, rng: np.random.Generator) -> list[BudgetBench]:
     """``TiledAttention`` commands (``sim.cases.datapath.attn_case``): 1..frame_rows rows
     over 1..4 tiles of tokens, Gaussian q, k, v, causal positions."""
@@ -659,14 +634,6 @@ def _rope_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
     )
 
 
-def _vu_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
-    return (
-        "vu-queries(random FP32 scores N(0,16), 1..32 tokens, random BF16 values)",
-        [*_vu_sources(dut, cfg, rng), _sink(dut.result, rng, 0.8)],
-        [],
-    )
-
-
 def _attn_stimulus(dut: Any, cfg: Any, rng: np.random.Generator, seed: int):
     return (
         "tiled-attention-commands(sim.cases.datapath.attn_case: 1..frame_rows rows, 1..4 tiles)",
@@ -739,7 +706,6 @@ STIMULI: dict[str, UnitStimulus] = {
     "ports": _port_stimulus,
     "core-host": _core_stimulus,
     "rope-vectors": _rope_stimulus,
-    "vu-queries": _vu_stimulus,
     "tiled-attention-commands": _attn_stimulus,
     "tile-softmax-rows": _tile_stimulus,
     "mac-array-blocks": _array_stimulus,

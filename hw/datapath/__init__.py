@@ -16,7 +16,6 @@ from .recip_pipe import FP32RecipPipe
 from .rope import RopeUnit
 from .tile_softmax import TileSoftmax, tile_latency
 from .tiled_attention import TiledAttention, command_cycles
-from .vector_unit import VectorUnit
 
 __all__ = [
     "BF16",
@@ -37,7 +36,6 @@ __all__ = [
     "RopeUnit",
     "TileSoftmax",
     "TiledAttention",
-    "VectorUnit",
     "block_cycles",
     "command_cycles",
     "layouts",

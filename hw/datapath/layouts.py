@@ -83,18 +83,6 @@ class DatapathLayouts:
         self.array_out = data.StructLayout(
             {"s": data.ArrayLayout(FP32, cfg.mac_rows), "end": unsigned(1)}
         )
-        #: VectorUnit input: one attention score (FP32 q·k) per token; ``first`` marks the
-        #: first token of a query, ``last`` its final token.
-        self.vu_score = data.StructLayout(
-            {"value": FP32, "first": unsigned(1), "last": unsigned(1)}
-        )
-        #: VectorUnit input: ``mac_lanes`` BF16 value elements of one token (beat ``b`` holds
-        #: elements ``b*mac_lanes .. b*mac_lanes + mac_lanes - 1``).
-        self.vu_value = data.StructLayout({"v": data.ArrayLayout(BF16, lanes)})
-        #: VectorUnit output: ``mac_lanes`` FP32 output elements; ``last`` on the final beat.
-        self.vu_result = data.StructLayout(
-            {"o": data.ArrayLayout(FP32, lanes), "last": unsigned(1)}
-        )
         #: TileSoftmax input: one row of one attention tile, ``s`` = ``tile_tokens`` FP32
         #: scores (a masked token ``-inf``), the row's running max ``m`` and sum ``l``
         #: (``-inf`` and ``+0`` before its first tile), ``last`` passed through.

@@ -126,7 +126,6 @@ def test_share_schema_rejects_incomplete():
         ("rope", ["vectors__valid", "result__valid"]),
         # tiny's wtu_lanes = 4: four clusters per beat
         ("wtu_grid", ["cmd__valid", "clusters__valid", "selected__valid", "summary__valid"]),
-        ("vector_unit", ["scores__valid", "result__valid"]),
         ("tile_softmax", ["rows__valid", "result__valid", "result__payload"]),
         ("tiled_attention", ["queries__valid", "kv__valid", "out__valid", "out__payload"]),
         ("mac_array", ["queries__valid", "keys__valid", "scores__valid", "scores__payload"]),
