@@ -96,8 +96,10 @@ from amaranth.lib.wiring import In, Out
 from golden.resv import bucket_lut
 
 from ..config import HWConfig, ceil_log2, check_config
+from ..shared import shared
 from .bitops import lowest_set, popcount
 from .layouts import lanes_beat_malformed, layouts
+from .wtu_bin import WTUBin
 
 __all__ = [
     "WTU_GRID_LATENCY",
@@ -165,16 +167,6 @@ def wtu_cycles(
         mass = -(-cfg.resv.n_buckets // group)
         return beats + mass + b_star // group + emit + WTU_GRID_LATENCY
     return 2 * n_clusters + b_star + n_selected + WTU_LATENCY
-
-
-def _tree_sum(terms: list) -> object:
-    """Sum of ``terms`` as a balanced adder tree."""
-    while len(terms) > 1:
-        terms = [
-            terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
-            for i in range(0, len(terms), 2)
-        ]
-    return terms[0]
 
 
 def _shift_down(values: list, shift, n: int, zero) -> list:
@@ -468,6 +460,15 @@ class WiCSumThresholdUnit(wiring.Component):
             m.d.comb += [bb.eq(bucket), t.eq(new_base + bb), k_bin.eq(Mux(t >= nb, t - nb, t))]
             in_range.append(ok)
             lane_bin.append(k_bin)
+        # Every bin's share of the beat: one shared module per bin (hw/dre/wtu_bin.py).
+        bins = []
+        for k in range(nb):
+            b = shared(m, f"bin{k}", WTUBin(lanes, r.count_bits), lanes, r.count_bits)
+            m.d.comb += [
+                b.hits.eq(Cat(*(in_range[j] & (lane_bin[j] == k) for j in range(lanes)))),
+                b.counts.eq(p.count),
+            ]
+            bins.append(b)
 
         with m.FSM(name="wtu_fsm"):
             with m.State("IDLE"):
@@ -490,25 +491,16 @@ class WiCSumThresholdUnit(wiring.Component):
                             k - base if k == nb - 1 else Mux(base <= k, k - base, k + nb - base)
                         )
                         cleared = first | (rise & (old_bucket + up >= nb))
-                        hits = Signal(lanes, name=f"bin_hits{k}")
-                        m.d.comb += hits.eq(
-                            Cat(*(in_range[j] & (lane_bin[j] == k) for j in range(lanes)))
-                        )
-                        added = _tree_sum([Mux(hits[j], p.count[j], 0) for j in range(lanes)])
+                        hits = bins[k].hits
                         kept = Mux(cleared, 0, cnt_regs[k])
                         m.d.sync += [
-                            cnt_regs[k].eq(kept + added),
+                            cnt_regs[k].eq(kept + bins[k].added),
                             nonempty[k].eq((~cleared & nonempty[k]) | hits.any()),
                         ]
-                        highest = Signal(range(max(2, lanes)), name=f"bin_last_lane{k}")
-                        for j in range(lanes):  # later assignments win: the highest lane
-                            with m.If(hits[j]):
-                                m.d.comb += highest.eq(j)
-                        lowest, _ = lowest_set(m, hits, name=f"bin_first_lane{k}")
                         with m.If(hits.any()):
-                            m.d.sync += tail_regs[k].eq(n + highest)
+                            m.d.sync += tail_regs[k].eq(n + bins[k].last_lane)
                             with m.If(cleared | ~nonempty[k]):  # the bin starts afresh
-                                m.d.sync += head_regs[k].eq(n + lowest)
+                                m.d.sync += head_regs[k].eq(n + bins[k].first_lane)
                     with m.If(rise):
                         m.d.sync += [top_g.eq(beat_top), base.eq(new_base)]
                     m.d.sync += n.eq(n + popcount(valid))
