@@ -1016,10 +1016,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--yosys-timeout",
         type=float,
-        default=3600,
+        default=FlowOptions.yosys_timeout,
         metavar="SECONDS",
-        help="report a unit failed when its Yosys synthesis takes longer (default 3600; the "
-        "paper preset's wtu_grid took 34 min on 2 shared cores, over an hour beside more jobs)",
+        help="report a unit failed when its Yosys synthesis takes longer (default "
+        f"{FlowOptions.yosys_timeout:g}; the paper preset's slowest unit, quickselect, takes "
+        "about 33 min)",
     )
     ap.add_argument(
         "--no-dedup",

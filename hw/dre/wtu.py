@@ -343,10 +343,8 @@ class WiCSumThresholdUnit(wiring.Component):
         base = Signal(range(nb), name="base")
         cov_q = Signal(cfg.coverage_q_bits, name="coverage_q")
         err = Signal(name="error")
-        nonempty = Signal(nb, name="nonempty")
-        head_regs = [Signal(cid, name=f"head{k}") for k in range(nb)]
-        tail_regs = [Signal(cid, name=f"tail{k}") for k in range(nb)]
-        cnt_regs = [Signal(cfg.bucket_count_bits, name=f"cnt{k}") for k in range(nb)]
+        # The histogram: one shared module per bin (hw/dre/wtu_bin.py).
+        bins = [shared(m, f"bin{k}", WTUBin(cfg), cfg) for k in range(nb)]
         mass = Signal(cfg.mass_bits, name="mass")
         theta = Signal(cfg.mass_bits, name="theta")
         # SCAN: θ less the mass of the groups before this one (what the group must reach).
@@ -363,7 +361,15 @@ class WiCSumThresholdUnit(wiring.Component):
         grp_bin = Signal(range(n_groups), name="scan_bin_group")
         scan_active = Signal(name="scan_active")  # MASS or SCAN: the group read is used
         lane_in = self._bucket_group(
-            m, base, grp, grp_bin, scan_active, cnt_regs, head_regs, tail_regs, nonempty
+            m,
+            base,
+            grp,
+            grp_bin,
+            scan_active,
+            [b.count for b in bins],
+            [b.head for b in bins],
+            [b.tail for b in bins],
+            Cat(*(b.nonempty for b in bins)),
         )
 
         def lut_at(b):
@@ -460,15 +466,15 @@ class WiCSumThresholdUnit(wiring.Component):
             m.d.comb += [bb.eq(bucket), t.eq(new_base + bb), k_bin.eq(Mux(t >= nb, t - nb, t))]
             in_range.append(ok)
             lane_bin.append(k_bin)
-        # Every bin's share of the beat: one shared module per bin (hw/dre/wtu_bin.py).
-        bins = []
-        for k in range(nb):
-            b = shared(m, f"bin{k}", WTUBin(lanes, r.count_bits), lanes, r.count_bits)
+        for k, b in enumerate(bins):
+            # (k - base) mod n_buckets; for the last bin base <= k always holds.
+            old_bucket = k - base if k == nb - 1 else Mux(base <= k, k - base, k + nb - base)
             m.d.comb += [
                 b.hits.eq(Cat(*(in_range[j] & (lane_bin[j] == k) for j in range(lanes)))),
                 b.counts.eq(p.count),
+                b.n.eq(n),
+                b.cleared.eq(first | (rise & (old_bucket + up >= nb))),
             ]
-            bins.append(b)
 
         with m.FSM(name="wtu_fsm"):
             with m.State("IDLE"):
@@ -485,22 +491,7 @@ class WiCSumThresholdUnit(wiring.Component):
                             cell_wr[j].data.eq(cells[j]),
                             cell_wr[j].en.eq(valid[j]),
                         ]
-                    for k in range(nb):
-                        # (k - base) mod n_buckets; for the last bin base <= k always holds.
-                        old_bucket = (
-                            k - base if k == nb - 1 else Mux(base <= k, k - base, k + nb - base)
-                        )
-                        cleared = first | (rise & (old_bucket + up >= nb))
-                        hits = bins[k].hits
-                        kept = Mux(cleared, 0, cnt_regs[k])
-                        m.d.sync += [
-                            cnt_regs[k].eq(kept + bins[k].added),
-                            nonempty[k].eq((~cleared & nonempty[k]) | hits.any()),
-                        ]
-                        with m.If(hits.any()):
-                            m.d.sync += tail_regs[k].eq(n + bins[k].last_lane)
-                            with m.If(cleared | ~nonempty[k]):  # the bin starts afresh
-                                m.d.sync += head_regs[k].eq(n + bins[k].first_lane)
+                    m.d.comb += [b.update.eq(1) for b in bins]
                     with m.If(rise):
                         m.d.sync += [top_g.eq(beat_top), base.eq(new_base)]
                     m.d.sync += n.eq(n + popcount(valid))

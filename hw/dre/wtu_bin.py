@@ -1,44 +1,48 @@
-"""WTUBin: what one histogram bin of the multi-lane grid WTU takes from one ``clusters`` beat.
+"""WTUBin: one histogram bin of the multi-lane grid WTU (``bucket_mode = "grid"``,
+``wtu_lanes = L > 1``; ``hw/dre/wtu.py``, "Lanes").
 
-Combinational. Given the lanes that fall in the bin (``hits``, one bit per lane) and every
-lane's count, it gives the masked sum of the counts (``added``, a balanced adder tree, exact:
-``count_bits + ceil(log2 lanes)`` bits) and the lowest and highest lane that hit
-(``first_lane``, ``last_lane``; 0 when none does), from which the WTU sets the bin's head and
-tail cluster ids.
+A bin holds the bucket's cluster count (``count``, ``bucket_count_bits``), whether it has a
+cluster (``nonempty``) and the ids of its first and last cluster (``head``, ``tail``). On a
+cycle with ``update`` (an ingested ``clusters`` beat whose first lane is cluster ``n``) it
+takes the lanes that fall in it (``hits``, one bit per lane): ``count`` becomes the masked sum
+of the lanes' ``counts`` (a balanced adder tree) added to the old count, or to 0 when
+``cleared`` (the row's first beat, or a rising maximum pushed the bin's bucket out of range);
+``tail`` becomes ``n`` + the highest hitting lane, and ``head`` ``n`` + the lowest one when the
+bin starts afresh (``cleared`` or empty). Without a hit only ``cleared`` changes it.
 
-The WTU has ``n_buckets`` of them, all alike: it adds each through ``hw.shared.shared``, so the
-generated design has one ``WTUBin`` module instanced ``n_buckets`` times instead of one flat
-module. Synthesis then optimises a bin once (the 16-lane `paper` WTU's bins were most of a
-215 K-cell flat module that Yosys's ABC took over half an hour on).
+The WTU has ``n_buckets`` of them, all alike: it adds each through ``hw.shared.shared``, so
+the generated design has one ``WTUBin`` module instanced ``n_buckets`` times instead of one
+flat module, and synthesis optimises a bin once (the 16-lane ``paper`` WTU was one 215 K-cell
+module, most of it its bins, that Yosys's ABC took over half an hour on).
 """
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import ceil_log2
+from ..config import HWConfig
 from .bitops import lowest_set
 
 __all__ = ["WTUBin"]
 
 
 class WTUBin(wiring.Component):
-    """One bin's masked count sum and first and last hitting lane; see the module docstring."""
+    """One bin of the multi-lane grid WTU; see the module docstring."""
 
-    def __init__(self, lanes: int, count_bits: int):
-        if lanes < 1 or count_bits < 1:
-            raise ValueError(
-                f"lanes and count_bits must be at least 1, not lanes={lanes!r}, "
-                f"count_bits={count_bits!r}"
-            )
-        self._lanes = lanes
+    def __init__(self, cfg: HWConfig):
+        self._lanes = cfg.wtu_lanes
+        cid = cfg.cluster_id_bits
         super().__init__(
             {
-                "hits": In(lanes),
-                "counts": In(data.ArrayLayout(count_bits, lanes)),
-                "added": Out(count_bits + ceil_log2(lanes)),
-                "first_lane": Out(range(max(2, lanes))),
-                "last_lane": Out(range(max(2, lanes))),
+                "update": In(1),
+                "cleared": In(1),
+                "hits": In(self._lanes),
+                "counts": In(data.ArrayLayout(cfg.resv.count_bits, self._lanes)),
+                "n": In(range(cfg.max_clusters + 1)),
+                "count": Out(cfg.bucket_count_bits),
+                "nonempty": Out(1),
+                "head": Out(cid),
+                "tail": Out(cid),
             }
         )
 
@@ -51,11 +55,18 @@ class WTUBin(wiring.Component):
                 terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
                 for i in range(0, len(terms), 2)
             ]
-        m.d.comb += self.added.eq(terms[0])
-        first, _ = lowest_set(m, self.hits, name="first")
-        last = Signal(range(max(2, lanes)), name="last")
+        first, hit = lowest_set(m, self.hits, name="first_lane")
+        last = Signal(range(max(2, lanes)), name="last_lane")
         for j in range(lanes):  # later assignments win: the highest lane
             with m.If(self.hits[j]):
                 m.d.comb += last.eq(j)
-        m.d.comb += [self.first_lane.eq(first), self.last_lane.eq(last)]
+        with m.If(self.update):
+            m.d.sync += [
+                self.count.eq(Mux(self.cleared, 0, self.count) + terms[0]),
+                self.nonempty.eq((~self.cleared & self.nonempty) | hit),
+            ]
+            with m.If(hit):
+                m.d.sync += self.tail.eq(self.n + last)
+                with m.If(self.cleared | ~self.nonempty):  # the bin starts afresh
+                    m.d.sync += self.head.eq(self.n + first)
         return m
