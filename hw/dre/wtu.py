@@ -100,6 +100,7 @@ from ..shared import shared
 from .bitops import lowest_set, popcount
 from .layouts import lanes_beat_malformed, layouts
 from .wtu_bin import WTUBin
+from .wtu_mass import WTUMass
 
 __all__ = [
     "WTU_GRID_LATENCY",
@@ -377,14 +378,15 @@ class WiCSumThresholdUnit(wiring.Component):
 
         weights = []
         for j, (c, _h, _t, _ne) in enumerate(lane_in):
-            lut_j = (
-                Array(lut_at(g * group + j) for g in range(n_groups))[grp]
-                if n_groups > 1
-                else lut_at(j)
-            )
-            w = Signal(cfg.bucket_count_bits + cfg.lut_bits, name=f"scan_mass{j}")
-            m.d.comb += w.eq(c * lut_j)
-            weights.append(w)
+            if n_groups == 1:  # a constant weight: a few adders, no multiplier module
+                weights.append(c * lut_at(j))
+                continue
+            w = shared(m, f"scan_mass{j}", WTUMass(cfg), cfg)
+            m.d.comb += [
+                w.count.eq(c),
+                w.weight.eq(Array(lut_at(g * group + j) for g in range(n_groups))[grp]),
+            ]
+            weights.append(w.mass)
         # Prefix sums of the group's masses (Sklansky, depth log2 G).
         prefix = list(weights)
         span = 1
