@@ -52,12 +52,15 @@ sequence, ``n = 0``, ``n > L``, a short beat that is not the last or a row longe
                    adder network: bin j adds the counts of the lanes that fall in it (an
                    L-input masked sum per bin; no per-lane histogram banks). Per bin it keeps
                    the token count, a non-empty flag and its lowest and highest id (``head``,
-                   ``tail``); there are no lists (no ``next`` memory). Each lane's grid cell
+                   ``tail``); there are no lists (no ``next`` memory). A bin is a
+                   ``WTUBin`` (``hw/dre/wtu_bin.py``), one shared module. Each lane's grid cell
                    ``s >> bucket_shift`` (``score_bits - bucket_shift`` bits) is written to
                    its bank (cluster c in bank ``c mod L``, row ``c div L``).
   MASS      ceil(n_buckets/G)  G = ``wtu_scan_group(cfg)`` = min(L, n_buckets) buckets per
                    cycle, in bucket order (bucket ``g·G + j`` on lane j): M += Σ_j cnt·L[b]
-                   over the group. The group is read from the circular bins through a
+                   over the group (each lane's product a shared ``WTUMass`` module,
+                   ``hw/dre/wtu_mass.py``, unless ``G = n_buckets`` makes its weight a
+                   constant). The group is read from the circular bins through a
                    shifter (when G divides n_buckets: the two aligned bin groups it straddles
                    shifted by ``base mod G``; otherwise the bins rotated by ``base``); lanes
                    past bucket n_buckets - 1 read zero.
