@@ -60,10 +60,10 @@ sequence, ``n = 0``, ``n > L``, a short beat that is not the last or a row longe
                    cycle, in bucket order (bucket ``g·G + j`` on lane j): M += Σ_j cnt·L[b]
                    over the group (each lane's product a shared ``WTUMass`` module,
                    ``hw/dre/wtu_mass.py``, unless ``G = n_buckets`` makes its weight a
-                   constant). The group is read from the circular bins through a
-                   shifter (when G divides n_buckets: the two aligned bin groups it straddles
-                   shifted by ``base mod G``; otherwise the bins rotated by ``base``); lanes
-                   past bucket n_buckets - 1 read zero.
+                   constant or every weight is a power of two). The group is read from the
+                   circular bins through a shifter (when G divides n_buckets: the two
+                   aligned bin groups it straddles shifted by ``base mod G``; otherwise the
+                   bins rotated by ``base``); lanes past bucket n_buckets - 1 read zero.
   THRESH    1      as above
   SCAN      b* div G + 1  the same group read; a prefix sum over the group's G masses
                    (depth log2 G) and G compares ``prefix_j >= θ - running`` (a register
@@ -379,16 +379,17 @@ class WiCSumThresholdUnit(wiring.Component):
         def lut_at(b):
             return Const(int(lut[b]) if b < nb else 0, cfg.lut_bits)
 
+        # A multiplier module only for real products: a constant weight (one group) costs a
+        # few adders and power-of-two weights (tiny's whole-octave buckets) a shifter inline.
+        shifts = all(int(x) & (int(x) - 1) == 0 for x in lut)
         weights = []
         for j, (c, _h, _t, _ne) in enumerate(lane_in):
-            if n_groups == 1:  # a constant weight: a few adders, no multiplier module
-                weights.append(c * lut_at(j))
+            lut_j = Array(lut_at(g * group + j) for g in range(n_groups))[grp]
+            if n_groups == 1 or shifts:
+                weights.append(c * (lut_at(j) if n_groups == 1 else lut_j))
                 continue
             w = shared(m, f"scan_mass{j}", WTUMass(cfg), cfg)
-            m.d.comb += [
-                w.count.eq(c),
-                w.weight.eq(Array(lut_at(g * group + j) for g in range(n_groups))[grp]),
-            ]
+            m.d.comb += [w.count.eq(c), w.weight.eq(lut_j)]
             weights.append(w.mass)
         # Prefix sums of the group's masses (Sklansky, depth log2 G).
         prefix = list(weights)
