@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value
 
-__all__ = ["lowest_set", "popcount"]
+__all__ = ["lowest_set", "popcount", "tree_sum"]
 
 
-def popcount(value: Value) -> Value:
-    """Number of set bits of ``value`` as a balanced adder tree (depth ``ceil(log2 n)``)."""
-    terms = [value[i] for i in range(len(value))]
-    if not terms:
-        raise ValueError("popcount needs a value at least one bit wide, not a 0-bit value")
+def tree_sum(terms: list) -> Value:
+    """Exact sum of ``terms`` as a balanced adder tree (depth ``ceil(log2 n)``)."""
     while len(terms) > 1:
         pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
         terms = pairs + terms[len(pairs) * 2 :]
     return terms[0]
+
+
+def popcount(value: Value) -> Value:
+    """Number of set bits of ``value`` as a balanced adder tree (``tree_sum``)."""
+    if not len(value):
+        raise ValueError("popcount needs a value at least one bit wide, not a 0-bit value")
+    return tree_sum([value[i] for i in range(len(value))])
 
 
 def lowest_set(m: Module, mask: Value, *, name: str) -> tuple[Signal, Value]:

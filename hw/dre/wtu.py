@@ -384,12 +384,15 @@ class WiCSumThresholdUnit(wiring.Component):
         shifts = all(int(x) & (int(x) - 1) == 0 for x in lut)
         weights = []
         for j, (c, _h, _t, _ne) in enumerate(lane_in):
-            lut_j = Array(lut_at(g * group + j) for g in range(n_groups))[grp]
+            if n_groups == 1:
+                weight = lut_at(j)
+            else:
+                weight = Array(lut_at(g * group + j) for g in range(n_groups))[grp]
             if n_groups == 1 or shifts:
-                weights.append(c * (lut_at(j) if n_groups == 1 else lut_j))
+                weights.append(c * weight)
                 continue
             w = shared(m, f"scan_mass{j}", WTUMass(cfg), cfg)
-            m.d.comb += [w.count.eq(c), w.weight.eq(lut_j)]
+            m.d.comb += [w.count.eq(c), w.weight.eq(weight)]
             weights.append(w.mass)
         # Prefix sums of the group's masses (Sklansky, depth log2 G).
         prefix = list(weights)

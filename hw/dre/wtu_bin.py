@@ -21,7 +21,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HWConfig
-from .bitops import lowest_set
+from .bitops import lowest_set, tree_sum
 
 __all__ = ["WTUBin"]
 
@@ -49,12 +49,7 @@ class WTUBin(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lanes = self._lanes
-        terms = [Mux(self.hits[j], self.counts[j], 0) for j in range(lanes)]
-        while len(terms) > 1:
-            terms = [
-                terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
-                for i in range(0, len(terms), 2)
-            ]
+        added = tree_sum([Mux(self.hits[j], self.counts[j], 0) for j in range(lanes)])
         first, hit = lowest_set(m, self.hits, name="first_lane")
         last = Signal(range(max(2, lanes)), name="last_lane")
         for j in range(lanes):  # later assignments win: the highest lane
@@ -62,7 +57,7 @@ class WTUBin(wiring.Component):
                 m.d.comb += last.eq(j)
         with m.If(self.update):
             m.d.sync += [
-                self.count.eq(Mux(self.cleared, 0, self.count) + terms[0]),
+                self.count.eq(Mux(self.cleared, 0, self.count) + added),
                 self.nonempty.eq((~self.cleared & self.nonempty) | hit),
             ]
             with m.If(hit):
