@@ -36,7 +36,7 @@ Any idle cycle on ``vectors`` or back-pressure on ``result`` just delays; nothin
 or duplicated (``vectors.ready`` is low while ``in`` holds a complete vector that cannot move on).
 """
 
-from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -139,7 +139,7 @@ class RopeUnit(wiring.Component):
         busy = Signal(name="busy")
         cnt = Signal(range(h + 1), name="issue_cnt")
         v1 = Signal(name="s1_valid")
-        i1 = Signal(range(h), name="s1_index")  # the first of the stage's pairs
+        s1 = Signal(range(h // P), name="s1_step")  # the stage's pairs: s1*P .. s1*P+P-1
         res = Signal(vec, name="res_buf")
         res_full = Signal(name="res_full")
         emit = Signal(vec, name="emit_buf")
@@ -181,7 +181,7 @@ class RopeUnit(wiring.Component):
         # Stage 0: issue pairs ``cnt .. cnt+P-1``: phases, nearest table entries, ROM reads.
         issue = Signal(name="issue")
         m.d.comb += issue.eq(busy & (cnt < h))
-        m.d.sync += [v1.eq(issue), i1.eq(cnt)]
+        m.d.sync += [v1.eq(issue), s1.eq(cnt // P)]
         with m.If(issue):
             m.d.sync += cnt.eq(cnt + P)
         for j in range(P):
@@ -195,11 +195,17 @@ class RopeUnit(wiring.Component):
                 sin_rds[j].addr.eq(index),
             ]
 
-        # Stage 1: the exact products of pairs ``i1 .. i1+P-1``, registered; stage 2: their
-        # sums, rounded, into ``res``.
+        # Stage 1: the exact products of step ``s1``'s pairs, registered; stage 2: their sums,
+        # rounded, into ``res``. Operands and results are selected by step (``h/P`` choices of
+        # ``P`` pairs), not by pair index: an ``h``-way selector per pair was most of the
+        # unit's logic.
         v2 = Signal(name="s2_valid")
-        i2 = Signal(range(h), name="s2_index")
-        m.d.sync += [v2.eq(v1), i2.eq(i1)]
+        s2 = Signal(range(h // P), name="s2_step")
+        m.d.sync += [v2.eq(v1), s2.eq(s1)]
+        group = _WORD * P
+        lo, hi = work.as_value()[: _WORD * h], work.as_value()[_WORD * h :]
+        xa_step, xb_step = lo.word_select(s1, group), hi.word_select(s1, group)
+        ya_step, yb_step = [], []
         for j in range(P):
             xa = BF16(Signal(_WORD, name=f"s1_xa{j}"))
             xb = BF16(Signal(_WORD, name=f"s1_xb{j}"))
@@ -207,8 +213,8 @@ class RopeUnit(wiring.Component):
             s = BF16(Signal(_WORD, name=f"s1_sin{j}"))
             neg_s = BF16(Signal(_WORD, name=f"s1_neg_sin{j}"))
             m.d.comb += [
-                xa.eq(work[i1 + j]),
-                xb.eq(work[i1 + j + h]),
+                xa.as_value().eq(xa_step[_WORD * j : _WORD * (j + 1)]),
+                xb.as_value().eq(xb_step[_WORD * j : _WORD * (j + 1)]),
                 c.as_value().eq(cos_rds[j].data),
                 s.as_value().eq(sin_rds[j].data),
                 neg_s.as_value().eq(sin_rds[j].data ^ Const(0x8000, _WORD)),
@@ -232,9 +238,14 @@ class RopeUnit(wiring.Component):
                 ]
                 m.d.sync += [pa.eq(mul_a.p), pb.eq(mul_b.p)]
                 ys.append(cvt.b)
-            with m.If(v2):
-                m.d.sync += [res[i2 + j].eq(ys[0]), res[i2 + j + h].eq(ys[1])]
-        with m.If(v2 & (i2 == h - P)):
+            ya_step.append(ys[0])
+            yb_step.append(ys[1])
+        with m.If(v2):
+            m.d.sync += [
+                res.as_value()[: _WORD * h].word_select(s2, group).eq(Cat(*ya_step)),
+                res.as_value()[_WORD * h :].word_select(s2, group).eq(Cat(*yb_step)),
+            ]
+        with m.If(v2 & (s2 == h // P - 1)):
             m.d.sync += [busy.eq(0), res_full.eq(1)]
 
         # Output: stream ``emit`` out beat by beat.
