@@ -41,6 +41,8 @@ __all__ = [
     "rope_error",
     "rope_freq_words",
     "rope_indices",
+    "rope_quarter",
+    "rope_quarter_lookup",
     "rope_tables",
 ]
 
@@ -102,6 +104,37 @@ def rope_tables(lut_bits: int) -> tuple[np.ndarray, np.ndarray]:
     n = 1 << _check_int("lut_bits", lut_bits, 2, 16)
     ang = 2 * np.pi * np.arange(n, dtype=np.float64) / n
     return to_bf16_bits(np.cos(ang)), to_bf16_bits(np.sin(ang))
+
+
+def rope_quarter(lut_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The hardware's form of ``rope_tables``: ``(quarter, cos_edges, sin_edges)``, the
+    ``2**lut_bits / 4`` first cosines and both tables at the four quadrant boundaries.
+
+    ``rope_quarter_lookup`` rebuilds every entry of both tables from them (the tables are
+    mirror images of the quarter, signs aside, except at the boundaries, where float64's
+    ``cos(pi/2)`` is ``6e-17``, not 0), so the RoPE unit needs one quarter-size ROM."""
+    cos_t, sin_t = rope_tables(lut_bits)
+    q = len(cos_t) // 4
+    return cos_t[:q], cos_t[::q].copy(), sin_t[::q].copy()
+
+
+def rope_quarter_lookup(j, lut_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(cos[j], sin[j])`` of ``rope_tables(lut_bits)`` from ``rope_quarter``, the way the
+    RoPE unit reads them. With ``quadrant = j >> (lut_bits-2)`` and ``r`` the rest: at
+    ``r == 0`` the boundary values; else ``a = quarter[r]``, ``b = quarter[q - r]`` and
+    ``cos = (a, -b, -a, b)``, ``sin = (b, a, -b, -a)`` by quadrant (a sign is bit 15)."""
+    quarter, cos_edges, sin_edges = rope_quarter(lut_bits)
+    q = len(quarter)
+    j = np.asarray(j, dtype=np.int64)
+    quad, r = j // q % 4, j % q
+    a, b = quarter[r], quarter[(q - r) % q]
+    even = quad % 2 == 0
+    cos = np.where(even, a, b) ^ np.where((quad == 1) | (quad == 2), 0x8000, 0)
+    sin = np.where(even, b, a) ^ np.where(quad >= 2, 0x8000, 0)
+    edge = r == 0
+    cos = np.where(edge, cos_edges[quad], cos).astype(np.uint16)
+    sin = np.where(edge, sin_edges[quad], sin).astype(np.uint16)
+    return cos, sin
 
 
 def _positions(positions, n: int) -> np.ndarray:

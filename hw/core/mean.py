@@ -54,14 +54,23 @@ class MeanQuery(wiring.Component):
         lanes = self._cfg.mac_lanes
         acc = Signal(data.ArrayLayout(data.ArrayLayout(FP32, lanes), self._beats), name="sum")
         recip = Signal(FP32, name="recip_rows")
+        # The selected beat of the sum through a case per beat, not ``acc[self.beat]``: a
+        # part-select makes every bit of ``acc`` an input of every bit read, and Amaranth's
+        # combinational-loop check then walks ``lanes**2`` times more edges (most of the
+        # paper core's generation time).
+        cur = Signal(data.ArrayLayout(FP32, lanes), name="sum_beat")
+        with m.Switch(self.beat):
+            for b in range(self._beats):
+                with m.Case(b):
+                    m.d.comb += cur.eq(acc[b])
         for i in range(lanes):
             add = shared(m, f"add{i}", FP32Add())
             mul = shared(m, f"mul{i}", FP32Mul())
             cv = shared(m, f"to_bf16_{i}", FP32ToBF16())
             m.d.comb += [
-                add.a.eq(Mux(self.first, 0, acc[self.beat][i].as_value())),
+                add.a.eq(Mux(self.first, 0, cur[i].as_value())),
                 add.b.eq(Cat(Const(0, 16), self.x[i])),
-                mul.a.eq(acc[self.beat][i]),
+                mul.a.eq(cur[i]),
                 mul.b.eq(recip),
                 cv.a.eq(mul.p),
                 self.query[16 * i : 16 * i + 16].eq(cv.b),

@@ -12,8 +12,11 @@ Interface (payloads ``DatapathLayouts.rope_in`` / ``rope_out``; ``L = mac_lanes`
 Bit-exact contract: ``golden.rope.rope_bf16(x, [p], base=resv.rope_base,
 lut_bits=rope_lut_bits)``. Pair ``i`` uses the phase ``(p * F_i) mod 2**32`` (a ``32 x
 (token_id_bits+1)`` multiplier; ``F_i`` from ``golden.rope.rope_freq_words`` in an
-``h``-entry ROM read asynchronously), the nearest entry ``j`` of full-circle cos/sin ROMs of
-``2**rope_lut_bits`` BF16 values (``golden.rope.rope_tables``, synchronous read), then
+``h``-entry ROM read asynchronously), the nearest entry ``j`` of full-circle cos/sin tables of
+``2**rope_lut_bits`` BF16 values (``golden.rope.rope_tables``), read as
+``golden.rope.rope_quarter_lookup`` does: one quarter-wave ROM of ``2**rope_lut_bits / 4``
+entries (two synchronous read ports per pair, ``r`` and ``q - r``), a sign by quadrant, and
+the tables' own values at the four quadrant boundaries; then
 ``y[i] = bf16(x[i]*c + x[i+h]*(-s))`` and ``y[i+h] = bf16(x[i+h]*c + x[i]*s)`` with four
 ``BF16Mul``, two ``FP32Add`` and two ``FP32ToBF16`` (exact products, FP32 RNE sum, BF16 RNE,
 flush to zero).
@@ -36,12 +39,12 @@ Any idle cycle on ``vectors`` or back-pressure on ``result`` just delays; nothin
 or duplicated (``vectors.ready`` is low while ``in`` holds a complete vector that cannot move on).
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.rope import rope_freq_words, rope_tables
+from golden.rope import rope_freq_words, rope_quarter
 
 from ..config import HWConfig, check_config
 from ..shared import shared
@@ -118,16 +121,16 @@ class RopeUnit(wiring.Component):
         freq = m.submodules.freq_rom = Memory(
             shape=_PHASE, depth=h, init=[int(f) for f in rope_freq_words(d, cfg.resv.rope_base)]
         )
-        cos_bits, sin_bits = rope_tables(lb)
-        cos_rom = m.submodules.cos_rom = Memory(
-            shape=_WORD, depth=1 << lb, init=[int(v) for v in cos_bits]
-        )
-        sin_rom = m.submodules.sin_rom = Memory(
-            shape=_WORD, depth=1 << lb, init=[int(v) for v in sin_bits]
+        qb = lb - 2  # the quarter table's index bits
+        quarter, cos_edges, sin_edges = rope_quarter(lb)
+        quarter_rom = m.submodules.quarter_rom = Memory(
+            shape=_WORD, depth=1 << qb, init=[int(v) for v in quarter]
         )
         freq_rds = [freq.read_port(domain="comb") for _ in range(P)]
-        cos_rds = [cos_rom.read_port() for _ in range(P)]
-        sin_rds = [sin_rom.read_port() for _ in range(P)]
+        a_rds = [quarter_rom.read_port() for _ in range(P)]  # quarter[r]
+        b_rds = [quarter_rom.read_port() for _ in range(P)]  # quarter[q - r]
+        cos_edge = Cat(*(Const(int(v), _WORD) for v in cos_edges))
+        sin_edge = Cat(*(Const(int(v), _WORD) for v in sin_edges))
 
         # State.
         in_buf = Signal(vec, name="in_buf")
@@ -184,16 +187,22 @@ class RopeUnit(wiring.Component):
         m.d.sync += [v1.eq(issue), s1.eq(cnt // P)]
         with m.If(issue):
             m.d.sync += cnt.eq(cnt + P)
+        quads, edges = [], []
         for j in range(P):
             phase = Signal(_PHASE, name=f"phase{j}")
             index = Signal(lb, name=f"lut_index{j}")
+            quad = Signal(2, name=f"s1_quadrant{j}")
+            edge = Signal(name=f"s1_edge{j}")
             m.d.comb += [
                 freq_rds[j].addr.eq(cnt + j),
                 phase.eq(work_pos * freq_rds[j].data),
                 index.eq((phase + (1 << (_PHASE - 1 - lb))) >> (_PHASE - lb)),
-                cos_rds[j].addr.eq(index),
-                sin_rds[j].addr.eq(index),
+                a_rds[j].addr.eq(index[:qb]),
+                b_rds[j].addr.eq(0 - index[:qb]),
             ]
+            m.d.sync += [quad.eq(index[qb:]), edge.eq(index[:qb] == 0)]
+            quads.append(quad)
+            edges.append(edge)
 
         # Stage 1: the exact products of step ``s1``'s pairs, registered; stage 2: their sums,
         # rounded, into ``res``. Operands and results are selected by step (``h/P`` choices of
@@ -212,12 +221,21 @@ class RopeUnit(wiring.Component):
             c = BF16(Signal(_WORD, name=f"s1_cos{j}"))
             s = BF16(Signal(_WORD, name=f"s1_sin{j}"))
             neg_s = BF16(Signal(_WORD, name=f"s1_neg_sin{j}"))
+            qa, qc = quads[j], edges[j]
+            a, b = a_rds[j].data, b_rds[j].data
+            sign = Const(0x8000, _WORD)
             m.d.comb += [
                 xa.as_value().eq(xa_step[_WORD * j : _WORD * (j + 1)]),
                 xb.as_value().eq(xb_step[_WORD * j : _WORD * (j + 1)]),
-                c.as_value().eq(cos_rds[j].data),
-                s.as_value().eq(sin_rds[j].data),
-                neg_s.as_value().eq(sin_rds[j].data ^ Const(0x8000, _WORD)),
+                c.as_value().eq(
+                    Mux(qc, cos_edge.word_select(qa, _WORD), Mux(qa[0], b, a))
+                    ^ Mux(~qc & (qa[0] ^ qa[1]), sign, 0)
+                ),
+                s.as_value().eq(
+                    Mux(qc, sin_edge.word_select(qa, _WORD), Mux(qa[0], a, b))
+                    ^ Mux(~qc & qa[1], sign, 0)
+                ),
+                neg_s.as_value().eq(s.as_value() ^ sign),
             ]
             ys = []
             for n, (p, q, r, t) in enumerate(((xa, c, xb, neg_s), (xb, c, xa, s))):

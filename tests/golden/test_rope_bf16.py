@@ -20,6 +20,8 @@ from golden.rope import (
     rope_error,
     rope_freq_words,
     rope_indices,
+    rope_quarter,
+    rope_quarter_lookup,
     rope_tables,
 )
 
@@ -91,6 +93,17 @@ def gaussian_bf16(rng, shape, spread: int = 8) -> np.ndarray:
 
 
 # Tests ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lut_bits", range(2, 17))
+def test_quarter_table_rebuilds_both_tables(lut_bits):
+    """The RoPE unit's quarter ROM and boundary values give every entry of both tables."""
+    cos_t, sin_t = rope_tables(lut_bits)
+    quarter, cos_edges, sin_edges = rope_quarter(lut_bits)
+    assert len(quarter) == len(cos_t) // 4 and cos_edges.shape == sin_edges.shape == (4,)
+    cos_q, sin_q = rope_quarter_lookup(np.arange(len(cos_t)), lut_bits)
+    np.testing.assert_array_equal(cos_q, cos_t)
+    np.testing.assert_array_equal(sin_q, sin_t)
 
 
 def test_freq_words_and_tables_match_math():

@@ -25,6 +25,10 @@ CONFIGS = {
     "lanes1": TINY.replace(mac_lanes=1),  # beat-bound: B = 16 > h + 2
     "lanes8_lut10": TINY.replace(mac_lanes=8, rope_lut_bits=10, token_id_bits=16),
     "lanes16": TINY.replace(mac_lanes=16),  # one beat per vector
+    # Tiny tables: every entry is read many times, and at 2 bits every one is a quadrant
+    # boundary (the quarter ROM has one entry).
+    "lut2": TINY.replace(rope_lut_bits=2),
+    "lut3": TINY.replace(rope_lut_bits=3),
 }
 
 
