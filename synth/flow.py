@@ -3,6 +3,7 @@
     python -m synth.flow --config tiny|paper|edge [--top NAME ...] [--clock-ns N]
                          [--cycles N] [--default-activity] [--sram-min-bits N]
                          [--set FIELD=INT ...] [--power auto|flat|modules] [--no-dedup]
+                         [--jobs N]
 
 ``--set`` changes integer ``HWConfig`` fields of the preset (e.g. ``--set mac_rows=8 --set
 mac_cols=8``), and ``resv.FIELD`` integer fields of its ``ReSVConfig`` (e.g. ``--set
@@ -15,7 +16,9 @@ For every unit of the registry ``hw.units.UNITS`` (or the ``--top`` ones), in
 2. Yosys synthesis to the OSU 0.18 µm liberty, large memories as SRAM macros
    (:mod:`synth.yosys`, :mod:`synth.sram`); structurally identical modules (Amaranth emits
    one per instance) are merged first (:mod:`synth.dedup`), so each distinct module is
-   synthesised once and the area is summed per instance (``--no-dedup``: every copy);
+   synthesised once and the area is summed per instance (``--no-dedup``: every copy); the
+   distinct modules are mapped by up to ``--jobs`` Yosys processes at once
+   (:func:`synth.yosys.split_design`; the same netlist as one process);
 3. OpenSTA static timing at the target clock: worst slack, fmax, critical path
    (:mod:`synth.sta`);
 4. switching activity from an Amaranth simulation of the unit (:mod:`synth.activity`), or,
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import shlex
 import sys
 import time
@@ -113,6 +117,16 @@ CONSTRAINTS = (
 )
 
 
+#: Most Yosys processes one synthesis runs at once by default: the paper core's parts are
+#: bounded by its largest module (the RoPE unit) beyond that.
+MAX_JOBS = 4
+
+
+def default_jobs() -> int:
+    """``--jobs``' default: the cores this process may use, at most :data:`MAX_JOBS`."""
+    return max(1, min(MAX_JOBS, len(os.sched_getaffinity(0))))
+
+
 @dataclass
 class FlowOptions:
     """Options of one flow run (see ``python -m synth.flow --help``)."""
@@ -143,6 +157,9 @@ class FlowOptions:
     max_timing_cells: int = MAX_TIMING_CELLS
     #: Seconds one Yosys synthesis may take before its unit is reported failed.
     yosys_timeout: float = 3600
+    #: Yosys processes mapping one design's modules at the same time (``split_design``);
+    #: the machine's cores, at most :data:`MAX_JOBS`.
+    jobs: int = field(default_factory=default_jobs)
 
     def __post_init__(self) -> None:
         if self.power_mode not in POWER_MODES:
@@ -157,7 +174,7 @@ class FlowOptions:
             raise ValueError(
                 f"yosys_timeout must be a positive number of seconds, not {self.yosys_timeout!r}"
             )
-        for name in ("max_timing_cells", "sram_min_bits"):
+        for name in ("max_timing_cells", "sram_min_bits", "jobs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -414,6 +431,7 @@ def run_module(name: str, cfg: Any, opts: FlowOptions, liberty: Path) -> dict[st
             sram_min_bits=opts.sram_min_bits,
             dedup=opts.dedup,
             timeout=opts.yosys_timeout,
+            jobs=opts.jobs,
         )
         entry["area"] = _area_dict(res)
         t = lap("yosys", t)
@@ -1023,6 +1041,14 @@ def _parser() -> argparse.ArgumentParser:
         "about 33 min)",
     )
     ap.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Yosys processes mapping one design's modules at once (default: the cores, at "
+        f"most {MAX_JOBS})",
+    )
+    ap.add_argument(
         "--no-dedup",
         action="store_true",
         help="synthesise every module copy Amaranth emits instead of one per structure",
@@ -1052,6 +1078,7 @@ def main(argv: list[str] | None = None) -> int:
             dedup=not args.no_dedup,
             max_timing_cells=args.max_timing_cells,
             yosys_timeout=args.yosys_timeout,
+            **({} if args.jobs is None else {"jobs": args.jobs}),
             command="python -m synth.flow " + shlex.join(sys.argv[1:] if argv is None else argv),
         )
         report = run_flow(opts)

@@ -33,11 +33,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synth.dedup import DedupResult, dedup_rtlil
+from synth.dedup import DedupResult, dedup_rtlil, parse_modules
 from synth.liberty import Library, read_liberty
 from synth.sram import (
     DEFAULT_SRAM_MIN_BITS,
@@ -57,6 +58,7 @@ __all__ = [
     "ModuleArea",
     "SynthResult",
     "inspect_memories",
+    "split_design",
     "synthesize",
 ]
 
@@ -200,17 +202,114 @@ def _design_file(design: str) -> str:
     return "design.il" if _is_rtlil(design) else "design.v"
 
 
-def _front_end(top: str, design: str, extra: list[str] = ()) -> list[str]:
+def _front_end(top: str | None, design: str, extra: list[str] = ()) -> list[str]:
     reader = "read_rtlil" if _is_rtlil(design) else "read_verilog"
     return [
         f"{reader} {_design_file(design)}",
         *extra,
-        f"hierarchy -check -top {top}",
+        f"hierarchy -check -top {top}" if top else "hierarchy -check",
         "proc",
         "opt_clean",
         "memory -nomap",
         "opt_clean",
     ]
+
+
+#: A port declaration in an RTLIL module (``wire width 16 input 3 \\a``).
+_PORT_LINE = re.compile(r"^\s+wire\b.*\b(?:input|output|inout) \d+ ")
+
+
+@dataclass
+class DesignPart:
+    """One of the files :func:`split_design` makes: ``text`` (RTLIL) defines ``modules``
+    and declares the other modules they instance as black boxes (their ports only)."""
+
+    text: str
+    modules: set[str]
+
+
+def split_design(design: str, jobs: int) -> list[DesignPart]:
+    """The RTLIL ``design`` as at most ``jobs`` parts of about equal size (RTLIL lines,
+    largest module first into the smallest part) that Yosys can map at the same time.
+
+    Without ``-flatten`` Yosys optimises and maps each module on its own, so mapping the
+    parts separately gives the netlist of mapping the design whole (``tests/synth``
+    checks). The ``top`` attribute is dropped: a part synthesised with a top would delete
+    its modules that only another part's modules instance. One part (or none, for a
+    design of one module or ``jobs`` 1) means: synthesise whole."""
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    preamble, modules = parse_modules(design)
+    if jobs == 1 or len(modules) < 2:
+        return []
+    by_name = {m.name: m for m in modules}
+    bins: list[list[Any]] = [[] for _ in range(min(jobs, len(modules)))]
+    load = [0] * len(bins)
+    for m in sorted(modules, key=lambda m: -len(m.body)):
+        k = load.index(min(load))
+        bins[k].append(m)
+        load[k] += len(m.body)
+    parts = []
+    for members in bins:
+        names = {m.name for m in members}
+        lines = list(preamble)
+        for m in members:
+            head = [h for h in m.head if h.split() != ["attribute", "\\top", "1"]]
+            lines += [*head, f"module \\{m.name}", *m.body, "end"]
+        for name in sorted({child for m in members for _, child in m.cells} - names):
+            ports = [ln for ln in by_name[name].body if _PORT_LINE.match(ln)]
+            lines += ["attribute \\blackbox 1", f"module \\{name}", *ports, "end"]
+        parts.append(DesignPart("\n".join(lines) + "\n", names))
+    return parts
+
+
+def _synthesize_parts(
+    parts: list[DesignPart], workdir: Path, script: Any, timeout: float
+) -> dict[str, int]:
+    """Map ``parts`` in parallel, each by one Yosys in ``workdir/part<k>``, and merge their
+    ``stat.json``, ``mapped.json``, ``netlist.v`` and logs into ``workdir``; returns which
+    part holds each module."""
+    shared_files = [
+        p for p in (STD_LIB, ABC_CONSTR, MACRO_STUB, MACRO_LIB) if (workdir / p).exists()
+    ]
+    dirs = []
+    for k, part in enumerate(parts):
+        d = workdir / f"part{k}"
+        _write_design(d, part.text)
+        for name in shared_files:
+            shutil.copyfile(workdir / name, d / name)
+        (d / "synth.ys").write_text("\n".join(script(None, part.text, part.modules)) + "\n")
+        dirs.append(d)
+
+    def run(k: int) -> None:
+        run_tool(
+            "yosys",
+            f"synthesis (part {k} of {len(parts)})",
+            [*yosys_command(), "-q", "-l", "synth.log", "synth.ys"],
+            cwd=dirs[k],
+            log=dirs[k] / "synth.out",
+            timeout=timeout,
+        )
+
+    with ThreadPoolExecutor(len(parts)) as pool:
+        for future in [pool.submit(run, k) for k in range(len(parts))]:
+            future.result()  # the first failure, with its part's log
+    stat: dict[str, Any] = {"modules": {}}
+    mapped: dict[str, Any] = {"modules": {}}
+    part_of: dict[str, int] = {}
+    for k, (part, d) in enumerate(zip(parts, dirs, strict=True)):
+        stat["modules"].update(json.loads((d / "stat.json").read_text())["modules"])
+        for name, mod in json.loads((d / "mapped.json").read_text())["modules"].items():
+            if name in part.modules or name not in mapped["modules"]:
+                mapped["modules"][name] = mod
+        part_of.update(dict.fromkeys(part.modules, k))
+    (workdir / "stat.json").write_text(json.dumps(stat))
+    (workdir / "mapped.json").write_text(json.dumps(mapped))
+    with open(workdir / "netlist.v", "w") as out, open(workdir / "synth.log", "w") as log:
+        for k, d in enumerate(dirs):
+            out.write((d / "netlist.v").read_text())
+            log.write(f"# part {k}: {d.name}/synth.log\n" + (d / "synth.log").read_text())
+    return part_of
 
 
 def _write_design(workdir: Path, design: str) -> None:
@@ -242,7 +341,11 @@ def _select(mem: MemoryInstance) -> str:
 
 
 def _module_areas(
-    stat: dict[str, Any], mapped: dict[str, Any], lib: Library, macro_lib: Library | None
+    stat: dict[str, Any],
+    mapped: dict[str, Any],
+    lib: Library,
+    macro_lib: Library | None,
+    part_of: dict[str, int] | None = None,
 ) -> dict[str, ModuleArea]:
     modules: dict[str, ModuleArea] = {}
     design_modules = set(mapped.get("modules", {}))
@@ -281,15 +384,25 @@ def _module_areas(
 
     # Cross-check against Yosys' own stat -json (same liberty areas). Yosys 0.70 reports a
     # module's area with its submodules included, older versions without: accept either.
-    def hier(mname: str) -> float:
+    # A design mapped in parts (split_design): only the submodules of the module's part.
+    def hier(mname: str, part: int | None = None) -> float:
         ma = modules[mname]
-        return ma.std_area + ma.macro_area + sum(hier(c) for c in ma.children.values())
+        return (
+            ma.std_area
+            + ma.macro_area
+            + sum(
+                hier(c, part)
+                for c in ma.children.values()
+                if part is None or part_of.get(c) == part
+            )
+        )
 
     for mname, ma in modules.items():
         st = stat.get("modules", {}).get("\\" + mname) or stat.get("modules", {}).get(mname)
         if st is not None and "area" in st:
             yosys_area = float(st["area"])
-            own, total = ma.std_area + ma.macro_area, hier(mname)
+            own = ma.std_area + ma.macro_area
+            total = hier(mname, None if part_of is None else part_of.get(mname))
             if min(abs(own - yosys_area), abs(total - yosys_area)) > 1e-3 * max(1.0, total):
                 raise ToolError(
                     "yosys",
@@ -345,6 +458,7 @@ def synthesize(
     sram_tech: SramTech = OSU018_SRAM,
     timeout: float = 3600,
     dedup: bool = True,
+    jobs: int = 1,
 ) -> SynthResult:
     """Synthesise ``design`` (RTLIL or Verilog text, top ``top``) in ``workdir`` to ``liberty``.
 
@@ -352,6 +466,9 @@ def synthesize(
     first reduced to one module per structure (:func:`synth.dedup.dedup_rtlil`; instances
     retyped, hierarchy kept), so each distinct module is synthesised once; a design without
     copies, or Verilog, is synthesised as given. ``SynthResult.dedup`` says what was merged.
+
+    With ``jobs`` > 1 an RTLIL design of several modules is mapped in up to ``jobs`` parts
+    at the same time (:func:`split_design`), one Yosys each, and the results merged.
 
     Raises :class:`synth.tools.ToolError` (naming Yosys, the step and the log) on failure.
     """
@@ -398,43 +515,56 @@ def synthesize(
     (workdir / ABC_CONSTR).write_text(
         f"set_driving_cell {_buffer_cell(lib)}\nset_load {ABC_LOAD_PF}\n"
     )
-    script = _front_end(top, design, extra)
-    for mem in macro_mems:
-        params = inspect["modules"][mem.module]["cells"][mem.name]["parameters"]
-        unset = " ".join(f"-unset {p}" for p in sorted(params))
-        script.append(f"setparam {unset} -type {mem.macro_name} {_select(mem)}")
     stat_libs = f"-liberty {STD_LIB}" + (f" -liberty {MACRO_LIB}" if macro_mems else "")
-    script += [
-        # -noabc, then one generic abc after dfflibmap: synth's own abc partitions a module
-        # by flop enable and runs ABC once per enable (16 391 runs for one MAC array of the
-        # paper core); once the flops are library cells a module is one ABC run.
-        f"synth -top {top} -noabc",
-        f"dfflibmap -liberty {STD_LIB}",
-        "abc",
-        # -constr makes ABC buffer high-fanout nets and size gates for the delay target
-        # (without it a select line driving hundreds of muxes costs ~10 ns at 0.18 µm).
-        f"abc -D {clock_ns * 1000:.0f} -constr {ABC_CONSTR} -liberty {STD_LIB}",
-        "opt_clean",
-        # Private ($...) cell and wire names become short public ones, identical in the
-        # JSON (activity mapping) and the Verilog (OpenSTA), so both name the same pins.
-        "rename -enumerate",
-        f"tee -q -o stat.json stat -json {stat_libs}",
-        "write_json mapped.json",
-        "write_verilog -noattr -noexpr -simple-lhs netlist.v",
-    ]
-    (workdir / "synth.ys").write_text("\n".join(script) + "\n")
-    run_tool(
-        "yosys",
-        "synthesis",
-        [*yosys_command(), "-q", "-l", "synth.log", "synth.ys"],
-        cwd=workdir,
-        log=workdir / "synth.out",
-        timeout=timeout,
-    )
+
+    def script(part_top: str | None, text: str, modules: set[str] | None) -> list[str]:
+        lines = _front_end(part_top, text, extra)
+        for mem in macro_mems:
+            if modules is not None and mem.module not in modules:
+                continue
+            params = inspect["modules"][mem.module]["cells"][mem.name]["parameters"]
+            unset = " ".join(f"-unset {p}" for p in sorted(params))
+            lines.append(f"setparam {unset} -type {mem.macro_name} {_select(mem)}")
+        return [
+            *lines,
+            # -noabc, then one generic abc after dfflibmap: synth's own abc partitions a
+            # module by flop enable and runs ABC once per enable (16 391 runs for one MAC
+            # array of the paper core); once the flops are library cells a module is one ABC
+            # run. -run :check leaves out synth's closing statistics (a minute on the
+            # paper core): stat -json below gives them.
+            "synth -noabc -run :check" + (f" -top {part_top}" if part_top else ""),
+            f"dfflibmap -liberty {STD_LIB}",
+            "abc",
+            # -constr makes ABC buffer high-fanout nets and size gates for the delay target
+            # (without it a select line driving hundreds of muxes costs ~10 ns at 0.18 µm).
+            f"abc -D {clock_ns * 1000:.0f} -constr {ABC_CONSTR} -liberty {STD_LIB}",
+            "opt_clean",
+            # Private ($...) cell and wire names become short public ones, identical in the
+            # JSON (activity mapping) and the Verilog (OpenSTA), so both name the same pins.
+            "rename -enumerate",
+            f"tee -q -o stat.json stat -json {stat_libs}",
+            "write_json mapped.json",
+            "write_verilog -noattr -noexpr -simple-lhs netlist.v",
+        ]
+
+    parts = split_design(design, jobs) if _is_rtlil(design) else []
+    part_of: dict[str, int] | None = None
+    if len(parts) < 2:
+        (workdir / "synth.ys").write_text("\n".join(script(top, design, None)) + "\n")
+        run_tool(
+            "yosys",
+            "synthesis",
+            [*yosys_command(), "-q", "-l", "synth.log", "synth.ys"],
+            cwd=workdir,
+            log=workdir / "synth.out",
+            timeout=timeout,
+        )
+    else:
+        part_of = _synthesize_parts(parts, workdir, script, timeout)
     _unsign_netlist(workdir / "netlist.v")
     stat = json.loads((workdir / "stat.json").read_text())
     mapped = json.loads((workdir / "mapped.json").read_text())
-    modules = _module_areas(stat, mapped, lib, macro_lib)
+    modules = _module_areas(stat, mapped, lib, macro_lib, part_of)
     if top not in modules:
         raise ToolError(
             "yosys", "synthesis", workdir / "synth.log", None, f"    top {top!r} not in netlist"

@@ -130,6 +130,7 @@ def test_a_synthesis_over_its_time_limit_fails_its_unit(tmp_path):
         (["--cycles", "3"], r"cycles must be an integer of at least 10, not 3"),
         (["--max-timing-cells", "0"], r"max_timing_cells must be a positive integer, not 0"),
         (["--yosys-timeout", "0"], r"yosys_timeout must be a positive number of seconds, not 0"),
+        (["--jobs", "0"], r"jobs must be a positive integer, not 0"),
         (["--set", "mac_rows"], r"--set must be FIELD=INTEGER, not 'mac_rows'"),
         (["--set", "mac_rows=x"], r"--set must be FIELD=INTEGER, not 'mac_rows=x'"),
         (["--set", "nope=3"], r"--set must name an HWConfig field \(.*hcu_batch.*\), not 'nope'"),
