@@ -21,7 +21,10 @@ WebAssembly sandbox hides the host's ``/tmp``):
    (timing-driven mapping with fanout buffering
    and gate sizing; driving cell = the library's smallest buffer, 10 fF load) and
    ``stat -json``. Small memories are mapped to
-   flip-flops by ``synth``'s ``memory_map``.
+   flip-flops by ``synth``'s ``memory_map``. An RTLIL design of several modules is mapped
+   module by module (:func:`split_design`: one Yosys per module, in ``parts/<module>/``,
+   ``jobs`` at a time), and their ``stat.json``, ``mapped.json``, ``netlist.v`` and
+   ``synth.log`` merged into the work directory.
 
 Registers keep their RTL names as net names (``opt_clean`` keeps public wire names and
 ``write_verilog -noattr`` writes them), which is what :mod:`synth.power` matches the
@@ -221,95 +224,85 @@ _PORT_LINE = re.compile(r"^\s+wire\b.*\b(?:input|output|inout) \d+ ")
 
 @dataclass
 class DesignPart:
-    """One of the files :func:`split_design` makes: ``text`` (RTLIL) defines ``modules``
-    and declares the other modules they instance as black boxes (their ports only)."""
+    """One module of a design as :func:`split_design` gives it: ``text`` (RTLIL) defines
+    ``module`` and declares the modules it instances as black boxes (their ports only);
+    ``size`` is its RTLIL line count."""
 
+    module: str
     text: str
-    modules: set[str]
+    size: int
 
 
-def split_design(design: str, jobs: int) -> list[DesignPart]:
-    """The RTLIL ``design`` as at most ``jobs`` parts of about equal size (RTLIL lines,
-    largest module first into the smallest part) that Yosys can map at the same time.
+def split_design(design: str) -> list[DesignPart]:
+    """The RTLIL ``design``'s modules, each as a design of its own (largest first), or no
+    part for a design of one module.
 
-    Without ``-flatten`` Yosys optimises and maps each module on its own, so mapping the
-    parts separately gives the netlist of mapping the design whole (``tests/synth``
-    checks). The ``top`` attribute is dropped: a part synthesised with a top would delete
-    its modules that only another part's modules instance. One part (or none, for a
-    design of one module or ``jobs`` 1) means: synthesise whole."""
-    if not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    Without ``-flatten`` Yosys optimises and maps each module on its own, but in one run the
+    internal names it gives a module's cells depend on every module processed before it,
+    and ABC's mapping on those names: the paper core's FP32 adder, the same RTLIL each time,
+    mapped to 1804, 1734 and 1714 cells in three runs. Mapped alone, a module's netlist
+    depends on its own text only, whatever design holds it and however many Yosys run at
+    once. The ``top`` attribute is dropped (a part with a top would be checked as one)."""
     preamble, modules = parse_modules(design)
-    if jobs == 1 or len(modules) < 2:
+    if len(modules) < 2:
         return []
     by_name = {m.name: m for m in modules}
-    bins: list[list[Any]] = [[] for _ in range(min(jobs, len(modules)))]
-    load = [0] * len(bins)
-    for m in sorted(modules, key=lambda m: -len(m.body)):
-        k = load.index(min(load))
-        bins[k].append(m)
-        load[k] += len(m.body)
     parts = []
-    for members in bins:
-        names = {m.name for m in members}
-        lines = list(preamble)
-        for m in members:
-            head = [h for h in m.head if h.split() != ["attribute", "\\top", "1"]]
-            lines += [*head, f"module \\{m.name}", *m.body, "end"]
-        for name in sorted({child for m in members for _, child in m.cells} - names):
+    for m in sorted(modules, key=lambda m: -len(m.body)):
+        head = [h for h in m.head if h.split() != ["attribute", "\\top", "1"]]
+        lines = [*preamble, *head, f"module \\{m.name}", *m.body, "end"]
+        for name in sorted({child for _, child in m.cells}):
             ports = [ln for ln in by_name[name].body if _PORT_LINE.match(ln)]
             lines += ["attribute \\blackbox 1", f"module \\{name}", *ports, "end"]
-        parts.append(DesignPart("\n".join(lines) + "\n", names))
+        parts.append(DesignPart(m.name, "\n".join(lines) + "\n", len(m.body)))
     return parts
 
 
 def _synthesize_parts(
-    parts: list[DesignPart], workdir: Path, script: Any, timeout: float
-) -> dict[str, int]:
-    """Map ``parts`` in parallel, each by one Yosys in ``workdir/part<k>``, and merge their
-    ``stat.json``, ``mapped.json``, ``netlist.v`` and logs into ``workdir``; returns which
-    part holds each module."""
+    parts: list[DesignPart], workdir: Path, script: Any, timeout: float, jobs: int
+) -> None:
+    """Map ``parts``, each by one Yosys in ``workdir/parts/<module>``, ``jobs`` at a time
+    (the largest first), and merge their ``stat.json``, ``mapped.json``, ``netlist.v`` and
+    ``synth.log`` into ``workdir``."""
     shared_files = [
         p for p in (STD_LIB, ABC_CONSTR, MACRO_STUB, MACRO_LIB) if (workdir / p).exists()
     ]
     dirs = []
-    for k, part in enumerate(parts):
-        d = workdir / f"part{k}"
+    for part in parts:
+        d = workdir / "parts" / part.module
         _write_design(d, part.text)
         for name in shared_files:
             shutil.copyfile(workdir / name, d / name)
-        (d / "synth.ys").write_text("\n".join(script(None, part.text, part.modules)) + "\n")
+        (d / "synth.ys").write_text("\n".join(script(None, part.text, part.module)) + "\n")
         dirs.append(d)
 
     def run(k: int) -> None:
         run_tool(
             "yosys",
-            f"synthesis (part {k} of {len(parts)})",
+            f"synthesis of module {parts[k].module}",
             [*yosys_command(), "-q", "-l", "synth.log", "synth.ys"],
             cwd=dirs[k],
             log=dirs[k] / "synth.out",
             timeout=timeout,
         )
 
-    with ThreadPoolExecutor(len(parts)) as pool:
+    with ThreadPoolExecutor(min(jobs, len(parts))) as pool:
         for future in [pool.submit(run, k) for k in range(len(parts))]:
-            future.result()  # the first failure, with its part's log
+            future.result()  # the first failure, with its module's log
     stat: dict[str, Any] = {"modules": {}}
     mapped: dict[str, Any] = {"modules": {}}
-    part_of: dict[str, int] = {}
-    for k, (part, d) in enumerate(zip(parts, dirs, strict=True)):
+    for part, d in zip(parts, dirs, strict=True):
         stat["modules"].update(json.loads((d / "stat.json").read_text())["modules"])
         for name, mod in json.loads((d / "mapped.json").read_text())["modules"].items():
-            if name in part.modules or name not in mapped["modules"]:
-                mapped["modules"][name] = mod
-        part_of.update(dict.fromkeys(part.modules, k))
+            if name == part.module or name not in mapped["modules"]:
+                mapped["modules"][name] = mod  # the module, or a black box until it comes
     (workdir / "stat.json").write_text(json.dumps(stat))
     (workdir / "mapped.json").write_text(json.dumps(mapped))
     with open(workdir / "netlist.v", "w") as out, open(workdir / "synth.log", "w") as log:
-        for k, d in enumerate(dirs):
+        for part, d in zip(parts, dirs, strict=True):
             out.write((d / "netlist.v").read_text())
-            log.write(f"# part {k}: {d.name}/synth.log\n" + (d / "synth.log").read_text())
-    return part_of
+            log.write(f"# module {part.module}: parts/{part.module}/synth.log\n")
+            log.write((d / "synth.log").read_text())
 
 
 def _write_design(workdir: Path, design: str) -> None:
@@ -341,11 +334,7 @@ def _select(mem: MemoryInstance) -> str:
 
 
 def _module_areas(
-    stat: dict[str, Any],
-    mapped: dict[str, Any],
-    lib: Library,
-    macro_lib: Library | None,
-    part_of: dict[str, int] | None = None,
+    stat: dict[str, Any], mapped: dict[str, Any], lib: Library, macro_lib: Library | None
 ) -> dict[str, ModuleArea]:
     modules: dict[str, ModuleArea] = {}
     design_modules = set(mapped.get("modules", {}))
@@ -383,26 +372,17 @@ def _module_areas(
         modules[mname] = ma
 
     # Cross-check against Yosys' own stat -json (same liberty areas). Yosys 0.70 reports a
-    # module's area with its submodules included, older versions without: accept either.
-    # A design mapped in parts (split_design): only the submodules of the module's part.
-    def hier(mname: str, part: int | None = None) -> float:
+    # module's area with its submodules included, older versions without: accept either
+    # (a module mapped alone, split_design, has only black boxes below it: its own area).
+    def hier(mname: str) -> float:
         ma = modules[mname]
-        return (
-            ma.std_area
-            + ma.macro_area
-            + sum(
-                hier(c, part)
-                for c in ma.children.values()
-                if part is None or part_of.get(c) == part
-            )
-        )
+        return ma.std_area + ma.macro_area + sum(hier(c) for c in ma.children.values())
 
     for mname, ma in modules.items():
         st = stat.get("modules", {}).get("\\" + mname) or stat.get("modules", {}).get(mname)
         if st is not None and "area" in st:
             yosys_area = float(st["area"])
-            own = ma.std_area + ma.macro_area
-            total = hier(mname, None if part_of is None else part_of.get(mname))
+            own, total = ma.std_area + ma.macro_area, hier(mname)
             if min(abs(own - yosys_area), abs(total - yosys_area)) > 1e-3 * max(1.0, total):
                 raise ToolError(
                     "yosys",
@@ -467,11 +447,13 @@ def synthesize(
     retyped, hierarchy kept), so each distinct module is synthesised once; a design without
     copies, or Verilog, is synthesised as given. ``SynthResult.dedup`` says what was merged.
 
-    With ``jobs`` > 1 an RTLIL design of several modules is mapped in up to ``jobs`` parts
-    at the same time (:func:`split_design`), one Yosys each, and the results merged.
+    An RTLIL design of several modules is mapped module by module (:func:`split_design`),
+    one Yosys per module, ``jobs`` of them at a time, and the results merged.
 
     Raises :class:`synth.tools.ToolError` (naming Yosys, the step and the log) on failure.
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
     if not isinstance(sram_min_bits, int) or sram_min_bits < 1:
         raise ValueError(f"sram_min_bits must be a positive integer, not {sram_min_bits!r}")
     if not clock_ns > 0:
@@ -517,10 +499,10 @@ def synthesize(
     )
     stat_libs = f"-liberty {STD_LIB}" + (f" -liberty {MACRO_LIB}" if macro_mems else "")
 
-    def script(part_top: str | None, text: str, modules: set[str] | None) -> list[str]:
+    def script(part_top: str | None, text: str, module: str | None) -> list[str]:
         lines = _front_end(part_top, text, extra)
         for mem in macro_mems:
-            if modules is not None and mem.module not in modules:
+            if module is not None and mem.module != module:
                 continue
             params = inspect["modules"][mem.module]["cells"][mem.name]["parameters"]
             unset = " ".join(f"-unset {p}" for p in sorted(params))
@@ -547,9 +529,8 @@ def synthesize(
             "write_verilog -noattr -noexpr -simple-lhs netlist.v",
         ]
 
-    parts = split_design(design, jobs) if _is_rtlil(design) else []
-    part_of: dict[str, int] | None = None
-    if len(parts) < 2:
+    parts = split_design(design) if _is_rtlil(design) else []
+    if not parts:
         (workdir / "synth.ys").write_text("\n".join(script(top, design, None)) + "\n")
         run_tool(
             "yosys",
@@ -560,11 +541,11 @@ def synthesize(
             timeout=timeout,
         )
     else:
-        part_of = _synthesize_parts(parts, workdir, script, timeout)
+        _synthesize_parts(parts, workdir, script, timeout, jobs)
     _unsign_netlist(workdir / "netlist.v")
     stat = json.loads((workdir / "stat.json").read_text())
     mapped = json.loads((workdir / "mapped.json").read_text())
-    modules = _module_areas(stat, mapped, lib, macro_lib, part_of)
+    modules = _module_areas(stat, mapped, lib, macro_lib)
     if top not in modules:
         raise ToolError(
             "yosys", "synthesis", workdir / "synth.log", None, f"    top {top!r} not in netlist"
