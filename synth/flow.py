@@ -155,7 +155,8 @@ class FlowOptions:
     dedup: bool = True
     #: Designs of more cells than this are not timed (see :data:`MAX_TIMING_CELLS`).
     max_timing_cells: int = MAX_TIMING_CELLS
-    #: Seconds one Yosys synthesis may take before its unit is reported failed.
+    #: Seconds one Yosys run (one per distinct module) may take before its unit is reported
+    #: failed.
     yosys_timeout: float = 3600
     #: Yosys processes mapping one design's modules at the same time (``split_design``);
     #: the machine's cores, at most :data:`MAX_JOBS`.
@@ -1036,7 +1037,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=FlowOptions.yosys_timeout,
         metavar="SECONDS",
-        help="report a unit failed when its Yosys synthesis takes longer (default "
+        help="report a unit failed when one of its Yosys runs (one per distinct module) "
+        "takes longer (default "
         f"{FlowOptions.yosys_timeout:g}; the paper preset's slowest unit, quickselect, takes "
         "about 33 min)",
     )
