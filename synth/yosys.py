@@ -273,18 +273,11 @@ def _synthesize_parts(
         _write_design(d, part.text)
         for name in shared_files:
             shutil.copyfile(workdir / name, d / name)
-        (d / "synth.ys").write_text("\n".join(script(None, part.text, part.module)) + "\n")
         dirs.append(d)
 
     def run(k: int) -> None:
-        run_tool(
-            "yosys",
-            f"synthesis of module {parts[k].module}",
-            [*yosys_command(), "-q", "-l", "synth.log", "synth.ys"],
-            cwd=dirs[k],
-            log=dirs[k] / "synth.out",
-            timeout=timeout,
-        )
+        lines = script(None, parts[k].text, parts[k].module)
+        _run_yosys(dirs[k], "synth", f"synthesis of module {parts[k].module}", lines, timeout)
 
     with ThreadPoolExecutor(min(jobs, len(parts))) as pool:
         for future in [pool.submit(run, k) for k in range(len(parts))]:
@@ -310,21 +303,27 @@ def _write_design(workdir: Path, design: str) -> None:
     (workdir / _design_file(design)).write_text(design)
 
 
+def _run_yosys(workdir: Path, name: str, step: str, script: list[str], timeout: float) -> None:
+    """Run ``script`` as ``<name>.ys`` in ``workdir`` (log ``<name>.log``, output
+    ``<name>.out``); :class:`ToolError` naming ``step`` on failure."""
+    (workdir / f"{name}.ys").write_text("\n".join(script) + "\n")
+    run_tool(
+        "yosys",
+        step,
+        [*yosys_command(), "-q", "-l", f"{name}.log", f"{name}.ys"],
+        cwd=workdir,
+        log=workdir / f"{name}.out",
+        timeout=timeout,
+    )
+
+
 def inspect_memories(
     design: str, top: str, workdir: Path, *, timeout: float = 1800
 ) -> list[MemoryInstance]:
     """The memories of the design (Yosys run 1). Writes ``inspect.ys/.log/.json``."""
     _write_design(workdir, design)
     script = [*_front_end(top, design), "write_json inspect.json"]
-    (workdir / "inspect.ys").write_text("\n".join(script) + "\n")
-    run_tool(
-        "yosys",
-        "inspect memories",
-        [*yosys_command(), "-q", "-l", "inspect.log", "inspect.ys"],
-        cwd=workdir,
-        log=workdir / "inspect.out",
-        timeout=timeout,
-    )
+    _run_yosys(workdir, "inspect", "inspect memories", script, timeout)
     data = json.loads((workdir / "inspect.json").read_text())
     return _memories_from_json(data)
 
@@ -531,15 +530,7 @@ def synthesize(
 
     parts = split_design(design) if _is_rtlil(design) else []
     if not parts:
-        (workdir / "synth.ys").write_text("\n".join(script(top, design, None)) + "\n")
-        run_tool(
-            "yosys",
-            "synthesis",
-            [*yosys_command(), "-q", "-l", "synth.log", "synth.ys"],
-            cwd=workdir,
-            log=workdir / "synth.out",
-            timeout=timeout,
-        )
+        _run_yosys(workdir, "synth", "synthesis", script(top, design, None), timeout)
     else:
         _synthesize_parts(parts, workdir, script, timeout, jobs)
     _unsign_netlist(workdir / "netlist.v")
