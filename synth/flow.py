@@ -124,7 +124,11 @@ MAX_JOBS = 4
 
 def default_jobs() -> int:
     """``--jobs``' default: the cores this process may use, at most :data:`MAX_JOBS`."""
-    return max(1, min(MAX_JOBS, len(os.sched_getaffinity(0))))
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        cores = len(os.sched_getaffinity(0))
+    else:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_JOBS, cores))
 
 
 @dataclass

@@ -150,7 +150,8 @@ class KVMemoryUnit(wiring.Component):
         def restart_on_clear():
             # Last in each state, so that a clear wins over the state's own transition.
             with m.If(self.clear):
-                m.d.sync += clr_idx.eq(0)
+                if not self._bulk:  # bulk: no sweep, so no sweep index
+                    m.d.sync += clr_idx.eq(0)
                 m.next = "CLEAR"
 
         with m.FSM(name="alloc"):
