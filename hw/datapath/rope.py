@@ -221,19 +221,19 @@ class RopeUnit(wiring.Component):
             c = BF16(Signal(_WORD, name=f"s1_cos{j}"))
             s = BF16(Signal(_WORD, name=f"s1_sin{j}"))
             neg_s = BF16(Signal(_WORD, name=f"s1_neg_sin{j}"))
-            qa, qc = quads[j], edges[j]
+            quad, at_edge = quads[j], edges[j]
             a, b = a_rds[j].data, b_rds[j].data
             sign = Const(0x8000, _WORD)
             m.d.comb += [
                 xa.as_value().eq(xa_step[_WORD * j : _WORD * (j + 1)]),
                 xb.as_value().eq(xb_step[_WORD * j : _WORD * (j + 1)]),
                 c.as_value().eq(
-                    Mux(qc, cos_edge.word_select(qa, _WORD), Mux(qa[0], b, a))
-                    ^ Mux(~qc & (qa[0] ^ qa[1]), sign, 0)
+                    Mux(at_edge, cos_edge.word_select(quad, _WORD), Mux(quad[0], b, a))
+                    ^ Mux(~at_edge & (quad[0] ^ quad[1]), sign, 0)
                 ),
                 s.as_value().eq(
-                    Mux(qc, sin_edge.word_select(qa, _WORD), Mux(qa[0], a, b))
-                    ^ Mux(~qc & qa[1], sign, 0)
+                    Mux(at_edge, sin_edge.word_select(quad, _WORD), Mux(quad[0], a, b))
+                    ^ Mux(~at_edge & quad[1], sign, 0)
                 ),
                 neg_s.as_value().eq(s.as_value() ^ sign),
             ]
