@@ -58,7 +58,7 @@ from amaranth.lib.wiring import In, Out
 from golden.quickselect import QuickSelection, exp2_lut
 
 from ..config import HWConfig, ceil_log2, check_config
-from .bitops import popcount
+from .bitops import popcount, tree_sum
 from .layouts import lanes_beat_malformed, layouts
 
 __all__ = ["QUICKSELECT_LATENCY", "WeightedQuickSelect", "quickselect_cycles"]
@@ -296,8 +296,8 @@ class WeightedQuickSelect(wiring.Component):
             weights.append(Mux(s1_keep[j], w, 0))
         hi_mask = s1_keep & s1_high
         lo_mask = s1_keep & ~s1_high
-        sum_all = sum(weights)
-        sum_high = sum(Mux(s1_high[j], weights[j], 0) for j in range(lanes))
+        sum_all = tree_sum(weights)
+        sum_high = tree_sum([Mux(s1_high[j], weights[j], 0) for j in range(lanes)])
         row_min_high = Signal(kw, name="row_min_high")
         row_max_low = Signal(kw, name="row_max_low")
         mins = [Mux(hi_mask[j], s1_key[j], kmax) for j in range(lanes)]
