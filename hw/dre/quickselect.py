@@ -58,8 +58,10 @@ from amaranth.lib.wiring import In, Out
 from golden.quickselect import QuickSelection, exp2_lut
 
 from ..config import HWConfig, ceil_log2, check_config
+from ..shared import shared
 from .bitops import popcount, tree_sum
 from .layouts import lanes_beat_malformed, layouts
+from .qs_weight import QSWeight
 
 __all__ = ["QUICKSELECT_LATENCY", "WeightedQuickSelect", "quickselect_cycles"]
 
@@ -291,8 +293,14 @@ class WeightedQuickSelect(wiring.Component):
         # Stage 1: weigh, sum, bound and compact the kept keys.
         weights = []
         for j in range(lanes):
+            qw = shared(m, f"weight{j}", QSWeight(cfg), cfg)
             w = Signal(wbits, name=f"s1_weight{j}")
-            m.d.comb += w.eq((s1_count[j] * s1_exp[j]) >> s1_shift[j])
+            m.d.comb += [
+                qw.count.eq(s1_count[j]),
+                qw.exp.eq(s1_exp[j]),
+                qw.shift.eq(s1_shift[j]),
+                w.eq(qw.weight),
+            ]
             weights.append(Mux(s1_keep[j], w, 0))
         hi_mask = s1_keep & s1_high
         lo_mask = s1_keep & ~s1_high
