@@ -16,9 +16,9 @@ For every unit of the registry ``hw.units.UNITS`` (or the ``--top`` ones), in
 2. Yosys synthesis to the OSU 0.18 µm liberty, large memories as SRAM macros
    (:mod:`synth.yosys`, :mod:`synth.sram`); structurally identical modules (Amaranth emits
    one per instance) are merged first (:mod:`synth.dedup`), so each distinct module is
-   synthesised once and the area is summed per instance (``--no-dedup``: every copy); the
-   distinct modules are mapped by up to ``--jobs`` Yosys processes at once
-   (:func:`synth.yosys.split_design`; the same netlist as one process);
+   synthesised once and the area is summed per instance (``--no-dedup``: every copy); each
+   distinct module is mapped by a Yosys of its own, up to ``--jobs`` at once
+   (:func:`synth.yosys.split_design`; a module's netlist depends on its RTLIL only);
 3. OpenSTA static timing at the target clock: worst slack, fmax, critical path
    (:mod:`synth.sta`);
 4. switching activity from an Amaranth simulation of the unit (:mod:`synth.activity`), or,
@@ -117,8 +117,8 @@ CONSTRAINTS = (
 )
 
 
-#: Most Yosys processes one synthesis runs at once by default: the paper core's parts are
-#: bounded by its largest module (the RoPE unit) beyond that.
+#: Most Yosys processes one synthesis runs at once by default: beyond that the paper core's
+#: synthesis is bounded by its largest module (the RoPE unit).
 MAX_JOBS = 4
 
 
