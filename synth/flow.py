@@ -26,7 +26,8 @@ For every unit of the registry ``hw.units.UNITS`` (or the ``--top`` ones), in
    propagated (:mod:`synth.power`) and fed to OpenSTA's ``report_power``, plus the SRAM
    macros' access energy. A design of more than ``FLAT_POWER_MAX_CELLS`` cells (``--power
    auto``; ``--power modules`` forces it) is instead analysed per distinct module at the
-   default activity, not simulated, and labelled so (:mod:`synth.modpower`);
+   default activity, not simulated, and labelled so (:mod:`synth.modpower`; the modules in
+   up to ``--jobs`` groups, a process and an OpenSTA run each);
 5. the 14 nm / 0.8 V estimate (:mod:`synth.scaling`).
 Then ``report.json`` (schema-checked), ``report.md`` and PNG charts (:mod:`synth.report`)
 and a summary table on stdout. Units of ``EXPECTED_UNITS`` not in ``hw.units.UNITS`` would be
@@ -303,7 +304,9 @@ def _module_power_entry(
     """The ``power`` and ``module_timing`` entries of the report from
     :func:`synth.modpower.module_power`: each distinct module's own power at the default
     activity, summed over its instances, and the worst path inside any one module."""
-    mp = module_power(mapped, res.top, libs, res.liberties, res.macros, wd, opts.clock_ns)
+    mp = module_power(
+        mapped, res.top, libs, res.liberties, res.macros, wd, opts.clock_ns, jobs=opts.jobs
+    )
     cp, ws = mp.critical_path, mp.worst_slack_ns
     fmax = fmax_mhz(opts.clock_ns, ws)
     timing = {
@@ -348,7 +351,6 @@ def _module_power_entry(
             )
     dynamic = std["internal_w"] + std["switching_w"] + sram_dyn + sram_out
     leakage = std["leakage_w"] + sram_leak
-    ann = mp.annotation
     return {
         "clock_mhz": 1000.0 / opts.clock_ns,
         "activity_mode": "default",
@@ -361,7 +363,7 @@ def _module_power_entry(
             f"{res.total.cells} in the design)"
         ),
         "annotated_fraction": 0.0,
-        "nets": ann.counts,
+        "nets": mp.nets,
         "matched_signals_sample": [],
         "std_cell": std,
         "sram": {
@@ -1050,7 +1052,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="Yosys processes mapping one design's modules at once (default: the cores, at "
+        help="Yosys processes mapping one design's modules at once, and processes analysing "
+        "their power per module (default: the cores, at "
         f"most {MAX_JOBS})",
     )
     ap.add_argument(

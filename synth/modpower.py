@@ -32,6 +32,7 @@ import copy
 import dataclasses
 import re
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,6 @@ from typing import Any
 from synth.liberty import Library
 from synth.power import (
     DUT_INSTANCE,
-    Annotation,
     FlatNetlist,
     LeafInstance,
     annotate,
@@ -86,7 +86,8 @@ class ModulePowerResult:
 
     own: dict[str, ModulePower]
     subtree_w: dict[str, float]
-    annotation: Annotation
+    #: The annotated nets by origin (``synth.power.Annotation.counts``), summed over groups.
+    nets: dict[str, int]
     leaves: int
     log: Path
     #: The worst setup slack over the modules (ns) and its path, its start and end points
@@ -97,17 +98,25 @@ class ModulePowerResult:
     critical_module: str | None = None
 
 
-def own_design(mapped: dict[str, Any], *, reset_inactive: bool = True) -> dict[str, Any]:
+def _design(mapped: dict[str, Any]) -> set[str]:
+    """The modules of ``mapped`` that are not black boxes."""
+    return {n for n, m in mapped["modules"].items() if not m.get("attributes", {}).get("blackbox")}
+
+
+def own_design(
+    mapped: dict[str, Any], *, reset_inactive: bool = True, only: set[str] | None = None
+) -> dict[str, Any]:
     """A Yosys-JSON design whose top :data:`TOP` instantiates the *own* version of every
-    non-black-box module of ``mapped`` once (instance name = module name; see the module
-    docstring). ``reset_inactive``: ``rst`` ports tied to 0 (else a default-activity input)."""
+    non-black-box module of ``mapped`` (or of those in ``only``) once (instance name =
+    module name; see the module docstring). ``reset_inactive``: ``rst`` ports tied to 0
+    (else a default-activity input)."""
     modules = mapped["modules"]
-    design = {n for n, m in modules.items() if not m.get("attributes", {}).get("blackbox")}
+    design = _design(mapped)
     out: dict[str, Any] = {n: m for n, m in modules.items() if n not in design}
     top_ports: dict[str, Any] = {CLOCK: {"direction": "input", "bits": [2]}}
     top_cells: dict[str, Any] = {}
     next_bit = 3
-    for name in sorted(design):
+    for name in sorted(design if only is None else only):
         mod = modules[name]
         own = copy.deepcopy({k: v for k, v in mod.items() if k != "cells"})
         own["cells"] = {}
@@ -218,10 +227,116 @@ def module_power(
     clock_ns: float,
     *,
     reset_inactive: bool = True,
+    jobs: int = 1,
 ) -> ModulePowerResult:
     """Own power of every module of ``mapped`` and subtree power of each (see the module
-    docstring); runs OpenSTA once on the synthetic design in ``workdir``."""
-    synthetic = own_design(mapped, reset_inactive=reset_inactive)
+    docstring). The modules are split into up to ``jobs`` groups of about equal cell counts,
+    each analysed by a process and an OpenSTA run of its own in ``workdir/group<k>`` (one
+    group: in ``workdir``): a module's own design does not depend on the others', so the
+    figures do not depend on ``jobs``."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    modules = mapped["modules"]
+    design = _design(mapped)
+    if top not in design:
+        raise ValueError(f"top {top!r} is not a module of the mapped netlist")
+    groups = _groups(modules, design, jobs)
+    args = [
+        (
+            _pruned(mapped, design, group),
+            group,
+            libs,
+            liberties,
+            macros,
+            workdir if len(groups) == 1 else workdir / f"group{k}",
+            clock_ns,
+            reset_inactive,
+        )
+        for k, group in enumerate(groups)
+    ]
+    if len(groups) == 1:
+        results = [_group_power(*args[0])]
+    else:
+        with ProcessPoolExecutor(len(groups)) as pool:
+            results = list(pool.map(_group_power, *zip(*args, strict=True)))
+    log = workdir / "sta_module_power.log"
+    if len(groups) > 1:
+        with open(log, "w") as out:
+            for k, r in enumerate(results):
+                out.write(f"# modules {', '.join(sorted(groups[k]))}: {r.log}\n")
+                out.write(r.log.read_text())
+    own: dict[str, ModulePower] = defaultdict(ModulePower)  # a module without cells: 0 W
+    nets: dict[str, int] = defaultdict(int)
+    for r in results:
+        own.update(r.own)
+        for kind, n in r.nets.items():
+            nets[kind] += n
+    subtree: dict[str, float] = {}
+
+    def sub(name: str) -> float:
+        if name not in subtree:
+            total = own[name].total_w
+            for cell in modules[name].get("cells", {}).values():
+                if cell["type"] in design:
+                    total += sub(cell["type"])
+            subtree[name] = total
+        return subtree[name]
+
+    for name in design:
+        sub(name)
+    timed = [r for r in results if r.worst_slack_ns is not None]
+    worst = min(timed, key=lambda r: r.worst_slack_ns) if timed else results[0]
+    return ModulePowerResult(
+        own=dict(own),
+        subtree_w=subtree,
+        nets=dict(nets),
+        leaves=sum(r.leaves for r in results),
+        log=log,
+        worst_slack_ns=worst.worst_slack_ns,
+        critical_path=worst.critical_path,
+        critical_module=worst.critical_module,
+    )
+
+
+def _groups(modules: dict[str, Any], design: set[str], jobs: int) -> list[set[str]]:
+    """``design`` in up to ``jobs`` non-empty groups of about equal own cell counts (the
+    largest module first, each to the lightest group)."""
+    size = {n: len(modules[n].get("cells", {})) for n in design}
+    groups: list[set[str]] = [set() for _ in range(min(jobs, len(design)))]
+    load = [0] * len(groups)
+    for name in sorted(design, key=lambda n: (-size[n], n)):
+        k = load.index(min(load))
+        groups[k].add(name)
+        load[k] += size[name] + 1
+    return groups
+
+
+def _pruned(mapped: dict[str, Any], design: set[str], group: set[str]) -> dict[str, Any]:
+    """``mapped`` with only ``group``'s modules whole: the other modules of ``design`` keep
+    their ports (what :func:`own_design` reads of a submodule), the black boxes stay."""
+    modules = mapped["modules"]
+    return {
+        "modules": {
+            n: m if n in group or n not in design else {"ports": m.get("ports", {})}
+            for n, m in modules.items()
+        }
+    }
+
+
+def _group_power(
+    mapped: dict[str, Any],
+    group: set[str],
+    libs: list[Library],
+    liberties: list[Path],
+    macros: dict[str, tuple[MemoryInstance, SramEstimate]],
+    workdir: Path,
+    clock_ns: float,
+    reset_inactive: bool,
+) -> ModulePowerResult:
+    """The own power of ``group``'s modules and the worst path among them: one synthetic
+    design, one annotation, one OpenSTA run in ``workdir`` (``subtree_w`` left empty)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    synthetic = own_design(mapped, reset_inactive=reset_inactive, only=group)
     flat = flatten(synthetic, TOP, libs)
     owner = [inst.path.split("/", 1) for inst in flat.instances]
     ann = annotate(
@@ -285,23 +400,6 @@ def module_power(
             mp.internal_w += pi
             mp.switching_w += ps
             mp.leakage_w += pl
-    modules = mapped["modules"]
-    design = {n for n, m in modules.items() if not m.get("attributes", {}).get("blackbox")}
-    subtree: dict[str, float] = {}
-
-    def sub(name: str) -> float:
-        if name not in subtree:
-            total = own[name].total_w
-            for cell in modules[name].get("cells", {}).values():
-                if cell["type"] in design:
-                    total += sub(cell["type"])
-            subtree[name] = total
-        return subtree[name]
-
-    for name in design:
-        sub(name)
-    if top not in subtree:
-        raise ValueError(f"top {top!r} is not a module of the mapped netlist")
     cp, end_module = pw.critical_path, None
     if cp is not None:
         leaf = re.compile(rf"^{re.escape(DUT_INSTANCE)}/c(\d+)(/.*)?$")
@@ -325,8 +423,8 @@ def module_power(
         )
     return ModulePowerResult(
         own=dict(own),
-        subtree_w=subtree,
-        annotation=ann,
+        subtree_w={},
+        nets=dict(ann.counts),
         leaves=len(flat.instances),
         log=workdir / "sta_module_power.log",
         worst_slack_ns=pw.worst_slack_ns,

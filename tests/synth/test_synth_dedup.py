@@ -257,6 +257,29 @@ def test_module_power_composes_over_instances(mac_tree_pair):
     assert mp.leaves == sum(m.cells for m in once.modules.values()) < once.total.cells
 
 
+def test_module_power_in_groups_gives_the_same_figures(mac_tree_pair, tmp_path):
+    """``jobs=3``: the modules split into three groups, each a process and an OpenSTA run of
+    its own; every module's own power, the subtrees, the nets and the worst path are those of
+    one run (to OpenSTA's rounding: 4e-8 of a module's power here)."""
+    once = mac_tree_pair[True]
+    libs = [read_liberty(p) for p in once.liberties]
+    mapped = load_mapped(once.mapped_json)
+    args = (mapped, "mac_tree", libs, once.liberties, once.macros)
+    one = module_power(*args, tmp_path / "one", 10.0)
+    three = module_power(*args, tmp_path / "three", 10.0, jobs=3)
+    assert len(list((tmp_path / "three").glob("group*/sta_module_power.log"))) == 3
+    assert three.log.read_text().count("# modules ") == 3
+    assert set(three.own) == set(one.own)
+    for name, p in one.own.items():
+        assert three.own[name].total_w == pytest.approx(p.total_w, rel=1e-6), name
+    assert three.subtree_w == pytest.approx(one.subtree_w, rel=1e-6)
+    assert three.nets == one.nets and three.leaves == one.leaves
+    assert three.worst_slack_ns == one.worst_slack_ns
+    assert three.critical_module == one.critical_module
+    with pytest.raises(ValueError, match="jobs must be a positive integer, not 0"):
+        module_power(*args, tmp_path / "zero", 10.0, jobs=0)
+
+
 def test_flow_per_module_power_is_labelled(tmp_path):
     """``--power modules`` through the flow: no simulation, the power labelled as default
     activity in the unit and in the report's activity note, the schema still valid."""
