@@ -71,7 +71,7 @@ from hw.config import apply_settings, parse_settings, preset
 from hw.core.contexts import region_rows, swap_beats
 from hw.datapath.tiled_attention import tile_gap
 
-__all__ = ["budget", "engine_cycles", "extrapolate", "fit", "main"]
+__all__ = ["budget", "check", "engine_cycles", "extrapolate", "fit", "main"]
 
 CACHES = (1024, 4096, 5120, 16384)
 PAPER_FPS = (3.9, 8.3)
@@ -265,6 +265,11 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
     cmds = [r for r in rep["records"] if r["kind"] in ("prefill", "decode")]
     if not any(r["kind"] == "prefill" for r in cmds):
         raise ValueError("the report has no PREFILL commands: rerun python -m sim.run")
+    if not any(r["bursts"] for r in cmds):
+        raise ValueError(
+            "the report's commands fetched nothing from DRAM (no read bursts: the cache never "
+            "outgrew the kept tokens): rerun python -m sim.run with more --frames (make bench: 4)"
+        )
     coef, resid = fit(cmds, cfg)
     x = np.array([_features(r, cfg) for r in cmds], float)
     rank = int(np.linalg.matrix_rank(x))
@@ -304,6 +309,42 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
             for b in BATCHES
         ],
     }
+
+
+def check(s: dict, run_rep: dict, target_rep: dict, target) -> dict:
+    """The model of :func:`run` (``s``, fitted to ``run_rep``) against a run of ``target``
+    itself (``target_rep``, e.g. the full-width paper core): every ``PREFILL`` and
+    ``QUERY`` of the target run predicted from its own work figures, and every ``INGEST``
+    by the fitted run's cycles for the same frame and context plus ``rope_extra`` per token
+    (what the model assumes: the ingest's cycles do not depend on the width)."""
+    coef = np.array([s["coefficients"][f] for f in FEATURES])
+    extra = s["shape"]["rope_extra"]
+    ingest = {(r["context"], r["frame"]): r for r in run_rep["records"] if r["kind"] == "frame"}
+    rows = []
+    for r in target_rep["records"]:
+        if r["kind"] in ("prefill", "decode"):
+            pred = float(np.dot(coef, _features(r, target))) + r.get("rows", 1) * extra
+        elif r["kind"] == "frame" and (r["context"], r["frame"]) in ingest:
+            pred = ingest[r["context"], r["frame"]]["cycles"] + r["tokens"] * extra
+        else:
+            continue
+        rows.append({"i": r["i"], "kind": r["kind"], "measured": r["cycles"], "predicted": pred})
+    if not rows:
+        raise ValueError("the checked report has no INGEST, PREFILL or QUERY the model predicts")
+    kinds = {}
+    for kind in ("frame", "prefill", "decode"):
+        sel = [x for x in rows if x["kind"] == kind]
+        if sel:
+            measured = sum(x["measured"] for x in sel)
+            predicted = sum(x["predicted"] for x in sel)
+            kinds[kind] = {
+                "commands": len(sel),
+                "measured": measured,
+                "predicted": predicted,
+                "error": predicted / measured - 1,
+                "max_abs_error": max(abs(x["predicted"] / x["measured"] - 1) for x in sel),
+            }
+    return {"source": target_rep["source"], "commands": rows, "by_kind": kinds}
 
 
 def render(s: dict) -> str:
@@ -407,6 +448,24 @@ def render(s: dict) -> str:
             f"{a['stream'] / 1e3:.1f} K | {100 * a['array_util']:.0f} % | "
             f"{100 * a['bus_util']:.0f} % | {100 * a['prefetched']:.0f} % |"
         )
+    if s.get("check"):
+        k = s["check"]
+        lines += [
+            "",
+            f"The model checked against a run of `{s['target']}` itself ({k['source']}; "
+            "`--check`): each command's cycles as the model predicts them from its work "
+            "figures, beside the run's (an `INGEST`: the fitted run's cycles for the same "
+            "frame):",
+            "",
+            "| commands | count | measured | predicted | error of the sum | largest error |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        names = {"frame": "INGEST", "prefill": "PREFILL", "decode": "decode (QUERY)"}
+        for kind, v in k["by_kind"].items():
+            lines.append(
+                f"| {names[kind]} | {v['commands']} | {v['measured']} | {v['predicted']:.0f} | "
+                f"{100 * v['error']:+.1f} % | {100 * v['max_abs_error']:.1f} % |"
+            )
     b = s["budget"]
     lines += [
         "",
@@ -451,6 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--report", default="build/bench/sim_paper.json", help="sim.run report")
     p.add_argument("--retrieval", type=float, default=0.327, help="fraction retrieved")
+    p.add_argument(
+        "--check",
+        default=None,
+        metavar="REPORT",
+        help="a sim.run report of the preset itself (no --set): the model's predictions "
+        "of its commands beside their measured cycles",
+    )
     p.add_argument("-o", "--out", default="build/bench")
     args = p.parse_args(argv)
     if not 0 < args.retrieval <= 1:
@@ -461,10 +527,16 @@ def main(argv: list[str] | None = None) -> int:
             f"--report {path} does not exist: run python -m sim.run --config paper --frames 8 "
             "--layers 1 --heads 1 -o build/bench first"
         )
+    if args.check is not None and not Path(args.check).is_file():
+        p.error(f"--check {args.check} does not exist: a python -m sim.run report")
     try:
         settings = parse_settings(args.set)
         run_cfg = apply_settings(preset(args.config), settings)
-        s = run(json.loads(path.read_text()), run_cfg, args.retrieval, preset(args.config))
+        rep = json.loads(path.read_text())
+        s = run(rep, run_cfg, args.retrieval, preset(args.config))
+        if args.check is not None:
+            checked = json.loads(Path(args.check).read_text())
+            s["check"] = check(s, rep, checked, preset(args.config))
     except ValueError as exc:
         p.error(str(exc))
     s["config"] = args.config + "".join(f" {k}={v}" for k, v in settings.items())

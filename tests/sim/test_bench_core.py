@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hw.config import preset
-from sim.bench_core import FEATURES, budget, engine_cycles, fit, main, run
+from sim.bench_core import FEATURES, budget, check, engine_cycles, fit, main, run
 
 TRUE = dict(zip(FEATURES, [300.0, 90.0, 1.5, 4.0, 1.0], strict=True))
 PAPER = preset("paper")
@@ -45,7 +45,10 @@ def _records(n=60, seed=0):
         for _ in range(2)
     ]
     counters = [{"kind": "counters", "cycles": 10**6, "array_beats": 10**5, "read_beats": 10**5}]
-    return {"source": "synthetic", "records": frames + recs + counters}
+    records = frames + recs + counters
+    for i, r in enumerate(records):
+        r["i"] = i
+    return {"source": "synthetic", "records": records}
 
 
 def test_fit_recovers_a_linear_model():
@@ -174,3 +177,41 @@ def test_engine_cycles():
     s = run(_records(), PAPER, 0.327)
     for r in s["rows"]:
         assert r["decode_step_grouped"] >= r["decode_bus_bound"] > 0
+
+
+def test_check_against_a_run_of_the_preset_itself(tmp_path, capsys):
+    """``check``: the model fitted to one run predicts another run's commands from their
+    work figures, and its ingest by the fitted run's cycles for the same frame; a run that
+    is 10 % slower in its PREFILLs shows -9 % there and nothing elsewhere."""
+    rep = _records()
+    s = run(rep, PAPER, 0.327)
+    same = check(s, rep, rep, PAPER)["by_kind"]
+    assert set(same) == {"frame", "prefill", "decode"}
+    assert all(abs(v["error"]) < 1e-3 for v in same.values())
+    assert same["frame"]["commands"] == 30 and same["frame"]["max_abs_error"] == 0
+    slow = json.loads(json.dumps(rep))
+    for r in slow["records"]:
+        if r["kind"] == "prefill":
+            r["cycles"] = round(r["cycles"] * 1.1)
+    k = check(s, rep, slow, PAPER)["by_kind"]
+    assert k["prefill"]["error"] == pytest.approx(1 / 1.1 - 1, abs=2e-3)
+    assert abs(k["decode"]["error"]) < 1e-3 and k["frame"]["error"] == 0
+    path, other = tmp_path / "r.json", tmp_path / "slow.json"
+    path.write_text(json.dumps(rep))
+    other.write_text(json.dumps(slow))
+    assert main(["--report", str(path), "--check", str(other), "-o", str(tmp_path)]) == 0
+    md = (tmp_path / "core_bench.md").read_text()
+    assert "The model checked against a run of `paper` itself" in md
+    assert "| PREFILL | 45 |" in md and "-9.1 %" in md
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--report", str(path), "--check", str(tmp_path / "none.json")])
+    assert "--check" in capsys.readouterr().err
+
+
+def test_a_run_that_fetched_nothing_is_refused():
+    rep = _records()
+    for r in rep["records"]:
+        r["bursts"] = 0
+    with pytest.raises(ValueError, match="fetched nothing from DRAM"):
+        run(rep, PAPER, 0.327)
