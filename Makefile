@@ -5,6 +5,7 @@
 #   make fuzz    the Hypothesis fuzz tests at 10**4 examples (make test runs 2000)
 #   make soak    10**6 randomized transactions per unit through the fast Verilator harness
 #   make coverage  the cocotb regressions' functional coverage (build/coverage/coverage.md)
+#   make bench   benchmarks (build/bench); make bench-paper: the full-width paper core, hours
 SHELL   := /bin/bash
 VENV    := $(CURDIR)/.venv
 PY      := $(VENV)/bin/python
@@ -19,7 +20,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # A target whose content comes with a later issue says so and fails: it never pretends.
 need = @test -f $(1) || { echo "make $@: $(1) does not exist yet ($(2)); nothing was done." >&2; exit 2; }
 
-.PHONY: all setup check lint format verilog sim synth sweep sweep-algo test fuzz bench formal soak coverage clean
+.PHONY: all setup check lint format verilog sim synth sweep sweep-algo test fuzz bench bench-paper formal soak coverage clean
 
 all: verilog sim synth
 	@echo "make all: Verilog in build/verilog, simulation summary above, synthesis report in build/synth/$(CONFIG)"
@@ -104,8 +105,16 @@ bench: setup
 # (2 beats of mac_lanes per vector, 8 AXI beats per K or V row, 2 RoPE steps per vector,
 # 4096 clusters, the same windows); sim.bench_core predicts the paper preset from it. The
 # full-width paper core (14336 MACs) generates and synthesises (make verilog / make synth
-# CONFIG=paper), but is too large to simulate here (its Verilator lint alone needs 9 GB).
+# CONFIG=paper) and simulates on Icarus only at a few cycles per second (make bench-paper).
 PAPER_TIMING := --set resv.head_dim=32 --set mac_lanes=16 --set rope_pairs=8 --set axi_data_bits=64 --set tile_tokens=32
+
+# The paper preset at full width (64 lanes, 14 336 MACs) on Icarus: one context-frame and 16
+# decode steps of the real clip, bit-exact against golden, and make bench's model checked
+# against its cycles (sim.bench_core --check). About 2 hours and 10 GB; make bench first.
+bench-paper: setup
+	$(PY) -m sim.run --config paper --sim icarus --frames 1 --layers 1 --heads 1 -o build/bench/core_full
+	$(PY) -m sim.bench_core $(PAPER_TIMING) --report build/bench/core_timing/sim_paper.json \
+		--check build/bench/core_full/sim_paper.json -o build/bench
 
 .PHONY: fpga fpga-sweep
 # FPGA bitstream of the DRE behind the UART host bridge (BOARD=ulx3s|icebreaker), and the

@@ -69,6 +69,7 @@ import scipy.optimize
 
 from hw.config import apply_settings, parse_settings, preset
 from hw.core.contexts import region_rows, swap_beats
+from hw.datapath.mac_tree import mac_latency
 from hw.datapath.tiled_attention import tile_gap
 
 __all__ = ["budget", "check", "engine_cycles", "extrapolate", "fit", "main"]
@@ -177,7 +178,7 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     # aged tokens, R + 2B + 1 cycles and R + (B - 1) tokens' aging (sim.bench_ingest),
     # which the run's small tables may not show.
     B, R = cfg.hcu_batch, math.ceil(clusters / cfg.hcu_lanes)
-    a = shape["ingest_per_token"] + shape["rope_extra"]
+    a = shape["ingest_per_token"] + shape["rope_extra"] + shape["latency_extra"]
     ingest = tpf * max(a, (R + 2 * B + 1) / B, (R + (B - 1) * a) / B)
     # The context's SWITCH_CTX (every frame visits every context): its tables stored while
     # the next context's load, a region's W and R beats together, one bus beat per cycle on
@@ -255,7 +256,11 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
     the same cycles but for RoPE, ``rope_pairs`` pairs per cycle: the target's extra compute
     cycles per vector are added to every rotated vector, an upper bound (the rows of a
     ``PREFILL`` stream through the unit at ``max(h / rope_pairs + 3, beats)`` cycles each,
-    and an ingested key's RoPE overlaps its V beats and the aging of the oldest token)."""
+    and an ingested key's RoPE overlaps its V beats and the aging of the oldest token). Its
+    MAC trees are shallower too (``hw.datapath.mac_tree.mac_latency``): an ingested token
+    waits for its signature, so the target's extra tree levels are added to every ingested
+    token (``latency_extra``; measured on the full-width paper core: 2 cycles a token, its
+    first frame's ``INGEST`` 3335 cycles against the quarter width's 2943)."""
     target = target or cfg
     if target.resv.head_dim // target.mac_lanes != cfg.resv.head_dim // cfg.mac_lanes:
         raise ValueError(
@@ -280,6 +285,7 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
     ]
     shape = _shape(rep, cfg)
     shape["rope_extra"] = max(0, _rope_steps(target) - _rope_steps(cfg))
+    shape["latency_extra"] = max(0, mac_latency(target) - mac_latency(cfg))
     return {
         "source": rep["source"],
         "commands_fitted": len(cmds),
@@ -315,7 +321,8 @@ def check(s: dict, run_rep: dict, target_rep: dict, target) -> dict:
     """The model of :func:`run` (``s``, fitted to ``run_rep``) against a run of ``target``
     itself (``target_rep``, e.g. the full-width paper core): every ``PREFILL`` and
     ``QUERY`` of the target run predicted from its own work figures, and every ``INGEST``
-    by the fitted run's cycles for the same frame and context plus ``rope_extra`` per token
+    by the fitted run's cycles for the same frame and context plus ``rope_extra`` and
+    ``latency_extra`` per token
     (what the model assumes: the ingest's cycles do not depend on the width)."""
     coef = np.array([s["coefficients"][f] for f in FEATURES])
     extra = s["shape"]["rope_extra"]
@@ -325,7 +332,8 @@ def check(s: dict, run_rep: dict, target_rep: dict, target) -> dict:
         if r["kind"] in ("prefill", "decode"):
             pred = float(np.dot(coef, _features(r, target))) + r.get("rows", 1) * extra
         elif r["kind"] == "frame" and (r["context"], r["frame"]) in ingest:
-            pred = ingest[r["context"], r["frame"]]["cycles"] + r["tokens"] * extra
+            per_token = extra + s["shape"]["latency_extra"]
+            pred = ingest[r["context"], r["frame"]]["cycles"] + r["tokens"] * per_token
         else:
             continue
         rows.append({"i": r["i"], "kind": r["kind"], "measured": r["cycles"], "predicted": pred})
@@ -375,7 +383,7 @@ def render(s: dict) -> str:
         f"tokens retrieved (`--retrieval`; the run's last PREFILL, at a "
         f"{sh['retrieval_run_cache']}-token cache, retrieved "
         f"{100 * sh['retrieval_run']:.1f} %); RoPE adds at most {sh['rope_extra']} cycles per "
-        "rotated vector there.",
+        f"rotated vector there, the deeper MAC trees {sh['latency_extra']} per ingested token.",
         "",
         "SWITCH_CTX: the context's tables stored to DRAM while the next context's load, every "
         "frame (`hw.core.contexts.swap_beats`: at their occupancy, each region the longer of "

@@ -115,17 +115,22 @@ def test_cli(tmp_path, capsys):
 def test_a_narrower_run_predicts_the_preset():
     """A run at head_dim 32 / 16 lanes has the paper's 2 beats per vector: its model
     predicts the paper preset, with RoPE at the same 2 steps per vector (64 / 32 pairs per
-    cycle against 16 / 8) and 6 more at 8 pairs; another beat count is refused."""
+    cycle against 16 / 8) and 6 more at 8 pairs, and the ingest 2 cycles a token slower
+    (the 64-lane trees' two more levels); another beat count is refused."""
     paper = preset("paper")
     narrow = paper.replace(mac_lanes=16, rope_pairs=8, axi_data_bits=64, resv={"head_dim": 32})
     base = run(_records(), paper, 0.327)
     s = run(_records(), narrow, 0.327, paper)
     assert s["shape"]["rope_extra"] == 0
-    assert s["rows"][0]["context_frame"] == pytest.approx(base["rows"][0]["context_frame"])
+    # 16 lanes: two MAC tree levels fewer than 64, two cycles more per ingested token there
+    assert s["shape"]["latency_extra"] == 2 and base["shape"]["latency_extra"] == 0
+    r, b = s["rows"][0], base["rows"][0]
+    assert r["ingest"] - b["ingest"] == pytest.approx(2 * 16)  # 16 tokens per frame
+    assert r["prefill"] == pytest.approx(b["prefill"])
     slow = run(_records(), narrow, 0.327, paper.replace(rope_pairs=8))
     r0, r1 = base["rows"][0], slow["rows"][0]
     assert slow["shape"]["rope_extra"] == 6
-    assert r1["ingest"] - r0["ingest"] == pytest.approx(6 * 16)  # 16 tokens per frame
+    assert r1["ingest"] - r0["ingest"] == pytest.approx((6 + 2) * 16)  # RoPE and trees
     assert r1["decode_step_grouped"] - r0["decode_step_grouped"] == pytest.approx(6 * 2)
     with pytest.raises(ValueError, match="beats per vector"):
         run(_records(), paper.replace(mac_lanes=16, rope_pairs=8), 0.327, paper)
