@@ -322,8 +322,7 @@ def check(s: dict, run_rep: dict, target_rep: dict, target) -> dict:
     itself (``target_rep``, e.g. the full-width paper core): every ``PREFILL`` and
     ``QUERY`` of the target run predicted from its own work figures, and every ``INGEST``
     by the fitted run's cycles for the same frame and context plus ``rope_extra`` and
-    ``latency_extra`` per token
-    (what the model assumes: the ingest's cycles do not depend on the width)."""
+    ``latency_extra`` per token (what the model assumes of the ingest)."""
     coef = np.array([s["coefficients"][f] for f in FEATURES])
     extra = s["shape"]["rope_extra"]
     ingest = {(r["context"], r["frame"]): r for r in run_rep["records"] if r["kind"] == "frame"}
