@@ -219,15 +219,6 @@ class Host:
                     "no status (hang)"
                 )
                 break
-            # echoed to the console by sim.kit.runner (a long run shows its progress)
-            self.dut._log.info(
-                "%s command %d/%d (%s) done in %d cycles",
-                PROGRESS_TAG,
-                i + 1,
-                len(prog.commands),
-                c.kind,
-                cycles,
-            )
             rec = {
                 "i": i,
                 "kind": c.kind,
@@ -263,6 +254,19 @@ class Host:
                         f"elements differ, first [{bad[0]}] got {vec[bad[0]]:#010x} "
                         f"expected {c.out[bad[0]]:#010x}"
                     )
+            # echoed to the console by sim.kit.runner (a long run shows its progress and
+            # each command's outputs against golden as they come)
+            self.dut._log.info(
+                "%s command %d/%d (%s) done in %d cycles%s",
+                PROGRESS_TAG,
+                i + 1,
+                len(prog.commands),
+                c.kind,
+                cycles,
+                {True: ", outputs bit-exact", False: ", outputs DIFFER from golden"}.get(
+                    rec.get("match"), ""
+                ),
+            )
             records.append(rec)
             if i in reads:
                 perf = await read_perf(self.dut)
