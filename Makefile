@@ -109,8 +109,9 @@ bench: setup
 PAPER_TIMING := --set resv.head_dim=32 --set mac_lanes=16 --set rope_pairs=8 --set axi_data_bits=64 --set tile_tokens=32
 
 # The paper preset at full width (64 lanes, 14 336 MACs) on Icarus: one context-frame and 16
-# decode steps of the real clip, bit-exact against golden, and make bench's model checked
-# against its cycles (sim.bench_core --check). About 2 hours and 10 GB; make bench first.
+# decode steps of the real clip, checked bit for bit against golden, and make bench's model
+# checked against its cycles (sim.bench_core --check). Hours (a few cycles per second; the
+# first INGEST alone 12.5 min) and 10 GB to build; make bench first.
 bench-paper: setup
 	$(PY) -m sim.run --config paper --sim icarus --frames 1 --layers 1 --heads 1 -o build/bench/core_full
 	$(PY) -m sim.bench_core $(PAPER_TIMING) --report build/bench/core_timing/sim_paper.json \

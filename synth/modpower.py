@@ -15,9 +15,9 @@ per cycle, duty 0.5) and the activity is propagated through the cells as in the 
 (:func:`synth.power.annotate` with no VCD), then OpenSTA's ``report_power`` gives the power
 of each leaf (with ``jobs`` > 1 the modules are split into groups of about equal cell
 counts, each its own synthetic design, process and OpenSTA run: a module's figures do not
-depend on its group). A module's own power is the sum over its leaves (plus the access energy of its
-SRAM macros); an instance's power is the sum of its subtree's own powers, the design's the
-top's. This is *not simulated*: each module boundary restarts at the default activity,
+depend on its group). A module's own power is the sum over its leaves (plus the access
+energy of its SRAM macros); an instance's power is the sum of its subtree's own powers, the
+design's the top's. This is *not simulated*: each module boundary restarts at the default activity,
 whatever its instance really sees (an idle unit counts as busy, a busy datapath as
 lightly used), and it says so in the report.
 
