@@ -73,6 +73,7 @@ from synth.tools import (
     ROOT,
     FlowError,
     MissingToolError,
+    check_positive_int,
     find_liberty,
     sta_command,
     tool_versions,
@@ -181,9 +182,7 @@ class FlowOptions:
                 f"yosys_timeout must be a positive number of seconds, not {self.yosys_timeout!r}"
             )
         for name in ("max_timing_cells", "sram_min_bits", "jobs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+            check_positive_int(name, getattr(self, name))
 
     @property
     def directory(self) -> Path:

@@ -52,6 +52,7 @@ from synth.power import (
 )
 from synth.sram import MemoryInstance, SramEstimate
 from synth.sta import CriticalPath, run_power
+from synth.tools import check_positive_int
 
 __all__ = ["ModulePower", "ModulePowerResult", "module_power", "own_design"]
 
@@ -236,8 +237,7 @@ def module_power(
     each analysed by a process and an OpenSTA run of its own in ``workdir/group<k>`` (one
     group: in ``workdir``): a module's own design does not depend on the others', so the
     figures do not depend on ``jobs``."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    check_positive_int("jobs", jobs)
     modules = mapped["modules"]
     design = _design(mapped)
     if top not in design:

@@ -36,7 +36,15 @@ from typing import Any
 
 from golden.sweep import dask_client
 from synth.sram import DEFAULT_SRAM_MIN_BITS
-from synth.tools import ROOT, FlowError, MissingToolError, find_liberty, sta_command, yosys_command
+from synth.tools import (
+    ROOT,
+    FlowError,
+    MissingToolError,
+    check_positive_int,
+    find_liberty,
+    sta_command,
+    yosys_command,
+)
 
 __all__ = [
     "AXES",
@@ -110,8 +118,7 @@ class SweepOptions:
         for axis in self.grid:
             if axis not in AXES:
                 raise ValueError(f"axis must be one of {', '.join(map(repr, AXES))}, not {axis!r}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"workers must be a positive integer, not {self.workers!r}")
+        check_positive_int("workers", self.workers)
         if not self.clock_ns > 0:
             raise ValueError(f"clock_ns must be positive, not {self.clock_ns!r}")
 

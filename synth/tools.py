@@ -27,12 +27,20 @@ __all__ = [
     "FlowError",
     "MissingToolError",
     "ToolError",
+    "check_positive_int",
     "find_liberty",
     "run_tool",
     "sta_command",
     "tool_versions",
     "yosys_command",
 ]
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is an ``int`` (not a ``bool``) >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
 
 #: Repository root (the directory holding ``synth/``).
 ROOT = Path(__file__).resolve().parents[1]

@@ -54,7 +54,7 @@ from synth.sram import (
     liberty_text,
     verilog_stub,
 )
-from synth.tools import ToolError, run_tool, yosys_command
+from synth.tools import ToolError, check_positive_int, run_tool, yosys_command
 
 __all__ = [
     "InstanceArea",
@@ -451,8 +451,7 @@ def synthesize(
 
     Raises :class:`synth.tools.ToolError` (naming Yosys, the step and the log) on failure.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    check_positive_int("jobs", jobs)
     if not isinstance(sram_min_bits, int) or sram_min_bits < 1:
         raise ValueError(f"sram_min_bits must be a positive integer, not {sram_min_bits!r}")
     if not clock_ns > 0:
