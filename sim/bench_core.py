@@ -151,6 +151,12 @@ def fit(records: list[dict], cfg) -> tuple[np.ndarray, float]:
     return coef, float(np.max(np.abs(x @ coef - y) / y))
 
 
+def _predict(coef: np.ndarray, features, rows: int, shape: dict) -> float:
+    """A command's cycles: the fitted model on its work figures, plus the RoPE cycles per
+    row the target adds to the fitted run's (``shape["rope_extra"]``)."""
+    return float(np.dot(coef, features)) + rows * shape["rope_extra"]
+
+
 def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float) -> dict:
     """Predicted cycles of ``cfg`` at a cache of ``cache`` tokens (``shape``: figures measured
     on the run, ``rope_extra``: RoPE cycles per vector ``cfg`` adds to the run's)."""
@@ -164,8 +170,7 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     per_cmd = max(1, min(cfg.frame_rows // g, r.recent_tokens))  # tokens per PREFILL
 
     def cmd(rows):
-        f = _vector(cfg, rows, clusters, kept, fetched, bursts)
-        return float(np.dot(coef, f)) + rows * shape["rope_extra"]
+        return _predict(coef, _vector(cfg, rows, clusters, kept, fetched, bursts), rows, shape)
 
     # the frame's PREFILLs: `full` of per_cmd tokens, then one of `last` (the engine figures
     # reported are the largest command's)
@@ -329,7 +334,7 @@ def check(s: dict, run_rep: dict, target_rep: dict, target) -> dict:
     rows = []
     for r in target_rep["records"]:
         if r["kind"] in ("prefill", "decode"):
-            pred = float(np.dot(coef, _features(r, target))) + r.get("rows", 1) * extra
+            pred = _predict(coef, _features(r, target), r.get("rows", 1), s["shape"])
         elif r["kind"] == "frame" and (r["context"], r["frame"]) in ingest:
             per_token = extra + s["shape"]["latency_extra"]
             pred = ingest[r["context"], r["frame"]]["cycles"] + r["tokens"] * per_token

@@ -452,8 +452,7 @@ def synthesize(
     Raises :class:`synth.tools.ToolError` (naming Yosys, the step and the log) on failure.
     """
     check_positive_int("jobs", jobs)
-    if not isinstance(sram_min_bits, int) or sram_min_bits < 1:
-        raise ValueError(f"sram_min_bits must be a positive integer, not {sram_min_bits!r}")
+    check_positive_int("sram_min_bits", sram_min_bits)
     if not clock_ns > 0:
         raise ValueError(f"clock_ns must be positive, not {clock_ns!r}")
     workdir = Path(workdir)

@@ -63,10 +63,11 @@ def test_each_module_a_part_with_its_children_declared(two_streams, xorpop_cls):
     assert len(parse_modules(one)[1]) == 1 and split_design(one) == []  # mapped whole
 
 
-@pytest.mark.parametrize("jobs", [0, -1, 1.5, "2", True])
-def test_bad_jobs_is_named(tmp_path, two_streams, liberty, jobs):
-    with pytest.raises(ValueError, match=rf"^jobs must be a positive integer, not {jobs!r}$"):
-        synthesize(two_streams, "two", tmp_path, liberty, jobs=jobs)
+@pytest.mark.parametrize("name", ["jobs", "sram_min_bits"])
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True])
+def test_bad_positive_int_is_named(tmp_path, two_streams, liberty, name, value):
+    with pytest.raises(ValueError, match=rf"^{name} must be a positive integer, not {value!r}$"):
+        synthesize(two_streams, "two", tmp_path, liberty, **{name: value})
 
 
 def _signature(res):
