@@ -29,7 +29,7 @@ from golden.rope import rope
 from golden.softmax import attention_float
 from hw.config import PRESETS, apply_settings, parse_settings, preset, settings_changes
 from sim.cases.core import program_from_trace
-from sim.kit.runner import SIMULATORS, build_dir, run_unit
+from sim.kit.runner import SIMULATORS, run_unit
 from workloads import projected
 from workloads.trace import cached_path, load_or_make
 
@@ -211,9 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             config=args.config,
             env=env,
             # The build: its own (tag run), or with --random-state the one the core's
-            # Verilator regression shares (tag xinit); the run: in the run directory.
+            # Verilator regression shares (tag xinit); the run (its log, results and
+            # waveforms) beside its report, so that runs with other -o never share files.
             tag="" if args.random_state is not None else "run",
-            run_dir=build_dir("core", args.sim, args.config, "run"),
+            run_dir=out / f"run_{args.config}_{args.sim}",
             testcase="core_program",
             optimize=args.optimize,
             random_state=args.random_state,

@@ -51,3 +51,6 @@ def test_small_run_is_bit_exact(tmp_path, capsys):
     assert s["frames"] == 2 and s["cycles_per_frame"] > 0 and s["cycles_per_decode"] > 0
     assert s["read_bursts"] > 0 and s["bytes_per_burst"] >= s["token_bytes"] > 0
     assert (tmp_path / "sim_tiny.md").read_text().startswith("## make sim")
+    # the run's own files beside its report: runs with other -o never share them
+    run = tmp_path / "run_tiny_verilator"
+    assert (run / "results.xml").exists() and "core_program" in (run / "sim.log").read_text()
