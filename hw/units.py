@@ -140,8 +140,8 @@ def _tiled_attention_limit(cfg: HWConfig) -> str | None:
 #: Largest core (MACs of its hasher and its attention engine's two arrays) that whole-preset
 #: runs take: the 64-lane paper core (14 336 MACs) is in them (``make synth CONFIG=paper``
 #: synthesises it; too many cells to time whole here, so each distinct module is timed, see
-#: ``synth.flow.MODULE_TIMING``). Its cycles are measured at a quarter of the width (and, slowly,
-#: on Icarus at full width: ``make bench-paper``).
+#: ``synth.flow.MODULE_TIMING``). Its cycles are measured at a quarter of the width (and, in
+#: 37 min, on Verilator at full width: ``make bench-paper``).
 MAX_GENERATED_CORE_MACS = 16384
 
 
