@@ -98,18 +98,20 @@ bench: setup
 	$(PY) -m sim.bench --config $(CONFIG)
 	$(PY) -m sim.bench_kvmu
 	$(PY) -m sim.bench_ingest
-	$(PY) -m sim.run --config paper $(PAPER_TIMING) --frames 4 --layers 1 --heads 1 -o build/bench/core_timing
+	$(PY) -m sim.run --config paper $(PAPER_TIMING) --sim verilator --optimize --frames 20 --layers 1 \
+		--heads 1 -o build/bench/core_timing
 	$(PY) -m sim.bench_core $(PAPER_TIMING) --report build/bench/core_timing/sim_paper.json -o build/bench
 
 # The paper preset's timing at a quarter of its width: what sets its cycle counts is kept
 # (2 beats of mac_lanes per vector, 8 AXI beats per K or V row, 2 RoPE steps per vector,
-# 4096 clusters, the same windows); sim.bench_core predicts the paper preset from it. The
+# 4096 clusters, the same windows), through the clip's 20 frames (caches up to 3920 tokens,
+# about 15 min); sim.bench_core predicts the paper preset from it. The
 # full-width paper core (14336 MACs) generates and synthesises (make verilog / make synth
 # CONFIG=paper) and simulates on Verilator in 37 min, 9 GB (make bench-paper).
 PAPER_TIMING := --set resv.head_dim=32 --set mac_lanes=16 --set rope_pairs=8 --set axi_data_bits=64 --set tile_tokens=32
 
-# The paper preset at full width (64 lanes, 14 336 MACs) on Verilator: make bench's program
-# (4 context-frames and 16 decode steps of the real clip), checked bit for bit against golden,
+# The paper preset at full width (64 lanes, 14 336 MACs) on Verilator: the first 4 context-frames
+# and 16 decode steps of the real clip, checked bit for bit against golden,
 # and make bench's model checked against its cycles (sim.bench_core --check). About 37 min on
 # 2 cores (Verilator 11 min and 9 GB, the C++ 8 min, the run 17 min); make bench first.
 bench-paper: setup

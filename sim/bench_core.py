@@ -22,14 +22,16 @@ tokens (``(rows + 2 kept) x M`` cycles of bus, at most ``prefetch_rows / 2M`` to
 frame's many rows are bound by their passes, a decode step's few by the stream
 (``hw.datapath.tiled_attention.command_cycles`` is the engine's exact count for inputs
 offered every cycle). A fitted ``c_engine`` near 1 says that pace is what the run shows.
-Ingest is cycles per token as measured (``a``), or the HCU's search of the extrapolated
+Ingest is cycles per token as measured (``a``, in the frames that begin with the kept
+tokens full, so that every new token ages one), or the HCU's search of the extrapolated
 table if that is longer: the search for the next tokens overlaps the aging of the current
 one, so the pipelined ingest is bounded by ``R + 2B + 1`` cycles per batch of ``B =
 hcu_batch`` tokens, ``R = ceil(clusters / hcu_lanes)`` table rows, and, since the HCU
 takes a batch only once the aging has taken all but the last result of the one before, by
 ``R + (B - 1) a`` (``python -m sim.bench_ingest`` measures this on the RTL against the
 table size).
-The coefficients are non-negative least-squares fits to the run; the report gives the fit's
+The coefficients are non-negative least-squares fits to the run, of the relative residuals
+(a decode step weighs as much as a ``PREFILL``); the report gives the fit's largest
 residual, how many costs the run determines independently, and a holdout check (fit on
 the first half of the commands, predict the second half, whose caches are larger).
 Extrapolation to a cache of ``N`` tokens: ``sink + recent`` kept,
@@ -141,12 +143,13 @@ def fit(records: list[dict], cfg) -> tuple[np.ndarray, float]:
     ``QUERY`` records of a run of ``cfg`` and the largest relative residual. Every
     feature is a cost, so no coefficient may be negative: features that vary together in a
     run (the bursts with the clusters) would otherwise trade a negative cost for a larger
-    one."""
+    one. The residuals are relative (each command's row divided by its cycles), so that a
+    decode step of a thousand cycles weighs as much as a ``PREFILL`` of a hundred thousand."""
     x = np.array([_features(r, cfg) for r in records], float)
     y = np.array([r["cycles"] for r in records], float)
     # scaled columns: NNLS stops on an absolute tolerance, the features span 1 to 10^5
-    scale = np.maximum(np.abs(x).max(axis=0), 1.0)
-    coef, _ = scipy.optimize.nnls(x / scale, y, maxiter=100 * x.shape[1])
+    scale = np.maximum(np.abs(x / y[:, None]).max(axis=0), 1e-9)
+    coef, _ = scipy.optimize.nnls(x / y[:, None] / scale, np.ones_like(y), maxiter=100 * x.shape[1])
     coef = coef / scale
     return coef, float(np.max(np.abs(x @ coef - y) / y))
 
@@ -155,6 +158,15 @@ def _predict(coef: np.ndarray, features, rows: int, shape: dict) -> float:
     """A command's cycles: the fitted model on its work figures, plus the RoPE cycles per
     row the target adds to the fitted run's (``shape["rope_extra"]``)."""
     return float(np.dot(coef, features)) + rows * shape["rope_extra"]
+
+
+def _ingest_per_token(cfg, a: float, clusters: float) -> float:
+    """Ingest cycles per token at a table of ``clusters``: ``a`` as measured, or the HCU's
+    search of the table per batch of B aged tokens if that is longer, R + 2B + 1 cycles
+    and R + (B - 1) tokens' aging (sim.bench_ingest), which the run's small tables may not
+    show."""
+    B, R = cfg.hcu_batch, math.ceil(clusters / cfg.hcu_lanes)
+    return max(a, (R + 2 * B + 1) / B, (R + (B - 1) * a) / B)
 
 
 def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float) -> dict:
@@ -179,12 +191,8 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     counts = [full] * min(full, 1) + [1] * bool(last)
     prefill = sum(c * cmd(n * g) for c, n in zip(counts, sizes, strict=True))
     tiles = sum(c * math.ceil((kept + fetched) / cfg.tile_tokens) for c in counts)
-    # The pipelined ingest is bounded below by the HCU's search of the table per batch of B
-    # aged tokens, R + 2B + 1 cycles and R + (B - 1) tokens' aging (sim.bench_ingest),
-    # which the run's small tables may not show.
-    B, R = cfg.hcu_batch, math.ceil(clusters / cfg.hcu_lanes)
     a = shape["ingest_per_token"] + shape["rope_extra"] + shape["latency_extra"]
-    ingest = tpf * max(a, (R + 2 * B + 1) / B, (R + (B - 1) * a) / B)
+    ingest = tpf * _ingest_per_token(cfg, a, clusters)
     # The context's SWITCH_CTX (every frame visits every context): its tables stored while
     # the next context's load, a region's W and R beats together, one bus beat per cycle on
     # each channel (hw.core.contexts.swap_beats; the next context as large as this one),
@@ -222,9 +230,16 @@ def _shape(rep: dict, cfg) -> dict:
     frames = [r for r in recs if r["kind"] == "frame"]
     cmds = [r for r in recs if r["kind"] in ("prefill", "decode")]
     pf = [r for r in cmds if r["kind"] == "prefill"]
-    late = [r for r in frames if r["frame"] >= max(f["frame"] for f in frames) // 2]
-    last = max(cmds, key=lambda r: r["tokens"])
     kept = cfg.resv.sink_tokens + cfg.resv.recent_tokens
+    # the ingest's steady state: frames that begin with the kept tokens full, so that every
+    # new token ages one (earlier frames age fewer and are faster)
+    before, late = {}, []
+    for f in frames:
+        if before.get(f["context"], 0) >= kept:
+            late.append(f)
+        before[f["context"]] = before.get(f["context"], 0) + f["tokens"]
+    late = late or frames
+    last = max(cmds, key=lambda r: r["tokens"])
     aged = max(1, last["tokens"] - kept)
     last_pf = max(pf, key=lambda r: r["tokens"])
     last_pf_aged = last_pf["tokens"] - kept
@@ -253,6 +268,15 @@ def _shape(rep: dict, cfg) -> dict:
 def _rope_steps(cfg) -> int:
     """The RoPE unit's compute cycles per vector (``head_dim / 2 / rope_pairs``)."""
     return cfg.resv.head_dim // 2 // cfg.rope_pairs
+
+
+def _extras(cfg, target) -> dict:
+    """What ``target`` adds per vector to a run of ``cfg``: RoPE compute cycles and MAC-tree
+    levels (:func:`run`)."""
+    return {
+        "rope_extra": max(0, _rope_steps(target) - _rope_steps(cfg)),
+        "latency_extra": max(0, mac_latency(target) - mac_latency(cfg)),
+    }
 
 
 def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
@@ -288,9 +312,7 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
     hold = [
         abs(float(np.dot(c1, _features(r, cfg))) - r["cycles"]) / r["cycles"] for r in cmds[half:]
     ]
-    shape = _shape(rep, cfg)
-    shape["rope_extra"] = max(0, _rope_steps(target) - _rope_steps(cfg))
-    shape["latency_extra"] = max(0, mac_latency(target) - mac_latency(cfg))
+    shape = _shape(rep, cfg) | _extras(cfg, target)
     return {
         "source": rep["source"],
         "commands_fitted": len(cmds),
@@ -322,27 +344,66 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
     }
 
 
-def check(s: dict, run_rep: dict, target_rep: dict, target) -> dict:
-    """The model of :func:`run` (``s``, fitted to ``run_rep``) against a run of ``target``
-    itself (``target_rep``, e.g. the full-width paper core): every ``PREFILL`` and
-    ``QUERY`` of the target run predicted from its own work figures, and every ``INGEST``
-    by the fitted run's cycles for the same frame and context plus ``rope_extra`` and
-    ``latency_extra`` per token (what the model assumes of the ingest)."""
+def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
+    """The model of :func:`run` (``s``, fitted to ``run_rep``, a run of ``run_cfg``) against
+    another run (``target_rep``, of ``target``: the preset itself, e.g. the full-width paper
+    core, or the fitted configuration over more frames): every ``PREFILL`` and ``QUERY``
+    predicted from its own work figures, an ``INGEST`` of a frame the fitted run has by
+    that run's cycles for the same frame and context plus the RoPE and MAC-tree extras per
+    token, and one of a later frame as :func:`extrapolate` predicts it (the measured cycles
+    per token, or the HCU's search of the table the frame leaves). ``beyond`` repeats the
+    sums for the commands at caches larger than any the model was fitted on."""
     coef = np.array([s["coefficients"][f] for f in FEATURES])
-    extra = s["shape"]["rope_extra"]
+    shape = s["shape"] | _extras(run_cfg, target)
+    extra = shape["rope_extra"] + shape["latency_extra"]
     ingest = {(r["context"], r["frame"]): r for r in run_rep["records"] if r["kind"] == "frame"}
+    recs = target_rep["records"]
     rows = []
-    for r in target_rep["records"]:
+    for i, r in enumerate(recs):
         if r["kind"] in ("prefill", "decode"):
-            pred = _predict(coef, _features(r, target), r.get("rows", 1), s["shape"])
-        elif r["kind"] == "frame" and (r["context"], r["frame"]) in ingest:
-            per_token = extra + s["shape"]["latency_extra"]
-            pred = ingest[r["context"], r["frame"]]["cycles"] + r["tokens"] * per_token
+            pred = _predict(coef, _features(r, target), r.get("rows", 1), shape)
+            cache = r["tokens"]
+        elif r["kind"] == "frame":
+            after = next(
+                (
+                    x
+                    for x in recs[i + 1 :]
+                    if x["kind"] in ("prefill", "decode") and x["context"] == r["context"]
+                ),
+                None,
+            )
+            if (r["context"], r["frame"]) in ingest:
+                pred = ingest[r["context"], r["frame"]]["cycles"] + r["tokens"] * extra
+            elif after is not None:
+                a = shape["ingest_per_token"] + extra
+                pred = r["tokens"] * _ingest_per_token(target, a, after["clusters"])
+            else:
+                continue
+            cache = after["tokens"] if after is not None else 0
         else:
             continue
-        rows.append({"i": r["i"], "kind": r["kind"], "measured": r["cycles"], "predicted": pred})
+        rows.append(
+            {
+                "i": r["i"],
+                "kind": r["kind"],
+                "cache": cache,
+                "measured": r["cycles"],
+                "predicted": pred,
+            }
+        )
     if not rows:
         raise ValueError("the checked report has no INGEST, PREFILL or QUERY the model predicts")
+    fitted = s["largest_cache_run"]
+    return {
+        "source": target_rep["source"],
+        "commands": rows,
+        "by_kind": _errors(rows),
+        "beyond": _errors([x for x in rows if x["cache"] > fitted]),
+    }
+
+
+def _errors(rows: list[dict]) -> dict:
+    """Per command kind: the measured and predicted cycles' sums and the errors."""
     kinds = {}
     for kind in ("frame", "prefill", "decode"):
         sel = [x for x in rows if x["kind"] == kind]
@@ -356,7 +417,7 @@ def check(s: dict, run_rep: dict, target_rep: dict, target) -> dict:
                 "error": predicted / measured - 1,
                 "max_abs_error": max(abs(x["predicted"] / x["measured"] - 1) for x in sel),
             }
-    return {"source": target_rep["source"], "commands": rows, "by_kind": kinds}
+    return kinds
 
 
 def render(s: dict) -> str:
@@ -464,20 +525,24 @@ def render(s: dict) -> str:
         k = s["check"]
         lines += [
             "",
-            f"The model checked against a run of `{s['target']}` itself ({k['source']}; "
+            f"The model checked against a run of `{k['config']}` ({k['source']}; "
             "`--check`): each command's cycles as the model predicts them from its work "
             "figures, beside the run's (an `INGEST`: the fitted run's cycles for the same "
-            "frame):",
+            "frame, or for a later frame the model's ingest at the table it leaves); "
+            f'"beyond": the commands at caches above the fitted run\'s {s["largest_cache_run"]} '
+            "tokens:",
             "",
             "| commands | count | measured | predicted | error of the sum | largest error |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         names = {"frame": "INGEST", "prefill": "PREFILL", "decode": "decode (QUERY)"}
-        for kind, v in k["by_kind"].items():
-            lines.append(
-                f"| {names[kind]} | {v['commands']} | {v['measured']} | {v['predicted']:.0f} | "
-                f"{100 * v['error']:+.1f} % | {100 * v['max_abs_error']:.1f} % |"
-            )
+        for group, label in (("by_kind", ""), ("beyond", ", beyond")):
+            for kind, v in k[group].items():
+                lines.append(
+                    f"| {names[kind]}{label} | {v['commands']} | {v['measured']} | "
+                    f"{v['predicted']:.0f} | {100 * v['error']:+.1f} % | "
+                    f"{100 * v['max_abs_error']:.1f} % |"
+                )
     b = s["budget"]
     lines += [
         "",
@@ -510,6 +575,10 @@ def _plot(s: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _name(config: str, settings: dict) -> str:
+    return config + "".join(f" {k}={v}" for k, v in settings.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sim.bench_core", description=__doc__.split("\n")[0])
     p.add_argument("--config", default="paper", help="preset of the run and the prediction")
@@ -526,8 +595,15 @@ def main(argv: list[str] | None = None) -> int:
         "--check",
         default=None,
         metavar="REPORT",
-        help="a sim.run report of the preset itself (no --set): the model's predictions "
-        "of its commands beside their measured cycles",
+        help="a sim.run report (of the preset itself, or with --check-set): the model's "
+        "predictions of its commands beside their measured cycles",
+    )
+    p.add_argument(
+        "--check-set",
+        action="append",
+        default=[],
+        metavar="FIELD=INT",
+        help="the --check run's settings (default: none, the preset itself); repeatable",
     )
     p.add_argument("-o", "--out", default="build/bench")
     args = p.parse_args(argv)
@@ -548,10 +624,14 @@ def main(argv: list[str] | None = None) -> int:
         s = run(rep, run_cfg, args.retrieval, preset(args.config))
         if args.check is not None:
             checked = json.loads(Path(args.check).read_text())
-            s["check"] = check(s, rep, checked, preset(args.config))
+            check_settings = parse_settings(args.check_set)
+            check_cfg = apply_settings(preset(args.config), check_settings)
+            s["check"] = check(s, rep, checked, run_cfg, check_cfg) | {
+                "config": _name(args.config, check_settings)
+            }
     except ValueError as exc:
         p.error(str(exc))
-    s["config"] = args.config + "".join(f" {k}={v}" for k, v in settings.items())
+    s["config"] = _name(args.config, settings)
     s["target"] = args.config
     target = preset(args.config)
     s["tile_tokens"], s["mac_lanes"] = target.tile_tokens, target.mac_lanes

@@ -39,13 +39,12 @@ def _records(n=60, seed=0):
         f = [1, r["rows"], r["clusters"], r["bursts"], engine]
         r["cycles"] = round(float(np.dot(list(TRUE.values()), f)))
         recs.append(r)
-    frames = [
-        {"kind": "frame", "tokens": 8, "cycles": 800, "context": 0, "frame": f}
-        for f in range(n // 4)
-        for _ in range(2)
-    ]
     counters = [{"kind": "counters", "cycles": 10**6, "array_beats": 10**5, "read_beats": 10**5}]
-    records = frames + recs + counters
+    records = []  # in program order: a frame's two INGESTs, then its commands
+    for f in range(n // 4):
+        frame = {"kind": "frame", "tokens": 8, "cycles": 800, "context": 0, "frame": f}
+        records += [frame, dict(frame)] + [r for r in recs if r["frame"] == f]
+    records += counters
     for i, r in enumerate(records):
         r["i"] = i
     return {"source": "synthetic", "records": records}
@@ -55,8 +54,10 @@ def test_fit_recovers_a_linear_model():
     rep = _records()
     coef, resid = fit([r for r in rep["records"] if r["kind"] in ("prefill", "decode")], PAPER)
     assert resid < 1e-3
+    # the cycles are rounded to integers: the burst cost, nearly collinear with the engine's
+    # pace, takes up the rounding most (4.05 for 4)
     for name in FEATURES:
-        assert coef[FEATURES.index(name)] == pytest.approx(TRUE[name], rel=1e-2), name
+        assert coef[FEATURES.index(name)] == pytest.approx(TRUE[name], rel=2e-2), name
 
 
 def test_fit_never_gives_a_negative_cost():
@@ -190,7 +191,7 @@ def test_check_against_a_run_of_the_preset_itself(tmp_path, capsys):
     is 10 % slower in its PREFILLs shows -9 % there and nothing elsewhere."""
     rep = _records()
     s = run(rep, PAPER, 0.327)
-    same = check(s, rep, rep, PAPER)["by_kind"]
+    same = check(s, rep, rep, PAPER, PAPER)["by_kind"]
     assert set(same) == {"frame", "prefill", "decode"}
     assert all(abs(v["error"]) < 1e-3 for v in same.values())
     assert same["frame"]["commands"] == 30 and same["frame"]["max_abs_error"] == 0
@@ -198,7 +199,7 @@ def test_check_against_a_run_of_the_preset_itself(tmp_path, capsys):
     for r in slow["records"]:
         if r["kind"] == "prefill":
             r["cycles"] = round(r["cycles"] * 1.1)
-    k = check(s, rep, slow, PAPER)["by_kind"]
+    k = check(s, rep, slow, PAPER, PAPER)["by_kind"]
     assert k["prefill"]["error"] == pytest.approx(1 / 1.1 - 1, abs=2e-3)
     assert abs(k["decode"]["error"]) < 1e-3 and k["frame"]["error"] == 0
     path, other = tmp_path / "r.json", tmp_path / "slow.json"
@@ -206,12 +207,47 @@ def test_check_against_a_run_of_the_preset_itself(tmp_path, capsys):
     other.write_text(json.dumps(slow))
     assert main(["--report", str(path), "--check", str(other), "-o", str(tmp_path)]) == 0
     md = (tmp_path / "core_bench.md").read_text()
-    assert "The model checked against a run of `paper` itself" in md
+    assert "The model checked against a run of `paper` (" in md
     assert "| PREFILL | 45 |" in md and "-9.1 %" in md
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["--report", str(path), "--check", str(tmp_path / "none.json")])
     assert "--check" in capsys.readouterr().err
+
+
+def test_check_predicts_the_later_frames_of_a_longer_run(tmp_path, capsys):
+    """Fitted on a run's first 8 frames, the model predicts the whole run: the frames it
+    was not fitted on from the measured cycles per token, or the HCU's search of the table
+    the frame leaves when that is longer; ``beyond`` sums the commands at larger caches."""
+    rep = _records()
+    short = {"source": "short", "records": [r for r in rep["records"] if r.get("frame", 0) < 8]}
+    s = run(short, PAPER, 0.327)
+    cmds = [r for r in rep["records"] if r["kind"] in ("prefill", "decode")]
+    k = check(s, short, rep, PAPER, PAPER)
+    later = [r for r in cmds if r["tokens"] > s["largest_cache_run"]]
+    assert k["beyond"]["prefill"]["commands"] + k["beyond"]["decode"]["commands"] == len(later)
+    assert k["beyond"]["frame"]["commands"] == 2 * (15 - 8)
+    assert all(abs(v["error"]) < 1e-3 for v in k["beyond"].values())
+    # the last frame leaves a table the HCU searches in more than the measured 100 cycles
+    # per token: R + 2B + 1 cycles and R + (B - 1) x 100 per batch of B
+    B, R = PAPER.hcu_batch, 400
+    first = next(r for r in rep["records"] if r["kind"] == "prefill" and r["frame"] == 14)
+    first["clusters"] = R * PAPER.hcu_lanes
+    k = check(s, short, rep, PAPER, PAPER)
+    last = [x for x in k["commands"] if x["kind"] == "frame"][-2:]
+    per_token = max((R + 2 * B + 1) / B, (R + (B - 1) * 100) / B)
+    assert per_token > 100 and [x["predicted"] for x in last] == [8 * per_token] * 2
+    # the CLI: the checked run's settings by --check-set, named in the table
+    (tmp_path / "s.json").write_text(json.dumps(short))
+    (tmp_path / "r.json").write_text(json.dumps(rep))
+    args = ["--report", str(tmp_path / "s.json"), "--check", str(tmp_path / "r.json")]
+    assert main([*args, "--check-set", "hcu_batch=8", "-o", str(tmp_path)]) == 0
+    md = (tmp_path / "core_bench.md").read_text()
+    assert "a run of `paper hcu_batch=8` (" in md and "| INGEST, beyond | 14 |" in md
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*args, "--check-set", "hcu_batch=x"])
+    assert "hcu_batch" in capsys.readouterr().err
 
 
 def test_a_run_that_fetched_nothing_is_refused():
