@@ -351,8 +351,10 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
     predicted from its own work figures, an ``INGEST`` of a frame the fitted run has by
     that run's cycles for the same frame and context plus the RoPE and MAC-tree extras per
     token, and one of a later frame as :func:`extrapolate` predicts it (the measured cycles
-    per token, or the HCU's search of the table the frame leaves). ``beyond`` repeats the
-    sums for the commands at caches larger than any the model was fitted on."""
+    per token, or the HCU's search of the table the frame leaves), and a ``SWITCH_CTX`` by
+    its swap's bus beats (``swap_beats`` in its record: one beat per cycle on each channel,
+    what :func:`extrapolate` assumes). ``beyond`` repeats the sums for the commands at
+    caches larger than any the model was fitted on."""
     coef = np.array([s["coefficients"][f] for f in FEATURES])
     shape = s["shape"] | _extras(run_cfg, target)
     extra = shape["rope_extra"] + shape["latency_extra"]
@@ -363,6 +365,8 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
         if r["kind"] in ("prefill", "decode"):
             pred = _predict(coef, _features(r, target), r.get("rows", 1), shape)
             cache = r["tokens"]
+        elif r["kind"] == "switch" and "swap_beats" in r:
+            pred, cache = r["swap_beats"], r["tokens"]
         elif r["kind"] == "frame":
             after = next(
                 (
@@ -392,7 +396,9 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
             }
         )
     if not rows:
-        raise ValueError("the checked report has no INGEST, PREFILL or QUERY the model predicts")
+        raise ValueError(
+            "the checked report has no INGEST, PREFILL, QUERY or SWITCH_CTX the model predicts"
+        )
     fitted = s["largest_cache_run"]
     return {
         "source": target_rep["source"],
@@ -405,7 +411,7 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
 def _errors(rows: list[dict]) -> dict:
     """Per command kind: the measured and predicted cycles' sums and the errors."""
     kinds = {}
-    for kind in ("frame", "prefill", "decode"):
+    for kind in ("frame", "prefill", "decode", "switch"):
         sel = [x for x in rows if x["kind"] == kind]
         if sel:
             measured = sum(x["measured"] for x in sel)
@@ -535,7 +541,12 @@ def render(s: dict) -> str:
             "| commands | count | measured | predicted | error of the sum | largest error |",
             "|---|---:|---:|---:|---:|---:|",
         ]
-        names = {"frame": "INGEST", "prefill": "PREFILL", "decode": "decode (QUERY)"}
+        names = {
+            "frame": "INGEST",
+            "prefill": "PREFILL",
+            "decode": "decode (QUERY)",
+            "switch": "SWITCH_CTX (its swap's beats)",
+        }
         for group, label in (("by_kind", ""), ("beyond", ", beyond")):
             for kind, v in k[group].items():
                 lines.append(

@@ -29,7 +29,7 @@ from golden.rope import rope
 from golden.synthetic import synthetic_keys
 from hw.config import HWConfig, bits_for
 from hw.core import Error, Op, lane_words
-from hw.core.contexts import moved_beats, region_rows
+from hw.core.contexts import moved_beats, region_rows, swap_beats
 from workloads.trace import Trace
 
 __all__ = [
@@ -229,8 +229,8 @@ def program_from_arrays(
     # Interleaved: part k of every context in turn. A change of context stores the active
     # one's tables and loads the next one's (a RESET_CTX only stores): their beats follow
     # from the states the models had after each part.
-    def beats(ci: int) -> int:
-        return moved_beats(cfg, region_rows(cfg, **states[ci][done[ci]]))
+    def rows(ci: int) -> dict[str, int]:
+        return region_rows(cfg, **states[ci][done[ci]])
 
     moved = {"context_switches": 0, "context_beats": 0}
     active, done = None, {}  # the last part each context ran
@@ -239,11 +239,16 @@ def program_from_arrays(
             part = parts[ci][k]
             if part and ci != active:
                 if active is not None:
-                    moved["context_beats"] += beats(active)
+                    moved["context_beats"] += moved_beats(cfg, rows(active))
                 if k > 0:
-                    cmds.append(Command(Op.SWITCH_CTX, ci, [], ci, "switch"))
+                    # the beats that bound the swap (sim.bench_core checks its cycles)
+                    info = {
+                        "swap_beats": swap_beats(cfg, rows(active), rows(ci)),
+                        "tokens": max(states[c][done[c]]["n_tok"] for c in (active, ci)),
+                    }
+                    cmds.append(Command(Op.SWITCH_CTX, ci, [], ci, "switch", info=info))
                     moved["context_switches"] += 1
-                    moved["context_beats"] += beats(ci)
+                    moved["context_beats"] += moved_beats(cfg, rows(ci))
                 active = ci
             cmds += part
             done[ci] = k

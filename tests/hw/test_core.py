@@ -10,7 +10,7 @@ import pytest
 from golden.fparith import fp32_to_bf16
 from hw.config import preset
 from hw.core import Error, Op, VRexCore, check_core_config
-from hw.core.contexts import resident_regions
+from hw.core.contexts import context_regions, resident_regions
 from sim.cases.core import synthetic_program
 from sim.kit.core_sim import check, simulate
 
@@ -333,7 +333,18 @@ def test_core_interleaved_contexts(timing, tmp_path):
     assert prog.regions == 3
     # 3 frames x 3 contexts, then context 0 for its last commands
     assert prog.counter_reads[0][1]["context_switches"] == 3 * 3 + 1
-    check(prog, simulate(TINY, prog, timing=timing, seed=3, vcd=tmp_path / "core.vcd"))
+    out = simulate(TINY, prog, timing=timing, seed=3, vcd=tmp_path / "core.vcd")
+    check(prog, out)
+    # a swap's bus beats (one per cycle on each channel, what sim.bench_core's model takes)
+    # bound its cycles from below; without stalls, each of its regions adds its start and
+    # the RAM's latency
+    swaps = [
+        (c.info["swap_beats"], n)
+        for c, n in zip(prog.commands, out["cycles"], strict=True)
+        if c.kind == "switch"
+    ]
+    slack = 8 * len(context_regions(TINY)) if timing == "none" else float("inf")
+    assert len(swaps) == 10 and all(b < n <= b + slack for b, n in swaps), swaps
 
 
 def test_core_switch_bus_errors():

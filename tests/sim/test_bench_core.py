@@ -237,6 +237,11 @@ def test_check_predicts_the_later_frames_of_a_longer_run(tmp_path, capsys):
     last = [x for x in k["commands"] if x["kind"] == "frame"][-2:]
     per_token = max((R + 2 * B + 1) / B, (R + (B - 1) * 100) / B)
     assert per_token > 100 and [x["predicted"] for x in last] == [8 * per_token] * 2
+    # a SWITCH_CTX: its swap's beats, the model's cycles
+    switch = {"kind": "switch", "context": 0, "cycles": 110, "swap_beats": 100, "tokens": 700}
+    k = check(s, short, {**rep, "records": [*rep["records"], {**switch, "i": 999}]}, PAPER, PAPER)
+    assert k["by_kind"]["switch"]["error"] == pytest.approx(100 / 110 - 1)
+    assert k["beyond"]["switch"]["commands"] == 1
     # the CLI: the checked run's settings by --check-set, named in the table
     (tmp_path / "s.json").write_text(json.dumps(short))
     (tmp_path / "r.json").write_text(json.dumps(rep))
