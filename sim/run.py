@@ -305,6 +305,8 @@ def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
         "switches": len(switches),
         "cycles_per_switch": _mean([r["cycles"] for r in switches]),
         "switch_beats": total("context_beats") / max(1, len(switches)),
+        # the swap's bound: each region the longer of its store and its load
+        "swap_beats": _mean([r.get("swap_beats", 0) for r in switches]),
         "frames": len(per_frame),
         "tokens_per_frame": sum(f["tokens"] for f in frames) / max(1, len(per_frame)),
         "cycles_per_frame": _mean(list(per_frame.values())),
@@ -371,7 +373,8 @@ def render(s: dict) -> str:
             + (
                 f"visited in turn every frame: {s['switches']} SWITCH_CTX, "
                 f"{s['cycles_per_switch']:.0f} cycles and {s['switch_beats']:.0f} bus beats "
-                "each (a swap: the store and the load together) |"
+                f"each (a swap: the store and the load together, at least {s['swap_beats']:.0f} "
+                "cycles: each region the longer of the two) |"
                 if s["interleaved"]
                 else "one after the other |"
             ),
