@@ -155,14 +155,19 @@ class Icarus2005(Icarus):
     Icarus applies declaration initialisers without an event, so a combinational block whose
     inputs never change keeps X (seen: the HCU's ``tokens__ready`` stayed X). A trailing
     ``-g2005`` restores the event; cocotb's wave-dump module uses a SystemVerilog
-    ``string``, so it is replaced by a Verilog-2005 one.
+    ``string``, so it is replaced by a Verilog-2005 one, which like cocotb's takes the
+    waveform's path from the plusarg ``+dumpfile_path=`` (``run_unit`` gives each run its
+    own), else writes it in the build directory.
     """
 
     def _create_iverilog_dump_file(self) -> None:
         path = str(self.build_dir / f"{self.hdl_toplevel}.fst").replace("\\", "\\\\")
         self.iverilog_dump_file.write_text(
             "module cocotb_iverilog_dump();\n"
-            f'initial begin\n    $dumpfile("{path}");\n'
+            "reg [8*4096-1:0] path;\n"
+            "initial begin\n"
+            '    if ($value$plusargs("dumpfile_path=%s", path)) $dumpfile(path);\n'
+            f'    else $dumpfile("{path}");\n'
             f"    $dumpvars(0, {self.hdl_toplevel});\nend\nendmodule\n"
         )
 
@@ -206,10 +211,10 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def waveform_path(sim: str, unit: str, bdir: Path) -> Path:
-    # Icarus dumps <top>.fst in the build directory; Verilator dump.vcd in the test directory
-    # (which is the build directory here).
-    return bdir / (f"{unit}.fst" if sim == "icarus" else "dump.vcd")
+def waveform_path(sim: str, unit: str, rdir: Path) -> Path:
+    """The waveform of a run in ``rdir`` (its test directory): Icarus writes ``<unit>.fst``
+    where ``+dumpfile_path`` says, Verilator ``dump.vcd`` in the test directory."""
+    return rdir / (f"{unit}.fst" if sim == "icarus" else "dump.vcd")
 
 
 def run_unit(
@@ -354,6 +359,11 @@ def run_unit(
     extra_env.setdefault("DRE_VERILOG", str(src))
     # Under pytest the cocotb runner exits on failing tests: they are reported below, with the
     # results file, the log and the replay command, as outside pytest.
+    plusargs = []
+    if random_state is not None:
+        plusargs += ["+verilator+rand+reset+2", f"+verilator+seed+{random_state}"]
+    if waves and sim == "icarus":  # the run's own waveform, not the shared build's
+        plusargs.append(f"+dumpfile_path={waveform_path(sim, unit, rdir)}")
     with contextlib.suppress(SystemExit), _echo_progress(rdir / "sim.log", f"{unit} on {sim}"):
         runner.test(
             hdl_toplevel=unit,
@@ -365,13 +375,10 @@ def run_unit(
             testcase=testcase,
             results_xml=str(results),
             log_file=rdir / "sim.log",
-            plusargs=[]
-            if random_state is None
-            else ["+verilator+rand+reset+2", f"+verilator+seed+{random_state}"],
+            plusargs=plusargs,
         )
     t2 = time.perf_counter()
-    wdir = bdir if sim == "icarus" else rdir
-    wave = waveform_path(sim, unit, wdir) if waves else None
+    wave = waveform_path(sim, unit, rdir) if waves else None
     if wave is not None:
         write_gtkw(unit, src.read_text(), wave)
     try:
@@ -386,7 +393,7 @@ def run_unit(
         where = (
             f"waveform: {wave}"
             if wave
-            else f"rerun with WAVES=1 for {waveform_path(sim, unit, wdir)}"
+            else f"rerun with WAVES=1 for {waveform_path(sim, unit, rdir)}"
         )
         raise AssertionError(
             f"{unit} on {sim}: {failed} of {tests} cocotb tests failed; results {results}, "

@@ -208,6 +208,25 @@ def test_tile_softmax_bench_fails_on_a_corrupted_expectation():
 
 
 @pytest.mark.cocotb
+def test_icarus_waveform_in_the_run_directory(tmp_path, monkeypatch):
+    """``WAVES=1`` on Icarus: each run writes its waveform (and its GTKWave file) in its own
+    run directory (``+dumpfile_path``), so two runs of one build never share one."""
+    monkeypatch.setenv("WAVES", "1")
+    for run in ("a", "b"):
+        result = run_unit(
+            "tile_softmax",
+            "icarus",
+            tag="waves",
+            testcase="ts_random_timing",
+            run_dir=tmp_path / run,
+        )
+        wave = result.waveform
+        assert wave == tmp_path / run / "tile_softmax.fst" and wave.stat().st_size > 0
+        assert wave.with_suffix(".gtkw").exists()
+    assert not (build_dir("tile_softmax", "icarus", "tiny", "waves") / "tile_softmax.fst").exists()
+
+
+@pytest.mark.cocotb
 def test_core_context_full_on_icarus():
     """FULL on Icarus too: ``core_context_full`` with 64-token contexts (``token_id_bits``
     6; the tiny preset's 1024-token one, ~37 K cycles, runs on Verilator in the core's
