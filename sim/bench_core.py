@@ -46,7 +46,7 @@ projections and the FFN, which this core does not model. ``ratio`` = our ingest 
 a 5 K cache. Every frame visits every context, so each context-frame has one ``SWITCH_CTX``:
 the context's tables stored to DRAM while the next one's load (a swap: the W and R
 channels busy together), at their occupancy (``hw.core.contexts.region_rows``: the
-extrapolated clusters, each with the run's tokens per cluster in chunks; the next context
+extrapolated clusters, each with the run's KV chunks per cluster; the next context
 as large), so each region costs the longer of its store and its load, one beat per cycle
 (``hw.core.contexts.swap_beats``). The key sums stay in DRAM: a selection
 streams the clusters' BF16 representative keys (``head_dim * 16 / axi_data_bits`` beats a
@@ -196,12 +196,12 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     # The context's SWITCH_CTX (every frame visits every context): its tables stored while
     # the next context's load, a region's W and R beats together, one bus beat per cycle on
     # each channel (hw.core.contexts.swap_beats; the next context as large as this one),
-    # each cluster's chunks as the run's tokens per cluster. The key sums stay in DRAM.
+    # each cluster with the run's chunks per cluster. The key sums stay in DRAM.
     kw = {
         "n_tok": cache,
         "n_clu": round(clusters),
         "ring_n": r.recent_tokens,
-        "chunks": round(clusters * math.ceil(shape["tokens_per_cluster"] / cfg.chunk_tokens)),
+        "chunks": round(clusters * shape["chunks_per_cluster"]),
     }
     rows = region_rows(cfg, **kw)
     switch = swap_beats(cfg, rows, rows)
@@ -241,6 +241,7 @@ def _shape(rep: dict, cfg) -> dict:
     late = late or frames
     last = max(cmds, key=lambda r: r["tokens"])
     aged = max(1, last["tokens"] - kept)
+    tpc = aged / max(1, last["clusters"])
     last_pf = max(pf, key=lambda r: r["tokens"])
     last_pf_aged = last_pf["tokens"] - kept
     counters = [r for r in recs if r["kind"] == "counters"]
@@ -252,7 +253,12 @@ def _shape(rep: dict, cfg) -> dict:
             sum(f["tokens"] for f in frames) / len({(f["context"], f["frame"]) for f in frames})
         ),
         "ingest_per_token": sum(f["cycles"] for f in late) / sum(f["tokens"] for f in late),
-        "tokens_per_cluster": aged / max(1, last["clusters"]),
+        "tokens_per_cluster": tpc,
+        # KV chunks in use per cluster: more than tpc / chunk_tokens, each list's tail chunk
+        # part-full (a report from before they were recorded: that ratio, rounded up)
+        "chunks_per_cluster": math.ceil(tpc / cfg.chunk_tokens)
+        if last.get("chunks") is None
+        else last["chunks"] / max(1, last["clusters"]),
         # what the run's largest-cache PREFILL retrieved, beside the table's assumption
         "retrieval_run": last_pf["fetched"] / max(1, last_pf_aged),
         "retrieval_run_cache": last_pf["tokens"],
@@ -444,7 +450,8 @@ def render(s: dict) -> str:
         f"{sh['ingest_per_token']:.1f} cycles/token (or the HCU's search of a larger table: "
         f"R + 2B + 1 cycles and R + (B - 1) tokens per batch of B = {s['hcu_batch']}). "
         f"{sh['tokens_per_frame']} tokens/frame, "
-        f"GQA group {sh['group']}, {sh['tokens_per_cluster']:.2f} tokens/cluster, "
+        f"GQA group {sh['group']}, {sh['tokens_per_cluster']:.2f} tokens and "
+        f"{sh['chunks_per_cluster']:.2f} KV chunks per cluster, "
         f"{sh['tokens_per_burst']:.1f} tokens/burst; MAC array busy "
         f"{100 * sh['array_util']:.1f} %, "
         f"AXI read beats on {100 * sh['bus_util']:.1f} % of cycles; "

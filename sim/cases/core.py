@@ -316,6 +316,7 @@ def _info(model: CoreModel, res, **extra) -> dict:
         "attended": len(res.order),
         "fetched": res.fetched,
         "clusters": model.n_clusters,
+        "chunks": model.memory.free,  # KV chunks in use (a switch moves their links)
         "selected": len(res.selected),
         "bursts": res.bursts,
         "beats": res.beats,

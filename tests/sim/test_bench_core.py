@@ -255,6 +255,21 @@ def test_check_predicts_the_later_frames_of_a_longer_run(tmp_path, capsys):
     assert "hcu_batch" in capsys.readouterr().err
 
 
+def test_the_switch_moves_the_runs_chunks_per_cluster():
+    """The extrapolated switch moves each cluster's chunk links as the run had them (its
+    last command's ``chunks``): twice the chunks, one more link beat per cluster."""
+    rep = _records()
+    one, two = json.loads(json.dumps(rep)), json.loads(json.dumps(rep))
+    for r in one["records"]:
+        r["chunks"] = r.get("clusters", 0)
+    for r in two["records"]:
+        r["chunks"] = 2 * r.get("clusters", 0)
+    rows = [run(x, PAPER, 0.327)["rows"] for x in (one, two)]
+    for a, b in zip(*rows, strict=True):
+        c = a["clusters"]
+        assert b["switch"] - a["switch"] == round(2 * c) - round(c) > 0  # 1 beat a link
+
+
 def test_a_run_that_fetched_nothing_is_refused():
     rep = _records()
     for r in rep["records"]:
