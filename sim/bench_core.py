@@ -356,8 +356,9 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
     core, or the fitted configuration over more frames): every ``PREFILL`` and ``QUERY``
     predicted from its own work figures, an ``INGEST`` of a frame the fitted run has by
     that run's cycles for the same frame and context plus the RoPE and MAC-tree extras per
-    token, and one of a later frame as :func:`extrapolate` predicts it (the measured cycles
-    per token, or the HCU's search of the table the frame leaves), and a ``SWITCH_CTX`` by
+    token, and one of a later frame that begins with the kept tokens full as
+    :func:`extrapolate` predicts it (the measured cycles per token in that steady state, or
+    the HCU's search of the table the frame leaves), and a ``SWITCH_CTX`` by
     its swap's bus beats (``swap_beats`` in its record: one beat per cycle on each channel,
     what :func:`extrapolate` assumes). ``beyond`` repeats the sums for the commands at
     caches larger than any the model was fitted on."""
@@ -382,9 +383,11 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
                 ),
                 None,
             )
+            kept = target.resv.sink_tokens + target.resv.recent_tokens
             if (r["context"], r["frame"]) in ingest:
                 pred = ingest[r["context"], r["frame"]]["cycles"] + r["tokens"] * extra
-            elif after is not None:
+            elif after is not None and after["tokens"] - r["tokens"] >= kept:
+                # the steady state: every new token ages one
                 a = shape["ingest_per_token"] + extra
                 pred = r["tokens"] * _ingest_per_token(target, a, after["clusters"])
             else:

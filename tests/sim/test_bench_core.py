@@ -237,11 +237,17 @@ def test_check_predicts_the_later_frames_of_a_longer_run(tmp_path, capsys):
     last = [x for x in k["commands"] if x["kind"] == "frame"][-2:]
     per_token = max((R + 2 * B + 1) / B, (R + (B - 1) * 100) / B)
     assert per_token > 100 and [x["predicted"] for x in last] == [8 * per_token] * 2
-    # a SWITCH_CTX: its swap's beats, the model's cycles
+    # a SWITCH_CTX: its swap's beats, the model's cycles; a first frame of another context
+    # (its tokens do not age: not the steady state) is not predicted
     switch = {"kind": "switch", "context": 0, "cycles": 110, "swap_beats": 100, "tokens": 700}
-    k = check(s, short, {**rep, "records": [*rep["records"], {**switch, "i": 999}]}, PAPER, PAPER)
+    first = {"kind": "frame", "context": 1, "frame": 0, "tokens": 8, "cycles": 90}
+    after = {**next(r for r in rep["records"] if r["kind"] == "prefill"), "context": 1}
+    after["tokens"] = 8
+    more = [{**x, "i": 999 + j} for j, x in enumerate((switch, first, after))]
+    k = check(s, short, {**rep, "records": [*rep["records"], *more]}, PAPER, PAPER)
     assert k["by_kind"]["switch"]["error"] == pytest.approx(100 / 110 - 1)
     assert k["beyond"]["switch"]["commands"] == 1
+    assert k["by_kind"]["frame"]["commands"] == 2 * 15
     # the CLI: the checked run's settings by --check-set, named in the table
     (tmp_path / "s.json").write_text(json.dumps(short))
     (tmp_path / "r.json").write_text(json.dumps(rep))
