@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from golden.resv import ClusterEvent
 from hw.config import preset
-from sim.bench import _hcu_figures, hcu_workload
+from sim.bench import TableNotFilled, _hcu_figures, _markdown, bench_hcu, hcu_workload
 from sim.cases.dre import hcu_expected, hcu_timing
+
+CONFIG = {"name": "tiny", "max_clusters": 256, "topk_k": 4, "wtu_lanes": 4, "n_buckets": 16}
 
 
 def test_hcu_workload_fills_the_table_then_probes(monkeypatch):
@@ -31,3 +34,19 @@ def test_hcu_workload_fills_the_table_then_probes(monkeypatch):
     assert fig["mean_occupancy"] == 16
     assert fig["compares_per_cycle"] == fig["compares"] / fig["cycles"]
     assert fig["rows_scanned_frac"] <= 1
+
+
+def test_a_table_the_signatures_cannot_fill_is_left_out_and_said(monkeypatch, capsys):
+    """The tiny preset's 16-bit signatures (threshold 3) cannot make 256 clusters: make
+    bench's default sizes are left out of the HCU part with the reason, not a traceback
+    (no simulator runs: every size is skipped)."""
+    monkeypatch.delenv("TRACE", raising=False)
+    monkeypatch.delenv("DRE_TRACE", raising=False)
+    cfg = preset("tiny")
+    with pytest.raises(TableNotFilled, match=r"not 256 \(the preset's 16-bit signatures"):
+        hcu_workload(cfg, 256, 256, 0, seed=1)
+    rows, skipped = bench_hcu("tiny", cfg, [256, 512], [4], [1], 256, 0, seed=1)
+    assert rows == [] and len(skipped) == 2 and "HCU table 512" in skipped[1]
+    assert "skipped: HCU table 256" in capsys.readouterr().out
+    md = _markdown({"config": CONFIG, "trace": None, "hcu": [], "hcu_skipped": skipped}, [])
+    assert "Not measured: HCU table 256" in md
