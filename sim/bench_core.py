@@ -225,20 +225,34 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     }
 
 
+def _ingests(recs: list[dict]) -> list[tuple[dict, dict | None]]:
+    """Each ``INGEST`` record with its context's next ``PREFILL`` or ``QUERY`` (whose
+    ``tokens`` and ``clusters`` are the cache and the table the ``INGEST`` left), or None."""
+    out = []
+    for i, r in enumerate(recs):
+        if r["kind"] == "frame":
+            after = (
+                x
+                for x in recs[i + 1 :]
+                if x["kind"] in ("prefill", "decode") and x["context"] == r["context"]
+            )
+            out.append((r, next(after, None)))
+    return out
+
+
+def _steady(ingest: dict, after: dict | None, kept: int) -> bool:
+    """The ingest's steady state: an ``INGEST`` that begins with the ``kept`` tokens full, so
+    that every new token ages one (earlier ones age fewer and are faster)."""
+    return after is not None and after["tokens"] - ingest["tokens"] >= kept
+
+
 def _shape(rep: dict, cfg) -> dict:
     recs = rep["records"]
     frames = [r for r in recs if r["kind"] == "frame"]
     cmds = [r for r in recs if r["kind"] in ("prefill", "decode")]
     pf = [r for r in cmds if r["kind"] == "prefill"]
     kept = cfg.resv.sink_tokens + cfg.resv.recent_tokens
-    # the ingest's steady state: frames that begin with the kept tokens full, so that every
-    # new token ages one (earlier frames age fewer and are faster)
-    before, late = {}, []
-    for f in frames:
-        if before.get(f["context"], 0) >= kept:
-            late.append(f)
-        before[f["context"]] = before.get(f["context"], 0) + f["tokens"]
-    late = late or frames
+    late = [f for f, after in _ingests(recs) if _steady(f, after, kept)] or frames
     last = max(cmds, key=lambda r: r["tokens"])
     aged = max(1, last["tokens"] - kept)
     tpc = aged / max(1, last["clusters"])
@@ -367,27 +381,20 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
     extra = shape["rope_extra"] + shape["latency_extra"]
     ingest = {(r["context"], r["frame"]): r for r in run_rep["records"] if r["kind"] == "frame"}
     recs = target_rep["records"]
+    afters = {r["i"]: after for r, after in _ingests(recs)}
+    kept = target.resv.sink_tokens + target.resv.recent_tokens
     rows = []
-    for i, r in enumerate(recs):
+    for r in recs:
         if r["kind"] in ("prefill", "decode"):
             pred = _predict(coef, _features(r, target), r.get("rows", 1), shape)
             cache = r["tokens"]
         elif r["kind"] == "switch" and "swap_beats" in r:
             pred, cache = r["swap_beats"], r["tokens"]
         elif r["kind"] == "frame":
-            after = next(
-                (
-                    x
-                    for x in recs[i + 1 :]
-                    if x["kind"] in ("prefill", "decode") and x["context"] == r["context"]
-                ),
-                None,
-            )
-            kept = target.resv.sink_tokens + target.resv.recent_tokens
+            after = afters[r["i"]]
             if (r["context"], r["frame"]) in ingest:
                 pred = ingest[r["context"], r["frame"]]["cycles"] + r["tokens"] * extra
-            elif after is not None and after["tokens"] - r["tokens"] >= kept:
-                # the steady state: every new token ages one
+            elif _steady(r, after, kept):
                 a = shape["ingest_per_token"] + extra
                 pred = r["tokens"] * _ingest_per_token(target, a, after["clusters"])
             else:
