@@ -12,6 +12,7 @@ for the KVMU); every field has a default so presets and callers keep working.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -406,24 +407,29 @@ def preset(name: str) -> HWConfig:
     return lookup("config", PRESETS, name)
 
 
-def parse_settings(items: list[str]) -> dict[str, int]:
-    """``--set FIELD=INT`` options → ``{FIELD: value}``; ``ValueError`` naming a bad one."""
+def parse_settings(items: list[str]) -> dict[str, int | float]:
+    """``--set FIELD=VALUE`` options → ``{FIELD: value}``, an integer where the value is one,
+    else a finite float (``resv.coverage=0.4``); ``ValueError`` naming a bad one."""
     out = {}
     for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            out[name.strip()] = int(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            raise ValueError(f"--set must be FIELD=INTEGER, not {item!r}")
+        name, sep, text = item.partition("=")
+        value = None
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                continue
+        if not sep or not name.strip() or value is None or not math.isfinite(value):
+            raise ValueError(f"--set must be FIELD=NUMBER, not {item!r}")
+        out[name.strip()] = value
     return out
 
 
-def apply_settings(cfg: HWConfig, settings: dict[str, int]) -> HWConfig:
-    """``cfg`` with integer fields changed: ``FIELD`` of ``HWConfig`` or ``resv.FIELD`` of its
-    ``ReSVConfig``; ``ValueError`` naming an unknown field (the values are validated as the
-    presets' are)."""
+def apply_settings(cfg: HWConfig, settings: dict[str, int | float]) -> HWConfig:
+    """``cfg`` with fields changed: ``FIELD`` of ``HWConfig`` or ``resv.FIELD`` of its
+    ``ReSVConfig``; ``ValueError`` naming an unknown field or a bad value (the values are
+    validated as the presets' are: an integer field rejects ``1.5``)."""
     known = {f.name for f in dataclasses.fields(cfg)} - {"resv"}
     known |= {f"resv.{f.name}" for f in dataclasses.fields(cfg.resv)}
     bad = sorted(set(settings) - known)
@@ -431,7 +437,10 @@ def apply_settings(cfg: HWConfig, settings: dict[str, int]) -> HWConfig:
         raise ValueError(
             f"--set must name an HWConfig field ({', '.join(sorted(known))}), not {bad[0]!r}"
         )
-    return cfg.replace(**settings_changes(settings)) if settings else cfg
+    try:
+        return cfg.replace(**settings_changes(settings)) if settings else cfg
+    except TypeError as exc:
+        raise ValueError(f"--set: {exc}") from None
 
 
 def settings_changes(settings: dict[str, int]) -> dict:

@@ -1,7 +1,7 @@
 """The core's ingest against the size of the cluster table and ``hcu_batch``: cycles per
 ingested token, measured on the RTL (issue 11: HCU batches in the core).
 
-    python -m sim.bench_ingest [--config tiny] [--set FIELD=INT ...] [--rows 8 32 121]
+    python -m sim.bench_ingest [--config tiny] [--set FIELD=VALUE ...] [--rows 8 32 121]
         [--batches 1 2 4 8] [--tokens 196] [-o build/bench]
 
 When the recent ring is full, every ingested token ages the oldest ring token into the
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--set",
         action="append",
-        metavar="FIELD=INT",
+        metavar="FIELD=VALUE",
         help="change a field of the preset (default: axi_data_bits=32 resv.recent_tokens=256, "
         "the paper's 16 beats per token and recent ring)",
     )

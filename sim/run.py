@@ -61,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         "--set",
         action="append",
         default=[],
-        metavar="FIELD=INT",
-        help="change an integer HWConfig field (or resv.FIELD) of the preset; repeatable",
+        metavar="FIELD=VALUE",
+        help="change an HWConfig field (or resv.FIELD) of the preset, e.g. mac_lanes=16 or "
+        "resv.coverage=0.4; repeatable",
     )
     p.add_argument(
         "--optimize",

@@ -2,13 +2,14 @@
 
     python -m synth.flow --config tiny|paper|edge [--top NAME ...] [--clock-ns N]
                          [--cycles N] [--default-activity] [--sram-min-bits N]
-                         [--set FIELD=INT ...] [--power auto|flat|modules] [--no-dedup]
+                         [--set FIELD=VALUE ...] [--power auto|flat|modules] [--no-dedup]
                          [--jobs N]
 
-``--set`` changes integer ``HWConfig`` fields of the preset (e.g. ``--set mac_rows=8 --set
-mac_cols=8``), and ``resv.FIELD`` integer fields of its ``ReSVConfig`` (e.g. ``--set
-resv.max_clusters=256``); the report's preset then reads ``tiny (mac_rows=8, mac_cols=8)``
-and the default output directory gets the changes appended.
+``--set`` changes ``HWConfig`` fields of the preset (e.g. ``--set mac_rows=8 --set
+mac_cols=8``), and ``resv.FIELD`` fields of its ``ReSVConfig`` (e.g. ``--set
+resv.max_clusters=256``; a float field takes a float: ``resv.coverage=0.4``); the report's
+preset then reads ``tiny (mac_rows=8, mac_cols=8)`` and the default output directory gets the
+changes appended.
 
 For every unit of the registry ``hw.units.UNITS`` (or the ``--top`` ones), in
 ``build/synth/<preset>/<unit>/``:
@@ -151,7 +152,7 @@ class FlowOptions:
     quiet: bool = False
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    #: ``HWConfig`` fields changed from the preset (``--set FIELD=INT``).
+    #: ``HWConfig`` fields changed from the preset (``--set FIELD=VALUE``).
     overrides: dict[str, int] = field(default_factory=dict)
     #: Power path: ``flat`` (simulated activity over the whole netlist), ``modules`` (each
     #: distinct module once at the default activity, :mod:`synth.modpower`) or ``auto``
@@ -1017,8 +1018,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="change an integer HWConfig field of the preset (repeatable), e.g. hcu_batch=4 "
-        "or mac_rows=8",
+        help="change an HWConfig field of the preset (repeatable), e.g. hcu_batch=4 or mac_rows=8",
     )
     ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     ap.add_argument(

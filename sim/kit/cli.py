@@ -21,7 +21,7 @@ def add_target(ap: argparse.ArgumentParser, sims: Sequence[str]) -> None:
     """``--sim`` (one of ``sims``, the first the default), ``--config`` and ``--set``."""
     ap.add_argument("--sim", default=sims[0], help=f"{' or '.join(sims)} (default {sims[0]})")
     ap.add_argument("--config", default="tiny", help="hardware preset (default tiny)")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=INT")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
 
 
 def target(ap: argparse.ArgumentParser, args: argparse.Namespace, sims: Sequence[str]) -> HWConfig:

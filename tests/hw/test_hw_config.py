@@ -288,3 +288,20 @@ def test_fuzz_valid_configs_give_verilog(cfg):
     cocotb regressions): validation lets nothing through that the generator cannot build."""
     text = generate("dre", cfg)
     assert text.count("\nmodule ") >= 3 and "module dre(" in text
+
+
+def test_settings_take_integers_and_floats():
+    """``--set`` values: an integer where the text is one, a float otherwise; each reaches its
+    field with the presets' validation."""
+    from hw.config import apply_settings, parse_settings
+
+    s = parse_settings(["mac_lanes=16", "resv.coverage=0.4", "resv.head_dim=32", "rope_pairs=8"])
+    assert s == {"mac_lanes": 16, "resv.coverage": 0.4, "resv.head_dim": 32, "rope_pairs": 8}
+    assert type(s["mac_lanes"]) is int
+    cfg = apply_settings(preset("paper"), s)
+    assert (cfg.mac_lanes, cfg.resv.coverage, cfg.resv.head_dim) == (16, 0.4, 32)
+    for bad in ("coverage=", "=3", "mac_lanes=x", "resv.coverage=inf"):
+        with pytest.raises(ValueError, match="--set must be FIELD=NUMBER"):
+            parse_settings([bad])
+    with pytest.raises(ValueError, match=r"--set: mac_lanes must be an integer, not 16\.5"):
+        apply_settings(preset("paper"), parse_settings(["mac_lanes=16.5"]))

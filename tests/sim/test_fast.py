@@ -177,7 +177,7 @@ def test_cli_corrupt_exits_1_with_the_replay_command():
         (["hcu", "--seed", "x"], r"argument --seed: must be an integer, not 'x'"),
         (["hcu", "--sim", "vcs"], r"--sim must be one of verilator, icarus, not 'vcs'"),
         (["hcu", "--profile", "stormy"], r"--profile must be one of none, .*, not 'stormy'"),
-        (["hcu", "--set", "hcu_lanes=x"], r"--set must be FIELD=INTEGER, not 'hcu_lanes=x'"),
+        (["hcu", "--set", "hcu_lanes=x"], r"--set must be FIELD=NUMBER, not 'hcu_lanes=x'"),
         (["hcu", "--config", "huge"], r"config"),
         (["hcu", "--transactions", "10", "--corrupt", "10"], r"corrupt must be a beat index"),
     ],
