@@ -64,6 +64,7 @@ import argparse
 import json
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +192,9 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     counts = [full] * min(full, 1) + [1] * bool(last)
     prefill = sum(c * cmd(n * g) for c, n in zip(counts, sizes, strict=True))
     tiles = sum(c * math.ceil((kept + fetched) / cfg.tile_tokens) for c in counts)
-    a = shape["ingest_per_token"] + shape["rope_extra"] + shape["latency_extra"]
+    # the join fraction of the run's steady INGEST nearest in cache
+    joins = min(shape["joins"], key=lambda x: abs(x[0] - cache), default=[0, 0.0])[1]
+    a = _ingest_at(shape, joins) + shape["rope_extra"] + shape["latency_extra"]
     ingest = tpf * _ingest_per_token(cfg, a, clusters)
     # The context's SWITCH_CTX (every frame visits every context): its tables stored while
     # the next context's load, a region's W and R beats together, one bus beat per cycle on
@@ -225,18 +228,39 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
     }
 
 
-def _ingests(recs: list[dict]) -> list[tuple[dict, dict | None]]:
+def _ingests(recs: list[dict]) -> list[tuple[dict, dict | None, int]]:
     """Each ``INGEST`` record with its context's next ``PREFILL`` or ``QUERY`` (whose
-    ``tokens`` and ``clusters`` are the cache and the table the ``INGEST`` left), or None."""
-    out = []
+    ``tokens`` and ``clusters`` are the cache and the table the ``INGEST`` left), or None,
+    and its tokens less the clusters it created: in the steady state (every token ages one),
+    the aged tokens that joined a cluster, whose key sum the aging reads from DRAM."""
+    out, clusters = [], {}
     for i, r in enumerate(recs):
         if r["kind"] == "frame":
-            after = (
-                x
-                for x in recs[i + 1 :]
-                if x["kind"] in ("prefill", "decode") and x["context"] == r["context"]
+            ctx = r["context"]
+            after = next(
+                (
+                    x
+                    for x in recs[i + 1 :]
+                    if x["kind"] in ("prefill", "decode") and x["context"] == ctx
+                ),
+                None,
             )
-            out.append((r, next(after, None)))
+            before = clusters.get(ctx, 0)
+            if after is not None:
+                clusters[ctx] = after["clusters"]
+            out.append((r, after, max(0, r["tokens"] - (clusters.get(ctx, 0) - before))))
+    return out
+
+
+def _blocks(recs: list[dict]) -> dict[tuple[int, int, int], dict]:
+    """The ``INGEST`` records by (context, frame, block): a frame may be ingested in blocks,
+    each followed by its ``PREFILL``."""
+    out, seen = {}, Counter()
+    for r in recs:
+        if r["kind"] == "frame":
+            frame = r["context"], r["frame"]
+            out[(*frame, seen[frame])] = r
+            seen[frame] += 1
     return out
 
 
@@ -246,13 +270,40 @@ def _steady(ingest: dict, after: dict | None, kept: int) -> bool:
     return after is not None and after["tokens"] - ingest["tokens"] >= kept
 
 
+def _ingest_fit(steady: list[tuple[dict, dict, int]]) -> dict:
+    """The steady-state ingest's cycles per token: ``ingest_base`` + ``ingest_join`` x the
+    fraction of the tokens that joined a cluster (non-negative least squares of the relative
+    residuals over the run's steady ``INGEST``s; without them, the mean only), and each
+    steady ``INGEST``'s cache and join fraction (``joins``), from which :func:`extrapolate`
+    takes the one nearest its cache."""
+    if not steady:
+        return {"ingest_base": None, "ingest_join": 0.0, "joins": []}
+    cycles = np.array([float(r["cycles"]) for r, _, _ in steady])
+    a = np.array([[r["tokens"], j] for r, _, j in steady], dtype=float)
+    (base, join), _ = scipy.optimize.nnls(a / cycles[:, None], np.ones(len(steady)))
+    return {
+        "ingest_base": float(base),
+        "ingest_join": float(join),
+        "joins": [[after["tokens"], j / r["tokens"]] for r, after, j in steady],
+    }
+
+
+def _ingest_at(shape: dict, joins: float) -> float:
+    """Steady-state ingest cycles per token with ``joins`` of the tokens joining a cluster
+    (the run's mean for a run without a steady ``INGEST``)."""
+    if shape["ingest_base"] is None:
+        return shape["ingest_per_token"]
+    return shape["ingest_base"] + shape["ingest_join"] * joins
+
+
 def _shape(rep: dict, cfg) -> dict:
     recs = rep["records"]
     frames = [r for r in recs if r["kind"] == "frame"]
     cmds = [r for r in recs if r["kind"] in ("prefill", "decode")]
     pf = [r for r in cmds if r["kind"] == "prefill"]
     kept = cfg.resv.sink_tokens + cfg.resv.recent_tokens
-    late = [f for f, after in _ingests(recs) if _steady(f, after, kept)] or frames
+    steady = [x for x in _ingests(recs) if _steady(x[0], x[1], kept)]
+    late = [f for f, _, _ in steady] or frames
     last = max(cmds, key=lambda r: r["tokens"])
     aged = max(1, last["tokens"] - kept)
     tpc = aged / max(1, last["clusters"])
@@ -267,6 +318,7 @@ def _shape(rep: dict, cfg) -> dict:
             sum(f["tokens"] for f in frames) / len({(f["context"], f["frame"]) for f in frames})
         ),
         "ingest_per_token": sum(f["cycles"] for f in late) / sum(f["tokens"] for f in late),
+        **_ingest_fit(steady),
         "tokens_per_cluster": tpc,
         # KV chunks in use per cluster: more than tpc / chunk_tokens, each list's tail chunk
         # part-full (a report from before they were recorded: that ratio, rounded up)
@@ -368,20 +420,24 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
     """The model of :func:`run` (``s``, fitted to ``run_rep``, a run of ``run_cfg``) against
     another run (``target_rep``, of ``target``: the preset itself, e.g. the full-width paper
     core, or the fitted configuration over more frames): every ``PREFILL`` and ``QUERY``
-    predicted from its own work figures, an ``INGEST`` of a frame the fitted run has by
-    that run's cycles for the same frame and context plus the RoPE and MAC-tree extras per
-    token, and one of a later frame that begins with the kept tokens full as
-    :func:`extrapolate` predicts it (the measured cycles per token in that steady state, or
-    the HCU's search of the table the frame leaves), and a ``SWITCH_CTX`` by
+    predicted from its own work figures, an ``INGEST`` of a frame the fitted run (of the
+    same clip) has by that run's cycles for the same frame, context and block plus the RoPE
+    and MAC-tree extras per token, and one of another frame that begins with the kept
+    tokens full as :func:`extrapolate` predicts it (the fitted cycles per token in that
+    steady state at the ``INGEST``'s own fraction of tokens joining a cluster, or the
+    HCU's search of the table the frame leaves), and a ``SWITCH_CTX`` by
     its swap's bus beats (``swap_beats`` in its record: one beat per cycle on each channel,
     what :func:`extrapolate` assumes). ``beyond`` repeats the sums for the commands at
     caches larger than any the model was fitted on."""
     coef = np.array([s["coefficients"][f] for f in FEATURES])
     shape = s["shape"] | _extras(run_cfg, target)
     extra = shape["rope_extra"] + shape["latency_extra"]
-    ingest = {(r["context"], r["frame"]): r for r in run_rep["records"] if r["kind"] == "frame"}
+    # the fitted run's INGEST cycles, block by block of each frame: for a run of the same clip
+    same = run_rep["source"] == target_rep["source"]
+    ingest = {k: r for k, r in _blocks(run_rep["records"]).items() if same}
     recs = target_rep["records"]
-    afters = {r["i"]: after for r, after in _ingests(recs)}
+    blocks = {r["i"]: k for k, r in _blocks(recs).items()}
+    afters = {r["i"]: (after, joins) for r, after, joins in _ingests(recs)}
     kept = target.resv.sink_tokens + target.resv.recent_tokens
     rows = []
     for r in recs:
@@ -391,11 +447,11 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
         elif r["kind"] == "switch" and "swap_beats" in r:
             pred, cache = r["swap_beats"], r["tokens"]
         elif r["kind"] == "frame":
-            after = afters[r["i"]]
-            if (r["context"], r["frame"]) in ingest:
-                pred = ingest[r["context"], r["frame"]]["cycles"] + r["tokens"] * extra
+            after, joins = afters[r["i"]]
+            if blocks[r["i"]] in ingest:
+                pred = ingest[blocks[r["i"]]]["cycles"] + r["tokens"] * extra
             elif _steady(r, after, kept):
-                a = shape["ingest_per_token"] + extra
+                a = _ingest_at(shape, joins / r["tokens"]) + extra
                 pred = r["tokens"] * _ingest_per_token(target, a, after["clusters"])
             else:
                 continue
@@ -416,12 +472,44 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
             "the checked report has no INGEST, PREFILL, QUERY or SWITCH_CTX the model predicts"
         )
     fitted = s["largest_cache_run"]
+    frames = _context_frames(recs, kept)
+    last = max((f["frame"] for f in frames), default=None)
     return {
         "source": target_rep["source"],
         "commands": rows,
         "by_kind": _errors(rows),
         "beyond": _errors([x for x in rows if x["cache"] > fitted]),
+        "last_frames": [f for f in frames if f["frame"] == last],
     }
+
+
+def _context_frames(recs: list[dict], kept: int) -> list[dict]:
+    """The run's context-frames as measured: a context's ``INGEST``s of a frame with the
+    ``SWITCH_CTX`` into the context just before the first (if any) and the context's
+    ``PREFILL``s among them (decode steps are not part of it); ``cache`` is the cache the
+    last ``PREFILL`` saw, ``retrieval`` the fraction of its clustered tokens it fetched."""
+    frames, current, switch = {}, {}, {}
+    for r in recs:
+        ctx = r.get("context")
+        if r["kind"] == "switch":
+            switch[ctx] = r["cycles"]
+        elif r["kind"] == "frame":
+            key = (ctx, r["frame"])
+            f = frames.setdefault(
+                key, {"context": ctx, "frame": r["frame"], "switch": 0, "ingest": 0, "prefill": 0}
+            )
+            f["switch"] += switch.pop(ctx, 0)
+            f["ingest"] += r["cycles"]
+            current[ctx] = f
+        elif r["kind"] == "prefill" and ctx in current:
+            f = current[ctx]
+            f["prefill"] += r["cycles"]
+            f["cache"] = r["tokens"]
+            f["retrieval"] = r["fetched"] / max(1, r["tokens"] - kept)
+    out = [f for f in frames.values() if "cache" in f]
+    for f in out:
+        f["cycles"] = f["switch"] + f["ingest"] + f["prefill"]
+    return out
 
 
 def _errors(rows: list[dict]) -> dict:
@@ -457,7 +545,14 @@ def render(s: dict) -> str:
         f"{c['clusters']:.2f}/cluster + {c['bursts']:.2f}/burst + {c['engine']:.3f} x the "
         "engine's pace (the larger of the rows' passes over the tiles and the token stream). "
         "Ingest "
-        f"{sh['ingest_per_token']:.1f} cycles/token (or the HCU's search of a larger table: "
+        + (
+            f"{sh['ingest_base']:.1f} + {sh['ingest_join']:.1f} x the fraction of tokens that "
+            f"join a cluster (its key sum read) cycles/token in the steady state, "
+            f"{sh['ingest_per_token']:.1f} on the run"
+            if sh["ingest_base"] is not None
+            else f"{sh['ingest_per_token']:.1f} cycles/token"
+        )
+        + " (or the HCU's search of a larger table: "
         f"R + 2B + 1 cycles and R + (B - 1) tokens per batch of B = {s['hcu_batch']}). "
         f"{sh['tokens_per_frame']} tokens/frame, "
         f"GQA group {sh['group']}, {sh['tokens_per_cluster']:.2f} tokens and "
@@ -571,6 +666,23 @@ def render(s: dict) -> str:
                     f"{v['predicted']:.0f} | {100 * v['error']:+.1f} % | "
                     f"{100 * v['max_abs_error']:.1f} % |"
                 )
+        if k["last_frames"]:
+            lines += [
+                "",
+                "Its last context-frames as measured (the `SWITCH_CTX` into the context, its "
+                "`INGEST` and its `PREFILL`s; the goal: <= "
+                f"{s['goal_cycles'] / 1e3:.0f} K cycles at a 5 K cache retrieving 32.7 %):",
+                "",
+                "| context | frame | cache | retrieved | SWITCH_CTX | ingest | prefill "
+                "| per context-frame | / goal |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+        for f in k["last_frames"]:
+            lines.append(
+                f"| {f['context']} | {f['frame']} | {f['cache']} | "
+                f"{100 * f['retrieval']:.1f} % | {f['switch']} | {f['ingest']} | "
+                f"{f['prefill']} | **{f['cycles']}** | {f['cycles'] / s['goal_cycles']:.2f}x |"
+            )
     b = s["budget"]
     lines += [
         "",
@@ -614,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         "--set",
         action="append",
         default=[],
-        metavar="FIELD=INT",
+        metavar="FIELD=VALUE",
         help="the run's settings (sim.run --set); the prediction is for the preset itself",
     )
     p.add_argument("--report", default="build/bench/sim_paper.json", help="sim.run report")
@@ -630,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
         "--check-set",
         action="append",
         default=[],
-        metavar="FIELD=INT",
+        metavar="FIELD=VALUE",
         help="the --check run's settings (default: none, the preset itself); repeatable",
     )
     p.add_argument("-o", "--out", default="build/bench")
@@ -678,6 +790,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{five['decode_step_grouped'] / max(1.0, five['decode_bus_bound']):.2f}x its bus "
         f"bound; {out / 'core_bench.md'}"
     )
+    for f in s.get("check", {}).get("last_frames", []):
+        print(
+            f"sim.bench_core: measured, context {f['context']}'s last context-frame at a "
+            f"{f['cache']}-token cache retrieving {100 * f['retrieval']:.1f} %: "
+            f"{f['cycles'] / 1e3:.1f} K cycles ({f['cycles'] / GOAL_CYCLES:.2f}x the goal; "
+            f"SWITCH_CTX {f['switch']}, INGEST {f['ingest']}, PREFILL {f['prefill']})"
+        )
     return 0
 
 

@@ -205,7 +205,8 @@ _BENCH = WorkloadConfig(clip="bikes", fps=2.0, tokens_per_frame=196, features="d
 
 #: Named workloads. ``tiny*`` are for unit tests (4 frames of 176x144, 196 tokens);
 #: ``bench*`` for the benchmarks. Token counts: bench 20 frames x 196 = 3920,
-#: bench-native 250 x 196 = 49000, bench-10 250 x 10 = 2500 (VideoLLM-Online-like).
+#: bench-native 250 x 196 = 49000, bench-10 250 x 10 = 2500 (VideoLLM-Online-like),
+#: bench-vtest 159 x 196 = 31164 (pedestrians, fixed camera; caches past 5 K tokens).
 PRESETS: dict[str, WorkloadConfig] = {
     "tiny": _TINY,
     "tiny-rec": _TINY.replace(features="rec"),
@@ -216,6 +217,7 @@ PRESETS: dict[str, WorkloadConfig] = {
     "bench-rec": _BENCH.replace(features="rec"),
     "bench-pixels": _BENCH.replace(features="pixels"),
     "bench-bbb": _BENCH.replace(clip="bigbuckbunny"),
+    "bench-vtest": _BENCH.replace(clip="vtest"),
 }
 
 

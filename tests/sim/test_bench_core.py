@@ -8,7 +8,18 @@ import numpy as np
 import pytest
 
 from hw.config import preset
-from sim.bench_core import FEATURES, budget, check, engine_cycles, fit, main, run
+from sim.bench_core import (
+    FEATURES,
+    _ingest_fit,
+    _ingests,
+    _steady,
+    budget,
+    check,
+    engine_cycles,
+    fit,
+    main,
+    run,
+)
 
 TRUE = dict(zip(FEATURES, [300.0, 90.0, 1.5, 4.0, 1.0], strict=True))
 PAPER = preset("paper")
@@ -220,7 +231,7 @@ def test_check_predicts_the_later_frames_of_a_longer_run(tmp_path, capsys):
     was not fitted on from the measured cycles per token, or the HCU's search of the table
     the frame leaves when that is longer; ``beyond`` sums the commands at larger caches."""
     rep = _records()
-    short = {"source": "short", "records": [r for r in rep["records"] if r.get("frame", 0) < 8]}
+    short = {**rep, "records": [r for r in rep["records"] if r.get("frame", 0) < 8]}
     s = run(short, PAPER, 0.327)
     cmds = [r for r in rep["records"] if r["kind"] in ("prefill", "decode")]
     k = check(s, short, rep, PAPER, PAPER)
@@ -259,6 +270,69 @@ def test_check_predicts_the_later_frames_of_a_longer_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*args, "--check-set", "hcu_batch=x"])
     assert "hcu_batch" in capsys.readouterr().err
+
+
+def test_check_of_another_clip_and_its_last_context_frames(tmp_path, capsys):
+    """A run of another clip is checked with the model's ingest, not the fitted run's cycles
+    for the same frame index; the check sums the checked run's last context-frames as
+    measured: the switch into the context, its INGESTs and its PREFILLs, no decode step."""
+    rep = _records()
+    odd = next(r for r in rep["records"] if r["kind"] == "frame")
+    odd["cycles"] = 1234  # frame 0's first INGEST, unlike every other
+    s = run(rep, PAPER, 0.327)
+    first = check(s, rep, rep, PAPER, PAPER)["commands"][0]
+    assert (first["i"], first["predicted"]) == (odd["i"], 1234)
+    other = {**rep, "source": "another clip"}
+    first = check(s, rep, other, PAPER, PAPER)["commands"][0]
+    # its 8 tokens created 10 clusters: none joined one, so the fitted base cost alone
+    assert first["i"] == odd["i"] and first["predicted"] == pytest.approx(
+        8 * s["shape"]["ingest_base"]
+    )
+    recs = [r for r in rep["records"] if r["kind"] != "counters"]
+    switch = {"kind": "switch", "context": 0, "cycles": 77, "swap_beats": 70, "tokens": 700}
+    switch["i"] = 999
+    at = next(j for j, r in enumerate(recs) if r["kind"] == "frame" and r["frame"] == 14)
+    recs = [*recs[:at], switch, *recs[at:]]
+    last = check(s, rep, {**rep, "records": recs}, PAPER, PAPER)["last_frames"]
+    pf = [r for r in recs if r["kind"] == "prefill" and r["frame"] == 14]
+    assert [(f["context"], f["frame"], f["switch"], f["ingest"]) for f in last] == [
+        (0, 14, 77, 1600)
+    ]
+    assert last[0]["prefill"] == sum(r["cycles"] for r in pf)
+    assert last[0]["cycles"] == 77 + 1600 + last[0]["prefill"]
+    assert last[0]["cache"] == pf[-1]["tokens"]
+    assert last[0]["retrieval"] == pytest.approx(pf[-1]["fetched"] / (pf[-1]["tokens"] - 260))
+    (tmp_path / "r.json").write_text(json.dumps(rep))
+    (tmp_path / "c.json").write_text(json.dumps({**rep, "records": recs}))
+    args = ["--report", str(tmp_path / "r.json"), "--check", str(tmp_path / "c.json")]
+    capsys.readouterr()
+    assert main([*args, "-o", str(tmp_path)]) == 0
+    md = (tmp_path / "core_bench.md").read_text()
+    row = f"| 0 | 14 | {last[0]['cache']} | {100 * last[0]['retrieval']:.1f} % | 77 | 1600 |"
+    assert "Its last context-frames as measured" in md and row in md
+    assert f"**{last[0]['cycles']}**" in md
+    assert "measured, context 0's last context-frame at a" in capsys.readouterr().out
+
+
+def test_the_ingest_pays_for_each_token_that_joins_a_cluster():
+    """A steady-state ``INGEST``'s cycles are fitted as a cost per token plus one per token
+    that joined a cluster (its key sum read from DRAM): the tokens less the clusters the
+    ``INGEST`` created."""
+    recs, clusters = [], 0
+    for f, joins in enumerate([20, 20, 40, 60, 80, 50, 30]):
+        clusters += 100 - joins
+        ingest = {"kind": "frame", "context": 0, "frame": f, "tokens": 100}
+        ingest["cycles"] = 100 * 50 + 20 * joins
+        after = {"kind": "prefill", "context": 0, "tokens": 300 + 100 * f, "clusters": clusters}
+        recs += [ingest, after]
+    seen = _ingests(recs)
+    assert [j for _, _, j in seen] == [20, 20, 40, 60, 80, 50, 30]
+    steady = [x for x in seen if _steady(x[0], x[1], 260)]
+    assert len(steady) == 6  # the first frame found fewer than 260 tokens kept
+    fitted = _ingest_fit(steady)
+    assert fitted["ingest_base"] == pytest.approx(50) and fitted["ingest_join"] == pytest.approx(20)
+    assert fitted["joins"][0] == [400, 0.2] and fitted["joins"][-1] == [900, 0.3]
+    assert _ingest_fit([]) == {"ingest_base": None, "ingest_join": 0.0, "joins": []}
 
 
 def test_the_switch_moves_the_runs_chunks_per_cluster():
