@@ -646,7 +646,8 @@ def render(s: dict) -> str:
             f"The model checked against a run of `{k['config']}` ({k['source']}; "
             "`--check`): each command's cycles as the model predicts them from its work "
             "figures, beside the run's (an `INGEST`: the fitted run's cycles for the same "
-            "frame, or for a later frame the model's ingest at the table it leaves); "
+            "frame of the same clip, or the model's steady-state ingest at its own fraction "
+            "of tokens joining a cluster and the table it leaves); "
             f'"beyond": the commands at caches above the fitted run\'s {s["largest_cache_run"]} '
             "tokens:",
             "",
