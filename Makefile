@@ -126,7 +126,7 @@ bench-paper: setup
 # that a frame's selection retrieves about the paper's 32.7 % there (the selection takes whole
 # score buckets: 44.1 % and 25.8 % in the two contexts at 5096 tokens, 35 % on average), every
 # context-frame's SWITCH_CTX, INGEST and PREFILL measured, and make bench's model (fitted to
-# another clip) checked against every command. About 25 min on 2 cores (1 min of it the trace); make bench first.
+# another clip) checked against every command. About 25 min on 2 cores; make bench first.
 bench-goal: setup
 	$(PY) -m sim.run --config paper $(PAPER_TIMING) --set resv.coverage=0.33 --workload bench-vtest \
 		--sim verilator --optimize --frames 26 --layers 1 --heads 2 -o build/bench/core_goal

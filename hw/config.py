@@ -413,14 +413,14 @@ def parse_settings(items: list[str]) -> dict[str, int | float]:
     out = {}
     for item in items:
         name, sep, text = item.partition("=")
-        value = None
-        for kind in (int, float):
+        try:
+            value = int(text)
+        except ValueError:
             try:
-                value = kind(text)
-                break
+                value = float(text)
             except ValueError:
-                continue
-        if not sep or not name.strip() or value is None or not math.isfinite(value):
+                value = math.nan
+        if not sep or not name.strip() or not math.isfinite(value):
             raise ValueError(f"--set must be FIELD=NUMBER, not {item!r}")
         out[name.strip()] = value
     return out
@@ -443,7 +443,7 @@ def apply_settings(cfg: HWConfig, settings: dict[str, int | float]) -> HWConfig:
         raise ValueError(f"--set: {exc}") from None
 
 
-def settings_changes(settings: dict[str, int]) -> dict:
+def settings_changes(settings: dict[str, int | float]) -> dict:
     """``{FIELD: v, "resv.F": w}`` → the ``HWConfig.replace`` changes ``{FIELD: v, "resv":
     {"F": w}}``."""
     plain = {k: v for k, v in settings.items() if not k.startswith("resv.")}

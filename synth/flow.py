@@ -153,7 +153,7 @@ class FlowOptions:
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     #: ``HWConfig`` fields changed from the preset (``--set FIELD=VALUE``).
-    overrides: dict[str, int] = field(default_factory=dict)
+    overrides: dict[str, int | float] = field(default_factory=dict)
     #: Power path: ``flat`` (simulated activity over the whole netlist), ``modules`` (each
     #: distinct module once at the default activity, :mod:`synth.modpower`) or ``auto``
     #: (``modules`` above :data:`FLAT_POWER_MAX_CELLS` cells, else ``flat``).
