@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from sim.run import main
+from hw.config import apply_settings, parse_settings, preset
+from sim.run import _check_args, _parser, main
 
 
 @pytest.mark.parametrize(
@@ -33,6 +37,34 @@ def test_bad_arguments_name_the_parameter(argv, message, capsys):
         main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_makefiles_benchmark_runs_take_their_arguments():
+    """``make bench``, ``bench-paper`` and ``bench-goal`` run ``sim.run`` and ``sim.bench_core``
+    for tens of minutes: their arguments (workload, ``--set`` values) are checked here, as
+    the commands stand in the Makefile (``make -n``), so a renamed preset or field fails
+    in seconds, not after the golden benchmark."""
+    root = Path(__file__).resolve().parents[2]
+    text = subprocess.run(
+        ["make", "-n", "bench", "bench-paper", "bench-goal"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.replace("\\\n", " ")
+    runs = [
+        line.split(" -m sim.run ", 1)[1] for line in text.splitlines() if " -m sim.run " in line
+    ]
+    cores = [line for line in text.splitlines() if " -m sim.bench_core " in line]
+    assert len(runs) == 3 and len(cores) == 3
+    for line in runs:
+        p = _parser()
+        _check_args(p, p.parse_args(shlex.split(line)))
+    for line in cores:
+        argv = shlex.split(line)
+        for flag in ("--set", "--check-set"):
+            values = [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+            apply_settings(preset("paper"), parse_settings(values))
 
 
 @pytest.mark.late
