@@ -22,14 +22,16 @@ tokens (``(rows + 2 kept) x M`` cycles of bus, at most ``prefetch_rows / 2M`` to
 frame's many rows are bound by their passes, a decode step's few by the stream
 (``hw.datapath.tiled_attention.command_cycles`` is the engine's exact count for inputs
 offered every cycle). A fitted ``c_engine`` near 1 says that pace is what the run shows.
-Ingest is cycles per token as measured (``a``, in the frames that begin with the kept
-tokens full, so that every new token ages one), or the HCU's search of the extrapolated
-table if that is longer: the search for the next tokens overlaps the aging of the current
-one, so the pipelined ingest is bounded by ``R + 2B + 1`` cycles per batch of ``B =
-hcu_batch`` tokens, ``R = ceil(clusters / hcu_lanes)`` table rows, and, since the HCU
-takes a batch only once the aging has taken all but the last result of the one before, by
-``R + (B - 1) a`` (``python -m sim.bench_ingest`` measures this on the RTL against the
-table size).
+Ingest is cycles per token as fitted (``a``, in the frames that begin with the kept tokens
+full, so that every new token ages one: ``a = base + join x`` the fraction of the frame's
+tokens that join a cluster, whose key sum the aging reads from DRAM; a token that creates
+one reads none; the extrapolation takes the fraction of the run's frame nearest in cache),
+or the HCU's search of the extrapolated table if that is longer: the search for the next
+tokens overlaps the aging of the current one, so the pipelined ingest is bounded by
+``R + 2B + 1`` cycles per batch of ``B = hcu_batch`` tokens, ``R = ceil(clusters /
+hcu_lanes)`` table rows, and, since the HCU takes a batch only once the aging has taken
+all but the last result of the one before, by ``R + (B - 1) a`` (``python -m
+sim.bench_ingest`` measures this on the RTL against the table size).
 The coefficients are non-negative least-squares fits to the run, of the relative residuals
 (a decode step weighs as much as a ``PREFILL``); the report gives the fit's largest
 residual, how many costs the run determines independently, and a holdout check (fit on
@@ -54,6 +56,10 @@ cluster, in the fitted per-cluster cost: the run has the paper's beats per clust
 an aged token reads and writes back its cluster's sum (in the measured ingest per token).
 A decode step's bus bound is the time its fetched tokens' K and V take on the bus
 (``2 * head_dim * 16 / axi_data_bits`` cycles each); the goal is within 2x of it.
+
+``--check REPORT`` (with ``--check-set``, that run's settings) sets the model's prediction
+of every command of another run beside its cycles (e.g. the full-width core, or another
+clip: ``make bench-goal``) and that run's last context-frames as measured.
 
 Writes ``core_bench.json``, ``core_bench.md`` and ``core_bench.png``.
 """
