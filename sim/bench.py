@@ -150,7 +150,7 @@ def bench_hcu(
     probes: int,
     trace_tokens: int,
     seed: int,
-) -> list[dict]:
+) -> tuple[list[dict], list[str]]:
     """HCU compares per cycle for every (lanes, batch, size), on synthetic tokens against a
     full table and on the trace's tokens (Verilator; results and cycles verified). A size
     the preset's signatures cannot fill is left out, and said so (``skipped``)."""

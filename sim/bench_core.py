@@ -439,8 +439,7 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
     shape = s["shape"] | _extras(run_cfg, target)
     extra = shape["rope_extra"] + shape["latency_extra"]
     # the fitted run's INGEST cycles, block by block of each frame: for a run of the same clip
-    same = run_rep["source"] == target_rep["source"]
-    ingest = {k: r for k, r in _blocks(run_rep["records"]).items() if same}
+    ingest = _blocks(run_rep["records"]) if run_rep["source"] == target_rep["source"] else {}
     recs = target_rep["records"]
     blocks = {r["i"]: k for k, r in _blocks(recs).items()}
     afters = {r["i"]: (after, joins) for r, after, joins in _ingests(recs)}
