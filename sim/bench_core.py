@@ -77,7 +77,7 @@ import numpy as np
 import scipy.optimize
 
 from hw.config import apply_settings, parse_settings, preset
-from hw.core.contexts import region_rows, swap_beats
+from hw.core.contexts import kept_regions, region_rows, swap_beats
 from hw.datapath.mac_tree import mac_latency
 from hw.datapath.tiled_attention import tile_gap
 
@@ -176,9 +176,12 @@ def _ingest_per_token(cfg, a: float, clusters: float) -> float:
     return max(a, (R + 2 * B + 1) / B, (R + (B - 1) * a) / B)
 
 
-def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float) -> dict:
+def extrapolate(
+    coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float, hidden: float = 0.0
+) -> dict:
     """Predicted cycles of ``cfg`` at a cache of ``cache`` tokens (``shape``: figures measured
-    on the run, ``rope_extra``: RoPE cycles per vector ``cfg`` adds to the run's)."""
+    on the run, ``rope_extra``: RoPE cycles per vector ``cfg`` adds to the run's; ``hidden``:
+    the share of the prefetcher's move of the kept tokens that runs behind other commands)."""
     r = cfg.resv
     kept = r.sink_tokens + r.recent_tokens
     aged = max(0, cache - kept)
@@ -213,7 +216,11 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         "chunks": round(clusters * shape["chunks_per_cluster"]),
     }
     rows = region_rows(cfg, **kw)
-    switch = swap_beats(cfg, rows, rows)
+    # The kept tokens move in a swap of the prefetcher's (the spare bank's context stored,
+    # the next one's loaded: 256 contexts leave none on chip), behind the next context's
+    # commands but for the share not hidden, which the switch waits for.
+    prefetch = swap_beats(cfg, {**rows, "scalars": 0}, rows, kept_regions(cfg))
+    switch = swap_beats(cfg, rows, rows) + (1 - hidden) * prefetch
     total = ingest + prefill + switch
     return {
         "cache": cache,
@@ -224,6 +231,7 @@ def extrapolate(coef: np.ndarray, cfg, shape: dict, cache: int, retrieval: float
         "ingest": ingest,
         "prefill": prefill,
         "switch": switch,
+        "prefetch": prefetch,
         "context_frame": total,
         "decode_step": g * cmd(1),
         "decode_step_grouped": cmd(g),
@@ -357,7 +365,20 @@ def _extras(cfg, target) -> dict:
     }
 
 
-def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
+def prefetch_overlap(rep: dict) -> dict | None:
+    """The run's prefetcher (``PREFETCH_CTX``): its beats, busy cycles, those a command waited
+    for, and ``hidden``, the share of its busy cycles behind other commands; None if it
+    never moved."""
+    counters = [r for r in rep["records"] if r["kind"] == "counters"]
+    busy = sum(c.get("prefetch_busy", 0) for c in counters)
+    if not busy:
+        return None
+    wait = sum(c.get("prefetch_wait", 0) for c in counters)
+    beats = sum(c.get("prefetch_beats", 0) for c in counters)
+    return {"beats": beats, "busy": busy, "wait": wait, "hidden": 1 - wait / busy}
+
+
+def run(rep: dict, cfg, retrieval: float, target=None, overlap: dict | None = None) -> dict:
     """The model of ``rep`` (a run of ``cfg``), extrapolated for ``target`` (default ``cfg``):
     a run may use a narrower datapath with the same beats per vector, whose commands take
     the same cycles but for RoPE, ``rope_pairs`` pairs per cycle: the target's extra compute
@@ -367,8 +388,12 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
     MAC trees are shallower too (``hw.datapath.mac_tree.mac_latency``): an ingested token
     waits for its signature, so the target's extra tree levels are added to every ingested
     token (``latency_extra``; measured on the full-width paper core: 2 cycles a token, its
-    first frame's ``INGEST`` 3335 cycles against the quarter width's 2943)."""
+    first frame's ``INGEST`` 3335 cycles against the quarter width's 2943). The kept tokens'
+    prefetch counts at the overlap measured on ``rep`` (:func:`prefetch_overlap`), else at
+    ``overlap`` (another run's), else not hidden at all."""
     target = target or cfg
+    overlap = prefetch_overlap(rep) or overlap
+    hidden = 0.0 if overlap is None else overlap["hidden"]
     if target.resv.head_dim // target.mac_lanes != cfg.resv.head_dim // cfg.mac_lanes:
         raise ValueError(
             "the run's beats per vector (head_dim / mac_lanes) must equal the target's: "
@@ -407,15 +432,16 @@ def run(rep: dict, cfg, retrieval: float, target=None) -> dict:
         "shape": shape,
         "budget": {str(f): budget(f) for f in PAPER_FPS},
         "goal_cycles": GOAL_CYCLES,
-        "rows": [extrapolate(coef, target, shape, n, retrieval) for n in CACHES],
+        "prefetch_overlap": overlap,
+        "rows": [extrapolate(coef, target, shape, n, retrieval, hidden) for n in CACHES],
         "by_tile": [
-            extrapolate(coef, target.replace(tile_tokens=t), shape, 5120, retrieval)
+            extrapolate(coef, target.replace(tile_tokens=t), shape, 5120, retrieval, hidden)
             | {"tile_tokens": t}
             for t in TILES
             if t <= target.resv.head_dim
         ],
         "by_batch": [
-            extrapolate(coef, target.replace(hcu_batch=b), shape, 5120, retrieval)
+            extrapolate(coef, target.replace(hcu_batch=b), shape, 5120, retrieval, hidden)
             | {"hcu_batch": b}
             for b in BATCHES
         ],
@@ -450,7 +476,8 @@ def check(s: dict, run_rep: dict, target_rep: dict, run_cfg, target) -> dict:
             pred = _predict(coef, _features(r, target), r.get("rows", 1), shape)
             cache = r["tokens"]
         elif r["kind"] == "switch" and "swap_beats" in r:
-            pred, cache = r["swap_beats"], r["tokens"]
+            # and the kept tokens' swap if the switch moves them itself (not prefetched)
+            pred, cache = r["swap_beats"] + r.get("kept_beats", 0), r["tokens"]
         elif r["kind"] == "frame":
             after, joins = afters[r["i"]]
             if blocks[r["i"]] in ingest:
@@ -535,6 +562,19 @@ def _errors(rows: list[dict]) -> dict:
     return kinds
 
 
+def _prefetch_note(s: dict) -> str:
+    five = next(r for r in s["rows"] if r["cache"] == 5120)
+    o = s.get("prefetch_overlap")
+    moved = f"{five['prefetch'] / 1e3:.1f} K cycles at a 5 K cache"
+    if o is None:
+        return f"{moved}; no run measured its overlap, so none is assumed hidden"
+    return (
+        f"{moved}, {100 * o['hidden']:.1f} % of it hidden behind the next context's "
+        f"commands as measured on {o['source']} ({o['busy']} busy cycles, {o['wait']} "
+        "waited for)"
+    )
+
+
 def render(s: dict) -> str:
     c, sh = s["coefficients"], s["shape"]
     lines = [
@@ -576,7 +616,9 @@ def render(s: dict) -> str:
         "SWITCH_CTX: the context's tables stored to DRAM while the next context's load, every "
         "frame (`hw.core.contexts.swap_beats`: at their occupancy, each region the longer of "
         "its store and its load, one beat per cycle on each channel; the key sums stay in "
-        "DRAM, and a selection streams the representative keys: in the per-cluster cost).",
+        "DRAM, and a selection streams the representative keys: in the per-cluster cost). "
+        "The kept tokens' K and V move in the prefetcher's swap "
+        f"({_prefetch_note(s)}); the column counts the part not hidden.",
         "",
         "| cache | clusters | fetched | PREFILLs / tiles | ingest | prefill | SWITCH_CTX "
         "| per context-frame | decode "
@@ -767,9 +809,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = parse_settings(args.set)
         run_cfg = apply_settings(preset(args.config), settings)
         rep = json.loads(path.read_text())
-        s = run(rep, run_cfg, args.retrieval, preset(args.config))
-        if args.check is not None:
-            checked = json.loads(Path(args.check).read_text())
+        checked = None if args.check is None else json.loads(Path(args.check).read_text())
+        overlap = None if checked is None else prefetch_overlap(checked)
+        if overlap is not None:
+            overlap["source"] = f"the --check run ({checked['source']})"
+        s = run(rep, run_cfg, args.retrieval, preset(args.config), overlap)
+        if s["prefetch_overlap"] is not None and "source" not in s["prefetch_overlap"]:
+            s["prefetch_overlap"]["source"] = f"the fitted run ({rep['source']})"
+        if checked is not None:
             check_settings = parse_settings(args.check_set)
             check_cfg = apply_settings(preset(args.config), check_settings)
             s["check"] = check(s, rep, checked, run_cfg, check_cfg) | {

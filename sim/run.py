@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run the contexts one after the other (RESET_CTX 0 each) instead of visiting "
         "them in turn every frame (SWITCH_CTX through DRAM), as a model does",
     )
+    p.add_argument(
+        "--no-prefetch",
+        action="store_true",
+        help="the host never sends PREFETCH_CTX: every SWITCH_CTX loads its context's kept "
+        "tokens itself (compare the switches' cycles)",
+    )
     p.add_argument("--idle", type=float, default=0.0, help="host idle probability per cycle")
     p.add_argument("--stall", type=float, default=0.0, help="back-pressure / AXI pause probability")
     p.add_argument(
@@ -181,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.layers * args.heads} (--set contexts=N), not {cfg.contexts}; or --sequential"
         )
     prog = program_from_trace(
-        cfg, trace, source=f"{wl.clip} ({wl.features})", prefill=True, interleave=interleave
+        cfg,
+        trace,
+        source=f"{wl.clip} ({wl.features})",
+        prefill=True,
+        interleave=interleave,
+        prefetch=not args.no_prefetch,
     )
     print(
         f"sim.run: {len(prog.contexts)} contexts x {trace.n_frames} frames, {prog.queries} decode "
@@ -197,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "CORE_LAYERS": str(args.layers),
         "CORE_HEADS": str(args.heads),
         "CORE_INTERLEAVE": str(int(interleave)),
+        "CORE_PREFETCH": str(int(not args.no_prefetch)),
         "DRE_TRACE": str(cached_path(wl).resolve()),
         "DRE_IDLE": str(args.idle),
         "DRE_STALL": str(args.stall),
@@ -342,6 +354,11 @@ def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
         # the fetched rows that arrived before the engine's turn to take them
         "prefetched": total("prefetched_rows") / max(1, total("tokens_fetched") * 2 * nb),
         "prefetch_rows": cfg.prefetch_rows,
+        # the kept tokens moved by the prefetcher (PREFETCH_CTX, or a switch it had not
+        # prefetched), its busy cycles and those a switch or prefetch waited for it
+        "kept_prefetch_beats": total("prefetch_beats"),
+        "kept_prefetch_busy": total("prefetch_busy"),
+        "kept_prefetch_wait": total("prefetch_wait"),
         # what a write-back buffer of the key sums would save (one switch per frame)
         "sum_reuse": {
             n: sum(r[n] * a for r, a in zip(reuse, aged, strict=True)) / max(1, sum(aged))
@@ -354,6 +371,14 @@ def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
         },
         "float_resv_attended": _mean([r["float_resv_attended"] for r in ref]),
     }
+
+
+def _hidden(s: dict) -> str:
+    """The share of the prefetcher's busy cycles behind other commands."""
+    busy = s.get("kept_prefetch_busy", 0)
+    if not busy:
+        return "no move"
+    return f"{100 * (1 - s['kept_prefetch_wait'] / busy):.1f} % overlapped"
 
 
 def render(s: dict) -> str:
@@ -400,6 +425,9 @@ def render(s: dict) -> str:
             f"| MAC tree busy | {100 * s['mac_busy']:.1f} % of cycles |",
             f"| fetched rows prefetched (in the {s['prefetch_rows']}-row buffer before the "
             f"engine's turn) | {100 * s['prefetched']:.1f} % |",
+            f"| kept tokens moved by the prefetcher (spare bank) / its busy cycles / of them "
+            f"waited for | {s['kept_prefetch_beats']} beats / {s['kept_prefetch_busy']} / "
+            f"{s['kept_prefetch_wait']} ({_hidden(s)}) |",
             "| aged tokens whose cluster's key sum a write-back buffer of "
             + " / ".join(str(n) for n in s["sum_reuse"])
             + " clusters would hold (emptied every frame) | "

@@ -49,11 +49,13 @@ __all__ = [
     "context_base",
     "context_regions",
     "context_stride",
+    "kept_regions",
     "moved_beats",
     "region_rows",
     "resident_regions",
     "scalars_layout",
     "swap_beats",
+    "switch_regions",
 ]
 
 _ALIGN = 4096
@@ -108,6 +110,22 @@ def context_regions(cfg: HWConfig) -> tuple[Region, ...]:
         ("kept_sig", r.hash_bits, kept),
     )
     return _place(cfg, shapes, _kv_bytes(cfg))
+
+
+#: The regions of the kept tokens: the prefetcher's (``hw.core.core``: two banks on chip,
+#: moved behind the commands of another context), not ``SWITCH_CTX``'s.
+KEPT = ("kept", "kept_sig")
+
+
+def switch_regions(cfg: HWConfig) -> tuple[Region, ...]:
+    """The regions ``SWITCH_CTX`` swaps: all but the kept tokens'."""
+    return tuple(g for g in context_regions(cfg) if g.name not in KEPT)
+
+
+def kept_regions(cfg: HWConfig) -> tuple[Region, ...]:
+    """The prefetcher's regions: the scalars (only loaded: they give the kept tokens'
+    count) and the kept tokens'."""
+    return tuple(g for g in context_regions(cfg) if g.name == "scalars" or g.name in KEPT)
 
 
 def resident_regions(cfg: HWConfig) -> tuple[Region, Region]:
@@ -165,16 +183,19 @@ def region_rows(
     }
 
 
-def moved_beats(cfg: HWConfig, rows: dict[str, int]) -> int:
-    """Bus beats of one store (or one load) of a context with these ``region_rows``."""
-    return swap_beats(cfg, rows, rows)
+def moved_beats(cfg: HWConfig, rows: dict[str, int], regions=None) -> int:
+    """Bus beats of one store (or one load) of a context with these ``region_rows``, over
+    ``regions`` (default ``switch_regions``)."""
+    return swap_beats(cfg, rows, rows, regions)
 
 
-def swap_beats(cfg: HWConfig, stored: dict[str, int], loaded: dict[str, int]) -> int:
-    """Bus beats that bound a swap (``SWITCH_CTX``) of a context with ``stored`` rows for
-    one with ``loaded`` rows (``region_rows``): region by region the store's W beats and the
-    load's R beats move together, so each region takes the longer of the two."""
-    return sum(max(stored[g.name], loaded[g.name]) * g.beats_per_row for g in context_regions(cfg))
+def swap_beats(cfg: HWConfig, stored: dict[str, int], loaded: dict[str, int], regions=None) -> int:
+    """Bus beats that bound a swap of a context with ``stored`` rows for one with
+    ``loaded`` rows (``region_rows``; a missing name moves nothing) over ``regions``
+    (default ``switch_regions``, ``SWITCH_CTX``'s): region by region the store's W beats
+    and the load's R beats move together, so each region takes the longer of the two."""
+    regions = switch_regions(cfg) if regions is None else regions
+    return sum(max(stored.get(g.name, 0), loaded.get(g.name, 0)) * g.beats_per_row for g in regions)
 
 
 def check_contexts(cfg: HWConfig) -> None:

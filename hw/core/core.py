@@ -134,12 +134,14 @@ from ..dre import DynamicRetrievalEngine
 from ..kvmu import KVMemoryUnit, KVWriter, axi4_read_signature, axi4_signature
 from ..tableport import serve
 from .aging import AGING_COUNTS, Aging
+from .arbiter import AxiArbiter
 from .contexts import (
     cluster_row_layout,
-    context_regions,
     context_stride,
+    kept_regions,
     resident_regions,
     scalars_layout,
+    switch_regions,
 )
 from .feeder import FEEDER_COUNTS, Feeder, FeedMode
 from .gearbox import FetchGearbox
@@ -219,26 +221,31 @@ class VRexCore(wiring.Component):
         m.submodules.gearbox = gearbox = FetchGearbox(cfg)
         m.submodules.w_mul = w_mul = FP32Mul()
         m.submodules.to_fp32 = to_fp32 = IntToFP32(width=tid_bits + 1)
-        # SWITCH_CTX: a context's tables between the core and DRAM (hw.core.contexts).
-        m.submodules.mover = mover = ContextMover(cfg, context_regions(cfg))
+        # SWITCH_CTX: a context's tables between the core and DRAM (hw.core.contexts); the
+        # prefetcher: the kept tokens' spare bank, behind the other commands (PREFETCH_CTX).
+        m.submodules.mover = mover = ContextMover(cfg, switch_regions(cfg))
+        m.submodules.prefetcher = pf = ContextMover(cfg, kept_regions(cfg), read_after_store=True)
+        m.submodules.arbiter = arbiter = AxiArbiter(cfg, 4)
         # The key sums in DRAM (the aging's) and the representative keys SCORE streams.
         sums_region, reps_region = resident_regions(cfg)
         rep_beats = cfg.axi_beats_per_token // 2  # a cluster's representative key
         m.submodules.reps_reader = reps_reader = BurstReader(cfg, C * rep_beats)
         m.submodules.rep_gearbox = rep_gearbox = FetchGearbox(cfg)
-        self._connect_axi(m, kvmu, writer, mover, aging, reps_reader)
+        self._connect_axi(m, arbiter.high, kvmu, writer, mover, aging, reps_reader)
+        wiring.connect(m, pf.m_axi, arbiter.low)
+        wiring.connect(m, arbiter.m_axi, wiring.flipped(self.m_axi))
 
         # ------------------------------------------------------------------ memories
-        m.submodules.kept_k = kept_k = Memory(shape=row_bits, depth=kept * nb, init=[])
-        m.submodules.kept_v = kept_v = Memory(shape=row_bits, depth=kept * nb, init=[])
-        m.submodules.kept_sig = kept_sig = Memory(shape=H, depth=kept, init=[])
+        # The kept tokens in two banks: the active context's (``bank``) and the spare one,
+        # the prefetcher's (the context left behind, or the next one).
+        bank = Signal(name="kept_bank")
+        (kk_rd, kk_wr), (pk_rd, pk_wr) = _banked(m, "kept_k", row_bits, kept * nb, bank)
+        (kv_rd, kv_wr), (pv_rd, pv_wr) = _banked(m, "kept_v", row_bits, kept * nb, bank)
+        (ks_rd, ks_wr), (ps_rd, ps_wr) = _banked(m, "kept_sig", H, kept, bank)
         m.submodules.weight = weight = Memory(shape=FP32, depth=C, init=[])
         # PREFILL: the post-RoPE query rows (row r at r*nb..).
         m.submodules.qbuf = qbuf = Memory(shape=row_bits, depth=FR * nb, init=[])
         q_rd, q_wr = qbuf.read_port(), qbuf.write_port()
-        kk_rd, kk_wr = kept_k.read_port(), kept_k.write_port()
-        kv_rd, kv_wr = kept_v.read_port(), kept_v.write_port()
-        ks_rd, ks_wr = kept_sig.read_port(), kept_sig.write_port()
         w_rd, w_wr = weight.read_port(), weight.write_port()
         for port in (kk_rd, kv_rd, q_rd):
             m.d.comb += port.en.eq(0)
@@ -314,6 +321,17 @@ class VRexCore(wiring.Component):
             return cfg.kv_base + (c << stride_bits)
 
         m.d.comb += target_base.eq(base_of(target))
+        kept_now = Mux(n_tok < sink, n_tok, sink + ring_n)  # the active context's kept tokens
+        # The spare bank of kept tokens: its context and kept tokens, if it holds one (it
+        # differs from DRAM while it holds the context a switch left); the prefetcher's move
+        # (the spare's context stored, another loaded), the kept tokens of the context a
+        # switch leaves.
+        spare = Signal(range(max(2, NCTX)), name="spare_context")
+        spare_on = Signal(name="spare_holds")
+        spare_rows = Signal(range(kept + 1), name="spare_kept")
+        pf_from = Signal(range(max(2, NCTX)), name="prefetch_from")
+        pf_to = Signal(range(max(2, NCTX)), name="prefetch_to")
+        leaving = Signal(range(kept + 1), name="leaving_kept")
 
         # Counters: the parts below drive their increments.
         m.submodules.perf = perf = PerfCounters(
@@ -326,6 +344,7 @@ class VRexCore(wiring.Component):
                 "read_bursts": len(kvmu.summary.payload.bursts),
                 "read_beats": len(kvmu.summary.payload.beats),
                 "context_beats": 2,  # a swap's W and R beats
+                "prefetch_beats": 2,
             }
         )
         m.d.comb += [perf.addr.eq(self.perf_addr), self.perf_data.eq(perf.data)]
@@ -577,6 +596,17 @@ class VRexCore(wiring.Component):
             ]
             m.next = "CLEARING"
 
+        def prefetch(c, load=True):
+            """The prefetcher stores the spare bank's context (if any) and loads ``c``'s
+            kept tokens into it (``load``), behind whatever runs next."""
+            m.d.comb += [pf.start.eq(1), pf.save.eq(spare_on), pf.load.eq(load)]
+            m.d.sync += [pf_from.eq(spare), pf_to.eq(c), spare.eq(c), spare_on.eq(load)]
+
+        def move():
+            """``SWITCH_CTX``'s swap of the other tables (``RESET_CTX``: their store)."""
+            m.d.comb += [mover.start.eq(1), mover.save.eq(1), mover.load.eq(~then_reset)]
+            m.next = "SW_MOVE"
+
         ingest_busy = Signal(name="ingest_busy")
         query_busy = Signal(name="query_busy")
         with m.If(ingest_busy):
@@ -614,14 +644,19 @@ class VRexCore(wiring.Component):
                             with m.Elif(started.bit_select(active, 1)):
                                 # store the active context while the target's tables load
                                 # (a swap), or store it, then reset the target
-                                m.d.comb += [
-                                    mover.start.eq(1),
-                                    mover.save.eq(1),
-                                    mover.load.eq(~reset),
-                                ]
-                                m.next = "SW_MOVE"
+                                m.next = "SW_WAIT"
                             with m.Else():  # nothing to store (no context started yet)
                                 reset_context(c)
+                        with m.Case(Op.PREFETCH_CTX):
+                            c = p.arg[: len(target)]
+                            m.d.sync += target.eq(c)
+                            with m.If((p.arg >= NCTX) | ~started.bit_select(c, 1)):
+                                m.d.sync += err.eq(Error.BAD_ARG)
+                                m.next = "STATUS"
+                            with m.Elif((c == active) | spare_on & (spare == c)):
+                                m.next = "STATUS"  # already on chip
+                            with m.Else():
+                                m.next = "PF_WAIT"
                         with m.Case(Op.SET_BIAS):
                             m.next = "BIAS_RX"
                         with m.Case(Op.INGEST):
@@ -671,13 +706,36 @@ class VRexCore(wiring.Component):
                 m.next = "STATUS"
 
             # ---------------------------------------------------------------- SWITCH_CTX
+            # The target's kept tokens come to the spare bank first, unless they are there
+            # (a RESET_CTX: the spare bank is emptied); then the other tables swap, and the
+            # banks trade places: the context left behind is the spare one.
+            with m.State("SW_WAIT"), m.If(~pf.busy):
+                m.d.sync += leaving.eq(kept_now)
+                with m.If(then_reset & ~spare_on | ~then_reset & spare_on & (spare == target)):
+                    move()
+                with m.Else():
+                    prefetch(target, load=~then_reset)
+                    m.next = "SW_PREFETCH"
+            with m.State("SW_PREFETCH"), m.If(~pf.busy):
+                move()
             with m.State("SW_MOVE"), m.If(~mover.busy):
+                m.d.sync += [
+                    bank.eq(~bank),
+                    spare.eq(active),
+                    spare_on.eq(1),
+                    spare_rows.eq(leaving),
+                ]
                 with m.If(then_reset):
                     reset_context(target)
                 with m.Else():
                     m.d.sync += [active.eq(target), ctx_base.eq(target_base)]
                     count("context_switches")
                     m.next = "STATUS"
+
+            # ---------------------------------------------------------------- PREFETCH_CTX
+            with m.State("PF_WAIT"), m.If(~pf.busy):
+                prefetch(target)
+                m.next = "STATUS"
 
             # ---------------------------------------------------------------- SET_BIAS
             with m.State("BIAS_RX"):
@@ -1004,7 +1062,6 @@ class VRexCore(wiring.Component):
         # a context moves, its tables' ports are the mover's. The scalars' row is their
         # values (registers, unchanged while they are stored); its load sets them, the HCU's
         # size, the KVMU's chunks in use and the hasher's thresholds.
-        kept_now = Mux(n_tok < sink, n_tok, sink + ring_n)
         m.d.comb += [
             mover.save_base.eq(ctx_base),
             mover.load_base.eq(target_base),
@@ -1013,10 +1070,29 @@ class VRexCore(wiring.Component):
             mover.hcu_rows.eq((n_clu + cfg.hcu_lanes - 1) >> ceil_log2(cfg.hcu_lanes)),
             mover.clusters_rows.eq(n_clu),
             mover.chunks_rows.eq(kvmu.chunks),
-            mover.kept_rows.eq(kept_now * nb),
-            mover.kept_sig_rows.eq(kept_now),
         ]
         count("context_beats", mover.beats)
+        # The prefetcher: a store of the spare bank's rows (from start), a load of the rows
+        # its scalars give (their load is its first region; it stores no scalars).
+        pf_kept = spare_rows
+        got_pf = data.View(scalars_layout(cfg), pf.scalars.wdata)
+        m.d.comb += [
+            pf.save_base.eq(base_of(pf_from)),
+            pf.load_base.eq(base_of(pf_to)),
+            pf.scalars_rows.eq(~pf.start),
+            pf.kept_rows.eq(pf_kept * nb),
+            pf.kept_sig_rows.eq(pf_kept),
+            pf.scalars.rdata.eq(0),
+        ]
+        with m.If(pf.scalars.we):
+            m.d.sync += spare_rows.eq(Mux(got_pf.n_tok < sink, got_pf.n_tok, sink + got_pf.ring_n))
+        count("prefetch_beats", pf.beats)
+        with m.If(pf.busy):
+            count("prefetch_busy")
+            with m.If(
+                ctrl.ongoing("SW_WAIT") | ctrl.ongoing("SW_PREFETCH") | ctrl.ongoing("PF_WAIT")
+            ):
+                count("prefetch_wait")
         sc = mover.scalars
         now = Signal(scalars_layout(cfg), name="scalars")
         m.d.comb += [
@@ -1063,10 +1139,10 @@ class VRexCore(wiring.Component):
             ]
         m.d.comb += cp.rdata.eq(Cat(w_rd.data, aging.bulk.rdata, kvmu.clusters_bulk.rdata))
         serve(m, cp, w_rd, w_wr, wdata=row.weight)
-        # The kept tokens' K and V rows, their signatures.
+        # The spare bank's K and V rows, its signatures: the prefetcher's.
         tables = (
-            (mover.kept, [(kk_rd, kk_wr), (kv_rd, kv_wr)]),
-            (mover.kept_sig, [(ks_rd, ks_wr)]),
+            (pf.kept, [(pk_rd, pk_wr), (pv_rd, pv_wr)]),
+            (pf.kept_sig, [(ps_rd, ps_wr)]),
         )
         for port, mems in tables:
             m.d.comb += port.rdata.eq(Cat(*(rd.data for rd, _ in mems)))
@@ -1084,8 +1160,9 @@ class VRexCore(wiring.Component):
             m.d.sync += err.eq(Error.BUS)
         return m
 
-    def _connect_axi(self, m, kvmu, writer, mover, aging, reps_reader) -> None:
-        """One AXI4 master, shared by phase: the context mover's channels while it is busy;
+    def _connect_axi(self, m, bus, kvmu, writer, mover, aging, reps_reader) -> None:
+        """One AXI4 master ``bus`` (the arbiter's first), shared by phase: the context
+        mover's channels while it is busy;
         else reads by the aging (its key sums, while it ages), the representative keys'
         reader (while it streams) or the KVMU, and writes by the KV writer. The phases never
         overlap: a command answers once its reads and writes completed, an ``INGEST`` once
@@ -1098,7 +1175,7 @@ class VRexCore(wiring.Component):
         }
         reads = axi4_read_signature(1, 8).members
         for name, member in self.m_axi.signature.members.items():
-            port = getattr(self.m_axi, name)
+            port = getattr(bus, name)
             units = owners["read" if name in reads else "write"]
             taken, selects = Const(0), []
             for _, cond in units:  # the first unit whose condition holds owns the channel
@@ -1113,3 +1190,37 @@ class VRexCore(wiring.Component):
                 for (unit, _), sel in zip(units, selects, strict=True):
                     inner = getattr(unit.m_axi, name)
                     m.d.comb += inner.eq(port & sel if len(port) == 1 else port)
+
+
+class _Port:
+    """A memory port's signals (``addr``, ``en``, ``data``), served by a bank (``_banked``);
+    ``en`` defaults as Memory's: a read port's to 1, a write port's to 0."""
+
+    def __init__(self, name: str, shape: int, depth: int, en: int):
+        self.addr = Signal(range(depth), name=f"{name}_addr")
+        self.en = Signal(init=en, name=f"{name}_en")
+        self.data = Signal(shape, name=f"{name}_data")
+
+
+def _banked(m, name: str, shape: int, depth: int, bank: Signal):
+    """Memory ``name`` in two banks (``<name>0``, ``<name>1``): the ports of bank ``bank``
+    (read, write) and those of the other one, the spare (read, write)."""
+    sides = [
+        (_Port(f"{side}{name}_rd", shape, depth, 1), _Port(f"{side}{name}_wr", shape, depth, 0))
+        for side in ("", "spare_")
+    ]
+    for b in range(2):
+        mem = Memory(shape=shape, depth=depth, init=[])
+        m.submodules[f"{name}{b}"] = mem
+        rd, wr = mem.read_port(), mem.write_port()
+        for (vr, vw), mine in zip(sides, (bank == b, bank != b), strict=True):
+            with m.If(mine):  # the bank flips only while neither side reads
+                m.d.comb += [
+                    rd.addr.eq(vr.addr),
+                    rd.en.eq(vr.en),
+                    vr.data.eq(rd.data),
+                    wr.addr.eq(vw.addr),
+                    wr.data.eq(vw.data),
+                    wr.en.eq(vw.en),
+                ]
+    return sides

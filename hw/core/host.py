@@ -39,6 +39,7 @@ class Op(enum.IntEnum, shape=4):
     CLEAR_PERF = 5
     PREFILL = 6
     SWITCH_CTX = 7
+    PREFETCH_CTX = 8
 
 
 class Error(enum.IntEnum, shape=3):
@@ -71,6 +72,9 @@ PERF = (
     "bad_commands",
     "context_switches",
     "context_beats",
+    "prefetch_beats",
+    "prefetch_busy",
+    "prefetch_wait",
 )
 
 #: The ``status`` payload: the command's ``op`` and its ``error``.

@@ -21,6 +21,12 @@ sum; a loaded row may replace a stored one only once that row has left, so R wai
 begins when both are done. ``busy`` falls once every region moved (a store: every B
 response arrived); ``error`` is then high if a response was not OKAY (it stays until the
 next ``start``). ``beats`` is the data beats moved this cycle (W and R: 0, 1 or 2).
+
+``read_after_store`` (the core's prefetcher, which shares the bus with other masters
+through ``hw.core.arbiter``): a load's AR waits until the store has sent every row its
+burst will replace (the whole store, if the load has more rows), so its R beats are never
+held back: a master that shares in-order R and W channels must not make its R depend on
+its own W (the other master's R would wait behind it).
 """
 
 from __future__ import annotations
@@ -42,9 +48,12 @@ _INCR = 1
 class ContextMover(wiring.Component):
     """See the module docstring."""
 
-    def __init__(self, cfg: HWConfig, regions: tuple[Region, ...]):
+    def __init__(
+        self, cfg: HWConfig, regions: tuple[Region, ...], *, read_after_store: bool = False
+    ):
         self._cfg = cfg
         self._regions = regions
+        self._read_after_store = read_after_store
         members = {
             "start": In(1),
             "save": In(1),
@@ -132,6 +141,7 @@ class ContextMover(wiring.Component):
 
         st, ld = Side("store"), Side("load")
         acc = Signal(bus * max(1, max_bpr - 1), name="acc")
+        bpr = Signal(range(max_bpr + 1), name="beats_per_row")  # this region's
         w_hs = axi.wvalid & axi.wready
         r_hs = axi.rvalid & axi.rready
         aw_hs = axi.awvalid & axi.awready
@@ -179,9 +189,10 @@ class ContextMover(wiring.Component):
                 # Addresses (AW, AR) run ahead of the data; a loaded row waits until the
                 # store sent the row it replaces.
                 behind = (ld.row < st.row) | (ld.row >= s_rows)
+                stored = (st.d_left == 0) | (ld.a_done + ld.n + bpr - 1 <= st.d_done)
                 m.d.comb += [
                     axi.awvalid.eq(st.a_left != 0),
-                    axi.arvalid.eq(ld.a_left != 0),
+                    axi.arvalid.eq((ld.a_left != 0) & (stored if self._read_after_store else 1)),
                     axi.wvalid.eq((st.d_left != 0) & (st.d_done < st.a_done)),
                     axi.wlast.eq((st.d_done[: ceil_log2(burst)] == burst - 1) | (st.d_left == 1)),
                     axi.rready.eq((ld.d_left != 0) & behind),
@@ -194,6 +205,7 @@ class ContextMover(wiring.Component):
                 with m.Switch(reg):
                     for i, g in enumerate(regions):
                         with m.Case(i):
+                            m.d.comb += bpr.eq(g.beats_per_row)
                             self._region(m, g, st, ld, acc, w_hs, r_hs)
                 with m.If(st.done & ld.done):
                     m.d.sync += reg.eq(reg + 1)

@@ -113,6 +113,7 @@ def env_program(cfg: HWConfig, log) -> Program:
         kv_heads=opt("CORE_HEADS"),
         prefill=os.environ.get("CORE_PREFILL", "1") != "0",
         interleave=os.environ.get("CORE_INTERLEAVE", "0") != "0",
+        prefetch=os.environ.get("CORE_PREFETCH", "1") != "0",
         source=f"{path.name} ({t.meta.get('clip', '?')}, {t.meta.get('features', '?')})",
     )
     log.info("workload %s: %d commands, %d queries", prog.source, len(prog.commands), prog.queries)
@@ -234,10 +235,15 @@ class Host:
                 )
             else:
                 collector().hit("core.status", Error(got_err).name)
-                if c.op in (Op.RESET_CTX, Op.SWITCH_CTX) and got_err == Error.BAD_ARG:
+                ops = (Op.RESET_CTX, Op.SWITCH_CTX, Op.PREFETCH_CTX)
+                if c.op in ops and got_err == Error.BAD_ARG:
                     collector().hit("core.context", "refused")
                 elif c.kind == "switch":
-                    collector().hit("core.context", "switch")
+                    collector().hit(
+                        "core.context", "prefetched" if c.info["prefetched"] else "switch"
+                    )
+                elif c.kind == "prefetch" and c.info["moves"]:
+                    collector().hit("core.context", "prefetch")
             want_beats = c.out_beats(self.lanes)
             got = self.outs[n_out:]
             if len(got) != want_beats:

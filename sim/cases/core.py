@@ -29,7 +29,7 @@ from golden.rope import rope
 from golden.synthetic import synthetic_keys
 from hw.config import HWConfig, bits_for
 from hw.core import Error, Op, lane_words
-from hw.core.contexts import moved_beats, region_rows, swap_beats
+from hw.core.contexts import kept_regions, moved_beats, region_rows, swap_beats
 from workloads.trace import Trace
 
 __all__ = [
@@ -125,6 +125,7 @@ def program_from_arrays(
     prefill: np.ndarray | None = None,
     prefill_from: int = 0,
     interleave: bool = False,
+    prefetch: bool = True,
 ) -> Program:
     """``contexts``: ``(layer, head, keys (N, d), values (N, d), decode queries (Nd, d))``
     as BF16 bit patterns (uint16). Decode queries ``(Nd, G, d)`` are grouped: each step is
@@ -142,7 +143,9 @@ def program_from_arrays(
     turn (``RESET_CTX c`` the first time, then ``SWITCH_CTX c``), the counters read once at
     the end (the sum over the contexts, and the switches and the beats they moved,
     ``hw.core.contexts``); one ``golden.core.CoreModel`` per context gives the results,
-    since a context's results must not depend on what ran between its commands."""
+    since a context's results must not depend on what ran between its commands. After each
+    ``SWITCH_CTX`` the host prefetches the next context's kept tokens (``PREFETCH_CTX``),
+    unless ``prefetch`` is false."""
     d = cfg.resv.head_dim
     if interleave and len(contexts) > cfg.contexts:
         raise ValueError(
@@ -166,8 +169,11 @@ def program_from_arrays(
             for op in (0, 15):
                 start.append(Command(op, 0, [], ci, "bad", error=Error.BAD_OP))
             if interleave:  # a context never started, one beyond cfg.contexts
-                for c in (1, cfg.contexts):
-                    start.append(Command(Op.SWITCH_CTX, c, [], ci, "bad", error=Error.BAD_ARG))
+                for op in (Op.SWITCH_CTX, Op.PREFETCH_CTX):
+                    for c in (1, cfg.contexts):
+                        start.append(Command(op, c, [], ci, "bad", error=Error.BAD_ARG))
+                # the active context is on chip already
+                start.append(Command(Op.PREFETCH_CTX, 0, [], ci, "prefetch", info={"moves": False}))
         if cfg.resv.centre_keys:
             bias = _bias(cfg, from_bf16_bits(keys), int(frame_offsets[1]))
             model.set_bias(bias)
@@ -227,28 +233,52 @@ def program_from_arrays(
         return Program(cmds, ctxs, reads, source)
 
     # Interleaved: part k of every context in turn. A change of context stores the active
-    # one's tables and loads the next one's (a RESET_CTX only stores): their beats follow
-    # from the states the models had after each part.
+    # one's tables and loads the next one's (a RESET_CTX only stores); after a switch the
+    # host prefetches the next context's kept tokens into the spare bank, which holds the
+    # context a switch left until then. Their beats follow from the states the models had
+    # after each part.
     def rows(ci: int) -> dict[str, int]:
         return region_rows(cfg, **states[ci][done[ci]])
 
-    moved = {"context_switches": 0, "context_beats": 0}
-    active, done = None, {}  # the last part each context ran
+    kept = kept_regions(cfg)
+
+    def spare_move(load: int | None, bound=moved_beats) -> int:
+        """The prefetcher's beats (or, with ``swap_beats``, the beats that bound its
+        cycles): the spare bank stored, ``load``'s kept tokens loaded."""
+        stored = {} if spare is None else {**rows(spare), "scalars": 0}
+        loaded = {} if load is None else rows(load)
+        if bound is swap_beats:
+            return swap_beats(cfg, stored, loaded, kept)
+        return moved_beats(cfg, stored, kept) + moved_beats(cfg, loaded, kept)
+
+    moved = {"context_switches": 0, "context_beats": 0, "prefetch_beats": 0}
+    active, done, spare = None, {}, None  # the last part each context ran
     for k in range(len(parts[0])):
         for ci in range(len(contexts)):
             part = parts[ci][k]
             if part and ci != active:
+                # the beats that bound the swap (sim.bench_core checks its cycles), and the
+                # prefetcher's before it, unless the context's kept tokens are on chip
+                info = {"prefetched": spare == ci, "kept_beats": 0}
                 if active is not None:
                     moved["context_beats"] += moved_beats(cfg, rows(active))
+                    if k == 0 or spare != ci:  # the spare bank stored, ci's loaded
+                        load = ci if k > 0 else None
+                        info["kept_beats"] = spare_move(load, swap_beats)
+                        moved["prefetch_beats"] += spare_move(load)
+                    spare = active
                 if k > 0:
-                    # the beats that bound the swap (sim.bench_core checks its cycles)
-                    info = {
-                        "swap_beats": swap_beats(cfg, rows(active), rows(ci)),
-                        "tokens": max(states[c][done[c]]["n_tok"] for c in (active, ci)),
-                    }
+                    info["swap_beats"] = swap_beats(cfg, rows(active), rows(ci))
+                    info["tokens"] = max(states[c][done[c]]["n_tok"] for c in (active, ci))
                     cmds.append(Command(Op.SWITCH_CTX, ci, [], ci, "switch", info=info))
                     moved["context_switches"] += 1
                     moved["context_beats"] += moved_beats(cfg, rows(ci))
+                    nxt = (ci + 1) % len(contexts)
+                    if prefetch and nxt not in (ci, spare):
+                        move = {"moves": True}
+                        cmds.append(Command(Op.PREFETCH_CTX, nxt, [], ci, "prefetch", info=move))
+                        moved["prefetch_beats"] += spare_move(nxt)
+                        spare = nxt
                 active = ci
             cmds += part
             done[ci] = k
@@ -394,6 +424,7 @@ def program_from_trace(
     source: str = "trace",
     prefill: bool = False,
     interleave: bool = False,
+    prefetch: bool = True,
 ) -> Program:
     """Contexts (layer, KV head) of a recorded trace, first ``frames`` frames; with
     ``prefill``, every frame token's queries of the group's heads as ``PREFILL`` blocks;
@@ -426,6 +457,7 @@ def program_from_trace(
         bad_commands=bad_commands,
         prefill=pqs if prefill else None,
         interleave=interleave,
+        prefetch=prefetch,
     )
 
 
@@ -442,6 +474,7 @@ def synthetic_program(
     prefill_from: int = 0,
     grouped_decode: bool = False,
     interleave: bool = False,
+    prefetch: bool = True,
 ) -> Program:
     """Seeded video-like keys (temporal redundancy, shared offset), values and queries;
     with ``prefill_group = G > 0``, ``G`` query heads per token for ``PREFILL`` blocks (and,
@@ -484,6 +517,7 @@ def synthetic_program(
         prefill=pqs if prefill_group else None,
         prefill_from=prefill_from,
         interleave=interleave,
+        prefetch=prefetch,
     )
 
 
@@ -492,7 +526,8 @@ def soak_program(cfg: HWConfig, seed: int, queries: int) -> Program:
     core chunks): ``seed`` also draws its shape, 4..8 frames of 4, 8 or 12 tokens in 1..3
     contexts, the decode queries spread evenly over the frames, from the third frame on
     the frames prefilled in 2-head blocks, and (half the programs of several contexts, if
-    ``cfg.contexts`` holds them) the contexts visited in turn, with a ``SWITCH_CTX`` each."""
+    ``cfg.contexts`` holds them) the contexts visited in turn, with a ``SWITCH_CTX`` each and
+    (half of those) a ``PREFETCH_CTX`` of the next context after it."""
     if queries < 1:
         raise ValueError(f"queries must be at least 1, not {queries}")
     rng = np.random.default_rng([seed, 0xC0DE])
@@ -501,6 +536,7 @@ def soak_program(cfg: HWConfig, seed: int, queries: int) -> Program:
     tokens = int(rng.choice([4, 8, 12]))
     interleave = bool(rng.integers(0, 2)) and 1 < contexts <= cfg.contexts
     per_frame = -(-queries // (frames * contexts))
+    prefetch = bool(rng.integers(0, 2))
     return synthetic_program(
         cfg,
         frames=frames,
@@ -511,4 +547,5 @@ def soak_program(cfg: HWConfig, seed: int, queries: int) -> Program:
         prefill_group=2,
         prefill_from=2,
         interleave=interleave,
+        prefetch=prefetch,
     )

@@ -11,6 +11,7 @@ from golden.fparith import fp32_to_bf16
 from hw.config import preset
 from hw.core import Error, Op, VRexCore, check_core_config
 from hw.core.contexts import context_regions, resident_regions
+from hw.core.mover import ContextMover
 from sim.cases.core import synthetic_program
 from sim.kit.core_sim import check, simulate
 
@@ -313,13 +314,18 @@ def test_core_config_errors(changes, message):
         VRexCore(TINY.replace(**changes))
 
 
-@pytest.mark.parametrize("timing", ["none", "random"])
-def test_core_interleaved_contexts(timing, tmp_path):
+@pytest.mark.parametrize(
+    ("timing", "prefetch"), [("none", True), ("random", True), ("none", False)]
+)
+def test_core_interleaved_contexts(timing, prefetch, tmp_path):
     """Contexts visited in turn, as a model does (every frame, each context: ``SWITCH_CTX``
-    stores the active context's tables to its DRAM region and loads the next one's): every
-    output is the golden model's, one ``CoreModel`` per context, and the counters add up,
-    the context switches and the beats they moved included; a switch to a context never
-    started or beyond ``contexts`` is refused (``BAD_ARG``)."""
+    stores the active context's tables to its DRAM region and loads the next one's, and
+    the host prefetches the next context's kept tokens): every output is the golden
+    model's, one ``CoreModel`` per context, and the counters add up, the context switches,
+    the prefetches and the beats they moved included; a switch or prefetch of a context
+    never started or beyond ``contexts`` is refused (``BAD_ARG``). A switch into a
+    prefetched context moves only the other tables; without prefetch, each switch first
+    moves the kept tokens itself."""
     prog = synthetic_program(
         TINY,
         frames=3,
@@ -329,6 +335,7 @@ def test_core_interleaved_contexts(timing, tmp_path):
         prefill_group=2,
         prefill_from=1,
         interleave=True,
+        prefetch=prefetch,
     )
     assert prog.regions == 3
     # 3 frames x 3 contexts, then context 0 for its last commands
@@ -338,13 +345,29 @@ def test_core_interleaved_contexts(timing, tmp_path):
     # a swap's bus beats (one per cycle on each channel, what sim.bench_core's model takes)
     # bound its cycles from below; without stalls, each of its regions adds its start and
     # the RAM's latency
+    switches = [c for c in prog.commands if c.kind == "switch"]
     swaps = [
-        (c.info["swap_beats"], n)
+        (c.info["swap_beats"] + c.info["kept_beats"], n)
         for c, n in zip(prog.commands, out["cycles"], strict=True)
         if c.kind == "switch"
     ]
-    slack = 8 * len(context_regions(TINY)) if timing == "none" else float("inf")
+    # (the prefetcher's regions once more: its load trails its store by a burst)
+    slack = 8 * (len(context_regions(TINY)) + 1) + 2 * ContextMover.burst(TINY)
+    slack = slack if timing == "none" else float("inf")
     assert len(swaps) == 10 and all(b < n <= b + slack for b, n in swaps), swaps
+    # with prefetch, only the first switch (into context 0, while the spare bank holds
+    # context 1) moves kept tokens; without, every one
+    prefetched = [c.info["prefetched"] for c in switches]
+    assert prefetched == ([False] + [True] * 9 if prefetch else [False] * 10)
+    assert all((c.info["kept_beats"] > 0) != c.info["prefetched"] for c in switches)
+    # the prefetcher's busy cycles: with prefetch some run behind other commands; without,
+    # a switch (or a RESET_CTX) waits for all of them
+    perf = out["perf"][-1]
+    assert perf["prefetch_busy"] > 0
+    if prefetch:
+        assert perf["prefetch_wait"] < perf["prefetch_busy"], perf
+    else:
+        assert perf["prefetch_wait"] == perf["prefetch_busy"], perf
 
 
 def test_core_switch_bus_errors():
