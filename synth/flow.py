@@ -665,6 +665,8 @@ CORE_PARTS: dict[str, str] = {
     "rope": "RoPE unit",
     "kvmu": "KVMU read path",
     "mover": "context mover (SWITCH_CTX: the context's tables to and from DRAM)",
+    "prefetcher": "kept-token prefetcher (PREFETCH_CTX: the spare bank to and from DRAM)",
+    "arbiter": "AXI arbiter (the units' bus and the prefetcher's on one master)",
     "prefetch": "prefetch buffer (the fetched K/V rows read ahead of the engine)",
     "writer": "KV writer (AXI write path)",
 }

@@ -14,7 +14,8 @@
 - ``aging``: ``Aging``, the oldest ring token into the clustered context (HCU, KVMU slot,
   posted K/V write, its cluster's key sum read from DRAM and written back, member count).
 - ``contexts``, ``mover``: the contexts' DRAM regions and ``ContextMover``, the tables that
-  ``SWITCH_CTX`` stores and loads.
+  ``SWITCH_CTX`` stores and loads (and, a second one, the prefetcher, the kept tokens).
+- ``arbiter``: ``AxiArbiter``, the units' bus and the prefetcher's on one AXI master.
 - ``mean``: ``MeanQuery``, the sum of a ``PREFILL``'s rows and their mean, the query that
   selects the block's clusters.
 - ``perf``: ``PerfCounters``, the ``PERF`` counters and their read port.

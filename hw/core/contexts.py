@@ -24,7 +24,10 @@ kept_sig   a kept token's signature                              kept tokens
 ========== ===================================================== ===========================
 
 Kept tokens are ``min(tokens, sink_tokens)`` sinks and the ring's ``ring_n`` tokens (slots
-``0 .. kept - 1``: the ring fills from slot 0 and wraps only once full).
+``0 .. kept - 1``: the ring fills from slot 0 and wraps only once full). ``SWITCH_CTX``'s
+mover moves the first four regions (``switch_regions``); the core's prefetcher the last
+two, with the scalars loaded for their count (``kept_regions``): the kept tokens have two
+banks on chip and move behind other commands (``hw.core.core``, ``PREFETCH_CTX``).
 
 In DRAM only (never moved): ``sums``, cluster ``c``'s FP32 key sum (``head_dim`` FP32,
 ``axi_beats_per_token`` beats, as a token's K and V) at ``c * kv_token_bytes``, and

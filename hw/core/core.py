@@ -34,7 +34,11 @@ enums, layouts and counters are in ``hw.core.host``):
   SWITCH_CTX 7  context ``arg`` becomes the active one: the active context's tables are
                 stored to its region and ``arg``'s loaded from its region (nothing if it
                 already is the active one); ``BAD_ARG`` if ``arg >= contexts`` or ``arg``
-                was never started by a ``RESET_CTX``
+                was never started by a ``RESET_CTX``. The kept tokens (sinks and ring)
+                are not among those tables: see "Kept tokens in two banks" below
+  PREFETCH   8  context ``arg``'s kept tokens are brought into the spare bank behind the
+  _CTX          commands that follow (the status answers at once); nothing if ``arg`` is
+                active or already in the spare bank; ``BAD_ARG`` as for ``SWITCH_CTX``
   ========== == ==================================================================
 
   A vector is ``head_dim // mac_lanes`` beats of ``mac_lanes`` BF16 values (element order).
@@ -52,14 +56,31 @@ enums, layouts and counters are in ``hw.core.host``):
   clustered token, or a last position beyond ``2**(token_id_bits+1) - 1``: the vectors
   are consumed, no ``out``; ``EMPTY`` too applies to ``PREFILL``),
   ``BUS`` 5 (an AXI response was not OKAY during the command; it wins over ``FULL``).
-  ``op`` is 4 bits (8..15 and 0 are ``BAD_OP``).
+  ``op`` is 4 bits (9..15 and 0 are ``BAD_OP``).
 - ``perf_addr`` / ``perf_data``: the performance counters (``PERF`` order, 32 bits, wrap),
   combinational read; they are the ``PerfCounters`` (``hw.core.perf``), whose increments
   the parts of the core drive.
 - ``m_axi``: AXI4 master, at the active context's region (reads: KVMU retrieval bursts, the
   aging's key sums, a selection's representative keys; writes: aged tokens' K and V, their
   clusters' key sums and representative keys; both, by the mover, during a ``SWITCH_CTX``
-  or ``RESET_CTX``).
+  or ``RESET_CTX``), and the prefetcher's reads and writes of kept tokens at any time: the
+  ``AxiArbiter`` (``hw.core.arbiter``) merges the two, the units first.
+
+Kept tokens in two banks. The kept tokens' K, V and signature memories have two banks: the
+active context's and a **spare** one, which holds the context a switch left behind (its
+kept tokens not yet in DRAM) or one the host prefetched. A second ``ContextMover``, the
+**prefetcher** (regions ``hw.core.contexts.kept_regions``: it loads the scalars only for the
+kept tokens' count), stores the spare bank's context and loads another one's into it while
+the other commands run, sharing the bus through the arbiter; its load's AR waits until the
+rows it replaces were sent (``read_after_store``), so its R beats never wait. ``SWITCH_CTX
+c`` first waits for the prefetcher; if ``c`` is not in the spare bank it has the
+prefetcher bring it there (and waits); then the mover swaps the other tables and the banks
+trade places. ``RESET_CTX c`` (another context active) stores the spare bank's context
+first, if any, and gives ``c`` that bank. ``PREFETCH_CTX c`` waits for a previous move
+only. So a host that sends ``PREFETCH_CTX`` of the next context after each switch hides
+the kept tokens' move behind the context's commands (``prefetch_busy`` counts the
+prefetcher's cycles, ``prefetch_wait`` those a command waited for it); with two contexts
+each keeps its own bank and the kept tokens never move.
 
 Flow of one ingested token ``t``: its K beats go to the RoPE unit (``rope_pairs`` pairs
 per cycle) as they arrive, and with V into registers; the ``hash_bits`` dot products with
@@ -1074,14 +1095,13 @@ class VRexCore(wiring.Component):
         count("context_beats", mover.beats)
         # The prefetcher: a store of the spare bank's rows (from start), a load of the rows
         # its scalars give (their load is its first region; it stores no scalars).
-        pf_kept = spare_rows
         got_pf = data.View(scalars_layout(cfg), pf.scalars.wdata)
         m.d.comb += [
             pf.save_base.eq(base_of(pf_from)),
             pf.load_base.eq(base_of(pf_to)),
             pf.scalars_rows.eq(~pf.start),
-            pf.kept_rows.eq(pf_kept * nb),
-            pf.kept_sig_rows.eq(pf_kept),
+            pf.kept_rows.eq(spare_rows * nb),
+            pf.kept_sig_rows.eq(spare_rows),
             pf.scalars.rdata.eq(0),
         ]
         with m.If(pf.scalars.we):

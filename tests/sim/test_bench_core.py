@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hw.config import preset
+from hw.core.contexts import kept_regions
 from sim.bench_core import (
     FEATURES,
     _ingest_fit,
@@ -356,3 +357,45 @@ def test_a_run_that_fetched_nothing_is_refused():
         r["bursts"] = 0
     with pytest.raises(ValueError, match="fetched nothing from DRAM"):
         run(rep, PAPER, 0.327)
+
+
+def test_the_kept_tokens_prefetch_counts_at_its_measured_overlap(tmp_path):
+    """The kept tokens move in the prefetcher's swap: the model's switch is the other
+    tables' swap plus the part of it a run measured not hidden (``prefetch_wait`` of
+    ``prefetch_busy``), all of it without such a run; a switch that moved them itself is
+    predicted with them (``kept_beats``)."""
+    rep = _records()
+    none = run(rep, PAPER, 0.327)
+    assert none["prefetch_overlap"] is None
+    five = next(r for r in none["rows"] if r["cache"] == 5120)
+    # at paper: 4 sinks + 256 recent tokens, K and V 16 beats each, their signatures, and
+    # the scalars' row the load reads for their count
+    scalars = kept_regions(PAPER)[0]
+    assert scalars.name == "scalars"
+    assert five["prefetch"] == 260 * 16 + 260 + scalars.beats_per_row
+    prefetch = {"prefetch_busy": 1000, "prefetch_wait": 250, "prefetch_beats": 9000}
+    recs = [r | prefetch if r["kind"] == "counters" else r for r in rep["records"]]
+    assert recs != rep["records"]
+    measured = {**rep, "records": recs}
+    s = run(measured, PAPER, 0.327)
+    assert s["prefetch_overlap"]["hidden"] == pytest.approx(0.75)
+    half = next(r for r in s["rows"] if r["cache"] == 5120)
+    assert five["switch"] - half["switch"] == pytest.approx(0.75 * five["prefetch"])
+    assert five["context_frame"] - half["context_frame"] == pytest.approx(0.75 * five["prefetch"])
+    # another run's overlap when the fitted one has none
+    other = run(rep, PAPER, 0.327, overlap=s["prefetch_overlap"])
+    assert other["rows"] == s["rows"]
+    # a switch that moved the kept tokens itself: its swap and theirs
+    switch = {"kind": "switch", "context": 0, "cycles": 200, "swap_beats": 100, "tokens": 700}
+    switch |= {"kept_beats": 60, "i": 999}
+    k = check(none, rep, {**rep, "records": [*rep["records"], switch]}, PAPER, PAPER)
+    assert k["by_kind"]["switch"]["predicted"] == 160
+    # the CLI takes the overlap from the --check run and names it
+    (tmp_path / "r.json").write_text(json.dumps(rep))
+    (tmp_path / "c.json").write_text(json.dumps(measured))
+    args = ["--report", str(tmp_path / "r.json"), "--check", str(tmp_path / "c.json")]
+    assert main([*args, "-o", str(tmp_path)]) == 0
+    md = (tmp_path / "core_bench.md").read_text()
+    assert "75.0 % of it hidden behind the next context's commands as measured on the --check" in md
+    assert main(["--report", str(tmp_path / "r.json"), "-o", str(tmp_path)]) == 0
+    assert "no run measured its overlap" in (tmp_path / "core_bench.md").read_text()
