@@ -359,11 +359,11 @@ def test_a_run_that_fetched_nothing_is_refused():
         run(rep, PAPER, 0.327)
 
 
-def test_the_kept_tokens_prefetch_counts_at_its_measured_overlap(tmp_path):
-    """The kept tokens move in the prefetcher's swap: the model's switch is the other
-    tables' swap plus the part of it a run measured not hidden (``prefetch_wait`` of
-    ``prefetch_busy``), all of it without such a run; a switch that moved them itself is
-    predicted with them (``kept_beats``)."""
+def test_the_kept_tokens_prefetch_is_counted_and_its_overlap_reported(tmp_path):
+    """The kept tokens move in the prefetcher's swap, counted in full in the switch (the
+    INGEST it overlaps waits as long); the overlap a run measured (``prefetch_wait`` of
+    ``prefetch_busy``) is reported, from the fitted run or the ``--check`` one; a switch
+    that moved them itself is predicted with them (``kept_beats``)."""
     rep = _records()
     none = run(rep, PAPER, 0.327)
     assert none["prefetch_overlap"] is None
@@ -373,18 +373,15 @@ def test_the_kept_tokens_prefetch_counts_at_its_measured_overlap(tmp_path):
     scalars = kept_regions(PAPER)[0]
     assert scalars.name == "scalars"
     assert five["prefetch"] == 260 * 16 + 260 + scalars.beats_per_row
+    assert five["switch"] > five["prefetch"]
     prefetch = {"prefetch_busy": 1000, "prefetch_wait": 250, "prefetch_beats": 9000}
     recs = [r | prefetch if r["kind"] == "counters" else r for r in rep["records"]]
     assert recs != rep["records"]
     measured = {**rep, "records": recs}
     s = run(measured, PAPER, 0.327)
     assert s["prefetch_overlap"]["hidden"] == pytest.approx(0.75)
-    half = next(r for r in s["rows"] if r["cache"] == 5120)
-    assert five["switch"] - half["switch"] == pytest.approx(0.75 * five["prefetch"])
-    assert five["context_frame"] - half["context_frame"] == pytest.approx(0.75 * five["prefetch"])
-    # another run's overlap when the fitted one has none
-    other = run(rep, PAPER, 0.327, overlap=s["prefetch_overlap"])
-    assert other["rows"] == s["rows"]
+    assert s["rows"] == none["rows"]
+    assert run(rep, PAPER, 0.327, overlap=s["prefetch_overlap"])["prefetch_overlap"]["busy"] == 1000
     # a switch that moved the kept tokens itself: its swap and theirs
     switch = {"kind": "switch", "context": 0, "cycles": 200, "swap_beats": 100, "tokens": 700}
     switch |= {"kept_beats": 60, "i": 999}
@@ -396,6 +393,6 @@ def test_the_kept_tokens_prefetch_counts_at_its_measured_overlap(tmp_path):
     args = ["--report", str(tmp_path / "r.json"), "--check", str(tmp_path / "c.json")]
     assert main([*args, "-o", str(tmp_path)]) == 0
     md = (tmp_path / "core_bench.md").read_text()
-    assert "75.0 % of it hidden behind the next context's commands as measured on the --check" in md
+    assert "on the --check run (" in md and "75.00 % of its 1000 busy cycles" in md
     assert main(["--report", str(tmp_path / "r.json"), "-o", str(tmp_path)]) == 0
-    assert "no run measured its overlap" in (tmp_path / "core_bench.md").read_text()
+    assert "no run here measured its overlap" in (tmp_path / "core_bench.md").read_text()
