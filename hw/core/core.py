@@ -55,7 +55,8 @@ enums, layouts and counters are in ``hw.core.host``):
   ``1..frame_rows``, ``group`` not in ``1..rows``, a first position older than the newest
   clustered token, or a last position beyond ``2**(token_id_bits+1) - 1``: the vectors
   are consumed, no ``out``; ``EMPTY`` too applies to ``PREFILL``),
-  ``BUS`` 5 (an AXI response was not OKAY during the command; it wins over ``FULL``).
+  ``BUS`` 5 (an AXI response was not OKAY during the command, the background prefetcher's
+  included; it wins over ``FULL``).
   ``op`` is 4 bits (9..15 and 0 are ``BAD_OP``).
 - ``perf_addr`` / ``perf_data``: the performance counters (``PERF`` order, 32 bits, wrap),
   combinational read; they are the ``PerfCounters`` (``hw.core.perf``), whose increments

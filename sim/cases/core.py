@@ -273,8 +273,14 @@ def program_from_arrays(
                     cmds.append(Command(Op.SWITCH_CTX, ci, [], ci, "switch", info=info))
                     moved["context_switches"] += 1
                     moved["context_beats"] += moved_beats(cfg, rows(ci))
-                    nxt = (ci + 1) % len(contexts)
-                    if prefetch and nxt not in (ci, spare):
+                    # the next context the program visits (none: nothing to prefetch, and
+                    # no move left running when the host reads the counters)
+                    later = [(j, c) for j in range(k, len(parts[0])) for c in range(len(contexts))]
+                    nxt = next(
+                        (c for j, c in later if (j, c) > (k, ci) and parts[c][j] and c != ci),
+                        None,
+                    )
+                    if prefetch and nxt is not None and nxt != spare:
                         move = {"moves": True}
                         cmds.append(Command(Op.PREFETCH_CTX, nxt, [], ci, "prefetch", info=move))
                         moved["prefetch_beats"] += spare_move(nxt)
