@@ -144,8 +144,8 @@ def program_from_arrays(
     the end (the sum over the contexts, and the switches and the beats they moved,
     ``hw.core.contexts``); one ``golden.core.CoreModel`` per context gives the results,
     since a context's results must not depend on what ran between its commands. After each
-    ``SWITCH_CTX`` the host prefetches the next context's kept tokens (``PREFETCH_CTX``),
-    unless ``prefetch`` is false."""
+    ``SWITCH_CTX`` the host prefetches the kept tokens of the next context it visits
+    (``PREFETCH_CTX``), unless ``prefetch`` is false."""
     d = cfg.resv.head_dim
     if interleave and len(contexts) > cfg.contexts:
         raise ValueError(
