@@ -112,6 +112,10 @@ class HWConfig:
     axi_data_bits: int = 128
     #: KVMU AXI4 master: longest burst in beats (AXI4 INCR: 1..256).
     max_burst: int = 256
+    #: Core: the prefetcher's bursts (beats, a power of two, 1..256; ``max_burst`` and 4 KiB
+    #: cap it too). It runs behind the other commands with one burst in flight per direction,
+    #: so their AXI transfers wait behind one of its bursts at most (``hw.core.mover``).
+    prefetch_burst: int = 16
     #: RoPE unit: log2 of the entries of its full-circle cos/sin tables (phase resolution).
     rope_lut_bits: int = 10
     #: RoPE unit: pairs rotated per cycle (a power of two dividing ``head_dim / 2``); each
@@ -217,6 +221,7 @@ class HWConfig:
             ("axi_addr_bits", 12, 64),
             ("axi_data_bits", 8, 1024),
             ("max_burst", 1, 256),
+            ("prefetch_burst", 1, 256),
             ("contexts", 1, 1 << 16),
         ):
             value = getattr(self, name)

@@ -28,6 +28,7 @@ from golden.fparith import bits_to_f32
 from golden.rope import rope
 from golden.softmax import attention_float
 from hw.config import PRESETS, apply_settings, parse_settings, preset, settings_changes
+from sim.bench_core import prefetch_overlap
 from sim.cases.core import program_from_trace
 from sim.kit.runner import SIMULATORS, run_unit
 from workloads import projected
@@ -356,9 +357,7 @@ def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
         "prefetch_rows": cfg.prefetch_rows,
         # the kept tokens moved by the prefetcher (PREFETCH_CTX, or a switch it had not
         # prefetched), its busy cycles and those a switch or prefetch waited for it
-        "kept_prefetch_beats": total("prefetch_beats"),
-        "kept_prefetch_busy": total("prefetch_busy"),
-        "kept_prefetch_wait": total("prefetch_wait"),
+        "kept_prefetch": prefetch_overlap(rep),
         # what a write-back buffer of the key sums would save (one switch per frame)
         "sum_reuse": {
             n: sum(r[n] * a for r, a in zip(reuse, aged, strict=True)) / max(1, sum(aged))
@@ -373,12 +372,12 @@ def summarize(rep: dict, cfg, trace, prog, interleave: bool) -> dict:
     }
 
 
-def _hidden(s: dict) -> str:
-    """The share of the prefetcher's busy cycles behind other commands."""
-    busy = s.get("kept_prefetch_busy", 0)
-    if not busy:
+def _kept_moves(p: dict | None) -> str:
+    """The prefetcher's beats and cycles, and the share behind other commands."""
+    if p is None:
         return "no move"
-    return f"{100 * (1 - s['kept_prefetch_wait'] / busy):.1f} % overlapped"
+    hidden = f"{100 * p['hidden']:.1f} % overlapped"
+    return f"{p['beats']} beats / {p['busy']} / {p['wait']} ({hidden})"
 
 
 def render(s: dict) -> str:
@@ -426,8 +425,7 @@ def render(s: dict) -> str:
             f"| fetched rows prefetched (in the {s['prefetch_rows']}-row buffer before the "
             f"engine's turn) | {100 * s['prefetched']:.1f} % |",
             f"| kept tokens moved by the prefetcher (spare bank) / its busy cycles / of them "
-            f"waited for | {s['kept_prefetch_beats']} beats / {s['kept_prefetch_busy']} / "
-            f"{s['kept_prefetch_wait']} ({_hidden(s)}) |",
+            f"waited for | {_kept_moves(s['kept_prefetch'])} |",
             "| aged tokens whose cluster's key sum a write-back buffer of "
             + " / ".join(str(n) for n in s["sum_reuse"])
             + " clusters would hold (emptied every frame) | "

@@ -72,8 +72,11 @@ active context's and a **spare** one, which holds the context a switch left behi
 kept tokens not yet in DRAM) or one the host prefetched. A second ``ContextMover``, the
 **prefetcher** (regions ``hw.core.contexts.kept_regions``: it loads the scalars only for the
 kept tokens' count), stores the spare bank's context and loads another one's into it while
-the other commands run, sharing the bus through the arbiter; its load's AR waits until the
-rows it replaces were sent (``read_after_store``), so its R beats never wait. ``SWITCH_CTX
+the other commands run, sharing the bus through the arbiter as a ``background`` mover: its
+load's AR waits until the rows it replaces were sent, so its R beats never wait, and its
+bursts are short (``prefetch_burst``) and one per direction in flight, so a command's
+transfer waits behind one of them at most; a command that waits for it hurries it (no
+limit on its bursts in flight). ``SWITCH_CTX
 c`` first waits for the prefetcher; if ``c`` is not in the spare bank it has the
 prefetcher bring it there (and waits); then the mover swaps the other tables and the banks
 trade places. ``RESET_CTX c`` (another context active) stores the spare bank's context
@@ -246,7 +249,7 @@ class VRexCore(wiring.Component):
         # SWITCH_CTX: a context's tables between the core and DRAM (hw.core.contexts); the
         # prefetcher: the kept tokens' spare bank, behind the other commands (PREFETCH_CTX).
         m.submodules.mover = mover = ContextMover(cfg, switch_regions(cfg))
-        m.submodules.prefetcher = pf = ContextMover(cfg, kept_regions(cfg), read_after_store=True)
+        m.submodules.prefetcher = pf = ContextMover(cfg, kept_regions(cfg), background=True)
         m.submodules.arbiter = arbiter = AxiArbiter(cfg, 4)
         # The key sums in DRAM (the aging's) and the representative keys SCORE streams.
         sums_region, reps_region = resident_regions(cfg)
@@ -1108,11 +1111,13 @@ class VRexCore(wiring.Component):
         with m.If(pf.scalars.we):
             m.d.sync += spare_rows.eq(Mux(got_pf.n_tok < sink, got_pf.n_tok, sink + got_pf.ring_n))
         count("prefetch_beats", pf.beats)
+        # a command waiting for the prefetcher hurries it (hw.core.mover: background)
+        m.d.comb += pf.hurry.eq(
+            ctrl.ongoing("SW_WAIT") | ctrl.ongoing("SW_PREFETCH") | ctrl.ongoing("PF_WAIT")
+        )
         with m.If(pf.busy):
             count("prefetch_busy")
-            with m.If(
-                ctrl.ongoing("SW_WAIT") | ctrl.ongoing("SW_PREFETCH") | ctrl.ongoing("PF_WAIT")
-            ):
+            with m.If(pf.hurry):
                 count("prefetch_wait")
         sc = mover.scalars
         now = Signal(scalars_layout(cfg), name="scalars")

@@ -22,11 +22,20 @@ begins when both are done. ``busy`` falls once every region moved (a store: ever
 response arrived); ``error`` is then high if a response was not OKAY (it stays until the
 next ``start``). ``beats`` is the data beats moved this cycle (W and R: 0, 1 or 2).
 
-``read_after_store`` (the core's prefetcher, which shares the bus with other masters
-through ``hw.core.arbiter``): a load's AR waits until the store has sent every row its
-burst will replace (the whole store, if the load has more rows), so its R beats are never
-held back: a master that shares in-order R and W channels must not make its R depend on
-its own W (the other master's R would wait behind it).
+``background`` (the core's prefetcher, which shares the bus with the other commands'
+masters through ``hw.core.arbiter``, every one of them on ID 0, so in order):
+
+- a load's AR waits until the store has sent every row its burst will replace (the whole
+  store, if the load has more rows), so its R beats are never held back: a master sharing
+  in-order R and W channels must not make its R depend on its own W (the other master's R
+  would wait behind it);
+- its bursts are ``prefetch_burst`` beats (at most ``max_burst`` and 4 KiB), with one in
+  flight per direction: an AR only once the previous burst's last R beat arrived, an AW
+  only once every W beat of the previous one left (its own W beats then follow at once).
+  Another master's AR or AW, behind one of ours in the slave's order, so waits for at most
+  one short burst, not for every burst of a region issued ahead.
+- ``hurry`` (a command waits for the move) lifts the one-in-flight limit until the move
+  ends: AR and AW run ahead as in a plain mover.
 """
 
 from __future__ import annotations
@@ -48,12 +57,10 @@ _INCR = 1
 class ContextMover(wiring.Component):
     """See the module docstring."""
 
-    def __init__(
-        self, cfg: HWConfig, regions: tuple[Region, ...], *, read_after_store: bool = False
-    ):
+    def __init__(self, cfg: HWConfig, regions: tuple[Region, ...], *, background: bool = False):
         self._cfg = cfg
         self._regions = regions
-        self._read_after_store = read_after_store
+        self._background = background
         members = {
             "start": In(1),
             "save": In(1),
@@ -65,22 +72,28 @@ class ContextMover(wiring.Component):
             "beats": Out(2),
             "m_axi": Out(axi4_signature(cfg.axi_addr_bits, cfg.axi_data_bits)),
         }
+        if background:
+            members["hurry"] = In(1)
         for g in regions:
             members[f"{g.name}_rows"] = In(range(g.max_rows + 1))
             members[g.name] = Out(table_port(g.row_bits, g.max_rows))
         super().__init__(members)
 
     @staticmethod
-    def burst(cfg: HWConfig) -> int:
-        """Beats per burst: a power of two, at most ``max_burst`` and 4 KiB."""
-        return 1 << (min(cfg.max_burst, 4096 // (cfg.axi_data_bits // 8)).bit_length() - 1)
+    def burst(cfg: HWConfig, background: bool = False) -> int:
+        """Beats per burst: a power of two, at most ``max_burst`` (and ``prefetch_burst``
+        for a ``background`` mover) and 4 KiB."""
+        most = min(cfg.max_burst, 4096 // (cfg.axi_data_bits // 8))
+        if background:
+            most = min(most, cfg.prefetch_burst)
+        return 1 << (most.bit_length() - 1)
 
     def elaborate(self, platform):
         cfg, regions = self._cfg, self._regions
         m = Module()
         bus = cfg.axi_data_bits
         bus_bytes = bus // 8
-        burst = self.burst(cfg)
+        burst = self.burst(cfg, self._background)
         most = max(g.max_rows * g.beats_per_row for g in regions)
         max_rows = max(g.max_rows for g in regions)
         max_bpr = max(g.beats_per_row for g in regions)
@@ -93,6 +106,7 @@ class ContextMover(wiring.Component):
         s_rows = Signal(range(max_rows + 1), name="store_rows")  # this region's
         error = Signal(name="error_seen")
         pending_b = Signal(range(most + 2), name="pending_b")  # bursts awaiting their B
+        rush = Signal(name="rush")  # hurry seen during this move
 
         class Side:
             """One direction's counters: addresses ahead of data, rows of data."""
@@ -166,6 +180,7 @@ class ContextMover(wiring.Component):
         with m.FSM(name="mover"):
             with m.State("IDLE"), m.If(self.start):
                 m.d.sync += [save.eq(self.save), load.eq(self.load), reg.eq(0), error.eq(0)]
+                m.d.sync += rush.eq(0)
                 for g, saved in zip(regions, saved_rows, strict=True):
                     m.d.sync += saved.eq(getattr(self, f"{g.name}_rows"))
                 m.next = "BEGIN"
@@ -189,10 +204,15 @@ class ContextMover(wiring.Component):
                 # Addresses (AW, AR) run ahead of the data; a loaded row waits until the
                 # store sent the row it replaces.
                 behind = (ld.row < st.row) | (ld.row >= s_rows)
-                stored = (st.d_left == 0) | (ld.a_done + ld.n + bpr - 1 <= st.d_done)
+                aw_ok = ar_ok = 1
+                if self._background:  # (module docstring)
+                    stored = (st.d_left == 0) | (ld.a_done + ld.n + bpr - 1 <= st.d_done)
+                    rushed = rush | self.hurry
+                    aw_ok = rushed | (st.a_done == st.d_done)
+                    ar_ok = stored & (rushed | (ld.a_done == ld.d_done))
                 m.d.comb += [
-                    axi.awvalid.eq(st.a_left != 0),
-                    axi.arvalid.eq((ld.a_left != 0) & (stored if self._read_after_store else 1)),
+                    axi.awvalid.eq((st.a_left != 0) & aw_ok),
+                    axi.arvalid.eq((ld.a_left != 0) & ar_ok),
                     axi.wvalid.eq((st.d_left != 0) & (st.d_done < st.a_done)),
                     axi.wlast.eq((st.d_done[: ceil_log2(burst)] == burst - 1) | (st.d_left == 1)),
                     axi.rready.eq((ld.d_left != 0) & behind),
@@ -214,6 +234,9 @@ class ContextMover(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(pending_b == 0):
                     m.next = "IDLE"
+        if self._background:
+            with m.If(self.hurry):  # sticky until the next start: AR / AW valid stay up
+                m.d.sync += rush.eq(1)
         return m
 
     def _region(self, m, g: Region, st, ld, acc, w_hs, r_hs) -> None:

@@ -242,14 +242,13 @@ def program_from_arrays(
 
     kept = kept_regions(cfg)
 
-    def spare_move(load: int | None, bound=moved_beats) -> int:
-        """The prefetcher's beats (or, with ``swap_beats``, the beats that bound its
-        cycles): the spare bank stored, ``load``'s kept tokens loaded."""
+    def spare_move(load: int | None) -> tuple[int, int]:
+        """The prefetcher's move, the spare bank stored and ``load``'s kept tokens loaded:
+        its beats, and the beats that bound its cycles."""
         stored = {} if spare is None else {**rows(spare), "scalars": 0}
         loaded = {} if load is None else rows(load)
-        if bound is swap_beats:
-            return swap_beats(cfg, stored, loaded, kept)
-        return moved_beats(cfg, stored, kept) + moved_beats(cfg, loaded, kept)
+        beats = moved_beats(cfg, stored, kept) + moved_beats(cfg, loaded, kept)
+        return beats, swap_beats(cfg, stored, loaded, kept)
 
     moved = {"context_switches": 0, "context_beats": 0, "prefetch_beats": 0}
     active, done, spare = None, {}, None  # the last part each context ran
@@ -264,8 +263,8 @@ def program_from_arrays(
                     moved["context_beats"] += moved_beats(cfg, rows(active))
                     if k == 0 or spare != ci:  # the spare bank stored, ci's loaded
                         load = ci if k > 0 else None
-                        info["kept_beats"] = spare_move(load, swap_beats)
-                        moved["prefetch_beats"] += spare_move(load)
+                        beats, info["kept_beats"] = spare_move(load)
+                        moved["prefetch_beats"] += beats
                     spare = active
                 if k > 0:
                     info["swap_beats"] = swap_beats(cfg, rows(active), rows(ci))
@@ -275,15 +274,17 @@ def program_from_arrays(
                     moved["context_beats"] += moved_beats(cfg, rows(ci))
                     # the next context the program visits (none: nothing to prefetch, and
                     # no move left running when the host reads the counters)
-                    later = [(j, c) for j in range(k, len(parts[0])) for c in range(len(contexts))]
-                    nxt = next(
-                        (c for j, c in later if (j, c) > (k, ci) and parts[c][j] and c != ci),
-                        None,
+                    later = (
+                        c
+                        for j in range(k, len(parts[0]))
+                        for c in range(len(contexts))
+                        if (j, c) > (k, ci) and parts[c][j] and c != ci
                     )
+                    nxt = next(later, None)
                     if prefetch and nxt is not None and nxt != spare:
                         move = {"moves": True}
                         cmds.append(Command(Op.PREFETCH_CTX, nxt, [], ci, "prefetch", info=move))
-                        moved["prefetch_beats"] += spare_move(nxt)
+                        moved["prefetch_beats"] += spare_move(nxt)[0]
                         spare = nxt
                 active = ci
             cmds += part

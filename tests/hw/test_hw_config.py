@@ -82,6 +82,12 @@ def test_replace_accepts_resv_changes():
         ({"token_id_bits": True}, TypeError, r"^token_id_bits must be an integer, not True$"),
         ({"resv": None}, TypeError, r"^resv must be a ReSVConfig, not None$"),
         ({"mac_lanes": 3}, ValueError, r"^mac_lanes must be a power of two in 1\.\.256, not 3$"),
+        (
+            {"prefetch_burst": 12},
+            ValueError,
+            r"^prefetch_burst must be a power of two in 1\.\.256, not 12$",
+        ),
+        ({"prefetch_burst": 0}, ValueError, r"^prefetch_burst must be in 1\.\.256"),
         ({"mac_lanes": 0}, ValueError, r"^mac_lanes must be in 1\.\.256, not 0$"),
         ({"mac_lanes": 4.0}, TypeError, r"^mac_lanes must be an integer, not 4\.0$"),
         ({"mac_cols": 12}, ValueError, r"^mac_cols must be a power of two in 1\.\.256, not 12$"),

@@ -20,9 +20,9 @@ from sim.kit.streams import TIMINGS, Harness, run
 class _Tables(wiring.Component):
     """The mover with one memory per region behind its table ports."""
 
-    def __init__(self, cfg, regions, init, read_after_store=False):
+    def __init__(self, cfg, regions, init, background=False):
         self.cfg, self.regions, self.init = cfg, regions, init
-        self.mover = ContextMover(cfg, regions, read_after_store=read_after_store)
+        self.mover = ContextMover(cfg, regions, background=background)
         super().__init__({})
 
     def elaborate(self, platform):
@@ -70,24 +70,27 @@ def _random_tables(cfg, regions, rng):
     return rows, tables
 
 
-@pytest.mark.parametrize("read_after_store", [False, True])
+@pytest.mark.parametrize("mode", ["plain", "background", "hurried"])
 @pytest.mark.parametrize("timing", ["none", "random"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_store_load_and_swap_move_every_occupied_row(timing, seed, read_after_store):
+def test_store_load_and_swap_move_every_occupied_row(timing, seed, mode):
     """Context A's tables stored; then loaded back into emptied tables; then a swap stores
     them to another region while it loads context B's (the row inputs change to B's after
     ``start``, as the scalars' load changes them in the core): DRAM holds A's image twice,
     the tables B's moved rows (A's beyond them), and the swap takes less than a store and
-    a load one after the other. With ``read_after_store`` (the core's prefetcher) the mover
-    never holds an R beat back (``rready`` low while ``rvalid``)."""
-    cfg = preset("tiny")
+    a load one after the other. A ``background`` mover (the core's prefetcher) never holds
+    an R beat back (``rready`` low while ``rvalid``) and keeps its bursts to
+    ``prefetch_burst`` beats; unless ``hurry`` is high ("hurried") it has at most one burst
+    in flight per direction, an AW only once the previous burst's W beats all left."""
+    background = mode != "plain"
+    cfg = preset("tiny").replace(prefetch_burst=4)
     regions = context_regions(cfg)
     rng = np.random.default_rng(seed)
     rows_a, tables_a = _random_tables(cfg, regions, rng)
     rows_a["hcu"] = 0  # a region with nothing to move
     rows_b, tables_b = _random_tables(cfg, regions, rng)
     base_a, base_a2, base_b = (context_base(cfg, c) for c in (2, 0, 1))
-    dut = _Tables(cfg, regions, tables_a, read_after_store)
+    dut = _Tables(cfg, regions, tables_a, background)
     h = Harness(dut)
     bb = cfg.axi_data_bits // 8
     mem = bytearray(context_stride(cfg) * cfg.contexts)
@@ -99,6 +102,7 @@ def test_store_load_and_swap_move_every_occupied_row(timing, seed, read_after_st
     )
     got, cycles, beats = {}, {}, {}
     held = []  # cycles an R beat waited for the mover
+    in_flight = {"ar": [0], "aw": [0]}  # bursts addressed and not all moved, each cycle
 
     def set_rows(ctx, rows):
         for g in regions:
@@ -119,18 +123,37 @@ def test_store_load_and_swap_move_every_occupied_row(timing, seed, read_after_st
             ctx.set(mv.save, save)
             ctx.set(mv.load, load)
             ctx.set(mv.start, 1)
+            if background:
+                ctx.set(mv.hurry, mode == "hurried")
             await ctx.tick()
             if name == "swap":
                 set_rows(ctx, rows_b)
             ctx.set(mv.start, 0)
+            if background:
+                ctx.set(mv.hurry, 0)  # sticky for the move
             n, moved = 0, 0
+            a = mv.m_axi
             while True:
-                _, _, b, rv, rr = await ctx.tick().sample(
-                    mv.beats, mv.m_axi.rvalid, mv.m_axi.rready
-                )  # the beats of the cycle
+                _, _, b, rv, rr, *hs = await ctx.tick().sample(
+                    mv.beats,
+                    a.rvalid,
+                    a.rready,
+                    a.arvalid,
+                    a.arready,
+                    a.awvalid,
+                    a.awready,
+                    a.wvalid,
+                    a.wready,
+                    a.wlast,
+                    a.rlast,
+                )  # the cycle's handshakes
+                arv, arr, awv, awr, wv, wr, wl, rl = hs
                 moved += b
                 if rv and not rr and ctx.get(mv.busy):
                     held.append(name)
+                ar, aw = in_flight["ar"], in_flight["aw"]
+                ar.append(ar[-1] + (arv and arr) - (rv and rr and rl))
+                aw.append(aw[-1] + (awv and awr) - (wv and wr and wl))
                 n += 1
                 assert n < 20000
                 if not ctx.get(mv.busy):
@@ -162,10 +185,18 @@ def test_store_load_and_swap_move_every_occupied_row(timing, seed, read_after_st
     # and without stalls a few cycles per region more
     bound = swap_beats(cfg, rows_a, rows_b, regions)
     assert bound >= max(moved_a, moved_b) and cycles["swap"] >= bound
-    if timing == "none":  # with read_after_store, a load trails its store by a burst
-        slack = 8 + (ContextMover.burst(cfg) if read_after_store else 0)
+    if timing == "none" and mode != "background":  # a background load trails its store
+        slack = 8 + (ContextMover.burst(cfg, background) if background else 0)
         assert cycles["swap"] <= bound + slack * len(regions), (cycles, bound)
-    if read_after_store:
+    if background:
         assert not held, held
+        assert ContextMover.burst(cfg, True) == 4
+        assert max(n for _, n in ram.aw_log) == 4
     else:  # a swap's load waits for its store (the check above is not vacuous)
         assert "swap" in held
+    # one burst in flight per direction, only in the background (and then never more)
+    most = {k: max(v) for k, v in in_flight.items()}
+    if mode == "background":
+        assert most == {"ar": 1, "aw": 1}, most
+    else:
+        assert most["ar"] > 1 and most["aw"] > 1, most
