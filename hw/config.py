@@ -115,7 +115,7 @@ class HWConfig:
     #: Core: the prefetcher's bursts (beats, a power of two, 1..256; ``max_burst`` and 4 KiB
     #: cap it too). It runs behind the other commands with one burst in flight per direction,
     #: so their AXI transfers wait behind one of its bursts at most (``hw.core.mover``).
-    prefetch_burst: int = 16
+    prefetch_burst: int = 4
     #: RoPE unit: log2 of the entries of its full-circle cos/sin tables (phase resolution).
     rope_lut_bits: int = 10
     #: RoPE unit: pairs rotated per cycle (a power of two dividing ``head_dim / 2``); each

@@ -39,7 +39,8 @@ Bins (``unit_bins``; ``C = max_clusters``, ``N = n_buckets``):
 - ``core.status``: every error code of ``hw.core.Error`` on a checked status beat.
 - ``core.context``: a ``SWITCH_CTX`` that loaded another context's kept tokens itself
   (``switch``) or found them prefetched (``prefetched``); a ``PREFETCH_CTX`` that moved
-  them (``prefetch``); a ``SWITCH_CTX``, ``RESET_CTX`` or ``PREFETCH_CTX`` refused
+  them (``prefetch``); a ``PREFILL`` or ``QUERY`` that stored the active context's kept
+  tokens (``clean``); a ``SWITCH_CTX``, ``RESET_CTX`` or ``PREFETCH_CTX`` refused
   (``BAD_ARG``).
 - ``axi.<ch>`` (units with an AXI master): cycles AR/AW/W waited for READY, R beats
   waited for RVALID inside a burst (the slave's pauses), B waited for BREADY; ``0``, ``1``,
@@ -384,8 +385,9 @@ def unit_bins(unit: str, cfg: HWConfig) -> dict[str, list[str]]:
     elif unit == "core":
         bins["core.status"] = [e.name for e in Error]
         # SWITCH_CTX: a context stored and another loaded (its kept tokens by the switch
-        # or prefetched before it); a PREFETCH_CTX that moved; a command refused
-        bins["core.context"] = ["switch", "prefetched", "prefetch", "refused"]
+        # or prefetched before it); a PREFETCH_CTX that moved; a PREFILL or QUERY that
+        # stored the active context's kept tokens (the clean); a command refused
+        bins["core.context"] = ["switch", "prefetched", "prefetch", "clean", "refused"]
     for ch in AXI_CHANNELS.get(unit, ()):
         bins[f"axi.{ch}"] = list(WAIT_BINS)
     return bins

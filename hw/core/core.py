@@ -38,7 +38,8 @@ enums, layouts and counters are in ``hw.core.host``):
                 are not among those tables: see "Kept tokens in two banks" below
   PREFETCH   8  context ``arg``'s kept tokens are brought into the spare bank behind the
   _CTX          commands that follow (the status answers at once); nothing if ``arg`` is
-                active or already in the spare bank; ``BAD_ARG`` as for ``SWITCH_CTX``
+                active or already in the spare bank; ``BAD_ARG`` as for ``SWITCH_CTX``.
+                It also arms the clean of the active context (below)
   ========== == ==================================================================
 
   A vector is ``head_dim // mac_lanes`` beats of ``mac_lanes`` BF16 values (element order).
@@ -80,11 +81,23 @@ limit on its bursts in flight). ``SWITCH_CTX
 c`` first waits for the prefetcher; if ``c`` is not in the spare bank it has the
 prefetcher bring it there (and waits); then the mover swaps the other tables and the banks
 trade places. ``RESET_CTX c`` (another context active) stores the spare bank's context
-first, if any, and gives ``c`` that bank. ``PREFETCH_CTX c`` waits for a previous move
-only. So a host that sends ``PREFETCH_CTX`` of the next context after each switch hides
-the kept tokens' move behind the context's commands (``prefetch_busy`` counts the
+first, if it is dirty, and gives ``c`` that bank. ``PREFETCH_CTX c`` waits for a previous
+move only. So a host that sends ``PREFETCH_CTX`` of the next context after each switch
+hides the kept tokens' move behind the context's commands (``prefetch_busy`` counts the
 prefetcher's cycles, ``prefetch_wait`` those a command waited for it); with two contexts
 each keeps its own bank and the kept tokens never move.
+
+The clean. A bank is **dirty** while its kept tokens differ from the context's copy in
+DRAM: an ``INGEST`` that stores a token makes the active bank dirty; a load, a store or a
+``RESET_CTX`` makes a bank clean, and the two dirty bits trade places with the banks. A
+prefetch stores the spare bank only if it is dirty. A ``PREFETCH_CTX`` **arms the clean**
+until the next switch or reset: then a ``PREFILL`` or ``QUERY`` that finds the active bank
+dirty has the prefetcher store it (from the active bank) once the command's kept walk is
+done: the command never reads the kept tokens again, and writes nothing, so the store
+takes the idle W channel; its status waits until the store is done (``prefetch_wait``).
+The bank the next switch leaves is then clean, and the next prefetch only loads, on R,
+which an ``INGEST`` leaves mostly idle, instead of storing on W, which its posted writes
+keep busy.
 
 Flow of one ingested token ``t``: its K beats go to the RoPE unit (``rope_pairs`` pairs
 per cycle) as they arrive, and with V into registers; the ``hash_bits`` dot products with
@@ -263,10 +276,21 @@ class VRexCore(wiring.Component):
         # ------------------------------------------------------------------ memories
         # The kept tokens in two banks: the active context's (``bank``) and the spare one,
         # the prefetcher's (the context left behind, or the next one).
+        # The prefetcher reads the spare bank, or the active one while it cleans it.
         bank = Signal(name="kept_bank")
-        (kk_rd, kk_wr), (pk_rd, pk_wr) = _banked(m, "kept_k", row_bits, kept * nb, bank)
-        (kv_rd, kv_wr), (pv_rd, pv_wr) = _banked(m, "kept_v", row_bits, kept * nb, bank)
-        (ks_rd, ks_wr), (ps_rd, ps_wr) = _banked(m, "kept_sig", H, kept, bank)
+        pf_clean = Signal(name="prefetch_cleans")  # its move stores the active context
+        pf_bank = Mux(pf_clean & pf.busy, bank, ~bank)
+        banked = {
+            name: _banked(m, name, shape, rows, bank, pf_bank)
+            for name, shape, rows in (
+                ("kept_k", row_bits, kept * nb),
+                ("kept_v", row_bits, kept * nb),
+                ("kept_sig", H, kept),
+            )
+        }
+        (kk_rd, kk_wr), (pk_rd, pk_wr) = banked["kept_k"]
+        (kv_rd, kv_wr), (pv_rd, pv_wr) = banked["kept_v"]
+        (ks_rd, ks_wr), (ps_rd, ps_wr) = banked["kept_sig"]
         m.submodules.weight = weight = Memory(shape=FP32, depth=C, init=[])
         # PREFILL: the post-RoPE query rows (row r at r*nb..).
         m.submodules.qbuf = qbuf = Memory(shape=row_bits, depth=FR * nb, init=[])
@@ -357,6 +381,13 @@ class VRexCore(wiring.Component):
         pf_from = Signal(range(max(2, NCTX)), name="prefetch_from")
         pf_to = Signal(range(max(2, NCTX)), name="prefetch_to")
         leaving = Signal(range(kept + 1), name="leaving_kept")
+        # Cleaning: a bank is dirty while its kept tokens differ from the context's copy in
+        # DRAM; a PREFETCH_CTX arms the clean of the active one (module docstring).
+        act_dirty = Signal(name="active_dirty")
+        spare_dirty = Signal(name="spare_dirty")
+        armed = Signal(name="clean_armed")
+        clean_due = Signal(name="clean_due")
+        cleaning = clean_due | pf.busy & pf_clean
 
         # Counters: the parts below drive their increments.
         m.submodules.perf = perf = PerfCounters(
@@ -618,14 +649,17 @@ class VRexCore(wiring.Component):
                 active.eq(c),
                 ctx_base.eq(base_of(c)),
                 started.bit_select(c, 1).eq(1),
+                act_dirty.eq(0),
+                armed.eq(0),
             ]
             m.next = "CLEARING"
 
         def prefetch(c, load=True):
             """The prefetcher stores the spare bank's context (if any) and loads ``c``'s
             kept tokens into it (``load``), behind whatever runs next."""
-            m.d.comb += [pf.start.eq(1), pf.save.eq(spare_on), pf.load.eq(load)]
+            m.d.comb += [pf.start.eq(1), pf.save.eq(spare_on & spare_dirty), pf.load.eq(load)]
             m.d.sync += [pf_from.eq(spare), pf_to.eq(c), spare.eq(c), spare_on.eq(load)]
+            m.d.sync += [spare_dirty.eq(0), pf_clean.eq(0)]
 
         def move():
             """``SWITCH_CTX``'s swap of the other tables (``RESET_CTX``: their store)."""
@@ -678,10 +712,12 @@ class VRexCore(wiring.Component):
                             with m.If((p.arg >= NCTX) | ~started.bit_select(c, 1)):
                                 m.d.sync += err.eq(Error.BAD_ARG)
                                 m.next = "STATUS"
-                            with m.Elif((c == active) | spare_on & (spare == c)):
-                                m.next = "STATUS"  # already on chip
                             with m.Else():
-                                m.next = "PF_WAIT"
+                                m.d.sync += armed.eq(1)
+                                with m.If((c == active) | spare_on & (spare == c)):
+                                    m.next = "STATUS"  # already on chip
+                                with m.Else():
+                                    m.next = "PF_WAIT"
                         with m.Case(Op.SET_BIAS):
                             m.next = "BIAS_RX"
                         with m.Case(Op.INGEST):
@@ -749,6 +785,9 @@ class VRexCore(wiring.Component):
                     spare.eq(active),
                     spare_on.eq(1),
                     spare_rows.eq(leaving),
+                    spare_dirty.eq(act_dirty),
+                    act_dirty.eq(spare_dirty),
+                    armed.eq(0),
                 ]
                 with m.If(then_reset):
                     reset_context(target)
@@ -870,7 +909,7 @@ class VRexCore(wiring.Component):
                     ks_wr.addr.eq(slot),
                     ks_wr.data.eq(sig),
                 ]
-                m.d.sync += sb.eq(sb + 1)
+                m.d.sync += [sb.eq(sb + 1), act_dirty.eq(1)]
                 with m.If(sb == 0):
                     m.d.comb += ks_wr.en.eq(1)
                 with m.If(sb == nb - 1):
@@ -1027,6 +1066,8 @@ class VRexCore(wiring.Component):
             with m.State("Q_KEPT"):
                 m.d.comb += query_busy.eq(1)
                 with m.If(feeder.at_end & ~feeder.staged):
+                    # the kept walk is done: an armed, dirty bank is stored behind the rest
+                    m.d.sync += clean_due.eq(armed & act_dirty)
                     with m.If(n_clu == 0):
                         attention_done()
                     with m.Else():
@@ -1036,7 +1077,7 @@ class VRexCore(wiring.Component):
                 m.d.comb += query_busy.eq(1)
                 with m.If(kv_summary_seen & ~feeder.staged & fetch_empty):
                     attention_done()
-            with m.State("STATUS"):
+            with m.State("STATUS"), m.If(~cleaning):  # the command's clean is done
                 m.d.comb += self.status.valid.eq(1)
                 with m.If(self.status.ready):
                     m.next = "IDLE"
@@ -1100,24 +1141,35 @@ class VRexCore(wiring.Component):
         # The prefetcher: a store of the spare bank's rows (from start), a load of the rows
         # its scalars give (their load is its first region; it stores no scalars).
         got_pf = data.View(scalars_layout(cfg), pf.scalars.wdata)
+        # The clean: the active context's kept tokens stored, once the prefetcher is free.
+        clean_go = clean_due & ~pf.busy
+        stored_rows = Mux(clean_go, kept_now, spare_rows)
+        with m.If(clean_go):
+            m.d.comb += [pf.start.eq(1), pf.save.eq(1), pf.load.eq(0)]
+            m.d.sync += [pf_from.eq(active), pf_clean.eq(1), clean_due.eq(0), act_dirty.eq(0)]
         m.d.comb += [
             pf.save_base.eq(base_of(pf_from)),
             pf.load_base.eq(base_of(pf_to)),
             pf.scalars_rows.eq(~pf.start),
-            pf.kept_rows.eq(spare_rows * nb),
-            pf.kept_sig_rows.eq(spare_rows),
+            pf.kept_rows.eq(stored_rows * nb),
+            pf.kept_sig_rows.eq(stored_rows),
             pf.scalars.rdata.eq(0),
         ]
         with m.If(pf.scalars.we):
             m.d.sync += spare_rows.eq(Mux(got_pf.n_tok < sink, got_pf.n_tok, sink + got_pf.ring_n))
         count("prefetch_beats", pf.beats)
         # a command waiting for the prefetcher hurries it (hw.core.mover: background)
-        m.d.comb += pf.hurry.eq(
-            ctrl.ongoing("SW_WAIT") | ctrl.ongoing("SW_PREFETCH") | ctrl.ongoing("PF_WAIT")
+        # (and so does a clean: no command writes while it runs)
+        waiting = (
+            ctrl.ongoing("SW_WAIT")
+            | ctrl.ongoing("SW_PREFETCH")
+            | ctrl.ongoing("PF_WAIT")
+            | ctrl.ongoing("STATUS") & cleaning
         )
+        m.d.comb += pf.hurry.eq(waiting | cleaning)
         with m.If(pf.busy):
             count("prefetch_busy")
-            with m.If(pf.hurry):
+            with m.If(waiting):
                 count("prefetch_wait")
         sc = mover.scalars
         now = Signal(scalars_layout(cfg), name="scalars")
@@ -1228,25 +1280,29 @@ class _Port:
         self.data = Signal(shape, name=f"{name}_data")
 
 
-def _banked(m, name: str, shape: int, depth: int, bank: Signal):
+def _banked(m, name: str, shape: int, depth: int, bank: Signal, pf_bank):
     """Memory ``name`` in two banks (``<name>0``, ``<name>1``): the ports of bank ``bank``
-    (read, write) and those of the other one, the spare (read, write)."""
+    (read, write) and the prefetcher's (read, write): it writes the other bank, the spare,
+    and reads bank ``pf_bank`` (the spare, or the active one while it cleans it: no command
+    reads that bank then, and the prefetcher's read wins)."""
     sides = [
         (_Port(f"{side}{name}_rd", shape, depth, 1), _Port(f"{side}{name}_wr", shape, depth, 0))
         for side in ("", "spare_")
     ]
+    (ar, aw), (pr, pw) = sides
     for b in range(2):
         mem = Memory(shape=shape, depth=depth, init=[])
         m.submodules[f"{name}{b}"] = mem
         rd, wr = mem.read_port(), mem.write_port()
-        for (vr, vw), mine in zip(sides, (bank == b, bank != b), strict=True):
-            with m.If(mine):  # the bank flips only while neither side reads
-                m.d.comb += [
-                    rd.addr.eq(vr.addr),
-                    rd.en.eq(vr.en),
-                    vr.data.eq(rd.data),
-                    wr.addr.eq(vw.addr),
-                    wr.data.eq(vw.data),
-                    wr.en.eq(vw.en),
-                ]
+        # the banks flip only while neither side reads
+        for vr, mine in ((pr, pf_bank == b), (ar, bank == b)):
+            with m.If(mine):
+                m.d.comb += vr.data.eq(rd.data)
+        with m.If(pf_bank == b):
+            m.d.comb += [rd.addr.eq(pr.addr), rd.en.eq(pr.en)]
+        with m.Elif(bank == b):
+            m.d.comb += [rd.addr.eq(ar.addr), rd.en.eq(ar.en)]
+        for vw, mine in ((aw, bank == b), (pw, bank != b)):
+            with m.If(mine):
+                m.d.comb += [wr.addr.eq(vw.addr), wr.data.eq(vw.data), wr.en.eq(vw.en)]
     return sides

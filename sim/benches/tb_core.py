@@ -244,6 +244,8 @@ class Host:
                     )
                 elif c.kind == "prefetch" and c.info["moves"]:
                     collector().hit("core.context", "prefetch")
+                elif c.info.get("cleans"):
+                    collector().hit("core.context", "clean")
             want_beats = c.out_beats(self.lanes)
             got = self.outs[n_out:]
             if len(got) != want_beats:

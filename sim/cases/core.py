@@ -235,20 +235,43 @@ def program_from_arrays(
     # Interleaved: part k of every context in turn. A change of context stores the active
     # one's tables and loads the next one's (a RESET_CTX only stores); after a switch the
     # host prefetches the next context's kept tokens into the spare bank, which holds the
-    # context a switch left until then. Their beats follow from the states the models had
-    # after each part.
+    # context a switch left until then (stored first if it is dirty), and that arms the
+    # clean: a PREFILL or QUERY stores the active context's kept tokens if an INGEST
+    # changed them. Their beats follow from the states the models had after each part, and
+    # a clean's from its command's.
     def rows(ci: int) -> dict[str, int]:
         return region_rows(cfg, **states[ci][done[ci]])
 
     kept = kept_regions(cfg)
+    nb = d // cfg.mac_lanes
+    # a context's kept tokens on chip differ from its DRAM copy; a PREFETCH_CTX since the
+    # last switch (the clean armed)
+    dirty, armed = [False] * len(contexts), False
 
     def spare_move(load: int | None) -> tuple[int, int]:
-        """The prefetcher's move, the spare bank stored and ``load``'s kept tokens loaded:
-        its beats, and the beats that bound its cycles."""
-        stored = {} if spare is None else {**rows(spare), "scalars": 0}
+        """The prefetcher's move, the spare bank stored (if dirty) and ``load``'s kept
+        tokens loaded: its beats, and the beats that bound its cycles."""
+        stored = {} if spare is None or not dirty[spare] else {**rows(spare), "scalars": 0}
         loaded = {} if load is None else rows(load)
+        if spare is not None:
+            dirty[spare] = False
         beats = moved_beats(cfg, stored, kept) + moved_beats(cfg, loaded, kept)
         return beats, swap_beats(cfg, stored, loaded, kept)
+
+    def run_part(part: list[Command], ci: int) -> None:
+        """The part's effect on the kept tokens' state, and its cleans' beats."""
+        nonlocal armed
+        for c in part:
+            if c.op == Op.PREFETCH_CTX and c.error == Error.OK:
+                armed = True
+            elif c.op == Op.INGEST and c.info["tokens"] > c.info["dropped"]:
+                dirty[ci] = True
+            elif c.op in (Op.PREFILL, Op.QUERY) and c.error == Error.OK and armed and dirty[ci]:
+                n = c.info["kept"]
+                stored = {"scalars": 0, "kept": n * nb, "kept_sig": n}
+                moved["prefetch_beats"] += moved_beats(cfg, stored, kept)
+                dirty[ci] = False
+                c.info["cleans"] = True
 
     moved = {"context_switches": 0, "context_beats": 0, "prefetch_beats": 0}
     active, done, spare = None, {}, None  # the last part each context ran
@@ -265,7 +288,7 @@ def program_from_arrays(
                         load = ci if k > 0 else None
                         beats, info["kept_beats"] = spare_move(load)
                         moved["prefetch_beats"] += beats
-                    spare = active
+                    spare, armed = active, False
                 if k > 0:
                     info["swap_beats"] = swap_beats(cfg, rows(active), rows(ci))
                     info["tokens"] = max(states[c][done[c]]["n_tok"] for c in (active, ci))
@@ -282,11 +305,12 @@ def program_from_arrays(
                     )
                     nxt = next(later, None)
                     if prefetch and nxt is not None and nxt != spare:
-                        move = {"moves": True}
+                        move = {"moves": True, "stores": spare is not None and dirty[spare]}
                         cmds.append(Command(Op.PREFETCH_CTX, nxt, [], ci, "prefetch", info=move))
                         moved["prefetch_beats"] += spare_move(nxt)[0]
-                        spare = nxt
+                        spare, armed = nxt, True
                 active = ci
+            run_part(part, ci)
             cmds += part
             done[ci] = k
     total = {n: sum(c.counters[n] for c in ctxs) for n in ctxs[0].counters}
@@ -355,6 +379,7 @@ def _info(model: CoreModel, res, **extra) -> dict:
         "clusters": model.n_clusters,
         "chunks": model.memory.free,  # KV chunks in use (a switch moves their links)
         "selected": len(res.selected),
+        "kept": min(model.n_tokens, model.cfg.resv.sink_tokens) + len(model.window.ring),
         "bursts": res.bursts,
         "beats": res.beats,
         **extra,

@@ -364,6 +364,13 @@ def test_core_interleaved_contexts(timing, prefetch, tmp_path):
     # a switch (or a RESET_CTX) waits for all of them
     perf = out["perf"][-1]
     assert perf["prefetch_busy"] > 0
+    # with prefetch, a PREFILL or decode step after an INGEST stores the kept tokens (the
+    # clean), so a prefetch finds the spare bank clean and only loads (without the clean,
+    # every prefetch would store: every visit ingests)
+    cleans = [c for c in prog.commands if c.info.get("cleans")]
+    stores = [c.info["stores"] for c in prog.commands if c.kind == "prefetch" and c.info["moves"]]
+    assert (len(cleans) > 0, len(stores) > 0) == (prefetch, prefetch)
+    assert not prefetch or not all(stores), stores
     if prefetch:
         assert perf["prefetch_wait"] < perf["prefetch_busy"], perf
     else:

@@ -85,9 +85,11 @@ def test_unit_regression(unit, sim):
     assert result.failed == 0
     if unit == "core":
         # The error paths reached and matched the model (tb_core's core_bus_errors, and
-        # core_context_full, skipped on Icarus), AWREADY held low 4+ cycles by both.
+        # core_context_full, skipped on Icarus), AWREADY held low 4+ cycles by both, a
+        # prefetched switch and a clean (core_interleaved_contexts).
         missed = set(Coverage.load(result.results_xml.parent / "coverage.json").missed())
         want = {("core.status", "BUS"), ("axi.aw", "4+")}
+        want |= {("core.context", "prefetched"), ("core.context", "clean")}
         if sim == "verilator":
             want.add(("core.status", "FULL"))
         assert not want & missed, f"missed {sorted(want & missed)}"
