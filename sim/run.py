@@ -424,8 +424,8 @@ def render(s: dict) -> str:
             f"| MAC tree busy | {100 * s['mac_busy']:.1f} % of cycles |",
             f"| fetched rows prefetched (in the {s['prefetch_rows']}-row buffer before the "
             f"engine's turn) | {100 * s['prefetched']:.1f} % |",
-            f"| kept tokens moved by the prefetcher (spare bank) / its busy cycles / of them "
-            f"waited for | {_kept_moves(s['kept_prefetch'])} |",
+            "| kept tokens moved by the prefetcher (spare bank, cleans) / its busy cycles / of "
+            f"them waited for | {_kept_moves(s['kept_prefetch'])} |",
             "| aged tokens whose cluster's key sum a write-back buffer of "
             + " / ".join(str(n) for n in s["sum_reuse"])
             + " clusters would hold (emptied every frame) | "

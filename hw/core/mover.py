@@ -34,8 +34,9 @@ masters through ``hw.core.arbiter``, every one of them on ID 0, so in order):
   only once every W beat of the previous one left (its own W beats then follow at once).
   Another master's AR or AW, behind one of ours in the slave's order, so waits for at most
   one short burst, not for every burst of a region issued ahead.
-- ``hurry`` (a command waits for the move) lifts the one-in-flight limit until the move
-  ends: AR and AW run ahead as in a plain mover.
+- ``hurry`` (the core: a command waits for the move, or no command writes while it runs)
+  lifts the one-in-flight limit until the move ends: AR and AW run ahead as in a plain
+  mover.
 """
 
 from __future__ import annotations
