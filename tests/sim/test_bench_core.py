@@ -360,10 +360,11 @@ def test_a_run_that_fetched_nothing_is_refused():
 
 
 def test_the_kept_tokens_prefetch_is_counted_and_its_overlap_reported(tmp_path):
-    """The kept tokens move in the prefetcher's swap, counted in full in the switch (the
-    INGEST it overlaps waits as long); the overlap a run measured (``prefetch_wait`` of
-    ``prefetch_busy``) is reported, from the fitted run or the ``--check`` one; a switch
-    that moved them itself is predicted with them (``kept_beats``)."""
+    """The kept tokens move in the prefetcher's swap, counted in full in the switch (an
+    upper bound: the commands it overlaps still wait for part of it); the overlap a run
+    measured (``prefetch_wait`` of ``prefetch_busy``) is reported, from the fitted run or
+    the ``--check`` one; a switch that moved them itself is predicted with them
+    (``kept_beats``)."""
     rep = _records()
     none = run(rep, PAPER, 0.327)
     assert none["prefetch_overlap"] is None
