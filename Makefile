@@ -6,7 +6,7 @@
 #   make soak    10**6 randomized transactions per unit through the fast Verilator harness
 #   make coverage  the cocotb regressions' functional coverage (build/coverage/coverage.md)
 #   make bench   benchmarks (build/bench); make bench-paper: the full-width paper core, 37 min;
-#                make bench-goal: the 5 K-cache goal point measured on two contexts
+#                make bench-goal: the 5 K-cache goal point measured on four contexts
 SHELL   := /bin/bash
 VENV    := $(CURDIR)/.venv
 PY      := $(VENV)/bin/python

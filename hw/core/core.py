@@ -56,8 +56,9 @@ enums, layouts and counters are in ``hw.core.host``):
   ``1..frame_rows``, ``group`` not in ``1..rows``, a first position older than the newest
   clustered token, or a last position beyond ``2**(token_id_bits+1) - 1``: the vectors
   are consumed, no ``out``; ``EMPTY`` too applies to ``PREFILL``),
-  ``BUS`` 5 (an AXI response was not OKAY during the command, the background prefetcher's
-  included; it wins over ``FULL``).
+  ``BUS`` 5 (an AXI response was not OKAY since the previous status: during the command,
+  whichever unit issued it, or between commands, the background prefetcher's; it wins
+  over every other error).
   ``op`` is 4 bits (9..15 and 0 are ``BAD_OP``).
 - ``perf_addr`` / ``perf_data``: the performance counters (``PERF`` order, 32 bits, wrap),
   combinational read; they are the ``PerfCounters`` (``hw.core.perf``), whose increments
@@ -308,6 +309,7 @@ class VRexCore(wiring.Component):
         op = Signal(4, name="op")
         arg = Signal(32, name="arg")
         err = Signal(3, name="err")
+        bus_err = Signal(name="bus_err")  # a response not OKAY since the last status
         n_tok = Signal(tid_bits + 1, name="n_tok")  # tokens of the context
         n_clu = Signal(range(C + 1), name="n_clu")  # clusters of the context
         ring_n = Signal(range(recent + 1), name="ring_n")  # tokens in the recent ring
@@ -529,7 +531,7 @@ class VRexCore(wiring.Component):
         # ------------------------------------------------------------------ control
         m.d.comb += [
             self.status.payload.op.eq(op),
-            self.status.payload.error.eq(err),
+            self.status.payload.error.eq(Mux(bus_err, Error.BUS, err)),
             rope.vectors.payload.x.eq(kbuf[ri]),
             rope.vectors.payload.position.eq(position),
             rope.vectors.payload.last.eq(ri == nb - 1),
@@ -633,9 +635,8 @@ class VRexCore(wiring.Component):
             ]
 
         def full():
-            """``FULL`` (tokens or their K/V dropped), unless the command saw a bus error."""
-            with m.If(err != Error.BUS):
-                m.d.sync += err.eq(Error.FULL)
+            """``FULL`` (tokens or their K/V dropped; a bus error's ``BUS`` still wins)."""
+            m.d.sync += err.eq(Error.FULL)
 
         def reset_context(c):
             """``RESET_CTX``: context ``c``, started empty, becomes the active one."""
@@ -1080,6 +1081,7 @@ class VRexCore(wiring.Component):
             with m.State("STATUS"), m.If(~cleaning):  # the command's clean is done
                 m.d.comb += self.status.valid.eq(1)
                 with m.If(self.status.ready):
+                    m.d.sync += bus_err.eq(0)
                     m.next = "IDLE"
         with m.If(w_pend):
             m.d.comb += [ingest_busy.eq(1), recip.result.ready.eq(1)]
@@ -1230,12 +1232,13 @@ class VRexCore(wiring.Component):
                 serve(m, port, rd, wr, wdata=port.wdata[at : at + width])
                 at += width
         # After the FSMs: a response that is not OKAY, on the one bus whichever unit owns it,
-        # answers BUS (a FULL never replaces it).
+        # answers BUS on the next status (it wins over any other error; one that arrives
+        # between commands, the background prefetcher's, is not lost).
         bus = self.m_axi
         with m.If(
             bus.rvalid & bus.rready & (bus.rresp != 0) | bus.bvalid & bus.bready & (bus.bresp != 0)
         ):
-            m.d.sync += err.eq(Error.BUS)
+            m.d.sync += bus_err.eq(1)
         return m
 
     def _connect_axi(self, m, bus, kvmu, writer, mover, aging, reps_reader) -> None:

@@ -17,7 +17,8 @@ Error paths, each against the model's expected status: ``core_context_full`` (a 
 more than ``2**token_id_bits`` tokens: ``FULL``, with the RAM holding AWREADY low in long
 bursts; Verilator only, skipped on Icarus) and ``core_bus_errors`` (``SlverrInjector``: a
 SLVERR on one write and one read burst: ``BUS`` on exactly the commands that issued them,
-then ``OK`` again).
+then ``OK`` again) and ``core_prefetch_bus_error`` (a SLVERR on a read burst of the
+background prefetcher while no command runs: ``BUS`` on the next command).
 """
 
 from __future__ import annotations
@@ -202,15 +203,15 @@ class Host:
         return int(st.op), int(st.error), t_done - t_cmd
 
     async def run(self, prog: Program, before=None) -> tuple[list[dict], list[str], int]:
-        """Run ``prog`` (``before(i, command)`` is called before sending each command);
-        returns (records, failures, counters checked)."""
+        """Run ``prog`` (``await before(i, command)`` before sending each command); returns
+        (records, failures, counters checked)."""
         records: list[dict] = []
         failures: list[str] = []
         checks = 0
         reads = dict(prog.counter_reads)
         for i, c in enumerate(prog.commands):
             if before is not None:
-                before(i, c)
+                await before(i, c)
             n_out = len(self.outs)
             try:
                 got_op, got_err, cycles = await self.command(c)
@@ -460,7 +461,7 @@ async def core_bus_errors(dut):
     # Long AW pauses here too (core_context_full is skipped on Icarus).
     host.ram.write_if.aw_channel.set_pause_generator(burst_pauses(make_rng(17), 0.3, 6, 10))
 
-    def arm(i, _c):
+    async def arm(i, _c):
         if i == bad_write:
             inj.arm_write()
         if i == bad_read:
@@ -468,4 +469,49 @@ async def core_bus_errors(dut):
 
     result = await host.run(prog, before=arm)
     assert inj.injected == {"read": 1, "write": 1}, f"SLVERR injected {inj.injected}"
+    check(dut, prog, *result)
+
+
+@cocotb.test()
+async def core_prefetch_bus_error(dut):
+    """BUS from the background prefetcher between commands: after the first
+    ``PREFETCH_CTX`` that moves kept tokens, the host waits (no command runs) until the
+    RAM has answered one of the prefetcher's read bursts with SLVERR on every beat; the next
+    command answers BUS (the error is not lost), every other command as the model says,
+    the outputs and counters bit-exact."""
+    cfg = config_from_env()
+    idle, stall = timing_from_env()
+    prog = synthetic_program(
+        cfg,
+        frames=2,
+        tokens_per_frame=8,
+        contexts=min(3, cfg.contexts),
+        seed=seed_from_env() + 9,
+        interleave=True,
+        bad_commands=False,
+    )
+    cmds = prog.commands
+    after = 1 + next(i for i, c in enumerate(cmds) if c.kind == "prefetch" and c.info["moves"])
+    assert cmds[after].error == Error.OK
+    bad = replace(cmds[after], error=Error.BUS)
+    prog = replace(prog, commands=[*cmds[:after], bad, *cmds[after + 1 :]])
+    host = await Host.start(dut, cfg, idle=idle, stall=stall, regions=prog.regions)
+    inj = SlverrInjector(host.ram)
+
+    async def between(i, _c):
+        if i != after:
+            return
+        inj.arm_read()  # only the prefetcher reads now
+        for _ in range(20_000):  # until the burst's last R beat is handed over
+            await RisingEdge(dut.clk)
+            await ReadOnly()
+            names = ("rvalid", "rready", "rlast", "rresp")
+            if all(int(getattr(dut, f"m_axi__{n}").value) for n in names):  # the error's last
+                break
+        else:
+            raise AssertionError("the prefetcher read nothing between the commands")
+        await RisingEdge(dut.clk)  # the handshake; the command comes after it
+
+    result = await host.run(prog, before=between)
+    assert inj.injected == {"read": 1, "write": 0}, f"SLVERR injected {inj.injected}"
     check(dut, prog, *result)

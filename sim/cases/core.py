@@ -248,9 +248,10 @@ def program_from_arrays(
     # last switch (the clean armed)
     dirty, armed = [False] * len(contexts), False
 
-    def spare_move(load: int | None) -> tuple[int, int]:
-        """The prefetcher's move, the spare bank stored (if dirty) and ``load``'s kept
-        tokens loaded: its beats, and the beats that bound its cycles."""
+    def move_spare(load: int | None) -> tuple[int, int]:
+        """Moves the spare bank as the prefetcher does: stores it if dirty (it is then
+        clean) and loads ``load``'s kept tokens. Returns the move's beats and the beats
+        that bound its cycles."""
         stored = {} if spare is None or not dirty[spare] else {**rows(spare), "scalars": 0}
         loaded = {} if load is None else rows(load)
         if spare is not None:
@@ -286,7 +287,7 @@ def program_from_arrays(
                     moved["context_beats"] += moved_beats(cfg, rows(active))
                     if k == 0 or spare != ci:  # the spare bank stored, ci's loaded
                         load = ci if k > 0 else None
-                        beats, info["kept_beats"] = spare_move(load)
+                        beats, info["kept_beats"] = move_spare(load)
                         moved["prefetch_beats"] += beats
                     spare, armed = active, False
                 if k > 0:
@@ -307,7 +308,7 @@ def program_from_arrays(
                     if prefetch and nxt is not None and nxt != spare:
                         move = {"moves": True, "stores": spare is not None and dirty[spare]}
                         cmds.append(Command(Op.PREFETCH_CTX, nxt, [], ci, "prefetch", info=move))
-                        moved["prefetch_beats"] += spare_move(nxt)[0]
+                        moved["prefetch_beats"] += move_spare(nxt)[0]
                         spare, armed = nxt, True
                 active = ci
             run_part(part, ci)

@@ -9,7 +9,9 @@ address): they wait in order and are stored once their AW is known; each burst's
 its last beat and its AW, after a random delay.
 ``slverr_reads`` / ``slverr_writes``: ordinals (0-based, in AR / AW order) of the bursts
 answered SLVERR (``rresp`` on every beat / ``bresp`` = 2); their data is still read or
-stored, so only the master's error reporting changes.
+stored, so only the master's error reporting changes. Given the harness's ``cycle``
+counter, ``response_log`` holds every response handshake (each R beat, each B) as
+``(channel, burst ordinal, resp, cycle)``.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ class AxiRamModel:
         slverr_reads: frozenset[int] = frozenset(),
         slverr_writes: frozenset[int] = frozenset(),
         b_latency: int = 0,
+        cycle=None,
     ):
         self.axi, self.mem, self.base, self.bb = axi, mem, base, bus_bytes
+        self._cycle = () if cycle is None else (cycle,)
+        self.response_log: list[tuple[str, int, int, int]] = []
         self.seed, self.stall = seed, stall
         self.slverr_reads, self.slverr_writes = slverr_reads, slverr_writes
         self.b_latency = b_latency  # cycles every B response waits, at least
@@ -87,9 +92,10 @@ class AxiRamModel:
             )
             if valid and ready:
                 self._check_burst(addr, alen + 1, size, burst)
-                resp = _SLVERR if len(self.ar_log) in self.slverr_reads else 0
+                n = len(self.ar_log)
+                resp = _SLVERR if n in self.slverr_reads else 0
                 self.ar_log.append((addr, alen + 1))
-                self.reads.append((addr, alen + 1, resp))
+                self.reads.append((addr, alen + 1, resp, n))
 
     async def _r(self, ctx):
         rng = np.random.default_rng([self.seed, 22])
@@ -98,7 +104,7 @@ class AxiRamModel:
             if not self.reads:
                 await ctx.tick()
                 continue
-            addr, beats, resp = self.reads.popleft()
+            addr, beats, resp, n = self.reads.popleft()
             for j in range(beats):
                 while rng.random() < self.stall:
                     ctx.set(a.rvalid, 0)
@@ -109,8 +115,9 @@ class AxiRamModel:
                 ctx.set(a.rresp, resp)
                 ctx.set(a.rvalid, 1)
                 while True:
-                    _, _, rr = await ctx.tick().sample(a.rready)
+                    _, _, rr, *now = await ctx.tick().sample(a.rready, *self._cycle)
                     if rr:
+                        self.response_log += [("r", n, resp, *now)] if now else []
                         break
                 ctx.set(a.rvalid, 0)
 
@@ -125,9 +132,10 @@ class AxiRamModel:
             )
             if valid and ready:
                 self._check_burst(addr, alen + 1, size, burst)
-                resp = _SLVERR if len(self.aw_log) in self.slverr_writes else 0
+                n = len(self.aw_log)
+                resp = _SLVERR if n in self.slverr_writes else 0
                 self.aw_log.append((addr, alen + 1))
-                self.writes.append((addr, alen + 1, resp))
+                self.writes.append((addr, alen + 1, resp, n))
                 self._store()
 
     def _store(self) -> None:
@@ -136,7 +144,7 @@ class AxiRamModel:
         master issues before it may return the old data, as AXI allows, so a master that
         reads what it has just written must wait for the B."""
         while self.writes and self.wbeats:
-            addr, beats, resp = self.writes[0]
+            addr, beats, resp, n = self.writes[0]
             data, last = self.wbeats.popleft()
             j = self._wdone
             assert last == (j == beats - 1), f"wlast at beat {j} of {beats}"
@@ -146,7 +154,7 @@ class AxiRamModel:
             if self._wdone == beats:
                 self.writes.popleft()
                 self._wdone = 0
-                self.responses.append((resp, self._burst))
+                self.responses.append((resp, self._burst, n))
                 self._burst = []
 
     async def _w(self, ctx):
@@ -175,7 +183,7 @@ class AxiRamModel:
             if not self.responses:
                 await ctx.tick()
                 continue
-            resp, burst = self.responses.popleft()
+            resp, burst, n = self.responses.popleft()
             for _ in range(self.b_latency):
                 await ctx.tick()
             while rng.random() < self.stall:
@@ -185,7 +193,8 @@ class AxiRamModel:
             ctx.set(a.bresp, resp)
             ctx.set(a.bvalid, 1)
             while True:
-                _, _, br = await ctx.tick().sample(a.bready)
+                _, _, br, *now = await ctx.tick().sample(a.bready, *self._cycle)
                 if br:
+                    self.response_log += [("b", n, resp, *now)] if now else []
                     break
             ctx.set(a.bvalid, 0)

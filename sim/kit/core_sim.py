@@ -6,25 +6,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.core import PERF, VRexCore
+from hw.core import PERF, Error, VRexCore
 from hw.core.contexts import context_stride
 from sim.cases.core import Program, cmd_beat
 from sim.kit.axi_ram import AxiRamModel
 from sim.kit.streams import TIMEOUT, TIMINGS, Harness, run, stream_get, stream_put
 
-__all__ = ["check", "simulate"]
+__all__ = ["bus_errors", "check", "simulate"]
 
 
 def simulate(
-    cfg, prog: Program, *, timing: str, seed: int, vcd=None, timeout=TIMEOUT, **ram_options
+    cfg,
+    prog: Program,
+    *,
+    timing: str,
+    seed: int,
+    vcd=None,
+    timeout=TIMEOUT,
+    pause: int = 0,
+    **ram_options,
 ) -> dict:
     """Run ``prog`` on a ``VRexCore(cfg)`` with the host and RAM timing ``timing`` (a
-    ``TIMINGS`` name) drawn from ``seed``; ``ram_options`` go to the ``AxiRamModel``; a
-    command's output or status may take up to ``timeout`` cycles to come.
+    ``TIMINGS`` name) drawn from ``seed``, the host also pausing 0 to ``pause`` cycles
+    before each command; ``ram_options`` go to the ``AxiRamModel``; a command's output or
+    status may take up to ``timeout`` cycles to come.
     Returns per command its status (index, op, error), cycles from its ``cmd`` beat to its
-    status, and the AR/AW bursts accepted so far; the outputs; every counter where the
-    program reads them (``Program.counter_reads``). The AXI RAM holds the regions of the
-    contexts the program uses (``Program.regions``)."""
+    status, the AR/AW bursts accepted so far and the cycles of its ``cmd`` and ``status``
+    handshakes (``handshakes``); the outputs; every counter where the program reads them
+    (``Program.counter_reads``); the RAM's bursts (``ar_log``, ``aw_log``) and response
+    handshakes (``responses``: ``AxiRamModel.response_log``).
+    The AXI RAM holds the regions of the contexts the program uses (``Program.regions``)."""
     dut = VRexCore(cfg)
     h = Harness(dut)
     idle, stall = TIMINGS[timing]
@@ -37,18 +48,24 @@ def simulate(
         bus_bytes=cfg.axi_data_bits // 8,
         seed=seed,
         stall=stall,
+        cycle=h.cycle,
         **ram_options,
     )
     # bursts: the AR and AW bursts accepted by the RAM when each status arrived
     out: dict = {"status": [], "outputs": [], "perf": [], "cycles": [], "bursts": []}
+    out["handshakes"] = []
     vin_layout = dut.vin.payload.shape()
     reads = dict(prog.counter_reads)
 
     async def host(ctx):
         rng = np.random.default_rng([seed, 1])
         for i, c in enumerate(prog.commands):
+            if pause and (wait := int(rng.integers(pause + 1))):
+                await ctx.tick().repeat(wait)
             start = ctx.get(h.cycle)
-            await stream_put(ctx, dut.cmd, [cmd_beat(c)], cycle=h.cycle, rng=rng, idle=idle)
+            (sent,) = await stream_put(
+                ctx, dut.cmd, [cmd_beat(c)], cycle=h.cycle, rng=rng, idle=idle
+            )
             beats = [vin_layout.from_bits(w) for w in c.vin_words(lanes)]
             if beats:
                 await stream_put(ctx, dut.vin, beats, cycle=h.cycle, rng=rng, idle=idle)
@@ -64,6 +81,7 @@ def simulate(
             out["status"].append((i, int(st.op), int(st.error)))
             out["bursts"].append((len(ram.ar_log), len(ram.aw_log)))
             out["cycles"].append(t - start)
+            out["handshakes"].append((sent, t))
             if i in reads:
                 perf = {}
                 for k, name in enumerate(PERF):
@@ -73,7 +91,16 @@ def simulate(
 
     run(h, [host], background=ram.benches(), vcd=vcd)
     out["mem"] = mem  # the DRAM image at the end
+    out["ar_log"], out["aw_log"], out["responses"] = ram.ar_log, ram.aw_log, ram.response_log
     return out
+
+
+def bus_errors(out: dict) -> dict[int, int]:
+    """The commands that answer ``BUS`` in the run ``out``: for each response not OKAY, the
+    first command whose status comes after it (the core's rule)."""
+    status = [s for _, s in out["handshakes"]]
+    bad = [cycle for _, _, resp, cycle in out["responses"] if resp]
+    return {next(i for i, s in enumerate(status) if s > e): int(Error.BUS) for e in bad}
 
 
 def check(prog: Program, out: dict, errors=None) -> None:

@@ -4,16 +4,18 @@ and AXI stalls; every status, every output bit and every work counter is checked
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
 from golden.fparith import fp32_to_bf16
 from hw.config import preset
 from hw.core import Error, Op, VRexCore, check_core_config
-from hw.core.contexts import context_regions, resident_regions
+from hw.core.contexts import KEPT, context_regions, context_stride, resident_regions
 from hw.core.mover import ContextMover
 from sim.cases.core import synthetic_program
-from sim.kit.core_sim import check, simulate
+from sim.kit.core_sim import bus_errors, check, simulate
 
 TINY = preset("tiny")
 
@@ -395,3 +397,53 @@ def test_core_switch_bus_errors():
     first_load = kinds.index(("switch", 0))  # loads context 0 (nothing else read yet)
     out = simulate(TINY, prog, timing="random", seed=4, slverr_writes={0}, slverr_reads={0})
     check(prog, out, errors={first_store: Error.BUS, first_load: Error.BUS})
+
+
+def test_core_prefetch_bus_errors():
+    """The background prefetcher's responses arrive during any command or between two: a
+    SLVERR on one of its read bursts whose R beats all come between a status and the next
+    command answers ``BUS`` on that next command (not lost), one on a write burst (a clean's
+    store) on the command its B comes in; only those commands, every output the golden
+    model's."""
+    prog = synthetic_program(
+        TINY, frames=2, tokens_per_frame=8, contexts=3, seed=7, interleave=True, bad_commands=False
+    )
+    out = simulate(TINY, prog, timing="random", seed=5, pause=40)
+    check(prog, out)
+    stride, bus = context_stride(TINY), TINY.axi_data_bits // 8
+    spans = [
+        (g.offset, g.offset + g.max_rows * g.beats_per_row * bus)
+        for g in context_regions(TINY)
+        if g.name in KEPT
+    ]
+
+    def prefetcher(log):  # the bursts in the kept tokens' regions: only the prefetcher's
+        offsets = [(a - TINY.kv_base) % stride for a, _ in log]
+        return [i for i, o in enumerate(offsets) if any(lo <= o < hi for lo, hi in spans)]
+
+    reads, writes = prefetcher(out["ar_log"]), prefetcher(out["aw_log"])
+    r_beats = {n: [] for n in reads}  # the cycles of the prefetcher's R beats, per burst
+    for ch, n, _, e in out["responses"]:
+        if ch == "r" and n in r_beats:
+            r_beats[n].append(e)
+    hs = out["handshakes"]
+    gaps = [(s, c) for (_, s), (c, _) in pairwise(hs)]  # a status to the next cmd beat
+    between = [n for n, es in r_beats.items() if any(s <= min(es) <= max(es) < c for s, c in gaps)]
+    assert between and writes
+    bad = {("r", between[0]), ("b", writes[0])}
+    faulty = simulate(
+        TINY,
+        prog,
+        timing="random",
+        seed=5,
+        pause=40,
+        slverr_reads={between[0]},
+        slverr_writes={writes[0]},
+    )
+    # the same run, only those responses SLVERR
+    assert faulty["responses"] == [
+        (c, n, 2 * ((c, n) in bad), e) for c, n, _, e in out["responses"]
+    ]
+    want = bus_errors(faulty)
+    assert len(want) == 2, want
+    check(prog, faulty, want)
