@@ -51,9 +51,9 @@ def simulate(
         cycle=h.cycle,
         **ram_options,
     )
-    # bursts: the AR and AW bursts accepted by the RAM when each status arrived
-    out: dict = {"status": [], "outputs": [], "perf": [], "cycles": [], "bursts": []}
-    out["handshakes"] = []
+    # bursts: the AR and AW bursts accepted by the RAM when each status arrived;
+    # handshakes: the cycles of each command's cmd and status beats
+    out: dict = {k: [] for k in ("status", "outputs", "perf", "cycles", "bursts", "handshakes")}
     vin_layout = dut.vin.payload.shape()
     reads = dict(prog.counter_reads)
 
