@@ -53,6 +53,7 @@ __all__ = [
     "context_regions",
     "context_stride",
     "kept_regions",
+    "kept_rows",
     "moved_beats",
     "region_rows",
     "resident_regions",
@@ -174,16 +175,19 @@ def region_rows(
     """The rows ``SWITCH_CTX`` moves per region (a store or a load) for a context in this
     state."""
     r = cfg.resv
-    nb = r.head_dim // cfg.mac_lanes
     kept = n_tok if n_tok < r.sink_tokens else r.sink_tokens + ring_n
     return {
         "scalars": 1,
         "hcu": -(-n_clu // cfg.hcu_lanes),
         "clusters": n_clu,
         "chunks": chunks,
-        "kept": kept * nb,
-        "kept_sig": kept,
+        **kept_rows(cfg, kept),
     }
+
+
+def kept_rows(cfg: HWConfig, kept: int) -> dict[str, int]:
+    """The rows of the kept tokens' regions for ``kept`` kept tokens."""
+    return {"kept": kept * (cfg.resv.head_dim // cfg.mac_lanes), "kept_sig": kept}
 
 
 def moved_beats(cfg: HWConfig, rows: dict[str, int], regions=None) -> int:

@@ -29,7 +29,7 @@ from golden.rope import rope
 from golden.synthetic import synthetic_keys
 from hw.config import HWConfig, bits_for
 from hw.core import Error, Op, lane_words
-from hw.core.contexts import kept_regions, moved_beats, region_rows, swap_beats
+from hw.core.contexts import kept_regions, kept_rows, moved_beats, region_rows, swap_beats
 from workloads.trace import Trace
 
 __all__ = [
@@ -243,7 +243,6 @@ def program_from_arrays(
         return region_rows(cfg, **states[ci][done[ci]])
 
     kept = kept_regions(cfg)
-    nb = d // cfg.mac_lanes
     # a context's kept tokens on chip differ from its DRAM copy; a PREFETCH_CTX since the
     # last switch (the clean armed)
     dirty, armed = [False] * len(contexts), False
@@ -268,8 +267,7 @@ def program_from_arrays(
             elif c.op == Op.INGEST and c.info["tokens"] > c.info["dropped"]:
                 dirty[ci] = True
             elif c.op in (Op.PREFILL, Op.QUERY) and c.error == Error.OK and armed and dirty[ci]:
-                n = c.info["kept"]
-                stored = {"scalars": 0, "kept": n * nb, "kept_sig": n}
+                stored = {"scalars": 0, **kept_rows(cfg, c.info["kept"])}
                 moved["prefetch_beats"] += moved_beats(cfg, stored, kept)
                 dirty[ci] = False
                 c.info["cleans"] = True
